@@ -1,0 +1,127 @@
+/**
+ * What the server can ask of a sandbox's agent. The agent package implements this over its wire
+ * protocol; every driver hands one of these out from `connect`, so the server never knows where
+ * the agent lives (host edge, guest VM, pod).
+ */
+import type { Readable, Writable } from "node:stream";
+
+export const AGENT_PROTOCOL_VERSION = 1;
+
+export interface AgentHello {
+  protocolVersion: number;
+  agentVersion: string;
+  /** e.g. "exec", "pty", "files", "files.watch", "background" */
+  capabilities: string[];
+}
+
+export interface ExecRequest {
+  /** Program and arguments; a shell line is `["/bin/sh", "-c", line]`. */
+  argv: string[];
+  /** Working directory: relative to the home, or absolute inside the sandbox. Default: home. */
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Kill the process (SIGKILL) after this long; reported as `timedOut`. */
+  timeoutMs?: number;
+}
+
+export interface ExitInfo {
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  durationMs: number;
+}
+
+export interface ExecProcess {
+  /** Ends when the process closes its stdout; respects back-pressure from the reader. */
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  /** End it to close the process's stdin. */
+  readonly stdin: Writable;
+  readonly exited: Promise<ExitInfo>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export interface PtyRequest {
+  /** Default: the sandbox user's login shell. */
+  argv?: string[];
+  cols: number;
+  rows: number;
+  cwd?: string;
+  env?: Record<string, string>;
+}
+
+export interface PtyProcess {
+  readonly output: Readable;
+  write(data: string | Uint8Array): void;
+  resize(cols: number, rows: number): void;
+  kill(signal?: NodeJS.Signals): void;
+  readonly exited: Promise<ExitInfo>;
+}
+
+export interface BackgroundProcessInfo {
+  id: string;
+  argv: string[];
+  startedAt: number;
+  state: "running" | "exited";
+  exitCode: number | null;
+  signal: string | null;
+  /** Bytes of combined stdout and stderr captured so far. */
+  outputBytes: number;
+}
+
+export interface BackgroundRequest {
+  argv: string[];
+  cwd?: string;
+  env?: Record<string, string>;
+}
+
+export interface AttachOptions {
+  /** Start at this byte of the captured output (default 0). */
+  fromOffset?: number;
+  /** Keep the stream open and follow new output until the process exits (default true). */
+  follow?: boolean;
+  signal?: AbortSignal;
+}
+
+export type FileType = "file" | "directory" | "symlink" | "other";
+
+export interface FileEntry {
+  name: string;
+  /** Relative to the home. */
+  path: string;
+  type: FileType;
+  sizeBytes: number;
+  modifiedAt: number;
+  mode: number;
+}
+
+export interface FileWatchEvent {
+  kind: "change" | "rename";
+  path: string;
+}
+
+/** Paths are relative to the sandbox home; anything resolving outside it is `path_outside_home`. */
+export interface AgentFiles {
+  stat(path: string, signal?: AbortSignal): Promise<FileEntry>;
+  list(path: string, signal?: AbortSignal): Promise<FileEntry[]>;
+  read(path: string, signal?: AbortSignal): Promise<Readable>;
+  write(path: string, data: Readable, options?: { mode?: number; signal?: AbortSignal }): Promise<{ sizeBytes: number }>;
+  mkdir(path: string, options?: { parents?: boolean; signal?: AbortSignal }): Promise<void>;
+  remove(path: string, options?: { recursive?: boolean; signal?: AbortSignal }): Promise<void>;
+  watch(path: string, signal: AbortSignal): AsyncIterable<FileWatchEvent>;
+}
+
+export interface AgentConnection {
+  readonly hello: AgentHello;
+  /** Round trip in milliseconds. */
+  ping(signal?: AbortSignal): Promise<number>;
+  exec(request: ExecRequest, signal?: AbortSignal): Promise<ExecProcess>;
+  openPty(request: PtyRequest, signal?: AbortSignal): Promise<PtyProcess>;
+  startBackground(request: BackgroundRequest, signal?: AbortSignal): Promise<BackgroundProcessInfo>;
+  listBackground(signal?: AbortSignal): Promise<BackgroundProcessInfo[]>;
+  getBackground(id: string, signal?: AbortSignal): Promise<BackgroundProcessInfo>;
+  attachBackground(id: string, options?: AttachOptions): Promise<Readable>;
+  signalBackground(id: string, signal: NodeJS.Signals): Promise<void>;
+  readonly files: AgentFiles;
+  close(): Promise<void>;
+}

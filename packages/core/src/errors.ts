@@ -1,0 +1,61 @@
+/**
+ * One error model end to end. Every failure a client can see is a PolydevError with a stable
+ * `code`; the HTTP status comes from the code so the two cannot disagree.
+ */
+export const ERROR_STATUS = {
+  invalid_request: 400,
+  path_outside_home: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  not_found: 404,
+  method_not_allowed: 405,
+  conflict: 409,
+  sandbox_not_running: 409,
+  process_not_running: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  limit_exceeded: 429,
+  command_failed: 422,
+  driver_unavailable: 503,
+  sandbox_failed: 502,
+  timeout: 504,
+  internal: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export interface PolydevErrorOptions {
+  details?: Record<string, unknown>;
+  cause?: unknown;
+}
+
+export class PolydevError extends Error {
+  override readonly name = "PolydevError";
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: PolydevErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.status = ERROR_STATUS[code];
+    this.details = options.details;
+  }
+
+  toJSON(): { error: { code: ErrorCode; message: string; details?: Record<string, unknown> } } {
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        ...(this.details === undefined ? {} : { details: this.details }),
+      },
+    };
+  }
+}
+
+export function isPolydevError(value: unknown): value is PolydevError {
+  return value instanceof PolydevError;
+}
+
+export const notFound = (what: string, id: string): PolydevError =>
+  new PolydevError("not_found", `${what} ${id} does not exist`);

@@ -1,0 +1,56 @@
+/** Domain types for sandboxes, shared by the store, the drivers and the server. */
+
+export const SANDBOX_STATES = [
+  "creating",
+  "running",
+  "hibernated",
+  "destroying",
+  "destroyed",
+  "failed",
+] as const;
+export type SandboxState = (typeof SANDBOX_STATES)[number];
+
+export const NETWORK_MODES = ["none", "egress"] as const;
+export type NetworkMode = (typeof NETWORK_MODES)[number];
+
+export interface SandboxLimits {
+  /** CPU share in cores (0.1 … host cores). */
+  cpu: number;
+  memoryMb: number;
+  diskMb: number;
+  pidsMax: number;
+}
+
+/** What a driver needs to build a sandbox; ids are chosen by the server, not the driver. */
+export interface SandboxSpec {
+  id: string;
+  limits: SandboxLimits;
+  network: NetworkMode;
+  /** Environment every process in the sandbox starts with (on top of a clean base). */
+  env: Record<string, string>;
+}
+
+/**
+ * A driver's reference to a live sandbox. `data` is the driver's own JSON (pids, paths,
+ * container ids); the server stores it verbatim and never looks inside.
+ */
+export interface SandboxHandle {
+  sandboxId: string;
+  driver: string;
+  data: Record<string, unknown>;
+}
+
+export interface SandboxStats {
+  cpuUsageNs: number;
+  memoryBytes: number;
+  memoryLimitBytes: number;
+  pids: number;
+  diskBytes: number;
+}
+
+/** One sandbox as a driver sees it on the host, for reconciliation. */
+export interface ObservedSandbox {
+  sandboxId: string;
+  handle: SandboxHandle;
+  alive: boolean;
+}
