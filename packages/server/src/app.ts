@@ -1,0 +1,62 @@
+/** Builds the Fastify application from ready services; no I/O happens here. */
+import fastifySwagger from "@fastify/swagger";
+import fastifyWebsocket from "@fastify/websocket";
+import Fastify from "fastify";
+import type { FastifyInstance } from "fastify";
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import { registerAuth } from "./http/auth.js";
+import type { ServerContext } from "./http/context.js";
+import { registerErrorHandler } from "./http/error-handler.js";
+import { adminRoutes } from "./routes/admin.js";
+import { execRoutes } from "./routes/exec.js";
+import { fileRoutes } from "./routes/files.js";
+import { healthRoutes } from "./routes/health.js";
+import { processRoutes } from "./routes/processes.js";
+import { ptyRoutes } from "./routes/pty.js";
+import { sandboxRoutes } from "./routes/sandboxes.js";
+
+export const API_VERSION = "0.1.0";
+
+export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: ctx.log,
+    disableRequestLogging: true,
+    requestIdHeader: "x-request-id",
+    bodyLimit: 1024 * 1024,
+    return503OnClosing: true,
+    forceCloseConnections: true,
+    ajv: { customOptions: { removeAdditional: false } },
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  registerErrorHandler(app);
+  registerAuth(app, ctx.store);
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: { title: "Polydev API", version: API_VERSION, description: "Sandboxes for AI coding agents" },
+      components: { securitySchemes: { apiKey: { type: "http", scheme: "bearer" } } },
+      security: [{ apiKey: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(fastifyWebsocket, { options: { maxPayload: 4 * 1024 * 1024 } });
+
+  app.addHook("onResponse", async (request, reply) => {
+    request.log.info(
+      { method: request.method, url: request.url.split("?")[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      "request",
+    );
+  });
+
+  healthRoutes(app, ctx);
+  adminRoutes(app, ctx);
+  sandboxRoutes(app, ctx);
+  execRoutes(app, ctx);
+  processRoutes(app, ctx);
+  fileRoutes(app, ctx);
+  ptyRoutes(app, ctx);
+  app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}

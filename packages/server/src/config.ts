@@ -1,0 +1,92 @@
+/**
+ * The one config parse. Entry points hand in `process.env` and flags; everything after start-up
+ * reads the frozen result. Every setting has a default so `polydev up` needs nothing else.
+ */
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { PolydevError } from "@polydev/core";
+import { z } from "zod";
+
+const MiB = 1;
+const MINUTE_MS = 60_000;
+const HOUR_MS = 60 * MINUTE_MS;
+
+const intFromEnv = z.coerce.number().int();
+
+export const configSchema = z
+  .object({
+    /** POLYDEV_HOST; loopback by default so a first start exposes nothing. */
+    host: z.string().min(1).default("127.0.0.1"),
+    /** POLYDEV_PORT */
+    port: intFromEnv.min(0).max(65535).default(7420),
+    /** POLYDEV_DATA_DIR: database, admin key, sandbox state. */
+    dataDir: z.string().min(1).default(join(homedir(), ".polydev")),
+    /** POLYDEV_ADMIN_KEY: becomes the admin's API key on first start (automation). */
+    adminKey: z.string().min(24, "POLYDEV_ADMIN_KEY must be at least 24 characters").optional(),
+    /** POLYDEV_LOG_LEVEL */
+    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    /** POLYDEV_DRIVER: the isolation backend, chosen by name. */
+    driver: z.enum(["namespace"]).default("namespace"),
+    sandboxDefaults: z
+      .object({
+        cpu: z.number().positive().default(1),
+        memoryMb: z.number().int().positive().default(512 * MiB),
+        diskMb: z.number().int().positive().default(1024 * MiB),
+        pidsMax: z.number().int().positive().default(256),
+        /** Hard TTL: a sandbox is destroyed this long after creation. */
+        timeoutMs: z.number().int().positive().default(24 * HOUR_MS),
+        /** Destroyed after this long without API activity. */
+        idleTimeoutMs: z.number().int().positive().default(30 * MINUTE_MS),
+      })
+      .prefault({}),
+    sandboxMaximums: z
+      .object({
+        cpu: z.number().positive().default(8),
+        memoryMb: z.number().int().positive().default(16 * 1024),
+        diskMb: z.number().int().positive().default(16 * 1024),
+        pidsMax: z.number().int().positive().default(4096),
+        timeoutMs: z.number().int().positive().default(7 * 24 * HOUR_MS),
+        idleTimeoutMs: z.number().int().positive().default(7 * 24 * HOUR_MS),
+      })
+      .prefault({}),
+    /** Live (creating, running, hibernated) sandboxes one user may hold. */
+    maxSandboxesPerUser: intFromEnv.positive().default(1000),
+    /** How often the reconciler compares the database with the host. */
+    reconcileIntervalMs: intFromEnv.positive().default(15_000),
+    /** A creating/destroying sandbox older than this is finished or failed by the reconciler. */
+    transitionTimeoutMs: intFromEnv.positive().default(2 * MINUTE_MS),
+    /** Default and ceiling for one exec. */
+    execDefaultTimeoutMs: intFromEnv.positive().default(10 * MINUTE_MS),
+    /** Largest JSON body (exec with inline stdin); file uploads stream and are bounded by disk. */
+    jsonBodyLimitBytes: intFromEnv.positive().default(16 * 1024 * 1024),
+    /** Largest stdout/stderr kept per stream in a non-streaming exec answer. */
+    execBufferLimitBytes: intFromEnv.positive().default(8 * 1024 * 1024),
+    /** A detached terminal keeps running this long, waiting for its reconnect. */
+    ptyDetachGraceMs: intFromEnv.positive().default(10 * MINUTE_MS),
+  })
+  .strict();
+
+export type PolydevConfig = Readonly<z.output<typeof configSchema>>;
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** Settings the environment may supply; flags win over the environment. */
+export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
+  const input: ConfigInput = {};
+  if (env.POLYDEV_HOST) input.host = env.POLYDEV_HOST;
+  if (env.POLYDEV_PORT) input.port = Number(env.POLYDEV_PORT);
+  if (env.POLYDEV_DATA_DIR) input.dataDir = env.POLYDEV_DATA_DIR;
+  if (env.POLYDEV_ADMIN_KEY) input.adminKey = env.POLYDEV_ADMIN_KEY;
+  if (env.POLYDEV_LOG_LEVEL) input.logLevel = env.POLYDEV_LOG_LEVEL as ConfigInput["logLevel"];
+  if (env.POLYDEV_DRIVER) input.driver = env.POLYDEV_DRIVER as ConfigInput["driver"];
+  return input;
+}
+
+export function parseConfig(input: ConfigInput): PolydevConfig {
+  const parsed = configSchema.safeParse(input);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`);
+    throw new PolydevError("invalid_request", `invalid configuration: ${problems.join("; ")}`);
+  }
+  const config = { ...parsed.data, dataDir: resolve(parsed.data.dataDir) };
+  return Object.freeze(config);
+}

@@ -1,0 +1,25 @@
+import type { Clock, SandboxDriver, Store } from "@polydev/core";
+import type { FastifyInstance } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import type { Logger } from "pino";
+import type { PolydevConfig } from "../config.js";
+import type { PtySessions } from "../services/pty-sessions.js";
+import type { SandboxService } from "../services/sandbox-service.js";
+
+/** What routes may use; built once in app.ts. */
+export interface ServerContext {
+  config: PolydevConfig;
+  store: Store;
+  driver: SandboxDriver;
+  sandboxes: SandboxService;
+  ptys: PtySessions;
+  clock: Clock;
+  log: Logger;
+}
+
+export type App = FastifyInstance & { withTypeProvider<T>(): FastifyInstance };
+export type TypedApp = ReturnType<FastifyInstance["withTypeProvider"]> & FastifyInstance;
+export type ZodApp = ReturnType<typeof zodApp>;
+export function zodApp(app: FastifyInstance) {
+  return app.withTypeProvider<ZodTypeProvider>();
+}

@@ -1,0 +1,23 @@
+import pino from "pino";
+import type { Logger } from "pino";
+
+/** Secrets are removed by path before a line is written, whatever code logged them. */
+export const REDACTED_PATHS = [
+  "req.headers.authorization",
+  "req.headers.cookie",
+  "req.headers['x-api-key']",
+  "headers.authorization",
+  "apiKey",
+  "*.apiKey",
+  "password",
+  "*.password",
+  "env",
+  "*.env",
+  "body.env",
+  "body.stdin",
+];
+
+export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+  const options = { level, redact: { paths: REDACTED_PATHS, censor: "[redacted]" }, base: { service: "polydev" } };
+  return destination ? pino(options, destination) : pino(options);
+}

@@ -1,0 +1,22 @@
+import type { FastifyInstance } from "fastify";
+import { z } from "zod";
+import type { ServerContext } from "../http/context.js";
+import { zodApp } from "../http/context.js";
+
+export function healthRoutes(instance: FastifyInstance, ctx: ServerContext): void {
+  zodApp(instance).get(
+    "/healthz",
+    {
+      schema: {
+        tags: ["health"],
+        summary: "Liveness: the server answers and its database is reachable",
+        security: [],
+        response: { 200: z.object({ status: z.literal("ok"), driver: z.string() }) },
+      },
+    },
+    async () => {
+      await ctx.store.users.count();
+      return { status: "ok" as const, driver: ctx.driver.name };
+    },
+  );
+}

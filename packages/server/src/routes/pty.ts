@@ -1,0 +1,113 @@
+import { randomUUID } from "node:crypto";
+import type { AgentConnection } from "@polydev/core";
+import type { FastifyInstance } from "fastify";
+import type { WebSocket } from "ws";
+import { z } from "zod";
+import { requirePrincipal } from "../http/auth.js";
+import type { ServerContext } from "../http/context.js";
+import { zodApp } from "../http/context.js";
+import { sandboxIdParams } from "../http/schemas.js";
+import type { PtyClient } from "../services/pty-sessions.js";
+
+const controlMessage = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("input"), data: z.string().max(1024 * 1024) }),
+  z.object({ type: z.literal("resize"), cols: z.number().int().min(1).max(1000), rows: z.number().int().min(1).max(1000) }),
+  z.object({ type: z.literal("ping") }),
+]);
+
+declare module "fastify" {
+  interface FastifyRequest {
+    ptyAgent: AgentConnection | undefined;
+  }
+}
+
+/**
+ * Interactive terminal over WebSocket. Binary frames carry terminal bytes both ways; text frames
+ * carry JSON control messages (`resize`, `input`, `ping` in; `ready`, `exit`, `error` out).
+ * `reconnect` is a client-made id: the same id reattaches to the same shell.
+ */
+export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
+  const app = zodApp(instance);
+  instance.decorateRequest("ptyAgent", undefined);
+  app.get(
+    "/v1/sandboxes/:id/pty",
+    {
+      websocket: true,
+      schema: {
+        tags: ["pty"],
+        summary: "Interactive terminal (WebSocket upgrade)",
+        params: sandboxIdParams,
+        querystring: z.strictObject({
+          cols: z.coerce.number().int().min(1).max(1000).default(80),
+          rows: z.coerce.number().int().min(1).max(1000).default(24),
+          reconnect: z
+            .string()
+            .regex(/^[A-Za-z0-9_-]{8,64}$/, "reconnect is 8–64 letters, digits, _ or -")
+            .optional()
+            .describe("client-made id; connecting again with it reattaches to the same shell"),
+        }),
+      },
+      // Ownership and state are checked before the upgrade so a bad id answers a plain 404/409.
+      preHandler: async (request) => {
+        const params = request.params as { id: string };
+        const { agent } = await ctx.sandboxes.agent(requirePrincipal(request).userId, params.id);
+        request.ptyAgent = agent;
+      },
+    },
+    async (socket: WebSocket, request) => {
+      const principal = requirePrincipal(request);
+      const agent = request.ptyAgent;
+      if (!agent) {
+        socket.close(1011, "no agent");
+        return;
+      }
+      const { cols, rows } = request.query;
+      const reconnectId = request.query.reconnect ?? randomUUID();
+      const client: PtyClient = {
+        sendData: (data) => socket.send(data, { binary: true }),
+        sendControl: (message) => socket.send(JSON.stringify(message)),
+        close: (code, reason) => socket.close(code, reason),
+        bufferedBytes: () => socket.bufferedAmount,
+      };
+      let attached: Awaited<ReturnType<typeof ctx.ptys.attach>>;
+      try {
+        attached = await ctx.ptys.attach(
+          { userId: principal.userId, sandboxId: request.params.id, reconnectId, cols, rows, agent },
+          client,
+        );
+      } catch (error) {
+        socket.send(JSON.stringify({ type: "error", message: error instanceof Error ? error.message : "terminal failed" }));
+        socket.close(1011, "terminal failed to start");
+        return;
+      }
+      const { session } = attached;
+      socket.send(JSON.stringify({ type: "ready", reconnectId, reattached: attached.reattached }));
+      socket.on("message", (data, isBinary) => {
+        ctx.sandboxes.touch(request.params.id);
+        if (isBinary) {
+          session.pty.write(Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer));
+          return;
+        }
+        const parsed = controlMessage.safeParse(safeJson(data.toString()));
+        if (!parsed.success) {
+          socket.send(JSON.stringify({ type: "error", code: "invalid_request", message: "unknown control message; send {type:'resize'|'input'|'ping'}" }));
+          return;
+        }
+        const message = parsed.data;
+        if (message.type === "input") session.pty.write(message.data);
+        else if (message.type === "resize") session.pty.resize(message.cols, message.rows);
+        else socket.send(JSON.stringify({ type: "pong" }));
+      });
+      socket.on("close", () => session.detach(client));
+      socket.on("error", () => session.detach(client));
+    },
+  );
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}

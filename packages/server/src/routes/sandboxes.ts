@@ -1,0 +1,129 @@
+import { z } from "zod";
+import { requirePrincipal } from "../http/auth.js";
+import type { ServerContext } from "../http/context.js";
+import { zodApp } from "../http/context.js";
+import { presentSandbox } from "../http/present.js";
+import {
+  createSandboxBody,
+  listQuery,
+  logEntrySchema,
+  sandboxIdParams,
+  sandboxListSchema,
+  sandboxSchema,
+} from "../http/schemas.js";
+import type { FastifyInstance } from "fastify";
+
+const tags = ["sandboxes"];
+
+export function sandboxRoutes(instance: FastifyInstance, ctx: ServerContext): void {
+  const app = zodApp(instance);
+
+  app.post(
+    "/v1/sandboxes",
+    {
+      schema: {
+        tags,
+        summary: "Create a sandbox",
+        body: createSandboxBody(ctx.config.sandboxMaximums).default({}),
+        response: { 201: sandboxSchema },
+      },
+    },
+    async (request, reply) => {
+      const principal = requirePrincipal(request);
+      const sandbox = await ctx.sandboxes.create(principal.userId, request.body);
+      return reply.status(201).send(presentSandbox(sandbox));
+    },
+  );
+
+  app.get(
+    "/v1/sandboxes",
+    { schema: { tags, summary: "List your sandboxes, newest first", querystring: listQuery, response: { 200: sandboxListSchema } } },
+    async (request) => {
+      const principal = requirePrincipal(request);
+      const page = await ctx.store.sandboxes.listForUser(principal.userId, {
+        limit: request.query.limit,
+        cursor: request.query.cursor,
+        states: request.query.state ? [request.query.state] : undefined,
+      });
+      return { items: page.items.map(presentSandbox), nextCursor: page.nextCursor ?? null };
+    },
+  );
+
+  app.get(
+    "/v1/sandboxes/:id",
+    { schema: { tags, summary: "Get a sandbox", params: sandboxIdParams, response: { 200: sandboxSchema } } },
+    async (request) => presentSandbox(await ctx.sandboxes.get(requirePrincipal(request).userId, request.params.id)),
+  );
+
+  app.delete(
+    "/v1/sandboxes/:id",
+    { schema: { tags, summary: "Destroy a sandbox (idempotent)", params: sandboxIdParams, response: { 200: sandboxSchema } } },
+    async (request) => presentSandbox(await ctx.sandboxes.destroy(requirePrincipal(request).userId, request.params.id)),
+  );
+
+  app.post(
+    "/v1/sandboxes/:id/hibernate",
+    { schema: { tags, summary: "Freeze every process of a sandbox", params: sandboxIdParams, response: { 200: sandboxSchema } } },
+    async (request) => presentSandbox(await ctx.sandboxes.hibernate(requirePrincipal(request).userId, request.params.id)),
+  );
+
+  app.post(
+    "/v1/sandboxes/:id/resume",
+    { schema: { tags, summary: "Thaw a hibernated sandbox", params: sandboxIdParams, response: { 200: sandboxSchema } } },
+    async (request) => presentSandbox(await ctx.sandboxes.resume(requirePrincipal(request).userId, request.params.id)),
+  );
+
+  app.get(
+    "/v1/sandboxes/:id/logs",
+    {
+      schema: {
+        tags,
+        summary: "Lifecycle and console logs; kept after a sandbox fails",
+        params: sandboxIdParams,
+        querystring: z.strictObject({
+          afterId: z.coerce.number().int().min(0).optional(),
+          limit: z.coerce.number().int().min(1).max(1000).default(500),
+        }),
+        response: { 200: z.object({ items: z.array(logEntrySchema), console: z.string().nullable() }) },
+      },
+    },
+    async (request) => {
+      const sandbox = await ctx.sandboxes.get(requirePrincipal(request).userId, request.params.id);
+      const entries = await ctx.store.sandboxLogs.list(sandbox.id, {
+        afterId: request.query.afterId,
+        limit: request.query.limit,
+      });
+      const live = sandbox.state === "running" || sandbox.state === "hibernated";
+      const consoleText = live && sandbox.handle ? await ctx.driver.logs(sandbox.handle).catch(() => null) : null;
+      return {
+        items: entries.map((e) => ({ ...e, at: new Date(e.at).toISOString() })),
+        console: consoleText,
+      };
+    },
+  );
+
+  app.get(
+    "/v1/sandboxes/:id/stats",
+    {
+      schema: {
+        tags,
+        summary: "Live CPU, memory, process and disk use",
+        params: sandboxIdParams,
+        response: {
+          200: z.object({
+            cpuUsageNs: z.number(),
+            memoryBytes: z.number(),
+            memoryLimitBytes: z.number(),
+            pids: z.number(),
+            diskBytes: z.number(),
+          }),
+        },
+      },
+    },
+    async (request) => {
+      const sandbox = await ctx.sandboxes.requireRunning(requirePrincipal(request).userId, request.params.id);
+      if (!sandbox.handle) throw new Error("running sandbox without a handle");
+      return ctx.driver.stats(sandbox.handle);
+    },
+  );
+}

@@ -1,0 +1,88 @@
+/**
+ * Composition root of a running server: data directory, store, driver, reconciler, HTTP.
+ * The driver is chosen by name from the factories the entry point hands in, so adding a
+ * driver never edits the server.
+ */
+import { join } from "node:path";
+import type { Clock, SandboxDriver, Store } from "@polydev/core";
+import { PolydevError, systemClock } from "@polydev/core";
+import { openSqliteStore } from "@polydev/store";
+import type { FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import { buildApp } from "./app.js";
+import type { PolydevConfig } from "./config.js";
+import { createLogger } from "./logger.js";
+import { bootstrapAdmin, prepareDataDir } from "./services/bootstrap.js";
+import { PtySessions } from "./services/pty-sessions.js";
+import { Reconciler } from "./services/reconciler.js";
+import { SandboxService } from "./services/sandbox-service.js";
+
+export interface DriverFactoryOptions {
+  /** Where the driver keeps per-sandbox state on this host. */
+  rootDir: string;
+  log: Logger;
+}
+export type DriverFactory = (options: DriverFactoryOptions) => SandboxDriver;
+
+export interface StartOptions {
+  drivers: Record<string, DriverFactory>;
+  log?: Logger;
+  clock?: Clock;
+}
+
+export interface RunningServer {
+  url: string;
+  app: FastifyInstance;
+  store: Store;
+  driver: SandboxDriver;
+  reconciler: Reconciler;
+  /** Set on the first start only: the admin key that was just created. */
+  firstAdminKey: { apiKey: string; keyFile: string } | undefined;
+  close(): Promise<void>;
+}
+
+export async function startServer(config: PolydevConfig, options: StartOptions): Promise<RunningServer> {
+  const log = options.log ?? createLogger(config.logLevel);
+  const clock = options.clock ?? systemClock;
+  const factory = options.drivers[config.driver];
+  if (!factory) {
+    throw new PolydevError("invalid_request", `unknown driver "${config.driver}"; known: ${Object.keys(options.drivers).join(", ")}`);
+  }
+  await prepareDataDir(config.dataDir);
+  const driver = factory({ rootDir: join(config.dataDir, "sandboxes"), log: log.child({ component: "driver" }) });
+  const info = await driver.probe();
+  log.info({ driver: info.name, features: info.features }, "driver ready");
+
+  const store = await openSqliteStore({ file: join(config.dataDir, "polydev.db") });
+  const firstAdminKey = await bootstrapAdmin(store, config.dataDir, config.adminKey, clock.now());
+  const sandboxes = new SandboxService(config, store, driver, log.child({ component: "sandboxes" }), clock);
+  const ptys = new PtySessions(config.ptyDetachGraceMs, log.child({ component: "pty" }));
+  const reconciler = new Reconciler(config, store, driver, sandboxes, ptys, log.child({ component: "reconciler" }), clock);
+  await reconciler.reconcile({ startup: true });
+
+  const app = await buildApp({ config, store, driver, sandboxes, ptys, clock, log });
+  await app.listen({ host: config.host, port: config.port });
+  reconciler.start();
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : config.port;
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+
+  let closed = false;
+  return {
+    url: `http://${host}:${port}`,
+    app,
+    store,
+    driver,
+    reconciler,
+    firstAdminKey,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await reconciler.stop();
+      ptys.closeAll();
+      await app.close();
+      await sandboxes.closeAll();
+      await store.close();
+    },
+  };
+}

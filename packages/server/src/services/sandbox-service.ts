@@ -1,0 +1,255 @@
+/**
+ * Sandbox lifecycle. Every state change is written to the store (compare-and-set) before the
+ * driver is asked to act, so a crash at any point leaves a row the reconciler can finish.
+ */
+import type {
+  AgentConnection,
+  Clock,
+  NetworkMode,
+  SandboxDriver,
+  SandboxRecord,
+  SandboxState,
+  Store,
+} from "@polydev/core";
+import { isPolydevError, notFound, PolydevError } from "@polydev/core";
+import type { Logger } from "pino";
+import type { PolydevConfig } from "../config.js";
+import { newId } from "./api-keys.js";
+
+export interface CreateSandboxInput {
+  cpu?: number | undefined;
+  memoryMb?: number | undefined;
+  diskMb?: number | undefined;
+  pidsMax?: number | undefined;
+  network?: NetworkMode | undefined;
+  timeoutMs?: number | undefined;
+  idleTimeoutMs?: number | undefined;
+  env?: Record<string, string> | undefined;
+  metadata?: Record<string, string> | undefined;
+}
+
+const LIVE_STATES: SandboxState[] = ["creating", "running", "hibernated"];
+/** Activity is written at most this often per sandbox: the idle timeout is minutes, not ms. */
+const ACTIVITY_WRITE_EVERY_MS = 5_000;
+
+export class SandboxService {
+  private readonly connections = new Map<string, Promise<AgentConnection>>();
+  private readonly lastActivityWrite = new Map<string, number>();
+
+  constructor(
+    private readonly config: PolydevConfig,
+    private readonly store: Store,
+    private readonly driver: SandboxDriver,
+    private readonly log: Logger,
+    private readonly clock: Clock,
+  ) {}
+
+  async create(userId: string, input: CreateSandboxInput): Promise<SandboxRecord> {
+    const defaults = this.config.sandboxDefaults;
+    const live = await this.store.sandboxes.countLiveForUser(userId);
+    if (live >= this.config.maxSandboxesPerUser) {
+      throw new PolydevError(
+        "limit_exceeded",
+        `you already have ${live} live sandboxes (limit ${this.config.maxSandboxesPerUser}); destroy some first`,
+      );
+    }
+    const now = this.clock.now();
+    const timeoutMs = input.timeoutMs ?? defaults.timeoutMs;
+    const record = await this.store.sandboxes.insert({
+      id: newId("sbx"),
+      userId,
+      state: "creating",
+      driver: this.driver.name,
+      cpu: input.cpu ?? defaults.cpu,
+      memoryMb: input.memoryMb ?? defaults.memoryMb,
+      diskMb: input.diskMb ?? defaults.diskMb,
+      pidsMax: input.pidsMax ?? defaults.pidsMax,
+      network: input.network ?? "none",
+      env: input.env ?? {},
+      metadata: input.metadata ?? {},
+      timeoutMs,
+      idleTimeoutMs: input.idleTimeoutMs ?? defaults.idleTimeoutMs,
+      createdAt: now,
+      expiresAt: now + timeoutMs,
+    });
+    try {
+      const handle = await this.driver.create({
+        id: record.id,
+        limits: { cpu: record.cpu, memoryMb: record.memoryMb, diskMb: record.diskMb, pidsMax: record.pidsMax },
+        network: record.network,
+        env: record.env,
+      });
+      await this.store.sandboxes.setHandle(record.id, handle);
+      const running = await this.store.sandboxes.transition(record.id, ["creating"], "running", {
+        at: this.clock.now(),
+      });
+      if (!running) {
+        // Someone (the reconciler, a DELETE) moved it on while we were creating: honour that.
+        await this.driver.destroy(handle).catch(() => undefined);
+        throw new PolydevError("conflict", `sandbox ${record.id} was destroyed while it was being created`);
+      }
+      this.log.info({ sandboxId: record.id, userId }, "sandbox created");
+      return running;
+    } catch (error) {
+      if (isPolydevError(error) && error.code === "conflict") throw error;
+      await this.markFailed(record.id, ["creating"], describeFailure(error), error);
+      throw new PolydevError("sandbox_failed", `sandbox ${record.id} failed to start: ${describeFailure(error)}`, {
+        details: { sandboxId: record.id, hint: `GET /v1/sandboxes/${record.id}/logs shows why` },
+        cause: error,
+      });
+    }
+  }
+
+  async get(userId: string, id: string): Promise<SandboxRecord> {
+    const record = await this.store.sandboxes.getForUser(userId, id);
+    if (!record) throw notFound("sandbox", id);
+    return record;
+  }
+
+  /** The sandbox, ready for work: hibernated ones are resumed, others answer 409. */
+  async requireRunning(userId: string, id: string): Promise<SandboxRecord> {
+    let record = await this.get(userId, id);
+    if (record.state === "hibernated") record = await this.resume(userId, id);
+    if (record.state !== "running" || !record.handle) {
+      throw new PolydevError(
+        "sandbox_not_running",
+        `sandbox ${id} is ${record.state}${record.failureReason ? ` (${record.failureReason})` : ""}; create a new one`,
+      );
+    }
+    this.touch(record.id);
+    return record;
+  }
+
+  /** A (cached) agent connection to a running sandbox owned by the user. */
+  async agent(userId: string, id: string): Promise<{ sandbox: SandboxRecord; agent: AgentConnection }> {
+    const sandbox = await this.requireRunning(userId, id);
+    return { sandbox, agent: await this.agentFor(sandbox) };
+  }
+
+  agentFor(sandbox: SandboxRecord): Promise<AgentConnection> {
+    const handle = sandbox.handle;
+    if (!handle) throw new PolydevError("sandbox_not_running", `sandbox ${sandbox.id} has no driver handle`);
+    let connection = this.connections.get(sandbox.id);
+    if (!connection) {
+      connection = this.driver.connect(handle);
+      this.connections.set(sandbox.id, connection);
+      connection.catch(() => this.connections.delete(sandbox.id));
+    }
+    return connection;
+  }
+
+  touch(sandboxId: string): void {
+    const now = this.clock.now();
+    if ((this.lastActivityWrite.get(sandboxId) ?? 0) + ACTIVITY_WRITE_EVERY_MS > now) return;
+    this.lastActivityWrite.set(sandboxId, now);
+    this.store.sandboxes.touchActivity(sandboxId, now).catch((error: unknown) => {
+      this.log.warn({ err: error, sandboxId }, "could not record sandbox activity");
+    });
+  }
+
+  async hibernate(userId: string, id: string): Promise<SandboxRecord> {
+    const record = await this.get(userId, id);
+    if (record.state === "hibernated") return record;
+    const handle = record.handle;
+    if (record.state !== "running" || !handle) {
+      throw new PolydevError("sandbox_not_running", `sandbox ${id} is ${record.state}; only running sandboxes hibernate`);
+    }
+    await this.driver.hibernate(handle);
+    const next = await this.store.sandboxes.transition(id, ["running"], "hibernated", { at: this.clock.now() });
+    if (!next) throw new PolydevError("conflict", `sandbox ${id} changed state while hibernating`);
+    return next;
+  }
+
+  async resume(userId: string, id: string): Promise<SandboxRecord> {
+    const record = await this.get(userId, id);
+    if (record.state === "running") return record;
+    const handle = record.handle;
+    if (record.state !== "hibernated" || !handle) {
+      throw new PolydevError("sandbox_not_running", `sandbox ${id} is ${record.state}; only hibernated sandboxes resume`);
+    }
+    await this.driver.resume(handle);
+    const next = await this.store.sandboxes.transition(id, ["hibernated"], "running", { at: this.clock.now() });
+    if (!next) throw new PolydevError("conflict", `sandbox ${id} changed state while resuming`);
+    return next;
+  }
+
+  /** Idempotent: an already destroyed sandbox stays destroyed. */
+  async destroy(userId: string, id: string): Promise<SandboxRecord> {
+    const record = await this.get(userId, id);
+    return this.destroyRecord(record, "destroyed by its owner");
+  }
+
+  async destroyRecord(record: SandboxRecord, reason: string): Promise<SandboxRecord> {
+    if (record.state === "destroyed") return record;
+    const now = this.clock.now();
+    const destroying =
+      record.state === "destroying"
+        ? record
+        : await this.store.sandboxes.transition(record.id, ["creating", "running", "hibernated", "failed"], "destroying", {
+            at: now,
+          });
+    if (!destroying) {
+      const current = await this.store.sandboxes.get(record.id);
+      if (current && current.state !== record.state) return this.destroyRecord(current, reason);
+      throw new PolydevError("conflict", `sandbox ${record.id} changed state; try again`);
+    }
+    await this.appendLog(record.id, "info", `destroying: ${reason}`);
+    await this.forgetConnection(record.id);
+    if (destroying.handle) await this.driver.destroy(destroying.handle);
+    const destroyed = await this.store.sandboxes.transition(record.id, ["destroying"], "destroyed", {
+      at: this.clock.now(),
+    });
+    this.lastActivityWrite.delete(record.id);
+    this.log.info({ sandboxId: record.id, reason }, "sandbox destroyed");
+    return destroyed ?? destroying;
+  }
+
+  /**
+   * Records why a sandbox failed and keeps the driver's console output in the store, then frees
+   * its host resources: the logs outlive the processes.
+   */
+  async markFailed(id: string, from: SandboxState[], reason: string, error?: unknown): Promise<void> {
+    const failed = await this.store.sandboxes.transition(id, from, "failed", { at: this.clock.now(), failureReason: reason });
+    await this.appendLog(id, "error", `failed: ${reason}`);
+    const consoleTail = isPolydevError(error) ? error.details?.consoleTail : undefined;
+    if (typeof consoleTail === "string" && consoleTail.length > 0) {
+      await this.store.sandboxLogs.append(id, [{ at: this.clock.now(), level: "error", source: "console", message: consoleTail }]);
+    }
+    const handle = failed?.handle;
+    if (handle) {
+      const consoleLog = await this.driver.logs(handle).catch(() => "");
+      if (consoleLog) {
+        await this.store.sandboxLogs.append(id, [{ at: this.clock.now(), level: "info", source: "console", message: consoleLog }]);
+      }
+      await this.forgetConnection(id);
+      await this.driver.destroy(handle).catch((destroyError: unknown) => {
+        this.log.warn({ err: destroyError, sandboxId: id }, "could not clean up a failed sandbox");
+      });
+    }
+    this.log.warn({ sandboxId: id, reason }, "sandbox failed");
+  }
+
+  async appendLog(id: string, level: "info" | "warn" | "error", message: string): Promise<void> {
+    await this.store.sandboxLogs.append(id, [{ at: this.clock.now(), level, source: "server", message }]);
+  }
+
+  async forgetConnection(id: string): Promise<void> {
+    const connection = this.connections.get(id);
+    this.connections.delete(id);
+    if (connection) await connection.then((c) => c.close()).catch(() => undefined);
+  }
+
+  async closeAll(): Promise<void> {
+    const ids = [...this.connections.keys()];
+    await Promise.all(ids.map((id) => this.forgetConnection(id)));
+  }
+
+  liveStates(): SandboxState[] {
+    return LIVE_STATES;
+  }
+}
+
+function describeFailure(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

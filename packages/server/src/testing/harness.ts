@@ -1,0 +1,134 @@
+/**
+ * Starts a real server (real SQLite file, real bubblewrap sandboxes) on a random loopback port
+ * in a fresh data directory, and offers small typed helpers to call it.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { NamespaceDriver } from "@polydev/driver-namespace";
+import { parseConfig } from "../config.js";
+import type { ConfigInput } from "../config.js";
+import { createLogger } from "../logger.js";
+import { startServer } from "../server.js";
+import type { RunningServer } from "../server.js";
+
+export interface TestServer {
+  server: RunningServer;
+  url: string;
+  adminKey: string;
+  dataDir: string;
+  api: ApiClient;
+  close(): Promise<void>;
+}
+
+export interface ApiResponse<T = Record<string, unknown>> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+export class ApiClient {
+  constructor(
+    readonly url: string,
+    readonly key: string,
+  ) {}
+
+  withKey(key: string): ApiClient {
+    return new ApiClient(this.url, key);
+  }
+
+  async call<T = Record<string, unknown>>(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<ApiResponse<T>> {
+    const init: RequestInit = { method, headers: { authorization: `Bearer ${this.key}`, ...headers } };
+    if (body !== undefined) {
+      init.body = typeof body === "string" ? body : JSON.stringify(body);
+      (init.headers as Record<string, string>)["content-type"] ??= "application/json";
+    }
+    const response = await fetch(`${this.url}${path}`, init);
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text.length > 0 ? JSON.parse(text) : undefined;
+    } catch {
+      parsed = text;
+    }
+    return { status: response.status, body: parsed as T, headers: response.headers };
+  }
+
+  /** Creates a sandbox and fails the test loudly if that did not work. */
+  async createSandbox(body: Record<string, unknown> = {}): Promise<string> {
+    const response = await this.call<{ id: string }>("POST", "/v1/sandboxes", body);
+    if (response.status !== 201) throw new Error(`create failed: ${response.status} ${JSON.stringify(response.body)}`);
+    return response.body.id;
+  }
+
+  async exec(id: string, cmd: string | string[], extra: Record<string, unknown> = {}) {
+    return this.call<{ exitCode: number | null; stdout: string; stderr: string; timedOut: boolean; signal: string | null }>(
+      "POST",
+      `/v1/sandboxes/${id}/exec`,
+      { cmd, ...extra },
+    );
+  }
+}
+
+export async function startTestServer(overrides: ConfigInput = {}): Promise<TestServer> {
+  const dataDir = await mkdtemp(join(tmpdir(), "polydev-test-"));
+  const config = parseConfig({
+    host: "127.0.0.1",
+    port: 0,
+    dataDir,
+    logLevel: "silent",
+    ...overrides,
+  });
+  const server = await startServer(config, {
+    drivers: { namespace: ({ rootDir, log }) => new NamespaceDriver({ rootDir, log }) },
+    log: createLogger("silent"),
+  });
+  const adminKey = server.firstAdminKey?.apiKey;
+  if (!adminKey) throw new Error("a fresh data dir must create an admin key");
+  const api = new ApiClient(server.url, adminKey);
+  return {
+    server,
+    url: server.url,
+    adminKey,
+    dataDir,
+    api,
+    async close() {
+      const live = await server.store.sandboxes.listByStates(["creating", "running", "hibernated", "failed", "destroying"]);
+      for (const sandbox of live) {
+        if (sandbox.handle) await server.driver.destroy(sandbox.handle).catch(() => undefined);
+      }
+      await server.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A second, non-admin user with its own key. */
+export async function createUser(api: ApiClient, name: string): Promise<ApiClient> {
+  const response = await api.call<{ apiKey: string }>("POST", "/v1/admin/users", { name });
+  if (response.status !== 201) throw new Error(`user create failed: ${JSON.stringify(response.body)}`);
+  return api.withKey(response.body.apiKey);
+}
+
+/** Reads an SSE response into events (the stream must end). */
+export async function readSse(response: Response): Promise<{ event: string; data: unknown; id?: string }[]> {
+  const text = await response.text();
+  const events: { event: string; data: unknown; id?: string }[] = [];
+  for (const block of text.split("\n\n")) {
+    let event = "message";
+    let data = "";
+    let id: string | undefined;
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event: ")) event = line.slice(7);
+      else if (line.startsWith("data: ")) data += line.slice(6);
+      else if (line.startsWith("id: ")) id = line.slice(4);
+    }
+    if (data) events.push({ event, data: JSON.parse(data), ...(id === undefined ? {} : { id }) });
+  }
+  return events;
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what Polydev needs on this machine, then builds it. Safe to run again: each step
+# checks first. Used by both `npm start` and `npm test`, so a fresh machine needs nothing else.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'polydev setup: %s\n' "$*" >&2; }
+
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if [ "$node_major" -lt 20 ]; then
+  say "Node.js 20 or newer is required (found $(node -v))"; exit 1
+fi
+
+# System packages: bubblewrap (sandboxes), slirp4netns (sandbox egress), util-linux (nsenter,
+# setpriv). Installed with apt when we may; otherwise we say exactly what to install.
+missing=()
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
+command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing ${missing[*]} with apt-get"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
+  else
+    say "missing system packages: ${missing[*]}"
+    say "install them (Debian/Ubuntu: sudo apt-get install ${missing[*]}) and run this again"
+    exit 1
+  fi
+fi
+
+# npm dependencies: reinstall only when the lockfile changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm dependencies"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# TypeScript project references build incrementally: a no-op when nothing changed.
+npx tsc -b packages/*/tsconfig.json
