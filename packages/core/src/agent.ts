@@ -105,7 +105,11 @@ export interface AgentFiles {
   stat(path: string, signal?: AbortSignal): Promise<FileEntry>;
   list(path: string, signal?: AbortSignal): Promise<FileEntry[]>;
   read(path: string, signal?: AbortSignal): Promise<Readable>;
-  write(path: string, data: Readable, options?: { mode?: number; signal?: AbortSignal }): Promise<{ sizeBytes: number }>;
+  write(
+    path: string,
+    data: Readable,
+    options?: { mode?: number; signal?: AbortSignal },
+  ): Promise<{ sizeBytes: number }>;
   mkdir(path: string, options?: { parents?: boolean; signal?: AbortSignal }): Promise<void>;
   remove(path: string, options?: { recursive?: boolean; signal?: AbortSignal }): Promise<void>;
   watch(path: string, signal: AbortSignal): AsyncIterable<FileWatchEvent>;

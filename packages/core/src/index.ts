@@ -1,16 +1,3 @@
-export { ERROR_STATUS, PolydevError, isPolydevError, notFound } from "./errors.js";
-export type { ErrorCode, PolydevErrorOptions } from "./errors.js";
-export { NETWORK_MODES, SANDBOX_STATES } from "./sandbox.js";
-export type {
-  NetworkMode,
-  ObservedSandbox,
-  SandboxHandle,
-  SandboxLimits,
-  SandboxSpec,
-  SandboxState,
-  SandboxStats,
-} from "./sandbox.js";
-export { AGENT_PROTOCOL_VERSION } from "./agent.js";
 export type {
   AgentConnection,
   AgentFiles,
@@ -27,7 +14,37 @@ export type {
   PtyProcess,
   PtyRequest,
 } from "./agent.js";
-export type { DriverInfo, SandboxDriver } from "./driver.js";
+export { AGENT_PROTOCOL_VERSION } from "./agent.js";
 export type { Clock } from "./clock.js";
 export { systemClock } from "./clock.js";
+export type { DriverInfo, SandboxDriver } from "./driver.js";
+export type { ErrorCode, PolydevErrorOptions } from "./errors.js";
+export { ERROR_STATUS, isPolydevError, notFound, PolydevError } from "./errors.js";
 export type { LaunchCommand, LaunchRequest, SandboxLauncher } from "./launcher.js";
+export type {
+  NetworkMode,
+  ObservedSandbox,
+  SandboxHandle,
+  SandboxLimits,
+  SandboxSpec,
+  SandboxState,
+  SandboxStats,
+} from "./sandbox.js";
+export { NETWORK_MODES, SANDBOX_STATES } from "./sandbox.js";
+export type {
+  ApiKeyRecord,
+  ApiKeyRepository,
+  LogLevel,
+  LogSource,
+  NewSandbox,
+  NewSandboxLogEntry,
+  Page,
+  SandboxLogEntry,
+  SandboxLogRepository,
+  SandboxRecord,
+  SandboxRepository,
+  Store,
+  UserRecord,
+  UserRepository,
+  UserRole,
+} from "./store.js";

@@ -1,0 +1,132 @@
+/**
+ * The Store port: repositories over the one database that is the source of truth. Services
+ * depend on these interfaces only, so SQLite and Postgres are interchangeable.
+ */
+import type { NetworkMode, SandboxHandle, SandboxState } from "./sandbox.js";
+
+export type UserRole = "admin" | "user";
+
+export interface UserRecord {
+  id: string;
+  name: string;
+  role: UserRole;
+  passwordHash: string | null;
+  createdAt: number;
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  userId: string;
+  name: string;
+  keyHash: string;
+  prefix: string;
+  createdAt: number;
+  lastUsedAt: number | null;
+}
+
+export interface SandboxRecord {
+  id: string;
+  userId: string;
+  state: SandboxState;
+  failureReason: string | null;
+  driver: string;
+  handle: SandboxHandle | null;
+  cpu: number;
+  memoryMb: number;
+  diskMb: number;
+  pidsMax: number;
+  network: NetworkMode;
+  env: Record<string, string>;
+  metadata: Record<string, string>;
+  timeoutMs: number;
+  idleTimeoutMs: number;
+  createdAt: number;
+  updatedAt: number;
+  stateChangedAt: number;
+  lastActivityAt: number;
+  expiresAt: number;
+  destroyedAt: number | null;
+}
+
+export type NewSandbox = Omit<
+  SandboxRecord,
+  "failureReason" | "handle" | "updatedAt" | "stateChangedAt" | "lastActivityAt" | "destroyedAt"
+>;
+
+export type LogLevel = "info" | "warn" | "error";
+export type LogSource = "server" | "driver" | "console";
+
+export interface SandboxLogEntry {
+  id: number;
+  sandboxId: string;
+  at: number;
+  level: LogLevel;
+  source: LogSource;
+  message: string;
+}
+
+export type NewSandboxLogEntry = Omit<SandboxLogEntry, "id" | "sandboxId">;
+
+export interface Page<T> {
+  items: T[];
+  /** Opaque; pass back to get the next page. Undefined on the last page. */
+  nextCursor: string | undefined;
+}
+
+export interface UserRepository {
+  create(user: UserRecord): Promise<UserRecord>;
+  getById(id: string): Promise<UserRecord | undefined>;
+  getByName(name: string): Promise<UserRecord | undefined>;
+  list(): Promise<UserRecord[]>;
+  count(): Promise<number>;
+}
+
+export interface ApiKeyRepository {
+  create(key: Omit<ApiKeyRecord, "lastUsedAt">): Promise<ApiKeyRecord>;
+  findByHash(keyHash: string): Promise<{ key: ApiKeyRecord; user: UserRecord } | undefined>;
+  listForUser(userId: string): Promise<ApiKeyRecord[]>;
+  touch(id: string, at: number): Promise<void>;
+  delete(userId: string, id: string): Promise<boolean>;
+}
+
+export interface SandboxRepository {
+  insert(sandbox: NewSandbox): Promise<SandboxRecord>;
+  get(id: string): Promise<SandboxRecord | undefined>;
+  /** Undefined when the sandbox does not exist or belongs to someone else. */
+  getForUser(userId: string, id: string): Promise<SandboxRecord | undefined>;
+  listForUser(
+    userId: string,
+    options: { limit: number; cursor?: string | undefined; states?: SandboxState[] | undefined },
+  ): Promise<Page<SandboxRecord>>;
+  listByStates(states: SandboxState[]): Promise<SandboxRecord[]>;
+  countLiveForUser(userId: string): Promise<number>;
+  countByState(): Promise<Record<SandboxState, number>>;
+  setHandle(id: string, handle: SandboxHandle): Promise<void>;
+  /**
+   * Compare-and-set: moves the sandbox to `to` only if it is in one of `from`. Returns the
+   * updated row, or undefined if another writer got there first.
+   */
+  transition(
+    id: string,
+    from: SandboxState[],
+    to: SandboxState,
+    patch: { at: number; failureReason?: string },
+  ): Promise<SandboxRecord | undefined>;
+  touchActivity(id: string, at: number): Promise<void>;
+}
+
+export interface SandboxLogRepository {
+  append(sandboxId: string, entries: NewSandboxLogEntry[]): Promise<void>;
+  list(
+    sandboxId: string,
+    options: { afterId?: number | undefined; limit: number },
+  ): Promise<SandboxLogEntry[]>;
+}
+
+export interface Store {
+  readonly users: UserRepository;
+  readonly apiKeys: ApiKeyRepository;
+  readonly sandboxes: SandboxRepository;
+  readonly sandboxLogs: SandboxLogRepository;
+  close(): Promise<void>;
+}

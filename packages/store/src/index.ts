@@ -1,0 +1,3 @@
+export type { Database } from "./schema.js";
+export type { SqliteStoreOptions } from "./sqlite.js";
+export { createStore, migrate, openSqliteStore } from "./sqlite.js";

@@ -1,0 +1,9 @@
+import type { Migration, MigrationProvider } from "kysely";
+import * as initial from "./001-initial.js";
+
+/** Migrations live in code (not read from a folder) so a bundled build carries them. */
+export const migrationProvider: MigrationProvider = {
+  async getMigrations(): Promise<Record<string, Migration>> {
+    return { "001-initial": initial };
+  },
+};

@@ -1,0 +1,214 @@
+import type {
+  NetworkMode,
+  SandboxHandle,
+  SandboxLogEntry,
+  SandboxLogRepository,
+  SandboxRecord,
+  SandboxRepository,
+  SandboxState,
+} from "@polydev/core";
+import { SANDBOX_STATES } from "@polydev/core";
+import type { Kysely, Selectable } from "kysely";
+import { fromJson, mapWriteError, ms, msOrNull, toJson } from "./codec.js";
+import type { Database, SandboxesTable, SandboxLogsTable } from "./schema.js";
+
+function toSandbox(row: Selectable<SandboxesTable>): SandboxRecord {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    state: row.state as SandboxState,
+    failureReason: row.failure_reason,
+    driver: row.driver,
+    handle: row.handle === null ? null : fromJson<SandboxHandle>(row.handle),
+    cpu: row.cpu,
+    memoryMb: row.memory_mb,
+    diskMb: row.disk_mb,
+    pidsMax: row.pids_max,
+    network: row.network as NetworkMode,
+    env: fromJson<Record<string, string>>(row.env),
+    metadata: fromJson<Record<string, string>>(row.metadata),
+    timeoutMs: ms(row.timeout_ms),
+    idleTimeoutMs: ms(row.idle_timeout_ms),
+    createdAt: ms(row.created_at),
+    updatedAt: ms(row.updated_at),
+    stateChangedAt: ms(row.state_changed_at),
+    lastActivityAt: ms(row.last_activity_at),
+    expiresAt: ms(row.expires_at),
+    destroyedAt: msOrNull(row.destroyed_at),
+  };
+}
+
+/** Cursor = "<created_at>:<id>" of the last row seen; newest first, ties broken by id. */
+function decodeCursor(cursor: string): { createdAt: number; id: string } | undefined {
+  const separator = cursor.indexOf(":");
+  const createdAt = Number(cursor.slice(0, separator));
+  if (separator <= 0 || !Number.isFinite(createdAt)) return undefined;
+  return { createdAt, id: cursor.slice(separator + 1) };
+}
+
+export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
+  const get = async (id: string): Promise<SandboxRecord | undefined> => {
+    const row = await db.selectFrom("sandboxes").selectAll().where("id", "=", id).executeTakeFirst();
+    return row ? toSandbox(row) : undefined;
+  };
+  return {
+    async insert(s) {
+      await db
+        .insertInto("sandboxes")
+        .values({
+          id: s.id,
+          user_id: s.userId,
+          state: s.state,
+          failure_reason: null,
+          driver: s.driver,
+          handle: null,
+          cpu: s.cpu,
+          memory_mb: s.memoryMb,
+          disk_mb: s.diskMb,
+          pids_max: s.pidsMax,
+          network: s.network,
+          env: toJson(s.env),
+          metadata: toJson(s.metadata),
+          timeout_ms: s.timeoutMs,
+          idle_timeout_ms: s.idleTimeoutMs,
+          created_at: s.createdAt,
+          updated_at: s.createdAt,
+          state_changed_at: s.createdAt,
+          last_activity_at: s.createdAt,
+          expires_at: s.expiresAt,
+          destroyed_at: null,
+        })
+        .execute()
+        .catch((error: unknown) => mapWriteError(error, `sandbox ${s.id}`));
+      const row = await get(s.id);
+      if (!row) throw new Error(`sandbox ${s.id} vanished right after insert`);
+      return row;
+    },
+    get,
+    async getForUser(userId, id) {
+      const row = await db
+        .selectFrom("sandboxes")
+        .selectAll()
+        .where("id", "=", id)
+        .where("user_id", "=", userId)
+        .executeTakeFirst();
+      return row ? toSandbox(row) : undefined;
+    },
+    async listForUser(userId, options) {
+      let query = db.selectFrom("sandboxes").selectAll().where("user_id", "=", userId);
+      if (options.states && options.states.length > 0) query = query.where("state", "in", options.states);
+      const after = options.cursor ? decodeCursor(options.cursor) : undefined;
+      if (after) {
+        query = query.where((eb) =>
+          eb.or([
+            eb("created_at", "<", after.createdAt),
+            eb.and([eb("created_at", "=", after.createdAt), eb("id", "<", after.id)]),
+          ]),
+        );
+      }
+      const rows = await query
+        .orderBy("created_at", "desc")
+        .orderBy("id", "desc")
+        .limit(options.limit + 1)
+        .execute();
+      const items = rows.slice(0, options.limit).map(toSandbox);
+      const last = items.at(-1);
+      return {
+        items,
+        nextCursor: rows.length > options.limit && last ? `${last.createdAt}:${last.id}` : undefined,
+      };
+    },
+    async listByStates(states) {
+      if (states.length === 0) return [];
+      const rows = await db
+        .selectFrom("sandboxes")
+        .selectAll()
+        .where("state", "in", states)
+        .orderBy("created_at")
+        .execute();
+      return rows.map(toSandbox);
+    },
+    async countLiveForUser(userId) {
+      const row = await db
+        .selectFrom("sandboxes")
+        .select((eb) => eb.fn.countAll().as("n"))
+        .where("user_id", "=", userId)
+        .where("state", "in", ["creating", "running", "hibernated"])
+        .executeTakeFirstOrThrow();
+      return Number(row.n);
+    },
+    async countByState() {
+      const rows = await db
+        .selectFrom("sandboxes")
+        .select(["state", (eb) => eb.fn.countAll().as("n")])
+        .groupBy("state")
+        .execute();
+      const counts = Object.fromEntries(SANDBOX_STATES.map((s) => [s, 0])) as Record<SandboxState, number>;
+      for (const row of rows) counts[row.state as SandboxState] = Number(row.n);
+      return counts;
+    },
+    async setHandle(id, handle) {
+      await db
+        .updateTable("sandboxes")
+        .set({ handle: toJson(handle) })
+        .where("id", "=", id)
+        .execute();
+    },
+    async transition(id, from, to, patch) {
+      const result = await db
+        .updateTable("sandboxes")
+        .set({
+          state: to,
+          updated_at: patch.at,
+          state_changed_at: patch.at,
+          ...(patch.failureReason === undefined ? {} : { failure_reason: patch.failureReason }),
+          ...(to === "destroyed" ? { destroyed_at: patch.at } : {}),
+        })
+        .where("id", "=", id)
+        .where("state", "in", from)
+        .executeTakeFirst();
+      if (Number(result.numUpdatedRows) === 0) return undefined;
+      return get(id);
+    },
+    async touchActivity(id, at) {
+      await db.updateTable("sandboxes").set({ last_activity_at: at }).where("id", "=", id).execute();
+    },
+  };
+}
+
+function toLog(row: Selectable<SandboxLogsTable>): SandboxLogEntry {
+  return {
+    id: row.id,
+    sandboxId: row.sandbox_id,
+    at: ms(row.at),
+    level: row.level as SandboxLogEntry["level"],
+    source: row.source as SandboxLogEntry["source"],
+    message: row.message,
+  };
+}
+
+export function sandboxLogRepository(db: Kysely<Database>): SandboxLogRepository {
+  return {
+    async append(sandboxId, entries) {
+      if (entries.length === 0) return;
+      await db
+        .insertInto("sandbox_logs")
+        .values(
+          entries.map((e) => ({
+            sandbox_id: sandboxId,
+            at: e.at,
+            level: e.level,
+            source: e.source,
+            message: e.message,
+          })),
+        )
+        .execute();
+    },
+    async list(sandboxId, options) {
+      let query = db.selectFrom("sandbox_logs").selectAll().where("sandbox_id", "=", sandboxId);
+      if (options.afterId !== undefined) query = query.where("id", ">", options.afterId);
+      const rows = await query.orderBy("id").limit(options.limit).execute();
+      return rows.map(toLog);
+    },
+  };
+}

@@ -1,0 +1,60 @@
+/** Table shapes as Kysely sees them. Timestamps are epoch ms; JSON columns are text. */
+import type { Generated } from "kysely";
+
+export interface UsersTable {
+  id: string;
+  name: string;
+  role: string;
+  password_hash: string | null;
+  created_at: number | string;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  user_id: string;
+  name: string;
+  key_hash: string;
+  prefix: string;
+  created_at: number | string;
+  last_used_at: number | string | null;
+}
+
+export interface SandboxesTable {
+  id: string;
+  user_id: string;
+  state: string;
+  failure_reason: string | null;
+  driver: string;
+  handle: string | null;
+  cpu: number;
+  memory_mb: number;
+  disk_mb: number;
+  pids_max: number;
+  network: string;
+  env: string;
+  metadata: string;
+  timeout_ms: number | string;
+  idle_timeout_ms: number | string;
+  created_at: number | string;
+  updated_at: number | string;
+  state_changed_at: number | string;
+  last_activity_at: number | string;
+  expires_at: number | string;
+  destroyed_at: number | string | null;
+}
+
+export interface SandboxLogsTable {
+  id: Generated<number>;
+  sandbox_id: string;
+  at: number | string;
+  level: string;
+  source: string;
+  message: string;
+}
+
+export interface Database {
+  users: UsersTable;
+  api_keys: ApiKeysTable;
+  sandboxes: SandboxesTable;
+  sandbox_logs: SandboxLogsTable;
+}

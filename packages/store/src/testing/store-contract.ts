@@ -1,0 +1,149 @@
+/**
+ * The Store contract: every implementation (SQLite file, Postgres) runs these same cases.
+ * `open` must return a store on a fresh, empty database each call.
+ */
+import type { NewSandbox, Store } from "@polydev/core";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+
+export function runStoreContract(name: string, open: () => Promise<Store>): void {
+  describe(`Store contract: ${name}`, () => {
+    let store: Store;
+    beforeEach(async () => {
+      store = await open();
+    });
+    afterEach(async () => {
+      await store.close();
+    });
+
+    const user = (id: string, createdAt = 1000) => ({
+      id,
+      name: `name-${id}`,
+      role: "user" as const,
+      passwordHash: null,
+      createdAt,
+    });
+    const sandbox = (
+      id: string,
+      userId: string,
+      createdAt: number,
+      extra: Partial<NewSandbox> = {},
+    ): NewSandbox => ({
+      id,
+      userId,
+      state: "creating",
+      driver: "namespace",
+      cpu: 1,
+      memoryMb: 512,
+      diskMb: 1024,
+      pidsMax: 256,
+      network: "none",
+      env: { A: "1" },
+      metadata: { m: "x" },
+      timeoutMs: 60_000,
+      idleTimeoutMs: 10_000,
+      createdAt,
+      expiresAt: createdAt + 60_000,
+      ...extra,
+    });
+
+    it("creates users, refuses duplicate names with a conflict naming the field", async () => {
+      await store.users.create(user("usr_1"));
+      expect(await store.users.getByName("name-usr_1")).toMatchObject({ id: "usr_1", role: "user" });
+      await expect(store.users.create({ ...user("usr_2"), name: "name-usr_1" })).rejects.toMatchObject({
+        code: "conflict",
+        message: expect.stringContaining("name-usr_1"),
+      });
+      expect(await store.users.count()).toBe(1);
+    });
+
+    it("finds API keys by hash with their user, touches and deletes them", async () => {
+      await store.users.create(user("usr_1"));
+      await store.apiKeys.create({
+        id: "key_1",
+        userId: "usr_1",
+        name: "k",
+        keyHash: "h1",
+        prefix: "pdk_ab",
+        createdAt: 5,
+      });
+      const found = await store.apiKeys.findByHash("h1");
+      expect(found?.user.id).toBe("usr_1");
+      expect(found?.key.lastUsedAt).toBeNull();
+      await store.apiKeys.touch("key_1", 99);
+      expect((await store.apiKeys.findByHash("h1"))?.key.lastUsedAt).toBe(99);
+      expect(await store.apiKeys.delete("usr_other", "key_1")).toBe(false);
+      expect(await store.apiKeys.delete("usr_1", "key_1")).toBe(true);
+      expect(await store.apiKeys.findByHash("h1")).toBeUndefined();
+    });
+
+    it("round-trips a sandbox with its JSON fields and handle", async () => {
+      await store.users.create(user("usr_1"));
+      const inserted = await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));
+      expect(inserted).toMatchObject({
+        state: "creating",
+        env: { A: "1" },
+        handle: null,
+        lastActivityAt: 1000,
+      });
+      await store.sandboxes.setHandle("sbx_1", {
+        sandboxId: "sbx_1",
+        driver: "namespace",
+        data: { pid: 42 },
+      });
+      expect((await store.sandboxes.get("sbx_1"))?.handle?.data).toEqual({ pid: 42 });
+      expect(await store.sandboxes.getForUser("usr_1", "sbx_1")).toBeDefined();
+      expect(await store.sandboxes.getForUser("usr_2", "sbx_1")).toBeUndefined();
+    });
+
+    it("transitions by compare-and-set: exactly one of two racing writers wins", async () => {
+      await store.users.create(user("usr_1"));
+      await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));
+      const results = await Promise.all([
+        store.sandboxes.transition("sbx_1", ["creating"], "running", { at: 2000 }),
+        store.sandboxes.transition("sbx_1", ["creating"], "failed", { at: 2000, failureReason: "x" }),
+      ]);
+      expect(results.filter((r) => r !== undefined)).toHaveLength(1);
+      const destroyed = await store.sandboxes.transition("sbx_1", ["running", "failed"], "destroyed", {
+        at: 3000,
+      });
+      expect(destroyed).toMatchObject({ state: "destroyed", destroyedAt: 3000, stateChangedAt: 3000 });
+      expect(await store.sandboxes.transition("sbx_1", ["running"], "failed", { at: 4000 })).toBeUndefined();
+    });
+
+    it("pages a user's sandboxes newest first with a cursor, and filters by state", async () => {
+      await store.users.create(user("usr_1"));
+      await store.users.create(user("usr_2"));
+      for (let i = 0; i < 5; i++) await store.sandboxes.insert(sandbox(`sbx_${i}`, "usr_1", 1000 + (i % 3)));
+      await store.sandboxes.insert(sandbox("sbx_other", "usr_2", 5000));
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await store.sandboxes.listForUser("usr_1", { limit: 2, cursor });
+        seen.push(...page.items.map((s) => s.id));
+        cursor = page.nextCursor;
+      } while (cursor);
+      expect(seen).toHaveLength(5);
+      expect(new Set(seen).size).toBe(5);
+      expect(seen).not.toContain("sbx_other");
+      await store.sandboxes.transition("sbx_2", ["creating"], "running", { at: 6000 });
+      const running = await store.sandboxes.listForUser("usr_1", { limit: 10, states: ["running"] });
+      expect(running.items.map((s) => s.id)).toEqual(["sbx_2"]);
+      expect(await store.sandboxes.countLiveForUser("usr_1")).toBe(5);
+      expect((await store.sandboxes.countByState()).running).toBe(1);
+    });
+
+    it("keeps logs in order, pages them after an id, and drops them with their sandbox's user", async () => {
+      await store.users.create(user("usr_1"));
+      await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));
+      await store.sandboxLogs.append("sbx_1", [
+        { at: 1, level: "info", source: "server", message: "one" },
+        { at: 2, level: "error", source: "console", message: "two" },
+      ]);
+      await store.sandboxLogs.append("sbx_1", [{ at: 3, level: "warn", source: "driver", message: "three" }]);
+      const all = await store.sandboxLogs.list("sbx_1", { limit: 10 });
+      expect(all.map((l) => l.message)).toEqual(["one", "two", "three"]);
+      const after = await store.sandboxLogs.list("sbx_1", { afterId: all[0]?.id, limit: 1 });
+      expect(after.map((l) => l.message)).toEqual(["two"]);
+    });
+  });
+}
