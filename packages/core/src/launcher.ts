@@ -16,6 +16,14 @@ export interface LaunchCommand {
   file: string;
   args: string[];
   env: Record<string, string>;
+  /** Host working directory for the spawn, when the launcher does not set it inside. */
+  hostCwd?: string;
+  /**
+   * How many wrapper processes stand between the spawned host process and the command
+   * (e.g. 1 for `nsenter`, which forks the command): signals meant for the command go to the
+   * process this many generations down.
+   */
+  wrapperDepth: number;
 }
 
 export interface SandboxLauncher {
