@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createUser, startTestServer } from "./testing/harness.js";
 import type { TestServer } from "./testing/harness.js";
+import { createUser, startTestServer } from "./testing/harness.js";
 
 let t: TestServer;
 beforeAll(async () => {
@@ -59,24 +59,36 @@ describe("auth and users", () => {
   });
 
   it("serves an OpenAPI document generated from the route schemas", async () => {
-    const doc = await t.api.call<{ openapi: string; paths: Record<string, Record<string, unknown>> }>(
+    const doc = await t.api.call<{
+      openapi: string;
+      paths: Record<string, Record<string, unknown>>;
+      components: { schemas: Record<string, unknown> };
+    }>(
       "GET",
       "/v1/openapi.json",
     );
     expect(doc.status).toBe(200);
     expect(doc.body.openapi).toMatch(/^3\./);
     expect(Object.keys(doc.body.paths)).toEqual(
-      expect.arrayContaining(["/v1/sandboxes", "/v1/sandboxes/{id}/exec", "/v1/sandboxes/{id}/files/content"]),
+      expect.arrayContaining([
+        "/v1/sandboxes",
+        "/v1/sandboxes/{id}/exec",
+        "/v1/sandboxes/{id}/files/content",
+      ]),
     );
-    const create = doc.body.paths["/v1/sandboxes"]?.post as { requestBody: { content: Record<string, { schema: unknown }> } };
-    expect(JSON.stringify(create.requestBody.content)).toContain("memoryMb");
+    // The create body is a named component, generated from the same zod schema that validates.
+    const create = JSON.stringify(doc.body.paths["/v1/sandboxes"]?.post);
+    expect(create).toContain("#/components/schemas/CreateSandbox");
+    expect(JSON.stringify(doc.body.components.schemas.CreateSandboxInput)).toContain("memoryMb");
   });
 
   it("answers unknown routes and bad JSON with 4xx errors, never 500", async () => {
     const missing = await t.api.call("GET", "/v1/nope");
     expect(missing.status).toBe(404);
     expect(missing.body).toMatchObject({ error: { code: "not_found" } });
-    const badJson = await t.api.call("POST", "/v1/sandboxes", "{not json", { "content-type": "application/json" });
+    const badJson = await t.api.call("POST", "/v1/sandboxes", "{not json", {
+      "content-type": "application/json",
+    });
     expect(badJson.status).toBe(400);
     expect(badJson.body).toMatchObject({ error: { code: "invalid_request" } });
   });

@@ -30,23 +30,55 @@ export const configSchema = z
     sandboxDefaults: z
       .object({
         cpu: z.number().positive().default(1),
-        memoryMb: z.number().int().positive().default(512 * MiB),
-        diskMb: z.number().int().positive().default(1024 * MiB),
+        memoryMb: z
+          .number()
+          .int()
+          .positive()
+          .default(512 * MiB),
+        diskMb: z
+          .number()
+          .int()
+          .positive()
+          .default(1024 * MiB),
         pidsMax: z.number().int().positive().default(256),
         /** Hard TTL: a sandbox is destroyed this long after creation. */
-        timeoutMs: z.number().int().positive().default(24 * HOUR_MS),
+        timeoutMs: z
+          .number()
+          .int()
+          .positive()
+          .default(24 * HOUR_MS),
         /** Destroyed after this long without API activity. */
-        idleTimeoutMs: z.number().int().positive().default(30 * MINUTE_MS),
+        idleTimeoutMs: z
+          .number()
+          .int()
+          .positive()
+          .default(30 * MINUTE_MS),
       })
       .prefault({}),
     sandboxMaximums: z
       .object({
         cpu: z.number().positive().default(8),
-        memoryMb: z.number().int().positive().default(16 * 1024),
-        diskMb: z.number().int().positive().default(16 * 1024),
+        memoryMb: z
+          .number()
+          .int()
+          .positive()
+          .default(16 * 1024),
+        diskMb: z
+          .number()
+          .int()
+          .positive()
+          .default(16 * 1024),
         pidsMax: z.number().int().positive().default(4096),
-        timeoutMs: z.number().int().positive().default(7 * 24 * HOUR_MS),
-        idleTimeoutMs: z.number().int().positive().default(7 * 24 * HOUR_MS),
+        timeoutMs: z
+          .number()
+          .int()
+          .positive()
+          .default(7 * 24 * HOUR_MS),
+        idleTimeoutMs: z
+          .number()
+          .int()
+          .positive()
+          .default(7 * 24 * HOUR_MS),
       })
       .prefault({}),
     /** Live (creating, running, hibernated) sandboxes one user may hold. */

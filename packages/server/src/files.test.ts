@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createUser, startTestServer } from "./testing/harness.js";
 import type { ApiClient, TestServer } from "./testing/harness.js";
+import { createUser, startTestServer } from "./testing/harness.js";
 
 let t: TestServer;
 let api: ApiClient;
@@ -42,7 +42,9 @@ describe("files", () => {
       "GET",
       `/v1/sandboxes/${id}/files?path=docs/notes`,
     );
-    expect(list.body.items).toEqual([expect.objectContaining({ name: "a.txt", type: "file", sizeBytes: 12 })]);
+    expect(list.body.items).toEqual([
+      expect.objectContaining({ name: "a.txt", type: "file", sizeBytes: 12 }),
+    ]);
     const stat = await api.call("GET", `/v1/sandboxes/${id}/files/stat?path=docs`);
     expect(stat.body).toMatchObject({ type: "directory" });
 

@@ -1,8 +1,8 @@
-export { buildApp, API_VERSION } from "./app.js";
-export { configFromEnv, configSchema, parseConfig } from "./config.js";
+export { API_VERSION, buildApp } from "./app.js";
 export type { ConfigInput, PolydevConfig } from "./config.js";
+export { configFromEnv, configSchema, parseConfig } from "./config.js";
 export { createLogger } from "./logger.js";
-export { startServer } from "./server.js";
 export type { DriverFactory, DriverFactoryOptions, RunningServer, StartOptions } from "./server.js";
+export { startServer } from "./server.js";
 export { ADMIN_KEY_FILE } from "./services/bootstrap.js";
-export type { ReconcileItem, ReconcileAction } from "./services/reconciler.js";
+export type { ReconcileAction, ReconcileItem } from "./services/reconciler.js";

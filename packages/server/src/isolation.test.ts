@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createUser, startTestServer } from "./testing/harness.js";
 import type { ApiClient, TestServer } from "./testing/harness.js";
+import { createUser, startTestServer } from "./testing/harness.js";
 
 let t: TestServer;
 let api: ApiClient;
@@ -44,7 +44,10 @@ describe("what a sandbox cannot see or reach", () => {
 
   it("has node, git, curl and python from the host", async () => {
     const id = await api.createSandbox();
-    const tools = await api.exec(id, "node -e 'console.log(1+1)' && git --version && curl --version && python3 -c 'print(3)'");
+    const tools = await api.exec(
+      id,
+      "node -e 'console.log(1+1)' && git --version && curl --version && python3 -c 'print(3)'",
+    );
     expect(tools.body.exitCode).toBe(0);
     expect(tools.body.stdout).toMatch(/^2\ngit version/);
   });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createUser, startTestServer } from "./testing/harness.js";
 import type { ApiClient, TestServer } from "./testing/harness.js";
+import { createUser, startTestServer } from "./testing/harness.js";
 
 let t: TestServer;
 let api: ApiClient;

@@ -1,5 +1,5 @@
-import pino from "pino";
 import type { Logger } from "pino";
+import pino from "pino";
 
 /** Secrets are removed by path before a line is written, whatever code logged them. */
 export const REDACTED_PATHS = [
@@ -18,6 +18,10 @@ export const REDACTED_PATHS = [
 ];
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
-  const options = { level, redact: { paths: REDACTED_PATHS, censor: "[redacted]" }, base: { service: "polydev" } };
+  const options = {
+    level,
+    redact: { paths: REDACTED_PATHS, censor: "[redacted]" },
+    base: { service: "polydev" },
+  };
   return destination ? pino(options, destination) : pino(options);
 }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { createUser, startTestServer } from "./testing/harness.js";
 import type { ApiClient, TestServer } from "./testing/harness.js";
+import { createUser, startTestServer } from "./testing/harness.js";
 
 let t: TestServer;
 let alice: ApiClient;
@@ -13,7 +13,9 @@ beforeAll(async () => {
   alice = await createUser(t.api, "alice");
   bob = await createUser(t.api, "bob");
   aliceSandbox = await alice.createSandbox();
-  const started = await alice.call<{ id: string }>("POST", `/v1/sandboxes/${aliceSandbox}/processes`, { cmd: "sleep 60" });
+  const started = await alice.call<{ id: string }>("POST", `/v1/sandboxes/${aliceSandbox}/processes`, {
+    cmd: "sleep 60",
+  });
   aliceProcess = started.body.id;
 });
 afterAll(async () => {
@@ -44,7 +46,8 @@ describe("a user only sees their own sandboxes", () => {
   ];
 
   it.each(routes)("%s %s answers 404 for another user's sandbox", async (method, path, body) => {
-    const headers: Record<string, string> = typeof body === "string" ? { "content-type": "application/octet-stream" } : {};
+    const headers: Record<string, string> =
+      typeof body === "string" ? { "content-type": "application/octet-stream" } : {};
     const response = await bob.call(method, path(aliceSandbox, aliceProcess), body, headers);
     expect(response.status).toBe(404);
     expect(response.body).toMatchObject({ error: { code: "not_found" } });
@@ -68,7 +71,10 @@ describe("a user only sees their own sandboxes", () => {
   it("left alice's sandbox and process untouched", async () => {
     const sandbox = await alice.call<{ state: string }>("GET", `/v1/sandboxes/${aliceSandbox}`);
     expect(sandbox.body.state).toBe("running");
-    const process = await alice.call<{ state: string }>("GET", `/v1/sandboxes/${aliceSandbox}/processes/${aliceProcess}`);
+    const process = await alice.call<{ state: string }>(
+      "GET",
+      `/v1/sandboxes/${aliceSandbox}/processes/${aliceProcess}`,
+    );
     expect(process.body.state).toBe("running");
     const file = await alice.call("GET", `/v1/sandboxes/${aliceSandbox}/files/stat?path=x`);
     expect(file.status).toBe(404);

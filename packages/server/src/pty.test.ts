@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { createUser, startTestServer } from "./testing/harness.js";
 import type { ApiClient, TestServer } from "./testing/harness.js";
+import { createUser, startTestServer } from "./testing/harness.js";
 
 let t: TestServer;
 let api: ApiClient;
@@ -43,7 +43,8 @@ class Terminal {
   async until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!check()) {
-      if (Date.now() > deadline) throw new Error(`timed out; screen so far: ${JSON.stringify(this.output.slice(-500))}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out; screen so far: ${JSON.stringify(this.output.slice(-500))}`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   }

@@ -2,8 +2,9 @@
  * The server is a real child process here, killed with SIGKILL: the only honest way to test
  * that the database and the reconciler bring sandboxes back (or fail them) after a crash.
  */
-import { spawn } from "node:child_process";
+
 import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -20,8 +21,22 @@ let child: ChildProcess | undefined;
 async function startChild(): Promise<{ url: string; process: ChildProcess }> {
   const process = spawn(
     "node",
-    ["--conditions=source", "--import", "tsx", join(repoRoot, "packages/cli/src/main.ts"), "up", "--port", "0", "--data-dir", dataDir],
-    { cwd: repoRoot, env: { ...globalThis.process.env, POLYDEV_LOG_LEVEL: "warn" }, stdio: ["ignore", "pipe", "pipe"] },
+    [
+      "--conditions=source",
+      "--import",
+      "tsx",
+      join(repoRoot, "packages/cli/src/main.ts"),
+      "up",
+      "--port",
+      "0",
+      "--data-dir",
+      dataDir,
+    ],
+    {
+      cwd: repoRoot,
+      env: { ...globalThis.process.env, POLYDEV_LOG_LEVEL: "warn" },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
   );
   let output = "";
   const url = await new Promise<string>((resolveUrl, reject) => {
@@ -94,10 +109,16 @@ describe("restart after SIGKILL", () => {
     const keptState = await api.call<{ state: string }>("GET", `/v1/sandboxes/${kept}`);
     expect(keptState.body.state).toBe("running");
     expect((await api.exec(kept, "cat note.txt")).body.stdout).toBe("persisted\n");
-    const processes = await api.call<{ items: { id: string; state: string }[] }>("GET", `/v1/sandboxes/${kept}/processes`);
+    const processes = await api.call<{ items: { id: string; state: string }[] }>(
+      "GET",
+      `/v1/sandboxes/${kept}/processes`,
+    );
     expect(processes.body.items).toEqual([expect.objectContaining({ id: bg.body.id, state: "running" })]);
 
-    const vanishedState = await api.call<{ state: string; failureReason: string }>("GET", `/v1/sandboxes/${vanished}`);
+    const vanishedState = await api.call<{ state: string; failureReason: string }>(
+      "GET",
+      `/v1/sandboxes/${vanished}`,
+    );
     expect(vanishedState.body.state).toBe("failed");
     const logs = await api.call<{ items: { message: string }[] }>("GET", `/v1/sandboxes/${vanished}/logs`);
     expect(logs.body.items.length).toBeGreaterThan(0);

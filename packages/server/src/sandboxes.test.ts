@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createUser, readSse, startTestServer } from "./testing/harness.js";
 import type { ApiClient, TestServer } from "./testing/harness.js";
+import { createUser, readSse, startTestServer } from "./testing/harness.js";
 
 let t: TestServer;
 let api: ApiClient;
@@ -14,13 +14,20 @@ afterAll(async () => {
 
 describe("sandbox lifecycle", () => {
   it("creates, lists, gets and destroys a sandbox", async () => {
-    const created = await api.call<{ id: string; state: string; memoryMb: number; network: string; envKeys: string[] }>(
-      "POST",
-      "/v1/sandboxes",
-      { memoryMb: 256, env: { GREETING: "hi" }, metadata: { project: "demo" } },
-    );
+    const created = await api.call<{
+      id: string;
+      state: string;
+      memoryMb: number;
+      network: string;
+      envKeys: string[];
+    }>("POST", "/v1/sandboxes", { memoryMb: 256, env: { GREETING: "hi" }, metadata: { project: "demo" } });
     expect(created.status).toBe(201);
-    expect(created.body).toMatchObject({ state: "running", memoryMb: 256, network: "none", envKeys: ["GREETING"] });
+    expect(created.body).toMatchObject({
+      state: "running",
+      memoryMb: 256,
+      network: "none",
+      envKeys: ["GREETING"],
+    });
     const id = created.body.id;
 
     const list = await api.call<{ items: { id: string }[] }>("GET", "/v1/sandboxes");
@@ -48,7 +55,11 @@ describe("sandbox lifecycle", () => {
     [{ network: "bridge" }, "network"],
     [{ env: { "1BAD": "x" } }, "env"],
   ])("rejects %j with 400 naming %s", async (body, field) => {
-    const response = await api.call<{ error: { code: string; message: string } }>("POST", "/v1/sandboxes", body);
+    const response = await api.call<{ error: { code: string; message: string } }>(
+      "POST",
+      "/v1/sandboxes",
+      body,
+    );
     expect(response.status).toBe(400);
     expect(response.body.error.code).toBe("invalid_request");
     expect(response.body.error.message).toContain(field);
@@ -90,7 +101,11 @@ describe("exec", () => {
 
   it("passes stdin, cwd and env", async () => {
     await api.exec(id, "mkdir -p work/sub");
-    const result = await api.exec(id, "cat; pwd; echo $X", { stdin: "hello\n", cwd: "work/sub", env: { X: "y" } });
+    const result = await api.exec(id, "cat; pwd; echo $X", {
+      stdin: "hello\n",
+      cwd: "work/sub",
+      env: { X: "y" },
+    });
     expect(result.body.stdout).toBe("hello\n/home/user/work/sub\ny\n");
   });
 
@@ -118,12 +133,19 @@ describe("exec", () => {
   it("streams output as server-sent events, in order, ending with exit", async () => {
     const response = await fetch(`${t.url}/v1/sandboxes/${id}/exec`, {
       method: "POST",
-      headers: { authorization: `Bearer ${api.key}`, accept: "text/event-stream", "content-type": "application/json" },
+      headers: {
+        authorization: `Bearer ${api.key}`,
+        accept: "text/event-stream",
+        "content-type": "application/json",
+      },
       body: JSON.stringify({ cmd: "for i in 1 2 3; do echo line$i; sleep 0.05; done; echo bad >&2; exit 4" }),
     });
     expect(response.headers.get("content-type")).toContain("text/event-stream");
     const events = await readSse(response);
-    const stdout = events.filter((e) => e.event === "stdout").map((e) => (e.data as { data: string }).data).join("");
+    const stdout = events
+      .filter((e) => e.event === "stdout")
+      .map((e) => (e.data as { data: string }).data)
+      .join("");
     expect(stdout).toBe("line1\nline2\nline3\n");
     expect(events.some((e) => e.event === "stderr")).toBe(true);
     expect(events.at(-1)).toMatchObject({ event: "exit", data: { exitCode: 4 } });
@@ -132,7 +154,11 @@ describe("exec", () => {
   it("streams a large output without holding it whole (first bytes arrive before the command ends)", async () => {
     const response = await fetch(`${t.url}/v1/sandboxes/${id}/exec`, {
       method: "POST",
-      headers: { authorization: `Bearer ${api.key}`, accept: "text/event-stream", "content-type": "application/json" },
+      headers: {
+        authorization: `Bearer ${api.key}`,
+        accept: "text/event-stream",
+        "content-type": "application/json",
+      },
       body: JSON.stringify({ cmd: "head -c 1000000 /dev/zero | tr '\\0' a; sleep 2; echo done" }),
     });
     const reader = response.body?.getReader();
@@ -151,7 +177,14 @@ describe("exec", () => {
   });
 
   it("rejects malformed exec requests with 400", async () => {
-    for (const body of [{}, { cmd: "" }, { cmd: [] }, { cmd: 5 }, { cmd: "true", extra: 1 }, { cmd: "true", timeoutMs: -1 }]) {
+    for (const body of [
+      {},
+      { cmd: "" },
+      { cmd: [] },
+      { cmd: 5 },
+      { cmd: "true", extra: 1 },
+      { cmd: "true", timeoutMs: -1 },
+    ]) {
       const response = await api.call("POST", `/v1/sandboxes/${id}/exec`, body);
       expect(response.status, JSON.stringify(body)).toBe(400);
       expect(response.body).toMatchObject({ error: { code: "invalid_request" } });
@@ -171,7 +204,10 @@ describe("background processes", () => {
       const output = await api.call("GET", `/v1/sandboxes/${id}/processes/${pid}/output`);
       return String(output.body).includes("first");
     });
-    const list = await api.call<{ items: { id: string; state: string }[] }>("GET", `/v1/sandboxes/${id}/processes`);
+    const list = await api.call<{ items: { id: string; state: string }[] }>(
+      "GET",
+      `/v1/sandboxes/${id}/processes`,
+    );
     expect(list.body.items).toEqual([expect.objectContaining({ id: pid, state: "running" })]);
     const fromOffset = await api.call("GET", `/v1/sandboxes/${id}/processes/${pid}/output?offset=2`);
     expect(String(fromOffset.body)).toBe("rst\n");
@@ -179,10 +215,15 @@ describe("background processes", () => {
     const follow = fetch(`${t.url}/v1/sandboxes/${id}/processes/${pid}/output?follow=true`, {
       headers: { authorization: `Bearer ${api.key}`, accept: "text/event-stream" },
     });
-    const signalled = await api.call("POST", `/v1/sandboxes/${id}/processes/${pid}/signal`, { signal: "SIGTERM" });
+    const signalled = await api.call("POST", `/v1/sandboxes/${id}/processes/${pid}/signal`, {
+      signal: "SIGTERM",
+    });
     expect(signalled.status).toBe(200);
     const events = await readSse(await follow);
-    const text = events.filter((e) => e.event === "output").map((e) => (e.data as { data: string }).data).join("");
+    const text = events
+      .filter((e) => e.event === "output")
+      .map((e) => (e.data as { data: string }).data)
+      .join("");
     expect(text).toContain("got-term");
     expect(events.at(-1)).toMatchObject({ event: "exit", data: { state: "exited", exitCode: 7 } });
   });

@@ -46,10 +46,16 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   const clock = options.clock ?? systemClock;
   const factory = options.drivers[config.driver];
   if (!factory) {
-    throw new PolydevError("invalid_request", `unknown driver "${config.driver}"; known: ${Object.keys(options.drivers).join(", ")}`);
+    throw new PolydevError(
+      "invalid_request",
+      `unknown driver "${config.driver}"; known: ${Object.keys(options.drivers).join(", ")}`,
+    );
   }
   await prepareDataDir(config.dataDir);
-  const driver = factory({ rootDir: join(config.dataDir, "sandboxes"), log: log.child({ component: "driver" }) });
+  const driver = factory({
+    rootDir: join(config.dataDir, "sandboxes"),
+    log: log.child({ component: "driver" }),
+  });
   const info = await driver.probe();
   log.info({ driver: info.name, features: info.features }, "driver ready");
 
@@ -57,7 +63,15 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   const firstAdminKey = await bootstrapAdmin(store, config.dataDir, config.adminKey, clock.now());
   const sandboxes = new SandboxService(config, store, driver, log.child({ component: "sandboxes" }), clock);
   const ptys = new PtySessions(config.ptyDetachGraceMs, log.child({ component: "pty" }));
-  const reconciler = new Reconciler(config, store, driver, sandboxes, ptys, log.child({ component: "reconciler" }), clock);
+  const reconciler = new Reconciler(
+    config,
+    store,
+    driver,
+    sandboxes,
+    ptys,
+    log.child({ component: "reconciler" }),
+    clock,
+  );
   await reconciler.reconcile({ startup: true });
 
   const app = await buildApp({ config, store, driver, sandboxes, ptys, clock, log });

@@ -2,8 +2,9 @@
  * Bearer API keys on every /v1 route. The principal is attached to the request; routes never
  * parse headers themselves.
  */
-import { PolydevError } from "@polydev/core";
+
 import type { Store, UserRole } from "@polydev/core";
+import { PolydevError } from "@polydev/core";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { hashApiKey } from "../services/api-keys.js";
 
@@ -41,7 +42,10 @@ async function authenticate(
   const match = header === undefined ? null : /^Bearer\s+(\S+)$/i.exec(header);
   const token = match?.[1];
   if (!token) {
-    throw new PolydevError("unauthorized", "missing API key: send the header 'Authorization: Bearer <api key>'");
+    throw new PolydevError(
+      "unauthorized",
+      "missing API key: send the header 'Authorization: Bearer <api key>'",
+    );
   }
   const found = await store.apiKeys.findByHash(hashApiKey(token));
   if (!found) throw new PolydevError("unauthorized", "the API key is not valid (revoked or mistyped)");

@@ -17,8 +17,6 @@ export interface ServerContext {
   log: Logger;
 }
 
-export type App = FastifyInstance & { withTypeProvider<T>(): FastifyInstance };
-export type TypedApp = ReturnType<FastifyInstance["withTypeProvider"]> & FastifyInstance;
 export type ZodApp = ReturnType<typeof zodApp>;
 export function zodApp(app: FastifyInstance) {
   return app.withTypeProvider<ZodTypeProvider>();

@@ -10,7 +10,10 @@ import { hasZodFastifySchemaValidationErrors } from "fastify-type-provider-zod";
 function fromFastifyError(error: FastifyError): PolydevError | undefined {
   switch (error.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
-      return new PolydevError("payload_too_large", "request body is too large; stream big files with PUT …/files/content");
+      return new PolydevError(
+        "payload_too_large",
+        "request body is too large; stream big files with PUT …/files/content",
+      );
     case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
       return new PolydevError("unsupported_media_type", "send JSON with Content-Type: application/json");
     case "FST_ERR_CTP_EMPTY_JSON_BODY":

@@ -30,12 +30,27 @@ export function createSandboxBody(max: {
   return z
     .strictObject({
       cpu: z.number().min(0.05).max(max.cpu).optional().describe(`CPU cores (0.05 … ${max.cpu}); default 1`),
-      memoryMb: z.number().int().min(32).max(max.memoryMb).optional().describe("memory limit in MiB; default 512"),
+      memoryMb: z
+        .number()
+        .int()
+        .min(32)
+        .max(max.memoryMb)
+        .optional()
+        .describe("memory limit in MiB; default 512"),
       diskMb: z.number().int().min(16).max(max.diskMb).optional().describe("home size in MiB; default 1024"),
       pidsMax: z.number().int().min(8).max(max.pidsMax).optional().describe("process limit; default 256"),
-      network: z.enum(NETWORK_MODES).optional().describe('"none" (default): loopback only; "egress": outbound internet'),
+      network: z
+        .enum(NETWORK_MODES)
+        .optional()
+        .describe('"none" (default): loopback only; "egress": outbound internet'),
       timeoutMs: z.number().int().min(1000).max(max.timeoutMs).optional().describe("hard TTL; default 24 h"),
-      idleTimeoutMs: z.number().int().min(1000).max(max.idleTimeoutMs).optional().describe("no-activity TTL; default 30 min"),
+      idleTimeoutMs: z
+        .number()
+        .int()
+        .min(1000)
+        .max(max.idleTimeoutMs)
+        .optional()
+        .describe("no-activity TTL; default 30 min"),
       env: envSchema.optional(),
       metadata: z
         .record(z.string().max(64), z.string().max(1024))
@@ -67,7 +82,10 @@ export const sandboxSchema = z
   })
   .meta({ id: "Sandbox" });
 
-export const sandboxListSchema = z.object({ items: z.array(sandboxSchema), nextCursor: z.string().nullable() });
+export const sandboxListSchema = z.object({
+  items: z.array(sandboxSchema),
+  nextCursor: z.string().nullable(),
+});
 
 export const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(500).default(100),
@@ -76,8 +94,14 @@ export const listQuery = z.strictObject({
 });
 
 export const commandSchema = z.union([
-  z.string().min(1, "cmd must not be empty").max(128 * 1024),
-  z.array(z.string().max(128 * 1024)).min(1, "cmd must name a program").max(4096),
+  z
+    .string()
+    .min(1, "cmd must not be empty")
+    .max(128 * 1024),
+  z
+    .array(z.string().max(128 * 1024))
+    .min(1, "cmd must name a program")
+    .max(4096),
 ]);
 
 export const execBody = z
@@ -119,7 +143,17 @@ export const startProcessBody = z.strictObject({
   env: envSchema.optional(),
 });
 
-export const SIGNALS = ["SIGTERM", "SIGKILL", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGSTOP", "SIGCONT"] as const;
+export const SIGNALS = [
+  "SIGTERM",
+  "SIGKILL",
+  "SIGINT",
+  "SIGHUP",
+  "SIGQUIT",
+  "SIGUSR1",
+  "SIGUSR2",
+  "SIGSTOP",
+  "SIGCONT",
+] as const;
 export const signalBody = z.strictObject({ signal: z.enum(SIGNALS).default("SIGTERM") });
 
 export const pathQuery = z.strictObject({

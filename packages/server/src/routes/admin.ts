@@ -5,7 +5,12 @@ import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
 import { createUserWithKey } from "../services/users.js";
 
-const userSchema = z.object({ id: z.string(), name: z.string(), role: z.enum(["admin", "user"]), createdAt: z.string() });
+const userSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  role: z.enum(["admin", "user"]),
+  createdAt: z.string(),
+});
 
 export function adminRoutes(instance: FastifyInstance, ctx: ServerContext): void {
   const app = zodApp(instance);
@@ -19,7 +24,10 @@ export function adminRoutes(instance: FastifyInstance, ctx: ServerContext): void
         body: z.strictObject({
           name: z
             .string()
-            .regex(/^[a-z0-9][a-z0-9._-]{1,62}$/, "names are 2–63 lowercase letters, digits, '.', '_' or '-'"),
+            .regex(
+              /^[a-z0-9][a-z0-9._-]{1,62}$/,
+              "names are 2–63 lowercase letters, digits, '.', '_' or '-'",
+            ),
           role: z.enum(["admin", "user"]).default("user"),
         }),
         response: { 201: z.object({ user: userSchema, apiKey: z.string() }) },
@@ -27,24 +35,50 @@ export function adminRoutes(instance: FastifyInstance, ctx: ServerContext): void
     },
     async (request, reply) => {
       requireAdmin(request);
-      const { user, apiKey } = await createUserWithKey(ctx.store, request.body.name, request.body.role, ctx.clock.now());
-      return reply.status(201).send({ user: { ...user, createdAt: new Date(user.createdAt).toISOString() }, apiKey });
+      const { user, apiKey } = await createUserWithKey(
+        ctx.store,
+        request.body.name,
+        request.body.role,
+        ctx.clock.now(),
+      );
+      return reply
+        .status(201)
+        .send({ user: { ...user, createdAt: new Date(user.createdAt).toISOString() }, apiKey });
     },
   );
 
   app.get(
     "/v1/admin/users",
-    { schema: { tags: ["admin"], summary: "List users", response: { 200: z.object({ items: z.array(userSchema) }) } } },
+    {
+      schema: {
+        tags: ["admin"],
+        summary: "List users",
+        response: { 200: z.object({ items: z.array(userSchema) }) },
+      },
+    },
     async (request) => {
       requireAdmin(request);
       const users = await ctx.store.users.list();
-      return { items: users.map((u) => ({ id: u.id, name: u.name, role: u.role, createdAt: new Date(u.createdAt).toISOString() })) };
+      return {
+        items: users.map((u) => ({
+          id: u.id,
+          name: u.name,
+          role: u.role,
+          createdAt: new Date(u.createdAt).toISOString(),
+        })),
+      };
     },
   );
 
   app.get(
     "/v1/me",
-    { schema: { tags: ["users"], summary: "Who this API key belongs to", response: { 200: z.object({ id: z.string(), name: z.string(), role: z.enum(["admin", "user"]) }) } } },
+    {
+      schema: {
+        tags: ["users"],
+        summary: "Who this API key belongs to",
+        response: { 200: z.object({ id: z.string(), name: z.string(), role: z.enum(["admin", "user"]) }) },
+      },
+    },
     async (request) => {
       const principal = requirePrincipal(request);
       return { id: principal.userId, name: principal.userName, role: principal.role };

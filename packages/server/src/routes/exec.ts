@@ -1,7 +1,7 @@
+import type { Readable } from "node:stream";
 import { StringDecoder } from "node:string_decoder";
 import type { ExecProcess } from "@polydev/core";
 import type { FastifyInstance } from "fastify";
-import type { Readable } from "node:stream";
 import { requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
@@ -19,7 +19,8 @@ export function execRoutes(instance: FastifyInstance, ctx: ServerContext): void 
       bodyLimit: ctx.config.jsonBodyLimitBytes,
       schema: {
         tags: ["exec"],
-        summary: "Run a command; with Accept: text/event-stream the output streams as stdout/stderr/exit events",
+        summary:
+          "Run a command; with Accept: text/event-stream the output streams as stdout/stderr/exit events",
         params: sandboxIdParams,
         body: execBody.extend({ timeoutMs: execBody.shape.timeoutMs.unwrap().max(DAY_MS).optional() }),
         response: { 200: execResultSchema },
@@ -40,7 +41,10 @@ export function execRoutes(instance: FastifyInstance, ctx: ServerContext): void 
       if (wantsEventStream(request)) {
         const sse = openSse(request, reply);
         sse.signal.addEventListener("abort", () => process.kill("SIGKILL"), { once: true });
-        await Promise.all([pump(process.stdout, "stdout", sse.send), pump(process.stderr, "stderr", sse.send)]);
+        await Promise.all([
+          pump(process.stdout, "stdout", sse.send),
+          pump(process.stderr, "stderr", sse.send),
+        ]);
         const exit = await process.exited;
         await sse.send("exit", exit);
         sse.end();
@@ -49,10 +53,18 @@ export function execRoutes(instance: FastifyInstance, ctx: ServerContext): void 
       }
 
       const limit = ctx.config.execBufferLimitBytes;
-      const [stdout, stderr] = await Promise.all([collect(process.stdout, limit), collect(process.stderr, limit)]);
+      const [stdout, stderr] = await Promise.all([
+        collect(process.stdout, limit),
+        collect(process.stderr, limit),
+      ]);
       const exit = await process.exited;
       ctx.sandboxes.touch(sandbox.id);
-      return { ...exit, stdout: stdout.text, stderr: stderr.text, truncated: stdout.truncated || stderr.truncated };
+      return {
+        ...exit,
+        stdout: stdout.text,
+        stderr: stderr.text,
+        truncated: stdout.truncated || stderr.truncated,
+      };
     },
   );
 }

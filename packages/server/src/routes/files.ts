@@ -36,7 +36,15 @@ export function fileRoutes(instance: FastifyInstance, ctx: ServerContext): void 
 
   app.get(
     "/v1/sandboxes/:id/files/stat",
-    { schema: { tags, summary: "Stat a path under the home", params: sandboxIdParams, querystring: requiredPath, response: { 200: fileEntrySchema } } },
+    {
+      schema: {
+        tags,
+        summary: "Stat a path under the home",
+        params: sandboxIdParams,
+        querystring: requiredPath,
+        response: { 200: fileEntrySchema },
+      },
+    },
     async (request) => {
       const { agent } = await ctx.sandboxes.agent(requirePrincipal(request).userId, request.params.id);
       return presentFile(await agent.files.stat(request.query.path));
@@ -45,7 +53,14 @@ export function fileRoutes(instance: FastifyInstance, ctx: ServerContext): void 
 
   app.get(
     "/v1/sandboxes/:id/files/content",
-    { schema: { tags, summary: "Download a file (streamed)", params: sandboxIdParams, querystring: requiredPath } },
+    {
+      schema: {
+        tags,
+        summary: "Download a file (streamed)",
+        params: sandboxIdParams,
+        querystring: requiredPath,
+      },
+    },
     async (request, reply) => {
       const { agent } = await ctx.sandboxes.agent(requirePrincipal(request).userId, request.params.id);
       const content = await agent.files.read(request.query.path);
@@ -83,7 +98,10 @@ export function fileRoutes(instance: FastifyInstance, ctx: ServerContext): void 
         summary: "Remove a file, or a directory with recursive=true",
         params: sandboxIdParams,
         querystring: requiredPath.extend({
-          recursive: z.enum(["true", "false"]).default("false").transform((v) => v === "true"),
+          recursive: z
+            .enum(["true", "false"])
+            .default("false")
+            .transform((v) => v === "true"),
         }),
         response: { 200: okSchema },
       },

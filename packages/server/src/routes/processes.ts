@@ -38,7 +38,14 @@ export function processRoutes(instance: FastifyInstance, ctx: ServerContext): vo
 
   app.get(
     "/v1/sandboxes/:id/processes",
-    { schema: { tags, summary: "List background processes", params: sandboxIdParams, response: { 200: z.object({ items: z.array(processSchema) }) } } },
+    {
+      schema: {
+        tags,
+        summary: "List background processes",
+        params: sandboxIdParams,
+        response: { 200: z.object({ items: z.array(processSchema) }) },
+      },
+    },
     async (request) => {
       const { agent } = await ctx.sandboxes.agent(requirePrincipal(request).userId, request.params.id);
       return { items: (await agent.listBackground()).map(presentProcess) };
@@ -47,7 +54,14 @@ export function processRoutes(instance: FastifyInstance, ctx: ServerContext): vo
 
   app.get(
     "/v1/sandboxes/:id/processes/:pid",
-    { schema: { tags, summary: "Get a background process", params: processParams, response: { 200: processSchema } } },
+    {
+      schema: {
+        tags,
+        summary: "Get a background process",
+        params: processParams,
+        response: { 200: processSchema },
+      },
+    },
     async (request) => {
       const { agent } = await ctx.sandboxes.agent(requirePrincipal(request).userId, request.params.id);
       return presentProcess(await agent.getBackground(request.params.pid));
@@ -64,7 +78,10 @@ export function processRoutes(instance: FastifyInstance, ctx: ServerContext): vo
         params: processParams,
         querystring: z.strictObject({
           offset: z.coerce.number().int().min(0).default(0),
-          follow: z.enum(["true", "false"]).default("false").transform((v) => v === "true"),
+          follow: z
+            .enum(["true", "false"])
+            .default("false")
+            .transform((v) => v === "true"),
         }),
       },
     },

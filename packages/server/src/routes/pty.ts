@@ -11,7 +11,11 @@ import type { PtyClient } from "../services/pty-sessions.js";
 
 const controlMessage = z.discriminatedUnion("type", [
   z.object({ type: z.literal("input"), data: z.string().max(1024 * 1024) }),
-  z.object({ type: z.literal("resize"), cols: z.number().int().min(1).max(1000), rows: z.number().int().min(1).max(1000) }),
+  z.object({
+    type: z.literal("resize"),
+    cols: z.number().int().min(1).max(1000),
+    rows: z.number().int().min(1).max(1000),
+  }),
   z.object({ type: z.literal("ping") }),
 ]);
 
@@ -76,7 +80,12 @@ export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
           client,
         );
       } catch (error) {
-        socket.send(JSON.stringify({ type: "error", message: error instanceof Error ? error.message : "terminal failed" }));
+        socket.send(
+          JSON.stringify({
+            type: "error",
+            message: error instanceof Error ? error.message : "terminal failed",
+          }),
+        );
         socket.close(1011, "terminal failed to start");
         return;
       }
@@ -90,7 +99,13 @@ export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
         }
         const parsed = controlMessage.safeParse(safeJson(data.toString()));
         if (!parsed.success) {
-          socket.send(JSON.stringify({ type: "error", code: "invalid_request", message: "unknown control message; send {type:'resize'|'input'|'ping'}" }));
+          socket.send(
+            JSON.stringify({
+              type: "error",
+              code: "invalid_request",
+              message: "unknown control message; send {type:'resize'|'input'|'ping'}",
+            }),
+          );
           return;
         }
         const message = parsed.data;

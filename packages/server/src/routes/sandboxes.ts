@@ -1,3 +1,4 @@
+import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
@@ -11,7 +12,6 @@ import {
   sandboxListSchema,
   sandboxSchema,
 } from "../http/schemas.js";
-import type { FastifyInstance } from "fastify";
 
 const tags = ["sandboxes"];
 
@@ -37,7 +37,14 @@ export function sandboxRoutes(instance: FastifyInstance, ctx: ServerContext): vo
 
   app.get(
     "/v1/sandboxes",
-    { schema: { tags, summary: "List your sandboxes, newest first", querystring: listQuery, response: { 200: sandboxListSchema } } },
+    {
+      schema: {
+        tags,
+        summary: "List your sandboxes, newest first",
+        querystring: listQuery,
+        response: { 200: sandboxListSchema },
+      },
+    },
     async (request) => {
       const principal = requirePrincipal(request);
       const page = await ctx.store.sandboxes.listForUser(principal.userId, {
@@ -52,25 +59,50 @@ export function sandboxRoutes(instance: FastifyInstance, ctx: ServerContext): vo
   app.get(
     "/v1/sandboxes/:id",
     { schema: { tags, summary: "Get a sandbox", params: sandboxIdParams, response: { 200: sandboxSchema } } },
-    async (request) => presentSandbox(await ctx.sandboxes.get(requirePrincipal(request).userId, request.params.id)),
+    async (request) =>
+      presentSandbox(await ctx.sandboxes.get(requirePrincipal(request).userId, request.params.id)),
   );
 
   app.delete(
     "/v1/sandboxes/:id",
-    { schema: { tags, summary: "Destroy a sandbox (idempotent)", params: sandboxIdParams, response: { 200: sandboxSchema } } },
-    async (request) => presentSandbox(await ctx.sandboxes.destroy(requirePrincipal(request).userId, request.params.id)),
+    {
+      schema: {
+        tags,
+        summary: "Destroy a sandbox (idempotent)",
+        params: sandboxIdParams,
+        response: { 200: sandboxSchema },
+      },
+    },
+    async (request) =>
+      presentSandbox(await ctx.sandboxes.destroy(requirePrincipal(request).userId, request.params.id)),
   );
 
   app.post(
     "/v1/sandboxes/:id/hibernate",
-    { schema: { tags, summary: "Freeze every process of a sandbox", params: sandboxIdParams, response: { 200: sandboxSchema } } },
-    async (request) => presentSandbox(await ctx.sandboxes.hibernate(requirePrincipal(request).userId, request.params.id)),
+    {
+      schema: {
+        tags,
+        summary: "Freeze every process of a sandbox",
+        params: sandboxIdParams,
+        response: { 200: sandboxSchema },
+      },
+    },
+    async (request) =>
+      presentSandbox(await ctx.sandboxes.hibernate(requirePrincipal(request).userId, request.params.id)),
   );
 
   app.post(
     "/v1/sandboxes/:id/resume",
-    { schema: { tags, summary: "Thaw a hibernated sandbox", params: sandboxIdParams, response: { 200: sandboxSchema } } },
-    async (request) => presentSandbox(await ctx.sandboxes.resume(requirePrincipal(request).userId, request.params.id)),
+    {
+      schema: {
+        tags,
+        summary: "Thaw a hibernated sandbox",
+        params: sandboxIdParams,
+        response: { 200: sandboxSchema },
+      },
+    },
+    async (request) =>
+      presentSandbox(await ctx.sandboxes.resume(requirePrincipal(request).userId, request.params.id)),
   );
 
   app.get(
@@ -94,7 +126,8 @@ export function sandboxRoutes(instance: FastifyInstance, ctx: ServerContext): vo
         limit: request.query.limit,
       });
       const live = sandbox.state === "running" || sandbox.state === "hibernated";
-      const consoleText = live && sandbox.handle ? await ctx.driver.logs(sandbox.handle).catch(() => null) : null;
+      const consoleText =
+        live && sandbox.handle ? await ctx.driver.logs(sandbox.handle).catch(() => null) : null;
       return {
         items: entries.map((e) => ({ ...e, at: new Date(e.at).toISOString() })),
         console: consoleText,

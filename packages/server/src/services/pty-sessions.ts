@@ -115,7 +115,10 @@ export class PtySessions {
   ) {}
 
   /** Reattaches to the session named by the reconnect id, or starts a new shell under it. */
-  async attach(options: OpenPtyOptions, client: PtyClient): Promise<{ reattached: boolean; session: PtySession }> {
+  async attach(
+    options: OpenPtyOptions,
+    client: PtyClient,
+  ): Promise<{ reattached: boolean; session: PtySession }> {
     const key = `${options.userId}/${options.sandboxId}/${options.reconnectId}`;
     let session = this.sessions.get(key);
     const reattached = session !== undefined && !session.exited;

@@ -67,11 +67,13 @@ export class Reconciler {
     const items: ReconcileItem[] = [];
     const rows = await this.store.sandboxes.listByStates(["creating", "running", "hibernated", "destroying"]);
     for (const row of rows) {
-      const item = await this.reconcileRow(row, startup).catch((error: unknown): ReconcileItem => ({
-        sandboxId: row.id,
-        action: "failed_vanished",
-        error: error instanceof Error ? error.message : String(error),
-      }));
+      const item = await this.reconcileRow(row, startup).catch(
+        (error: unknown): ReconcileItem => ({
+          sandboxId: row.id,
+          action: "failed_vanished",
+          error: error instanceof Error ? error.message : String(error),
+        }),
+      );
       if (item) items.push(item);
     }
     const liveIds = new Set(
@@ -104,7 +106,11 @@ export class Reconciler {
     if (row.state === "creating") {
       // Creation runs inside one request: at start-up every creating row was interrupted.
       if (!startup && !stuck) return undefined;
-      await this.sandboxes.markFailed(row.id, ["creating"], "creation was interrupted (server restart or timeout)");
+      await this.sandboxes.markFailed(
+        row.id,
+        ["creating"],
+        "creation was interrupted (server restart or timeout)",
+      );
       return { sandboxId: row.id, action: "failed_interrupted" };
     }
     const alive = row.handle ? await this.driver.isAlive(row.handle) : false;

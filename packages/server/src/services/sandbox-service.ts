@@ -75,7 +75,12 @@ export class SandboxService {
     try {
       const handle = await this.driver.create({
         id: record.id,
-        limits: { cpu: record.cpu, memoryMb: record.memoryMb, diskMb: record.diskMb, pidsMax: record.pidsMax },
+        limits: {
+          cpu: record.cpu,
+          memoryMb: record.memoryMb,
+          diskMb: record.diskMb,
+          pidsMax: record.pidsMax,
+        },
         network: record.network,
         env: record.env,
       });
@@ -93,10 +98,14 @@ export class SandboxService {
     } catch (error) {
       if (isPolydevError(error) && error.code === "conflict") throw error;
       await this.markFailed(record.id, ["creating"], describeFailure(error), error);
-      throw new PolydevError("sandbox_failed", `sandbox ${record.id} failed to start: ${describeFailure(error)}`, {
-        details: { sandboxId: record.id, hint: `GET /v1/sandboxes/${record.id}/logs shows why` },
-        cause: error,
-      });
+      throw new PolydevError(
+        "sandbox_failed",
+        `sandbox ${record.id} failed to start: ${describeFailure(error)}`,
+        {
+          details: { sandboxId: record.id, hint: `GET /v1/sandboxes/${record.id}/logs shows why` },
+          cause: error,
+        },
+      );
     }
   }
 
@@ -152,10 +161,15 @@ export class SandboxService {
     if (record.state === "hibernated") return record;
     const handle = record.handle;
     if (record.state !== "running" || !handle) {
-      throw new PolydevError("sandbox_not_running", `sandbox ${id} is ${record.state}; only running sandboxes hibernate`);
+      throw new PolydevError(
+        "sandbox_not_running",
+        `sandbox ${id} is ${record.state}; only running sandboxes hibernate`,
+      );
     }
     await this.driver.hibernate(handle);
-    const next = await this.store.sandboxes.transition(id, ["running"], "hibernated", { at: this.clock.now() });
+    const next = await this.store.sandboxes.transition(id, ["running"], "hibernated", {
+      at: this.clock.now(),
+    });
     if (!next) throw new PolydevError("conflict", `sandbox ${id} changed state while hibernating`);
     return next;
   }
@@ -165,10 +179,15 @@ export class SandboxService {
     if (record.state === "running") return record;
     const handle = record.handle;
     if (record.state !== "hibernated" || !handle) {
-      throw new PolydevError("sandbox_not_running", `sandbox ${id} is ${record.state}; only hibernated sandboxes resume`);
+      throw new PolydevError(
+        "sandbox_not_running",
+        `sandbox ${id} is ${record.state}; only hibernated sandboxes resume`,
+      );
     }
     await this.driver.resume(handle);
-    const next = await this.store.sandboxes.transition(id, ["hibernated"], "running", { at: this.clock.now() });
+    const next = await this.store.sandboxes.transition(id, ["hibernated"], "running", {
+      at: this.clock.now(),
+    });
     if (!next) throw new PolydevError("conflict", `sandbox ${id} changed state while resuming`);
     return next;
   }
@@ -185,9 +204,14 @@ export class SandboxService {
     const destroying =
       record.state === "destroying"
         ? record
-        : await this.store.sandboxes.transition(record.id, ["creating", "running", "hibernated", "failed"], "destroying", {
-            at: now,
-          });
+        : await this.store.sandboxes.transition(
+            record.id,
+            ["creating", "running", "hibernated", "failed"],
+            "destroying",
+            {
+              at: now,
+            },
+          );
     if (!destroying) {
       const current = await this.store.sandboxes.get(record.id);
       if (current && current.state !== record.state) return this.destroyRecord(current, reason);
@@ -209,17 +233,24 @@ export class SandboxService {
    * its host resources: the logs outlive the processes.
    */
   async markFailed(id: string, from: SandboxState[], reason: string, error?: unknown): Promise<void> {
-    const failed = await this.store.sandboxes.transition(id, from, "failed", { at: this.clock.now(), failureReason: reason });
+    const failed = await this.store.sandboxes.transition(id, from, "failed", {
+      at: this.clock.now(),
+      failureReason: reason,
+    });
     await this.appendLog(id, "error", `failed: ${reason}`);
     const consoleTail = isPolydevError(error) ? error.details?.consoleTail : undefined;
     if (typeof consoleTail === "string" && consoleTail.length > 0) {
-      await this.store.sandboxLogs.append(id, [{ at: this.clock.now(), level: "error", source: "console", message: consoleTail }]);
+      await this.store.sandboxLogs.append(id, [
+        { at: this.clock.now(), level: "error", source: "console", message: consoleTail },
+      ]);
     }
     const handle = failed?.handle;
     if (handle) {
       const consoleLog = await this.driver.logs(handle).catch(() => "");
       if (consoleLog) {
-        await this.store.sandboxLogs.append(id, [{ at: this.clock.now(), level: "info", source: "console", message: consoleLog }]);
+        await this.store.sandboxLogs.append(id, [
+          { at: this.clock.now(), level: "info", source: "console", message: consoleLog },
+        ]);
       }
       await this.forgetConnection(id);
       await this.driver.destroy(handle).catch((destroyError: unknown) => {

@@ -6,11 +6,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NamespaceDriver } from "@polydev/driver-namespace";
-import { parseConfig } from "../config.js";
 import type { ConfigInput } from "../config.js";
+import { parseConfig } from "../config.js";
 import { createLogger } from "../logger.js";
-import { startServer } from "../server.js";
 import type { RunningServer } from "../server.js";
+import { startServer } from "../server.js";
 
 export interface TestServer {
   server: RunningServer;
@@ -62,16 +62,19 @@ export class ApiClient {
   /** Creates a sandbox and fails the test loudly if that did not work. */
   async createSandbox(body: Record<string, unknown> = {}): Promise<string> {
     const response = await this.call<{ id: string }>("POST", "/v1/sandboxes", body);
-    if (response.status !== 201) throw new Error(`create failed: ${response.status} ${JSON.stringify(response.body)}`);
+    if (response.status !== 201)
+      throw new Error(`create failed: ${response.status} ${JSON.stringify(response.body)}`);
     return response.body.id;
   }
 
   async exec(id: string, cmd: string | string[], extra: Record<string, unknown> = {}) {
-    return this.call<{ exitCode: number | null; stdout: string; stderr: string; timedOut: boolean; signal: string | null }>(
-      "POST",
-      `/v1/sandboxes/${id}/exec`,
-      { cmd, ...extra },
-    );
+    return this.call<{
+      exitCode: number | null;
+      stdout: string;
+      stderr: string;
+      timedOut: boolean;
+      signal: string | null;
+    }>("POST", `/v1/sandboxes/${id}/exec`, { cmd, ...extra });
   }
 }
 
@@ -98,7 +101,13 @@ export async function startTestServer(overrides: ConfigInput = {}): Promise<Test
     dataDir,
     api,
     async close() {
-      const live = await server.store.sandboxes.listByStates(["creating", "running", "hibernated", "failed", "destroying"]);
+      const live = await server.store.sandboxes.listByStates([
+        "creating",
+        "running",
+        "hibernated",
+        "failed",
+        "destroying",
+      ]);
       for (const sandbox of live) {
         if (sandbox.handle) await server.driver.destroy(sandbox.handle).catch(() => undefined);
       }

@@ -1,0 +1,79 @@
+import type { LaunchCommand, LaunchRequest, SandboxLauncher } from "@polydev/core";
+
+export const SANDBOX_UID = 1000;
+export const SANDBOX_HOME = "/home/user";
+
+// Joins every cgroup of the sandbox, then becomes nsenter: $1 is how many cgroup files follow.
+export const JOIN_CGROUPS_AND_EXEC =
+  'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
+
+/**
+ * Starts a process inside a running sandbox from the host: into its cgroups first (so limits
+ * hold from the first instruction), then into all its namespaces and root with nsenter, as the
+ * sandbox user, with no_new_privs. nsenter forks the command into the sandbox's pid namespace,
+ * so the command sits one generation below the spawned process.
+ */
+export function namespaceLauncher(options: {
+  initPid: number;
+  procsFiles: string[];
+  stateDir: string;
+  env: Record<string, string>;
+}): SandboxLauncher {
+  const baseEnv = Object.freeze({
+    PATH: "/usr/local/bin:/usr/bin:/bin",
+    HOME: SANDBOX_HOME,
+    USER: "user",
+    LOGNAME: "user",
+    SHELL: "/bin/bash",
+    LANG: "C.UTF-8",
+    ...options.env,
+  });
+  const prefix = [
+    "-c",
+    JOIN_CGROUPS_AND_EXEC,
+    "sh",
+    String(options.procsFiles.length),
+    ...options.procsFiles,
+    "/usr/bin/nsenter",
+    "-t",
+    String(options.initPid),
+    "-U",
+    "-m",
+    "-u",
+    "-i",
+    "-n",
+    "-p",
+    "-C",
+    "-r",
+    "-w",
+    "-S",
+    String(SANDBOX_UID),
+    "-G",
+    String(SANDBOX_UID),
+    "--",
+    "/usr/bin/setpriv",
+    "--no-new-privs",
+    "--",
+    // nsenter resolves its own --wd before entering the mount namespace; env -C changes
+    // directory inside, and a missing directory fails with a clear message.
+    "/usr/bin/env",
+  ];
+  return {
+    home: SANDBOX_HOME,
+    stateDir: options.stateDir,
+    baseEnv,
+    command(request: LaunchRequest): LaunchCommand {
+      return {
+        file: "/bin/sh",
+        // The init's working directory is the home, which nsenter -w inherits: the common case
+        // skips one exec.
+        args:
+          request.cwd === SANDBOX_HOME
+            ? [...prefix.slice(0, -1), ...request.argv]
+            : [...prefix, `--chdir=${request.cwd}`, "--", ...request.argv],
+        env: request.env,
+        wrapperDepth: 1,
+      };
+    },
+  };
+}
