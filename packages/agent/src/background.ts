@@ -35,7 +35,7 @@ const READ_CHUNK_BYTES = 64 * 1024;
 export class BackgroundProcesses {
   private readonly root: string;
 
-  constructor(private readonly launcher: SandboxLauncher) {
+  constructor(launcher: SandboxLauncher) {
     this.root = join(launcher.stateDir, "processes");
   }
 

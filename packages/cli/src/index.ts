@@ -1,2 +1,2 @@
-export { up, UP_HELP } from "./up.js";
 export { DRIVERS } from "./drivers.js";
+export { UP_HELP, up } from "./up.js";

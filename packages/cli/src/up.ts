@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { isPolydevError } from "@polydev/core";
-import { configFromEnv, createLogger, parseConfig, startServer } from "@polydev/server";
 import type { ConfigInput } from "@polydev/server";
+import { configFromEnv, createLogger, parseConfig, startServer } from "@polydev/server";
 import { DRIVERS } from "./drivers.js";
 
 export const UP_HELP = `Usage: polydev up [--port N] [--host H] [--data-dir DIR]
@@ -49,7 +49,9 @@ export async function up(argv: string[], env: NodeJS.ProcessEnv): Promise<number
   } else {
     lines.push(`  admin API key: see ${config.dataDir}/admin-api-key`);
   }
-  lines.push(`  try: curl -H "Authorization: Bearer $(cat ${config.dataDir}/admin-api-key)" ${server.url}/v1/sandboxes`);
+  lines.push(
+    `  try: curl -H "Authorization: Bearer $(cat ${config.dataDir}/admin-api-key)" ${server.url}/v1/sandboxes`,
+  );
   process.stdout.write(`${lines.join("\n")}\n`);
 
   await new Promise<void>((resolve) => {

@@ -1,9 +1,9 @@
-import { createServer } from "node:http";
 import type { IncomingHttpHeaders, Server } from "node:http";
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createGateway } from "./gateway.js";
 import type { Gateway, UsageRecord } from "./gateway.js";
+import { createGateway } from "./gateway.js";
 
 /** A stand-in upstream that records what it received and streams SSE slowly. */
 let upstream: Server;
@@ -25,10 +25,14 @@ beforeAll(async () => {
     req.on("end", () => {
       received.push({ url: req.url ?? "", headers: req.headers, body });
       res.writeHead(200, { "content-type": "text/event-stream" });
-      res.write(`event: message_start\ndata: ${JSON.stringify({ type: "message_start", message: { model: "claude-test", usage: { input_tokens: 11, output_tokens: 1 } } })}\n\n`);
+      res.write(
+        `event: message_start\ndata: ${JSON.stringify({ type: "message_start", message: { model: "claude-test", usage: { input_tokens: 11, output_tokens: 1 } } })}\n\n`,
+      );
       // The rest waits until the test has seen the first chunk arrive: proof of no buffering.
       releaseStream = () => {
-        res.write(`event: message_delta\ndata: ${JSON.stringify({ type: "message_delta", usage: { output_tokens: 7 } })}\n\n`);
+        res.write(
+          `event: message_delta\ndata: ${JSON.stringify({ type: "message_delta", usage: { output_tokens: 7 } })}\n\n`,
+        );
         res.end("event: message_stop\ndata: {}\n\n");
       };
     });
@@ -41,7 +45,9 @@ beforeAll(async () => {
     resolvePlaceholder: async (placeholder) =>
       placeholder === "pdg_sandbox_a" ? { userId: "usr_a", sandboxId: "sbx_a" } : undefined,
     credentialFor: async (userId, provider) =>
-      userId === "usr_a" && provider === "anthropic" ? { kind: "api_key", secret: "sk-ant-REAL-SECRET" } : undefined,
+      userId === "usr_a" && provider === "anthropic"
+        ? { kind: "api_key", secret: "sk-ant-REAL-SECRET" }
+        : undefined,
     recordUsage: (record) => usage.push(record),
   });
   gatewayServer = createServer((req, res) => gateway.handle(req, res));
@@ -59,8 +65,16 @@ describe("provider gateway", () => {
   it("swaps the placeholder for the real key, streams without buffering, and meters usage", async () => {
     const response = await fetch(`${gatewayUrl}/anthropic/v1/messages?beta=true`, {
       method: "POST",
-      headers: { "x-api-key": "pdg_sandbox_a", "content-type": "application/json", "anthropic-version": "2023-06-01" },
-      body: JSON.stringify({ model: "claude-test", stream: true, messages: [{ role: "user", content: "hi" }] }),
+      headers: {
+        "x-api-key": "pdg_sandbox_a",
+        "content-type": "application/json",
+        "anthropic-version": "2023-06-01",
+      },
+      body: JSON.stringify({
+        model: "claude-test",
+        stream: true,
+        messages: [{ role: "user", content: "hi" }],
+      }),
     });
     expect(response.status).toBe(200);
     const reader = response.body?.getReader();

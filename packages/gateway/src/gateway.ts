@@ -6,12 +6,12 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { PolydevError } from "@polydev/core";
-import { Agent, ProxyAgent, request } from "undici";
 import type { Dispatcher } from "undici";
+import { Agent, ProxyAgent, request } from "undici";
 import type { GatewayProvider, UpstreamCredential } from "./providers.js";
-import { GATEWAY_PROVIDERS, applyCredential, placeholderFrom } from "./providers.js";
-import { UsageMeter } from "./usage-meter.js";
+import { applyCredential, GATEWAY_PROVIDERS, placeholderFrom } from "./providers.js";
 import type { Usage } from "./usage-meter.js";
+import { UsageMeter } from "./usage-meter.js";
 
 export interface PlaceholderOwner {
   userId: string;
@@ -52,7 +52,13 @@ const DROPPED_REQUEST_HEADERS = new Set([
   "content-length",
   "accept-encoding",
 ]);
-const DROPPED_RESPONSE_HEADERS = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"]);
+const DROPPED_RESPONSE_HEADERS = new Set([
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "content-length",
+  "content-encoding",
+]);
 
 /** Far above any real prompt; stops a runaway client from filling the server's memory. */
 const MAX_REQUEST_BYTES = 64 * 1024 * 1024;
@@ -86,14 +92,21 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     const placeholder = placeholderFrom(req.headers, incoming);
     const owner = placeholder ? await options.resolvePlaceholder(placeholder) : undefined;
-    if (!owner) throw new PolydevError("unauthorized", "the gateway key is not this sandbox's placeholder key");
+    if (!owner)
+      throw new PolydevError("unauthorized", "the gateway key is not this sandbox's placeholder key");
     const credential = await options.credentialFor(owner.userId, provider);
     if (!credential) {
-      throw new PolydevError("not_found", `no ${provider} credential stored; add one with PUT /v1/credentials/${provider}`);
+      throw new PolydevError(
+        "not_found",
+        `no ${provider} credential stored; add one with PUT /v1/credentials/${provider}`,
+      );
     }
 
     const upstream = new URL(options.upstreams[provider]);
-    const target = new URL(`${upstream.pathname.replace(/\/$/, "")}/${rest.join("/")}${incoming.search}`, upstream);
+    const target = new URL(
+      `${upstream.pathname.replace(/\/$/, "")}/${rest.join("/")}${incoming.search}`,
+      upstream,
+    );
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(req.headers)) {
       if (value === undefined || DROPPED_REQUEST_HEADERS.has(name)) continue;
@@ -102,7 +115,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     applyCredential(provider, credential, headers, target);
 
     const hasBody = req.method !== "GET" && req.method !== "HEAD";
-    const { body, model, streaming } = hasBody ? await peekRequest(req, provider, target) : { body: undefined, model: undefined, streaming: false };
+    const { body, model, streaming } = hasBody
+      ? await peekRequest(req, provider, target)
+      : { body: undefined, model: undefined, streaming: false };
     const response = await request(target, {
       method: (req.method ?? "GET") as Dispatcher.HttpMethod,
       headers,
@@ -128,7 +143,14 @@ export function createGateway(options: GatewayOptions): Gateway {
       res.once("close", resolve);
       res.once("finish", resolve);
     });
-    options.recordUsage({ ...meter.usage, userId: owner.userId, sandboxId: owner.sandboxId, provider, status: response.statusCode, at: now() });
+    options.recordUsage({
+      ...meter.usage,
+      userId: owner.userId,
+      sandboxId: owner.sandboxId,
+      provider,
+      status: response.statusCode,
+      at: now(),
+    });
   }
 
   return {
@@ -167,7 +189,10 @@ async function peekRequest(
   for await (const chunk of req) {
     size += (chunk as Buffer).length;
     if (size > MAX_REQUEST_BYTES) {
-      throw new PolydevError("payload_too_large", `provider requests are limited to ${MAX_REQUEST_BYTES} bytes`);
+      throw new PolydevError(
+        "payload_too_large",
+        `provider requests are limited to ${MAX_REQUEST_BYTES} bytes`,
+      );
     }
     chunks.push(chunk as Buffer);
   }

@@ -17,7 +17,10 @@ export interface UpstreamCredential {
 const KEY_HEADERS = ["authorization", "x-api-key", "x-goog-api-key"];
 
 /** The placeholder a sandbox client sent, wherever its SDK put it. */
-export function placeholderFrom(headers: Record<string, string | string[] | undefined>, url: URL): string | undefined {
+export function placeholderFrom(
+  headers: Record<string, string | string[] | undefined>,
+  url: URL,
+): string | undefined {
   const bearer = /^Bearer\s+(\S+)$/i.exec(String(headers.authorization ?? ""))?.[1];
   const candidates = [bearer, headers["x-api-key"], headers["x-goog-api-key"], url.searchParams.get("key")];
   for (const candidate of candidates) {
@@ -39,7 +42,8 @@ export function applyCredential(
     if (provider === "anthropic") {
       // Subscription tokens are accepted only with the OAuth beta flag, as Claude Code sends it.
       const beta = headers["anthropic-beta"];
-      if (!beta?.includes("oauth-2025-04-20")) headers["anthropic-beta"] = beta ? `${beta},oauth-2025-04-20` : "oauth-2025-04-20";
+      if (!beta?.includes("oauth-2025-04-20"))
+        headers["anthropic-beta"] = beta ? `${beta},oauth-2025-04-20` : "oauth-2025-04-20";
     }
     return;
   }

@@ -3,8 +3,9 @@
  * chunks pass on unchanged while SSE `data:` lines (or a whole small JSON body) are parsed for
  * the usage fields each provider reports.
  */
-import { Transform } from "node:stream";
+
 import type { TransformCallback } from "node:stream";
+import { Transform } from "node:stream";
 import type { GatewayProvider } from "./providers.js";
 
 export interface Usage {
@@ -32,7 +33,8 @@ export function foldUsage(provider: GatewayProvider, usage: Usage, event: Json):
     if (message) usage.model = str(message.model) ?? usage.model;
     const input = start ?? obj(event.usage);
     if (input) {
-      const cached = (num(input.cache_creation_input_tokens) ?? 0) + (num(input.cache_read_input_tokens) ?? 0);
+      const cached =
+        (num(input.cache_creation_input_tokens) ?? 0) + (num(input.cache_read_input_tokens) ?? 0);
       const inputTokens = num(input.input_tokens);
       if (inputTokens !== undefined) usage.inputTokens = Math.max(usage.inputTokens, inputTokens + cached);
       const output = num(input.output_tokens);
@@ -47,7 +49,10 @@ export function foldUsage(provider: GatewayProvider, usage: Usage, event: Json):
     const u = obj(response.usage);
     if (u) {
       usage.inputTokens = Math.max(usage.inputTokens, num(u.input_tokens) ?? num(u.prompt_tokens) ?? 0);
-      usage.outputTokens = Math.max(usage.outputTokens, num(u.output_tokens) ?? num(u.completion_tokens) ?? 0);
+      usage.outputTokens = Math.max(
+        usage.outputTokens,
+        num(u.output_tokens) ?? num(u.completion_tokens) ?? 0,
+      );
     }
     return;
   }

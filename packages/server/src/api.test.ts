@@ -63,10 +63,7 @@ describe("auth and users", () => {
       openapi: string;
       paths: Record<string, Record<string, unknown>>;
       components: { schemas: Record<string, unknown> };
-    }>(
-      "GET",
-      "/v1/openapi.json",
-    );
+    }>("GET", "/v1/openapi.json");
     expect(doc.status).toBe(200);
     expect(doc.body.openapi).toMatch(/^3\./);
     expect(Object.keys(doc.body.paths)).toEqual(

@@ -67,7 +67,7 @@ beforeAll(async () => {
   dataDir = await mkdtemp(join(tmpdir(), "polydev-restart-"));
 });
 afterAll(async () => {
-  if (child && child.exitCode === null) await kill9(child);
+  if (child && child.exitCode === null && child.signalCode === null) await kill9(child);
   const driver = new NamespaceDriver({ rootDir: join(dataDir, "sandboxes"), log: createLogger("silent") });
   for (const observed of await driver.list()) await driver.destroy(observed.handle);
   await rm(dataDir, { recursive: true, force: true });
