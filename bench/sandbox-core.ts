@@ -2,13 +2,11 @@
  * Sandbox core benchmark, through the whole HTTP stack of a real server: create → first output
  * byte of `echo`, warm exec round trip, concurrent creation, and host memory per idle sandbox.
  */
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { NamespaceDriver } from "@polydev/driver-namespace";
-import type { RunningServer } from "@polydev/server";
-import { createLogger, parseConfig, startServer } from "@polydev/server";
 import { rawBwrapSamples, rawSpawnSamples } from "./baselines.js";
+import { startServerProcess } from "./server-process.js";
 import type { Summary } from "./stats.js";
 import { fmt, summarize, timeIt } from "./stats.js";
 
@@ -89,18 +87,25 @@ export interface SandboxCoreResults {
   sandboxCgroupPerSandboxMiB: number;
 }
 
+async function stats(client: Client, id: string): Promise<{ memoryBytes: number }> {
+  const response = await fetch(`${client.url}/v1/sandboxes/${id}/stats`, {
+    headers: { authorization: `Bearer ${client.key}` },
+  });
+  return (await response.json()) as { memoryBytes: number };
+}
+
+async function rssBytes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+}
+
 export async function benchSandboxCore(options: { quick: boolean }): Promise<SandboxCoreResults> {
   const dataDir = await mkdtemp(join(tmpdir(), "polydev-bench-"));
-  const config = parseConfig({ host: "127.0.0.1", port: 0, dataDir, logLevel: "silent" });
-  let server: RunningServer | undefined;
+  // The server runs as its own process, as `polydev up` does: the client's work and the
+  // server's do not share one event loop, and the server's size is its real size.
+  const server = await startServerProcess(dataDir);
   try {
-    server = await startServer(config, {
-      drivers: { namespace: ({ rootDir, log }) => new NamespaceDriver({ rootDir, log }) },
-      log: createLogger("silent"),
-    });
-    const key = server.firstAdminKey?.apiKey;
-    if (!key) throw new Error("no admin key");
-    const client: Client = { url: server.url, key };
+    const client: Client = { url: server.url, key: server.adminKey };
     const rounds = options.quick ? 10 : 40;
 
     const rawSpawn = summarize(await rawSpawnSamples(rounds * 5));
@@ -124,8 +129,7 @@ export async function benchSandboxCore(options: { quick: boolean }): Promise<San
     const concurrent: SandboxCoreResults["concurrent"] = [];
     let memory = { perSandbox: Number.NaN, server: Number.NaN, cgroup: Number.NaN };
     for (const count of options.quick ? [100] : [100, 300]) {
-      globalThis.gc?.();
-      const rssBefore = process.memoryUsage().rss;
+      const rssBefore = await rssBytes(server.pid);
       const errors: string[] = [];
       const { ms, value: ids } = await timeIt(() =>
         Promise.all(
@@ -139,13 +143,9 @@ export async function benchSandboxCore(options: { quick: boolean }): Promise<San
       );
       const created = ids.filter((id): id is string => id !== undefined);
       concurrent.push({ count, totalMs: ms, failures: errors.length, firstError: errors[0] });
-      globalThis.gc?.();
-      const serverDelta = (process.memoryUsage().rss - rssBefore) / created.length;
+      const serverDelta = ((await rssBytes(server.pid)) - rssBefore) / created.length;
       let cgroupBytes = 0;
-      for (const id of created) {
-        const record = await server.store.sandboxes.get(id);
-        if (record?.handle) cgroupBytes += (await server.driver.stats(record.handle)).memoryBytes;
-      }
+      for (const id of created) cgroupBytes += (await stats(client, id)).memoryBytes;
       const cgroupPer = cgroupBytes / created.length;
       memory = {
         perSandbox: (serverDelta + cgroupPer) / 2 ** 20,
@@ -168,7 +168,7 @@ export async function benchSandboxCore(options: { quick: boolean }): Promise<San
       sandboxCgroupPerSandboxMiB: memory.cgroup,
     };
   } finally {
-    await server?.close();
+    await server.stop();
     await rm(dataDir, { recursive: true, force: true });
   }
 }

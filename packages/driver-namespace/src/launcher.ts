@@ -10,8 +10,12 @@ export const JOIN_CGROUPS_AND_EXEC =
 /**
  * Starts a process inside a running sandbox from the host: into its cgroups first (so limits
  * hold from the first instruction), then into all its namespaces and root with nsenter, as the
- * sandbox user, with no_new_privs. nsenter forks the command into the sandbox's pid namespace,
- * so the command sits one generation below the spawned process.
+ * sandbox user. nsenter forks the command into the sandbox's pid namespace, so the command sits
+ * one generation below the spawned process.
+ *
+ * No setpriv --no-new-privs step (it would cost an exec on every command): the host's set-uid
+ * binaries and file capabilities belong to host root, which is not mapped in the sandbox's user
+ * namespace, and the kernel ignores both for owners that are not mapped.
  */
 export function namespaceLauncher(options: {
   initPid: number;
@@ -50,9 +54,6 @@ export function namespaceLauncher(options: {
     String(SANDBOX_UID),
     "-G",
     String(SANDBOX_UID),
-    "--",
-    "/usr/bin/setpriv",
-    "--no-new-privs",
     "--",
     // nsenter resolves its own --wd before entering the mount namespace; env -C changes
     // directory inside, and a missing directory fails with a clear message.

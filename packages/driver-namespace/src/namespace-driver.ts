@@ -115,9 +115,12 @@ export class NamespaceDriver implements SandboxDriver {
     const id = spec.id;
     let bwrap: ChildProcess | undefined;
     try {
-      await this.files.prepare(id, spec.network);
-      await writeFile(`${this.files.dir(id)}/env.json`, JSON.stringify(spec.env), { mode: 0o600 });
-      await this.cgroups.create(id, spec.limits);
+      await Promise.all([
+        this.files
+          .prepare(id, spec.network)
+          .then(() => writeFile(`${this.files.dir(id)}/env.json`, JSON.stringify(spec.env), { mode: 0o600 })),
+        this.cgroups.create(id, spec.limits),
+      ]);
       const consoleFd = openSync(this.files.consoleLog(id), "a", 0o600);
       const etcFds = ETC_REPLACEMENTS.map((name) => openSync(this.files.etcFile(id, name), "r"));
       let ready: { bwrapPid: number; initPid: number };

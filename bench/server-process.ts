@@ -1,0 +1,40 @@
+/** Runs the built `polydev up` as a separate process for benchmarks. */
+import { spawn } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+
+export interface ServerProcess {
+  url: string;
+  adminKey: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export async function startServerProcess(dataDir: string): Promise<ServerProcess> {
+  const main = resolve(import.meta.dirname, "../packages/cli/dist/main.js");
+  const child = spawn(process.execPath, [main, "up", "--port", "0", "--data-dir", dataDir], {
+    env: { ...process.env, POLYDEV_LOG_LEVEL: "warn" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  let output = "";
+  const url = await new Promise<string>((resolveUrl, reject) => {
+    child.stdout.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /running at (http:\/\/\S+)/.exec(output);
+      if (match?.[1]) resolveUrl(match[1]);
+    });
+    child.once("exit", (code) => reject(new Error(`polydev up exited with ${code}: ${output}`)));
+  });
+  const adminKey = (await readFile(join(dataDir, "admin-api-key"), "utf8")).trim();
+  if (child.pid === undefined) throw new Error("no server pid");
+  return {
+    url,
+    adminKey,
+    pid: child.pid,
+    stop: () =>
+      new Promise((resolveStop) => {
+        child.once("exit", () => resolveStop());
+        child.kill("SIGTERM");
+      }),
+  };
+}
