@@ -33,7 +33,9 @@ fi
 # npm dependencies: reinstall only when the lockfile changed since the last install.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dependencies"
-  npm ci --no-audit --no-fund --loglevel=error
+  # `npm install` rather than `npm ci`: the registry mirror records no download URLs, so the
+  # lockfile lacks the optional per-platform entries `npm ci` insists on.
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 # TypeScript project references build incrementally: a no-op when nothing changed.
