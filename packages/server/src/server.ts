@@ -63,15 +63,8 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   const firstAdminKey = await bootstrapAdmin(store, config.dataDir, config.adminKey, clock.now());
   const sandboxes = new SandboxService(config, store, driver, log.child({ component: "sandboxes" }), clock);
   const ptys = new PtySessions(config.ptyDetachGraceMs, log.child({ component: "pty" }));
-  const reconciler = new Reconciler(
-    config,
-    store,
-    driver,
-    sandboxes,
-    ptys,
-    log.child({ component: "reconciler" }),
-    clock,
-  );
+  sandboxes.onEnded((sandboxId) => ptys.closeSandbox(sandboxId));
+  const reconciler = new Reconciler(config, store, driver, sandboxes, log.child({ component: "reconciler" }), clock);
   await reconciler.reconcile({ startup: true });
 
   const app = await buildApp({ config, store, driver, sandboxes, ptys, clock, log });

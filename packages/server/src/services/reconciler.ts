@@ -8,7 +8,6 @@
 import type { Clock, SandboxDriver, SandboxRecord, Store } from "@polydev/core";
 import type { Logger } from "pino";
 import type { PolydevConfig } from "../config.js";
-import type { PtySessions } from "./pty-sessions.js";
 import type { SandboxService } from "./sandbox-service.js";
 
 export type ReconcileAction =
@@ -35,7 +34,6 @@ export class Reconciler {
     private readonly store: Store,
     private readonly driver: SandboxDriver,
     private readonly sandboxes: SandboxService,
-    private readonly ptys: PtySessions,
     private readonly log: Logger,
     private readonly clock: Clock,
   ) {}
@@ -115,7 +113,6 @@ export class Reconciler {
     }
     const alive = row.handle ? await this.driver.isAlive(row.handle) : false;
     if (!alive) {
-      this.ptys.closeSandbox(row.id);
       await this.sandboxes.markFailed(row.id, ["running", "hibernated"], "the sandbox's processes are gone");
       return { sandboxId: row.id, action: "failed_vanished" };
     }
@@ -131,7 +128,6 @@ export class Reconciler {
   }
 
   private async destroy(row: SandboxRecord, reason: string): Promise<void> {
-    this.ptys.closeSandbox(row.id);
     await this.sandboxes.destroyRecord(row, reason);
   }
 }

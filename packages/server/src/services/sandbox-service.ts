@@ -35,6 +35,7 @@ const ACTIVITY_WRITE_EVERY_MS = 5_000;
 export class SandboxService {
   private readonly connections = new Map<string, Promise<AgentConnection>>();
   private readonly lastActivityWrite = new Map<string, number>();
+  private readonly endListeners: ((sandboxId: string) => void)[] = [];
 
   constructor(
     private readonly config: PolydevConfig,
@@ -147,6 +148,15 @@ export class SandboxService {
     return connection;
   }
 
+  /** Called when a sandbox stops for good (destroyed or failed), e.g. to close its terminals. */
+  onEnded(listener: (sandboxId: string) => void): void {
+    this.endListeners.push(listener);
+  }
+
+  private ended(sandboxId: string): void {
+    for (const listener of this.endListeners) listener(sandboxId);
+  }
+
   touch(sandboxId: string): void {
     const now = this.clock.now();
     if ((this.lastActivityWrite.get(sandboxId) ?? 0) + ACTIVITY_WRITE_EVERY_MS > now) return;
@@ -218,6 +228,7 @@ export class SandboxService {
       throw new PolydevError("conflict", `sandbox ${record.id} changed state; try again`);
     }
     await this.appendLog(record.id, "info", `destroying: ${reason}`);
+    this.ended(record.id);
     await this.forgetConnection(record.id);
     if (destroying.handle) await this.driver.destroy(destroying.handle);
     const destroyed = await this.store.sandboxes.transition(record.id, ["destroying"], "destroyed", {
@@ -244,6 +255,7 @@ export class SandboxService {
         { at: this.clock.now(), level: "error", source: "console", message: consoleTail },
       ]);
     }
+    this.ended(id);
     const handle = failed?.handle;
     if (handle) {
       const consoleLog = await this.driver.logs(handle).catch(() => "");
