@@ -16,6 +16,7 @@ export const ERROR_STATUS = {
   unsupported_media_type: 415,
   limit_exceeded: 429,
   command_failed: 422,
+  credential_unreadable: 422,
   driver_unavailable: 503,
   sandbox_failed: 502,
   timeout: 504,

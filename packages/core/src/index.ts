@@ -48,3 +48,4 @@ export type {
   UserRepository,
   UserRole,
 } from "./store.js";
+export type { SecretOwner, Vault } from "./vault.js";
