@@ -128,5 +128,79 @@ export interface Store {
   readonly apiKeys: ApiKeyRepository;
   readonly sandboxes: SandboxRepository;
   readonly sandboxLogs: SandboxLogRepository;
+  readonly credentials: CredentialRepository;
+  readonly gatewayTokens: GatewayTokenRepository;
+  readonly usage: UsageRepository;
   close(): Promise<void>;
+}
+
+export type CredentialKind = "api_key" | "oauth";
+
+export interface CredentialRecord {
+  id: string;
+  userId: string;
+  provider: string;
+  kind: CredentialKind;
+  /** Vault record; never the plaintext. */
+  sealed: string;
+  keyId: string;
+  /** Non-secret facts (token expiry, account label). */
+  metadata: Record<string, string>;
+  createdAt: number;
+  updatedAt: number;
+  lastUsedAt: number | null;
+  lastValidatedAt: number | null;
+  valid: boolean | null;
+}
+
+export interface CredentialRepository {
+  /** One credential per user and provider: storing again replaces it. */
+  upsert(
+    record: Omit<CredentialRecord, "lastUsedAt" | "lastValidatedAt" | "valid" | "updatedAt">,
+  ): Promise<CredentialRecord>;
+  get(userId: string, provider: string): Promise<CredentialRecord | undefined>;
+  listForUser(userId: string): Promise<CredentialRecord[]>;
+  listAll(): Promise<CredentialRecord[]>;
+  delete(userId: string, provider: string): Promise<boolean>;
+  markUsed(id: string, at: number): Promise<void>;
+  markValidated(id: string, at: number, valid: boolean): Promise<void>;
+  /** Compare-and-set on the sealed value, so a rotation never overwrites a newer secret. */
+  replaceSealed(id: string, previous: string, sealed: string, keyId: string): Promise<boolean>;
+  countByKeyId(keyId: string): Promise<number>;
+}
+
+export interface GatewayTokenRecord {
+  tokenHash: string;
+  sandboxId: string;
+  userId: string;
+  createdAt: number;
+}
+
+export interface GatewayTokenRepository {
+  create(record: GatewayTokenRecord): Promise<void>;
+  findByHash(tokenHash: string): Promise<GatewayTokenRecord | undefined>;
+}
+
+export interface UsageEntry {
+  userId: string;
+  sandboxId: string;
+  provider: string;
+  model: string;
+  inputTokens: number;
+  outputTokens: number;
+  status: number;
+  at: number;
+}
+
+export interface UsageSummaryRow {
+  provider: string;
+  model: string;
+  requests: number;
+  inputTokens: number;
+  outputTokens: number;
+}
+
+export interface UsageRepository {
+  record(entry: UsageEntry): Promise<void>;
+  summary(options: { userId?: string; since?: number }): Promise<UsageSummaryRow[]>;
 }

@@ -52,7 +52,44 @@ export interface SandboxLogsTable {
   message: string;
 }
 
+export interface CredentialsTable {
+  id: string;
+  user_id: string;
+  provider: string;
+  kind: string;
+  sealed: string;
+  key_id: string;
+  metadata: string;
+  created_at: number | string;
+  updated_at: number | string;
+  last_used_at: number | string | null;
+  last_validated_at: number | string | null;
+  valid: number | null;
+}
+
+export interface GatewayTokensTable {
+  token_hash: string;
+  sandbox_id: string;
+  user_id: string;
+  created_at: number | string;
+}
+
+export interface UsageTable {
+  id: Generated<number>;
+  user_id: string;
+  sandbox_id: string;
+  provider: string;
+  model: string;
+  input_tokens: number;
+  output_tokens: number;
+  status: number;
+  at: number | string;
+}
+
 export interface Database {
+  credentials: CredentialsTable;
+  gateway_tokens: GatewayTokensTable;
+  usage: UsageTable;
   users: UsersTable;
   api_keys: ApiKeysTable;
   sandboxes: SandboxesTable;

@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import type { Store } from "@polydev/core";
 import SqliteDatabase from "better-sqlite3";
 import { Kysely, Migrator, SqliteDialect } from "kysely";
+import { credentialRepository, gatewayTokenRepository, usageRepository } from "./credentials.js";
 import { migrationProvider } from "./migrations/index.js";
 import { sandboxLogRepository, sandboxRepository } from "./sandboxes.js";
 import type { Database } from "./schema.js";
@@ -44,6 +45,9 @@ export function createStore(db: Kysely<Database>): Store {
     apiKeys: apiKeyRepository(db),
     sandboxes: sandboxRepository(db),
     sandboxLogs: sandboxLogRepository(db),
+    credentials: credentialRepository(db),
+    gatewayTokens: gatewayTokenRepository(db),
+    usage: usageRepository(db),
     close: () => db.destroy(),
   };
 }

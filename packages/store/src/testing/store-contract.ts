@@ -132,6 +132,60 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       expect((await store.sandboxes.countByState()).running).toBe(1);
     });
 
+    it("keeps one credential per user and provider, replaces it, and rotates it by compare-and-set", async () => {
+      await store.users.create(user("usr_1"));
+      const base = {
+        userId: "usr_1",
+        provider: "anthropic",
+        kind: "api_key" as const,
+        metadata: {},
+        createdAt: 10,
+      };
+      await store.credentials.upsert({ ...base, id: "cred_1", sealed: "pv1.k1.a.b", keyId: "k1" });
+      const replaced = await store.credentials.upsert({
+        ...base,
+        id: "cred_2",
+        sealed: "pv1.k1.c.d",
+        keyId: "k1",
+        createdAt: 20,
+      });
+      expect(replaced).toMatchObject({ id: "cred_1", sealed: "pv1.k1.c.d", updatedAt: 20, valid: null });
+      expect(await store.credentials.listForUser("usr_1")).toHaveLength(1);
+      await store.credentials.markValidated("cred_1", 30, false);
+      expect((await store.credentials.get("usr_1", "anthropic"))?.valid).toBe(false);
+      expect(await store.credentials.replaceSealed("cred_1", "stale", "pv1.k2.e.f", "k2")).toBe(false);
+      expect(await store.credentials.replaceSealed("cred_1", "pv1.k1.c.d", "pv1.k2.e.f", "k2")).toBe(true);
+      expect(await store.credentials.countByKeyId("k1")).toBe(0);
+      expect(await store.credentials.countByKeyId("k2")).toBe(1);
+      expect(await store.credentials.delete("usr_1", "anthropic")).toBe(true);
+      expect(await store.credentials.get("usr_1", "anthropic")).toBeUndefined();
+    });
+
+    it("finds gateway tokens by hash and sums usage by provider and model", async () => {
+      await store.users.create(user("usr_1"));
+      await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));
+      await store.gatewayTokens.create({
+        tokenHash: "th",
+        sandboxId: "sbx_1",
+        userId: "usr_1",
+        createdAt: 1,
+      });
+      expect(await store.gatewayTokens.findByHash("th")).toMatchObject({
+        sandboxId: "sbx_1",
+        userId: "usr_1",
+      });
+      expect(await store.gatewayTokens.findByHash("nope")).toBeUndefined();
+      const entry = { userId: "usr_1", sandboxId: "sbx_1", provider: "openai", model: "m", status: 200 };
+      await store.usage.record({ ...entry, inputTokens: 10, outputTokens: 3, at: 100 });
+      await store.usage.record({ ...entry, inputTokens: 5, outputTokens: 2, at: 200 });
+      expect(await store.usage.summary({ userId: "usr_1" })).toEqual([
+        { provider: "openai", model: "m", requests: 2, inputTokens: 15, outputTokens: 5 },
+      ]);
+      expect(await store.usage.summary({ userId: "usr_1", since: 150 })).toEqual([
+        { provider: "openai", model: "m", requests: 1, inputTokens: 5, outputTokens: 2 },
+      ]);
+    });
+
     it("keeps logs in order, pages them after an id, and drops them with their sandbox's user", async () => {
       await store.users.create(user("usr_1"));
       await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));
