@@ -130,3 +130,22 @@ describe("provider gateway", () => {
     expect(text).not.toContain("REAL-SECRET");
   });
 });
+
+describe("provider gateway, tunnel identity", () => {
+  it("refuses a placeholder that belongs to another sandbox than the tunnel it came through", async () => {
+    const server = createServer((req, res) => gateway.handle(req, res, { sandboxId: "sbx_b" }));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const before = received.length;
+    const response = await fetch(
+      `http://127.0.0.1:${(server.address() as AddressInfo).port}/anthropic/v1/messages`,
+      {
+        method: "POST",
+        headers: { "x-api-key": "pdg_sandbox_a", "content-type": "application/json" },
+        body: "{}",
+      },
+    );
+    expect(response.status).toBe(401);
+    expect(received.length).toBe(before);
+    server.close();
+  });
+});

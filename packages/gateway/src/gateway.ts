@@ -64,7 +64,8 @@ const DROPPED_RESPONSE_HEADERS = new Set([
 const MAX_REQUEST_BYTES = 64 * 1024 * 1024;
 
 export interface Gateway {
-  handle(req: IncomingMessage, res: ServerResponse): void;
+  /** `via`: the sandbox whose tunnel carried the request; its placeholder must be that sandbox's. */
+  handle(req: IncomingMessage, res: ServerResponse, via?: { sandboxId: string }): void;
   close(): Promise<void>;
 }
 
@@ -83,7 +84,11 @@ export function createGateway(options: GatewayOptions): Gateway {
   };
   const now = options.now ?? Date.now;
 
-  async function relay(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function relay(
+    req: IncomingMessage,
+    res: ServerResponse,
+    via?: { sandboxId: string },
+  ): Promise<void> {
     const incoming = new URL(req.url ?? "/", "http://gateway.invalid");
     const [, providerName, ...rest] = incoming.pathname.split("/");
     const provider = GATEWAY_PROVIDERS.find((p) => p === providerName);
@@ -92,8 +97,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
     const placeholder = placeholderFrom(req.headers, incoming);
     const owner = placeholder ? await options.resolvePlaceholder(placeholder) : undefined;
-    if (!owner)
+    if (!owner || (via !== undefined && owner.sandboxId !== via.sandboxId)) {
       throw new PolydevError("unauthorized", "the gateway key is not this sandbox's placeholder key");
+    }
     const credential = await options.credentialFor(owner.userId, provider);
     if (!credential) {
       throw new PolydevError(
@@ -154,8 +160,8 @@ export function createGateway(options: GatewayOptions): Gateway {
   }
 
   return {
-    handle(req, res) {
-      relay(req, res).catch((error: unknown) => {
+    handle(req, res, via) {
+      relay(req, res, via).catch((error: unknown) => {
         const known =
           error instanceof PolydevError
             ? error

@@ -13,6 +13,7 @@ import { registerAuth } from "./http/auth.js";
 import type { ServerContext } from "./http/context.js";
 import { registerErrorHandler } from "./http/error-handler.js";
 import { adminRoutes } from "./routes/admin.js";
+import { credentialRoutes } from "./routes/credentials.js";
 import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
 import { healthRoutes } from "./routes/health.js";
@@ -56,6 +57,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   processRoutes(app, ctx);
   fileRoutes(app, ctx);
   ptyRoutes(app, ctx);
+  credentialRoutes(app, ctx);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

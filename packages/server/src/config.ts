@@ -83,6 +83,20 @@ export const configSchema = z
       .prefault({}),
     /** Live (creating, running, hibernated) sandboxes one user may hold. */
     maxSandboxesPerUser: intFromEnv.positive().default(1000),
+    /** POLYDEV_MASTER_KEY: the vault's master key (32 bytes, hex or base64); else a key file in the data dir. */
+    masterKey: z.string().optional(),
+    /** POLYDEV_<PROVIDER>_BASE_URL: where the gateway sends each provider's traffic. */
+    upstreams: z
+      .object({
+        anthropic: z.url().default("https://api.anthropic.com"),
+        openai: z.url().default("https://api.openai.com"),
+        gemini: z.url().default("https://generativelanguage.googleapis.com"),
+      })
+      .prefault({}),
+    /** POLYDEV_UPSTREAM_PROXY: an operator's declared HTTP(S) proxy for provider traffic. */
+    upstreamProxy: z.url().optional(),
+    /** POLYDEV_SANDBOX_GATEWAY_PORT: the loopback port inside each sandbox that reaches the gateway. */
+    sandboxGatewayPort: intFromEnv.min(1024).max(65535).default(4100),
     /** How often the reconciler compares the database with the host. */
     reconcileIntervalMs: intFromEnv.positive().default(15_000),
     /** A creating/destroying sandbox older than this is finished or failed by the reconciler. */
@@ -110,6 +124,14 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_ADMIN_KEY) input.adminKey = env.POLYDEV_ADMIN_KEY;
   if (env.POLYDEV_LOG_LEVEL) input.logLevel = env.POLYDEV_LOG_LEVEL as ConfigInput["logLevel"];
   if (env.POLYDEV_DRIVER) input.driver = env.POLYDEV_DRIVER as ConfigInput["driver"];
+  if (env.POLYDEV_MASTER_KEY) input.masterKey = env.POLYDEV_MASTER_KEY;
+  if (env.POLYDEV_UPSTREAM_PROXY) input.upstreamProxy = env.POLYDEV_UPSTREAM_PROXY;
+  if (env.POLYDEV_SANDBOX_GATEWAY_PORT) input.sandboxGatewayPort = Number(env.POLYDEV_SANDBOX_GATEWAY_PORT);
+  const upstreams: Record<string, string> = {};
+  if (env.POLYDEV_ANTHROPIC_BASE_URL) upstreams.anthropic = env.POLYDEV_ANTHROPIC_BASE_URL;
+  if (env.POLYDEV_OPENAI_BASE_URL) upstreams.openai = env.POLYDEV_OPENAI_BASE_URL;
+  if (env.POLYDEV_GEMINI_BASE_URL) upstreams.gemini = env.POLYDEV_GEMINI_BASE_URL;
+  if (Object.keys(upstreams).length > 0) input.upstreams = upstreams;
   return input;
 }
 

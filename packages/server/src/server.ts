@@ -7,12 +7,19 @@ import { join } from "node:path";
 import type { Clock, SandboxDriver, Store } from "@polydev/core";
 import { PolydevError, systemClock } from "@polydev/core";
 import { openSqliteStore } from "@polydev/store";
+import { EnvelopeVault, loadKeyring } from "@polydev/vault";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { buildApp } from "./app.js";
 import type { PolydevConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { bootstrapAdmin, prepareDataDir } from "./services/bootstrap.js";
+import { CredentialService } from "./services/credential-service.js";
+import { GatewayHub } from "./services/gateway-hub.js";
+
+/** The vault's master keys when POLYDEV_MASTER_KEY is not set (mode 600). */
+export const MASTER_KEY_FILE = "master-keys.json";
+
 import { PtySessions } from "./services/pty-sessions.js";
 import { Reconciler } from "./services/reconciler.js";
 import { SandboxService } from "./services/sandbox-service.js";
@@ -61,13 +68,40 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
 
   const store = await openSqliteStore({ file: join(config.dataDir, "polydev.db") });
   const firstAdminKey = await bootstrapAdmin(store, config.dataDir, config.adminKey, clock.now());
-  const sandboxes = new SandboxService(config, store, driver, log.child({ component: "sandboxes" }), clock);
+  const keyFile = join(config.dataDir, MASTER_KEY_FILE);
+  const loadKeys = () => loadKeyring({ envKey: config.masterKey, keyFile });
+  const vault = new EnvelopeVault(await loadKeys(), loadKeys);
+  const credentials = new CredentialService(store, vault, config.upstreams, () => clock.now());
+  const gateway = new GatewayHub(
+    store,
+    credentials,
+    config.upstreams,
+    config.sandboxGatewayPort,
+    log.child({ component: "gateway" }),
+    config.upstreamProxy,
+  );
+  const sandboxes = new SandboxService(
+    config,
+    store,
+    driver,
+    log.child({ component: "sandboxes" }),
+    clock,
+    gateway,
+  );
+  sandboxes.onEnded((sandboxId) => gateway.closeTunnel(sandboxId));
   const ptys = new PtySessions(config.ptyDetachGraceMs, log.child({ component: "pty" }));
   sandboxes.onEnded((sandboxId) => ptys.closeSandbox(sandboxId));
-  const reconciler = new Reconciler(config, store, driver, sandboxes, log.child({ component: "reconciler" }), clock);
+  const reconciler = new Reconciler(
+    config,
+    store,
+    driver,
+    sandboxes,
+    log.child({ component: "reconciler" }),
+    clock,
+  );
   await reconciler.reconcile({ startup: true });
 
-  const app = await buildApp({ config, store, driver, sandboxes, ptys, clock, log });
+  const app = await buildApp({ config, store, driver, sandboxes, ptys, credentials, gateway, clock, log });
   await app.listen({ host: config.host, port: config.port });
   reconciler.start();
   const address = app.server.address();
@@ -88,6 +122,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       await reconciler.stop();
       ptys.closeAll();
       await app.close();
+      await gateway.close();
       await sandboxes.closeAll();
       await store.close();
     },

@@ -3,6 +3,8 @@ import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import type { Logger } from "pino";
 import type { PolydevConfig } from "../config.js";
+import type { CredentialService } from "../services/credential-service.js";
+import type { GatewayHub } from "../services/gateway-hub.js";
 import type { PtySessions } from "../services/pty-sessions.js";
 import type { SandboxService } from "../services/sandbox-service.js";
 
@@ -13,6 +15,8 @@ export interface ServerContext {
   driver: SandboxDriver;
   sandboxes: SandboxService;
   ptys: PtySessions;
+  credentials: CredentialService;
+  gateway: GatewayHub;
   clock: Clock;
   log: Logger;
 }

@@ -15,6 +15,8 @@ import { isPolydevError, notFound, PolydevError } from "@polydev/core";
 import type { Logger } from "pino";
 import type { PolydevConfig } from "../config.js";
 import { newId } from "./api-keys.js";
+import type { GatewayHub } from "./gateway-hub.js";
+import { gatewayEnv } from "./gateway-hub.js";
 
 export interface CreateSandboxInput {
   cpu?: number | undefined;
@@ -43,6 +45,7 @@ export class SandboxService {
     private readonly driver: SandboxDriver,
     private readonly log: Logger,
     private readonly clock: Clock,
+    private readonly gateway?: GatewayHub,
   ) {}
 
   async create(userId: string, input: CreateSandboxInput): Promise<SandboxRecord> {
@@ -74,6 +77,12 @@ export class SandboxService {
       expiresAt: now + timeoutMs,
     });
     try {
+      // Tools inside reach providers only through the gateway, with a placeholder key.
+      const placeholder = await this.gateway?.issuePlaceholder(userId, record.id, now);
+      const env =
+        this.gateway && placeholder
+          ? { ...gatewayEnv(this.gateway.port, placeholder), ...record.env }
+          : record.env;
       const handle = await this.driver.create({
         id: record.id,
         limits: {
@@ -83,7 +92,7 @@ export class SandboxService {
           pidsMax: record.pidsMax,
         },
         network: record.network,
-        env: record.env,
+        env,
       });
       await this.store.sandboxes.setHandle(record.id, handle);
       const running = await this.store.sandboxes.transition(record.id, ["creating"], "running", {

@@ -6,6 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NamespaceDriver } from "@polydev/driver-namespace";
+import pino from "pino";
 import type { ConfigInput } from "../config.js";
 import { parseConfig } from "../config.js";
 import { createLogger } from "../logger.js";
@@ -17,6 +18,8 @@ export interface TestServer {
   url: string;
   adminKey: string;
   dataDir: string;
+  /** Where the server's log lines go (JSON, one per line), for tests that inspect them. */
+  logFile: string;
   api: ApiClient;
   close(): Promise<void>;
 }
@@ -87,9 +90,10 @@ export async function startTestServer(overrides: ConfigInput = {}): Promise<Test
     logLevel: "silent",
     ...overrides,
   });
+  const logFile = join(dataDir, "test-server.log");
   const server = await startServer(config, {
     drivers: { namespace: ({ rootDir, log }) => new NamespaceDriver({ rootDir, log }) },
-    log: createLogger("silent"),
+    log: createLogger(config.logLevel, pino.destination({ dest: logFile, sync: true })),
   });
   const adminKey = server.firstAdminKey?.apiKey;
   if (!adminKey) throw new Error("a fresh data dir must create an admin key");
@@ -99,6 +103,7 @@ export async function startTestServer(overrides: ConfigInput = {}): Promise<Test
     url: server.url,
     adminKey,
     dataDir,
+    logFile,
     api,
     async close() {
       const live = await server.store.sandboxes.listByStates([

@@ -1,0 +1,161 @@
+/**
+ * Provider credentials: sealed by the vault before they are stored, opened only in memory for
+ * the gateway. Nothing here returns or logs a secret.
+ */
+import type { CredentialRecord, Store } from "@polydev/core";
+import { PolydevError } from "@polydev/core";
+import type { GatewayProvider, UpstreamCredential } from "@polydev/gateway";
+import type { EnvelopeVault } from "@polydev/vault";
+import { request } from "undici";
+import { newId } from "./api-keys.js";
+
+/** Where a cheap authenticated GET tells whether a key works, per provider. */
+const VALIDATION: Record<GatewayProvider, { path: string; header: (key: string) => Record<string, string> }> =
+  {
+    anthropic: {
+      path: "/v1/models",
+      header: (key) => ({ "x-api-key": key, "anthropic-version": "2023-06-01" }),
+    },
+    openai: { path: "/v1/models", header: (key) => ({ authorization: `Bearer ${key}` }) },
+    gemini: { path: "/v1beta/models", header: (key) => ({ "x-goog-api-key": key }) },
+  };
+
+export interface CredentialView {
+  provider: string;
+  kind: string;
+  createdAt: string;
+  updatedAt: string;
+  lastUsedAt: string | null;
+  lastValidatedAt: string | null;
+  valid: boolean | null;
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+export function presentCredential(c: CredentialRecord): CredentialView {
+  return {
+    provider: c.provider,
+    kind: c.kind,
+    createdAt: new Date(c.createdAt).toISOString(),
+    updatedAt: new Date(c.updatedAt).toISOString(),
+    lastUsedAt: iso(c.lastUsedAt),
+    lastValidatedAt: iso(c.lastValidatedAt),
+    valid: c.valid,
+  };
+}
+
+export class CredentialService {
+  constructor(
+    private readonly store: Store,
+    private readonly vault: EnvelopeVault,
+    private readonly upstreams: Record<GatewayProvider, string>,
+    private readonly now: () => number,
+  ) {}
+
+  async putApiKey(userId: string, provider: GatewayProvider, apiKey: string): Promise<CredentialRecord> {
+    const sealed = this.vault.seal(apiKey, { ownerId: userId, provider });
+    return this.store.credentials.upsert({
+      id: newId("cred"),
+      userId,
+      provider,
+      kind: "api_key",
+      sealed,
+      keyId: this.vault.keyIdOf(sealed),
+      metadata: {},
+      createdAt: this.now(),
+    });
+  }
+
+  async list(userId: string): Promise<CredentialRecord[]> {
+    return this.store.credentials.listForUser(userId);
+  }
+
+  async remove(userId: string, provider: string): Promise<void> {
+    if (!(await this.store.credentials.delete(userId, provider))) {
+      throw new PolydevError("not_found", `no ${provider} credential is stored`);
+    }
+  }
+
+  /** The plaintext, for the gateway only. */
+  async credentialFor(userId: string, provider: GatewayProvider): Promise<UpstreamCredential | undefined> {
+    const record = await this.store.credentials.get(userId, provider);
+    if (!record) return undefined;
+    if (!this.vault.hasKey(record.keyId)) await this.vault.refresh();
+    const secret = this.vault.open(record.sealed, { ownerId: userId, provider });
+    void this.store.credentials.markUsed(record.id, this.now()).catch(() => undefined);
+    return { kind: record.kind, secret };
+  }
+
+  /** Asks the provider whether the key works; 401/403 mean invalid, anything else is an outage. */
+  async validate(userId: string, provider: GatewayProvider): Promise<CredentialRecord> {
+    const record = await this.store.credentials.get(userId, provider);
+    if (!record) throw new PolydevError("not_found", `no ${provider} credential is stored`);
+    const credential = await this.credentialFor(userId, provider);
+    if (!credential) throw new PolydevError("not_found", `no ${provider} credential is stored`);
+    const check = VALIDATION[provider];
+    const headers =
+      credential.kind === "oauth"
+        ? { authorization: `Bearer ${credential.secret}` }
+        : check.header(credential.secret);
+    let status: number;
+    try {
+      const response = await request(new URL(check.path, this.upstreams[provider]), {
+        method: "GET",
+        headers,
+        headersTimeout: 15_000,
+        bodyTimeout: 15_000,
+      });
+      await response.body.dump();
+      status = response.statusCode;
+    } catch {
+      throw new PolydevError(
+        "sandbox_failed",
+        `${provider} could not be reached to validate the credential; try again`,
+      );
+    }
+    if (status !== 401 && status !== 403 && status >= 300) {
+      throw new PolydevError(
+        "sandbox_failed",
+        `${provider} answered ${status} while validating; try again later`,
+      );
+    }
+    await this.store.credentials.markValidated(record.id, this.now(), status < 300);
+    const updated = await this.store.credentials.get(userId, provider);
+    if (!updated) throw new PolydevError("not_found", `no ${provider} credential is stored`);
+    return updated;
+  }
+
+  /**
+   * Re-wraps every credential under the current master key (after `polydev keys rotate`).
+   * Reports per record; a record changed meanwhile is left for the next pass.
+   */
+  async rewrapAll(): Promise<{ id: string; ok: boolean; error?: string }[]> {
+    await this.vault.refresh();
+    const results: { id: string; ok: boolean; error?: string }[] = [];
+    for (const record of await this.store.credentials.listAll()) {
+      if (record.keyId === this.vault.currentKeyId()) continue;
+      try {
+        const sealed = this.vault.rewrap(record.sealed, {
+          ownerId: record.userId,
+          provider: record.provider,
+        });
+        const ok = await this.store.credentials.replaceSealed(
+          record.id,
+          record.sealed,
+          sealed,
+          this.vault.keyIdOf(sealed),
+        );
+        results.push(
+          ok ? { id: record.id, ok } : { id: record.id, ok, error: "changed meanwhile; run again" },
+        );
+      } catch (error) {
+        results.push({
+          id: record.id,
+          ok: false,
+          error: error instanceof Error ? error.message : String(error),
+        });
+      }
+    }
+    return results;
+  }
+}
