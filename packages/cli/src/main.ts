@@ -1,10 +1,12 @@
 #!/usr/bin/env node
+import { keys } from "./keys.js";
 import { describeStartupError, up } from "./up.js";
 
 const HELP = `Usage: polydev <command> [options]
 
 Commands:
   up        start the Polydev server (polydev up --help)
+  keys      rotate the vault's master key (polydev keys --help)
 
 Run 'polydev <command> --help' for a command's options.
 `;
@@ -14,6 +16,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case "up":
       return up(rest, process.env);
+    case "keys":
+      return keys(rest, process.env);
     case undefined:
     case "help":
     case "--help":

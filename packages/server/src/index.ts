@@ -6,3 +6,5 @@ export type { DriverFactory, DriverFactoryOptions, RunningServer, StartOptions }
 export { startServer } from "./server.js";
 export { ADMIN_KEY_FILE } from "./services/bootstrap.js";
 export type { ReconcileAction, ReconcileItem } from "./services/reconciler.js";
+export { CredentialService } from "./services/credential-service.js";
+export { MASTER_KEY_FILE } from "./server.js";
