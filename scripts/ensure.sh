@@ -38,5 +38,22 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm install --no-audit --no-fund --loglevel=error
 fi
 
+# The agent CLIs, once per host, in a shared read-only place every sandbox sees (/usr is bound
+# into each sandbox): pinned to the versions that run on Node 20.
+CLI_DIR=/usr/local/lib/polydev/agent-clis
+CLI_PACKAGES="@anthropic-ai/claude-code@2.1.197 @openai/codex@0.169.0 @google/gemini-cli@0.61.0"
+if [ "$(id -u)" = 0 ]; then
+  if [ "$(cat "$CLI_DIR/.installed" 2>/dev/null)" != "$CLI_PACKAGES" ]; then
+    say "installing the agent CLIs into $CLI_DIR"
+    mkdir -p "$CLI_DIR"
+    # npm 11 runs no dependency install scripts unless approved; the CLIs work without them.
+    npm install --prefix "$CLI_DIR" --no-audit --no-fund --loglevel=error $CLI_PACKAGES
+    for cli in claude codex gemini; do ln -sf "$CLI_DIR/node_modules/.bin/$cli" "/usr/local/bin/$cli"; done
+    echo "$CLI_PACKAGES" > "$CLI_DIR/.installed"
+  fi
+else
+  say "not root: skipping the agent CLIs (install them as root: npm install -g $CLI_PACKAGES)"
+fi
+
 # TypeScript project references build incrementally: a no-op when nothing changed.
 npx tsc -b packages/*/tsconfig.json

@@ -17,6 +17,7 @@ import { credentialRoutes } from "./routes/credentials.js";
 import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
 import { healthRoutes } from "./routes/health.js";
+import { loginRoutes } from "./routes/logins.js";
 import { processRoutes } from "./routes/processes.js";
 import { ptyRoutes } from "./routes/pty.js";
 import { sandboxRoutes } from "./routes/sandboxes.js";
@@ -58,6 +59,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   fileRoutes(app, ctx);
   ptyRoutes(app, ctx);
   credentialRoutes(app, ctx);
+  loginRoutes(app, ctx);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -16,6 +16,9 @@ import { createLogger } from "./logger.js";
 import { bootstrapAdmin, prepareDataDir } from "./services/bootstrap.js";
 import { CredentialService } from "./services/credential-service.js";
 import { GatewayHub } from "./services/gateway-hub.js";
+import type { LoginFlow, LoginProvider } from "./services/login-flows.js";
+import { DEFAULT_LOGIN_FLOWS } from "./services/login-flows.js";
+import { LoginService } from "./services/login-service.js";
 
 /** The vault's master keys when POLYDEV_MASTER_KEY is not set (mode 600). */
 export const MASTER_KEY_FILE = "master-keys.json";
@@ -33,6 +36,8 @@ export type DriverFactory = (options: DriverFactoryOptions) => SandboxDriver;
 
 export interface StartOptions {
   drivers: Record<string, DriverFactory>;
+  /** Replaces the CLI login commands (tests use a stand-in CLI). */
+  loginFlows?: Record<LoginProvider, LoginFlow>;
   log?: Logger;
   clock?: Clock;
 }
@@ -89,6 +94,16 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     gateway,
   );
   sandboxes.onEnded((sandboxId) => gateway.closeTunnel(sandboxId));
+  const logins = new LoginService(
+    options.loginFlows ?? DEFAULT_LOGIN_FLOWS,
+    credentials,
+    { urlTimeoutMs: 60_000, totalTimeoutMs: 15 * 60_000, completeTimeoutMs: 60_000 },
+    log.child({ component: "logins" }),
+    async (userId, sandboxId) => {
+      await sandboxes.destroy(userId, sandboxId);
+    },
+  );
+  sandboxes.onEnded((sandboxId) => logins.sandboxEnded(sandboxId));
   const ptys = new PtySessions(config.ptyDetachGraceMs, log.child({ component: "pty" }));
   sandboxes.onEnded((sandboxId) => ptys.closeSandbox(sandboxId));
   const reconciler = new Reconciler(
@@ -101,7 +116,18 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   );
   await reconciler.reconcile({ startup: true });
 
-  const app = await buildApp({ config, store, driver, sandboxes, ptys, credentials, gateway, clock, log });
+  const app = await buildApp({
+    config,
+    store,
+    driver,
+    sandboxes,
+    ptys,
+    credentials,
+    gateway,
+    logins,
+    clock,
+    log,
+  });
   await app.listen({ host: config.host, port: config.port });
   reconciler.start();
   const address = app.server.address();

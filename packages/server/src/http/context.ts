@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { PolydevConfig } from "../config.js";
 import type { CredentialService } from "../services/credential-service.js";
 import type { GatewayHub } from "../services/gateway-hub.js";
+import type { LoginService } from "../services/login-service.js";
 import type { PtySessions } from "../services/pty-sessions.js";
 import type { SandboxService } from "../services/sandbox-service.js";
 
@@ -17,6 +18,7 @@ export interface ServerContext {
   ptys: PtySessions;
   credentials: CredentialService;
   gateway: GatewayHub;
+  logins: LoginService;
   clock: Clock;
   log: Logger;
 }

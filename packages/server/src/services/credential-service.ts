@@ -8,6 +8,7 @@ import type { GatewayProvider, UpstreamCredential } from "@polydev/gateway";
 import type { EnvelopeVault } from "@polydev/vault";
 import { request } from "undici";
 import { newId } from "./api-keys.js";
+import { accessTokenFrom } from "./login-flows.js";
 
 /** Where a cheap authenticated GET tells whether a key works, per provider. */
 const VALIDATION: Record<GatewayProvider, { path: string; header: (key: string) => Record<string, string> }> =
@@ -66,6 +67,22 @@ export class CredentialService {
     });
   }
 
+  /** A subscription login's credential file, as the CLI wrote it (checked to hold a token). */
+  async putOAuth(userId: string, provider: GatewayProvider, fileText: string): Promise<CredentialRecord> {
+    const { expiresAt } = accessTokenFrom(provider, fileText);
+    const sealed = this.vault.seal(fileText, { ownerId: userId, provider });
+    return this.store.credentials.upsert({
+      id: newId("cred"),
+      userId,
+      provider,
+      kind: "oauth",
+      sealed,
+      keyId: this.vault.keyIdOf(sealed),
+      metadata: expiresAt === undefined ? {} : { expiresAt: new Date(expiresAt).toISOString() },
+      createdAt: this.now(),
+    });
+  }
+
   async list(userId: string): Promise<CredentialRecord[]> {
     return this.store.credentials.listForUser(userId);
   }
@@ -81,8 +98,10 @@ export class CredentialService {
     const record = await this.store.credentials.get(userId, provider);
     if (!record) return undefined;
     if (!this.vault.hasKey(record.keyId)) await this.vault.refresh();
-    const secret = this.vault.open(record.sealed, { ownerId: userId, provider });
+    const plaintext = this.vault.open(record.sealed, { ownerId: userId, provider });
     void this.store.credentials.markUsed(record.id, this.now()).catch(() => undefined);
+    // A login's credential is the CLI's whole file; the gateway needs its access token.
+    const secret = record.kind === "oauth" ? accessTokenFrom(provider, plaintext).token : plaintext;
     return { kind: record.kind, secret };
   }
 

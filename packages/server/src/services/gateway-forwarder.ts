@@ -7,7 +7,7 @@
  * in a base system multiplexes sockets over stdio; it only runs while a sandbox uses the gateway.
  * Frames: u8 kind | u32 connection | u32 length | payload. Kinds: 0 ready, 1 data, 2 close, 3 open.
  */
-export const FORWARDER_SCRIPT = String.raw`
+export const FORWARDER_SCRIPT = `
 import os, selectors, socket, struct, sys
 port = int(sys.argv[1])
 server = socket.socket()

@@ -10,7 +10,7 @@ import pino from "pino";
 import type { ConfigInput } from "../config.js";
 import { parseConfig } from "../config.js";
 import { createLogger } from "../logger.js";
-import type { RunningServer } from "../server.js";
+import type { RunningServer, StartOptions } from "../server.js";
 import { startServer } from "../server.js";
 
 export interface TestServer {
@@ -81,7 +81,10 @@ export class ApiClient {
   }
 }
 
-export async function startTestServer(overrides: ConfigInput = {}): Promise<TestServer> {
+export async function startTestServer(
+  overrides: ConfigInput = {},
+  options: Pick<StartOptions, "loginFlows"> = {},
+): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), "polydev-test-"));
   const config = parseConfig({
     host: "127.0.0.1",
@@ -94,6 +97,7 @@ export async function startTestServer(overrides: ConfigInput = {}): Promise<Test
   const server = await startServer(config, {
     drivers: { namespace: ({ rootDir, log }) => new NamespaceDriver({ rootDir, log }) },
     log: createLogger(config.logLevel, pino.destination({ dest: logFile, sync: true })),
+    ...options,
   });
   const adminKey = server.firstAdminKey?.apiKey;
   if (!adminKey) throw new Error("a fresh data dir must create an admin key");

@@ -1,0 +1,117 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ApiClient, TestServer } from "./testing/harness.js";
+import { createUser, readSse, startTestServer } from "./testing/harness.js";
+import { GOOD_CODE, STAND_IN_LOGIN_FLOWS } from "./testing/stand-in-logins.js";
+
+let t: TestServer;
+let alice: ApiClient;
+let sandbox: string;
+
+beforeAll(async () => {
+  t = await startTestServer({}, { loginFlows: STAND_IN_LOGIN_FLOWS });
+  alice = await createUser(t.api, "alice");
+  sandbox = await alice.createSandbox();
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+interface Login {
+  id: string;
+  state: string;
+  url: string | null;
+  reason: string | null;
+  finish: string;
+}
+
+async function start(provider: string, sandboxId = sandbox) {
+  return alice.call<Login>("POST", "/v1/logins", { provider, sandboxId });
+}
+
+describe("provider logins with the CLI's own flow", () => {
+  it("captures the URL, takes the code, stores the credential and removes the CLI's file", async () => {
+    const started = await start("claude");
+    expect(started.status).toBe(201);
+    expect(started.body).toMatchObject({ state: "awaiting_user", finish: "code" });
+    expect(started.body.url).toMatch(/^https:\/\/claude\.ai\/oauth\/authorize\?/);
+
+    const events = fetch(`${t.url}/v1/logins/${started.body.id}/events`, {
+      headers: { authorization: `Bearer ${alice.key}` },
+    }).then(readSse);
+    const done = await alice.call<Login>("POST", `/v1/logins/${started.body.id}/code`, { code: GOOD_CODE });
+    expect(done.body).toMatchObject({ state: "completed", reason: null });
+    const states = (await events).map((e) => (e.data as Login).state);
+    expect(states).toEqual(["awaiting_user", "completing", "completed"]);
+
+    const creds = await alice.call<{ items: { provider: string; kind: string }[] }>("GET", "/v1/credentials");
+    expect(creds.body.items).toEqual([expect.objectContaining({ provider: "anthropic", kind: "oauth" })]);
+    const leftover = await alice.call(
+      "GET",
+      `/v1/sandboxes/${sandbox}/files/stat?path=.claude/.credentials.json`,
+    );
+    expect(leftover.status).toBe(404);
+    const again = await alice.call<{ error: { code: string } }>(
+      "POST",
+      `/v1/logins/${started.body.id}/code`,
+      {
+        code: GOOD_CODE,
+      },
+    );
+    expect(again.status).toBe(409);
+  });
+
+  it("fails with the CLI's reason on a wrong code", async () => {
+    const started = await start("claude");
+    const done = await alice.call<Login>("POST", `/v1/logins/${started.body.id}/code`, { code: "wrong" });
+    expect(done.body.state).toBe("failed");
+    expect(done.body.reason).toContain("invalid code");
+  });
+
+  it("relays a localhost callback into the sandbox for Codex-style logins, and refuses other URLs", async () => {
+    const started = await start("codex");
+    expect(started.body).toMatchObject({ state: "awaiting_user", finish: "callback" });
+    const evil = await alice.call("POST", `/v1/logins/${started.body.id}/code`, {
+      callbackUrl: "https://evil.example/x",
+    });
+    expect(evil.status).toBe(400);
+    const done = await alice.call<Login>("POST", `/v1/logins/${started.body.id}/code`, {
+      callbackUrl: `http://localhost:1455/auth/callback?code=${GOOD_CODE}&state=s`,
+    });
+    expect(done.body.state).toBe("completed");
+    const creds = await alice.call<{ items: { provider: string }[] }>("GET", "/v1/credentials");
+    expect(creds.body.items.map((c) => c.provider)).toContain("openai");
+  });
+
+  it("allows one login per provider at a time, and cancels cleanly", async () => {
+    const first = await start("claude");
+    const second = await start("claude");
+    expect(second.status).toBe(409);
+    expect(second.body).toMatchObject({ error: { code: "conflict" } });
+    const cancelled = await alice.call<Login>("DELETE", `/v1/logins/${first.body.id}`);
+    expect(cancelled.body.state).toBe("cancelled");
+    const late = await alice.call("POST", `/v1/logins/${first.body.id}/code`, { code: GOOD_CODE });
+    expect(late.status).toBe(409);
+  });
+
+  it("fails a login whose sandbox is destroyed midway, and hides logins from other users", async () => {
+    const doomed = await alice.createSandbox();
+    const started = await start("claude", doomed);
+    await alice.call("DELETE", `/v1/sandboxes/${doomed}`);
+    const after = await alice.call<Login>("GET", `/v1/logins/${started.body.id}`);
+    expect(after.body.state).toBe("failed");
+    expect(after.body.reason).toContain("destroyed");
+    const bob = await createUser(t.api, "bob");
+    expect((await bob.call("GET", `/v1/logins/${started.body.id}`)).status).toBe(404);
+  });
+
+  it("rejects bad input with 400", async () => {
+    expect((await alice.call("POST", "/v1/logins", { provider: "chatgpt" })).status).toBe(400);
+    const started = await start("claude");
+    const both = await alice.call("POST", `/v1/logins/${started.body.id}/code`, {
+      code: "a",
+      callbackUrl: "http://localhost/",
+    });
+    expect(both.status).toBe(400);
+    await alice.call("DELETE", `/v1/logins/${started.body.id}`);
+  });
+});

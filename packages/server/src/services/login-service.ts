@@ -1,0 +1,338 @@
+/**
+ * Provider logins made with the provider's own CLI inside the user's sandbox, under a terminal:
+ * starting → awaiting_user (URL captured) → completing → completed | failed | timed_out |
+ * cancelled. The credential file the CLI writes is read, sealed into the vault, and removed
+ * from the sandbox. Logins live in memory: a server restart ends them (the user starts again).
+ */
+import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { Readable } from "node:stream";
+import type { AgentConnection, PtyProcess } from "@polydev/core";
+import { PolydevError } from "@polydev/core";
+import type { Logger } from "pino";
+import type { CredentialService } from "./credential-service.js";
+import type { LoginFlow, LoginProvider } from "./login-flows.js";
+import { findLoginPrompt, stripTerminalCodes } from "./login-flows.js";
+
+export const LOGIN_STATES = [
+  "starting",
+  "awaiting_user",
+  "completing",
+  "completed",
+  "failed",
+  "timed_out",
+  "cancelled",
+] as const;
+export type LoginState = (typeof LOGIN_STATES)[number];
+const FINAL: LoginState[] = ["completed", "failed", "timed_out", "cancelled"];
+
+export interface LoginView {
+  id: string;
+  provider: LoginProvider;
+  sandboxId: string;
+  state: LoginState;
+  url: string | null;
+  userCode: string | null;
+  finish: "code" | "callback";
+  reason: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+interface Login {
+  view: LoginView;
+  userId: string;
+  flow: LoginFlow;
+  agent: AgentConnection;
+  pty: PtyProcess | undefined;
+  screen: string;
+  events: EventEmitter;
+  timer: NodeJS.Timeout | undefined;
+  /** Destroy this sandbox when the login ends (it was made for the login). */
+  ownsSandbox: boolean;
+}
+
+export interface LoginOptions {
+  /** How long a CLI may take to print its URL. */
+  urlTimeoutMs: number;
+  /** How long the whole login may take, user included. */
+  totalTimeoutMs: number;
+  /** How long the CLI may take to finish after the code was handed over. */
+  completeTimeoutMs: number;
+}
+
+const SCREEN_LIMIT = 64 * 1024;
+
+export class LoginService {
+  private readonly logins = new Map<string, Login>();
+
+  constructor(
+    private readonly flows: Record<LoginProvider, LoginFlow>,
+    private readonly credentials: CredentialService,
+    private readonly options: LoginOptions,
+    private readonly log: Logger,
+    private readonly destroySandbox: (userId: string, sandboxId: string) => Promise<void>,
+  ) {}
+
+  async start(
+    userId: string,
+    provider: LoginProvider,
+    sandbox: { id: string; agent: AgentConnection; ownsSandbox: boolean },
+  ): Promise<LoginView> {
+    for (const login of this.logins.values()) {
+      if (login.userId === userId && login.view.provider === provider && !FINAL.includes(login.view.state)) {
+        throw new PolydevError(
+          "conflict",
+          `a ${provider} login is already in progress (${login.view.id}); finish or cancel it first`,
+        );
+      }
+    }
+    const flow = this.flows[provider];
+    const now = new Date().toISOString();
+    const login: Login = {
+      view: {
+        id: `login_${randomBytes(9).toString("base64url")}`,
+        provider,
+        sandboxId: sandbox.id,
+        state: "starting",
+        url: null,
+        userCode: null,
+        finish: flow.finish,
+        reason: null,
+        createdAt: now,
+        updatedAt: now,
+      },
+      userId,
+      flow,
+      agent: sandbox.agent,
+      pty: undefined,
+      screen: "",
+      events: new EventEmitter(),
+      timer: undefined,
+      ownsSandbox: sandbox.ownsSandbox,
+    };
+    this.logins.set(login.view.id, login);
+    login.timer = setTimeout(
+      () => void this.end(login, "timed_out", "the login was not finished in time"),
+      this.options.totalTimeoutMs,
+    );
+    login.timer.unref();
+    try {
+      for (const [path, content] of Object.entries(flow.files)) {
+        await sandbox.agent.files.write(path, Readable.from([Buffer.from(content)]), { mode: 0o600 });
+      }
+      // A wide terminal keeps long sign-in URLs on one line.
+      login.pty = await sandbox.agent.openPty({ argv: flow.argv, cols: 1000, rows: 50, env: flow.env });
+    } catch (error) {
+      await this.end(login, "failed", `the ${provider} CLI could not start: ${messageOf(error)}`);
+      return login.view;
+    }
+    const pty = login.pty;
+    pty.output.on("data", (chunk: Buffer) => {
+      login.screen = (login.screen + stripTerminalCodes(chunk.toString())).slice(-SCREEN_LIMIT);
+      if (login.view.state !== "starting") return;
+      const prompt = findLoginPrompt(login.screen);
+      if (prompt.url) {
+        login.view.url = prompt.url;
+        login.view.userCode = prompt.userCode ?? null;
+        this.setState(login, "awaiting_user");
+      }
+    });
+    void pty.exited.then(
+      (exit) => this.onExit(login, exit.exitCode),
+      () => this.onExit(login, null),
+    );
+    await this.waitFor(login, (state) => state !== "starting", this.options.urlTimeoutMs);
+    if (login.view.state === "starting") {
+      await this.end(login, "failed", `the ${provider} CLI printed no sign-in URL: ${this.tail(login)}`);
+    }
+    return login.view;
+  }
+
+  get(userId: string, id: string): LoginView {
+    return this.find(userId, id).view;
+  }
+
+  list(userId: string): LoginView[] {
+    return [...this.logins.values()].filter((l) => l.userId === userId).map((l) => l.view);
+  }
+
+  /** Hands the user's result to the CLI: a pasted code, or the localhost callback relayed inside. */
+  async submit(
+    userId: string,
+    id: string,
+    input: { code?: string; callbackUrl?: string },
+  ): Promise<LoginView> {
+    const login = this.find(userId, id);
+    if (login.view.state !== "awaiting_user") {
+      throw new PolydevError(
+        "conflict",
+        `login ${id} is ${login.view.state}; it takes a code only while awaiting_user`,
+      );
+    }
+    if (login.flow.finish === "code") {
+      if (!input.code)
+        throw new PolydevError("invalid_request", `the ${login.view.provider} login takes { code }`);
+      this.setState(login, "completing");
+      login.pty?.write(`${input.code}\r`);
+    } else {
+      if (!input.callbackUrl) {
+        throw new PolydevError("invalid_request", `the ${login.view.provider} login takes { callbackUrl }`);
+      }
+      const url = parseCallback(input.callbackUrl);
+      this.setState(login, "completing");
+      const relay = await login.agent.exec({
+        argv: ["curl", "-sS", "-m", "20", "-o", "/dev/null", url],
+        timeoutMs: 30_000,
+      });
+      relay.stdin.end();
+      relay.stdout.resume();
+      relay.stderr.resume();
+      await relay.exited;
+    }
+    await this.waitFor(login, (state) => FINAL.includes(state), this.options.completeTimeoutMs);
+    // The state moves on in event handlers, which the compiler cannot see from here.
+    if ((login.view.state as LoginState) === "completing") {
+      await this.end(
+        login,
+        "timed_out",
+        `the ${login.view.provider} CLI did not finish: ${this.tail(login)}`,
+      );
+    }
+    return login.view;
+  }
+
+  async cancel(userId: string, id: string): Promise<LoginView> {
+    const login = this.find(userId, id);
+    if (!FINAL.includes(login.view.state)) await this.end(login, "cancelled", "cancelled by the user");
+    return login.view;
+  }
+
+  /** State changes as they happen (the current state first). Ends after a final state. */
+  async *events(userId: string, id: string, signal: AbortSignal): AsyncGenerator<LoginView> {
+    const login = this.find(userId, id);
+    const queue: LoginView[] = [{ ...login.view }];
+    let wake: (() => void) | undefined;
+    const onChange = (view: LoginView): void => {
+      queue.push({ ...view });
+      wake?.();
+    };
+    login.events.on("change", onChange);
+    signal.addEventListener("abort", () => wake?.(), { once: true });
+    try {
+      while (!signal.aborted) {
+        const next = queue.shift();
+        if (next) {
+          yield next;
+          if (FINAL.includes(next.state)) return;
+          continue;
+        }
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
+      }
+    } finally {
+      login.events.off("change", onChange);
+    }
+  }
+
+  /** A sandbox went away: its logins fail. */
+  sandboxEnded(sandboxId: string): void {
+    for (const login of this.logins.values()) {
+      if (login.view.sandboxId === sandboxId && !FINAL.includes(login.view.state)) {
+        void this.end(login, "failed", "the sandbox was destroyed during the login");
+      }
+    }
+  }
+
+  private async onExit(login: Login, exitCode: number | null): Promise<void> {
+    if (FINAL.includes(login.view.state)) return;
+    if (exitCode !== 0) {
+      await this.end(
+        login,
+        "failed",
+        `the ${login.view.provider} CLI exited with ${exitCode}: ${this.tail(login)}`,
+      );
+      return;
+    }
+    try {
+      const file = await login.agent.files.read(login.flow.credentialFile);
+      let text = "";
+      for await (const chunk of file) text += (chunk as Buffer).toString();
+      await this.credentials.putOAuth(login.userId, login.flow.credentialProvider, text);
+      await this.end(login, "completed", null);
+    } catch (error) {
+      await this.end(login, "failed", `the CLI finished but left no usable credential: ${messageOf(error)}`);
+    }
+  }
+
+  private async end(login: Login, state: LoginState, reason: string | null): Promise<void> {
+    if (FINAL.includes(login.view.state)) return;
+    if (login.timer) clearTimeout(login.timer);
+    login.view.reason = reason;
+    this.setState(login, state);
+    login.pty?.kill("SIGKILL");
+    // The secret now lives only in the vault: remove the CLI's copy from the sandbox.
+    await login.agent.files.remove(login.flow.credentialFile).catch(() => undefined);
+    if (login.ownsSandbox)
+      await this.destroySandbox(login.userId, login.view.sandboxId).catch(() => undefined);
+    this.log.info({ loginId: login.view.id, provider: login.view.provider, state }, "login ended");
+  }
+
+  private setState(login: Login, state: LoginState): void {
+    login.view.state = state;
+    login.view.updatedAt = new Date().toISOString();
+    login.events.emit("change", login.view);
+  }
+
+  private waitFor(login: Login, done: (state: LoginState) => boolean, timeoutMs: number): Promise<void> {
+    if (done(login.view.state)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(finish, timeoutMs);
+      function finish(): void {
+        clearTimeout(timer);
+        login.events.off("change", check);
+        resolve();
+      }
+      function check(view: LoginView): void {
+        if (done(view.state)) finish();
+      }
+      login.events.on("change", check);
+    });
+  }
+
+  private find(userId: string, id: string): Login {
+    const login = this.logins.get(id);
+    if (!login || login.userId !== userId) throw new PolydevError("not_found", `login ${id} does not exist`);
+    return login;
+  }
+
+  private tail(login: Login): string {
+    return login.screen.trim().split("\n").slice(-5).join(" / ").slice(-500);
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Only a localhost callback is relayed: the relay must never become a way to fetch anything else. */
+function parseCallback(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new PolydevError(
+      "invalid_request",
+      "callbackUrl is not a URL; paste the full address your browser ended on",
+    );
+  }
+  if (url.protocol !== "http:" || !["localhost", "127.0.0.1", "[::1]"].includes(url.hostname)) {
+    throw new PolydevError(
+      "invalid_request",
+      "callbackUrl must be the http://localhost:… address the login ended on",
+    );
+  }
+  return url.toString();
+}
