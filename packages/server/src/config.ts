@@ -93,6 +93,21 @@ export const configSchema = z
         gemini: z.url().default("https://generativelanguage.googleapis.com"),
       })
       .prefault({}),
+    /**
+     * POLYDEV_<PROVIDER>_OAUTH_TOKEN_URL / _CLIENT_ID / _CLIENT_SECRET: how expiring subscription
+     * logins are refreshed. Defaults: the public values from each CLI's own sign-in URL.
+     */
+    oauthClients: z
+      .partialRecord(
+        z.enum(["anthropic", "openai", "gemini"]),
+        z.object({
+          tokenUrl: z.url(),
+          clientId: z.string().min(1),
+          clientSecret: z.string().optional(),
+          json: z.boolean(),
+        }),
+      )
+      .optional(),
     /** POLYDEV_UPSTREAM_PROXY: an operator's declared HTTP(S) proxy for provider traffic. */
     upstreamProxy: z.url().optional(),
     /** POLYDEV_SANDBOX_GATEWAY_PORT: the loopback port inside each sandbox that reaches the gateway. */
@@ -132,6 +147,21 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_OPENAI_BASE_URL) upstreams.openai = env.POLYDEV_OPENAI_BASE_URL;
   if (env.POLYDEV_GEMINI_BASE_URL) upstreams.gemini = env.POLYDEV_GEMINI_BASE_URL;
   if (Object.keys(upstreams).length > 0) input.upstreams = upstreams;
+  const oauthClients: NonNullable<ConfigInput["oauthClients"]> = {};
+  for (const provider of ["anthropic", "openai", "gemini"] as const) {
+    const prefix = `POLYDEV_${provider.toUpperCase()}_OAUTH_`;
+    const tokenUrl = env[`${prefix}TOKEN_URL`];
+    const clientId = env[`${prefix}CLIENT_ID`];
+    if (tokenUrl && clientId) {
+      oauthClients[provider] = {
+        tokenUrl,
+        clientId,
+        clientSecret: env[`${prefix}CLIENT_SECRET`],
+        json: provider === "anthropic",
+      };
+    }
+  }
+  if (Object.keys(oauthClients).length > 0) input.oauthClients = oauthClients;
   return input;
 }
 

@@ -19,6 +19,7 @@ import { GatewayHub } from "./services/gateway-hub.js";
 import type { LoginFlow, LoginProvider } from "./services/login-flows.js";
 import { DEFAULT_LOGIN_FLOWS } from "./services/login-flows.js";
 import { LoginService } from "./services/login-service.js";
+import { DEFAULT_OAUTH_CLIENTS } from "./services/oauth-refresh.js";
 
 /** The vault's master keys when POLYDEV_MASTER_KEY is not set (mode 600). */
 export const MASTER_KEY_FILE = "master-keys.json";
@@ -76,7 +77,10 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   const keyFile = join(config.dataDir, MASTER_KEY_FILE);
   const loadKeys = () => loadKeyring({ envKey: config.masterKey, keyFile });
   const vault = new EnvelopeVault(await loadKeys(), loadKeys);
-  const credentials = new CredentialService(store, vault, config.upstreams, () => clock.now());
+  const credentials = new CredentialService(store, vault, config.upstreams, () => clock.now(), {
+    ...DEFAULT_OAUTH_CLIENTS,
+    ...config.oauthClients,
+  });
   const gateway = new GatewayHub(
     store,
     credentials,

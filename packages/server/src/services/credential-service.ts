@@ -9,6 +9,8 @@ import type { EnvelopeVault } from "@polydev/vault";
 import { request } from "undici";
 import { newId } from "./api-keys.js";
 import { accessTokenFrom } from "./login-flows.js";
+import type { OAuthClient } from "./oauth-refresh.js";
+import { DEFAULT_OAUTH_CLIENTS, refreshCredentialFile, tokensOf } from "./oauth-refresh.js";
 
 /** Where a cheap authenticated GET tells whether a key works, per provider. */
 const VALIDATION: Record<GatewayProvider, { path: string; header: (key: string) => Record<string, string> }> =
@@ -51,7 +53,10 @@ export class CredentialService {
     private readonly vault: EnvelopeVault,
     private readonly upstreams: Record<GatewayProvider, string>,
     private readonly now: () => number,
+    private readonly oauthClients: Partial<Record<GatewayProvider, OAuthClient>> = DEFAULT_OAUTH_CLIENTS,
   ) {}
+
+  private readonly refreshing = new Map<string, Promise<string>>();
 
   async putApiKey(userId: string, provider: GatewayProvider, apiKey: string): Promise<CredentialRecord> {
     const sealed = this.vault.seal(apiKey, { ownerId: userId, provider });
@@ -98,11 +103,48 @@ export class CredentialService {
     const record = await this.store.credentials.get(userId, provider);
     if (!record) return undefined;
     if (!this.vault.hasKey(record.keyId)) await this.vault.refresh();
-    const plaintext = this.vault.open(record.sealed, { ownerId: userId, provider });
+    let plaintext = this.vault.open(record.sealed, { ownerId: userId, provider });
+    if (record.kind === "oauth") plaintext = await this.freshOAuth(record, plaintext);
     void this.store.credentials.markUsed(record.id, this.now()).catch(() => undefined);
     // A login's credential is the CLI's whole file; the gateway needs its access token.
     const secret = record.kind === "oauth" ? accessTokenFrom(provider, plaintext).token : plaintext;
     return { kind: record.kind, secret };
+  }
+
+  /**
+   * An OAuth credential whose access token expires within a minute is refreshed first, once
+   * even when many requests ask at the same moment, and stored again (sealed).
+   */
+  private async freshOAuth(record: CredentialRecord, plaintext: string): Promise<string> {
+    const provider = record.provider as GatewayProvider;
+    const { expiresAt } = tokensOf(provider, JSON.parse(plaintext) as Record<string, unknown>);
+    if (expiresAt === undefined || expiresAt > this.now() + 60_000) return plaintext;
+    let pending = this.refreshing.get(record.id);
+    if (!pending) {
+      pending = (async () => {
+        let refreshed: string;
+        try {
+          refreshed = await refreshCredentialFile(
+            provider,
+            plaintext,
+            this.oauthClients[provider],
+            this.now(),
+          );
+        } catch (error) {
+          throw new PolydevError("unauthorized", error instanceof Error ? error.message : String(error));
+        }
+        const sealed = this.vault.seal(refreshed, { ownerId: record.userId, provider });
+        await this.store.credentials.replaceSealed(
+          record.id,
+          record.sealed,
+          sealed,
+          this.vault.keyIdOf(sealed),
+        );
+        return refreshed;
+      })().finally(() => this.refreshing.delete(record.id));
+      this.refreshing.set(record.id, pending);
+    }
+    return pending;
   }
 
   /** Asks the provider whether the key works; 401/403 mean invalid, anything else is an outage. */
