@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Gateway, UsageRecord } from "./gateway.js";
 import { createGateway } from "./gateway.js";
+import { applyCredential } from "./providers.js";
 
 /** A stand-in upstream that records what it received and streams SSE slowly. */
 let upstream: Server;
@@ -147,5 +148,18 @@ describe("provider gateway, tunnel identity", () => {
     expect(response.status).toBe(401);
     expect(received.length).toBe(before);
     server.close();
+  });
+});
+
+describe("provider gateway, subscription tokens", () => {
+  it("sends an OAuth access token as a bearer with Anthropic's OAuth beta flag", async () => {
+    const headers: Record<string, string> = { "x-api-key": "pdg_sandbox_a", "anthropic-beta": "tools-2024" };
+    const url = new URL("http://upstream.invalid/v1/messages?key=pdg_sandbox_a");
+    applyCredential("anthropic", { kind: "oauth", secret: "oauth-token" }, headers, url);
+    expect(headers).toEqual({
+      authorization: "Bearer oauth-token",
+      "anthropic-beta": "tools-2024,oauth-2025-04-20",
+    });
+    expect(url.searchParams.has("key")).toBe(false);
   });
 });
