@@ -1,5 +1,5 @@
 /** Host-side process helpers: finding the command under its wrappers, signalling groups. */
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 
 async function childrenOf(pid: number): Promise<number[]> {
   try {
@@ -63,4 +63,37 @@ export async function processStartTime(pid: number): Promise<number | undefined>
   } catch {
     return undefined;
   }
+}
+
+/** Every descendant of `pid` (children first found, then theirs), for killing a whole tree. */
+export async function descendants(pid: number): Promise<number[]> {
+  const found: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const current = queue.shift();
+    if (current === undefined) break;
+    const tasks = await readdir(`/proc/${current}/task`).catch(() => [] as string[]);
+    for (const task of tasks) {
+      const text = await readFile(`/proc/${current}/task/${task}/children`, "utf8").catch(() => "");
+      for (const child of text
+        .split(/\s+/)
+        .filter((s) => s.length > 0)
+        .map(Number)) {
+        found.push(child);
+        queue.push(child);
+      }
+    }
+  }
+  return found;
+}
+
+/**
+ * SIGKILLs a process and everything it started, even in other process groups or sessions
+ * (an agent's tool commands often are). Stopping the tree first keeps it from forking meanwhile.
+ */
+export async function killTree(pid: number): Promise<void> {
+  const tree = [pid, ...(await descendants(pid))];
+  for (const member of tree) signalPid(member, "SIGSTOP");
+  const late = await descendants(pid);
+  for (const member of new Set([...tree, ...late])) signalPid(member, "SIGKILL");
 }

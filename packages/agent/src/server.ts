@@ -19,7 +19,7 @@ import type { FileOperation } from "./file-scripts.js";
 import { fileError, scripts, validateRelativePath } from "./file-scripts.js";
 import type { Channel, Json } from "./mux.js";
 import { Mux } from "./mux.js";
-import { descendant, signalGroup, signalPid } from "./process-tree.js";
+import { descendant, killTree, signalGroup, signalPid } from "./process-tree.js";
 import { Stream } from "./streams.js";
 
 export const AGENT_VERSION = "0.1.0";
@@ -187,7 +187,7 @@ function exec(launcher: SandboxLauncher, channel: Channel, request: Json): void 
       ? undefined
       : setTimeout(() => {
           timedOut = true;
-          if (child.pid !== undefined) signalGroup(child.pid, "SIGKILL");
+          if (child.pid !== undefined) void killTree(child.pid);
         }, timeoutMs);
 
   const stdout = channel.writable(Stream.stdout);
@@ -202,6 +202,11 @@ function exec(launcher: SandboxLauncher, channel: Channel, request: Json): void 
   channel.on("control", (message: Json) => {
     if (message.type !== "signal" || child.pid === undefined || exited) return;
     const signal = str(message.signal, "signal") as NodeJS.Signals;
+    // SIGKILL means "stop it all": the command and every process it started.
+    if (signal === "SIGKILL") {
+      void killTree(child.pid);
+      return;
+    }
     void descendant(child.pid, cmd.wrapperDepth).then((pid) => {
       if (pid !== undefined) signalPid(pid, signal);
     });

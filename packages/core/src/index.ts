@@ -21,6 +21,8 @@ export type { DriverInfo, SandboxDriver } from "./driver.js";
 export type { ErrorCode, PolydevErrorOptions } from "./errors.js";
 export { ERROR_STATUS, isPolydevError, notFound, PolydevError } from "./errors.js";
 export type { LaunchCommand, LaunchRequest, SandboxLauncher } from "./launcher.js";
+export type { OutputParser, RunAgent, RunEvent, RunEventBody, RunState } from "./run.js";
+export { FINAL_RUN_STATES, RUN_AGENTS, RUN_STATES } from "./run.js";
 export type {
   NetworkMode,
   ObservedSandbox,
@@ -44,11 +46,14 @@ export type {
   NewSandbox,
   NewSandboxLogEntry,
   Page,
+  RunRecord,
+  RunRepository,
   SandboxLogEntry,
   SandboxLogRepository,
   SandboxRecord,
   SandboxRepository,
   Store,
+  StoredRunEvent,
   UsageEntry,
   UsageRepository,
   UsageSummaryRow,

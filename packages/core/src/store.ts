@@ -131,6 +131,7 @@ export interface Store {
   readonly credentials: CredentialRepository;
   readonly gatewayTokens: GatewayTokenRepository;
   readonly usage: UsageRepository;
+  readonly runs: RunRepository;
   close(): Promise<void>;
 }
 
@@ -203,4 +204,53 @@ export interface UsageSummaryRow {
 export interface UsageRepository {
   record(entry: UsageEntry): Promise<void>;
   summary(options: { userId?: string; since?: number }): Promise<UsageSummaryRow[]>;
+}
+
+export interface RunRecord {
+  id: string;
+  userId: string;
+  sandboxId: string;
+  groupId: string | null;
+  agent: string;
+  prompt: string;
+  model: string | null;
+  cwd: string;
+  state: string;
+  exitReason: string | null;
+  finalText: string | null;
+  inputTokens: number;
+  outputTokens: number;
+  timeoutMs: number;
+  maxTurns: number | null;
+  createdAt: number;
+  startedAt: number | null;
+  endedAt: number | null;
+}
+
+export interface StoredRunEvent {
+  runId: string;
+  seq: number;
+  at: number;
+  body: string;
+  raw: string | null;
+}
+
+export interface RunRepository {
+  insert(run: RunRecord): Promise<void>;
+  get(id: string): Promise<RunRecord | undefined>;
+  getForUser(userId: string, id: string): Promise<RunRecord | undefined>;
+  listForUser(
+    userId: string,
+    options: { limit: number; cursor?: string | undefined },
+  ): Promise<Page<RunRecord>>;
+  listByStates(states: string[]): Promise<RunRecord[]>;
+  /** Compare-and-set on the state, like sandboxes. */
+  transition(
+    id: string,
+    from: string[],
+    to: string,
+    patch: Partial<RunRecord>,
+  ): Promise<RunRecord | undefined>;
+  appendEvent(event: StoredRunEvent): Promise<void>;
+  events(runId: string, afterSeq: number, limit: number): Promise<StoredRunEvent[]>;
 }

@@ -144,6 +144,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       response.body.destroy();
     };
     res.once("close", closeUpstream);
+    // A client that goes away mid-stream aborts the upstream read: that ends the relay, it is not a fault.
+    response.body.on("error", () => meter.end());
     response.body.pipe(meter).pipe(res);
     await new Promise<void>((resolve) => {
       res.once("close", resolve);

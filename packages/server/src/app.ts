@@ -20,6 +20,7 @@ import { healthRoutes } from "./routes/health.js";
 import { loginRoutes } from "./routes/logins.js";
 import { processRoutes } from "./routes/processes.js";
 import { ptyRoutes } from "./routes/pty.js";
+import { runRoutes } from "./routes/runs.js";
 import { sandboxRoutes } from "./routes/sandboxes.js";
 
 export const API_VERSION = "0.1.0";
@@ -60,6 +61,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   ptyRoutes(app, ctx);
   credentialRoutes(app, ctx);
   loginRoutes(app, ctx);
+  runRoutes(app, ctx);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

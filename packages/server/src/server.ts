@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import type { Clock, SandboxDriver, Store } from "@polydev/core";
 import { PolydevError, systemClock } from "@polydev/core";
+import { CLI_RUNNERS } from "@polydev/runners";
 import { openSqliteStore } from "@polydev/store";
 import { EnvelopeVault, loadKeyring } from "@polydev/vault";
 import type { FastifyInstance } from "fastify";
@@ -20,6 +21,7 @@ import type { LoginFlow, LoginProvider } from "./services/login-flows.js";
 import { DEFAULT_LOGIN_FLOWS } from "./services/login-flows.js";
 import { LoginService } from "./services/login-service.js";
 import { DEFAULT_OAUTH_CLIENTS } from "./services/oauth-refresh.js";
+import { RunService } from "./services/run-service.js";
 
 /** The vault's master keys when POLYDEV_MASTER_KEY is not set (mode 600). */
 export const MASTER_KEY_FILE = "master-keys.json";
@@ -108,6 +110,11 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     },
   );
   sandboxes.onEnded((sandboxId) => logins.sandboxEnded(sandboxId));
+  const runs = new RunService(store, sandboxes, gateway, CLI_RUNNERS, log.child({ component: "runs" }), () =>
+    clock.now(),
+  );
+  const interrupted = await runs.failInterrupted();
+  if (interrupted > 0) log.warn({ interrupted }, "runs interrupted by the restart were marked failed");
   const ptys = new PtySessions(config.ptyDetachGraceMs, log.child({ component: "pty" }));
   sandboxes.onEnded((sandboxId) => ptys.closeSandbox(sandboxId));
   const reconciler = new Reconciler(
@@ -129,6 +136,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     credentials,
     gateway,
     logins,
+    runs,
     clock,
     log,
   });

@@ -86,7 +86,38 @@ export interface UsageTable {
   at: number | string;
 }
 
+export interface RunsTable {
+  id: string;
+  user_id: string;
+  sandbox_id: string;
+  group_id: string | null;
+  agent: string;
+  prompt: string;
+  model: string | null;
+  cwd: string;
+  state: string;
+  exit_reason: string | null;
+  final_text: string | null;
+  input_tokens: number;
+  output_tokens: number;
+  timeout_ms: number | string;
+  max_turns: number | null;
+  created_at: number | string;
+  started_at: number | string | null;
+  ended_at: number | string | null;
+}
+
+export interface RunEventsTable {
+  run_id: string;
+  seq: number;
+  at: number | string;
+  body: string;
+  raw: string | null;
+}
+
 export interface Database {
+  runs: RunsTable;
+  run_events: RunEventsTable;
   credentials: CredentialsTable;
   gateway_tokens: GatewayTokensTable;
   usage: UsageTable;

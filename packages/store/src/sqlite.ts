@@ -5,6 +5,7 @@ import SqliteDatabase from "better-sqlite3";
 import { Kysely, Migrator, SqliteDialect } from "kysely";
 import { credentialRepository, gatewayTokenRepository, usageRepository } from "./credentials.js";
 import { migrationProvider } from "./migrations/index.js";
+import { runRepository } from "./runs.js";
 import { sandboxLogRepository, sandboxRepository } from "./sandboxes.js";
 import type { Database } from "./schema.js";
 import { apiKeyRepository, userRepository } from "./users.js";
@@ -48,6 +49,7 @@ export function createStore(db: Kysely<Database>): Store {
     credentials: credentialRepository(db),
     gatewayTokens: gatewayTokenRepository(db),
     usage: usageRepository(db),
+    runs: runRepository(db),
     close: () => db.destroy(),
   };
 }

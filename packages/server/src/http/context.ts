@@ -7,6 +7,7 @@ import type { CredentialService } from "../services/credential-service.js";
 import type { GatewayHub } from "../services/gateway-hub.js";
 import type { LoginService } from "../services/login-service.js";
 import type { PtySessions } from "../services/pty-sessions.js";
+import type { RunService } from "../services/run-service.js";
 import type { SandboxService } from "../services/sandbox-service.js";
 
 /** What routes may use; built once in app.ts. */
@@ -19,6 +20,7 @@ export interface ServerContext {
   credentials: CredentialService;
   gateway: GatewayHub;
   logins: LoginService;
+  runs: RunService;
   clock: Clock;
   log: Logger;
 }

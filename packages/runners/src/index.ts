@@ -1,0 +1,15 @@
+import type { RunAgent } from "@polydev/core";
+import { claudeRunner } from "./claude.js";
+import { codexRunner } from "./codex.js";
+import { geminiRunner } from "./gemini.js";
+import type { AgentRunner } from "./runner.js";
+
+export type { AgentRunner, Invocation, RunRequest } from "./runner.js";
+export { claudeRunner, codexRunner, geminiRunner };
+
+/** The CLI runners by agent name ("builtin" runs in the server, not as a CLI). */
+export const CLI_RUNNERS: Partial<Record<RunAgent, AgentRunner>> = {
+  claude: claudeRunner,
+  codex: codexRunner,
+  gemini: geminiRunner,
+};

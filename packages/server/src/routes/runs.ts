@@ -1,0 +1,183 @@
+import type { RunEvent, RunRecord } from "@polydev/core";
+import { RUN_AGENTS, RUN_STATES } from "@polydev/core";
+import type { FastifyInstance } from "fastify";
+import { z } from "zod";
+import { requirePrincipal } from "../http/auth.js";
+import type { ServerContext } from "../http/context.js";
+import { zodApp } from "../http/context.js";
+import { openSse } from "../http/sse.js";
+
+const tags = ["runs"];
+const HOUR_MS = 60 * 60 * 1000;
+const runParams = z.object({ id: z.string().min(1).max(64) });
+
+export const runSchema = z
+  .object({
+    id: z.string(),
+    sandboxId: z.string(),
+    groupId: z.string().nullable(),
+    agent: z.enum(RUN_AGENTS),
+    prompt: z.string(),
+    model: z.string().nullable(),
+    cwd: z.string(),
+    state: z.enum(RUN_STATES),
+    exitReason: z.string().nullable(),
+    finalText: z.string().nullable(),
+    usage: z.object({ inputTokens: z.number(), outputTokens: z.number() }),
+    createdAt: z.string(),
+    startedAt: z.string().nullable(),
+    endedAt: z.string().nullable(),
+  })
+  .meta({ id: "Run" });
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+export function presentRun(run: RunRecord): z.infer<typeof runSchema> {
+  return {
+    id: run.id,
+    sandboxId: run.sandboxId,
+    groupId: run.groupId,
+    agent: run.agent as z.infer<typeof runSchema>["agent"],
+    prompt: run.prompt,
+    model: run.model,
+    cwd: run.cwd,
+    state: run.state as z.infer<typeof runSchema>["state"],
+    exitReason: run.exitReason,
+    finalText: run.finalText,
+    usage: { inputTokens: run.inputTokens, outputTokens: run.outputTokens },
+    createdAt: new Date(run.createdAt).toISOString(),
+    startedAt: iso(run.startedAt),
+    endedAt: iso(run.endedAt),
+  };
+}
+
+export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
+  const app = zodApp(instance);
+
+  app.post(
+    "/v1/runs",
+    {
+      schema: {
+        tags,
+        summary: "Run a prompt with one agent (agent) or several side by side (agents)",
+        body: z
+          .strictObject({
+            agent: z.enum(RUN_AGENTS).optional(),
+            agents: z.array(z.enum(RUN_AGENTS)).min(1).max(8).optional(),
+            prompt: z
+              .string()
+              .min(1, "prompt must not be empty")
+              .max(256 * 1024),
+            sandboxId: z
+              .string()
+              .min(1)
+              .max(64)
+              .optional()
+              .describe("default: your default sandbox, created if needed"),
+            model: z.string().min(1).max(200).optional(),
+            cwd: z.string().min(1).max(4096).optional().describe("relative to the home"),
+            timeoutMs: z
+              .number()
+              .int()
+              .min(1000)
+              .max(24 * HOUR_MS)
+              .default(30 * 60 * 1000),
+            maxTurns: z.number().int().min(1).max(1000).optional(),
+          })
+          .refine(
+            (b) => (b.agent === undefined) !== (b.agents === undefined),
+            "send exactly one of agent or agents",
+          ),
+        response: { 201: z.union([runSchema, z.object({ groupId: z.string(), runs: z.array(runSchema) })]) },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body;
+      const agents = body.agents ?? (body.agent ? [body.agent] : []);
+      const runs = await ctx.runs.start(requirePrincipal(request).userId, { ...body, agents });
+      const [first] = runs;
+      if (runs.length === 1 && first) return reply.status(201).send(presentRun(first));
+      return reply.status(201).send({ groupId: first?.groupId ?? "", runs: runs.map(presentRun) });
+    },
+  );
+
+  app.get(
+    "/v1/runs",
+    {
+      schema: {
+        tags,
+        summary: "Your runs, newest first",
+        querystring: z.strictObject({
+          limit: z.coerce.number().int().min(1).max(200).default(50),
+          cursor: z.string().max(200).optional(),
+        }),
+        response: { 200: z.object({ items: z.array(runSchema), nextCursor: z.string().nullable() }) },
+      },
+    },
+    async (request) => {
+      const page = await ctx.store.runs.listForUser(requirePrincipal(request).userId, request.query);
+      return { items: page.items.map(presentRun), nextCursor: page.nextCursor ?? null };
+    },
+  );
+
+  app.get(
+    "/v1/runs/:id",
+    {
+      schema: {
+        tags,
+        summary: "A run: state, timings, usage, final text",
+        params: runParams,
+        response: { 200: runSchema },
+      },
+    },
+    async (request) => presentRun(await ctx.runs.get(requirePrincipal(request).userId, request.params.id)),
+  );
+
+  app.post(
+    "/v1/runs/:id/cancel",
+    {
+      schema: {
+        tags,
+        summary: "Stop the agent and everything it started",
+        params: runParams,
+        response: { 200: runSchema },
+      },
+    },
+    async (request) => presentRun(await ctx.runs.cancel(requirePrincipal(request).userId, request.params.id)),
+  );
+
+  app.get(
+    "/v1/runs/:id/events",
+    {
+      schema: {
+        tags,
+        summary:
+          "Server-sent events (status, text, tool_call, tool_result, usage, error, done), each with its sequence id; reconnect with Last-Event-ID",
+        params: runParams,
+        querystring: z.strictObject({ after: z.coerce.number().int().min(0).optional() }),
+      },
+    },
+    async (request, reply) => {
+      const userId = requirePrincipal(request).userId;
+      await ctx.runs.get(userId, request.params.id);
+      const header = request.headers["last-event-id"];
+      const fromHeader = typeof header === "string" && /^\d+$/.test(header) ? Number(header) : undefined;
+      const after = fromHeader ?? request.query.after ?? 0;
+      const sse = openSse(request, reply);
+      for await (const event of ctx.runs.events(userId, request.params.id, after, sse.signal)) {
+        await sse.send(event.body.type, wireEvent(event), event.seq);
+      }
+      sse.end();
+      return reply;
+    },
+  );
+}
+
+function wireEvent(event: RunEvent): Record<string, unknown> {
+  return {
+    seq: event.seq,
+    at: new Date(event.at).toISOString(),
+    ...event.body,
+    ...(event.raw ? { raw: event.raw } : {}),
+  };
+}

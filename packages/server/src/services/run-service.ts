@@ -1,0 +1,367 @@
+/**
+ * Runs: an agent CLI working on a prompt inside the user's sandbox, its output turned into the
+ * normalized event vocabulary. Every event is stored with a sequence number before it is
+ * published, so a client that reconnects with Last-Event-ID misses nothing.
+ */
+import { randomBytes } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { posix } from "node:path";
+import { createInterface } from "node:readline";
+import { Readable } from "node:stream";
+import type {
+  AgentConnection,
+  ExecProcess,
+  RunAgent,
+  RunEvent,
+  RunEventBody,
+  RunRecord,
+  RunState,
+  Store,
+} from "@polydev/core";
+import { FINAL_RUN_STATES, PolydevError } from "@polydev/core";
+import type { AgentRunner } from "@polydev/runners";
+import type { Logger } from "pino";
+import type { GatewayHub } from "./gateway-hub.js";
+import type { SandboxService } from "./sandbox-service.js";
+
+export interface StartRunsInput {
+  agents: RunAgent[];
+  prompt: string;
+  sandboxId?: string | undefined;
+  model?: string | undefined;
+  cwd?: string | undefined;
+  timeoutMs: number;
+  maxTurns?: number | undefined;
+}
+
+interface Active {
+  process: ExecProcess | undefined;
+  cancelled: boolean;
+}
+
+const STDERR_TAIL_BYTES = 4096;
+
+export class RunService {
+  private readonly live = new EventEmitter();
+  private readonly active = new Map<string, Active>();
+
+  constructor(
+    private readonly store: Store,
+    private readonly sandboxes: SandboxService,
+    private readonly gateway: GatewayHub,
+    private readonly runners: Partial<Record<RunAgent, AgentRunner>>,
+    private readonly log: Logger,
+    private readonly now: () => number,
+  ) {
+    this.live.setMaxListeners(0);
+  }
+
+  async start(userId: string, input: StartRunsInput): Promise<RunRecord[]> {
+    for (const agent of input.agents) {
+      if (!this.runners[agent]) {
+        throw new PolydevError("invalid_request", `agent "${agent}" is not available on this server`);
+      }
+    }
+    const sandboxId = input.sandboxId ?? (await this.defaultSandbox(userId));
+    const { agent: connection } = await this.sandboxes.agent(userId, sandboxId);
+    const grouped = input.agents.length > 1;
+    const groupId = grouped ? `grp_${randomBytes(9).toString("base64url")}` : null;
+    const runs: RunRecord[] = [];
+    for (const agent of input.agents) {
+      const id = `run_${randomBytes(9).toString("base64url")}`;
+      // A group's agents each get their own working copy, so they never edit the same files.
+      const cwd = grouped ? `runs/${id}` : (input.cwd ?? ".");
+      const run: RunRecord = {
+        id,
+        userId,
+        sandboxId,
+        groupId,
+        agent,
+        prompt: input.prompt,
+        model: input.model ?? null,
+        cwd,
+        state: "queued",
+        exitReason: null,
+        finalText: null,
+        inputTokens: 0,
+        outputTokens: 0,
+        timeoutMs: input.timeoutMs,
+        maxTurns: input.maxTurns ?? null,
+        createdAt: this.now(),
+        startedAt: null,
+        endedAt: null,
+      };
+      await this.store.runs.insert(run);
+      runs.push(run);
+    }
+    for (const run of runs) {
+      this.active.set(run.id, { process: undefined, cancelled: false });
+      void this.execute(run, connection, input.cwd).catch((error: unknown) => {
+        this.log.error({ err: error, runId: run.id }, "run failed unexpectedly");
+      });
+    }
+    return runs;
+  }
+
+  async get(userId: string, id: string): Promise<RunRecord> {
+    const run = await this.store.runs.getForUser(userId, id);
+    if (!run) throw new PolydevError("not_found", `run ${id} does not exist`);
+    return run;
+  }
+
+  async cancel(userId: string, id: string): Promise<RunRecord> {
+    const run = await this.get(userId, id);
+    if (FINAL_RUN_STATES.includes(run.state as RunState)) return run;
+    const active = this.active.get(id);
+    if (active) {
+      active.cancelled = true;
+      active.process?.kill("SIGKILL");
+    }
+    if (!active?.process) await this.finish(run, "cancelled", "cancelled by the user", "");
+    return this.waitForEnd(userId, id);
+  }
+
+  /** Stored events after `afterSeq`, then live ones, until the run ends. */
+  async *events(userId: string, id: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<RunEvent> {
+    await this.get(userId, id);
+    let last = afterSeq;
+    const pending: RunEvent[] = [];
+    let wake: (() => void) | undefined;
+    const onEvent = (event: RunEvent): void => {
+      pending.push(event);
+      wake?.();
+    };
+    this.live.on(id, onEvent);
+    const onAbort = (): void => wake?.();
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      for (;;) {
+        const stored = await this.store.runs.events(id, last, 500);
+        for (const row of stored) {
+          last = row.seq;
+          const event: RunEvent = {
+            runId: id,
+            seq: row.seq,
+            at: row.at,
+            body: JSON.parse(row.body) as RunEventBody,
+          };
+          if (row.raw !== null) event.raw = row.raw;
+          yield event;
+          if (event.body.type === "done") return;
+        }
+        if (stored.length === 500) continue;
+        const run = await this.store.runs.get(id);
+        if (!run || signal.aborted) return;
+        if (FINAL_RUN_STATES.includes(run.state as RunState) && pending.length === 0) {
+          // The done event may have landed between the read and the state check.
+          if ((await this.store.runs.events(id, last, 1)).length === 0) return;
+          continue;
+        }
+        while (pending.length > 0 && (pending[0]?.seq ?? 0) <= last) pending.shift();
+        if (pending.length === 0) {
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          wake = undefined;
+        }
+        pending.length = 0;
+      }
+    } finally {
+      this.live.off(id, onEvent);
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** At start-up: runs the previous server process left running cannot be resumed. */
+  async failInterrupted(): Promise<number> {
+    const stale = await this.store.runs.listByStates(["queued", "running"]);
+    for (const run of stale)
+      await this.finish(run, "failed", "interrupted: the server restarted during the run", "");
+    return stale.length;
+  }
+
+  private async execute(
+    run: RunRecord,
+    connection: AgentConnection,
+    baseCwd: string | undefined,
+  ): Promise<void> {
+    const runner = this.runners[run.agent as RunAgent];
+    if (!runner) return;
+    let seq = 0;
+    const emit = async (body: RunEventBody, raw?: string): Promise<void> => {
+      seq += 1;
+      const event: RunEvent = {
+        runId: run.id,
+        seq,
+        at: this.now(),
+        body,
+        ...(raw === undefined ? {} : { raw }),
+      };
+      await this.store.runs.appendEvent({
+        runId: run.id,
+        seq,
+        at: event.at,
+        body: JSON.stringify(body),
+        raw: raw ?? null,
+      });
+      this.live.emit(run.id, event);
+    };
+    const started = await this.store.runs.transition(run.id, ["queued"], "running", {
+      startedAt: this.now(),
+    });
+    if (!started) return;
+    await emit({ type: "status", state: "running" });
+    let stderrTail = "";
+    try {
+      await this.gateway.ensureTunnel(run.sandboxId, connection);
+      await this.prepareWorkingCopy(connection, run, baseCwd);
+      const invocation = runner.invocation({
+        prompt: run.prompt,
+        model: run.model ?? undefined,
+        maxTurns: run.maxTurns ?? undefined,
+        gatewayPort: this.gateway.port,
+      });
+      for (const [path, content] of Object.entries(invocation.files)) {
+        await connection.files.write(path, Readable.from([Buffer.from(content)]), { mode: 0o600 });
+      }
+      const process = await connection.exec({
+        argv: invocation.argv,
+        cwd: run.cwd,
+        env: invocation.env,
+        timeoutMs: run.timeoutMs,
+      });
+      const active = this.active.get(run.id);
+      if (active) active.process = process;
+      if (active?.cancelled) process.kill("SIGKILL");
+      // Agents wait on an open stdin (Codex reads extra input from it): close it at once.
+      process.stdin.end();
+      process.stderr.on("data", (chunk: Buffer) => {
+        stderrTail = (stderrTail + chunk.toString()).slice(-STDERR_TAIL_BYTES);
+      });
+      const parser = runner.parser();
+      let inputTokens = 0;
+      let outputTokens = 0;
+      for await (const line of createInterface({
+        input: process.stdout,
+        crlfDelay: Number.POSITIVE_INFINITY,
+      })) {
+        const bodies = parser.line(line);
+        for (const [index, body] of bodies.entries()) {
+          if (body.type === "usage") {
+            inputTokens += body.inputTokens;
+            outputTokens += body.outputTokens;
+          }
+          await emit(body, index === 0 ? line : undefined);
+        }
+      }
+      const exit = await process.exited;
+      const cancelled = this.active.get(run.id)?.cancelled === true;
+      const state: RunState = cancelled
+        ? "cancelled"
+        : exit.timedOut
+          ? "timed_out"
+          : exit.exitCode === 0
+            ? "succeeded"
+            : "failed";
+      const reason =
+        state === "succeeded"
+          ? "completed"
+          : state === "cancelled"
+            ? "cancelled by the user"
+            : state === "timed_out"
+              ? `stopped after its timeout of ${run.timeoutMs} ms`
+              : `the ${run.agent} CLI exited with ${exit.exitCode ?? exit.signal}: ${stderrTail.trim().split("\n").slice(-3).join(" / ")}`;
+      await this.store.runs.transition(run.id, ["running"], state, { inputTokens, outputTokens });
+      if (state === "failed" && stderrTail.trim()) await emit({ type: "error", message: reason });
+      await this.finish(run, state, reason, parser.finalText(), emit);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      await emit({ type: "error", message });
+      await this.finish(run, "failed", message, "", emit);
+    } finally {
+      this.active.delete(run.id);
+    }
+  }
+
+  private async prepareWorkingCopy(
+    connection: AgentConnection,
+    run: RunRecord,
+    baseCwd: string | undefined,
+  ): Promise<void> {
+    const argv =
+      run.groupId && baseCwd
+        ? [
+            "/bin/sh",
+            "-c",
+            'mkdir -p "$(dirname "$2")" && cp -a "$1/." "$2/" 2>/dev/null || mkdir -p "$2"',
+            "sh",
+            baseCwd,
+            run.cwd,
+          ]
+        : ["mkdir", "-p", posix.normalize(run.cwd)];
+    const prepare = await connection.exec({ argv, timeoutMs: 60_000 });
+    prepare.stdin.end();
+    prepare.stdout.resume();
+    prepare.stderr.resume();
+    const exit = await prepare.exited;
+    if (exit.exitCode !== 0)
+      throw new PolydevError("invalid_request", `could not prepare the working directory ${run.cwd}`);
+  }
+
+  private async finish(
+    run: RunRecord,
+    state: RunState,
+    reason: string,
+    finalText: string,
+    emit?: (body: RunEventBody) => Promise<void>,
+  ): Promise<void> {
+    await this.store.runs.transition(run.id, ["queued", "running", state], state, {
+      exitReason: reason,
+      finalText,
+      endedAt: this.now(),
+    });
+    if (emit) {
+      await emit({ type: "status", state, message: reason });
+      await emit({ type: "done", finalText, exitReason: reason });
+    } else {
+      // No process ever ran: write the closing events directly, after any that exist.
+      const [last] = (await this.store.runs.events(run.id, 0, 100_000)).slice(-1);
+      let seq = last?.seq ?? 0;
+      for (const body of [
+        { type: "status", state, message: reason },
+        { type: "done", finalText, exitReason: reason },
+      ] satisfies RunEventBody[]) {
+        seq += 1;
+        await this.store.runs.appendEvent({
+          runId: run.id,
+          seq,
+          at: this.now(),
+          body: JSON.stringify(body),
+          raw: null,
+        });
+        this.live.emit(run.id, { runId: run.id, seq, at: this.now(), body });
+      }
+    }
+  }
+
+  private async waitForEnd(userId: string, id: string): Promise<RunRecord> {
+    const deadline = this.now() + 10_000;
+    for (;;) {
+      const run = await this.get(userId, id);
+      if (FINAL_RUN_STATES.includes(run.state as RunState) || this.now() > deadline) return run;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+
+  /** The user's default sandbox: reused while it runs, created when there is none. */
+  private async defaultSandbox(userId: string): Promise<string> {
+    const page = await this.store.sandboxes.listForUser(userId, {
+      limit: 100,
+      states: ["running", "hibernated"],
+    });
+    const existing = page.items.find((s) => s.metadata.purpose === "default");
+    if (existing) return existing.id;
+    const created = await this.sandboxes.create(userId, { metadata: { purpose: "default" } });
+    return created.id;
+  }
+}

@@ -1,0 +1,136 @@
+import type { RunRecord, RunRepository } from "@polydev/core";
+import type { Kysely, Selectable, Updateable } from "kysely";
+import { ms, msOrNull } from "./codec.js";
+import type { Database, RunsTable } from "./schema.js";
+
+function toRun(row: Selectable<RunsTable>): RunRecord {
+  return {
+    id: row.id,
+    userId: row.user_id,
+    sandboxId: row.sandbox_id,
+    groupId: row.group_id,
+    agent: row.agent,
+    prompt: row.prompt,
+    model: row.model,
+    cwd: row.cwd,
+    state: row.state,
+    exitReason: row.exit_reason,
+    finalText: row.final_text,
+    inputTokens: row.input_tokens,
+    outputTokens: row.output_tokens,
+    timeoutMs: ms(row.timeout_ms),
+    maxTurns: row.max_turns,
+    createdAt: ms(row.created_at),
+    startedAt: msOrNull(row.started_at),
+    endedAt: msOrNull(row.ended_at),
+  };
+}
+
+function toRow(patch: Partial<RunRecord>): Updateable<RunsTable> {
+  const row: Updateable<RunsTable> = {};
+  if (patch.exitReason !== undefined) row.exit_reason = patch.exitReason;
+  if (patch.finalText !== undefined) row.final_text = patch.finalText;
+  if (patch.inputTokens !== undefined) row.input_tokens = patch.inputTokens;
+  if (patch.outputTokens !== undefined) row.output_tokens = patch.outputTokens;
+  if (patch.startedAt !== undefined) row.started_at = patch.startedAt;
+  if (patch.endedAt !== undefined) row.ended_at = patch.endedAt;
+  return row;
+}
+
+export function runRepository(db: Kysely<Database>): RunRepository {
+  const get = async (id: string) => {
+    const row = await db.selectFrom("runs").selectAll().where("id", "=", id).executeTakeFirst();
+    return row ? toRun(row) : undefined;
+  };
+  return {
+    async insert(run) {
+      await db
+        .insertInto("runs")
+        .values({
+          id: run.id,
+          user_id: run.userId,
+          sandbox_id: run.sandboxId,
+          group_id: run.groupId,
+          agent: run.agent,
+          prompt: run.prompt,
+          model: run.model,
+          cwd: run.cwd,
+          state: run.state,
+          exit_reason: run.exitReason,
+          final_text: run.finalText,
+          input_tokens: run.inputTokens,
+          output_tokens: run.outputTokens,
+          timeout_ms: run.timeoutMs,
+          max_turns: run.maxTurns,
+          created_at: run.createdAt,
+          started_at: run.startedAt,
+          ended_at: run.endedAt,
+        })
+        .execute();
+    },
+    get,
+    async getForUser(userId, id) {
+      const row = await db
+        .selectFrom("runs")
+        .selectAll()
+        .where("id", "=", id)
+        .where("user_id", "=", userId)
+        .executeTakeFirst();
+      return row ? toRun(row) : undefined;
+    },
+    async listForUser(userId, options) {
+      let query = db.selectFrom("runs").selectAll().where("user_id", "=", userId);
+      const [at, id] = (options.cursor ?? "").split(":");
+      if (options.cursor && at && id) {
+        const createdAt = Number(at);
+        query = query.where((eb) =>
+          eb.or([
+            eb("created_at", "<", createdAt),
+            eb.and([eb("created_at", "=", createdAt), eb("id", "<", id)]),
+          ]),
+        );
+      }
+      const rows = await query
+        .orderBy("created_at", "desc")
+        .orderBy("id", "desc")
+        .limit(options.limit + 1)
+        .execute();
+      const items = rows.slice(0, options.limit).map(toRun);
+      const last = items.at(-1);
+      return {
+        items,
+        nextCursor: rows.length > options.limit && last ? `${last.createdAt}:${last.id}` : undefined,
+      };
+    },
+    async listByStates(states) {
+      if (states.length === 0) return [];
+      return (await db.selectFrom("runs").selectAll().where("state", "in", states).execute()).map(toRun);
+    },
+    async transition(id, from, to, patch) {
+      const result = await db
+        .updateTable("runs")
+        .set({ ...toRow(patch), state: to })
+        .where("id", "=", id)
+        .where("state", "in", from)
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) > 0 ? get(id) : undefined;
+    },
+    async appendEvent(event) {
+      await db
+        .insertInto("run_events")
+        .values({ run_id: event.runId, seq: event.seq, at: event.at, body: event.body, raw: event.raw })
+        .execute();
+    },
+    async events(runId, afterSeq, limit) {
+      const rows = await db
+        .selectFrom("run_events")
+        .selectAll()
+        .where("run_id", "=", runId)
+        .where("seq", ">", afterSeq)
+        .orderBy("seq")
+        .limit(limit)
+        .execute();
+      return rows.map((r) => ({ runId: r.run_id, seq: r.seq, at: ms(r.at), body: r.body, raw: r.raw }));
+    },
+  };
+}
