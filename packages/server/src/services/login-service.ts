@@ -50,6 +50,8 @@ interface Login {
   timer: NodeJS.Timeout | undefined;
   /** Destroy this sandbox when the login ends (it was made for the login). */
   ownsSandbox: boolean;
+  /** Set the moment an ending begins, so a second cause (the CLI exiting) cannot overtake it. */
+  ending: boolean;
 }
 
 export interface LoginOptions {
@@ -110,6 +112,7 @@ export class LoginService {
       events: new EventEmitter(),
       timer: undefined,
       ownsSandbox: sandbox.ownsSandbox,
+      ending: false,
     };
     this.logins.set(login.view.id, login);
     login.timer = setTimeout(
@@ -247,7 +250,7 @@ export class LoginService {
   }
 
   private async onExit(login: Login, exitCode: number | null): Promise<void> {
-    if (FINAL.includes(login.view.state)) return;
+    if (login.ending || FINAL.includes(login.view.state)) return;
     if (exitCode !== 0) {
       await this.end(
         login,
@@ -268,13 +271,14 @@ export class LoginService {
   }
 
   private async end(login: Login, state: LoginState, reason: string | null): Promise<void> {
-    if (FINAL.includes(login.view.state)) return;
+    if (login.ending || FINAL.includes(login.view.state)) return;
+    login.ending = true;
     if (login.timer) clearTimeout(login.timer);
+    login.pty?.kill("SIGKILL");
+    // The secret now lives only in the vault: remove the CLI's copy before anyone sees "completed".
+    await login.agent.files.remove(login.flow.credentialFile).catch(() => undefined);
     login.view.reason = reason;
     this.setState(login, state);
-    login.pty?.kill("SIGKILL");
-    // The secret now lives only in the vault: remove the CLI's copy from the sandbox.
-    await login.agent.files.remove(login.flow.credentialFile).catch(() => undefined);
     if (login.ownsSandbox)
       await this.destroySandbox(login.userId, login.view.sandboxId).catch(() => undefined);
     this.log.info({ loginId: login.view.id, provider: login.view.provider, state }, "login ended");
