@@ -3,8 +3,8 @@ import type { FileEntry, FileType } from "@polydev/core";
 
 const TYPES: Record<string, FileType> = { f: "file", d: "directory", l: "symlink" };
 
-/** Parses `find -printf '%y\t%s\t%T@\t%m\t%f\0'` records into entries relative to the home. */
-export function parseEntries(output: Buffer, basePath: string): FileEntry[] {
+/** Parses `find -printf '%y\t%s\t%T@\t%m\t%f\0'` records; paths are joined to `directory`. */
+export function parseEntries(output: Buffer, directory: string): FileEntry[] {
   const entries: FileEntry[] = [];
   for (const record of output.toString("utf8").split("\0")) {
     if (record.length === 0) continue;
@@ -12,23 +12,23 @@ export function parseEntries(output: Buffer, basePath: string): FileEntry[] {
     const name = nameParts.join("\t");
     entries.push({
       name,
-      path: posix.join(basePath, name),
+      path: posix.join(directory, name),
       type: TYPES[type] ?? "other",
       sizeBytes: Number(size),
       modifiedAt: Math.round(Number(mtime) * 1000),
       mode: Number.parseInt(mode, 8),
     });
   }
-  return entries;
+  return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-/** name → "size:mtime" for change detection. */
+/** Parses the watch snapshot (`%y\t%s\t%T@\t%P\0`) into relative path → "type size mtime". */
 export function parseSnapshot(output: Buffer): Map<string, string> {
   const snapshot = new Map<string, string>();
   for (const record of output.toString("utf8").split("\0")) {
-    if (record.length === 0) continue;
-    const [name = "", size = "", mtime = ""] = record.split("\t");
-    snapshot.set(name, `${size}:${mtime}`);
+    const [type, size, mtime, ...pathParts] = record.split("\t");
+    if (pathParts.length === 0) continue;
+    snapshot.set(pathParts.join("\t"), `${type} ${size} ${mtime}`);
   }
   return snapshot;
 }

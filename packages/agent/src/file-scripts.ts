@@ -1,12 +1,14 @@
 /**
- * File operations run INSIDE the sandbox as small POSIX sh scripts, through the same launcher
- * as any command: paths (and symlinks) resolve in the sandbox's own filesystem as the sandbox
- * user, so no host path is ever touched. A race between the check and the operation can at
- * worst reach a file the sandbox user could already read, never a host file.
+ * File operations run INSIDE the sandbox as short POSIX sh scripts, launched like any command:
+ * paths and symlinks resolve in the sandbox's own filesystem, as the sandbox user, so a host
+ * path is never touched. The check and the operation are not atomic; a symlink swapped in
+ * between can at worst reach a file the sandbox user could already read, never a host file.
+ *
+ * Every script gets `home` and the relative path as $1 and $2, and answers through its exit code.
  */
 import { PolydevError } from "@polydev/core";
+import { outsideHome } from "./sandbox-path.js";
 
-/** Exit codes the scripts use to say what went wrong. */
 export const FileExit = {
   outsideHome: 91,
   notFound: 92,
@@ -16,103 +18,106 @@ export const FileExit = {
   failed: 96,
 } as const;
 
-// $1 = home, $2 = path relative to home. `resolve` follows every symlink; `resolve_parent`
-// follows the parent's and keeps the last name, so the link itself can be replaced or removed.
-const PRELUDE = `
-set -u
+// `resolve` follows every symlink; `resolve_parent` only the parent's and keeps the last name,
+// so that a symlink itself can be replaced or removed rather than its target.
+const PRELUDE = `set -u
 home=$1; rel=$2; shift 2
 inside() { case "$1" in "$home"|"$home"/*) return 0;; *) return 1;; esac; }
 resolve() { r=$(realpath -m -- "$home/$rel") || exit ${FileExit.failed}; inside "$r" || exit ${FileExit.outsideHome}; p=$r; }
 resolve_parent() {
   d=$(realpath -m -- "$(dirname -- "$home/$rel")") || exit ${FileExit.failed}
   inside "$d" || exit ${FileExit.outsideHome}
-  p="$d/$(basename -- "$rel")"
-  [ "$rel" = "." ] && p=$d
+  if [ "$rel" = "." ]; then p=$d; else p="$d/$(basename -- "$rel")"; fi
 }
 `;
 
-const STAT_FORMAT = "%y\\t%s\\t%T@\\t%m\\t%f\\0";
+/** find -printf fields of a FileEntry: type, size, mtime, permission bits, name. */
+const ENTRY_FORMAT = "%y\\t%s\\t%T@\\t%m\\t%f\\0";
 
-export const scripts = {
-  stat: `${PRELUDE}
-resolve
-[ -e "$p" ] || [ -L "$p" ] || exit ${FileExit.notFound}
-exec find "$p" -maxdepth 0 -printf '${STAT_FORMAT}'`,
-  list: `${PRELUDE}
-resolve
+export const fileScripts = {
+  stat: `${PRELUDE}resolve
+[ -e "$p" ] || exit ${FileExit.notFound}
+exec find "$p" -maxdepth 0 -printf '${ENTRY_FORMAT}'`,
+
+  list: `${PRELUDE}resolve
 [ -e "$p" ] || exit ${FileExit.notFound}
 [ -d "$p" ] || exit ${FileExit.notDirectory}
-exec find "$p" -mindepth 1 -maxdepth 1 -printf '${STAT_FORMAT}'`,
-  read: `${PRELUDE}
-resolve
+exec find "$p" -mindepth 1 -maxdepth 1 -printf '${ENTRY_FORMAT}'`,
+
+  // One marker byte says the checks passed: what follows is the file, whatever its length.
+  read: `${PRELUDE}resolve
 [ -e "$p" ] || exit ${FileExit.notFound}
 [ -d "$p" ] && exit ${FileExit.isDirectory}
+[ -r "$p" ] || { echo "permission denied" >&2; exit ${FileExit.failed}; }
+printf K
 exec cat -- "$p"`,
-  // $1 after the shift: octal mode or "-". Upload to a temporary name, then rename: a failed
-  // or interrupted upload never leaves half a file under the real name.
-  write: `${PRELUDE}
-resolve_parent
+
+  // $1 after the shift: octal mode or "-". The upload goes to a temporary name and is renamed
+  // only once complete: a failed or aborted upload (TERM) leaves no half file under either name.
+  write: `${PRELUDE}resolve_parent
 [ -d "$p" ] && exit ${FileExit.isDirectory}
 d=$(dirname -- "$p")
 mkdir -p -- "$d" 2>/dev/null || exit ${FileExit.notDirectory}
 t="$d/.polydev-upload-$$"
-if ! cat > "$t"; then rm -f -- "$t"; exit ${FileExit.failed}; fi
-[ "$1" = "-" ] || chmod "$1" "$t" || { rm -f -- "$t"; exit ${FileExit.failed}; }
-mv -f -- "$t" "$p" || { rm -f -- "$t"; exit ${FileExit.failed}; }
+trap 'rm -f -- "$t"' EXIT
+trap 'exit ${FileExit.failed}' HUP INT TERM
+cat > "$t" || exit ${FileExit.failed}
+if [ "$1" != "-" ]; then chmod "$1" "$t" || exit ${FileExit.failed}
+elif [ -f "$p" ]; then chmod --reference="$p" "$t" 2>/dev/null; fi
+mv -f -- "$t" "$p" || exit ${FileExit.failed}
 wc -c < "$p"`,
-  mkdir: `${PRELUDE}
-resolve
-if [ "$1" = "parents" ]; then mkdir -p -- "$p" 2>/dev/null || exit ${FileExit.notDirectory}; exit 0; fi
+
+  mkdir: `${PRELUDE}resolve
+if [ "$1" = "parents" ]; then
+  [ -d "$p" ] && exit 0
+  mkdir -p -- "$p" 2>/dev/null || exit ${FileExit.notDirectory}
+  exit 0
+fi
 [ -e "$p" ] && exit ${FileExit.exists}
-mkdir -- "$p" 2>/dev/null || exit ${FileExit.notFound}`,
-  remove: `${PRELUDE}
-resolve_parent
+[ -d "$(dirname -- "$p")" ] || exit ${FileExit.notFound}
+mkdir -- "$p" || exit ${FileExit.failed}`,
+
+  remove: `${PRELUDE}resolve_parent
 [ "$p" = "$home" ] && exit ${FileExit.outsideHome}
 [ -e "$p" ] || [ -L "$p" ] || exit ${FileExit.notFound}
 if [ -d "$p" ] && [ ! -L "$p" ]; then
-  if [ "$1" = "recursive" ]; then rm -rf -- "$p"; else rmdir -- "$p" 2>/dev/null || exit ${FileExit.exists}; fi
-else rm -f -- "$p"; fi`,
-  // Polled listing for watch: one line per entry below the path (bounded depth and count).
-  snapshot: `${PRELUDE}
-resolve
+  if [ "$1" = "recursive" ]; then rm -rf -- "$p" || exit ${FileExit.failed}
+  else rmdir -- "$p" 2>/dev/null || exit ${FileExit.exists}; fi
+else rm -f -- "$p" || exit ${FileExit.failed}; fi`,
+
+  // For watch: one record per entry below the path, bounded in depth and count so that a huge
+  // tree costs a bounded poll.
+  snapshot: `${PRELUDE}resolve
+[ -e "$p" ] || exit ${FileExit.notFound}
 [ -d "$p" ] || exit ${FileExit.notDirectory}
-cd "$p" && find . -mindepth 1 -maxdepth 6 -printf '%P\\t%s\\t%T@\\0' 2>/dev/null | head -z -n 20000`,
+cd "$p" && find . -mindepth 1 -maxdepth 6 -printf '%y\\t%s\\t%T@\\t%P\\0' 2>/dev/null | head -z -n 20000`,
 } as const;
 
-export type FileOperation = keyof typeof scripts;
+export type FileScript = keyof typeof fileScripts;
 
-/** Up-front check: relative, no `..` segments. The scripts check again after resolving links. */
-export function validateRelativePath(path: string): string {
-  if (path.length === 0) return ".";
-  if (path.includes("\0")) throw new PolydevError("invalid_request", "paths cannot contain NUL bytes");
-  if (path.startsWith("/")) {
-    throw new PolydevError("path_outside_home", `"${path}" is absolute; give a path relative to the home`);
-  }
-  if (path.split("/").includes("..")) {
-    throw new PolydevError("path_outside_home", `"${path}" uses '..'; paths must stay under the home`);
-  }
-  return path;
-}
-
-export function fileError(exitCode: number | null, path: string, stderr: string): PolydevError {
+export function fileScriptError(exitCode: number | null, path: string, stderr: string): PolydevError {
   switch (exitCode) {
     case FileExit.outsideHome:
-      return new PolydevError(
-        "path_outside_home",
-        `"${path}" resolves outside the home; paths must stay under it`,
-      );
+      return outsideHome(path);
     case FileExit.notFound:
-      return new PolydevError("not_found", `"${path}" does not exist`);
+      return new PolydevError("not_found", `"${path}" does not exist`, { details: { path } });
     case FileExit.notDirectory:
-      return new PolydevError("invalid_request", `"${path}" (or its parent) is not a directory`);
+      return new PolydevError("invalid_request", `"${path}" (or a parent of it) is not a directory`, {
+        details: { path },
+      });
     case FileExit.isDirectory:
-      return new PolydevError("invalid_request", `"${path}" is a directory`);
+      return new PolydevError("invalid_request", `"${path}" is a directory`, { details: { path } });
     case FileExit.exists:
-      return new PolydevError("conflict", `"${path}" already exists or is not empty`);
-    default:
+      return new PolydevError("conflict", `"${path}" already exists or is a directory that is not empty`, {
+        details: { path },
+      });
+    default: {
+      const reason = stderr.trim().slice(0, 500);
       return new PolydevError(
         "command_failed",
-        `file operation on "${path}" failed: ${stderr.trim().slice(0, 500)}`,
+        `the file operation on "${path}" failed${reason.length > 0 ? `: ${reason}` : ""}`,
+        { details: { path, exitCode } },
       );
+    }
   }
 }

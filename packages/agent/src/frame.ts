@@ -1,10 +1,7 @@
 /**
- * Wire framing: every frame is `u32 payload length | u32 channel | u8 type | payload`.
- * Channel 0 carries the hello; every operation gets its own channel.
+ * Wire framing: `u32 payload length | u32 channel | u8 type | payload`, big-endian. Length comes
+ * first so a reader can skip frames of types it does not know (see PROTOCOL.md).
  */
-
-import type { TransformCallback } from "node:stream";
-import { Transform } from "node:stream";
 
 export const FrameType = {
   hello: 0,
@@ -19,55 +16,90 @@ export type FrameType = (typeof FrameType)[keyof typeof FrameType];
 
 export interface Frame {
   channel: number;
-  type: FrameType;
+  type: number;
   payload: Buffer;
 }
 
-const HEADER_BYTES = 9;
-/** Large writes are split so one busy stream cannot hold the link for long. */
-export const MAX_PAYLOAD_BYTES = 256 * 1024;
-/** Anything larger is a corrupt or hostile peer, not a frame. */
-const MAX_ACCEPTED_PAYLOAD_BYTES = 4 * 1024 * 1024;
+export const HEADER_BYTES = 9;
+/** Data frames are cut to this size so one busy stream cannot hold the link for long. */
+export const MAX_DATA_BYTES = 64 * 1024;
+/** A longer frame is a corrupt or hostile peer: refusing it bounds what one frame can cost. */
+export const MAX_FRAME_PAYLOAD_BYTES = 1024 * 1024;
 
-export function encodeFrame(channel: number, type: FrameType, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const frame = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
-  frame.writeUInt32BE(payload.length, 0);
+export function encodeFrame(channel: number, type: FrameType, payload?: Buffer): Buffer {
+  const length = payload === undefined ? 0 : payload.length;
+  const frame = Buffer.allocUnsafe(HEADER_BYTES + length);
+  frame.writeUInt32BE(length, 0);
   frame.writeUInt32BE(channel, 4);
   frame.writeUInt8(type, 8);
-  payload.copy(frame, HEADER_BYTES);
+  payload?.copy(frame, HEADER_BYTES);
   return frame;
 }
 
-export function encodeJson(channel: number, type: FrameType, value: unknown): Buffer {
+export function encodeJsonFrame(channel: number, type: FrameType, value: unknown): Buffer {
   return encodeFrame(channel, type, Buffer.from(JSON.stringify(value)));
 }
 
-/** Bytes in, frames out (object mode). */
-export class FrameDecoder extends Transform {
-  private buffer: Buffer = Buffer.alloc(0);
+/** A data frame whose payload is `u8 stream | bytes`, built without an intermediate copy. */
+export function encodeDataFrame(channel: number, stream: number, bytes: Buffer): Buffer {
+  const frame = Buffer.allocUnsafe(HEADER_BYTES + 1 + bytes.length);
+  frame.writeUInt32BE(1 + bytes.length, 0);
+  frame.writeUInt32BE(channel, 4);
+  frame.writeUInt8(FrameType.data, 8);
+  frame.writeUInt8(stream, HEADER_BYTES);
+  bytes.copy(frame, HEADER_BYTES + 1);
+  return frame;
+}
 
-  constructor() {
-    super({ readableObjectMode: true });
+/**
+ * Reassembles frames from arbitrary chunks. Partial input is kept as a list of chunks and joined
+ * once a whole frame is there, so a frame split into many small reads costs one copy.
+ */
+export class FrameReader {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  /** Returns the complete frames in `chunk` (and earlier leftovers); throws on a corrupt stream. */
+  push(chunk: Buffer): Frame[] {
+    let buffer: Buffer;
+    if (this.pendingBytes === 0) buffer = chunk;
+    else {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      if (!this.hasWholeFrame()) return [];
+      buffer = Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = [];
+      this.pendingBytes = 0;
+    }
+    const frames: Frame[] = [];
+    let offset = 0;
+    while (buffer.length - offset >= HEADER_BYTES) {
+      const length = buffer.readUInt32BE(offset);
+      if (length > MAX_FRAME_PAYLOAD_BYTES) {
+        throw new Error(`agent protocol: a frame of ${length} bytes exceeds ${MAX_FRAME_PAYLOAD_BYTES}`);
+      }
+      const end = offset + HEADER_BYTES + length;
+      if (buffer.length < end) break;
+      frames.push({
+        channel: buffer.readUInt32BE(offset + 4),
+        type: buffer.readUInt8(offset + 8),
+        payload: buffer.subarray(offset + HEADER_BYTES, end),
+      });
+      offset = end;
+    }
+    if (offset < buffer.length) {
+      this.pending = [buffer.subarray(offset)];
+      this.pendingBytes = buffer.length - offset;
+    }
+    return frames;
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
-    while (this.buffer.length >= HEADER_BYTES) {
-      const length = this.buffer.readUInt32BE(0);
-      if (length > MAX_ACCEPTED_PAYLOAD_BYTES) {
-        callback(new Error(`agent protocol: frame of ${length} bytes exceeds the limit`));
-        return;
-      }
-      if (this.buffer.length < HEADER_BYTES + length) break;
-      const type = this.buffer.readUInt8(8) as FrameType;
-      const frame: Frame = {
-        channel: this.buffer.readUInt32BE(4),
-        type,
-        payload: this.buffer.subarray(HEADER_BYTES, HEADER_BYTES + length),
-      };
-      this.buffer = this.buffer.subarray(HEADER_BYTES + length);
-      this.push(frame);
-    }
-    callback();
+  private hasWholeFrame(): boolean {
+    if (this.pendingBytes < HEADER_BYTES) return false;
+    const head = this.pending[0] ?? Buffer.alloc(0);
+    const header = head.length >= 4 ? head : Buffer.concat(this.pending, HEADER_BYTES);
+    const length = header.readUInt32BE(0);
+    // An oversized length is let through so that push() rejects it instead of buffering it.
+    return length > MAX_FRAME_PAYLOAD_BYTES || this.pendingBytes >= HEADER_BYTES + length;
   }
 }

@@ -1,6 +1,10 @@
-export { AgentClient, connectAgent } from "./client.js";
-export { createInProcessAgent, duplexPair } from "./in-process.js";
-export { identityLauncher } from "./launchers.js";
-export { WINDOW_BYTES } from "./mux.js";
-export type { AgentServer } from "./server.js";
-export { AGENT_VERSION, CAPABILITIES, createAgentServer } from "./server.js";
+export type { ConnectAgentOptions } from "./connect.js";
+export { connectAgent } from "./connect.js";
+export { duplexPair } from "./duplex-pair.js";
+export { WINDOW_BYTES } from "./flow-control.js";
+export { AGENT_VERSION, CAPABILITIES } from "./hello.js";
+export type { IdentityLauncherOptions } from "./identity-launcher.js";
+export { identityLauncher } from "./identity-launcher.js";
+export { createInProcessAgent } from "./in-process.js";
+export type { AgentServer, AgentServerOptions } from "./server.js";
+export { createAgentServer } from "./server.js";

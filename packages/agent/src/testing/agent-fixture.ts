@@ -1,0 +1,44 @@
+/** Test support: an in-process agent on a throwaway home and state directory. */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import type { AgentConnection, SandboxLauncher } from "@polydev/core";
+import { identityLauncher } from "../identity-launcher.js";
+import { createInProcessAgent } from "../in-process.js";
+
+export interface AgentFixture {
+  home: string;
+  stateDir: string;
+  launcher: SandboxLauncher;
+  agent: AgentConnection;
+  cleanup(): Promise<void>;
+}
+
+export async function startAgentFixture(): Promise<AgentFixture> {
+  const home = await mkdtemp(join(tmpdir(), "polydev-agent-home-"));
+  const stateDir = await mkdtemp(join(tmpdir(), "polydev-agent-state-"));
+  const launcher = identityLauncher({ home, stateDir });
+  const agent = await createInProcessAgent(launcher);
+  return {
+    home,
+    stateDir,
+    launcher,
+    agent,
+    async cleanup() {
+      await agent.close();
+      await rm(home, { recursive: true, force: true });
+      await rm(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+  return Buffer.concat(chunks);
+}
+
+export async function readText(stream: Readable): Promise<string> {
+  return (await readAll(stream)).toString("utf8");
+}
