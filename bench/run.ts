@@ -1,9 +1,17 @@
 /**
  * `npm run bench`: every benchmark, each measuring its own baseline in the same run, printed as
- * Markdown tables. `--quick` runs fewer rounds (a smoke run).
+ * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs` picks one.
  */
+import { benchRuns, runsTable } from "./runs.js";
 import { benchSandboxCore, sandboxCoreTable } from "./sandbox-core.js";
 
 const quick = process.argv.includes("--quick");
-const core = await benchSandboxCore({ quick });
-process.stdout.write(`\n## Sandbox core\n\n${sandboxCoreTable(core)}\n`);
+const only = process.argv[process.argv.indexOf("--only") + 1];
+if (!process.argv.includes("--only") || only === "core") {
+  const core = await benchSandboxCore({ quick });
+  process.stdout.write(`\n## Sandbox core\n\n${sandboxCoreTable(core)}\n`);
+}
+if (!process.argv.includes("--only") || only === "runs") {
+  const runs = await benchRuns({ quick });
+  process.stdout.write(`\n## Runs: Polydev's overhead over the CLI run directly\n\n${runsTable(runs)}\n`);
+}
