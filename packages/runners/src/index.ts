@@ -13,3 +13,5 @@ export const CLI_RUNNERS: Partial<Record<RunAgent, AgentRunner>> = {
   codex: codexRunner,
   gemini: geminiRunner,
 };
+export type { LoopResult, ModelLoopOptions } from "./builtin/index.js";
+export { anthropicLoop, geminiLoop, openaiLoop, SandboxTools, TOOL_SPECS } from "./builtin/index.js";

@@ -172,6 +172,38 @@ describe.skipIf(!installed)(
       fake.setScript(undefined);
     });
 
+    it.each([
+      ["anthropic", undefined],
+      ["openai", "gpt-test"],
+      ["gemini", "gemini-2.5-flash"],
+    ])(
+      "the built-in agent (%s) writes a file through its tools and streams the same events",
+      async (provider, model) => {
+        const name = `builtin-${provider}.txt`;
+        fake.setScript([
+          { toolCall: { tool: "write_file", arguments: { path: name, content: `written by ${provider}` } } },
+          { text: "All done." },
+        ]);
+        const started = await alice.call<Run>("POST", "/v1/runs", {
+          agent: "builtin",
+          prompt: `write ${name}`,
+          sandboxId: sandbox,
+          ...(model ? { model } : {}),
+        });
+        const run = await waitForEnd(started.body.id);
+        fake.setScript(undefined);
+        expect(run.state, run.exitReason ?? "").toBe("succeeded");
+        expect(run.finalText).toBe("All done.");
+        const stream = await events(run.id);
+        expect(stream.map((e) => e.event)).toEqual(
+          expect.arrayContaining(["tool_call", "tool_result", "text", "usage", "done"]),
+        );
+        const file = await alice.call("GET", `/v1/sandboxes/${sandbox}/files/content?path=${name}`);
+        expect(String(file.body)).toBe(`written by ${provider}`);
+        expect(fake.requests.at(-1)?.provider).toBe(provider);
+      },
+    );
+
     it("rejects bad run requests with 400", async () => {
       for (const body of [
         { agent: "cursor", prompt: "x" },

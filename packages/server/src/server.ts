@@ -110,8 +110,18 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     },
   );
   sandboxes.onEnded((sandboxId) => logins.sandboxEnded(sandboxId));
-  const runs = new RunService(store, sandboxes, gateway, CLI_RUNNERS, log.child({ component: "runs" }), () =>
-    clock.now(),
+  const runs = new RunService(
+    store,
+    sandboxes,
+    gateway,
+    CLI_RUNNERS,
+    log.child({ component: "runs" }),
+    () => clock.now(),
+    {
+      credentials,
+      upstreams: config.upstreams,
+      recordUsage: (entry) => store.usage.record(entry),
+    },
   );
   const interrupted = await runs.failInterrupted();
   if (interrupted > 0) log.warn({ interrupted }, "runs interrupted by the restart were marked failed");

@@ -17,10 +17,14 @@ import type {
   RunRecord,
   RunState,
   Store,
+  UsageEntry,
 } from "@polydev/core";
 import { FINAL_RUN_STATES, PolydevError } from "@polydev/core";
+import type { GatewayProvider } from "@polydev/gateway";
 import type { AgentRunner } from "@polydev/runners";
+import { anthropicLoop, geminiLoop, openaiLoop, SandboxTools } from "@polydev/runners";
 import type { Logger } from "pino";
+import type { CredentialService } from "./credential-service.js";
 import type { GatewayHub } from "./gateway-hub.js";
 import type { SandboxService } from "./sandbox-service.js";
 
@@ -37,7 +41,29 @@ export interface StartRunsInput {
 interface Active {
   process: ExecProcess | undefined;
   cancelled: boolean;
+  /** The built-in agent's requests and tools stop on this. */
+  abort: AbortController;
 }
+
+export interface BuiltinAgentDeps {
+  credentials: CredentialService;
+  upstreams: Record<GatewayProvider, string>;
+  recordUsage(entry: UsageEntry): Promise<void>;
+}
+
+/** Which provider a built-in run talks to: by model name, else the first credential stored. */
+function builtinProvider(model: string | null, stored: string[]): GatewayProvider | undefined {
+  if (model?.startsWith("claude")) return "anthropic";
+  if (model?.startsWith("gemini")) return "gemini";
+  if (model) return "openai";
+  return (["anthropic", "openai", "gemini"] as const).find((p) => stored.includes(p));
+}
+
+const DEFAULT_MODELS: Record<GatewayProvider, string> = {
+  anthropic: "claude-sonnet-4-5",
+  openai: "gpt-5",
+  gemini: "gemini-2.5-flash",
+};
 
 const STDERR_TAIL_BYTES = 4096;
 
@@ -52,13 +78,14 @@ export class RunService {
     private readonly runners: Partial<Record<RunAgent, AgentRunner>>,
     private readonly log: Logger,
     private readonly now: () => number,
+    private readonly builtin: BuiltinAgentDeps,
   ) {
     this.live.setMaxListeners(0);
   }
 
   async start(userId: string, input: StartRunsInput): Promise<RunRecord[]> {
     for (const agent of input.agents) {
-      if (!this.runners[agent]) {
+      if (agent !== "builtin" && !this.runners[agent]) {
         throw new PolydevError("invalid_request", `agent "${agent}" is not available on this server`);
       }
     }
@@ -95,7 +122,7 @@ export class RunService {
       runs.push(run);
     }
     for (const run of runs) {
-      this.active.set(run.id, { process: undefined, cancelled: false });
+      this.active.set(run.id, { process: undefined, cancelled: false, abort: new AbortController() });
       void this.execute(run, connection, input.cwd).catch((error: unknown) => {
         this.log.error({ err: error, runId: run.id }, "run failed unexpectedly");
       });
@@ -115,9 +142,10 @@ export class RunService {
     const active = this.active.get(id);
     if (active) {
       active.cancelled = true;
+      active.abort.abort();
       active.process?.kill("SIGKILL");
     }
-    if (!active?.process) await this.finish(run, "cancelled", "cancelled by the user", "");
+    if (!active) await this.finish(run, "cancelled", "cancelled by the user", "");
     return this.waitForEnd(userId, id);
   }
 
@@ -185,8 +213,6 @@ export class RunService {
     connection: AgentConnection,
     baseCwd: string | undefined,
   ): Promise<void> {
-    const runner = this.runners[run.agent as RunAgent];
-    if (!runner) return;
     let seq = 0;
     const emit = async (body: RunEventBody, raw?: string): Promise<void> => {
       seq += 1;
@@ -213,8 +239,14 @@ export class RunService {
     await emit({ type: "status", state: "running" });
     let stderrTail = "";
     try {
-      await this.gateway.ensureTunnel(run.sandboxId, connection);
       await this.prepareWorkingCopy(connection, run, baseCwd);
+      if (run.agent === "builtin") {
+        await this.executeBuiltin(run, connection, emit);
+        return;
+      }
+      const runner = this.runners[run.agent as RunAgent];
+      if (!runner) throw new PolydevError("invalid_request", `agent "${run.agent}" is not available`);
+      await this.gateway.ensureTunnel(run.sandboxId, connection);
       const invocation = runner.invocation({
         prompt: run.prompt,
         model: run.model ?? undefined,
@@ -280,6 +312,74 @@ export class RunService {
       await this.finish(run, "failed", message, "", emit);
     } finally {
       this.active.delete(run.id);
+    }
+  }
+
+  /**
+   * Polydev's own agent loop: it runs here in the server with the owner's credential (which so
+   * never enters the sandbox) and acts in the sandbox only through its tools.
+   */
+  private async executeBuiltin(
+    run: RunRecord,
+    connection: AgentConnection,
+    emit: (body: RunEventBody, raw?: string) => Promise<void>,
+  ): Promise<void> {
+    const active = this.active.get(run.id);
+    const abort = active?.abort ?? new AbortController();
+    const stored = (await this.store.credentials.listForUser(run.userId)).map((c) => c.provider);
+    const provider = builtinProvider(run.model, stored);
+    const credential = provider
+      ? await this.builtin.credentials.credentialFor(run.userId, provider)
+      : undefined;
+    if (!provider || !credential) {
+      throw new PolydevError(
+        "invalid_request",
+        "the built-in agent needs a stored credential: PUT /v1/credentials/{provider}",
+      );
+    }
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      abort.abort();
+    }, run.timeoutMs);
+    const model = run.model ?? DEFAULT_MODELS[provider];
+    const base = this.builtin.upstreams[provider];
+    const loop = provider === "anthropic" ? anthropicLoop : provider === "openai" ? openaiLoop : geminiLoop;
+    try {
+      const result = await loop({
+        model,
+        prompt: run.prompt,
+        maxTurns: run.maxTurns ?? 50,
+        baseUrl: provider === "openai" ? `${base.replace(/\/$/, "")}/v1` : base,
+        secret: credential.secret,
+        oauth: credential.kind === "oauth",
+        tools: new SandboxTools(connection, run.cwd),
+        emit,
+        signal: abort.signal,
+      });
+      await this.builtin.recordUsage({
+        userId: run.userId,
+        sandboxId: run.sandboxId,
+        provider,
+        model,
+        inputTokens: result.inputTokens,
+        outputTokens: result.outputTokens,
+        status: 200,
+        at: this.now(),
+      });
+      await this.store.runs.transition(run.id, ["running"], "succeeded", {
+        inputTokens: result.inputTokens,
+        outputTokens: result.outputTokens,
+      });
+      await this.finish(run, "succeeded", result.exitReason, result.finalText, emit);
+    } catch (error) {
+      if (!abort.signal.aborted) throw error;
+      const state: RunState = timedOut ? "timed_out" : "cancelled";
+      const reason = timedOut ? `stopped after its timeout of ${run.timeoutMs} ms` : "cancelled by the user";
+      await this.store.runs.transition(run.id, ["running"], state, {});
+      await this.finish(run, state, reason, "", emit);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -1,0 +1,159 @@
+/**
+ * The built-in agent's tools. Each runs inside the sandbox through the agent connection (files
+ * API or exec), in the run's working directory; results are trimmed so one huge output cannot
+ * fill the model's context.
+ */
+import { posix } from "node:path";
+import { Readable } from "node:stream";
+import type { AgentConnection } from "@polydev/core";
+
+export interface ToolSpec {
+  name: string;
+  description: string;
+  parameters: {
+    type: "object";
+    properties: Record<string, { type: string; description: string }>;
+    required: string[];
+  };
+}
+
+const p = (description: string) => ({ type: "string", description });
+
+export const TOOL_SPECS: ToolSpec[] = [
+  {
+    name: "read_file",
+    description: "Read a text file.",
+    parameters: { type: "object", properties: { path: p("file path") }, required: ["path"] },
+  },
+  {
+    name: "write_file",
+    description: "Create or replace a file with the given content.",
+    parameters: {
+      type: "object",
+      properties: { path: p("file path"), content: p("the whole new content") },
+      required: ["path", "content"],
+    },
+  },
+  {
+    name: "edit_file",
+    description: "Replace one exact occurrence of old_text with new_text in a file.",
+    parameters: {
+      type: "object",
+      properties: {
+        path: p("file path"),
+        old_text: p("text to find, exactly once"),
+        new_text: p("replacement"),
+      },
+      required: ["path", "old_text", "new_text"],
+    },
+  },
+  {
+    name: "list_files",
+    description: "List a directory.",
+    parameters: { type: "object", properties: { path: p("directory, default .") }, required: [] },
+  },
+  {
+    name: "search_files",
+    description: "Search file contents with a regular expression (grep -rnE).",
+    parameters: {
+      type: "object",
+      properties: { pattern: p("regular expression"), path: p("directory, default .") },
+      required: ["pattern"],
+    },
+  },
+  {
+    name: "run_command",
+    description: "Run a shell command and return its output and exit code.",
+    parameters: { type: "object", properties: { command: p("shell command line") }, required: ["command"] },
+  },
+];
+
+const OUTPUT_LIMIT = 20_000;
+const COMMAND_TIMEOUT_MS = 120_000;
+
+const trim = (text: string): string =>
+  text.length > OUTPUT_LIMIT
+    ? `${text.slice(0, OUTPUT_LIMIT)}\n[… ${text.length - OUTPUT_LIMIT} more characters]`
+    : text;
+
+async function readAll(stream: Readable): Promise<string> {
+  let text = "";
+  for await (const chunk of stream) text += (chunk as Buffer).toString();
+  return text;
+}
+
+export interface ToolOutcome {
+  output: string;
+  isError: boolean;
+}
+
+export class SandboxTools {
+  constructor(
+    private readonly agent: AgentConnection,
+    /** The run's working directory, relative to the home. */
+    private readonly cwd: string,
+  ) {}
+
+  private path(value: unknown): string {
+    return posix.normalize(posix.join(this.cwd, typeof value === "string" && value.length > 0 ? value : "."));
+  }
+
+  async run(name: string, input: Record<string, unknown>): Promise<ToolOutcome> {
+    try {
+      return { output: trim(await this.dispatch(name, input)), isError: false };
+    } catch (error) {
+      return { output: error instanceof Error ? error.message : String(error), isError: true };
+    }
+  }
+
+  private async dispatch(name: string, input: Record<string, unknown>): Promise<string> {
+    switch (name) {
+      case "read_file":
+        return readAll(await this.agent.files.read(this.path(input.path)));
+      case "write_file": {
+        const content = String(input.content ?? "");
+        const { sizeBytes } = await this.agent.files.write(
+          this.path(input.path),
+          Readable.from([Buffer.from(content)]),
+        );
+        return `wrote ${sizeBytes} bytes`;
+      }
+      case "edit_file": {
+        const path = this.path(input.path);
+        const text = await readAll(await this.agent.files.read(path));
+        const oldText = String(input.old_text ?? "");
+        const count = oldText.length === 0 ? 0 : text.split(oldText).length - 1;
+        if (count !== 1)
+          throw new Error(`old_text occurs ${count} times in ${input.path}; it must occur exactly once`);
+        await this.agent.files.write(
+          path,
+          Readable.from([Buffer.from(text.replace(oldText, String(input.new_text ?? "")))]),
+        );
+        return "edited";
+      }
+      case "list_files": {
+        const entries = await this.agent.files.list(this.path(input.path));
+        return entries
+          .map((e) => `${e.type === "directory" ? "d" : "-"} ${e.sizeBytes}\t${e.name}`)
+          .join("\n");
+      }
+      case "search_files":
+        return this.shell(["grep", "-rnE", "--", String(input.pattern ?? ""), String(input.path ?? ".")]);
+      case "run_command":
+        return this.shell(["/bin/sh", "-c", String(input.command ?? "")]);
+      default:
+        throw new Error(`unknown tool ${name}`);
+    }
+  }
+
+  private async shell(argv: string[]): Promise<string> {
+    const process = await this.agent.exec({ argv, cwd: this.cwd, timeoutMs: COMMAND_TIMEOUT_MS });
+    process.stdin.end();
+    const [stdout, stderr, exit] = await Promise.all([
+      readAll(process.stdout),
+      readAll(process.stderr),
+      process.exited,
+    ]);
+    return `${stdout}${stderr ? `\n[stderr]\n${stderr}` : ""}\n[exit code ${exit.timedOut ? "timeout" : exit.exitCode}]`;
+  }
+}
