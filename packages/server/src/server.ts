@@ -47,6 +47,7 @@ export interface StartOptions {
 
 export interface RunningServer {
   url: string;
+  credentials: CredentialService;
   app: FastifyInstance;
   store: Store;
   driver: SandboxDriver;
@@ -159,6 +160,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   let closed = false;
   return {
     url: `http://${host}:${port}`,
+    credentials,
     app,
     store,
     driver,
