@@ -1,5 +1,4 @@
 import { existsSync } from "node:fs";
-import type { NetworkMode } from "@polydev/core";
 import { SANDBOX_HOME, SANDBOX_UID } from "./launcher.js";
 
 /** Files of /etc the sandbox gets its own version of, passed as descriptors from FIRST_DATA_FD. */
@@ -13,21 +12,40 @@ const HIDDEN_ETC_FILES = [
   "/etc/shadow-",
   "/etc/gshadow-",
   "/etc/sudoers",
-  "/etc/ssh",
+  "/etc/security/opasswd",
 ];
+/** Host directories under /etc that hold keys: an empty tmpfs goes over each. */
+const HIDDEN_ETC_DIRS = ["/etc/ssh", "/etc/ssl/private", "/etc/sudoers.d"];
+
+/**
+ * The sandbox's pid 1, in place of bubblewrap's reaper, which exits as soon as its one child
+ * does: a sandbox user running `pkill sleep` or `kill -9 -1` would end the whole sandbox. A
+ * namespace's init never receives signals it does not handle from inside, this one ignores the
+ * rest, keeps one sleeping child to wait on (respawned if killed), and reaps every orphan the
+ * kernel hands it while it waits. It prints `ready` once it runs inside the finished root.
+ */
+export const SANDBOX_INIT =
+  'echo ready; trap "" HUP INT QUIT TERM USR1 USR2; while :; do sleep 2147483647 & wait; done';
 
 /**
  * The sandbox's root: the host's /usr (read-only, so its Node, git, curl and Python are there),
  * /etc with secrets hidden and identity files replaced, fresh /proc and /dev, a private /tmp and a
  * home that is a tmpfs of exactly `diskBytes`. Every namespace is new; the init prints `ready`
  * once bubblewrap has finished building all of this — that line is the readiness handshake.
+ *
+ * The home being a tmpfs is deliberate: its size is an exact disk limit with no quota support
+ * needed from the host filesystem, it lives exactly as long as the sandbox (its mount namespace),
+ * and its pages are charged to the memory cgroup of the process that writes them, which is
+ * always a sandbox process. So a sandbox's files count against its memory limit as well: with
+ * memoryMb 512 and diskMb 1024, a full home means the processes are OOM-killed long before the
+ * home is full. /tmp, /var/tmp and /run are unsized tmpfs for the same reason: the memory
+ * limit bounds them.
  */
-export function bwrapArgs(diskBytes: number, network: NetworkMode): string[] {
+export function bwrapArgs(diskBytes: number): string[] {
   const args = [
+    // user, pid, net, ipc, uts and cgroup. "none" keeps the new netns as it is (loopback only);
+    // "egress" gets slirp4netns attached to it afterwards.
     "--unshare-all",
-    // Egress sandboxes run in a network namespace the host made (and slirp4netns serves): it
-    // is owned by the host, so nothing inside can reconfigure it.
-    ...(network === "egress" ? ["--share-net"] : []),
     "--new-session",
     "--uid",
     String(SANDBOX_UID),
@@ -54,8 +72,10 @@ export function bwrapArgs(diskBytes: number, network: NetworkMode): string[] {
     args.push("--ro-bind-data", String(FIRST_DATA_FD + index), `/etc/${name}`);
   });
   for (const hidden of HIDDEN_ETC_FILES) {
-    if (!existsSync(hidden)) continue;
-    args.push(...(hidden === "/etc/ssh" ? ["--tmpfs", hidden] : ["--ro-bind", "/dev/null", hidden]));
+    if (existsSync(hidden)) args.push("--ro-bind", "/dev/null", hidden);
+  }
+  for (const hidden of HIDDEN_ETC_DIRS) {
+    if (existsSync(hidden)) args.push("--tmpfs", hidden, "--remount-ro", hidden);
   }
   args.push(
     "--proc",
@@ -82,10 +102,11 @@ export function bwrapArgs(diskBytes: number, network: NetworkMode): string[] {
     SANDBOX_HOME,
     "--info-fd",
     "3",
+    "--as-pid-1",
     "--",
     "/bin/sh",
     "-c",
-    "echo ready; exec sleep infinity",
+    SANDBOX_INIT,
   );
   return args;
 }

@@ -30,6 +30,8 @@ export function namespaceLauncher(options: {
     LOGNAME: "user",
     SHELL: "/bin/bash",
     LANG: "C.UTF-8",
+    // CLIs that draw (claude, codex) refuse or degrade on an unset TERM; a PTY overrides it.
+    TERM: "xterm-256color",
     ...options.env,
   });
   const prefix = [

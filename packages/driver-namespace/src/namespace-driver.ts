@@ -8,7 +8,9 @@
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
 import { accessSync, closeSync, constants, openSync } from "node:fs";
-import { open, readdir, readFile, rm, statfs, writeFile } from "node:fs/promises";
+import { open, readFile, rm, statfs, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { createInProcessAgent } from "@polydev/agent";
 import type {
   AgentConnection,
@@ -16,17 +18,22 @@ import type {
   ObservedSandbox,
   SandboxDriver,
   SandboxHandle,
+  SandboxLimits,
   SandboxSpec,
   SandboxStats,
 } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import { bwrapArgs, ETC_REPLACEMENTS } from "./bwrap-args.js";
+import { killQuietly, until } from "./cgroup-files.js";
 import type { Cgroups } from "./cgroups.js";
 import { detectCgroups } from "./cgroups.js";
+import { egressAvailable, SLIRP4NETNS, slirpArgs, slirpReady } from "./egress.js";
 import { JOIN_CGROUPS_AND_EXEC, namespaceLauncher, SANDBOX_HOME } from "./launcher.js";
-import { isSameProcess, startTimeOf } from "./process-info.js";
+import { isReaped, isSameProcess, killIfSame, startTimeOf } from "./process-info.js";
+import { waitUntilReady } from "./readiness.js";
 import type { SandboxMeta } from "./sandbox-files.js";
-import { SandboxFiles } from "./sandbox-files.js";
+import { assertSandboxId, SandboxFiles } from "./sandbox-files.js";
+import { UidAllocator } from "./uid-allocator.js";
 
 export interface DriverLog {
   info(details: object, message: string): void;
@@ -34,25 +41,33 @@ export interface DriverLog {
 }
 
 export interface NamespaceDriverOptions {
-  /** Host directory for per-sandbox state (mode 700). */
+  /** Host directory for per-sandbox state; created with mode 700. */
   rootDir: string;
+  /** Structured log for lifecycle events (default: silent). */
   log?: DriverLog;
-  /** First host uid given to sandboxes; each sandbox gets its own (default 200000). */
+  /** Sandboxes get host uids from `hostUidBase + 1` up; each its own (default 200000). */
   hostUidBase?: number;
-  /** Name of the cgroup that holds all sandboxes (default "polydev"). */
+  /** How many host uids above the base belong to sandboxes (default 1000000). */
+  hostUidCount?: number;
+  /** Parent cgroup of all sandboxes, under every controller (default "polydev"). */
   cgroupName?: string;
-  /** How long bubblewrap may take to report ready before the create fails (default 10 s). */
+  /** How long bubblewrap (and slirp4netns) may take to report ready (default 10000). */
   startTimeoutMs?: number;
 }
 
-const HOST_UID_RANGE = 1_000_000;
+const MiB = 1024 * 1024;
 const CONSOLE_TAIL_BYTES = 64 * 1024;
 const REQUIRED_TOOLS = [
   ["/usr/bin/bwrap", "bubblewrap"],
   ["/usr/bin/nsenter", "util-linux"],
   ["/usr/bin/setpriv", "util-linux"],
 ] as const;
-const SLIRP = "/usr/bin/slirp4netns";
+
+/** What a create had got as far as, for cleaning up after a failure. */
+interface StartProgress {
+  bwrap: ChildProcess | undefined;
+  initPid: number | undefined;
+}
 
 const silentLog: DriverLog = { info: () => undefined, warn: () => undefined };
 
@@ -61,210 +76,361 @@ export class NamespaceDriver implements SandboxDriver {
   private readonly files: SandboxFiles;
   private readonly cgroups: Cgroups;
   private readonly log: DriverLog;
-  private readonly hostUidBase: number;
+  private readonly uids: UidAllocator;
   private readonly startTimeoutMs: number;
-  private usedUids: Set<number> | undefined;
+  /** Ids being created by this instance: not yet anything for a reconciler to judge. */
+  private readonly creating = new Set<string>();
 
   constructor(options: NamespaceDriverOptions) {
     this.files = new SandboxFiles(options.rootDir);
     this.cgroups = detectCgroups(options.cgroupName ?? "polydev");
     this.log = options.log ?? silentLog;
-    this.hostUidBase = options.hostUidBase ?? 200_000;
     this.startTimeoutMs = options.startTimeoutMs ?? 10_000;
+    const hostUidBase = options.hostUidBase ?? 200_000;
+    const hostUidCount = options.hostUidCount ?? 1_000_000;
+    // 0 would be root, and (uid_t)-1 tells setresuid "leave unchanged", which would also be root.
+    if (
+      !Number.isInteger(hostUidBase) ||
+      !Number.isInteger(hostUidCount) ||
+      hostUidBase < 1000 ||
+      hostUidCount < 1 ||
+      hostUidBase + hostUidCount >= 0xffff_fffe
+    ) {
+      throw new PolydevError(
+        "invalid_request",
+        `hostUidBase ${hostUidBase} and hostUidCount ${hostUidCount} must name uids between 1001 and 4294967293`,
+      );
+    }
+    this.uids = new UidAllocator(hostUidBase, hostUidCount, async () => {
+      const uids: number[] = [];
+      for (const id of await this.files.ids()) {
+        const meta = await this.files.readMeta(id);
+        if (meta) uids.push(meta.hostUid);
+      }
+      return uids;
+    });
   }
 
-  async probe(): Promise<DriverInfo> {
+  async probe(signal?: AbortSignal): Promise<DriverInfo> {
+    signal?.throwIfAborted();
+    const missing: string[] = [];
     for (const [path, pkg] of REQUIRED_TOOLS) {
-      try {
-        accessSync(path, constants.X_OK);
-      } catch {
-        throw new PolydevError(
-          "driver_unavailable",
-          `${path} is missing; install it with: apt-get install ${pkg}`,
-        );
-      }
+      if (!canExecute(path)) missing.push(`${path} (apt-get install ${pkg})`);
+    }
+    if (process.getuid?.() !== 0) {
+      missing.push("root: the driver gives each sandbox its own host uid and cgroup");
     }
     const maxUserNs = Number(
       (await readFile("/proc/sys/user/max_user_namespaces", "utf8").catch(() => "1")).trim(),
     );
-    if (maxUserNs === 0) {
-      throw new PolydevError(
-        "driver_unavailable",
-        "user namespaces are disabled: set sysctl user.max_user_namespaces > 0",
-      );
-    }
-    if (process.getuid?.() !== 0) {
-      throw new PolydevError(
-        "driver_unavailable",
-        "the namespace driver runs as root (it gives each sandbox its own uid and cgroup)",
-      );
+    if (maxUserNs === 0) missing.push("user namespaces (sysctl -w user.max_user_namespaces=15000)");
+    missing.push(...this.cgroups.missing());
+    if (missing.length > 0) {
+      throw new PolydevError("driver_unavailable", `the namespace driver needs: ${missing.join("; ")}`, {
+        details: { missing },
+      });
     }
     const features = [`cgroup-v${this.cgroups.version}`, "hibernate"];
-    if (canExecute(SLIRP)) features.push("egress");
+    if (egressAvailable()) features.push("egress");
     return { name: this.name, features };
   }
 
-  async create(spec: SandboxSpec): Promise<SandboxHandle> {
-    if (spec.network === "egress" && !canExecute(SLIRP)) {
+  async create(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
+    signal?.throwIfAborted();
+    const id = spec.id;
+    assertSandboxId(id);
+    assertLimits(spec.limits);
+    if (spec.network === "egress" && !egressAvailable()) {
       throw new PolydevError(
         "driver_unavailable",
-        'network "egress" needs slirp4netns: apt-get install slirp4netns',
+        `network "egress" needs ${SLIRP4NETNS}: apt-get install slirp4netns`,
       );
     }
-    const hostUid = await this.allocateUid();
-    const id = spec.id;
-    let bwrap: ChildProcess | undefined;
+    const hostUid = await this.uids.allocate();
     try {
-      await Promise.all([
-        this.files
-          .prepare(id, spec.network)
-          .then(() => writeFile(`${this.files.dir(id)}/env.json`, JSON.stringify(spec.env), { mode: 0o600 })),
-        this.cgroups.create(id, spec.limits),
-      ]);
-      const consoleFd = openSync(this.files.consoleLog(id), "a", 0o600);
-      const etcFds = ETC_REPLACEMENTS.map((name) => openSync(this.files.etcFile(id, name), "r"));
-      let ready: { bwrapPid: number; initPid: number };
-      try {
-        // slirp4netns must enter the netns without entering the sandbox's user namespace (it
-        // would lose its rights over the netns), so egress sandboxes get a host-owned netns from
-        // `unshare` and the outer bubblewrap process (still in the host's user namespace) is
-        // what slirp4netns attaches to.
-        const netPrefix = spec.network === "egress" ? ["/usr/bin/unshare", "--net", "--"] : [];
-        bwrap = this.spawnJoined(
-          [
-            ...netPrefix,
-            "/usr/bin/setpriv",
-            "--reuid",
-            String(hostUid),
-            "--regid",
-            String(hostUid),
-            "--clear-groups",
-            "--",
-            "/usr/bin/bwrap",
-            ...bwrapArgs(spec.limits.diskMb * 1024 * 1024, spec.network),
-          ],
-          id,
-          ["ignore", "pipe", consoleFd, "pipe", ...etcFds],
-        );
-        ready = await this.waitUntilReady(bwrap);
-      } finally {
-        for (const fd of [consoleFd, ...etcFds]) closeSync(fd);
-      }
-      const initStartTime = await startTimeOf(ready.initPid);
-      if (initStartTime === undefined) throw new Error("the sandbox's init exited right after starting");
-      const slirpPid = spec.network === "egress" ? await this.startEgress(id, ready.bwrapPid) : null;
-      const meta: SandboxMeta = {
-        sandboxId: id,
-        hostUid,
-        bwrapPid: ready.bwrapPid,
-        initPid: ready.initPid,
-        initStartTime,
-        network: spec.network,
-        slirpPid,
-        createdAt: Date.now(),
-      };
-      await this.files.writeMeta(meta);
+      await this.files.claim(id);
+    } catch (error) {
+      await this.uids.release(hostUid);
+      throw error;
+    }
+    this.creating.add(id);
+    const started: StartProgress = { bwrap: undefined, initPid: undefined };
+    try {
+      const meta = await this.start(spec, hostUid, started, signal);
+      this.log.info(
+        { sandboxId: id, hostUid, initPid: meta.initPid, network: spec.network },
+        "namespace sandbox started",
+      );
       return this.handleOf(meta);
     } catch (error) {
       const consoleTail = await this.consoleTail(id);
+      if (started.initPid !== undefined) await this.killInit(id, started.initPid);
+      if (started.bwrap) await this.killStartup(id, started.bwrap);
       await this.cgroups.destroy(id).catch(() => undefined);
       await rm(this.files.dir(id), { recursive: true, force: true }).catch(() => undefined);
-      this.usedUids?.delete(hostUid);
+      await this.uids.release(hostUid);
+      this.log.warn({ sandboxId: id, err: error, consoleTail }, "namespace sandbox failed to start");
       throw new PolydevError(
         "sandbox_failed",
         `sandbox ${id} did not start: ${error instanceof Error ? error.message : String(error)}`,
         { details: { consoleTail }, cause: error },
       );
+    } finally {
+      this.creating.delete(id);
     }
   }
 
-  async connect(handle: SandboxHandle): Promise<AgentConnection> {
-    const meta = await this.metaOf(handle);
-    if (!(await isSameProcess(meta.initPid, meta.initStartTime))) {
-      throw new PolydevError("sandbox_not_running", `sandbox ${handle.sandboxId} is not running`);
+  private async start(
+    spec: SandboxSpec,
+    hostUid: number,
+    started: StartProgress,
+    signal?: AbortSignal,
+  ): Promise<SandboxMeta> {
+    const id = spec.id;
+    await Promise.all([
+      this.files
+        .prepare(id, spec.network)
+        .then(() => writeFile(this.envFile(id), JSON.stringify(spec.env), { mode: 0o600 })),
+      this.cgroups.create(id, spec.limits),
+    ]);
+    const consoleFd = openSync(this.files.consoleLog(id), "a", 0o600);
+    try {
+      // bubblewrap runs as the sandbox's uid, which cannot read the root-only data directory:
+      // the generated /etc files reach it as open descriptors (fd 4, 5, …).
+      const etcFds = ETC_REPLACEMENTS.map((name) => openSync(this.files.etcFile(id, name), "r"));
+      let bwrap: ChildProcess;
+      try {
+        bwrap = started.bwrap = this.spawnJoined(
+          [
+            "/usr/bin/setpriv",
+            `--reuid=${hostUid}`,
+            `--regid=${hostUid}`,
+            "--clear-groups",
+            "--",
+            "/usr/bin/bwrap",
+            ...bwrapArgs(spec.limits.diskMb * MiB),
+          ],
+          id,
+          ["ignore", "pipe", consoleFd, "pipe", ...etcFds],
+        );
+      } finally {
+        for (const fd of etcFds) closeSync(fd);
+      }
+      let slirp: Promise<number> | undefined;
+      const ready = await waitUntilReady(bwrap, {
+        timeoutMs: this.startTimeoutMs,
+        signal,
+        onInitPid: (pid) => {
+          started.initPid = pid;
+          // The network namespace exists from the moment bubblewrap cloned the init, so
+          // slirp4netns starts now and configures tap0 while bubblewrap builds the root.
+          if (spec.network === "egress") {
+            const child = this.spawnJoined(slirpArgs(pid), id, ["ignore", consoleFd, consoleFd, "pipe"]);
+            slirp = slirpReady(child, this.startTimeoutMs, signal);
+            // Awaited below; a failure before then must not count as unhandled.
+            slirp.catch(() => undefined);
+          }
+        },
+      });
+      const [initStartTime, bwrapStartTime] = await Promise.all([
+        startTimeOf(ready.initPid),
+        startTimeOf(ready.bwrapPid),
+      ]);
+      if (initStartTime === undefined) throw new Error("the sandbox's init exited right after starting");
+      let slirpPid: number | null = null;
+      let slirpStartTime: number | null = null;
+      if (spec.network === "egress") {
+        if (!slirp) throw new Error("slirp4netns was not started");
+        slirpPid = await slirp;
+        slirpStartTime = (await startTimeOf(slirpPid)) ?? null;
+      }
+      const meta: SandboxMeta = {
+        sandboxId: id,
+        hostUid,
+        bwrapPid: ready.bwrapPid,
+        bwrapStartTime: bwrapStartTime ?? null,
+        initPid: ready.initPid,
+        initStartTime,
+        network: spec.network,
+        slirpPid,
+        slirpStartTime,
+        cgroupPaths: this.cgroups.paths(id),
+        createdAt: Date.now(),
+      };
+      await this.files.writeMeta(meta);
+      return meta;
+    } finally {
+      closeSync(consoleFd);
     }
-    const env = await this.sandboxEnv(handle.sandboxId);
+  }
+
+  async connect(handle: SandboxHandle, signal?: AbortSignal): Promise<AgentConnection> {
+    signal?.throwIfAborted();
+    const meta = await this.liveMeta(handle);
+    const env = await this.sandboxEnv(meta.sandboxId);
     return createInProcessAgent(
       namespaceLauncher({
         initPid: meta.initPid,
-        procsFiles: this.cgroups.procsFiles(handle.sandboxId),
-        stateDir: this.files.stateDir(handle.sandboxId),
+        procsFiles: this.cgroups.procsFiles(meta.sandboxId),
+        stateDir: this.files.stateDir(meta.sandboxId),
         env,
       }),
     );
   }
 
-  async hibernate(handle: SandboxHandle): Promise<void> {
-    await this.cgroups.freeze(handle.sandboxId);
+  async hibernate(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    const meta = await this.liveMeta(handle);
+    await this.cgroups.freeze(meta.sandboxId);
   }
 
-  async resume(handle: SandboxHandle): Promise<void> {
-    await this.cgroups.thaw(handle.sandboxId);
+  async resume(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
+    const meta = await this.liveMeta(handle);
+    await this.cgroups.thaw(meta.sandboxId);
   }
 
-  async destroy(handle: SandboxHandle): Promise<void> {
+  async destroy(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted();
     const id = handle.sandboxId;
-    await this.cgroups.destroy(id);
-    // Processes outside the cgroup would only exist if a create was interrupted mid-way.
+    assertSandboxId(id);
     const meta = await this.files.readMeta(id);
+    if (meta && (await isSameProcess(meta.initPid, meta.initStartTime))) {
+      await this.killInit(id, meta.initPid);
+    }
+    // Killing the cgroups' members takes whatever is left (bubblewrap, commands' nsenter
+    // wrappers, slirp4netns), all of which joined before they ran a single instruction.
+    await this.cgroups.destroy(id);
     if (meta) {
-      for (const pid of [meta.bwrapPid, meta.slirpPid]) {
-        if (pid !== null && (await startTimeOf(pid)) !== undefined) killQuietly(pid);
-      }
-      this.usedUids?.delete(meta.hostUid);
+      // Belt and braces for a process a crash left outside the cgroups; the start time makes
+      // sure a recycled pid is never hit.
+      await killIfSame(meta.bwrapPid, meta.bwrapStartTime);
+      await killIfSame(meta.slirpPid, meta.slirpStartTime);
+      await this.uids.release(meta.hostUid);
     }
     await rm(this.files.dir(id), { recursive: true, force: true });
+    this.log.info({ sandboxId: id }, "namespace sandbox destroyed");
   }
 
-  async list(): Promise<ObservedSandbox[]> {
-    const ids = new Set<string>(await this.cgroups.list());
-    for (const entry of await readdir(this.files.rootDir, { withFileTypes: true }).catch(() => [])) {
-      if (entry.isDirectory()) ids.add(entry.name);
-    }
-    const observed: ObservedSandbox[] = [];
-    for (const id of ids) {
-      const meta = await this.files.readMeta(id);
-      const handle: SandboxHandle = meta
-        ? this.handleOf(meta)
-        : { sandboxId: id, driver: this.name, data: {} };
-      const alive = meta ? await isSameProcess(meta.initPid, meta.initStartTime) : false;
-      observed.push({ sandboxId: id, handle, alive });
-    }
-    return observed;
+  /**
+   * Sandboxes under this driver's root directory only: the cgroup parent may be shared with
+   * other instances (tests, a second server), whose sandboxes are not ours to report.
+   */
+  async list(signal?: AbortSignal): Promise<ObservedSandbox[]> {
+    signal?.throwIfAborted();
+    const ids = (await this.files.ids()).filter((id) => !this.creating.has(id));
+    return Promise.all(
+      ids.map(async (id): Promise<ObservedSandbox> => {
+        const meta = await this.files.readMeta(id);
+        // A directory without meta.json is a create that crashed half-way: dead, to be destroyed.
+        if (!meta) {
+          return { sandboxId: id, handle: { sandboxId: id, driver: this.name, data: {} }, alive: false };
+        }
+        return {
+          sandboxId: id,
+          handle: this.handleOf(meta),
+          alive: await isSameProcess(meta.initPid, meta.initStartTime),
+        };
+      }),
+    );
   }
 
-  async isAlive(handle: SandboxHandle): Promise<boolean> {
+  async isAlive(handle: SandboxHandle, signal?: AbortSignal): Promise<boolean> {
+    signal?.throwIfAborted();
+    assertSandboxId(handle.sandboxId);
     const meta = await this.files.readMeta(handle.sandboxId);
     return meta !== undefined && (await isSameProcess(meta.initPid, meta.initStartTime));
   }
 
-  async stats(handle: SandboxHandle): Promise<SandboxStats> {
-    const meta = await this.metaOf(handle);
-    const usage = await this.cgroups.usage(handle.sandboxId);
-    // The home is a tmpfs inside the sandbox's mount namespace: reach it through its init.
-    const fs = await statfs(`/proc/${meta.initPid}/root${SANDBOX_HOME}`).catch(() => undefined);
-    const diskBytes = fs ? (fs.blocks - fs.bfree) * fs.bsize : 0;
-    return { ...usage, diskBytes };
+  async stats(handle: SandboxHandle, signal?: AbortSignal): Promise<SandboxStats> {
+    signal?.throwIfAborted();
+    const meta = await this.liveMeta(handle);
+    const [usage, home] = await Promise.all([
+      this.cgroups.usage(meta.sandboxId),
+      // The home is a tmpfs in the sandbox's mount namespace: statfs reaches it through the
+      // init's root without entering anything.
+      statfs(`/proc/${meta.initPid}/root${SANDBOX_HOME}`).catch(() => undefined),
+    ]);
+    return { ...usage, diskBytes: home ? (home.blocks - home.bfree) * home.bsize : 0 };
   }
 
-  async logs(handle: SandboxHandle): Promise<string> {
-    return this.consoleTail(handle.sandboxId);
+  async logs(handle: SandboxHandle, signal?: AbortSignal): Promise<string> {
+    signal?.throwIfAborted();
+    assertSandboxId(handle.sandboxId);
+    const text = await this.consoleTail(handle.sandboxId);
+    if (!this.cgroups.exists(handle.sandboxId)) return text;
+    // The kernel's OOM kills never reach the console: say so here, where a user looks for why
+    // a command died.
+    const kills = await this.cgroups.oomKills(handle.sandboxId);
+    return kills > 0 ? `${text}polydev: memory limit reached, ${kills} process(es) killed\n` : text;
+  }
+
+  /**
+   * The init goes first: the kernel then kills everything in the sandbox's pid namespace and
+   * bubblewrap, still alive to do it, reaps it. Killing all members at once would orphan the
+   * init to the host's pid 1, leaving a zombie of the sandbox's uid until that gets round to it.
+   */
+  private async killInit(id: string, initPid: number): Promise<void> {
+    const startTime = await startTimeOf(initPid);
+    if (startTime === undefined) return;
+    // A frozen (hibernated) init would take the kill only once thawed.
+    await this.cgroups.thaw(id).catch(() => undefined);
+    await killIfSame(initPid, startTime);
+    await until("the sandbox's init to be reaped", () => isReaped(initPid, startTime), 2_000).catch(
+      () => undefined,
+    );
+  }
+
+  /**
+   * Ends a start that failed before its init's pid was known. Everything but the outer
+   * bubblewrap goes first, so that bubblewrap reaps the sandbox's pid 1 instead of orphaning it
+   * to the host's init; then bubblewrap itself, which this driver spawned and so reaps. It may
+   * still be on its way into the cgroups (the joining shell had not run yet): it must be gone
+   * before they can be emptied and removed.
+   */
+  private async killStartup(id: string, bwrap: ChildProcess): Promise<void> {
+    if (bwrap.exitCode !== null || bwrap.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => bwrap.once("exit", () => resolve()));
+    const others = (await this.cgroups.members(id)).filter((pid) => pid !== bwrap.pid);
+    for (const pid of others) killQuietly(pid);
+    if (others.length > 0) await Promise.race([exited, delay(500)]);
+    if (bwrap.exitCode === null && bwrap.signalCode === null) bwrap.kill("SIGKILL");
+    await Promise.race([exited, delay(2_000)]);
   }
 
   private handleOf(meta: SandboxMeta): SandboxHandle {
     return { sandboxId: meta.sandboxId, driver: this.name, data: { ...meta } };
   }
 
-  private async metaOf(handle: SandboxHandle): Promise<SandboxMeta> {
+  /** The sandbox's metadata, or `sandbox_not_running` when it is gone or its init died. */
+  private async liveMeta(handle: SandboxHandle): Promise<SandboxMeta> {
+    assertSandboxId(handle.sandboxId);
     const meta = await this.files.readMeta(handle.sandboxId);
-    if (!meta)
-      throw new PolydevError("sandbox_not_running", `sandbox ${handle.sandboxId} is not on this host`);
+    if (!meta || !(await isSameProcess(meta.initPid, meta.initStartTime))) {
+      throw new PolydevError(
+        "sandbox_not_running",
+        `sandbox ${handle.sandboxId} is not running on this host`,
+      );
+    }
     return meta;
   }
 
+  private envFile(id: string): string {
+    return join(this.files.dir(id), "env.json");
+  }
+
   private async sandboxEnv(id: string): Promise<Record<string, string>> {
-    const text = await readFile(`${this.files.dir(id)}/env.json`, "utf8").catch(() => "{}");
-    return JSON.parse(text) as Record<string, string>;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(await readFile(this.envFile(id), "utf8"));
+    } catch (error) {
+      throw new PolydevError("sandbox_failed", `sandbox ${id} has no readable env.json`, { cause: error });
+    }
+    const env: Record<string, string> = {};
+    if (typeof parsed === "object" && parsed !== null) {
+      for (const [key, value] of Object.entries(parsed)) if (typeof value === "string") env[key] = value;
+    }
+    return env;
   }
 
   /** Spawns a host command that joins the sandbox's cgroups before it execs. */
@@ -276,6 +442,8 @@ export class NamespaceDriver implements SandboxDriver {
       {
         env: { PATH: "/usr/bin:/bin" },
         stdio,
+        // Its own session, no --die-with-parent: sandboxes outlive a server restart and are
+        // re-adopted from their meta.json.
         detached: true,
       },
     );
@@ -283,130 +451,36 @@ export class NamespaceDriver implements SandboxDriver {
     return child;
   }
 
-  /**
-   * bubblewrap reports the init's host pid on its info fd as soon as it has cloned; the init
-   * prints `ready` only once the whole root is built. Both are needed; neither is a sleep.
-   */
-  private waitUntilReady(bwrap: ChildProcess): Promise<{ bwrapPid: number; initPid: number }> {
-    return new Promise((resolve, reject) => {
-      let info = "";
-      let stdout = "";
-      let initPid: number | undefined;
-      let isReady = false;
-      const timer = setTimeout(
-        () => finish(new Error(`not ready after ${this.startTimeoutMs} ms`)),
-        this.startTimeoutMs,
-      );
-      const finish = (error?: Error): void => {
-        clearTimeout(timer);
-        bwrap.stdio[3]?.destroy();
-        bwrap.stdout?.destroy();
-        bwrap.removeAllListeners("exit");
-        if (error) {
-          if (bwrap.pid !== undefined) killQuietly(bwrap.pid);
-          reject(error);
-        } else if (bwrap.pid !== undefined && initPid !== undefined) {
-          resolve({ bwrapPid: bwrap.pid, initPid });
-        }
-      };
-      const check = (): void => {
-        if (initPid !== undefined && isReady) finish();
-      };
-      bwrap.stdio[3]?.on("data", (chunk: Buffer) => {
-        info += chunk.toString();
-        const match = /"child-pid"\s*:\s*(\d+)/.exec(info);
-        if (match?.[1]) {
-          initPid = Number(match[1]);
-          check();
-        }
-      });
-      bwrap.stdout?.on("data", (chunk: Buffer) => {
-        stdout += chunk.toString();
-        if (stdout.includes("ready\n")) {
-          isReady = true;
-          check();
-        }
-      });
-      bwrap.once("error", (error) => finish(error));
-      bwrap.once("exit", (code, signal) =>
-        finish(new Error(`bubblewrap exited (${signal ?? code}) before the sandbox was ready`)),
-      );
-    });
-  }
-
-  /** slirp4netns gives the sandbox's netns a tap device with NAT to the outside, but not to the host's loopback. */
-  private async startEgress(id: string, netnsHolderPid: number): Promise<number> {
-    const consoleFd = openSync(this.files.consoleLog(id), "a", 0o600);
-    try {
-      const slirp = this.spawnJoined(
-        [
-          SLIRP,
-          "--configure",
-          "--mtu=65520",
-          "--disable-host-loopback",
-          "--ready-fd=3",
-          String(netnsHolderPid),
-          "tap0",
-        ],
-        id,
-        ["ignore", consoleFd, consoleFd, "pipe"],
-      );
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error("slirp4netns did not become ready")),
-          this.startTimeoutMs,
-        );
-        slirp.stdio[3]?.once("data", () => {
-          clearTimeout(timer);
-          slirp.stdio[3]?.destroy();
-          slirp.removeAllListeners("exit");
-          resolve();
-        });
-        slirp.once("exit", (code) => {
-          clearTimeout(timer);
-          reject(new Error(`slirp4netns exited with ${code}`));
-        });
-      });
-      if (slirp.pid === undefined) throw new Error("slirp4netns did not start");
-      return slirp.pid;
-    } finally {
-      closeSync(consoleFd);
-    }
-  }
-
-  private async allocateUid(): Promise<number> {
-    if (!this.usedUids) {
-      this.usedUids = new Set();
-      for (const entry of await readdir(this.files.rootDir).catch(() => [] as string[])) {
-        const meta = await this.files.readMeta(entry);
-        if (meta) this.usedUids.add(meta.hostUid);
-      }
-    }
-    for (let offset = 1; offset < HOST_UID_RANGE; offset++) {
-      const uid = this.hostUidBase + offset;
-      if (!this.usedUids.has(uid)) {
-        this.usedUids.add(uid);
-        return uid;
-      }
-    }
-    throw new PolydevError("limit_exceeded", "no free sandbox uid left on this host");
-  }
-
   private async consoleTail(id: string): Promise<string> {
     try {
-      const handle = await open(this.files.consoleLog(id), "r");
+      const file = await open(this.files.consoleLog(id), "r");
       try {
-        const { size } = await handle.stat();
+        const { size } = await file.stat();
         const length = Math.min(size, CONSOLE_TAIL_BYTES);
         const buffer = Buffer.alloc(length);
-        await handle.read(buffer, 0, length, size - length);
+        await file.read(buffer, 0, length, size - length);
         return buffer.toString("utf8");
       } finally {
-        await handle.close();
+        await file.close();
       }
     } catch {
       return "";
     }
+  }
+}
+
+function assertLimits(limits: SandboxLimits): void {
+  const problems: string[] = [];
+  if (!(limits.cpu > 0)) problems.push("cpu must be above 0");
+  if (!(Number.isInteger(limits.memoryMb) && limits.memoryMb >= 16))
+    problems.push("memoryMb must be an integer ≥ 16");
+  // A tmpfs of size 0 is unlimited: never let a zero through.
+  if (!(Number.isInteger(limits.diskMb) && limits.diskMb >= 1))
+    problems.push("diskMb must be an integer ≥ 1");
+  if (!(Number.isInteger(limits.pidsMax) && limits.pidsMax >= 8))
+    problems.push("pidsMax must be an integer ≥ 8");
+  if (problems.length > 0) {
+    throw new PolydevError("invalid_request", `invalid sandbox limits: ${problems.join("; ")}`);
   }
 }
 
@@ -416,13 +490,5 @@ function canExecute(path: string): boolean {
     return true;
   } catch {
     return false;
-  }
-}
-
-function killQuietly(pid: number): void {
-  try {
-    process.kill(pid, "SIGKILL");
-  } catch {
-    // Already gone.
   }
 }

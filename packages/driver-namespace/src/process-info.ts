@@ -1,15 +1,44 @@
 import { readFile } from "node:fs/promises";
 
-/** Start time in clock ticks since boot: together with the pid it names one process. */
+/**
+ * Start time in clock ticks since boot: together with the pid it names one process, so a pid
+ * the kernel has handed to someone else since (pid_max can be as low as 32768) is never
+ * mistaken for the sandbox's. Zombies count as gone: they run nothing and hold no namespace.
+ */
 export async function startTimeOf(pid: number): Promise<number | undefined> {
   try {
     const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    // Fields after the command name, which may itself contain spaces and parentheses.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (fields[0] === "Z" || fields[0] === "X") return undefined;
+    const startTime = Number(fields[19]);
+    return Number.isFinite(startTime) ? startTime : undefined;
   } catch {
     return undefined;
   }
 }
 
-export async function isSameProcess(pid: number, startTime: number): Promise<boolean> {
+export async function isSameProcess(pid: number | null, startTime: number | null): Promise<boolean> {
+  if (pid === null || startTime === null) return false;
   return (await startTimeOf(pid)) === startTime;
+}
+
+/** True once the process is gone and reaped (a zombie still counts as there). */
+export async function isReaped(pid: number, startTime: number): Promise<boolean> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]) !== startTime;
+  } catch {
+    return true;
+  }
+}
+
+/** SIGKILLs a process only if it is still the one that was recorded. */
+export async function killIfSame(pid: number | null, startTime: number | null): Promise<void> {
+  if (pid === null || !(await isSameProcess(pid, startTime))) return;
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    // It exited between the check and the kill.
+  }
 }

@@ -1,8 +1,8 @@
 /** Host-side files of one sandbox: its directory, generated /etc entries, metadata. */
-import { existsSync } from "node:fs";
-import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { NetworkMode } from "@polydev/core";
+import { PolydevError } from "@polydev/core";
 import { SANDBOX_HOME, SANDBOX_UID } from "./launcher.js";
 
 export interface SandboxMeta {
@@ -10,12 +10,40 @@ export interface SandboxMeta {
   hostUid: number;
   /** The bubblewrap process on the host (the sandbox's outermost process). */
   bwrapPid: number;
+  bwrapStartTime: number | null;
   /** The sandbox's init as the host sees it: the target of every nsenter. */
   initPid: number;
   initStartTime: number;
   network: NetworkMode;
   slirpPid: number | null;
+  slirpStartTime: number | null;
+  /** The sandbox's cgroup directories (one per v1 controller, or the one v2 directory). */
+  cgroupPaths: string[];
   createdAt: number;
+}
+
+/** Ids become directory and cgroup names: nothing that could climb out of either. */
+const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
+
+export function assertSandboxId(id: string): void {
+  if (!SANDBOX_ID.test(id)) {
+    throw new PolydevError(
+      "invalid_request",
+      `sandbox id "${id}" must be 1-128 letters, digits, "_" or "-", starting with a letter or digit`,
+    );
+  }
+}
+
+function isMeta(value: unknown): value is SandboxMeta {
+  if (typeof value !== "object" || value === null) return false;
+  const meta: Partial<Record<keyof SandboxMeta, unknown>> = value;
+  return (
+    typeof meta.sandboxId === "string" &&
+    typeof meta.hostUid === "number" &&
+    typeof meta.initPid === "number" &&
+    typeof meta.initStartTime === "number" &&
+    typeof meta.bwrapPid === "number"
+  );
 }
 
 export class SandboxFiles {
@@ -37,9 +65,24 @@ export class SandboxFiles {
     return join(this.dir(id), "etc", name);
   }
 
+  /**
+   * Creates the sandbox's directory, or fails with `conflict` if the id is taken: the caller
+   * owns the directory (and may delete it on failure) only after this succeeded.
+   */
+  async claim(id: string): Promise<void> {
+    await mkdir(this.rootDir, { recursive: true, mode: 0o700 });
+    try {
+      await mkdir(this.dir(id), { mode: 0o700 });
+    } catch (error) {
+      if (error instanceof Error && "code" in error && error.code === "EEXIST") {
+        throw new PolydevError("conflict", `sandbox ${id} already exists on this host`);
+      }
+      throw error;
+    }
+  }
+
   /** Creates the directory tree and the /etc files the sandbox sees instead of the host's. */
   async prepare(id: string, network: NetworkMode): Promise<void> {
-    await mkdir(this.rootDir, { recursive: true, mode: 0o700 });
     await mkdir(join(this.dir(id), "etc"), { recursive: true, mode: 0o700 });
     await mkdir(this.stateDir(id), { recursive: true, mode: 0o700 });
     const passwd = [
@@ -66,11 +109,24 @@ export class SandboxFiles {
   }
 
   async readMeta(id: string): Promise<SandboxMeta | undefined> {
-    if (!existsSync(this.metaFile(id))) return undefined;
     try {
-      return JSON.parse(await readFile(this.metaFile(id), "utf8")) as SandboxMeta;
+      const meta: unknown = JSON.parse(await readFile(this.metaFile(id), "utf8"));
+      if (!isMeta(meta)) return undefined;
+      // Files written before these fields existed still re-adopt.
+      return {
+        ...meta,
+        bwrapStartTime: meta.bwrapStartTime ?? null,
+        slirpStartTime: meta.slirpStartTime ?? null,
+        cgroupPaths: meta.cgroupPaths ?? [],
+      };
     } catch {
       return undefined;
     }
+  }
+
+  /** Every sandbox directory under the root, whether or not its meta.json got written. */
+  async ids(): Promise<string[]> {
+    const entries = await readdir(this.rootDir, { withFileTypes: true }).catch(() => []);
+    return entries.filter((entry) => entry.isDirectory() && SANDBOX_ID.test(entry.name)).map((e) => e.name);
   }
 }

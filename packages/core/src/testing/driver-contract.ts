@@ -27,6 +27,7 @@ export const DRIVER_CONTRACT_CASES = [
   "network-none",
   "pids-limit",
   "memory-limit",
+  "disk-limit",
   "hibernate",
   "list",
   "destroy",
@@ -283,7 +284,11 @@ export function runDriverContract(
                   `timeout 3 bash -c 'exec 3<>/dev/tcp/${address}/${probe.port}' 2>/dev/null && echo "connected ${address}"`,
               )
               .join("; ");
-            const result = await runCommand(connection, `${attempts}; echo end`);
+            // The attempts use bash's /dev/tcp; without bash they would pass for the wrong reason.
+            const result = await runCommand(
+              connection,
+              `command -v bash >/dev/null || echo "no bash"; ${attempts}; echo end`,
+            );
             expect(result.stdout).toBe("end\n");
           }),
         );
@@ -342,6 +347,26 @@ export function runDriverContract(
             expect(hog.stdout).toBe("");
             expect(hog.exitCode !== 0 || hog.signal !== null).toBe(true);
             expect((await runCommand(connection, "echo survived")).stdout).toBe("survived\n");
+          }),
+        );
+      },
+    );
+
+    sandboxCase(
+      "disk-limit",
+      "writing past the disk limit fails inside and the sandbox carries on",
+      async () => {
+        const diskMb = 8;
+        await withSandbox("disk", { limits: { ...limits, diskMb } }, (handle) =>
+          withConnection(handle, async (connection) => {
+            const fill = await runCommand(
+              connection,
+              `head -c ${(diskMb + 4) * MiB} /dev/zero > big.bin 2>/dev/null; echo "exit $?"; wc -c < big.bin`,
+            );
+            const [status, size] = fill.stdout.trim().split("\n");
+            expect(status).not.toBe("exit 0");
+            expect(Number(size)).toBeLessThanOrEqual(diskMb * MiB);
+            expect((await runCommand(connection, "rm big.bin && echo freed")).stdout).toBe("freed\n");
           }),
         );
       },
