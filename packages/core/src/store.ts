@@ -75,6 +75,9 @@ export interface Page<T> {
 
 export interface UserRepository {
   create(user: UserRecord): Promise<UserRecord>;
+  /** The operator's proxy for this user's provider traffic; null restores the default. */
+  setEgressProxy(id: string, proxyUrl: string | null): Promise<void>;
+  getEgressProxy(id: string): Promise<string | null>;
   getById(id: string): Promise<UserRecord | undefined>;
   getByName(name: string): Promise<UserRecord | undefined>;
   list(): Promise<UserRecord[]>;

@@ -34,7 +34,7 @@ export interface GatewayOptions {
   credentialFor(userId: string, provider: GatewayProvider): Promise<UpstreamCredential | undefined>;
   recordUsage(record: UsageRecord): void;
   /** An operator-declared HTTP(S) proxy for a user's upstream traffic, if any. */
-  proxyFor?(userId: string): string | undefined;
+  proxyFor?(userId: string): Promise<string | undefined>;
   now?(): number;
 }
 
@@ -72,8 +72,8 @@ export interface Gateway {
 export function createGateway(options: GatewayOptions): Gateway {
   const direct = new Agent({ keepAliveTimeout: 30_000 });
   const proxies = new Map<string, ProxyAgent>();
-  const dispatcherFor = (userId: string): Dispatcher => {
-    const proxy = options.proxyFor?.(userId);
+  const dispatcherFor = async (userId: string): Promise<Dispatcher> => {
+    const proxy = await options.proxyFor?.(userId);
     if (!proxy) return direct;
     let agent = proxies.get(proxy);
     if (!agent) {
@@ -128,7 +128,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       method: (req.method ?? "GET") as Dispatcher.HttpMethod,
       headers,
       body,
-      dispatcher: dispatcherFor(owner.userId),
+      dispatcher: await dispatcherFor(owner.userId),
       headersTimeout: 300_000,
       bodyTimeout: 600_000,
     });

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import type { IncomingHttpHeaders, Server } from "node:http";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { connect } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ApiClient, TestServer } from "./testing/harness.js";
 import { createUser, startTestServer } from "./testing/harness.js";
@@ -146,5 +147,46 @@ describe("provider gateway from inside a sandbox", () => {
     );
     expect(none.body.stdout).toContain("PUT /v1/credentials/anthropic");
     expect(none.body.stdout).not.toContain("REAL-SECRET");
+  });
+
+  it("sends a user's provider traffic through the proxy the operator pinned to them, visibly", async () => {
+    const connects: string[] = [];
+    const proxy = createServer();
+    proxy.on("connect", (req, client, head) => {
+      connects.push(req.url ?? "");
+      const [host, port] = (req.url ?? "").split(":");
+      const upstreamSocket = connect(Number(port), host, () => {
+        client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+        upstreamSocket.write(head);
+        upstreamSocket.pipe(client);
+        client.pipe(upstreamSocket);
+      });
+      upstreamSocket.on("error", () => client.destroy());
+      client.on("error", () => upstreamSocket.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    try {
+      const me = await alice.call<{ id: string }>("GET", "/v1/me");
+      const bad = await t.api.call("PUT", `/v1/admin/users/${me.body.id}/proxy`, { proxyUrl: "socks5://x" });
+      expect(bad.status).toBe(400);
+      expect((await alice.call("PUT", `/v1/admin/users/${me.body.id}/proxy`, { proxyUrl })).status).toBe(403);
+      const pinned = await t.api.call("PUT", `/v1/admin/users/${me.body.id}/proxy`, { proxyUrl });
+      expect(pinned.status).toBe(200);
+      expect((await alice.call("GET", "/v1/me")).body).toMatchObject({ egressProxy: proxyUrl });
+
+      const id = await alice.createSandbox();
+      await alice.call("POST", `/v1/sandboxes/${id}/gateway`);
+      const call = await alice.exec(
+        id,
+        `curl -sS "$ANTHROPIC_BASE_URL/v1/messages" -H "x-api-key: $ANTHROPIC_API_KEY" -H 'content-type: application/json' -d '{"model":"m","stream":true,"messages":[]}'`,
+      );
+      expect(call.body.stdout).toContain("message_stop");
+      expect(connects).toEqual([`127.0.0.1:${(upstream.address() as AddressInfo).port}`]);
+      await t.api.call("PUT", `/v1/admin/users/${me.body.id}/proxy`, { proxyUrl: null });
+      expect((await alice.call("GET", "/v1/me")).body).toMatchObject({ egressProxy: null });
+    } finally {
+      proxy.close();
+    }
   });
 });

@@ -7,6 +7,7 @@ export interface UsersTable {
   role: string;
   password_hash: string | null;
   created_at: number | string;
+  egress_proxy?: string | null;
 }
 
 export interface ApiKeysTable {

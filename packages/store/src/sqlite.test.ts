@@ -43,6 +43,11 @@ describe("sqlite specifics", () => {
     expect(raw.pragma("journal_mode", { simple: true })).toBe("wal");
     const migrations = raw.prepare("select name from kysely_migration").all();
     raw.close();
-    expect(migrations).toEqual([{ name: "001-initial" }, { name: "002-credentials" }, { name: "003-runs" }]);
+    expect(migrations).toEqual([
+      { name: "001-initial" },
+      { name: "002-credentials" },
+      { name: "003-runs" },
+      { name: "004-user-proxy" },
+    ]);
   });
 });

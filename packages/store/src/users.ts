@@ -53,6 +53,13 @@ export function userRepository(db: Kysely<Database>): UserRepository {
       const rows = await db.selectFrom("users").selectAll().orderBy("created_at").orderBy("id").execute();
       return rows.map(toUser);
     },
+    async setEgressProxy(id, proxyUrl) {
+      await db.updateTable("users").set({ egress_proxy: proxyUrl }).where("id", "=", id).execute();
+    },
+    async getEgressProxy(id) {
+      const row = await db.selectFrom("users").select("egress_proxy").where("id", "=", id).executeTakeFirst();
+      return row?.egress_proxy ?? null;
+    },
     async count() {
       const row = await db
         .selectFrom("users")

@@ -1,3 +1,4 @@
+import { PolydevError } from "@polydev/core";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { requireAdmin, requirePrincipal } from "../http/auth.js";
@@ -75,13 +76,46 @@ export function adminRoutes(instance: FastifyInstance, ctx: ServerContext): void
     {
       schema: {
         tags: ["users"],
-        summary: "Who this API key belongs to",
-        response: { 200: z.object({ id: z.string(), name: z.string(), role: z.enum(["admin", "user"]) }) },
+        summary: "Who this API key belongs to, and the proxy (if any) your provider traffic goes through",
+        response: {
+          200: z.object({
+            id: z.string(),
+            name: z.string(),
+            role: z.enum(["admin", "user"]),
+            egressProxy: z.string().nullable(),
+          }),
+        },
       },
     },
     async (request) => {
       const principal = requirePrincipal(request);
-      return { id: principal.userId, name: principal.userName, role: principal.role };
+      const egressProxy =
+        (await ctx.store.users.getEgressProxy(principal.userId)) ?? ctx.config.upstreamProxy ?? null;
+      return { id: principal.userId, name: principal.userName, role: principal.role, egressProxy };
+    },
+  );
+
+  app.put(
+    "/v1/admin/users/:id/proxy",
+    {
+      schema: {
+        tags: ["admin"],
+        summary: "Pin an HTTP(S) proxy to a user's provider traffic (null: the server's default)",
+        params: z.object({ id: z.string().min(1).max(64) }),
+        body: z.strictObject({
+          proxyUrl: z
+            .url({ protocol: /^https?$/, error: "proxyUrl must be an http:// or https:// URL, or null" })
+            .nullable(),
+        }),
+        response: { 200: z.object({ id: z.string(), egressProxy: z.string().nullable() }) },
+      },
+    },
+    async (request) => {
+      requireAdmin(request);
+      const user = await ctx.store.users.getById(request.params.id);
+      if (!user) throw new PolydevError("not_found", `user ${request.params.id} does not exist`);
+      await ctx.store.users.setEgressProxy(user.id, request.body.proxyUrl);
+      return { id: user.id, egressProxy: request.body.proxyUrl };
     },
   );
 }

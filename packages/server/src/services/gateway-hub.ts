@@ -66,7 +66,8 @@ export class GatewayHub {
           .record({ ...record, model: record.model ?? "unknown" })
           .catch((error: unknown) => log.warn({ err: error }, "could not record gateway usage"));
       },
-      ...(proxy === undefined ? {} : { proxyFor: () => proxy }),
+      // A proxy pinned to the user wins over the operator's default; both are plain, declared proxies.
+      proxyFor: async (userId) => (await store.users.getEgressProxy(userId)) ?? proxy,
     });
   }
 
