@@ -145,7 +145,12 @@ export async function benchRuns(options: { quick: boolean }): Promise<RunBenchRo
         body: JSON.stringify({ apiKey: "sk-bench-key" }),
       });
     }
-    const created = await fetch(`${server.url}/v1/sandboxes`, { method: "POST", headers, body: "{}" });
+    // The direct runs may use both cores; so may the sandbox, for a like-for-like comparison.
+    const created = await fetch(`${server.url}/v1/sandboxes`, {
+      method: "POST",
+      headers,
+      body: JSON.stringify({ cpu: 2 }),
+    });
     const sandboxId = ((await created.json()) as { id: string }).id;
     const rounds = options.quick ? 3 : 8;
     for (const agent of ["claude", "codex", "gemini"] as const) {
