@@ -17,7 +17,7 @@ export function wantsEventStream(request: FastifyRequest): boolean {
   return (request.headers.accept ?? "").includes("text/event-stream");
 }
 
-export function openSse(request: FastifyRequest, reply: FastifyReply): SseStream {
+export function openSse(_request: FastifyRequest, reply: FastifyReply): SseStream {
   const controller = new AbortController();
   const raw = reply.raw;
   reply.hijack();
@@ -34,7 +34,8 @@ export function openSse(request: FastifyRequest, reply: FastifyReply): SseStream
     clearInterval(keepAlive);
     controller.abort();
   };
-  request.raw.socket.once("close", onClose);
+  // The response's own close fires when the client goes away or the stream ends; a listener on
+  // the socket would pile up on keep-alive connections.
   raw.once("close", onClose);
 
   return {

@@ -88,7 +88,7 @@ export function processRoutes(instance: FastifyInstance, ctx: ServerContext): vo
     async (request, reply) => {
       const { agent } = await ctx.sandboxes.agent(requirePrincipal(request).userId, request.params.id);
       const controller = new AbortController();
-      request.raw.socket.once("close", () => controller.abort());
+      reply.raw.once("close", () => controller.abort());
       const output = await agent.attachBackground(request.params.pid, {
         fromOffset: request.query.offset,
         follow: request.query.follow,
