@@ -1,6 +1,7 @@
 import type { RunRecord, RunRepository } from "@polydev/core";
 import type { Kysely, Selectable, Updateable } from "kysely";
 import { ms, msOrNull } from "./codec.js";
+import { decodeCursor, toPage } from "./paging.js";
 import type { Database, RunsTable } from "./schema.js";
 
 function toRun(row: Selectable<RunsTable>): RunRecord {
@@ -80,13 +81,12 @@ export function runRepository(db: Kysely<Database>): RunRepository {
     },
     async listForUser(userId, options) {
       let query = db.selectFrom("runs").selectAll().where("user_id", "=", userId);
-      const [at, id] = (options.cursor ?? "").split(":");
-      if (options.cursor && at && id) {
-        const createdAt = Number(at);
+      const after = decodeCursor(options.cursor);
+      if (after) {
         query = query.where((eb) =>
           eb.or([
-            eb("created_at", "<", createdAt),
-            eb.and([eb("created_at", "=", createdAt), eb("id", "<", id)]),
+            eb("created_at", "<", after.createdAt),
+            eb.and([eb("created_at", "=", after.createdAt), eb("id", "<", after.id)]),
           ]),
         );
       }
@@ -95,12 +95,7 @@ export function runRepository(db: Kysely<Database>): RunRepository {
         .orderBy("id", "desc")
         .limit(options.limit + 1)
         .execute();
-      const items = rows.slice(0, options.limit).map(toRun);
-      const last = items.at(-1);
-      return {
-        items,
-        nextCursor: rows.length > options.limit && last ? `${last.createdAt}:${last.id}` : undefined,
-      };
+      return toPage(rows, options.limit, toRun);
     },
     async listByStates(states) {
       if (states.length === 0) return [];

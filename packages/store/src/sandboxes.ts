@@ -10,6 +10,7 @@ import type {
 import { SANDBOX_STATES } from "@polydev/core";
 import type { Kysely, Selectable } from "kysely";
 import { fromJson, mapWriteError, ms, msOrNull, toJson } from "./codec.js";
+import { decodeCursor, toPage } from "./paging.js";
 import type { Database, SandboxesTable, SandboxLogsTable } from "./schema.js";
 
 function toSandbox(row: Selectable<SandboxesTable>): SandboxRecord {
@@ -36,14 +37,6 @@ function toSandbox(row: Selectable<SandboxesTable>): SandboxRecord {
     expiresAt: ms(row.expires_at),
     destroyedAt: msOrNull(row.destroyed_at),
   };
-}
-
-/** Cursor = "<created_at>:<id>" of the last row seen; newest first, ties broken by id. */
-function decodeCursor(cursor: string): { createdAt: number; id: string } | undefined {
-  const separator = cursor.indexOf(":");
-  const createdAt = Number(cursor.slice(0, separator));
-  if (separator <= 0 || !Number.isFinite(createdAt)) return undefined;
-  return { createdAt, id: cursor.slice(separator + 1) };
 }
 
 export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
@@ -97,7 +90,7 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
     async listForUser(userId, options) {
       let query = db.selectFrom("sandboxes").selectAll().where("user_id", "=", userId);
       if (options.states && options.states.length > 0) query = query.where("state", "in", options.states);
-      const after = options.cursor ? decodeCursor(options.cursor) : undefined;
+      const after = decodeCursor(options.cursor);
       if (after) {
         query = query.where((eb) =>
           eb.or([
@@ -111,12 +104,7 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
         .orderBy("id", "desc")
         .limit(options.limit + 1)
         .execute();
-      const items = rows.slice(0, options.limit).map(toSandbox);
-      const last = items.at(-1);
-      return {
-        items,
-        nextCursor: rows.length > options.limit && last ? `${last.createdAt}:${last.id}` : undefined,
-      };
+      return toPage(rows, options.limit, toSandbox);
     },
     async listByStates(states) {
       if (states.length === 0) return [];

@@ -186,6 +186,48 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       ]);
     });
 
+    it("pages runs newest first and keeps their events in sequence", async () => {
+      await store.users.create(user("usr_1"));
+      const run = (id: string, createdAt: number) => ({
+        id,
+        userId: "usr_1",
+        sandboxId: "sbx_x",
+        groupId: null,
+        agent: "claude",
+        prompt: "p",
+        model: null,
+        cwd: ".",
+        state: "queued",
+        exitReason: null,
+        finalText: null,
+        inputTokens: 0,
+        outputTokens: 0,
+        timeoutMs: 1000,
+        maxTurns: null,
+        createdAt,
+        startedAt: null,
+        endedAt: null,
+      });
+      for (const [id, at] of [
+        ["run_1", 1],
+        ["run_2", 2],
+        ["run_3", 3],
+      ] as const)
+        await store.runs.insert(run(id, at));
+      const first = await store.runs.listForUser("usr_1", { limit: 2 });
+      expect(first.items.map((r) => r.id)).toEqual(["run_3", "run_2"]);
+      const second = await store.runs.listForUser("usr_1", { limit: 2, cursor: first.nextCursor });
+      expect(second.items.map((r) => r.id)).toEqual(["run_1"]);
+      expect(second.nextCursor).toBeUndefined();
+      expect(await store.runs.transition("run_1", ["running"], "failed", {})).toBeUndefined();
+      expect((await store.runs.transition("run_1", ["queued"], "running", { startedAt: 5 }))?.startedAt).toBe(
+        5,
+      );
+      for (const seq of [1, 2, 3])
+        await store.runs.appendEvent({ runId: "run_1", seq, at: seq, body: "{}", raw: null });
+      expect((await store.runs.events("run_1", 1, 10)).map((e) => e.seq)).toEqual([2, 3]);
+    });
+
     it("keeps logs in order, pages them after an id, and drops them with their sandbox's user", async () => {
       await store.users.create(user("usr_1"));
       await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));
