@@ -1,0 +1,265 @@
+/**
+ * The Polydev SDK: every call is typed from the server's own route schemas (`api-types.ts` is
+ * generated from them), takes an AbortSignal, and throws the error class of the API's code.
+ */
+import createClient from "openapi-fetch";
+import type { components, paths } from "./api-types.js";
+import { errorFromResponse, PolydevApiError } from "./errors.js";
+import { readSse } from "./sse.js";
+
+export type Sandbox = components["schemas"]["Sandbox"];
+export type Run = components["schemas"]["Run"];
+export type ExecResult = components["schemas"]["ExecResult"];
+export type CreateSandbox = NonNullable<
+  paths["/v1/sandboxes"]["post"]["requestBody"]
+>["content"]["application/json"];
+export type ExecRequest =
+  paths["/v1/sandboxes/{id}/exec"]["post"]["requestBody"]["content"]["application/json"];
+export type CreateRun = paths["/v1/runs"]["post"]["requestBody"]["content"]["application/json"];
+
+export interface PolydevOptions {
+  /** Where the server listens, e.g. http://127.0.0.1:7420 (env POLYDEV_URL in the CLI). */
+  baseUrl: string;
+  /** An API key (env POLYDEV_API_KEY in the CLI). */
+  apiKey: string;
+  /** A fetch implementation; default: the global one. */
+  fetch?: typeof fetch;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export type ExecEvent =
+  | { type: "stdout" | "stderr"; data: string }
+  | { type: "exit"; exitCode: number | null; signal: string | null; timedOut: boolean; durationMs: number };
+
+export interface RunEvent {
+  seq: number;
+  type: string;
+  [field: string]: unknown;
+}
+
+interface Answer<T> {
+  data?: T;
+  error?: unknown;
+  response: Response;
+}
+
+function unwrap<T>(answer: Answer<T>): T {
+  if (answer.error !== undefined || !answer.response.ok)
+    throw errorFromResponse(answer.response.status, answer.error);
+  return answer.data as T;
+}
+
+export class Polydev {
+  private readonly api: ReturnType<typeof createClient<paths>>;
+  private readonly fetchImpl: typeof fetch;
+
+  constructor(private readonly options: PolydevOptions) {
+    this.fetchImpl = options.fetch ?? globalThis.fetch;
+    this.api = createClient<paths>({
+      baseUrl: options.baseUrl,
+      headers: { authorization: `Bearer ${options.apiKey}` },
+      fetch: this.fetchImpl,
+    });
+  }
+
+  /**
+   * Who the key belongs to.
+   * @example const me = await polydev.me(); console.log(me.name, me.role);
+   */
+  async me(call: CallOptions = {}) {
+    return unwrap(await this.api.GET("/v1/me", { signal: call.signal }));
+  }
+
+  readonly sandboxes = {
+    /**
+     * Creates a sandbox; every field is optional.
+     * @example const box = await polydev.sandboxes.create({ memoryMb: 512, network: "none" });
+     */
+    create: async (body: CreateSandbox = {}, call: CallOptions = {}): Promise<Sandbox> =>
+      unwrap(await this.api.POST("/v1/sandboxes", { body, signal: call.signal })),
+    /** @example const { items } = await polydev.sandboxes.list(); */
+    list: async (call: CallOptions = {}) =>
+      unwrap(await this.api.GET("/v1/sandboxes", { signal: call.signal })),
+    /** @example const box = await polydev.sandboxes.get("sbx_…"); */
+    get: async (id: string, call: CallOptions = {}): Promise<Sandbox> =>
+      unwrap(await this.api.GET("/v1/sandboxes/{id}", { params: { path: { id } }, signal: call.signal })),
+    /** Idempotent. @example await polydev.sandboxes.destroy(box.id); */
+    destroy: async (id: string, call: CallOptions = {}): Promise<Sandbox> =>
+      unwrap(await this.api.DELETE("/v1/sandboxes/{id}", { params: { path: { id } }, signal: call.signal })),
+    /**
+     * Runs a command and waits for it.
+     * @example const { stdout, exitCode } = await polydev.sandboxes.exec(box.id, { cmd: "ls -la" });
+     */
+    exec: async (id: string, body: ExecRequest, call: CallOptions = {}): Promise<ExecResult> =>
+      unwrap(
+        await this.api.POST("/v1/sandboxes/{id}/exec", {
+          params: { path: { id } },
+          body,
+          signal: call.signal,
+        }),
+      ),
+    /**
+     * Runs a command and yields its output as it is produced, then its exit.
+     * @example for await (const e of polydev.sandboxes.execStream(box.id, { cmd: "make" })) if (e.type === "stdout") process.stdout.write(e.data);
+     */
+    execStream: (id: string, body: ExecRequest, call: CallOptions = {}): AsyncGenerator<ExecEvent> =>
+      this.execStream(id, body, call),
+    /**
+     * Writes a file under the home (streamed).
+     * @example await polydev.sandboxes.writeFile(box.id, "notes/todo.txt", "buy milk\n");
+     */
+    writeFile: async (id: string, path: string, content: BodyInit, call: CallOptions = {}) => {
+      const response = await this.raw(
+        `/v1/sandboxes/${encodeURIComponent(id)}/files/content?path=${encodeURIComponent(path)}`,
+        {
+          method: "PUT",
+          headers: { "content-type": "application/octet-stream" },
+          body: content,
+          ...(call.signal ? { signal: call.signal } : {}),
+          duplex: "half",
+        } as RequestInit,
+      );
+      return (await response.json()) as { path: string; sizeBytes: number };
+    },
+    /**
+     * Reads a file under the home as a stream of bytes.
+     * @example const text = await new Response(await polydev.sandboxes.readFile(box.id, "notes/todo.txt")).text();
+     */
+    readFile: async (
+      id: string,
+      path: string,
+      call: CallOptions = {},
+    ): Promise<ReadableStream<Uint8Array>> => {
+      const response = await this.raw(
+        `/v1/sandboxes/${encodeURIComponent(id)}/files/content?path=${encodeURIComponent(path)}`,
+        call.signal ? { signal: call.signal } : {},
+      );
+      if (!response.body) throw errorFromResponse(response.status, undefined);
+      return response.body;
+    },
+    /** @example const { items } = await polydev.sandboxes.listFiles(box.id, "."); */
+    listFiles: async (id: string, path = ".", call: CallOptions = {}) =>
+      unwrap(
+        await this.api.GET("/v1/sandboxes/{id}/files", {
+          params: { path: { id }, query: { path } },
+          signal: call.signal,
+        }),
+      ),
+  };
+
+  readonly runs = {
+    /**
+     * Starts a run (one agent) or a group (several agents on the same prompt).
+     * @example const run = await polydev.runs.create({ agent: "claude", prompt: "add a README" });
+     */
+    create: async (body: CreateRun, call: CallOptions = {}) =>
+      unwrap(await this.api.POST("/v1/runs", { body, signal: call.signal })),
+    /** @example const run = await polydev.runs.get(id); console.log(run.state, run.finalText); */
+    get: async (id: string, call: CallOptions = {}): Promise<Run> =>
+      unwrap(await this.api.GET("/v1/runs/{id}", { params: { path: { id } }, signal: call.signal })),
+    /** @example const { items } = await polydev.runs.list({ limit: 20 }); */
+    list: async (query: { limit?: number; cursor?: string } = {}, call: CallOptions = {}) =>
+      unwrap(
+        await this.api.GET("/v1/runs", {
+          params: { query: { limit: query.limit ?? 50, ...(query.cursor ? { cursor: query.cursor } : {}) } },
+          signal: call.signal,
+        }),
+      ),
+    /** @example await polydev.runs.cancel(id); */
+    cancel: async (id: string, call: CallOptions = {}): Promise<Run> =>
+      unwrap(await this.api.POST("/v1/runs/{id}/cancel", { params: { path: { id } }, signal: call.signal })),
+    /**
+     * The run's events until it is done. A dropped connection is resumed from the last event
+     * seen (Last-Event-ID), so nothing is missed or repeated.
+     * @example for await (const e of polydev.runs.events(run.id)) if (e.type === "text") process.stdout.write(String(e.delta));
+     */
+    events: (
+      id: string,
+      call: CallOptions & { after?: number; maxReconnects?: number } = {},
+    ): AsyncGenerator<RunEvent> => this.runEvents(id, call),
+  };
+
+  readonly credentials = {
+    /** @example await polydev.credentials.put("anthropic", process.env.ANTHROPIC_API_KEY ?? ""); */
+    put: async (provider: "anthropic" | "openai" | "gemini", apiKey: string, call: CallOptions = {}) =>
+      unwrap(
+        await this.api.PUT("/v1/credentials/{provider}", {
+          params: { path: { provider } },
+          body: { apiKey },
+          signal: call.signal,
+        }),
+      ),
+    /** @example const { items } = await polydev.credentials.list(); */
+    list: async (call: CallOptions = {}) =>
+      unwrap(await this.api.GET("/v1/credentials", { signal: call.signal })),
+    /** @example await polydev.credentials.remove("openai"); */
+    remove: async (provider: "anthropic" | "openai" | "gemini", call: CallOptions = {}) =>
+      unwrap(
+        await this.api.DELETE("/v1/credentials/{provider}", {
+          params: { path: { provider } },
+          signal: call.signal,
+        }),
+      ),
+  };
+
+  private raw(path: string, init: RequestInit): Promise<Response> {
+    const headers = new Headers(init.headers);
+    headers.set("authorization", `Bearer ${this.options.apiKey}`);
+    return this.fetchImpl(`${this.options.baseUrl}${path}`, { ...init, headers }).then(async (response) => {
+      if (!response.ok)
+        throw errorFromResponse(response.status, await response.json().catch(() => undefined));
+      return response;
+    });
+  }
+
+  private async *execStream(id: string, body: ExecRequest, call: CallOptions): AsyncGenerator<ExecEvent> {
+    const response = await this.raw(`/v1/sandboxes/${encodeURIComponent(id)}/exec`, {
+      method: "POST",
+      headers: { accept: "text/event-stream", "content-type": "application/json" },
+      body: JSON.stringify(body),
+      ...(call.signal ? { signal: call.signal } : {}),
+    });
+    if (!response.body) return;
+    for await (const message of readSse(response.body)) {
+      const data = JSON.parse(message.data) as Record<string, unknown>;
+      if (message.event === "exit")
+        yield { type: "exit", ...(data as Omit<Extract<ExecEvent, { type: "exit" }>, "type">) };
+      else yield { type: message.event === "stderr" ? "stderr" : "stdout", data: String(data.data ?? "") };
+    }
+  }
+
+  private async *runEvents(
+    id: string,
+    call: CallOptions & { after?: number; maxReconnects?: number },
+  ): AsyncGenerator<RunEvent> {
+    let last = call.after ?? 0;
+    let reconnects = 0;
+    for (;;) {
+      let finished = false;
+      try {
+        const response = await this.raw(`/v1/runs/${encodeURIComponent(id)}/events`, {
+          headers: { "last-event-id": String(last) },
+          ...(call.signal ? { signal: call.signal } : {}),
+        });
+        if (!response.body) return;
+        for await (const message of readSse(response.body)) {
+          const event = JSON.parse(message.data) as RunEvent;
+          last = event.seq;
+          yield event;
+          if (event.type === "done") finished = true;
+        }
+        if (finished) return;
+      } catch (error) {
+        // API errors (a foreign run, a bad key) are answers, not dropped connections.
+        if (call.signal?.aborted || error instanceof PolydevApiError) throw error;
+        if (reconnects >= (call.maxReconnects ?? 5)) throw error;
+      }
+      if (finished) return;
+      reconnects += 1;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 100 * 2 ** reconnects)));
+    }
+  }
+}

@@ -1,0 +1,60 @@
+/** The one place API error codes become error classes; callers match on classes or `code`. */
+
+export interface ErrorBody {
+  error?: { code?: string; message?: string; details?: Record<string, unknown> };
+}
+
+export class PolydevApiError extends Error {
+  override name = "PolydevApiError";
+  constructor(
+    readonly code: string,
+    readonly status: number,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+export class InvalidRequestError extends PolydevApiError {
+  override name = "InvalidRequestError";
+}
+export class UnauthorizedError extends PolydevApiError {
+  override name = "UnauthorizedError";
+}
+export class ForbiddenError extends PolydevApiError {
+  override name = "ForbiddenError";
+}
+export class NotFoundError extends PolydevApiError {
+  override name = "NotFoundError";
+}
+export class ConflictError extends PolydevApiError {
+  override name = "ConflictError";
+}
+export class SandboxNotRunningError extends PolydevApiError {
+  override name = "SandboxNotRunningError";
+}
+export class PathOutsideHomeError extends PolydevApiError {
+  override name = "PathOutsideHomeError";
+}
+export class LimitExceededError extends PolydevApiError {
+  override name = "LimitExceededError";
+}
+
+const CLASSES: Record<string, typeof PolydevApiError> = {
+  invalid_request: InvalidRequestError,
+  unauthorized: UnauthorizedError,
+  forbidden: ForbiddenError,
+  not_found: NotFoundError,
+  conflict: ConflictError,
+  sandbox_not_running: SandboxNotRunningError,
+  path_outside_home: PathOutsideHomeError,
+  limit_exceeded: LimitExceededError,
+};
+
+export function errorFromResponse(status: number, body: unknown): PolydevApiError {
+  const error = (typeof body === "object" && body !== null ? (body as ErrorBody).error : undefined) ?? {};
+  const code = error.code ?? `http_${status}`;
+  const ErrorClass = CLASSES[code] ?? PolydevApiError;
+  return new ErrorClass(code, status, error.message ?? `the server answered ${status}`, error.details);
+}

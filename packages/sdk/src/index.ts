@@ -1,0 +1,26 @@
+export type { components, paths } from "./api-types.js";
+export type {
+  CallOptions,
+  CreateRun,
+  CreateSandbox,
+  ExecEvent,
+  ExecRequest,
+  ExecResult,
+  PolydevOptions,
+  Run,
+  RunEvent,
+  Sandbox,
+} from "./client.js";
+export { Polydev } from "./client.js";
+export {
+  ConflictError,
+  errorFromResponse,
+  ForbiddenError,
+  InvalidRequestError,
+  LimitExceededError,
+  NotFoundError,
+  PathOutsideHomeError,
+  PolydevApiError,
+  SandboxNotRunningError,
+  UnauthorizedError,
+} from "./errors.js";

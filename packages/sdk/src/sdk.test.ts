@@ -1,0 +1,89 @@
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
+import type { FakeProviders } from "@polydev/fake-providers";
+import { startFakeProviders } from "@polydev/fake-providers";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TestServer } from "../../server/src/testing/harness.js";
+import { createUser, startTestServer } from "../../server/src/testing/harness.js";
+import { generateTypes } from "../scripts/generate-types.js";
+import { Polydev } from "./client.js";
+import { NotFoundError, PathOutsideHomeError, UnauthorizedError } from "./errors.js";
+
+let fake: FakeProviders;
+let t: TestServer;
+let polydev: Polydev;
+
+beforeAll(async () => {
+  fake = await startFakeProviders();
+  t = await startTestServer({ upstreams: { anthropic: fake.url, openai: fake.url, gemini: fake.url } });
+  const user = await createUser(t.api, "sdk-user");
+  polydev = new Polydev({ baseUrl: t.url, apiKey: user.key });
+});
+afterAll(async () => {
+  await t?.close();
+  await fake?.close();
+});
+
+describe("the TypeScript SDK against a real server", () => {
+  it("has types generated from the server's current route schemas", async () => {
+    const committed = await readFile(resolve(import.meta.dirname, "api-types.ts"), "utf8");
+    expect(committed).toBe(await generateTypes());
+  });
+
+  it("creates a sandbox, runs commands, streams output, and moves files", async () => {
+    expect((await polydev.me()).name).toBe("sdk-user");
+    const box = await polydev.sandboxes.create({ memoryMb: 256 });
+    expect(box.state).toBe("running");
+    const result = await polydev.sandboxes.exec(box.id, { cmd: "echo hi; exit 3" });
+    expect(result).toMatchObject({ stdout: "hi\n", exitCode: 3 });
+
+    const events = [];
+    for await (const event of polydev.sandboxes.execStream(box.id, { cmd: "echo a; echo b >&2" }))
+      events.push(event);
+    expect(events).toEqual(
+      expect.arrayContaining([
+        { type: "stdout", data: "a\n" },
+        { type: "stderr", data: "b\n" },
+        expect.objectContaining({ type: "exit", exitCode: 0 }),
+      ]),
+    );
+
+    await polydev.sandboxes.writeFile(box.id, "dir/note.txt", "from the sdk\n");
+    const text = await new Response(await polydev.sandboxes.readFile(box.id, "dir/note.txt")).text();
+    expect(text).toBe("from the sdk\n");
+    expect((await polydev.sandboxes.listFiles(box.id, "dir")).items.map((f) => f.name)).toEqual(["note.txt"]);
+    await polydev.sandboxes.destroy(box.id);
+  });
+
+  it("maps error codes to classes in one place", async () => {
+    await expect(polydev.sandboxes.get("sbx_missing")).rejects.toBeInstanceOf(NotFoundError);
+    const box = await polydev.sandboxes.create();
+    await expect(polydev.sandboxes.readFile(box.id, "../etc/passwd")).rejects.toBeInstanceOf(
+      PathOutsideHomeError,
+    );
+    const stranger = new Polydev({ baseUrl: t.url, apiKey: "pdk_wrong" });
+    await expect(stranger.me()).rejects.toMatchObject({ code: "unauthorized", status: 401 });
+    await expect(stranger.me()).rejects.toBeInstanceOf(UnauthorizedError);
+    const aborted = new AbortController();
+    aborted.abort();
+    await expect(polydev.sandboxes.list({ signal: aborted.signal })).rejects.toThrow();
+  });
+
+  it.skipIf(!existsSync("/usr/local/bin/claude"))(
+    "follows a run's events to the end, resuming from where it was (skipped without the CLIs)",
+    async () => {
+      await polydev.credentials.put("anthropic", "sk-sdk-test-key");
+      const created = await polydev.runs.create({ agent: "claude", prompt: "say hello" });
+      if (!("id" in created)) throw new Error("expected a single run");
+      const types: string[] = [];
+      for await (const event of polydev.runs.events(created.id)) types.push(event.type);
+      expect(types.at(-1)).toBe("done");
+      expect(types).toContain("text");
+      const resumed: number[] = [];
+      for await (const event of polydev.runs.events(created.id, { after: 2 })) resumed.push(event.seq);
+      expect(resumed[0]).toBe(3);
+      expect((await polydev.runs.get(created.id)).state).toBe("succeeded");
+    },
+  );
+});
