@@ -216,22 +216,24 @@ export class NamespaceDriver implements SandboxDriver {
       } finally {
         for (const fd of etcFds) closeSync(fd);
       }
-      let slirp: Promise<number> | undefined;
       const ready = await waitUntilReady(bwrap, {
         timeoutMs: this.startTimeoutMs,
         signal,
         onInitPid: (pid) => {
           started.initPid = pid;
-          // The network namespace exists from the moment bubblewrap cloned the init, so
-          // slirp4netns starts now and configures tap0 while bubblewrap builds the root.
-          if (spec.network === "egress") {
-            const child = this.spawnJoined(slirpArgs(pid), id, ["ignore", consoleFd, consoleFd, "pipe"]);
-            slirp = slirpReady(child, this.startTimeoutMs, signal);
-            // Awaited below; a failure before then must not count as unhandled.
-            slirp.catch(() => undefined);
-          }
         },
       });
+      // slirp4netns starts only once bubblewrap has finished with the network namespace: started
+      // earlier, its configuration raced bubblewrap's own and failed now and then.
+      const slirp =
+        spec.network === "egress"
+          ? slirpReady(
+              this.spawnJoined(slirpArgs(ready.initPid), id, ["ignore", consoleFd, consoleFd, "pipe"]),
+              this.startTimeoutMs,
+              signal,
+            )
+          : undefined;
+      slirp?.catch(() => undefined);
       const [initStartTime, bwrapStartTime] = await Promise.all([
         startTimeOf(ready.initPid),
         startTimeOf(ready.bwrapPid),
