@@ -77,7 +77,8 @@ describe.skipIf(!existsSync("/usr/local/bin/claude"))(
         headers,
       });
       expect(await file.text()).toContain("hello from polydev");
-      await fetch(`${url}/v1/sandboxes/${run.sandboxId}`, { method: "DELETE", headers });
+      const destroyed = await fetch(`${url}/v1/sandboxes/${run.sandboxId}`, { method: "DELETE", headers });
+      expect(destroyed.status).toBe(200);
     }, 90_000);
   },
 );
