@@ -97,17 +97,22 @@ export interface SandboxRepository {
   get(id: string): Promise<SandboxRecord | undefined>;
   /** Undefined when the sandbox does not exist or belongs to someone else. */
   getForUser(userId: string, id: string): Promise<SandboxRecord | undefined>;
+  /** Newest first; pass `nextCursor` back as `cursor` for the next page. */
   listForUser(
     userId: string,
     options: { limit: number; cursor?: string | undefined; states?: SandboxState[] | undefined },
   ): Promise<Page<SandboxRecord>>;
+  /** Oldest first. An empty `states` matches nothing. */
   listByStates(states: SandboxState[]): Promise<SandboxRecord[]>;
+  /** Every sandbox of every user, oldest first: for admins and reconciliation, not for paging. */
+  listAll(): Promise<SandboxRecord[]>;
   countLiveForUser(userId: string): Promise<number>;
   countByState(): Promise<Record<SandboxState, number>>;
   setHandle(id: string, handle: SandboxHandle): Promise<void>;
   /**
    * Compare-and-set: moves the sandbox to `to` only if it is in one of `from`. Returns the
-   * updated row, or undefined if another writer got there first.
+   * updated row, or undefined if another writer got there first. Every state change is written
+   * this way before it is acted on, so two writers can never both act on one sandbox.
    */
   transition(
     id: string,
@@ -115,7 +120,12 @@ export interface SandboxRepository {
     to: SandboxState,
     patch: { at: number; failureReason?: string },
   ): Promise<SandboxRecord | undefined>;
+  /** One cheap UPDATE; callers throttle it (activity only matters at idle-timeout scale). */
   touchActivity(id: string, at: number): Promise<void>;
+  /** Running or hibernated sandboxes whose `expiresAt <= now`. */
+  listExpired(now: number): Promise<SandboxRecord[]>;
+  /** Running sandboxes whose `lastActivityAt + idleTimeoutMs <= now`. */
+  listIdle(now: number): Promise<SandboxRecord[]>;
 }
 
 export interface SandboxLogRepository {
@@ -126,7 +136,8 @@ export interface SandboxLogRepository {
   ): Promise<SandboxLogEntry[]>;
 }
 
-export interface Store {
+/** Every repository, bound to the store itself or to one transaction. */
+export interface StoreRepositories {
   readonly users: UserRepository;
   readonly apiKeys: ApiKeyRepository;
   readonly sandboxes: SandboxRepository;
@@ -135,6 +146,20 @@ export interface Store {
   readonly gatewayTokens: GatewayTokenRepository;
   readonly usage: UsageRepository;
   readonly runs: RunRepository;
+}
+
+/**
+ * Unique-constraint violations surface as `PolydevError("conflict")` naming the field; the
+ * store generates no ids except log and usage row numbers.
+ */
+export interface Store extends StoreRepositories {
+  /**
+   * Runs `fn` in one database transaction: committed when it resolves, rolled back when it
+   * throws (the error is rethrown). Inside `fn` use only the repositories passed in: on SQLite
+   * the store's one connection belongs to the transaction, so a call on the outer store would
+   * wait for `fn` forever.
+   */
+  transaction<T>(fn: (tx: StoreRepositories) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 

@@ -6,7 +6,7 @@ import type {
   UsageRepository,
 } from "@polydev/core";
 import type { Kysely, Selectable } from "kysely";
-import { fromJson, ms, msOrNull, toJson } from "./codec.js";
+import { fromJson, int8, ms, msOrNull, toJson } from "./codec.js";
 import type { CredentialsTable, Database } from "./schema.js";
 
 function toCredential(row: Selectable<CredentialsTable>): CredentialRecord {
@@ -116,7 +116,7 @@ export function credentialRepository(db: Kysely<Database>): CredentialRepository
         .select((eb) => eb.fn.countAll().as("n"))
         .where("key_id", "=", keyId)
         .executeTakeFirstOrThrow();
-      return Number(row.n);
+      return int8(row.n);
     },
   };
 }
@@ -188,9 +188,9 @@ export function usageRepository(db: Kysely<Database>): UsageRepository {
       return rows.map((r) => ({
         provider: r.provider,
         model: r.model,
-        requests: Number(r.requests),
-        inputTokens: Number(r.input),
-        outputTokens: Number(r.output),
+        requests: int8(r.requests),
+        inputTokens: int8(r.input),
+        outputTokens: int8(r.output),
       }));
     },
   };

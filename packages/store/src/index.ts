@@ -1,3 +1,6 @@
+export type { SqlFamily } from "./migrations/index.js";
 export type { Database } from "./schema.js";
 export type { SqliteStoreOptions } from "./sqlite.js";
-export { createStore, migrate, openSqliteStore } from "./sqlite.js";
+export { openSqliteStore } from "./sqlite.js";
+export { createStore, migrate } from "./store.js";
+export { toConflictError, withConflictErrors } from "./unique-violations.js";

@@ -102,13 +102,15 @@ export function runRepository(db: Kysely<Database>): RunRepository {
       return (await db.selectFrom("runs").selectAll().where("state", "in", states).execute()).map(toRun);
     },
     async transition(id, from, to, patch) {
-      const result = await db
+      if (from.length === 0) return undefined;
+      const row = await db
         .updateTable("runs")
         .set({ ...toRow(patch), state: to })
         .where("id", "=", id)
         .where("state", "in", from)
+        .returningAll()
         .executeTakeFirst();
-      return Number(result.numUpdatedRows) > 0 ? get(id) : undefined;
+      return row ? toRun(row) : undefined;
     },
     async appendEvent(event) {
       await db

@@ -9,7 +9,7 @@ import type {
 } from "@polydev/core";
 import { SANDBOX_STATES } from "@polydev/core";
 import type { Kysely, Selectable } from "kysely";
-import { fromJson, mapWriteError, ms, msOrNull, toJson } from "./codec.js";
+import { fromJson, int8, ms, msOrNull, toJson } from "./codec.js";
 import { decodeCursor, toPage } from "./paging.js";
 import type { Database, SandboxesTable, SandboxLogsTable } from "./schema.js";
 
@@ -46,7 +46,7 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
   };
   return {
     async insert(s) {
-      await db
+      const row = await db
         .insertInto("sandboxes")
         .values({
           id: s.id,
@@ -71,11 +71,9 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
           expires_at: s.expiresAt,
           destroyed_at: null,
         })
-        .execute()
-        .catch((error: unknown) => mapWriteError(error, `sandbox ${s.id}`));
-      const row = await get(s.id);
-      if (!row) throw new Error(`sandbox ${s.id} vanished right after insert`);
-      return row;
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return toSandbox(row);
     },
     get,
     async getForUser(userId, id) {
@@ -113,6 +111,34 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
         .selectAll()
         .where("state", "in", states)
         .orderBy("created_at")
+        .orderBy("id")
+        .execute();
+      return rows.map(toSandbox);
+    },
+    async listAll() {
+      const rows = await db.selectFrom("sandboxes").selectAll().orderBy("created_at").orderBy("id").execute();
+      return rows.map(toSandbox);
+    },
+    async listExpired(now) {
+      const rows = await db
+        .selectFrom("sandboxes")
+        .selectAll()
+        .where("state", "in", ["running", "hibernated"])
+        .where("expires_at", "<=", now)
+        .orderBy("expires_at")
+        .orderBy("id")
+        .execute();
+      return rows.map(toSandbox);
+    },
+    async listIdle(now) {
+      // Plain column arithmetic compares the same on SQLite and Postgres (int8 + int8 <= int8).
+      const rows = await db
+        .selectFrom("sandboxes")
+        .selectAll()
+        .where("state", "=", "running")
+        .where((eb) => eb(eb("last_activity_at", "+", eb.ref("idle_timeout_ms")), "<=", now))
+        .orderBy("last_activity_at")
+        .orderBy("id")
         .execute();
       return rows.map(toSandbox);
     },
@@ -123,7 +149,7 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
         .where("user_id", "=", userId)
         .where("state", "in", ["creating", "running", "hibernated"])
         .executeTakeFirstOrThrow();
-      return Number(row.n);
+      return int8(row.n);
     },
     async countByState() {
       const rows = await db
@@ -132,7 +158,7 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
         .groupBy("state")
         .execute();
       const counts = Object.fromEntries(SANDBOX_STATES.map((s) => [s, 0])) as Record<SandboxState, number>;
-      for (const row of rows) counts[row.state as SandboxState] = Number(row.n);
+      for (const row of rows) counts[row.state as SandboxState] = int8(row.n);
       return counts;
     },
     async setHandle(id, handle) {
@@ -143,7 +169,9 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
         .execute();
     },
     async transition(id, from, to, patch) {
-      const result = await db
+      if (from.length === 0) return undefined;
+      // One statement, so the state check and the write cannot be split by another writer.
+      const row = await db
         .updateTable("sandboxes")
         .set({
           state: to,
@@ -154,9 +182,9 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
         })
         .where("id", "=", id)
         .where("state", "in", from)
+        .returningAll()
         .executeTakeFirst();
-      if (Number(result.numUpdatedRows) === 0) return undefined;
-      return get(id);
+      return row ? toSandbox(row) : undefined;
     },
     async touchActivity(id, at) {
       await db.updateTable("sandboxes").set({ last_activity_at: at }).where("id", "=", id).execute();
@@ -166,7 +194,7 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
 
 function toLog(row: Selectable<SandboxLogsTable>): SandboxLogEntry {
   return {
-    id: row.id,
+    id: int8(row.id),
     sandboxId: row.sandbox_id,
     at: ms(row.at),
     level: row.level as SandboxLogEntry["level"],

@@ -45,7 +45,8 @@ export interface SandboxesTable {
 }
 
 export interface SandboxLogsTable {
-  id: Generated<number>;
+  /** int8 on Postgres, which arrives as a string. */
+  id: Generated<number | string>;
   sandbox_id: string;
   at: number | string;
   level: string;
@@ -76,7 +77,7 @@ export interface GatewayTokensTable {
 }
 
 export interface UsageTable {
-  id: Generated<number>;
+  id: Generated<number | string>;
   user_id: string;
   sandbox_id: string;
   provider: string;

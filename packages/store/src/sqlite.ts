@@ -2,54 +2,57 @@ import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Store } from "@polydev/core";
 import SqliteDatabase from "better-sqlite3";
-import { Kysely, Migrator, SqliteDialect } from "kysely";
-import { credentialRepository, gatewayTokenRepository, usageRepository } from "./credentials.js";
-import { migrationProvider } from "./migrations/index.js";
-import { runRepository } from "./runs.js";
-import { sandboxLogRepository, sandboxRepository } from "./sandboxes.js";
+import { Kysely, SqliteDialect } from "kysely";
 import type { Database } from "./schema.js";
-import { apiKeyRepository, userRepository } from "./users.js";
+import { createStore, migrate } from "./store.js";
+import { withConflictErrors } from "./unique-violations.js";
 
 export interface SqliteStoreOptions {
-  /** Path of the database file; created (with its directory) on first open. */
+  /** Path of the database file; it and its directory (mode 0700) are created on first open. */
   file: string;
+  /** Aborts the open; a store already opened by then is closed again. */
+  signal?: AbortSignal | undefined;
 }
+
+/** How long a write waits for another process's lock (e.g. the CLI beside the server) before failing. */
+const BUSY_TIMEOUT_MS = 5000;
 
 /**
- * The embedded default. WAL lets readers run while a write commits; NORMAL sync is durable
- * across process crashes (the WAL is fsynced at checkpoints), which is the failure we design for.
+ * One connection with the settings every open needs. WAL lets readers run while a write commits;
+ * NORMAL sync is durable across process crashes (only a power loss may drop the last commits),
+ * which is the failure we design for. Foreign keys are a per-connection setting whose default is
+ * a compile-time option (better-sqlite3 happens to build with it on), so it is set explicitly.
  */
-export async function openSqliteStore(options: SqliteStoreOptions): Promise<Store> {
-  await mkdir(dirname(options.file), { recursive: true, mode: 0o700 });
-  const sqlite = new SqliteDatabase(options.file);
-  sqlite.pragma("journal_mode = WAL");
-  sqlite.pragma("synchronous = NORMAL");
-  sqlite.pragma("foreign_keys = ON");
-  sqlite.pragma("busy_timeout = 5000");
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
-  await migrate(db);
-  return createStore(db);
-}
-
-export async function migrate(db: Kysely<Database>): Promise<void> {
-  const migrator = new Migrator({ db, provider: migrationProvider });
-  const { error, results } = await migrator.migrateToLatest();
-  const failed = results?.find((r) => r.status === "Error");
-  if (error || failed) {
-    throw new Error(`database migration ${failed?.migrationName ?? ""} failed: ${String(error)}`);
+export function openSqliteConnection(file: string): SqliteDatabase.Database {
+  const sqlite = new SqliteDatabase(file);
+  try {
+    sqlite.pragma("journal_mode = WAL");
+    sqlite.pragma("synchronous = NORMAL");
+    sqlite.pragma("foreign_keys = ON");
+    sqlite.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  } catch (error) {
+    sqlite.close();
+    throw error;
   }
+  return sqlite;
 }
 
-export function createStore(db: Kysely<Database>): Store {
-  return {
-    users: userRepository(db),
-    apiKeys: apiKeyRepository(db),
-    sandboxes: sandboxRepository(db),
-    sandboxLogs: sandboxLogRepository(db),
-    credentials: credentialRepository(db),
-    gatewayTokens: gatewayTokenRepository(db),
-    usage: usageRepository(db),
-    runs: runRepository(db),
-    close: () => db.destroy(),
-  };
+export function sqliteKysely(sqlite: SqliteDatabase.Database): Kysely<Database> {
+  return new Kysely<Database>({ dialect: withConflictErrors(new SqliteDialect({ database: sqlite })) });
+}
+
+/** The embedded default: a SQLite file, migrated to the latest schema before it is returned. */
+export async function openSqliteStore(options: SqliteStoreOptions): Promise<Store> {
+  options.signal?.throwIfAborted();
+  await mkdir(dirname(options.file), { recursive: true, mode: 0o700 });
+  options.signal?.throwIfAborted();
+  const db = sqliteKysely(openSqliteConnection(options.file));
+  try {
+    await migrate(db, "sqlite");
+    options.signal?.throwIfAborted();
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+  return createStore(db);
 }

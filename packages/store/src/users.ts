@@ -1,9 +1,11 @@
 import type { ApiKeyRecord, ApiKeyRepository, UserRecord, UserRepository, UserRole } from "@polydev/core";
 import type { Kysely, Selectable } from "kysely";
-import { mapWriteError, ms, msOrNull } from "./codec.js";
+import { int8, ms, msOrNull } from "./codec.js";
 import type { ApiKeysTable, Database, UsersTable } from "./schema.js";
 
-function toUser(row: Selectable<UsersTable>): UserRecord {
+type UserColumns = Pick<Selectable<UsersTable>, "id" | "name" | "role" | "password_hash" | "created_at">;
+
+function toUser(row: UserColumns): UserRecord {
   return {
     id: row.id,
     name: row.name,
@@ -37,8 +39,7 @@ export function userRepository(db: Kysely<Database>): UserRepository {
           password_hash: user.passwordHash,
           created_at: user.createdAt,
         })
-        .execute()
-        .catch((error: unknown) => mapWriteError(error, `a user named "${user.name}"`));
+        .execute();
       return user;
     },
     async getById(id) {
@@ -65,7 +66,7 @@ export function userRepository(db: Kysely<Database>): UserRepository {
         .selectFrom("users")
         .select((eb) => eb.fn.countAll().as("n"))
         .executeTakeFirstOrThrow();
-      return Number(row.n);
+      return int8(row.n);
     },
   };
 }
@@ -84,19 +85,32 @@ export function apiKeyRepository(db: Kysely<Database>): ApiKeyRepository {
           created_at: key.createdAt,
           last_used_at: null,
         })
-        .execute()
-        .catch((error: unknown) => mapWriteError(error, "that API key"));
+        .execute();
       return { ...key, lastUsedAt: null };
     },
     async findByHash(keyHash) {
-      const key = await db
+      // One round trip: this runs on every API request.
+      const row = await db
         .selectFrom("api_keys")
-        .selectAll()
-        .where("key_hash", "=", keyHash)
+        .innerJoin("users", "users.id", "api_keys.user_id")
+        .selectAll("api_keys")
+        .select([
+          "users.name as user_name",
+          "users.role as user_role",
+          "users.password_hash as user_password_hash",
+          "users.created_at as user_created_at",
+        ])
+        .where("api_keys.key_hash", "=", keyHash)
         .executeTakeFirst();
-      if (!key) return undefined;
-      const user = await db.selectFrom("users").selectAll().where("id", "=", key.user_id).executeTakeFirst();
-      return user ? { key: toKey(key), user: toUser(user) } : undefined;
+      if (!row) return undefined;
+      const user = toUser({
+        id: row.user_id,
+        name: row.user_name,
+        role: row.user_role,
+        password_hash: row.user_password_hash,
+        created_at: row.user_created_at,
+      });
+      return { key: toKey(row), user };
     },
     async listForUser(userId) {
       const rows = await db
@@ -104,6 +118,7 @@ export function apiKeyRepository(db: Kysely<Database>): ApiKeyRepository {
         .selectAll()
         .where("user_id", "=", userId)
         .orderBy("created_at")
+        .orderBy("id")
         .execute();
       return rows.map(toKey);
     },
@@ -116,7 +131,7 @@ export function apiKeyRepository(db: Kysely<Database>): ApiKeyRepository {
         .where("id", "=", id)
         .where("user_id", "=", userId)
         .executeTakeFirst();
-      return Number(result.numDeletedRows) > 0;
+      return result.numDeletedRows > 0n;
     },
   };
 }

@@ -1,7 +1,9 @@
 import type { Kysely } from "kysely";
+import { autoIncrementId, type SqlFamily } from "./sql-family.js";
 
 /** Built with the schema builder only, so the same migration runs on SQLite and Postgres. */
-export async function up(db: Kysely<unknown>): Promise<void> {
+export async function up(db: Kysely<unknown>, family: SqlFamily): Promise<void> {
+  const id = autoIncrementId(family);
   await db.schema
     .createTable("users")
     .addColumn("id", "text", (c) => c.primaryKey())
@@ -56,7 +58,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   await db.schema
     .createTable("sandbox_logs")
-    .addColumn("id", "integer", (c) => c.primaryKey().autoIncrement())
+    .addColumn("id", id.type, id.build)
     .addColumn("sandbox_id", "text", (c) => c.notNull().references("sandboxes.id").onDelete("cascade"))
     .addColumn("at", "bigint", (c) => c.notNull())
     .addColumn("level", "text", (c) => c.notNull())

@@ -1,7 +1,9 @@
 import type { Kysely } from "kysely";
+import { autoIncrementId, type SqlFamily } from "./sql-family.js";
 
 /** Credentials (sealed by the vault), sandbox gateway tokens (hashed) and gateway usage. */
-export async function up(db: Kysely<unknown>): Promise<void> {
+export async function up(db: Kysely<unknown>, family: SqlFamily): Promise<void> {
+  const id = autoIncrementId(family);
   await db.schema
     .createTable("credentials")
     .addColumn("id", "text", (c) => c.primaryKey())
@@ -30,7 +32,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   await db.schema
     .createTable("usage")
-    .addColumn("id", "integer", (c) => c.primaryKey().autoIncrement())
+    .addColumn("id", id.type, id.build)
     .addColumn("user_id", "text", (c) => c.notNull().references("users.id").onDelete("cascade"))
     .addColumn("sandbox_id", "text", (c) => c.notNull())
     .addColumn("provider", "text", (c) => c.notNull())

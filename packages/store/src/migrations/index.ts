@@ -3,15 +3,33 @@ import * as initial from "./001-initial.js";
 import * as credentials from "./002-credentials.js";
 import * as runs from "./003-runs.js";
 import * as userProxy from "./004-user-proxy.js";
+import type { SqlFamily } from "./sql-family.js";
+
+export type { SqlFamily } from "./sql-family.js";
+
+interface MigrationModule {
+  up(db: Parameters<Migration["up"]>[0], family: SqlFamily): Promise<void>;
+  down(db: Parameters<Migration["up"]>[0]): Promise<void>;
+}
+
+/** Never edit or rename an applied migration: its name is what the database remembers. */
+const MIGRATIONS: Record<string, MigrationModule> = {
+  "001-initial": initial,
+  "002-credentials": credentials,
+  "003-runs": runs,
+  "004-user-proxy": userProxy,
+};
 
 /** Migrations live in code (not read from a folder) so a bundled build carries them. */
-export const migrationProvider: MigrationProvider = {
-  async getMigrations(): Promise<Record<string, Migration>> {
-    return {
-      "001-initial": initial,
-      "002-credentials": credentials,
-      "003-runs": runs,
-      "004-user-proxy": userProxy,
-    };
-  },
-};
+export function migrationProvider(family: SqlFamily): MigrationProvider {
+  return {
+    async getMigrations(): Promise<Record<string, Migration>> {
+      return Object.fromEntries(
+        Object.entries(MIGRATIONS).map(([name, m]) => [
+          name,
+          { up: (db) => m.up(db, family), down: (db) => m.down(db) },
+        ]),
+      );
+    },
+  };
+}

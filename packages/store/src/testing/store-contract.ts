@@ -1,8 +1,10 @@
 /**
  * The Store contract: every implementation (SQLite file, Postgres) runs these same cases.
- * `open` must return a store on a fresh, empty database each call.
+ * `open` must return a store on a fresh, empty database each call; the suite closes it.
+ * Times are explicit numbers, so nothing here depends on the clock.
  */
 import type { NewSandbox, Store } from "@polydev/core";
+import { PolydevError } from "@polydev/core";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
 export function runStoreContract(name: string, open: () => Promise<Store>): void {
@@ -49,50 +51,64 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
     it("creates users, refuses duplicate names with a conflict naming the field", async () => {
       await store.users.create(user("usr_1"));
       expect(await store.users.getByName("name-usr_1")).toMatchObject({ id: "usr_1", role: "user" });
-      await expect(store.users.create({ ...user("usr_2"), name: "name-usr_1" })).rejects.toMatchObject({
+      expect(await store.users.getById("usr_1")).toEqual(user("usr_1"));
+      const duplicate = store.users.create({ ...user("usr_2"), name: "name-usr_1" });
+      await expect(duplicate).rejects.toBeInstanceOf(PolydevError);
+      await expect(duplicate).rejects.toMatchObject({
         code: "conflict",
-        message: expect.stringContaining("name-usr_1"),
+        message: "a user with this name already exists",
+        details: { fields: ["name"] },
       });
       expect(await store.users.count()).toBe(1);
+      await store.users.create(user("usr_3", 500));
+      expect((await store.users.list()).map((u) => u.id)).toEqual(["usr_3", "usr_1"]);
     });
 
-    it("finds API keys by hash with their user, touches and deletes them", async () => {
-      await store.users.create(user("usr_1"));
-      await store.apiKeys.create({
-        id: "key_1",
-        userId: "usr_1",
-        name: "k",
-        keyHash: "h1",
-        prefix: "pdk_ab",
-        createdAt: 5,
-      });
+    it("finds API keys by hash joined with their user, touches and deletes them", async () => {
+      await store.users.create({ ...user("usr_1"), role: "admin", passwordHash: "ph" });
+      const key = { id: "key_1", userId: "usr_1", name: "k", keyHash: "h1", prefix: "pdk_ab", createdAt: 5 };
+      await store.apiKeys.create(key);
       const found = await store.apiKeys.findByHash("h1");
-      expect(found?.user.id).toBe("usr_1");
-      expect(found?.key.lastUsedAt).toBeNull();
+      expect(found).toEqual({
+        key: { ...key, lastUsedAt: null },
+        user: { ...user("usr_1"), role: "admin", passwordHash: "ph" },
+      });
+      await expect(store.apiKeys.create({ ...key, id: "key_2" })).rejects.toMatchObject({
+        code: "conflict",
+        details: { fields: ["keyHash"] },
+      });
       await store.apiKeys.touch("key_1", 99);
       expect((await store.apiKeys.findByHash("h1"))?.key.lastUsedAt).toBe(99);
+      expect((await store.apiKeys.listForUser("usr_1")).map((k) => k.id)).toEqual(["key_1"]);
       expect(await store.apiKeys.delete("usr_other", "key_1")).toBe(false);
       expect(await store.apiKeys.delete("usr_1", "key_1")).toBe(true);
       expect(await store.apiKeys.findByHash("h1")).toBeUndefined();
     });
 
-    it("round-trips a sandbox with its JSON fields and handle", async () => {
+    it("round-trips a sandbox with its JSON fields and handle, and hides it from other users", async () => {
       await store.users.create(user("usr_1"));
-      const inserted = await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));
-      expect(inserted).toMatchObject({
-        state: "creating",
-        env: { A: "1" },
+      const inserted = await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000, { cpu: 0.5 }));
+      expect(inserted).toEqual({
+        ...sandbox("sbx_1", "usr_1", 1000, { cpu: 0.5 }),
+        failureReason: null,
         handle: null,
+        updatedAt: 1000,
+        stateChangedAt: 1000,
         lastActivityAt: 1000,
+        destroyedAt: null,
       });
       await store.sandboxes.setHandle("sbx_1", {
         sandboxId: "sbx_1",
         driver: "namespace",
-        data: { pid: 42 },
+        data: { pid: 42, nested: { path: "/x" } },
       });
-      expect((await store.sandboxes.get("sbx_1"))?.handle?.data).toEqual({ pid: 42 });
+      expect((await store.sandboxes.get("sbx_1"))?.handle?.data).toEqual({ pid: 42, nested: { path: "/x" } });
       expect(await store.sandboxes.getForUser("usr_1", "sbx_1")).toBeDefined();
       expect(await store.sandboxes.getForUser("usr_2", "sbx_1")).toBeUndefined();
+      await expect(store.sandboxes.insert(sandbox("sbx_1", "usr_1", 2000))).rejects.toMatchObject({
+        code: "conflict",
+        message: "a sandbox with this id already exists",
+      });
     });
 
     it("transitions by compare-and-set: exactly one of two racing writers wins", async () => {
@@ -100,36 +116,114 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));
       const results = await Promise.all([
         store.sandboxes.transition("sbx_1", ["creating"], "running", { at: 2000 }),
-        store.sandboxes.transition("sbx_1", ["creating"], "failed", { at: 2000, failureReason: "x" }),
+        store.sandboxes.transition("sbx_1", ["creating"], "failed", { at: 2000, failureReason: "boom" }),
       ]);
-      expect(results.filter((r) => r !== undefined)).toHaveLength(1);
+      const winners = results.filter((r) => r !== undefined);
+      expect(winners).toHaveLength(1);
+      expect(await store.sandboxes.get("sbx_1")).toEqual(winners[0]);
+      expect(winners[0]).toMatchObject({ stateChangedAt: 2000, updatedAt: 2000, destroyedAt: null });
+      if (winners[0]?.state === "failed") expect(winners[0].failureReason).toBe("boom");
+
       const destroyed = await store.sandboxes.transition("sbx_1", ["running", "failed"], "destroyed", {
         at: 3000,
       });
       expect(destroyed).toMatchObject({ state: "destroyed", destroyedAt: 3000, stateChangedAt: 3000 });
       expect(await store.sandboxes.transition("sbx_1", ["running"], "failed", { at: 4000 })).toBeUndefined();
+      expect(await store.sandboxes.transition("sbx_1", [], "failed", { at: 4000 })).toBeUndefined();
+      expect(
+        await store.sandboxes.transition("sbx_missing", ["creating"], "running", { at: 1 }),
+      ).toBeUndefined();
+      expect((await store.sandboxes.get("sbx_1"))?.state).toBe("destroyed");
     });
 
     it("pages a user's sandboxes newest first with a cursor, and filters by state", async () => {
       await store.users.create(user("usr_1"));
       await store.users.create(user("usr_2"));
+      // Ties on created_at must still page without gaps or repeats: the cursor carries the id too.
       for (let i = 0; i < 5; i++) await store.sandboxes.insert(sandbox(`sbx_${i}`, "usr_1", 1000 + (i % 3)));
       await store.sandboxes.insert(sandbox("sbx_other", "usr_2", 5000));
-      const seen: string[] = [];
+      const pages: string[][] = [];
       let cursor: string | undefined;
       do {
         const page = await store.sandboxes.listForUser("usr_1", { limit: 2, cursor });
-        seen.push(...page.items.map((s) => s.id));
+        pages.push(page.items.map((s) => s.id));
         cursor = page.nextCursor;
       } while (cursor);
-      expect(seen).toHaveLength(5);
-      expect(new Set(seen).size).toBe(5);
-      expect(seen).not.toContain("sbx_other");
+      expect(pages).toEqual([["sbx_2", "sbx_4"], ["sbx_1", "sbx_3"], ["sbx_0"]]);
+      const exact = await store.sandboxes.listForUser("usr_1", { limit: 5 });
+      expect(exact.items).toHaveLength(5);
+      expect(exact.nextCursor).toBeUndefined();
+
       await store.sandboxes.transition("sbx_2", ["creating"], "running", { at: 6000 });
       const running = await store.sandboxes.listForUser("usr_1", { limit: 10, states: ["running"] });
       expect(running.items.map((s) => s.id)).toEqual(["sbx_2"]);
+      expect((await store.sandboxes.listByStates(["running", "hibernated"])).map((s) => s.id)).toEqual([
+        "sbx_2",
+      ]);
+      expect(await store.sandboxes.listByStates([])).toEqual([]);
+      expect((await store.sandboxes.listAll()).map((s) => s.id)).toEqual([
+        "sbx_0",
+        "sbx_3",
+        "sbx_1",
+        "sbx_4",
+        "sbx_2",
+        "sbx_other",
+      ]);
       expect(await store.sandboxes.countLiveForUser("usr_1")).toBe(5);
-      expect((await store.sandboxes.countByState()).running).toBe(1);
+      expect(await store.sandboxes.countByState()).toEqual({
+        creating: 5,
+        running: 1,
+        hibernated: 0,
+        destroying: 0,
+        destroyed: 0,
+        failed: 0,
+      });
+    });
+
+    it("lists expired and idle sandboxes by explicit times", async () => {
+      await store.users.create(user("usr_1"));
+      const at = { at: 1500 };
+      // Expires at 1000 + 60_000 = 61_000; idle after 1000 + 10_000 = 11_000 without activity.
+      await store.sandboxes.insert(sandbox("sbx_run", "usr_1", 1000));
+      await store.sandboxes.transition("sbx_run", ["creating"], "running", at);
+      await store.sandboxes.insert(sandbox("sbx_hib", "usr_1", 1000));
+      await store.sandboxes.transition("sbx_hib", ["creating"], "hibernated", at);
+      await store.sandboxes.insert(sandbox("sbx_new", "usr_1", 1000));
+      await store.sandboxes.insert(sandbox("sbx_late", "usr_1", 1000, { expiresAt: 90_000 }));
+      await store.sandboxes.transition("sbx_late", ["creating"], "running", at);
+
+      const ids = (rows: { id: string }[]) => rows.map((r) => r.id).sort();
+      expect(await store.sandboxes.listExpired(60_999)).toEqual([]);
+      expect(ids(await store.sandboxes.listExpired(61_000))).toEqual(["sbx_hib", "sbx_run"]);
+      expect(ids(await store.sandboxes.listExpired(90_000))).toEqual(["sbx_hib", "sbx_late", "sbx_run"]);
+
+      expect(await store.sandboxes.listIdle(10_999)).toEqual([]);
+      expect(ids(await store.sandboxes.listIdle(11_000))).toEqual(["sbx_late", "sbx_run"]);
+      await store.sandboxes.touchActivity("sbx_run", 5000);
+      expect((await store.sandboxes.get("sbx_run"))?.lastActivityAt).toBe(5000);
+      expect(ids(await store.sandboxes.listIdle(14_999))).toEqual(["sbx_late"]);
+      expect(ids(await store.sandboxes.listIdle(15_000))).toEqual(["sbx_late", "sbx_run"]);
+    });
+
+    it("commits a transaction that resolves and rolls back one that throws", async () => {
+      const committed = await store.transaction(async (tx) => {
+        await tx.users.create(user("usr_1"));
+        await tx.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));
+        return "done";
+      });
+      expect(committed).toBe("done");
+      expect(await store.sandboxes.get("sbx_1")).toBeDefined();
+
+      const failure = new Error("abort the transaction");
+      await expect(
+        store.transaction(async (tx) => {
+          await tx.users.create(user("usr_2"));
+          await tx.sandboxes.transition("sbx_1", ["creating"], "running", { at: 2000 });
+          throw failure;
+        }),
+      ).rejects.toBe(failure);
+      expect(await store.users.getById("usr_2")).toBeUndefined();
+      expect((await store.sandboxes.get("sbx_1"))?.state).toBe("creating");
     });
 
     it("keeps one credential per user and provider, replaces it, and rotates it by compare-and-set", async () => {
@@ -228,18 +322,25 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       expect((await store.runs.events("run_1", 1, 10)).map((e) => e.seq)).toEqual([2, 3]);
     });
 
-    it("keeps logs in order, pages them after an id, and drops them with their sandbox's user", async () => {
+    it("keeps logs in insertion order per sandbox and pages them after an id", async () => {
       await store.users.create(user("usr_1"));
       await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));
+      await store.sandboxes.insert(sandbox("sbx_2", "usr_1", 1000));
+      // `at` deliberately out of order: the log id, not the timestamp, is the order of arrival.
       await store.sandboxLogs.append("sbx_1", [
-        { at: 1, level: "info", source: "server", message: "one" },
-        { at: 2, level: "error", source: "console", message: "two" },
+        { at: 3, level: "info", source: "server", message: "one" },
+        { at: 1, level: "error", source: "console", message: "two" },
       ]);
-      await store.sandboxLogs.append("sbx_1", [{ at: 3, level: "warn", source: "driver", message: "three" }]);
+      await store.sandboxLogs.append("sbx_2", [{ at: 2, level: "info", source: "driver", message: "other" }]);
+      await store.sandboxLogs.append("sbx_1", [{ at: 2, level: "warn", source: "driver", message: "three" }]);
+      await store.sandboxLogs.append("sbx_1", []);
       const all = await store.sandboxLogs.list("sbx_1", { limit: 10 });
       expect(all.map((l) => l.message)).toEqual(["one", "two", "three"]);
+      expect(all[1]).toMatchObject({ sandboxId: "sbx_1", at: 1, level: "error", source: "console" });
+      expect(all.every((l) => typeof l.id === "number")).toBe(true);
       const after = await store.sandboxLogs.list("sbx_1", { afterId: all[0]?.id, limit: 1 });
       expect(after.map((l) => l.message)).toEqual(["two"]);
+      expect(await store.sandboxLogs.list("sbx_1", { afterId: all[2]?.id, limit: 10 })).toEqual([]);
     });
   });
 }

@@ -1,0 +1,44 @@
+/** Dialect-neutral assembly: a SQLite or Postgres store differs only in how its Kysely is made. */
+import type { Store, StoreRepositories } from "@polydev/core";
+import { type Kysely, Migrator } from "kysely";
+import { credentialRepository, gatewayTokenRepository, usageRepository } from "./credentials.js";
+import { migrationProvider, type SqlFamily } from "./migrations/index.js";
+import { runRepository } from "./runs.js";
+import { sandboxLogRepository, sandboxRepository } from "./sandboxes.js";
+import type { Database } from "./schema.js";
+import { apiKeyRepository, userRepository } from "./users.js";
+
+/** Applies every pending migration; already applied ones are skipped, so this runs at each open. */
+export async function migrate(db: Kysely<Database>, family: SqlFamily): Promise<void> {
+  const migrator = new Migrator({ db, provider: migrationProvider(family) });
+  const { error, results } = await migrator.migrateToLatest();
+  const failed = results?.find((r) => r.status === "Error");
+  if (error !== undefined || failed) {
+    throw new Error(`database migration ${failed?.migrationName ?? ""} failed: ${String(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** A Kysely instance and a Transaction build repositories the same way. */
+function repositories(db: Kysely<Database>): StoreRepositories {
+  return {
+    users: userRepository(db),
+    apiKeys: apiKeyRepository(db),
+    sandboxes: sandboxRepository(db),
+    sandboxLogs: sandboxLogRepository(db),
+    credentials: credentialRepository(db),
+    gatewayTokens: gatewayTokenRepository(db),
+    usage: usageRepository(db),
+    runs: runRepository(db),
+  };
+}
+
+/** `db` must already be migrated; closing the store destroys it. */
+export function createStore(db: Kysely<Database>): Store {
+  return {
+    ...repositories(db),
+    transaction: (fn) => db.transaction().execute((trx) => fn(repositories(trx))),
+    close: () => db.destroy(),
+  };
+}
