@@ -37,11 +37,20 @@ describe("polydev keys rotate", () => {
     const file = JSON.parse(await readFile(keyFile, "utf8")) as { current: string; keys: { id: string }[] };
     expect(file.current).not.toBe(oldKeyId);
     expect(file.keys.map((k) => k.id)).toEqual([file.current]);
+    // The running server, which has read nothing since, stores a new credential: it must use the
+    // new key, or the next rotation would retire the key it was sealed with.
+    await service.putApiKey("usr_1", "openai", "sk-openai-after-rotation");
+    expect((await store.credentials.get("usr_1", "openai"))?.keyId).toBe(file.current);
     const record = await store.credentials.get("usr_1", "anthropic");
     expect(record?.keyId).toBe(file.current);
     expect(await service.credentialFor("usr_1", "anthropic")).toEqual({
       kind: "api_key",
       secret: "sk-ant-secret-value-1",
+    });
+    expect(await keys(["rotate", "--data-dir", dataDir], {})).toBe(0);
+    expect(await service.credentialFor("usr_1", "openai")).toEqual({
+      kind: "api_key",
+      secret: "sk-openai-after-rotation",
     });
     await store.close();
   });

@@ -4,6 +4,9 @@ import { CredentialService, configFromEnv, MASTER_KEY_FILE, parseConfig } from "
 import { openSqliteStore } from "@polydev/store";
 import { EnvelopeVault, loadKeyring, retireMasterKey, rotateMasterKey } from "@polydev/vault";
 
+/** How long a retirement waits for a save that began before the rotation. */
+const RETIRE_SETTLE_MS = 2000;
+
 export const KEYS_HELP = `Usage: polydev keys rotate [--data-dir DIR]
 
 Adds a new master key to the key file (the old keys stay, so nothing becomes unreadable),
@@ -45,7 +48,13 @@ export async function keys(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     if (!config.masterKey) {
       for (const oldKeyId of before.keys.keys()) {
         if (oldKeyId === newKeyId) continue;
-        const inUse = await store.credentials.countByKeyId(oldKeyId);
+        // Count twice, a moment apart: a server that read the key file just before the rotation
+        // may still be saving one record under the old key.
+        let inUse = await store.credentials.countByKeyId(oldKeyId);
+        if (inUse === 0) {
+          await new Promise((resolve) => setTimeout(resolve, RETIRE_SETTLE_MS));
+          inUse = await store.credentials.countByKeyId(oldKeyId);
+        }
         if (inUse === 0) await retireMasterKey(keyFile, oldKeyId, 0);
         else process.stdout.write(`kept key ${oldKeyId}: ${inUse} records still use it\n`);
       }

@@ -59,7 +59,7 @@ export class CredentialService {
   private readonly refreshing = new Map<string, Promise<string>>();
 
   async putApiKey(userId: string, provider: GatewayProvider, apiKey: string): Promise<CredentialRecord> {
-    const sealed = this.vault.seal(apiKey, { ownerId: userId, provider });
+    const sealed = await this.sealCurrent(apiKey, userId, provider);
     return this.store.credentials.upsert({
       id: newId("cred"),
       userId,
@@ -75,7 +75,7 @@ export class CredentialService {
   /** A subscription login's credential file, as the CLI wrote it (checked to hold a token). */
   async putOAuth(userId: string, provider: GatewayProvider, fileText: string): Promise<CredentialRecord> {
     const { expiresAt } = accessTokenFrom(provider, fileText);
-    const sealed = this.vault.seal(fileText, { ownerId: userId, provider });
+    const sealed = await this.sealCurrent(fileText, userId, provider);
     return this.store.credentials.upsert({
       id: newId("cred"),
       userId,
@@ -86,6 +86,16 @@ export class CredentialService {
       metadata: expiresAt === undefined ? {} : { expiresAt: new Date(expiresAt).toISOString() },
       createdAt: this.now(),
     });
+  }
+
+  /**
+   * Seals under the master key that is current in the key file right now: after a
+   * `polydev keys rotate` in another process, a record sealed with the old key could be stranded
+   * once that key is retired.
+   */
+  private async sealCurrent(plaintext: string, ownerId: string, provider: string): Promise<string> {
+    await this.vault.refresh();
+    return this.vault.seal(plaintext, { ownerId, provider });
   }
 
   async list(userId: string): Promise<CredentialRecord[]> {
@@ -133,7 +143,7 @@ export class CredentialService {
         } catch (error) {
           throw new PolydevError("unauthorized", error instanceof Error ? error.message : String(error));
         }
-        const sealed = this.vault.seal(refreshed, { ownerId: record.userId, provider });
+        const sealed = await this.sealCurrent(refreshed, record.userId, provider);
         await this.store.credentials.replaceSealed(
           record.id,
           record.sealed,
