@@ -109,7 +109,7 @@ export function signalName(signal: number | null | undefined): string | null {
 }
 
 /** Every descendant of `pid`, found through /proc's children lists. */
-export async function descendants(pid: number): Promise<number[]> {
+async function descendants(pid: number): Promise<number[]> {
   const found: number[] = [];
   const queue = [pid];
   while (queue.length > 0) {

@@ -30,7 +30,6 @@ export interface CreateSandboxInput {
   metadata?: Record<string, string> | undefined;
 }
 
-const LIVE_STATES: SandboxState[] = ["creating", "running", "hibernated"];
 /** Activity is written at most this often per sandbox: the idle timeout is minutes, not ms. */
 const ACTIVITY_WRITE_EVERY_MS = 5_000;
 
@@ -294,10 +293,6 @@ export class SandboxService {
   async closeAll(): Promise<void> {
     const ids = [...this.connections.keys()];
     await Promise.all(ids.map((id) => this.forgetConnection(id)));
-  }
-
-  liveStates(): SandboxState[] {
-    return LIVE_STATES;
   }
 }
 
