@@ -112,6 +112,20 @@ describe("envelope vault", () => {
   });
 });
 
+describe("envelope vault in logs", () => {
+  it("never shows its master keys through inspect or JSON", async () => {
+    const key = Buffer.alloc(32, 7);
+    const vault = new EnvelopeVault(
+      await loadKeyring({ envKey: key.toString("hex"), keyFile: join(dir, "k.json") }),
+    );
+    const shown = `${inspect(vault, { depth: 10, showHidden: true })} ${JSON.stringify({ vault })}`;
+    expect(shown).toContain(vault.currentKeyId());
+    for (const form of [key.toString("hex"), key.toString("base64"), "7, 7, 7, 7", "07 07 07 07"]) {
+      expect(shown).not.toContain(form);
+    }
+  });
+});
+
 describe("Secret", () => {
   it("does not leak through JSON, strings, templates or inspect", () => {
     const secret = new Secret(SECRET);

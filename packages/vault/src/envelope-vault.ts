@@ -7,6 +7,7 @@
  * Record: `pv1.<keyId>.<wrapped: iv|key|tag>.<sealed: iv|ciphertext|tag>` (base64url parts).
  */
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { inspect } from "node:util";
 import type { SecretOwner, Vault } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import type { Keyring } from "./keyring.js";
@@ -56,14 +57,27 @@ function parse(record: string): Parsed {
 }
 
 export class EnvelopeVault implements Vault {
+  // A true private field: util.inspect, console.log and JSON.stringify never reach the key bytes.
+  #keyring: Keyring;
+
   constructor(
-    private keyring: Keyring,
+    keyring: Keyring,
     /** Re-reads the keys (e.g. after `polydev keys rotate` changed the key file). */
     private readonly reload?: () => Promise<Keyring>,
-  ) {}
+  ) {
+    this.#keyring = keyring;
+  }
+
+  [inspect.custom](): string {
+    return `EnvelopeVault(current key ${this.#keyring.currentKeyId}, ${this.#keyring.keys.size} key(s))`;
+  }
+
+  toJSON(): string {
+    return "[EnvelopeVault]";
+  }
 
   currentKeyId(): string {
-    return this.keyring.currentKeyId;
+    return this.#keyring.currentKeyId;
   }
 
   keyIdOf(sealed: string): string {
@@ -72,16 +86,16 @@ export class EnvelopeVault implements Vault {
 
   /** Picks up keys added by a rotation in another process; call when a key id is unknown. */
   async refresh(): Promise<void> {
-    if (this.reload) this.keyring = await this.reload();
+    if (this.reload) this.#keyring = await this.reload();
   }
 
   hasKey(keyId: string): boolean {
-    return this.keyring.keys.has(keyId);
+    return this.#keyring.keys.has(keyId);
   }
 
   seal(plaintext: string, owner: SecretOwner): string {
-    const keyId = this.keyring.currentKeyId;
-    const master = this.keyring.keys.get(keyId);
+    const keyId = this.#keyring.currentKeyId;
+    const master = this.#keyring.keys.get(keyId);
     if (!master) throw new PolydevError("internal", "the current master key is missing");
     const dataKey = randomBytes(32);
     try {
@@ -109,8 +123,8 @@ export class EnvelopeVault implements Vault {
     try {
       // Opening the secret layer also proves the record intact before it is carried forward.
       const plaintext = decrypt(dataKey, sealed, aad(owner, "data", keyId));
-      const current = this.keyring.currentKeyId;
-      const master = this.keyring.keys.get(current);
+      const current = this.#keyring.currentKeyId;
+      const master = this.#keyring.keys.get(current);
       if (!master) throw new PolydevError("internal", "the current master key is missing");
       const resealed = encrypt(dataKey, plaintext, aad(owner, "data", current));
       plaintext.fill(0);
@@ -126,7 +140,7 @@ export class EnvelopeVault implements Vault {
 
   private unwrap(record: string, owner: SecretOwner): { dataKey: Buffer; sealed: Buffer; keyId: string } {
     const { keyId, wrapped, sealed } = parse(record);
-    const master = this.keyring.keys.get(keyId);
+    const master = this.#keyring.keys.get(keyId);
     if (!master) throw unreadable();
     try {
       return { dataKey: decrypt(master, wrapped, aad(owner, "key", keyId)), sealed, keyId };
