@@ -126,6 +126,23 @@ describe("envelope vault in logs", () => {
   });
 });
 
+describe("key file under concurrency", () => {
+  it("gives every process starting on an empty data directory the same key", async () => {
+    const keyrings = await Promise.all(Array.from({ length: 20 }, () => loadKeyring({ keyFile })));
+    const ids = new Set(keyrings.map((k) => k.currentKeyId));
+    expect(ids.size).toBe(1);
+    expect((await loadKeyring({ keyFile })).currentKeyId).toBe(keyrings[0]?.currentKeyId);
+  });
+
+  it("keeps every key of concurrent rotations", async () => {
+    await loadKeyring({ keyFile });
+    const ids = await Promise.all(Array.from({ length: 8 }, () => rotateMasterKey(keyFile)));
+    const keyring = await loadKeyring({ keyFile });
+    expect(keyring.keys.size).toBe(9);
+    for (const id of ids) expect(keyring.keys.has(id)).toBe(true);
+  });
+});
+
 describe("Secret", () => {
   it("does not leak through JSON, strings, templates or inspect", () => {
     const secret = new Secret(SECRET);
