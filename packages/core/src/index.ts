@@ -66,4 +66,4 @@ export type { SecretOwner, Vault } from "./vault.js";
 // Biome sorts exports only within a run of them; this comment starts a new run, so additions
 // appended below never reorder (or conflict with) the list above.
 
-export type { StoreRepositories } from "./store.js";
+export type { SessionRecord, SessionRepository, StoreRepositories } from "./store.js";

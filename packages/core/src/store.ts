@@ -82,6 +82,30 @@ export interface UserRepository {
   getByName(name: string): Promise<UserRecord | undefined>;
   list(): Promise<UserRecord[]>;
   count(): Promise<number>;
+  /** Null removes the password (API keys only). */
+  setPasswordHash(id: string, passwordHash: string | null): Promise<void>;
+}
+
+/** A browser session. Only a hash of its cookie token is stored, never the token itself. */
+export interface SessionRecord {
+  id: string;
+  userId: string;
+  tokenHash: string;
+  createdAt: number;
+  lastSeenAt: number;
+  /** The absolute end; the idle end is `lastSeenAt` plus the configured idle timeout. */
+  expiresAt: number;
+}
+
+export interface SessionRepository {
+  create(session: SessionRecord): Promise<SessionRecord>;
+  findByTokenHash(tokenHash: string): Promise<{ session: SessionRecord; user: UserRecord } | undefined>;
+  touch(id: string, at: number): Promise<void>;
+  delete(id: string): Promise<boolean>;
+  /** Every session of a user except `exceptId` (a password change signs out the other browsers). */
+  deleteForUser(userId: string, exceptId?: string): Promise<number>;
+  /** Sessions past their absolute end or idle since before `idleBefore`. */
+  deleteExpired(now: number, idleBefore: number): Promise<number>;
 }
 
 export interface ApiKeyRepository {
@@ -140,6 +164,7 @@ export interface SandboxLogRepository {
 export interface StoreRepositories {
   readonly users: UserRepository;
   readonly apiKeys: ApiKeyRepository;
+  readonly sessions: SessionRepository;
   readonly sandboxes: SandboxRepository;
   readonly sandboxLogs: SandboxLogRepository;
   readonly credentials: CredentialRepository;
@@ -232,6 +257,8 @@ export interface UsageSummaryRow {
 export interface UsageRepository {
   record(entry: UsageEntry): Promise<void>;
   summary(options: { userId?: string; since?: number }): Promise<UsageSummaryRow[]>;
+  /** Every user's usage summed per provider, by provider name. */
+  totalsByProvider(options: { since?: number }): Promise<Omit<UsageSummaryRow, "model">[]>;
 }
 
 export interface RunRecord {
@@ -279,6 +306,8 @@ export interface RunRepository {
     to: string,
     patch: Partial<RunRecord>,
   ): Promise<RunRecord | undefined>;
+  /** Runs created at or after `since`, counted per hour (`hourStart` is epoch ms), oldest first; empty hours are absent. */
+  countPerHour(since: number): Promise<{ hourStart: number; count: number }[]>;
   appendEvent(event: StoredRunEvent): Promise<void>;
   events(runId: string, afterSeq: number, limit: number): Promise<StoredRunEvent[]>;
 }

@@ -193,5 +193,25 @@ export function usageRepository(db: Kysely<Database>): UsageRepository {
         outputTokens: int8(r.output),
       }));
     },
+    async totalsByProvider(options) {
+      let query = db
+        .selectFrom("usage")
+        .select((eb) => [
+          "provider",
+          eb.fn.countAll().as("requests"),
+          eb.fn.sum<number>("input_tokens").as("input"),
+          eb.fn.sum<number>("output_tokens").as("output"),
+        ])
+        .groupBy("provider")
+        .orderBy("provider");
+      if (options.since !== undefined) query = query.where("at", ">=", options.since);
+      const rows = await query.execute();
+      return rows.map((r) => ({
+        provider: r.provider,
+        requests: int8(r.requests),
+        inputTokens: int8(r.input),
+        outputTokens: int8(r.output),
+      }));
+    },
   };
 }

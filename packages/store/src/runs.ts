@@ -1,6 +1,6 @@
 import type { RunRecord, RunRepository } from "@polydev/core";
-import type { Kysely, Selectable, Updateable } from "kysely";
-import { ms, msOrNull } from "./codec.js";
+import { type Kysely, type Selectable, sql, type Updateable } from "kysely";
+import { int8, ms, msOrNull } from "./codec.js";
 import { decodeCursor, toPage } from "./paging.js";
 import type { Database, RunsTable } from "./schema.js";
 
@@ -37,6 +37,8 @@ function toRow(patch: Partial<RunRecord>): Updateable<RunsTable> {
   if (patch.endedAt !== undefined) row.ended_at = patch.endedAt;
   return row;
 }
+
+const HOUR_MS = 3_600_000;
 
 export function runRepository(db: Kysely<Database>): RunRepository {
   const get = async (id: string) => {
@@ -111,6 +113,18 @@ export function runRepository(db: Kysely<Database>): RunRepository {
         .returningAll()
         .executeTakeFirst();
       return row ? toRun(row) : undefined;
+    },
+    async countPerHour(since) {
+      // Integer division on an int8 column truncates in SQLite and Postgres alike.
+      const hour = sql<number | string>`created_at / ${sql.lit(HOUR_MS)}`;
+      const rows = await db
+        .selectFrom("runs")
+        .select((eb) => [hour.as("hour"), eb.fn.countAll().as("n")])
+        .where("created_at", ">=", since)
+        .groupBy(hour)
+        .orderBy(hour)
+        .execute();
+      return rows.map((r) => ({ hourStart: int8(r.hour) * HOUR_MS, count: int8(r.n) }));
     },
     async appendEvent(event) {
       await db

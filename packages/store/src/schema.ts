@@ -20,6 +20,15 @@ export interface ApiKeysTable {
   last_used_at: number | string | null;
 }
 
+export interface SessionsTable {
+  id: string;
+  user_id: string;
+  token_hash: string;
+  created_at: number | string;
+  last_seen_at: number | string;
+  expires_at: number | string;
+}
+
 export interface SandboxesTable {
   id: string;
   user_id: string;
@@ -125,6 +134,7 @@ export interface Database {
   usage: UsageTable;
   users: UsersTable;
   api_keys: ApiKeysTable;
+  sessions: SessionsTable;
   sandboxes: SandboxesTable;
   sandbox_logs: SandboxLogsTable;
 }

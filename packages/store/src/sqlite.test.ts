@@ -57,6 +57,7 @@ describe("sqlite specifics", () => {
       { name: "002-credentials" },
       { name: "003-runs" },
       { name: "004-user-proxy" },
+      { name: "005-sessions" },
     ]);
   });
 

@@ -6,6 +6,7 @@ import { migrationProvider, type SqlFamily } from "./migrations/index.js";
 import { runRepository } from "./runs.js";
 import { sandboxLogRepository, sandboxRepository } from "./sandboxes.js";
 import type { Database } from "./schema.js";
+import { sessionRepository } from "./sessions.js";
 import { apiKeyRepository, userRepository } from "./users.js";
 
 /** Applies every pending migration; already applied ones are skipped, so this runs at each open. */
@@ -25,6 +26,7 @@ function repositories(db: Kysely<Database>): StoreRepositories {
   return {
     users: userRepository(db),
     apiKeys: apiKeyRepository(db),
+    sessions: sessionRepository(db),
     sandboxes: sandboxRepository(db),
     sandboxLogs: sandboxLogRepository(db),
     credentials: credentialRepository(db),

@@ -10,6 +10,7 @@ import type { DatabaseConnection, Dialect, Driver, QueryResult } from "kysely";
 const NOUNS: Record<string, string> = {
   users: "a user",
   api_keys: "an API key",
+  sessions: "a session",
   sandboxes: "a sandbox",
   sandbox_logs: "a sandbox log entry",
   credentials: "a credential",

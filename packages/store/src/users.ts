@@ -5,7 +5,7 @@ import type { ApiKeysTable, Database, UsersTable } from "./schema.js";
 
 type UserColumns = Pick<Selectable<UsersTable>, "id" | "name" | "role" | "password_hash" | "created_at">;
 
-function toUser(row: UserColumns): UserRecord {
+export function toUser(row: UserColumns): UserRecord {
   return {
     id: row.id,
     name: row.name,
@@ -60,6 +60,9 @@ export function userRepository(db: Kysely<Database>): UserRepository {
     async getEgressProxy(id) {
       const row = await db.selectFrom("users").select("egress_proxy").where("id", "=", id).executeTakeFirst();
       return row?.egress_proxy ?? null;
+    },
+    async setPasswordHash(id, passwordHash) {
+      await db.updateTable("users").set({ password_hash: passwordHash }).where("id", "=", id).execute();
     },
     async count() {
       const row = await db

@@ -3,6 +3,7 @@ import * as initial from "./001-initial.js";
 import * as credentials from "./002-credentials.js";
 import * as runs from "./003-runs.js";
 import * as userProxy from "./004-user-proxy.js";
+import * as sessions from "./005-sessions.js";
 import type { SqlFamily } from "./sql-family.js";
 
 export type { SqlFamily } from "./sql-family.js";
@@ -18,6 +19,7 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "002-credentials": credentials,
   "003-runs": runs,
   "004-user-proxy": userProxy,
+  "005-sessions": sessions,
 };
 
 /** Migrations live in code (not read from a folder) so a bundled build carries them. */

@@ -3,7 +3,7 @@
  * `open` must return a store on a fresh, empty database each call; the suite closes it.
  * Times are explicit numbers, so nothing here depends on the clock.
  */
-import type { NewSandbox, Store } from "@polydev/core";
+import type { NewSandbox, SessionRecord, Store } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 
@@ -341,6 +341,127 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       const after = await store.sandboxLogs.list("sbx_1", { afterId: all[0]?.id, limit: 1 });
       expect(after.map((l) => l.message)).toEqual(["two"]);
       expect(await store.sandboxLogs.list("sbx_1", { afterId: all[2]?.id, limit: 10 })).toEqual([]);
+    });
+
+    it("finds sessions by token hash joined with their user, expires and deletes them", async () => {
+      await store.users.create(user("usr_1"));
+      await store.users.create(user("usr_2"));
+      const session = (id: string, userId: string, extra: Partial<SessionRecord> = {}): SessionRecord => ({
+        id,
+        userId,
+        tokenHash: `hash-${id}`,
+        createdAt: 100,
+        lastSeenAt: 100,
+        expiresAt: 10_000,
+        ...extra,
+      });
+      await store.sessions.create(session("ses_1", "usr_1"));
+      expect(await store.sessions.findByTokenHash("hash-ses_1")).toEqual({
+        session: session("ses_1", "usr_1"),
+        user: user("usr_1"),
+      });
+      expect(await store.sessions.findByTokenHash("nope")).toBeUndefined();
+      await expect(
+        store.sessions.create({ ...session("ses_9", "usr_1"), tokenHash: "hash-ses_1" }),
+      ).rejects.toMatchObject({ code: "conflict", details: { fields: ["tokenHash"] } });
+      await store.sessions.touch("ses_1", 500);
+      expect((await store.sessions.findByTokenHash("hash-ses_1"))?.session.lastSeenAt).toBe(500);
+
+      // Absolute end passed, idle too long, still fine.
+      await store.sessions.create(session("ses_old", "usr_1", { expiresAt: 900 }));
+      await store.sessions.create(session("ses_idle", "usr_1", { lastSeenAt: 200 }));
+      expect(await store.sessions.deleteExpired(1000, 300)).toBe(2);
+      expect(await store.sessions.findByTokenHash("hash-ses_old")).toBeUndefined();
+      expect(await store.sessions.findByTokenHash("hash-ses_idle")).toBeUndefined();
+      expect(await store.sessions.findByTokenHash("hash-ses_1")).toBeDefined();
+
+      await store.sessions.create(session("ses_2", "usr_1"));
+      await store.sessions.create(session("ses_3", "usr_2"));
+      expect(await store.sessions.deleteForUser("usr_1", "ses_2")).toBe(1);
+      expect(await store.sessions.findByTokenHash("hash-ses_2")).toBeDefined();
+      expect(await store.sessions.findByTokenHash("hash-ses_3")).toBeDefined();
+      expect(await store.sessions.delete("ses_2")).toBe(true);
+      expect(await store.sessions.delete("ses_2")).toBe(false);
+      expect(await store.sessions.deleteForUser("usr_2")).toBe(1);
+    });
+
+    it("sets and clears a user's password hash", async () => {
+      await store.users.create(user("usr_1"));
+      await store.users.setPasswordHash("usr_1", "scrypt$x");
+      expect((await store.users.getByName("name-usr_1"))?.passwordHash).toBe("scrypt$x");
+      await store.users.setPasswordHash("usr_1", null);
+      expect((await store.users.getById("usr_1"))?.passwordHash).toBeNull();
+    });
+
+    it("counts runs per hour and sums usage per provider across users", async () => {
+      const HOUR = 3_600_000;
+      await store.users.create(user("usr_1"));
+      await store.users.create(user("usr_2"));
+      const base = 1000 * HOUR;
+      const run = (id: string, userId: string, createdAt: number) => ({
+        id,
+        userId,
+        sandboxId: "sbx_x",
+        groupId: null,
+        agent: "claude",
+        prompt: "p",
+        model: null,
+        cwd: ".",
+        state: "queued",
+        exitReason: null,
+        finalText: null,
+        inputTokens: 0,
+        outputTokens: 0,
+        timeoutMs: 1000,
+        maxTurns: null,
+        createdAt,
+        startedAt: null,
+        endedAt: null,
+      });
+      await store.runs.insert(run("run_0", "usr_1", base - 1));
+      await store.runs.insert(run("run_1", "usr_1", base));
+      await store.runs.insert(run("run_2", "usr_2", base + HOUR - 1));
+      await store.runs.insert(run("run_3", "usr_1", base + 3 * HOUR + 5));
+      expect(await store.runs.countPerHour(base)).toEqual([
+        { hourStart: base, count: 2 },
+        { hourStart: base + 3 * HOUR, count: 1 },
+      ]);
+      await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));
+      await store.sandboxes.insert(sandbox("sbx_2", "usr_2", 1000));
+      const entry = { model: "m", status: 200, outputTokens: 1 };
+      await store.usage.record({
+        ...entry,
+        userId: "usr_1",
+        sandboxId: "sbx_1",
+        provider: "openai",
+        inputTokens: 10,
+        at: 5,
+      });
+      await store.usage.record({
+        ...entry,
+        userId: "usr_2",
+        sandboxId: "sbx_2",
+        provider: "openai",
+        inputTokens: 7,
+        model: "n",
+        at: 50,
+      });
+      await store.usage.record({
+        ...entry,
+        userId: "usr_2",
+        sandboxId: "sbx_2",
+        provider: "anthropic",
+        inputTokens: 2,
+        at: 60,
+      });
+      expect(await store.usage.totalsByProvider({})).toEqual([
+        { provider: "anthropic", requests: 1, inputTokens: 2, outputTokens: 1 },
+        { provider: "openai", requests: 2, inputTokens: 17, outputTokens: 2 },
+      ]);
+      expect(await store.usage.totalsByProvider({ since: 40 })).toEqual([
+        { provider: "anthropic", requests: 1, inputTokens: 2, outputTokens: 1 },
+        { provider: "openai", requests: 1, inputTokens: 7, outputTokens: 1 },
+      ]);
     });
   });
 }
