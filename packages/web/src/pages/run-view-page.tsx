@@ -1,0 +1,84 @@
+import { useQuery } from "@tanstack/react-query";
+import { useState } from "react";
+import { FINAL_RUN_STATES } from "../api/types";
+import { ErrorNotice } from "../components/error-notice";
+import { RunOutput } from "../components/run-output";
+import { StateBadge } from "../components/state-badge";
+import { runQuery, useCancelRun, useRunEvents } from "../queries/runs";
+import { Link } from "../router";
+
+/** One run, or a group side by side; a finished run's events replay from the start. */
+export function RunViewPage({ runIds }: { runIds: string[] }) {
+  const [replay, setReplay] = useState(0);
+  const first = useQuery(runQuery(runIds[0] ?? ""));
+  return (
+    <>
+      <div className="page-head page-head-row">
+        <div>
+          <p className="crumb-line">
+            <Link href="/runs">Runs</Link> /
+          </p>
+          <h1>{runIds.length > 1 ? `${runIds.length} agents side by side` : "Run"}</h1>
+          {first.data ? <p className="prompt-quote">{first.data.prompt}</p> : null}
+        </div>
+        <div className="head-side">
+          <button type="button" className="button" onClick={() => setReplay((n) => n + 1)}>
+            Replay from the start
+          </button>
+        </div>
+      </div>
+      <div className={`run-columns run-columns-${Math.min(runIds.length, 4)}`}>
+        {runIds.map((id) => (
+          <RunColumn key={`${id}-${replay}`} id={id} replay={replay} />
+        ))}
+      </div>
+    </>
+  );
+}
+
+function RunColumn({ id, replay }: { id: string; replay: number }) {
+  const run = useQuery(runQuery(id));
+  const { events, stream } = useRunEvents(id, replay);
+  const cancel = useCancelRun();
+  const usage = [...events].reverse().find((e) => e.type === "usage");
+  const final = run.data ? FINAL_RUN_STATES.includes(run.data.state) : false;
+  return (
+    <section className="card run-column" aria-label={`Run ${id}`} data-run={id}>
+      <header className="card-head">
+        <h2>
+          {run.data?.agent ?? "…"} {run.data ? <StateBadge state={run.data.state} /> : null}
+        </h2>
+        {run.data && !final ? (
+          <button
+            type="button"
+            className="button button-small button-danger"
+            onClick={() => cancel.mutate(id)}
+            disabled={cancel.isPending}
+          >
+            {cancel.isPending ? "Cancelling…" : "Cancel"}
+          </button>
+        ) : null}
+      </header>
+      <p className="muted small">
+        <span className="mono">{id}</span>
+        {run.data ? (
+          <>
+            {" "}
+            · in <Link href={`/sandboxes/${run.data.sandboxId}`}>{run.data.sandboxId}</Link>
+          </>
+        ) : null}
+        {usage?.type === "usage" ? ` · ${usage.inputTokens} in / ${usage.outputTokens} out tokens` : null}
+        {stream === "reconnecting" ? " · reconnecting…" : null}
+      </p>
+      {run.error ? <ErrorNotice error={run.error} title="Could not load the run" /> : null}
+      {stream === "failed" && events.length === 0 ? (
+        <div className="notice notice-error" role="alert">
+          The event stream could not be opened. Reload the page to try again.
+        </div>
+      ) : null}
+      {cancel.error ? <ErrorNotice error={cancel.error} title="Could not cancel" /> : null}
+      <RunOutput events={events} />
+      {run.data?.exitReason && final ? <p className="muted small">Exit: {run.data.exitReason}</p> : null}
+    </section>
+  );
+}

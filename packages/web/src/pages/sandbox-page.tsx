@@ -1,0 +1,156 @@
+import { useQuery } from "@tanstack/react-query";
+import type { KeyboardEvent } from "react";
+import { useRef, useState } from "react";
+import { ConfirmButton } from "../components/confirm-button";
+import { ErrorNotice } from "../components/error-notice";
+import { FileBrowser } from "../components/file-browser";
+import { formatAge, formatMb } from "../components/format";
+import { LogsView } from "../components/logs-view";
+import { SandboxStats } from "../components/sandbox-stats";
+import { StateBadge } from "../components/state-badge";
+import { TerminalView } from "../components/terminal-view";
+import { errorCode } from "../queries/errors";
+import { sandboxQuery, useDestroySandbox } from "../queries/sandboxes";
+import { Link, navigate } from "../router";
+
+const TABS = [
+  { id: "terminal", label: "Terminal" },
+  { id: "files", label: "Files" },
+  { id: "logs", label: "Logs" },
+] as const;
+type Tab = (typeof TABS)[number]["id"];
+
+export function SandboxPage({ id }: { id: string }) {
+  const sandbox = useQuery(sandboxQuery(id));
+  const destroy = useDestroySandbox();
+  const [tab, setTab] = useState<Tab>("terminal");
+  const tabRefs = useRef<(HTMLButtonElement | null)[]>([]);
+
+  if (sandbox.error) {
+    return (
+      <section className="card">
+        <h1>Sandbox {id}</h1>
+        <ErrorNotice
+          error={sandbox.error}
+          title={errorCode(sandbox.error) === "not_found" ? "No such sandbox" : "Could not load the sandbox"}
+        />
+        <Link href="/">Back to your sandboxes</Link>
+      </section>
+    );
+  }
+  if (!sandbox.data) return <p className="muted">Loading…</p>;
+  const box = sandbox.data;
+  const live = box.state === "running";
+
+  // Arrow keys move between tabs, as the ARIA tabs pattern expects.
+  const onTabKey = (event: KeyboardEvent, index: number): void => {
+    const delta = event.key === "ArrowRight" ? 1 : event.key === "ArrowLeft" ? -1 : 0;
+    if (delta === 0) return;
+    const next = (index + delta + TABS.length) % TABS.length;
+    const target = TABS[next];
+    if (!target) return;
+    setTab(target.id);
+    tabRefs.current[next]?.focus();
+  };
+
+  return (
+    <>
+      <div className="page-head page-head-row">
+        <div>
+          <p className="crumb-line">
+            <Link href="/">Sandboxes</Link> /
+          </p>
+          <h1 className="mono">{box.id}</h1>
+          <p className="muted small">
+            {box.cpu} CPU · {formatMb(box.memoryMb)} memory · {formatMb(box.diskMb)} disk · {box.pidsMax}{" "}
+            processes · {box.network === "egress" ? "internet" : "no network"} · created{" "}
+            {formatAge(box.createdAt)} ago
+          </p>
+        </div>
+        <div className="head-side">
+          <StateBadge state={box.state} />
+          <SandboxStats sandbox={box} />
+          {box.state !== "destroyed" && box.state !== "destroying" ? (
+            <ConfirmButton
+              label="Destroy"
+              title={`Destroy ${box.id}?`}
+              confirmLabel="Destroy sandbox"
+              disabled={destroy.isPending}
+              onConfirm={() => destroy.mutate(box.id, { onSuccess: () => navigate("/") })}
+            >
+              Every process stops and the sandbox's files are deleted. This cannot be undone.
+            </ConfirmButton>
+          ) : null}
+        </div>
+      </div>
+      {box.failureReason ? (
+        <div className="notice notice-error" role="alert">
+          <strong>This sandbox failed:</strong> {box.failureReason}
+          <p className="notice-hint">Its logs are kept below. Destroy it and create a new one.</p>
+        </div>
+      ) : null}
+      {destroy.error ? <ErrorNotice error={destroy.error} title="Could not destroy the sandbox" /> : null}
+      <div className="tabs" role="tablist" aria-label="Sandbox">
+        {TABS.map((t, index) => (
+          <button
+            key={t.id}
+            ref={(el) => {
+              tabRefs.current[index] = el;
+            }}
+            type="button"
+            role="tab"
+            id={`tab-${t.id}`}
+            aria-selected={tab === t.id}
+            aria-controls={`panel-${t.id}`}
+            tabIndex={tab === t.id ? 0 : -1}
+            className="tab"
+            onClick={() => setTab(t.id)}
+            onKeyDown={(event) => onTabKey(event, index)}
+          >
+            {t.label}
+          </button>
+        ))}
+      </div>
+      {/* The terminal stays mounted while hidden so switching tabs keeps the connection. */}
+      <section
+        id="panel-terminal"
+        role="tabpanel"
+        aria-labelledby="tab-terminal"
+        hidden={tab !== "terminal"}
+        className="panel"
+      >
+        {live ? (
+          <TerminalView sandboxId={box.id} visible={tab === "terminal"} />
+        ) : (
+          <p className="empty">
+            The terminal needs a running sandbox; this one is {box.state.replace("_", " ")}.
+          </p>
+        )}
+      </section>
+      <section
+        id="panel-files"
+        role="tabpanel"
+        aria-labelledby="tab-files"
+        hidden={tab !== "files"}
+        className="panel"
+      >
+        {tab === "files" ? (
+          live ? (
+            <FileBrowser sandboxId={box.id} />
+          ) : (
+            <p className="empty">Files can be browsed while the sandbox is running.</p>
+          )
+        ) : null}
+      </section>
+      <section
+        id="panel-logs"
+        role="tabpanel"
+        aria-labelledby="tab-logs"
+        hidden={tab !== "logs"}
+        className="panel"
+      >
+        {tab === "logs" ? <LogsView sandboxId={box.id} /> : null}
+      </section>
+    </>
+  );
+}

@@ -1,0 +1,234 @@
+import { useQuery } from "@tanstack/react-query";
+import type { FormEvent } from "react";
+import { useState } from "react";
+import type { CreateSandbox, Sandbox } from "../api/types";
+import { ConfirmButton } from "../components/confirm-button";
+import { ErrorNotice } from "../components/error-notice";
+import { formatAge, formatMb } from "../components/format";
+import { SandboxStats } from "../components/sandbox-stats";
+import { StateBadge } from "../components/state-badge";
+import { sandboxListQuery, useCreateSandbox, useDestroySandbox } from "../queries/sandboxes";
+import { Link, navigate } from "../router";
+
+const LIVE = ["creating", "running", "hibernated", "destroying", "failed"];
+
+export function SandboxesPage() {
+  const list = useQuery(sandboxListQuery());
+  const [showEnded, setShowEnded] = useState(false);
+  const items = (list.data?.items ?? []).filter((s) => showEnded || LIVE.includes(s.state));
+  const endedCount =
+    (list.data?.items ?? []).length - (list.data?.items ?? []).filter((s) => LIVE.includes(s.state)).length;
+  return (
+    <>
+      <div className="page-head">
+        <h1>Sandboxes</h1>
+        <p className="muted">Isolated machines where your shells and agents run.</p>
+      </div>
+      <CreateSandboxForm />
+      <section className="card" aria-labelledby="sandbox-list-title">
+        <div className="card-head">
+          <h2 id="sandbox-list-title">Your sandboxes</h2>
+          {endedCount > 0 ? (
+            <label className="check">
+              <input type="checkbox" checked={showEnded} onChange={(e) => setShowEnded(e.target.checked)} />
+              Show destroyed ({endedCount})
+            </label>
+          ) : null}
+        </div>
+        {list.error ? (
+          <ErrorNotice
+            error={list.error}
+            title="Could not load sandboxes"
+            onRetry={() => void list.refetch()}
+          />
+        ) : null}
+        {list.isPending ? <p className="muted">Loading…</p> : null}
+        {list.data && items.length === 0 ? (
+          <p className="empty">
+            No sandboxes yet. Create one above to get a shell and a place for agents to work.
+          </p>
+        ) : null}
+        {items.length > 0 ? <SandboxTable items={items} /> : null}
+      </section>
+    </>
+  );
+}
+
+function SandboxTable({ items }: { items: Sandbox[] }) {
+  const destroy = useDestroySandbox();
+  return (
+    <>
+      {destroy.error ? <ErrorNotice error={destroy.error} title="Could not destroy the sandbox" /> : null}
+      <div className="table-wrap">
+        <table className="table" aria-label="Sandboxes">
+          <thead>
+            <tr>
+              <th scope="col">Sandbox</th>
+              <th scope="col">State</th>
+              <th scope="col" className="hide-narrow">
+                Age
+              </th>
+              <th scope="col" className="hide-narrow">
+                Limits
+              </th>
+              <th scope="col">Live use</th>
+              <th scope="col">
+                <span className="visually-hidden">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {items.map((sandbox) => (
+              <tr key={sandbox.id} data-sandbox={sandbox.id}>
+                <td>
+                  <Link href={`/sandboxes/${sandbox.id}`} className="mono">
+                    {sandbox.id}
+                  </Link>
+                  {sandbox.metadata.purpose ? <span className="tag">{sandbox.metadata.purpose}</span> : null}
+                </td>
+                <td>
+                  <StateBadge state={sandbox.state} />
+                  {sandbox.failureReason ? <div className="small bad">{sandbox.failureReason}</div> : null}
+                </td>
+                <td className="hide-narrow">{formatAge(sandbox.createdAt)}</td>
+                <td className="hide-narrow small">
+                  {sandbox.cpu} CPU · {formatMb(sandbox.memoryMb)} · {formatMb(sandbox.diskMb)} disk ·{" "}
+                  {sandbox.pidsMax} pids · {sandbox.network === "egress" ? "internet" : "no network"}
+                </td>
+                <td>
+                  <SandboxStats sandbox={sandbox} />
+                </td>
+                <td className="actions">
+                  {sandbox.state === "running" ||
+                  sandbox.state === "hibernated" ||
+                  sandbox.state === "failed" ? (
+                    <Link href={`/sandboxes/${sandbox.id}`} className="button button-small">
+                      Open
+                    </Link>
+                  ) : null}
+                  {sandbox.state !== "destroyed" && sandbox.state !== "destroying" ? (
+                    <ConfirmButton
+                      label="Destroy"
+                      title={`Destroy ${sandbox.id}?`}
+                      confirmLabel="Destroy sandbox"
+                      disabled={destroy.isPending && destroy.variables === sandbox.id}
+                      onConfirm={() => destroy.mutate(sandbox.id)}
+                    >
+                      Every process stops and the sandbox's files are deleted. This cannot be undone.
+                    </ConfirmButton>
+                  ) : null}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+    </>
+  );
+}
+
+function numberOrUndefined(value: string): number | undefined {
+  if (value.trim() === "") return undefined;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+function CreateSandboxForm() {
+  const create = useCreateSandbox();
+  const [memoryMb, setMemoryMb] = useState("512");
+  const [cpu, setCpu] = useState("1");
+  const [diskMb, setDiskMb] = useState("1024");
+  const [pidsMax, setPidsMax] = useState("256");
+  const [network, setNetwork] = useState<"none" | "egress">("none");
+
+  const submit = (event: FormEvent): void => {
+    event.preventDefault();
+    const body: CreateSandbox = { network };
+    const values = { memoryMb, cpu, diskMb, pidsMax };
+    for (const [key, raw] of Object.entries(values) as [keyof typeof values, string][]) {
+      const n = numberOrUndefined(raw);
+      if (n !== undefined) body[key] = n;
+    }
+    create.mutate(body, { onSuccess: (sandbox) => navigate(`/sandboxes/${sandbox.id}`) });
+  };
+
+  return (
+    <section className="card" aria-labelledby="create-title">
+      <h2 id="create-title">New sandbox</h2>
+      <form className="create-form" onSubmit={submit}>
+        <label className="field">
+          <span>Memory (MiB)</span>
+          <input
+            className="input"
+            type="number"
+            min={32}
+            step={1}
+            value={memoryMb}
+            onChange={(e) => setMemoryMb(e.target.value)}
+          />
+        </label>
+        <label className="field">
+          <span>CPU cores</span>
+          <input
+            className="input"
+            type="number"
+            min={0.05}
+            step={0.05}
+            value={cpu}
+            onChange={(e) => setCpu(e.target.value)}
+          />
+        </label>
+        <label className="field">
+          <span>Disk (MiB)</span>
+          <input
+            className="input"
+            type="number"
+            min={16}
+            step={1}
+            value={diskMb}
+            onChange={(e) => setDiskMb(e.target.value)}
+          />
+        </label>
+        <label className="field">
+          <span>Processes</span>
+          <input
+            className="input"
+            type="number"
+            min={8}
+            step={1}
+            value={pidsMax}
+            onChange={(e) => setPidsMax(e.target.value)}
+          />
+        </label>
+        <label className="field">
+          <span>Network</span>
+          <select
+            className="input"
+            value={network}
+            onChange={(e) => setNetwork(e.target.value === "egress" ? "egress" : "none")}
+          >
+            <option value="none">None (loopback only)</option>
+            <option value="egress">Internet (outbound)</option>
+          </select>
+        </label>
+        <div className="field field-submit">
+          <button type="submit" className="button button-primary" disabled={create.isPending}>
+            {create.isPending ? (
+              <>
+                <span className="spinner" aria-hidden="true" /> Creating…
+              </>
+            ) : (
+              "Create sandbox"
+            )}
+          </button>
+        </div>
+      </form>
+      {create.isPending ? (
+        <p className="muted" role="status">
+          Starting the sandbox and waiting for its agent to say hello; this takes a moment.
+        </p>
+      ) : null}
+      {create.error ? <ErrorNotice error={create.error} title="Could not create the sandbox" /> : null}
+    </section>
+  );
+}

@@ -1,0 +1,106 @@
+import { queryOptions, useMutation, useQueryClient } from "@tanstack/react-query";
+import { useEffect, useState } from "react";
+import { apiUrl, requestJson } from "../api/http";
+import type { Agent, Run, RunEvent } from "../api/types";
+import { FINAL_RUN_STATES, RUN_EVENT_TYPES } from "../api/types";
+
+const runsKey = ["runs"] as const;
+const enc = encodeURIComponent;
+
+export const runListQuery = () =>
+  queryOptions({
+    queryKey: [...runsKey, "list"],
+    queryFn: ({ signal }) =>
+      requestJson<{ items: Run[]; nextCursor: string | null }>("GET", "/v1/runs", {
+        query: { limit: 100 },
+        signal,
+      }),
+    refetchInterval: (query) =>
+      query.state.data?.items.some((r) => !FINAL_RUN_STATES.includes(r.state)) ? 2000 : 15_000,
+  });
+
+export const runQuery = (id: string) =>
+  queryOptions({
+    queryKey: [...runsKey, "one", id],
+    queryFn: ({ signal }) => requestJson<Run>("GET", `/v1/runs/${enc(id)}`, { signal }),
+  });
+
+export interface StartRun {
+  agents: Agent[];
+  prompt: string;
+  sandboxId?: string;
+}
+
+/** Starts one run, or a group when several agents are chosen; answers the runs' ids. */
+export function useStartRun() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: async (input: StartRun): Promise<Run[]> => {
+      const [only] = input.agents;
+      const body = {
+        prompt: input.prompt,
+        ...(input.sandboxId ? { sandboxId: input.sandboxId } : {}),
+        ...(input.agents.length === 1 && only ? { agent: only } : { agents: input.agents }),
+      };
+      const answer = await requestJson<Run | { groupId: string; runs: Run[] }>("POST", "/v1/runs", { body });
+      return "runs" in answer ? answer.runs : [answer];
+    },
+    onSettled: () => client.invalidateQueries({ queryKey: runsKey }),
+  });
+}
+
+export function useCancelRun() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (id: string) => requestJson<Run>("POST", `/v1/runs/${enc(id)}/cancel`),
+    onSettled: () => client.invalidateQueries({ queryKey: runsKey }),
+  });
+}
+
+export type StreamState = "connecting" | "live" | "reconnecting" | "done" | "failed";
+
+/**
+ * A run's events as they happen; a finished run replays all of them. EventSource resumes a dropped
+ * connection with Last-Event-ID by itself; `replay` (a counter) starts over from the first event.
+ */
+export function useRunEvents(id: string, replay = 0): { events: RunEvent[]; stream: StreamState } {
+  const client = useQueryClient();
+  const [events, setEvents] = useState<RunEvent[]>([]);
+  const [stream, setStream] = useState<StreamState>("connecting");
+  useEffect(() => {
+    // `replay` is read so a new value restarts the stream.
+    void replay;
+    setEvents([]);
+    setStream("connecting");
+    let lastSeq = 0;
+    const source = new EventSource(apiUrl(`/v1/runs/${enc(id)}/events`));
+    source.onopen = () => setStream("live");
+    const onEvent = (message: MessageEvent<string>): void => {
+      const event = JSON.parse(message.data) as RunEvent;
+      if (event.seq <= lastSeq) return;
+      lastSeq = event.seq;
+      setEvents((previous) => [...previous, event]);
+      if (event.type === "status" || event.type === "done") {
+        void client.invalidateQueries({ queryKey: [...runsKey, "one", id] });
+      }
+      if (event.type === "done") {
+        source.close();
+        setStream("done");
+        void client.invalidateQueries({ queryKey: runsKey });
+      }
+    };
+    for (const type of RUN_EVENT_TYPES) {
+      // A run's own `error` events arrive as MessageEvents on the same name as EventSource's
+      // connection errors; only the former carry data.
+      source.addEventListener(type, (event) => {
+        if (event instanceof MessageEvent) onEvent(event);
+      });
+    }
+    source.onerror = () => {
+      if (lastSeq > 0 && source.readyState === EventSource.CONNECTING) setStream("reconnecting");
+      else if (source.readyState === EventSource.CLOSED) setStream((s) => (s === "done" ? s : "failed"));
+    };
+    return () => source.close();
+  }, [id, replay, client]);
+  return { events, stream };
+}

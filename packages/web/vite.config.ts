@@ -1,0 +1,14 @@
+import react from "@vitejs/plugin-react";
+import { defaultClientConditions, defineConfig } from "vite";
+
+// The server serves dist/ at `/`; `npm run dev -w @polydev/web` proxies the API to a local server.
+export default defineConfig({
+  root: import.meta.dirname,
+  plugins: [react()],
+  // "source" first: the SDK is bundled from its TypeScript, so a stale sdk/dist never leaks in.
+  resolve: { conditions: ["source", ...defaultClientConditions] },
+  build: { outDir: "dist", emptyOutDir: true, sourcemap: true, chunkSizeWarningLimit: 1024 },
+  server: {
+    proxy: { "/v1": { target: "http://127.0.0.1:7420", ws: true }, "/healthz": "http://127.0.0.1:7420" },
+  },
+});
