@@ -57,3 +57,12 @@ fi
 
 # TypeScript project references build incrementally: a no-op when nothing changed.
 npx tsc -b packages/*/tsconfig.json
+
+# The dashboard: Vite bundles packages/web (and the SDK's source) into packages/web/dist, which
+# the server serves at /. Rebuilt only when a source is newer than the last build.
+WEB_BUILT=packages/web/dist/index.html
+if [ ! -f "$WEB_BUILT" ] || [ -n "$(find packages/web/src packages/web/index.html packages/web/vite.config.ts \
+  packages/web/package.json packages/sdk/src -newer "$WEB_BUILT" -print -quit)" ]; then
+  say "building the dashboard"
+  (cd packages/web && npx vite build --logLevel warn)
+fi
