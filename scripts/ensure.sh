@@ -55,6 +55,28 @@ else
   say "not root: skipping the agent CLIs (install them as root: npm install -g $CLI_PACKAGES)"
 fi
 
+# The namespace driver's exec server (each sandbox's init; serves execs without a host process
+# per command). Rebuilt only when its source is newer; without it the driver falls back to nsenter.
+EXEC_SERVER_SRC=packages/driver-namespace/native/exec-server.c
+EXEC_SERVER_BIN=packages/driver-namespace/dist/polydev-exec-server
+if [ ! -x "$EXEC_SERVER_BIN" ] || [ "$EXEC_SERVER_SRC" -nt "$EXEC_SERVER_BIN" ]; then
+  if ! command -v cc >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      say "installing gcc with apt-get (to build the exec server)"
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq gcc >/dev/null
+    else
+      say "missing a C compiler: install gcc (Debian/Ubuntu: sudo apt-get install gcc) and run this again"
+      exit 1
+    fi
+  fi
+  say "building the exec server"
+  mkdir -p "$(dirname "$EXEC_SERVER_BIN")"
+  # Built under a temporary name and moved into place: a running sandbox's copy is never torn.
+  cc -O2 -Wall -o "$EXEC_SERVER_BIN.tmp" "$EXEC_SERVER_SRC"
+  mv "$EXEC_SERVER_BIN.tmp" "$EXEC_SERVER_BIN"
+fi
+
 # TypeScript project references build incrementally: a no-op when nothing changed.
 npx tsc -b packages/*/tsconfig.json
 

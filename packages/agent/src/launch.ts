@@ -1,8 +1,16 @@
-/** Turns an operation's argv, cwd and env into a host process through the sandbox's launcher. */
+/** Turns an operation's argv, cwd and env into a process through the sandbox's launcher. */
 import type { ChildProcess, StdioOptions } from "node:child_process";
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { posix } from "node:path";
-import type { LaunchCommand, SandboxLauncher } from "@polydev/core";
+import type {
+  LaunchCommand,
+  LaunchedExit,
+  LaunchedProcess,
+  LaunchRequest,
+  SandboxLauncher,
+} from "@polydev/core";
+import { descendant, killTree, signalPid } from "./process-tree.js";
 
 export interface LaunchOptions {
   argv: string[];
@@ -12,12 +20,16 @@ export interface LaunchOptions {
   env?: Record<string, string> | undefined;
 }
 
-export function launchCommand(launcher: SandboxLauncher, options: LaunchOptions): LaunchCommand {
+export function launchRequest(launcher: SandboxLauncher, options: LaunchOptions): LaunchRequest {
   const cwd =
     options.cwd === undefined || options.cwd === ""
       ? launcher.home
       : posix.resolve(launcher.home, options.cwd);
-  return launcher.command({ argv: options.argv, cwd, env: { ...launcher.baseEnv, ...options.env } });
+  return { argv: options.argv, cwd, env: { ...launcher.baseEnv, ...options.env } };
+}
+
+export function launchCommand(launcher: SandboxLauncher, options: LaunchOptions): LaunchCommand {
+  return launcher.command(launchRequest(launcher, options));
 }
 
 /**
@@ -31,4 +43,76 @@ export function spawnDetached(command: LaunchCommand, stdio: StdioOptions): Chil
     detached: true,
     stdio,
   });
+}
+
+/**
+ * Starts a process with piped stdio: through the launcher's own fast path when it has one (no
+ * host process at all), otherwise by spawning its command on the host.
+ */
+export function startProcess(launcher: SandboxLauncher, options: LaunchOptions): LaunchedProcess {
+  const request = launchRequest(launcher, options);
+  if (launcher.start) return launcher.start(request);
+  return spawnedProcess(launcher.command(request), request.argv[0]);
+}
+
+/** A spawned launch command seen as a LaunchedProcess: signals skip the launcher's wrappers. */
+function spawnedProcess(command: LaunchCommand, program: string | undefined): LaunchedProcess {
+  const child = spawnDetached(command, ["pipe", "pipe", "pipe"]);
+  const { stdin, stdout, stderr } = child;
+  if (!stdin || !stdout || !stderr) throw new Error("spawn gave no stdio pipes");
+  let done = false;
+  let spawnError: NodeJS.ErrnoException | undefined;
+  child.once("error", (error: NodeJS.ErrnoException) => {
+    spawnError = error;
+  });
+  const exited = new Promise<LaunchedExit>((resolve) => {
+    child.once("close", (code, signal) => {
+      done = true;
+      if (spawnError === undefined) resolve({ exitCode: code, signal });
+      else
+        resolve({
+          exitCode: spawnError.code === "EACCES" ? 126 : 127,
+          signal: null,
+          failure: spawnFailure(program, command.hostCwd, spawnError),
+        });
+    });
+  });
+  const kill = (): void => {
+    if (!done && child.pid !== undefined) void killTree(child.pid);
+  };
+  return {
+    stdin,
+    stdout,
+    stderr,
+    exited,
+    kill,
+    signal(signal: NodeJS.Signals): void {
+      const pid = child.pid;
+      if (done || pid === undefined) return;
+      if (signal === "SIGKILL") {
+        kill();
+        return;
+      }
+      // To the command, not to the launcher's wrappers (nsenter dies on SIGTERM instead of
+      // passing it on).
+      if (command.wrapperDepth === 0) signalPid(pid, signal);
+      else
+        void descendant(pid, command.wrapperDepth).then((target) => {
+          if (target !== undefined && !done) signalPid(target, signal);
+        });
+    },
+  };
+}
+
+function spawnFailure(
+  program: string | undefined,
+  hostCwd: string | undefined,
+  error: NodeJS.ErrnoException,
+): string {
+  if (error.code === "ENOENT" && hostCwd !== undefined && !existsSync(hostCwd)) {
+    return `cannot run ${program}: the working directory ${hostCwd} does not exist`;
+  }
+  if (error.code === "ENOENT") return `${program}: command not found`;
+  if (error.code === "EACCES") return `${program}: permission denied`;
+  return `cannot run ${program}: ${error.message}`;
 }

@@ -20,7 +20,13 @@ export { systemClock } from "./clock.js";
 export type { DriverInfo, SandboxDriver } from "./driver.js";
 export type { ErrorCode, PolydevErrorOptions } from "./errors.js";
 export { ERROR_STATUS, isPolydevError, notFound, PolydevError } from "./errors.js";
-export type { LaunchCommand, LaunchRequest, SandboxLauncher } from "./launcher.js";
+export type {
+  LaunchCommand,
+  LaunchedExit,
+  LaunchedProcess,
+  LaunchRequest,
+  SandboxLauncher,
+} from "./launcher.js";
 export type { OutputParser, RunAgent, RunEvent, RunEventBody, RunState } from "./run.js";
 export { FINAL_RUN_STATES, RUN_AGENTS, RUN_STATES } from "./run.js";
 export type {

@@ -1,3 +1,5 @@
+import type { Readable, Writable } from "node:stream";
+
 /**
  * How an agent that lives outside the sandbox (at the host edge) starts a process inside it.
  * A driver builds one per sandbox; the agent spawns `file args` on the host with `env` and the
@@ -34,4 +36,32 @@ export interface SandboxLauncher {
   /** A host directory only the agent uses (background process output and exit files). */
   readonly stateDir: string;
   command(request: LaunchRequest): LaunchCommand;
+  /**
+   * Optional fast path: starts the process without spawning anything on the host (e.g. by asking
+   * an exec server that already lives inside the sandbox). Exec uses it when present; PTYs and
+   * background processes keep using `command`.
+   */
+  start?(request: LaunchRequest): LaunchedProcess;
+}
+
+/** A process started through `SandboxLauncher.start`. */
+export interface LaunchedProcess {
+  /** End it to close the process's stdin; writes respect back-pressure. */
+  readonly stdin: Writable;
+  /** End when the process (and whatever inherited them) closed them; respect back-pressure. */
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  /** Delivers a signal to the command itself. */
+  signal(signal: NodeJS.Signals): void;
+  /** SIGKILLs the command, its process group and everything it started. */
+  kill(): void;
+  /** Settles once the process has exited and its output has ended; never rejects. */
+  readonly exited: Promise<LaunchedExit>;
+}
+
+export interface LaunchedExit {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  /** Set when the process could not be started or the launcher lost it; said on stderr too. */
+  failure?: string;
 }

@@ -4,6 +4,13 @@ import { SANDBOX_HOME, SANDBOX_UID } from "./launcher.js";
 /** Files of /etc the sandbox gets its own version of, passed as descriptors from FIRST_DATA_FD. */
 export const ETC_REPLACEMENTS = ["passwd", "group", "hosts", "resolv.conf"] as const;
 export const FIRST_DATA_FD = 4;
+/** With an exec server: its binary and the host directory for its socket, after the /etc files. */
+export const EXEC_SERVER_BINARY_FD = FIRST_DATA_FD + ETC_REPLACEMENTS.length;
+export const EXEC_DIR_FD = EXEC_SERVER_BINARY_FD + 1;
+/** Where the exec server runs from and listens, inside the sandbox. */
+export const EXEC_SERVER_IN_SANDBOX = "/run/polydev-init";
+export const EXEC_DIR_IN_SANDBOX = "/run/polydev";
+export const EXEC_SOCKET_NAME = "exec.sock";
 
 /** Host files that must not be readable inside even though /etc is. */
 const HIDDEN_ETC_FILES = [
@@ -18,7 +25,8 @@ const HIDDEN_ETC_FILES = [
 const HIDDEN_ETC_DIRS = ["/etc/ssh", "/etc/ssl/private", "/etc/sudoers.d"];
 
 /**
- * The sandbox's pid 1, in place of bubblewrap's reaper, which exits as soon as its one child
+ * The sandbox's pid 1 when no exec server is built (native/exec-server.c is the usual init and
+ * does the same, plus serving execs), in place of bubblewrap's reaper, which exits as soon as its one child
  * does: a sandbox user running `pkill sleep` or `kill -9 -1` would end the whole sandbox. A
  * namespace's init never receives signals it does not handle from inside, this one ignores the
  * rest, keeps one sleeping child to wait on (respawned if killed), and reaps every orphan the
@@ -41,7 +49,7 @@ export const SANDBOX_INIT =
  * home is full. /tmp, /var/tmp and /run are unsized tmpfs for the same reason: the memory
  * limit bounds them.
  */
-export function bwrapArgs(diskBytes: number): string[] {
+export function bwrapArgs(diskBytes: number, options: { execServer: boolean }): string[] {
   const args = [
     // user, pid, net, ipc, uts and cgroup. "none" keeps the new netns as it is (loopback only);
     // "egress" gets slirp4netns attached to it afterwards.
@@ -92,6 +100,23 @@ export function bwrapArgs(diskBytes: number): string[] {
     "/var/tmp",
     "--tmpfs",
     "/run",
+  );
+  if (options.execServer) {
+    // Both come in as descriptors opened by root: bubblewrap, running as the sandbox's uid,
+    // could not reach them by path. The binary is copied into a read-only file; the socket
+    // directory is the host's own, so the host connects to it without entering anything.
+    args.push(
+      "--bind-fd",
+      String(EXEC_DIR_FD),
+      EXEC_DIR_IN_SANDBOX,
+      "--perms",
+      "0555",
+      "--ro-bind-data",
+      String(EXEC_SERVER_BINARY_FD),
+      EXEC_SERVER_IN_SANDBOX,
+    );
+  }
+  args.push(
     "--size",
     String(diskBytes),
     "--perms",
@@ -104,9 +129,9 @@ export function bwrapArgs(diskBytes: number): string[] {
     "3",
     "--as-pid-1",
     "--",
-    "/bin/sh",
-    "-c",
-    SANDBOX_INIT,
+    ...(options.execServer
+      ? [EXEC_SERVER_IN_SANDBOX, `${EXEC_DIR_IN_SANDBOX}/${EXEC_SOCKET_NAME}`]
+      : ["/bin/sh", "-c", SANDBOX_INIT]),
   );
   return args;
 }

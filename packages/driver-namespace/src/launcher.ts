@@ -1,4 +1,5 @@
-import type { LaunchCommand, LaunchRequest, SandboxLauncher } from "@polydev/core";
+import type { LaunchCommand, LaunchedProcess, LaunchRequest, SandboxLauncher } from "@polydev/core";
+import { startOverExecServer } from "./exec-client.js";
 
 export const SANDBOX_UID = 1000;
 export const SANDBOX_HOME = "/home/user";
@@ -8,7 +9,11 @@ export const JOIN_CGROUPS_AND_EXEC =
   'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
 
 /**
- * Starts a process inside a running sandbox from the host: into its cgroups first (so limits
+ * Starts processes inside a running sandbox. `start` (used by exec) asks the sandbox's own init,
+ * the exec server, over its unix socket: nothing is spawned on the host, and the process is born
+ * inside every namespace and cgroup of the sandbox. `command` (PTYs, background processes, file
+ * scripts, and sandboxes started before the exec server existed) enters from the host:
+ * into its cgroups first (so limits
  * hold from the first instruction), then into all its namespaces and root with nsenter, as the
  * sandbox user. nsenter forks the command into the sandbox's pid namespace, so the command sits
  * one generation below the spawned process.
@@ -22,6 +27,8 @@ export function namespaceLauncher(options: {
   procsFiles: string[];
   stateDir: string;
   env: Record<string, string>;
+  /** Host path of the exec server's socket; without it every process goes through nsenter. */
+  execSocket?: string | undefined;
 }): SandboxLauncher {
   const baseEnv = Object.freeze({
     PATH: "/usr/local/bin:/usr/bin:/bin",
@@ -61,7 +68,13 @@ export function namespaceLauncher(options: {
     // directory inside, and a missing directory fails with a clear message.
     "/usr/bin/env",
   ];
+  const execSocket = options.execSocket;
+  const start =
+    execSocket === undefined
+      ? undefined
+      : (request: LaunchRequest): LaunchedProcess => startOverExecServer(execSocket, request);
   return {
+    ...(start === undefined ? {} : { start }),
     home: SANDBOX_HOME,
     stateDir: options.stateDir,
     baseEnv,

@@ -7,10 +7,11 @@
 
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
-import { accessSync, closeSync, constants, openSync } from "node:fs";
-import { open, readFile, rm, statfs, writeFile } from "node:fs/promises";
+import { accessSync, closeSync, constants, existsSync, openSync } from "node:fs";
+import { chmod, chown, lstat, mkdir, open, readFile, rm, statfs, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
 import { createInProcessAgent } from "@polydev/agent";
 import type {
   AgentConnection,
@@ -28,6 +29,7 @@ import { killQuietly, until } from "./cgroup-files.js";
 import type { Cgroups } from "./cgroups.js";
 import { detectCgroups } from "./cgroups.js";
 import { egressAvailable, SLIRP4NETNS, slirpArgs, slirpReady } from "./egress.js";
+import { ExecDirs } from "./exec-dirs.js";
 import { JOIN_CGROUPS_AND_EXEC, namespaceLauncher, SANDBOX_HOME } from "./launcher.js";
 import { isReaped, isSameProcess, killIfSame, startTimeOf } from "./process-info.js";
 import { waitUntilReady } from "./readiness.js";
@@ -53,7 +55,23 @@ export interface NamespaceDriverOptions {
   cgroupName?: string;
   /** How long bubblewrap (and slirp4netns) may take to report ready (default 10000). */
   startTimeoutMs?: number;
+  /**
+   * The compiled exec server (native/exec-server.c, built by scripts/ensure.sh), which becomes
+   * each sandbox's init and serves its execs without a host process per command. Default: the
+   * package's dist/polydev-exec-server; when that file is missing, sandboxes get the plain
+   * sleeping init and every exec goes through nsenter (slower, same behaviour). `false` forces that.
+   */
+  execServerPath?: string | false;
+  /** Where the exec servers' socket directories go (default /run/polydev-exec). */
+  execSocketRoot?: string;
 }
+
+/** Where scripts/ensure.sh puts the compiled exec server (from src/ or dist/ alike). */
+export const DEFAULT_EXEC_SERVER_PATH = fileURLToPath(
+  new URL("../dist/polydev-exec-server", import.meta.url),
+);
+/** connect(2) refuses longer unix socket paths; such sandboxes use nsenter instead. */
+const MAX_SOCKET_PATH_BYTES = 107;
 
 const MiB = 1024 * 1024;
 const CONSOLE_TAIL_BYTES = 64 * 1024;
@@ -78,6 +96,8 @@ export class NamespaceDriver implements SandboxDriver {
   private readonly log: DriverLog;
   private readonly uids: UidAllocator;
   private readonly startTimeoutMs: number;
+  private readonly execServerPath: string | undefined;
+  private readonly execDirs: ExecDirs;
   /** Ids being created by this instance: not yet anything for a reconciler to judge. */
   private readonly creating = new Set<string>();
 
@@ -86,6 +106,15 @@ export class NamespaceDriver implements SandboxDriver {
     this.cgroups = detectCgroups(options.cgroupName ?? "polydev");
     this.log = options.log ?? silentLog;
     this.startTimeoutMs = options.startTimeoutMs ?? 10_000;
+    this.execDirs = new ExecDirs(options.rootDir, options.execSocketRoot);
+    const execServerPath = options.execServerPath ?? DEFAULT_EXEC_SERVER_PATH;
+    this.execServerPath = execServerPath !== false && existsSync(execServerPath) ? execServerPath : undefined;
+    if (this.execServerPath === undefined && options.execServerPath === undefined) {
+      this.log.warn(
+        { path: DEFAULT_EXEC_SERVER_PATH },
+        "no exec server built (run scripts/ensure.sh): execs go through nsenter, which is slower",
+      );
+    }
     const hostUidBase = options.hostUidBase ?? 200_000;
     const hostUidCount = options.hostUidCount ?? 1_000_000;
     // 0 would be root, and (uid_t)-1 tells setresuid "leave unchanged", which would also be root.
@@ -168,6 +197,7 @@ export class NamespaceDriver implements SandboxDriver {
       if (started.bwrap) await this.killStartup(id, started.bwrap);
       await this.cgroups.destroy(id).catch(() => undefined);
       await rm(this.files.dir(id), { recursive: true, force: true }).catch(() => undefined);
+      await this.execDirs.remove(id).catch(() => undefined);
       await this.uids.release(hostUid);
       this.log.warn({ sandboxId: id, err: error, consoleTail }, "namespace sandbox failed to start");
       throw new PolydevError(
@@ -187,17 +217,32 @@ export class NamespaceDriver implements SandboxDriver {
     signal?: AbortSignal,
   ): Promise<SandboxMeta> {
     const id = spec.id;
+    const execDir = this.execDirs.dir(id);
+    const execSocket = this.execDirs.socket(id);
+    const useExecServer =
+      this.execServerPath !== undefined && Buffer.byteLength(execSocket) <= MAX_SOCKET_PATH_BYTES;
     await Promise.all([
-      this.files
-        .prepare(id, spec.network)
-        .then(() => writeFile(this.envFile(id), JSON.stringify(spec.env), { mode: 0o600 })),
+      this.files.prepare(id, spec.network),
+      writeFile(this.envFile(id), JSON.stringify(spec.env), { mode: 0o600 }),
       this.cgroups.create(id, spec.limits),
+      // The init (the sandbox's uid) creates its socket here, then the host takes the directory
+      // back (below) before anything else runs in the sandbox.
+      useExecServer
+        ? this.execDirs
+            .prepare()
+            .then(() => mkdir(execDir, { mode: 0o700 }))
+            .then(() => chown(execDir, hostUid, hostUid))
+        : undefined,
     ]);
     const consoleFd = openSync(this.files.consoleLog(id), "a", 0o600);
     try {
       // bubblewrap runs as the sandbox's uid, which cannot read the root-only data directory:
-      // the generated /etc files reach it as open descriptors (fd 4, 5, …).
+      // the generated /etc files (and the exec server and its directory) reach it as open
+      // descriptors (fd 4, 5, …).
       const etcFds = ETC_REPLACEMENTS.map((name) => openSync(this.files.etcFile(id, name), "r"));
+      if (useExecServer && this.execServerPath !== undefined) {
+        etcFds.push(openSync(this.execServerPath, "r"), openSync(execDir, "r"));
+      }
       let bwrap: ChildProcess;
       try {
         bwrap = started.bwrap = this.spawnJoined(
@@ -208,7 +253,7 @@ export class NamespaceDriver implements SandboxDriver {
             "--clear-groups",
             "--",
             "/usr/bin/bwrap",
-            ...bwrapArgs(spec.limits.diskMb * MiB),
+            ...bwrapArgs(spec.limits.diskMb * MiB, { execServer: useExecServer }),
           ],
           id,
           ["ignore", "pipe", consoleFd, "pipe", ...etcFds],
@@ -223,6 +268,7 @@ export class NamespaceDriver implements SandboxDriver {
           started.initPid = pid;
         },
       });
+      if (useExecServer) await this.sealExecDir(execDir, execSocket, hostUid);
       // slirp4netns starts only once bubblewrap has finished with the network namespace: started
       // earlier, its configuration raced bubblewrap's own and failed now and then.
       const slirp =
@@ -258,6 +304,7 @@ export class NamespaceDriver implements SandboxDriver {
         slirpStartTime,
         cgroupPaths: this.cgroups.paths(id),
         createdAt: Date.now(),
+        execSocket: useExecServer ? execSocket : null,
       };
       await this.files.writeMeta(meta);
       return meta;
@@ -276,6 +323,7 @@ export class NamespaceDriver implements SandboxDriver {
         procsFiles: this.cgroups.procsFiles(meta.sandboxId),
         stateDir: this.files.stateDir(meta.sandboxId),
         env,
+        execSocket: meta.execSocket ?? undefined,
       }),
     );
   }
@@ -311,6 +359,7 @@ export class NamespaceDriver implements SandboxDriver {
       await this.uids.release(meta.hostUid);
     }
     await rm(this.files.dir(id), { recursive: true, force: true });
+    await this.execDirs.remove(id);
     this.log.info({ sandboxId: id }, "namespace sandbox destroyed");
   }
 
@@ -398,6 +447,20 @@ export class NamespaceDriver implements SandboxDriver {
     if (others.length > 0) await Promise.race([exited, delay(500)]);
     if (bwrap.exitCode === null && bwrap.signalCode === null) bwrap.kill("SIGKILL");
     await Promise.race([exited, delay(2_000)]);
+  }
+
+  /**
+   * The init has bound its socket (it said `ready` only after listen): the directory becomes
+   * root's, so nothing in the sandbox can swap the socket for anything else (a symlink to a host
+   * socket, say) that the host would then connect to. Nothing else runs in the sandbox yet.
+   */
+  private async sealExecDir(execDir: string, execSocket: string, hostUid: number): Promise<void> {
+    await chown(execDir, 0, 0);
+    await chmod(execDir, 0o755);
+    const socket = await lstat(execSocket);
+    if (!socket.isSocket() || socket.uid !== hostUid) {
+      throw new Error("the sandbox's init did not create its exec socket");
+    }
   }
 
   private handleOf(meta: SandboxMeta): SandboxHandle {

@@ -20,6 +20,11 @@ export interface SandboxMeta {
   /** The sandbox's cgroup directories (one per v1 controller, or the one v2 directory). */
   cgroupPaths: string[];
   createdAt: number;
+  /**
+   * Host path of the exec server's socket (see native/exec-server.c), or null for a sandbox whose
+   * init is the plain sleeping shell (no exec server built, or started by an older version).
+   */
+  execSocket: string | null;
 }
 
 /** Ids become directory and cgroup names: nothing that could climb out of either. */
@@ -83,8 +88,10 @@ export class SandboxFiles {
 
   /** Creates the directory tree and the /etc files the sandbox sees instead of the host's. */
   async prepare(id: string, network: NetworkMode): Promise<void> {
-    await mkdir(join(this.dir(id), "etc"), { recursive: true, mode: 0o700 });
-    await mkdir(this.stateDir(id), { recursive: true, mode: 0o700 });
+    await Promise.all([
+      mkdir(join(this.dir(id), "etc"), { recursive: true, mode: 0o700 }),
+      mkdir(this.stateDir(id), { recursive: true, mode: 0o700 }),
+    ]);
     const passwd = [
       "root:x:0:0:root:/root:/usr/sbin/nologin",
       `user:x:${SANDBOX_UID}:${SANDBOX_UID}:Polydev sandbox user:${SANDBOX_HOME}:/bin/bash`,
@@ -92,14 +99,14 @@ export class SandboxFiles {
       "",
     ].join("\n");
     const group = ["root:x:0:", `user:x:${SANDBOX_UID}:`, "nogroup:x:65534:", ""].join("\n");
-    await writeFile(this.etcFile(id, "passwd"), passwd, { mode: 0o644 });
-    await writeFile(this.etcFile(id, "group"), group, { mode: 0o644 });
-    await writeFile(this.etcFile(id, "hosts"), "127.0.0.1 localhost sandbox\n::1 localhost\n", {
-      mode: 0o644,
-    });
     // slirp4netns answers DNS on 10.0.2.3; the host's resolver address may be on its loopback.
     const resolv = network === "egress" ? "nameserver 10.0.2.3\n" : "";
-    await writeFile(this.etcFile(id, "resolv.conf"), resolv, { mode: 0o644 });
+    await Promise.all([
+      writeFile(this.etcFile(id, "passwd"), passwd, { mode: 0o644 }),
+      writeFile(this.etcFile(id, "group"), group, { mode: 0o644 }),
+      writeFile(this.etcFile(id, "hosts"), "127.0.0.1 localhost sandbox\n::1 localhost\n", { mode: 0o644 }),
+      writeFile(this.etcFile(id, "resolv.conf"), resolv, { mode: 0o644 }),
+    ]);
   }
 
   async writeMeta(meta: SandboxMeta): Promise<void> {
@@ -118,6 +125,7 @@ export class SandboxFiles {
         bwrapStartTime: meta.bwrapStartTime ?? null,
         slirpStartTime: meta.slirpStartTime ?? null,
         cgroupPaths: meta.cgroupPaths ?? [],
+        execSocket: typeof meta.execSocket === "string" ? meta.execSocket : null,
       };
     } catch {
       return undefined;

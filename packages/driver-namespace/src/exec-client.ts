@@ -1,0 +1,182 @@
+/**
+ * The host's side of the sandbox's exec server (native/exec-server.c): one unix socket
+ * connection per process, no process spawned on the host. The wire format is described in the
+ * C file. Whatever arrives is sandbox-controlled: frames are length-checked and a confused
+ * server only ends its own process.
+ */
+import type { Socket } from "node:net";
+import { connect } from "node:net";
+import { constants } from "node:os";
+import { Readable, Writable } from "node:stream";
+import type { LaunchedExit, LaunchedProcess, LaunchRequest } from "@polydev/core";
+import { PolydevError } from "@polydev/core";
+
+const HEADER_BYTES = 5;
+const CHUNK_BYTES = 64 * 1024;
+/** Must match MAX_REQUEST_BYTES in exec-server.c. */
+export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+/** After asking for a kill, how long the server gets to report the exit before we hang up. */
+const KILL_GRACE_MS = 2_000;
+
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>();
+for (const [name, number] of Object.entries(constants.signals) as [NodeJS.Signals, number][]) {
+  if (!SIGNAL_NAMES.has(number)) SIGNAL_NAMES.set(number, name);
+}
+
+function frame(type: string, payload?: Buffer): Buffer {
+  const header = Buffer.allocUnsafe(HEADER_BYTES);
+  header[0] = type.charCodeAt(0);
+  header.writeUInt32BE(payload?.length ?? 0, 1);
+  return payload === undefined ? header : Buffer.concat([header, payload]);
+}
+
+/** argc, envc, then argv, KEY=value pairs and cwd, each NUL-terminated. */
+export function encodeRequest(request: LaunchRequest): Buffer {
+  const strings = [
+    ...request.argv,
+    ...Object.entries(request.env).map(([key, value]) => `${key}=${value}`),
+    request.cwd,
+  ];
+  if (request.argv.length === 0) throw new PolydevError("invalid_request", "argv must not be empty");
+  for (const text of strings) {
+    if (text.includes("\0")) {
+      throw new PolydevError("invalid_request", "argv, env and cwd must not contain NUL characters");
+    }
+  }
+  const counts = Buffer.allocUnsafe(8);
+  counts.writeUInt32BE(request.argv.length, 0);
+  counts.writeUInt32BE(strings.length - request.argv.length - 1, 4);
+  const body = Buffer.concat([counts, Buffer.from(`${strings.join("\0")}\0`)]);
+  if (body.length > MAX_REQUEST_BYTES) {
+    throw new PolydevError(
+      "invalid_request",
+      `argv, env and cwd together are ${body.length} bytes; the limit is ${MAX_REQUEST_BYTES}`,
+    );
+  }
+  return frame("R", body);
+}
+
+/** Starts `request` through the exec server listening at `socketPath`. */
+export function startOverExecServer(socketPath: string, request: LaunchRequest): LaunchedProcess {
+  const encoded = encodeRequest(request);
+  const socket: Socket = connect(socketPath);
+  socket.setNoDelay?.(true);
+  socket.write(encoded);
+
+  let exit: LaunchedExit | undefined;
+  let killRequested = false;
+  let killTimer: NodeJS.Timeout | undefined;
+  let resolveExited: (exit: LaunchedExit) => void = () => undefined;
+  const exited = new Promise<LaunchedExit>((resolve) => {
+    resolveExited = resolve;
+  });
+
+  // Both outputs share the socket: it is paused while either reader is behind.
+  const resumeIfRoom = (): void => {
+    if (
+      stdout.readableLength < stdout.readableHighWaterMark &&
+      stderr.readableLength < stderr.readableHighWaterMark
+    ) {
+      socket.resume();
+    }
+  };
+  const stdout = new Readable({ read: resumeIfRoom });
+  const stderr = new Readable({ read: resumeIfRoom });
+
+  const stdin = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      if (exit !== undefined || socket.destroyed) {
+        callback();
+        return;
+      }
+      let last = true;
+      for (let offset = 0; offset < chunk.length; offset += CHUNK_BYTES) {
+        last = socket.write(frame("I", chunk.subarray(offset, offset + CHUNK_BYTES)));
+      }
+      // Back-pressure: the next chunk waits until the socket has room again.
+      if (last) callback();
+      else socket.once("drain", () => callback());
+    },
+    final(callback) {
+      if (exit === undefined && !socket.destroyed) socket.write(frame("i"));
+      callback();
+    },
+  });
+
+  const finish = (result: LaunchedExit): void => {
+    if (exit !== undefined) return;
+    exit = result;
+    if (killTimer !== undefined) clearTimeout(killTimer);
+    if (result.failure !== undefined) stderr.push(`polydev: ${result.failure}\n`);
+    stdout.push(null);
+    stderr.push(null);
+    stdin.destroy();
+    socket.destroy();
+    resolveExited(result);
+  };
+
+  let pending: Buffer = Buffer.alloc(0);
+  socket.on("data", (chunk: Buffer) => {
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    let offset = 0;
+    while (exit === undefined && pending.length - offset >= HEADER_BYTES) {
+      const type = String.fromCharCode(pending[offset] ?? 0);
+      const length = pending.readUInt32BE(offset + 1);
+      if (length > CHUNK_BYTES) {
+        finish({ exitCode: null, signal: null, failure: "the sandbox's exec server sent a malformed frame" });
+        return;
+      }
+      if (pending.length - offset < HEADER_BYTES + length) break;
+      const payload = pending.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + length);
+      offset += HEADER_BYTES + length;
+      if (type === "O" || type === "E") {
+        if (!(type === "O" ? stdout : stderr).push(payload)) socket.pause();
+      } else if (type === "X" && length === 8) {
+        const code = payload.readInt32BE(0);
+        const signo = payload.readInt32BE(4);
+        finish({
+          exitCode: code >= 0 ? code : null,
+          signal: signo > 0 ? (SIGNAL_NAMES.get(signo) ?? null) : null,
+        });
+      } else if (type === "F") {
+        finish({ exitCode: 126, signal: null, failure: payload.toString("utf8") });
+      } else {
+        finish({ exitCode: null, signal: null, failure: "the sandbox's exec server sent a malformed frame" });
+      }
+    }
+    pending = pending.subarray(offset);
+  });
+  socket.on("error", () => undefined);
+  socket.on("close", () => {
+    finish(
+      killRequested
+        ? { exitCode: null, signal: "SIGKILL" }
+        : { exitCode: 126, signal: null, failure: "lost the connection to the sandbox's exec server" },
+    );
+  });
+
+  const kill = (): void => {
+    if (exit !== undefined || killRequested) return;
+    killRequested = true;
+    socket.write(frame("K"));
+    // Hanging up is a kill too: if the server cannot answer (stdin back-pressure, or it is
+    // stuck), the exit is reported without it.
+    killTimer = setTimeout(() => socket.destroy(), KILL_GRACE_MS);
+  };
+
+  return {
+    stdin,
+    stdout,
+    stderr,
+    exited,
+    kill,
+    signal(signal: NodeJS.Signals): void {
+      if (signal === "SIGKILL") {
+        kill();
+        return;
+      }
+      const number = constants.signals[signal];
+      if (exit === undefined && number !== undefined) socket.write(frame("S", Buffer.from([number])));
+    },
+  };
+}
