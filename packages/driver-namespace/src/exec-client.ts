@@ -71,17 +71,15 @@ export function startOverExecServer(socketPath: string, request: LaunchRequest):
     resolveExited = resolve;
   });
 
-  // Both outputs share the socket: it is paused while either reader is behind.
-  const resumeIfRoom = (): void => {
-    if (
-      stdout.readableLength < stdout.readableHighWaterMark &&
-      stderr.readableLength < stderr.readableHighWaterMark
-    ) {
-      socket.resume();
-    }
+  // Both outputs share the socket: it is paused while either reader is behind, i.e. from a push
+  // that found its buffer full until that stream asks for more (`read`).
+  const behind = { stdout: false, stderr: false };
+  const wantsMore = (name: "stdout" | "stderr") => (): void => {
+    behind[name] = false;
+    if (!behind.stdout && !behind.stderr) socket.resume();
   };
-  const stdout = new Readable({ read: resumeIfRoom });
-  const stderr = new Readable({ read: resumeIfRoom });
+  const stdout = new Readable({ read: wantsMore("stdout") });
+  const stderr = new Readable({ read: wantsMore("stderr") });
 
   const stdin = new Writable({
     write(chunk: Buffer, _encoding, callback) {
@@ -130,7 +128,11 @@ export function startOverExecServer(socketPath: string, request: LaunchRequest):
       const payload = pending.subarray(offset + HEADER_BYTES, offset + HEADER_BYTES + length);
       offset += HEADER_BYTES + length;
       if (type === "O" || type === "E") {
-        if (!(type === "O" ? stdout : stderr).push(payload)) socket.pause();
+        const name = type === "O" ? "stdout" : "stderr";
+        if (!(type === "O" ? stdout : stderr).push(payload)) {
+          behind[name] = true;
+          socket.pause();
+        }
       } else if (type === "X" && length === 8) {
         const code = payload.readInt32BE(0);
         const signo = payload.readInt32BE(4);

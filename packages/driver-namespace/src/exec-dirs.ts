@@ -1,9 +1,10 @@
 /**
  * Host directories for the exec servers' sockets. They cannot live in the sandbox's own
  * directory: bubblewrap, running as the sandbox's uid, binds a directory by path, and the data
- * directory is root's alone. So each driver gets `<root>/<hash of its rootDir>/` (root-owned,
- * 0711: traversable, not listable), and each sandbox a directory below that, named by a hash of
- * its id so the socket path stays far below the 107-byte limit of unix socket addresses.
+ * directory is root's alone. So they sit under one root-owned base (0711: traversable, not
+ * listable), one per sandbox, named by a hash of the driver's rootDir and the sandbox id: two
+ * drivers on one host never collide, and the socket path stays far below the 107-byte limit of
+ * unix socket addresses whatever the ids and directories are.
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -12,37 +13,29 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EXEC_SOCKET_NAME } from "./bwrap-args.js";
 
-const shortHash = (text: string, length: number): string =>
-  createHash("sha256").update(text).digest("hex").slice(0, length);
-
 export class ExecDirs {
   private readonly base: string;
-  private readonly root: string;
   private ready: Promise<void> | undefined;
 
   constructor(
-    rootDir: string,
-    base = existsSync("/run") ? "/run/polydev-exec" : join(tmpdir(), "polydev-exec"),
+    private readonly rootDir: string,
+    base?: string,
   ) {
-    this.base = base;
-    this.root = join(base, shortHash(rootDir, 12));
+    this.base = base ?? (existsSync("/run") ? "/run/polydev-exec" : join(tmpdir(), "polydev-exec"));
   }
 
   dir(id: string): string {
-    return join(this.root, shortHash(id, 16));
+    const name = createHash("sha256").update(`${this.rootDir}\0${id}`).digest("hex").slice(0, 24);
+    return join(this.base, name);
   }
 
   socket(id: string): string {
     return join(this.dir(id), EXEC_SOCKET_NAME);
   }
 
-  /** The two shared levels, root-owned and traversable by the sandboxes' uids. */
+  /** The shared base: root-owned and traversable by the sandboxes' uids. */
   prepare(): Promise<void> {
-    this.ready ??= (async () => {
-      await mkdir(this.root, { recursive: true, mode: 0o711 });
-      await chmod(this.base, 0o711);
-      await chmod(this.root, 0o711);
-    })();
+    this.ready ??= mkdir(this.base, { recursive: true, mode: 0o711 }).then(() => chmod(this.base, 0o711));
     this.ready.catch(() => {
       this.ready = undefined;
     });

@@ -49,11 +49,17 @@ interface Meta {
   initPid: number;
   slirpPid: number | null;
   cgroupPaths: string[];
+  execSocket: string;
 }
 
 function metaOf(handle: SandboxHandle): Meta {
-  const { hostUid, initPid, slirpPid, cgroupPaths } = handle.data;
-  if (typeof hostUid !== "number" || typeof initPid !== "number" || !Array.isArray(cgroupPaths)) {
+  const { hostUid, initPid, slirpPid, cgroupPaths, execSocket } = handle.data;
+  if (
+    typeof hostUid !== "number" ||
+    typeof initPid !== "number" ||
+    !Array.isArray(cgroupPaths) ||
+    typeof execSocket !== "string"
+  ) {
     throw new Error(`unexpected handle data ${JSON.stringify(handle.data)}`);
   }
   return {
@@ -61,6 +67,7 @@ function metaOf(handle: SandboxHandle): Meta {
     initPid,
     slirpPid: typeof slirpPid === "number" ? slirpPid : null,
     cgroupPaths: cgroupPaths.map(String),
+    execSocket,
   };
 }
 
@@ -210,8 +217,10 @@ describe("namespace driver", () => {
     // Something that would outlive a careless destroy: a daemonized process in a new session.
     await runCommand(connection, "setsid sleep 300 >/dev/null 2>&1 < /dev/null & echo started");
     await connection.close();
-    expect((await hostPidsOfUid(meta.hostUid)).length).toBeGreaterThanOrEqual(4);
+    // bubblewrap, the init (the exec server), slirp4netns and the daemonized sleep.
+    expect((await hostPidsOfUid(meta.hostUid)).length).toBeGreaterThanOrEqual(3);
     await driver.destroy(handle);
+    expect(existsSync(meta.execSocket)).toBe(false);
     expect(await describePids(await hostPidsOfUid(meta.hostUid))).toEqual([]);
     if (meta.slirpPid !== null) expect(processExists(meta.slirpPid)).toBe(false);
     expect(processExists(meta.initPid)).toBe(false);
