@@ -5,6 +5,9 @@
 import createClient from "openapi-fetch";
 import type { components, paths } from "./api-types.js";
 import { errorFromResponse, PolydevApiError } from "./errors.js";
+import { loginsApi } from "./logins.js";
+import type { PtyOptions, PtySession, WebSocketConstructor } from "./pty.js";
+import { openPty } from "./pty.js";
 import { readSse } from "./sse.js";
 
 export type Sandbox = components["schemas"]["Sandbox"];
@@ -24,6 +27,8 @@ export interface PolydevOptions {
   apiKey: string;
   /** A fetch implementation; default: the global one. */
   fetch?: typeof fetch;
+  /** A WebSocket class for terminals; default: the global one (browsers, Node 22+). On Node 20 pass the `ws` package. */
+  WebSocket?: WebSocketConstructor;
 }
 
 export interface CallOptions {
@@ -148,7 +153,16 @@ export class Polydev {
           signal: call.signal,
         }),
       ),
+    /**
+     * Opens an interactive terminal; the same `reconnectId` later reattaches to the same shell.
+     * @example const term = await polydev.sandboxes.pty(box.id, { cols: 80, rows: 24 }); term.onData((b) => out.write(b)); term.write("ls\r");
+     */
+    pty: (id: string, options: PtyOptions = {}): Promise<PtySession> =>
+      openPty({ ...this.options, sandboxId: id, diagnose: () => this.sandboxes.get(id) }, options),
   };
+
+  /** Provider sign-ins run by the provider's own CLI in a sandbox (see logins.ts). */
+  readonly logins = loginsApi({ api: () => this.api, raw: (path, init) => this.raw(path, init) });
 
   readonly runs = {
     /**

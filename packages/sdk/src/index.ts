@@ -24,3 +24,6 @@ export {
   SandboxNotRunningError,
   UnauthorizedError,
 } from "./errors.js";
+export type { Login, LoginProvider } from "./logins.js";
+export type { PtyExit, PtyOptions, WebSocketConstructor, WebSocketLike } from "./pty.js";
+export { PtySession } from "./pty.js";
