@@ -1,4 +1,5 @@
 /** Builds the Fastify application from ready services; no I/O happens here. */
+import fastifyCookie from "@fastify/cookie";
 import fastifySwagger from "@fastify/swagger";
 import fastifyWebsocket from "@fastify/websocket";
 import { PolydevError } from "@polydev/core";
@@ -14,6 +15,8 @@ import { registerAuth } from "./http/auth.js";
 import type { ServerContext } from "./http/context.js";
 import { registerErrorHandler } from "./http/error-handler.js";
 import { adminRoutes } from "./routes/admin.js";
+import { adminOverviewRoutes } from "./routes/admin-overview.js";
+import { authSessionRoutes } from "./routes/auth-session.js";
 import { credentialRoutes } from "./routes/credentials.js";
 import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
@@ -51,22 +54,33 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandler(app);
-  registerAuth(app, ctx.store);
+  // Both registered (and awaited) before the auth hook, whose onRequest must run after theirs:
+  // the cookie plugin parses `request.cookies`, and the WebSocket plugin marks upgrade requests so
+  // that a refused upgrade's socket is closed after the error answer (else it leaks and close hangs).
+  await app.register(fastifyCookie);
+  await app.register(fastifyWebsocket, { options: { maxPayload: 4 * 1024 * 1024 } });
+  registerAuth(app, ctx.store, ctx.sessions);
 
   await app.register(fastifySwagger, {
     openapi: {
       openapi: "3.1.0",
       info: { title: "Polydev API", version: API_VERSION, description: "Sandboxes for AI coding agents" },
-      components: { securitySchemes: { apiKey: { type: "http", scheme: "bearer" } } },
-      security: [{ apiKey: [] }],
+      components: {
+        securitySchemes: {
+          apiKey: { type: "http", scheme: "bearer" },
+          session: { type: "apiKey", in: "cookie", name: "polydev_session" },
+        },
+      },
+      security: [{ apiKey: [] }, { session: [] }],
     },
     transform: jsonSchemaTransform,
     transformObject: jsonSchemaTransformObject,
   });
-  await app.register(fastifyWebsocket, { options: { maxPayload: 4 * 1024 * 1024 } });
 
   healthRoutes(app, ctx);
+  authSessionRoutes(app, ctx);
   adminRoutes(app, ctx);
+  adminOverviewRoutes(app, ctx);
   sandboxRoutes(app, ctx);
   execRoutes(app, ctx);
   processRoutes(app, ctx);

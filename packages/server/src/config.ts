@@ -4,12 +4,17 @@
  */
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { PolydevError } from "@polydev/core";
 import { z } from "zod";
 
 const MiB = 1;
 const MINUTE_MS = 60_000;
 const HOUR_MS = 60 * MINUTE_MS;
+const DAY_MS = 24 * HOUR_MS;
+
+/** `packages/web/dist` of this checkout; the same from src/ and dist/, both one level down. */
+const DEFAULT_WEB_DIR = fileURLToPath(new URL("../../web/dist", import.meta.url));
 
 const intFromEnv = z.coerce.number().int();
 
@@ -23,6 +28,36 @@ export const configSchema = z
     dataDir: z.string().min(1).default(join(homedir(), ".polydev")),
     /** POLYDEV_ADMIN_KEY: becomes the admin's API key on first start (automation). */
     adminKey: z.string().min(24, "POLYDEV_ADMIN_KEY must be at least 24 characters").optional(),
+    /**
+     * POLYDEV_ADMIN_PASSWORD: becomes the admin's dashboard password on first start; later starts
+     * ignore it (change it with PUT /v1/me/password).
+     */
+    adminPassword: z
+      .string()
+      .min(8, "POLYDEV_ADMIN_PASSWORD must be at least 8 characters")
+      .max(200, "POLYDEV_ADMIN_PASSWORD must be at most 200 characters")
+      .optional(),
+    /** POLYDEV_SESSION_IDLE_TIMEOUT_MS: a browser session unused this long ends (default 7 days). */
+    sessionIdleTimeoutMs: intFromEnv.positive().default(7 * DAY_MS),
+    /** POLYDEV_SESSION_MAX_AGE_MS: a browser session ends this long after sign-in, used or not (default 30 days). */
+    sessionMaxAgeMs: intFromEnv.positive().default(30 * DAY_MS),
+    /**
+     * Failed sign-ins allowed within `windowMs`, per user name and per client address, before
+     * further attempts answer 429 until the oldest failure leaves the window.
+     */
+    signInThrottle: z
+      .object({
+        maxFailuresPerName: z.number().int().positive().default(5),
+        maxFailuresPerIp: z.number().int().positive().default(20),
+        windowMs: z
+          .number()
+          .int()
+          .positive()
+          .default(15 * MINUTE_MS),
+      })
+      .prefault({}),
+    /** POLYDEV_WEB_DIR: the built dashboard (index.html + assets/); default `packages/web/dist`. */
+    webDir: z.string().min(1).default(DEFAULT_WEB_DIR),
     /** POLYDEV_LOG_LEVEL */
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** POLYDEV_DRIVER: the isolation backend, chosen by name. */
@@ -137,6 +172,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_PORT) input.port = Number(env.POLYDEV_PORT);
   if (env.POLYDEV_DATA_DIR) input.dataDir = env.POLYDEV_DATA_DIR;
   if (env.POLYDEV_ADMIN_KEY) input.adminKey = env.POLYDEV_ADMIN_KEY;
+  if (env.POLYDEV_ADMIN_PASSWORD) input.adminPassword = env.POLYDEV_ADMIN_PASSWORD;
+  if (env.POLYDEV_SESSION_IDLE_TIMEOUT_MS)
+    input.sessionIdleTimeoutMs = Number(env.POLYDEV_SESSION_IDLE_TIMEOUT_MS);
+  if (env.POLYDEV_SESSION_MAX_AGE_MS) input.sessionMaxAgeMs = Number(env.POLYDEV_SESSION_MAX_AGE_MS);
+  if (env.POLYDEV_WEB_DIR) input.webDir = env.POLYDEV_WEB_DIR;
   if (env.POLYDEV_LOG_LEVEL) input.logLevel = env.POLYDEV_LOG_LEVEL as ConfigInput["logLevel"];
   if (env.POLYDEV_DRIVER) input.driver = env.POLYDEV_DRIVER as ConfigInput["driver"];
   if (env.POLYDEV_MASTER_KEY) input.masterKey = env.POLYDEV_MASTER_KEY;
@@ -171,6 +211,10 @@ export function parseConfig(input: ConfigInput): PolydevConfig {
     const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`);
     throw new PolydevError("invalid_request", `invalid configuration: ${problems.join("; ")}`);
   }
-  const config = { ...parsed.data, dataDir: resolve(parsed.data.dataDir) };
+  const config = {
+    ...parsed.data,
+    dataDir: resolve(parsed.data.dataDir),
+    webDir: resolve(parsed.data.webDir),
+  };
   return Object.freeze(config);
 }

@@ -15,6 +15,7 @@ import { buildApp } from "./app.js";
 import type { PolydevConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { bootstrapAdmin, prepareDataDir } from "./services/bootstrap.js";
+import { BrowserSessions } from "./services/browser-sessions.js";
 import { CredentialService } from "./services/credential-service.js";
 import { GatewayHub } from "./services/gateway-hub.js";
 import type { LoginFlow, LoginProvider } from "./services/login-flows.js";
@@ -29,6 +30,7 @@ export const MASTER_KEY_FILE = "master-keys.json";
 import { PtySessions } from "./services/pty-sessions.js";
 import { Reconciler } from "./services/reconciler.js";
 import { SandboxService } from "./services/sandbox-service.js";
+import { SignInThrottle } from "./services/sign-in-throttle.js";
 
 export interface DriverFactoryOptions {
   /** Where the driver keeps per-sandbox state on this host. */
@@ -76,7 +78,13 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   log.info({ driver: info.name, features: info.features }, "driver ready");
 
   const store = await openSqliteStore({ file: join(config.dataDir, "polydev.db") });
-  const firstAdminKey = await bootstrapAdmin(store, config.dataDir, config.adminKey, clock.now());
+  const firstAdminKey = await bootstrapAdmin(
+    store,
+    config.dataDir,
+    config.adminKey,
+    clock.now(),
+    config.adminPassword,
+  );
   const keyFile = join(config.dataDir, MASTER_KEY_FILE);
   const loadKeys = () => loadKeyring({ envKey: config.masterKey, keyFile });
   const vault = new EnvelopeVault(await loadKeys(), loadKeys);
@@ -148,6 +156,11 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     gateway,
     logins,
     runs,
+    sessions: new BrowserSessions(store, clock, {
+      idleTimeoutMs: config.sessionIdleTimeoutMs,
+      maxAgeMs: config.sessionMaxAgeMs,
+    }),
+    signInThrottle: new SignInThrottle(config.signInThrottle, () => clock.now()),
     clock,
     log,
   });

@@ -1,19 +1,30 @@
 /**
- * Bearer API keys on every /v1 route. The principal is attached to the request; routes never
- * parse headers themselves.
+ * Every /v1 route accepts a bearer API key or the dashboard's session cookie. The principal is
+ * attached to the request; routes never parse headers themselves. A cookie rides along on any
+ * request the browser makes, so cookie-authenticated requests must also prove they come from our
+ * own pages: unsafe methods carry the session's CSRF token, WebSocket upgrades a same-host Origin.
  */
 
 import type { Store, UserRole } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { hashApiKey } from "../services/api-keys.js";
+import type { BrowserSessions } from "../services/browser-sessions.js";
+import { csrfTokenMatches, SESSION_COOKIE } from "../services/browser-sessions.js";
 
 export interface Principal {
   userId: string;
   userName: string;
   role: UserRole;
-  keyId: string;
+  /** Set when a bearer API key authenticated the request. */
+  keyId: string | undefined;
+  /** Set when the session cookie authenticated the request. */
+  session: { id: string; csrfToken: string } | undefined;
 }
+
+/** Signing in needs no credentials yet; everything else under /v1 does. */
+const PUBLIC_ROUTES = new Set(["POST /v1/auth/session"]);
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 declare module "fastify" {
   interface FastifyRequest {
@@ -24,13 +35,66 @@ declare module "fastify" {
 /** last_used_at is informational; writing it once a minute keeps the hot path read-only. */
 const TOUCH_EVERY_MS = 60_000;
 
-export function registerAuth(app: FastifyInstance, store: Store): void {
+/** Needs @fastify/cookie registered first (it parses `request.cookies`). */
+export function registerAuth(app: FastifyInstance, store: Store, sessions: BrowserSessions): void {
   const lastTouched = new Map<string, number>();
   app.decorateRequest("principal", undefined);
   app.addHook("onRequest", async (request) => {
     if (!request.url.startsWith("/v1/")) return;
+    if (PUBLIC_ROUTES.has(`${request.method} ${request.url.split("?")[0]}`)) return;
+    const cookie = request.cookies[SESSION_COOKIE];
+    if (request.headers.authorization === undefined && cookie !== undefined) {
+      request.principal = await authenticateSession(request, sessions, cookie);
+      return;
+    }
     request.principal = await authenticate(request, store, lastTouched);
   });
+}
+
+async function authenticateSession(
+  request: FastifyRequest,
+  sessions: BrowserSessions,
+  token: string,
+): Promise<Principal> {
+  const resolved = await sessions.resolve(token);
+  if (!resolved) {
+    throw new PolydevError("unauthorized", "the session has ended or expired; sign in again");
+  }
+  if (request.headers.upgrade?.toLowerCase() === "websocket") {
+    if (!sameHostOrigin(request)) {
+      throw new PolydevError(
+        "csrf_failed",
+        "a WebSocket opened with the session cookie must come from a page of this server (Origin must match Host)",
+      );
+    }
+  } else if (!SAFE_METHODS.has(request.method)) {
+    const header = request.headers["x-csrf-token"];
+    if (!csrfTokenMatches(resolved.csrfToken, typeof header === "string" ? header : undefined)) {
+      throw new PolydevError(
+        "csrf_failed",
+        "missing or wrong x-csrf-token header: send the csrfToken from sign-in (GET /v1/auth/session returns it)",
+      );
+    }
+  }
+  return {
+    userId: resolved.user.id,
+    userName: resolved.user.name,
+    role: resolved.user.role,
+    keyId: undefined,
+    session: { id: resolved.session.id, csrfToken: resolved.csrfToken },
+  };
+}
+
+/** True when the Origin header names the host the request was sent to. */
+export function sameHostOrigin(request: FastifyRequest): boolean {
+  const origin = request.headers.origin;
+  const host = request.headers.host;
+  if (!origin || !host) return false;
+  try {
+    return new URL(origin).host === new URL(`http://${host}`).host;
+  } catch {
+    return false;
+  }
 }
 
 async function authenticate(
@@ -44,7 +108,7 @@ async function authenticate(
   if (!token) {
     throw new PolydevError(
       "unauthorized",
-      "missing API key: send the header 'Authorization: Bearer <api key>'",
+      "not signed in: send the header 'Authorization: Bearer <api key>' or sign in with POST /v1/auth/session",
     );
   }
   const found = await store.apiKeys.findByHash(hashApiKey(token));
@@ -54,7 +118,13 @@ async function authenticate(
     lastTouched.set(found.key.id, now);
     await store.apiKeys.touch(found.key.id, now);
   }
-  return { userId: found.user.id, userName: found.user.name, role: found.user.role, keyId: found.key.id };
+  return {
+    userId: found.user.id,
+    userName: found.user.name,
+    role: found.user.role,
+    keyId: found.key.id,
+    session: undefined,
+  };
 }
 
 export function requirePrincipal(request: FastifyRequest): Principal {
@@ -64,6 +134,6 @@ export function requirePrincipal(request: FastifyRequest): Principal {
 
 export function requireAdmin(request: FastifyRequest): Principal {
   const principal = requirePrincipal(request);
-  if (principal.role !== "admin") throw new PolydevError("forbidden", "this route needs an admin API key");
+  if (principal.role !== "admin") throw new PolydevError("forbidden", "this route needs an admin");
   return principal;
 }

@@ -4,7 +4,9 @@ import { z } from "zod";
 import { requireAdmin, requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
+import { hashPassword } from "../services/passwords.js";
 import { createUserWithKey } from "../services/users.js";
+import { newPasswordSchema } from "./auth-session.js";
 
 const userSchema = z.object({
   id: z.string(),
@@ -21,7 +23,7 @@ export function adminRoutes(instance: FastifyInstance, ctx: ServerContext): void
     {
       schema: {
         tags: ["admin"],
-        summary: "Create a user and its first API key (shown once)",
+        summary: "Create a user, its first API key (shown once) and optionally a dashboard password",
         body: z.strictObject({
           name: z
             .string()
@@ -30,6 +32,9 @@ export function adminRoutes(instance: FastifyInstance, ctx: ServerContext): void
               "names are 2–63 lowercase letters, digits, '.', '_' or '-'",
             ),
           role: z.enum(["admin", "user"]).default("user"),
+          password: newPasswordSchema
+            .optional()
+            .describe("dashboard password; without one the user signs in with an API key"),
         }),
         response: { 201: z.object({ user: userSchema, apiKey: z.string() }) },
       },
@@ -41,6 +46,10 @@ export function adminRoutes(instance: FastifyInstance, ctx: ServerContext): void
         request.body.name,
         request.body.role,
         ctx.clock.now(),
+        {
+          passwordHash:
+            request.body.password === undefined ? undefined : await hashPassword(request.body.password),
+        },
       );
       return reply
         .status(201)

@@ -7,10 +7,16 @@ export async function createUserWithKey(
   name: string,
   role: UserRole,
   now: number,
-  presetKey?: string,
+  options: { presetKey?: string | undefined; passwordHash?: string | undefined } = {},
 ): Promise<{ user: UserRecord; apiKey: string }> {
-  const apiKey = presetKey ?? generateApiKey();
-  const user = await store.users.create({ id: newId("usr"), name, role, passwordHash: null, createdAt: now });
+  const apiKey = options.presetKey ?? generateApiKey();
+  const user = await store.users.create({
+    id: newId("usr"),
+    name,
+    role,
+    passwordHash: options.passwordHash ?? null,
+    createdAt: now,
+  });
   await store.apiKeys.create({
     id: newId("key"),
     userId: user.id,

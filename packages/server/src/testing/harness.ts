@@ -83,7 +83,7 @@ export class ApiClient {
 
 export async function startTestServer(
   overrides: ConfigInput = {},
-  options: Pick<StartOptions, "loginFlows"> = {},
+  options: Pick<StartOptions, "loginFlows" | "clock"> = {},
 ): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), "polydev-test-"));
   const config = parseConfig({

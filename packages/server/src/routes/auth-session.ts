@@ -1,0 +1,217 @@
+/**
+ * Dashboard sign-in: a password or an API key buys a session cookie (HttpOnly, SameSite=Strict)
+ * and a CSRF token the page sends back on every unsafe request. The cookie's token never leaves
+ * the Set-Cookie header; the database keeps only its hash.
+ */
+import type { UserRecord } from "@polydev/core";
+import { isPolydevError, PolydevError } from "@polydev/core";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { z } from "zod";
+import { requirePrincipal, sameHostOrigin } from "../http/auth.js";
+import type { ServerContext } from "../http/context.js";
+import { zodApp } from "../http/context.js";
+import { hashApiKey } from "../services/api-keys.js";
+import { SESSION_COOKIE } from "../services/browser-sessions.js";
+import {
+  hashPassword,
+  PASSWORD_MAX_LENGTH,
+  PASSWORD_MIN_LENGTH,
+  verifyPassword,
+} from "../services/passwords.js";
+
+const tags = ["auth"];
+
+export const sessionSchema = z
+  .object({
+    user: z.object({ id: z.string(), name: z.string(), role: z.enum(["admin", "user"]) }),
+    csrfToken: z.string().describe("send it as the x-csrf-token header on every POST, PUT, PATCH and DELETE"),
+  })
+  .meta({ id: "Session" });
+
+export const newPasswordSchema = z
+  .string()
+  .min(PASSWORD_MIN_LENGTH, `passwords are at least ${PASSWORD_MIN_LENGTH} characters`)
+  .max(PASSWORD_MAX_LENGTH, `passwords are at most ${PASSWORD_MAX_LENGTH} characters`);
+
+const signInBody = z.union([
+  z.strictObject({
+    name: z.string().min(1).max(200),
+    password: z
+      .string()
+      .min(1)
+      .max(PASSWORD_MAX_LENGTH * 4),
+  }),
+  z.strictObject({ apiKey: z.string().min(1).max(1000) }),
+]);
+
+const WRONG_CREDENTIALS = "wrong user name or password";
+
+function presentSession(user: UserRecord, csrfToken: string) {
+  return { user: { id: user.id, name: user.name, role: user.role }, csrfToken };
+}
+
+/**
+ * `Secure` everywhere except plain http to a loopback address, where browsers would refuse to
+ * store a Secure cookie and there is no network to protect it from.
+ */
+function cookieIsSecure(request: FastifyRequest): boolean {
+  if (request.protocol !== "http") return true;
+  const host = request.hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  const loopback =
+    host === "localhost" || host.endsWith(".localhost") || host === "::1" || /^127\./.test(host);
+  return !loopback;
+}
+
+export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext): void {
+  const app = zodApp(instance);
+
+  /** Turns the throttle's refusal into a 429 with Retry-After. */
+  const checkThrottle = (reply: FastifyReply, attempt: { name?: string; ip: string }): void => {
+    try {
+      ctx.signInThrottle.check(attempt);
+    } catch (error) {
+      if (isPolydevError(error) && typeof error.details?.retryAfterMs === "number") {
+        reply.header("retry-after", String(Math.ceil(error.details.retryAfterMs / 1000)));
+      }
+      throw error;
+    }
+  };
+
+  app.post(
+    "/v1/auth/session",
+    {
+      schema: {
+        tags,
+        summary: "Sign in with a user name and password, or an API key; sets the session cookie",
+        security: [],
+        body: signInBody,
+        response: { 200: sessionSchema },
+      },
+    },
+    async (request, reply) => {
+      // A page of another site must not sign a visitor into an account of its choosing.
+      if (request.headers.origin !== undefined && !sameHostOrigin(request)) {
+        throw new PolydevError(
+          "csrf_failed",
+          "sign-in from a page of another site is refused (Origin must match Host)",
+        );
+      }
+      const ip = request.ip;
+      let user: UserRecord;
+      if ("apiKey" in request.body) {
+        checkThrottle(reply, { ip });
+        const found = await ctx.store.apiKeys.findByHash(hashApiKey(request.body.apiKey));
+        if (!found) {
+          ctx.signInThrottle.recordFailure({ ip });
+          throw new PolydevError("invalid_credentials", "the API key is not valid (revoked or mistyped)");
+        }
+        user = found.user;
+      } else {
+        const { name, password } = request.body;
+        checkThrottle(reply, { name, ip });
+        const found = await ctx.store.users.getByName(name);
+        // Verified even for an unknown name (against a decoy) so both answers take as long.
+        const matches = await verifyPassword(password, found?.passwordHash ?? null);
+        if (!found || !matches) {
+          ctx.signInThrottle.recordFailure({ name, ip });
+          throw new PolydevError("invalid_credentials", WRONG_CREDENTIALS);
+        }
+        ctx.signInThrottle.recordSuccess(name);
+        user = found;
+      }
+      const { token, resolved } = await ctx.sessions.start(user);
+      reply.setCookie(SESSION_COOKIE, token, {
+        httpOnly: true,
+        sameSite: "strict",
+        path: "/",
+        secure: cookieIsSecure(request),
+        maxAge: Math.floor(ctx.sessions.lifetimes.maxAgeMs / 1000),
+      });
+      return presentSession(user, resolved.csrfToken);
+    },
+  );
+
+  app.get(
+    "/v1/auth/session",
+    {
+      schema: {
+        tags,
+        summary: "The signed-in user and CSRF token of the session cookie",
+        response: { 200: sessionSchema },
+      },
+    },
+    async (request) => {
+      const principal = requirePrincipal(request);
+      if (!principal.session) {
+        throw new PolydevError("unauthorized", "no session cookie: sign in with POST /v1/auth/session");
+      }
+      return {
+        user: { id: principal.userId, name: principal.userName, role: principal.role },
+        csrfToken: principal.session.csrfToken,
+      };
+    },
+  );
+
+  app.delete(
+    "/v1/auth/session",
+    {
+      schema: {
+        tags,
+        summary: "Sign out: ends the session and expires its cookie",
+        response: { 204: z.null().describe("signed out") },
+      },
+    },
+    async (request, reply) => {
+      const principal = requirePrincipal(request);
+      if (principal.session) await ctx.sessions.end(principal.session.id);
+      reply.setCookie(SESSION_COOKIE, "", {
+        httpOnly: true,
+        sameSite: "strict",
+        path: "/",
+        secure: cookieIsSecure(request),
+        maxAge: 0,
+        expires: new Date(0),
+      });
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.put(
+    "/v1/me/password",
+    {
+      schema: {
+        tags: ["users"],
+        summary: "Set your own dashboard password (currentPassword is required once one is set)",
+        body: z.strictObject({
+          currentPassword: z
+            .string()
+            .min(1)
+            .max(PASSWORD_MAX_LENGTH * 4)
+            .optional(),
+          password: newPasswordSchema,
+        }),
+        response: { 204: z.null().describe("password changed; your other sessions are signed out") },
+      },
+    },
+    async (request, reply) => {
+      const principal = requirePrincipal(request);
+      const user = await ctx.store.users.getById(principal.userId);
+      if (!user) throw new PolydevError("unauthorized", "this user no longer exists");
+      if (user.passwordHash !== null) {
+        const { currentPassword } = request.body;
+        if (currentPassword === undefined) {
+          throw new PolydevError("invalid_request", "send currentPassword: a password is already set");
+        }
+        const attempt = { name: user.name, ip: request.ip };
+        checkThrottle(reply, attempt);
+        if (!(await verifyPassword(currentPassword, user.passwordHash))) {
+          ctx.signInThrottle.recordFailure(attempt);
+          throw new PolydevError("invalid_credentials", "the current password is wrong");
+        }
+      }
+      await ctx.store.users.setPasswordHash(user.id, await hashPassword(request.body.password));
+      await ctx.sessions.endOthers(user.id, principal.session?.id);
+      return reply.status(204).send(null);
+    },
+  );
+}
