@@ -10,13 +10,15 @@ export interface Bar {
 }
 
 export function BarChart({ title, bars, unit }: { title: string; bars: Bar[]; unit?: string }) {
-  const width = 600;
-  const height = 180;
+  // Drawn at roughly the size it is shown, so the labels stay readable.
+  const width = 340;
+  const height = 150;
   const top = 16;
-  const bottom = 28;
+  const bottom = 24;
+  const side = 14;
   const max = Math.max(1, ...bars.map((b) => b.value));
-  const slot = bars.length > 0 ? width / bars.length : width;
-  const barWidth = Math.max(2, Math.min(48, slot * 0.7));
+  const slot = bars.length > 0 ? (width - 2 * side) / bars.length : width;
+  const barWidth = Math.max(2, Math.min(40, slot * 0.7));
   const plot = height - top - bottom;
   return (
     <figure className="chart">
@@ -25,7 +27,7 @@ export function BarChart({ title, bars, unit }: { title: string; bars: Bar[]; un
         <line x1="0" x2={width} y1={top + plot} y2={top + plot} className="chart-axis" />
         {bars.map((bar, index) => {
           const h = (bar.value / max) * plot;
-          const x = index * slot + (slot - barWidth) / 2;
+          const x = side + index * slot + (slot - barWidth) / 2;
           const tick = bar.tick ?? bar.label;
           return (
             <g key={bar.label}>

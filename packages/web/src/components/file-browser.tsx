@@ -13,6 +13,7 @@ import {
 import { ConfirmButton } from "./confirm-button";
 import { ErrorNotice } from "./error-notice";
 import { formatBytes, formatTime } from "./format";
+import { FileIcon, FolderIcon } from "./icons";
 
 const VIEWABLE_BYTES = 1024 * 1024;
 
@@ -53,7 +54,7 @@ export function FileBrowser({ sandboxId }: { sandboxId: string }) {
     <div className="files">
       <nav className="crumbs" aria-label="Folder">
         <button type="button" className="link-button" onClick={() => open(".")}>
-          ~
+          Home
         </button>
         {crumbs.map((part, index) => (
           <span key={crumbs.slice(0, index + 1).join("/")}>
@@ -119,7 +120,7 @@ export function FileBrowser({ sandboxId }: { sandboxId: string }) {
                     <td>
                       {entry.type === "directory" ? (
                         <button type="button" className="link-button" onClick={() => open(path)}>
-                          📁 {entry.name}/
+                          <FolderIcon /> {entry.name}/
                         </button>
                       ) : entry.type === "file" && entry.sizeBytes <= VIEWABLE_BYTES ? (
                         <button
@@ -127,35 +128,39 @@ export function FileBrowser({ sandboxId }: { sandboxId: string }) {
                           className="link-button"
                           onClick={() => setViewing({ ...entry, path })}
                         >
-                          📄 {entry.name}
+                          <FileIcon /> {entry.name}
                         </button>
                       ) : (
-                        <span>📄 {entry.name}</span>
+                        <span>
+                          <FileIcon /> {entry.name}
+                        </span>
                       )}
                     </td>
                     <td className="num">{entry.type === "directory" ? "" : formatBytes(entry.sizeBytes)}</td>
                     <td className="hide-narrow muted">{formatTime(entry.modifiedAt)}</td>
-                    <td className="actions">
-                      {entry.type === "file" ? (
-                        <a
-                          className="button button-small"
-                          href={downloadUrl(sandboxId, path)}
-                          download={entry.name}
+                    <td className="actions-cell">
+                      <div className="actions">
+                        {entry.type === "file" ? (
+                          <a
+                            className="button button-small"
+                            href={downloadUrl(sandboxId, path)}
+                            download={entry.name}
+                          >
+                            Download
+                          </a>
+                        ) : null}
+                        <ConfirmButton
+                          label="Delete"
+                          title={`Delete ${entry.name}?`}
+                          confirmLabel="Delete"
+                          disabled={remove.isPending}
+                          onConfirm={() => remove.mutate({ path, directory: entry.type === "directory" })}
                         >
-                          Download
-                        </a>
-                      ) : null}
-                      <ConfirmButton
-                        label="Delete"
-                        title={`Delete ${entry.name}?`}
-                        confirmLabel="Delete"
-                        disabled={remove.isPending}
-                        onConfirm={() => remove.mutate({ path, directory: entry.type === "directory" })}
-                      >
-                        {entry.type === "directory"
-                          ? "The folder and everything in it will be removed from the sandbox."
-                          : "The file will be removed from the sandbox."}
-                      </ConfirmButton>
+                          {entry.type === "directory"
+                            ? "The folder and everything in it will be removed from the sandbox."
+                            : "The file will be removed from the sandbox."}
+                        </ConfirmButton>
+                      </div>
                     </td>
                   </tr>
                 );

@@ -1,4 +1,5 @@
 import type { RunEvent } from "../api/types";
+import { FINAL_RUN_STATES } from "../api/types";
 
 type Block =
   | { kind: "text"; key: number; text: string }
@@ -52,6 +53,8 @@ export function toBlocks(events: RunEvent[]): Block[] {
         break;
       }
       case "status":
+        // The closing status repeats what the done event says.
+        if (FINAL_RUN_STATES.includes(event.state)) break;
         blocks.push({
           kind: "status",
           key: event.seq,

@@ -72,8 +72,11 @@ export function TerminalView({ sandboxId, visible }: { sandboxId: string; visibl
             setStatus({ kind: "disconnected", detail: reason || `connection closed (${code})` });
             // A dropped connection (server restart, network blip) is retried once on its own;
             // the same reconnect id brings the same shell back.
+            // The server replays the recent screen on reattach, so start from a clean one.
             retry = setTimeout(() => {
-              if (!disposed) connect();
+              if (disposed) return;
+              terminal.reset();
+              connect();
             }, RETRY_MS);
           },
         },

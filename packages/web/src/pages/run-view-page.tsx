@@ -78,7 +78,6 @@ function RunColumn({ id, replay }: { id: string; replay: number }) {
       ) : null}
       {cancel.error ? <ErrorNotice error={cancel.error} title="Could not cancel" /> : null}
       <RunOutput events={events} />
-      {run.data?.exitReason && final ? <p className="muted small">Exit: {run.data.exitReason}</p> : null}
     </section>
   );
 }

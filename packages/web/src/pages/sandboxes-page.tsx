@@ -60,7 +60,7 @@ function SandboxTable({ items }: { items: Sandbox[] }) {
     <>
       {destroy.error ? <ErrorNotice error={destroy.error} title="Could not destroy the sandbox" /> : null}
       <div className="table-wrap">
-        <table className="table" aria-label="Sandboxes">
+        <table className="table table-cards" aria-label="Sandboxes">
           <thead>
             <tr>
               <th scope="col">Sandbox</th>
@@ -98,25 +98,27 @@ function SandboxTable({ items }: { items: Sandbox[] }) {
                 <td>
                   <SandboxStats sandbox={sandbox} />
                 </td>
-                <td className="actions">
-                  {sandbox.state === "running" ||
-                  sandbox.state === "hibernated" ||
-                  sandbox.state === "failed" ? (
-                    <Link href={`/sandboxes/${sandbox.id}`} className="button button-small">
-                      Open
-                    </Link>
-                  ) : null}
-                  {sandbox.state !== "destroyed" && sandbox.state !== "destroying" ? (
-                    <ConfirmButton
-                      label="Destroy"
-                      title={`Destroy ${sandbox.id}?`}
-                      confirmLabel="Destroy sandbox"
-                      disabled={destroy.isPending && destroy.variables === sandbox.id}
-                      onConfirm={() => destroy.mutate(sandbox.id)}
-                    >
-                      Every process stops and the sandbox's files are deleted. This cannot be undone.
-                    </ConfirmButton>
-                  ) : null}
+                <td className="actions-cell">
+                  <div className="actions">
+                    {sandbox.state === "running" ||
+                    sandbox.state === "hibernated" ||
+                    sandbox.state === "failed" ? (
+                      <Link href={`/sandboxes/${sandbox.id}`} className="button button-small">
+                        Open
+                      </Link>
+                    ) : null}
+                    {sandbox.state !== "destroyed" && sandbox.state !== "destroying" ? (
+                      <ConfirmButton
+                        label="Destroy"
+                        title={`Destroy ${sandbox.id}?`}
+                        confirmLabel="Destroy sandbox"
+                        disabled={destroy.isPending && destroy.variables === sandbox.id}
+                        onConfirm={() => destroy.mutate(sandbox.id)}
+                      >
+                        Every process stops and the sandbox's files are deleted. This cannot be undone.
+                      </ConfirmButton>
+                    ) : null}
+                  </div>
                 </td>
               </tr>
             ))}

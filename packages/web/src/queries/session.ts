@@ -1,3 +1,4 @@
+import type { QueryClient } from "@tanstack/react-query";
 import { queryOptions, useMutation, useQueryClient } from "@tanstack/react-query";
 import { requestJson, requestNothing, setCsrfToken } from "../api/http";
 import type { Session } from "../api/types";
@@ -26,6 +27,14 @@ export const sessionQuery = () =>
     retry: false,
   });
 
+/**
+ * Another user's data must not linger in the cache. The session query itself stays: the app is
+ * subscribed to it, and clearing it would detach that subscription.
+ */
+function forgetEverythingButTheSession(client: QueryClient): void {
+  client.removeQueries({ predicate: (query) => query.queryKey[0] !== sessionKey[0] });
+}
+
 export type SignIn = { name: string; password: string } | { apiKey: string };
 
 export function useSignIn() {
@@ -34,7 +43,7 @@ export function useSignIn() {
     mutationFn: (body: SignIn) => requestJson<Session>("POST", "/v1/auth/session", { body }),
     onSuccess: (session) => {
       setCsrfToken(session.csrfToken);
-      client.clear();
+      forgetEverythingButTheSession(client);
       client.setQueryData(sessionKey, session);
     },
   });
@@ -46,8 +55,8 @@ export function useSignOut() {
     mutationFn: () => requestNothing("DELETE", "/v1/auth/session"),
     onSettled: () => {
       setCsrfToken(undefined);
-      client.clear();
       client.setQueryData(sessionKey, null);
+      forgetEverythingButTheSession(client);
     },
   });
 }

@@ -1,0 +1,322 @@
+/**
+ * The dashboard in a real headless Chromium against a real server (real SQLite, real bubblewrap
+ * sandboxes, fake providers on loopback): sign in, create a sandbox, use its terminal across a
+ * reload, move a file both ways, stream a built-in agent run, sign out. Each page is saved as a
+ * screenshot in test-artifacts/screenshots/ for a human to look at.
+ */
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, statSync } from "node:fs";
+import { mkdir, readdir, readFile, stat } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { FakeProviders } from "@polydev/fake-providers";
+import { startFakeProviders } from "@polydev/fake-providers";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { chromium } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { TestServer } from "../../server/src/testing/harness.js";
+import { startTestServer } from "../../server/src/testing/harness.js";
+
+const webRoot = resolve(import.meta.dirname, "..");
+const repoRoot = resolve(webRoot, "../..");
+const distIndex = join(webRoot, "dist", "index.html");
+const screenshots = join(repoRoot, "test-artifacts", "screenshots");
+const CHROMIUM = "/usr/bin/chromium";
+const ADMIN_PASSWORD = "dashboard-test-password";
+const STEP_MS = 120_000;
+
+let fake: FakeProviders | undefined;
+let t: TestServer | undefined;
+let browser: Browser | undefined;
+let context: BrowserContext;
+let page: Page;
+let sandboxId = "";
+const pageErrors: string[] = [];
+
+/** The newest modification time under a path (files and folders). */
+async function newestMtimeMs(path: string): Promise<number> {
+  const info = await stat(path);
+  if (!info.isDirectory()) return info.mtimeMs;
+  let newest = info.mtimeMs;
+  for (const entry of await readdir(path)) newest = Math.max(newest, await newestMtimeMs(join(path, entry)));
+  return newest;
+}
+
+/**
+ * The server serves packages/web/dist; a missing or stale build would test old code. Setup
+ * (scripts/ensure.sh) builds it; when run on its own after an edit, this builds it once more.
+ */
+async function ensureDashboardBuilt(): Promise<void> {
+  const sources = Math.max(
+    await newestMtimeMs(join(webRoot, "src")),
+    await newestMtimeMs(join(webRoot, "index.html")),
+    await newestMtimeMs(join(repoRoot, "packages/sdk/src")),
+  );
+  if (existsSync(distIndex) && statSync(distIndex).mtimeMs >= sources) return;
+  try {
+    execFileSync("npx", ["vite", "build", "--logLevel", "error"], { cwd: webRoot, stdio: "pipe" });
+  } catch (error) {
+    const output = error instanceof Error && "stderr" in error ? String(error.stderr) : String(error);
+    throw new Error(
+      `the dashboard is not built and building it failed; run \`bash scripts/ensure.sh\` (or \`npx vite build\` in packages/web) and fix:\n${output}`,
+    );
+  }
+  if (!existsSync(distIndex)) throw new Error(`the dashboard build wrote no ${distIndex}`);
+}
+
+async function shot(name: string, target: Page = page): Promise<void> {
+  await target.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });
+}
+
+/** The terminal's visible lines (xterm's DOM renderer draws one element per row). */
+async function terminalLines(): Promise<string[]> {
+  return page
+    .locator(".xterm-rows > div")
+    .evaluateAll((rows) => rows.map((row) => (row.textContent ?? "").replace(/\u00a0/g, " ").trimEnd()));
+}
+
+async function waitForTerminalLine(line: string): Promise<void> {
+  await expect
+    .poll(async () => (await terminalLines()).map((l) => l.trim()), { timeout: 20_000, interval: 200 })
+    .toContain(line);
+}
+
+async function nav(name: string): Promise<void> {
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name }).click();
+}
+
+async function typeInTerminal(text: string): Promise<void> {
+  await page.locator(".xterm").click();
+  await page.keyboard.type(text);
+  await page.keyboard.press("Enter");
+}
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(
+      `${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); scripts/test.sh does it as root`,
+    );
+  }
+  await ensureDashboardBuilt();
+  await mkdir(screenshots, { recursive: true });
+  fake = await startFakeProviders();
+  t = await startTestServer({
+    adminPassword: ADMIN_PASSWORD,
+    webDir: join(webRoot, "dist"),
+    upstreams: { anthropic: fake.url, openai: fake.url, gemini: fake.url },
+  });
+  // Demo credentials, as `polydev up --demo` stores them: the fakes accept any key.
+  for (const provider of ["anthropic", "openai", "gemini"]) {
+    const stored = await t.api.call("PUT", `/v1/credentials/${provider}`, { apiKey: `demo-${provider}-key` });
+    if (stored.status !== 200)
+      throw new Error(`storing the demo credential failed: ${JSON.stringify(stored.body)}`);
+  }
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+      "--no-first-run",
+      "--disable-quic",
+    ],
+  });
+  // A new context is a fresh profile: no cookies, no storage from anything before.
+  context = await browser.newContext({ viewport: { width: 1280, height: 820 }, acceptDownloads: true });
+  page = await context.newPage();
+  page.on("pageerror", (error) => pageErrors.push(error.message));
+}, STEP_MS);
+
+afterAll(async () => {
+  await browser?.close();
+  await t?.close();
+  await fake?.close();
+});
+
+describe("the dashboard in Chromium", () => {
+  it("serves the built dashboard, with index.html for app routes", async () => {
+    const server = t as TestServer;
+    const root = await fetch(`${server.url}/`);
+    expect(root.status).toBe(200);
+    expect(await root.text()).toContain('<div id="root">');
+    const deep = await fetch(`${server.url}/sandboxes/sbx_whatever`);
+    expect(deep.status).toBe(200);
+    expect(deep.headers.get("content-type")).toContain("text/html");
+  });
+
+  it(
+    "signs in with a name and password",
+    async () => {
+      const server = t as TestServer;
+      await page.goto(`${server.url}/`);
+      await page.getByRole("heading", { name: "Sign in" }).waitFor();
+      await shot("sign-in");
+      await page.getByLabel("Name", { exact: true }).fill("admin");
+      await page.getByLabel("Password").fill("not-the-password");
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await expect.poll(() => page.getByRole("alert").textContent()).toContain("Check the name and password");
+      await page.getByLabel("Password").fill(ADMIN_PASSWORD);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("heading", { name: "Sandboxes", level: 1 }).waitFor();
+      const cookies = await context.cookies();
+      const session = cookies.find((c) => c.name === "polydev_session");
+      expect(session?.httpOnly).toBe(true);
+      expect(await page.evaluate(() => document.cookie)).not.toContain("polydev_session");
+    },
+    STEP_MS,
+  );
+
+  it(
+    "creates a sandbox with limits and opens its terminal",
+    async () => {
+      await page.getByLabel("Memory (MiB)").fill("384");
+      await page.getByLabel("Processes").fill("200");
+      await page.getByRole("button", { name: "Create sandbox" }).click();
+      await page.waitForURL(/\/sandboxes\/[^/]+$/, { timeout: 60_000 });
+      sandboxId = decodeURIComponent(new URL(page.url()).pathname.split("/").pop() ?? "");
+      expect(sandboxId).not.toBe("");
+      const created = await (t as TestServer).api.call<{ memoryMb: number; pidsMax: number; state: string }>(
+        "GET",
+        `/v1/sandboxes/${sandboxId}`,
+      );
+      expect(created.body).toMatchObject({ memoryMb: 384, pidsMax: 200, state: "running" });
+      await page.getByRole("status").filter({ hasText: "Connected" }).waitFor({ timeout: 30_000 });
+      await typeInTerminal("echo hello");
+      await waitForTerminalLine("hello");
+    },
+    STEP_MS,
+  );
+
+  it(
+    "reattaches to the same shell after a reload",
+    async () => {
+      await typeInTerminal("POLYDEV_MARK=kept-across-reload");
+      await page.reload();
+      await page
+        .getByRole("status")
+        .filter({ hasText: "Reattached to your shell" })
+        .waitFor({ timeout: 30_000 });
+      await typeInTerminal('echo "mark=$POLYDEV_MARK"');
+      await waitForTerminalLine("mark=kept-across-reload");
+      await shot("sandbox-terminal");
+    },
+    STEP_MS,
+  );
+
+  it(
+    "uploads a file with progress and downloads the same bytes",
+    async () => {
+      await page.getByRole("tab", { name: "Files" }).click();
+      await page.getByRole("table", { name: "Files" }).waitFor();
+      const bytes = randomBytes(256 * 1024);
+      await page.getByTestId("upload-input").setInputFiles({
+        name: "payload.bin",
+        mimeType: "application/octet-stream",
+        buffer: bytes,
+      });
+      const row = page.locator('tr[data-file="payload.bin"]');
+      await row.waitFor({ timeout: 30_000 });
+      await expect.poll(() => row.textContent()).toContain("256 KiB");
+      const [download] = await Promise.all([
+        page.waitForEvent("download"),
+        row.getByRole("link", { name: "Download" }).click(),
+      ]);
+      expect(download.suggestedFilename()).toBe("payload.bin");
+      const path = await download.path();
+      const downloaded = await readFile(path);
+      expect(downloaded.equals(bytes)).toBe(true);
+
+      await page.getByLabel("New folder name").fill("notes");
+      await page.getByRole("button", { name: "New folder" }).click();
+      await page.locator('tr[data-file="notes"]').waitFor();
+      await shot("sandbox-files");
+
+      await page.getByRole("tab", { name: "Logs" }).click();
+      await page.getByRole("table", { name: "Lifecycle log" }).waitFor();
+      await shot("sandbox-logs");
+    },
+    STEP_MS,
+  );
+
+  it(
+    "lists the sandbox with live CPU and memory",
+    async () => {
+      await nav("Sandboxes");
+      const row = page.locator(`tr[data-sandbox="${sandboxId}"]`);
+      await row.waitFor();
+      await expect.poll(() => row.textContent(), { timeout: 20_000 }).toMatch(/CPU\s*[\d.]+%/);
+      expect(await row.textContent()).toContain("384 MiB");
+      await shot("sandboxes");
+      await page.setViewportSize({ width: 390, height: 844 });
+      await shot("sandboxes-phone");
+      await page.setViewportSize({ width: 1280, height: 820 });
+    },
+    STEP_MS,
+  );
+
+  it(
+    "runs the built-in agent and streams its text and tool calls",
+    async () => {
+      await nav("Runs");
+      await page.getByLabel("Prompt").fill('create file greeting.txt containing "hi from the dashboard"');
+      await page.getByLabel("Sandbox").selectOption(sandboxId);
+      await page.getByRole("button", { name: "Start run" }).click();
+      await page.waitForURL(/\/runs\/[^/]+$/);
+      const output = page.getByTestId("run-output");
+      await expect.poll(() => output.textContent(), { timeout: 60_000 }).toContain("Creating greeting.txt.");
+      await expect.poll(() => output.textContent(), { timeout: 60_000 }).toContain("finished:");
+      const tool = output.locator("details.tool").first();
+      await tool.locator("summary").click();
+      await expect.poll(() => tool.textContent()).toContain("greeting.txt");
+      expect(await output.textContent()).toContain("Done.");
+      await shot("run");
+      const file = await (t as TestServer).api.call(
+        "GET",
+        `/v1/sandboxes/${sandboxId}/files/content?path=greeting.txt`,
+      );
+      expect(String(file.body)).toContain("hi from the dashboard");
+
+      // Replaying a finished run streams the same events again.
+      await page.getByRole("button", { name: "Replay from the start" }).click();
+      await expect.poll(() => output.textContent(), { timeout: 30_000 }).toContain("finished:");
+      await nav("Runs");
+      await page.getByRole("heading", { name: "History" }).waitFor();
+      await expect.poll(() => page.locator(".history").textContent()).toContain("greeting.txt");
+      await shot("runs");
+    },
+    STEP_MS,
+  );
+
+  it(
+    "shows credentials and the admin's figures",
+    async () => {
+      await nav("Credentials");
+      await page.locator('[data-provider="anthropic"]').getByText("Updated").waitFor();
+      const text = await page.locator("main").textContent();
+      expect(text).not.toContain("demo-anthropic-key");
+      await shot("credentials");
+      await nav("Admin");
+      await page.getByRole("img", { name: "Sandboxes by state" }).waitFor();
+      await page.getByRole("cell", { name: sandboxId }).waitFor();
+      await shot("admin");
+    },
+    STEP_MS,
+  );
+
+  it(
+    "signs out, after which pages show sign-in",
+    async () => {
+      const server = t as TestServer;
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByRole("heading", { name: "Sign in" }).waitFor();
+      await page.goto(`${server.url}/sandboxes/${sandboxId}`);
+      await page.getByRole("heading", { name: "Sign in" }).waitFor();
+      const status = await page.evaluate(async () => (await fetch("/v1/auth/session")).status);
+      expect(status).toBe(401);
+      expect(pageErrors).toEqual([]);
+    },
+    STEP_MS,
+  );
+});
