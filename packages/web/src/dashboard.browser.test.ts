@@ -259,31 +259,45 @@ describe("the dashboard in Chromium", () => {
   it(
     "runs the built-in agent and streams its text and tool calls",
     async () => {
+      const server = t as TestServer;
+      // The fake provider answers with a tool call, then text streamed a word at a time.
+      fake?.setScript([
+        {
+          text: "Writing the greeting now.",
+          toolCall: {
+            tool: "write_file",
+            arguments: { path: "greeting.txt", content: "hi from the dashboard" },
+          },
+        },
+        { text: "All done: greeting.txt says hi from the dashboard." },
+      ]);
       await nav("Runs");
-      await page.getByLabel("Prompt").fill('create file greeting.txt containing "hi from the dashboard"');
+      await page.getByLabel("Prompt").fill("write greeting.txt");
       await page.getByLabel("Sandbox").selectOption(sandboxId);
       await page.getByRole("button", { name: "Start run" }).click();
       await page.waitForURL(/\/runs\/[^/]+$/);
       const output = page.getByTestId("run-output");
-      await expect.poll(() => output.textContent(), { timeout: 60_000 }).toContain("Creating greeting.txt.");
-      await expect.poll(() => output.textContent(), { timeout: 60_000 }).toContain("finished:");
+      await expect
+        .poll(() => output.textContent(), { timeout: 60_000 })
+        .toContain("Writing the greeting now.");
+      await expect.poll(() => output.textContent(), { timeout: 60_000 }).toContain("finished: completed");
+      expect(await output.textContent()).toContain("All done: greeting.txt says hi from the dashboard.");
       const tool = output.locator("details.tool").first();
+      await expect.poll(() => tool.locator("summary").textContent()).toContain("write_file");
       await tool.locator("summary").click();
-      await expect.poll(() => tool.textContent()).toContain("greeting.txt");
-      expect(await output.textContent()).toContain("Done.");
+      await expect.poll(() => tool.textContent()).toContain("hi from the dashboard");
       await shot("run");
-      const file = await (t as TestServer).api.call(
-        "GET",
-        `/v1/sandboxes/${sandboxId}/files/content?path=greeting.txt`,
-      );
-      expect(String(file.body)).toContain("hi from the dashboard");
+      fake?.setScript(undefined);
+      const file = await server.api.call("GET", `/v1/sandboxes/${sandboxId}/files/content?path=greeting.txt`);
+      expect(String(file.body)).toBe("hi from the dashboard");
 
-      // Replaying a finished run streams the same events again.
+      // Replaying a finished run streams the same events again from the first one.
       await page.getByRole("button", { name: "Replay from the start" }).click();
-      await expect.poll(() => output.textContent(), { timeout: 30_000 }).toContain("finished:");
+      await expect.poll(() => output.textContent(), { timeout: 30_000 }).toContain("finished: completed");
+      expect(await output.locator("details.tool").count()).toBe(1);
       await nav("Runs");
       await page.getByRole("heading", { name: "History" }).waitFor();
-      await expect.poll(() => page.locator(".history").textContent()).toContain("greeting.txt");
+      await expect.poll(() => page.locator(".history").textContent()).toContain("write greeting.txt");
       await shot("runs");
     },
     STEP_MS,

@@ -1,0 +1,19 @@
+import { describe, expect, it } from "vitest";
+import { matchRoute } from "./routes";
+
+describe("matchRoute", () => {
+  it.each([
+    ["/", { page: "sandboxes" }],
+    ["/sandboxes", { page: "sandboxes" }],
+    ["/sandboxes/sbx_1", { page: "sandbox", id: "sbx_1" }],
+    ["/sandboxes/sbx%201/", { page: "sandbox", id: "sbx 1" }],
+    ["/runs", { page: "runs" }],
+    ["/runs/run_a,run_b", { page: "run-view", runIds: ["run_a", "run_b"] }],
+    ["/credentials", { page: "credentials" }],
+    ["/admin", { page: "admin" }],
+    ["/admin/extra", { page: "not-found" }],
+    ["/nowhere", { page: "not-found" }],
+  ])("%s", (path, route) => {
+    expect(matchRoute(path)).toEqual(route);
+  });
+});

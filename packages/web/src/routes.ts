@@ -1,0 +1,22 @@
+/** The dashboard's pages by path. */
+export type Route =
+  | { page: "sandboxes" }
+  | { page: "sandbox"; id: string }
+  | { page: "runs" }
+  | { page: "run-view"; runIds: string[] }
+  | { page: "credentials" }
+  | { page: "admin" }
+  | { page: "not-found" };
+
+export function matchRoute(path: string): Route {
+  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  const [first, second, ...rest] = parts;
+  if (rest.length > 0) return { page: "not-found" };
+  if (first === undefined || (first === "sandboxes" && second === undefined)) return { page: "sandboxes" };
+  if (first === "sandboxes" && second) return { page: "sandbox", id: second };
+  if (first === "runs" && second === undefined) return { page: "runs" };
+  if (first === "runs" && second) return { page: "run-view", runIds: second.split(",").filter(Boolean) };
+  if (first === "credentials" && second === undefined) return { page: "credentials" };
+  if (first === "admin" && second === undefined) return { page: "admin" };
+  return { page: "not-found" };
+}
