@@ -1,23 +1,47 @@
 #!/usr/bin/env node
-import { keys } from "./keys.js";
-import { describeStartupError, up } from "./up.js";
+// Commands load on demand: the client commands should not pay for the server's start-up code.
 
 const HELP = `Usage: polydev <command> [options]
 
-Commands:
+Using a server:
+  login     save the server URL and your API key (polydev login --help)
+  logout    forget the saved login
+  whoami    who the current key belongs to
+  sandbox   create, list, remove sandboxes; exec in them; attach a shell (polydev sandbox --help)
+  cp        copy a file into or out of a sandbox (polydev cp --help)
+  run       run an agent on a prompt and stream what it does (polydev run --help)
+  creds     your provider credentials: add, ls, rm, login (polydev creds --help)
+
+Running a server:
   up        start the Polydev server (polydev up --help)
   keys      rotate the vault's master key (polydev keys --help)
 
 Run 'polydev <command> --help' for a command's options.
+Exit codes: 0 ok, 1 the operation failed, 2 usage error; exec and shell pass on the remote exit code.
 `;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case "up":
-      return up(rest, process.env);
+      return (await import("./up.js")).up(rest, process.env);
     case "keys":
-      return keys(rest, process.env);
+      return (await import("./keys.js")).keys(rest, process.env);
+    case "login":
+      return (await import("./client/auth.js")).login(rest, process.env);
+    case "logout":
+      return (await import("./client/auth.js")).logout(rest, process.env);
+    case "whoami":
+      return (await import("./client/auth.js")).whoami(rest, process.env);
+    case "sandbox":
+    case "sandboxes":
+      return (await import("./client/sandbox.js")).sandbox(rest, process.env);
+    case "cp":
+      return (await import("./client/cp.js")).cp(rest, process.env);
+    case "run":
+      return (await import("./client/run.js")).run(rest, process.env);
+    case "creds":
+      return (await import("./client/creds.js")).creds(rest, process.env);
     case undefined:
     case "help":
     case "--help":
@@ -31,8 +55,13 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (error: unknown) => {
+  // Let pending output reach a pipe before leaving.
+  (code) => {
+    process.exitCode = code;
+    process.stdout.write("", () => process.exit(code));
+  },
+  async (error: unknown) => {
+    const { describeStartupError } = await import("./up.js");
     process.stderr.write(`${describeStartupError(error)}\n`);
     process.exit(1);
   },

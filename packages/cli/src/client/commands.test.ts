@@ -1,0 +1,267 @@
+/**
+ * The `polydev` client commands, run as child processes against a real server (real SQLite,
+ * real bubblewrap sandboxes, fake provider APIs on loopback).
+ */
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { FakeProviders } from "@polydev/fake-providers";
+import { startFakeProviders } from "@polydev/fake-providers";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ApiClient, TestServer } from "../../../server/src/testing/harness.js";
+import { createUser, startTestServer } from "../../../server/src/testing/harness.js";
+import { GOOD_CODE, STAND_IN_LOGIN_FLOWS } from "../../../server/src/testing/stand-in-logins.js";
+import { runCli } from "../testing/cli-process.js";
+
+let fake: FakeProviders;
+let t: TestServer;
+let user: ApiClient;
+let home: string;
+
+/** A user's environment: a private HOME and config dir, plus the server and key when given. */
+function envFor(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH, HOME: home, XDG_CONFIG_HOME: join(home, "xdg"), ...extra };
+}
+function loggedIn(): NodeJS.ProcessEnv {
+  return envFor({ POLYDEV_URL: t.url, POLYDEV_API_KEY: user.key });
+}
+
+beforeAll(async () => {
+  fake = await startFakeProviders();
+  t = await startTestServer(
+    { upstreams: { anthropic: fake.url, openai: fake.url, gemini: fake.url } },
+    { loginFlows: STAND_IN_LOGIN_FLOWS },
+  );
+  user = await createUser(t.api, "cli-user");
+  home = await mkdtemp(join(tmpdir(), "polydev-cli-home-"));
+});
+afterAll(async () => {
+  await t?.close();
+  await fake?.close();
+  if (home) await rm(home, { recursive: true, force: true });
+});
+
+describe("polydev login, whoami, logout", () => {
+  it("checks the key, saves it mode 600 under XDG_CONFIG_HOME, and later commands use it", async () => {
+    const file = join(home, "xdg", "polydev", "config.json");
+    const login = await runCli(["login", "--url", `${t.url}/`, "--api-key", user.key], { env: envFor() });
+    expect(login.code, login.stderr).toBe(0);
+    expect(login.stdout).toContain("as cli-user");
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(await readFile(file, "utf8"))).toEqual({ url: t.url, apiKey: user.key });
+
+    const whoami = await runCli(["whoami"], { env: envFor() });
+    expect(whoami.code, whoami.stderr).toBe(0);
+    expect(whoami.stdout).toBe(`cli-user (user) on ${t.url}\n`);
+
+    // The environment overrides the saved key.
+    const other = await runCli(["whoami"], { env: envFor({ POLYDEV_API_KEY: t.adminKey }) });
+    expect(other.stdout).toContain("(admin)");
+
+    const bad = await runCli(["login", "--url", t.url, "--api-key", "pdk_wrong"], { env: envFor() });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^polydev: .+ \(unauthorized\)\n$/);
+    expect(JSON.parse(await readFile(file, "utf8")).apiKey).toBe(user.key);
+
+    const logout = await runCli(["logout"], { env: envFor() });
+    expect(logout.code).toBe(0);
+    await expect(stat(file)).rejects.toMatchObject({ code: "ENOENT" });
+    const after = await runCli(["whoami"], { env: envFor() });
+    expect(after.code).toBe(1);
+    expect(after.stderr).toContain("not logged in");
+  });
+
+  it("asks for what is missing, reading piped answers when there is no terminal", async () => {
+    const login = await runCli(["login"], { env: envFor(), input: `${t.url}\n${user.key}\n` });
+    expect(login.code, login.stderr).toBe(0);
+    expect(login.stderr).toContain("API key: ");
+    expect(login.stdout + login.stderr).not.toContain(user.key);
+    await runCli(["logout"], { env: envFor() });
+  });
+});
+
+describe("polydev sandbox", () => {
+  it("creates, lists, execs (exit code and streams kept apart) and removes", async () => {
+    const created = await runCli(["sandbox", "create", "--memory-mb", "256", "--json"], { env: loggedIn() });
+    expect(created.code, created.stderr).toBe(0);
+    const box = JSON.parse(created.stdout) as { id: string; memoryMb: number; state: string };
+    expect(box).toMatchObject({ memoryMb: 256, state: "running" });
+
+    const ls = await runCli(["sandbox", "ls"], { env: loggedIn() });
+    expect(ls.code).toBe(0);
+    expect(ls.stdout.split("\n")[0]).toMatch(/^ID\s+STATE\s+AGE\s+CPU\s+MEMORY/);
+    expect(ls.stdout).toMatch(new RegExp(`${box.id}\\s+running\\s+\\d+[smhd]\\s+1\\s+256 MiB`));
+    const lsJson = JSON.parse((await runCli(["sandbox", "ls", "--json"], { env: loggedIn() })).stdout);
+    expect(lsJson.map((b: { id: string }) => b.id)).toContain(box.id);
+
+    const exec = await runCli(
+      ["sandbox", "exec", box.id, "--", "sh", "-c", "echo to-out; echo to-err >&2; exit 7"],
+      { env: loggedIn() },
+    );
+    expect(exec).toEqual({ code: 7, stdout: "to-out\n", stderr: "to-err\n" });
+    const line = await runCli(["sandbox", "exec", box.id, "--", "echo abc | tr a-c x-z"], {
+      env: loggedIn(),
+    });
+    expect(line).toMatchObject({ code: 0, stdout: "xyz\n" });
+    const piped = await runCli(["sandbox", "exec", "--stdin", box.id, "--", "wc", "-l"], {
+      env: loggedIn(),
+      input: "1\n2\n3\n",
+    });
+    expect(piped.stdout.trim()).toBe("3");
+
+    const removed = await runCli(["sandbox", "rm", box.id], { env: loggedIn() });
+    expect(removed).toMatchObject({ code: 0, stdout: `${box.id}\n` });
+    const gone = await runCli(["sandbox", "exec", box.id, "--", "true"], { env: loggedIn() });
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toMatch(/^polydev: .+ \(sandbox_not_running\)\n$/);
+  });
+
+  it("answers an unknown sandbox with the API's message and exit 1", async () => {
+    const missing = await runCli(["sandbox", "exec", "sbx_nope", "--", "true"], { env: loggedIn() });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/^polydev: .*sbx_nope.* \(not_found\)\n$/);
+  });
+});
+
+describe("polydev cp", () => {
+  it("uploads and downloads a file with its bytes intact, and refuses directories clearly", async () => {
+    const box = await user.createSandbox({ memoryMb: 256 });
+    const local = await mkdtemp(join(tmpdir(), "polydev-cp-"));
+    try {
+      const content = randomBytes(300 * 1024);
+      await writeFile(join(local, "blob.bin"), content);
+      const up = await runCli(["cp", join(local, "blob.bin"), `${box}:in/blob.bin`], { env: loggedIn() });
+      expect(up.code, up.stderr).toBe(0);
+      const sum = await user.exec(box, "sha256sum in/blob.bin | cut -d' ' -f1");
+      const { createHash } = await import("node:crypto");
+      expect(sum.body.stdout.trim()).toBe(createHash("sha256").update(content).digest("hex"));
+
+      await mkdir(join(local, "back"));
+      const down = await runCli(["cp", `${box}:in/blob.bin`, join(local, "back")], { env: loggedIn() });
+      expect(down.code, down.stderr).toBe(0);
+      expect((await readFile(join(local, "back", "blob.bin"))).equals(content)).toBe(true);
+
+      const dir = await runCli(["cp", local, `${box}:x`], { env: loggedIn() });
+      expect(dir.code).toBe(1);
+      expect(dir.stderr).toContain("is a directory");
+      const missing = await runCli(["cp", `${box}:nope.txt`, join(local, "nope.txt")], { env: loggedIn() });
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toMatch(/^polydev: .+ \(\w+\)\n$/);
+      await expect(stat(join(local, "nope.txt.polydev-partial"))).rejects.toThrow();
+      const twoLocal = await runCli(["cp", "a", "b"], { env: loggedIn() });
+      expect(twoLocal.code).toBe(2);
+    } finally {
+      await rm(local, { recursive: true, force: true });
+      await user.call("DELETE", `/v1/sandboxes/${box}`);
+    }
+  });
+});
+
+describe("polydev creds and run", () => {
+  it("stores a key from stdin, lists it without the secret, runs the built-in agent, removes the key", async () => {
+    const secret = "sk-ant-cli-test-secret-123456";
+    const add = await runCli(["creds", "add", "anthropic"], { env: loggedIn(), input: `${secret}\n` });
+    expect(add.code, add.stderr).toBe(0);
+    const ls = await runCli(["creds", "ls"], { env: loggedIn() });
+    expect(ls.stdout).toMatch(/^PROVIDER\s+KIND/);
+    expect(ls.stdout).toMatch(/anthropic\s+api_key/);
+    const lsJson = await runCli(["creds", "ls", "--json"], { env: loggedIn() });
+    for (const output of [ls, lsJson]) expect(output.stdout + output.stderr).not.toContain(secret);
+    expect(JSON.parse(lsJson.stdout)).toEqual([expect.objectContaining({ provider: "anthropic" })]);
+
+    const run = await runCli(["run", "--agent", "builtin", "say hello"], {
+      env: loggedIn(),
+      timeoutMs: 120_000,
+    });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toContain("Hello from the fake anthropic provider.");
+    expect(run.stderr).toMatch(/✓ succeeded/);
+
+    const json = await runCli(["run", "--json", "--agent", "builtin", "say hello"], {
+      env: loggedIn(),
+      timeoutMs: 120_000,
+    });
+    expect(json.code, json.stderr).toBe(0);
+    const events = json.stdout
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { type: string; seq: number; runId: string });
+    expect(events.at(-1)?.type).toBe("done");
+    expect(events.map((e) => e.type)).toContain("text");
+    expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => a - b));
+
+    const rmCred = await runCli(["creds", "rm", "anthropic"], { env: loggedIn() });
+    expect(rmCred.code).toBe(0);
+    const failed = await runCli(["run", "--agent", "builtin", "say hello"], {
+      env: loggedIn(),
+      timeoutMs: 120_000,
+    });
+    expect(failed.code).toBe(1);
+  }, 240_000);
+
+  it("logs in through the provider's CLI flow, taking the code from the prompt", async () => {
+    const box = await user.createSandbox({ memoryMb: 256 });
+    try {
+      const login = await runCli(["creds", "login", "claude", "--sandbox", box], {
+        env: loggedIn(),
+        input: `${GOOD_CODE}\n`,
+      });
+      expect(login.code, login.stderr).toBe(0);
+      expect(login.stdout).toContain("https://claude.ai/oauth/authorize?");
+      expect(login.stdout).toContain("credential is stored");
+      const ls = await runCli(["creds", "ls", "--json"], { env: loggedIn() });
+      expect(JSON.parse(ls.stdout)).toEqual(
+        expect.arrayContaining([expect.objectContaining({ provider: "anthropic", kind: "oauth" })]),
+      );
+      await runCli(["creds", "rm", "anthropic"], { env: loggedIn() });
+    } finally {
+      await user.call("DELETE", `/v1/sandboxes/${box}`);
+    }
+  });
+});
+
+describe("usage", () => {
+  it("exits 2 on command-line mistakes and 0 with --help on every command", async () => {
+    for (const args of [
+      ["sandbox", "create", "--network", "wifi"],
+      ["sandbox", "create", "--memory-mb", "lots"],
+      ["sandbox", "frobnicate"],
+      ["sandbox", "ls", "--bogus"],
+      ["sandbox", "exec"],
+      ["sandbox", "exec", "sbx_1"],
+      ["run", "say hi"],
+      ["run", "--agent", "cursor", "say hi"],
+      ["creds", "add", "nobody"],
+      ["cp", "only-one"],
+      ["nonsense"],
+    ]) {
+      const result = await runCli(args, { env: loggedIn() });
+      expect(result.code, args.join(" ")).toBe(2);
+      expect(result.stderr, args.join(" ")).toMatch(/^polydev: /);
+    }
+    for (const args of [
+      ["--help"],
+      ["login", "--help"],
+      ["logout", "--help"],
+      ["whoami", "--help"],
+      ["sandbox", "--help"],
+      ["sandbox", "create", "--help"],
+      ["sandbox", "ls", "--help"],
+      ["sandbox", "rm", "--help"],
+      ["sandbox", "exec", "--help"],
+      ["sandbox", "shell", "--help"],
+      ["cp", "--help"],
+      ["run", "--help"],
+      ["creds", "--help"],
+      ["creds", "add", "--help"],
+      ["creds", "ls", "--help"],
+      ["creds", "rm", "--help"],
+      ["creds", "login", "--help"],
+    ]) {
+      const result = await runCli(args, { env: envFor() });
+      expect(result.code, args.join(" ")).toBe(0);
+      expect(result.stdout, args.join(" ")).toMatch(/^Usage: polydev/);
+    }
+  }, 120_000);
+});

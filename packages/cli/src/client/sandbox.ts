@@ -1,0 +1,298 @@
+/** `polydev sandbox create | ls | rm | exec | shell`. */
+import type { CreateSandbox, Polydev, Sandbox } from "@polydev/sdk";
+import { connect } from "./config.js";
+import {
+  EXIT_FAILED,
+  EXIT_OK,
+  formatAge,
+  formatTable,
+  parseCommand,
+  readStdin,
+  remoteExitCode,
+  reportError,
+  runCommand,
+  UsageError,
+  withSpinner,
+} from "./io.js";
+import { attachShell } from "./shell.js";
+
+export const SANDBOX_HELP = `Usage: polydev sandbox <command> [options]
+
+Commands:
+  create    create a sandbox and print its id
+  ls        list your sandboxes
+  rm        destroy sandboxes
+  exec      run a command in a sandbox, streaming its output
+  shell     attach this terminal to a shell in a sandbox
+
+Run 'polydev sandbox <command> --help' for a command's options.
+`;
+
+const CREATE_HELP = `Usage: polydev sandbox create [options]
+
+Options (server default):
+  --cpu N                 CPU cores, 0.05 … 8 (1)
+  --memory-mb N           memory limit in MiB (512)
+  --disk-mb N             home size in MiB (1024)
+  --pids-max N            process limit (256)
+  --network none|egress   none: loopback only; egress: outbound internet (none)
+  --timeout-ms N          hard time to live (24 h)
+  --idle-timeout-ms N     time to live without activity (30 min)
+  --env KEY=VALUE         environment variable for commands in it (repeatable)
+  --label KEY=VALUE       metadata (repeatable)
+  --json                  print the whole sandbox as JSON instead of its id
+
+Example:
+  polydev sandbox create --memory-mb 1024 --network egress
+`;
+
+const LS_HELP = `Usage: polydev sandbox ls [--json]
+
+Lists your sandboxes: id, state, age and limits.
+`;
+
+const RM_HELP = `Usage: polydev sandbox rm ID...
+
+Destroys the sandboxes (and everything in them). Destroying one that is already gone is fine.
+`;
+
+const EXEC_HELP = `Usage: polydev sandbox exec [options] ID -- CMD [ARG...]
+
+Runs a command in the sandbox, streams its stdout and stderr here as they are produced, and exits
+with its exit code (128+N when killed by signal N, 124 on timeout). Several words after -- are run
+as they are (no shell); a single word is a shell line, so pipes and globs work: -- 'ls | wc -l'.
+
+Options:
+  --cwd DIR          working directory, relative to the home
+  --env KEY=VALUE    extra environment variable (repeatable)
+  --timeout-ms N     kill the command after this long
+  --stdin            send this command's stdin to the remote command
+
+Example:
+  polydev sandbox exec sbx_123 -- npm test
+`;
+
+const SHELL_HELP = `Usage: polydev sandbox shell [--reconnect ID] ID
+
+Attaches this terminal to an interactive shell in the sandbox. The command ends when the shell
+exits, with the shell's exit code. Ctrl-] detaches and leaves the shell running for a while:
+'polydev sandbox shell --reconnect RID ID' reattaches to it (the id is printed on detach).
+A dropped connection is reattached by itself.
+
+Example:
+  polydev sandbox shell sbx_123
+`;
+
+export function sandbox(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "create":
+      return create(rest, env);
+    case "ls":
+    case "list":
+      return list(rest, env);
+    case "rm":
+    case "remove":
+      return remove(rest, env);
+    case "exec":
+      return exec(rest, env);
+    case "shell":
+      return shell(rest, env);
+    case "--help":
+    case "-h":
+    case "help":
+      process.stdout.write(SANDBOX_HELP);
+      return Promise.resolve(EXIT_OK);
+    default:
+      return Promise.resolve(
+        reportError(
+          new UsageError(command ? `unknown sandbox command "${command}"` : "which sandbox command?"),
+          "polydev sandbox",
+        ),
+      );
+  }
+}
+
+function create(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return runCommand("polydev sandbox create", async () => {
+    const parsed = parseCommand(
+      argv,
+      {
+        cpu: { type: "string" },
+        "memory-mb": { type: "string" },
+        "disk-mb": { type: "string" },
+        "pids-max": { type: "string" },
+        network: { type: "string" },
+        "timeout-ms": { type: "string" },
+        "idle-timeout-ms": { type: "string" },
+        env: { type: "string", multiple: true },
+        label: { type: "string", multiple: true },
+        json: { type: "boolean" },
+      },
+      CREATE_HELP,
+    );
+    if (!parsed) return EXIT_OK;
+    const { values, positionals } = parsed;
+    if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    const body: CreateSandbox = {};
+    if (values.cpu !== undefined) body.cpu = numberOption("--cpu", values.cpu, { integer: false });
+    if (values["memory-mb"] !== undefined) body.memoryMb = numberOption("--memory-mb", values["memory-mb"]);
+    if (values["disk-mb"] !== undefined) body.diskMb = numberOption("--disk-mb", values["disk-mb"]);
+    if (values["pids-max"] !== undefined) body.pidsMax = numberOption("--pids-max", values["pids-max"]);
+    if (values["timeout-ms"] !== undefined)
+      body.timeoutMs = numberOption("--timeout-ms", values["timeout-ms"]);
+    if (values["idle-timeout-ms"] !== undefined)
+      body.idleTimeoutMs = numberOption("--idle-timeout-ms", values["idle-timeout-ms"]);
+    if (values.network !== undefined) {
+      if (values.network !== "none" && values.network !== "egress")
+        throw new UsageError(`--network is none or egress (got "${values.network}")`);
+      body.network = values.network;
+    }
+    if (values.env) body.env = pairs("--env", values.env);
+    if (values.label) body.metadata = pairs("--label", values.label);
+    const { polydev } = await connect(env);
+    const box = await withSpinner("Creating a sandbox", () => polydev.sandboxes.create(body));
+    process.stdout.write(values.json ? `${JSON.stringify(box)}\n` : `${box.id}\n`);
+    return EXIT_OK;
+  });
+}
+
+function list(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return runCommand("polydev sandbox ls", async () => {
+    const parsed = parseCommand(argv, { json: { type: "boolean" } }, LS_HELP);
+    if (!parsed) return EXIT_OK;
+    if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument "${parsed.positionals[0]}"`);
+    const { polydev } = await connect(env);
+    const boxes = await allSandboxes(polydev);
+    if (parsed.values.json) {
+      process.stdout.write(`${JSON.stringify(boxes)}\n`);
+      return EXIT_OK;
+    }
+    const rows = [["ID", "STATE", "AGE", "CPU", "MEMORY", "DISK", "NETWORK"]];
+    for (const box of boxes) {
+      rows.push([
+        box.id,
+        box.state === "failed" && box.failureReason ? `failed: ${box.failureReason}` : box.state,
+        formatAge(box.createdAt),
+        String(box.cpu),
+        `${box.memoryMb} MiB`,
+        `${box.diskMb} MiB`,
+        box.network,
+      ]);
+    }
+    process.stdout.write(
+      boxes.length === 0 ? "No sandboxes (create one: polydev sandbox create)\n" : formatTable(rows),
+    );
+    return EXIT_OK;
+  });
+}
+
+async function allSandboxes(polydev: Polydev): Promise<Sandbox[]> {
+  const page = await polydev.sandboxes.list();
+  // The SDK's list has no cursor yet; say so rather than pretend the first page is everything.
+  if (page.nextCursor) process.stderr.write(`(showing the newest ${page.items.length} sandboxes)\n`);
+  return page.items;
+}
+
+function remove(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return runCommand("polydev sandbox rm", async () => {
+    const parsed = parseCommand(argv, {}, RM_HELP);
+    if (!parsed) return EXIT_OK;
+    if (parsed.positionals.length === 0) throw new UsageError("which sandbox? give one or more ids");
+    const { polydev } = await connect(env);
+    // One failure does not stop the others; each id gets its own line.
+    let failed = false;
+    for (const id of parsed.positionals) {
+      try {
+        await withSpinner(`Destroying ${id}`, () => polydev.sandboxes.destroy(id));
+        process.stdout.write(`${id}\n`);
+      } catch (error) {
+        reportError(error, "polydev sandbox rm");
+        failed = true;
+      }
+    }
+    return failed ? EXIT_FAILED : EXIT_OK;
+  });
+}
+
+function exec(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return runCommand("polydev sandbox exec", async () => {
+    const parsed = parseCommand(
+      argv,
+      {
+        cwd: { type: "string" },
+        env: { type: "string", multiple: true },
+        "timeout-ms": { type: "string" },
+        stdin: { type: "boolean" },
+      },
+      EXEC_HELP,
+    );
+    if (!parsed) return EXIT_OK;
+    // parseArgs puts what follows -- among the positionals; split it off again.
+    const separator = argv.indexOf("--");
+    const command = separator >= 0 ? argv.slice(separator + 1) : parsed.positionals.slice(1);
+    const [id, extra] = parsed.positionals.slice(0, parsed.positionals.length - command.length);
+    if (!id) throw new UsageError("which sandbox? polydev sandbox exec ID -- CMD");
+    if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}" before --`);
+    if (command.length === 0) throw new UsageError("which command? polydev sandbox exec ID -- CMD [ARG...]");
+    const { values } = parsed;
+    const { polydev } = await connect(env);
+    const controller = new AbortController();
+    const onSignal = (): void => controller.abort();
+    process.once("SIGINT", onSignal);
+    try {
+      for await (const event of polydev.sandboxes.execStream(
+        id,
+        {
+          cmd: command.length === 1 && command[0] !== undefined ? command[0] : command,
+          ...(values.cwd !== undefined ? { cwd: values.cwd } : {}),
+          ...(values.env ? { env: pairs("--env", values.env) } : {}),
+          ...(values["timeout-ms"] !== undefined
+            ? { timeoutMs: numberOption("--timeout-ms", values["timeout-ms"]) }
+            : {}),
+          ...(values.stdin ? { stdin: await readStdin() } : {}),
+        },
+        { signal: controller.signal },
+      )) {
+        if (event.type === "exit") return remoteExitCode(event);
+        (event.type === "stderr" ? process.stderr : process.stdout).write(event.data);
+      }
+      throw new Error("the output stream ended before the command's exit status");
+    } catch (error) {
+      // Ctrl-C: the aborted request ends the remote command too.
+      if (controller.signal.aborted) return 130;
+      throw error;
+    } finally {
+      process.off("SIGINT", onSignal);
+    }
+  });
+}
+
+function shell(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return runCommand("polydev sandbox shell", async () => {
+    const parsed = parseCommand(argv, { reconnect: { type: "string" } }, SHELL_HELP);
+    if (!parsed) return EXIT_OK;
+    const [id, extra] = parsed.positionals;
+    if (!id) throw new UsageError("which sandbox? polydev sandbox shell ID");
+    if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+    const { polydev } = await connect(env);
+    return attachShell(polydev, id, parsed.values.reconnect);
+  });
+}
+
+function numberOption(name: string, text: string, { integer = true } = {}): number {
+  const value = Number(text);
+  if (text.trim() === "" || !Number.isFinite(value) || (integer && !Number.isInteger(value)))
+    throw new UsageError(`${name} takes ${integer ? "a whole number" : "a number"} (got "${text}")`);
+  return value;
+}
+
+function pairs(name: string, items: string[]): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const item of items) {
+    const eq = item.indexOf("=");
+    if (eq <= 0) throw new UsageError(`${name} takes KEY=VALUE (got "${item}")`);
+    result[item.slice(0, eq)] = item.slice(eq + 1);
+  }
+  return result;
+}
