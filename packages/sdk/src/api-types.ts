@@ -40,6 +40,130 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/auth/session": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The signed-in user and CSRF token of the session cookie */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Session"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Sign in with a user name and password, or an API key; sets the session cookie */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        name: string;
+                        password: string;
+                    } | {
+                        apiKey: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Session"];
+                    };
+                };
+            };
+        };
+        /** Sign out: ends the session and expires its cookie */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description signed out */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Set your own dashboard password (currentPassword is required once one is set) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        currentPassword?: string;
+                        password: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description password changed; your other sessions are signed out */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/users": {
         parameters: {
             query?: never;
@@ -77,7 +201,7 @@ export interface paths {
             };
         };
         put?: never;
-        /** Create a user and its first API key (shown once) */
+        /** Create a user, its first API key (shown once) and optionally a dashboard password */
         post: {
             parameters: {
                 query?: never;
@@ -94,6 +218,8 @@ export interface paths {
                          * @enum {string}
                          */
                         role?: "admin" | "user";
+                        /** @description dashboard password; without one the user signs in with an API key */
+                        password?: string;
                     };
                 };
             };
@@ -206,6 +332,82 @@ export interface paths {
                 };
             };
         };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/sandboxes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every user's sandboxes with their owner, newest first */
+        get: {
+            parameters: {
+                query?: {
+                    state?: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: components["schemas"]["AdminSandbox"][];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Users, sandboxes by state, runs per hour and provider usage over the last 24 hours */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["AdminStats"];
+                    };
+                };
+            };
+        };
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -1636,6 +1838,16 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        SessionInput: {
+            user: {
+                id: string;
+                name: string;
+                /** @enum {string} */
+                role: "admin" | "user";
+            };
+            /** @description send it as the x-csrf-token header on every POST, PUT, PATCH and DELETE */
+            csrfToken: string;
+        };
         ErrorInput: {
             error: {
                 code: string;
@@ -1708,6 +1920,49 @@ export interface components {
             sizeBytes: number;
             modifiedAt: string;
             mode: number;
+        };
+        AdminSandboxInput: {
+            id: string;
+            /** @enum {string} */
+            state: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+            failureReason: string | null;
+            driver: string;
+            cpu: number;
+            memoryMb: number;
+            diskMb: number;
+            pidsMax: number;
+            /** @enum {string} */
+            network: "none" | "egress";
+            envKeys: string[];
+            metadata: {
+                [key: string]: string;
+            };
+            timeoutMs: number;
+            idleTimeoutMs: number;
+            createdAt: string;
+            expiresAt: string;
+            lastActivityAt: string;
+            stateChangedAt: string;
+            ownerId: string;
+            ownerName: string;
+        };
+        AdminStatsInput: {
+            users: number;
+            sandboxesByState: {
+                [key: string]: number;
+            };
+            /** @description the last 24 hours, oldest first, every hour present (the last one is the current hour) */
+            runsPerHour: {
+                hour: string;
+                count: number;
+            }[];
+            /** @description gateway traffic of every user over the same 24 hours, by provider name */
+            usageByProvider: {
+                provider: string;
+                requests: number;
+                inputTokens: number;
+                outputTokens: number;
+            }[];
         };
         CredentialInput: {
             provider: string;
@@ -1784,6 +2039,16 @@ export interface components {
                 [key: string]: string;
             };
         };
+        Session: {
+            user: {
+                id: string;
+                name: string;
+                /** @enum {string} */
+                role: "admin" | "user";
+            };
+            /** @description send it as the x-csrf-token header on every POST, PUT, PATCH and DELETE */
+            csrfToken: string;
+        };
         Error: {
             error: {
                 code: string;
@@ -1856,6 +2121,49 @@ export interface components {
             sizeBytes: number;
             modifiedAt: string;
             mode: number;
+        };
+        AdminSandbox: {
+            id: string;
+            /** @enum {string} */
+            state: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+            failureReason: string | null;
+            driver: string;
+            cpu: number;
+            memoryMb: number;
+            diskMb: number;
+            pidsMax: number;
+            /** @enum {string} */
+            network: "none" | "egress";
+            envKeys: string[];
+            metadata: {
+                [key: string]: string;
+            };
+            timeoutMs: number;
+            idleTimeoutMs: number;
+            createdAt: string;
+            expiresAt: string;
+            lastActivityAt: string;
+            stateChangedAt: string;
+            ownerId: string;
+            ownerName: string;
+        };
+        AdminStats: {
+            users: number;
+            sandboxesByState: {
+                [key: string]: number;
+            };
+            /** @description the last 24 hours, oldest first, every hour present (the last one is the current hour) */
+            runsPerHour: {
+                hour: string;
+                count: number;
+            }[];
+            /** @description gateway traffic of every user over the same 24 hours, by provider name */
+            usageByProvider: {
+                provider: string;
+                requests: number;
+                inputTokens: number;
+                outputTokens: number;
+            }[];
         };
         Credential: {
             provider: string;

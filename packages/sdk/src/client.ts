@@ -20,11 +20,28 @@ export type ExecRequest =
   paths["/v1/sandboxes/{id}/exec"]["post"]["requestBody"]["content"]["application/json"];
 export type CreateRun = paths["/v1/runs"]["post"]["requestBody"]["content"]["application/json"];
 
+export type SessionInfo = components["schemas"]["Session"];
+export type AdminSandbox = components["schemas"]["AdminSandbox"];
+export type AdminStats = components["schemas"]["AdminStats"];
+export type User =
+  paths["/v1/admin/users"]["get"]["responses"]["200"]["content"]["application/json"]["items"][number];
+export type CreateUser = paths["/v1/admin/users"]["post"]["requestBody"]["content"]["application/json"];
+export type SignIn = paths["/v1/auth/session"]["post"]["requestBody"]["content"]["application/json"];
+
 export interface PolydevOptions {
-  /** Where the server listens, e.g. http://127.0.0.1:7420 (env POLYDEV_URL in the CLI). */
+  /**
+   * Where the server listens, e.g. http://127.0.0.1:7420 (env POLYDEV_URL in the CLI); in a
+   * page served by Polydev, `window.location.origin`.
+   */
   baseUrl: string;
-  /** An API key (env POLYDEV_API_KEY in the CLI). */
-  apiKey: string;
+  /**
+   * An API key (env POLYDEV_API_KEY in the CLI). Default: none, which is browser mode: requests
+   * carry the session cookie (`credentials: "include"`) and, on methods other than GET/HEAD, the
+   * `x-csrf-token` header from `csrfToken`.
+   */
+  apiKey?: string | undefined;
+  /** Browser mode only: the CSRF token of the signed-in session (from `auth.signIn` or `auth.session`). Default: none sent. */
+  csrfToken?: () => string | undefined;
   /** A fetch implementation; default: the global one. */
   fetch?: typeof fetch;
   /** A WebSocket class for terminals; default: the global one (browsers, Node 22+). On Node 20 pass the `ws` package. */
@@ -44,6 +61,8 @@ export interface RunEvent {
   type: string;
   [field: string]: unknown;
 }
+
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 interface Answer<T> {
   data?: T;
@@ -65,9 +84,21 @@ export class Polydev {
     this.fetchImpl = options.fetch ?? globalThis.fetch;
     this.api = createClient<paths>({
       baseUrl: options.baseUrl,
-      headers: { authorization: `Bearer ${options.apiKey}` },
       fetch: this.fetchImpl,
+      ...(options.apiKey === undefined ? { credentials: "include" } : {}),
     });
+    this.api.use({ onRequest: ({ request }) => this.authorize(request.method, request.headers) });
+  }
+
+  /** A bearer key, or in browser mode the CSRF token on unsafe methods (the cookie goes by itself). */
+  private authorize(method: string, headers: Headers): void {
+    if (this.options.apiKey !== undefined) {
+      headers.set("authorization", `Bearer ${this.options.apiKey}`);
+      return;
+    }
+    if (SAFE_METHODS.has(method.toUpperCase())) return;
+    const csrfToken = this.options.csrfToken?.();
+    if (csrfToken) headers.set("x-csrf-token", csrfToken);
   }
 
   /**
@@ -196,6 +227,71 @@ export class Polydev {
     ): AsyncGenerator<RunEvent> => this.runEvents(id, call),
   };
 
+  readonly auth = {
+    /**
+     * Signs in with a name and password, or an API key; the server sets the session cookie. Keep
+     * the returned `csrfToken` for the `csrfToken` option.
+     * @example const { user, csrfToken } = await polydev.auth.signIn({ name: "ada", password });
+     */
+    signIn: async (body: SignIn, call: CallOptions = {}): Promise<SessionInfo> =>
+      unwrap(await this.api.POST("/v1/auth/session", { body, signal: call.signal })),
+    /**
+     * The signed-in user and CSRF token of the current cookie; throws UnauthorizedError when signed out.
+     * @example const session = await polydev.auth.session().catch(() => undefined);
+     */
+    session: async (call: CallOptions = {}): Promise<SessionInfo> =>
+      unwrap(await this.api.GET("/v1/auth/session", { signal: call.signal })),
+    /** Ends the session and expires its cookie. @example await polydev.auth.signOut(); */
+    signOut: async (call: CallOptions = {}): Promise<void> => {
+      await this.raw("/v1/auth/session", {
+        method: "DELETE",
+        ...(call.signal ? { signal: call.signal } : {}),
+      });
+    },
+    /**
+     * Sets your own password; `currentPassword` is required once one is set. Your other sessions end.
+     * @example await polydev.auth.setPassword({ currentPassword: old, password: next });
+     */
+    setPassword: async (body: { currentPassword?: string; password: string }, call: CallOptions = {}) => {
+      await this.raw("/v1/me/password", {
+        method: "PUT",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+        ...(call.signal ? { signal: call.signal } : {}),
+      });
+    },
+  };
+
+  /** Operator routes; every call needs an admin. */
+  readonly admin = {
+    users: {
+      /**
+       * Creates a user and its first API key (returned once), optionally with a dashboard password.
+       * @example const { user, apiKey } = await polydev.admin.users.create({ name: "ada", password });
+       */
+      create: async (body: CreateUser, call: CallOptions = {}) =>
+        unwrap(await this.api.POST("/v1/admin/users", { body, signal: call.signal })),
+      /** @example const { items } = await polydev.admin.users.list(); */
+      list: async (call: CallOptions = {}): Promise<{ items: User[] }> =>
+        unwrap(await this.api.GET("/v1/admin/users", { signal: call.signal })),
+    },
+    /**
+     * Every user's sandboxes with their owner, newest first.
+     * @example const { items } = await polydev.admin.sandboxes(); items.map((s) => `${s.ownerName} ${s.state}`);
+     */
+    sandboxes: async (
+      query: { state?: Sandbox["state"] } = {},
+      call: CallOptions = {},
+    ): Promise<{ items: AdminSandbox[] }> =>
+      unwrap(await this.api.GET("/v1/admin/sandboxes", { params: { query }, signal: call.signal })),
+    /**
+     * Users, sandboxes by state, runs per hour and provider usage over the last 24 hours.
+     * @example const { runsPerHour } = await polydev.admin.stats();
+     */
+    stats: async (call: CallOptions = {}): Promise<AdminStats> =>
+      unwrap(await this.api.GET("/v1/admin/stats", { signal: call.signal })),
+  };
+
   readonly credentials = {
     /** @example await polydev.credentials.put("anthropic", process.env.ANTHROPIC_API_KEY ?? ""); */
     put: async (provider: "anthropic" | "openai" | "gemini", apiKey: string, call: CallOptions = {}) =>
@@ -221,8 +317,14 @@ export class Polydev {
 
   private raw(path: string, init: RequestInit): Promise<Response> {
     const headers = new Headers(init.headers);
-    headers.set("authorization", `Bearer ${this.options.apiKey}`);
-    return this.fetchImpl(`${this.options.baseUrl}${path}`, { ...init, headers }).then(async (response) => {
+    this.authorize(init.method ?? "GET", headers);
+    const credentials: RequestCredentials | undefined =
+      this.options.apiKey === undefined ? "include" : undefined;
+    return this.fetchImpl(`${this.options.baseUrl}${path}`, {
+      ...init,
+      headers,
+      ...(credentials ? { credentials } : {}),
+    }).then(async (response) => {
       if (!response.ok)
         throw errorFromResponse(response.status, await response.json().catch(() => undefined));
       return response;

@@ -41,6 +41,21 @@ export class LimitExceededError extends PolydevApiError {
   override name = "LimitExceededError";
 }
 
+export class InvalidCredentialsError extends PolydevApiError {
+  override name = "InvalidCredentialsError";
+}
+export class CsrfFailedError extends PolydevApiError {
+  override name = "CsrfFailedError";
+}
+/** `retryAfterMs` says when to try again. */
+export class TooManyAttemptsError extends PolydevApiError {
+  override name = "TooManyAttemptsError";
+  get retryAfterMs(): number | undefined {
+    const value = this.details?.retryAfterMs;
+    return typeof value === "number" ? value : undefined;
+  }
+}
+
 const CLASSES: Record<string, typeof PolydevApiError> = {
   invalid_request: InvalidRequestError,
   unauthorized: UnauthorizedError,
@@ -50,6 +65,9 @@ const CLASSES: Record<string, typeof PolydevApiError> = {
   sandbox_not_running: SandboxNotRunningError,
   path_outside_home: PathOutsideHomeError,
   limit_exceeded: LimitExceededError,
+  invalid_credentials: InvalidCredentialsError,
+  csrf_failed: CsrfFailedError,
+  too_many_attempts: TooManyAttemptsError,
 };
 
 export function errorFromResponse(status: number, body: unknown): PolydevApiError {

@@ -1,8 +1,11 @@
 export type { components, paths } from "./api-types.js";
 export type {
+  AdminSandbox,
+  AdminStats,
   CallOptions,
   CreateRun,
   CreateSandbox,
+  CreateUser,
   ExecEvent,
   ExecRequest,
   ExecResult,
@@ -10,18 +13,24 @@ export type {
   Run,
   RunEvent,
   Sandbox,
+  SessionInfo,
+  SignIn,
+  User,
 } from "./client.js";
 export { Polydev } from "./client.js";
 export {
   ConflictError,
+  CsrfFailedError,
   errorFromResponse,
   ForbiddenError,
+  InvalidCredentialsError,
   InvalidRequestError,
   LimitExceededError,
   NotFoundError,
   PathOutsideHomeError,
   PolydevApiError,
   SandboxNotRunningError,
+  TooManyAttemptsError,
   UnauthorizedError,
 } from "./errors.js";
 export type { Login, LoginProvider } from "./logins.js";
