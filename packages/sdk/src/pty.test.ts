@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import type { TestServer } from "../../server/src/testing/harness.js";
+import type { ApiClient, TestServer } from "../../server/src/testing/harness.js";
 import { createUser, startTestServer } from "../../server/src/testing/harness.js";
 import { Polydev } from "./client.js";
 import { NotFoundError, SandboxNotRunningError, UnauthorizedError } from "./errors.js";
@@ -9,10 +9,11 @@ import type { PtySession } from "./pty.js";
 let t: TestServer;
 let polydev: Polydev;
 let boxId: string;
+let user: ApiClient;
 
 beforeAll(async () => {
   t = await startTestServer();
-  const user = await createUser(t.api, "pty-sdk-user");
+  user = await createUser(t.api, "pty-sdk-user");
   polydev = new Polydev({ baseUrl: t.url, apiKey: user.key, WebSocket });
   boxId = (await polydev.sandboxes.create({ memoryMb: 256 })).id;
 });
@@ -77,6 +78,33 @@ describe("polydev.sandboxes.pty", () => {
     other.write("echo fresh-[$MARK]\r");
     await otherOut.until(/fresh-\[\]/);
     other.close();
+  });
+
+  it("tells a dropped connection from a close, and carries on in the same shell without a replay", async () => {
+    const sockets: WebSocket[] = [];
+    /** The `ws` class, keeping hold of each socket so the test can cut one off. */
+    class TappedWebSocket extends WebSocket {
+      constructor(...args: ConstructorParameters<typeof WebSocket>) {
+        super(...args);
+        sockets.push(this);
+      }
+    }
+    const tapped = new Polydev({ baseUrl: t.url, apiKey: user.key, WebSocket: TappedWebSocket });
+    const first = await tapped.sandboxes.pty(boxId, { reconnectId: "sdk-dropped-0001" });
+    const firstOut = screen(first);
+    first.write("export DROP=still-$$; echo before-$DROP\r");
+    const mark = (await firstOut.until(/before-still-\d+/)).slice("before-".length);
+    const dropped = new Promise<string>((resolve) => first.onDisconnect(resolve));
+    sockets.at(-1)?.terminate();
+    expect(await dropped).toMatch(/closed/);
+
+    const second = await tapped.sandboxes.pty(boxId, { reconnectId: first.reconnectId, replay: false });
+    expect(second.reattached).toBe(true);
+    const secondOut = screen(second);
+    second.write("echo after-$DROP\r");
+    await secondOut.until(new RegExp(`after-${mark}`));
+    expect(secondOut.text()).not.toContain(`before-${mark}`);
+    second.close();
   });
 
   it("reports the shell's exit code", async () => {

@@ -191,6 +191,23 @@ describe("polydev creds and run", () => {
     expect(events.map((e) => e.type)).toContain("text");
     expect(events.map((e) => e.seq)).toEqual([...events.map((e) => e.seq)].sort((a, b) => a - b));
 
+    // Ctrl-C while the agent waits on a slow provider cancels the run on the server.
+    fake.setScript([{ text: "words that take a long time", delayMs: 30_000 }]);
+    try {
+      const interrupted = await runCli(["run", "--agent", "builtin", "talk slowly"], {
+        env: loggedIn(),
+        timeoutMs: 60_000,
+        signalWhen: { output: /is working in/, signal: "SIGINT" },
+      });
+      expect(interrupted.code).toBe(1);
+      expect(interrupted.stderr).toContain("Cancelling");
+      expect(interrupted.stderr).toMatch(/✗ cancelled/);
+    } finally {
+      fake.setScript(undefined);
+    }
+    const latest = await user.call<{ items: { state: string; prompt: string }[] }>("GET", "/v1/runs?limit=1");
+    expect(latest.body.items[0]).toMatchObject({ prompt: "talk slowly", state: "cancelled" });
+
     const rmCred = await runCli(["creds", "rm", "anthropic"], { env: loggedIn() });
     expect(rmCred.code).toBe(0);
     const failed = await runCli(["run", "--agent", "builtin", "say hello"], {

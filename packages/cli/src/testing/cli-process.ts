@@ -19,7 +19,13 @@ export interface CliResult {
 
 export function runCli(
   args: string[],
-  options: { env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    input?: string | Buffer;
+    timeoutMs?: number;
+    /** Sends a signal once the output so far matches (a user pressing Ctrl-C at that moment). */
+    signalWhen?: { output: RegExp; signal: NodeJS.Signals };
+  } = {},
 ): Promise<CliResult> {
   const child = spawn(process.execPath, [...CLI_ARGV, ...args], {
     cwd: REPO_ROOT,
@@ -28,11 +34,19 @@ export function runCli(
   });
   let stdout = "";
   let stderr = "";
+  let signalled = false;
+  const maybeSignal = (): void => {
+    if (signalled || !options.signalWhen?.output.test(stdout + stderr)) return;
+    signalled = true;
+    child.kill(options.signalWhen.signal);
+  };
   child.stdout.on("data", (chunk: Buffer) => {
     stdout += chunk.toString();
+    maybeSignal();
   });
   child.stderr.on("data", (chunk: Buffer) => {
     stderr += chunk.toString();
+    maybeSignal();
   });
   child.stdin.end(options.input ?? "");
   const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
