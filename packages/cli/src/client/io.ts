@@ -183,7 +183,8 @@ export async function ask(question: string, options: { hidden?: boolean } = {}):
   };
   const leftover = unreadInput;
   unreadInput = "";
-  if (take(leftover)) return answer.trim();
+  // Piped input that has already ended answers every further question with what is left.
+  if (take(leftover) || stdin.readableEnded) return answer.trim();
   if (raw) stdin.setRawMode(true);
   stdin.resume();
   try {
