@@ -1,7 +1,8 @@
 /**
- * Calls the API with the browser's session: the HttpOnly cookie goes by itself (same origin), and
- * every state-changing request carries the CSRF token the session answered with. Errors become the
- * SDK's error classes, so the pages match on `code` exactly like SDK users do.
+ * The few calls the SDK has no method for (live stats, logs, mkdir, delete, validate, and an
+ * upload that reports progress), made the way the SDK's browser mode makes them: the HttpOnly
+ * cookie goes by itself (same origin), unsafe methods carry the session's CSRF token, and errors
+ * become the SDK's error classes, so pages match on `code` either way.
  */
 import { errorFromResponse, PolydevApiError } from "@polydev/sdk";
 
@@ -82,12 +83,6 @@ export async function requestNothing(
 ): Promise<void> {
   const response = await send(method, path, options);
   await response.body?.cancel();
-}
-
-/** A text answer (file contents). */
-export async function requestText(path: string, options: RequestOptions = {}): Promise<string> {
-  const response = await send("GET", path, options);
-  return response.text();
 }
 
 /**

@@ -1,5 +1,5 @@
 /** API shapes the dashboard reads: the SDK's generated schemas where they exist. */
-import type { components } from "@polydev/sdk";
+import type { components, paths, SessionInfo } from "@polydev/sdk";
 
 export type Sandbox = components["schemas"]["Sandbox"];
 export type FileEntry = components["schemas"]["FileEntry"];
@@ -10,48 +10,25 @@ export type CreateSandbox = components["schemas"]["CreateSandbox"];
 
 export const PROVIDERS = ["anthropic", "openai", "gemini"] as const;
 export type Provider = (typeof PROVIDERS)[number];
+/** Logins are named by the CLI that runs them; each stores the credential of its provider. */
+export const LOGIN_PROVIDERS = ["claude", "codex", "gemini"] as const;
+export type LoginProvider = (typeof LOGIN_PROVIDERS)[number];
 export const AGENTS = ["claude", "codex", "gemini", "builtin"] as const;
 export type Agent = (typeof AGENTS)[number];
 export const FINAL_RUN_STATES: readonly string[] = ["succeeded", "failed", "cancelled", "timed_out"];
 export const FINAL_LOGIN_STATES: readonly string[] = ["completed", "failed", "timed_out", "cancelled"];
 
-export interface SessionUser {
-  id: string;
-  name: string;
-  role: "admin" | "user";
-}
+export type Session = SessionInfo;
+export type SessionUser = SessionInfo["user"];
+export type { AdminSandbox, AdminStats, User as AdminUser } from "@polydev/sdk";
 
-export interface Session {
-  user: SessionUser;
-  csrfToken: string;
+type Ok<P extends keyof paths> = paths[P] extends {
+  get: { responses: { 200: { content: { "application/json": infer T } } } };
 }
-
-export interface SandboxStats {
-  cpuUsageNs: number;
-  memoryBytes: number;
-  memoryLimitBytes: number;
-  pids: number;
-  diskBytes: number;
-}
-
-export interface SandboxLogs {
-  items: { id: number; at: string; level: string; source: string; message: string }[];
-  console: string | null;
-}
-
-export interface AdminUser {
-  id: string;
-  name: string;
-  role: "admin" | "user";
-  createdAt: string;
-}
-
-export interface AdminStats {
-  users: number;
-  sandboxesByState: Record<string, number>;
-  runsPerHour: { hour: string; count: number }[];
-  usageByProvider: { provider: string; requests: number; inputTokens: number; outputTokens: number }[];
-}
+  ? T
+  : never;
+export type SandboxStats = Ok<"/v1/sandboxes/{id}/stats">;
+export type SandboxLogs = Ok<"/v1/sandboxes/{id}/logs">;
 
 /** One event of a run's stream, as `GET /v1/runs/:id/events` sends it. */
 export type RunEvent = { seq: number; at: string } & (

@@ -210,9 +210,6 @@ function UploadControl({ sandboxId, dir }: { sandboxId: string; dir: string }) {
   const inputId = useId();
   return (
     <div className="upload">
-      <label htmlFor={inputId} className="button button-small button-primary">
-        Upload file
-      </label>
       <input
         id={inputId}
         type="file"
@@ -233,6 +230,9 @@ function UploadControl({ sandboxId, dir }: { sandboxId: string; dir: string }) {
           );
         }}
       />
+      <label htmlFor={inputId} className="button button-small button-primary">
+        Upload file
+      </label>
       {progress ? (
         <span className="upload-progress" role="status">
           Uploading {progress.name}
@@ -240,7 +240,7 @@ function UploadControl({ sandboxId, dir }: { sandboxId: string; dir: string }) {
         </span>
       ) : null}
       {upload.isSuccess && !progress ? (
-        <span className="muted" role="status">
+        <span className="muted small" role="status">
           Uploaded {upload.data.path} ({formatBytes(upload.data.sizeBytes)})
         </span>
       ) : null}

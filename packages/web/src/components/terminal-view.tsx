@@ -2,14 +2,16 @@ import "@xterm/xterm/css/xterm.css";
 import { FitAddon } from "@xterm/addon-fit";
 import { Terminal } from "@xterm/xterm";
 import { useEffect, useRef, useState } from "react";
-import type { PtyConnection } from "../queries/pty";
+import type { PtySession } from "../queries/pty";
 import { forgetReconnectId, openTerminal } from "../queries/pty";
+import { ErrorNotice } from "./error-notice";
 
 type Status =
   | { kind: "connecting" }
   | { kind: "connected"; reattached: boolean }
   | { kind: "exited"; detail: string }
-  | { kind: "disconnected"; detail: string };
+  | { kind: "disconnected"; detail: string }
+  | { kind: "failed"; error: unknown };
 
 const RETRY_MS = 1500;
 
@@ -20,7 +22,6 @@ const RETRY_MS = 1500;
 export function TerminalView({ sandboxId, visible }: { sandboxId: string; visible: boolean }) {
   const host = useRef<HTMLDivElement>(null);
   const fitRef = useRef<FitAddon | null>(null);
-  const connection = useRef<PtyConnection | null>(null);
   const [status, setStatus] = useState<Status>({ kind: "connecting" });
   const [generation, setGeneration] = useState(0);
 
@@ -45,62 +46,64 @@ export function TerminalView({ sandboxId, visible }: { sandboxId: string; visibl
     terminal.open(element);
     fitRef.current = fit;
     safeFit(fit);
-    let disposed = false;
+    const stop = new AbortController();
+    let session: PtySession | null = null;
     let retry: ReturnType<typeof setTimeout> | undefined;
 
-    const connect = (): void => {
+    const connect = async (replay: boolean): Promise<void> => {
       setStatus({ kind: "connecting" });
-      connection.current = openTerminal(
-        sandboxId,
-        { cols: terminal.cols, rows: terminal.rows },
-        {
-          onData: (bytes) => terminal.write(bytes),
-          onReady: ({ reattached }) => {
-            setStatus({ kind: "connected", reattached });
-            terminal.focus();
-          },
-          onExit: ({ exitCode, signal }) => {
-            forgetReconnectId(sandboxId);
-            setStatus({
-              kind: "exited",
-              detail: signal ? `signal ${signal}` : `exit code ${exitCode ?? "?"}`,
-            });
-          },
-          onError: (message) => terminal.writeln(`\r\n\x1b[31m[polydev] ${message}\x1b[0m`),
-          onClose: ({ expected, reason, code }) => {
-            if (disposed || expected) return;
-            setStatus({ kind: "disconnected", detail: reason || `connection closed (${code})` });
-            // A dropped connection (server restart, network blip) is retried once on its own;
-            // the same reconnect id brings the same shell back.
-            // The server replays the recent screen on reattach, so start from a clean one.
-            retry = setTimeout(() => {
-              if (disposed) return;
-              terminal.reset();
-              connect();
-            }, RETRY_MS);
-          },
-        },
-      );
+      let opened: PtySession;
+      try {
+        opened = await openTerminal(sandboxId, {
+          cols: terminal.cols,
+          rows: terminal.rows,
+          replay,
+          signal: stop.signal,
+        });
+      } catch (error) {
+        if (!stop.signal.aborted) setStatus({ kind: "failed", error });
+        return;
+      }
+      if (stop.signal.aborted) {
+        opened.close();
+        return;
+      }
+      session = opened;
+      opened.onData((bytes) => terminal.write(bytes));
+      opened.onExit(({ exitCode, signal }) => {
+        forgetReconnectId(sandboxId);
+        setStatus({ kind: "exited", detail: signal ? `signal ${signal}` : `exit code ${exitCode ?? "?"}` });
+      });
+      opened.onDisconnect((reason) => {
+        session = null;
+        setStatus({ kind: "disconnected", detail: reason });
+        // A dropped connection (server restart, network blip) is retried on its own; the same
+        // reconnect id brings the same shell back, and the screen here is still current.
+        retry = setTimeout(() => void connect(false), RETRY_MS);
+      });
+      // The window may have been resized while the socket opened.
+      opened.resize(terminal.cols, terminal.rows);
+      setStatus({ kind: "connected", reattached: opened.reattached });
+      terminal.focus();
     };
-    connect();
+    void connect(true);
 
-    const input = terminal.onData((data) => connection.current?.write(data));
+    const input = terminal.onData((data) => session?.write(data));
     const binary = terminal.onBinary((data) =>
-      connection.current?.write(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff)),
+      session?.write(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff)),
     );
-    const resized = terminal.onResize(({ cols, rows }) => connection.current?.resize(cols, rows));
+    const resized = terminal.onResize(({ cols, rows }) => session?.resize(cols, rows));
     const observer = new ResizeObserver(() => safeFit(fit));
     observer.observe(element);
 
     return () => {
-      disposed = true;
+      stop.abort();
       if (retry) clearTimeout(retry);
       observer.disconnect();
       input.dispose();
       binary.dispose();
       resized.dispose();
-      connection.current?.close();
-      connection.current = null;
+      session?.close();
       fitRef.current = null;
       terminal.dispose();
     };
@@ -115,12 +118,19 @@ export function TerminalView({ sandboxId, visible }: { sandboxId: string; visibl
     <div className="terminal-frame">
       <div className="terminal-bar">
         <TerminalStatus status={status} />
-        {status.kind === "exited" || status.kind === "disconnected" ? (
+        {status.kind === "exited" || status.kind === "disconnected" || status.kind === "failed" ? (
           <button type="button" className="button button-small" onClick={() => setGeneration((g) => g + 1)}>
-            {status.kind === "exited" ? "Start a new shell" : "Reconnect now"}
+            {status.kind === "exited"
+              ? "Start a new shell"
+              : status.kind === "failed"
+                ? "Try again"
+                : "Reconnect now"}
           </button>
         ) : null}
       </div>
+      {status.kind === "failed" ? (
+        <ErrorNotice error={status.error} title="The terminal could not connect" />
+      ) : null}
       <div ref={host} className="terminal" data-testid="terminal" />
     </div>
   );
@@ -154,6 +164,12 @@ function TerminalStatus({ status }: { status: Status }) {
       return (
         <span className="terminal-status terminal-status-bad" role="status">
           Disconnected: {status.detail}. Reconnecting…
+        </span>
+      );
+    case "failed":
+      return (
+        <span className="terminal-status terminal-status-bad" role="status">
+          Not connected
         </span>
       );
   }

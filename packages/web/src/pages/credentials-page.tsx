@@ -1,8 +1,8 @@
 import { useQuery } from "@tanstack/react-query";
 import type { FormEvent } from "react";
 import { useId, useState } from "react";
-import type { Credential, Provider } from "../api/types";
-import { FINAL_LOGIN_STATES, PROVIDERS } from "../api/types";
+import type { Credential, LoginProvider, Provider } from "../api/types";
+import { FINAL_LOGIN_STATES, LOGIN_PROVIDERS, PROVIDERS } from "../api/types";
 import { ConfirmButton } from "../components/confirm-button";
 import { ErrorNotice } from "../components/error-notice";
 import { formatTime } from "../components/format";
@@ -23,6 +23,11 @@ const NAMES: Record<Provider, string> = { anthropic: "Anthropic", openai: "OpenA
 const AGENT_OF: Record<Provider, string> = {
   anthropic: "Claude Code",
   openai: "Codex",
+  gemini: "Gemini CLI",
+};
+const LOGIN_CLIS: Record<LoginProvider, string> = {
+  claude: "Claude Code",
+  codex: "Codex",
   gemini: "Gemini CLI",
 };
 
@@ -173,7 +178,7 @@ function LoginSection() {
         paste the code back here.
       </p>
       <div className="actions">
-        {PROVIDERS.map((provider) => (
+        {LOGIN_PROVIDERS.map((provider) => (
           <button
             key={provider}
             type="button"
@@ -181,7 +186,7 @@ function LoginSection() {
             disabled={start.isPending}
             onClick={() => start.mutate(provider, { onSuccess: (login) => setLoginId(login.id) })}
           >
-            {AGENT_OF[provider]} login
+            Sign in with {LOGIN_CLIS[provider]}
           </button>
         ))}
       </div>
@@ -212,7 +217,7 @@ function LoginPanel({ id, onDismiss }: { id: string; onDismiss: () => void }) {
     <div className="login-panel" data-login-state={view.state}>
       <div className="card-head">
         <h3>
-          {NAMES[view.provider as Provider] ?? view.provider} login <StateBadge state={view.state} />
+          {LOGIN_CLIS[view.provider]} login <StateBadge state={view.state} />
         </h3>
         {final ? (
           <button type="button" className="button button-small" onClick={onDismiss}>

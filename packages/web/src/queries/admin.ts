@@ -1,27 +1,25 @@
 import { queryOptions, useMutation, useQueryClient } from "@tanstack/react-query";
-import { requestJson } from "../api/http";
-import type { AdminStats, AdminUser, Sandbox } from "../api/types";
+import { polydev } from "../api/polydev";
 
 const adminKey = ["admin"] as const;
 
 export const adminUsersQuery = () =>
   queryOptions({
     queryKey: [...adminKey, "users"],
-    queryFn: ({ signal }) => requestJson<{ items: AdminUser[] }>("GET", "/v1/admin/users", { signal }),
+    queryFn: ({ signal }) => polydev.admin.users.list({ signal }),
   });
 
 export const adminSandboxesQuery = () =>
   queryOptions({
     queryKey: [...adminKey, "sandboxes"],
-    queryFn: ({ signal }) =>
-      requestJson<{ items: (Sandbox & { ownerName: string })[] }>("GET", "/v1/admin/sandboxes", { signal }),
+    queryFn: ({ signal }) => polydev.admin.sandboxes({}, { signal }),
     refetchInterval: 10_000,
   });
 
 export const adminStatsQuery = () =>
   queryOptions({
     queryKey: [...adminKey, "stats"],
-    queryFn: ({ signal }) => requestJson<AdminStats>("GET", "/v1/admin/stats", { signal }),
+    queryFn: ({ signal }) => polydev.admin.stats({ signal }),
     refetchInterval: 30_000,
   });
 
@@ -34,8 +32,7 @@ export interface CreateUser {
 export function useCreateUser() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: (body: CreateUser) =>
-      requestJson<{ user: AdminUser; apiKey: string }>("POST", "/v1/admin/users", { body }),
+    mutationFn: (body: CreateUser) => polydev.admin.users.create(body),
     onSettled: () => client.invalidateQueries({ queryKey: adminKey }),
   });
 }

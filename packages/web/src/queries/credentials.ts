@@ -1,7 +1,8 @@
 import { queryOptions, useMutation, useQueryClient } from "@tanstack/react-query";
 import { useEffect } from "react";
 import { apiUrl, requestJson } from "../api/http";
-import type { Credential, Login, Provider } from "../api/types";
+import { polydev } from "../api/polydev";
+import type { Credential, Login, LoginProvider, Provider } from "../api/types";
 import { FINAL_LOGIN_STATES } from "../api/types";
 
 const credentialsKey = ["credentials"] as const;
@@ -10,14 +11,14 @@ const loginsKey = ["logins"] as const;
 export const credentialListQuery = () =>
   queryOptions({
     queryKey: credentialsKey,
-    queryFn: ({ signal }) => requestJson<{ items: Credential[] }>("GET", "/v1/credentials", { signal }),
+    queryFn: ({ signal }) => polydev.credentials.list({ signal }),
   });
 
 export function usePutApiKey() {
   const client = useQueryClient();
   return useMutation({
     mutationFn: (input: { provider: Provider; apiKey: string }) =>
-      requestJson<Credential>("PUT", `/v1/credentials/${input.provider}`, { body: { apiKey: input.apiKey } }),
+      polydev.credentials.put(input.provider, input.apiKey),
     onSettled: () => client.invalidateQueries({ queryKey: credentialsKey }),
   });
 }
@@ -25,7 +26,7 @@ export function usePutApiKey() {
 export function useRemoveCredential() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: (provider: Provider) => requestJson<{ ok: true }>("DELETE", `/v1/credentials/${provider}`),
+    mutationFn: (provider: Provider) => polydev.credentials.remove(provider),
     onSettled: () => client.invalidateQueries({ queryKey: credentialsKey }),
   });
 }
@@ -42,13 +43,13 @@ export function useValidateCredential() {
 export const loginQuery = (id: string) =>
   queryOptions({
     queryKey: [...loginsKey, id],
-    queryFn: ({ signal }) => requestJson<Login>("GET", `/v1/logins/${encodeURIComponent(id)}`, { signal }),
+    queryFn: ({ signal }) => polydev.logins.get(id, { signal }),
   });
 
 export function useStartLogin() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: (provider: Provider) => requestJson<Login>("POST", "/v1/logins", { body: { provider } }),
+    mutationFn: (provider: LoginProvider) => polydev.logins.start(provider),
     onSuccess: (login) => client.setQueryData([...loginsKey, login.id], login),
   });
 }
@@ -57,9 +58,10 @@ export function useSubmitLoginCode() {
   const client = useQueryClient();
   return useMutation({
     mutationFn: (input: { id: string; finish: Login["finish"]; value: string }) =>
-      requestJson<Login>("POST", `/v1/logins/${encodeURIComponent(input.id)}/code`, {
-        body: input.finish === "callback" ? { callbackUrl: input.value } : { code: input.value },
-      }),
+      polydev.logins.submit(
+        input.id,
+        input.finish === "callback" ? { callbackUrl: input.value } : { code: input.value },
+      ),
     onSuccess: (login) => {
       client.setQueryData([...loginsKey, login.id], login);
       if (login.state === "completed") void client.invalidateQueries({ queryKey: credentialsKey });
@@ -70,7 +72,7 @@ export function useSubmitLoginCode() {
 export function useCancelLogin() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: (id: string) => requestJson<Login>("DELETE", `/v1/logins/${encodeURIComponent(id)}`),
+    mutationFn: (id: string) => polydev.logins.cancel(id),
     onSuccess: (login) => client.setQueryData([...loginsKey, login.id], login),
   });
 }

@@ -21,6 +21,7 @@ const HINTS: Record<string, string> = {
   invalid_request: "Check the values you entered and try again.",
   path_outside_home: "Paths must stay inside the home directory.",
   conflict: "Someone changed it at the same time. Refresh and try again.",
+  pty_failed: "The shell did not start. Try again; if it keeps failing, check the sandbox's logs.",
   network_error: "Check that the Polydev server is running and reachable, then retry.",
 };
 
@@ -28,6 +29,10 @@ const HINTS: Record<string, string> = {
 export function describeError(error: unknown): { message: string; hint: string | undefined } {
   if (error instanceof PolydevApiError) {
     return { message: error.message, hint: HINTS[error.code] };
+  }
+  // fetch() rejects with a TypeError when the server cannot be reached at all.
+  if (error instanceof TypeError) {
+    return { message: "the server could not be reached", hint: HINTS.network_error };
   }
   if (error instanceof Error) return { message: error.message, hint: undefined };
   return { message: "something went wrong", hint: "Reload the page and try again." };

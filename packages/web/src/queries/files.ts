@@ -1,6 +1,6 @@
 import { queryOptions, useMutation, useQueryClient } from "@tanstack/react-query";
-import { apiUrl, requestJson, requestNothing, requestText, uploadWithProgress } from "../api/http";
-import type { FileEntry } from "../api/types";
+import { apiUrl, requestNothing, uploadWithProgress } from "../api/http";
+import { polydev } from "../api/polydev";
 
 const enc = encodeURIComponent;
 const filesKey = (sandboxId: string) => ["files", sandboxId] as const;
@@ -8,18 +8,14 @@ const filesKey = (sandboxId: string) => ["files", sandboxId] as const;
 export const directoryQuery = (sandboxId: string, path: string) =>
   queryOptions({
     queryKey: [...filesKey(sandboxId), "dir", path],
-    queryFn: ({ signal }) =>
-      requestJson<{ path: string; items: FileEntry[] }>("GET", `/v1/sandboxes/${enc(sandboxId)}/files`, {
-        query: { path },
-        signal,
-      }),
+    queryFn: ({ signal }) => polydev.sandboxes.listFiles(sandboxId, path, { signal }),
   });
 
 export const textFileQuery = (sandboxId: string, path: string) =>
   queryOptions({
     queryKey: [...filesKey(sandboxId), "text", path],
-    queryFn: ({ signal }) =>
-      requestText(`/v1/sandboxes/${enc(sandboxId)}/files/content`, { query: { path }, signal }),
+    queryFn: async ({ signal }) =>
+      new Response(await polydev.sandboxes.readFile(sandboxId, path, { signal })).text(),
     staleTime: 0,
   });
 

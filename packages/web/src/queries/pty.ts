@@ -1,8 +1,8 @@
 /** The terminal's connection factory; components open terminals only through here. */
-import type { PtyConnection, PtyHandlers } from "../api/pty-socket";
-import { openPtySocket } from "../api/pty-socket";
+import type { PtySession } from "@polydev/sdk";
+import { polydev } from "../api/polydev";
 
-export type { PtyConnection, PtyHandlers };
+export type { PtySession };
 
 const storageKey = (sandboxId: string) => `polydev.pty.${sandboxId}`;
 
@@ -23,10 +23,14 @@ export function forgetReconnectId(sandboxId: string): void {
   sessionStorage.removeItem(storageKey(sandboxId));
 }
 
+/**
+ * Opens (or reattaches to) this tab's shell in the sandbox; resolves once the shell is ready.
+ * `replay` asks for the recent screen again: wanted on a fresh page, not when the terminal still
+ * shows it after a dropped connection.
+ */
 export function openTerminal(
   sandboxId: string,
-  size: { cols: number; rows: number },
-  handlers: PtyHandlers,
-): PtyConnection {
-  return openPtySocket(sandboxId, { ...size, reconnectId: reconnectIdFor(sandboxId) }, handlers);
+  options: { cols: number; rows: number; replay: boolean; signal: AbortSignal },
+): Promise<PtySession> {
+  return polydev.sandboxes.pty(sandboxId, { ...options, reconnectId: reconnectIdFor(sandboxId) });
 }

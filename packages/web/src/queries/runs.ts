@@ -1,6 +1,7 @@
 import { queryOptions, useMutation, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useState } from "react";
-import { apiUrl, requestJson } from "../api/http";
+import { apiUrl } from "../api/http";
+import { polydev } from "../api/polydev";
 import type { Agent, Run, RunEvent } from "../api/types";
 import { FINAL_RUN_STATES, RUN_EVENT_TYPES } from "../api/types";
 
@@ -10,11 +11,7 @@ const enc = encodeURIComponent;
 export const runListQuery = () =>
   queryOptions({
     queryKey: [...runsKey, "list"],
-    queryFn: ({ signal }) =>
-      requestJson<{ items: Run[]; nextCursor: string | null }>("GET", "/v1/runs", {
-        query: { limit: 100 },
-        signal,
-      }),
+    queryFn: ({ signal }) => polydev.runs.list({ limit: 100 }, { signal }),
     refetchInterval: (query) =>
       query.state.data?.items.some((r) => !FINAL_RUN_STATES.includes(r.state)) ? 2000 : 15_000,
   });
@@ -22,7 +19,7 @@ export const runListQuery = () =>
 export const runQuery = (id: string) =>
   queryOptions({
     queryKey: [...runsKey, "one", id],
-    queryFn: ({ signal }) => requestJson<Run>("GET", `/v1/runs/${enc(id)}`, { signal }),
+    queryFn: ({ signal }) => polydev.runs.get(id, { signal }),
   });
 
 export interface StartRun {
@@ -42,7 +39,7 @@ export function useStartRun() {
         ...(input.sandboxId ? { sandboxId: input.sandboxId } : {}),
         ...(input.agents.length === 1 && only ? { agent: only } : { agents: input.agents }),
       };
-      const answer = await requestJson<Run | { groupId: string; runs: Run[] }>("POST", "/v1/runs", { body });
+      const answer = await polydev.runs.create(body);
       return "runs" in answer ? answer.runs : [answer];
     },
     onSettled: () => client.invalidateQueries({ queryKey: runsKey }),
@@ -52,7 +49,7 @@ export function useStartRun() {
 export function useCancelRun() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: (id: string) => requestJson<Run>("POST", `/v1/runs/${enc(id)}/cancel`),
+    mutationFn: (id: string) => polydev.runs.cancel(id),
     onSettled: () => client.invalidateQueries({ queryKey: runsKey }),
   });
 }

@@ -1,6 +1,7 @@
 import { queryOptions, useMutation, useQueryClient } from "@tanstack/react-query";
 import { requestJson } from "../api/http";
-import type { CreateSandbox, Sandbox, SandboxLogs, SandboxStats } from "../api/types";
+import { polydev } from "../api/polydev";
+import type { CreateSandbox, SandboxLogs, SandboxStats } from "../api/types";
 
 const STATS_INTERVAL_MS = 3000;
 const enc = encodeURIComponent;
@@ -10,11 +11,7 @@ export const sandboxesKey = ["sandboxes"] as const;
 export const sandboxListQuery = () =>
   queryOptions({
     queryKey: [...sandboxesKey, "list"],
-    queryFn: ({ signal }) =>
-      requestJson<{ items: Sandbox[]; nextCursor: string | null }>("GET", "/v1/sandboxes", {
-        query: { limit: 200 },
-        signal,
-      }),
+    queryFn: ({ signal }) => polydev.sandboxes.list({ signal }),
     // Sandboxes in transition change state on their own; look again until they settle.
     refetchInterval: (query) =>
       query.state.data?.items.some((s) => s.state === "creating" || s.state === "destroying") ? 1000 : 10_000,
@@ -23,7 +20,7 @@ export const sandboxListQuery = () =>
 export const sandboxQuery = (id: string) =>
   queryOptions({
     queryKey: [...sandboxesKey, "one", id],
-    queryFn: ({ signal }) => requestJson<Sandbox>("GET", `/v1/sandboxes/${enc(id)}`, { signal }),
+    queryFn: ({ signal }) => polydev.sandboxes.get(id, { signal }),
     refetchInterval: (query) =>
       query.state.data?.state === "creating" || query.state.data?.state === "destroying" ? 1000 : 15_000,
   });
@@ -48,7 +45,7 @@ export const sandboxLogsQuery = (id: string) =>
 export function useCreateSandbox() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: (body: CreateSandbox) => requestJson<Sandbox>("POST", "/v1/sandboxes", { body }),
+    mutationFn: (body: CreateSandbox) => polydev.sandboxes.create(body),
     onSettled: () => client.invalidateQueries({ queryKey: sandboxesKey }),
   });
 }
@@ -56,7 +53,7 @@ export function useCreateSandbox() {
 export function useDestroySandbox() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: (id: string) => requestJson<Sandbox>("DELETE", `/v1/sandboxes/${enc(id)}`),
+    mutationFn: (id: string) => polydev.sandboxes.destroy(id),
     onSettled: () => client.invalidateQueries({ queryKey: sandboxesKey }),
   });
 }

@@ -1,6 +1,7 @@
 import type { QueryClient } from "@tanstack/react-query";
 import { queryOptions, useMutation, useQueryClient } from "@tanstack/react-query";
-import { requestJson, requestNothing, setCsrfToken } from "../api/http";
+import { setCsrfToken } from "../api/http";
+import { polydev } from "../api/polydev";
 import type { Session } from "../api/types";
 import { isUnauthorized } from "./errors";
 
@@ -12,7 +13,7 @@ export const sessionQuery = () =>
     queryKey: sessionKey,
     queryFn: async ({ signal }): Promise<Session | null> => {
       try {
-        const session = await requestJson<Session>("GET", "/v1/auth/session", { signal });
+        const session = await polydev.auth.session({ signal });
         setCsrfToken(session.csrfToken);
         return session;
       } catch (error) {
@@ -40,7 +41,7 @@ export type SignIn = { name: string; password: string } | { apiKey: string };
 export function useSignIn() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: (body: SignIn) => requestJson<Session>("POST", "/v1/auth/session", { body }),
+    mutationFn: (body: SignIn) => polydev.auth.signIn(body),
     onSuccess: (session) => {
       setCsrfToken(session.csrfToken);
       forgetEverythingButTheSession(client);
@@ -52,7 +53,7 @@ export function useSignIn() {
 export function useSignOut() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: () => requestNothing("DELETE", "/v1/auth/session"),
+    mutationFn: () => polydev.auth.signOut(),
     onSettled: () => {
       setCsrfToken(undefined);
       client.setQueryData(sessionKey, null);
