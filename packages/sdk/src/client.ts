@@ -6,9 +6,12 @@ import createClient from "openapi-fetch";
 import type { components, paths } from "./api-types.js";
 import { errorFromResponse, PolydevApiError } from "./errors.js";
 import { loginsApi } from "./logins.js";
+import { processesApi } from "./processes.js";
 import type { PtyOptions, PtySession, WebSocketConstructor } from "./pty.js";
 import { openPty } from "./pty.js";
+import { sandboxLogs, sandboxStats } from "./sandbox-insight.js";
 import { readSse } from "./sse.js";
+import type { ApiTransport } from "./transport.js";
 
 export type Sandbox = components["schemas"]["Sandbox"];
 export type Run = components["schemas"]["Run"];
@@ -190,10 +193,17 @@ export class Polydev {
      */
     pty: (id: string, options: PtyOptions = {}): Promise<PtySession> =>
       openPty({ ...this.options, sandboxId: id, diagnose: () => this.sandboxes.get(id) }, options),
+    /** Lifecycle logs and console output, kept after a failure. @example const { items } = await polydev.sandboxes.logs(box.id); */
+    logs: (id: string, options: CallOptions & { afterId?: number; limit?: number } = {}) =>
+      sandboxLogs(this.transport(), id, options),
+    /** Live CPU, memory, processes, disk. @example const { memoryBytes } = await polydev.sandboxes.stats(box.id); */
+    stats: (id: string, call: CallOptions = {}) => sandboxStats(this.transport(), id, call),
+    /** Background processes (see processes.ts). @example await polydev.sandboxes.processes.start(box.id, { cmd: "npm run dev" }); */
+    processes: processesApi(this.transport()),
   };
 
   /** Provider sign-ins run by the provider's own CLI in a sandbox (see logins.ts). */
-  readonly logins = loginsApi({ api: () => this.api, raw: (path, init) => this.raw(path, init) });
+  readonly logins = loginsApi(this.transport());
 
   readonly runs = {
     /**
@@ -314,6 +324,11 @@ export class Polydev {
         }),
       ),
   };
+
+  /** For the helpers in their own files; lazy, because fields initialize before `api` is set. */
+  private transport(): ApiTransport {
+    return { api: () => this.api, raw: (path, init) => this.raw(path, init) };
+  }
 
   private raw(path: string, init: RequestInit): Promise<Response> {
     const headers = new Headers(init.headers);

@@ -34,5 +34,7 @@ export {
   UnauthorizedError,
 } from "./errors.js";
 export type { Login, LoginProvider } from "./logins.js";
+export type { BackgroundProcess, ProcessSignal, StartProcess } from "./processes.js";
 export type { PtyExit, PtyOptions, WebSocketConstructor, WebSocketLike } from "./pty.js";
 export { PtySession } from "./pty.js";
+export type { SandboxLogs, SandboxStats } from "./sandbox-insight.js";

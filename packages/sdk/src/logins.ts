@@ -2,37 +2,19 @@
  * Provider sign-ins: the provider's own CLI runs its login inside a sandbox, the user opens the
  * URL in their own browser and sends back the code (or the localhost URL the browser ended on).
  */
-import type createClient from "openapi-fetch";
-import type { components, paths } from "./api-types.js";
+import type { components } from "./api-types.js";
 import type { CallOptions } from "./client.js";
-import { errorFromResponse } from "./errors.js";
 import { readSse } from "./sse.js";
+import type { ApiTransport } from "./transport.js";
+import { unwrap } from "./transport.js";
 
 export type Login = components["schemas"]["Login"];
 export type LoginProvider = Login["provider"];
 
 const FINAL_LOGIN_STATES: readonly Login["state"][] = ["completed", "failed", "timed_out", "cancelled"];
 
-/** What the logins calls need from `Polydev`; not part of the public surface. */
-export interface LoginsTransport {
-  api(): ReturnType<typeof createClient<paths>>;
-  raw(path: string, init: RequestInit): Promise<Response>;
-}
-
-interface Answer<T> {
-  data?: T;
-  error?: unknown;
-  response: Response;
-}
-
-function unwrap<T>(answer: Answer<T>): T {
-  if (answer.error !== undefined || !answer.response.ok)
-    throw errorFromResponse(answer.response.status, answer.error);
-  return answer.data as T;
-}
-
 /** Builds `polydev.logins`. */
-export function loginsApi(transport: LoginsTransport) {
+export function loginsApi(transport: ApiTransport) {
   return {
     /**
      * Starts a provider's CLI login; answers once the sign-in URL is known.
@@ -76,11 +58,7 @@ export function loginsApi(transport: LoginsTransport) {
   };
 }
 
-async function* followStates(
-  transport: LoginsTransport,
-  id: string,
-  call: CallOptions,
-): AsyncGenerator<Login> {
+async function* followStates(transport: ApiTransport, id: string, call: CallOptions): AsyncGenerator<Login> {
   const response = await transport.raw(`/v1/logins/${encodeURIComponent(id)}/events`, {
     headers: { accept: "text/event-stream" },
     ...(call.signal ? { signal: call.signal } : {}),
