@@ -110,8 +110,15 @@ describe("polydev sandbox", () => {
     });
     expect(piped.stdout.trim()).toBe("3");
 
+    const stats = await runCli(["sandbox", "stats", "--json", box.id], { env: loggedIn() });
+    expect(JSON.parse(stats.stdout)).toMatchObject({ memoryLimitBytes: 256 * 1024 * 1024 });
+    expect((await runCli(["sandbox", "stats", box.id], { env: loggedIn() })).stdout).toMatch(/\/ 256\.0 MiB/);
+
     const removed = await runCli(["sandbox", "rm", box.id], { env: loggedIn() });
     expect(removed).toMatchObject({ code: 0, stdout: `${box.id}\n` });
+    const logs = await runCli(["sandbox", "logs", box.id], { env: loggedIn() });
+    expect(logs.code, logs.stderr).toBe(0);
+    expect(logs.stdout).toMatch(/destroy/);
     const gone = await runCli(["sandbox", "exec", box.id, "--", "true"], { env: loggedIn() });
     expect(gone.code).toBe(1);
     expect(gone.stderr).toMatch(/^polydev: .+ \(sandbox_not_running\)\n$/);
@@ -268,6 +275,8 @@ describe("usage", () => {
       ["sandbox", "rm", "--help"],
       ["sandbox", "exec", "--help"],
       ["sandbox", "shell", "--help"],
+      ["sandbox", "logs", "--help"],
+      ["sandbox", "stats", "--help"],
       ["cp", "--help"],
       ["run", "--help"],
       ["creds", "--help"],

@@ -24,6 +24,8 @@ Commands:
   rm        destroy sandboxes
   exec      run a command in a sandbox, streaming its output
   shell     attach this terminal to a shell in a sandbox
+  logs      a sandbox's lifecycle log and console output (kept after a failure)
+  stats     a sandbox's live CPU, memory, process and disk use
 
 Run 'polydev sandbox <command> --help' for a command's options.
 `;
@@ -83,6 +85,17 @@ Example:
   polydev sandbox shell sbx_123
 `;
 
+const LOGS_HELP = `Usage: polydev sandbox logs [--json] ID
+
+Prints the sandbox's lifecycle log (time, level, source, message) and then its console output.
+A failed sandbox keeps both, so this is where to read why it failed.
+`;
+
+const STATS_HELP = `Usage: polydev sandbox stats [--json] ID
+
+Prints the sandbox's CPU time, memory (and its limit), process count and disk use right now.
+`;
+
 export function sandbox(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -98,6 +111,10 @@ export function sandbox(argv: string[], env: NodeJS.ProcessEnv): Promise<number>
       return exec(rest, env);
     case "shell":
       return shell(rest, env);
+    case "logs":
+      return logs(rest, env);
+    case "stats":
+      return stats(rest, env);
     case "--help":
     case "-h":
     case "help":
@@ -278,6 +295,61 @@ function shell(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     const { polydev } = await connect(env);
     return attachShell(polydev, id, parsed.values.reconnect);
   });
+}
+
+function logs(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return runCommand("polydev sandbox logs", async () => {
+    const parsed = parseCommand(argv, { json: { type: "boolean" } }, LOGS_HELP);
+    if (!parsed) return EXIT_OK;
+    const id = onlyId(parsed.positionals, "polydev sandbox logs ID");
+    const { polydev } = await connect(env);
+    const answer = await polydev.sandboxes.logs(id);
+    if (parsed.values.json) {
+      process.stdout.write(`${JSON.stringify(answer)}\n`);
+      return EXIT_OK;
+    }
+    for (const line of answer.items)
+      process.stdout.write(`${line.at}  ${line.level.padEnd(5)}  ${line.source}: ${line.message}\n`);
+    if (answer.console) process.stdout.write(`--- console ---\n${answer.console.replace(/\n?$/, "\n")}`);
+    return EXIT_OK;
+  });
+}
+
+function stats(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return runCommand("polydev sandbox stats", async () => {
+    const parsed = parseCommand(argv, { json: { type: "boolean" } }, STATS_HELP);
+    if (!parsed) return EXIT_OK;
+    const id = onlyId(parsed.positionals, "polydev sandbox stats ID");
+    const { polydev } = await connect(env);
+    const now = await polydev.sandboxes.stats(id);
+    if (parsed.values.json) {
+      process.stdout.write(`${JSON.stringify(now)}\n`);
+      return EXIT_OK;
+    }
+    process.stdout.write(
+      formatTable([
+        ["CPU TIME", "MEMORY", "PROCESSES", "DISK"],
+        [
+          `${(now.cpuUsageNs / 1e9).toFixed(2)}s`,
+          `${mebibytes(now.memoryBytes)} / ${mebibytes(now.memoryLimitBytes)}`,
+          String(now.pids),
+          mebibytes(now.diskBytes),
+        ],
+      ]),
+    );
+    return EXIT_OK;
+  });
+}
+
+function mebibytes(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function onlyId(positionals: string[], usage: string): string {
+  const [id, extra] = positionals;
+  if (!id) throw new UsageError(`which sandbox? ${usage}`);
+  if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+  return id;
 }
 
 function numberOption(name: string, text: string, { integer = true } = {}): number {
