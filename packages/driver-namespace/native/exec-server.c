@@ -36,6 +36,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <grp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -94,7 +95,45 @@ static void reset_signals(void) {
 
 static void relay(int conn);
 
+/*
+ * The other job of this binary, on the host (as root), in place of `sh -c 'echo $$ > ...'` plus
+ * setpriv: join the sandbox's cgroups, drop to its uid, exec bubblewrap. One small exec instead
+ * of two, and bubblewrap is inside the cgroups before its first instruction, so the cgroup
+ * namespace it creates is rooted at the sandbox's own cgroup.
+ *   --join <uid> <gid> <n> <cgroup.procs file>... -- <program> <args>...
+ */
+static int join_and_exec(int argc, char **argv) {
+  if (argc < 6) return 125;
+  char *end;
+  long uid = strtol(argv[2], &end, 10);
+  if (*end != '\0' || uid <= 0) return 125;
+  long gid = strtol(argv[3], &end, 10);
+  if (*end != '\0' || gid <= 0) return 125;
+  long count = strtol(argv[4], &end, 10);
+  if (*end != '\0' || count < 0 || 5 + count + 1 >= argc) return 125;
+  if (strcmp(argv[5 + count], "--") != 0) return 125;
+  char pid[32];
+  int length = snprintf(pid, sizeof pid, "%d", (int)getpid());
+  for (long i = 0; i < count; i++) {
+    int fd = open(argv[5 + i], O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, pid, (size_t)length) != length) {
+      fprintf(stderr, "polydev: cannot join %s: %s\n", argv[5 + i], strerror(errno));
+      return 125;
+    }
+    close(fd);
+  }
+  if (setgroups(0, NULL) != 0 || setgid((gid_t)gid) != 0 || setuid((uid_t)uid) != 0) {
+    fprintf(stderr, "polydev: cannot drop to uid %ld: %s\n", uid, strerror(errno));
+    return 125;
+  }
+  char **program = argv + 5 + count + 1;
+  execv(program[0], program);
+  fprintf(stderr, "polydev: cannot run %s: %s\n", program[0], strerror(errno));
+  return 127;
+}
+
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--join") == 0) return join_and_exec(argc, argv);
   if (argc != 2) {
     fprintf(stderr, "usage: %s <socket path>\n", argv[0]);
     return 2;

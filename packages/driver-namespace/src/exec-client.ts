@@ -56,11 +56,13 @@ export function encodeRequest(request: LaunchRequest): Buffer {
   return frame("R", body);
 }
 
-/** Starts `request` through the exec server listening at `socketPath`. */
-export function startOverExecServer(socketPath: string, request: LaunchRequest): LaunchedProcess {
+/** Starts `request` through an exec server: on a new connection to `socket` if it is a path. */
+export function startOverExecServer(socket: Socket | string, request: LaunchRequest): LaunchedProcess {
   const encoded = encodeRequest(request);
-  const socket: Socket = connect(socketPath);
-  socket.setNoDelay?.(true);
+  return runOnConnection(typeof socket === "string" ? connect(socket) : socket, encoded);
+}
+
+function runOnConnection(socket: Socket, encoded: Buffer): LaunchedProcess {
   socket.write(encoded);
 
   let exit: LaunchedExit | undefined;

@@ -136,6 +136,23 @@ describe("exec server", () => {
     }
   });
 
+  it("joined bubblewrap to the cgroups as the sandbox's uid, with root's groups dropped", async () => {
+    const { hostUid, cgroupPaths } = metaOf(handle);
+    const bwrapPid = handle.data.bwrapPid;
+    const status = await readFile(`/proc/${String(bwrapPid)}/status`, "utf8");
+    expect(/^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status)?.slice(1)).toEqual([
+      String(hostUid),
+      String(hostUid),
+      String(hostUid),
+    ]);
+    expect(/^Gid:\s+(\d+)/m.exec(status)?.[1]).toBe(String(hostUid));
+    expect(/^Groups:(.*)$/m.exec(status)?.[1]?.trim()).toBe("");
+    for (const dir of cgroupPaths) {
+      const members = (await readFile(join(dir, "cgroup.procs"), "utf8")).split("\n").map(Number);
+      expect(members).toContain(Number(bwrapPid));
+    }
+  });
+
   it("starts commands inside every namespace and cgroup of the sandbox", async () => {
     const { initPid, hostUid, cgroupPaths } = metaOf(handle);
     const kinds = ["pid", "mnt", "net", "user", "uts", "ipc", "cgroup"];

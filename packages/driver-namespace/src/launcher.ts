@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import type { LaunchCommand, LaunchedProcess, LaunchRequest, SandboxLauncher } from "@polydev/core";
 import { startOverExecServer } from "./exec-client.js";
 
@@ -29,6 +30,8 @@ export function namespaceLauncher(options: {
   env: Record<string, string>;
   /** Host path of the exec server's socket; without it every process goes through nsenter. */
   execSocket?: string | undefined;
+  /** Where connections to the exec server come from (default: a new one per process). */
+  connectExecServer?: ((path: string) => Socket) | undefined;
 }): SandboxLauncher {
   const baseEnv = Object.freeze({
     PATH: "/usr/local/bin:/usr/bin:/bin",
@@ -72,7 +75,8 @@ export function namespaceLauncher(options: {
   const start =
     execSocket === undefined
       ? undefined
-      : (request: LaunchRequest): LaunchedProcess => startOverExecServer(execSocket, request);
+      : (request: LaunchRequest): LaunchedProcess =>
+          startOverExecServer(options.connectExecServer?.(execSocket) ?? execSocket, request);
   return {
     ...(start === undefined ? {} : { start }),
     home: SANDBOX_HOME,
