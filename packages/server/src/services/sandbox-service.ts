@@ -32,10 +32,20 @@ export interface CreateSandboxInput {
 
 /** Activity is written at most this often per sandbox: the idle timeout is minutes, not ms. */
 const ACTIVITY_WRITE_EVERY_MS = 5_000;
+/**
+ * How long a running sandbox's row is reused by the requests that need it running (exec, files,
+ * PTY) instead of being read again. Every state change this process makes drops it at once, so
+ * here a destroyed or hibernated sandbox is refused immediately; the TTL only bounds how long a
+ * change made by another server replica goes unseen.
+ */
+const RUNNING_CACHE_MS = 1_000;
 
 export class SandboxService {
   private readonly connections = new Map<string, Promise<AgentConnection>>();
   private readonly lastActivityWrite = new Map<string, number>();
+  private readonly runningCache = new Map<string, { record: SandboxRecord; until: number }>();
+  /** Bumped whenever a cached row is dropped: a read that raced a drop is not cached. */
+  private stateChanges = 0;
   private readonly endListeners: ((sandboxId: string) => void)[] = [];
 
   constructor(
@@ -103,6 +113,8 @@ export class SandboxService {
         throw new PolydevError("conflict", `sandbox ${record.id} was destroyed while it was being created`);
       }
       this.log.info({ sandboxId: record.id, userId }, "sandbox created");
+      // The agent connection is made while the response travels: the first exec finds it ready.
+      this.agentFor(running).catch(() => undefined);
       return running;
     } catch (error) {
       if (isPolydevError(error) && error.code === "conflict") throw error;
@@ -126,6 +138,12 @@ export class SandboxService {
 
   /** The sandbox, ready for work: hibernated ones are resumed, others answer 409. */
   async requireRunning(userId: string, id: string): Promise<SandboxRecord> {
+    const cached = this.runningCache.get(id);
+    if (cached && cached.record.userId === userId && cached.until > this.clock.now()) {
+      this.touch(id);
+      return cached.record;
+    }
+    const changesBefore = this.stateChanges;
     let record = await this.get(userId, id);
     if (record.state === "hibernated") record = await this.resume(userId, id);
     if (record.state !== "running" || !record.handle) {
@@ -133,6 +151,9 @@ export class SandboxService {
         "sandbox_not_running",
         `sandbox ${id} is ${record.state}${record.failureReason ? ` (${record.failureReason})` : ""}; create a new one`,
       );
+    }
+    if (this.stateChanges === changesBefore) {
+      this.runningCache.set(record.id, { record, until: this.clock.now() + RUNNING_CACHE_MS });
     }
     this.touch(record.id);
     return record;
@@ -156,6 +177,11 @@ export class SandboxService {
     return connection;
   }
 
+  private forgetRunning(id: string): void {
+    this.runningCache.delete(id);
+    this.stateChanges++;
+  }
+
   /** Called when a sandbox stops for good (destroyed or failed), e.g. to close its terminals. */
   onEnded(listener: (sandboxId: string) => void): void {
     this.endListeners.push(listener);
@@ -175,6 +201,7 @@ export class SandboxService {
   }
 
   async hibernate(userId: string, id: string): Promise<SandboxRecord> {
+    this.forgetRunning(id);
     const record = await this.get(userId, id);
     if (record.state === "hibernated") return record;
     const handle = record.handle;
@@ -184,6 +211,7 @@ export class SandboxService {
         `sandbox ${id} is ${record.state}; only running sandboxes hibernate`,
       );
     }
+    this.forgetRunning(id);
     await this.driver.hibernate(handle);
     const next = await this.store.sandboxes.transition(id, ["running"], "hibernated", {
       at: this.clock.now(),
@@ -217,6 +245,7 @@ export class SandboxService {
   }
 
   async destroyRecord(record: SandboxRecord, reason: string): Promise<SandboxRecord> {
+    this.forgetRunning(record.id);
     if (record.state === "destroyed") return record;
     const now = this.clock.now();
     const destroying =
@@ -230,6 +259,7 @@ export class SandboxService {
               at: now,
             },
           );
+    this.forgetRunning(record.id);
     if (!destroying) {
       const current = await this.store.sandboxes.get(record.id);
       if (current && current.state !== record.state) return this.destroyRecord(current, reason);
@@ -243,6 +273,7 @@ export class SandboxService {
       at: this.clock.now(),
     });
     this.lastActivityWrite.delete(record.id);
+    this.forgetRunning(record.id);
     this.log.info({ sandboxId: record.id, reason }, "sandbox destroyed");
     return destroyed ?? destroying;
   }
@@ -252,10 +283,12 @@ export class SandboxService {
    * its host resources: the logs outlive the processes.
    */
   async markFailed(id: string, from: SandboxState[], reason: string, error?: unknown): Promise<void> {
+    this.forgetRunning(id);
     const failed = await this.store.sandboxes.transition(id, from, "failed", {
       at: this.clock.now(),
       failureReason: reason,
     });
+    this.forgetRunning(id);
     await this.appendLog(id, "error", `failed: ${reason}`);
     const consoleTail = isPolydevError(error) ? error.details?.consoleTail : undefined;
     if (typeof consoleTail === "string" && consoleTail.length > 0) {
