@@ -89,6 +89,7 @@ function Shell({ session }: { session: Session }) {
         </div>
       </header>
       <main id="main" className="content" tabIndex={-1}>
+        {signOut.error ? <ErrorNotice error={signOut.error} title="Could not sign out" /> : null}
         <Page route={route} session={session} />
       </main>
     </div>

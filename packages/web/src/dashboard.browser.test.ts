@@ -13,7 +13,7 @@ import type { FakeProviders } from "@polydev/fake-providers";
 import { startFakeProviders } from "@polydev/fake-providers";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { chromium } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { TestServer } from "../../server/src/testing/harness.js";
 import { startTestServer } from "../../server/src/testing/harness.js";
 
@@ -32,6 +32,7 @@ let context: BrowserContext;
 let page: Page;
 let sandboxId = "";
 const pageErrors: string[] = [];
+const consoleLines: string[] = [];
 
 /** The newest modification time under a path (files and folders). */
 async function newestMtimeMs(path: string): Promise<number> {
@@ -54,7 +55,12 @@ async function ensureDashboardBuilt(): Promise<void> {
   );
   if (existsSync(distIndex) && statSync(distIndex).mtimeMs >= sources) return;
   try {
-    execFileSync("npx", ["vite", "build", "--logLevel", "error"], { cwd: webRoot, stdio: "pipe" });
+    // Vitest sets NODE_ENV=test, which would make Vite bundle React's development build.
+    execFileSync("npx", ["vite", "build", "--logLevel", "error"], {
+      cwd: webRoot,
+      stdio: "pipe",
+      env: { ...process.env, NODE_ENV: "production" },
+    });
   } catch (error) {
     const output = error instanceof Error && "stderr" in error ? String(error.stderr) : String(error);
     throw new Error(
@@ -127,7 +133,18 @@ beforeAll(async () => {
   context = await browser.newContext({ viewport: { width: 1280, height: 820 }, acceptDownloads: true });
   page = await context.newPage();
   page.on("pageerror", (error) => pageErrors.push(error.message));
+  page.on("console", (message) => consoleLines.push(`${message.type()}: ${message.text()}`));
 }, STEP_MS);
+
+// A failed step leaves what the page looked like and what it logged, for whoever reads the failure.
+afterEach(async (context) => {
+  if (context.task.result?.state !== "fail" || !browser) return;
+  const name = context.task.name.replace(/[^a-z0-9]+/gi, "-").slice(0, 60);
+  await page
+    .screenshot({ path: join(screenshots, `failed-${name}.png`), fullPage: true })
+    .catch(() => undefined);
+  console.error(`page ${page.url()}; recent console lines:\n${consoleLines.slice(-20).join("\n")}`);
+});
 
 afterAll(async () => {
   await browser?.close();
@@ -138,10 +155,10 @@ afterAll(async () => {
 describe("the dashboard in Chromium", () => {
   it("serves the built dashboard, with index.html for app routes", async () => {
     const server = t as TestServer;
-    const root = await fetch(`${server.url}/`);
+    const root = await fetch(`${server.url}/`, { headers: { accept: "text/html" } });
     expect(root.status).toBe(200);
     expect(await root.text()).toContain('<div id="root">');
-    const deep = await fetch(`${server.url}/sandboxes/sbx_whatever`);
+    const deep = await fetch(`${server.url}/sandboxes/sbx_whatever`, { headers: { accept: "text/html" } });
     expect(deep.status).toBe(200);
     expect(deep.headers.get("content-type")).toContain("text/html");
   });
@@ -200,6 +217,7 @@ describe("the dashboard in Chromium", () => {
         .waitFor({ timeout: 30_000 });
       await typeInTerminal('echo "mark=$POLYDEV_MARK"');
       await waitForTerminalLine("mark=kept-across-reload");
+      await expect.poll(() => page.getByTestId("live-stats").textContent()).toMatch(/CPU\s*[\d.]+%/);
       await shot("sandbox-terminal");
     },
     STEP_MS,

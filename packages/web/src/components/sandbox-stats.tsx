@@ -1,8 +1,11 @@
 import { useQuery } from "@tanstack/react-query";
-import { useEffect, useRef, useState } from "react";
+import { useEffect, useState } from "react";
 import type { Sandbox } from "../api/types";
 import { sandboxStatsQuery } from "../queries/sandboxes";
 import { formatBytes } from "./format";
+
+/** The last CPU sample per sandbox, kept across pages so a revisit shows a figure at once. */
+const lastSamples = new Map<string, { cpuNs: number; atMs: number }>();
 
 /**
  * Live CPU and memory of a running sandbox. The API reports cumulative CPU time, so the share of
@@ -11,18 +14,17 @@ import { formatBytes } from "./format";
 export function useLiveStats(sandbox: Sandbox) {
   const running = sandbox.state === "running";
   const stats = useQuery(sandboxStatsQuery(sandbox.id, running));
-  const previous = useRef<{ cpuNs: number; atMs: number } | null>(null);
   const [cpuPercent, setCpuPercent] = useState<number | null>(null);
   useEffect(() => {
     if (!stats.data) return;
     const now = { cpuNs: stats.data.cpuUsageNs, atMs: stats.dataUpdatedAt };
-    const before = previous.current;
+    const before = lastSamples.get(sandbox.id);
     if (before && now.atMs > before.atMs && now.cpuNs >= before.cpuNs) {
       const share = (now.cpuNs - before.cpuNs) / ((now.atMs - before.atMs) * 1e6) / sandbox.cpu;
       setCpuPercent(Math.min(100, Math.max(0, share * 100)));
     }
-    previous.current = now;
-  }, [stats.data, stats.dataUpdatedAt, sandbox.cpu]);
+    if (!before || now.atMs > before.atMs) lastSamples.set(sandbox.id, now);
+  }, [stats.data, stats.dataUpdatedAt, sandbox.id, sandbox.cpu]);
   return { running, stats: stats.data, cpuPercent, error: stats.error };
 }
 

@@ -33,6 +33,7 @@ export function TerminalView({ sandboxId, visible }: { sandboxId: string; visibl
       cursorBlink: true,
       fontFamily: 'ui-monospace, "SFMono-Regular", "DejaVu Sans Mono", Menlo, Consolas, monospace',
       fontSize: 14,
+      lineHeight: 1.15,
       scrollback: 5000,
       theme: {
         background: "#14161c",

@@ -53,8 +53,15 @@ export function useSignIn() {
 export function useSignOut() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: () => polydev.auth.signOut(),
-    onSettled: () => {
+    mutationFn: async () => {
+      try {
+        await polydev.auth.signOut();
+      } catch (error) {
+        // Already signed out (expired, or signed out in another tab) is what was asked for.
+        if (!isUnauthorized(error)) throw error;
+      }
+    },
+    onSuccess: () => {
       setCsrfToken(undefined);
       client.setQueryData(sessionKey, null);
       forgetEverythingButTheSession(client);
