@@ -3,7 +3,7 @@ import fastifyCookie from "@fastify/cookie";
 import fastifySwagger from "@fastify/swagger";
 import fastifyWebsocket from "@fastify/websocket";
 import { PolydevError } from "@polydev/core";
-import type { FastifyBaseLogger, FastifyInstance } from "fastify";
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import Fastify from "fastify";
 import {
   jsonSchemaTransform,
@@ -26,6 +26,7 @@ import { processRoutes } from "./routes/processes.js";
 import { ptyRoutes } from "./routes/pty.js";
 import { runRoutes } from "./routes/runs.js";
 import { sandboxRoutes } from "./routes/sandboxes.js";
+import { webRoutes } from "./routes/web.js";
 
 export const API_VERSION = "0.1.0";
 
@@ -38,6 +39,11 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
     return503OnClosing: true,
     forceCloseConnections: true,
     ajv: { customOptions: { removeAdditional: false } },
+    // A URL Fastify cannot route (bad percent-encoding) answers in our error shape too.
+    frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+      const known = new PolydevError("invalid_request", `the request URL is not valid: ${error.message}`);
+      return reply.status(known.status).send(known.toJSON());
+    },
   });
   // Many clients send `content-type: application/json` on every call; an empty body then means
   // "no body" (a DELETE, a POST without options) rather than a 400.
@@ -90,5 +96,6 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   loginRoutes(app, ctx);
   runRoutes(app, ctx);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+  await webRoutes(app, ctx);
   return app;
 }
