@@ -333,6 +333,40 @@ describe("the dashboard in Chromium", () => {
       await page.getByRole("img", { name: "Sandboxes by state" }).waitFor();
       await page.getByRole("cell", { name: sandboxId }).waitFor();
       await shot("admin");
+
+      // A new user's API key is shown once, and the password set here signs them in.
+      await page.getByLabel("Name", { exact: true }).fill("bob");
+      await page.getByLabel("Password (optional)").fill("bobs-password-1");
+      await page.getByRole("button", { name: "Create user" }).click();
+      await expect.poll(() => page.getByTestId("new-api-key").textContent()).toMatch(/^pdk_/);
+      await page.getByRole("cell", { name: "bob", exact: true }).waitFor();
+    },
+    STEP_MS,
+  );
+
+  it(
+    "signs in with an API key, and a non-admin sees no admin page",
+    async () => {
+      const server = t as TestServer;
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByRole("heading", { name: "Sign in" }).waitFor();
+      await page.getByRole("button", { name: "API key" }).click();
+      await page.getByLabel("API key").fill(server.adminKey);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      // Signing in keeps the page that asked for it: still the admin page.
+      await page.getByRole("heading", { name: "Admin", level: 1 }).waitFor();
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByRole("heading", { name: "Sign in" }).waitFor();
+
+      await page.getByRole("button", { name: "Name and password" }).click();
+      await page.getByLabel("Name", { exact: true }).fill("bob");
+      await page.getByLabel("Password").fill("bobs-password-1");
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("heading", { name: "Admins only", level: 1 }).waitFor();
+      expect(await page.getByRole("navigation", { name: "Main" }).textContent()).not.toContain("Admin");
+      // Another user's sandbox is not there for bob, not even by address.
+      await page.goto(`${server.url}/sandboxes/${sandboxId}`);
+      await expect.poll(() => page.getByRole("alert").textContent()).toContain("No such sandbox");
     },
     STEP_MS,
   );

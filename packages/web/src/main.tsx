@@ -3,7 +3,7 @@ import { QueryCache, QueryClient, QueryClientProvider } from "@tanstack/react-qu
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import { App } from "./app";
-import { isUnauthorized } from "./queries/errors";
+import { isTransient, isUnauthorized } from "./queries/errors";
 import { sessionKey } from "./queries/session";
 
 const client: QueryClient = new QueryClient({
@@ -14,7 +14,7 @@ const client: QueryClient = new QueryClient({
     },
   }),
   defaultOptions: {
-    queries: { retry: (count, error) => !isUnauthorized(error) && count < 2, refetchOnWindowFocus: true },
+    queries: { retry: (count, error) => isTransient(error) && count < 2, refetchOnWindowFocus: true },
   },
 });
 

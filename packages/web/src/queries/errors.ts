@@ -5,6 +5,12 @@ export function errorCode(error: unknown): string | undefined {
   return error instanceof PolydevApiError ? error.code : undefined;
 }
 
+/** Worth asking again: the network or the server failed, not the request. */
+export function isTransient(error: unknown): boolean {
+  if (!(error instanceof PolydevApiError)) return true;
+  return error.status === 0 || error.status >= 500;
+}
+
 export function isUnauthorized(error: unknown): boolean {
   return errorCode(error) === "unauthorized";
 }
