@@ -1,0 +1,42 @@
+/** The settings added for browser sign-in: environment names, defaults and bounds. */
+import { resolve } from "node:path";
+import { describe, expect, it } from "vitest";
+import { configFromEnv, parseConfig } from "./config.js";
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+describe("sign-in settings", () => {
+  it("default to 7 idle days, 30 days in all, and 5/20 failures per 15 minutes", () => {
+    const config = parseConfig({ dataDir: "/tmp/polydev-config-test" });
+    expect(config.sessionIdleTimeoutMs).toBe(7 * DAY_MS);
+    expect(config.sessionMaxAgeMs).toBe(30 * DAY_MS);
+    expect(config.signInThrottle).toEqual({
+      maxFailuresPerName: 5,
+      maxFailuresPerIp: 20,
+      windowMs: 15 * 60_000,
+    });
+    expect(config.adminPassword).toBeUndefined();
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it("come from the environment", () => {
+    const input = configFromEnv({
+      POLYDEV_ADMIN_PASSWORD: "a-long-enough-password",
+      POLYDEV_SESSION_IDLE_TIMEOUT_MS: "60000",
+      POLYDEV_SESSION_MAX_AGE_MS: "120000",
+      POLYDEV_WEB_DIR: "some/build",
+    });
+    const config = parseConfig({ ...input, dataDir: "/tmp/polydev-config-test" });
+    expect(config.adminPassword).toBe("a-long-enough-password");
+    expect(config.sessionIdleTimeoutMs).toBe(60_000);
+    expect(config.sessionMaxAgeMs).toBe(120_000);
+    expect(config.webDir).toBe(resolve("some/build"));
+  });
+
+  it("refuse an admin password shorter than 8 characters, naming the variable", () => {
+    expect(() => parseConfig({ dataDir: "/tmp/x", adminPassword: "short" })).toThrow(
+      /POLYDEV_ADMIN_PASSWORD/,
+    );
+    expect(() => parseConfig({ dataDir: "/tmp/x", sessionMaxAgeMs: 0 })).toThrow(/sessionMaxAgeMs/);
+  });
+});
