@@ -84,7 +84,10 @@ export class Polydev {
   private readonly fetchImpl: typeof fetch;
 
   constructor(private readonly options: PolydevOptions) {
-    this.fetchImpl = options.fetch ?? globalThis.fetch;
+    // Called as a plain function: a browser's fetch called as a method of another object throws
+    // "Illegal invocation".
+    const fetchFn = options.fetch ?? globalThis.fetch;
+    this.fetchImpl = (input, init) => fetchFn(input, init);
     this.api = createClient<paths>({
       baseUrl: options.baseUrl,
       fetch: this.fetchImpl,
