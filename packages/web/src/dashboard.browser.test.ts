@@ -16,6 +16,7 @@ import { chromium } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { TestServer } from "../../server/src/testing/harness.js";
 import { startTestServer } from "../../server/src/testing/harness.js";
+import { GOOD_CODE, STAND_IN_LOGIN_FLOWS } from "../../server/src/testing/stand-in-logins.js";
 
 const webRoot = resolve(import.meta.dirname, "..");
 const repoRoot = resolve(webRoot, "../..");
@@ -106,11 +107,15 @@ beforeAll(async () => {
   await ensureDashboardBuilt();
   await mkdir(screenshots, { recursive: true });
   fake = await startFakeProviders();
-  t = await startTestServer({
-    adminPassword: ADMIN_PASSWORD,
-    webDir: join(webRoot, "dist"),
-    upstreams: { anthropic: fake.url, openai: fake.url, gemini: fake.url },
-  });
+  // Stand-in login CLIs behave like the real ones without reaching a provider.
+  t = await startTestServer(
+    {
+      adminPassword: ADMIN_PASSWORD,
+      webDir: join(webRoot, "dist"),
+      upstreams: { anthropic: fake.url, openai: fake.url, gemini: fake.url },
+    },
+    { loginFlows: STAND_IN_LOGIN_FLOWS },
+  );
   // Demo credentials, as `polydev up --demo` stores them: the fakes accept any key.
   for (const provider of ["anthropic", "openai", "gemini"]) {
     const stored = await t.api.call("PUT", `/v1/credentials/${provider}`, { apiKey: `demo-${provider}-key` });
@@ -328,6 +333,24 @@ describe("the dashboard in Chromium", () => {
       await page.locator('[data-provider="anthropic"]').getByText("Updated").waitFor();
       const text = await page.locator("main").textContent();
       expect(text).not.toContain("demo-anthropic-key");
+      const openai = page.locator('[data-provider="openai"]');
+      await openai.getByRole("button", { name: "Check validity" }).click();
+      await expect
+        .poll(() => openai.locator(".card-head").textContent(), { timeout: 20_000 })
+        .toMatch(/valid|rejected/);
+
+      // A subscription login: the page shows the provider's URL, takes the code, follows the state.
+      await page.getByRole("button", { name: "Sign in with Claude Code" }).click();
+      const login = page.locator(".login-panel");
+      await login.getByRole("link", { name: /claude\.ai\/oauth/ }).waitFor({ timeout: 60_000 });
+      await expect.poll(() => login.getAttribute("data-login-state")).toBe("awaiting_user");
+      await shot("credentials-login");
+      await login.getByLabel("Paste the code the provider showed you").fill(GOOD_CODE);
+      await login.getByRole("button", { name: "Finish login" }).click();
+      await expect.poll(() => login.getAttribute("data-login-state"), { timeout: 30_000 }).toBe("completed");
+      await expect
+        .poll(() => page.locator('[data-provider="anthropic"]').textContent())
+        .toContain("subscription");
       await shot("credentials");
       await nav("Admin");
       await page.getByRole("img", { name: "Sandboxes by state" }).waitFor();
@@ -345,6 +368,33 @@ describe("the dashboard in Chromium", () => {
   );
 
   it(
+    "destroys a sandbox only after confirming, by keyboard",
+    async () => {
+      const server = t as TestServer;
+      const spare = await server.api.createSandbox();
+      await nav("Sandboxes");
+      const row = page.locator(`tr[data-sandbox="${spare}"]`);
+      await row.getByRole("button", { name: "Destroy" }).focus();
+      await page.keyboard.press("Enter");
+      const dialog = page.getByRole("dialog", { name: `Destroy ${spare}?` });
+      await dialog.waitFor();
+      expect(await dialog.evaluate((d) => d.contains(document.activeElement))).toBe(true);
+      await page.keyboard.press("Escape");
+      await dialog.waitFor({ state: "hidden" });
+      expect((await server.api.call<{ state: string }>("GET", `/v1/sandboxes/${spare}`)).body.state).toBe(
+        "running",
+      );
+      await row.getByRole("button", { name: "Destroy" }).click();
+      await dialog.getByRole("button", { name: "Destroy sandbox" }).click();
+      await row.waitFor({ state: "detached", timeout: 30_000 });
+      expect((await server.api.call<{ state: string }>("GET", `/v1/sandboxes/${spare}`)).body.state).toMatch(
+        /destroy/,
+      );
+    },
+    STEP_MS,
+  );
+
+  it(
     "signs in with an API key, and a non-admin sees no admin page",
     async () => {
       const server = t as TestServer;
@@ -353,8 +403,7 @@ describe("the dashboard in Chromium", () => {
       await page.getByRole("button", { name: "API key" }).click();
       await page.getByLabel("API key").fill(server.adminKey);
       await page.getByRole("button", { name: "Sign in" }).click();
-      // Signing in keeps the page that asked for it: still the admin page.
-      await page.getByRole("heading", { name: "Admin", level: 1 }).waitFor();
+      await page.getByRole("heading", { name: "Sandboxes", level: 1 }).waitFor();
       await page.getByRole("button", { name: "Sign out" }).click();
       await page.getByRole("heading", { name: "Sign in" }).waitFor();
 
@@ -362,8 +411,10 @@ describe("the dashboard in Chromium", () => {
       await page.getByLabel("Name", { exact: true }).fill("bob");
       await page.getByLabel("Password").fill("bobs-password-1");
       await page.getByRole("button", { name: "Sign in" }).click();
-      await page.getByRole("heading", { name: "Admins only", level: 1 }).waitFor();
+      await page.getByRole("heading", { name: "Sandboxes", level: 1 }).waitFor();
       expect(await page.getByRole("navigation", { name: "Main" }).textContent()).not.toContain("Admin");
+      await page.goto(`${server.url}/admin`);
+      await page.getByRole("heading", { name: "Admins only", level: 1 }).waitFor();
       // Another user's sandbox is not there for bob, not even by address.
       await page.goto(`${server.url}/sandboxes/${sandboxId}`);
       await expect.poll(() => page.getByRole("alert").textContent()).toContain("No such sandbox");

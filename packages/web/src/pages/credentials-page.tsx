@@ -25,6 +25,7 @@ const AGENT_OF: Record<Provider, string> = {
   openai: "Codex",
   gemini: "Gemini CLI",
 };
+const KIND_LABELS: Record<string, string> = { api_key: "API key", oauth: "subscription login" };
 const LOGIN_CLIS: Record<LoginProvider, string> = {
   claude: "Claude Code",
   codex: "Codex",
@@ -102,7 +103,7 @@ function ProviderCard({
       {credential ? (
         <dl className="facts">
           <dt>Kind</dt>
-          <dd>{credential.kind === "api_key" ? "API key" : credential.kind.replace("_", " ")}</dd>
+          <dd>{KIND_LABELS[credential.kind] ?? credential.kind}</dd>
           <dt>Updated</dt>
           <dd>{formatTime(credential.updatedAt)}</dd>
           <dt>Last checked</dt>
