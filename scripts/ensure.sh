@@ -86,5 +86,6 @@ WEB_BUILT=packages/web/dist/index.html
 if [ ! -f "$WEB_BUILT" ] || [ -n "$(find packages/web/src packages/web/index.html packages/web/vite.config.ts \
   packages/web/package.json packages/sdk/src -newer "$WEB_BUILT" -print -quit)" ]; then
   say "building the dashboard"
-  (cd packages/web && npx vite build --logLevel warn)
+  # NODE_ENV pinned: an inherited "test" or "development" would bundle React's development build.
+  (cd packages/web && NODE_ENV=production npx vite build --logLevel warn)
 fi
