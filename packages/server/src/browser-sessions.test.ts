@@ -137,6 +137,8 @@ describe("signing in", () => {
     const session = await call("GET", "/v1/auth/session", { cookie });
     expect(session.status).toBe(200);
     expect(session.body).toEqual({ user: answer.body.user, csrfToken: csrf });
+    expect(answer.headers.get("cache-control")).toBe("no-store");
+    expect(session.headers.get("cache-control")).toBe("no-store");
   });
 
   it("marks the cookie Secure when the request was not plain http to a loopback host", async () => {

@@ -120,6 +120,8 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
         user = found;
       }
       const { token, resolved } = await ctx.sessions.start(user);
+      // The answer carries the CSRF token: no cache may keep it.
+      reply.header("cache-control", "no-store");
       reply.setCookie(SESSION_COOKIE, token, {
         httpOnly: true,
         sameSite: "strict",
@@ -140,8 +142,9 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
         response: { 200: sessionSchema },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const principal = requirePrincipal(request);
+      reply.header("cache-control", "no-store");
       if (!principal.session) {
         throw new PolydevError("unauthorized", "no session cookie: sign in with POST /v1/auth/session");
       }
