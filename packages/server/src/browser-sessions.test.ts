@@ -413,5 +413,10 @@ describe("isolation and storage", () => {
     const log = await readFile(t.logFile, "utf8");
     expect(log.includes(token)).toBe(false);
     expect(log.includes(password)).toBe(false);
+    // Failed sign-ins are logged for the operator, without the password that was tried.
+    expect(log).toContain('"msg":"sign-in failed"');
+    expect(log).toContain('"userName":"target"');
+    expect(log.includes("not it at all")).toBe(false);
+    expect(log.includes("guess-0")).toBe(false);
   });
 });

@@ -71,6 +71,7 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
       ctx.signInThrottle.check(attempt);
     } catch (error) {
       if (isPolydevError(error) && typeof error.details?.retryAfterMs === "number") {
+        reply.log.warn({ ip: attempt.ip, userName: attempt.name }, "sign-in throttled");
         reply.header("retry-after", String(Math.ceil(error.details.retryAfterMs / 1000)));
       }
       throw error;
@@ -103,6 +104,7 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
         const found = await ctx.store.apiKeys.findByHash(hashApiKey(request.body.apiKey));
         if (!found) {
           ctx.signInThrottle.recordFailure({ ip });
+          request.log.warn({ ip, method: "api_key" }, "sign-in failed");
           throw new PolydevError("invalid_credentials", "the API key is not valid (revoked or mistyped)");
         }
         user = found.user;
@@ -114,6 +116,8 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
         const matches = await verifyPassword(password, found?.passwordHash ?? null);
         if (!found || !matches) {
           ctx.signInThrottle.recordFailure({ name, ip });
+          // The name is not a secret, and operators (or fail2ban) need it to see an attack.
+          request.log.warn({ ip, userName: name, method: "password" }, "sign-in failed");
           throw new PolydevError("invalid_credentials", WRONG_CREDENTIALS);
         }
         ctx.signInThrottle.recordSuccess(name);
