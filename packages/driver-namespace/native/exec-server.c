@@ -132,7 +132,62 @@ static int join_and_exec(int argc, char **argv) {
   return 127;
 }
 
+/*
+ * --join, with its arguments read from stdin (NUL-separated, up to EOF) once they are known:
+ * the host starts this process ahead of time, so that creating a sandbox does not wait for the
+ * (large) server process to fork. Before the --join arguments come the files to open, as root,
+ * onto given descriptors (the sandbox's /etc files, this binary, its socket directory) and the
+ * console log that becomes stderr:
+ *   <console log> <n> (<fd> <path>)... --join <uid> <gid> <n> <cgroup.procs>... -- <program>...
+ */
+static int join_from_stdin(void) {
+  static char text[256 * 1024];
+  size_t length = 0;
+  for (;;) {
+    if (length == sizeof text) return 125;
+    ssize_t n = read(STDIN_FILENO, text + length, sizeof text - length);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return 125;
+    if (n == 0) break;
+    length += (size_t)n;
+  }
+  if (length == 0) return 0; /* the host shut down without using this spare */
+  if (text[length - 1] != '\0') return 125;
+  static char *args[4096];
+  int count = 0;
+  for (size_t at = 0; at < length && count < 4095; at += strlen(text + at) + 1) args[count++] = text + at;
+  args[count] = NULL;
+  int null_fd = open("/dev/null", O_RDONLY);
+  if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0) return 125;
+  close(null_fd);
+  if (count < 2) return 125;
+  int console = open(args[0], O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+  if (console < 0 || dup2(console, STDERR_FILENO) < 0) return 125;
+  close(console);
+  char *end;
+  long files = strtol(args[1], &end, 10);
+  if (*end != '\0' || files < 0 || 2 + 2 * files >= count) return 125;
+  for (long i = 0; i < files; i++) {
+    long target = strtol(args[2 + 2 * i], &end, 10);
+    if (*end != '\0' || target < 3 || target > 64) return 125;
+    int fd = open(args[3 + 2 * i], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      fprintf(stderr, "polydev: cannot open %s: %s\n", args[3 + 2 * i], strerror(errno));
+      return 125;
+    }
+    if (fd != target && (dup2(fd, (int)target) < 0 || close(fd) != 0)) return 125;
+    if (fd == target) fcntl(fd, F_SETFD, 0);
+  }
+  char **join = args + 2 + 2 * files;
+  int join_count = count - 2 - 2 * (int)files;
+  if (strcmp(join[0], "--join") != 0) return 125;
+  /* join_and_exec expects argv[0] before "--join". */
+  join[-1] = "polydev-exec-server";
+  return join_and_exec(join_count + 1, join - 1);
+}
+
 int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "--join-from-stdin") == 0) return join_from_stdin();
   if (argc > 1 && strcmp(argv[1], "--join") == 0) return join_and_exec(argc, argv);
   if (argc != 2) {
     fprintf(stderr, "usage: %s <socket path>\n", argv[0]);

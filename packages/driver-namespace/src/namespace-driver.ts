@@ -24,7 +24,8 @@ import type {
   SandboxStats,
 } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
-import { bwrapArgs, ETC_REPLACEMENTS } from "./bwrap-args.js";
+import { bwrapArgs, ETC_REPLACEMENTS, FIRST_DATA_FD } from "./bwrap-args.js";
+import { BwrapStarters } from "./bwrap-starters.js";
 import { killQuietly, until } from "./cgroup-files.js";
 import { favorDynamicCgroupChanges } from "./cgroup-tuning.js";
 import type { Cgroups } from "./cgroups.js";
@@ -106,6 +107,7 @@ export class NamespaceDriver implements SandboxDriver {
   private readonly execServerPath: string | undefined;
   private readonly execDirs: ExecDirs;
   private readonly execConnections = new ExecConnections();
+  private readonly bwrapStarters: BwrapStarters | undefined;
   private readonly tuneHostCgroups: boolean;
   private tuned: Promise<void> | undefined;
   /** Ids being created by this instance: not yet anything for a reconciler to judge. */
@@ -120,6 +122,8 @@ export class NamespaceDriver implements SandboxDriver {
     this.tuneHostCgroups = options.tuneHostCgroups ?? true;
     const execServerPath = options.execServerPath ?? DEFAULT_EXEC_SERVER_PATH;
     this.execServerPath = execServerPath !== false && existsSync(execServerPath) ? execServerPath : undefined;
+    this.bwrapStarters =
+      this.execServerPath === undefined ? undefined : new BwrapStarters(this.execServerPath);
     if (this.execServerPath === undefined && options.execServerPath === undefined) {
       this.log.warn(
         { path: DEFAULT_EXEC_SERVER_PATH },
@@ -170,6 +174,8 @@ export class NamespaceDriver implements SandboxDriver {
         details: { missing },
       });
     }
+    // The first create then finds a bubblewrap starter waiting.
+    this.bwrapStarters?.prepare();
     const features = [`cgroup-v${this.cgroups.version}`, "hibernate"];
     if (egressAvailable()) features.push("egress");
     return { name: this.name, features };
@@ -251,33 +257,36 @@ export class NamespaceDriver implements SandboxDriver {
     ]);
     const consoleFd = openSync(this.files.consoleLog(id), "a", 0o600);
     try {
+      const bwrapArgv = [
+        "/usr/bin/bwrap",
+        ...bwrapArgs(spec.limits.diskMb * MiB, { execServer: useExecServer }),
+      ];
       // bubblewrap runs as the sandbox's uid, which cannot read the root-only data directory:
       // the generated /etc files (and the exec server and its directory) reach it as open
       // descriptors (fd 4, 5, …).
-      const etcFds = ETC_REPLACEMENTS.map((name) => openSync(this.files.etcFile(id, name), "r"));
-      if (useExecServer && this.execServerPath !== undefined) {
-        etcFds.push(openSync(this.execServerPath, "r"), openSync(execDir, "r"));
-      }
+      const dataFiles = ETC_REPLACEMENTS.map((name) => this.files.etcFile(id, name));
+      if (useExecServer && this.execServerPath !== undefined) dataFiles.push(this.execServerPath, execDir);
       let bwrap: ChildProcess;
-      try {
-        const bwrapArgv = [
-          "/usr/bin/bwrap",
-          ...bwrapArgs(spec.limits.diskMb * MiB, { execServer: useExecServer }),
-        ];
-        const stdio: ("ignore" | "pipe" | number)[] = ["ignore", "pipe", consoleFd, "pipe", ...etcFds];
-        if (this.execServerPath !== undefined) {
-          // The exec server binary joins the cgroups and drops to the sandbox's uid itself: one
-          // tiny exec instead of sh and setpriv (see join_and_exec in exec-server.c).
-          const procs = this.cgroups.procsFiles(id);
-          bwrap = started.bwrap = spawn(
-            this.execServerPath,
-            ["--join", String(hostUid), String(hostUid), String(procs.length), ...procs, "--", ...bwrapArgv],
-            // Its own session, no --die-with-parent: sandboxes outlive a server restart and are
-            // re-adopted from their meta.json.
-            { env: { PATH: "/usr/bin:/bin" }, stdio, detached: true },
-          );
-          bwrap.unref();
-        } else {
+      if (this.execServerPath !== undefined && this.bwrapStarters !== undefined) {
+        // A process started ahead of time (see BwrapStarters) opens those files as root, joins
+        // the cgroups, drops to the sandbox's uid and becomes bubblewrap: nothing forks the
+        // server process on the way.
+        const procs = this.cgroups.procsFiles(id);
+        bwrap = started.bwrap = this.bwrapStarters.start([
+          this.files.consoleLog(id),
+          String(dataFiles.length),
+          ...dataFiles.flatMap((path, index) => [String(FIRST_DATA_FD + index), path]),
+          "--join",
+          String(hostUid),
+          String(hostUid),
+          String(procs.length),
+          ...procs,
+          "--",
+          ...bwrapArgv,
+        ]);
+      } else {
+        const dataFds = dataFiles.map((path) => openSync(path, "r"));
+        try {
           bwrap = started.bwrap = this.spawnJoined(
             [
               "/usr/bin/setpriv",
@@ -288,11 +297,11 @@ export class NamespaceDriver implements SandboxDriver {
               ...bwrapArgv,
             ],
             id,
-            stdio,
+            ["ignore", "pipe", consoleFd, "pipe", ...dataFds],
           );
+        } finally {
+          for (const fd of dataFds) closeSync(fd);
         }
-      } finally {
-        for (const fd of etcFds) closeSync(fd);
       }
       const ready = await waitUntilReady(bwrap, {
         timeoutMs: this.startTimeoutMs,
@@ -301,7 +310,8 @@ export class NamespaceDriver implements SandboxDriver {
           started.initPid = pid;
         },
       });
-      if (useExecServer) await this.sealExecDir(execDir, execSocket, hostUid);
+      const sealed = useExecServer ? this.sealExecDir(execDir, execSocket, hostUid) : undefined;
+      sealed?.catch(() => undefined);
       // slirp4netns starts only once bubblewrap has finished with the network namespace: started
       // earlier, its configuration raced bubblewrap's own and failed now and then.
       const slirp =
@@ -316,6 +326,7 @@ export class NamespaceDriver implements SandboxDriver {
       const [initStartTime, bwrapStartTime] = await Promise.all([
         startTimeOf(ready.initPid),
         startTimeOf(ready.bwrapPid),
+        sealed,
       ]);
       if (initStartTime === undefined) throw new Error("the sandbox's init exited right after starting");
       let slirpPid: number | null = null;

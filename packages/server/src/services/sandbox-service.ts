@@ -113,8 +113,11 @@ export class SandboxService {
         throw new PolydevError("conflict", `sandbox ${record.id} was destroyed while it was being created`);
       }
       this.log.info({ sandboxId: record.id, userId }, "sandbox created");
-      // The agent connection is made while the response travels: the first exec finds it ready.
+      // The agent connection is made while the response travels: the first exec finds it ready,
+      // its row cached and its activity (the creation itself, already in the row) written.
       this.agentFor(running).catch(() => undefined);
+      this.lastActivityWrite.set(running.id, now);
+      this.runningCache.set(running.id, { record: running, until: this.clock.now() + RUNNING_CACHE_MS });
       return running;
     } catch (error) {
       if (isPolydevError(error) && error.code === "conflict") throw error;
