@@ -165,6 +165,11 @@ describe("signing in", () => {
     expect(setCookie.find((c) => c.startsWith("polydev_session="))).toMatch(/; Secure/i);
   });
 
+  it("takes the user name in any case", async () => {
+    const { answer } = await signIn({ name: "Admin", password: ADMIN_PASSWORD });
+    expect(answer.body.user).toMatchObject({ name: "admin" });
+  });
+
   it("signs in with an API key", async () => {
     const { cookie, answer } = await signIn({ apiKey: t.adminKey });
     expect(answer.body.user).toMatchObject({ name: "admin" });

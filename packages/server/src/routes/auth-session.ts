@@ -111,7 +111,8 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
       } else {
         const { name, password } = request.body;
         checkThrottle(reply, { name, ip });
-        const found = await ctx.store.users.getByName(name);
+        // Names are stored lowercase; "Ada" on a phone keyboard means "ada".
+        const found = await ctx.store.users.getByName(name.toLowerCase());
         // Verified even for an unknown name (against a decoy) so both answers take as long.
         const matches = await verifyPassword(password, found?.passwordHash ?? null);
         if (!found || !matches) {
