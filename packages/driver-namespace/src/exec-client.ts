@@ -117,6 +117,7 @@ function runOnConnection(socket: Socket, encoded: Buffer): LaunchedProcess {
 
   let pending: Buffer = Buffer.alloc(0);
   socket.on("data", (chunk: Buffer) => {
+    heardAnything = true;
     pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
     let offset = 0;
     while (exit === undefined && pending.length - offset >= HEADER_BYTES) {
@@ -151,12 +152,16 @@ function runOnConnection(socket: Socket, encoded: Buffer): LaunchedProcess {
     pending = pending.subarray(offset);
   });
   socket.on("error", () => undefined);
+  let heardAnything = false;
   socket.on("close", () => {
-    finish(
-      killRequested
-        ? { exitCode: null, signal: "SIGKILL" }
-        : { exitCode: 126, signal: null, failure: "lost the connection to the sandbox's exec server" },
-    );
+    let failure = "lost the connection to the sandbox's exec server";
+    // Before any answer this is almost always the init refusing the connection because it
+    // could not fork (its refusal can be lost to the reset our request write then gets).
+    if (!heardAnything) {
+      failure =
+        "the sandbox's exec server hung up before starting the command: is the sandbox at its process limit?";
+    }
+    finish(killRequested ? { exitCode: null, signal: "SIGKILL" } : { exitCode: 126, signal: null, failure });
   });
 
   const kill = (): void => {

@@ -267,6 +267,39 @@ describe("exec server", () => {
     expect(results.every((result) => result.exitCode === 0)).toBe(true);
   });
 
+  it("answers an exec at the process limit with a clean failure, and serves again once below it", async () => {
+    const limited = await driver.create({
+      id: `exec-pids-${Math.random().toString(36).slice(2, 8)}`,
+      limits: { cpu: 1, memoryMb: 128, diskMb: 16, pidsMax: 12 },
+      network: "none",
+      env: {},
+    });
+    const limitedConnection = await driver.connect(limited);
+    try {
+      const filler = await limitedConnection.exec({
+        // bash retries a failed fork where dash gives up, so the limit stays reached.
+        argv: ["/bin/bash", "-c", "while :; do sleep 30 & done 2>/dev/null"],
+      });
+      filler.stdin.end();
+      await waitFor("the sandbox to reach its process limit", async () =>
+        (await driver.stats(limited)).pids >= 12 ? true : undefined,
+      );
+      const refused = await runCommand(limitedConnection, ["echo", "no room"]);
+      expect(refused.exitCode).toBe(126);
+      expect(refused.stderr).toContain("process limit");
+      filler.kill("SIGKILL");
+      await filler.exited;
+      const served = await waitFor("an exec to succeed again", async () => {
+        const result = await runCommand(limitedConnection, ["echo", "room again"]);
+        return result.exitCode === 0 ? result : undefined;
+      });
+      expect(served.stdout).toBe("room again\n");
+    } finally {
+      await limitedConnection.close();
+      await driver.destroy(limited);
+    }
+  });
+
   it("keeps its socket out of the sandbox's reach: the directory cannot be changed from inside", async () => {
     const attempt = await runCommand(
       connection,
