@@ -327,6 +327,54 @@ describe("the dashboard in Chromium", () => {
   );
 
   it(
+    "cancels a run that is still going",
+    async () => {
+      // Slow enough to be cancelled mid-answer: one word every 300 ms.
+      fake?.setScript([{ text: Array.from({ length: 60 }, (_, i) => `word${i}`).join(" "), delayMs: 300 }]);
+      await nav("Runs");
+      await page.getByLabel("Prompt").fill("talk for a while");
+      await page.getByLabel("Sandbox").selectOption(sandboxId);
+      await page.getByRole("button", { name: "Start run" }).click();
+      await page.waitForURL(/\/runs\/[^/]+$/);
+      const output = page.getByTestId("run-output");
+      await expect.poll(() => output.textContent(), { timeout: 60_000 }).toContain("word1");
+      await page.getByRole("button", { name: "Cancel" }).click();
+      await expect
+        .poll(() => page.locator(".run-column [data-state]").first().getAttribute("data-state"), {
+          timeout: 30_000,
+        })
+        .toBe("cancelled");
+      expect(await output.textContent()).not.toContain("word59");
+      fake?.setScript(undefined);
+    },
+    STEP_MS,
+  );
+
+  it.skipIf(!existsSync("/usr/local/bin/claude"))(
+    "shows a group of agents side by side (skipped without the agent CLIs that scripts/ensure.sh installs as root)",
+    async () => {
+      await nav("Runs");
+      await page.getByLabel("Prompt").fill("say hello");
+      await page.getByRole("checkbox", { name: "Claude Code" }).check();
+      await page.getByLabel("Sandbox").selectOption(sandboxId);
+      await page.getByRole("button", { name: "Start 2 runs" }).click();
+      await page.waitForURL(/\/runs\/[^/]+,[^/]+$/);
+      const columns = page.locator(".run-column");
+      expect(await columns.count()).toBe(2);
+      for (const column of await columns.all()) {
+        await expect
+          .poll(() => column.getByTestId("run-output").textContent(), { timeout: 90_000 })
+          .toContain("Hello from the fake anthropic provider.");
+        await expect
+          .poll(() => column.getByTestId("run-output").textContent(), { timeout: 90_000 })
+          .toContain("finished: completed");
+      }
+      await shot("run-group");
+    },
+    STEP_MS,
+  );
+
+  it(
     "shows credentials and the admin's figures",
     async () => {
       await nav("Credentials");

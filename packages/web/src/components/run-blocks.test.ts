@@ -8,6 +8,7 @@ describe("toBlocks", () => {
   it("joins text deltas, pairs each tool call with its result, and drops the closing status", () => {
     const events: RunEvent[] = [
       { seq: 1, at, type: "status", state: "running" },
+      { seq: 1.5, at, type: "status", state: "running", message: "in sbx_1" },
       { seq: 2, at, type: "text", delta: "Writing " },
       { seq: 3, at, type: "text", delta: "it." },
       { seq: 4, at, type: "tool_call", id: "t1", name: "write_file", input: { path: "a.txt" } },
@@ -18,7 +19,7 @@ describe("toBlocks", () => {
       { seq: 9, at, type: "done", finalText: "Done.", exitReason: "completed" },
     ];
     expect(toBlocks(events)).toEqual([
-      { kind: "status", key: 1, text: "running" },
+      { kind: "status", key: 1.5, text: "running: in sbx_1" },
       { kind: "text", key: 2, text: "Writing it." },
       {
         kind: "tool",

@@ -53,8 +53,10 @@ export function toBlocks(events: RunEvent[]): Block[] {
         break;
       }
       case "status":
-        // The closing status repeats what the done event says.
+        // The closing status repeats what the done event says, and a bare "running" what the
+        // badge already shows.
         if (FINAL_RUN_STATES.includes(event.state)) break;
+        if (event.state === "running" && !event.message) break;
         blocks.push({
           kind: "status",
           key: event.seq,

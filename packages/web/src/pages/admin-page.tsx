@@ -206,12 +206,25 @@ function Users() {
 
 function AllSandboxes() {
   const list = useQuery(adminSandboxesQuery());
-  const items = (list.data?.items ?? []).filter((s) => s.state !== "destroyed");
+  const [showEnded, setShowEnded] = useState(false);
+  const all = list.data?.items ?? [];
+  const items = all.filter((s) => showEnded || s.state !== "destroyed");
+  const endedCount = all.length - all.filter((s) => s.state !== "destroyed").length;
   return (
     <section className="card" aria-labelledby="all-sandboxes-title">
-      <h2 id="all-sandboxes-title">All live sandboxes</h2>
+      <div className="card-head">
+        <h2 id="all-sandboxes-title">All sandboxes</h2>
+        {endedCount > 0 ? (
+          <label className="check">
+            <input type="checkbox" checked={showEnded} onChange={(e) => setShowEnded(e.target.checked)} />
+            Show destroyed ({endedCount})
+          </label>
+        ) : null}
+      </div>
       {list.error ? <ErrorNotice error={list.error} title="Could not load sandboxes" /> : null}
-      {list.data && items.length === 0 ? <p className="empty">No live sandboxes on this server.</p> : null}
+      {list.data && items.length === 0 ? (
+        <p className="empty">No sandboxes on this server right now.</p>
+      ) : null}
       {items.length > 0 ? (
         <div className="table-wrap">
           <table className="table" aria-label="All sandboxes">
