@@ -11,7 +11,7 @@ export default defineConfig({
   plugins: [react()],
   // "source" first: the SDK is bundled from its TypeScript, so a stale sdk/dist never leaks in.
   resolve: { conditions: ["source", ...defaultClientConditions] },
-  build: { outDir: "dist", emptyOutDir: true, sourcemap: true, chunkSizeWarningLimit: 1024 },
+  build: { outDir: "dist", emptyOutDir: true, sourcemap: true },
   server: {
     proxy: { "/v1": { target: api, ws: true }, "/healthz": api },
   },

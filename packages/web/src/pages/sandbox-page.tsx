@@ -1,6 +1,6 @@
 import { useQuery } from "@tanstack/react-query";
 import type { KeyboardEvent } from "react";
-import { useRef, useState } from "react";
+import { lazy, Suspense, useRef, useState } from "react";
 import { ConfirmButton } from "../components/confirm-button";
 import { ErrorNotice } from "../components/error-notice";
 import { FileBrowser } from "../components/file-browser";
@@ -8,10 +8,14 @@ import { formatAge, formatMb } from "../components/format";
 import { LogsView } from "../components/logs-view";
 import { SandboxStats } from "../components/sandbox-stats";
 import { StateBadge } from "../components/state-badge";
-import { TerminalView } from "../components/terminal-view";
 import { errorCode } from "../queries/errors";
 import { sandboxQuery, useDestroySandbox } from "../queries/sandboxes";
 import { Link, navigate } from "../router";
+
+// xterm.js is most of the bundle; only this page needs it, so it loads with the page.
+const TerminalView = lazy(() =>
+  import("../components/terminal-view").then((module) => ({ default: module.TerminalView })),
+);
 
 const TABS = [
   { id: "terminal", label: "Terminal" },
@@ -120,7 +124,9 @@ export function SandboxPage({ id }: { id: string }) {
         className="panel"
       >
         {live ? (
-          <TerminalView sandboxId={box.id} visible={tab === "terminal"} />
+          <Suspense fallback={<p className="muted">Loading the terminal…</p>}>
+            <TerminalView sandboxId={box.id} visible={tab === "terminal"} />
+          </Suspense>
         ) : (
           <p className="empty">
             The terminal needs a running sandbox; this one is {box.state.replace("_", " ")}.
