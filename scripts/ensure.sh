@@ -72,8 +72,10 @@ if [ ! -x "$EXEC_SERVER_BIN" ] || [ "$EXEC_SERVER_SRC" -nt "$EXEC_SERVER_BIN" ];
   fi
   say "building the exec server"
   mkdir -p "$(dirname "$EXEC_SERVER_BIN")"
-  # Built under a temporary name and moved into place: a running sandbox's copy is never torn.
-  cc -O2 -Wall -o "$EXEC_SERVER_BIN.tmp" "$EXEC_SERVER_SRC"
+  # Static when the C library allows it: it starts (twice per sandbox create) without the
+  # dynamic loader. Built under a temporary name and moved into place.
+  cc -O2 -Wall -static -o "$EXEC_SERVER_BIN.tmp" "$EXEC_SERVER_SRC" 2>/dev/null ||
+    cc -O2 -Wall -o "$EXEC_SERVER_BIN.tmp" "$EXEC_SERVER_SRC"
   mv "$EXEC_SERVER_BIN.tmp" "$EXEC_SERVER_BIN"
 fi
 

@@ -4,9 +4,8 @@ import { SANDBOX_HOME, SANDBOX_UID } from "./launcher.js";
 /** Files of /etc the sandbox gets its own version of, passed as descriptors from FIRST_DATA_FD. */
 export const ETC_REPLACEMENTS = ["passwd", "group", "hosts", "resolv.conf"] as const;
 export const FIRST_DATA_FD = 4;
-/** With an exec server: its binary and the host directory for its socket, after the /etc files. */
-export const EXEC_SERVER_BINARY_FD = FIRST_DATA_FD + ETC_REPLACEMENTS.length;
-export const EXEC_DIR_FD = EXEC_SERVER_BINARY_FD + 1;
+/** With an exec server: the host directory for its socket, after the /etc files. */
+export const EXEC_DIR_FD = FIRST_DATA_FD + ETC_REPLACEMENTS.length;
 /** Where the exec server runs from and listens, inside the sandbox. */
 export const EXEC_SERVER_IN_SANDBOX = "/run/polydev-init";
 export const EXEC_DIR_IN_SANDBOX = "/run/polydev";
@@ -49,7 +48,11 @@ export const SANDBOX_INIT =
  * home is full. /tmp, /var/tmp and /run are unsized tmpfs for the same reason: the memory
  * limit bounds them.
  */
-export function bwrapArgs(diskBytes: number, options: { execServer: boolean }): string[] {
+export function bwrapArgs(
+  diskBytes: number,
+  /** The exec server's host copy (see ExecDirs.installInit), or undefined for the shell init. */
+  options: { execServer: string | undefined },
+): string[] {
   const args = [
     // user, pid, net, ipc, uts and cgroup. "none" keeps the new netns as it is (loopback only);
     // "egress" gets slirp4netns attached to it afterwards.
@@ -101,18 +104,16 @@ export function bwrapArgs(diskBytes: number, options: { execServer: boolean }): 
     "--tmpfs",
     "/run",
   );
-  if (options.execServer) {
-    // Both come in as descriptors opened by root: bubblewrap, running as the sandbox's uid,
-    // could not reach them by path. The binary is copied into a read-only file; the socket
-    // directory is the host's own, so the host connects to it without entering anything.
+  if (options.execServer !== undefined) {
+    // The socket directory comes in as a descriptor opened by root and is the host's own, so
+    // the host connects to it without entering anything. The binary is bound read-only from
+    // one root-owned host copy that every sandbox shares (page cache included).
     args.push(
       "--bind-fd",
       String(EXEC_DIR_FD),
       EXEC_DIR_IN_SANDBOX,
-      "--perms",
-      "0555",
-      "--ro-bind-data",
-      String(EXEC_SERVER_BINARY_FD),
+      "--ro-bind",
+      options.execServer,
       EXEC_SERVER_IN_SANDBOX,
     );
   }
@@ -129,7 +130,7 @@ export function bwrapArgs(diskBytes: number, options: { execServer: boolean }): 
     "3",
     "--as-pid-1",
     "--",
-    ...(options.execServer
+    ...(options.execServer !== undefined
       ? [EXEC_SERVER_IN_SANDBOX, `${EXEC_DIR_IN_SANDBOX}/${EXEC_SOCKET_NAME}`]
       : ["/bin/sh", "-c", SANDBOX_INIT]),
   );

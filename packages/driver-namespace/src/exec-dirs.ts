@@ -8,10 +8,12 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, rm } from "node:fs/promises";
+import { chmod, copyFile, mkdir, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EXEC_SOCKET_NAME } from "./bwrap-args.js";
+
+const INIT_NAME = "polydev-init";
 
 export class ExecDirs {
   private readonly base: string;
@@ -33,9 +35,29 @@ export class ExecDirs {
     return join(this.dir(id), EXEC_SOCKET_NAME);
   }
 
-  /** The shared base: root-owned and traversable by the sandboxes' uids. */
-  prepare(): Promise<void> {
-    this.ready ??= mkdir(this.base, { recursive: true, mode: 0o711 }).then(() => chmod(this.base, 0o711));
+  /** Where the exec server binary is bound from into every sandbox. */
+  get init(): string {
+    return join(this.base, INIT_NAME);
+  }
+
+  /**
+   * The shared base, root-owned and traversable by the sandboxes' uids, holding a root-owned
+   * copy of the exec server binary: bubblewrap runs as the sandbox's uid and binds the binary
+   * by path, which the server's own directories may not allow. A copy replaced by rename leaves
+   * running sandboxes on the inode they started with.
+   */
+  prepare(binary: string): Promise<void> {
+    this.ready ??= (async () => {
+      await mkdir(this.base, { recursive: true, mode: 0o711 });
+      await chmod(this.base, 0o711);
+      const temporary = join(
+        this.base,
+        `.${INIT_NAME}.${process.pid}.${Math.random().toString(36).slice(2)}`,
+      );
+      await copyFile(binary, temporary);
+      await chmod(temporary, 0o755);
+      await rename(temporary, this.init);
+    })();
     this.ready.catch(() => {
       this.ready = undefined;
     });

@@ -174,8 +174,10 @@ export class NamespaceDriver implements SandboxDriver {
         details: { missing },
       });
     }
-    // The first create then finds a bubblewrap starter waiting.
+    // The first create then finds a bubblewrap starter waiting and the exec server installed.
     this.bwrapStarters?.prepare();
+    if (this.execServerPath !== undefined)
+      await this.execDirs.prepare(this.execServerPath).catch(() => undefined);
     const features = [`cgroup-v${this.cgroups.version}`, "hibernate"];
     if (egressAvailable()) features.push("egress");
     return { name: this.name, features };
@@ -248,9 +250,9 @@ export class NamespaceDriver implements SandboxDriver {
       writeFile(this.envFile(id), JSON.stringify(spec.env), { mode: 0o600 }),
       // The init (the sandbox's uid) creates its socket here, then the host takes the directory
       // back (below) before anything else runs in the sandbox.
-      useExecServer
+      useExecServer && this.execServerPath !== undefined
         ? this.execDirs
-            .prepare()
+            .prepare(this.execServerPath)
             .then(() => mkdir(execDir, { mode: 0o700 }))
             .then(() => chown(execDir, hostUid, hostUid))
         : undefined,
@@ -259,13 +261,15 @@ export class NamespaceDriver implements SandboxDriver {
     try {
       const bwrapArgv = [
         "/usr/bin/bwrap",
-        ...bwrapArgs(spec.limits.diskMb * MiB, { execServer: useExecServer }),
+        ...bwrapArgs(spec.limits.diskMb * MiB, {
+          execServer: useExecServer ? this.execDirs.init : undefined,
+        }),
       ];
       // bubblewrap runs as the sandbox's uid, which cannot read the root-only data directory:
       // the generated /etc files (and the exec server and its directory) reach it as open
       // descriptors (fd 4, 5, …).
       const dataFiles = ETC_REPLACEMENTS.map((name) => this.files.etcFile(id, name));
-      if (useExecServer && this.execServerPath !== undefined) dataFiles.push(this.execServerPath, execDir);
+      if (useExecServer) dataFiles.push(execDir);
       let bwrap: ChildProcess;
       if (this.execServerPath !== undefined && this.bwrapStarters !== undefined) {
         // A process started ahead of time (see BwrapStarters) opens those files as root, joins
