@@ -254,7 +254,22 @@ describe("the dashboard in Chromium", () => {
       await page.getByLabel("New folder name").fill("notes");
       await page.getByRole("button", { name: "New folder" }).click();
       await page.locator('tr[data-file="notes"]').waitFor();
+
+      await page.getByTestId("upload-input").setInputFiles({
+        name: "readme.txt",
+        mimeType: "text/plain",
+        buffer: Buffer.from("plain words to read\n"),
+      });
+      await page.locator('tr[data-file="readme.txt"]').getByRole("button", { name: "readme.txt" }).click();
+      await expect.poll(() => page.locator(".viewer-text").textContent()).toBe("plain words to read\n");
       await shot("sandbox-files");
+
+      await page.locator('tr[data-file="notes"]').getByRole("button", { name: "Delete" }).click();
+      await page
+        .getByRole("dialog", { name: "Delete notes?" })
+        .getByRole("button", { name: "Delete" })
+        .click();
+      await page.locator('tr[data-file="notes"]').waitFor({ state: "detached" });
 
       await page.getByRole("tab", { name: "Logs" }).click();
       await page.getByRole("table", { name: "Lifecycle log" }).waitFor();
