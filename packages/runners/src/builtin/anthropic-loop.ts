@@ -26,10 +26,13 @@ export async function anthropicLoop(options: ModelLoopOptions): Promise<LoopResu
       { signal: options.signal },
     );
     let text = "";
-    stream.on("text", (delta) => {
-      text += delta;
-      void options.emit({ type: "text", delta });
-    });
+    // Each delta is stored before the next is read: a fire-and-forget emit could land out of
+    // order (a live reader would skip it) and its failure would go unnoticed.
+    for await (const event of stream) {
+      if (event.type !== "content_block_delta" || event.delta.type !== "text_delta") continue;
+      text += event.delta.text;
+      await options.emit({ type: "text", delta: event.delta.text });
+    }
     const message = await stream.finalMessage();
     result.inputTokens += message.usage.input_tokens;
     result.outputTokens += message.usage.output_tokens;

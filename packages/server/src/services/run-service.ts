@@ -214,7 +214,15 @@ export class RunService {
     baseCwd: string | undefined,
   ): Promise<void> {
     let seq = 0;
-    const emit = async (body: RunEventBody, raw?: string): Promise<void> => {
+    // Events are stored strictly one after another, whoever calls: a live reader reads "after
+    // the last seq it saw", so a later seq committed before an earlier one would be skipped.
+    let previous: Promise<void> = Promise.resolve();
+    const emit = (body: RunEventBody, raw?: string): Promise<void> => {
+      const next = previous.then(() => storeEvent(body, raw));
+      previous = next.catch(() => undefined);
+      return next;
+    };
+    const storeEvent = async (body: RunEventBody, raw?: string): Promise<void> => {
       seq += 1;
       const event: RunEvent = {
         runId: run.id,
