@@ -58,6 +58,10 @@ describe("serving the dashboard", () => {
     expect(await response.text()).toBe(INDEX);
     expectSecurityHeaders(response);
     expect(response.headers.get("cache-control")).toMatch(/max-age=0/);
+    // curl and other clients that send no text/html still get the dashboard at the root.
+    const plain = await get(built, "/", "*/*");
+    expect(plain.status).toBe(200);
+    expect(await plain.text()).toBe(INDEX);
   });
 
   it("serves assets with their type and immutable caching", async () => {

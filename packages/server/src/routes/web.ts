@@ -106,7 +106,9 @@ export async function webRoutes(app: FastifyInstance, ctx: ServerContext): Promi
       const hashed = file.startsWith(`assets${sep}`);
       return reply.sendFile(file, hashed ? { maxAge: IMMUTABLE_MAX_AGE_MS, immutable: true } : { maxAge: 0 });
     }
-    if (acceptsHtml(request)) return sendIndex(reply);
+    // The root is the dashboard for every client (curl included); deeper unknown paths get the
+    // page only when a browser asks for one, so a mistyped asset stays a plain 404.
+    if (path === "/" || acceptsHtml(request)) return sendIndex(reply);
     return reply.callNotFound();
   });
 }
