@@ -108,6 +108,8 @@ export class NamespaceDriver implements SandboxDriver {
   private readonly execDirs: ExecDirs;
   private readonly execConnections = new ExecConnections();
   private readonly bwrapStarters: BwrapStarters | undefined;
+  /** What create wrote to meta.json and env.json, for sandboxes started by this instance. */
+  private readonly startedHere = new Map<string, { meta: SandboxMeta; env: Record<string, string> }>();
   private readonly tuneHostCgroups: boolean;
   private tuned: Promise<void> | undefined;
   /** Ids being created by this instance: not yet anything for a reconciler to judge. */
@@ -175,7 +177,7 @@ export class NamespaceDriver implements SandboxDriver {
       });
     }
     // The first create then finds a bubblewrap starter waiting and the exec server installed.
-    this.bwrapStarters?.prepare();
+    this.bwrapStarters?.fill();
     if (this.execServerPath !== undefined)
       await this.execDirs.prepare(this.execServerPath).catch(() => undefined);
     const features = [`cgroup-v${this.cgroups.version}`, "hibernate"];
@@ -209,6 +211,7 @@ export class NamespaceDriver implements SandboxDriver {
       const meta = await this.start(spec, hostUid, started, signal);
       // The first exec then finds its connection made.
       if (meta.execSocket !== null) this.execConnections.prime(id, meta.execSocket);
+      this.startedHere.set(id, { meta, env: { ...spec.env } });
       this.log.info(
         { sandboxId: id, hostUid, initPid: meta.initPid, network: spec.network },
         "namespace sandbox started",
@@ -363,8 +366,16 @@ export class NamespaceDriver implements SandboxDriver {
 
   async connect(handle: SandboxHandle, signal?: AbortSignal): Promise<AgentConnection> {
     signal?.throwIfAborted();
-    const meta = await this.liveMeta(handle);
-    const env = await this.sandboxEnv(meta.sandboxId);
+    // A sandbox this instance started needs no files read back, only a liveness check.
+    const started = this.startedHere.get(handle.sandboxId);
+    let meta: SandboxMeta;
+    let env: Record<string, string>;
+    if (started !== undefined && (await isSameProcess(started.meta.initPid, started.meta.initStartTime))) {
+      ({ meta, env } = started);
+    } else {
+      meta = await this.liveMeta(handle);
+      env = await this.sandboxEnv(meta.sandboxId);
+    }
     return createInProcessAgent(
       namespaceLauncher({
         initPid: meta.initPid,
@@ -394,6 +405,7 @@ export class NamespaceDriver implements SandboxDriver {
     const id = handle.sandboxId;
     assertSandboxId(id);
     this.execConnections.forget(id);
+    this.startedHere.delete(id);
     const meta = await this.files.readMeta(id);
     if (meta && (await isSameProcess(meta.initPid, meta.initStartTime))) {
       await this.killInit(id, meta.initPid);
@@ -410,6 +422,7 @@ export class NamespaceDriver implements SandboxDriver {
     }
     await rm(this.files.dir(id), { recursive: true, force: true });
     await this.execDirs.remove(id);
+    this.bwrapStarters?.fill();
     this.log.info({ sandboxId: id }, "namespace sandbox destroyed");
   }
 
