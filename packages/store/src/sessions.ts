@@ -2,7 +2,7 @@ import type { SessionRecord, SessionRepository } from "@polydev/core";
 import type { Kysely, Selectable } from "kysely";
 import { int8, ms } from "./codec.js";
 import type { Database, SessionsTable } from "./schema.js";
-import { toUser } from "./users.js";
+import { JOINED_USER_COLUMNS, joinedUser } from "./users.js";
 
 function toSession(row: Selectable<SessionsTable>): SessionRecord {
   return {
@@ -37,22 +37,11 @@ export function sessionRepository(db: Kysely<Database>): SessionRepository {
         .selectFrom("sessions")
         .innerJoin("users", "users.id", "sessions.user_id")
         .selectAll("sessions")
-        .select([
-          "users.name as user_name",
-          "users.role as user_role",
-          "users.password_hash as user_password_hash",
-          "users.created_at as user_created_at",
-        ])
+        .select(JOINED_USER_COLUMNS)
         .where("sessions.token_hash", "=", tokenHash)
         .executeTakeFirst();
       if (!row) return undefined;
-      const user = toUser({
-        id: row.user_id,
-        name: row.user_name,
-        role: row.user_role,
-        password_hash: row.user_password_hash,
-        created_at: row.user_created_at,
-      });
+      const user = joinedUser(row);
       return { session: toSession(row), user };
     },
     async touch(id, at) {

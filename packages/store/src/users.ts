@@ -15,6 +15,30 @@ export function toUser(row: UserColumns): UserRecord {
   };
 }
 
+/** The owner's columns, for a query that joins `users` to a row that has `user_id`. */
+export const JOINED_USER_COLUMNS = [
+  "users.name as user_name",
+  "users.role as user_role",
+  "users.password_hash as user_password_hash",
+  "users.created_at as user_created_at",
+] as const;
+
+export function joinedUser(row: {
+  user_id: string;
+  user_name: string;
+  user_role: UserColumns["role"];
+  user_password_hash: UserColumns["password_hash"];
+  user_created_at: UserColumns["created_at"];
+}): UserRecord {
+  return toUser({
+    id: row.user_id,
+    name: row.user_name,
+    role: row.user_role,
+    password_hash: row.user_password_hash,
+    created_at: row.user_created_at,
+  });
+}
+
 function toKey(row: Selectable<ApiKeysTable>): ApiKeyRecord {
   return {
     id: row.id,
@@ -97,22 +121,11 @@ export function apiKeyRepository(db: Kysely<Database>): ApiKeyRepository {
         .selectFrom("api_keys")
         .innerJoin("users", "users.id", "api_keys.user_id")
         .selectAll("api_keys")
-        .select([
-          "users.name as user_name",
-          "users.role as user_role",
-          "users.password_hash as user_password_hash",
-          "users.created_at as user_created_at",
-        ])
+        .select(JOINED_USER_COLUMNS)
         .where("api_keys.key_hash", "=", keyHash)
         .executeTakeFirst();
       if (!row) return undefined;
-      const user = toUser({
-        id: row.user_id,
-        name: row.user_name,
-        role: row.user_role,
-        password_hash: row.user_password_hash,
-        created_at: row.user_created_at,
-      });
+      const user = joinedUser(row);
       return { key: toKey(row), user };
     },
     async listForUser(userId) {
