@@ -228,7 +228,12 @@ int main(int argc, char **argv) {
 
   for (;;) {
     int conn = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
-    if (conn < 0) continue; /* EINTR, or a peer that gave up: keep serving */
+    if (conn < 0) {
+      /* Out of descriptors or memory: wait a little rather than spin; otherwise (EINTR, a peer
+       * that gave up) just keep serving. */
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) poll(NULL, 0, 10);
+      continue;
+    }
     pid_t pid = fork();
     if (pid == 0) {
       close(listener);
