@@ -3,7 +3,7 @@
  * byte of `echo`, warm exec round trip, concurrent creation, and host memory per idle sandbox.
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { rawBwrapSamples, rawSpawnSamples } from "./baselines.js";
 import { startServerProcess } from "./server-process.js";
@@ -85,6 +85,8 @@ export interface SandboxCoreResults {
   memoryPerIdleSandboxMiB: number;
   serverRssPerSandboxMiB: number;
   sandboxCgroupPerSandboxMiB: number;
+  /** The host's 1-minute load average before and after the latency measurements. */
+  loadAverage: { before: number; after: number };
 }
 
 async function stats(client: Client, id: string): Promise<{ memoryBytes: number }> {
@@ -107,14 +109,19 @@ export async function benchSandboxCore(options: { quick: boolean }): Promise<San
   try {
     const client: Client = { url: server.url, key: server.adminKey };
     const rounds = options.quick ? 10 : 40;
+    const loadBefore = loadavg()[0] ?? Number.NaN;
 
-    const rawSpawn = summarize(await rawSpawnSamples(rounds * 5));
-    const rawBwrap = summarize(await rawBwrapSamples(rounds * 2));
+    // The baselines are sampled in between the measurements rather than all up front: on a
+    // shared machine the load changes by the minute, and a ratio means something only if both
+    // sides saw the same load.
+    const spawnSamples: number[] = [];
+    const bwrapSamples: number[] = [];
 
     // Warm-up: the first request pays for JIT and lazy module loads.
     await destroy(client, (await createToFirstByte(client)).id);
     const firstByte: number[] = [];
     for (let i = 0; i < rounds; i++) {
+      bwrapSamples.push(...(await rawBwrapSamples(2)));
       const result = await createToFirstByte(client);
       firstByte.push(result.ms);
       await destroy(client, result.id);
@@ -123,8 +130,14 @@ export async function benchSandboxCore(options: { quick: boolean }): Promise<San
     const warm = await createSandbox(client);
     for (let i = 0; i < 20; i++) await warmExec(client, warm);
     const execSamples: number[] = [];
-    for (let i = 0; i < rounds * 5; i++) execSamples.push(await warmExec(client, warm));
+    for (let i = 0; i < rounds * 5; i++) {
+      spawnSamples.push(...(await rawSpawnSamples(1)));
+      execSamples.push(await warmExec(client, warm));
+    }
     await destroy(client, warm);
+    const rawSpawn = summarize(spawnSamples);
+    const rawBwrap = summarize(bwrapSamples);
+    const loadAfter = loadavg()[0] ?? Number.NaN;
 
     const concurrent: SandboxCoreResults["concurrent"] = [];
     let memory = { perSandbox: Number.NaN, server: Number.NaN, cgroup: Number.NaN };
@@ -166,6 +179,7 @@ export async function benchSandboxCore(options: { quick: boolean }): Promise<San
       memoryPerIdleSandboxMiB: memory.perSandbox,
       serverRssPerSandboxMiB: memory.server,
       sandboxCgroupPerSandboxMiB: memory.cgroup,
+      loadAverage: { before: loadBefore, after: loadAfter },
     };
   } finally {
     await server.stop();
@@ -182,6 +196,8 @@ export function sandboxCoreTable(r: SandboxCoreResults): string {
     `| raw bwrap --unshare-all /bin/true | ${fmt(r.rawBwrap.p50)} | ${fmt(r.rawBwrap.p95)} | 1.0× | ${ratio(r.rawBwrap.p50, r.rawSpawn.p50)} | baseline |`,
     `| create → first output byte of echo (HTTP) | ${fmt(r.createToFirstByte.p50)} | ${fmt(r.createToFirstByte.p95)} | ${ratio(r.createToFirstByte.p50, r.rawBwrap.p50)} | ${ratio(r.createToFirstByte.p50, r.rawSpawn.p50)} | p50 ≤ 25 ms |`,
     `| warm exec round trip (HTTP, echo) | ${fmt(r.warmExec.p50)} | ${fmt(r.warmExec.p95)} | ${ratio(r.warmExec.p50, r.rawBwrap.p50)} | ${ratio(r.warmExec.p50, r.rawSpawn.p50)} | p50 ≤ 5 ms |`,
+    "",
+    `Baselines sampled in between the measurements; host load average ${r.loadAverage.before.toFixed(2)} before, ${r.loadAverage.after.toFixed(2)} after (${cpus().length} CPUs).`,
     "",
     "| concurrent creates | total ms | failures | budget |",
     "|---|---|---|---|",
