@@ -13,10 +13,9 @@ export const JOIN_CGROUPS_AND_EXEC =
  * Starts processes inside a running sandbox. `start` (used by exec) asks the sandbox's own init,
  * the exec server, over its unix socket: nothing is spawned on the host, and the process is born
  * inside every namespace and cgroup of the sandbox. `command` (PTYs, background processes, file
- * scripts, and sandboxes started before the exec server existed) enters from the host:
- * into its cgroups first (so limits
- * hold from the first instruction), then into all its namespaces and root with nsenter, as the
- * sandbox user. nsenter forks the command into the sandbox's pid namespace, so the command sits
+ * scripts, and sandboxes started without the exec server) enters from the host: into its
+ * cgroups first (so limits hold from the first instruction), then into all its namespaces and
+ * root with nsenter, as the sandbox user. nsenter forks the command into the sandbox's pid namespace, so the command sits
  * one generation below the spawned process.
  *
  * No setpriv --no-new-privs step (it would cost an exec on every command): the host's set-uid

@@ -269,7 +269,7 @@ export class NamespaceDriver implements SandboxDriver {
         }),
       ];
       // bubblewrap runs as the sandbox's uid, which cannot read the root-only data directory:
-      // the generated /etc files (and the exec server and its directory) reach it as open
+      // the generated /etc files (and the exec server's socket directory) reach it as open
       // descriptors (fd 4, 5, …).
       const dataFiles = ETC_REPLACEMENTS.map((name) => this.files.etcFile(id, name));
       if (useExecServer) dataFiles.push(execDir);
