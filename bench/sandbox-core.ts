@@ -111,17 +111,15 @@ export async function benchSandboxCore(options: { quick: boolean }): Promise<San
     const rounds = options.quick ? 10 : 40;
     const loadBefore = loadavg()[0] ?? Number.NaN;
 
-    // The baselines are sampled in between the measurements rather than all up front: on a
-    // shared machine the load changes by the minute, and a ratio means something only if both
-    // sides saw the same load.
-    const spawnSamples: number[] = [];
-    const bwrapSamples: number[] = [];
+    // Baselines first, on a quiet server: sampled in between the measurements they would also
+    // pay for the server's own background work (a destroyed sandbox's teardown, say).
+    const rawSpawn = summarize(await rawSpawnSamples(rounds * 5));
+    const rawBwrap = summarize(await rawBwrapSamples(rounds * 2));
 
     // Warm-up: the first request pays for JIT and lazy module loads.
     await destroy(client, (await createToFirstByte(client)).id);
     const firstByte: number[] = [];
     for (let i = 0; i < rounds; i++) {
-      bwrapSamples.push(...(await rawBwrapSamples(2)));
       const result = await createToFirstByte(client);
       firstByte.push(result.ms);
       await destroy(client, result.id);
@@ -130,13 +128,8 @@ export async function benchSandboxCore(options: { quick: boolean }): Promise<San
     const warm = await createSandbox(client);
     for (let i = 0; i < 20; i++) await warmExec(client, warm);
     const execSamples: number[] = [];
-    for (let i = 0; i < rounds * 5; i++) {
-      spawnSamples.push(...(await rawSpawnSamples(1)));
-      execSamples.push(await warmExec(client, warm));
-    }
+    for (let i = 0; i < rounds * 5; i++) execSamples.push(await warmExec(client, warm));
     await destroy(client, warm);
-    const rawSpawn = summarize(spawnSamples);
-    const rawBwrap = summarize(bwrapSamples);
     const loadAfter = loadavg()[0] ?? Number.NaN;
 
     const concurrent: SandboxCoreResults["concurrent"] = [];
@@ -197,7 +190,7 @@ export function sandboxCoreTable(r: SandboxCoreResults): string {
     `| create → first output byte of echo (HTTP) | ${fmt(r.createToFirstByte.p50)} | ${fmt(r.createToFirstByte.p95)} | ${ratio(r.createToFirstByte.p50, r.rawBwrap.p50)} | ${ratio(r.createToFirstByte.p50, r.rawSpawn.p50)} | p50 ≤ 25 ms |`,
     `| warm exec round trip (HTTP, echo) | ${fmt(r.warmExec.p50)} | ${fmt(r.warmExec.p95)} | ${ratio(r.warmExec.p50, r.rawBwrap.p50)} | ${ratio(r.warmExec.p50, r.rawSpawn.p50)} | p50 ≤ 5 ms |`,
     "",
-    `Baselines sampled in between the measurements; host load average ${r.loadAverage.before.toFixed(2)} before, ${r.loadAverage.after.toFixed(2)} after (${cpus().length} CPUs).`,
+    `Host load average ${r.loadAverage.before.toFixed(2)} before, ${r.loadAverage.after.toFixed(2)} after the latency measurements (${cpus().length} CPUs): on a shared machine, compare the ratios.`,
     "",
     "| concurrent creates | total ms | failures | budget |",
     "|---|---|---|---|",
