@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { SandboxLimits } from "@polydev/core";
@@ -57,19 +57,22 @@ export class CgroupsV2 implements Cgroups {
     return this.prepared;
   }
 
+  /** Synchronous on purpose: see CgroupsV1.create. */
   async create(id: string, limits: SandboxLimits): Promise<void> {
     await this.prepare();
     const dir = this.dir(id);
-    await mkdir(dir);
-    await Promise.all([
-      writeFile(join(dir, "memory.max"), String(limits.memoryMb * MiB)),
-      writeFile(join(dir, "memory.swap.max"), "0").catch(() => undefined),
-      writeFile(join(dir, "pids.max"), String(limits.pidsMax)),
-      writeFile(
-        join(dir, "cpu.max"),
-        `${Math.max(1000, Math.round(limits.cpu * CPU_PERIOD_US))} ${CPU_PERIOD_US}`,
-      ),
-    ]);
+    mkdirSync(dir);
+    writeFileSync(join(dir, "memory.max"), String(limits.memoryMb * MiB));
+    try {
+      writeFileSync(join(dir, "memory.swap.max"), "0");
+    } catch {
+      // no swap accounting on this host
+    }
+    writeFileSync(join(dir, "pids.max"), String(limits.pidsMax));
+    writeFileSync(
+      join(dir, "cpu.max"),
+      `${Math.max(1000, Math.round(limits.cpu * CPU_PERIOD_US))} ${CPU_PERIOD_US}`,
+    );
   }
 
   async freeze(id: string): Promise<void> {

@@ -7,8 +7,19 @@
 
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
-import { accessSync, closeSync, constants, existsSync, openSync } from "node:fs";
-import { chmod, chown, lstat, mkdir, open, readFile, rm, statfs, writeFile } from "node:fs/promises";
+import {
+  accessSync,
+  chmodSync,
+  chownSync,
+  closeSync,
+  constants,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  writeFileSync,
+} from "node:fs";
+import { open, readFile, rm, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -247,19 +258,17 @@ export class NamespaceDriver implements SandboxDriver {
     const execSocket = this.execDirs.socket(id);
     const useExecServer =
       this.execServerPath !== undefined && Buffer.byteLength(execSocket) <= MAX_SOCKET_PATH_BYTES;
-    await Promise.all([
-      this.cgroups.create(id, spec.limits),
-      this.files.prepare(id, spec.network),
-      writeFile(this.envFile(id), JSON.stringify(spec.env), { mode: 0o600 }),
+    // The files and cgroups are tiny synchronous writes (see CgroupsV1.create for why).
+    await this.cgroups.create(id, spec.limits);
+    await this.files.prepare(id, spec.network);
+    writeFileSync(this.envFile(id), JSON.stringify(spec.env), { mode: 0o600 });
+    if (useExecServer && this.execServerPath !== undefined) {
       // The init (the sandbox's uid) creates its socket here, then the host takes the directory
       // back (below) before anything else runs in the sandbox.
-      useExecServer && this.execServerPath !== undefined
-        ? this.execDirs
-            .prepare(this.execServerPath)
-            .then(() => mkdir(execDir, { mode: 0o700 }))
-            .then(() => chown(execDir, hostUid, hostUid))
-        : undefined,
-    ]);
+      await this.execDirs.prepare(this.execServerPath);
+      mkdirSync(execDir, { mode: 0o700 });
+      chownSync(execDir, hostUid, hostUid);
+    }
     const consoleFd = openSync(this.files.consoleLog(id), "a", 0o600);
     try {
       const bwrapArgv = [
@@ -527,9 +536,9 @@ export class NamespaceDriver implements SandboxDriver {
    * socket, say) that the host would then connect to. Nothing else runs in the sandbox yet.
    */
   private async sealExecDir(execDir: string, execSocket: string, hostUid: number): Promise<void> {
-    await chown(execDir, 0, 0);
-    await chmod(execDir, 0o755);
-    const socket = await lstat(execSocket);
+    chownSync(execDir, 0, 0);
+    chmodSync(execDir, 0o755);
+    const socket = lstatSync(execSocket);
     if (!socket.isSocket() || socket.uid !== hostUid) {
       throw new Error("the sandbox's init did not create its exec socket");
     }

@@ -1,4 +1,7 @@
-import { readFile } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+
+// procfs reads are synchronous: a few microseconds each, where a thread-pool round trip costs
+// far more on a busy host (they are on the path of every create and connect).
 
 /**
  * Start time in clock ticks since boot: together with the pid it names one process, so a pid
@@ -7,7 +10,7 @@ import { readFile } from "node:fs/promises";
  */
 export async function startTimeOf(pid: number): Promise<number | undefined> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     // Fields after the command name, which may itself contain spaces and parentheses.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     if (fields[0] === "Z" || fields[0] === "X") return undefined;
@@ -26,7 +29,7 @@ export async function isSameProcess(pid: number | null, startTime: number | null
 /** True once the process is gone and reaped (a zombie still counts as there). */
 export async function isReaped(pid: number, startTime: number): Promise<boolean> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]) !== startTime;
   } catch {
     return true;

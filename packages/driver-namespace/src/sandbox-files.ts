@@ -1,5 +1,6 @@
 /** Host-side files of one sandbox: its directory, generated /etc entries, metadata. */
-import { mkdir, readdir, readFile, rename, writeFile } from "node:fs/promises";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { NetworkMode } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
@@ -75,9 +76,9 @@ export class SandboxFiles {
    * owns the directory (and may delete it on failure) only after this succeeded.
    */
   async claim(id: string): Promise<void> {
-    await mkdir(this.rootDir, { recursive: true, mode: 0o700 });
+    mkdirSync(this.rootDir, { recursive: true, mode: 0o700 });
     try {
-      await mkdir(this.dir(id), { mode: 0o700 });
+      mkdirSync(this.dir(id), { mode: 0o700 });
     } catch (error) {
       if (error instanceof Error && "code" in error && error.code === "EEXIST") {
         throw new PolydevError("conflict", `sandbox ${id} already exists on this host`);
@@ -87,11 +88,10 @@ export class SandboxFiles {
   }
 
   /** Creates the directory tree and the /etc files the sandbox sees instead of the host's. */
+  /** Synchronous on purpose: a handful of tiny writes, cheaper than thread-pool round trips. */
   async prepare(id: string, network: NetworkMode): Promise<void> {
-    await Promise.all([
-      mkdir(join(this.dir(id), "etc"), { recursive: true, mode: 0o700 }),
-      mkdir(this.stateDir(id), { recursive: true, mode: 0o700 }),
-    ]);
+    mkdirSync(join(this.dir(id), "etc"), { recursive: true, mode: 0o700 });
+    mkdirSync(this.stateDir(id), { recursive: true, mode: 0o700 });
     const passwd = [
       "root:x:0:0:root:/root:/usr/sbin/nologin",
       `user:x:${SANDBOX_UID}:${SANDBOX_UID}:Polydev sandbox user:${SANDBOX_HOME}:/bin/bash`,
@@ -101,18 +101,17 @@ export class SandboxFiles {
     const group = ["root:x:0:", `user:x:${SANDBOX_UID}:`, "nogroup:x:65534:", ""].join("\n");
     // slirp4netns answers DNS on 10.0.2.3; the host's resolver address may be on its loopback.
     const resolv = network === "egress" ? "nameserver 10.0.2.3\n" : "";
-    await Promise.all([
-      writeFile(this.etcFile(id, "passwd"), passwd, { mode: 0o644 }),
-      writeFile(this.etcFile(id, "group"), group, { mode: 0o644 }),
-      writeFile(this.etcFile(id, "hosts"), "127.0.0.1 localhost sandbox\n::1 localhost\n", { mode: 0o644 }),
-      writeFile(this.etcFile(id, "resolv.conf"), resolv, { mode: 0o644 }),
-    ]);
+    writeFileSync(this.etcFile(id, "passwd"), passwd, { mode: 0o644 });
+    writeFileSync(this.etcFile(id, "group"), group, { mode: 0o644 });
+    writeFileSync(this.etcFile(id, "hosts"), "127.0.0.1 localhost sandbox\n::1 localhost\n", { mode: 0o644 });
+    writeFileSync(this.etcFile(id, "resolv.conf"), resolv, { mode: 0o644 });
   }
 
+  /** Written whole under a temporary name, then renamed into place (synchronous: see prepare). */
   async writeMeta(meta: SandboxMeta): Promise<void> {
     const file = this.metaFile(meta.sandboxId);
-    await writeFile(`${file}.tmp`, JSON.stringify(meta), { mode: 0o600 });
-    await rename(`${file}.tmp`, file);
+    writeFileSync(`${file}.tmp`, JSON.stringify(meta), { mode: 0o600 });
+    renameSync(`${file}.tmp`, file);
   }
 
   async readMeta(id: string): Promise<SandboxMeta | undefined> {
