@@ -220,8 +220,10 @@ export class NamespaceDriver implements SandboxDriver {
     const started: StartProgress = { bwrap: undefined, initPid: undefined };
     try {
       const meta = await this.start(spec, hostUid, started, signal);
-      // The first exec then finds its connection made.
-      if (meta.execSocket !== null) this.execConnections.prime(id, meta.execSocket);
+      // The first exec then finds its connection made. After the caller has had its answer
+      // (setImmediate): connecting wakes the init, which forks, and that would delay it.
+      const execSocket = meta.execSocket;
+      if (execSocket !== null) setImmediate(() => this.execConnections.prime(id, execSocket));
       this.startedHere.set(id, { meta, env: { ...spec.env } });
       this.log.info(
         { sandboxId: id, hostUid, initPid: meta.initPid, network: spec.network },

@@ -113,9 +113,10 @@ export class SandboxService {
         throw new PolydevError("conflict", `sandbox ${record.id} was destroyed while it was being created`);
       }
       this.log.info({ sandboxId: record.id, userId }, "sandbox created");
-      // The agent connection is made while the response travels: the first exec finds it ready,
-      // its row cached and its activity (the creation itself, already in the row) written.
-      this.agentFor(running).catch(() => undefined);
+      // The agent connection is made while the response travels (after it has been written:
+      // setImmediate), so the first exec finds it ready, its row cached and its activity (the
+      // creation itself, already in the row) written.
+      setImmediate(() => this.agentFor(running).catch(() => undefined));
       this.lastActivityWrite.set(running.id, now);
       this.runningCache.set(running.id, { record: running, until: this.clock.now() + RUNNING_CACHE_MS });
       return running;
