@@ -23,6 +23,26 @@ const HIDDEN_ETC_FILES = [
 /** Host directories under /etc that hold keys: an empty tmpfs goes over each. */
 const HIDDEN_ETC_DIRS = ["/etc/ssh", "/etc/ssl/private", "/etc/sudoers.d"];
 
+interface HostLayout {
+  links: (readonly [string, string])[];
+}
+let layout: HostLayout | undefined;
+
+/** Which of the host's merged-/usr links exist: they do not come and go, so looked up once. */
+function hostLayout(): HostLayout {
+  layout ??= {
+    links: (
+      [
+        ["/bin", "usr/bin"],
+        ["/sbin", "usr/sbin"],
+        ["/lib", "usr/lib"],
+        ["/lib64", "usr/lib64"],
+      ] as const
+    ).filter(([link]) => existsSync(link)),
+  };
+  return layout;
+}
+
 /**
  * The sandbox's pid 1 when no exec server is built (native/exec-server.c is the usual init and
  * does the same, plus serving execs), in place of bubblewrap's reaper, which exits as soon as its one child
@@ -68,20 +88,16 @@ export function bwrapArgs(
     "/usr",
     "/usr",
   ];
-  for (const [link, target] of [
-    ["/bin", "usr/bin"],
-    ["/sbin", "usr/sbin"],
-    ["/lib", "usr/lib"],
-    ["/lib64", "usr/lib64"],
-  ] as const) {
-    if (existsSync(link)) args.push("--symlink", target, link);
-  }
+  const host = hostLayout();
+  for (const [link, target] of host.links) args.push("--symlink", target, link);
   args.push("--ro-bind", "/etc", "/etc");
   // bubblewrap runs as the sandbox's uid, which cannot read the root-only data directory:
   // the replacement files reach it as open descriptors instead (fd 4, 5, …).
   ETC_REPLACEMENTS.forEach((name, index) => {
     args.push("--ro-bind-data", String(FIRST_DATA_FD + index), `/etc/${name}`);
   });
+  // Looked up on every create: a secret file that appears on the host later (say /etc/shadow-
+  // after a password change) must be hidden from the next sandbox.
   for (const hidden of HIDDEN_ETC_FILES) {
     if (existsSync(hidden)) args.push("--ro-bind", "/dev/null", hidden);
   }

@@ -262,7 +262,8 @@ export class NamespaceDriver implements SandboxDriver {
       this.execServerPath !== undefined && Buffer.byteLength(execSocket) <= MAX_SOCKET_PATH_BYTES;
     // The files and cgroups are tiny synchronous writes (see CgroupsV1.create for why).
     await this.cgroups.create(id, spec.limits);
-    await this.files.prepare(id, spec.network);
+    await this.files.prepare(id);
+    this.files.prepareEtc(spec.network);
     writeFileSync(this.envFile(id), JSON.stringify(spec.env), { mode: 0o600 });
     if (useExecServer && this.execServerPath !== undefined) {
       // The init (the sandbox's uid) creates its socket here, then the host takes the directory
@@ -282,7 +283,7 @@ export class NamespaceDriver implements SandboxDriver {
       // bubblewrap runs as the sandbox's uid, which cannot read the root-only data directory:
       // the generated /etc files (and the exec server's socket directory) reach it as open
       // descriptors (fd 4, 5, …).
-      const dataFiles = ETC_REPLACEMENTS.map((name) => this.files.etcFile(id, name));
+      const dataFiles = ETC_REPLACEMENTS.map((name) => this.files.etcFile(spec.network, name));
       if (useExecServer) dataFiles.push(execDir);
       let bwrap: ChildProcess;
       if (this.execServerPath !== undefined && this.bwrapStarters !== undefined) {

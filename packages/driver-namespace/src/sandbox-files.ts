@@ -53,6 +53,8 @@ function isMeta(value: unknown): value is SandboxMeta {
 }
 
 export class SandboxFiles {
+  private readonly etcWritten = new Set<NetworkMode>();
+
   constructor(readonly rootDir: string) {}
 
   dir(id: string): string {
@@ -67,8 +69,13 @@ export class SandboxFiles {
   stateDir(id: string): string {
     return join(this.dir(id), "agent");
   }
-  etcFile(id: string, name: string): string {
-    return join(this.dir(id), "etc", name);
+  /**
+   * The /etc files a sandbox sees instead of the host's. They are the same for every sandbox of
+   * a network mode, so they are written once per driver (under a dot-directory that `ids()`
+   * never lists), not per create.
+   */
+  etcFile(network: NetworkMode, name: string): string {
+    return join(this.rootDir, ".etc", network, name);
   }
 
   /**
@@ -87,11 +94,15 @@ export class SandboxFiles {
     }
   }
 
-  /** Creates the directory tree and the /etc files the sandbox sees instead of the host's. */
-  /** Synchronous on purpose: a handful of tiny writes, cheaper than thread-pool round trips. */
-  async prepare(id: string, network: NetworkMode): Promise<void> {
-    mkdirSync(join(this.dir(id), "etc"), { recursive: true, mode: 0o700 });
+  /** The sandbox's agent state directory (synchronous on purpose: see CgroupsV1.create). */
+  async prepare(id: string): Promise<void> {
     mkdirSync(this.stateDir(id), { recursive: true, mode: 0o700 });
+  }
+
+  /** Writes the shared /etc files of `network` once, then reuses them. */
+  prepareEtc(network: NetworkMode): void {
+    if (this.etcWritten.has(network)) return;
+    mkdirSync(join(this.rootDir, ".etc", network), { recursive: true, mode: 0o700 });
     const passwd = [
       "root:x:0:0:root:/root:/usr/sbin/nologin",
       `user:x:${SANDBOX_UID}:${SANDBOX_UID}:Polydev sandbox user:${SANDBOX_HOME}:/bin/bash`,
@@ -101,10 +112,20 @@ export class SandboxFiles {
     const group = ["root:x:0:", `user:x:${SANDBOX_UID}:`, "nogroup:x:65534:", ""].join("\n");
     // slirp4netns answers DNS on 10.0.2.3; the host's resolver address may be on its loopback.
     const resolv = network === "egress" ? "nameserver 10.0.2.3\n" : "";
-    writeFileSync(this.etcFile(id, "passwd"), passwd, { mode: 0o644 });
-    writeFileSync(this.etcFile(id, "group"), group, { mode: 0o644 });
-    writeFileSync(this.etcFile(id, "hosts"), "127.0.0.1 localhost sandbox\n::1 localhost\n", { mode: 0o644 });
-    writeFileSync(this.etcFile(id, "resolv.conf"), resolv, { mode: 0o644 });
+    const files: [string, string][] = [
+      ["passwd", passwd],
+      ["group", group],
+      ["hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n"],
+      ["resolv.conf", resolv],
+    ];
+    for (const [name, text] of files) {
+      // Whole or not at all: a sandbox starting meanwhile (another driver on this root) never
+      // sees a half-written file.
+      const temporary = `${this.etcFile(network, name)}.${process.pid}.tmp`;
+      writeFileSync(temporary, text, { mode: 0o644 });
+      renameSync(temporary, this.etcFile(network, name));
+    }
+    this.etcWritten.add(network);
   }
 
   /** Written whole under a temporary name, then renamed into place (synchronous: see prepare). */
