@@ -48,7 +48,11 @@ export async function up(argv: string[], env: NodeJS.ProcessEnv): Promise<number
   const server = await startServer(config, { drivers: DRIVERS, log });
   if (demo) await storeDemoCredentials(server);
 
-  const lines = [`Polydev is running at ${server.url}`, `  data directory: ${config.dataDir}`];
+  const lines = [
+    `Polydev is running at ${server.url}`,
+    `  dashboard: ${server.url}/ (sign in with the admin API key, or a password: POLYDEV_ADMIN_PASSWORD)`,
+    `  data directory: ${config.dataDir}`,
+  ];
   if (server.firstAdminKey) {
     lines.push(
       `  admin API key (shown once; also saved in ${server.firstAdminKey.keyFile}):`,
