@@ -62,6 +62,6 @@ export interface LaunchedProcess {
 export interface LaunchedExit {
   exitCode: number | null;
   signal: NodeJS.Signals | null;
-  /** Set when the process could not be started or the launcher lost it; said on stderr too. */
+  /** Set when the process could not be started or the launcher lost it (exec says it on stderr). */
   failure?: string;
 }

@@ -384,28 +384,81 @@ static void set_nonblocking(int fd) {
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
+static void set_blocking(int fd) {
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+}
+
+/*
+ * Bytes read from the connection and not yet handled. File-scope because one connection serves
+ * one request after another: what follows a request's 'D' is the start of the next one.
+ */
+static unsigned char incoming[IN_CAPACITY];
+static size_t in_len = 0;
+
+/* Fills `buffer` from `incoming` first, then from the (blocking) connection. */
+static int read_buffered(int conn, void *buffer, size_t length) {
+  size_t from_buffer = length < in_len ? length : in_len;
+  memcpy(buffer, incoming, from_buffer);
+  memmove(incoming, incoming + from_buffer, in_len - from_buffer);
+  in_len -= from_buffer;
+  return read_fully(conn, (unsigned char *)buffer + from_buffer, length - from_buffer);
+}
+
+/*
+ * After the exit frame: drop whatever the host still sent for that process (stdin it had
+ * queued) up to its 'D' frame, which says it is done with it. Returns 0 once the connection
+ * is ready for the next request, -1 if it ended.
+ */
+static int skip_to_done(int conn) {
+  for (;;) {
+    while (in_len >= HEADER_BYTES) {
+      uint32_t length = get_u32(incoming + 1);
+      if (length > CHUNK_BYTES) return -1;
+      if (in_len < HEADER_BYTES + length) break;
+      unsigned char type = incoming[0];
+      memmove(incoming, incoming + HEADER_BYTES + length, in_len - HEADER_BYTES - length);
+      in_len -= HEADER_BYTES + length;
+      if (type == 'D') return 0;
+    }
+    ssize_t got = read(conn, incoming + in_len, IN_CAPACITY - in_len);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return -1;
+    in_len += (size_t)got;
+  }
+}
+
+static int serve_one(int conn);
+
+/* One connection, one request after another (the host keeps idle connections for reuse). */
 static void relay(int conn) {
   signal(SIGPIPE, SIG_IGN);
+  while (serve_one(conn) == 0) {
+  }
+}
+
+/* Serves one request; 0 when the connection may carry another, -1 when it is done. */
+static int serve_one(int conn) {
+  set_blocking(conn);
   unsigned char header[HEADER_BYTES];
-  if (read_fully(conn, header, sizeof header) != 0) return;
+  if (read_buffered(conn, header, sizeof header) != 0) return -1;
   uint32_t length = get_u32(header + 1);
   if (header[0] != 'R' || length < 8 || length > MAX_REQUEST_BYTES) {
     fail_start(conn, "malformed request");
-    return;
+    return -1;
   }
   char *request = malloc(length + 1);
-  if (!request || read_fully(conn, request, length) != 0) return;
+  if (!request || read_buffered(conn, request, length) != 0) return -1;
   request[length] = '\0';
   uint32_t argc = get_u32((unsigned char *)request), envc = get_u32((unsigned char *)request + 4);
   if (argc == 0 || argc > length || envc > length) {
     fail_start(conn, "malformed request");
-    return;
+    return -1;
   }
   char **argv = calloc((size_t)argc + 1, sizeof *argv);
   char **envp = calloc((size_t)envc + 1, sizeof *envp);
   if (!argv || !envp) {
     fail_start(conn, "out of memory");
-    return;
+    return -1;
   }
   char *cursor = request + 8, *end = request + length;
   const char *cwd = NULL;
@@ -413,7 +466,7 @@ static void relay(int conn) {
     char *nul = memchr(cursor, '\0', (size_t)(end - cursor));
     if (!nul) {
       fail_start(conn, "malformed request");
-      return;
+      return -1;
     }
     if (i < argc) argv[i] = cursor;
     else if (i < argc + envc) envp[i - argc] = cursor;
@@ -424,12 +477,12 @@ static void relay(int conn) {
   int in[2], out[2], err[2];
   if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
     fail_start(conn, "cannot start a process: out of file descriptors");
-    return;
+    return -1;
   }
   pid_t child = fork();
   if (child < 0) {
     fail_start(conn, "cannot start a process: the sandbox is at its process limit");
-    return;
+    return -1;
   }
   if (child == 0) {
     /* Its own session and process group: one kill(-pid) reaches everything it starts there. */
@@ -452,8 +505,6 @@ static void relay(int conn) {
 
   static unsigned char outgoing[OUT_CAPACITY];
   size_t out_len = 0, out_sent = 0;
-  static unsigned char incoming[IN_CAPACITY];
-  size_t in_len = 0;
   /* The stdin bytes being written to the command: a slice of `incoming`. */
   size_t stdin_offset = 0, stdin_left = 0;
   int conn_open = 1, reaped = 0, status = 0, killed = 0;
@@ -589,21 +640,19 @@ static void relay(int conn) {
     if (exit_at >= 0 && fds[exit_at].revents && waitpid(child, &status, WNOHANG) == child) reaped = 1;
   }
 
-  if (!conn_open) return;
+  if (stdin_fd >= 0) close(stdin_fd);
+  if (stdout_fd >= 0) close(stdout_fd);
+  if (stderr_fd >= 0) close(stderr_fd);
+  if (exit_watch >= 0) close(exit_watch);
+  free(argv);
+  free(envp);
+  free(request);
+  if (!conn_open) return -1;
   if (out_len > out_sent) write_fully(conn, outgoing + out_sent, out_len - out_sent);
   unsigned char exit_payload[8];
   put_u32(exit_payload, WIFEXITED(status) ? (uint32_t)WEXITSTATUS(status) : (uint32_t)-1);
   put_u32(exit_payload + 4, WIFSIGNALED(status) ? (uint32_t)WTERMSIG(status) : 0);
   send_frame(conn, 'X', exit_payload, sizeof exit_payload);
-  /*
-   * Linger until the host hangs up, dropping whatever stdin it still sends: closing with unread
-   * input would reset the connection, and the host could lose the exit frame to that reset.
-   */
-  shutdown(conn, SHUT_WR);
-  for (;;) {
-    struct pollfd waiting = {.fd = conn, .events = POLLIN};
-    if (poll(&waiting, 1, 10000) <= 0) break;
-    ssize_t got = read(conn, incoming, IN_CAPACITY);
-    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) break;
-  }
+  set_blocking(conn);
+  return skip_to_done(conn);
 }

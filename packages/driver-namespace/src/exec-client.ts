@@ -56,13 +56,25 @@ export function encodeRequest(request: LaunchRequest): Buffer {
   return frame("R", body);
 }
 
-/** Starts `request` through an exec server: on a new connection to `socket` if it is a path. */
-export function startOverExecServer(socket: Socket | string, request: LaunchRequest): LaunchedProcess {
+/**
+ * Starts `request` through an exec server: on a new connection to `socket` if it is a path.
+ * With `release`, a connection whose process ended normally is told 'D' (done) and handed back
+ * for the next process instead of being closed.
+ */
+export function startOverExecServer(
+  socket: Socket | string,
+  request: LaunchRequest,
+  release?: (socket: Socket) => void,
+): LaunchedProcess {
   const encoded = encodeRequest(request);
-  return runOnConnection(typeof socket === "string" ? connect(socket) : socket, encoded);
+  return runOnConnection(typeof socket === "string" ? connect(socket) : socket, encoded, release);
 }
 
-function runOnConnection(socket: Socket, encoded: Buffer): LaunchedProcess {
+function runOnConnection(
+  socket: Socket,
+  encoded: Buffer,
+  release: ((socket: Socket) => void) | undefined,
+): LaunchedProcess {
   socket.write(encoded);
 
   let exit: LaunchedExit | undefined;
@@ -103,15 +115,22 @@ function runOnConnection(socket: Socket, encoded: Buffer): LaunchedProcess {
     },
   });
 
-  const finish = (result: LaunchedExit): void => {
+  // A failure is not written to stderr here: the exec operation says it there, for every launcher.
+  const finish = (result: LaunchedExit, reusable = false): void => {
     if (exit !== undefined) return;
     exit = result;
     if (killTimer !== undefined) clearTimeout(killTimer);
-    if (result.failure !== undefined) stderr.push(`polydev: ${result.failure}\n`);
     stdout.push(null);
     stderr.push(null);
     stdin.destroy();
-    socket.destroy();
+    if (reusable && release !== undefined && !killRequested && !socket.destroyed) {
+      // Anything still queued for this process (stdin) precedes the 'D', and the relay drops it.
+      socket.write(frame("D"));
+      for (const event of ["data", "error", "close", "drain", "end"]) socket.removeAllListeners(event);
+      release(socket);
+    } else {
+      socket.destroy();
+    }
     resolveExited(result);
   };
 
@@ -139,10 +158,11 @@ function runOnConnection(socket: Socket, encoded: Buffer): LaunchedProcess {
       } else if (type === "X" && length === 8) {
         const code = payload.readInt32BE(0);
         const signo = payload.readInt32BE(4);
-        finish({
-          exitCode: code >= 0 ? code : null,
-          signal: signo > 0 ? (SIGNAL_NAMES.get(signo) ?? null) : null,
-        });
+        finish(
+          { exitCode: code >= 0 ? code : null, signal: signo > 0 ? (SIGNAL_NAMES.get(signo) ?? null) : null },
+          // Reused only if the server said nothing past the exit frame, as it must.
+          pending.length === offset,
+        );
       } else if (type === "F") {
         finish({ exitCode: 126, signal: null, failure: payload.toString("utf8") });
       } else {

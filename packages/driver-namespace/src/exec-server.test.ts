@@ -257,6 +257,26 @@ describe("exec server", () => {
     expect(notExecutable.exitCode).toBe(126);
   });
 
+  it("serves one process after another on a kept connection, none leaking into the next", async () => {
+    const ignored = Buffer.alloc(2 * 1024 * 1024, "x");
+    for (let round = 0; round < 10; round++) {
+      // Exits without reading 2 MiB of stdin: whatever of it is still on its way is dropped.
+      const ignoring = await connection.exec({ argv: ["/bin/sh", "-c", `exit ${round}`] });
+      ignoring.stdin.on("error", () => undefined);
+      ignoring.stdin.end(ignored);
+      expect((await ignoring.exited).exitCode).toBe(round);
+      const echoing = await connection.exec({ argv: ["cat"] });
+      echoing.stdin.end(`round ${round}`);
+      expect(await readAllText(echoing.stdout)).toBe(`round ${round}`);
+      expect((await echoing.exited).exitCode).toBe(0);
+    }
+    // Kept connections are bounded: bubblewrap, the init and at most two idle relays remain.
+    const { hostUid } = metaOf(handle);
+    await waitFor("idle relays to settle", async () =>
+      (await hostProcessesOfUid(hostUid)).length <= 4 ? true : undefined,
+    );
+  });
+
   it("serves many execs at once", async () => {
     const results = await Promise.all(
       Array.from({ length: 60 }, (_, index) => runCommand(connection, ["echo", `n${index}`])),

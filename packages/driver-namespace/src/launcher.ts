@@ -29,8 +29,8 @@ export function namespaceLauncher(options: {
   env: Record<string, string>;
   /** Host path of the exec server's socket; without it every process goes through nsenter. */
   execSocket?: string | undefined;
-  /** Where connections to the exec server come from (default: a new one per process). */
-  connectExecServer?: ((path: string) => Socket) | undefined;
+  /** Where connections to the exec server come from and go back to (default: one per process). */
+  execConnections?: { take(path: string): Socket; release(path: string, socket: Socket): void } | undefined;
 }): SandboxLauncher {
   const baseEnv = Object.freeze({
     PATH: "/usr/local/bin:/usr/bin:/bin",
@@ -74,8 +74,13 @@ export function namespaceLauncher(options: {
   const start =
     execSocket === undefined
       ? undefined
-      : (request: LaunchRequest): LaunchedProcess =>
-          startOverExecServer(options.connectExecServer?.(execSocket) ?? execSocket, request);
+      : (request: LaunchRequest): LaunchedProcess => {
+          const pool = options.execConnections;
+          if (pool === undefined) return startOverExecServer(execSocket, request);
+          return startOverExecServer(pool.take(execSocket), request, (socket) =>
+            pool.release(execSocket, socket),
+          );
+        };
   return {
     ...(start === undefined ? {} : { start }),
     home: SANDBOX_HOME,

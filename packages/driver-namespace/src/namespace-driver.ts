@@ -395,7 +395,10 @@ export class NamespaceDriver implements SandboxDriver {
         stateDir: this.files.stateDir(meta.sandboxId),
         env,
         execSocket: meta.execSocket ?? undefined,
-        connectExecServer: (path) => this.execConnections.take(meta.sandboxId, path),
+        execConnections: {
+          take: (path) => this.execConnections.take(meta.sandboxId, path),
+          release: (path, socket) => this.execConnections.release(meta.sandboxId, path, socket),
+        },
       }),
     );
   }
