@@ -1,7 +1,34 @@
 /** The drivers this build of Polydev ships, by the name `POLYDEV_DRIVER` selects. */
+import { PolydevError } from "@polydev/core";
 import { NamespaceDriver } from "@polydev/driver-namespace";
 import type { DriverFactory } from "@polydev/server";
 
-export const DRIVERS: Record<string, DriverFactory> = {
-  namespace: ({ rootDir, log }) => new NamespaceDriver({ rootDir, log }),
-};
+/** Driver settings an operator sets in the environment (read here, at the entry point, only). */
+export interface DriverSettings {
+  /**
+   * Let the namespace driver remount the host's cgroup2 hierarchy with `favordynmods` (faster
+   * creates, slightly dearer forks host-wide). Env POLYDEV_TUNE_HOST_CGROUPS; default true.
+   */
+  tuneHostCgroups: boolean;
+}
+
+export function driverSettingsFromEnv(env: NodeJS.ProcessEnv): DriverSettings {
+  const tune = env.POLYDEV_TUNE_HOST_CGROUPS?.trim().toLowerCase();
+  if (tune !== undefined && tune !== "" && !["true", "false", "1", "0"].includes(tune)) {
+    throw new PolydevError(
+      "invalid_request",
+      `POLYDEV_TUNE_HOST_CGROUPS must be true or false (got "${env.POLYDEV_TUNE_HOST_CGROUPS}")`,
+    );
+  }
+  return { tuneHostCgroups: tune !== "false" && tune !== "0" };
+}
+
+export function driversFor(settings: DriverSettings): Record<string, DriverFactory> {
+  return Object.freeze({
+    namespace: ({ rootDir, log }) =>
+      new NamespaceDriver({ rootDir, log, tuneHostCgroups: settings.tuneHostCgroups }),
+  });
+}
+
+/** The drivers with their defaults. */
+export const DRIVERS: Record<string, DriverFactory> = driversFor({ tuneHostCgroups: true });
