@@ -14,6 +14,7 @@ import { readSse } from "./sse.js";
 import type { ApiTransport } from "./transport.js";
 
 export type Sandbox = components["schemas"]["Sandbox"];
+export type SandboxListQuery = NonNullable<paths["/v1/sandboxes"]["get"]["parameters"]["query"]>;
 export type Run = components["schemas"]["Run"];
 export type ExecResult = components["schemas"]["ExecResult"];
 export type CreateSandbox = NonNullable<
@@ -79,6 +80,14 @@ function unwrap<T>(answer: Answer<T>): T {
   return answer.data as T;
 }
 
+function sandboxListQuery(options: SandboxListQuery): SandboxListQuery {
+  const query: SandboxListQuery = {};
+  if (options.limit !== undefined) query.limit = options.limit;
+  if (options.cursor !== undefined) query.cursor = options.cursor;
+  if (options.state !== undefined) query.state = options.state;
+  return query;
+}
+
 export class Polydev {
   private readonly api: ReturnType<typeof createClient<paths>>;
   private readonly fetchImpl: typeof fetch;
@@ -122,9 +131,23 @@ export class Polydev {
      */
     create: async (body: CreateSandbox = {}, call: CallOptions = {}): Promise<Sandbox> =>
       unwrap(await this.api.POST("/v1/sandboxes", { body, signal: call.signal })),
-    /** @example const { items } = await polydev.sandboxes.list(); */
-    list: async (call: CallOptions = {}) =>
-      unwrap(await this.api.GET("/v1/sandboxes", { signal: call.signal })),
+    /**
+     * One page of your sandboxes, newest first (default 100); pass `nextCursor` back for the next.
+     * @example const { items, nextCursor } = await polydev.sandboxes.list({ limit: 20, state: "running" });
+     */
+    list: async (options: CallOptions & SandboxListQuery = {}) =>
+      unwrap(
+        await this.api.GET("/v1/sandboxes", {
+          params: { query: sandboxListQuery(options) },
+          signal: options.signal,
+        }),
+      ),
+    /**
+     * Every one of your sandboxes, newest first, fetched page by page as you iterate.
+     * @example for await (const box of polydev.sandboxes.listAll({ state: "running" })) console.log(box.id);
+     */
+    listAll: (options: CallOptions & Omit<SandboxListQuery, "cursor"> = {}): AsyncGenerator<Sandbox> =>
+      this.allSandboxes(options),
     /** @example const box = await polydev.sandboxes.get("sbx_…"); */
     get: async (id: string, call: CallOptions = {}): Promise<Sandbox> =>
       unwrap(await this.api.GET("/v1/sandboxes/{id}", { params: { path: { id } }, signal: call.signal })),
@@ -347,6 +370,17 @@ export class Polydev {
         throw errorFromResponse(response.status, await response.json().catch(() => undefined));
       return response;
     });
+  }
+
+  private async *allSandboxes(
+    options: CallOptions & Omit<SandboxListQuery, "cursor">,
+  ): AsyncGenerator<Sandbox> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.sandboxes.list({ ...options, ...(cursor === undefined ? {} : { cursor }) });
+      yield* page.items;
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor !== undefined);
   }
 
   private async *execStream(id: string, body: ExecRequest, call: CallOptions): AsyncGenerator<ExecEvent> {

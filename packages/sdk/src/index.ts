@@ -13,6 +13,7 @@ export type {
   Run,
   RunEvent,
   Sandbox,
+  SandboxListQuery,
   SessionInfo,
   SignIn,
   User,

@@ -70,6 +70,27 @@ describe("the TypeScript SDK against a real server", () => {
     await expect(polydev.sandboxes.list({ signal: aborted.signal })).rejects.toThrow();
   });
 
+  it("pages through sandboxes with a cursor, and listAll follows every page", async () => {
+    const created = [
+      await polydev.sandboxes.create(),
+      await polydev.sandboxes.create(),
+      await polydev.sandboxes.create(),
+    ];
+    const first = await polydev.sandboxes.list({ limit: 2 });
+    expect(first.items).toHaveLength(2);
+    expect(first.nextCursor).toEqual(expect.any(String));
+    const second = await polydev.sandboxes.list({ limit: 2, cursor: first.nextCursor ?? "" });
+    const paged = [...first.items, ...second.items].map((b) => b.id);
+    expect(new Set(paged).size).toBe(paged.length);
+    const all: string[] = [];
+    for await (const box of polydev.sandboxes.listAll({ limit: 1 })) all.push(box.id);
+    for (const box of created) expect(all).toContain(box.id);
+    expect(new Set(all).size).toBe(all.length);
+    const destroyed = await polydev.sandboxes.list({ state: "destroyed" });
+    expect(destroyed.items.every((b) => b.state === "destroyed")).toBe(true);
+    for (const box of created) await polydev.sandboxes.destroy(box.id);
+  });
+
   it.skipIf(!existsSync("/usr/local/bin/claude"))(
     "follows a run's events to the end, resuming from where it was (skipped without the CLIs)",
     async () => {

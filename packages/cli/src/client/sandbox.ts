@@ -205,10 +205,9 @@ function list(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
 }
 
 async function allSandboxes(polydev: Polydev): Promise<Sandbox[]> {
-  const page = await polydev.sandboxes.list();
-  // The SDK's list has no cursor yet; say so rather than pretend the first page is everything.
-  if (page.nextCursor) process.stderr.write(`(showing the newest ${page.items.length} sandboxes)\n`);
-  return page.items;
+  const boxes: Sandbox[] = [];
+  for await (const box of polydev.sandboxes.listAll()) boxes.push(box);
+  return boxes;
 }
 
 function remove(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
