@@ -151,6 +151,25 @@ export class Polydev {
     /** @example const box = await polydev.sandboxes.get("sbx_…"); */
     get: async (id: string, call: CallOptions = {}): Promise<Sandbox> =>
       unwrap(await this.api.GET("/v1/sandboxes/{id}", { params: { path: { id } }, signal: call.signal })),
+    /**
+     * Freezes every process of a running sandbox; its files and memory stay.
+     * @example await polydev.sandboxes.hibernate(box.id);
+     */
+    hibernate: async (id: string, call: CallOptions = {}): Promise<Sandbox> =>
+      unwrap(
+        await this.api.POST("/v1/sandboxes/{id}/hibernate", {
+          params: { path: { id } },
+          signal: call.signal,
+        }),
+      ),
+    /**
+     * Thaws a hibernated sandbox: its processes continue where they stopped.
+     * @example await polydev.sandboxes.resume(box.id);
+     */
+    resume: async (id: string, call: CallOptions = {}): Promise<Sandbox> =>
+      unwrap(
+        await this.api.POST("/v1/sandboxes/{id}/resume", { params: { path: { id } }, signal: call.signal }),
+      ),
     /** Idempotent. @example await polydev.sandboxes.destroy(box.id); */
     destroy: async (id: string, call: CallOptions = {}): Promise<Sandbox> =>
       unwrap(await this.api.DELETE("/v1/sandboxes/{id}", { params: { path: { id } }, signal: call.signal })),

@@ -271,6 +271,13 @@ describe("the dashboard in Chromium", () => {
         .click();
       await page.locator('tr[data-file="notes"]').waitFor({ state: "detached" });
 
+      // Hibernate freezes the sandbox and resume thaws it; the badge follows the server's state.
+      const badge = page.locator(".head-side [data-state]");
+      await page.getByRole("button", { name: "Hibernate" }).click();
+      await expect.poll(() => badge.getAttribute("data-state")).toBe("hibernated");
+      await page.getByRole("button", { name: "Resume" }).click();
+      await expect.poll(() => badge.getAttribute("data-state")).toBe("running");
+
       await page.getByRole("tab", { name: "Logs" }).click();
       await page.getByRole("table", { name: "Lifecycle log" }).waitFor();
       await shot("sandbox-logs");

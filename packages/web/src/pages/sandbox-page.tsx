@@ -9,7 +9,7 @@ import { LogsView } from "../components/logs-view";
 import { SandboxStats } from "../components/sandbox-stats";
 import { StateBadge } from "../components/state-badge";
 import { errorCode } from "../queries/errors";
-import { sandboxQuery, useDestroySandbox } from "../queries/sandboxes";
+import { sandboxQuery, useDestroySandbox, useSandboxPower } from "../queries/sandboxes";
 import { Link, navigate } from "../router";
 
 // xterm.js is most of the bundle; only this page needs it, so it loads with the page.
@@ -27,6 +27,7 @@ type Tab = (typeof TABS)[number]["id"];
 export function SandboxPage({ id }: { id: string }) {
   const sandbox = useQuery(sandboxQuery(id));
   const destroy = useDestroySandbox();
+  const power = useSandboxPower();
   const [tab, setTab] = useState<Tab>("terminal");
   const tabRefs = useRef<(HTMLButtonElement | null)[]>([]);
 
@@ -74,6 +75,29 @@ export function SandboxPage({ id }: { id: string }) {
         <div className="head-side">
           <StateBadge state={box.state} />
           <SandboxStats sandbox={box} />
+          {box.state === "running" || box.state === "hibernated" ? (
+            <button
+              type="button"
+              className="button button-small"
+              disabled={power.isPending}
+              title={
+                box.state === "running"
+                  ? "Freeze every process; resume continues where they stopped"
+                  : "Thaw the sandbox's processes"
+              }
+              onClick={() =>
+                power.mutate({ id: box.id, action: box.state === "running" ? "hibernate" : "resume" })
+              }
+            >
+              {power.isPending
+                ? box.state === "running"
+                  ? "Hibernating…"
+                  : "Resuming…"
+                : box.state === "running"
+                  ? "Hibernate"
+                  : "Resume"}
+            </button>
+          ) : null}
           {box.state !== "destroyed" && box.state !== "destroying" ? (
             <ConfirmButton
               label="Destroy"
@@ -94,6 +118,7 @@ export function SandboxPage({ id }: { id: string }) {
         </div>
       ) : null}
       {destroy.error ? <ErrorNotice error={destroy.error} title="Could not destroy the sandbox" /> : null}
+      {power.error ? <ErrorNotice error={power.error} title="Could not change the sandbox's state" /> : null}
       <div className="tabs" role="tablist" aria-label="Sandbox">
         {TABS.map((t, index) => (
           <button

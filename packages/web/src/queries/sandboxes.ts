@@ -59,3 +59,13 @@ export function useDestroySandbox() {
     onSettled: () => client.invalidateQueries({ queryKey: sandboxesKey }),
   });
 }
+
+/** Hibernate (freeze) or resume (thaw) a sandbox. */
+export function useSandboxPower() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: ({ id, action }: { id: string; action: "hibernate" | "resume" }) =>
+      action === "hibernate" ? polydev.sandboxes.hibernate(id) : polydev.sandboxes.resume(id),
+    onSettled: () => client.invalidateQueries({ queryKey: sandboxesKey }),
+  });
+}
