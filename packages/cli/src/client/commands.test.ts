@@ -114,6 +114,19 @@ describe("polydev sandbox", () => {
     expect(JSON.parse(stats.stdout)).toMatchObject({ memoryLimitBytes: 256 * 1024 * 1024 });
     expect((await runCli(["sandbox", "stats", box.id], { env: loggedIn() })).stdout).toMatch(/\/ 256\.0 MiB/);
 
+    const frozen = await runCli(["sandbox", "hibernate", box.id], { env: loggedIn() });
+    expect(frozen).toMatchObject({ code: 0, stdout: `${box.id}\n` });
+    const listed = await runCli(["sandbox", "ls", "--json"], { env: loggedIn() });
+    expect(JSON.parse(listed.stdout)).toContainEqual(
+      expect.objectContaining({ id: box.id, state: "hibernated" }),
+    );
+    const thawed = await runCli(["sandbox", "resume", box.id], { env: loggedIn() });
+    expect(thawed).toMatchObject({ code: 0, stdout: `${box.id}\n` });
+    expect(
+      (await runCli(["sandbox", "exec", box.id, "--", "echo", "awake"], { env: loggedIn() })).stdout,
+    ).toBe("awake\n");
+    expect((await runCli(["sandbox", "resume"], { env: loggedIn() })).code).toBe(2);
+
     const removed = await runCli(["sandbox", "rm", box.id], { env: loggedIn() });
     expect(removed).toMatchObject({ code: 0, stdout: `${box.id}\n` });
     const logs = await runCli(["sandbox", "logs", box.id], { env: loggedIn() });

@@ -22,6 +22,8 @@ Commands:
   create    create a sandbox and print its id
   ls        list your sandboxes
   rm        destroy sandboxes
+  hibernate freeze sandboxes (processes stop, files and memory stay)
+  resume    thaw hibernated sandboxes
   exec      run a command in a sandbox, streaming its output
   shell     attach this terminal to a shell in a sandbox
   logs      a sandbox's lifecycle log and console output (kept after a failure)
@@ -56,6 +58,17 @@ Lists your sandboxes: id, state, age and limits.
 const RM_HELP = `Usage: polydev sandbox rm ID...
 
 Destroys the sandboxes (and everything in them). Destroying one that is already gone is fine.
+`;
+
+const HIBERNATE_HELP = `Usage: polydev sandbox hibernate ID...
+
+Freezes every process of the sandboxes; their files and memory stay. Resume them with
+polydev sandbox resume ID.
+`;
+
+const RESUME_HELP = `Usage: polydev sandbox resume ID...
+
+Thaws hibernated sandboxes: their processes continue where they stopped.
 `;
 
 const EXEC_HELP = `Usage: polydev sandbox exec [options] ID -- CMD [ARG...]
@@ -107,6 +120,12 @@ export function sandbox(argv: string[], env: NodeJS.ProcessEnv): Promise<number>
     case "rm":
     case "remove":
       return remove(rest, env);
+    case "hibernate":
+      return forEachSandbox("hibernate", rest, env, HIBERNATE_HELP, "Hibernating", (p, id) =>
+        p.sandboxes.hibernate(id),
+      );
+    case "resume":
+      return forEachSandbox("resume", rest, env, RESUME_HELP, "Resuming", (p, id) => p.sandboxes.resume(id));
     case "exec":
       return exec(rest, env);
     case "shell":
@@ -211,19 +230,33 @@ async function allSandboxes(polydev: Polydev): Promise<Sandbox[]> {
 }
 
 function remove(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  return runCommand("polydev sandbox rm", async () => {
-    const parsed = parseCommand(argv, {}, RM_HELP);
+  return forEachSandbox("rm", argv, env, RM_HELP, "Destroying", (polydev, id) =>
+    polydev.sandboxes.destroy(id),
+  );
+}
+
+/** One action on each id given; one failure does not stop the others, each id gets its own line. */
+function forEachSandbox(
+  name: string,
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  help: string,
+  progress: string,
+  action: (polydev: Polydev, id: string) => Promise<unknown>,
+): Promise<number> {
+  const command = `polydev sandbox ${name}`;
+  return runCommand(command, async () => {
+    const parsed = parseCommand(argv, {}, help);
     if (!parsed) return EXIT_OK;
     if (parsed.positionals.length === 0) throw new UsageError("which sandbox? give one or more ids");
     const { polydev } = await connect(env);
-    // One failure does not stop the others; each id gets its own line.
     let failed = false;
     for (const id of parsed.positionals) {
       try {
-        await withSpinner(`Destroying ${id}`, () => polydev.sandboxes.destroy(id));
+        await withSpinner(`${progress} ${id}`, () => action(polydev, id));
         process.stdout.write(`${id}\n`);
       } catch (error) {
-        reportError(error, "polydev sandbox rm");
+        reportError(error, command);
         failed = true;
       }
     }
