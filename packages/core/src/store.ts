@@ -128,7 +128,13 @@ export interface SandboxRepository {
   ): Promise<Page<SandboxRecord>>;
   /** Oldest first. An empty `states` matches nothing. */
   listByStates(states: SandboxState[]): Promise<SandboxRecord[]>;
-  /** Every sandbox of every user, oldest first: for admins and reconciliation, not for paging. */
+  /** Newest first across every user (for admins); paged like `listForUser`. */
+  listPage(options: {
+    limit: number;
+    cursor?: string | undefined;
+    states?: SandboxState[] | undefined;
+  }): Promise<Page<SandboxRecord>>;
+  /** Every sandbox of every user, oldest first: for reconciliation, not for paging. */
   listAll(): Promise<SandboxRecord[]>;
   countLiveForUser(userId: string): Promise<number>;
   countByState(): Promise<Record<SandboxState, number>>;

@@ -350,6 +350,8 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
+                    limit?: number;
+                    cursor?: string;
                     state?: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
                 };
                 header?: never;
@@ -366,6 +368,7 @@ export interface paths {
                     content: {
                         "application/json": {
                             items: components["schemas"]["AdminSandbox"][];
+                            nextCursor: string | null;
                         };
                     };
                 };

@@ -331,14 +331,20 @@ export class Polydev {
         unwrap(await this.api.GET("/v1/admin/users", { signal: call.signal })),
     },
     /**
-     * Every user's sandboxes with their owner, newest first.
-     * @example const { items } = await polydev.admin.sandboxes(); items.map((s) => `${s.ownerName} ${s.state}`);
+     * One page of every user's sandboxes with their owner, newest first (default 100); pass
+     * `nextCursor` back as `cursor` for the next page.
+     * @example const { items, nextCursor } = await polydev.admin.sandboxes({ state: "running" }); items.map((s) => `${s.ownerName} ${s.state}`);
      */
     sandboxes: async (
-      query: { state?: Sandbox["state"] } = {},
+      query: SandboxListQuery = {},
       call: CallOptions = {},
-    ): Promise<{ items: AdminSandbox[] }> =>
-      unwrap(await this.api.GET("/v1/admin/sandboxes", { params: { query }, signal: call.signal })),
+    ): Promise<{ items: AdminSandbox[]; nextCursor: string | null }> =>
+      unwrap(
+        await this.api.GET("/v1/admin/sandboxes", {
+          params: { query: sandboxListQuery(query) },
+          signal: call.signal,
+        }),
+      ),
     /**
      * Users, sandboxes by state, runs per hour and provider usage over the last 24 hours.
      * @example const { runsPerHour } = await polydev.admin.stats();

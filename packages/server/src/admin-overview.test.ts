@@ -62,6 +62,18 @@ describe("admin overview", () => {
     const running = await t.api.call<{ items: { id: string }[] }>("GET", "/v1/admin/sandboxes?state=running");
     expect(running.body.items.map((s) => s.id)).toEqual([aliceBox]);
     expect((await t.api.call("GET", "/v1/admin/sandboxes?state=nonsense")).status).toBe(400);
+    const first = await t.api.call<{ items: { id: string }[]; nextCursor: string | null }>(
+      "GET",
+      "/v1/admin/sandboxes?limit=1",
+    );
+    expect(first.body.items.map((s) => s.id)).toEqual([bobBox]);
+    expect(first.body.nextCursor).toEqual(expect.any(String));
+    const second = await t.api.call<{ items: { id: string }[]; nextCursor: string | null }>(
+      "GET",
+      `/v1/admin/sandboxes?limit=1&cursor=${encodeURIComponent(first.body.nextCursor ?? "")}`,
+    );
+    expect(second.body.items.map((s) => s.id)).toEqual([aliceBox]);
+    expect(second.body.nextCursor).toBeNull();
 
     const stats = await t.api.call<{ users: number; sandboxesByState: Record<string, number> }>(
       "GET",

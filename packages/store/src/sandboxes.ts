@@ -1,5 +1,6 @@
 import type {
   NetworkMode,
+  Page,
   SandboxHandle,
   SandboxLogEntry,
   SandboxLogRepository,
@@ -40,6 +41,32 @@ function toSandbox(row: Selectable<SandboxesTable>): SandboxRecord {
 }
 
 export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
+  async function newestFirst(options: {
+    userId?: string | undefined;
+    limit: number;
+    cursor?: string | undefined;
+    states?: SandboxState[] | undefined;
+  }): Promise<Page<SandboxRecord>> {
+    let query = db.selectFrom("sandboxes").selectAll();
+    if (options.userId !== undefined) query = query.where("user_id", "=", options.userId);
+    if (options.states && options.states.length > 0) query = query.where("state", "in", options.states);
+    const after = decodeCursor(options.cursor);
+    if (after) {
+      query = query.where((eb) =>
+        eb.or([
+          eb("created_at", "<", after.createdAt),
+          eb.and([eb("created_at", "=", after.createdAt), eb("id", "<", after.id)]),
+        ]),
+      );
+    }
+    const rows = await query
+      .orderBy("created_at", "desc")
+      .orderBy("id", "desc")
+      .limit(options.limit + 1)
+      .execute();
+    return toPage(rows, options.limit, toSandbox);
+  }
+
   const get = async (id: string): Promise<SandboxRecord | undefined> => {
     const row = await db.selectFrom("sandboxes").selectAll().where("id", "=", id).executeTakeFirst();
     return row ? toSandbox(row) : undefined;
@@ -85,24 +112,11 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
         .executeTakeFirst();
       return row ? toSandbox(row) : undefined;
     },
-    async listForUser(userId, options) {
-      let query = db.selectFrom("sandboxes").selectAll().where("user_id", "=", userId);
-      if (options.states && options.states.length > 0) query = query.where("state", "in", options.states);
-      const after = decodeCursor(options.cursor);
-      if (after) {
-        query = query.where((eb) =>
-          eb.or([
-            eb("created_at", "<", after.createdAt),
-            eb.and([eb("created_at", "=", after.createdAt), eb("id", "<", after.id)]),
-          ]),
-        );
-      }
-      const rows = await query
-        .orderBy("created_at", "desc")
-        .orderBy("id", "desc")
-        .limit(options.limit + 1)
-        .execute();
-      return toPage(rows, options.limit, toSandbox);
+    listForUser(userId, options) {
+      return newestFirst({ ...options, userId });
+    },
+    listPage(options) {
+      return newestFirst(options);
     },
     async listByStates(states) {
       if (states.length === 0) return [];

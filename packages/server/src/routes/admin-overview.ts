@@ -6,7 +6,7 @@ import { requireAdmin } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
 import { presentSandbox } from "../http/present.js";
-import { sandboxSchema } from "../http/schemas.js";
+import { listQuery, sandboxSchema } from "../http/schemas.js";
 
 const tags = ["admin"];
 const HOUR_MS = 3_600_000;
@@ -45,25 +45,27 @@ export function adminOverviewRoutes(instance: FastifyInstance, ctx: ServerContex
       schema: {
         tags,
         summary: "Every user's sandboxes with their owner, newest first",
-        querystring: z.strictObject({ state: z.enum(SANDBOX_STATES).optional() }),
-        response: { 200: z.object({ items: z.array(adminSandboxSchema) }) },
+        querystring: listQuery,
+        response: {
+          200: z.object({ items: z.array(adminSandboxSchema), nextCursor: z.string().nullable() }),
+        },
       },
     },
     async (request) => {
       requireAdmin(request);
-      const { state } = request.query;
-      const [sandboxes, users] = await Promise.all([
-        state === undefined ? ctx.store.sandboxes.listAll() : ctx.store.sandboxes.listByStates([state]),
+      const { state, limit, cursor } = request.query;
+      const [page, users] = await Promise.all([
+        ctx.store.sandboxes.listPage({ limit, cursor, states: state ? [state] : undefined }),
         ctx.store.users.list(),
       ]);
       const names = new Map(users.map((u) => [u.id, u.name]));
-      const newestFirst = sandboxes.sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1));
       return {
-        items: newestFirst.map((s) => ({
+        items: page.items.map((s) => ({
           ...presentSandbox(s),
           ownerId: s.userId,
           ownerName: names.get(s.userId) ?? s.userId,
         })),
+        nextCursor: page.nextCursor ?? null,
       };
     },
   );

@@ -154,7 +154,20 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       expect(exact.items).toHaveLength(5);
       expect(exact.nextCursor).toBeUndefined();
 
+      // Across every user (the admin's view): the other user's newer sandbox comes first.
+      const everyone: string[] = [];
+      let everyoneCursor: string | undefined;
+      do {
+        const page = await store.sandboxes.listPage({ limit: 4, cursor: everyoneCursor });
+        everyone.push(...page.items.map((s) => s.id));
+        everyoneCursor = page.nextCursor;
+      } while (everyoneCursor);
+      expect(everyone).toEqual(["sbx_other", "sbx_2", "sbx_4", "sbx_1", "sbx_3", "sbx_0"]);
+
       await store.sandboxes.transition("sbx_2", ["creating"], "running", { at: 6000 });
+      expect(
+        (await store.sandboxes.listPage({ limit: 10, states: ["running"] })).items.map((s) => s.id),
+      ).toEqual(["sbx_2"]);
       const running = await store.sandboxes.listForUser("usr_1", { limit: 10, states: ["running"] });
       expect(running.items.map((s) => s.id)).toEqual(["sbx_2"]);
       expect((await store.sandboxes.listByStates(["running", "hibernated"])).map((s) => s.id)).toEqual([

@@ -1,4 +1,4 @@
-import { useQuery } from "@tanstack/react-query";
+import { useInfiniteQuery, useQuery } from "@tanstack/react-query";
 import type { FormEvent } from "react";
 import { useState } from "react";
 import { BarChart } from "../components/bar-chart";
@@ -205,9 +205,9 @@ function Users() {
 }
 
 function AllSandboxes() {
-  const list = useQuery(adminSandboxesQuery());
+  const list = useInfiniteQuery(adminSandboxesQuery());
   const [showEnded, setShowEnded] = useState(false);
-  const all = list.data?.items ?? [];
+  const all = list.data?.pages.flatMap((page) => page.items) ?? [];
   const items = all.filter((s) => showEnded || s.state !== "destroyed");
   const endedCount = all.length - all.filter((s) => s.state !== "destroyed").length;
   return (
@@ -258,6 +258,16 @@ function AllSandboxes() {
             </tbody>
           </table>
         </div>
+      ) : null}
+      {list.hasNextPage ? (
+        <button
+          type="button"
+          className="button button-small"
+          disabled={list.isFetchingNextPage}
+          onClick={() => void list.fetchNextPage()}
+        >
+          {list.isFetchingNextPage ? "Loading…" : "Load older sandboxes"}
+        </button>
       ) : null}
     </section>
   );

@@ -1,4 +1,4 @@
-import { queryOptions, useMutation, useQueryClient } from "@tanstack/react-query";
+import { infiniteQueryOptions, queryOptions, useMutation, useQueryClient } from "@tanstack/react-query";
 import { polydev } from "../api/polydev";
 
 const adminKey = ["admin"] as const;
@@ -9,10 +9,14 @@ export const adminUsersQuery = () =>
     queryFn: ({ signal }) => polydev.admin.users.list({ signal }),
   });
 
+/** Every user's sandboxes, a page at a time (newest first); "load more" fetches the next page. */
 export const adminSandboxesQuery = () =>
-  queryOptions({
+  infiniteQueryOptions({
     queryKey: [...adminKey, "sandboxes"],
-    queryFn: ({ signal }) => polydev.admin.sandboxes({}, { signal }),
+    queryFn: ({ signal, pageParam }) =>
+      polydev.admin.sandboxes(pageParam === undefined ? {} : { cursor: pageParam }, { signal }),
+    initialPageParam: undefined as string | undefined,
+    getNextPageParam: (page) => page.nextCursor ?? undefined,
     refetchInterval: 10_000,
   });
 
