@@ -1,6 +1,6 @@
 /**
- * The few calls the SDK has no method for (live stats, logs, mkdir, delete, validate, and an
- * upload that reports progress), made the way the SDK's browser mode makes them: the HttpOnly
+ * The few calls the SDK has no method for (mkdir, delete, validate, and an upload that reports
+ * progress), made the way the SDK's browser mode makes them: the HttpOnly
  * cookie goes by itself (same origin), unsafe methods carry the session's CSRF token, and errors
  * become the SDK's error classes, so pages match on `code` either way.
  */

@@ -1,5 +1,5 @@
 /** API shapes the dashboard reads: the SDK's generated schemas where they exist. */
-import type { components, paths, SessionInfo } from "@polydev/sdk";
+import type { components, SessionInfo } from "@polydev/sdk";
 
 export type Sandbox = components["schemas"]["Sandbox"];
 export type FileEntry = components["schemas"]["FileEntry"];
@@ -21,14 +21,6 @@ export const FINAL_LOGIN_STATES: readonly string[] = ["completed", "failed", "ti
 export type Session = SessionInfo;
 export type SessionUser = SessionInfo["user"];
 export type { AdminSandbox, AdminStats, User as AdminUser } from "@polydev/sdk";
-
-type Ok<P extends keyof paths> = paths[P] extends {
-  get: { responses: { 200: { content: { "application/json": infer T } } } };
-}
-  ? T
-  : never;
-export type SandboxStats = Ok<"/v1/sandboxes/{id}/stats">;
-export type SandboxLogs = Ok<"/v1/sandboxes/{id}/logs">;
 
 /** One event of a run's stream, as `GET /v1/runs/:id/events` sends it. */
 export type RunEvent = { seq: number; at: string } & (

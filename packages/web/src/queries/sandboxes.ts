@@ -1,10 +1,8 @@
 import { queryOptions, useMutation, useQueryClient } from "@tanstack/react-query";
-import { requestJson } from "../api/http";
 import { polydev } from "../api/polydev";
-import type { CreateSandbox, SandboxLogs, SandboxStats } from "../api/types";
+import type { CreateSandbox } from "../api/types";
 
 const STATS_INTERVAL_MS = 3000;
-const enc = encodeURIComponent;
 
 export const sandboxesKey = ["sandboxes"] as const;
 
@@ -29,7 +27,7 @@ export const sandboxQuery = (id: string) =>
 export const sandboxStatsQuery = (id: string, running: boolean) =>
   queryOptions({
     queryKey: [...sandboxesKey, "stats", id],
-    queryFn: ({ signal }) => requestJson<SandboxStats>("GET", `/v1/sandboxes/${enc(id)}/stats`, { signal }),
+    queryFn: ({ signal }) => polydev.sandboxes.stats(id, { signal }),
     enabled: running,
     // The first figure needs two samples, so the second comes sooner.
     refetchInterval: (query) =>
@@ -40,7 +38,7 @@ export const sandboxStatsQuery = (id: string, running: boolean) =>
 export const sandboxLogsQuery = (id: string) =>
   queryOptions({
     queryKey: [...sandboxesKey, "logs", id],
-    queryFn: ({ signal }) => requestJson<SandboxLogs>("GET", `/v1/sandboxes/${enc(id)}/logs`, { signal }),
+    queryFn: ({ signal }) => polydev.sandboxes.logs(id, { signal }),
     refetchInterval: 5000,
   });
 
