@@ -56,14 +56,9 @@ export function useCancelRun() {
 
 export type StreamState = "connecting" | "live" | "reconnecting" | "done" | "failed";
 
-/** How often one missing sequence number is asked for again before it is accepted as missing. */
-const GAP_RETRIES = 3;
-
 /**
  * A run's events as they happen; a finished run replays all of them. EventSource resumes a dropped
  * connection with Last-Event-ID by itself; `replay` (a counter) starts over from the first event.
- * Sequence numbers are consecutive, so a jump means the stream skipped an event: it is reopened
- * after the last one seen, and the stored event arrives then.
  */
 export function useRunEvents(id: string, replay = 0): { events: RunEvent[]; stream: StreamState } {
   const client = useQueryClient();
@@ -75,48 +70,34 @@ export function useRunEvents(id: string, replay = 0): { events: RunEvent[]; stre
     setEvents([]);
     setStream("connecting");
     let lastSeq = 0;
-    let gapRetries = 0;
-    let source: EventSource;
-
-    const open = (after: number): void => {
-      source = new EventSource(apiUrl(`/v1/runs/${enc(id)}/events`, after > 0 ? { after } : {}));
-      const current = source;
-      current.onopen = () => setStream("live");
-      const onEvent = (message: MessageEvent<string>): void => {
-        const event = JSON.parse(message.data) as RunEvent;
-        if (event.seq <= lastSeq) return;
-        if (event.seq > lastSeq + 1 && gapRetries < GAP_RETRIES) {
-          gapRetries += 1;
-          current.close();
-          open(lastSeq);
-          return;
-        }
-        gapRetries = 0;
-        lastSeq = event.seq;
-        setEvents((previous) => [...previous, event]);
-        if (event.type === "status" || event.type === "done") {
-          void client.invalidateQueries({ queryKey: [...runsKey, "one", id] });
-        }
-        if (event.type === "done") {
-          current.close();
-          setStream("done");
-          void client.invalidateQueries({ queryKey: runsKey });
-        }
-      };
-      for (const type of RUN_EVENT_TYPES) {
-        // A run's own `error` events arrive as MessageEvents on the same name as EventSource's
-        // connection errors; only the former carry data.
-        current.addEventListener(type, (event) => {
-          if (event instanceof MessageEvent) onEvent(event);
-        });
+    const current = new EventSource(apiUrl(`/v1/runs/${enc(id)}/events`));
+    current.onopen = () => setStream("live");
+    const onEvent = (message: MessageEvent<string>): void => {
+      const event = JSON.parse(message.data) as RunEvent;
+      if (event.seq <= lastSeq) return;
+      lastSeq = event.seq;
+      setEvents((previous) => [...previous, event]);
+      if (event.type === "status" || event.type === "done") {
+        void client.invalidateQueries({ queryKey: [...runsKey, "one", id] });
       }
-      current.onerror = () => {
-        if (lastSeq > 0 && current.readyState === EventSource.CONNECTING) setStream("reconnecting");
-        else if (current.readyState === EventSource.CLOSED) setStream((s) => (s === "done" ? s : "failed"));
-      };
+      if (event.type === "done") {
+        current.close();
+        setStream("done");
+        void client.invalidateQueries({ queryKey: runsKey });
+      }
     };
-    open(0);
-    return () => source.close();
+    for (const type of RUN_EVENT_TYPES) {
+      // A run's own `error` events arrive as MessageEvents on the same name as EventSource's
+      // connection errors; only the former carry data.
+      current.addEventListener(type, (event) => {
+        if (event instanceof MessageEvent) onEvent(event);
+      });
+    }
+    current.onerror = () => {
+      if (lastSeq > 0 && current.readyState === EventSource.CONNECTING) setStream("reconnecting");
+      else if (current.readyState === EventSource.CLOSED) setStream((s) => (s === "done" ? s : "failed"));
+    };
+    return () => current.close();
   }, [id, replay, client]);
   return { events, stream };
 }
