@@ -22,6 +22,7 @@ export const ERROR_STATUS = {
   credential_unreadable: 422,
   driver_unavailable: 503,
   sandbox_failed: 502,
+  port_unreachable: 502,
   timeout: 504,
   internal: 500,
 } as const;

@@ -30,7 +30,10 @@ function frame(type: string, payload?: Buffer): Buffer {
   return payload === undefined ? header : Buffer.concat([header, payload]);
 }
 
-/** argc, envc, then argv, KEY=value pairs and cwd, each NUL-terminated. */
+/**
+ * argc, envc, then argv, KEY=value pairs and cwd, each NUL-terminated; on a terminal ('T') the
+ * size comes first.
+ */
 export function encodeRequest(request: LaunchRequest): Buffer {
   const strings = [
     ...request.argv,
@@ -46,14 +49,23 @@ export function encodeRequest(request: LaunchRequest): Buffer {
   const counts = Buffer.allocUnsafe(8);
   counts.writeUInt32BE(request.argv.length, 0);
   counts.writeUInt32BE(strings.length - request.argv.length - 1, 4);
-  const body = Buffer.concat([counts, Buffer.from(`${strings.join("\0")}\0`)]);
+  const parts: Buffer[] = [counts, Buffer.from(`${strings.join("\0")}\0`)];
+  if (request.tty !== undefined) parts.unshift(terminalSize(request.tty.cols, request.tty.rows));
+  const body = Buffer.concat(parts);
   if (body.length > MAX_REQUEST_BYTES) {
     throw new PolydevError(
       "invalid_request",
       `argv, env and cwd together are ${body.length} bytes; the limit is ${MAX_REQUEST_BYTES}`,
     );
   }
-  return frame("R", body);
+  return frame(request.tty === undefined ? "R" : "T", body);
+}
+
+function terminalSize(cols: number, rows: number): Buffer {
+  const size = Buffer.allocUnsafe(4);
+  size.writeUInt16BE(Math.min(0xffff, Math.max(1, Math.floor(cols))), 0);
+  size.writeUInt16BE(Math.min(0xffff, Math.max(1, Math.floor(rows))), 2);
+  return size;
 }
 
 /**
@@ -199,6 +211,16 @@ function runOnConnection(
     stderr,
     exited,
     kill,
+    resize(cols: number, rows: number): void {
+      if (exit === undefined && !socket.destroyed) socket.write(frame("W", terminalSize(cols, rows)));
+    },
+    // Hanging up is the exec server's cue: a command is killed with its tree, a terminal gets
+    // SIGHUP and is killed after a grace period (see exec-server.c).
+    abandon(): void {
+      if (exit !== undefined) return;
+      killRequested = true;
+      socket.destroy();
+    },
     signal(signal: NodeJS.Signals): void {
       if (signal === "SIGKILL") {
         kill();

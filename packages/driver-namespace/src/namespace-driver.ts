@@ -1,8 +1,8 @@
 /**
  * The embedded default driver: each sandbox is a bubblewrap process tree in fresh user, pid,
  * mount, ipc, uts, cgroup and network namespaces, running as its own unprivileged host uid,
- * held in cgroups. No process per sandbox beyond bubblewrap and a sleeping init: the agent runs
- * at the host edge and enters the sandbox for every process it starts.
+ * held in cgroups. No process per sandbox beyond bubblewrap and its init (the exec server): the
+ * agent runs at the host edge and asks the init for every process it starts.
  */
 
 import type { ChildProcess } from "node:child_process";
@@ -13,7 +13,6 @@ import {
   chownSync,
   closeSync,
   constants,
-  existsSync,
   lstatSync,
   mkdirSync,
   openSync,
@@ -44,7 +43,7 @@ import { detectCgroups } from "./cgroups.js";
 import { egressAvailable, SLIRP4NETNS, slirpArgs, slirpReady } from "./egress.js";
 import { ExecConnections } from "./exec-connections.js";
 import { ExecDirs } from "./exec-dirs.js";
-import { JOIN_CGROUPS_AND_EXEC, namespaceLauncher, SANDBOX_HOME } from "./launcher.js";
+import { namespaceLauncher, SANDBOX_HOME } from "./launcher.js";
 import { isReaped, isSameProcess, killIfSame, startTimeOf } from "./process-info.js";
 import { waitUntilReady } from "./readiness.js";
 import type { SandboxMeta } from "./sandbox-files.js";
@@ -70,12 +69,11 @@ export interface NamespaceDriverOptions {
   /** How long bubblewrap (and slirp4netns) may take to report ready (default 10000). */
   startTimeoutMs?: number;
   /**
-   * The compiled exec server (native/exec-server.c, built by scripts/ensure.sh), which becomes
-   * each sandbox's init and serves its execs without a host process per command. Default: the
-   * package's dist/polydev-exec-server; when that file is missing, sandboxes get the plain
-   * sleeping init and every exec goes through nsenter (slower, same behaviour). `false` forces that.
+   * The compiled exec server (native/*.c, built by scripts/ensure.sh), which becomes each
+   * sandbox's init and starts every process in it. Default: the package's
+   * dist/polydev-exec-server. Without it the driver is unavailable (probe says how to build it).
    */
-  execServerPath?: string | false;
+  execServerPath?: string;
   /** Where the exec servers' socket directories go (default /run/polydev-exec). */
   execSocketRoot?: string;
   /**
@@ -89,16 +87,12 @@ export interface NamespaceDriverOptions {
 export const DEFAULT_EXEC_SERVER_PATH = fileURLToPath(
   new URL("../dist/polydev-exec-server", import.meta.url),
 );
-/** connect(2) refuses longer unix socket paths; such sandboxes use nsenter instead. */
+/** connect(2) refuses longer unix socket paths (the exec directories keep them far shorter). */
 const MAX_SOCKET_PATH_BYTES = 107;
 
 const MiB = 1024 * 1024;
 const CONSOLE_TAIL_BYTES = 64 * 1024;
-const REQUIRED_TOOLS = [
-  ["/usr/bin/bwrap", "bubblewrap"],
-  ["/usr/bin/nsenter", "util-linux"],
-  ["/usr/bin/setpriv", "util-linux"],
-] as const;
+const REQUIRED_TOOLS = [["/usr/bin/bwrap", "bubblewrap"]] as const;
 
 /** What a create had got as far as, for cleaning up after a failure. */
 interface StartProgress {
@@ -108,6 +102,10 @@ interface StartProgress {
 
 const silentLog: DriverLog = { info: () => undefined, warn: () => undefined };
 
+// Joins every cgroup of the sandbox, then execs the rest: $1 is how many cgroup files follow.
+const JOIN_CGROUPS_AND_EXEC =
+  'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
+
 export class NamespaceDriver implements SandboxDriver {
   readonly name = "namespace";
   private readonly files: SandboxFiles;
@@ -115,10 +113,10 @@ export class NamespaceDriver implements SandboxDriver {
   private readonly log: DriverLog;
   private readonly uids: UidAllocator;
   private readonly startTimeoutMs: number;
-  private readonly execServerPath: string | undefined;
+  private readonly execServerPath: string;
   private readonly execDirs: ExecDirs;
   private readonly execConnections = new ExecConnections();
-  private readonly bwrapStarters: BwrapStarters | undefined;
+  private readonly bwrapStarters: BwrapStarters;
   /** What create wrote to meta.json and env.json, for sandboxes started by this instance. */
   private readonly startedHere = new Map<string, { meta: SandboxMeta; env: Record<string, string> }>();
   private readonly tuneHostCgroups: boolean;
@@ -133,16 +131,8 @@ export class NamespaceDriver implements SandboxDriver {
     this.startTimeoutMs = options.startTimeoutMs ?? 10_000;
     this.execDirs = new ExecDirs(options.rootDir, options.execSocketRoot);
     this.tuneHostCgroups = options.tuneHostCgroups ?? true;
-    const execServerPath = options.execServerPath ?? DEFAULT_EXEC_SERVER_PATH;
-    this.execServerPath = execServerPath !== false && existsSync(execServerPath) ? execServerPath : undefined;
-    this.bwrapStarters =
-      this.execServerPath === undefined ? undefined : new BwrapStarters(this.execServerPath);
-    if (this.execServerPath === undefined && options.execServerPath === undefined) {
-      this.log.warn(
-        { path: DEFAULT_EXEC_SERVER_PATH },
-        "no exec server built (run scripts/ensure.sh): execs go through nsenter, which is slower",
-      );
-    }
+    this.execServerPath = options.execServerPath ?? DEFAULT_EXEC_SERVER_PATH;
+    this.bwrapStarters = new BwrapStarters(this.execServerPath);
     const hostUidBase = options.hostUidBase ?? 200_000;
     const hostUidCount = options.hostUidCount ?? 1_000_000;
     // 0 would be root, and (uid_t)-1 tells setresuid "leave unchanged", which would also be root.
@@ -174,6 +164,7 @@ export class NamespaceDriver implements SandboxDriver {
     for (const [path, pkg] of REQUIRED_TOOLS) {
       if (!canExecute(path)) missing.push(`${path} (apt-get install ${pkg})`);
     }
+    if (!canExecute(this.execServerPath)) missing.push(execServerMissing(this.execServerPath));
     if (process.getuid?.() !== 0) {
       missing.push("root: the driver gives each sandbox its own host uid and cgroup");
     }
@@ -188,9 +179,8 @@ export class NamespaceDriver implements SandboxDriver {
       });
     }
     // The first create then finds a bubblewrap starter waiting and the exec server installed.
-    this.bwrapStarters?.fill();
-    if (this.execServerPath !== undefined)
-      await this.execDirs.prepare(this.execServerPath).catch(() => undefined);
+    this.bwrapStarters.fill();
+    await this.execDirs.prepare(this.execServerPath).catch(() => undefined);
     const features = [`cgroup-v${this.cgroups.version}`, "hibernate"];
     if (egressAvailable()) features.push("egress");
     return { name: this.name, features };
@@ -201,6 +191,12 @@ export class NamespaceDriver implements SandboxDriver {
     const id = spec.id;
     assertSandboxId(id);
     assertLimits(spec.limits);
+    if (!canExecute(this.execServerPath)) {
+      throw new PolydevError(
+        "driver_unavailable",
+        `the namespace driver needs ${execServerMissing(this.execServerPath)}`,
+      );
+    }
     if (spec.network === "egress" && !egressAvailable()) {
       throw new PolydevError(
         "driver_unavailable",
@@ -258,70 +254,47 @@ export class NamespaceDriver implements SandboxDriver {
     const id = spec.id;
     const execDir = this.execDirs.dir(id);
     const execSocket = this.execDirs.socket(id);
-    const useExecServer =
-      this.execServerPath !== undefined && Buffer.byteLength(execSocket) <= MAX_SOCKET_PATH_BYTES;
+    if (Buffer.byteLength(execSocket) > MAX_SOCKET_PATH_BYTES) {
+      throw new Error(`the exec socket path ${execSocket} is too long for a unix socket`);
+    }
     // The files and cgroups are tiny synchronous writes (see CgroupsV1.create for why).
     await this.cgroups.create(id, spec.limits);
     await this.files.prepare(id);
     this.files.prepareEtc(spec.network);
     writeFileSync(this.envFile(id), JSON.stringify(spec.env), { mode: 0o600 });
-    if (useExecServer && this.execServerPath !== undefined) {
-      // The init (the sandbox's uid) creates its socket here, then the host takes the directory
-      // back (below) before anything else runs in the sandbox.
-      await this.execDirs.prepare(this.execServerPath);
-      mkdirSync(execDir, { mode: 0o700 });
-      chownSync(execDir, hostUid, hostUid);
-    }
+    // The init (the sandbox's uid) creates its socket here, then the host takes the directory
+    // back (below) before anything else runs in the sandbox.
+    await this.execDirs.prepare(this.execServerPath);
+    mkdirSync(execDir, { mode: 0o700 });
+    chownSync(execDir, hostUid, hostUid);
     const consoleFd = openSync(this.files.consoleLog(id), "a", 0o600);
     try {
       const bwrapArgv = [
         "/usr/bin/bwrap",
-        ...bwrapArgs(spec.limits.diskMb * MiB, {
-          execServer: useExecServer ? this.execDirs.init : undefined,
-        }),
+        ...bwrapArgs(spec.limits.diskMb * MiB, { execServer: this.execDirs.init }),
       ];
       // bubblewrap runs as the sandbox's uid, which cannot read the root-only data directory:
-      // the generated /etc files (and the exec server's socket directory) reach it as open
+      // the generated /etc files and the exec server's socket directory reach it as open
       // descriptors (fd 4, 5, …).
       const dataFiles = ETC_REPLACEMENTS.map((name) => this.files.etcFile(spec.network, name));
-      if (useExecServer) dataFiles.push(execDir);
-      let bwrap: ChildProcess;
-      if (this.execServerPath !== undefined && this.bwrapStarters !== undefined) {
-        // A process started ahead of time (see BwrapStarters) opens those files as root, joins
-        // the cgroups, drops to the sandbox's uid and becomes bubblewrap: nothing forks the
-        // server process on the way.
-        const procs = this.cgroups.procsFiles(id);
-        bwrap = started.bwrap = this.bwrapStarters.start([
-          this.files.consoleLog(id),
-          String(dataFiles.length),
-          ...dataFiles.flatMap((path, index) => [String(FIRST_DATA_FD + index), path]),
-          "--join",
-          String(hostUid),
-          String(hostUid),
-          String(procs.length),
-          ...procs,
-          "--",
-          ...bwrapArgv,
-        ]);
-      } else {
-        const dataFds = dataFiles.map((path) => openSync(path, "r"));
-        try {
-          bwrap = started.bwrap = this.spawnJoined(
-            [
-              "/usr/bin/setpriv",
-              `--reuid=${hostUid}`,
-              `--regid=${hostUid}`,
-              "--clear-groups",
-              "--",
-              ...bwrapArgv,
-            ],
-            id,
-            ["ignore", "pipe", consoleFd, "pipe", ...dataFds],
-          );
-        } finally {
-          for (const fd of dataFds) closeSync(fd);
-        }
-      }
+      dataFiles.push(execDir);
+      // A process started ahead of time (see BwrapStarters) opens those files as root, joins
+      // the cgroups, drops to the sandbox's uid and becomes bubblewrap: nothing forks the
+      // server process on the way, and no descriptor of the server's reaches the sandbox.
+      const procs = this.cgroups.procsFiles(id);
+      const bwrap: ChildProcess = this.bwrapStarters.start([
+        this.files.consoleLog(id),
+        String(dataFiles.length),
+        ...dataFiles.flatMap((path, index) => [String(FIRST_DATA_FD + index), path]),
+        "--join",
+        String(hostUid),
+        String(hostUid),
+        String(procs.length),
+        ...procs,
+        "--",
+        ...bwrapArgv,
+      ]);
+      started.bwrap = bwrap;
       const ready = await waitUntilReady(bwrap, {
         timeoutMs: this.startTimeoutMs,
         signal,
@@ -329,8 +302,8 @@ export class NamespaceDriver implements SandboxDriver {
           started.initPid = pid;
         },
       });
-      const sealed = useExecServer ? this.sealExecDir(execDir, execSocket, hostUid) : undefined;
-      sealed?.catch(() => undefined);
+      const sealed = this.sealExecDir(execDir, execSocket, hostUid);
+      sealed.catch(() => undefined);
       // slirp4netns starts only once bubblewrap has finished with the network namespace: started
       // earlier, its configuration raced bubblewrap's own and failed now and then.
       const slirp =
@@ -367,7 +340,7 @@ export class NamespaceDriver implements SandboxDriver {
         slirpStartTime,
         cgroupPaths: this.cgroups.paths(id),
         createdAt: Date.now(),
-        execSocket: useExecServer ? execSocket : null,
+        execSocket,
       };
       await this.files.writeMeta(meta);
       return meta;
@@ -388,13 +361,19 @@ export class NamespaceDriver implements SandboxDriver {
       meta = await this.liveMeta(handle);
       env = await this.sandboxEnv(meta.sandboxId);
     }
+    const execSocket = meta.execSocket;
+    if (execSocket === null) {
+      throw new PolydevError(
+        "sandbox_not_running",
+        `sandbox ${meta.sandboxId} was started without an exec server; destroy it and create a new one`,
+      );
+    }
     return createInProcessAgent(
       namespaceLauncher({
-        initPid: meta.initPid,
-        procsFiles: this.cgroups.procsFiles(meta.sandboxId),
-        stateDir: this.files.stateDir(meta.sandboxId),
+        execSocket,
+        execDir: this.execDirs.dir(meta.sandboxId),
+        hostUid: meta.hostUid,
         env,
-        execSocket: meta.execSocket ?? undefined,
         execConnections: {
           take: (path) => this.execConnections.take(meta.sandboxId, path),
           release: (path, socket) => this.execConnections.release(meta.sandboxId, path, socket),
@@ -425,8 +404,8 @@ export class NamespaceDriver implements SandboxDriver {
     if (meta && (await isSameProcess(meta.initPid, meta.initStartTime))) {
       await this.killInit(id, meta.initPid);
     }
-    // Killing the cgroups' members takes whatever is left (bubblewrap, commands' nsenter
-    // wrappers, slirp4netns), all of which joined before they ran a single instruction.
+    // Killing the cgroups' members takes whatever is left (bubblewrap, slirp4netns), all of
+    // which joined before they ran a single instruction.
     await this.cgroups.destroy(id);
     if (meta) {
       // Belt and braces for a process a crash left outside the cgroups; the start time makes
@@ -437,7 +416,7 @@ export class NamespaceDriver implements SandboxDriver {
     }
     await rm(this.files.dir(id), { recursive: true, force: true });
     await this.execDirs.remove(id);
-    this.bwrapStarters?.fill();
+    this.bwrapStarters.fill();
     this.log.info({ sandboxId: id }, "namespace sandbox destroyed");
   }
 
@@ -647,6 +626,10 @@ function assertLimits(limits: SandboxLimits): void {
   if (problems.length > 0) {
     throw new PolydevError("invalid_request", `invalid sandbox limits: ${problems.join("; ")}`);
   }
+}
+
+function execServerMissing(path: string): string {
+  return `the exec server ${path} (build it with scripts/ensure.sh, which compiles native/*.c with cc)`;
 }
 
 function canExecute(path: string): boolean {
