@@ -33,6 +33,7 @@ int harden_init(void);
 /* Subcommands run inside the sandbox through an exec request (background.c, forward.c). */
 int background_main(int argc, char **argv);
 int forward_main(int argc, char **argv);
+int disk_usage_main(int argc, char **argv);
 
 /*
  * Copies bytes both ways between two descriptor pairs until both directions are done:

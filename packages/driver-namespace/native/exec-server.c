@@ -45,8 +45,8 @@
  *
  * The same binary has other modes (see main): on the host, `--join` and `--join-from-stdin`
  * start bubblewrap inside the sandbox's cgroups as its uid; inside the sandbox, `--bg-*`
- * (background.c) and `--connect`/`--listen` (forward.c) are subcommands the host runs through
- * ordinary requests.
+ * (background.c), `--connect`/`--listen` (forward.c) and `--disk-usage` (disk-usage.c) are
+ * subcommands the host runs through ordinary requests.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -294,6 +294,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && strncmp(argv[1], "--bg-", 5) == 0) return background_main(argc, argv);
   if (argc > 1 && (strcmp(argv[1], "--connect") == 0 || strcmp(argv[1], "--listen") == 0))
     return forward_main(argc, argv);
+  if (argc > 1 && strcmp(argv[1], "--disk-usage") == 0) return disk_usage_main(argc, argv);
   if (argc != 2 || argv[1][0] == '-') {
     fprintf(stderr, "usage: %s <socket path>\n", argv[0]);
     return 2;

@@ -18,7 +18,7 @@ import {
   openSync,
   writeFileSync,
 } from "node:fs";
-import { open, readFile, rm, statfs } from "node:fs/promises";
+import { open, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -34,15 +34,17 @@ import type {
   SandboxStats,
 } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
-import { bwrapArgs, ETC_REPLACEMENTS, FIRST_DATA_FD } from "./bwrap-args.js";
+import { bwrapArgs, ETC_REPLACEMENTS, EXEC_SERVER_IN_SANDBOX, FIRST_DATA_FD } from "./bwrap-args.js";
 import { BwrapStarters } from "./bwrap-starters.js";
 import { killQuietly, until } from "./cgroup-files.js";
 import { favorDynamicCgroupChanges } from "./cgroup-tuning.js";
 import type { Cgroups } from "./cgroups.js";
 import { detectCgroups } from "./cgroups.js";
 import { egressAvailable, SLIRP4NETNS, slirpArgs, slirpReady } from "./egress.js";
+import { startOverExecServer } from "./exec-client.js";
 import { ExecConnections } from "./exec-connections.js";
 import { ExecDirs } from "./exec-dirs.js";
+import { runHelper } from "./helper-output.js";
 import { namespaceLauncher, SANDBOX_HOME } from "./launcher.js";
 import { isReaped, isSameProcess, killIfSame, startTimeOf } from "./process-info.js";
 import { waitUntilReady } from "./readiness.js";
@@ -453,13 +455,32 @@ export class NamespaceDriver implements SandboxDriver {
   async stats(handle: SandboxHandle, signal?: AbortSignal): Promise<SandboxStats> {
     signal?.throwIfAborted();
     const meta = await this.liveMeta(handle);
-    const [usage, home] = await Promise.all([
-      this.cgroups.usage(meta.sandboxId),
-      // The home is a tmpfs in the sandbox's mount namespace: statfs reaches it through the
-      // init's root without entering anything.
-      statfs(`/proc/${meta.initPid}/root${SANDBOX_HOME}`).catch(() => undefined),
-    ]);
-    return { ...usage, diskBytes: home ? (home.blocks - home.bfree) * home.bsize : 0 };
+    const [usage, diskBytes] = await Promise.all([this.cgroups.usage(meta.sandboxId), this.homeUsage(meta)]);
+    return { ...usage, diskBytes };
+  }
+
+  /**
+   * Bytes used in the home, asked of the sandbox itself (its init's `--disk-usage`): the host
+   * never resolves a path inside the sandbox's root, whose symlinks the sandbox controls.
+   * 0 when the sandbox cannot answer (say, at its process limit).
+   */
+  private async homeUsage(meta: SandboxMeta): Promise<number> {
+    if (meta.execSocket === null) return 0;
+    const socket = this.execConnections.take(meta.sandboxId, meta.execSocket);
+    const execSocket = meta.execSocket;
+    const result = await runHelper(
+      startOverExecServer(
+        socket,
+        {
+          argv: [EXEC_SERVER_IN_SANDBOX, "--disk-usage", SANDBOX_HOME],
+          cwd: SANDBOX_HOME,
+          env: { PATH: "/usr/bin:/bin", LANG: "C.UTF-8" },
+        },
+        (used) => this.execConnections.release(meta.sandboxId, execSocket, used),
+      ),
+    ).catch(() => undefined);
+    const used = Number(result?.exitCode === 0 ? result.stdout.split(" ")[0] : Number.NaN);
+    return Number.isSafeInteger(used) && used >= 0 ? used : 0;
   }
 
   async logs(handle: SandboxHandle, signal?: AbortSignal): Promise<string> {

@@ -345,6 +345,28 @@ describe("the namespace sandbox boundary", () => {
     forwarded.close();
   });
 
+  it("reports home usage without resolving the sandbox's symlinks on the host", async () => {
+    // A host-only tmpfs with a recognisable 5 MiB in it: following the sandbox's symlink from the
+    // host would report that instead of the sandbox's own home.
+    const probeDir = await mkdtemp(join(tmpdir(), "polydev-statfs-probe-"));
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64m", "tmpfs", probeDir]);
+    try {
+      execFileSync("dd", ["if=/dev/zero", `of=${join(probeDir, "fill")}`, "bs=1M", "count=5", "status=none"]);
+      const { handle, agent } = await sandbox();
+      await runCommand(agent, "head -c 1048576 /dev/zero > one-mib.bin");
+      expect((await driver.stats(handle)).diskBytes).toBeGreaterThanOrEqual(1024 * 1024);
+      const swapped = await runCommand(
+        agent,
+        `cd / && mv /home /home2 && mkdir /home && ln -s ${probeDir} /home/user && echo swapped`,
+      );
+      expect(swapped.stdout).toBe("swapped\n");
+      expect((await driver.stats(handle)).diskBytes).toBeLessThan(1024 * 1024);
+    } finally {
+      execFileSync("umount", [probeDir]);
+      await rm(probeDir, { recursive: true, force: true });
+    }
+  });
+
   it("hardens the init: not dumpable, no_new_privs, seccomp filter on every process", async () => {
     const { handle, agent } = await sandbox();
     const status = await readFile(`/proc/${metaOf(handle).initPid}/status`, "utf8");
