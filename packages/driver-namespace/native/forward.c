@@ -9,8 +9,9 @@
  *   --listen <port> <unix path>   listens on 127.0.0.1:<port> and carries each accepted
  *                                 connection to the unix socket <unix path>, which the host
  *                                 serves in the sandbox's root-owned exec directory (e.g. the
- *                                 provider gateway). Prints "ready" once listening; ends when
- *                                 its stdin ends (the host stopped forwarding).
+ *                                 provider gateway). Prints "ready" once listening; stops
+ *                                 listening when its stdin ends (the host stopped forwarding),
+ *                                 leaving the connections it carries to end on their own.
  *
  * Each accepted connection is copied by a child process of its own (charged to the sandbox's
  * pids and memory limits), at most MAX_CONNECTIONS at a time; the copy reads a side only when the
@@ -19,6 +20,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -79,6 +81,11 @@ static void reap(int signo) {
 }
 
 static void carry(int tcp, const char *unix_path) {
+  /* Off the listener's stdio: the listener may end (the host stopped forwarding) while this
+   * connection goes on, and its exec ends only once nothing holds its pipes. */
+  int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd >= 0)
+    for (int fd = 0; fd <= 2; fd++) dup2(null_fd, fd);
   struct sockaddr_un address = {.sun_family = AF_UNIX};
   if (strlen(unix_path) >= sizeof address.sun_path) _exit(1);
   strcpy(address.sun_path, unix_path);

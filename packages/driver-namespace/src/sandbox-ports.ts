@@ -6,8 +6,8 @@
  * - listen: the host serves a unix socket in the sandbox's root-owned exec directory, owned by
  *   the sandbox's uid and mode 600 (no other sandbox sees the directory, no other host user may
  *   connect), and the init's `--listen <port> <socket>` helper carries every connection made to
- *   the port inside the sandbox to it. The helper runs as long as its exec does: closing the
- *   listener ends it and its connections.
+ *   the port inside the sandbox to it. Closing the listener ends the helper's stdin: it stops
+ *   listening and leaves the connections it carries to finish.
  * The host keeps no buffer of its own beyond the sockets' and caps concurrent connections.
  */
 import { chmodSync, chownSync, rmSync } from "node:fs";
@@ -68,12 +68,19 @@ export class SandboxPorts {
     chownSync(hostPath, this.hostUid, this.hostUid);
     chmodSync(hostPath, 0o600);
     const forwarder = this.helper(["--listen", String(port), `${EXEC_DIR_IN_SANDBOX}/${name}`]);
+    forwarder.stdin.on("error", () => undefined);
+    // Stops listening; the connections already carried end on their own (the helper stops at
+    // the end of its stdin, and the host's server keeps the sockets it has).
     const close = (): void => {
-      forwarder.kill();
+      forwarder.stdin.end();
       server.close();
       rmSync(hostPath, { force: true });
     };
-    signal?.addEventListener("abort", close, { once: true });
+    const abort = (): void => {
+      forwarder.kill();
+      close();
+    };
+    signal?.addEventListener("abort", abort, { once: true });
     const closed = Promise.race([
       forwarder.exited.then(() => undefined),
       new Promise<void>((resolve) => server.once("close", () => resolve())),
@@ -82,10 +89,10 @@ export class SandboxPorts {
     try {
       await saysReady(forwarder, port);
     } catch (error) {
-      close();
+      abort();
       throw error;
     } finally {
-      signal?.removeEventListener("abort", close);
+      signal?.removeEventListener("abort", abort);
     }
     return { close, closed };
   }
