@@ -8,7 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, copyFile, mkdir, rename, rm } from "node:fs/promises";
+import { chmod, copyFile, link, mkdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EXEC_SOCKET_NAME } from "./bwrap-args.js";
@@ -18,6 +18,7 @@ const INIT_NAME = "polydev-init";
 export class ExecDirs {
   private readonly base: string;
   private ready: Promise<void> | undefined;
+  private initPath: string | undefined;
 
   constructor(
     private readonly rootDir: string,
@@ -35,28 +36,46 @@ export class ExecDirs {
     return join(this.dir(id), EXEC_SOCKET_NAME);
   }
 
-  /** Where the exec server binary is bound from into every sandbox. */
+  /**
+   * Where the exec server binary is bound from into every sandbox (after `prepare`): a name
+   * that says what it holds, written once and never replaced, because a single-file bind mount
+   * detaches from a path that is replaced by rename (another server starting, another version)
+   * and running sandboxes would lose their /run/polydev-init.
+   */
   get init(): string {
-    return join(this.base, INIT_NAME);
+    if (this.initPath === undefined) throw new Error("ExecDirs.prepare has not run");
+    return this.initPath;
   }
 
   /**
    * The shared base, root-owned and traversable by the sandboxes' uids, holding a root-owned
-   * copy of the exec server binary: bubblewrap runs as the sandbox's uid and binds the binary
-   * by path, which the server's own directories may not allow. A copy replaced by rename leaves
-   * running sandboxes on the inode they started with.
+   * copy of the exec server binary named by its content: bubblewrap runs as the sandbox's uid
+   * and binds the binary by path, which the server's own directories may not allow.
    */
   prepare(binary: string): Promise<void> {
     this.ready ??= (async () => {
       await mkdir(this.base, { recursive: true, mode: 0o711 });
       await chmod(this.base, 0o711);
-      const temporary = join(
-        this.base,
-        `.${INIT_NAME}.${process.pid}.${Math.random().toString(36).slice(2)}`,
-      );
-      await copyFile(binary, temporary);
-      await chmod(temporary, 0o755);
-      await rename(temporary, this.init);
+      const digest = createHash("sha256")
+        .update(await readFile(binary))
+        .digest("hex")
+        .slice(0, 16);
+      const target = join(this.base, `${INIT_NAME}-${digest}`);
+      if (!existsSync(target)) {
+        const temporary = join(
+          this.base,
+          `.${INIT_NAME}.${process.pid}.${Math.random().toString(36).slice(2)}`,
+        );
+        await copyFile(binary, temporary);
+        await chmod(temporary, 0o755);
+        // link, not rename: it never replaces a file a concurrent writer put there first (with
+        // the same bytes), so no sandbox's bind of it ever detaches.
+        await link(temporary, target).catch((error: NodeJS.ErrnoException) => {
+          if (error.code !== "EEXIST") throw error;
+        });
+        await rm(temporary, { force: true });
+      }
+      this.initPath = target;
     })();
     this.ready.catch(() => {
       this.ready = undefined;

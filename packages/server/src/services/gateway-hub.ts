@@ -12,6 +12,7 @@ import type { Server } from "node:http";
 import { createServer } from "node:http";
 import type { Duplex } from "node:stream";
 import type { AgentConnection, ForwardedPort, Store } from "@polydev/core";
+import { PolydevError } from "@polydev/core";
 import type { Gateway, GatewayProvider } from "@polydev/gateway";
 import { createGateway } from "@polydev/gateway";
 import type { Logger } from "pino";
@@ -23,6 +24,15 @@ const MAX_TUNNEL_CONNECTIONS = 32;
 const HEADERS_TIMEOUT_MS = 30_000;
 /** An idle keep-alive connection is closed after this long. */
 const KEEP_ALIVE_TIMEOUT_MS = 30_000;
+/**
+ * Requests one sandbox may make through its gateway: a burst, refilled at a steady rate. Far
+ * above what an agent CLI needs, and what bounds the usage rows (and the work) a sandbox can
+ * cause per second.
+ */
+const REQUEST_BURST = 60;
+const REQUESTS_PER_SECOND = 20;
+/** Model names come from the sandbox's request bodies: recorded at most this long. */
+const MAX_MODEL_NAME_LENGTH = 128;
 
 export function hashPlaceholder(placeholder: string): string {
   return createHash("sha256").update(placeholder).digest("hex");
@@ -69,7 +79,7 @@ export class GatewayHub {
       credentialFor: (userId, provider) => credentials.credentialFor(userId, provider),
       recordUsage: (record) => {
         void store.usage
-          .record({ ...record, model: record.model ?? "unknown" })
+          .record({ ...record, model: (record.model ?? "unknown").slice(0, MAX_MODEL_NAME_LENGTH) })
           .catch((error: unknown) => log.warn({ err: error }, "could not record gateway usage"));
       },
       // A proxy pinned to the user wins over the operator's default; both are plain, declared proxies.
@@ -119,9 +129,21 @@ export class GatewayHub {
   }
 
   private async openTunnel(sandboxId: string, agent: AgentConnection): Promise<Tunnel> {
+    const bucket = new TokenBucket(REQUEST_BURST, REQUESTS_PER_SECOND);
     const server = createServer(
       { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS },
-      (req, res) => this.gateway.handle(req, res, { sandboxId }),
+      (req, res) => {
+        if (bucket.take(Date.now())) {
+          this.gateway.handle(req, res, { sandboxId });
+          return;
+        }
+        const error = new PolydevError(
+          "limit_exceeded",
+          `this sandbox makes more than ${REQUESTS_PER_SECOND} gateway requests a second; slow down`,
+        );
+        res.writeHead(error.status, { "content-type": "application/json", "retry-after": "1" });
+        res.end(JSON.stringify(error.toJSON()));
+      },
     );
     // A malformed request from inside the sandbox ends its own connection, nothing else.
     server.on("clientError", (_error, socket) => socket.destroy());
@@ -152,5 +174,27 @@ export class GatewayHub {
     });
     this.log.info({ sandboxId, port: this.port }, "gateway tunnel open");
     return tunnel;
+  }
+}
+
+/** A token bucket: `burst` tokens, refilled at `perSecond`. */
+class TokenBucket {
+  private tokens: number;
+  private at = 0;
+
+  constructor(
+    private readonly burst: number,
+    private readonly perSecond: number,
+  ) {
+    this.tokens = burst;
+  }
+
+  take(now: number): boolean {
+    if (this.at !== 0)
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSecond);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
   }
 }
