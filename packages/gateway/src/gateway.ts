@@ -13,6 +13,9 @@ import type { Dispatcher } from "undici";
 import { Agent, ProxyAgent } from "undici";
 import type { GatewayProvider, UpstreamCredential } from "./providers.js";
 import { applyCredential, placeholderFrom } from "./providers.js";
+import { readBody } from "./read-body.js";
+import type { GatewayLimits, RequestTicket } from "./request-budget.js";
+import { DEFAULT_GATEWAY_LIMITS, RequestBudget } from "./request-budget.js";
 import { checkRequestTarget, describeTarget, upstreamUrl } from "./request-target.js";
 import type { Usage } from "./usage-meter.js";
 import { UsageMeter } from "./usage-meter.js";
@@ -53,6 +56,8 @@ export interface GatewayOptions {
   proxyFor?(userId: string): Promise<string | undefined>;
   /** Told of every request refused (path outside the provider APIs, bad key, over a limit), to log it. */
   onRefused?(refusal: GatewayRefusal): void;
+  /** Memory and time bounds; each defaults to DEFAULT_GATEWAY_LIMITS. */
+  limits?: Partial<GatewayLimits>;
   now?(): number;
 }
 
@@ -98,15 +103,14 @@ const MAX_HEADER_BYTES = 32 * 1024;
 const UPSTREAM_HEADERS_TIMEOUT_MS = 300_000;
 const UPSTREAM_BODY_TIMEOUT_MS = 600_000;
 
-/** Far above any real prompt; stops a runaway client from filling the server's memory. */
-const MAX_REQUEST_BYTES = 64 * 1024 * 1024;
-
 /** The largest request body parsed to read its model and stream flag; larger ones are metered by their response. */
 const MAX_PEEK_BYTES = 4 * 1024 * 1024;
 
 export interface Gateway {
   /** `via`: the sandbox whose tunnel carried the request; its placeholder must be that sandbox's. */
   handle(req: IncomingMessage, res: ServerResponse, via?: { sandboxId: string }): void;
+  /** Requests in flight and request bytes buffered, for one sandbox or for all. */
+  stats(sandboxId?: string): { requests: number; bufferedBytes: number };
   close(): Promise<void>;
 }
 
@@ -121,6 +125,8 @@ class UpstreamFailure extends Error {
 }
 
 export function createGateway(options: GatewayOptions): Gateway {
+  const limits: GatewayLimits = { ...DEFAULT_GATEWAY_LIMITS, ...options.limits };
+  const budget = new RequestBudget(limits);
   // Redirects are never followed: a 3xx goes back to the client as it is, so a key can only ever
   // be sent to the configured upstream. (undici's default; stated so it stays that way.)
   const direct = new Agent({ keepAliveTimeout: 30_000, maxRedirections: 0 });
@@ -166,74 +172,97 @@ export function createGateway(options: GatewayOptions): Gateway {
     if (!owner || (via !== undefined && owner.sandboxId !== via.sandboxId)) {
       throw new Refusal("unauthorized", "the gateway key is not this sandbox's placeholder key", provider);
     }
-    const hasBody = method !== "GET" && method !== "HEAD";
-    let body = hasBody ? await readWhole(req) : undefined;
-    const { model, streaming } = peekRequest(body, provider, path);
-
-    const credential = await options.credentialFor(owner.userId, provider);
-    if (!credential) {
-      throw new PolydevError(
-        "not_found",
-        `no ${provider} credential stored; add one with PUT /v1/credentials/${provider}`,
-      );
-    }
-    const headers: Record<string, string> = {};
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (value === undefined || DROPPED_REQUEST_HEADERS.has(name)) continue;
-      headers[name] = Array.isArray(value) ? value.join(", ") : value;
-    }
-    applyCredential(provider, credential, headers, target);
-
-    const dispatcher = await dispatcherFor(owner.userId);
-    let response: Dispatcher.ResponseData;
+    const ticket = admit(owner.sandboxId, provider);
     try {
-      response = await dispatcher.request({
-        origin: target.origin,
-        path: `${target.pathname}${target.search}`,
-        method: method as Dispatcher.HttpMethod,
-        headers,
-        body: body ?? null,
-        signal,
-        maxRedirections: 0,
-        headersTimeout: UPSTREAM_HEADERS_TIMEOUT_MS,
-        bodyTimeout: UPSTREAM_BODY_TIMEOUT_MS,
+      const hasBody = method !== "GET" && method !== "HEAD";
+      let body: Buffer | undefined;
+      try {
+        body = hasBody
+          ? await readBody(req, ticket, { idleMs: limits.bodyIdleTimeoutMs, totalMs: limits.bodyTimeoutMs })
+          : undefined;
+      } catch (error) {
+        // Over a limit or too slow: a refusal, logged. A client that hung up (ClientGone) is not
+        // refused: there is no one left to answer.
+        throw error instanceof PolydevError ? new Refusal(error.code, error.message, provider) : error;
+      }
+      const { model, streaming } = peekRequest(body, provider, path);
+
+      const credential = await options.credentialFor(owner.userId, provider);
+      if (!credential) {
+        throw new PolydevError(
+          "not_found",
+          `no ${provider} credential stored; add one with PUT /v1/credentials/${provider}`,
+        );
+      }
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(req.headers)) {
+        if (value === undefined || DROPPED_REQUEST_HEADERS.has(name)) continue;
+        headers[name] = Array.isArray(value) ? value.join(", ") : value;
+      }
+      applyCredential(provider, credential, headers, target);
+
+      const dispatcher = await dispatcherFor(owner.userId);
+      let response: Dispatcher.ResponseData;
+      try {
+        response = await dispatcher.request({
+          origin: target.origin,
+          path: `${target.pathname}${target.search}`,
+          method: method as Dispatcher.HttpMethod,
+          headers,
+          body: body ?? null,
+          signal,
+          maxRedirections: 0,
+          headersTimeout: UPSTREAM_HEADERS_TIMEOUT_MS,
+          bodyTimeout: UPSTREAM_BODY_TIMEOUT_MS,
+        });
+      } catch (error) {
+        throw new UpstreamFailure(provider, error);
+      } finally {
+        body = undefined;
+        ticket.releaseBytes();
+      }
+
+      const responseHeaders: Record<string, string | string[]> = {};
+      for (const [name, value] of Object.entries(response.headers)) {
+        if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name)) responseHeaders[name] = value;
+      }
+      try {
+        res.writeHead(response.statusCode, responseHeaders);
+      } catch (error) {
+        // A header Node will not send on: the answer is unusable, and its body must not linger.
+        response.body.destroy();
+        throw new UpstreamFailure(provider, error);
+      }
+      const contentType = String(response.headers["content-type"] ?? "");
+      const meter = new UsageMeter(provider, streaming || contentType.includes("event-stream"), model);
+      // A client that goes away, or an upstream that breaks off, ends this relay and only it; the
+      // client then sees a cut connection rather than a stream that looks complete.
+      await pipeline(response.body, meter, res).catch(() => {
+        res.destroy();
+        response.body.destroy();
       });
-    } catch (error) {
-      throw new UpstreamFailure(provider, error);
+      try {
+        options.recordUsage({
+          ...meter.usage,
+          userId: owner.userId,
+          sandboxId: owner.sandboxId,
+          provider,
+          status: response.statusCode,
+          at: now(),
+        });
+      } catch {
+        // Metering is the caller's; its failure must not fail a relay that has already happened.
+      }
     } finally {
-      body = undefined;
+      ticket.close();
     }
+  }
 
-    const responseHeaders: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(response.headers)) {
-      if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name)) responseHeaders[name] = value;
-    }
+  function admit(sandboxId: string, provider: GatewayProvider): RequestTicket {
     try {
-      res.writeHead(response.statusCode, responseHeaders);
+      return budget.admit(sandboxId);
     } catch (error) {
-      // A header Node will not send on: the answer is unusable, and its body must not linger.
-      response.body.destroy();
-      throw new UpstreamFailure(provider, error);
-    }
-    const contentType = String(response.headers["content-type"] ?? "");
-    const meter = new UsageMeter(provider, streaming || contentType.includes("event-stream"), model);
-    // A client that goes away, or an upstream that breaks off, ends this relay and only it; the
-    // client then sees a cut connection rather than a stream that looks complete.
-    await pipeline(response.body, meter, res).catch(() => {
-      res.destroy();
-      response.body.destroy();
-    });
-    try {
-      options.recordUsage({
-        ...meter.usage,
-        userId: owner.userId,
-        sandboxId: owner.sandboxId,
-        provider,
-        status: response.statusCode,
-        at: now(),
-      });
-    } catch {
-      // Metering is the caller's; its failure must not fail a relay that has already happened.
+      throw error instanceof PolydevError ? new Refusal(error.code, error.message, provider) : error;
     }
   }
 
@@ -276,6 +305,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         answer(req, res, toAnswer(error));
       });
     },
+    stats: (sandboxId) => budget.stats(sandboxId),
     async close() {
       await direct.close();
       await Promise.all([...proxies.values()].map((p) => p.close()));
@@ -341,20 +371,4 @@ function peekRequest(
     streaming = match?.[2] === "streamGenerateContent";
   }
   return { model, streaming };
-}
-
-async function readWhole(req: IncomingMessage): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_REQUEST_BYTES) {
-      throw new PolydevError(
-        "payload_too_large",
-        `provider requests are limited to ${MAX_REQUEST_BYTES} bytes`,
-      );
-    }
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks);
 }
