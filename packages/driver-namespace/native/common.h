@@ -34,6 +34,7 @@ int harden_init(void);
 int background_main(int argc, char **argv);
 int forward_main(int argc, char **argv);
 int disk_usage_main(int argc, char **argv);
+int deny_routes_main(int argc, char **argv);
 
 /*
  * Copies bytes both ways between two descriptor pairs until both directions are done:

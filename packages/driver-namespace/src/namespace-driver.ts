@@ -41,6 +41,7 @@ import { favorDynamicCgroupChanges } from "./cgroup-tuning.js";
 import type { Cgroups } from "./cgroups.js";
 import { detectCgroups } from "./cgroups.js";
 import { egressAvailable, SLIRP4NETNS, slirpArgs, slirpReady } from "./egress.js";
+import { deniedDestinations, denyRoutes } from "./egress-deny.js";
 import { startOverExecServer } from "./exec-client.js";
 import { ExecConnections } from "./exec-connections.js";
 import { ExecDirs } from "./exec-dirs.js";
@@ -94,6 +95,7 @@ const MAX_SOCKET_PATH_BYTES = 107;
 
 const MiB = 1024 * 1024;
 const CONSOLE_TAIL_BYTES = 64 * 1024;
+const HOME_USAGE_TIMEOUT_MS = 2_000;
 const REQUIRED_TOOLS = [["/usr/bin/bwrap", "bubblewrap"]] as const;
 
 /** What a create had got as far as, for cleaning up after a failure. */
@@ -123,6 +125,8 @@ export class NamespaceDriver implements SandboxDriver {
   private readonly startedHere = new Map<string, { meta: SandboxMeta; env: Record<string, string> }>();
   private readonly tuneHostCgroups: boolean;
   private tuned: Promise<void> | undefined;
+  /** What each sandbox last said its home uses (see homeUsage). */
+  private readonly lastHomeUsage = new Map<string, number>();
   /** Ids being created by this instance: not yet anything for a reconciler to judge. */
   private readonly creating = new Set<string>();
 
@@ -329,6 +333,7 @@ export class NamespaceDriver implements SandboxDriver {
         if (!slirp) throw new Error("slirp4netns was not started");
         slirpPid = await slirp;
         slirpStartTime = (await startTimeOf(slirpPid)) ?? null;
+        await denyRoutes(this.execServerPath, ready.initPid, deniedDestinations());
       }
       const meta: SandboxMeta = {
         sandboxId: id,
@@ -402,6 +407,7 @@ export class NamespaceDriver implements SandboxDriver {
     assertSandboxId(id);
     this.execConnections.forget(id);
     this.startedHere.delete(id);
+    this.lastHomeUsage.delete(id);
     const meta = await this.files.readMeta(id);
     if (meta && (await isSameProcess(meta.initPid, meta.initStartTime))) {
       await this.killInit(id, meta.initPid);
@@ -461,26 +467,31 @@ export class NamespaceDriver implements SandboxDriver {
 
   /**
    * Bytes used in the home, asked of the sandbox itself (its init's `--disk-usage`): the host
-   * never resolves a path inside the sandbox's root, whose symlinks the sandbox controls.
-   * 0 when the sandbox cannot answer (say, at its process limit).
+   * never resolves a path inside the sandbox's root, whose symlinks the sandbox controls. A
+   * frozen sandbox cannot answer: it reports what it last said. So does one that does not answer
+   * within HOME_USAGE_TIMEOUT_MS (say, at its process limit), which never holds stats up.
    */
   private async homeUsage(meta: SandboxMeta): Promise<number> {
-    if (meta.execSocket === null) return 0;
-    const socket = this.execConnections.take(meta.sandboxId, meta.execSocket);
+    const id = meta.sandboxId;
     const execSocket = meta.execSocket;
-    const result = await runHelper(
-      startOverExecServer(
-        socket,
-        {
-          argv: [EXEC_SERVER_IN_SANDBOX, "--disk-usage", SANDBOX_HOME],
-          cwd: SANDBOX_HOME,
-          env: { PATH: "/usr/bin:/bin", LANG: "C.UTF-8" },
-        },
-        (used) => this.execConnections.release(meta.sandboxId, execSocket, used),
-      ),
-    ).catch(() => undefined);
+    if (execSocket === null || this.cgroups.isFrozen(id)) return this.lastHomeUsage.get(id) ?? 0;
+    const helper = startOverExecServer(
+      this.execConnections.take(id, execSocket),
+      {
+        argv: [EXEC_SERVER_IN_SANDBOX, "--disk-usage", SANDBOX_HOME],
+        cwd: SANDBOX_HOME,
+        env: { PATH: "/usr/bin:/bin", LANG: "C.UTF-8" },
+      },
+      (socket) => this.execConnections.release(id, execSocket, socket),
+    );
+    const timer = setTimeout(() => helper.abandon(), HOME_USAGE_TIMEOUT_MS);
+    const result = await runHelper(helper)
+      .catch(() => undefined)
+      .finally(() => clearTimeout(timer));
     const used = Number(result?.exitCode === 0 ? result.stdout.split(" ")[0] : Number.NaN);
-    return Number.isSafeInteger(used) && used >= 0 ? used : 0;
+    if (!Number.isSafeInteger(used) || used < 0) return this.lastHomeUsage.get(id) ?? 0;
+    this.lastHomeUsage.set(id, used);
+    return used;
   }
 
   async logs(handle: SandboxHandle, signal?: AbortSignal): Promise<string> {

@@ -360,7 +360,9 @@ describe("the namespace sandbox boundary", () => {
         `cd / && mv /home /home2 && mkdir /home && ln -s ${probeDir} /home/user && echo swapped`,
       );
       expect(swapped.stdout).toBe("swapped\n");
-      expect((await driver.stats(handle)).diskBytes).toBeLessThan(1024 * 1024);
+      // Never the host's 5 MiB: the sandbox can only fool its own figure (it then keeps the
+      // last one it gave).
+      expect((await driver.stats(handle)).diskBytes).toBeLessThan(4 * 1024 * 1024);
     } finally {
       execFileSync("umount", [probeDir]);
       await rm(probeDir, { recursive: true, force: true });
