@@ -49,7 +49,7 @@ import { isReaped, isSameProcess, killIfSame, startTimeOf } from "./process-info
 import { waitUntilReady } from "./readiness.js";
 import type { SandboxMeta } from "./sandbox-files.js";
 import { assertSandboxId, SandboxFiles } from "./sandbox-files.js";
-import { UidAllocator } from "./uid-allocator.js";
+import { DEFAULT_HOST_UID_REGISTRY, UidAllocator } from "./uid-allocator.js";
 
 export interface DriverLog {
   info(details: object, message: string): void;
@@ -63,6 +63,12 @@ export interface NamespaceDriverOptions {
   log?: DriverLog;
   /** Sandboxes get host uids from `hostUidBase + 1` up; each its own (default 200000). */
   hostUidBase?: number;
+  /**
+   * Where the uids in use are claimed, one file each, host-wide: every driver and server on
+   * the host that shares this directory (and a uid range) never hands out a uid twice
+   * (default /var/lib/polydev/host-uids). Keep it outside any data directory.
+   */
+  hostUidRegistryDir?: string;
   /** How many host uids above the base belong to sandboxes (default 1000000). */
   hostUidCount?: number;
   /** Parent cgroup of all sandboxes, under every controller (default "polydev"). */
@@ -158,13 +164,11 @@ export class NamespaceDriver implements SandboxDriver {
         `hostUidBase ${hostUidBase} and hostUidCount ${hostUidCount} must name uids between 1001 and 4294967293`,
       );
     }
-    this.uids = new UidAllocator(hostUidBase, hostUidCount, async () => {
-      const uids: number[] = [];
-      for (const id of await this.files.ids()) {
-        const meta = await this.files.readMeta(id);
-        if (meta) uids.push(meta.hostUid);
-      }
-      return uids;
+    this.uids = new UidAllocator({
+      registryDir: options.hostUidRegistryDir ?? DEFAULT_HOST_UID_REGISTRY,
+      rootDir: options.rootDir,
+      base: hostUidBase,
+      range: hostUidCount,
     });
   }
 
@@ -209,11 +213,13 @@ export class NamespaceDriver implements SandboxDriver {
     }
     // Once per driver, overlapping the first create; never a reason to fail one.
     this.tuned ??= this.tuneCgroups();
-    const hostUid = await this.uids.allocate();
+    // The directory first: a uid claim must always name an existing one (see UidAllocator).
+    await this.files.claim(id);
+    let hostUid: number;
     try {
-      await this.files.claim(id);
+      hostUid = await this.uids.allocate(id);
     } catch (error) {
-      await this.uids.release(hostUid);
+      await rm(this.files.dir(id), { recursive: true, force: true }).catch(() => undefined);
       throw error;
     }
     this.creating.add(id);
@@ -235,9 +241,9 @@ export class NamespaceDriver implements SandboxDriver {
       if (started.initPid !== undefined) await this.killInit(id, started.initPid);
       if (started.bwrap) await this.killStartup(id, started.bwrap);
       await this.cgroups.destroy(id).catch(() => undefined);
+      await this.uids.release(hostUid, id);
       await rm(this.files.dir(id), { recursive: true, force: true }).catch(() => undefined);
       await this.execDirs.remove(id).catch(() => undefined);
-      await this.uids.release(hostUid);
       this.log.warn({ sandboxId: id, err: error, consoleTail }, "namespace sandbox failed to start");
       throw new PolydevError(
         "sandbox_failed",
@@ -433,8 +439,10 @@ export class NamespaceDriver implements SandboxDriver {
       // sure a recycled pid is never hit.
       await killIfSame(meta.bwrapPid, meta.bwrapStartTime);
       await killIfSame(meta.slirpPid, meta.slirpStartTime);
-      await this.uids.release(meta.hostUid);
     }
+    // Before the directory goes: a claim naming a missing directory counts as abandoned.
+    const hostUid = meta?.hostUid ?? this.uids.heldBy(id);
+    if (hostUid !== undefined) await this.uids.release(hostUid, id);
     await rm(this.files.dir(id), { recursive: true, force: true });
     await this.execDirs.remove(id);
     this.bwrapStarters?.fill();

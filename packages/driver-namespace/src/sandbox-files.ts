@@ -31,8 +31,12 @@ export interface SandboxMeta {
 /** Ids become directory and cgroup names: nothing that could climb out of either. */
 const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
 
+export function isSandboxId(id: string): boolean {
+  return SANDBOX_ID.test(id);
+}
+
 export function assertSandboxId(id: string): void {
-  if (!SANDBOX_ID.test(id)) {
+  if (!isSandboxId(id)) {
     throw new PolydevError(
       "invalid_request",
       `sandbox id "${id}" must be 1-128 letters, digits, "_" or "-", starting with a letter or digit`,
