@@ -16,7 +16,8 @@ import { EXEC_SOCKET_NAME } from "./bwrap-args.js";
 const INIT_NAME = "polydev-init";
 
 export class ExecDirs {
-  private readonly base: string;
+  /** Root-owned, mode 711; also where the sandboxes' /etc copies go (see EtcSnapshots). */
+  readonly base: string;
   private ready: Promise<void> | undefined;
 
   constructor(
@@ -62,6 +63,12 @@ export class ExecDirs {
       this.ready = undefined;
     });
     return this.ready;
+  }
+
+  /** The shared base: root-owned and traversable by the sandboxes' uids, not listable. */
+  async prepareBase(): Promise<void> {
+    await mkdir(this.base, { recursive: true, mode: 0o711 });
+    await chmod(this.base, 0o711);
   }
 
   remove(id: string): Promise<void> {

@@ -20,7 +20,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { open, readFile, rm, statfs } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { createInProcessAgent } from "@polydev/agent";
@@ -35,13 +35,14 @@ import type {
   SandboxStats,
 } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
-import { bwrapArgs, ETC_REPLACEMENTS, FIRST_DATA_FD } from "./bwrap-args.js";
+import { bwrapArgs, FIRST_DATA_FD } from "./bwrap-args.js";
 import { BwrapStarters } from "./bwrap-starters.js";
 import { killQuietly, until } from "./cgroup-files.js";
 import { favorDynamicCgroupChanges } from "./cgroup-tuning.js";
 import type { Cgroups } from "./cgroups.js";
 import { detectCgroups } from "./cgroups.js";
 import { egressAvailable, SLIRP4NETNS, slirpArgs, slirpReady } from "./egress.js";
+import { EtcSnapshots } from "./etc-snapshots.js";
 import { ExecConnections } from "./exec-connections.js";
 import { ExecDirs } from "./exec-dirs.js";
 import { JOIN_CGROUPS_AND_EXEC, namespaceLauncher, SANDBOX_HOME } from "./launcher.js";
@@ -120,6 +121,10 @@ export class NamespaceDriver implements SandboxDriver {
   private readonly cgroups: Cgroups;
   private readonly log: DriverLog;
   private readonly uids: UidAllocator;
+  private readonly etc: EtcSnapshots;
+  /** /etc snapshots chosen by creates that have not written their meta.json yet. */
+  private readonly etcPinned = new Map<string, number>();
+  private etcCollecting: Promise<void> | undefined;
   private readonly startTimeoutMs: number;
   private readonly execServerPath: string | undefined;
   private readonly execDirs: ExecDirs;
@@ -170,6 +175,12 @@ export class NamespaceDriver implements SandboxDriver {
       base: hostUidBase,
       range: hostUidCount,
     });
+    const rootDir = resolve(options.rootDir);
+    this.etc = new EtcSnapshots({
+      store: join(this.execDirs.base, "etc"),
+      rootDir,
+      onError: (error) => this.log.warn({ err: error }, "could not refresh the sandboxes' copy of /etc"),
+    });
   }
 
   async probe(signal?: AbortSignal): Promise<DriverInfo> {
@@ -191,10 +202,17 @@ export class NamespaceDriver implements SandboxDriver {
         details: { missing },
       });
     }
-    // The first create then finds a bubblewrap starter waiting and the exec server installed.
+    // The first create then finds a bubblewrap starter waiting, the exec server installed and
+    // /etc copied.
     this.bwrapStarters?.fill();
     if (this.execServerPath !== undefined)
       await this.execDirs.prepare(this.execServerPath).catch(() => undefined);
+    mkdirSync(this.files.rootDir, { recursive: true, mode: 0o700 });
+    await this.execDirs.prepareBase();
+    await Promise.all([this.etc.forNetwork("none"), this.etc.forNetwork("egress")]);
+    // Older versions kept generated /etc files here; nothing reads them after a sandbox starts.
+    await rm(join(this.files.rootDir, ".etc"), { recursive: true, force: true });
+    this.collectEtcSoon();
     const features = [`cgroup-v${this.cgroups.version}`, "hibernate"];
     if (egressAvailable()) features.push("egress");
     return { name: this.name, features };
@@ -231,6 +249,7 @@ export class NamespaceDriver implements SandboxDriver {
       const execSocket = meta.execSocket;
       if (execSocket !== null) setImmediate(() => this.execConnections.prime(id, execSocket));
       this.startedHere.set(id, { meta, env: { ...spec.env } });
+      this.etc.recheckSoon(() => this.collectEtcSoon());
       this.log.info(
         { sandboxId: id, hostUid, initPid: meta.initPid, network: spec.network },
         "namespace sandbox started",
@@ -269,7 +288,9 @@ export class NamespaceDriver implements SandboxDriver {
     // The files and cgroups are tiny synchronous writes (see CgroupsV1.create for why).
     await this.cgroups.create(id, spec.limits);
     await this.files.prepare(id);
-    this.files.prepareEtc(spec.network);
+    const etcDir = await this.etc.forNetwork(spec.network);
+    // Until meta.json names it, nothing on disk says this create uses it.
+    this.etcPinned.set(etcDir, (this.etcPinned.get(etcDir) ?? 0) + 1);
     writeFileSync(this.envFile(id), JSON.stringify(spec.env), { mode: 0o600 });
     if (useExecServer && this.execServerPath !== undefined) {
       // The init (the sandbox's uid) creates its socket here, then the host takes the directory
@@ -287,9 +308,9 @@ export class NamespaceDriver implements SandboxDriver {
         }),
       ];
       // bubblewrap runs as the sandbox's uid, which cannot read the root-only data directory:
-      // the generated /etc files (and the exec server's socket directory) reach it as open
-      // descriptors (fd 4, 5, …).
-      const dataFiles = ETC_REPLACEMENTS.map((name) => this.files.etcFile(spec.network, name));
+      // the /etc copy (and the exec server's socket directory) reach it as open descriptors
+      // (fd 4, 5).
+      const dataFiles = [etcDir];
       if (useExecServer) dataFiles.push(execDir);
       let bwrap: ChildProcess;
       if (this.execServerPath !== undefined && this.bwrapStarters !== undefined) {
@@ -374,11 +395,15 @@ export class NamespaceDriver implements SandboxDriver {
         cgroupPaths: this.cgroups.paths(id),
         createdAt: Date.now(),
         execSocket: useExecServer ? execSocket : null,
+        etcDir,
       };
       await this.files.writeMeta(meta);
       return meta;
     } finally {
       closeSync(consoleFd);
+      const pins = (this.etcPinned.get(etcDir) ?? 1) - 1;
+      if (pins > 0) this.etcPinned.set(etcDir, pins);
+      else this.etcPinned.delete(etcDir);
     }
   }
 
@@ -446,6 +471,8 @@ export class NamespaceDriver implements SandboxDriver {
     await rm(this.files.dir(id), { recursive: true, force: true });
     await this.execDirs.remove(id);
     this.bwrapStarters?.fill();
+    // Only a sandbox on an outdated snapshot can have been the last to use one.
+    if (meta?.etcDir != null && !this.etc.isCurrent(meta.etcDir)) this.collectEtcSoon();
     this.log.info({ sandboxId: id }, "namespace sandbox destroyed");
   }
 
@@ -556,6 +583,27 @@ export class NamespaceDriver implements SandboxDriver {
     if (!socket.isSocket() || socket.uid !== hostUid) {
       throw new Error("the sandbox's init did not create its exec socket");
     }
+  }
+
+  /**
+   * Deletes the /etc snapshots no sandbox of this root uses any more, in the background, one
+   * pass at a time. Reads every meta.json, so it runs at start-up, after a rebuild and after
+   * destroying a sandbox on an outdated snapshot, never on a create's path.
+   */
+  private collectEtcSoon(): void {
+    if (this.etcCollecting !== undefined) return;
+    this.etcCollecting = (async () => {
+      const inUse = new Set<string>();
+      for (const id of await this.files.ids()) {
+        const etcDir = (await this.files.readMeta(id))?.etcDir;
+        if (etcDir) inUse.add(etcDir);
+      }
+      await this.etc.collect((dir) => inUse.has(dir) || this.etcPinned.has(dir));
+    })()
+      .catch((error: unknown) => this.log.warn({ err: error }, "could not delete unused /etc snapshots"))
+      .finally(() => {
+        this.etcCollecting = undefined;
+      });
   }
 
   private handleOf(meta: SandboxMeta): SandboxHandle {
