@@ -292,21 +292,17 @@ export class NamespaceDriver implements SandboxDriver {
     // Until meta.json names it, nothing on disk says this create uses it.
     this.etcPinned.set(etcDir, (this.etcPinned.get(etcDir) ?? 0) + 1);
     writeFileSync(this.envFile(id), JSON.stringify(spec.env), { mode: 0o600 });
+    let execServer: string | undefined;
     if (useExecServer && this.execServerPath !== undefined) {
       // The init (the sandbox's uid) creates its socket here, then the host takes the directory
       // back (below) before anything else runs in the sandbox.
-      await this.execDirs.prepare(this.execServerPath);
+      execServer = await this.execDirs.prepare(this.execServerPath);
       mkdirSync(execDir, { mode: 0o700 });
       chownSync(execDir, hostUid, hostUid);
     }
     const consoleFd = openSync(this.files.consoleLog(id), "a", 0o600);
     try {
-      const bwrapArgv = [
-        "/usr/bin/bwrap",
-        ...bwrapArgs(spec.limits.diskMb * MiB, {
-          execServer: useExecServer ? this.execDirs.init : undefined,
-        }),
-      ];
+      const bwrapArgv = ["/usr/bin/bwrap", ...bwrapArgs(spec.limits.diskMb * MiB, { execServer })];
       // bubblewrap runs as the sandbox's uid, which cannot read the root-only data directory:
       // the /etc copy (and the exec server's socket directory) reach it as open descriptors
       // (fd 4, 5).
