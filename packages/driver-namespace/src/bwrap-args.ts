@@ -67,6 +67,12 @@ export function bwrapArgs(
     // user, pid, net, ipc, uts and cgroup. "none" keeps the new netns as it is (loopback only);
     // "egress" gets slirp4netns attached to it afterwards.
     "--unshare-all",
+    // No user namespaces inside: creating one is how an unprivileged process reaches most of
+    // the kernel's rarely used, often buggy code (nftables, mounts of every kind, ...), and a
+    // dev box never needs it. bubblewrap limits its own user namespace to one child and runs
+    // the sandbox in that child, which cannot raise the limit. Needs an explicit --unshare-user.
+    "--unshare-user",
+    "--disable-userns",
     "--new-session",
     "--uid",
     String(SANDBOX_UID),

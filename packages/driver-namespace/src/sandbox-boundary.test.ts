@@ -44,6 +44,29 @@ describe("sandbox boundary (real sandboxes)", () => {
     await removeCgroupParent(cgroupName);
   });
 
+  it("sandbox processes have no capabilities, no_new_privs, and cannot create user namespaces", async () => {
+    const handle = await driver.create(spec("userns"));
+    try {
+      const connection = await driver.connect(handle);
+      try {
+        const status = (await runCommand(connection, "cat /proc/self/status")).stdout;
+        for (const set of ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"]) {
+          expect(status).toMatch(new RegExp(`^${set}:\\s+0000000000000000$`, "m"));
+        }
+        expect(status).toMatch(/^NoNewPrivs:\s+1$/m);
+        // Both the plain kind and the kind that maps the caller to root inside.
+        for (const command of ["unshare -U true", "unshare -Ur true", "unshare -Urm true"]) {
+          const attempt = await runCommand(connection, command);
+          expect(attempt.exitCode, command).not.toBe(0);
+        }
+      } finally {
+        await connection.close();
+      }
+    } finally {
+      await driver.destroy(handle);
+    }
+  });
+
   it("a running sandbox keeps the exec server binary it was started with when another driver prepares it", async () => {
     const handle = await driver.create(spec("init"));
     try {
