@@ -41,7 +41,7 @@ import { killQuietly, until } from "./cgroup-files.js";
 import { favorDynamicCgroupChanges } from "./cgroup-tuning.js";
 import type { Cgroups } from "./cgroups.js";
 import { detectCgroups } from "./cgroups.js";
-import { egressAvailable, SLIRP4NETNS, slirpArgs, slirpReady } from "./egress.js";
+import { egressAvailable, SLIRP4NETNS, slirpReady, spawnSlirp } from "./egress.js";
 import { EtcSnapshots } from "./etc-snapshots.js";
 import { ExecConnections } from "./exec-connections.js";
 import { ExecDirs } from "./exec-dirs.js";
@@ -359,7 +359,7 @@ export class NamespaceDriver implements SandboxDriver {
       const slirp =
         spec.network === "egress"
           ? slirpReady(
-              this.spawnJoined(slirpArgs(ready.initPid), id, ["ignore", consoleFd, consoleFd, "pipe"]),
+              spawnSlirp(ready.initPid, this.cgroups.procsFiles(id), consoleFd),
               this.startTimeoutMs,
               signal,
             )

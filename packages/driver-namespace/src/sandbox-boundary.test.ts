@@ -2,17 +2,34 @@
  * The host side of a sandbox's boundary: what its processes may not do to the kernel, and what
  * the host processes that serve it (the exec server's binary, slirp4netns) hold.
  */
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { lstatSync, readdirSync } from "node:fs";
+import { closeSync, lstatSync, openSync, readdirSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { SandboxSpec } from "@polydev/core";
 import { runCommand } from "@polydev/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NamespaceDriver } from "./namespace-driver.js";
 import { privateCgroupName, privateUidBase, removeCgroupParent } from "./testing/private-host.js";
 
+/** Runs `script` (an ES module) in a new Node process whose fd 7 is `inheritedFd`; its stdout. */
+function runWithInheritedFd(script: string, args: string[], inheritedFd: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script, ...args], {
+      stdio: ["ignore", "pipe", "inherit", "ignore", "ignore", "ignore", "ignore", inheritedFd],
+    });
+    let stdout = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      stdout += chunk.toString("utf8");
+    });
+    child.once("error", reject);
+    child.once("close", (code) => (code === 0 ? resolve(stdout) : reject(new Error(`exited ${code}`))));
+  });
+}
+const DRIVER_MODULE = fileURLToPath(new URL("./namespace-driver.ts", import.meta.url));
 /** The drivers' default base for exec server sockets and the binary's host copy. */
 const EXEC_BASE = "/run/polydev-exec";
 
@@ -107,5 +124,67 @@ describe("sandbox boundary (real sandboxes)", () => {
     } finally {
       await driver.destroy(handle);
     }
+  });
+
+  it("slirp4netns gets no inherited descriptor, an empty environment and a capped console", async () => {
+    // The server's own descriptors without close-on-exec (inherited from whoever started it, a
+    // terminal master) are what could leak: run the driver in a process that has one.
+    const marker = join(scratch, "inherited-marker");
+    const script = `
+      import { readdirSync, readlinkSync, readFileSync } from "node:fs";
+      import { NamespaceDriver } from ${JSON.stringify(DRIVER_MODULE)};
+      const [rootDir, cgroupName, base] = process.argv.slice(1);
+      const driver = new NamespaceDriver({ rootDir, cgroupName, hostUidBase: Number(base), hostUidCount: 1000 });
+      const handle = await driver.create({
+        id: "slirp-fds",
+        limits: { cpu: 1, memoryMb: 128, diskMb: 16, pidsMax: 64 },
+        network: "egress",
+        env: { POLYDEV_TEST_SECRET: "must-not-reach-the-host" },
+      });
+      try {
+        const pid = handle.data.slirpPid;
+        const fds = {};
+        for (const fd of readdirSync("/proc/" + pid + "/fd")) {
+          try { fds[fd] = readlinkSync("/proc/" + pid + "/fd/" + fd); } catch {}
+        }
+        process.stdout.write(JSON.stringify({
+          fds,
+          environ: readFileSync("/proc/" + pid + "/environ", "utf8"),
+          limits: readFileSync("/proc/" + pid + "/limits", "utf8"),
+          status: readFileSync("/proc/" + pid + "/status", "utf8"),
+        }));
+      } finally {
+        await driver.destroy(handle);
+      }
+    `;
+    writeFileSync(marker, "the server's inherited descriptor\n");
+    const markerFd = openSync(marker, "r");
+    let stdout: string;
+    try {
+      stdout = await runWithInheritedFd(
+        script,
+        [join(scratch, "slirp-root"), cgroupName, String(hostUidBase + 500)],
+        markerFd,
+      );
+    } finally {
+      closeSync(markerFd);
+    }
+    const report = JSON.parse(stdout) as {
+      fds: Record<string, string>;
+      environ: string;
+      limits: string;
+      status: string;
+    };
+    expect(Object.values(report.fds)).not.toContain(marker);
+    for (const [fd, target] of Object.entries(report.fds)) {
+      if (Number(fd) <= 2) continue;
+      // slirp4netns's own: the tap device, its sockets, epoll/event descriptors.
+      expect(target, `fd ${fd}`).toMatch(/^(socket:|anon_inode:|\/dev\/net\/tun$)/);
+    }
+    expect(report.environ).toBe("");
+    expect(report.limits).toMatch(/^Max file size\s+1048576\s+1048576\s+bytes/m);
+    // SIGXFSZ (25) ignored: a write past the cap fails instead of killing it.
+    const ignored = BigInt(`0x${/^SigIgn:\s+([0-9a-f]+)$/m.exec(report.status)?.[1] ?? "0"}`);
+    expect((ignored >> 24n) & 1n).toBe(1n);
   });
 });
