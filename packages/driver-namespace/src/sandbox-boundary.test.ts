@@ -15,11 +15,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NamespaceDriver } from "./namespace-driver.js";
 import { privateCgroupName, privateUidBase, removeCgroupParent } from "./testing/private-host.js";
 
-/** Runs `script` (an ES module) in a new Node process whose fd 7 is `inheritedFd`; its stdout. */
+/**
+ * Where the child gets the inherited descriptor: Node marks the low descriptors it finds at
+ * start-up close-on-exec (up to 18 here), and one there would never reach its children anyway.
+ */
+const INHERITED_FD = 40;
+
+/** Runs `script` (an ES module) in a new Node process whose fd INHERITED_FD is `inheritedFd`. */
 function runWithInheritedFd(script: string, args: string[], inheritedFd: number): Promise<string> {
   return new Promise((resolve, reject) => {
+    const ignored = Array.from({ length: INHERITED_FD - 3 }, () => "ignore" as const);
     const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script, ...args], {
-      stdio: ["ignore", "pipe", "inherit", "ignore", "ignore", "ignore", "ignore", inheritedFd],
+      stdio: ["ignore", "pipe", "inherit", ...ignored, inheritedFd],
     });
     let stdout = "";
     child.stdout?.on("data", (chunk: Buffer) => {
@@ -142,12 +149,16 @@ describe("sandbox boundary (real sandboxes)", () => {
         env: { POLYDEV_TEST_SECRET: "must-not-reach-the-host" },
       });
       try {
+        // The premise: this process (the "server") holds the descriptor, inheritable.
+        const flags = /^flags:\\s+(\\d+)$/m.exec(readFileSync("/proc/self/fdinfo/${INHERITED_FD}", "utf8"))[1];
         const pid = handle.data.slirpPid;
         const fds = {};
         for (const fd of readdirSync("/proc/" + pid + "/fd")) {
           try { fds[fd] = readlinkSync("/proc/" + pid + "/fd/" + fd); } catch {}
         }
         process.stdout.write(JSON.stringify({
+          inherited: readlinkSync("/proc/self/fd/${INHERITED_FD}"),
+          inheritedCloseOnExec: (parseInt(flags, 8) & 0o2000000) !== 0,
           fds,
           environ: readFileSync("/proc/" + pid + "/environ", "utf8"),
           limits: readFileSync("/proc/" + pid + "/limits", "utf8"),
@@ -170,11 +181,14 @@ describe("sandbox boundary (real sandboxes)", () => {
       closeSync(markerFd);
     }
     const report = JSON.parse(stdout) as {
+      inherited: string;
+      inheritedCloseOnExec: boolean;
       fds: Record<string, string>;
       environ: string;
       limits: string;
       status: string;
     };
+    expect(report).toMatchObject({ inherited: marker, inheritedCloseOnExec: false });
     expect(Object.values(report.fds)).not.toContain(marker);
     for (const [fd, target] of Object.entries(report.fds)) {
       if (Number(fd) <= 2) continue;
