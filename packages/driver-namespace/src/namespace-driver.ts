@@ -6,7 +6,6 @@
  */
 
 import type { ChildProcess } from "node:child_process";
-import { spawn } from "node:child_process";
 import {
   accessSync,
   chmodSync,
@@ -19,7 +18,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { open, readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { createInProcessAgent } from "@polydev/agent";
@@ -34,14 +33,15 @@ import type {
   SandboxStats,
 } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
-import { bwrapArgs, ETC_REPLACEMENTS, EXEC_SERVER_IN_SANDBOX, FIRST_DATA_FD } from "./bwrap-args.js";
+import { bwrapArgs, EXEC_SERVER_IN_SANDBOX, FIRST_DATA_FD } from "./bwrap-args.js";
 import { BwrapStarters } from "./bwrap-starters.js";
 import { killQuietly, until } from "./cgroup-files.js";
 import { favorDynamicCgroupChanges } from "./cgroup-tuning.js";
 import type { Cgroups } from "./cgroups.js";
 import { detectCgroups } from "./cgroups.js";
-import { egressAvailable, SLIRP4NETNS, slirpArgs, slirpReady } from "./egress.js";
+import { egressAvailable, SLIRP4NETNS, slirpReady, spawnSlirp } from "./egress.js";
 import { deniedDestinations, denyRoutes } from "./egress-deny.js";
+import { EtcSnapshots } from "./etc-snapshots.js";
 import { startOverExecServer } from "./exec-client.js";
 import { ExecConnections } from "./exec-connections.js";
 import { ExecDirs } from "./exec-dirs.js";
@@ -51,7 +51,7 @@ import { isReaped, isSameProcess, killIfSame, startTimeOf } from "./process-info
 import { waitUntilReady } from "./readiness.js";
 import type { SandboxMeta } from "./sandbox-files.js";
 import { assertSandboxId, SandboxFiles } from "./sandbox-files.js";
-import { UidAllocator } from "./uid-allocator.js";
+import { DEFAULT_HOST_UID_REGISTRY, UidAllocator } from "./uid-allocator.js";
 
 export interface DriverLog {
   info(details: object, message: string): void;
@@ -65,6 +65,12 @@ export interface NamespaceDriverOptions {
   log?: DriverLog;
   /** Sandboxes get host uids from `hostUidBase + 1` up; each its own (default 200000). */
   hostUidBase?: number;
+  /**
+   * Where the uids in use are claimed, one file each, host-wide: every driver and server on
+   * the host that shares this directory (and a uid range) never hands out a uid twice
+   * (default /var/lib/polydev/host-uids). Keep it outside any data directory.
+   */
+  hostUidRegistryDir?: string;
   /** How many host uids above the base belong to sandboxes (default 1000000). */
   hostUidCount?: number;
   /** Parent cgroup of all sandboxes, under every controller (default "polydev"). */
@@ -106,16 +112,16 @@ interface StartProgress {
 
 const silentLog: DriverLog = { info: () => undefined, warn: () => undefined };
 
-// Joins every cgroup of the sandbox, then execs the rest: $1 is how many cgroup files follow.
-const JOIN_CGROUPS_AND_EXEC =
-  'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
-
 export class NamespaceDriver implements SandboxDriver {
   readonly name = "namespace";
   private readonly files: SandboxFiles;
   private readonly cgroups: Cgroups;
   private readonly log: DriverLog;
   private readonly uids: UidAllocator;
+  private readonly etc: EtcSnapshots;
+  /** /etc snapshots chosen by creates that have not written their meta.json yet. */
+  private readonly etcPinned = new Map<string, number>();
+  private etcCollecting: Promise<void> | undefined;
   private readonly startTimeoutMs: number;
   private readonly execServerPath: string;
   private readonly execDirs: ExecDirs;
@@ -154,13 +160,17 @@ export class NamespaceDriver implements SandboxDriver {
         `hostUidBase ${hostUidBase} and hostUidCount ${hostUidCount} must name uids between 1001 and 4294967293`,
       );
     }
-    this.uids = new UidAllocator(hostUidBase, hostUidCount, async () => {
-      const uids: number[] = [];
-      for (const id of await this.files.ids()) {
-        const meta = await this.files.readMeta(id);
-        if (meta) uids.push(meta.hostUid);
-      }
-      return uids;
+    this.uids = new UidAllocator({
+      registryDir: options.hostUidRegistryDir ?? DEFAULT_HOST_UID_REGISTRY,
+      rootDir: options.rootDir,
+      base: hostUidBase,
+      range: hostUidCount,
+    });
+    const rootDir = resolve(options.rootDir);
+    this.etc = new EtcSnapshots({
+      store: join(this.execDirs.base, "etc"),
+      rootDir,
+      onError: (error) => this.log.warn({ err: error }, "could not refresh the sandboxes' copy of /etc"),
     });
   }
 
@@ -184,9 +194,16 @@ export class NamespaceDriver implements SandboxDriver {
         details: { missing },
       });
     }
-    // The first create then finds a bubblewrap starter waiting and the exec server installed.
+    // The first create then finds a bubblewrap starter waiting, the exec server installed and
+    // /etc copied.
     this.bwrapStarters.fill();
     await this.execDirs.prepare(this.execServerPath).catch(() => undefined);
+    mkdirSync(this.files.rootDir, { recursive: true, mode: 0o700 });
+    await this.execDirs.prepareBase();
+    await Promise.all([this.etc.forNetwork("none"), this.etc.forNetwork("egress")]);
+    // Older versions kept generated /etc files here; nothing reads them after a sandbox starts.
+    await rm(join(this.files.rootDir, ".etc"), { recursive: true, force: true });
+    this.collectEtcSoon();
     const features = [`cgroup-v${this.cgroups.version}`, "hibernate"];
     if (egressAvailable()) features.push("egress");
     return { name: this.name, features };
@@ -211,11 +228,13 @@ export class NamespaceDriver implements SandboxDriver {
     }
     // Once per driver, overlapping the first create; never a reason to fail one.
     this.tuned ??= this.tuneCgroups();
-    const hostUid = await this.uids.allocate();
+    // The directory first: a uid claim must always name an existing one (see UidAllocator).
+    await this.files.claim(id);
+    let hostUid: number;
     try {
-      await this.files.claim(id);
+      hostUid = await this.uids.allocate(id);
     } catch (error) {
-      await this.uids.release(hostUid);
+      await rm(this.files.dir(id), { recursive: true, force: true }).catch(() => undefined);
       throw error;
     }
     this.creating.add(id);
@@ -227,6 +246,7 @@ export class NamespaceDriver implements SandboxDriver {
       const execSocket = meta.execSocket;
       if (execSocket !== null) setImmediate(() => this.execConnections.prime(id, execSocket));
       this.startedHere.set(id, { meta, env: { ...spec.env } });
+      this.etc.recheckSoon(() => this.collectEtcSoon());
       this.log.info(
         { sandboxId: id, hostUid, initPid: meta.initPid, network: spec.network },
         "namespace sandbox started",
@@ -237,9 +257,9 @@ export class NamespaceDriver implements SandboxDriver {
       if (started.initPid !== undefined) await this.killInit(id, started.initPid);
       if (started.bwrap) await this.killStartup(id, started.bwrap);
       await this.cgroups.destroy(id).catch(() => undefined);
+      await this.uids.release(hostUid, id);
       await rm(this.files.dir(id), { recursive: true, force: true }).catch(() => undefined);
       await this.execDirs.remove(id).catch(() => undefined);
-      await this.uids.release(hostUid);
       this.log.warn({ sandboxId: id, err: error, consoleTail }, "namespace sandbox failed to start");
       throw new PolydevError(
         "sandbox_failed",
@@ -266,24 +286,22 @@ export class NamespaceDriver implements SandboxDriver {
     // The files and cgroups are tiny synchronous writes (see CgroupsV1.create for why).
     await this.cgroups.create(id, spec.limits);
     await this.files.prepare(id);
-    this.files.prepareEtc(spec.network);
+    const etcDir = await this.etc.forNetwork(spec.network);
+    // Until meta.json names it, nothing on disk says this create uses it.
+    this.etcPinned.set(etcDir, (this.etcPinned.get(etcDir) ?? 0) + 1);
     writeFileSync(this.envFile(id), JSON.stringify(spec.env), { mode: 0o600 });
     // The init (the sandbox's uid) creates its socket here, then the host takes the directory
     // back (below) before anything else runs in the sandbox.
-    await this.execDirs.prepare(this.execServerPath);
+    const execServer = await this.execDirs.prepare(this.execServerPath);
     mkdirSync(execDir, { mode: 0o700 });
     chownSync(execDir, hostUid, hostUid);
     const consoleFd = openSync(this.files.consoleLog(id), "a", 0o600);
     try {
-      const bwrapArgv = [
-        "/usr/bin/bwrap",
-        ...bwrapArgs(spec.limits.diskMb * MiB, { execServer: this.execDirs.init }),
-      ];
+      const bwrapArgv = ["/usr/bin/bwrap", ...bwrapArgs(spec.limits.diskMb * MiB, { execServer })];
       // bubblewrap runs as the sandbox's uid, which cannot read the root-only data directory:
-      // the generated /etc files and the exec server's socket directory reach it as open
-      // descriptors (fd 4, 5, …).
-      const dataFiles = ETC_REPLACEMENTS.map((name) => this.files.etcFile(spec.network, name));
-      dataFiles.push(execDir);
+      // the /etc copy and the exec server's socket directory reach it as open descriptors
+      // (fd 4, 5).
+      const dataFiles = [etcDir, execDir];
       // A process started ahead of time (see BwrapStarters) opens those files as root, joins
       // the cgroups, drops to the sandbox's uid and becomes bubblewrap: nothing forks the
       // server process on the way, and no descriptor of the server's reaches the sandbox.
@@ -315,7 +333,7 @@ export class NamespaceDriver implements SandboxDriver {
       const slirp =
         spec.network === "egress"
           ? slirpReady(
-              this.spawnJoined(slirpArgs(ready.initPid), id, ["ignore", consoleFd, consoleFd, "pipe"]),
+              spawnSlirp(ready.initPid, this.cgroups.procsFiles(id), consoleFd),
               this.startTimeoutMs,
               signal,
             )
@@ -348,11 +366,15 @@ export class NamespaceDriver implements SandboxDriver {
         cgroupPaths: this.cgroups.paths(id),
         createdAt: Date.now(),
         execSocket,
+        etcDir,
       };
       await this.files.writeMeta(meta);
       return meta;
     } finally {
       closeSync(consoleFd);
+      const pins = (this.etcPinned.get(etcDir) ?? 1) - 1;
+      if (pins > 0) this.etcPinned.set(etcDir, pins);
+      else this.etcPinned.delete(etcDir);
     }
   }
 
@@ -420,11 +442,15 @@ export class NamespaceDriver implements SandboxDriver {
       // sure a recycled pid is never hit.
       await killIfSame(meta.bwrapPid, meta.bwrapStartTime);
       await killIfSame(meta.slirpPid, meta.slirpStartTime);
-      await this.uids.release(meta.hostUid);
     }
+    // Before the directory goes: a claim naming a missing directory counts as abandoned.
+    const hostUid = meta?.hostUid ?? this.uids.heldBy(id);
+    if (hostUid !== undefined) await this.uids.release(hostUid, id);
     await rm(this.files.dir(id), { recursive: true, force: true });
     await this.execDirs.remove(id);
     this.bwrapStarters.fill();
+    // Only a sandbox on an outdated snapshot can have been the last to use one.
+    if (meta?.etcDir != null && !this.etc.isCurrent(meta.etcDir)) this.collectEtcSoon();
     this.log.info({ sandboxId: id }, "namespace sandbox destroyed");
   }
 
@@ -561,6 +587,27 @@ export class NamespaceDriver implements SandboxDriver {
     }
   }
 
+  /**
+   * Deletes the /etc snapshots no sandbox of this root uses any more, in the background, one
+   * pass at a time. Reads every meta.json, so it runs at start-up, after a rebuild and after
+   * destroying a sandbox on an outdated snapshot, never on a create's path.
+   */
+  private collectEtcSoon(): void {
+    if (this.etcCollecting !== undefined) return;
+    this.etcCollecting = (async () => {
+      const inUse = new Set<string>();
+      for (const id of await this.files.ids()) {
+        const etcDir = (await this.files.readMeta(id))?.etcDir;
+        if (etcDir) inUse.add(etcDir);
+      }
+      await this.etc.collect((dir) => inUse.has(dir) || this.etcPinned.has(dir));
+    })()
+      .catch((error: unknown) => this.log.warn({ err: error }, "could not delete unused /etc snapshots"))
+      .finally(() => {
+        this.etcCollecting = undefined;
+      });
+  }
+
   private handleOf(meta: SandboxMeta): SandboxHandle {
     return { sandboxId: meta.sandboxId, driver: this.name, data: { ...meta } };
   }
@@ -607,24 +654,6 @@ export class NamespaceDriver implements SandboxDriver {
     } else if (result.state === "unavailable") {
       this.log.info({ reason: result.reason }, "cgroup migrations stay slow (no favordynmods)");
     }
-  }
-
-  /** Spawns a host command that joins the sandbox's cgroups before it execs. */
-  private spawnJoined(argv: string[], id: string, stdio: ("ignore" | "pipe" | number)[]): ChildProcess {
-    const procs = this.cgroups.procsFiles(id);
-    const child = spawn(
-      "/bin/sh",
-      ["-c", JOIN_CGROUPS_AND_EXEC, "sh", String(procs.length), ...procs, ...argv],
-      {
-        env: { PATH: "/usr/bin:/bin" },
-        stdio,
-        // Its own session, no --die-with-parent: sandboxes outlive a server restart and are
-        // re-adopted from their meta.json.
-        detached: true,
-      },
-    );
-    child.unref();
-    return child;
   }
 
   private async consoleTail(id: string): Promise<string> {

@@ -35,6 +35,8 @@ import { SignInThrottle } from "./services/sign-in-throttle.js";
 export interface DriverFactoryOptions {
   /** Where the driver keeps per-sandbox state on this host. */
   rootDir: string;
+  /** Where host uids are claimed host-wide (config `hostUidRegistryDir`). */
+  hostUidRegistryDir: string;
   log: Logger;
 }
 export type DriverFactory = (options: DriverFactoryOptions) => SandboxDriver;
@@ -72,6 +74,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   await prepareDataDir(config.dataDir);
   const driver = factory({
     rootDir: join(config.dataDir, "sandboxes"),
+    hostUidRegistryDir: config.hostUidRegistryDir,
     log: log.child({ component: "driver" }),
   });
   const info = await driver.probe();
