@@ -100,9 +100,10 @@ function runOnConnection(
   // Both outputs share the socket: it is paused while either reader is behind, i.e. from a push
   // that found its buffer full until that stream asks for more (`read`).
   const behind = { stdout: false, stderr: false };
+  let resumeReading = (): void => undefined;
   const wantsMore = (name: "stdout" | "stderr") => (): void => {
     behind[name] = false;
-    if (!behind.stdout && !behind.stderr) socket.resume();
+    if (!behind.stdout && !behind.stderr) resumeReading();
   };
   const stdout = new Readable({ read: wantsMore("stdout") });
   const stderr = new Readable({ read: wantsMore("stderr") });
@@ -147,11 +148,16 @@ function runOnConnection(
   };
 
   let pending: Buffer = Buffer.alloc(0);
-  socket.on("data", (chunk: Buffer) => {
-    heardAnything = true;
-    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+  /**
+   * Handles the complete frames in `pending`. It stops at the first output a reader has no room
+   * for, leaving the rest in `pending` (paused socket, at most one read's worth), and goes on
+   * when that reader asks for more: so nothing is held beyond one frame past the readers'
+   * buffers. With `all`, every frame is handled regardless (the connection has closed).
+   */
+  const drain = (all = false): void => {
     let offset = 0;
     while (exit === undefined && pending.length - offset >= HEADER_BYTES) {
+      if (!all && (behind.stdout || behind.stderr)) break;
       const type = String.fromCharCode(pending[offset] ?? 0);
       const length = pending.readUInt32BE(offset + 1);
       if (length > CHUNK_BYTES) {
@@ -182,10 +188,21 @@ function runOnConnection(
       }
     }
     pending = pending.subarray(offset);
+  };
+  resumeReading = (): void => {
+    drain();
+    if (!behind.stdout && !behind.stderr && !socket.destroyed) socket.resume();
+  };
+  socket.on("data", (chunk: Buffer) => {
+    heardAnything = true;
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    drain();
   });
   socket.on("error", () => undefined);
   let heardAnything = false;
   socket.on("close", () => {
+    // What arrived before the close is still the process's: its last output and its exit.
+    drain(true);
     let failure = "lost the connection to the sandbox's exec server";
     // Before any answer this is almost always the init refusing the connection because it
     // could not fork (its refusal can be lost to the reset our request write then gets).

@@ -301,8 +301,13 @@ describe("exec server", () => {
         argv: ["/bin/bash", "-c", "while :; do sleep 30 & done 2>/dev/null"],
       });
       filler.stdin.end();
+      // Read from the cgroup directly: stats would itself ask the sandbox (and so use a process).
+      const { cgroupPaths } = metaOf(limited);
+      const pidsDir = cgroupPaths.find((dir) => dir.includes("/pids/")) ?? cgroupPaths[0];
       await waitFor("the sandbox to reach its process limit", async () =>
-        (await driver.stats(limited)).pids >= 12 ? true : undefined,
+        Number(await readFile(join(pidsDir ?? "", "pids.current"), "utf8").catch(() => "0")) >= 12
+          ? true
+          : undefined,
       );
       const refused = await runCommand(limitedConnection, ["echo", "no room"]);
       expect(refused.exitCode).toBe(126);
