@@ -20,6 +20,10 @@ function fromFastifyError(error: FastifyError): PolydevError | undefined {
       return new PolydevError("invalid_request", "the JSON body is empty; send an object");
     case "FST_ERR_CTP_INVALID_JSON_BODY":
       return new PolydevError("invalid_request", "the body is not valid JSON");
+    // A stream from a sandbox is cut short only when its agent connection ends under it: the
+    // sandbox was destroyed or stopped, or its init died.
+    case "ERR_STREAM_PREMATURE_CLOSE":
+      return new PolydevError("sandbox_not_running", "the sandbox stopped while its output was being read");
     default:
       break;
   }
