@@ -181,6 +181,13 @@ export class SandboxService {
     return connection;
   }
 
+  /** Whether the sandbox is still there: its row live and its processes alive on the host. */
+  async isAlive(id: string): Promise<boolean> {
+    const record = await this.store.sandboxes.get(id);
+    if (!record?.handle || (record.state !== "running" && record.state !== "hibernated")) return false;
+    return this.driver.isAlive(record.handle).catch(() => false);
+  }
+
   private forgetRunning(id: string): void {
     this.runningCache.delete(id);
     this.stateChanges++;
@@ -191,8 +198,15 @@ export class SandboxService {
     this.endListeners.push(listener);
   }
 
+  /** One listener's failure must not stop the others, nor the destroy that called them. */
   private ended(sandboxId: string): void {
-    for (const listener of this.endListeners) listener(sandboxId);
+    for (const listener of this.endListeners) {
+      try {
+        listener(sandboxId);
+      } catch (error) {
+        this.log.error({ err: error, sandboxId }, "a listener failed on a sandbox's end");
+      }
+    }
   }
 
   touch(sandboxId: string): void {
