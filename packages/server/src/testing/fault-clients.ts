@@ -74,9 +74,20 @@ export async function inject(server: ChildServer, fault: Fault, footprint: HostF
     case "kill-init":
       process.kill(footprint.initPid, "SIGKILL");
       return;
-    case "ttl":
+    case "ttl": {
       expireNow(server, id);
+      // The fault is the reconciler acting on the TTL: the operation goes on only once it has.
+      let state = "running";
+      await until(
+        async () => {
+          state = String((await server.api.call<{ state: string }>("GET", `/v1/sandboxes/${id}`)).body.state);
+          return state !== "running";
+        },
+        10_000,
+        `the reconciler to stop expired sandbox ${id}`,
+      );
       return;
+    }
     case "close-agent":
       await server.command(`close-agent ${id}`, new RegExp(`closed-agent ${id} \\d+`));
       return;
