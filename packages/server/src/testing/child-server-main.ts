@@ -7,8 +7,10 @@
  * over stdin, one command a line, each acknowledged on stdout:
  *   `close-agent <sandboxId>`  closes the server's agent connection(s) to that sandbox, as a
  *                              dropped connection would (→ `closed-agent <sandboxId> <count>`)
- *   `hang <op> <before|after>` makes the next driver hibernate/resume stop for good before or
- *                              after it acts (→ `hanging <op> <point>` once it is stuck there)
+ *   `hang <op> <before|after>` makes the next driver hibernate/resume stop before or after it
+ *                              acts (→ `hang-armed <op>`, then `hanging <op> <point>` once it is
+ *                              stuck there), until the process is killed or
+ *   `release <op>`             lets it go on (→ `released <op>`)
  * None of this is reachable from the server's configuration or API.
  */
 import { createInterface } from "node:readline";
@@ -37,6 +39,7 @@ class FaultyDriver implements SandboxDriver {
   readonly name: string;
   private readonly agents = new Map<string, Set<AgentConnection>>();
   private readonly hangs = new Map<HangOperation, HangPoint>();
+  private readonly releases = new Map<HangOperation, () => void>();
 
   constructor(private readonly inner: SandboxDriver) {
     this.name = inner.name;
@@ -44,6 +47,13 @@ class FaultyDriver implements SandboxDriver {
 
   hangNext(operation: HangOperation, point: HangPoint): void {
     this.hangs.set(operation, point);
+  }
+
+  release(operation: HangOperation): boolean {
+    const release = this.releases.get(operation);
+    this.releases.delete(operation);
+    release?.();
+    return release !== undefined;
   }
 
   async closeAgents(sandboxId: string): Promise<number> {
@@ -83,18 +93,17 @@ class FaultyDriver implements SandboxDriver {
   private async act(operation: HangOperation, action: () => Promise<void>): Promise<void> {
     const point = this.hangs.get(operation);
     this.hangs.delete(operation);
-    if (point === "before") await hangForever(operation, point);
+    if (point === "before") await this.hang(operation, point);
     await action();
-    if (point === "after") await hangForever(operation, point);
+    if (point === "after") await this.hang(operation, point);
   }
-}
 
-function hangForever(operation: HangOperation, point: HangPoint): Promise<never> {
-  process.stdout.write(`hanging ${operation} ${point}\n`);
-  // Kept alive by the interval: the test kills this process while it waits here.
-  return new Promise<never>(() => {
-    setInterval(() => undefined, 60_000);
-  });
+  private hang(operation: HangOperation, point: HangPoint): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.releases.set(operation, resolve);
+      process.stdout.write(`hanging ${operation} ${point}\n`);
+    });
+  }
 }
 
 async function main(): Promise<void> {
@@ -124,6 +133,8 @@ async function main(): Promise<void> {
     } else if (command === "hang" && (first === "hibernate" || first === "resume")) {
       faults.hangNext(first, second === "after" ? "after" : "before");
       process.stdout.write(`hang-armed ${first}\n`);
+    } else if (command === "release" && (first === "hibernate" || first === "resume")) {
+      process.stdout.write(faults.release(first) ? `released ${first}\n` : `nothing-to-release ${first}\n`);
     }
   });
   process.stdout.write(`listening ${server.url} ${server.firstAdminKey?.apiKey ?? "-"}\n`);

@@ -72,8 +72,8 @@ export interface ChildServer {
   alive(): boolean;
   /** Writes one control line (see child-server-main.ts) and waits for the answer matching `expect`. */
   command(line: string, expect: RegExp, ms?: number): Promise<string>;
-  /** Waits for a line on stdout matching `pattern` (one already printed counts). */
-  waitForOutput(pattern: RegExp, ms?: number): Promise<string>;
+  /** Waits for output matching `pattern` printed after position `from` of output() (default 0). */
+  waitForOutput(pattern: RegExp, ms?: number, from?: number): Promise<string>;
   /**
    * The log lines that mean a failure escaped its request or stream (see isUnhandledFault), each
    * shortened to what a failing assertion should show: message, error and where it was thrown.
@@ -170,7 +170,7 @@ export async function startChildServer(options: ChildServerOptions = {}): Promis
     process: child,
     output: () => output,
     alive,
-    waitForOutput: (pattern, ms) => waitForOutput(pattern, ms),
+    waitForOutput: (pattern, ms, from) => waitForOutput(pattern, ms, from),
     async command(line, expect, ms = 10_000) {
       const from = output.length;
       child.stdin?.write(`${line}\n`);
@@ -243,4 +243,13 @@ export async function hostLeftovers(footprint: HostFootprint): Promise<string[]>
     left.push(`process ${entry} (${name}) as uid ${footprint.hostUid}`);
   }
   return left;
+}
+
+/** Whether the sandbox's cgroup is frozen (cgroup v1 freezer or v2 cgroup.freeze). */
+export async function isFrozen(footprint: HostFootprint): Promise<boolean> {
+  const v1 = footprint.cgroupPaths.find((path) => path.includes("/freezer/"));
+  if (v1) return (await readFile(join(v1, "freezer.state"), "utf8")).trim() === "FROZEN";
+  const [v2] = footprint.cgroupPaths;
+  if (!v2) throw new Error(`sandbox ${footprint.sandboxId} has no cgroup`);
+  return /^frozen 1$/m.test(await readFile(join(v2, "cgroup.events"), "utf8"));
 }
