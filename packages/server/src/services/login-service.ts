@@ -195,8 +195,9 @@ export class LoginService {
         timeoutMs: 30_000,
       });
       relay.stdin.end();
-      relay.stdout.resume();
-      relay.stderr.resume();
+      // Read and dropped; a stream cut short (the sandbox went away) is no one's error here.
+      relay.stdout.on("error", () => undefined).resume();
+      relay.stderr.on("error", () => undefined).resume();
       await relay.exited;
     }
     await this.waitFor(login, (state) => FINAL.includes(state), this.options.completeTimeoutMs);

@@ -328,6 +328,7 @@ export class RunService {
       // readline ends only on its input's 'end': a stdout cut short (the sandbox went away) only
       // closes, and would leave this loop, and the run, waiting forever.
       process.stdout.once("close", () => lines.close());
+      process.stdout.on("error", () => undefined);
       for await (const line of lines) {
         const bodies = parser.line(line);
         for (const [index, body] of bodies.entries()) {
@@ -467,8 +468,9 @@ export class RunService {
         : ["mkdir", "-p", posix.normalize(run.cwd)];
     const prepare = await connection.exec({ argv, timeoutMs: 60_000 });
     prepare.stdin.end();
-    prepare.stdout.resume();
-    prepare.stderr.resume();
+    // Read and dropped; a stream cut short (the sandbox went away) shows in the exit instead.
+    prepare.stdout.on("error", () => undefined).resume();
+    prepare.stderr.on("error", () => undefined).resume();
     const exit = await prepare.exited;
     if (exit.exitCode !== 0)
       throw new PolydevError("invalid_request", `could not prepare the working directory ${run.cwd}`);
