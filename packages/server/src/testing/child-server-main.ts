@@ -11,6 +11,8 @@
  *                              acts (→ `hang-armed <op>`, then `hanging <op> <point>` once it is
  *                              stuck there), until the process is killed or
  *   `release <op>`             lets it go on (→ `released <op>`)
+ *   `escape rejection|exception` lets a promise rejection or an exception escape unhandled, as
+ *                              a bug would (→ `escaped <kind>`), to test the safety net
  * None of this is reachable from the server's configuration or API.
  */
 import { createInterface } from "node:readline";
@@ -133,6 +135,15 @@ async function main(): Promise<void> {
     } else if (command === "hang" && (first === "hibernate" || first === "resume")) {
       faults.hangNext(first, second === "after" ? "after" : "before");
       process.stdout.write(`hang-armed ${first}\n`);
+    } else if (command === "escape" && first === "rejection") {
+      // The point: a rejection nobody handles.
+      Promise.reject(new Error("test-only escaped rejection"));
+      process.stdout.write("escaped rejection\n");
+    } else if (command === "escape" && first === "exception") {
+      process.stdout.write("escaped exception\n");
+      setImmediate(() => {
+        throw new Error("test-only escaped exception");
+      });
     } else if (command === "release" && (first === "hibernate" || first === "resume")) {
       process.stdout.write(faults.release(first) ? `released ${first}\n` : `nothing-to-release ${first}\n`);
     }
