@@ -33,6 +33,7 @@ export class AgentClient implements AgentConnection {
     readonly hello: AgentHello,
     closedError: () => PolydevError,
     private readonly forwardListeners: Map<number, (channel: Channel) => void>,
+    readonly closed: Promise<void>,
   ) {
     this.connection = {
       open: (request, signal) => {

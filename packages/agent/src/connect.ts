@@ -28,6 +28,10 @@ export function connectAgent(stream: Duplex, options: ConnectAgentOptions = {}):
   // Why the connection ended, once it has: later calls fail with this instead of a generic error.
   let closeReason: PolydevError | undefined;
   const closedError = (): PolydevError => closeReason ?? connectionClosed();
+  let markClosed: () => void = () => undefined;
+  const closed = new Promise<void>((resolve) => {
+    markClosed = resolve;
+  });
   // Channels the agent opens: connections accepted by a `forward.out` listener of this client.
   const forwardListeners = new Map<number, (channel: Channel) => void>();
   const onAgentOpen = (channel: Channel, request: ControlMessage): void => {
@@ -68,7 +72,7 @@ export function connectAgent(stream: Duplex, options: ConnectAgentOptions = {}):
           try {
             const hello = parseServerHello(message);
             mux.hello(clientHello());
-            if (settle()) resolve(new AgentClient(mux, hello, closedError, forwardListeners));
+            if (settle()) resolve(new AgentClient(mux, hello, closedError, forwardListeners, closed));
           } catch (error) {
             fail(error instanceof PolydevError ? error : new PolydevError("internal", String(error)));
           }
@@ -80,6 +84,7 @@ export function connectAgent(stream: Duplex, options: ConnectAgentOptions = {}):
           fail(closeReason);
         },
         onClose: (error) => {
+          markClosed();
           closeReason ??=
             error === undefined
               ? connectionClosed()

@@ -125,6 +125,11 @@ export interface ForwardedPort {
 
 export interface AgentConnection {
   readonly hello: AgentHello;
+  /**
+   * Settles once the connection has ended, for whatever reason (closed here, the agent or its
+   * sandbox gone); never rejects. A holder of a cached connection drops it then.
+   */
+  readonly closed: Promise<void>;
   /** Round trip in milliseconds. */
   ping(signal?: AbortSignal): Promise<number>;
   exec(request: ExecRequest, signal?: AbortSignal): Promise<ExecProcess>;

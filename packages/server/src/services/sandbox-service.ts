@@ -181,9 +181,15 @@ export class SandboxService {
     if (!handle) throw new PolydevError("sandbox_not_running", `sandbox ${sandbox.id} has no driver handle`);
     let connection = this.connections.get(sandbox.id);
     if (!connection) {
-      connection = this.driver.connect(handle);
-      this.connections.set(sandbox.id, connection);
-      connection.catch(() => this.connections.delete(sandbox.id));
+      const connecting = this.driver.connect(handle);
+      connection = connecting;
+      this.connections.set(sandbox.id, connecting);
+      // A connection that failed or ended (its sandbox stopped, the agent went away) is dropped,
+      // so the next request connects again instead of failing on a dead one.
+      const forget = (): void => {
+        if (this.connections.get(sandbox.id) === connecting) this.connections.delete(sandbox.id);
+      };
+      connecting.then((live) => live.closed.then(forget), forget);
     }
     return connection;
   }

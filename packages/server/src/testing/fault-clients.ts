@@ -107,6 +107,11 @@ export async function assertCleanAfter(
   const id = footprint.sandboxId;
   const expected = fault === "kill-init" ? "failed" : "destroyed";
   if (fault === "close-agent") {
+    // Only the connection died: the server connects again on the next request.
+    const again = await within(server.api.exec(id, "echo again"), 20_000, `exec on ${id} after close-agent`);
+    if (again.status !== 200 || again.body.stdout !== "again\n") {
+      throw new Error(`exec after close-agent answered ${again.status} ${JSON.stringify(again.body)}`);
+    }
     const response = await within(server.api.call("DELETE", `/v1/sandboxes/${id}`), 20_000, `DELETE ${id}`);
     if (response.status !== 200) throw new Error(`destroy after close-agent answered ${response.status}`);
   }
