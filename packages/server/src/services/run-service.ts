@@ -6,7 +6,6 @@
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { posix } from "node:path";
-import { createInterface } from "node:readline";
 import { Readable } from "node:stream";
 import type {
   AgentConnection,
@@ -24,6 +23,7 @@ import type { GatewayProvider } from "@polydev/gateway";
 import type { AgentRunner } from "@polydev/runners";
 import { anthropicLoop, geminiLoop, openaiLoop, SandboxTools } from "@polydev/runners";
 import type { Logger } from "pino";
+import { boundedLines } from "./bounded-lines.js";
 import type { CredentialService } from "./credential-service.js";
 import type { GatewayHub } from "./gateway-hub.js";
 import type { SandboxService } from "./sandbox-service.js";
@@ -69,6 +69,10 @@ const DEFAULT_MODELS: Record<GatewayProvider, string> = {
 };
 
 const STDERR_TAIL_BYTES = 4096;
+/** A line the agent CLI prints is kept at most this long (its events are JSON lines). */
+const MAX_RUN_LINE_BYTES = 1024 * 1024;
+/** What one run may store of its events: its output is sandbox-controlled, the database is not. */
+const MAX_RUN_EVENT_BYTES = 32 * 1024 * 1024;
 /** How long a sandbox may take to answer a ping before a failed tool counts as a lost sandbox. */
 const PING_TIMEOUT_MS = 5_000;
 
@@ -264,7 +268,24 @@ export class RunService {
       previous = next.catch(() => undefined);
       return next;
     };
-    const storeEvent = async (body: RunEventBody, raw?: string): Promise<void> => {
+    // What one run may store: past the bound, one note says so and the rest is not kept (the
+    // run goes on; its final state and usage are still recorded).
+    let storedBytes = 0;
+    let full = false;
+    const storeEvent = async (given: RunEventBody, givenRaw?: string): Promise<void> => {
+      if (full) return;
+      let body = given;
+      let raw = givenRaw;
+      const bytes = JSON.stringify(body).length + (raw?.length ?? 0);
+      if (storedBytes + bytes > MAX_RUN_EVENT_BYTES) {
+        full = true;
+        body = {
+          type: "error",
+          message: `this run's output reached its limit of ${MAX_RUN_EVENT_BYTES} bytes; the rest is not kept`,
+        };
+        raw = undefined;
+      }
+      storedBytes += bytes;
       seq += 1;
       const event: RunEvent = {
         runId: run.id,
@@ -324,12 +345,9 @@ export class RunService {
       const parser = runner.parser();
       let inputTokens = 0;
       let outputTokens = 0;
-      const lines = createInterface({ input: process.stdout, crlfDelay: Number.POSITIVE_INFINITY });
-      // readline ends only on its input's 'end': a stdout cut short (the sandbox went away) only
-      // closes, and would leave this loop, and the run, waiting forever.
-      process.stdout.once("close", () => lines.close());
       process.stdout.on("error", () => undefined);
-      for await (const line of lines) {
+      // Bounded lines that also end when the stdout is cut short (the sandbox went away).
+      for await (const line of boundedLines(process.stdout, MAX_RUN_LINE_BYTES)) {
         const bodies = parser.line(line);
         for (const [index, body] of bodies.entries()) {
           if (body.type === "usage") {
