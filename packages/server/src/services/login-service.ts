@@ -24,6 +24,8 @@ export const LOGIN_STATES = [
   "cancelled",
 ] as const;
 export type LoginState = (typeof LOGIN_STATES)[number];
+/** A CLI's credential file is JSON of a few KiB; a larger one is refused, not read on. */
+const MAX_CREDENTIAL_FILE_BYTES = 64 * 1024;
 const FINAL: LoginState[] = ["completed", "failed", "timed_out", "cancelled"];
 
 export interface LoginView {
@@ -268,8 +270,18 @@ export class LoginService {
     }
     try {
       const file = await login.agent.files.read(login.flow.credentialFile);
-      let text = "";
-      for await (const chunk of file) text += (chunk as Buffer).toString();
+      // The file is the sandbox's: a real one is a few KiB, and no more is read or stored.
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of file) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_CREDENTIAL_FILE_BYTES) {
+          file.destroy();
+          throw new Error(`its credential file is larger than ${MAX_CREDENTIAL_FILE_BYTES} bytes`);
+        }
+        chunks.push(chunk as Buffer);
+      }
+      const text = Buffer.concat(chunks).toString("utf8");
       await this.credentials.putOAuth(login.userId, login.flow.credentialProvider, text);
       await this.end(login, "completed", null);
     } catch (error) {
