@@ -1,31 +1,14 @@
-import { existsSync } from "node:fs";
-import { mkdtemp, rm, rmdir } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runEscapeProbes } from "@polydev/core/testing";
 import { NamespaceDriver } from "./namespace-driver.js";
-
-/** Its own uid range and cgroup parent, so no parallel test's driver mistakes these sandboxes. */
-const privateUidBase = (): number => 1_000_000 + Math.floor(Math.random() * 900) * 10_000;
-const privateCgroupName = (): string =>
-  `polydev-escape-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-
-async function removeCgroupParent(name: string): Promise<void> {
-  const v2 = existsSync("/sys/fs/cgroup/cgroup.controllers");
-  const dirs = v2
-    ? [join("/sys/fs/cgroup", name)]
-    : ["memory", "pids", "cpu", "cpuacct", "freezer"].map((controller) =>
-        join("/sys/fs/cgroup", controller, name),
-      );
-  for (const dir of dirs) await rmdir(dir).catch(() => undefined);
-}
+import { privateCgroupName, privateUidBase, removeCgroupParent } from "./testing/private-host.js";
 
 runEscapeProbes("namespace", async () => {
   const rootDir = await mkdtemp(join(tmpdir(), "polydev-ns-escape-"));
   const cgroupName = privateCgroupName();
-  // A private copy of the exec server too: the default (/run/polydev-exec/polydev-init) is one
-  // host-wide file that any other Polydev on this host replaces with its own build, and the
-  // probes must judge this tree's init.
+  // Its own exec directories too, removed afterwards with everything in them.
   const execSocketRoot = `/run/polydev-escape-${process.pid}`;
   const driver = new NamespaceDriver({
     rootDir,

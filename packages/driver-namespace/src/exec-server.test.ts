@@ -4,7 +4,7 @@
  * needs to hold the output back.
  */
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, readlink, rm, rmdir } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
@@ -14,18 +14,9 @@ import { runCommand, waitFor } from "@polydev/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { namespaceLauncher, SANDBOX_HOME } from "./launcher.js";
 import { DEFAULT_EXEC_SERVER_PATH, NamespaceDriver } from "./namespace-driver.js";
+import { removeCgroupParent } from "./testing/private-host.js";
 
 const cgroupName = `polydev-test-exec-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-
-async function removeCgroupParent(name: string): Promise<void> {
-  const v2 = existsSync("/sys/fs/cgroup/cgroup.controllers");
-  const dirs = v2
-    ? [join("/sys/fs/cgroup", name)]
-    : ["memory", "pids", "cpu", "cpuacct", "freezer"].map((controller) =>
-        join("/sys/fs/cgroup", controller, name),
-      );
-  for (const dir of dirs) await rmdir(dir).catch(() => undefined);
-}
 
 interface ExecMeta {
   hostUid: number;

@@ -1,35 +1,13 @@
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, rmdir } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { SandboxHandle, SandboxSpec } from "@polydev/core";
 import { runCommand, runDriverContract, startProbeServer, waitFor } from "@polydev/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NamespaceDriver } from "./namespace-driver.js";
-
-/**
- * Each test driver gets its own uid range, so "no process of this uid is left" cannot be
- * confused by another driver instance (a server test running in parallel) on the same host.
- */
-const privateUidBase = (): number => 1_000_000 + Math.floor(Math.random() * 900) * 10_000;
-
-/**
- * Likewise a private cgroup parent: a reconciler of another driver instance (a server test
- * running in parallel) then cannot mistake these sandboxes for its orphans.
- */
-const privateCgroupName = (): string =>
-  `polydev-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-
-async function removeCgroupParent(name: string): Promise<void> {
-  const v2 = existsSync("/sys/fs/cgroup/cgroup.controllers");
-  const dirs = v2
-    ? [join("/sys/fs/cgroup", name)]
-    : ["memory", "pids", "cpu", "cpuacct", "freezer"].map((controller) =>
-        join("/sys/fs/cgroup", controller, name),
-      );
-  for (const dir of dirs) await rmdir(dir).catch(() => undefined);
-}
+import { privateCgroupName, privateUidBase, removeCgroupParent } from "./testing/private-host.js";
 
 runDriverContract("namespace", async () => {
   const rootDir = await mkdtemp(join(tmpdir(), "polydev-ns-contract-"));

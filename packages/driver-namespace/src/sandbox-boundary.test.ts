@@ -6,7 +6,7 @@
  */
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readlinkSync, statSync } from "node:fs";
-import { mkdtemp, readFile, rm, rmdir, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Duplex } from "node:stream";
@@ -16,19 +16,10 @@ import type { IPty } from "node-pty";
 import { spawn as spawnPty } from "node-pty";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NamespaceDriver } from "./namespace-driver.js";
+import { removeCgroupParent } from "./testing/private-host.js";
 
 const cgroupName = `polydev-test-boundary-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
 const uniqueId = (label: string): string => `${label}-${Math.random().toString(36).slice(2, 8)}`;
-
-async function removeCgroupParent(name: string): Promise<void> {
-  const v2 = existsSync("/sys/fs/cgroup/cgroup.controllers");
-  const dirs = v2
-    ? [join("/sys/fs/cgroup", name)]
-    : ["memory", "pids", "cpu", "cpuacct", "freezer"].map((controller) =>
-        join("/sys/fs/cgroup", controller, name),
-      );
-  for (const dir of dirs) await rmdir(dir).catch(() => undefined);
-}
 
 function metaOf(handle: SandboxHandle): { hostUid: number; initPid: number; cgroupPaths: string[] } {
   const { hostUid, initPid, cgroupPaths } = handle.data;
