@@ -81,6 +81,21 @@ fi
 # TypeScript project references build incrementally: a no-op when nothing changed.
 npx tsc -b packages/*/tsconfig.json
 
+# The `polydev` command on the PATH: a link to this checkout's CLI (root: /usr/local/bin;
+# otherwise ~/.local/bin, which most shells put on the PATH when it exists).
+POLYDEV_BIN="$PWD/packages/cli/dist/main.js"
+chmod +x "$POLYDEV_BIN"
+if [ "$(id -u)" = 0 ]; then link_dir=/usr/local/bin; else link_dir="$HOME/.local/bin"; fi
+mkdir -p "$link_dir"
+if [ "$(readlink "$link_dir/polydev" 2>/dev/null)" != "$POLYDEV_BIN" ]; then
+  ln -sfn "$POLYDEV_BIN" "$link_dir/polydev"
+  say "linked $link_dir/polydev to this checkout's CLI"
+fi
+case ":$PATH:" in
+  *":$link_dir:"*) ;;
+  *) say "add $link_dir to your PATH to run polydev from anywhere" ;;
+esac
+
 # The dashboard: Vite bundles packages/web (and the SDK's source) into packages/web/dist, which
 # the server serves at /. Rebuilt only when a source is newer than the last build.
 WEB_BUILT=packages/web/dist/index.html
