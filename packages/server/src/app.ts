@@ -12,6 +12,7 @@ import {
   validatorCompiler,
 } from "fastify-type-provider-zod";
 import { registerAuth } from "./http/auth.js";
+import { clientErrorHandler } from "./http/client-errors.js";
 import type { ServerContext } from "./http/context.js";
 import { registerErrorHandler } from "./http/error-handler.js";
 import { adminRoutes } from "./routes/admin.js";
@@ -44,6 +45,8 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
       const known = new PolydevError("invalid_request", `the request URL is not valid: ${error.message}`);
       return reply.status(known.status).send(known.toJSON());
     },
+    // What Node's parser refuses (bad request line, headers too large, timeouts) too.
+    clientErrorHandler: clientErrorHandler(ctx.log),
   });
   // Many clients send `content-type: application/json` on every call; an empty body then means
   // "no body" (a DELETE, a POST without options) rather than a 400.

@@ -1,0 +1,87 @@
+/**
+ * The HTTP layer under input no well-behaved client sends: requests Node's parser refuses,
+ * bodies the server answers without reading, clients that hang up, junk in ids.
+ */
+import { Socket } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ApiClient, TestServer } from "./testing/harness.js";
+import { createUser, startTestServer } from "./testing/harness.js";
+import type { RawResponse } from "./testing/raw-http.js";
+import { rawExchange } from "./testing/raw-http.js";
+
+let t: TestServer;
+let api: ApiClient;
+beforeAll(async () => {
+  t = await startTestServer();
+  api = await createUser(t.api, "http-user");
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+function expectErrorShape(response: RawResponse | undefined, status: number, code: string): void {
+  expect(response?.status).toBe(status);
+  expect(response?.headers["content-type"]).toMatch(/^application\/json/);
+  const body = JSON.parse(response?.body ?? "") as { error: { code: unknown; message: unknown } };
+  expect(body.error.code).toBe(code);
+  expect(typeof body.error.message).toBe("string");
+}
+
+describe("requests refused before routing", () => {
+  it.each([
+    ["a request line that is not HTTP", "GARBAGE\r\n\r\n", 400, "invalid_request"],
+    [
+      "headers larger than Node accepts",
+      `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`,
+      431,
+      "headers_too_large",
+    ],
+    [
+      "a broken chunk size",
+      "POST /v1/sandboxes HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n",
+      400,
+      "invalid_request",
+    ],
+    [
+      "both Content-Length and Transfer-Encoding",
+      "POST /v1/sandboxes HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      400,
+      "invalid_request",
+    ],
+    [
+      "a control character in a header",
+      "GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: b\u0001c\r\n\r\n",
+      400,
+      "invalid_request",
+    ],
+  ])("answers %s in the error shape and closes", async (_name, request, status, code) => {
+    const exchange = await rawExchange(t.url, [request], { expect: 2 });
+    expect(exchange.timedOut).toBe(false);
+    expect(exchange.closed).toBe(true);
+    expect(exchange.responses).toHaveLength(1);
+    expectErrorShape(exchange.responses[0], status, code);
+    expect(exchange.responses[0]?.headers.connection).toBe("close");
+  });
+
+  it("answers a request Node timed out with 408 request_timeout", async () => {
+    // Node only checks its request timeouts every 30 s, so the timeout itself is raised here,
+    // on the server's end of a real connection, the way Node's own check raises it.
+    const server = t.server.app.server;
+    const accepted = new Promise<Socket>((resolve) => server.once("connection", resolve));
+    const client = new Socket();
+    const received: Buffer[] = [];
+    client.on("data", (chunk: Buffer) => received.push(chunk));
+    const closed = new Promise((resolve) => client.once("close", resolve));
+    const { hostname, port } = new URL(t.url);
+    client.connect(Number(port), hostname);
+    client.write("POST /v1/sandboxes HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{");
+    const timeout = Object.assign(new Error("Request Timeout"), { code: "ERR_HTTP_REQUEST_TIMEOUT" });
+    server.emit("clientError", timeout, await accepted);
+    await closed;
+    const text = Buffer.concat(received).toString("utf8");
+    expect(text).toMatch(/^HTTP\/1\.1 408 /);
+    expect(text).toMatch(/\r\nConnection: close\r\n/i);
+    const body = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)) as { error: { code: string } };
+    expect(body.error.code).toBe("request_timeout");
+  });
+});
