@@ -15,6 +15,7 @@ import { registerAuth } from "./http/auth.js";
 import { clientErrorHandler } from "./http/client-errors.js";
 import type { ServerContext } from "./http/context.js";
 import { registerErrorHandler } from "./http/error-handler.js";
+import { registerUnreadBodyGuard } from "./http/unread-body.js";
 import { adminRoutes } from "./routes/admin.js";
 import { adminOverviewRoutes } from "./routes/admin-overview.js";
 import { authSessionRoutes } from "./routes/auth-session.js";
@@ -63,6 +64,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandler(app);
+  registerUnreadBodyGuard(app);
   // Both registered (and awaited) before the auth hook, whose onRequest must run after theirs:
   // the cookie plugin parses `request.cookies`, and the WebSocket plugin marks upgrade requests so
   // that a refused upgrade's socket is closed after the error answer (else it leaks and close hangs).

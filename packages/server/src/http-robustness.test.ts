@@ -4,6 +4,7 @@
  */
 import { Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DRAIN_LIMIT_BYTES } from "./http/unread-body.js";
 import type { ApiClient, TestServer } from "./testing/harness.js";
 import { createUser, startTestServer } from "./testing/harness.js";
 import type { RawResponse } from "./testing/raw-http.js";
@@ -11,9 +12,11 @@ import { rawExchange } from "./testing/raw-http.js";
 
 let t: TestServer;
 let api: ApiClient;
+let id: string;
 beforeAll(async () => {
   t = await startTestServer();
   api = await createUser(t.api, "http-user");
+  id = await api.createSandbox();
 });
 afterAll(async () => {
   await t?.close();
@@ -83,5 +86,50 @@ describe("requests refused before routing", () => {
     expect(text).toMatch(/\r\nConnection: close\r\n/i);
     const body = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)) as { error: { code: string } };
     expect(body.error.code).toBe("request_timeout");
+  });
+});
+
+describe("keep-alive after an upload answered before its body was read", () => {
+  const healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+  const upload = (path: string, bytes: number, auth = true): string =>
+    [
+      `PUT ${path} HTTP/1.1`,
+      "Host: x",
+      ...(auth ? [`Authorization: Bearer ${api.key}`] : []),
+      "Content-Type: application/octet-stream",
+      `Content-Length: ${bytes}`,
+      "",
+      "",
+    ].join("\r\n");
+  const bodyBytes = 2 * 1024 * 1024;
+
+  it.each([
+    ["no API key", () => upload(`/v1/sandboxes/${id}/files/content?path=a.bin`, bodyBytes, false), 401],
+    [
+      "an unknown sandbox",
+      () => upload("/v1/sandboxes/sbx_missing/files/content?path=a.bin", bodyBytes),
+      404,
+    ],
+    ["no path", () => upload(`/v1/sandboxes/${id}/files/content`, bodyBytes), 400],
+    // The sandbox starts taking this body before the path is refused: half of it is left unread.
+    ["a path outside the home", () => upload(`/v1/sandboxes/${id}/files/content?path=../x`, bodyBytes), 400],
+  ])("answers the next request after a refusal for %s", async (_name, head, status) => {
+    const exchange = await rawExchange(t.url, [head(), Buffer.alloc(bodyBytes, 0x61), healthz], {
+      expect: 2,
+    });
+    expect(exchange.timedOut).toBe(false);
+    expect(exchange.responses.map((r) => r.status)).toEqual([status, 200]);
+    expect(JSON.parse(exchange.responses[1]?.body ?? "")).toMatchObject({ status: "ok" });
+  });
+
+  it("closes the connection instead of reading a refused body bigger than it drains", async () => {
+    const bytes = DRAIN_LIMIT_BYTES + 1024 * 1024;
+    const head = upload("/v1/sandboxes/sbx_missing/files/content?path=a.bin", bytes);
+    const exchange = await rawExchange(t.url, [head, Buffer.alloc(bytes, 0x61), healthz], { expect: 2 });
+    expect(exchange.timedOut).toBe(false);
+    expect(exchange.closed).toBe(true);
+    expect(exchange.responses).toHaveLength(1);
+    expectErrorShape(exchange.responses[0], 404, "not_found");
+    expect(exchange.responses[0]?.headers.connection).toBe("close");
   });
 });
