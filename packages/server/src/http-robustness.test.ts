@@ -30,6 +30,14 @@ function expectErrorShape(response: RawResponse | undefined, status: number, cod
   expect(typeof body.error.message).toBe("string");
 }
 
+async function until(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 describe("requests refused before routing", () => {
   it.each([
     ["a request line that is not HTTP", "GARBAGE\r\n\r\n", 400, "invalid_request"],
@@ -131,5 +139,24 @@ describe("keep-alive after an upload answered before its body was read", () => {
     expect(exchange.responses).toHaveLength(1);
     expectErrorShape(exchange.responses[0], 404, "not_found");
     expect(exchange.responses[0]?.headers.connection).toBe("close");
+  });
+});
+
+describe("a client that drops a buffered exec", () => {
+  it("kills the command it started", async () => {
+    // `[4]` keeps the pattern from matching the pgrep that looks for it.
+    const running = async (): Promise<boolean> =>
+      (await api.exec(id, ["pgrep", "-f", "sleep 98765[4]"])).body.exitCode === 0;
+    const controller = new AbortController();
+    const dropped = fetch(`${t.url}/v1/sandboxes/${id}/exec`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${api.key}`, "content-type": "application/json" },
+      body: JSON.stringify({ cmd: "sleep 987654; echo never" }),
+      signal: controller.signal,
+    }).catch(() => undefined);
+    await until(running, "the command to start");
+    controller.abort();
+    await dropped;
+    await until(async () => !(await running()), "the command to be killed");
   });
 });

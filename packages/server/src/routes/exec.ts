@@ -3,6 +3,7 @@ import { StringDecoder } from "node:string_decoder";
 import type { ExecProcess } from "@polydev/core";
 import type { FastifyInstance } from "fastify";
 import { requirePrincipal } from "../http/auth.js";
+import { clientGoneSignal } from "../http/client-gone.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
 import { toArgv } from "../http/present.js";
@@ -52,6 +53,11 @@ export function execRoutes(instance: FastifyInstance, ctx: ServerContext): void 
         return reply;
       }
 
+      // Nobody is left to read the answer of a client that hung up: stop its command too.
+      const gone = clientGoneSignal(reply);
+      const stop = (): void => process.kill("SIGKILL");
+      if (gone.aborted) stop();
+      else gone.addEventListener("abort", stop, { once: true });
       const limit = ctx.config.execBufferLimitBytes;
       const [stdout, stderr] = await Promise.all([
         collect(process.stdout, limit),
