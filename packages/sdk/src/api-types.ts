@@ -1199,6 +1199,61 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sandboxes/{id}/pty": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Interactive terminal (WebSocket upgrade)
+         * @description Upgrade to a WebSocket (`Connection: Upgrade`, `Upgrade: websocket`). Binary frames carry terminal bytes both ways; text frames carry JSON control messages: in `{type:'resize',cols,rows}`, `{type:'input',data}`, `{type:'ping'}`; out `{type:'ready',reconnectId,reattached}`, `{type:'exit',exitCode,signal}`, `{type:'error',message}`, `{type:'pong'}`. A request without the upgrade answers 426.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description terminal width in columns */
+                    cols?: number;
+                    /** @description terminal height in rows */
+                    rows?: number;
+                    /** @description client-made id; connecting again with it reattaches to the same shell */
+                    reconnect?: string;
+                };
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Switching Protocols: the WebSocket carrying the terminal is open */
+                101: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description the request was not a WebSocket upgrade */
+                426: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/credentials/{provider}": {
         parameters: {
             query?: never;

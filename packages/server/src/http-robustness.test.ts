@@ -4,6 +4,7 @@
  */
 import { Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { DRAIN_LIMIT_BYTES } from "./http/unread-body.js";
 import type { ApiClient, TestServer } from "./testing/harness.js";
 import { createUser, startTestServer } from "./testing/harness.js";
@@ -158,5 +159,45 @@ describe("a client that drops a buffered exec", () => {
     controller.abort();
     await dropped;
     await until(async () => !(await running()), "the command to be killed");
+  });
+});
+
+describe("the terminal route", () => {
+  it("is in the OpenAPI document with its query parameters and the 101 answer", async () => {
+    const doc = await api.call<{
+      paths: Record<
+        string,
+        { get?: { parameters: { name: string; in: string }[]; responses: Record<string, unknown> } }
+      >;
+    }>("GET", "/v1/openapi.json");
+    const pty = doc.body.paths["/v1/sandboxes/{id}/pty"]?.get;
+    expect(pty).toBeDefined();
+    expect(pty?.parameters.map((p) => `${p.in}:${p.name}`).sort()).toEqual([
+      "path:id",
+      "query:cols",
+      "query:reconnect",
+      "query:rows",
+    ]);
+    expect(Object.keys(pty?.responses ?? {})).toContain("101");
+  });
+
+  it("answers a plain GET with 426 in the error shape, and still upgrades", async () => {
+    const plain = await api.call<{ error: { code: string; message: string } }>(
+      "GET",
+      `/v1/sandboxes/${id}/pty`,
+    );
+    expect(plain.status).toBe(426);
+    expect(plain.body.error.code).toBe("upgrade_required");
+    expect(plain.headers.get("upgrade")).toBe("websocket");
+
+    const ws = new WebSocket(`${t.url.replace("http", "ws")}/v1/sandboxes/${id}/pty`, {
+      headers: { authorization: `Bearer ${api.key}` },
+    });
+    const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      ws.once("message", (data) => resolve(JSON.parse(data.toString()) as Record<string, unknown>));
+      ws.once("error", reject);
+    });
+    expect(ready.type).toBe("ready");
+    ws.close();
   });
 });
