@@ -351,6 +351,7 @@ export interface paths {
             parameters: {
                 query?: {
                     limit?: number;
+                    /** @description the nextCursor of the previous page */
                     cursor?: string;
                     state?: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
                 };
@@ -430,6 +431,7 @@ export interface paths {
             parameters: {
                 query?: {
                     limit?: number;
+                    /** @description the nextCursor of the previous page */
                     cursor?: string;
                     state?: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
                 };
@@ -1708,6 +1710,7 @@ export interface paths {
             parameters: {
                 query?: {
                     limit?: number;
+                    /** @description the nextCursor of the previous page */
                     cursor?: string;
                 };
                 header?: never;
@@ -1896,16 +1899,6 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        SessionInput: {
-            user: {
-                id: string;
-                name: string;
-                /** @enum {string} */
-                role: "admin" | "user";
-            };
-            /** @description send it as the x-csrf-token header on every POST, PUT, PATCH and DELETE */
-            csrfToken: string;
-        };
         ErrorInput: {
             error: {
                 code: string;
@@ -1978,6 +1971,16 @@ export interface components {
             sizeBytes: number;
             modifiedAt: string;
             mode: number;
+        };
+        SessionInput: {
+            user: {
+                id: string;
+                name: string;
+                /** @enum {string} */
+                role: "admin" | "user";
+            };
+            /** @description send it as the x-csrf-token header on every POST, PUT, PATCH and DELETE */
+            csrfToken: string;
         };
         AdminSandboxInput: {
             id: string;
@@ -2097,16 +2100,6 @@ export interface components {
                 [key: string]: string;
             };
         };
-        Session: {
-            user: {
-                id: string;
-                name: string;
-                /** @enum {string} */
-                role: "admin" | "user";
-            };
-            /** @description send it as the x-csrf-token header on every POST, PUT, PATCH and DELETE */
-            csrfToken: string;
-        };
         Error: {
             error: {
                 code: string;
@@ -2179,6 +2172,16 @@ export interface components {
             sizeBytes: number;
             modifiedAt: string;
             mode: number;
+        };
+        Session: {
+            user: {
+                id: string;
+                name: string;
+                /** @enum {string} */
+                role: "admin" | "user";
+            };
+            /** @description send it as the x-csrf-token header on every POST, PUT, PATCH and DELETE */
+            csrfToken: string;
         };
         AdminSandbox: {
             id: string;

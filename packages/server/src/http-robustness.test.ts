@@ -201,3 +201,50 @@ describe("the terminal route", () => {
     ws.close();
   });
 });
+
+describe("ids and cursors", () => {
+  const junk = [
+    "..%2F..%2Fetc%2Fpasswd",
+    "%00",
+    "sbx_a%00b",
+    "a".repeat(65),
+    "%C3%BC%F0%9F%98%80",
+    "sbx%20x",
+    "sbx_x.y",
+  ];
+
+  it.each(junk)("refuses the id %s with 400 before any lookup", async (bad) => {
+    for (const path of [
+      `/v1/sandboxes/${bad}`,
+      `/v1/sandboxes/${bad}/files?path=.`,
+      `/v1/runs/${bad}`,
+      `/v1/logins/${bad}`,
+    ]) {
+      const answer = await api.call<{ error: { code: string; message: string } }>("GET", path);
+      expect({ path, status: answer.status }).toEqual({ path, status: 400 });
+      expect(answer.body.error.code).toBe("invalid_request");
+      expect(answer.body.error.message).toContain("ids are");
+    }
+    const proxy = await t.api.call("PUT", `/v1/admin/users/${bad}/proxy`, { proxyUrl: null });
+    expect(proxy.status).toBe(400);
+    const run = await api.call("POST", "/v1/runs", {
+      agent: "builtin",
+      prompt: "hi",
+      sandboxId: decodeURIComponent(bad),
+    });
+    expect(run.status).toBe(400);
+  });
+
+  it("refuses a cursor it did not hand out", async () => {
+    for (const path of ["/v1/sandboxes", "/v1/runs", "/v1/admin/sandboxes"]) {
+      const answer = await t.api.call<{ error: { code: string; message: string } }>(
+        "GET",
+        `${path}?cursor=${encodeURIComponent("../../x:%00")}`,
+      );
+      expect(answer.status).toBe(400);
+      expect(answer.body.error.message).toContain("cursor");
+    }
+    const page = await api.call<{ nextCursor: string | null }>("GET", "/v1/sandboxes?limit=1");
+    expect(page.status).toBe(200);
+  });
+});

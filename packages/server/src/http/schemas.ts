@@ -17,7 +17,21 @@ export const envSchema = z
   .record(envName, z.string().max(32 * 1024))
   .refine((env) => Object.keys(env).length <= 256, "at most 256 environment variables");
 
-export const sandboxIdParams = z.object({ id: z.string().min(1).max(64) });
+/**
+ * Every id the server hands out is a kind prefix, `_` and base64url (`sbx_…`, `run_…`): anything
+ * else is refused here, so odd bytes (`%00`, `../`, megabytes) never reach the store or a driver.
+ */
+export const resourceId = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,64}$/, "ids are 1–64 letters, digits, '_' or '-' (as the API returned them)");
+export const idParams = z.object({ id: resourceId });
+export const sandboxIdParams = idParams;
+
+/** A page's `nextCursor`, handed back unchanged. */
+export const cursorSchema = z
+  .string()
+  .regex(/^\d{1,16}:[A-Za-z0-9_-]{1,64}$/, "cursor must be the nextCursor of a previous page")
+  .describe("the nextCursor of the previous page");
 
 export function createSandboxBody(max: {
   cpu: number;
@@ -89,7 +103,7 @@ export const sandboxListSchema = z.object({
 
 export const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(500).default(100),
-  cursor: z.string().max(200).optional(),
+  cursor: cursorSchema.optional(),
   state: z.enum(SANDBOX_STATES).optional(),
 });
 

@@ -5,11 +5,11 @@ import { z } from "zod";
 import { requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
+import { cursorSchema, idParams, resourceId } from "../http/schemas.js";
 import { openSse } from "../http/sse.js";
 
 const tags = ["runs"];
 const HOUR_MS = 60 * 60 * 1000;
-const runParams = z.object({ id: z.string().min(1).max(64) });
 
 export const runSchema = z
   .object({
@@ -68,12 +68,7 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
               .string()
               .min(1, "prompt must not be empty")
               .max(256 * 1024),
-            sandboxId: z
-              .string()
-              .min(1)
-              .max(64)
-              .optional()
-              .describe("default: your default sandbox, created if needed"),
+            sandboxId: resourceId.optional().describe("default: your default sandbox, created if needed"),
             model: z.string().min(1).max(200).optional(),
             cwd: z.string().min(1).max(4096).optional().describe("relative to the home"),
             timeoutMs: z
@@ -109,7 +104,7 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
         summary: "Your runs, newest first",
         querystring: z.strictObject({
           limit: z.coerce.number().int().min(1).max(200).default(50),
-          cursor: z.string().max(200).optional(),
+          cursor: cursorSchema.optional(),
         }),
         response: { 200: z.object({ items: z.array(runSchema), nextCursor: z.string().nullable() }) },
       },
@@ -126,7 +121,7 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
       schema: {
         tags,
         summary: "A run: state, timings, usage, final text",
-        params: runParams,
+        params: idParams,
         response: { 200: runSchema },
       },
     },
@@ -139,7 +134,7 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
       schema: {
         tags,
         summary: "Stop the agent and everything it started",
-        params: runParams,
+        params: idParams,
         response: { 200: runSchema },
       },
     },
@@ -153,7 +148,7 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
         tags,
         summary:
           "Server-sent events (status, text, tool_call, tool_result, usage, error, done), each with its sequence id; reconnect with Last-Event-ID",
-        params: runParams,
+        params: idParams,
         querystring: z.strictObject({ after: z.coerce.number().int().min(0).optional() }),
       },
     },
