@@ -11,13 +11,11 @@ if [ "$node_major" -lt 20 ]; then
   say "Node.js 20 or newer is required (found $(node -v))"; exit 1
 fi
 
-# System packages: bubblewrap (sandboxes), slirp4netns (sandbox egress), util-linux (nsenter,
-# setpriv). Installed with apt when we may; otherwise we say exactly what to install.
+# System packages: bubblewrap (sandboxes), slirp4netns (sandbox egress). Installed with apt when
+# we may; otherwise we say exactly what to install.
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
-command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
-command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]} with apt-get"
@@ -55,11 +53,12 @@ else
   say "not root: skipping the agent CLIs (install them as root: npm install -g $CLI_PACKAGES)"
 fi
 
-# The namespace driver's exec server (each sandbox's init; serves execs without a host process
-# per command). Rebuilt only when its source is newer; without it the driver falls back to nsenter.
-EXEC_SERVER_SRC=packages/driver-namespace/native/exec-server.c
+# The namespace driver's exec server (each sandbox's init; every process in a sandbox is started
+# by it). Rebuilt when any of its sources is newer than the binary; the driver refuses to run
+# without it.
+EXEC_SERVER_DIR=packages/driver-namespace/native
 EXEC_SERVER_BIN=packages/driver-namespace/dist/polydev-exec-server
-if [ ! -x "$EXEC_SERVER_BIN" ] || [ "$EXEC_SERVER_SRC" -nt "$EXEC_SERVER_BIN" ]; then
+if [ ! -x "$EXEC_SERVER_BIN" ] || [ -n "$(find "$EXEC_SERVER_DIR" -newer "$EXEC_SERVER_BIN" -print -quit)" ]; then
   if ! command -v cc >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       say "installing gcc with apt-get (to build the exec server)"
@@ -74,8 +73,8 @@ if [ ! -x "$EXEC_SERVER_BIN" ] || [ "$EXEC_SERVER_SRC" -nt "$EXEC_SERVER_BIN" ];
   mkdir -p "$(dirname "$EXEC_SERVER_BIN")"
   # Static when the C library allows it: it starts (twice per sandbox create) without the
   # dynamic loader. Built under a temporary name and moved into place.
-  cc -O2 -Wall -static -o "$EXEC_SERVER_BIN.tmp" "$EXEC_SERVER_SRC" 2>/dev/null ||
-    cc -O2 -Wall -o "$EXEC_SERVER_BIN.tmp" "$EXEC_SERVER_SRC"
+  cc -O2 -Wall -static -o "$EXEC_SERVER_BIN.tmp" "$EXEC_SERVER_DIR"/*.c 2>/dev/null ||
+    cc -O2 -Wall -o "$EXEC_SERVER_BIN.tmp" "$EXEC_SERVER_DIR"/*.c
   mv "$EXEC_SERVER_BIN.tmp" "$EXEC_SERVER_BIN"
 fi
 

@@ -1,10 +1,11 @@
 /**
- * Background processes whose whole state lives in files under `<stateDir>/processes/<id>/`, so
- * an agent started later (after the previous one crashed or was restarted) still lists them,
- * reattaches to their output and signals them:
- *   meta.json   argv, start time, the wrapper's host pid and its start time (against pid reuse)
+ * Background processes of an identity launcher (an agent that lives inside its sandbox: the
+ * files below are the sandbox's own). Their whole state lives in files under
+ * `<stateDir>/processes/<id>/`, so an agent started later (after the previous one crashed or was
+ * restarted) still lists them, reattaches to their output and signals them:
+ *   meta.json   argv, start time, the wrapper's pid and its start time (against pid reuse)
  *   output.log  stdout and stderr, written by the process itself through an fd the agent opened
- *   exit        the exit code, written by a tiny host-side wrapper shell when the command ends
+ *   exit        the exit code, written by a tiny wrapper shell when the command ends
  * Neither the output nor the exit code needs the agent to stay alive.
  */
 import { spawn } from "node:child_process";
@@ -14,7 +15,7 @@ import { mkdir, open, readdir, readFile, rename, stat, writeFile } from "node:fs
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { AttachOptions, BackgroundProcessInfo, LaunchCommand } from "@polydev/core";
+import type { AttachOptions, BackgroundLauncher, BackgroundProcessInfo, LaunchRequest } from "@polydev/core";
 import { notFound, PolydevError } from "@polydev/core";
 import { groupMembers, liveStartTime, signalPid, wrapperChain } from "./process-tree.js";
 
@@ -25,43 +26,39 @@ interface ProcessMeta {
   /** The wrapper's host pid, which is also the process group of everything below it. */
   pid: number;
   pidStartTime: number | undefined;
-  /** Generations from the wrapper down to the command (1 + the launcher's wrapper depth). */
+  /** Generations from the wrapper down to the command. */
   depth: number;
 }
 
-// Runs on the host, outside the sandbox, and writes where the sandbox cannot: the exit code
-// cannot be forged from inside. `trap :` keeps it alive through catchable signals aimed at its
-// group, so it still records the code; traps reset on exec, so the command is unaffected.
+// `trap :` keeps it alive through catchable signals aimed at its group, so it still records
+// the code; traps reset on exec, so the command is unaffected.
 const WRAPPER = 'trap : HUP INT QUIT TERM USR1 USR2; f=$1; shift; "$@"; echo $? > "$f.tmp"; mv "$f.tmp" "$f"';
 /** How often a following reader looks for new output; logs are not latency-critical. */
 const FOLLOW_POLL_MS = 50;
 const READ_CHUNK_BYTES = 64 * 1024;
 const ID_PATTERN = /^proc_[0-9a-f]{12}$/;
 
-export class BackgroundProcesses {
+export class LocalBackgroundProcesses implements BackgroundLauncher {
   private readonly root: string;
 
   constructor(stateDir: string) {
     this.root = join(stateDir, "processes");
   }
 
-  async start(argv: string[], command: LaunchCommand): Promise<BackgroundProcessInfo> {
+  async start(request: LaunchRequest): Promise<BackgroundProcessInfo> {
+    const argv = request.argv;
     const id = `proc_${randomBytes(6).toString("hex")}`;
     const dir = join(this.root, id);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const output = openSync(join(dir, "output.log"), "a", 0o600);
     let pid: number | undefined;
     try {
-      const child = spawn(
-        "/bin/sh",
-        ["-c", WRAPPER, "sh", join(dir, "exit"), command.file, ...command.args],
-        {
-          env: command.env,
-          ...(command.hostCwd === undefined ? {} : { cwd: command.hostCwd }),
-          detached: true,
-          stdio: ["ignore", output, output],
-        },
-      );
+      const child = spawn("/bin/sh", ["-c", WRAPPER, "sh", join(dir, "exit"), ...argv], {
+        env: request.env,
+        cwd: request.cwd,
+        detached: true,
+        stdio: ["ignore", output, output],
+      });
       child.once("error", () => undefined);
       child.unref();
       pid = child.pid;
@@ -76,7 +73,7 @@ export class BackgroundProcesses {
       startedAt: Date.now(),
       pid,
       pidStartTime: await liveStartTime(pid),
-      depth: command.wrapperDepth + 1,
+      depth: 1,
     };
     await writeFile(join(dir, "meta.json.tmp"), JSON.stringify(meta), { mode: 0o600 });
     await rename(join(dir, "meta.json.tmp"), join(dir, "meta.json"));

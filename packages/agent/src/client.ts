@@ -1,5 +1,5 @@
 /** The calling side: the core `AgentConnection` over a multiplexed stream. */
-import type { Readable } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 import type {
   AgentConnection,
   AgentFiles,
@@ -9,12 +9,14 @@ import type {
   BackgroundRequest,
   ExecProcess,
   ExecRequest,
+  ForwardedPort,
   PolydevError,
   PtyProcess,
   PtyRequest,
 } from "@polydev/core";
-import type { ControlMessage } from "./channel.js";
+import type { Channel, ControlMessage } from "./channel.js";
 import { StreamId } from "./channel.js";
+import { ChannelSocket } from "./channel-socket.js";
 import { exitOf, firstAnswer, untilClosed } from "./client-answers.js";
 import type { ClientConnection } from "./client-connection.js";
 import { openOutput } from "./client-connection.js";
@@ -30,6 +32,8 @@ export class AgentClient implements AgentConnection {
     private readonly mux: Mux,
     readonly hello: AgentHello,
     closedError: () => PolydevError,
+    private readonly forwardListeners: Map<number, (channel: Channel) => void>,
+    readonly closed: Promise<void>,
   ) {
     this.connection = {
       open: (request, signal) => {
@@ -123,6 +127,30 @@ export class AgentClient implements AgentConnection {
       { type: "bg.attach", id, fromOffset: options.fromOffset ?? 0, follow: options.follow ?? true },
       options.signal,
     );
+  }
+
+  async forwardIn(port: number, signal?: AbortSignal): Promise<Duplex> {
+    const channel = this.connection.open({ type: "forward.in", port }, signal);
+    await firstAnswer(channel, this.connection.closedError, signal);
+    return new ChannelSocket(channel, "client");
+  }
+
+  async forwardOut(
+    port: number,
+    onConnection: (socket: Duplex) => void,
+    signal?: AbortSignal,
+  ): Promise<ForwardedPort> {
+    const channel = this.connection.open({ type: "forward.out", port }, signal);
+    // Registered before the answer: a connection may arrive right behind it.
+    this.forwardListeners.set(channel.id, (accepted) => onConnection(new ChannelSocket(accepted, "client")));
+    const closed = new Promise<void>((resolve) =>
+      channel.once("close", () => {
+        this.forwardListeners.delete(channel.id);
+        resolve();
+      }),
+    );
+    await firstAnswer(channel, this.connection.closedError, signal);
+    return { close: () => channel.close(), closed };
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,9 @@
 import type { Duplex } from "node:stream";
 import type { AgentConnection } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
+import type { Channel, ControlMessage } from "./channel.js";
 import { AgentClient } from "./client.js";
+import { acceptedListener } from "./forward-operations.js";
 import { clientHello, parseServerHello } from "./hello.js";
 import { Mux } from "./mux.js";
 import { aborted, connectionClosed, fromWireError } from "./wire-error.js";
@@ -26,6 +28,18 @@ export function connectAgent(stream: Duplex, options: ConnectAgentOptions = {}):
   // Why the connection ended, once it has: later calls fail with this instead of a generic error.
   let closeReason: PolydevError | undefined;
   const closedError = (): PolydevError => closeReason ?? connectionClosed();
+  let markClosed: () => void = () => undefined;
+  const closed = new Promise<void>((resolve) => {
+    markClosed = resolve;
+  });
+  // Channels the agent opens: connections accepted by a `forward.out` listener of this client.
+  const forwardListeners = new Map<number, (channel: Channel) => void>();
+  const onAgentOpen = (channel: Channel, request: ControlMessage): void => {
+    const listener = request.type === "forward.accepted" ? acceptedListener(request) : undefined;
+    const deliver = listener === undefined ? undefined : forwardListeners.get(listener);
+    if (deliver === undefined) channel.close();
+    else deliver(channel);
+  };
 
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -58,17 +72,19 @@ export function connectAgent(stream: Duplex, options: ConnectAgentOptions = {}):
           try {
             const hello = parseServerHello(message);
             mux.hello(clientHello());
-            if (settle()) resolve(new AgentClient(mux, hello, closedError));
+            if (settle()) resolve(new AgentClient(mux, hello, closedError, forwardListeners, closed));
           } catch (error) {
             fail(error instanceof PolydevError ? error : new PolydevError("internal", String(error)));
           }
         },
+        onOpen: onAgentOpen,
         onConnectionControl: (message) => {
           if (message.type !== "error") return;
           closeReason ??= fromWireError(message);
           fail(closeReason);
         },
         onClose: (error) => {
+          markClosed();
           closeReason ??=
             error === undefined
               ? connectionClosed()

@@ -1,13 +1,13 @@
 /**
- * exec: one launched process per channel, its stdio mapped to the channel's streams. With a
- * launcher that has a fast path (the namespace driver's in-sandbox exec server) nothing is
- * spawned on the host; otherwise exactly the launcher's command is (no shell in between).
+ * exec: one launched process per channel, its stdio mapped to the channel's streams. The
+ * launcher starts it inside the sandbox (the namespace driver's exec server): nothing is spawned
+ * on the host, and argv runs exactly as given (no shell in between).
  */
 import type { Readable, Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import type { ControlMessage } from "./channel.js";
 import { StreamId } from "./channel.js";
-import { startProcess } from "./launch.js";
+import { launchRequest } from "./launch.js";
 import type { Operation } from "./operation.js";
 import { flushed } from "./operation.js";
 import { argvField, envField, optionalNumber, optionalString, signalField } from "./request-fields.js";
@@ -16,11 +16,9 @@ export const execOperation: Operation = ({ launcher }, channel, request) => {
   const argv = argvField(request);
   const timeoutMs = optionalNumber(request, "timeoutMs");
   const startedAt = performance.now();
-  const child = startProcess(launcher, {
-    argv,
-    cwd: optionalString(request, "cwd"),
-    env: envField(request),
-  });
+  const child = launcher.start(
+    launchRequest(launcher, { argv, cwd: optionalString(request, "cwd"), env: envField(request) }),
+  );
   const stdout = channel.writable(StreamId.stdout);
   const stderr = channel.writable(StreamId.stderr);
   let exited = false;
@@ -53,7 +51,9 @@ export const execOperation: Operation = ({ launcher }, channel, request) => {
     child.signal(signal);
   });
   // The caller went away: nothing will read the output, so the command goes too.
-  channel.once("close", killAll);
+  channel.once("close", () => {
+    if (!exited) child.abandon();
+  });
 
   void child.exited.then(async (exit) => {
     exited = true;

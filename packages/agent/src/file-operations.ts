@@ -1,10 +1,11 @@
 /** files.*: stat, list, mkdir and remove answer once; read and write stream with back-pressure. */
 import { posix } from "node:path";
 import type { Readable } from "node:stream";
+import { finished } from "node:stream/promises";
 import { PolydevError } from "@polydev/core";
 import { StreamId } from "./channel.js";
 import { parseEntries } from "./file-entries.js";
-import { collectStderr, killWithChannel, launchScript, runScript, scriptExit } from "./file-script-runner.js";
+import { collectStderr, launchScript, runScript, scriptExit, stopWithChannel } from "./file-script-runner.js";
 import { fileScriptError } from "./file-scripts.js";
 import type { Operation } from "./operation.js";
 import { fail, flushed, reply } from "./operation.js";
@@ -40,12 +41,13 @@ export const removeOperation: Operation = async ({ launcher }, channel, request)
 
 export const readOperation: Operation = async ({ launcher }, channel, request) => {
   const path = checkRelativePath(stringField(request, "path"));
-  const child = launchScript(launcher, "read", path, [], "ignore");
-  const release = killWithChannel(channel, child, "SIGKILL");
+  const child = launchScript(launcher, "read", path, []);
+  child.stdin.on("error", () => undefined);
+  child.stdin.end();
+  const release = stopWithChannel(channel, child, "SIGKILL");
   const stderr = collectStderr(child);
   const exited = scriptExit(child);
   const stdout = child.stdout;
-  if (stdout === null) throw new PolydevError("internal", "the read script has no stdout");
   if (!(await readMarker(stdout, exited))) {
     release();
     throw fileScriptError(await exited, path, stderr());
@@ -54,6 +56,7 @@ export const readOperation: Operation = async ({ launcher }, channel, request) =
   const output = channel.writable(StreamId.stdout);
   stdout.pipe(output, { end: false });
   const code = await exited;
+  await finished(stdout).catch(() => undefined);
   release();
   // The stream ends cleanly only when the whole file was read; a failure midway arrives as an
   // error instead of an end, so a reader can never take a truncated file for the whole file.
@@ -86,25 +89,23 @@ export const writeOperation: Operation = async ({ launcher }, channel, request) 
   if (mode !== undefined && (!Number.isInteger(mode) || mode < 0 || mode > 0o7777)) {
     throw new PolydevError("invalid_request", "mode must be a permission number such as 0o644");
   }
-  const child = launchScript(launcher, "write", path, [mode === undefined ? "-" : mode.toString(8)], "pipe");
+  const child = launchScript(launcher, "write", path, [mode === undefined ? "-" : mode.toString(8)]);
   // An abandoned upload is stopped with TERM, which the script traps to delete its temporary file.
-  const release = killWithChannel(channel, child, "SIGTERM");
+  const release = stopWithChannel(channel, child, "SIGTERM");
   const stderr = collectStderr(child);
   const exited = scriptExit(child);
   let size = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    size += chunk.toString("utf8");
+  child.stdout.on("data", (chunk: Buffer) => {
+    if (size.length < 64) size += chunk.toString("utf8");
   });
   const input = channel.readable(StreamId.stdin);
   const stdin = child.stdin;
-  if (stdin !== null) {
-    stdin.on("error", () => undefined);
-    input.pipe(stdin);
-  }
+  stdin.on("error", () => undefined);
+  input.pipe(stdin);
   const code = await exited;
   release();
   // Whatever the client still sends after a failure is read and dropped, so it never blocks.
-  if (stdin !== null) input.unpipe(stdin);
+  input.unpipe(stdin);
   input.resume();
   if (code !== 0) throw fileScriptError(code, path, stderr());
   reply(channel, { sizeBytes: Number(size.trim()) });

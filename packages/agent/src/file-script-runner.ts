@@ -1,13 +1,11 @@
 /** Launches a file script inside the sandbox and collects what it says. */
-import type { ChildProcess } from "node:child_process";
 import type { Readable } from "node:stream";
-import type { SandboxLauncher } from "@polydev/core";
+import type { LaunchedProcess, SandboxLauncher } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import type { Channel } from "./channel.js";
 import type { FileScript } from "./file-scripts.js";
 import { fileScriptError, fileScripts } from "./file-scripts.js";
-import { launchCommand, spawnDetached } from "./launch.js";
-import { signalGroup } from "./process-tree.js";
+import { launchRequest } from "./launch.js";
 
 /** Listings and stat answers are read whole; past this a directory is refused, not buffered. */
 export const MAX_LISTING_BYTES = 16 * 1024 * 1024;
@@ -18,50 +16,56 @@ export function launchScript(
   script: FileScript,
   path: string,
   args: string[],
-  stdin: "pipe" | "ignore",
-): ChildProcess {
+): LaunchedProcess {
   const argv = ["/bin/sh", "-c", fileScripts[script], "sh", launcher.home, path, ...args];
-  return spawnDetached(launchCommand(launcher, { argv }), [stdin, "pipe", "pipe"]);
+  return launcher.start(launchRequest(launcher, { argv }));
 }
 
 /** Resolves with the exit code once the script has exited and its output is read; -1 if it never ran. */
-export function scriptExit(child: ChildProcess): Promise<number> {
-  return new Promise((resolve) => {
-    child.once("error", () => undefined);
-    child.once("close", (code) => resolve(code ?? -1));
-  });
+export async function scriptExit(child: LaunchedProcess): Promise<number> {
+  const exit = await child.exited;
+  return exit.exitCode ?? -1;
 }
 
 /** The first few KiB of stderr, for error messages. */
-export function collectStderr(child: ChildProcess): () => string {
+export function collectStderr(child: LaunchedProcess): () => string {
   let text = "";
-  child.stderr?.on("data", (chunk: Buffer) => {
+  child.stderr.on("data", (chunk: Buffer) => {
     if (text.length < MAX_STDERR_BYTES) text += chunk.toString("utf8");
   });
   return () => text;
 }
 
-/** Kills the script's process group if the channel closes first (the caller gave up). */
-export function killWithChannel(channel: Channel, child: ChildProcess, signal: NodeJS.Signals): () => void {
+/**
+ * If the channel closes first (the caller gave up), the script is stopped: killed, or sent
+ * `signal` (an upload's script traps TERM to delete its temporary file).
+ */
+export function stopWithChannel(
+  channel: Channel,
+  child: LaunchedProcess,
+  signal: "SIGKILL" | "SIGTERM",
+): () => void {
   let done = false;
-  const kill = (): void => {
-    if (!done && child.pid !== undefined) signalGroup(child.pid, signal);
+  const stop = (): void => {
+    if (done) return;
+    if (signal === "SIGKILL") child.kill();
+    else child.signal(signal);
   };
-  channel.once("close", kill);
+  channel.once("close", stop);
   return () => {
     done = true;
-    channel.off("close", kill);
+    channel.off("close", stop);
   };
 }
 
-async function collect(stream: Readable | null, child: ChildProcess): Promise<Buffer> {
+async function collect(stream: Readable, child: LaunchedProcess): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of stream ?? []) {
+  for await (const chunk of stream) {
     if (!Buffer.isBuffer(chunk)) continue;
     size += chunk.length;
     if (size > MAX_LISTING_BYTES) {
-      if (child.pid !== undefined) signalGroup(child.pid, "SIGKILL");
+      child.kill();
       throw new PolydevError("payload_too_large", `the answer is larger than ${MAX_LISTING_BYTES} bytes`);
     }
     chunks.push(chunk);
@@ -77,8 +81,10 @@ export async function runScript(
   path: string,
   args: string[] = [],
 ): Promise<Buffer> {
-  const child = launchScript(launcher, script, path, args, "ignore");
-  const release = killWithChannel(channel, child, "SIGKILL");
+  const child = launchScript(launcher, script, path, args);
+  child.stdin.on("error", () => undefined);
+  child.stdin.end();
+  const release = stopWithChannel(channel, child, "SIGKILL");
   const stderr = collectStderr(child);
   const exited = scriptExit(child);
   try {

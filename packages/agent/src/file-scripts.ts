@@ -54,14 +54,21 @@ exec cat -- "$p"`,
 
   // $1 after the shift: octal mode or "-". The upload goes to a temporary name and is renamed
   // only once complete: a failed or aborted upload (TERM) leaves no half file under either name.
+  // cat runs in the background and the shell waits for it, because a shell runs its traps only
+  // between commands: `wait` is interrupted by the TERM, a foreground cat would not be. (Its
+  // stdin goes through fd 3: a background command's stdin is /dev/null otherwise.)
   write: `${PRELUDE}resolve_parent
 [ -d "$p" ] && exit ${FileExit.isDirectory}
 d=$(dirname -- "$p")
 mkdir -p -- "$d" 2>/dev/null || exit ${FileExit.notDirectory}
 t="$d/.polydev-upload-$$"
 trap 'rm -f -- "$t"' EXIT
-trap 'exit ${FileExit.failed}' HUP INT TERM
-cat > "$t" || exit ${FileExit.failed}
+trap 'kill $c 2>/dev/null; exit ${FileExit.failed}' HUP INT TERM
+exec 3<&0
+cat > "$t" <&3 3<&- &
+c=$!
+exec 3<&-
+wait $c || exit ${FileExit.failed}
 if [ "$1" != "-" ]; then chmod "$1" "$t" || exit ${FileExit.failed}
 elif [ -f "$p" ]; then chmod --reference="$p" "$t" 2>/dev/null; fi
 mv -f -- "$t" "$p" || exit ${FileExit.failed}

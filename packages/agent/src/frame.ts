@@ -1,3 +1,5 @@
+import { PolydevError } from "@polydev/core";
+
 /**
  * Wire framing: `u32 payload length | u32 channel | u8 type | payload`, big-endian. Length comes
  * first so a reader can skip frames of types it does not know (see PROTOCOL.md).
@@ -36,8 +38,20 @@ export function encodeFrame(channel: number, type: FrameType, payload?: Buffer):
   return frame;
 }
 
+/**
+ * A JSON frame (open, control, hello). One that would exceed MAX_FRAME_PAYLOAD_BYTES is refused
+ * here, on the sending side, as `payload_too_large` for that one request or answer: sent, the
+ * peer would have to take it for a corrupt stream and end the whole connection.
+ */
 export function encodeJsonFrame(channel: number, type: FrameType, value: unknown): Buffer {
-  return encodeFrame(channel, type, Buffer.from(JSON.stringify(value)));
+  const payload = Buffer.from(JSON.stringify(value));
+  if (payload.length > MAX_FRAME_PAYLOAD_BYTES) {
+    throw new PolydevError(
+      "payload_too_large",
+      `the request or answer is ${payload.length} bytes; argv, env and the other fields together must stay under ${MAX_FRAME_PAYLOAD_BYTES} bytes`,
+    );
+  }
+  return encodeFrame(channel, type, payload);
 }
 
 /** A data frame whose payload is `u8 stream | bytes`, built without an intermediate copy. */

@@ -14,6 +14,7 @@ export const CAPABILITIES: readonly string[] = Object.freeze([
   "files",
   "files.watch",
   "background",
+  "forward",
   "ping",
 ]);
 

@@ -54,10 +54,12 @@ export class Mux implements ChannelHost {
 
   open(request: ControlMessage): Channel {
     if (this.dead) throw new Error("the agent connection is closed");
+    // Encoded first: a request too large to send is refused before a channel exists for it.
+    const frame = encodeJsonFrame(this.nextId, FrameType.open, request);
     const channel = new Channel(this.nextId, this);
     this.nextId += 2;
     this.channels.set(channel.id, channel);
-    this.send(encodeJsonFrame(channel.id, FrameType.open, request));
+    this.send(frame);
     return channel;
   }
 

@@ -2,13 +2,13 @@
 import type { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import type { SandboxLauncher } from "@polydev/core";
-import type { BackgroundProcesses } from "./background-processes.js";
 import type { Channel, ControlMessage } from "./channel.js";
 import { toWireError } from "./wire-error.js";
 
 export interface OperationContext {
   readonly launcher: SandboxLauncher;
-  readonly background: BackgroundProcesses;
+  /** Opens a channel towards the client on the same connection (forwarded connections). */
+  readonly openChannel: (request: ControlMessage) => Channel;
 }
 
 /** Serves one request on its own channel; a thrown error (or rejection) becomes an error reply. */

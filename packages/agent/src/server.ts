@@ -13,7 +13,6 @@ import {
   signalBackgroundOperation,
   startBackgroundOperation,
 } from "./background-operations.js";
-import { BackgroundProcesses } from "./background-processes.js";
 import type { Channel, ControlMessage } from "./channel.js";
 import { execOperation } from "./exec-operation.js";
 import {
@@ -24,6 +23,7 @@ import {
   statOperation,
   writeOperation,
 } from "./file-operations.js";
+import { forwardInOperation, forwardOutOperation } from "./forward-operations.js";
 import { AGENT_VERSION, serverHello, versionMismatch } from "./hello.js";
 import { Mux } from "./mux.js";
 import type { Operation, OperationContext } from "./operation.js";
@@ -59,16 +59,18 @@ const OPERATIONS: Readonly<Record<string, Operation>> = Object.freeze({
   "bg.get": getBackgroundOperation,
   "bg.attach": attachBackgroundOperation,
   "bg.signal": signalBackgroundOperation,
+  "forward.in": forwardInOperation,
+  "forward.out": forwardOutOperation,
 });
 
 export function createAgentServer(launcher: SandboxLauncher, options: AgentServerOptions = {}): AgentServer {
-  const context: OperationContext = Object.freeze({
-    launcher,
-    background: new BackgroundProcesses(launcher.stateDir),
-  });
   const agentVersion = options.agentVersion ?? AGENT_VERSION;
   return {
     serve(stream) {
+      const context: OperationContext = Object.freeze({
+        launcher,
+        openChannel: (request: ControlMessage) => mux.open(request),
+      });
       const mux: Mux = new Mux(
         stream,
         {

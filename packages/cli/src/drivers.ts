@@ -25,8 +25,8 @@ export function driverSettingsFromEnv(env: NodeJS.ProcessEnv): DriverSettings {
 
 export function driversFor(settings: DriverSettings): Record<string, DriverFactory> {
   return Object.freeze({
-    namespace: ({ rootDir, log }) =>
-      new NamespaceDriver({ rootDir, log, tuneHostCgroups: settings.tuneHostCgroups }),
+    namespace: ({ rootDir, hostUidRegistryDir, log }) =>
+      new NamespaceDriver({ rootDir, hostUidRegistryDir, log, tuneHostCgroups: settings.tuneHostCgroups }),
   });
 }
 

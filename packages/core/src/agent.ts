@@ -3,7 +3,7 @@
  * protocol; every driver hands one of these out from `connect`, so the server never knows where
  * the agent lives (host edge, guest VM, pod).
  */
-import type { Readable, Writable } from "node:stream";
+import type { Duplex, Readable, Writable } from "node:stream";
 
 export const AGENT_PROTOCOL_VERSION = 1;
 
@@ -115,8 +115,21 @@ export interface AgentFiles {
   watch(path: string, signal: AbortSignal): AsyncIterable<FileWatchEvent>;
 }
 
+/** Connections forwarded out of a sandbox by `AgentConnection.forwardOut`. */
+export interface ForwardedPort {
+  /** Stops listening; connections already handed out stay open. */
+  close(): void;
+  /** Settles when the listener stopped (closed, or the sandbox or connection went away). */
+  readonly closed: Promise<void>;
+}
+
 export interface AgentConnection {
   readonly hello: AgentHello;
+  /**
+   * Settles once the connection has ended, for whatever reason (closed here, the agent or its
+   * sandbox gone); never rejects. A holder of a cached connection drops it then.
+   */
+  readonly closed: Promise<void>;
   /** Round trip in milliseconds. */
   ping(signal?: AbortSignal): Promise<number>;
   exec(request: ExecRequest, signal?: AbortSignal): Promise<ExecProcess>;
@@ -127,5 +140,21 @@ export interface AgentConnection {
   attachBackground(id: string, options?: AttachOptions): Promise<Readable>;
   signalBackground(id: string, signal: NodeJS.Signals): Promise<void>;
   readonly files: AgentFiles;
+  /**
+   * A TCP connection to `port` on the sandbox's loopback, as a byte stream (SSH's
+   * "direct-tcpip"). Works whatever the sandbox's network mode. `port_unreachable` when
+   * nothing listens there.
+   */
+  forwardIn(port: number, signal?: AbortSignal): Promise<Duplex>;
+  /**
+   * Listens on `port` on the sandbox's loopback; every connection a sandbox process makes to it
+   * arrives at `onConnection` as a flow-controlled byte stream (SSH's remote forwarding). This is
+   * how the provider gateway reaches sandboxes with no network.
+   */
+  forwardOut(
+    port: number,
+    onConnection: (socket: Duplex) => void,
+    signal?: AbortSignal,
+  ): Promise<ForwardedPort>;
   close(): Promise<void>;
 }

@@ -8,6 +8,7 @@ export const ERROR_STATUS = {
   unauthorized: 401,
   invalid_credentials: 401,
   forbidden: 403,
+  gateway_path_refused: 403,
   csrf_failed: 403,
   not_found: 404,
   method_not_allowed: 405,
@@ -25,6 +26,8 @@ export const ERROR_STATUS = {
   credential_unreadable: 422,
   driver_unavailable: 503,
   sandbox_failed: 502,
+  port_unreachable: 502,
+  upstream_unreachable: 502,
   timeout: 504,
   internal: 500,
 } as const;

@@ -11,6 +11,7 @@ export type {
   FileEntry,
   FileType,
   FileWatchEvent,
+  ForwardedPort,
   PtyProcess,
   PtyRequest,
 } from "./agent.js";
@@ -21,10 +22,11 @@ export type { DriverInfo, SandboxDriver } from "./driver.js";
 export type { ErrorCode, PolydevErrorOptions } from "./errors.js";
 export { ERROR_STATUS, isPolydevError, notFound, PolydevError } from "./errors.js";
 export type {
-  LaunchCommand,
+  BackgroundLauncher,
   LaunchedExit,
   LaunchedProcess,
   LaunchRequest,
+  PortListener,
   SandboxLauncher,
 } from "./launcher.js";
 export type { OutputParser, RunAgent, RunEvent, RunEventBody, RunState } from "./run.js";

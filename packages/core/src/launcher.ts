@@ -1,10 +1,13 @@
-import type { Readable, Writable } from "node:stream";
+import type { Duplex, Readable, Writable } from "node:stream";
+import type { AttachOptions, BackgroundProcessInfo } from "./agent.js";
 
 /**
- * How an agent that lives outside the sandbox (at the host edge) starts a process inside it.
- * A driver builds one per sandbox; the agent spawns `file args` on the host with `env` and the
- * process ends up inside the sandbox, as the sandbox user, inside its resource limits.
- * An agent that runs inside the guest uses an identity launcher instead.
+ * How the agent starts processes inside a sandbox. A driver builds one per sandbox. The agent
+ * never spawns anything itself: an agent at the host edge must not run a host process with
+ * anything a request controls (argv, environment, working directory), so the launcher hands
+ * the request to something that already lives inside the sandbox (the namespace driver's exec
+ * server). An agent that runs inside the guest uses an identity launcher instead, where "the
+ * host" is the guest itself.
  */
 export interface LaunchRequest {
   argv: string[];
@@ -12,20 +15,27 @@ export interface LaunchRequest {
   cwd: string;
   /** The complete environment of the process (nothing is inherited from the host). */
   env: Record<string, string>;
+  /** Start it on a new terminal of this size (its stdout then carries the terminal's output). */
+  tty?: { cols: number; rows: number } | undefined;
 }
 
-export interface LaunchCommand {
-  file: string;
-  args: string[];
-  env: Record<string, string>;
-  /** Host working directory for the spawn, when the launcher does not set it inside. */
-  hostCwd?: string;
-  /**
-   * How many wrapper processes stand between the spawned host process and the command
-   * (e.g. 1 for `nsenter`, which forks the command): signals meant for the command go to the
-   * process this many generations down.
-   */
-  wrapperDepth: number;
+/** Background processes, kept by the sandbox so that they outlive the agent's connection. */
+export interface BackgroundLauncher {
+  start(request: LaunchRequest): Promise<BackgroundProcessInfo>;
+  list(): Promise<BackgroundProcessInfo[]>;
+  /** `not_found` for an unknown id. */
+  get(id: string): Promise<BackgroundProcessInfo>;
+  /** The combined output from `fromOffset`; with `follow`, until the process has exited. */
+  attach(id: string, options?: AttachOptions): Promise<Readable>;
+  /** To the command's process group; `process_not_running` once it has exited. */
+  signal(id: string, signal: NodeJS.Signals): Promise<void>;
+}
+
+/** A listener started by `SandboxLauncher.listen`. */
+export interface PortListener {
+  close(): void;
+  /** Settles when the listener stopped (closed, or the sandbox went away); never rejects. */
+  readonly closed: Promise<void>;
 }
 
 export interface SandboxLauncher {
@@ -33,15 +43,19 @@ export interface SandboxLauncher {
   readonly home: string;
   /** Base environment of every process (PATH, HOME, USER, LANG, TERM and the spec's env). */
   readonly baseEnv: Readonly<Record<string, string>>;
-  /** A host directory only the agent uses (background process output and exit files). */
-  readonly stateDir: string;
-  command(request: LaunchRequest): LaunchCommand;
+  /** Starts a process inside the sandbox, on pipes or (with `tty`) on a terminal of its own. */
+  start(request: LaunchRequest): LaunchedProcess;
+  readonly background: BackgroundLauncher;
   /**
-   * Optional fast path: starts the process without spawning anything on the host (e.g. by asking
-   * an exec server that already lives inside the sandbox). Exec uses it when present; PTYs and
-   * background processes keep using `command`.
+   * A TCP connection to `port` on the sandbox's loopback (SSH's "direct-tcpip"); rejects with
+   * `port_unreachable` when nothing listens there.
    */
-  start?(request: LaunchRequest): LaunchedProcess;
+  connect(port: number, signal?: AbortSignal): Promise<Duplex>;
+  /**
+   * Listens on `port` on the sandbox's loopback and hands every connection made to it from
+   * inside the sandbox to `onConnection` (SSH's remote forwarding).
+   */
+  listen(port: number, onConnection: (socket: Duplex) => void, signal?: AbortSignal): Promise<PortListener>;
 }
 
 /** A process started through `SandboxLauncher.start`. */
@@ -55,6 +69,13 @@ export interface LaunchedProcess {
   signal(signal: NodeJS.Signals): void;
   /** SIGKILLs the command, its process group and everything it started. */
   kill(): void;
+  /** A terminal's new size; ignored for a process on pipes. */
+  resize(cols: number, rows: number): void;
+  /**
+   * Lets go of the process: a command on pipes is killed with everything it started; a
+   * terminal is hung up (SIGHUP to its session) and killed if still there a moment later.
+   */
+  abandon(): void;
   /** Settles once the process has exited and its output has ended; never rejects. */
   readonly exited: Promise<LaunchedExit>;
 }

@@ -1,22 +1,27 @@
 /*
- * polydev exec server: the sandbox's pid 1 (bubblewrap's init) and the way the host starts
+ * polydev exec server: the sandbox's pid 1 (bubblewrap's init) and the only way the host starts
  * processes in it.
  *
- * Why it exists: starting a command from the host used to cost a fork of the (large) server
- * process plus an sh -> nsenter -> env exec chain, several milliseconds per exec. This init is
- * already inside every namespace and cgroup of the sandbox, so a fork of it (a few hundred KiB)
- * lands the command exactly where it must be, with nothing to join.
+ * Why it exists: every process in a sandbox (commands, terminals, background processes, file
+ * operations, port forwards) is forked from this init, which already lives inside every
+ * namespace and cgroup of the sandbox. So the host spawns nothing per operation, no request
+ * value (argv, environment, working directory) ever reaches a process running on the host, and
+ * no descriptor the host holds can reach a sandbox process.
  *
- * As pid 1 it ignores the signals a sandbox user may send it, reaps every orphan, and prints
- * `ready` on stdout once it is listening (the readiness handshake). It listens on
- * argv[1], a unix socket in a directory the host bound into the sandbox; after the handshake the
- * host makes that directory root-owned, so nobody inside can replace the socket.
+ * As pid 1 it hardens itself first (hardening.c: not dumpable, no_new_privs, a seccomp
+ * deny-list, all inherited descriptors closed), ignores the signals a sandbox user may send it,
+ * reaps every orphan, and prints `ready` on stdout once it is listening (the readiness
+ * handshake). Then its stdio becomes /dev/null, so no host file (the console log) stays open in
+ * the sandbox. It listens on argv[1], a unix socket in a directory the host bound into the
+ * sandbox; after the handshake the host makes that directory root-owned, so nobody inside can
+ * replace the socket.
  *
  * Per connection it forks a relay, which reads one request, forks the command (its own session
- * and process group), and relays stdin/stdout/stderr, signals and the exit status over the
- * connection with poll(). The relay reads a pipe only when its outgoing buffer has room and
- * reads the socket only when its stdin buffer is empty, so back-pressure flows through the
- * socket buffers and nothing is ever held whole.
+ * and process group), and relays stdin/stdout/stderr (or a terminal), signals and the exit status
+ * over the connection with poll(). The relay reads a pipe only when its outgoing buffer has room
+ * and reads the socket only when its stdin buffer is empty, so back-pressure flows through the
+ * socket buffers and nothing is ever held whole. A relay serves one request after another on its
+ * connection (the host keeps idle connections for reuse).
  *
  * Safety: it runs as the sandbox user with no capabilities, inside the sandbox's namespaces and
  * cgroups; a sandbox process that connects to it can only run what it could run anyway. The
@@ -25,32 +30,48 @@
  * Wire format (both directions): frames of [type: 1 byte][length: 4 bytes big-endian][payload].
  *   host -> relay  'R' request: u32 argc, u32 envc, then argc + envc + 1 NUL-terminated strings
  *                      (argv..., "KEY=value"..., cwd); must be the first frame
+ *                  'T' the same on a terminal: u16 cols, u16 rows, then an 'R' payload
  *                  'I' stdin bytes        'i' stdin end (no payload)
  *                  'S' signal the command: 1 byte signal number
+ *                  'W' terminal size: u16 cols, u16 rows
  *                  'K' kill the command, its process group and its descendants (SIGKILL)
- *   relay -> host  'O' stdout bytes       'E' stderr bytes
+ *                  'D' done with the process (after its exit frame): the next request follows
+ *   relay -> host  'O' stdout (or terminal) bytes       'E' stderr bytes
  *                  'X' exit: i32 exit code (-1 when signalled), i32 signal number (0 if none);
- *                      sent once the command has exited and both its pipes are closed
+ *                      sent once the command has exited and its output is relayed
  *                  'F' could not start: a message (e.g. the process limit is reached)
- * The host closing the connection counts as 'K'.
+ * The host closing the connection counts as 'K' for a command; for a terminal it is a hangup:
+ * SIGHUP to its session, then the 'K' treatment after HANGUP_GRACE_MS.
+ *
+ * The same binary has other modes (see main): on the host, `--join` and `--join-from-stdin`
+ * start bubblewrap inside the sandbox's cgroups as its uid, and `--deny-routes` (deny-routes.c)
+ * closes addresses off in an egress sandbox's network namespace; inside the sandbox, `--bg-*`
+ * (background.c), `--connect`/`--listen` (forward.c) and `--disk-usage` (disk-usage.c) are
+ * subcommands the host runs through ordinary requests.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
-#include <grp.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "common.h"
 
 extern char **environ;
 
@@ -62,6 +83,8 @@ extern char **environ;
 #define OUT_CAPACITY (CHUNK_BYTES + HEADER_BYTES)
 /* Incoming frames are buffered up to this; the host sends stdin in chunks of at most 64 KiB. */
 #define IN_CAPACITY (2u * CHUNK_BYTES + HEADER_BYTES)
+/* After a terminal's hangup, its processes get this long before SIGKILL. */
+#define HANGUP_GRACE_MS 2000
 
 /* ---------- pid 1 ---------- */
 
@@ -97,12 +120,14 @@ static void relay(int conn);
 
 /*
  * The other job of this binary, on the host (as root), in place of `sh -c 'echo $$ > ...'` plus
- * setpriv: join the sandbox's cgroups, drop to its uid, exec bubblewrap. One small exec instead
- * of two, and bubblewrap is inside the cgroups before its first instruction, so the cgroup
- * namespace it creates is rooted at the sandbox's own cgroup.
+ * setpriv: join the sandbox's cgroups, drop to its uid, exec a program (bubblewrap). One small
+ * exec instead of two, and the program is inside the cgroups before its first instruction, so
+ * the cgroup namespace bubblewrap creates is rooted at the sandbox's own cgroup. Descriptors
+ * above `keep_below` are closed first: whatever the server inherited or opened never reaches
+ * the program (and so the sandbox).
  *   --join <uid> <gid> <n> <cgroup.procs file>... -- <program> <args>...
  */
-static int join_and_exec(int argc, char **argv) {
+static int join_and_exec(int argc, char **argv, int keep_below) {
   if (argc < 6) return 125;
   char *end;
   long uid = strtol(argv[2], &end, 10);
@@ -112,6 +137,7 @@ static int join_and_exec(int argc, char **argv) {
   long count = strtol(argv[4], &end, 10);
   if (*end != '\0' || count < 0 || 5 + count + 1 >= argc) return 125;
   if (strcmp(argv[5 + count], "--") != 0) return 125;
+  close_descriptors_from(keep_below);
   char pid[32];
   int length = snprintf(pid, sizeof pid, "%d", (int)getpid());
   for (long i = 0; i < count; i++) {
@@ -127,7 +153,9 @@ static int join_and_exec(int argc, char **argv) {
     return 125;
   }
   char **program = argv + 5 + count + 1;
-  execv(program[0], program);
+  /* A fixed, minimal environment: nothing of the server's reaches the program. */
+  static char *clean_env[] = {"PATH=/usr/bin:/bin", "LANG=C.UTF-8", NULL};
+  execve(program[0], program, clean_env);
   fprintf(stderr, "polydev: cannot run %s: %s\n", program[0], strerror(errno));
   return 127;
 }
@@ -136,11 +164,14 @@ static int join_and_exec(int argc, char **argv) {
  * --join, with its arguments read from stdin (NUL-separated, up to EOF) once they are known:
  * the host starts this process ahead of time, so that creating a sandbox does not wait for the
  * (large) server process to fork. Before the --join arguments come the files to open, as root,
- * onto given descriptors (the sandbox's /etc files, this binary, its socket directory) and the
- * console log that becomes stderr:
+ * onto given descriptors (the sandbox's /etc files, its socket directory) and the console log
+ * that becomes stderr:
  *   <console log> <n> (<fd> <path>)... --join <uid> <gid> <n> <cgroup.procs>... -- <program>...
+ * Descriptors 0-3 are the host's pipes (stdin, the readiness stdout, stderr, bubblewrap's info
+ * fd); everything else this process inherited is closed before any file is opened.
  */
 static int join_from_stdin(void) {
+  close_descriptors_from(4);
   static char text[256 * 1024];
   size_t length = 0;
   for (;;) {
@@ -167,64 +198,68 @@ static int join_from_stdin(void) {
   char *end;
   long files = strtol(args[1], &end, 10);
   if (*end != '\0' || files < 0 || 2 + 2 * files >= count) return 125;
+  int highest = 3;
   for (long i = 0; i < files; i++) {
     long target = strtol(args[2 + 2 * i], &end, 10);
-    if (*end != '\0' || target < 3 || target > 64) return 125;
-    int fd = open(args[3 + 2 * i], O_RDONLY | O_CLOEXEC);
+    if (*end != '\0' || target < 4 || target > 64) return 125;
+    /* O_PATH-free open of a file or a directory, read-only, never following a final symlink. */
+    int fd = open(args[3 + 2 * i], O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
       fprintf(stderr, "polydev: cannot open %s: %s\n", args[3 + 2 * i], strerror(errno));
       return 125;
     }
     if (fd != target && (dup2(fd, (int)target) < 0 || close(fd) != 0)) return 125;
     if (fd == target) fcntl(fd, F_SETFD, 0);
+    if (target > highest) highest = (int)target;
   }
   char **join = args + 2 + 2 * files;
   int join_count = count - 2 - 2 * (int)files;
   if (strcmp(join[0], "--join") != 0) return 125;
   /* join_and_exec expects argv[0] before "--join". */
   join[-1] = "polydev-exec-server";
-  return join_and_exec(join_count + 1, join - 1);
+  return join_and_exec(join_count + 1, join - 1, highest + 1);
 }
 
-int main(int argc, char **argv) {
-  if (argc == 2 && strcmp(argv[1], "--join-from-stdin") == 0) return join_from_stdin();
-  if (argc > 1 && strcmp(argv[1], "--join") == 0) return join_and_exec(argc, argv);
-  if (argc != 2) {
-    fprintf(stderr, "usage: %s <socket path>\n", argv[0]);
-    return 2;
+static int serve(const char *socket_path) {
+  /* First, before anything else can run in the sandbox: nothing the host opened stays open,
+   * and nothing in the sandbox can attach to this process or take its descriptors. */
+  close_descriptors_from(3);
+  if (harden_init() != 0) {
+    fprintf(stderr, "polydev init: cannot harden the sandbox: %s\n", strerror(errno));
+    return 1;
   }
   /* A namespace's init only receives signals it handles; these are ignored explicitly as well so
    * the behaviour does not depend on that kernel rule. */
   int ignored[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGPIPE, SIGTTIN, SIGTTOU, SIGTSTP};
   for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++) set_handler(ignored[i], SIG_IGN);
   set_handler(SIGCHLD, reap_all);
+  mkdir(BG_ROOT, 0700);
 
   struct sockaddr_un address;
   memset(&address, 0, sizeof address);
   address.sun_family = AF_UNIX;
-  if (strlen(argv[1]) >= sizeof address.sun_path) {
+  if (strlen(socket_path) >= sizeof address.sun_path) {
     fprintf(stderr, "polydev init: socket path too long\n");
     return 2;
   }
-  strcpy(address.sun_path, argv[1]);
+  strcpy(address.sun_path, socket_path);
   int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (listener < 0) {
     perror("polydev init: socket");
     return 1;
   }
-  unlink(argv[1]);
+  unlink(socket_path);
   if (bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 512) != 0) {
     perror("polydev init: listen");
     return 1;
   }
   if (write(STDOUT_FILENO, "ready\n", 6) != 6) return 1;
-  /* The readiness pipe is closed by the host right after; nothing else may write to it. */
+  /* The readiness pipe is closed by the host right after, and stderr is the host's console log:
+   * neither may stay reachable from inside (a relay's descriptors are copies of these). */
   int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (null_fd >= 0) {
-    dup2(null_fd, STDIN_FILENO);
-    dup2(null_fd, STDOUT_FILENO);
-    close(null_fd);
-  }
+  if (null_fd < 0) return 1;
+  for (int fd = 0; fd <= 2; fd++) dup2(null_fd, fd);
+  close(null_fd);
 
   for (;;) {
     int conn = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
@@ -254,47 +289,22 @@ int main(int argc, char **argv) {
   }
 }
 
+int main(int argc, char **argv) {
+  if (argc == 2 && strcmp(argv[1], "--join-from-stdin") == 0) return join_from_stdin();
+  if (argc > 1 && strcmp(argv[1], "--join") == 0) return join_and_exec(argc, argv, 3);
+  if (argc > 1 && strcmp(argv[1], "--deny-routes") == 0) return deny_routes_main(argc, argv);
+  if (argc > 1 && strncmp(argv[1], "--bg-", 5) == 0) return background_main(argc, argv);
+  if (argc > 1 && (strcmp(argv[1], "--connect") == 0 || strcmp(argv[1], "--listen") == 0))
+    return forward_main(argc, argv);
+  if (argc > 1 && strcmp(argv[1], "--disk-usage") == 0) return disk_usage_main(argc, argv);
+  if (argc != 2 || argv[1][0] == '-') {
+    fprintf(stderr, "usage: %s <socket path>\n", argv[0]);
+    return 2;
+  }
+  return serve(argv[1]);
+}
+
 /* ---------- relay ---------- */
-
-static uint32_t get_u32(const unsigned char *p) {
-  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
-}
-
-static void put_u32(unsigned char *p, uint32_t value) {
-  p[0] = (unsigned char)(value >> 24);
-  p[1] = (unsigned char)(value >> 16);
-  p[2] = (unsigned char)(value >> 8);
-  p[3] = (unsigned char)value;
-}
-
-static int read_fully(int fd, void *buffer, size_t length) {
-  unsigned char *p = buffer;
-  while (length > 0) {
-    ssize_t n = read(fd, p, length);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return -1;
-    p += n;
-    length -= (size_t)n;
-  }
-  return 0;
-}
-
-static int write_fully(int fd, const void *buffer, size_t length) {
-  const unsigned char *p = buffer;
-  while (length > 0) {
-    ssize_t n = write(fd, p, length);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno == EAGAIN) {
-      struct pollfd waiting = {.fd = fd, .events = POLLOUT};
-      poll(&waiting, 1, -1);
-      continue;
-    }
-    if (n <= 0) return -1;
-    p += n;
-    length -= (size_t)n;
-  }
-  return 0;
-}
 
 static void send_frame(int conn, char type, const void *payload, uint32_t length) {
   unsigned char header[HEADER_BYTES];
@@ -371,6 +381,9 @@ static void exec_command(char **argv, char **envp, const char *cwd) {
             cwd);
     _exit(127);
   }
+  /* Only stdio crosses into the command; the relay's own descriptors are close-on-exec, and this
+   * makes sure of it whatever a future change opens. */
+  close_descriptors_from(3);
   environ = envp;
   execvp(argv[0], argv);
   int error = errno;
@@ -378,14 +391,6 @@ static void exec_command(char **argv, char **envp, const char *cwd) {
   else if (error == EACCES) dprintf(STDERR_FILENO, "polydev: %s: permission denied\n", argv[0]);
   else dprintf(STDERR_FILENO, "polydev: cannot run %s: %s\n", argv[0], strerror(error));
   _exit(error == EACCES ? 126 : 127);
-}
-
-static void set_nonblocking(int fd) {
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-}
-
-static void set_blocking(int fd) {
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 }
 
 /*
@@ -436,44 +441,76 @@ static void relay(int conn) {
   }
 }
 
-/* Serves one request; 0 when the connection may carry another, -1 when it is done. */
-static int serve_one(int conn) {
-  set_blocking(conn);
+struct request {
+  char *text; /* the payload, owned */
+  char **argv, **envp;
+  const char *cwd;
+  int tty;
+  unsigned short cols, rows;
+};
+
+static void free_request(struct request *r) {
+  free(r->argv);
+  free(r->envp);
+  free(r->text);
+}
+
+/* Reads and parses one request; 0, or -1 after telling the host why (or when it is gone). */
+static int read_request(int conn, struct request *r) {
+  memset(r, 0, sizeof *r);
   unsigned char header[HEADER_BYTES];
   if (read_buffered(conn, header, sizeof header) != 0) return -1;
   uint32_t length = get_u32(header + 1);
-  if (header[0] != 'R' || length < 8 || length > MAX_REQUEST_BYTES) {
+  r->tty = header[0] == 'T';
+  if ((header[0] != 'R' && header[0] != 'T') || length < (r->tty ? 12u : 8u) || length > MAX_REQUEST_BYTES) {
     fail_start(conn, "malformed request");
     return -1;
   }
-  char *request = malloc(length + 1);
-  if (!request || read_buffered(conn, request, length) != 0) return -1;
-  request[length] = '\0';
-  uint32_t argc = get_u32((unsigned char *)request), envc = get_u32((unsigned char *)request + 4);
+  r->text = malloc(length + 1);
+  if (!r->text || read_buffered(conn, r->text, length) != 0) return -1;
+  r->text[length] = '\0';
+  char *body = r->text;
+  if (r->tty) {
+    const unsigned char *size = (const unsigned char *)r->text;
+    r->cols = (unsigned short)((size[0] << 8) | size[1]);
+    r->rows = (unsigned short)((size[2] << 8) | size[3]);
+    body += 4;
+    length -= 4;
+  }
+  uint32_t argc = get_u32((unsigned char *)body), envc = get_u32((unsigned char *)body + 4);
   if (argc == 0 || argc > length || envc > length) {
     fail_start(conn, "malformed request");
     return -1;
   }
-  char **argv = calloc((size_t)argc + 1, sizeof *argv);
-  char **envp = calloc((size_t)envc + 1, sizeof *envp);
-  if (!argv || !envp) {
+  r->argv = calloc((size_t)argc + 1, sizeof *r->argv);
+  r->envp = calloc((size_t)envc + 1, sizeof *r->envp);
+  if (!r->argv || !r->envp) {
     fail_start(conn, "out of memory");
     return -1;
   }
-  char *cursor = request + 8, *end = request + length;
-  const char *cwd = NULL;
+  char *cursor = body + 8, *end = body + length;
   for (uint32_t i = 0; i < argc + envc + 1; i++) {
     char *nul = memchr(cursor, '\0', (size_t)(end - cursor));
     if (!nul) {
       fail_start(conn, "malformed request");
       return -1;
     }
-    if (i < argc) argv[i] = cursor;
-    else if (i < argc + envc) envp[i - argc] = cursor;
-    else cwd = cursor;
+    if (i < argc) r->argv[i] = cursor;
+    else if (i < argc + envc) r->envp[i - argc] = cursor;
+    else r->cwd = cursor;
     cursor = nul + 1;
   }
+  return 0;
+}
 
+/* The command's end of the relay: pipes, or a terminal allocated in the sandbox's own devpts. */
+struct started {
+  pid_t child;
+  int stdin_fd, stdout_fd, stderr_fd; /* the relay's ends; stderr -1 on a terminal */
+  int master;                         /* the terminal, or -1 */
+};
+
+static int start_on_pipes(int conn, const struct request *r, struct started *s) {
   int in[2], out[2], err[2];
   if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
     fail_start(conn, "cannot start a process: out of file descriptors");
@@ -491,15 +528,89 @@ static int serve_one(int conn) {
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
     signal(SIGPIPE, SIG_DFL);
-    exec_command(argv, envp, cwd);
+    exec_command(r->argv, r->envp, r->cwd);
   }
   close(in[0]);
   close(out[1]);
   close(err[1]);
-  int stdin_fd = in[1], stdout_fd = out[0], stderr_fd = err[0];
+  *s = (struct started){.child = child, .stdin_fd = in[1], .stdout_fd = out[0], .stderr_fd = err[0], .master = -1};
+  return 0;
+}
+
+static int start_on_terminal(int conn, const struct request *r, struct started *s) {
+  int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  char name[128];
+  if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0 || ptsname_r(master, name, sizeof name) != 0) {
+    fail_start(conn, "cannot open a terminal in the sandbox");
+    if (master >= 0) close(master);
+    return -1;
+  }
+  struct winsize size = {.ws_row = r->rows ? r->rows : 24, .ws_col = r->cols ? r->cols : 80};
+  ioctl(master, TIOCSWINSZ, &size);
+  int input = fcntl(master, F_DUPFD_CLOEXEC, 0);
+  if (input < 0) {
+    close(master);
+    fail_start(conn, "cannot start a process: out of file descriptors");
+    return -1;
+  }
+  pid_t child = fork();
+  if (child < 0) {
+    close(master);
+    close(input);
+    fail_start(conn, "cannot start a process: the sandbox is at its process limit");
+    return -1;
+  }
+  if (child == 0) {
+    /* A new session whose controlling terminal is the new one: job control works inside. */
+    setsid();
+    int slave = open(name, O_RDWR);
+    if (slave < 0) _exit(127);
+    ioctl(slave, TIOCSCTTY, 0);
+    dup2(slave, STDIN_FILENO);
+    dup2(slave, STDOUT_FILENO);
+    dup2(slave, STDERR_FILENO);
+    signal(SIGPIPE, SIG_DFL);
+    exec_command(r->argv, r->envp, r->cwd);
+  }
+  *s = (struct started){.child = child, .stdin_fd = input, .stdout_fd = master, .stderr_fd = -1, .master = master};
+  return 0;
+}
+
+/* A terminal's hangup, as when its window closes: its session and foreground group get SIGHUP. */
+static void hang_up(const struct started *s) {
+  if (s->master >= 0) {
+    pid_t foreground = tcgetpgrp(s->master);
+    if (foreground > 0) kill(-foreground, SIGHUP);
+  }
+  kill(-s->child, SIGHUP);
+  kill(s->child, SIGHUP);
+}
+
+static int64_t monotonic_ms(void) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* Serves one request; 0 when the connection may carry another, -1 when it is done. */
+static int serve_one(int conn) {
+  set_blocking(conn);
+  struct request r;
+  if (read_request(conn, &r) != 0) {
+    free_request(&r);
+    return -1;
+  }
+  struct started s;
+  if ((r.tty ? start_on_terminal(conn, &r, &s) : start_on_pipes(conn, &r, &s)) != 0) {
+    free_request(&r);
+    return -1;
+  }
+  free_request(&r);
+  pid_t child = s.child;
+  int stdin_fd = s.stdin_fd, stdout_fd = s.stdout_fd, stderr_fd = s.stderr_fd;
   set_nonblocking(stdin_fd);
   set_nonblocking(stdout_fd);
-  set_nonblocking(stderr_fd);
+  if (stderr_fd >= 0) set_nonblocking(stderr_fd);
   set_nonblocking(conn);
   int exit_watch = (int)syscall(SYS_pidfd_open, child, 0);
 
@@ -509,9 +620,14 @@ static int serve_one(int conn) {
   size_t stdin_offset = 0, stdin_left = 0;
   int conn_open = 1, reaped = 0, status = 0, killed = 0;
   int stdin_close_pending = 0;
+  /* Terminal only: when the host hung up, and when the grace ends. */
+  int64_t hangup_deadline = -1;
 
-  /* Until the command has exited and closed both pipes; with nobody left to tell, once it exited. */
-  while ((stdout_fd >= 0 || stderr_fd >= 0 || !reaped) && (conn_open || !reaped)) {
+  /*
+   * Until the command has exited and its output is relayed (for a terminal: until the shell
+   * exited, whatever else still holds the terminal); with nobody left to tell, until it exited.
+   */
+  while ((s.master >= 0 ? !reaped : (stdout_fd >= 0 || stderr_fd >= 0 || !reaped)) && (conn_open || !reaped)) {
     if (!reaped && exit_watch < 0 && waitpid(child, &status, WNOHANG) == child) reaped = 1;
 
     /* Handle the complete frames at the start of `incoming`, unless stdin is still busy. */
@@ -523,14 +639,20 @@ static int serve_one(int conn) {
       }
       if (in_len < HEADER_BYTES + frame_length) break;
       unsigned char type = incoming[0];
+      const unsigned char *payload = incoming + HEADER_BYTES;
       if (type == 'I' && stdin_fd >= 0 && frame_length > 0) {
         stdin_offset = HEADER_BYTES;
         stdin_left = frame_length;
         break; /* the frame stays in place until written; consumed below */
       }
       if (type == 'i') stdin_close_pending = 1;
-      else if (type == 'S' && frame_length == 1 && !reaped) kill(child, incoming[HEADER_BYTES]);
-      else if (type == 'K' && !killed) {
+      else if (type == 'S' && frame_length == 1 && !reaped && payload[0] > 0 && payload[0] < NSIG)
+        kill(child, payload[0]);
+      else if (type == 'W' && frame_length == 4 && s.master >= 0) {
+        struct winsize size = {.ws_col = (unsigned short)((payload[0] << 8) | payload[1]),
+                               .ws_row = (unsigned short)((payload[2] << 8) | payload[3])};
+        if (size.ws_col > 0 && size.ws_row > 0) ioctl(s.master, TIOCSWINSZ, &size);
+      } else if (type == 'K' && !killed) {
         killed = 1;
         kill_tree(child, reaped);
       }
@@ -538,10 +660,29 @@ static int serve_one(int conn) {
       in_len -= HEADER_BYTES + frame_length;
     }
     if (stdin_close_pending && stdin_left == 0) {
-      if (stdin_fd >= 0) close(stdin_fd);
-      stdin_fd = -1;
+      /* A terminal's input is its master: end-of-input there is the EOF character instead. */
+      if (s.master >= 0) {
+        if (stdin_fd >= 0) {
+          ssize_t ignored_result = write(stdin_fd, "\x04", 1);
+          (void)ignored_result;
+        }
+      } else if (stdin_fd >= 0) {
+        close(stdin_fd);
+        stdin_fd = -1;
+      }
       stdin_close_pending = 0;
       continue; /* more frames may follow */
+    }
+
+    if (!conn_open && !killed) {
+      if (s.master >= 0 && hangup_deadline < 0) {
+        /* A terminal without its client is hung up, then killed after a grace period. */
+        hang_up(&s);
+        hangup_deadline = monotonic_ms() + HANGUP_GRACE_MS;
+      } else if (s.master < 0 || monotonic_ms() >= hangup_deadline) {
+        killed = 1;
+        kill_tree(child, reaped);
+      }
     }
 
     struct pollfd fds[5];
@@ -557,8 +698,10 @@ static int serve_one(int conn) {
       stdin_at = n;
       fds[n++] = (struct pollfd){.fd = stdin_fd, .events = POLLOUT};
     }
-    /* A pipe is read only when the outgoing buffer is empty: that is the back-pressure. */
-    int room = out_len == out_sent && conn_open;
+    /* A pipe is read only when the outgoing buffer is empty: that is the back-pressure. With
+     * nobody to relay to, output is drained into nothing so the command never blocks on it. */
+    int room = (out_len == out_sent && conn_open) || !conn_open;
+    if (!conn_open) out_len = out_sent = 0;
     if (stdout_fd >= 0 && room) {
       stdout_at = n;
       fds[n++] = (struct pollfd){.fd = stdout_fd, .events = POLLIN};
@@ -571,17 +714,13 @@ static int serve_one(int conn) {
       exit_at = n;
       fds[n++] = (struct pollfd){.fd = exit_watch, .events = POLLIN};
     }
-    if (!conn_open) {
-      /* Nobody to relay to: end the command (once) and drain its pipes into nothing. */
-      if (!killed) {
-        killed = 1;
-        kill_tree(child, reaped);
-      }
-      if (stdout_fd >= 0) fds[stdout_at = n++] = (struct pollfd){.fd = stdout_fd, .events = POLLIN};
-      if (stderr_fd >= 0) fds[stderr_at = n++] = (struct pollfd){.fd = stderr_fd, .events = POLLIN};
-      out_len = out_sent = 0;
+    int timeout = -1;
+    if (exit_watch < 0 && !reaped) timeout = 50;
+    if (hangup_deadline >= 0 && !killed) {
+      int64_t left = hangup_deadline - monotonic_ms();
+      timeout = left < 0 ? 0 : (int)left;
     }
-    if (poll(fds, (nfds_t)n, exit_watch < 0 && !reaped ? 50 : -1) < 0) {
+    if (poll(fds, (nfds_t)n, timeout) < 0) {
       if (errno == EINTR) continue;
       break;
     }
@@ -633,20 +772,40 @@ static int serve_one(int conn) {
         out_len = HEADER_BYTES + (size_t)got;
         out_sent = 0;
       } else if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) {
-        close(*pipes[k]);
+        /* EOF, or EIO from a terminal whose every other end is closed. */
+        if (*pipes[k] != s.master) close(*pipes[k]);
         *pipes[k] = -1;
       }
     }
     if (exit_at >= 0 && fds[exit_at].revents && waitpid(child, &status, WNOHANG) == child) reaped = 1;
   }
 
+  /* A terminal's shell exited: what it wrote last is relayed, then anything still on the
+   * terminal is hung up, like a terminal window that closes. */
+  if (s.master >= 0) {
+    if (conn_open && stdout_fd >= 0) {
+      if (out_len > out_sent) write_fully(conn, outgoing + out_sent, out_len - out_sent);
+      out_len = out_sent = 0;
+      for (int rounds = 0; rounds < 64; rounds++) {
+        ssize_t got = read(s.master, outgoing + HEADER_BYTES, CHUNK_BYTES);
+        if (got <= 0) break;
+        outgoing[0] = 'O';
+        put_u32(outgoing + 1, (uint32_t)got);
+        if (write_fully(conn, outgoing, HEADER_BYTES + (size_t)got) != 0) {
+          conn_open = 0;
+          break;
+        }
+      }
+    }
+    kill(-child, SIGHUP);
+    close(s.master);
+    s.master = -1;
+    stdout_fd = -1;
+  }
   if (stdin_fd >= 0) close(stdin_fd);
   if (stdout_fd >= 0) close(stdout_fd);
   if (stderr_fd >= 0) close(stderr_fd);
   if (exit_watch >= 0) close(exit_watch);
-  free(argv);
-  free(envp);
-  free(request);
   if (!conn_open) return -1;
   if (out_len > out_sent) write_fully(conn, outgoing + out_sent, out_len - out_sent);
   unsigned char exit_payload[8];

@@ -1,27 +1,17 @@
 import { existsSync } from "node:fs";
 import { SANDBOX_HOME, SANDBOX_UID } from "./launcher.js";
 
-/** Files of /etc the sandbox gets its own version of, passed as descriptors from FIRST_DATA_FD. */
-export const ETC_REPLACEMENTS = ["passwd", "group", "hosts", "resolv.conf"] as const;
+/**
+ * Host directories bubblewrap binds by descriptor (it runs as the sandbox's uid, which cannot
+ * open them by path): the sandbox's /etc, then, with an exec server, its socket directory.
+ */
 export const FIRST_DATA_FD = 4;
-/** With an exec server: the host directory for its socket, after the /etc files. */
-export const EXEC_DIR_FD = FIRST_DATA_FD + ETC_REPLACEMENTS.length;
+export const ETC_DIR_FD = FIRST_DATA_FD;
+export const EXEC_DIR_FD = FIRST_DATA_FD + 1;
 /** Where the exec server runs from and listens, inside the sandbox. */
 export const EXEC_SERVER_IN_SANDBOX = "/run/polydev-init";
 export const EXEC_DIR_IN_SANDBOX = "/run/polydev";
 export const EXEC_SOCKET_NAME = "exec.sock";
-
-/** Host files that must not be readable inside even though /etc is. */
-const HIDDEN_ETC_FILES = [
-  "/etc/shadow",
-  "/etc/gshadow",
-  "/etc/shadow-",
-  "/etc/gshadow-",
-  "/etc/sudoers",
-  "/etc/security/opasswd",
-];
-/** Host directories under /etc that hold keys: an empty tmpfs goes over each. */
-const HIDDEN_ETC_DIRS = ["/etc/ssh", "/etc/ssl/private", "/etc/sudoers.d"];
 
 interface HostLayout {
   links: (readonly [string, string])[];
@@ -56,7 +46,7 @@ export const SANDBOX_INIT =
 
 /**
  * The sandbox's root: the host's /usr (read-only, so its Node, git, curl and Python are there),
- * /etc with secrets hidden and identity files replaced, fresh /proc and /dev, a private /tmp and a
+ * its own copy of /etc (see EtcSnapshots), fresh /proc and /dev, a private /tmp and a
  * home that is a tmpfs of exactly `diskBytes`. Every namespace is new; the init prints `ready`
  * once bubblewrap has finished building all of this — that line is the readiness handshake.
  *
@@ -77,6 +67,12 @@ export function bwrapArgs(
     // user, pid, net, ipc, uts and cgroup. "none" keeps the new netns as it is (loopback only);
     // "egress" gets slirp4netns attached to it afterwards.
     "--unshare-all",
+    // No user namespaces inside: creating one is how an unprivileged process reaches most of
+    // the kernel's rarely used, often buggy code (nftables, mounts of every kind, ...), and a
+    // dev box never needs it. bubblewrap limits its own user namespace to one child and runs
+    // the sandbox in that child, which cannot raise the limit. Needs an explicit --unshare-user.
+    "--unshare-user",
+    "--disable-userns",
     "--new-session",
     "--uid",
     String(SANDBOX_UID),
@@ -90,20 +86,8 @@ export function bwrapArgs(
   ];
   const host = hostLayout();
   for (const [link, target] of host.links) args.push("--symlink", target, link);
-  args.push("--ro-bind", "/etc", "/etc");
-  // bubblewrap runs as the sandbox's uid, which cannot read the root-only data directory:
-  // the replacement files reach it as open descriptors instead (fd 4, 5, …).
-  ETC_REPLACEMENTS.forEach((name, index) => {
-    args.push("--ro-bind-data", String(FIRST_DATA_FD + index), `/etc/${name}`);
-  });
-  // Looked up on every create: a secret file that appears on the host later (say /etc/shadow-
-  // after a password change) must be hidden from the next sandbox.
-  for (const hidden of HIDDEN_ETC_FILES) {
-    if (existsSync(hidden)) args.push("--ro-bind", "/dev/null", hidden);
-  }
-  for (const hidden of HIDDEN_ETC_DIRS) {
-    if (existsSync(hidden)) args.push("--tmpfs", hidden, "--remount-ro", hidden);
-  }
+  // A whole directory that nothing ever renames over: no mount inside it to detach.
+  args.push("--ro-bind-fd", String(ETC_DIR_FD), "/etc");
   args.push(
     "--proc",
     "/proc",

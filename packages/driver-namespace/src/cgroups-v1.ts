@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { SandboxLimits } from "@polydev/core";
@@ -74,6 +74,14 @@ export class CgroupsV1 implements Cgroups {
 
   private async freezerState(id: string): Promise<string> {
     return (await readFile(join(this.dir("freezer", id), "freezer.state"), "utf8")).trim();
+  }
+
+  isFrozen(id: string): boolean {
+    try {
+      return readFileSync(join(this.dir("freezer", id), "freezer.state"), "utf8").trim() !== "THAWED";
+    } catch {
+      return false;
+    }
   }
 
   async freeze(id: string): Promise<void> {

@@ -75,6 +75,14 @@ export class CgroupsV2 implements Cgroups {
     );
   }
 
+  isFrozen(id: string): boolean {
+    try {
+      return readFileSync(join(this.dir(id), "cgroup.freeze"), "utf8").trim() === "1";
+    } catch {
+      return false;
+    }
+  }
+
   async freeze(id: string): Promise<void> {
     await writeFile(join(this.dir(id), "cgroup.freeze"), "1");
     await until(

@@ -31,6 +31,8 @@ export interface Cgroups {
   /** Resolves once every process of the sandbox is frozen. */
   freeze(id: string): Promise<void>;
   thaw(id: string): Promise<void>;
+  /** Whether the sandbox is frozen (or being frozen): its processes cannot answer now. */
+  isFrozen(id: string): boolean;
   usage(id: string): Promise<CgroupUsage>;
   /** Pids of the sandbox's processes (every process joins all of its cgroups). */
   members(id: string): Promise<number[]>;

@@ -4,9 +4,36 @@
  * route to the host's loopback services.
  */
 import type { ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 
 export const SLIRP4NETNS = "/usr/bin/slirp4netns";
+/**
+ * How large slirp4netns may make the sandbox's console log (which it shares with bubblewrap):
+ * what it prints is the host's business, but a sandbox can provoke warnings from it.
+ */
+export const SLIRP_CONSOLE_LIMIT_BYTES = 1024 * 1024;
+
+/**
+ * Runs as root on the host, between the server and slirp4netns ($1: the file size limit in KiB,
+ * $2: how many cgroup.procs files follow, then those, then slirp4netns's argv):
+ * - closes every descriptor but stdio and the ready pipe (fd 3): whatever the server holds
+ *   without close-on-exec (descriptors it inherited, a terminal master) would otherwise reach
+ *   a process that talks to the sandbox all day;
+ * - caps the size of files it writes (its console) and ignores SIGXFSZ, so a write past the cap
+ *   fails instead of killing it;
+ * - joins the sandbox's cgroups (its memory and pids count against the sandbox);
+ * - execs with an empty environment (`exec -c`).
+ * bash, not sh: closing a descriptor above 9 needs `exec {n}>&-`.
+ */
+const SLIRP_LAUNCH = [
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion, not a template.
+  'for fd in /proc/$$/fd/*; do n=${fd##*/}; if [ "$n" -gt 3 ] && [ -e "$fd" ]; then exec {n}>&-; fi; done',
+  "trap '' XFSZ",
+  'ulimit -f "$1" || exit 125',
+  'n=$2; shift 2; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done',
+  'exec -c "$@"',
+].join("\n");
 
 export function egressAvailable(): boolean {
   try {
@@ -36,6 +63,36 @@ export function slirpArgs(initPid: number): string[] {
     `/proc/${initPid}/ns/net`,
     "tap0",
   ];
+}
+
+/**
+ * Starts slirp4netns for the sandbox whose init is `initPid`, inside its cgroups, with stdout
+ * and stderr on the console log and fd 3 the ready pipe. Nothing of the request or the sandbox
+ * reaches it but the init's pid (the host's own number).
+ */
+export function spawnSlirp(initPid: number, procsFiles: string[], consoleFd: number): ChildProcess {
+  const child = spawn(
+    "/bin/bash",
+    [
+      "-c",
+      SLIRP_LAUNCH,
+      "polydev-slirp",
+      String(SLIRP_CONSOLE_LIMIT_BYTES / 1024),
+      String(procsFiles.length),
+      ...procsFiles,
+      ...slirpArgs(initPid),
+    ],
+    {
+      env: {},
+      cwd: "/",
+      stdio: ["ignore", consoleFd, consoleFd, "pipe"],
+      // Its own session, no --die-with-parent: sandboxes outlive a server restart and are
+      // re-adopted from their meta.json.
+      detached: true,
+    },
+  );
+  child.unref();
+  return child;
 }
 
 /** Resolves once slirp4netns has configured tap0 (it writes to its ready fd). */

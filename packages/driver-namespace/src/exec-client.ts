@@ -30,7 +30,10 @@ function frame(type: string, payload?: Buffer): Buffer {
   return payload === undefined ? header : Buffer.concat([header, payload]);
 }
 
-/** argc, envc, then argv, KEY=value pairs and cwd, each NUL-terminated. */
+/**
+ * argc, envc, then argv, KEY=value pairs and cwd, each NUL-terminated; on a terminal ('T') the
+ * size comes first.
+ */
 export function encodeRequest(request: LaunchRequest): Buffer {
   const strings = [
     ...request.argv,
@@ -46,14 +49,23 @@ export function encodeRequest(request: LaunchRequest): Buffer {
   const counts = Buffer.allocUnsafe(8);
   counts.writeUInt32BE(request.argv.length, 0);
   counts.writeUInt32BE(strings.length - request.argv.length - 1, 4);
-  const body = Buffer.concat([counts, Buffer.from(`${strings.join("\0")}\0`)]);
+  const parts: Buffer[] = [counts, Buffer.from(`${strings.join("\0")}\0`)];
+  if (request.tty !== undefined) parts.unshift(terminalSize(request.tty.cols, request.tty.rows));
+  const body = Buffer.concat(parts);
   if (body.length > MAX_REQUEST_BYTES) {
     throw new PolydevError(
       "invalid_request",
       `argv, env and cwd together are ${body.length} bytes; the limit is ${MAX_REQUEST_BYTES}`,
     );
   }
-  return frame("R", body);
+  return frame(request.tty === undefined ? "R" : "T", body);
+}
+
+function terminalSize(cols: number, rows: number): Buffer {
+  const size = Buffer.allocUnsafe(4);
+  size.writeUInt16BE(Math.min(0xffff, Math.max(1, Math.floor(cols))), 0);
+  size.writeUInt16BE(Math.min(0xffff, Math.max(1, Math.floor(rows))), 2);
+  return size;
 }
 
 /**
@@ -88,9 +100,10 @@ function runOnConnection(
   // Both outputs share the socket: it is paused while either reader is behind, i.e. from a push
   // that found its buffer full until that stream asks for more (`read`).
   const behind = { stdout: false, stderr: false };
+  let resumeReading = (): void => undefined;
   const wantsMore = (name: "stdout" | "stderr") => (): void => {
     behind[name] = false;
-    if (!behind.stdout && !behind.stderr) socket.resume();
+    if (!behind.stdout && !behind.stderr) resumeReading();
   };
   const stdout = new Readable({ read: wantsMore("stdout") });
   const stderr = new Readable({ read: wantsMore("stderr") });
@@ -135,11 +148,16 @@ function runOnConnection(
   };
 
   let pending: Buffer = Buffer.alloc(0);
-  socket.on("data", (chunk: Buffer) => {
-    heardAnything = true;
-    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+  /**
+   * Handles the complete frames in `pending`. It stops at the first output a reader has no room
+   * for, leaving the rest in `pending` (paused socket, at most one read's worth), and goes on
+   * when that reader asks for more: so nothing is held beyond one frame past the readers'
+   * buffers. With `all`, every frame is handled regardless (the connection has closed).
+   */
+  const drain = (all = false): void => {
     let offset = 0;
     while (exit === undefined && pending.length - offset >= HEADER_BYTES) {
+      if (!all && (behind.stdout || behind.stderr)) break;
       const type = String.fromCharCode(pending[offset] ?? 0);
       const length = pending.readUInt32BE(offset + 1);
       if (length > CHUNK_BYTES) {
@@ -170,10 +188,21 @@ function runOnConnection(
       }
     }
     pending = pending.subarray(offset);
+  };
+  resumeReading = (): void => {
+    drain();
+    if (!behind.stdout && !behind.stderr && !socket.destroyed) socket.resume();
+  };
+  socket.on("data", (chunk: Buffer) => {
+    heardAnything = true;
+    pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+    drain();
   });
   socket.on("error", () => undefined);
   let heardAnything = false;
   socket.on("close", () => {
+    // What arrived before the close is still the process's: its last output and its exit.
+    drain(true);
     let failure = "lost the connection to the sandbox's exec server";
     // Before any answer this is almost always the init refusing the connection because it
     // could not fork (its refusal can be lost to the reset our request write then gets).
@@ -199,6 +228,16 @@ function runOnConnection(
     stderr,
     exited,
     kill,
+    resize(cols: number, rows: number): void {
+      if (exit === undefined && !socket.destroyed) socket.write(frame("W", terminalSize(cols, rows)));
+    },
+    // Hanging up is the exec server's cue: a command is killed with its tree, a terminal gets
+    // SIGHUP and is killed after a grace period (see exec-server.c).
+    abandon(): void {
+      if (exit !== undefined) return;
+      killRequested = true;
+      socket.destroy();
+    },
     signal(signal: NodeJS.Signals): void {
       if (signal === "SIGKILL") {
         kill();

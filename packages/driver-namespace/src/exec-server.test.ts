@@ -4,9 +4,9 @@
  * needs to hold the output back.
  */
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, readlink, rm, rmdir } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, readlink, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { AgentConnection, SandboxHandle, SandboxLauncher } from "@polydev/core";
@@ -14,18 +14,9 @@ import { runCommand, waitFor } from "@polydev/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { namespaceLauncher, SANDBOX_HOME } from "./launcher.js";
 import { DEFAULT_EXEC_SERVER_PATH, NamespaceDriver } from "./namespace-driver.js";
+import { removeCgroupParent } from "./testing/private-host.js";
 
 const cgroupName = `polydev-test-exec-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-
-async function removeCgroupParent(name: string): Promise<void> {
-  const v2 = existsSync("/sys/fs/cgroup/cgroup.controllers");
-  const dirs = v2
-    ? [join("/sys/fs/cgroup", name)]
-    : ["memory", "pids", "cpu", "cpuacct", "freezer"].map((controller) =>
-        join("/sys/fs/cgroup", controller, name),
-      );
-  for (const dir of dirs) await rmdir(dir).catch(() => undefined);
-}
 
 interface ExecMeta {
   hostUid: number;
@@ -100,11 +91,10 @@ describe("exec server", () => {
     connection = await driver.connect(handle);
     const meta = metaOf(handle);
     launcher = namespaceLauncher({
-      initPid: meta.initPid,
-      procsFiles: [],
-      stateDir: rootDir,
-      env: {},
       execSocket: meta.execSocket,
+      execDir: dirname(meta.execSocket),
+      hostUid: meta.hostUid,
+      env: {},
     });
   });
   afterAll(async () => {
@@ -114,10 +104,7 @@ describe("exec server", () => {
     await removeCgroupParent(cgroupName);
   });
 
-  const start = (argv: string[]) => {
-    if (!launcher.start) throw new Error("the namespace launcher has no fast path");
-    return launcher.start({ argv, cwd: SANDBOX_HOME, env: { ...launcher.baseEnv } });
-  };
+  const start = (argv: string[]) => launcher.start({ argv, cwd: SANDBOX_HOME, env: { ...launcher.baseEnv } });
 
   it("is the sandbox's init, and the commands it starts are its grandchildren, not the host's", async () => {
     const { initPid, hostUid } = metaOf(handle);
@@ -212,10 +199,14 @@ describe("exec server", () => {
     });
     trapping.stdin.end();
     const lines: string[] = [];
+    let signalled = false;
     const output = new Promise<void>((resolve) => {
       trapping.stdout.on("data", (chunk: Buffer) => {
         lines.push(chunk.toString());
-        if (lines.join("").includes("ready\n")) trapping.kill("SIGTERM");
+        if (!signalled && lines.join("").includes("ready\n")) {
+          signalled = true;
+          trapping.kill("SIGTERM");
+        }
       });
       trapping.stdout.on("end", () => resolve());
     });
@@ -301,8 +292,13 @@ describe("exec server", () => {
         argv: ["/bin/bash", "-c", "while :; do sleep 30 & done 2>/dev/null"],
       });
       filler.stdin.end();
+      // Read from the cgroup directly: stats would itself ask the sandbox (and so use a process).
+      const { cgroupPaths } = metaOf(limited);
+      const pidsDir = cgroupPaths.find((dir) => dir.includes("/pids/")) ?? cgroupPaths[0];
       await waitFor("the sandbox to reach its process limit", async () =>
-        (await driver.stats(limited)).pids >= 12 ? true : undefined,
+        Number(await readFile(join(pidsDir ?? "", "pids.current"), "utf8").catch(() => "0")) >= 12
+          ? true
+          : undefined,
       );
       const refused = await runCommand(limitedConnection, ["echo", "no room"]);
       expect(refused.exitCode).toBe(126);
@@ -333,37 +329,27 @@ describe("exec server", () => {
 });
 
 describe("without the exec server", () => {
-  it("falls back to the sleeping init and nsenter, with the same results", async () => {
+  it("is unavailable and says how to build it, instead of entering sandboxes from the host", async () => {
     const rootDir = await mkdtemp(join(tmpdir(), "polydev-exec-none-"));
-    const hostUidBase = 1_000_000 + Math.floor(Math.random() * 900) * 10_000;
     const driver = new NamespaceDriver({
       rootDir,
       cgroupName,
-      hostUidBase,
-      hostUidCount: 10_000,
-      execServerPath: false,
-    });
-    const handle = await driver.create({
-      id: `plain-${Math.random().toString(36).slice(2, 8)}`,
-      limits: { cpu: 1, memoryMb: 256, diskMb: 64, pidsMax: 128 },
-      network: "none",
-      env: {},
+      execServerPath: join(rootDir, "no-such-exec-server"),
     });
     try {
-      expect(handle.data.execSocket).toBeNull();
-      const connection = await driver.connect(handle);
-      try {
-        expect(await runCommand(connection, "echo out; echo err >&2; exit 5")).toMatchObject({
-          stdout: "out\n",
-          stderr: "err\n",
-          exitCode: 5,
-        });
-        expect((await runCommand(connection, ["polydev-no-such-command"])).exitCode).toBe(127);
-      } finally {
-        await connection.close();
-      }
+      await expect(driver.probe()).rejects.toMatchObject({
+        code: "driver_unavailable",
+        message: expect.stringContaining("scripts/ensure.sh"),
+      });
+      await expect(
+        driver.create({
+          id: `plain-${Math.random().toString(36).slice(2, 8)}`,
+          limits: { cpu: 1, memoryMb: 256, diskMb: 64, pidsMax: 128 },
+          network: "none",
+          env: {},
+        }),
+      ).rejects.toMatchObject({ code: "driver_unavailable" });
     } finally {
-      await driver.destroy(handle);
       await rm(rootDir, { recursive: true, force: true });
     }
   });

@@ -1,34 +1,30 @@
 import type { Socket } from "node:net";
-import type { LaunchCommand, LaunchedProcess, LaunchRequest, SandboxLauncher } from "@polydev/core";
+import type { LaunchedProcess, LaunchRequest, SandboxLauncher } from "@polydev/core";
+import { EXEC_SERVER_IN_SANDBOX } from "./bwrap-args.js";
 import { startOverExecServer } from "./exec-client.js";
+import { SandboxBackground } from "./sandbox-background.js";
+import { SandboxPorts } from "./sandbox-ports.js";
 
 export const SANDBOX_UID = 1000;
 export const SANDBOX_HOME = "/home/user";
 
-// Joins every cgroup of the sandbox, then becomes nsenter: $1 is how many cgroup files follow.
-export const JOIN_CGROUPS_AND_EXEC =
-  'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec "$@"';
-
 /**
- * Starts processes inside a running sandbox. `start` (used by exec) asks the sandbox's own init,
- * the exec server, over its unix socket: nothing is spawned on the host, and the process is born
- * inside every namespace and cgroup of the sandbox. `command` (PTYs, background processes, file
- * scripts, and sandboxes started without the exec server) enters from the host: into its
- * cgroups first (so limits hold from the first instruction), then into all its namespaces and
- * root with nsenter, as the sandbox user. nsenter forks the command into the sandbox's pid namespace, so the command sits
- * one generation below the spawned process.
- *
- * No setpriv --no-new-privs step (it would cost an exec on every command): the host's set-uid
- * binaries and file capabilities belong to host root, which is not mapped in the sandbox's user
- * namespace, and the kernel ignores both for owners that are not mapped.
+ * Starts processes inside a running sandbox, always through its own init, the exec server
+ * (native/exec-server.c), over its unix socket: the process is forked inside every namespace
+ * and cgroup of the sandbox, and nothing is spawned on the host. So no request value (argv,
+ * environment, working directory) ever reaches a host process, and no host descriptor reaches a
+ * sandbox process. Terminals are allocated inside the sandbox too, background processes keep
+ * their state there (sandbox-background.ts), and forwarded ports are served by the init's
+ * subcommands (sandbox-ports.ts).
  */
 export function namespaceLauncher(options: {
-  initPid: number;
-  procsFiles: string[];
-  stateDir: string;
+  /** Host path of the exec server's socket. */
+  execSocket: string;
+  /** Host path of the sandbox's exec directory (root-owned), where forwarding sockets go. */
+  execDir: string;
+  /** The sandbox's host uid: forwarding sockets are its alone. */
+  hostUid: number;
   env: Record<string, string>;
-  /** Host path of the exec server's socket; without it every process goes through nsenter. */
-  execSocket?: string | undefined;
   /** Where connections to the exec server come from and go back to (default: one per process). */
   execConnections?: { take(path: string): Socket; release(path: string, socket: Socket): void } | undefined;
 }): SandboxLauncher {
@@ -43,61 +39,27 @@ export function namespaceLauncher(options: {
     TERM: "xterm-256color",
     ...options.env,
   });
-  const prefix = [
-    "-c",
-    JOIN_CGROUPS_AND_EXEC,
-    "sh",
-    String(options.procsFiles.length),
-    ...options.procsFiles,
-    "/usr/bin/nsenter",
-    "-t",
-    String(options.initPid),
-    "-U",
-    "-m",
-    "-u",
-    "-i",
-    "-n",
-    "-p",
-    "-C",
-    "-r",
-    "-w",
-    "-S",
-    String(SANDBOX_UID),
-    "-G",
-    String(SANDBOX_UID),
-    "--",
-    // nsenter resolves its own --wd before entering the mount namespace; env -C changes
-    // directory inside, and a missing directory fails with a clear message.
-    "/usr/bin/env",
-  ];
-  const execSocket = options.execSocket;
-  const start =
-    execSocket === undefined
-      ? undefined
-      : (request: LaunchRequest): LaunchedProcess => {
-          const pool = options.execConnections;
-          if (pool === undefined) return startOverExecServer(execSocket, request);
-          return startOverExecServer(pool.take(execSocket), request, (socket) =>
-            pool.release(execSocket, socket),
-          );
-        };
-  return {
-    ...(start === undefined ? {} : { start }),
-    home: SANDBOX_HOME,
-    stateDir: options.stateDir,
-    baseEnv,
-    command(request: LaunchRequest): LaunchCommand {
-      return {
-        file: "/bin/sh",
-        // The init's working directory is the home, which nsenter -w inherits: the common case
-        // skips one exec.
-        args:
-          request.cwd === SANDBOX_HOME
-            ? [...prefix.slice(0, -1), ...request.argv]
-            : [...prefix, `--chdir=${request.cwd}`, "--", ...request.argv],
-        env: request.env,
-        wrapperDepth: 1,
-      };
-    },
+  const { execSocket } = options;
+  const start = (request: LaunchRequest): LaunchedProcess => {
+    const pool = options.execConnections;
+    if (pool === undefined) return startOverExecServer(execSocket, request);
+    return startOverExecServer(pool.take(execSocket), request, (socket) => pool.release(execSocket, socket));
   };
+  /** A helper of the init binary itself, with a fixed environment: nothing of the request's. */
+  const helper = (args: string[]): LaunchedProcess =>
+    start({
+      argv: [EXEC_SERVER_IN_SANDBOX, ...args],
+      cwd: SANDBOX_HOME,
+      env: { PATH: baseEnv.PATH, HOME: SANDBOX_HOME, LANG: "C.UTF-8" },
+    });
+  const ports = new SandboxPorts(helper, options.execDir, options.hostUid);
+  return Object.freeze({
+    home: SANDBOX_HOME,
+    baseEnv,
+    start,
+    background: new SandboxBackground(start, helper),
+    connect: (port: number, signal?: AbortSignal) => ports.connect(port, signal),
+    listen: (port: number, onConnection: Parameters<SandboxLauncher["listen"]>[1], signal?: AbortSignal) =>
+      ports.listen(port, onConnection, signal),
+  });
 }

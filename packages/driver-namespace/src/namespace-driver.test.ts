@@ -1,35 +1,13 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, rmdir } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { SandboxHandle, SandboxSpec } from "@polydev/core";
 import { runCommand, runDriverContract, startProbeServer, waitFor } from "@polydev/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NamespaceDriver } from "./namespace-driver.js";
-
-/**
- * Each test driver gets its own uid range, so "no process of this uid is left" cannot be
- * confused by another driver instance (a server test running in parallel) on the same host.
- */
-const privateUidBase = (): number => 1_000_000 + Math.floor(Math.random() * 900) * 10_000;
-
-/**
- * Likewise a private cgroup parent: a reconciler of another driver instance (a server test
- * running in parallel) then cannot mistake these sandboxes for its orphans.
- */
-const privateCgroupName = (): string =>
-  `polydev-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-
-async function removeCgroupParent(name: string): Promise<void> {
-  const v2 = existsSync("/sys/fs/cgroup/cgroup.controllers");
-  const dirs = v2
-    ? [join("/sys/fs/cgroup", name)]
-    : ["memory", "pids", "cpu", "cpuacct", "freezer"].map((controller) =>
-        join("/sys/fs/cgroup", controller, name),
-      );
-  for (const dir of dirs) await rmdir(dir).catch(() => undefined);
-}
+import { privateCgroupName, privateUidBase, removeCgroupParent } from "./testing/private-host.js";
 
 runDriverContract("namespace", async () => {
   const rootDir = await mkdtemp(join(tmpdir(), "polydev-ns-contract-"));
@@ -43,6 +21,63 @@ runDriverContract("namespace", async () => {
     },
   };
 });
+
+/**
+ * A "remote host" for egress tests: a network namespace of the test's own, joined to the host
+ * by a veth pair, with a TCP server that answers "polydev-probe" and counts who got through.
+ * Never an outside address.
+ */
+async function startNetnsHost(): Promise<{
+  address: string;
+  port: number;
+  connections(): Promise<number>;
+  close(): Promise<void>;
+}> {
+  const tag = Math.random().toString(16).slice(2, 8);
+  const name = `pdnat${tag}`;
+  const octet = 1 + Math.floor(Math.random() * 250);
+  const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
+  ip("netns", "add", name);
+  ip("link", "add", `pdh${tag}`, "type", "veth", "peer", "name", `pdn${tag}`);
+  ip("link", "set", `pdn${tag}`, "netns", name);
+  ip("addr", "add", `10.231.${octet}.1/30`, "dev", `pdh${tag}`);
+  ip("link", "set", `pdh${tag}`, "up");
+  ip("netns", "exec", name, "ip", "addr", "add", `10.231.${octet}.2/30`, "dev", `pdn${tag}`);
+  ip("netns", "exec", name, "ip", "link", "set", `pdn${tag}`, "up");
+  ip("netns", "exec", name, "ip", "link", "set", "lo", "up");
+  const counter = join(tmpdir(), `${name}.count`);
+  const server = spawn(
+    "ip",
+    [
+      "netns",
+      "exec",
+      name,
+      "python3",
+      "-c",
+      [
+        "import socket, sys",
+        "s = socket.socket(); s.bind(('0.0.0.0', 8765)); s.listen(); print('ready', flush=True)",
+        "n = 0",
+        "while True:",
+        "    c, _ = s.accept(); n += 1",
+        `    open('${counter}', 'w').write(str(n))`,
+        "    c.sendall(b'polydev-probe\\n'); c.close()",
+      ].join("\n"),
+    ],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  await new Promise<void>((resolve) => server.stdout?.once("data", () => resolve()));
+  return {
+    address: `10.231.${octet}.2`,
+    port: 8765,
+    connections: async () => Number((await readFile(counter, "utf8").catch(() => "0")) || 0),
+    close: async () => {
+      server.kill("SIGKILL");
+      ip("netns", "del", name);
+      await rm(counter, { force: true });
+    },
+  };
+}
 
 interface Meta {
   hostUid: number;
@@ -185,28 +220,43 @@ describe("namespace driver", () => {
     }
   });
 
-  it("egress reaches a server on the host's own non-loopback address (NAT works)", async () => {
+  it("egress reaches a host on the network (NAT works), but not link-local addresses or the host's own", async () => {
+    const remote = await startNetnsHost();
     const hostAddress = Object.values(networkInterfaces())
       .flat()
       .find((address) => address !== undefined && address.family === "IPv4" && !address.internal)?.address;
-    if (hostAddress === undefined) return;
-    const server = await startProbeServer(hostAddress);
+    const onHost = hostAddress === undefined ? undefined : await startProbeServer(hostAddress);
     const handle = await driver.create(spec("nat", { network: "egress" }));
     try {
       const connection = await driver.connect(handle);
       try {
-        const result = await runCommand(
-          connection,
-          `timeout 5 bash -c 'exec 3<>/dev/tcp/${hostAddress}/${server.port}; head -n 1 <&3'`,
+        const dial = (address: string, port: number) =>
+          runCommand(
+            connection,
+            `timeout 5 bash -c 'exec 3<>/dev/tcp/${address}/${port} && head -n 1 <&3' 2>&1; echo "exit $?"`,
+          );
+        expect((await dial(remote.address, remote.port)).stdout).toBe("polydev-probe\nexit 0\n");
+        expect(await remote.connections()).toBe(1);
+        // Refused at once by the sandbox's own routes, never through slirp4netns.
+        expect((await dial("169.254.169.254", 80)).stdout).toMatch(
+          /(Permission denied|unreachable)[\s\S]*exit 1\n$/,
         );
-        expect(result.stdout).toBe("polydev-probe\n");
-        expect(server.connections()).toBe(1);
+        if (onHost && hostAddress) {
+          expect((await dial(hostAddress, onHost.port)).stdout).toMatch(
+            /(Permission denied|unreachable)[\s\S]*exit 1\n$/,
+          );
+          expect(onHost.connections()).toBe(0);
+        }
+        // ...and the sandbox cannot take those routes away.
+        const tamper = await runCommand(connection, "ip route del prohibit 169.254.0.0/16 2>&1; echo $?");
+        expect(tamper.stdout).not.toMatch(/^0\n$/);
       } finally {
         await connection.close();
       }
     } finally {
       await driver.destroy(handle);
-      await server.close();
+      await onHost?.close();
+      await remote.close();
     }
   });
 

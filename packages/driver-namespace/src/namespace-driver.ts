@@ -1,26 +1,24 @@
 /**
  * The embedded default driver: each sandbox is a bubblewrap process tree in fresh user, pid,
  * mount, ipc, uts, cgroup and network namespaces, running as its own unprivileged host uid,
- * held in cgroups. No process per sandbox beyond bubblewrap and a sleeping init: the agent runs
- * at the host edge and enters the sandbox for every process it starts.
+ * held in cgroups. No process per sandbox beyond bubblewrap and its init (the exec server): the
+ * agent runs at the host edge and asks the init for every process it starts.
  */
 
 import type { ChildProcess } from "node:child_process";
-import { spawn } from "node:child_process";
 import {
   accessSync,
   chmodSync,
   chownSync,
   closeSync,
   constants,
-  existsSync,
   lstatSync,
   mkdirSync,
   openSync,
   writeFileSync,
 } from "node:fs";
-import { open, readFile, rm, statfs } from "node:fs/promises";
-import { join } from "node:path";
+import { open, readFile, rm } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { createInProcessAgent } from "@polydev/agent";
@@ -35,21 +33,25 @@ import type {
   SandboxStats,
 } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
-import { bwrapArgs, ETC_REPLACEMENTS, FIRST_DATA_FD } from "./bwrap-args.js";
+import { bwrapArgs, EXEC_SERVER_IN_SANDBOX, FIRST_DATA_FD } from "./bwrap-args.js";
 import { BwrapStarters } from "./bwrap-starters.js";
 import { killQuietly, until } from "./cgroup-files.js";
 import { favorDynamicCgroupChanges } from "./cgroup-tuning.js";
 import type { Cgroups } from "./cgroups.js";
 import { detectCgroups } from "./cgroups.js";
-import { egressAvailable, SLIRP4NETNS, slirpArgs, slirpReady } from "./egress.js";
+import { egressAvailable, SLIRP4NETNS, slirpReady, spawnSlirp } from "./egress.js";
+import { deniedDestinations, denyRoutes } from "./egress-deny.js";
+import { EtcSnapshots } from "./etc-snapshots.js";
+import { startOverExecServer } from "./exec-client.js";
 import { ExecConnections } from "./exec-connections.js";
 import { ExecDirs } from "./exec-dirs.js";
-import { JOIN_CGROUPS_AND_EXEC, namespaceLauncher, SANDBOX_HOME } from "./launcher.js";
+import { runHelper } from "./helper-output.js";
+import { namespaceLauncher, SANDBOX_HOME } from "./launcher.js";
 import { isReaped, isSameProcess, killIfSame, startTimeOf } from "./process-info.js";
 import { waitUntilReady } from "./readiness.js";
 import type { SandboxMeta } from "./sandbox-files.js";
 import { assertSandboxId, SandboxFiles } from "./sandbox-files.js";
-import { UidAllocator } from "./uid-allocator.js";
+import { DEFAULT_HOST_UID_REGISTRY, UidAllocator } from "./uid-allocator.js";
 
 export interface DriverLog {
   info(details: object, message: string): void;
@@ -63,6 +65,12 @@ export interface NamespaceDriverOptions {
   log?: DriverLog;
   /** Sandboxes get host uids from `hostUidBase + 1` up; each its own (default 200000). */
   hostUidBase?: number;
+  /**
+   * Where the uids in use are claimed, one file each, host-wide: every driver and server on
+   * the host that shares this directory (and a uid range) never hands out a uid twice
+   * (default /var/lib/polydev/host-uids). Keep it outside any data directory.
+   */
+  hostUidRegistryDir?: string;
   /** How many host uids above the base belong to sandboxes (default 1000000). */
   hostUidCount?: number;
   /** Parent cgroup of all sandboxes, under every controller (default "polydev"). */
@@ -70,12 +78,11 @@ export interface NamespaceDriverOptions {
   /** How long bubblewrap (and slirp4netns) may take to report ready (default 10000). */
   startTimeoutMs?: number;
   /**
-   * The compiled exec server (native/exec-server.c, built by scripts/ensure.sh), which becomes
-   * each sandbox's init and serves its execs without a host process per command. Default: the
-   * package's dist/polydev-exec-server; when that file is missing, sandboxes get the plain
-   * sleeping init and every exec goes through nsenter (slower, same behaviour). `false` forces that.
+   * The compiled exec server (native/*.c, built by scripts/ensure.sh), which becomes each
+   * sandbox's init and starts every process in it. Default: the package's
+   * dist/polydev-exec-server. Without it the driver is unavailable (probe says how to build it).
    */
-  execServerPath?: string | false;
+  execServerPath?: string;
   /** Where the exec servers' socket directories go (default /run/polydev-exec). */
   execSocketRoot?: string;
   /**
@@ -89,16 +96,13 @@ export interface NamespaceDriverOptions {
 export const DEFAULT_EXEC_SERVER_PATH = fileURLToPath(
   new URL("../dist/polydev-exec-server", import.meta.url),
 );
-/** connect(2) refuses longer unix socket paths; such sandboxes use nsenter instead. */
+/** connect(2) refuses longer unix socket paths (the exec directories keep them far shorter). */
 const MAX_SOCKET_PATH_BYTES = 107;
 
 const MiB = 1024 * 1024;
 const CONSOLE_TAIL_BYTES = 64 * 1024;
-const REQUIRED_TOOLS = [
-  ["/usr/bin/bwrap", "bubblewrap"],
-  ["/usr/bin/nsenter", "util-linux"],
-  ["/usr/bin/setpriv", "util-linux"],
-] as const;
+const HOME_USAGE_TIMEOUT_MS = 2_000;
+const REQUIRED_TOOLS = [["/usr/bin/bwrap", "bubblewrap"]] as const;
 
 /** What a create had got as far as, for cleaning up after a failure. */
 interface StartProgress {
@@ -114,15 +118,21 @@ export class NamespaceDriver implements SandboxDriver {
   private readonly cgroups: Cgroups;
   private readonly log: DriverLog;
   private readonly uids: UidAllocator;
+  private readonly etc: EtcSnapshots;
+  /** /etc snapshots chosen by creates that have not written their meta.json yet. */
+  private readonly etcPinned = new Map<string, number>();
+  private etcCollecting: Promise<void> | undefined;
   private readonly startTimeoutMs: number;
-  private readonly execServerPath: string | undefined;
+  private readonly execServerPath: string;
   private readonly execDirs: ExecDirs;
   private readonly execConnections = new ExecConnections();
-  private readonly bwrapStarters: BwrapStarters | undefined;
+  private readonly bwrapStarters: BwrapStarters;
   /** What create wrote to meta.json and env.json, for sandboxes started by this instance. */
   private readonly startedHere = new Map<string, { meta: SandboxMeta; env: Record<string, string> }>();
   private readonly tuneHostCgroups: boolean;
   private tuned: Promise<void> | undefined;
+  /** What each sandbox last said its home uses (see homeUsage). */
+  private readonly lastHomeUsage = new Map<string, number>();
   /** Ids being created by this instance: not yet anything for a reconciler to judge. */
   private readonly creating = new Set<string>();
 
@@ -133,16 +143,8 @@ export class NamespaceDriver implements SandboxDriver {
     this.startTimeoutMs = options.startTimeoutMs ?? 10_000;
     this.execDirs = new ExecDirs(options.rootDir, options.execSocketRoot);
     this.tuneHostCgroups = options.tuneHostCgroups ?? true;
-    const execServerPath = options.execServerPath ?? DEFAULT_EXEC_SERVER_PATH;
-    this.execServerPath = execServerPath !== false && existsSync(execServerPath) ? execServerPath : undefined;
-    this.bwrapStarters =
-      this.execServerPath === undefined ? undefined : new BwrapStarters(this.execServerPath);
-    if (this.execServerPath === undefined && options.execServerPath === undefined) {
-      this.log.warn(
-        { path: DEFAULT_EXEC_SERVER_PATH },
-        "no exec server built (run scripts/ensure.sh): execs go through nsenter, which is slower",
-      );
-    }
+    this.execServerPath = options.execServerPath ?? DEFAULT_EXEC_SERVER_PATH;
+    this.bwrapStarters = new BwrapStarters(this.execServerPath);
     const hostUidBase = options.hostUidBase ?? 200_000;
     const hostUidCount = options.hostUidCount ?? 1_000_000;
     // 0 would be root, and (uid_t)-1 tells setresuid "leave unchanged", which would also be root.
@@ -158,13 +160,17 @@ export class NamespaceDriver implements SandboxDriver {
         `hostUidBase ${hostUidBase} and hostUidCount ${hostUidCount} must name uids between 1001 and 4294967293`,
       );
     }
-    this.uids = new UidAllocator(hostUidBase, hostUidCount, async () => {
-      const uids: number[] = [];
-      for (const id of await this.files.ids()) {
-        const meta = await this.files.readMeta(id);
-        if (meta) uids.push(meta.hostUid);
-      }
-      return uids;
+    this.uids = new UidAllocator({
+      registryDir: options.hostUidRegistryDir ?? DEFAULT_HOST_UID_REGISTRY,
+      rootDir: options.rootDir,
+      base: hostUidBase,
+      range: hostUidCount,
+    });
+    const rootDir = resolve(options.rootDir);
+    this.etc = new EtcSnapshots({
+      store: join(this.execDirs.base, "etc"),
+      rootDir,
+      onError: (error) => this.log.warn({ err: error }, "could not refresh the sandboxes' copy of /etc"),
     });
   }
 
@@ -174,6 +180,7 @@ export class NamespaceDriver implements SandboxDriver {
     for (const [path, pkg] of REQUIRED_TOOLS) {
       if (!canExecute(path)) missing.push(`${path} (apt-get install ${pkg})`);
     }
+    if (!canExecute(this.execServerPath)) missing.push(execServerMissing(this.execServerPath));
     if (process.getuid?.() !== 0) {
       missing.push("root: the driver gives each sandbox its own host uid and cgroup");
     }
@@ -187,10 +194,16 @@ export class NamespaceDriver implements SandboxDriver {
         details: { missing },
       });
     }
-    // The first create then finds a bubblewrap starter waiting and the exec server installed.
-    this.bwrapStarters?.fill();
-    if (this.execServerPath !== undefined)
-      await this.execDirs.prepare(this.execServerPath).catch(() => undefined);
+    // The first create then finds a bubblewrap starter waiting, the exec server installed and
+    // /etc copied.
+    this.bwrapStarters.fill();
+    await this.execDirs.prepare(this.execServerPath).catch(() => undefined);
+    mkdirSync(this.files.rootDir, { recursive: true, mode: 0o700 });
+    await this.execDirs.prepareBase();
+    await Promise.all([this.etc.forNetwork("none"), this.etc.forNetwork("egress")]);
+    // Older versions kept generated /etc files here; nothing reads them after a sandbox starts.
+    await rm(join(this.files.rootDir, ".etc"), { recursive: true, force: true });
+    this.collectEtcSoon();
     const features = [`cgroup-v${this.cgroups.version}`, "hibernate"];
     if (egressAvailable()) features.push("egress");
     return { name: this.name, features };
@@ -201,6 +214,12 @@ export class NamespaceDriver implements SandboxDriver {
     const id = spec.id;
     assertSandboxId(id);
     assertLimits(spec.limits);
+    if (!canExecute(this.execServerPath)) {
+      throw new PolydevError(
+        "driver_unavailable",
+        `the namespace driver needs ${execServerMissing(this.execServerPath)}`,
+      );
+    }
     if (spec.network === "egress" && !egressAvailable()) {
       throw new PolydevError(
         "driver_unavailable",
@@ -209,11 +228,13 @@ export class NamespaceDriver implements SandboxDriver {
     }
     // Once per driver, overlapping the first create; never a reason to fail one.
     this.tuned ??= this.tuneCgroups();
-    const hostUid = await this.uids.allocate();
+    // The directory first: a uid claim must always name an existing one (see UidAllocator).
+    await this.files.claim(id);
+    let hostUid: number;
     try {
-      await this.files.claim(id);
+      hostUid = await this.uids.allocate(id);
     } catch (error) {
-      await this.uids.release(hostUid);
+      await rm(this.files.dir(id), { recursive: true, force: true }).catch(() => undefined);
       throw error;
     }
     this.creating.add(id);
@@ -225,6 +246,7 @@ export class NamespaceDriver implements SandboxDriver {
       const execSocket = meta.execSocket;
       if (execSocket !== null) setImmediate(() => this.execConnections.prime(id, execSocket));
       this.startedHere.set(id, { meta, env: { ...spec.env } });
+      this.etc.recheckSoon(() => this.collectEtcSoon());
       this.log.info(
         { sandboxId: id, hostUid, initPid: meta.initPid, network: spec.network },
         "namespace sandbox started",
@@ -235,9 +257,9 @@ export class NamespaceDriver implements SandboxDriver {
       if (started.initPid !== undefined) await this.killInit(id, started.initPid);
       if (started.bwrap) await this.killStartup(id, started.bwrap);
       await this.cgroups.destroy(id).catch(() => undefined);
+      await this.uids.release(hostUid, id);
       await rm(this.files.dir(id), { recursive: true, force: true }).catch(() => undefined);
       await this.execDirs.remove(id).catch(() => undefined);
-      await this.uids.release(hostUid);
       this.log.warn({ sandboxId: id, err: error, consoleTail }, "namespace sandbox failed to start");
       throw new PolydevError(
         "sandbox_failed",
@@ -258,70 +280,45 @@ export class NamespaceDriver implements SandboxDriver {
     const id = spec.id;
     const execDir = this.execDirs.dir(id);
     const execSocket = this.execDirs.socket(id);
-    const useExecServer =
-      this.execServerPath !== undefined && Buffer.byteLength(execSocket) <= MAX_SOCKET_PATH_BYTES;
+    if (Buffer.byteLength(execSocket) > MAX_SOCKET_PATH_BYTES) {
+      throw new Error(`the exec socket path ${execSocket} is too long for a unix socket`);
+    }
     // The files and cgroups are tiny synchronous writes (see CgroupsV1.create for why).
     await this.cgroups.create(id, spec.limits);
     await this.files.prepare(id);
-    this.files.prepareEtc(spec.network);
+    const etcDir = await this.etc.forNetwork(spec.network);
+    // Until meta.json names it, nothing on disk says this create uses it.
+    this.etcPinned.set(etcDir, (this.etcPinned.get(etcDir) ?? 0) + 1);
     writeFileSync(this.envFile(id), JSON.stringify(spec.env), { mode: 0o600 });
-    if (useExecServer && this.execServerPath !== undefined) {
-      // The init (the sandbox's uid) creates its socket here, then the host takes the directory
-      // back (below) before anything else runs in the sandbox.
-      await this.execDirs.prepare(this.execServerPath);
-      mkdirSync(execDir, { mode: 0o700 });
-      chownSync(execDir, hostUid, hostUid);
-    }
+    // The init (the sandbox's uid) creates its socket here, then the host takes the directory
+    // back (below) before anything else runs in the sandbox.
+    const execServer = await this.execDirs.prepare(this.execServerPath);
+    mkdirSync(execDir, { mode: 0o700 });
+    chownSync(execDir, hostUid, hostUid);
     const consoleFd = openSync(this.files.consoleLog(id), "a", 0o600);
     try {
-      const bwrapArgv = [
-        "/usr/bin/bwrap",
-        ...bwrapArgs(spec.limits.diskMb * MiB, {
-          execServer: useExecServer ? this.execDirs.init : undefined,
-        }),
-      ];
+      const bwrapArgv = ["/usr/bin/bwrap", ...bwrapArgs(spec.limits.diskMb * MiB, { execServer })];
       // bubblewrap runs as the sandbox's uid, which cannot read the root-only data directory:
-      // the generated /etc files (and the exec server's socket directory) reach it as open
-      // descriptors (fd 4, 5, …).
-      const dataFiles = ETC_REPLACEMENTS.map((name) => this.files.etcFile(spec.network, name));
-      if (useExecServer) dataFiles.push(execDir);
-      let bwrap: ChildProcess;
-      if (this.execServerPath !== undefined && this.bwrapStarters !== undefined) {
-        // A process started ahead of time (see BwrapStarters) opens those files as root, joins
-        // the cgroups, drops to the sandbox's uid and becomes bubblewrap: nothing forks the
-        // server process on the way.
-        const procs = this.cgroups.procsFiles(id);
-        bwrap = started.bwrap = this.bwrapStarters.start([
-          this.files.consoleLog(id),
-          String(dataFiles.length),
-          ...dataFiles.flatMap((path, index) => [String(FIRST_DATA_FD + index), path]),
-          "--join",
-          String(hostUid),
-          String(hostUid),
-          String(procs.length),
-          ...procs,
-          "--",
-          ...bwrapArgv,
-        ]);
-      } else {
-        const dataFds = dataFiles.map((path) => openSync(path, "r"));
-        try {
-          bwrap = started.bwrap = this.spawnJoined(
-            [
-              "/usr/bin/setpriv",
-              `--reuid=${hostUid}`,
-              `--regid=${hostUid}`,
-              "--clear-groups",
-              "--",
-              ...bwrapArgv,
-            ],
-            id,
-            ["ignore", "pipe", consoleFd, "pipe", ...dataFds],
-          );
-        } finally {
-          for (const fd of dataFds) closeSync(fd);
-        }
-      }
+      // the /etc copy and the exec server's socket directory reach it as open descriptors
+      // (fd 4, 5).
+      const dataFiles = [etcDir, execDir];
+      // A process started ahead of time (see BwrapStarters) opens those files as root, joins
+      // the cgroups, drops to the sandbox's uid and becomes bubblewrap: nothing forks the
+      // server process on the way, and no descriptor of the server's reaches the sandbox.
+      const procs = this.cgroups.procsFiles(id);
+      const bwrap: ChildProcess = this.bwrapStarters.start([
+        this.files.consoleLog(id),
+        String(dataFiles.length),
+        ...dataFiles.flatMap((path, index) => [String(FIRST_DATA_FD + index), path]),
+        "--join",
+        String(hostUid),
+        String(hostUid),
+        String(procs.length),
+        ...procs,
+        "--",
+        ...bwrapArgv,
+      ]);
+      started.bwrap = bwrap;
       const ready = await waitUntilReady(bwrap, {
         timeoutMs: this.startTimeoutMs,
         signal,
@@ -329,14 +326,14 @@ export class NamespaceDriver implements SandboxDriver {
           started.initPid = pid;
         },
       });
-      const sealed = useExecServer ? this.sealExecDir(execDir, execSocket, hostUid) : undefined;
-      sealed?.catch(() => undefined);
+      const sealed = this.sealExecDir(execDir, execSocket, hostUid);
+      sealed.catch(() => undefined);
       // slirp4netns starts only once bubblewrap has finished with the network namespace: started
       // earlier, its configuration raced bubblewrap's own and failed now and then.
       const slirp =
         spec.network === "egress"
           ? slirpReady(
-              this.spawnJoined(slirpArgs(ready.initPid), id, ["ignore", consoleFd, consoleFd, "pipe"]),
+              spawnSlirp(ready.initPid, this.cgroups.procsFiles(id), consoleFd),
               this.startTimeoutMs,
               signal,
             )
@@ -354,6 +351,7 @@ export class NamespaceDriver implements SandboxDriver {
         if (!slirp) throw new Error("slirp4netns was not started");
         slirpPid = await slirp;
         slirpStartTime = (await startTimeOf(slirpPid)) ?? null;
+        await denyRoutes(this.execServerPath, ready.initPid, deniedDestinations());
       }
       const meta: SandboxMeta = {
         sandboxId: id,
@@ -367,12 +365,16 @@ export class NamespaceDriver implements SandboxDriver {
         slirpStartTime,
         cgroupPaths: this.cgroups.paths(id),
         createdAt: Date.now(),
-        execSocket: useExecServer ? execSocket : null,
+        execSocket,
+        etcDir,
       };
       await this.files.writeMeta(meta);
       return meta;
     } finally {
       closeSync(consoleFd);
+      const pins = (this.etcPinned.get(etcDir) ?? 1) - 1;
+      if (pins > 0) this.etcPinned.set(etcDir, pins);
+      else this.etcPinned.delete(etcDir);
     }
   }
 
@@ -388,13 +390,19 @@ export class NamespaceDriver implements SandboxDriver {
       meta = await this.liveMeta(handle);
       env = await this.sandboxEnv(meta.sandboxId);
     }
+    const execSocket = meta.execSocket;
+    if (execSocket === null) {
+      throw new PolydevError(
+        "sandbox_not_running",
+        `sandbox ${meta.sandboxId} was started without an exec server; destroy it and create a new one`,
+      );
+    }
     return createInProcessAgent(
       namespaceLauncher({
-        initPid: meta.initPid,
-        procsFiles: this.cgroups.procsFiles(meta.sandboxId),
-        stateDir: this.files.stateDir(meta.sandboxId),
+        execSocket,
+        execDir: this.execDirs.dir(meta.sandboxId),
+        hostUid: meta.hostUid,
         env,
-        execSocket: meta.execSocket ?? undefined,
         execConnections: {
           take: (path) => this.execConnections.take(meta.sandboxId, path),
           release: (path, socket) => this.execConnections.release(meta.sandboxId, path, socket),
@@ -421,23 +429,28 @@ export class NamespaceDriver implements SandboxDriver {
     assertSandboxId(id);
     this.execConnections.forget(id);
     this.startedHere.delete(id);
+    this.lastHomeUsage.delete(id);
     const meta = await this.files.readMeta(id);
     if (meta && (await isSameProcess(meta.initPid, meta.initStartTime))) {
       await this.killInit(id, meta.initPid);
     }
-    // Killing the cgroups' members takes whatever is left (bubblewrap, commands' nsenter
-    // wrappers, slirp4netns), all of which joined before they ran a single instruction.
+    // Killing the cgroups' members takes whatever is left (bubblewrap, slirp4netns), all of
+    // which joined before they ran a single instruction.
     await this.cgroups.destroy(id);
     if (meta) {
       // Belt and braces for a process a crash left outside the cgroups; the start time makes
       // sure a recycled pid is never hit.
       await killIfSame(meta.bwrapPid, meta.bwrapStartTime);
       await killIfSame(meta.slirpPid, meta.slirpStartTime);
-      await this.uids.release(meta.hostUid);
     }
+    // Before the directory goes: a claim naming a missing directory counts as abandoned.
+    const hostUid = meta?.hostUid ?? this.uids.heldBy(id);
+    if (hostUid !== undefined) await this.uids.release(hostUid, id);
     await rm(this.files.dir(id), { recursive: true, force: true });
     await this.execDirs.remove(id);
-    this.bwrapStarters?.fill();
+    this.bwrapStarters.fill();
+    // Only a sandbox on an outdated snapshot can have been the last to use one.
+    if (meta?.etcDir != null && !this.etc.isCurrent(meta.etcDir)) this.collectEtcSoon();
     this.log.info({ sandboxId: id }, "namespace sandbox destroyed");
   }
 
@@ -474,13 +487,37 @@ export class NamespaceDriver implements SandboxDriver {
   async stats(handle: SandboxHandle, signal?: AbortSignal): Promise<SandboxStats> {
     signal?.throwIfAborted();
     const meta = await this.liveMeta(handle);
-    const [usage, home] = await Promise.all([
-      this.cgroups.usage(meta.sandboxId),
-      // The home is a tmpfs in the sandbox's mount namespace: statfs reaches it through the
-      // init's root without entering anything.
-      statfs(`/proc/${meta.initPid}/root${SANDBOX_HOME}`).catch(() => undefined),
-    ]);
-    return { ...usage, diskBytes: home ? (home.blocks - home.bfree) * home.bsize : 0 };
+    const [usage, diskBytes] = await Promise.all([this.cgroups.usage(meta.sandboxId), this.homeUsage(meta)]);
+    return { ...usage, diskBytes };
+  }
+
+  /**
+   * Bytes used in the home, asked of the sandbox itself (its init's `--disk-usage`): the host
+   * never resolves a path inside the sandbox's root, whose symlinks the sandbox controls. A
+   * frozen sandbox cannot answer: it reports what it last said. So does one that does not answer
+   * within HOME_USAGE_TIMEOUT_MS (say, at its process limit), which never holds stats up.
+   */
+  private async homeUsage(meta: SandboxMeta): Promise<number> {
+    const id = meta.sandboxId;
+    const execSocket = meta.execSocket;
+    if (execSocket === null || this.cgroups.isFrozen(id)) return this.lastHomeUsage.get(id) ?? 0;
+    const helper = startOverExecServer(
+      this.execConnections.take(id, execSocket),
+      {
+        argv: [EXEC_SERVER_IN_SANDBOX, "--disk-usage", SANDBOX_HOME],
+        cwd: SANDBOX_HOME,
+        env: { PATH: "/usr/bin:/bin", LANG: "C.UTF-8" },
+      },
+      (socket) => this.execConnections.release(id, execSocket, socket),
+    );
+    const timer = setTimeout(() => helper.abandon(), HOME_USAGE_TIMEOUT_MS);
+    const result = await runHelper(helper)
+      .catch(() => undefined)
+      .finally(() => clearTimeout(timer));
+    const used = Number(result?.exitCode === 0 ? result.stdout.split(" ")[0] : Number.NaN);
+    if (!Number.isSafeInteger(used) || used < 0) return this.lastHomeUsage.get(id) ?? 0;
+    this.lastHomeUsage.set(id, used);
+    return used;
   }
 
   async logs(handle: SandboxHandle, signal?: AbortSignal): Promise<string> {
@@ -550,6 +587,27 @@ export class NamespaceDriver implements SandboxDriver {
     }
   }
 
+  /**
+   * Deletes the /etc snapshots no sandbox of this root uses any more, in the background, one
+   * pass at a time. Reads every meta.json, so it runs at start-up, after a rebuild and after
+   * destroying a sandbox on an outdated snapshot, never on a create's path.
+   */
+  private collectEtcSoon(): void {
+    if (this.etcCollecting !== undefined) return;
+    this.etcCollecting = (async () => {
+      const inUse = new Set<string>();
+      for (const id of await this.files.ids()) {
+        const etcDir = (await this.files.readMeta(id))?.etcDir;
+        if (etcDir) inUse.add(etcDir);
+      }
+      await this.etc.collect((dir) => inUse.has(dir) || this.etcPinned.has(dir));
+    })()
+      .catch((error: unknown) => this.log.warn({ err: error }, "could not delete unused /etc snapshots"))
+      .finally(() => {
+        this.etcCollecting = undefined;
+      });
+  }
+
   private handleOf(meta: SandboxMeta): SandboxHandle {
     return { sandboxId: meta.sandboxId, driver: this.name, data: { ...meta } };
   }
@@ -598,24 +656,6 @@ export class NamespaceDriver implements SandboxDriver {
     }
   }
 
-  /** Spawns a host command that joins the sandbox's cgroups before it execs. */
-  private spawnJoined(argv: string[], id: string, stdio: ("ignore" | "pipe" | number)[]): ChildProcess {
-    const procs = this.cgroups.procsFiles(id);
-    const child = spawn(
-      "/bin/sh",
-      ["-c", JOIN_CGROUPS_AND_EXEC, "sh", String(procs.length), ...procs, ...argv],
-      {
-        env: { PATH: "/usr/bin:/bin" },
-        stdio,
-        // Its own session, no --die-with-parent: sandboxes outlive a server restart and are
-        // re-adopted from their meta.json.
-        detached: true,
-      },
-    );
-    child.unref();
-    return child;
-  }
-
   private async consoleTail(id: string): Promise<string> {
     try {
       const file = await open(this.files.consoleLog(id), "r");
@@ -647,6 +687,10 @@ function assertLimits(limits: SandboxLimits): void {
   if (problems.length > 0) {
     throw new PolydevError("invalid_request", `invalid sandbox limits: ${problems.join("; ")}`);
   }
+}
+
+function execServerMissing(path: string): string {
+  return `the exec server ${path} (build it with scripts/ensure.sh, which compiles native/*.c with cc)`;
 }
 
 function canExecute(path: string): boolean {

@@ -1,10 +1,9 @@
-/** Host-side files of one sandbox: its directory, generated /etc entries, metadata. */
+/** Host-side files of one sandbox: its directory, metadata, console log. */
 import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { NetworkMode } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
-import { SANDBOX_HOME, SANDBOX_UID } from "./launcher.js";
 
 export interface SandboxMeta {
   sandboxId: string;
@@ -26,13 +25,22 @@ export interface SandboxMeta {
    * init is the plain sleeping shell (no exec server built, or started by an older version).
    */
   execSocket: string | null;
+  /**
+   * The copy of /etc the sandbox runs on (see EtcSnapshots), kept until no sandbox uses it; null
+   * for sandboxes started by versions that bound the host's /etc.
+   */
+  etcDir: string | null;
 }
 
 /** Ids become directory and cgroup names: nothing that could climb out of either. */
 const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
 
+export function isSandboxId(id: string): boolean {
+  return SANDBOX_ID.test(id);
+}
+
 export function assertSandboxId(id: string): void {
-  if (!SANDBOX_ID.test(id)) {
+  if (!isSandboxId(id)) {
     throw new PolydevError(
       "invalid_request",
       `sandbox id "${id}" must be 1-128 letters, digits, "_" or "-", starting with a letter or digit`,
@@ -53,8 +61,6 @@ function isMeta(value: unknown): value is SandboxMeta {
 }
 
 export class SandboxFiles {
-  private readonly etcWritten = new Set<NetworkMode>();
-
   constructor(readonly rootDir: string) {}
 
   dir(id: string): string {
@@ -69,15 +75,6 @@ export class SandboxFiles {
   stateDir(id: string): string {
     return join(this.dir(id), "agent");
   }
-  /**
-   * The /etc files a sandbox sees instead of the host's. They are the same for every sandbox of
-   * a network mode, so they are written once per driver (under a dot-directory that `ids()`
-   * never lists), not per create.
-   */
-  etcFile(network: NetworkMode, name: string): string {
-    return join(this.rootDir, ".etc", network, name);
-  }
-
   /**
    * Creates the sandbox's directory, or fails with `conflict` if the id is taken: the caller
    * owns the directory (and may delete it on failure) only after this succeeded.
@@ -99,35 +96,6 @@ export class SandboxFiles {
     mkdirSync(this.stateDir(id), { recursive: true, mode: 0o700 });
   }
 
-  /** Writes the shared /etc files of `network` once, then reuses them. */
-  prepareEtc(network: NetworkMode): void {
-    if (this.etcWritten.has(network)) return;
-    mkdirSync(join(this.rootDir, ".etc", network), { recursive: true, mode: 0o700 });
-    const passwd = [
-      "root:x:0:0:root:/root:/usr/sbin/nologin",
-      `user:x:${SANDBOX_UID}:${SANDBOX_UID}:Polydev sandbox user:${SANDBOX_HOME}:/bin/bash`,
-      "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
-      "",
-    ].join("\n");
-    const group = ["root:x:0:", `user:x:${SANDBOX_UID}:`, "nogroup:x:65534:", ""].join("\n");
-    // slirp4netns answers DNS on 10.0.2.3; the host's resolver address may be on its loopback.
-    const resolv = network === "egress" ? "nameserver 10.0.2.3\n" : "";
-    const files: [string, string][] = [
-      ["passwd", passwd],
-      ["group", group],
-      ["hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n"],
-      ["resolv.conf", resolv],
-    ];
-    for (const [name, text] of files) {
-      // Whole or not at all: a sandbox starting meanwhile (another driver on this root) never
-      // sees a half-written file.
-      const temporary = `${this.etcFile(network, name)}.${process.pid}.tmp`;
-      writeFileSync(temporary, text, { mode: 0o644 });
-      renameSync(temporary, this.etcFile(network, name));
-    }
-    this.etcWritten.add(network);
-  }
-
   /** Written whole under a temporary name, then renamed into place (synchronous: see prepare). */
   async writeMeta(meta: SandboxMeta): Promise<void> {
     const file = this.metaFile(meta.sandboxId);
@@ -146,6 +114,7 @@ export class SandboxFiles {
         slirpStartTime: meta.slirpStartTime ?? null,
         cgroupPaths: meta.cgroupPaths ?? [],
         execSocket: typeof meta.execSocket === "string" ? meta.execSocket : null,
+        etcDir: typeof meta.etcDir === "string" ? meta.etcDir : null,
       };
     } catch {
       return undefined;

@@ -1,15 +1,22 @@
 /**
- * The provider relay. A client inside a sandbox calls `/<provider>/<upstream path>` with a
- * placeholder key; the gateway finds whose sandbox that placeholder belongs to, swaps in the
- * owner's real credential, forwards to the configured upstream and streams the answer back
- * chunk by chunk, counting tokens on the way. The real credential never reaches the sandbox.
+ * The provider relay. A client inside a sandbox calls `/<provider>/<API path>` with a placeholder
+ * key; the gateway checks the path against the provider's API, finds whose sandbox that
+ * placeholder belongs to, swaps in the owner's real credential, forwards to the configured
+ * upstream and streams the answer back chunk by chunk, counting tokens on the way. The real
+ * credential never reaches the sandbox, and goes nowhere but the configured upstream.
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, ServerOptions, ServerResponse } from "node:http";
+import { pipeline } from "node:stream/promises";
+import type { ErrorCode } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import type { Dispatcher } from "undici";
-import { Agent, ProxyAgent, request } from "undici";
+import { Agent, ProxyAgent } from "undici";
 import type { GatewayProvider, UpstreamCredential } from "./providers.js";
-import { applyCredential, GATEWAY_PROVIDERS, placeholderFrom } from "./providers.js";
+import { applyCredential, placeholderFrom } from "./providers.js";
+import { readBody } from "./read-body.js";
+import type { GatewayLimits, RequestTicket } from "./request-budget.js";
+import { DEFAULT_GATEWAY_LIMITS, RequestBudget } from "./request-budget.js";
+import { checkRequestTarget, describeTarget, upstreamUrl } from "./request-target.js";
 import type { Usage } from "./usage-meter.js";
 import { UsageMeter } from "./usage-meter.js";
 
@@ -26,8 +33,20 @@ export interface UsageRecord extends Usage {
   at: number;
 }
 
+/** A request the gateway answered itself with a 4xx instead of relaying it. Never holds a key. */
+export interface GatewayRefusal {
+  /** The sandbox whose tunnel carried the request, when known. */
+  sandboxId?: string;
+  provider?: GatewayProvider;
+  method: string;
+  /** The request path, without its query, cut short and with unprintable characters escaped. */
+  path: string;
+  code: ErrorCode;
+  reason: string;
+}
+
 export interface GatewayOptions {
-  /** Upstream base URL per provider (POLYDEV_<PROVIDER>_BASE_URL). */
+  /** Upstream base URL per provider (POLYDEV_<PROVIDER>_BASE_URL); the only place keys are sent. */
   upstreams: Record<GatewayProvider, string>;
   resolvePlaceholder(placeholder: string): Promise<PlaceholderOwner | undefined>;
   /** The owner's credential for a provider, refreshed if it is an expiring OAuth token. */
@@ -35,10 +54,24 @@ export interface GatewayOptions {
   recordUsage(record: UsageRecord): void;
   /** An operator-declared HTTP(S) proxy for a user's upstream traffic, if any. */
   proxyFor?(userId: string): Promise<string | undefined>;
+  /** Told of every request refused (path outside the provider APIs, bad key, over a limit), to log it. */
+  onRefused?(refusal: GatewayRefusal): void;
+  /** Memory and time bounds; each defaults to DEFAULT_GATEWAY_LIMITS. */
+  limits?: Partial<GatewayLimits>;
   now?(): number;
 }
 
-/** Hop-by-hop headers (RFC 9110 §7.6.1) and ones the relay must set itself. */
+/**
+ * Options for the HTTP server that parses sandbox connections for the gateway: small headers,
+ * and a request that must arrive in bounded time (the gateway bounds bodies itself as well).
+ */
+export const GATEWAY_SERVER_OPTIONS: Readonly<ServerOptions> = Object.freeze({
+  maxHeaderSize: 16 * 1024,
+  headersTimeout: 30_000,
+  requestTimeout: 180_000,
+});
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1), ones the relay sets itself, and ones undici refuses. */
 const DROPPED_REQUEST_HEADERS = new Set([
   "host",
   "connection",
@@ -51,6 +84,8 @@ const DROPPED_REQUEST_HEADERS = new Set([
   "upgrade",
   "content-length",
   "accept-encoding",
+  // curl sends it for large bodies; the body is already read, and undici refuses the header.
+  "expect",
 ]);
 const DROPPED_RESPONSE_HEADERS = new Set([
   "connection",
@@ -60,24 +95,48 @@ const DROPPED_RESPONSE_HEADERS = new Set([
   "content-encoding",
 ]);
 
-/** Far above any real prompt; stops a runaway client from filling the server's memory. */
-const MAX_REQUEST_BYTES = 64 * 1024 * 1024;
+/** Headers a sandbox client may send: far above what the provider SDKs and CLIs send. */
+const MAX_HEADER_COUNT = 100;
+const MAX_HEADER_BYTES = 32 * 1024;
+
+/** Upstream waits: a long prompt may take minutes before its first byte. */
+const UPSTREAM_HEADERS_TIMEOUT_MS = 300_000;
+const UPSTREAM_BODY_TIMEOUT_MS = 600_000;
+
+/** The largest request body parsed to read its model and stream flag; larger ones are metered by their response. */
+const MAX_PEEK_BYTES = 4 * 1024 * 1024;
 
 export interface Gateway {
   /** `via`: the sandbox whose tunnel carried the request; its placeholder must be that sandbox's. */
   handle(req: IncomingMessage, res: ServerResponse, via?: { sandboxId: string }): void;
+  /** Requests in flight and request bytes buffered, for one sandbox or for all. */
+  stats(sandboxId?: string): { requests: number; bufferedBytes: number };
   close(): Promise<void>;
 }
 
+/** An error raised while talking to the upstream, as opposed to one about the request itself. */
+class UpstreamFailure extends Error {
+  constructor(
+    readonly provider: GatewayProvider,
+    cause: unknown,
+  ) {
+    super(`the ${provider} upstream failed`, { cause });
+  }
+}
+
 export function createGateway(options: GatewayOptions): Gateway {
-  const direct = new Agent({ keepAliveTimeout: 30_000 });
+  const limits: GatewayLimits = { ...DEFAULT_GATEWAY_LIMITS, ...options.limits };
+  const budget = new RequestBudget(limits);
+  // Redirects are never followed: a 3xx goes back to the client as it is, so a key can only ever
+  // be sent to the configured upstream. (undici's default; stated so it stays that way.)
+  const direct = new Agent({ keepAliveTimeout: 30_000, maxRedirections: 0 });
   const proxies = new Map<string, ProxyAgent>();
   const dispatcherFor = async (userId: string): Promise<Dispatcher> => {
     const proxy = await options.proxyFor?.(userId);
     if (!proxy) return direct;
     let agent = proxies.get(proxy);
     if (!agent) {
-      agent = new ProxyAgent(proxy);
+      agent = new ProxyAgent({ uri: proxy, maxRedirections: 0 });
       proxies.set(proxy, agent);
     }
     return agent;
@@ -87,95 +146,166 @@ export function createGateway(options: GatewayOptions): Gateway {
   async function relay(
     req: IncomingMessage,
     res: ServerResponse,
-    via?: { sandboxId: string },
+    via: { sandboxId: string } | undefined,
+    signal: AbortSignal,
   ): Promise<void> {
-    const incoming = new URL(req.url ?? "/", "http://gateway.invalid");
-    const [, providerName, ...rest] = incoming.pathname.split("/");
-    const provider = GATEWAY_PROVIDERS.find((p) => p === providerName);
-    if (!provider) {
-      throw new PolydevError("not_found", `unknown provider path; use /${GATEWAY_PROVIDERS.join("/…, /")}/…`);
+    const method = req.method ?? "GET";
+    const checked = checkRequestTarget(method, req.url ?? "");
+    if (!checked.ok) throw new Refusal("gateway_path_refused", checked.reason, checked.provider);
+    const { provider, path, query, queryKey } = checked.target;
+    let target: URL;
+    try {
+      target = upstreamUrl(options.upstreams[provider], path, query);
+    } catch (error) {
+      throw error instanceof PolydevError ? new Refusal(error.code, error.message, provider) : error;
     }
-    const placeholder = placeholderFrom(req.headers, incoming);
-    const owner = placeholder ? await options.resolvePlaceholder(placeholder) : undefined;
-    if (!owner || (via !== undefined && owner.sandboxId !== via.sandboxId)) {
-      throw new PolydevError("unauthorized", "the gateway key is not this sandbox's placeholder key");
-    }
-    const credential = await options.credentialFor(owner.userId, provider);
-    if (!credential) {
-      throw new PolydevError(
-        "not_found",
-        `no ${provider} credential stored; add one with PUT /v1/credentials/${provider}`,
+    if (req.rawHeaders.length / 2 > MAX_HEADER_COUNT || headerBytes(req) > MAX_HEADER_BYTES) {
+      throw new Refusal(
+        "invalid_request",
+        `requests through the gateway may carry at most ${MAX_HEADER_COUNT} headers and ${MAX_HEADER_BYTES} bytes of them`,
+        provider,
       );
     }
 
-    const upstream = new URL(options.upstreams[provider]);
-    const target = new URL(
-      `${upstream.pathname.replace(/\/$/, "")}/${rest.join("/")}${incoming.search}`,
-      upstream,
-    );
-    const headers: Record<string, string> = {};
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (value === undefined || DROPPED_REQUEST_HEADERS.has(name)) continue;
-      headers[name] = Array.isArray(value) ? value.join(", ") : value;
+    const placeholder = placeholderFrom(req.headers, queryKey);
+    const owner = placeholder ? await options.resolvePlaceholder(placeholder) : undefined;
+    if (!owner || (via !== undefined && owner.sandboxId !== via.sandboxId)) {
+      throw new Refusal("unauthorized", "the gateway key is not this sandbox's placeholder key", provider);
     }
-    applyCredential(provider, credential, headers, target);
+    const ticket = admit(owner.sandboxId, provider);
+    try {
+      const hasBody = method !== "GET" && method !== "HEAD";
+      let body: Buffer | undefined;
+      try {
+        body = hasBody
+          ? await readBody(req, ticket, { idleMs: limits.bodyIdleTimeoutMs, totalMs: limits.bodyTimeoutMs })
+          : undefined;
+      } catch (error) {
+        // Over a limit or too slow: a refusal, logged. A client that hung up (ClientGone) is not
+        // refused: there is no one left to answer.
+        throw error instanceof PolydevError ? new Refusal(error.code, error.message, provider) : error;
+      }
+      const { model, streaming } = peekRequest(body, provider, path);
 
-    const hasBody = req.method !== "GET" && req.method !== "HEAD";
-    const { body, model, streaming } = hasBody
-      ? await peekRequest(req, provider, target)
-      : { body: undefined, model: undefined, streaming: false };
-    const response = await request(target, {
-      method: (req.method ?? "GET") as Dispatcher.HttpMethod,
-      headers,
-      body,
-      dispatcher: await dispatcherFor(owner.userId),
-      headersTimeout: 300_000,
-      bodyTimeout: 600_000,
-    });
+      const credential = await options.credentialFor(owner.userId, provider);
+      if (!credential) {
+        throw new PolydevError(
+          "not_found",
+          `no ${provider} credential stored; add one with PUT /v1/credentials/${provider}`,
+        );
+      }
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(req.headers)) {
+        if (value === undefined || DROPPED_REQUEST_HEADERS.has(name)) continue;
+        headers[name] = Array.isArray(value) ? value.join(", ") : value;
+      }
+      applyCredential(provider, credential, headers, target);
 
-    const responseHeaders: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(response.headers)) {
-      if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name)) responseHeaders[name] = value;
+      const dispatcher = await dispatcherFor(owner.userId);
+      let response: Dispatcher.ResponseData;
+      try {
+        response = await dispatcher.request({
+          origin: target.origin,
+          path: `${target.pathname}${target.search}`,
+          method: method as Dispatcher.HttpMethod,
+          headers,
+          body: body ?? null,
+          signal,
+          maxRedirections: 0,
+          headersTimeout: UPSTREAM_HEADERS_TIMEOUT_MS,
+          bodyTimeout: UPSTREAM_BODY_TIMEOUT_MS,
+        });
+      } catch (error) {
+        throw new UpstreamFailure(provider, error);
+      } finally {
+        body = undefined;
+        ticket.releaseBytes();
+      }
+
+      const responseHeaders: Record<string, string | string[]> = {};
+      for (const [name, value] of Object.entries(response.headers)) {
+        if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name)) responseHeaders[name] = value;
+      }
+      try {
+        res.writeHead(response.statusCode, responseHeaders);
+      } catch (error) {
+        // A header Node will not send on: the answer is unusable, and its body must not linger.
+        response.body.destroy();
+        throw new UpstreamFailure(provider, error);
+      }
+      const contentType = String(response.headers["content-type"] ?? "");
+      const meter = new UsageMeter(provider, streaming || contentType.includes("event-stream"), model);
+      // A client that goes away, or an upstream that breaks off, ends this relay and only it; the
+      // client then sees a cut connection rather than a stream that looks complete.
+      await pipeline(response.body, meter, res).catch(() => {
+        res.destroy();
+        response.body.destroy();
+      });
+      try {
+        options.recordUsage({
+          ...meter.usage,
+          userId: owner.userId,
+          sandboxId: owner.sandboxId,
+          provider,
+          status: response.statusCode,
+          at: now(),
+        });
+      } catch {
+        // Metering is the caller's; its failure must not fail a relay that has already happened.
+      }
+    } finally {
+      ticket.close();
     }
-    res.writeHead(response.statusCode, responseHeaders);
-    const contentType = String(response.headers["content-type"] ?? "");
-    const meter = new UsageMeter(provider, streaming || contentType.includes("event-stream"), model);
-    const closeUpstream = (): void => {
-      response.body.destroy();
-    };
-    res.once("close", closeUpstream);
-    // A client that goes away mid-stream aborts the upstream read: that ends the relay, it is not a fault.
-    response.body.on("error", () => meter.end());
-    response.body.pipe(meter).pipe(res);
-    await new Promise<void>((resolve) => {
-      res.once("close", resolve);
-      res.once("finish", resolve);
+  }
+
+  function admit(sandboxId: string, provider: GatewayProvider): RequestTicket {
+    try {
+      return budget.admit(sandboxId);
+    } catch (error) {
+      throw error instanceof PolydevError ? new Refusal(error.code, error.message, provider) : error;
+    }
+  }
+
+  function answer(req: IncomingMessage, res: ServerResponse, error: PolydevError): void {
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    const body = JSON.stringify(error.toJSON());
+    // The request body may be unread: the connection is not reused.
+    res.writeHead(error.status, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(body),
+      connection: "close",
     });
-    options.recordUsage({
-      ...meter.usage,
-      userId: owner.userId,
-      sandboxId: owner.sandboxId,
-      provider,
-      status: response.statusCode,
-      at: now(),
-    });
+    res.end(req.method === "HEAD" ? undefined : body);
   }
 
   return {
     handle(req, res, via) {
-      relay(req, res, via).catch((error: unknown) => {
-        const known =
-          error instanceof PolydevError
-            ? error
-            : new PolydevError("sandbox_failed", "the provider could not be reached through the gateway");
-        if (!res.headersSent) {
-          res.writeHead(known.status, { "content-type": "application/json" });
-          res.end(JSON.stringify(known.toJSON()));
-        } else {
-          res.destroy();
+      const abort = new AbortController();
+      res.once("close", () => {
+        if (!res.writableFinished) abort.abort();
+      });
+      relay(req, res, via, abort.signal).catch((error: unknown) => {
+        if (error instanceof Refusal) {
+          try {
+            options.onRefused?.({
+              ...(via ? { sandboxId: via.sandboxId } : {}),
+              ...(error.provider ? { provider: error.provider } : {}),
+              method: req.method ?? "",
+              path: describeTarget(req.url ?? ""),
+              code: error.code,
+              reason: error.message,
+            });
+          } catch {
+            // Logging a refusal must not stop the refusal.
+          }
         }
+        answer(req, res, toAnswer(error));
       });
     },
+    stats: (sandboxId) => budget.stats(sandboxId),
     async close() {
       await direct.close();
       await Promise.all([...proxies.values()].map((p) => p.close()));
@@ -183,41 +313,62 @@ export function createGateway(options: GatewayOptions): Gateway {
   };
 }
 
-/**
- * Reads the request's model and stream flag for metering. Bodies are JSON prompts, small enough
- * to hold once; the model of a Gemini call is in its path instead.
- */
-async function peekRequest(
-  req: IncomingMessage,
-  provider: GatewayProvider,
-  target: URL,
-): Promise<{ body: Buffer; model: string | undefined; streaming: boolean }> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_REQUEST_BYTES) {
-      throw new PolydevError(
-        "payload_too_large",
-        `provider requests are limited to ${MAX_REQUEST_BYTES} bytes`,
-      );
-    }
-    chunks.push(chunk as Buffer);
+/** A request the gateway refuses itself; reported to `onRefused`. */
+class Refusal extends PolydevError {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    readonly provider: GatewayProvider | undefined,
+  ) {
+    super(code, message);
   }
-  const body = Buffer.concat(chunks);
+}
+
+function toAnswer(error: unknown): PolydevError {
+  if (error instanceof PolydevError) return error;
+  if (error instanceof UpstreamFailure) {
+    const cause = error.cause;
+    const code = typeof cause === "object" && cause !== null && "code" in cause ? cause.code : undefined;
+    if (code === "UND_ERR_HEADERS_TIMEOUT") {
+      return new PolydevError("timeout", `the ${error.provider} upstream did not answer in time`);
+    }
+    return new PolydevError("upstream_unreachable", `the ${error.provider} upstream could not be reached`);
+  }
+  return new PolydevError("internal", "the gateway could not relay the request");
+}
+
+function headerBytes(req: IncomingMessage): number {
+  let bytes = 0;
+  for (const part of req.rawHeaders) bytes += part.length + 2;
+  return bytes;
+}
+
+/**
+ * Reads the request's model and stream flag for metering. Bodies are JSON prompts; a very large
+ * one is not parsed (the response names the model too); the model of a Gemini call is in its path.
+ */
+function peekRequest(
+  body: Buffer | undefined,
+  provider: GatewayProvider,
+  path: string,
+): { model: string | undefined; streaming: boolean } {
   let model: string | undefined;
   let streaming = false;
-  try {
-    const parsed = JSON.parse(body.toString("utf8")) as { model?: unknown; stream?: unknown };
-    model = typeof parsed.model === "string" ? parsed.model : undefined;
-    streaming = parsed.stream === true;
-  } catch {
-    // Not JSON: forwarded untouched, metered by its response only.
+  if (body && body.length <= MAX_PEEK_BYTES) {
+    try {
+      const parsed: unknown = JSON.parse(body.toString("utf8"));
+      if (typeof parsed === "object" && parsed !== null) {
+        model = "model" in parsed && typeof parsed.model === "string" ? parsed.model : undefined;
+        streaming = "stream" in parsed && parsed.stream === true;
+      }
+    } catch {
+      // Not JSON: forwarded untouched, metered by its response only.
+    }
   }
   if (provider === "gemini") {
-    const match = /models\/([^/:]+):(\w+)/.exec(target.pathname);
+    const match = /models\/([^/:]+):(\w+)/.exec(path);
     model = match?.[1] ?? model;
     streaming = match?.[2] === "streamGenerateContent";
   }
-  return { body, model, streaming };
+  return { model, streaming };
 }

@@ -16,13 +16,13 @@ export interface UpstreamCredential {
 /** Headers that may carry a client's key; all are stripped before forwarding. */
 const KEY_HEADERS = ["authorization", "x-api-key", "x-goog-api-key"];
 
-/** The placeholder a sandbox client sent, wherever its SDK put it. */
+/** The placeholder a sandbox client sent, wherever its SDK put it (`queryKey`: a `?key=`). */
 export function placeholderFrom(
   headers: Record<string, string | string[] | undefined>,
-  url: URL,
+  queryKey: string | undefined,
 ): string | undefined {
   const bearer = /^Bearer\s+(\S+)$/i.exec(String(headers.authorization ?? ""))?.[1];
-  const candidates = [bearer, headers["x-api-key"], headers["x-goog-api-key"], url.searchParams.get("key")];
+  const candidates = [bearer, headers["x-api-key"], headers["x-goog-api-key"], queryKey];
   for (const candidate of candidates) {
     if (typeof candidate === "string" && candidate.length > 0) return candidate;
   }

@@ -6,6 +6,7 @@
 
 import type { TransformCallback } from "node:stream";
 import { Transform } from "node:stream";
+import { StringDecoder } from "node:string_decoder";
 import type { GatewayProvider } from "./providers.js";
 
 export interface Usage {
@@ -17,7 +18,7 @@ export interface Usage {
 /** A JSON body larger than this is passed through without being parsed for usage. */
 const MAX_JSON_BYTES = 4 * 1024 * 1024;
 /** An SSE line longer than this cannot be a usage event; it is skipped, not buffered. */
-const MAX_LINE_BYTES = 1024 * 1024;
+const MAX_LINE_CHARS = 1024 * 1024;
 
 type Json = Record<string, unknown>;
 const obj = (value: unknown): Json | undefined =>
@@ -77,7 +78,12 @@ function parseObject(text: string): Json | undefined {
 
 export class UsageMeter extends Transform {
   readonly usage: Usage = { model: undefined, inputTokens: 0, outputTokens: 0 };
+  /** The start of an SSE line whose end has not arrived yet; never longer than MAX_LINE_CHARS. */
   private pending = "";
+  /** Inside a line already known to be too long: its bytes are dropped up to its newline. */
+  private skipping = false;
+  /** Multi-byte characters split across chunks are joined, not mangled. */
+  private readonly decoder = new StringDecoder("utf8");
   private jsonChunks: Buffer[] = [];
   private jsonBytes = 0;
 
@@ -91,7 +97,7 @@ export class UsageMeter extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (this.streaming) this.scanLines(chunk.toString("utf8"));
+    if (this.streaming) this.scanLines(this.decoder.write(chunk));
     else if (this.jsonBytes + chunk.length <= MAX_JSON_BYTES) {
       this.jsonChunks.push(chunk);
       this.jsonBytes += chunk.length;
@@ -103,26 +109,38 @@ export class UsageMeter extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    if (this.streaming) this.scanLines("\n");
+    if (this.streaming) this.scanLines(`${this.decoder.end()}\n`);
     else if (this.jsonChunks.length > 0) {
       const body = parseObject(Buffer.concat(this.jsonChunks).toString("utf8"));
+      this.jsonChunks = [];
       if (body) foldUsage(this.provider, this.usage, body);
     }
     callback();
   }
 
   private scanLines(text: string): void {
-    this.pending += text;
-    let newline = this.pending.indexOf("\n");
-    while (newline >= 0) {
-      const line = this.pending.slice(0, newline).trim();
-      this.pending = this.pending.slice(newline + 1);
-      if (line.startsWith("data:")) {
-        const event = parseObject(line.slice(5).trim());
-        if (event) foldUsage(this.provider, this.usage, event);
-      }
-      newline = this.pending.indexOf("\n");
+    let start = 0;
+    for (let newline = text.indexOf("\n"); newline >= 0; newline = text.indexOf("\n", start)) {
+      if (this.skipping) this.skipping = false;
+      else this.scanLine(this.pending + text.slice(start, newline));
+      this.pending = "";
+      start = newline + 1;
     }
-    if (this.pending.length > MAX_LINE_BYTES) this.pending = "";
+    if (this.skipping) return;
+    this.pending += text.slice(start);
+    if (this.pending.length > MAX_LINE_CHARS) {
+      // A line this long is not a usage event: drop it through its end, including any tail that
+      // might look like a `data:` line of its own.
+      this.pending = "";
+      this.skipping = true;
+    }
+  }
+
+  private scanLine(raw: string): void {
+    if (raw.length > MAX_LINE_CHARS) return;
+    const line = raw.trim();
+    if (!line.startsWith("data:")) return;
+    const event = parseObject(line.slice(5).trim());
+    if (event) foldUsage(this.provider, this.usage, event);
   }
 }

@@ -888,7 +888,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Reattach to a process's combined output from a byte offset; raw bytes, or `output`/`exit` events with Accept: text/event-stream */
+        /** Reattach to a process's combined output from a byte offset; raw bytes, or `output`/`exit` events with Accept: text/event-stream. A followed raw stream that fails midway (the sandbox stopped) ends without its last chunk; an event stream ends with an `error` event */
         get: {
             parameters: {
                 query?: {

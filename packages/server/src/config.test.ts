@@ -40,3 +40,16 @@ describe("sign-in settings", () => {
     expect(() => parseConfig({ dataDir: "/tmp/x", sessionMaxAgeMs: 0 })).toThrow(/sessionMaxAgeMs/);
   });
 });
+
+describe("host uid registry setting", () => {
+  it("defaults to /var/lib/polydev/host-uids, outside the data directory", () => {
+    expect(parseConfig({ dataDir: "/tmp/polydev-config-test" }).hostUidRegistryDir).toBe(
+      "/var/lib/polydev/host-uids",
+    );
+  });
+
+  it("comes from POLYDEV_HOST_UID_REGISTRY_DIR, made absolute", () => {
+    const input = configFromEnv({ POLYDEV_HOST_UID_REGISTRY_DIR: "shared/uids" });
+    expect(parseConfig({ ...input, dataDir: "/tmp/x" }).hostUidRegistryDir).toBe(resolve("shared/uids"));
+  });
+});

@@ -62,6 +62,12 @@ export const configSchema = z
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     /** POLYDEV_DRIVER: the isolation backend, chosen by name. */
     driver: z.enum(["namespace"]).default("namespace"),
+    /**
+     * POLYDEV_HOST_UID_REGISTRY_DIR: where the namespace driver claims the host uids its
+     * sandboxes run as, one file per uid. Host-wide on purpose: every server on the host that
+     * shares it never hands out a uid another one uses. Keep it outside any data directory.
+     */
+    hostUidRegistryDir: z.string().min(1).default("/var/lib/polydev/host-uids"),
     sandboxDefaults: z
       .object({
         cpu: z.number().positive().default(1),
@@ -179,6 +185,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_WEB_DIR) input.webDir = env.POLYDEV_WEB_DIR;
   if (env.POLYDEV_LOG_LEVEL) input.logLevel = env.POLYDEV_LOG_LEVEL as ConfigInput["logLevel"];
   if (env.POLYDEV_DRIVER) input.driver = env.POLYDEV_DRIVER as ConfigInput["driver"];
+  if (env.POLYDEV_HOST_UID_REGISTRY_DIR) input.hostUidRegistryDir = env.POLYDEV_HOST_UID_REGISTRY_DIR;
   if (env.POLYDEV_MASTER_KEY) input.masterKey = env.POLYDEV_MASTER_KEY;
   if (env.POLYDEV_UPSTREAM_PROXY) input.upstreamProxy = env.POLYDEV_UPSTREAM_PROXY;
   if (env.POLYDEV_SANDBOX_GATEWAY_PORT) input.sandboxGatewayPort = Number(env.POLYDEV_SANDBOX_GATEWAY_PORT);
@@ -214,6 +221,7 @@ export function parseConfig(input: ConfigInput): PolydevConfig {
   const config = {
     ...parsed.data,
     dataDir: resolve(parsed.data.dataDir),
+    hostUidRegistryDir: resolve(parsed.data.hostUidRegistryDir),
     webDir: resolve(parsed.data.webDir),
   };
   return Object.freeze(config);

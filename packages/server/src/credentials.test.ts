@@ -29,6 +29,12 @@ beforeAll(async () => {
         res.writeHead(401, { "content-type": "application/json" }).end('{"type":"error"}');
         return;
       }
+      // A model name the provider does not know: refused without naming a model, so the
+      // gateway can only record the one the request claimed.
+      if (body.includes('"model":"mmmm')) {
+        res.writeHead(400, { "content-type": "application/json" }).end('{"type":"error"}');
+        return;
+      }
       if (req.url?.startsWith("/v1/models")) {
         res.writeHead(200, { "content-type": "application/json" }).end('{"data":[]}');
         return;
@@ -189,4 +195,38 @@ describe("provider gateway from inside a sandbox", () => {
       proxy.close();
     }
   });
+
+  it("holds a sandbox to its request rate and records model names it sends at a bounded length", async () => {
+    const carol = await createUser(t.api, "carol");
+    expect((await carol.call("PUT", "/v1/credentials/anthropic", { apiKey: REAL_KEY })).status).toBe(200);
+    const id = await carol.createSandbox();
+    await carol.call("POST", `/v1/sandboxes/${id}/gateway`);
+    const longModel = "m".repeat(5000);
+    // 200 requests from 10 threads as fast as they go: far above the sustained rate.
+    const script = [
+      "import os, threading, urllib.request, urllib.error",
+      "url = os.environ['ANTHROPIC_BASE_URL'] + '/v1/messages'",
+      "key = os.environ['ANTHROPIC_API_KEY']",
+      `body = b'{"model":"${longModel}","messages":[]}'`,
+      "codes = []",
+      "def worker():",
+      "    for _ in range(20):",
+      "        request = urllib.request.Request(url, data=body, headers={'x-api-key': key, 'content-type': 'application/json'})",
+      "        try:",
+      "            with urllib.request.urlopen(request) as response: response.read(); codes.append(response.status)",
+      "        except urllib.error.HTTPError as error: codes.append(error.code)",
+      "        except OSError: codes.append(0)",
+      "threads = [threading.Thread(target=worker) for _ in range(10)]",
+      "[t.start() for t in threads]; [t.join() for t in threads]",
+      "print('\\n'.join(map(str, codes)))",
+    ].join("\n");
+    const burst = await carol.exec(id, ["python3", "-c", script], { timeoutMs: 120_000 });
+    const codes = burst.body.stdout.trim().split("\n");
+    expect(codes).toHaveLength(200);
+    expect(codes.filter((code) => code === "429").length).toBeGreaterThan(0);
+    const usage = await carol.call<{ items: { model: string; requests: number }[] }>("GET", "/v1/usage");
+    const [row] = usage.body.items;
+    expect(row?.model).toBe("m".repeat(128));
+    expect(row?.requests).toBe(codes.filter((code) => code === "400").length);
+  }, 150_000);
 });

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ApiClient, TestServer } from "./testing/harness.js";
 import { createUser, readSse, startTestServer } from "./testing/harness.js";
-import { GOOD_CODE, STAND_IN_LOGIN_FLOWS } from "./testing/stand-in-logins.js";
+import { GOOD_CODE, HUGE_FILE_CODE, STAND_IN_LOGIN_FLOWS } from "./testing/stand-in-logins.js";
 
 let t: TestServer;
 let alice: ApiClient;
@@ -58,6 +58,17 @@ describe("provider logins with the CLI's own flow", () => {
       },
     );
     expect(again.status).toBe(409);
+  });
+
+  it("refuses a credential file far larger than any real one, without reading it whole", async () => {
+    const started = await start("claude");
+    const done = await alice.call<Login>("POST", `/v1/logins/${started.body.id}/code`, {
+      code: HUGE_FILE_CODE,
+    });
+    expect(done.body.state).toBe("failed");
+    expect(done.body.reason).toContain("larger than");
+    const creds = await alice.call<{ items: { provider: string; kind: string }[] }>("GET", "/v1/credentials");
+    expect(creds.body.items.filter((c) => c.kind === "oauth" && c.provider === "anthropic")).toHaveLength(1);
   });
 
   it("fails with the CLI's reason on a wrong code", async () => {

@@ -35,6 +35,8 @@ import { SignInThrottle } from "./services/sign-in-throttle.js";
 export interface DriverFactoryOptions {
   /** Where the driver keeps per-sandbox state on this host. */
   rootDir: string;
+  /** Where host uids are claimed host-wide (config `hostUidRegistryDir`). */
+  hostUidRegistryDir: string;
   log: Logger;
 }
 export type DriverFactory = (options: DriverFactoryOptions) => SandboxDriver;
@@ -45,6 +47,11 @@ export interface StartOptions {
   loginFlows?: Record<LoginProvider, LoginFlow>;
   log?: Logger;
   clock?: Clock;
+  /**
+   * Log unhandled rejections and uncaught exceptions instead of dying silently (default true).
+   * In-process test servers turn it off and leave such errors to the test runner, which fails on them.
+   */
+  processSafetyNet?: boolean;
 }
 
 export interface RunningServer {
@@ -62,6 +69,7 @@ export interface RunningServer {
 export async function startServer(config: PolydevConfig, options: StartOptions): Promise<RunningServer> {
   const log = options.log ?? createLogger(config.logLevel);
   const clock = options.clock ?? systemClock;
+  const removeSafetyNet = options.processSafetyNet === false ? () => undefined : installProcessSafetyNet(log);
   const factory = options.drivers[config.driver];
   if (!factory) {
     throw new PolydevError(
@@ -72,6 +80,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   await prepareDataDir(config.dataDir);
   const driver = factory({
     rootDir: join(config.dataDir, "sandboxes"),
+    hostUidRegistryDir: config.hostUidRegistryDir,
     log: log.child({ component: "driver" }),
   });
   const info = await driver.probe();
@@ -132,6 +141,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       recordUsage: (entry) => store.usage.record(entry),
     },
   );
+  sandboxes.onEnded((sandboxId) => runs.sandboxEnded(sandboxId));
   const interrupted = await runs.failInterrupted();
   if (interrupted > 0) log.warn({ interrupted }, "runs interrupted by the restart were marked failed");
   const ptys = new PtySessions(config.ptyDetachGraceMs, log.child({ component: "pty" }));
@@ -188,6 +198,35 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       await gateway.close();
       await sandboxes.closeAll();
       await store.close();
+      removeSafetyNet();
     },
+  };
+}
+
+/**
+ * The last line of defence: a failure that escaped its request or stream is logged, never the end
+ * of the server for every other user. A rejection nobody handled leaves no state half-changed
+ * behind it, so serving goes on; an uncaught exception may have, so the process logs it and exits
+ * (a supervisor restarts it and the reconciler picks up from the database). Either is a bug:
+ * the tests fail on any `processFault` line.
+ */
+export function installProcessSafetyNet(log: Logger): () => void {
+  const onRejection = (reason: unknown): void => {
+    log.error({ processFault: "unhandledRejection", err: reason }, "unhandled promise rejection (a bug)");
+  };
+  const onException = (error: Error, origin: string): void => {
+    log.fatal(
+      { processFault: "uncaughtException", err: error, origin },
+      "uncaught exception (a bug); exiting",
+    );
+    process.exitCode = 70;
+    // Let pino's destination flush before the process goes.
+    setImmediate(() => process.exit(70));
+  };
+  process.on("unhandledRejection", onRejection);
+  process.on("uncaughtException", onException);
+  return () => {
+    process.off("unhandledRejection", onRejection);
+    process.off("uncaughtException", onException);
   };
 }

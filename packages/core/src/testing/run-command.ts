@@ -59,3 +59,51 @@ export async function waitFor<T>(
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
+
+export interface TerminalRun {
+  /** Everything the terminal printed (CR/LF as the line discipline made them). */
+  output: string;
+  exit: { exitCode: number | null; signal: string | null };
+}
+
+/** Runs a program on a terminal to completion, typing `input` (if any) once it started. */
+export async function runInPty(
+  connection: AgentConnection,
+  argv: string[] | undefined,
+  options: { env?: Record<string, string>; cwd?: string; input?: string; cols?: number; rows?: number } = {},
+): Promise<TerminalRun> {
+  const pty = await connection.openPty({
+    ...(argv === undefined ? {} : { argv }),
+    cols: options.cols ?? 200,
+    rows: options.rows ?? 50,
+    ...(options.env === undefined ? {} : { env: options.env }),
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+  });
+  const output = collect(pty.output);
+  if (options.input !== undefined) pty.write(options.input);
+  const exit = await pty.exited;
+  return { output: await output, exit: { exitCode: exit.exitCode, signal: exit.signal } };
+}
+
+/** Starts a background process, waits for it to exit and returns its whole captured output. */
+export async function runInBackground(
+  connection: AgentConnection,
+  argv: string[],
+  options: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {},
+): Promise<{ output: string; exitCode: number | null; id: string }> {
+  const started = await connection.startBackground({
+    argv,
+    ...(options.env === undefined ? {} : { env: options.env }),
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+  });
+  const info = await waitFor(
+    `background process ${started.id} to exit`,
+    async () => {
+      const current = await connection.getBackground(started.id);
+      return current.state === "exited" ? current : undefined;
+    },
+    options.timeoutMs ?? 30_000,
+  );
+  const output = await collect(await connection.attachBackground(started.id, { follow: false }));
+  return { output, exitCode: info.exitCode, id: started.id };
+}

@@ -76,10 +76,52 @@ const trim = (text: string): string =>
     ? `${text.slice(0, OUTPUT_LIMIT)}\n[… ${text.length - OUTPUT_LIMIT} more characters]`
     : text;
 
-async function readAll(stream: Readable): Promise<string> {
-  let text = "";
-  for await (const chunk of stream) text += (chunk as Buffer).toString();
-  return text;
+/** A file the tools read or edit whole; larger ones are refused (the model could not use them anyway). */
+const MAX_FILE_BYTES = 8 * 1024 * 1024;
+/** Of a command's stdout and stderr, this much each is kept; the rest is read and dropped. */
+const MAX_COMMAND_OUTPUT_BYTES = 256 * 1024;
+/** A command still printing after this much has its output cut and is killed. */
+const MAX_COMMAND_DRAIN_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The first `keep` bytes of a stream, as text (what a sandbox prints is untrusted and
+ * unbounded: nothing past `keep` is held). With `tooLarge`, a stream longer than `keep` is an
+ * error instead; with `onFlood`, called once `drain` bytes have gone by.
+ */
+async function readBounded(
+  stream: Readable,
+  keep: number,
+  options: { tooLarge?: string; drain?: number; onFlood?: () => void } = {},
+): Promise<{ text: string; dropped: number }> {
+  const chunks: Buffer[] = [];
+  let kept = 0;
+  let seen = 0;
+  let flooded = false;
+  for await (const chunk of stream) {
+    const buffer = chunk as Buffer;
+    seen += buffer.length;
+    if (kept < keep) {
+      const piece = buffer.subarray(0, keep - kept);
+      chunks.push(piece);
+      kept += piece.length;
+    }
+    if (seen > keep && options.tooLarge !== undefined) {
+      stream.destroy();
+      throw new Error(options.tooLarge);
+    }
+    if (!flooded && options.drain !== undefined && seen > options.drain) {
+      flooded = true;
+      options.onFlood?.();
+    }
+  }
+  return { text: Buffer.concat(chunks, kept).toString("utf8"), dropped: seen - kept };
+}
+
+async function readFileText(agent: AgentConnection, path: string): Promise<string> {
+  const file = await agent.files.read(path);
+  return (
+    await readBounded(file, MAX_FILE_BYTES, { tooLarge: `${path} is larger than ${MAX_FILE_BYTES} bytes` })
+  ).text;
 }
 
 export interface ToolOutcome {
@@ -109,7 +151,7 @@ export class SandboxTools {
   private async dispatch(name: string, input: Record<string, unknown>): Promise<string> {
     switch (name) {
       case "read_file":
-        return readAll(await this.agent.files.read(this.path(input.path)));
+        return readFileText(this.agent, this.path(input.path));
       case "write_file": {
         const content = String(input.content ?? "");
         const { sizeBytes } = await this.agent.files.write(
@@ -120,7 +162,7 @@ export class SandboxTools {
       }
       case "edit_file": {
         const path = this.path(input.path);
-        const text = await readAll(await this.agent.files.read(path));
+        const text = await readFileText(this.agent, path);
         const oldText = String(input.old_text ?? "");
         const count = oldText.length === 0 ? 0 : text.split(oldText).length - 1;
         if (count !== 1)
@@ -149,11 +191,17 @@ export class SandboxTools {
   private async shell(argv: string[]): Promise<string> {
     const process = await this.agent.exec({ argv, cwd: this.cwd, timeoutMs: COMMAND_TIMEOUT_MS });
     process.stdin.end();
+    const bounds = {
+      drain: MAX_COMMAND_DRAIN_BYTES,
+      onFlood: () => process.kill("SIGKILL"),
+    };
     const [stdout, stderr, exit] = await Promise.all([
-      readAll(process.stdout),
-      readAll(process.stderr),
+      readBounded(process.stdout, MAX_COMMAND_OUTPUT_BYTES, bounds),
+      readBounded(process.stderr, MAX_COMMAND_OUTPUT_BYTES, bounds),
       process.exited,
     ]);
-    return `${stdout}${stderr ? `\n[stderr]\n${stderr}` : ""}\n[exit code ${exit.timedOut ? "timeout" : exit.exitCode}]`;
+    const cut = (part: { text: string; dropped: number }): string =>
+      part.dropped > 0 ? `${part.text}\n[… ${part.dropped} more bytes not kept]` : part.text;
+    return `${cut(stdout)}${stderr.text ? `\n[stderr]\n${cut(stderr)}` : ""}\n[exit code ${exit.timedOut ? "timeout" : exit.exitCode}]`;
   }
 }

@@ -20,6 +20,10 @@ function fromFastifyError(error: FastifyError): PolydevError | undefined {
       return new PolydevError("invalid_request", "the JSON body is empty; send an object");
     case "FST_ERR_CTP_INVALID_JSON_BODY":
       return new PolydevError("invalid_request", "the body is not valid JSON");
+    // A stream from a sandbox is cut short only when its agent connection ends under it: the
+    // sandbox was destroyed or stopped, or its init died.
+    case "ERR_STREAM_PREMATURE_CLOSE":
+      return new PolydevError("sandbox_not_running", "the sandbox stopped while its output was being read");
     default:
       break;
   }
@@ -46,16 +50,19 @@ export function toPolydevError(error: unknown): PolydevError | undefined {
   return undefined;
 }
 
+const JSON_TYPE = "application/json; charset=utf-8";
+
 export function registerErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const known = toPolydevError(error);
     if (known) {
       if (known.status >= 500) request.log.error({ err: error }, known.message);
-      return reply.status(known.status).send(known.toJSON());
+      // A route may have set another type (a raw stream that failed before its first byte).
+      return reply.status(known.status).type(JSON_TYPE).send(known.toJSON());
     }
     request.log.error({ err: error }, "unhandled error");
     const internal = new PolydevError("internal", "internal error; the server log has the details");
-    return reply.status(500).send(internal.toJSON());
+    return reply.status(500).type(JSON_TYPE).send(internal.toJSON());
   });
   app.setNotFoundHandler((request, reply) => {
     const error = new PolydevError("not_found", `no route ${request.method} ${request.url.split("?")[0]}`);

@@ -8,7 +8,8 @@ import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
 import { toArgv } from "../http/present.js";
 import { execBody, execResultSchema, sandboxIdParams } from "../http/schemas.js";
-import { openSse, wantsEventStream } from "../http/sse.js";
+import { serveSse } from "../http/serve-sse.js";
+import { wantsEventStream } from "../http/sse.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -40,17 +41,16 @@ export function execRoutes(instance: FastifyInstance, ctx: ServerContext): void 
       feedStdin(process, body.stdin);
 
       if (wantsEventStream(request)) {
-        const sse = openSse(request, reply);
-        sse.signal.addEventListener("abort", () => process.kill("SIGKILL"), { once: true });
-        await Promise.all([
-          pump(process.stdout, "stdout", sse.send),
-          pump(process.stderr, "stderr", sse.send),
-        ]);
-        const exit = await process.exited;
-        await sse.send("exit", exit);
-        sse.end();
-        ctx.sandboxes.touch(sandbox.id);
-        return reply;
+        return serveSse(request, reply, async (sse) => {
+          sse.signal.addEventListener("abort", () => process.kill("SIGKILL"), { once: true });
+          await Promise.all([
+            pump(process.stdout, "stdout", sse.send),
+            pump(process.stderr, "stderr", sse.send),
+          ]);
+          const exit = await process.exited;
+          await sse.send("exit", exit);
+          ctx.sandboxes.touch(sandbox.id);
+        });
       }
 
       // Nobody is left to read the answer of a client that hung up: stop its command too.

@@ -4,7 +4,7 @@ import { requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
 import { idParams, resourceId } from "../http/schemas.js";
-import { openSse } from "../http/sse.js";
+import { serveSse } from "../http/serve-sse.js";
 import { LOGIN_PROVIDERS } from "../services/login-flows.js";
 import { LOGIN_STATES } from "../services/login-service.js";
 
@@ -82,12 +82,11 @@ export function loginRoutes(instance: FastifyInstance, ctx: ServerContext): void
     async (request, reply) => {
       const userId = requirePrincipal(request).userId;
       ctx.logins.get(userId, request.params.id);
-      const sse = openSse(request, reply);
-      for await (const view of ctx.logins.events(userId, request.params.id, sse.signal)) {
-        await sse.send("state", view);
-      }
-      sse.end();
-      return reply;
+      return serveSse(request, reply, async (sse) => {
+        for await (const view of ctx.logins.events(userId, request.params.id, sse.signal)) {
+          await sse.send("state", view);
+        }
+      });
     },
   );
 

@@ -1,12 +1,15 @@
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { StringDecoder } from "node:string_decoder";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyReply } from "fastify";
 import { z } from "zod";
 import { requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
 import { presentProcess, toArgv } from "../http/present.js";
 import { processSchema, sandboxIdParams, signalBody, startProcessBody } from "../http/schemas.js";
-import { openSse, wantsEventStream } from "../http/sse.js";
+import { serveSse } from "../http/serve-sse.js";
+import { wantsEventStream } from "../http/sse.js";
 
 const tags = ["processes"];
 const processParams = sandboxIdParams.extend({ pid: z.string().min(1).max(64) });
@@ -74,10 +77,15 @@ export function processRoutes(instance: FastifyInstance, ctx: ServerContext): vo
       schema: {
         tags,
         summary:
-          "Reattach to a process's combined output from a byte offset; raw bytes, or `output`/`exit` events with Accept: text/event-stream",
+          "Reattach to a process's combined output from a byte offset; raw bytes, or `output`/`exit` events with Accept: text/event-stream. A followed raw stream that fails midway (the sandbox stopped) ends without its last chunk; an event stream ends with an `error` event",
         params: processParams,
         querystring: z.strictObject({
-          offset: z.coerce.number().int().min(0).default(0),
+          offset: z.coerce
+            .number({ error: "offset must be a byte offset (a whole number ≥ 0)" })
+            .int("offset must be a whole number of bytes")
+            .min(0, "offset must be ≥ 0")
+            .max(Number.MAX_SAFE_INTEGER, `offset must be at most ${Number.MAX_SAFE_INTEGER}`)
+            .default(0),
           follow: z
             .enum(["true", "false"])
             .default("false")
@@ -95,21 +103,23 @@ export function processRoutes(instance: FastifyInstance, ctx: ServerContext): vo
         signal: controller.signal,
       });
       if (!wantsEventStream(request)) {
-        return reply.header("content-type", "application/octet-stream").send(output);
+        if (!request.query.follow) {
+          return reply.header("content-type", "application/octet-stream").send(output);
+        }
+        return followRaw(reply, output);
       }
-      const sse = openSse(request, reply);
-      sse.signal.addEventListener("abort", () => output.destroy(), { once: true });
-      const decoder = new StringDecoder("utf8");
-      let offset = request.query.offset;
-      for await (const chunk of output) {
-        const buffer = chunk as Buffer;
-        offset += buffer.length;
-        await sse.send("output", { data: decoder.write(buffer) }, offset);
-      }
-      const info = await agent.getBackground(request.params.pid);
-      if (info.state === "exited") await sse.send("exit", presentProcess(info), offset);
-      sse.end();
-      return reply;
+      return serveSse(request, reply, async (sse) => {
+        sse.signal.addEventListener("abort", () => output.destroy(), { once: true });
+        const decoder = new StringDecoder("utf8");
+        let offset = request.query.offset;
+        for await (const chunk of output) {
+          const buffer = chunk as Buffer;
+          offset += buffer.length;
+          await sse.send("output", { data: decoder.write(buffer) }, offset);
+        }
+        const info = await agent.getBackground(request.params.pid);
+        if (info.state === "exited") await sse.send("exit", presentProcess(info), offset);
+      });
     },
   );
 
@@ -130,4 +140,25 @@ export function processRoutes(instance: FastifyInstance, ctx: ServerContext): vo
       return presentProcess(await agent.getBackground(request.params.pid));
     },
   );
+}
+
+/**
+ * A followed process may stay silent for as long as it likes: the status line goes out at once
+ * (not with the first byte), then the output as it comes. Bytes have no way to say "failed", so a
+ * stream cut short (the sandbox stopped) ends without its final chunk, which every HTTP client
+ * reports as an error rather than a complete body.
+ */
+function followRaw(reply: FastifyReply, output: Readable): FastifyReply {
+  reply.hijack();
+  const raw = reply.raw;
+  raw.writeHead(200, {
+    "content-type": "application/octet-stream",
+    "cache-control": "no-cache, no-transform",
+    "x-accel-buffering": "no",
+  });
+  raw.flushHeaders();
+  pipeline(output, raw).catch(() => {
+    if (!raw.destroyed) raw.destroy();
+  });
+  return reply;
 }

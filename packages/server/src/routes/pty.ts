@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { AgentConnection } from "@polydev/core";
-import { PolydevError } from "@polydev/core";
+import { isPolydevError, PolydevError } from "@polydev/core";
 import type { FastifyInstance } from "fastify";
 import type { WebSocket } from "ws";
 import { z } from "zod";
@@ -92,10 +92,13 @@ export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
           client,
         );
       } catch (error) {
+        // The sandbox may have gone between the check above and here (destroyed, init killed).
+        const known = isPolydevError(error) ? error : undefined;
         socket.send(
           JSON.stringify({
             type: "error",
-            message: error instanceof Error ? error.message : "terminal failed",
+            code: known?.code ?? "internal",
+            message: known?.message ?? "the terminal failed to start",
           }),
         );
         socket.close(1011, "terminal failed to start");
@@ -106,7 +109,7 @@ export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
       socket.on("message", (data, isBinary) => {
         ctx.sandboxes.touch(request.params.id);
         if (isBinary) {
-          session.pty.write(Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer));
+          session.write(Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer));
           return;
         }
         const parsed = controlMessage.safeParse(safeJson(data.toString()));
@@ -121,12 +124,14 @@ export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
           return;
         }
         const message = parsed.data;
-        if (message.type === "input") session.pty.write(message.data);
-        else if (message.type === "resize") session.pty.resize(message.cols, message.rows);
+        if (message.type === "input") session.write(message.data);
+        else if (message.type === "resize") session.resize(message.cols, message.rows);
         else socket.send(JSON.stringify({ type: "pong" }));
       });
       socket.on("close", () => session.detach(client));
       socket.on("error", () => session.detach(client));
+      // The client may have gone while the shell was starting: its close event has passed.
+      if (socket.readyState !== socket.OPEN) session.detach(client);
     },
   });
 }

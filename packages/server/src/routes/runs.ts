@@ -6,7 +6,7 @@ import { requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
 import { cursorSchema, idParams, resourceId } from "../http/schemas.js";
-import { openSse } from "../http/sse.js";
+import { serveSse } from "../http/serve-sse.js";
 
 const tags = ["runs"];
 const HOUR_MS = 60 * 60 * 1000;
@@ -158,12 +158,11 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
       const header = request.headers["last-event-id"];
       const fromHeader = typeof header === "string" && /^\d+$/.test(header) ? Number(header) : undefined;
       const after = fromHeader ?? request.query.after ?? 0;
-      const sse = openSse(request, reply);
-      for await (const event of ctx.runs.events(userId, request.params.id, after, sse.signal)) {
-        await sse.send(event.body.type, wireEvent(event), event.seq);
-      }
-      sse.end();
-      return reply;
+      return serveSse(request, reply, async (sse) => {
+        for await (const event of ctx.runs.events(userId, request.params.id, after, sse.signal)) {
+          await sse.send(event.body.type, wireEvent(event), event.seq);
+        }
+      });
     },
   );
 }

@@ -1,22 +1,36 @@
 /**
  * Connects sandboxes to the provider gateway. Each sandbox gets a placeholder key and base URLs
- * pointing at its own loopback; the first use starts the in-sandbox forwarder, whose connections
- * arrive here over the agent channel and are served by the gateway with the sandbox's identity.
+ * pointing at its own loopback; the first use asks its agent to forward that loopback port out
+ * (a `forward.out` channel of the agent protocol, see packages/agent/PROTOCOL.md), and every
+ * connection a sandbox process makes to it arrives here as a flow-controlled channel, served by
+ * the gateway with that sandbox's identity. Nothing runs in the sandbox for it beyond the init's
+ * own forwarder, and a sandbox cannot make the server buffer more than its channel windows and
+ * MAX_TUNNEL_CONNECTIONS connections.
  */
 import { createHash, randomBytes } from "node:crypto";
 import type { Server } from "node:http";
 import { createServer } from "node:http";
-import { Duplex } from "node:stream";
-import type { AgentConnection, ExecProcess, Store } from "@polydev/core";
+import type { Duplex } from "node:stream";
+import type { AgentConnection, ForwardedPort, Store } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import type { Gateway, GatewayProvider } from "@polydev/gateway";
-import { createGateway } from "@polydev/gateway";
+import { createGateway, GATEWAY_SERVER_OPTIONS } from "@polydev/gateway";
 import type { Logger } from "pino";
 import type { CredentialService } from "./credential-service.js";
-import { FORWARDER_SCRIPT } from "./gateway-forwarder.js";
 
-const FrameKind = { ready: 0, data: 1, close: 2, open: 3 } as const;
-const HEADER_BYTES = 9;
+/** Connections one sandbox may have open to the gateway at once; more are closed on arrival. */
+const MAX_TUNNEL_CONNECTIONS = 32;
+/** An idle keep-alive connection is closed after this long. */
+const KEEP_ALIVE_TIMEOUT_MS = 30_000;
+/**
+ * Requests one sandbox may make through its gateway: a burst, refilled at a steady rate. Far
+ * above what an agent CLI needs, and what bounds the usage rows (and the work) a sandbox can
+ * cause per second.
+ */
+const REQUEST_BURST = 60;
+const REQUESTS_PER_SECOND = 20;
+/** Model names come from the sandbox's request bodies: recorded at most this long. */
+const MAX_MODEL_NAME_LENGTH = 128;
 
 export function hashPlaceholder(placeholder: string): string {
   return createHash("sha256").update(placeholder).digest("hex");
@@ -38,7 +52,7 @@ export function gatewayEnv(port: number, placeholder: string): Record<string, st
 }
 
 interface Tunnel {
-  process: ExecProcess;
+  forwarded: ForwardedPort;
   server: Server;
 }
 
@@ -63,9 +77,12 @@ export class GatewayHub {
       credentialFor: (userId, provider) => credentials.credentialFor(userId, provider),
       recordUsage: (record) => {
         void store.usage
-          .record({ ...record, model: record.model ?? "unknown" })
+          .record({ ...record, model: (record.model ?? "unknown").slice(0, MAX_MODEL_NAME_LENGTH) })
           .catch((error: unknown) => log.warn({ err: error }, "could not record gateway usage"));
       },
+      // A request that would leave the provider's API (another host, another path) is refused
+      // before any credential is looked up; it is logged here, without its query or key.
+      onRefused: (refusal) => log.warn({ ...refusal }, "gateway refused a request"),
       // A proxy pinned to the user wins over the operator's default; both are plain, declared proxies.
       proxyFor: async (userId) => (await store.users.getEgressProxy(userId)) ?? proxy,
     });
@@ -97,10 +114,14 @@ export class GatewayHub {
   closeTunnel(sandboxId: string): void {
     const tunnel = this.tunnels.get(sandboxId);
     this.tunnels.delete(sandboxId);
-    void tunnel?.then((t) => {
-      t.process.kill("SIGKILL");
-      t.server.close();
-    });
+    tunnel?.then(
+      (t) => {
+        t.forwarded.close();
+        t.server.close();
+        t.server.closeAllConnections();
+      },
+      () => undefined,
+    );
   }
 
   async close(): Promise<void> {
@@ -109,86 +130,72 @@ export class GatewayHub {
   }
 
   private async openTunnel(sandboxId: string, agent: AgentConnection): Promise<Tunnel> {
-    const server = createServer((req, res) => this.gateway.handle(req, res, { sandboxId }));
-    const process = await agent.exec({ argv: ["python3", "-c", FORWARDER_SCRIPT, String(this.port)] });
-    const connections = new Map<number, Duplex>();
-    const sendFrame = (kind: number, id: number, payload: Buffer = Buffer.alloc(0)): void => {
-      const header = Buffer.alloc(HEADER_BYTES);
-      header.writeUInt8(kind, 0);
-      header.writeUInt32BE(id, 1);
-      header.writeUInt32BE(payload.length, 5);
-      process.stdin.write(Buffer.concat([header, payload]));
-    };
-
-    let stderr = "";
-    process.stderr.on("data", (chunk: Buffer) => {
-      if (stderr.length < 4096) stderr += chunk.toString();
-    });
-    const ready = new Promise<void>((resolve, reject) => {
-      let pending = Buffer.alloc(0);
-      process.stdout.on("data", (chunk: Buffer) => {
-        pending = Buffer.concat([pending, chunk]);
-        while (pending.length >= HEADER_BYTES) {
-          const kind = pending.readUInt8(0);
-          const id = pending.readUInt32BE(1);
-          const length = pending.readUInt32BE(5);
-          if (pending.length < HEADER_BYTES + length) break;
-          const payload = pending.subarray(HEADER_BYTES, HEADER_BYTES + length);
-          pending = pending.subarray(HEADER_BYTES + length);
-          if (kind === FrameKind.ready) resolve();
-          else if (kind === FrameKind.open)
-            connections.set(id, this.accept(server, id, sendFrame, connections));
-          else if (kind === FrameKind.data) connections.get(id)?.push(Buffer.from(payload));
-          else if (kind === FrameKind.close) connections.get(id)?.push(null);
+    const bucket = new TokenBucket(REQUEST_BURST, REQUESTS_PER_SECOND);
+    const server = createServer(
+      { ...GATEWAY_SERVER_OPTIONS, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS },
+      (req, res) => {
+        if (bucket.take(Date.now())) {
+          this.gateway.handle(req, res, { sandboxId });
+          return;
         }
-      });
-      process.exited.then(
-        (exit) => {
-          reject(
-            new PolydevError(
-              "command_failed",
-              `the gateway forwarder stopped (${exit.exitCode}): ${stderr.trim()}`,
-            ),
-          );
-          this.tunnels.delete(sandboxId);
-          server.close();
-          for (const connection of connections.values()) connection.destroy();
+        const error = new PolydevError(
+          "limit_exceeded",
+          `this sandbox makes more than ${REQUESTS_PER_SECOND} gateway requests a second; slow down`,
+        );
+        res.writeHead(error.status, { "content-type": "application/json", "retry-after": "1" });
+        res.end(JSON.stringify(error.toJSON()));
+      },
+    );
+    // A malformed request from inside the sandbox ends its own connection, nothing else.
+    server.on("clientError", (_error, socket) => socket.destroy());
+    let open = 0;
+    const accept = (socket: Duplex): void => {
+      socket.on("error", () => undefined);
+      if (open >= MAX_TUNNEL_CONNECTIONS) {
+        socket.destroy();
+        return;
+      }
+      open++;
+      socket.once("close", () => open--);
+      server.emit("connection", socket);
+    };
+    const forwarded = await agent.forwardOut(this.port, accept);
+    const tunnel: Tunnel = { forwarded, server };
+    // The sandbox went away or its agent connection was replaced: the next use opens a new one.
+    void forwarded.closed.then(() => {
+      const current = this.tunnels.get(sandboxId);
+      void current?.then(
+        (t) => {
+          if (t === tunnel) this.tunnels.delete(sandboxId);
         },
-        (error: unknown) => reject(error),
+        () => undefined,
       );
+      server.close();
+      server.closeAllConnections();
     });
-    await ready;
     this.log.info({ sandboxId, port: this.port }, "gateway tunnel open");
-    return { process, server };
+    return tunnel;
+  }
+}
+
+/** A token bucket: `burst` tokens, refilled at `perSecond`. */
+class TokenBucket {
+  private tokens: number;
+  private at = 0;
+
+  constructor(
+    private readonly burst: number,
+    private readonly perSecond: number,
+  ) {
+    this.tokens = burst;
   }
 
-  /** One tunnelled connection: a duplex whose far end is the forwarder's socket in the sandbox. */
-  private accept(
-    server: Server,
-    id: number,
-    sendFrame: (kind: number, id: number, payload?: Buffer) => void,
-    connections: Map<number, Duplex>,
-  ): Duplex {
-    const connection = new Duplex({
-      read() {},
-      write(chunk: Buffer, _encoding, callback) {
-        sendFrame(FrameKind.data, id, chunk);
-        callback();
-      },
-      final(callback) {
-        sendFrame(FrameKind.close, id);
-        callback();
-      },
-    });
-    connection.once("close", () => connections.delete(id));
-    // Node's HTTP server takes any duplex as a connection; these methods are what it calls on sockets.
-    Object.assign(connection, {
-      setTimeout: () => connection,
-      setNoDelay: () => connection,
-      setKeepAlive: () => connection,
-      remoteAddress: "127.0.0.1",
-    });
-    server.emit("connection", connection);
-    return connection;
+  take(now: number): boolean {
+    if (this.at !== 0)
+      this.tokens = Math.min(this.burst, this.tokens + ((now - this.at) / 1000) * this.perSecond);
+    this.at = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
   }
 }

@@ -24,6 +24,8 @@ export const LOGIN_STATES = [
   "cancelled",
 ] as const;
 export type LoginState = (typeof LOGIN_STATES)[number];
+/** A CLI's credential file is JSON of a few KiB; a larger one is refused, not read on. */
+const MAX_CREDENTIAL_FILE_BYTES = 64 * 1024;
 const FINAL: LoginState[] = ["completed", "failed", "timed_out", "cancelled"];
 
 export interface LoginView {
@@ -116,7 +118,7 @@ export class LoginService {
     };
     this.logins.set(login.view.id, login);
     login.timer = setTimeout(
-      () => void this.end(login, "timed_out", "the login was not finished in time"),
+      () => this.endQuietly(login, "timed_out", "the login was not finished in time"),
       this.options.totalTimeoutMs,
     );
     login.timer.unref();
@@ -131,6 +133,7 @@ export class LoginService {
       return login.view;
     }
     const pty = login.pty;
+    pty.output.on("error", () => undefined);
     pty.output.on("data", (chunk: Buffer) => {
       login.screen = (login.screen + stripTerminalCodes(chunk.toString())).slice(-SCREEN_LIMIT);
       if (login.view.state !== "starting") return;
@@ -141,10 +144,15 @@ export class LoginService {
         this.setState(login, "awaiting_user");
       }
     });
-    void pty.exited.then(
-      (exit) => this.onExit(login, exit.exitCode),
-      () => this.onExit(login, null),
-    );
+    // `exited` rejects when the sandbox goes away under the CLI: the login fails, nothing else.
+    pty.exited
+      .then(
+        (exit) => this.onExit(login, exit.exitCode),
+        () => this.onExit(login, null),
+      )
+      .catch((error: unknown) =>
+        this.log.warn({ err: error, loginId: login.view.id }, "ending a login failed"),
+      );
     await this.waitFor(login, (state) => state !== "starting", this.options.urlTimeoutMs);
     if (login.view.state === "starting") {
       await this.end(login, "failed", `the ${provider} CLI printed no sign-in URL: ${this.tail(login)}`);
@@ -189,8 +197,9 @@ export class LoginService {
         timeoutMs: 30_000,
       });
       relay.stdin.end();
-      relay.stdout.resume();
-      relay.stderr.resume();
+      // Read and dropped; a stream cut short (the sandbox went away) is no one's error here.
+      relay.stdout.on("error", () => undefined).resume();
+      relay.stderr.on("error", () => undefined).resume();
       await relay.exited;
     }
     await this.waitFor(login, (state) => FINAL.includes(state), this.options.completeTimeoutMs);
@@ -244,7 +253,7 @@ export class LoginService {
   sandboxEnded(sandboxId: string): void {
     for (const login of this.logins.values()) {
       if (login.view.sandboxId === sandboxId && !FINAL.includes(login.view.state)) {
-        void this.end(login, "failed", "the sandbox was destroyed during the login");
+        this.endQuietly(login, "failed", "the sandbox was destroyed during the login");
       }
     }
   }
@@ -261,8 +270,18 @@ export class LoginService {
     }
     try {
       const file = await login.agent.files.read(login.flow.credentialFile);
-      let text = "";
-      for await (const chunk of file) text += (chunk as Buffer).toString();
+      // The file is the sandbox's: a real one is a few KiB, and no more is read or stored.
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of file) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_CREDENTIAL_FILE_BYTES) {
+          file.destroy();
+          throw new Error(`its credential file is larger than ${MAX_CREDENTIAL_FILE_BYTES} bytes`);
+        }
+        chunks.push(chunk as Buffer);
+      }
+      const text = Buffer.concat(chunks).toString("utf8");
       await this.credentials.putOAuth(login.userId, login.flow.credentialProvider, text);
       await this.end(login, "completed", null);
     } catch (error) {
@@ -274,7 +293,11 @@ export class LoginService {
     if (login.ending || FINAL.includes(login.view.state)) return;
     login.ending = true;
     if (login.timer) clearTimeout(login.timer);
-    login.pty?.kill("SIGKILL");
+    try {
+      login.pty?.kill("SIGKILL");
+    } catch {
+      // Its channel is gone already (the sandbox stopped): nothing is left to kill.
+    }
     // The secret now lives only in the vault: remove the CLI's copy before anyone sees "completed".
     await login.agent.files.remove(login.flow.credentialFile).catch(() => undefined);
     login.view.reason = reason;
@@ -282,6 +305,13 @@ export class LoginService {
     if (login.ownsSandbox)
       await this.destroySandbox(login.userId, login.view.sandboxId).catch(() => undefined);
     this.log.info({ loginId: login.view.id, provider: login.view.provider, state }, "login ended");
+  }
+
+  /** Ends a login from a timer or an event, where nobody waits for the result. */
+  private endQuietly(login: Login, state: LoginState, reason: string): void {
+    this.end(login, state, reason).catch((error: unknown) =>
+      this.log.warn({ err: error, loginId: login.view.id }, "ending a login failed"),
+    );
   }
 
   private setState(login: Login, state: LoginState): void {

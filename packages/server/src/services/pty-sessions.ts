@@ -4,6 +4,7 @@
  * the recent screen output. A session without clients is killed after a grace period.
  */
 import type { AgentConnection, PtyProcess } from "@polydev/core";
+import { isPolydevError } from "@polydev/core";
 import type { Logger } from "pino";
 
 /** Enough for a full screen of a busy terminal several times over, small enough for hundreds. */
@@ -27,32 +28,43 @@ export interface OpenPtyOptions {
   agent: AgentConnection;
 }
 
+/** How a terminal's clients are told it ended, and the WebSocket close that follows. */
+interface Ending {
+  control: Record<string, unknown>;
+  code: number;
+  reason: string;
+}
+
 class PtySession {
   readonly clients = new Set<PtyClient>();
   private scrollback: Buffer[] = [];
   private scrollbackBytes = 0;
   private detachTimer: NodeJS.Timeout | undefined;
   private resumeTimer: NodeJS.Timeout | undefined;
-  exited = false;
+  /** Set once the shell exited or its sandbox went away: nothing reaches it any more. */
+  ended = false;
 
   constructor(
     readonly key: string,
     readonly sandboxId: string,
     readonly pty: PtyProcess,
     private readonly graceMs: number,
+    private readonly log: Logger,
     private readonly onGone: (session: PtySession) => void,
   ) {
     pty.output.on("data", (chunk: Buffer) => this.broadcast(chunk));
     pty.output.on("error", () => undefined);
-    void pty.exited.then((exit) => {
-      this.exited = true;
-      for (const client of this.clients) {
-        client.sendControl({ type: "exit", ...exit });
-        client.close(1000, "shell exited");
-      }
-      this.clients.clear();
-      this.dispose();
-    });
+    // `exited` rejects when the agent connection closes under the shell (the sandbox was
+    // destroyed, its init died): that ends this terminal, never the server.
+    pty.exited
+      .then(
+        (exit) => this.end({ control: { type: "exit", ...exit }, code: 1000, reason: "shell exited" }),
+        (error: unknown) => {
+          const { code, message } = describe(error);
+          this.end({ control: { type: "error", code, message }, code: 1011, reason: closeReason(message) });
+        },
+      )
+      .catch((error: unknown) => this.log.warn({ err: error, sandboxId }, "ending a terminal failed"));
   }
 
   attach(client: PtyClient): void {
@@ -64,12 +76,46 @@ class PtySession {
 
   detach(client: PtyClient): void {
     this.clients.delete(client);
-    if (this.clients.size > 0 || this.exited) return;
+    if (this.clients.size > 0 || this.ended) return;
+    if (this.detachTimer) clearTimeout(this.detachTimer);
     this.detachTimer = setTimeout(() => {
-      this.pty.kill("SIGHUP");
+      this.kill("SIGHUP");
       this.dispose();
     }, this.graceMs);
     this.detachTimer.unref();
+  }
+
+  write(data: string | Uint8Array): void {
+    if (!this.ended) this.pty.write(data);
+  }
+
+  resize(cols: number, rows: number): void {
+    if (!this.ended) this.pty.resize(cols, rows);
+  }
+
+  /** Signals the shell; a shell whose channel is already gone has nothing left to signal. */
+  kill(signal: NodeJS.Signals): void {
+    try {
+      this.pty.kill(signal);
+    } catch (error) {
+      this.log.debug({ err: error, sandboxId: this.sandboxId }, "could not signal a terminal");
+    }
+  }
+
+  /** Tells every client why the terminal ended and closes it; later calls do nothing. */
+  end(ending: Ending): void {
+    if (this.ended) return;
+    this.ended = true;
+    for (const client of this.clients) {
+      try {
+        client.sendControl(ending.control);
+        client.close(ending.code, ending.reason);
+      } catch (error) {
+        this.log.debug({ err: error, sandboxId: this.sandboxId }, "could not close a terminal client");
+      }
+    }
+    this.clients.clear();
+    this.dispose();
   }
 
   private broadcast(chunk: Buffer): void {
@@ -102,8 +148,21 @@ class PtySession {
   dispose(): void {
     if (this.detachTimer) clearTimeout(this.detachTimer);
     if (this.resumeTimer) clearInterval(this.resumeTimer);
+    this.detachTimer = undefined;
+    this.resumeTimer = undefined;
     this.onGone(this);
   }
+}
+
+function describe(error: unknown): { code: string; message: string } {
+  if (isPolydevError(error)) return { code: error.code, message: error.message };
+  return { code: "internal", message: "the terminal failed" };
+}
+
+/** A WebSocket close reason is at most 123 bytes. */
+function closeReason(message: string): string {
+  const reason = Buffer.from(message, "utf8");
+  return reason.length <= 123 ? message : `${reason.subarray(0, 120).toString("utf8")}...`;
 }
 
 export class PtySessions {
@@ -121,34 +180,43 @@ export class PtySessions {
   ): Promise<{ reattached: boolean; session: PtySession }> {
     const key = `${options.userId}/${options.sandboxId}/${options.reconnectId}`;
     let session = this.sessions.get(key);
-    const reattached = session !== undefined && !session.exited;
-    if (!session || session.exited) {
+    const reattached = session !== undefined && !session.ended;
+    if (!session || session.ended) {
       const pty = await options.agent.openPty({ cols: options.cols, rows: options.rows });
-      session = new PtySession(key, options.sandboxId, pty, this.graceMs, (gone) => {
+      session = new PtySession(key, options.sandboxId, pty, this.graceMs, this.log, (gone) => {
         if (this.sessions.get(gone.key) === gone) this.sessions.delete(gone.key);
       });
       this.sessions.set(key, session);
       this.log.info({ sandboxId: options.sandboxId }, "terminal session started");
     } else {
-      session.pty.resize(options.cols, options.rows);
+      session.resize(options.cols, options.rows);
     }
     session.attach(client);
     return { reattached, session };
   }
 
-  /** Ends every terminal of a sandbox (it is being destroyed). */
+  /** Ends every terminal of a sandbox (it is being destroyed): its clients are told and closed. */
   closeSandbox(sandboxId: string): void {
-    for (const session of this.sessions.values()) {
+    for (const session of [...this.sessions.values()]) {
       if (session.sandboxId !== sandboxId) continue;
-      session.pty.kill("SIGKILL");
-      session.dispose();
+      session.kill("SIGKILL");
+      session.end({
+        control: { type: "error", code: "sandbox_not_running", message: `sandbox ${sandboxId} was stopped` },
+        code: 1001,
+        reason: "the sandbox was stopped",
+      });
     }
   }
 
+  /** The server is shutting down: terminals end, their shells with them. */
   closeAll(): void {
     for (const session of [...this.sessions.values()]) {
-      session.pty.kill("SIGKILL");
-      session.dispose();
+      session.kill("SIGKILL");
+      session.end({
+        control: { type: "error", code: "internal", message: "the server is shutting down" },
+        code: 1001,
+        reason: "the server is shutting down",
+      });
     }
   }
 }

@@ -1,8 +1,10 @@
 /**
  * Makes the host match the database, which is the source of truth: at start-up (after a crash
  * or SIGKILL) and then periodically. Live rows whose sandbox vanished are marked failed, live
- * sandboxes are re-adopted, interrupted transitions are finished, expired and idle sandboxes are
- * destroyed, and sandboxes on the host with no live row (orphans) are destroyed.
+ * sandboxes are re-adopted (at start-up frozen or thawed to match their row, finishing a
+ * hibernate or resume that a crash interrupted), interrupted transitions are finished, expired
+ * and idle sandboxes are destroyed, and sandboxes on the host with no live row (orphans) are
+ * destroyed.
  * Batch work: one item's failure is reported and never stops the rest.
  */
 import type { Clock, SandboxDriver, SandboxRecord, Store } from "@polydev/core";
@@ -124,7 +126,18 @@ export class Reconciler {
       await this.destroy(row, `idle for ${row.idleTimeoutMs} ms`);
       return { sandboxId: row.id, action: "destroyed_idle" };
     }
-    return startup ? { sandboxId: row.id, action: "readopted" } : undefined;
+    if (!startup) return undefined;
+    // A crash between writing a hibernate or resume and acting on it left the sandbox frozen or
+    // thawed against its row: the row is the truth, the act is finished now.
+    try {
+      await this.sandboxes.settleFrozenState(row);
+    } catch (error) {
+      const act = row.state === "hibernated" ? "frozen" : "thawed";
+      const reason = `it could not be ${act} to match its state after a restart: ${error instanceof Error ? error.message : String(error)}`;
+      await this.sandboxes.markFailed(row.id, [row.state], reason, error);
+      return { sandboxId: row.id, action: "failed_interrupted", error: reason };
+    }
+    return { sandboxId: row.id, action: "readopted" };
   }
 
   private async destroy(row: SandboxRecord, reason: string): Promise<void> {

@@ -6,7 +6,6 @@
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { posix } from "node:path";
-import { createInterface } from "node:readline";
 import { Readable } from "node:stream";
 import type {
   AgentConnection,
@@ -24,6 +23,7 @@ import type { GatewayProvider } from "@polydev/gateway";
 import type { AgentRunner } from "@polydev/runners";
 import { anthropicLoop, geminiLoop, openaiLoop, SandboxTools } from "@polydev/runners";
 import type { Logger } from "pino";
+import { boundedLines } from "./bounded-lines.js";
 import type { CredentialService } from "./credential-service.js";
 import type { GatewayHub } from "./gateway-hub.js";
 import type { SandboxService } from "./sandbox-service.js";
@@ -39,8 +39,11 @@ export interface StartRunsInput {
 }
 
 interface Active {
+  sandboxId: string;
   process: ExecProcess | undefined;
   cancelled: boolean;
+  /** Why the run cannot go on (its sandbox stopped, its connection to it broke): it fails. */
+  lost: string | undefined;
   /** The built-in agent's requests and tools stop on this. */
   abort: AbortController;
 }
@@ -66,6 +69,12 @@ const DEFAULT_MODELS: Record<GatewayProvider, string> = {
 };
 
 const STDERR_TAIL_BYTES = 4096;
+/** A line the agent CLI prints is kept at most this long (its events are JSON lines). */
+const MAX_RUN_LINE_BYTES = 1024 * 1024;
+/** What one run may store of its events: its output is sandbox-controlled, the database is not. */
+const MAX_RUN_EVENT_BYTES = 32 * 1024 * 1024;
+/** How long a sandbox may take to answer a ping before a failed tool counts as a lost sandbox. */
+const PING_TIMEOUT_MS = 5_000;
 
 export class RunService {
   private readonly live = new EventEmitter();
@@ -122,12 +131,49 @@ export class RunService {
       runs.push(run);
     }
     for (const run of runs) {
-      this.active.set(run.id, { process: undefined, cancelled: false, abort: new AbortController() });
+      this.active.set(run.id, {
+        sandboxId: run.sandboxId,
+        process: undefined,
+        cancelled: false,
+        lost: undefined,
+        abort: new AbortController(),
+      });
       void this.execute(run, connection, input.cwd).catch((error: unknown) => {
         this.log.error({ err: error, runId: run.id }, "run failed unexpectedly");
       });
     }
     return runs;
+  }
+
+  /**
+   * A sandbox stopped (destroyed, expired, failed): its runs cannot finish their work, and end
+   * as failed now rather than whenever their process or model call notices.
+   */
+  sandboxEnded(sandboxId: string): void {
+    for (const active of this.active.values()) {
+      if (active.sandboxId === sandboxId) this.lose(active, "its sandbox was stopped during the run");
+    }
+  }
+
+  /**
+   * A run succeeds only if its sandbox, where its work is, is still there at the end: the server
+   * may not have noticed yet that it died (its init was killed a moment ago).
+   */
+  private async checkSandboxAlive(active: Active): Promise<void> {
+    if (active.lost === undefined && !(await this.sandboxes.isAlive(active.sandboxId))) {
+      this.lose(active, "its sandbox stopped during the run");
+    }
+  }
+
+  private lose(active: Active, reason: string): void {
+    if (active.lost !== undefined || active.cancelled) return;
+    active.lost = reason;
+    active.abort.abort();
+    try {
+      active.process?.kill("SIGKILL");
+    } catch {
+      // Its channel is gone with the sandbox: nothing is left to kill.
+    }
   }
 
   async get(userId: string, id: string): Promise<RunRecord> {
@@ -222,7 +268,24 @@ export class RunService {
       previous = next.catch(() => undefined);
       return next;
     };
-    const storeEvent = async (body: RunEventBody, raw?: string): Promise<void> => {
+    // What one run may store: past the bound, one note says so and the rest is not kept (the
+    // run goes on; its final state and usage are still recorded).
+    let storedBytes = 0;
+    let full = false;
+    const storeEvent = async (given: RunEventBody, givenRaw?: string): Promise<void> => {
+      if (full) return;
+      let body = given;
+      let raw = givenRaw;
+      const bytes = JSON.stringify(body).length + (raw?.length ?? 0);
+      if (storedBytes + bytes > MAX_RUN_EVENT_BYTES) {
+        full = true;
+        body = {
+          type: "error",
+          message: `this run's output reached its limit of ${MAX_RUN_EVENT_BYTES} bytes; the rest is not kept`,
+        };
+        raw = undefined;
+      }
+      storedBytes += bytes;
       seq += 1;
       const event: RunEvent = {
         runId: run.id,
@@ -275,16 +338,16 @@ export class RunService {
       if (active?.cancelled) process.kill("SIGKILL");
       // Agents wait on an open stdin (Codex reads extra input from it): close it at once.
       process.stdin.end();
+      process.stderr.on("error", () => undefined);
       process.stderr.on("data", (chunk: Buffer) => {
         stderrTail = (stderrTail + chunk.toString()).slice(-STDERR_TAIL_BYTES);
       });
       const parser = runner.parser();
       let inputTokens = 0;
       let outputTokens = 0;
-      for await (const line of createInterface({
-        input: process.stdout,
-        crlfDelay: Number.POSITIVE_INFINITY,
-      })) {
+      process.stdout.on("error", () => undefined);
+      // Bounded lines that also end when the stdout is cut short (the sandbox went away).
+      for await (const line of boundedLines(process.stdout, MAX_RUN_LINE_BYTES)) {
         const bodies = parser.line(line);
         for (const [index, body] of bodies.entries()) {
           if (body.type === "usage") {
@@ -295,27 +358,35 @@ export class RunService {
         }
       }
       const exit = await process.exited;
-      const cancelled = this.active.get(run.id)?.cancelled === true;
+      const ending = this.active.get(run.id);
+      if (ending && exit.exitCode === 0) await this.checkSandboxAlive(ending);
+      const cancelled = ending?.cancelled === true;
+      const lost = ending?.lost;
       const state: RunState = cancelled
         ? "cancelled"
-        : exit.timedOut
-          ? "timed_out"
-          : exit.exitCode === 0
-            ? "succeeded"
-            : "failed";
+        : lost !== undefined
+          ? "failed"
+          : exit.timedOut
+            ? "timed_out"
+            : exit.exitCode === 0
+              ? "succeeded"
+              : "failed";
       const reason =
         state === "succeeded"
           ? "completed"
           : state === "cancelled"
             ? "cancelled by the user"
-            : state === "timed_out"
-              ? `stopped after its timeout of ${run.timeoutMs} ms`
-              : `the ${run.agent} CLI exited with ${exit.exitCode ?? exit.signal}: ${stderrTail.trim().split("\n").slice(-3).join(" / ")}`;
+            : lost !== undefined
+              ? lost
+              : state === "timed_out"
+                ? `stopped after its timeout of ${run.timeoutMs} ms`
+                : `the ${run.agent} CLI exited with ${exit.exitCode ?? exit.signal}: ${stderrTail.trim().split("\n").slice(-3).join(" / ")}`;
       await this.store.runs.transition(run.id, ["running"], state, { inputTokens, outputTokens });
       if (state === "failed" && stderrTail.trim()) await emit({ type: "error", message: reason });
       await this.finish(run, state, reason, parser.finalText(), emit);
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
+      const lost = this.active.get(run.id)?.lost;
+      const message = lost ?? (error instanceof Error ? error.message : String(error));
       await emit({ type: "error", message });
       await this.finish(run, "failed", message, "", emit);
     } finally {
@@ -361,7 +432,9 @@ export class RunService {
         baseUrl: provider === "openai" ? `${base.replace(/\/$/, "")}/v1` : base,
         secret: credential.secret,
         oauth: credential.kind === "oauth",
-        tools: new SandboxTools(connection, run.cwd),
+        tools: new RunTools(connection, run.cwd, () => {
+          if (active) this.lose(active, "the connection to its sandbox broke during the run");
+        }),
         emit,
         signal: abort.signal,
       });
@@ -375,13 +448,17 @@ export class RunService {
         status: 200,
         at: this.now(),
       });
+      // The loop can finish on its own after the sandbox went away (the model gave up on tools
+      // that failed, or took a killed command's output as an answer): that is no success.
+      if (active) await this.checkSandboxAlive(active);
+      if (active?.lost !== undefined) throw new PolydevError("sandbox_not_running", active.lost);
       await this.store.runs.transition(run.id, ["running"], "succeeded", {
         inputTokens: result.inputTokens,
         outputTokens: result.outputTokens,
       });
       await this.finish(run, "succeeded", result.exitReason, result.finalText, emit);
     } catch (error) {
-      if (!abort.signal.aborted) throw error;
+      if (!abort.signal.aborted || active?.lost !== undefined) throw error;
       const state: RunState = timedOut ? "timed_out" : "cancelled";
       const reason = timedOut ? `stopped after its timeout of ${run.timeoutMs} ms` : "cancelled by the user";
       await this.store.runs.transition(run.id, ["running"], state, {});
@@ -409,8 +486,9 @@ export class RunService {
         : ["mkdir", "-p", posix.normalize(run.cwd)];
     const prepare = await connection.exec({ argv, timeoutMs: 60_000 });
     prepare.stdin.end();
-    prepare.stdout.resume();
-    prepare.stderr.resume();
+    // Read and dropped; a stream cut short (the sandbox went away) shows in the exit instead.
+    prepare.stdout.on("error", () => undefined).resume();
+    prepare.stderr.on("error", () => undefined).resume();
     const exit = await prepare.exited;
     if (exit.exitCode !== 0)
       throw new PolydevError("invalid_request", `could not prepare the working directory ${run.cwd}`);
@@ -471,5 +549,32 @@ export class RunService {
     if (existing) return existing.id;
     const created = await this.sandboxes.create(userId, { metadata: { purpose: "default" } });
     return created.id;
+  }
+}
+
+/**
+ * The built-in agent's tools, watching the connection they work through: a tool that failed
+ * because the sandbox can no longer be reached (its agent connection closed) ends the run as
+ * failed, instead of the model carrying on without a sandbox.
+ */
+class RunTools extends SandboxTools {
+  constructor(
+    private readonly connection: AgentConnection,
+    cwd: string,
+    private readonly onLost: () => void,
+  ) {
+    super(connection, cwd);
+  }
+
+  override async run(name: string, input: Record<string, unknown>): ReturnType<SandboxTools["run"]> {
+    const outcome = await super.run(name, input);
+    if (outcome.isError) {
+      const reachable = await this.connection.ping(AbortSignal.timeout(PING_TIMEOUT_MS)).then(
+        () => true,
+        () => false,
+      );
+      if (!reachable) this.onLost();
+    }
+    return outcome;
   }
 }

@@ -1,6 +1,9 @@
 /**
  * Sandbox lifecycle. Every state change is written to the store (compare-and-set) before the
- * driver is asked to act, so a crash at any point leaves a row the reconciler can finish.
+ * driver is asked to act, so a crash at any point leaves a row the reconciler can finish; a
+ * driver that fails to act is rolled back or the sandbox marked failed with the reason. The
+ * lifecycle operations of one sandbox (hibernate, resume, destroy) run one at a time in this
+ * process, so a resume cannot thaw a sandbox while a hibernate is freezing it.
  */
 import type {
   AgentConnection,
@@ -17,6 +20,7 @@ import type { PolydevConfig } from "../config.js";
 import { newId } from "./api-keys.js";
 import type { GatewayHub } from "./gateway-hub.js";
 import { gatewayEnv } from "./gateway-hub.js";
+import { KeyedLock } from "./keyed-lock.js";
 
 export interface CreateSandboxInput {
   cpu?: number | undefined;
@@ -47,6 +51,7 @@ export class SandboxService {
   /** Bumped whenever a cached row is dropped: a read that raced a drop is not cached. */
   private stateChanges = 0;
   private readonly endListeners: ((sandboxId: string) => void)[] = [];
+  private readonly lifecycle = new KeyedLock();
 
   constructor(
     private readonly config: PolydevConfig,
@@ -147,6 +152,8 @@ export class SandboxService {
       this.touch(id);
       return cached.record;
     }
+    // A hibernate, resume or destroy under way: its row is written but its act may not be done.
+    if (this.lifecycle.busy(id)) await this.lifecycle.idle(id);
     const changesBefore = this.stateChanges;
     let record = await this.get(userId, id);
     if (record.state === "hibernated") record = await this.resume(userId, id);
@@ -174,11 +181,24 @@ export class SandboxService {
     if (!handle) throw new PolydevError("sandbox_not_running", `sandbox ${sandbox.id} has no driver handle`);
     let connection = this.connections.get(sandbox.id);
     if (!connection) {
-      connection = this.driver.connect(handle);
-      this.connections.set(sandbox.id, connection);
-      connection.catch(() => this.connections.delete(sandbox.id));
+      const connecting = this.driver.connect(handle);
+      connection = connecting;
+      this.connections.set(sandbox.id, connecting);
+      // A connection that failed or ended (its sandbox stopped, the agent went away) is dropped,
+      // so the next request connects again instead of failing on a dead one.
+      const forget = (): void => {
+        if (this.connections.get(sandbox.id) === connecting) this.connections.delete(sandbox.id);
+      };
+      connecting.then((live) => live.closed.then(forget), forget);
     }
     return connection;
+  }
+
+  /** Whether the sandbox is still there: its row live and its processes alive on the host. */
+  async isAlive(id: string): Promise<boolean> {
+    const record = await this.store.sandboxes.get(id);
+    if (!record?.handle || (record.state !== "running" && record.state !== "hibernated")) return false;
+    return this.driver.isAlive(record.handle).catch(() => false);
   }
 
   private forgetRunning(id: string): void {
@@ -191,8 +211,15 @@ export class SandboxService {
     this.endListeners.push(listener);
   }
 
+  /** One listener's failure must not stop the others, nor the destroy that called them. */
   private ended(sandboxId: string): void {
-    for (const listener of this.endListeners) listener(sandboxId);
+    for (const listener of this.endListeners) {
+      try {
+        listener(sandboxId);
+      } catch (error) {
+        this.log.error({ err: error, sandboxId }, "a listener failed on a sandbox's end");
+      }
+    }
   }
 
   touch(sandboxId: string): void {
@@ -204,42 +231,112 @@ export class SandboxService {
     });
   }
 
-  async hibernate(userId: string, id: string): Promise<SandboxRecord> {
-    this.forgetRunning(id);
-    const record = await this.get(userId, id);
-    if (record.state === "hibernated") return record;
-    const handle = record.handle;
-    if (record.state !== "running" || !handle) {
-      throw new PolydevError(
-        "sandbox_not_running",
-        `sandbox ${id} is ${record.state}; only running sandboxes hibernate`,
-      );
-    }
-    this.forgetRunning(id);
-    await this.driver.hibernate(handle);
-    const next = await this.store.sandboxes.transition(id, ["running"], "hibernated", {
-      at: this.clock.now(),
+  /** Written `hibernated` first, then frozen; a failed freeze is rolled back (or the sandbox failed). */
+  hibernate(userId: string, id: string): Promise<SandboxRecord> {
+    return this.lifecycle.run(id, async () => {
+      this.forgetRunning(id);
+      const record = await this.get(userId, id);
+      if (record.state === "hibernated") return record;
+      const handle = record.handle;
+      if (record.state !== "running" || !handle) {
+        throw new PolydevError(
+          "sandbox_not_running",
+          `sandbox ${id} is ${record.state}; only running sandboxes hibernate`,
+        );
+      }
+      const hibernated = await this.store.sandboxes.transition(id, ["running"], "hibernated", {
+        at: this.clock.now(),
+      });
+      this.forgetRunning(id);
+      if (!hibernated) throw new PolydevError("conflict", `sandbox ${id} changed state while hibernating`);
+      try {
+        await this.driver.hibernate(handle);
+      } catch (error) {
+        await this.undoFailedAct(hibernated, "hibernate", error);
+        // A thaw undoes a partial freeze; then the row goes back to what is true again.
+        try {
+          await this.driver.resume(handle);
+        } catch (thawError) {
+          const reason = `it could be neither hibernated nor thawed: ${describeFailure(thawError)}`;
+          await this.markFailed(id, ["hibernated"], reason, thawError);
+          throw new PolydevError("sandbox_failed", `sandbox ${id} failed: ${reason}`, { cause: thawError });
+        }
+        await this.store.sandboxes.transition(id, ["hibernated"], "running", { at: this.clock.now() });
+        this.forgetRunning(id);
+        throw new PolydevError(
+          "sandbox_failed",
+          `sandbox ${id} could not be hibernated (${describeFailure(error)}); it is still running`,
+          { cause: error },
+        );
+      }
+      this.log.info({ sandboxId: id }, "sandbox hibernated");
+      return hibernated;
     });
-    if (!next) throw new PolydevError("conflict", `sandbox ${id} changed state while hibernating`);
-    return next;
   }
 
-  async resume(userId: string, id: string): Promise<SandboxRecord> {
-    const record = await this.get(userId, id);
-    if (record.state === "running") return record;
-    const handle = record.handle;
-    if (record.state !== "hibernated" || !handle) {
-      throw new PolydevError(
-        "sandbox_not_running",
-        `sandbox ${id} is ${record.state}; only hibernated sandboxes resume`,
-      );
-    }
-    await this.driver.resume(handle);
-    const next = await this.store.sandboxes.transition(id, ["hibernated"], "running", {
-      at: this.clock.now(),
+  /** Written `running` first, then thawed; a sandbox that cannot be thawed is failed with the reason. */
+  resume(userId: string, id: string): Promise<SandboxRecord> {
+    return this.lifecycle.run(id, async () => {
+      const record = await this.get(userId, id);
+      if (record.state === "running") return record;
+      const handle = record.handle;
+      if (record.state !== "hibernated" || !handle) {
+        throw new PolydevError(
+          "sandbox_not_running",
+          `sandbox ${id} is ${record.state}; only hibernated sandboxes resume`,
+        );
+      }
+      const running = await this.store.sandboxes.transition(id, ["hibernated"], "running", {
+        at: this.clock.now(),
+      });
+      this.forgetRunning(id);
+      if (!running) throw new PolydevError("conflict", `sandbox ${id} changed state while resuming`);
+      try {
+        await this.driver.resume(handle);
+      } catch (error) {
+        await this.undoFailedAct(running, "resume", error);
+        // Written running but still frozen is the one state nothing may see: it fails.
+        await this.markFailed(id, ["running"], `it could not be resumed: ${describeFailure(error)}`, error);
+        throw new PolydevError(
+          "sandbox_failed",
+          `sandbox ${id} could not be resumed (${describeFailure(error)}); it was marked failed`,
+          { details: { sandboxId: id, hint: `GET /v1/sandboxes/${id}/logs shows why` }, cause: error },
+        );
+      }
+      this.log.info({ sandboxId: id }, "sandbox resumed");
+      return running;
     });
-    if (!next) throw new PolydevError("conflict", `sandbox ${id} changed state while resuming`);
-    return next;
+  }
+
+  /**
+   * A driver that failed to freeze or thaw a sandbox that is gone altogether: the sandbox fails
+   * (the reason kept) and the caller hears `sandbox_not_running`. A live one is left to the caller.
+   */
+  private async undoFailedAct(
+    record: SandboxRecord,
+    act: "hibernate" | "resume",
+    error: unknown,
+  ): Promise<void> {
+    this.log.warn({ err: error, sandboxId: record.id }, `the driver could not ${act} a sandbox`);
+    const alive = record.handle ? await this.driver.isAlive(record.handle).catch(() => false) : false;
+    if (alive) return;
+    await this.markFailed(record.id, [record.state], "the sandbox's processes are gone", error);
+    throw new PolydevError("sandbox_not_running", `sandbox ${record.id} is gone; create a new one`, {
+      cause: error,
+    });
+  }
+
+  /**
+   * At start-up, after a crash between writing a hibernate or resume and acting on it: makes the
+   * sandbox's frozen state match its row. Both driver calls are idempotent.
+   */
+  async settleFrozenState(record: SandboxRecord): Promise<void> {
+    const handle = record.handle;
+    if (!handle) return;
+    await this.lifecycle.run(record.id, async () => {
+      if (record.state === "hibernated") await this.driver.hibernate(handle);
+      else if (record.state === "running") await this.driver.resume(handle);
+    });
   }
 
   /** Idempotent: an already destroyed sandbox stays destroyed. */
@@ -248,7 +345,15 @@ export class SandboxService {
     return this.destroyRecord(record, "destroyed by its owner");
   }
 
-  async destroyRecord(record: SandboxRecord, reason: string): Promise<SandboxRecord> {
+  destroyRecord(record: SandboxRecord, reason: string): Promise<SandboxRecord> {
+    return this.lifecycle.run(record.id, async () => {
+      // Read again: a hibernate or resume that held the lock may have moved it on.
+      const current = (await this.store.sandboxes.get(record.id)) ?? record;
+      return this.destroyUnlocked(current, reason);
+    });
+  }
+
+  private async destroyUnlocked(record: SandboxRecord, reason: string): Promise<SandboxRecord> {
     this.forgetRunning(record.id);
     if (record.state === "destroyed") return record;
     const now = this.clock.now();
@@ -266,7 +371,7 @@ export class SandboxService {
     this.forgetRunning(record.id);
     if (!destroying) {
       const current = await this.store.sandboxes.get(record.id);
-      if (current && current.state !== record.state) return this.destroyRecord(current, reason);
+      if (current && current.state !== record.state) return this.destroyUnlocked(current, reason);
       throw new PolydevError("conflict", `sandbox ${record.id} changed state; try again`);
     }
     await this.appendLog(record.id, "info", `destroying: ${reason}`);

@@ -97,6 +97,8 @@ export async function startTestServer(
   const server = await startServer(config, {
     drivers: { namespace: ({ rootDir, log }) => new NamespaceDriver({ rootDir, log }) },
     log: createLogger(config.logLevel, pino.destination({ dest: logFile, sync: true })),
+    // The test runner fails on an unhandled rejection itself; the net would only log it.
+    processSafetyNet: false,
     ...options,
   });
   const adminKey = server.firstAdminKey?.apiKey;

@@ -6,6 +6,8 @@ import type { LoginFlow, LoginProvider } from "../services/login-flows.js";
 import { DEFAULT_LOGIN_FLOWS } from "../services/login-flows.js";
 
 export const GOOD_CODE = "good-code";
+/** Makes the stand-in write a credential file far larger than any real one. */
+export const HUGE_FILE_CODE = "huge-file-code";
 
 const CLAUDE_LIKE = String.raw`
 printf 'Browser did not open? Use the url below to sign in:\n\nhttps://claude.ai/oauth/authorize?code=true&client_id=stand-in&state=s1\n\nPaste code here if prompted > '
@@ -13,6 +15,11 @@ IFS= read -r code
 if [ "$code" = "${GOOD_CODE}" ]; then
   umask 077; mkdir -p "$HOME/.claude"
   printf '{"claudeAiOauth":{"accessToken":"oauth-access-%s","refreshToken":"oauth-refresh","expiresAt":4102444800000,"scopes":["user:inference"]}}' "$code" > "$HOME/.claude/.credentials.json"
+  echo "Login successful."; exit 0
+fi
+if [ "$code" = "${HUGE_FILE_CODE}" ]; then
+  umask 077; mkdir -p "$HOME/.claude"
+  head -c 1048576 /dev/zero | tr '\0' 'x' > "$HOME/.claude/.credentials.json"
   echo "Login successful."; exit 0
 fi
 echo "OAuth error: invalid code"; exit 1

@@ -1,0 +1,118 @@
+/**
+ * Every escape probe by id, grouped by the class of hole it looks for. A driver skips a probe
+ * only by naming its id here with a reason (see EscapeProbeOptions.skip).
+ */
+export const ESCAPE_PROBES = [
+  // The host's files, through the shell, /proc and the files API.
+  "host-files.etc-shadow",
+  "host-files.root-home",
+  "host-files.secret-paths",
+  "host-files.proc-1-root",
+  "host-files.mountinfo-sources",
+  "host-files.system-trees-unchanged",
+  "host-files.files-api-absolute-path",
+  "host-files.files-api-dotdot",
+  "host-files.files-api-symlink-read",
+  "host-files.files-api-symlink-dir",
+  "host-files.files-api-symlink-proc",
+  "host-files.files-api-write-symlinked-parent",
+  "host-files.files-api-write-symlink",
+  "host-files.files-api-remove-through-symlink",
+  "host-files.hardlinks",
+  // argv, cwd and environment names a request controls.
+  "argv.dash-prefixed",
+  "argv.very-long",
+  "argv.nul-bytes",
+  "argv.cwd-dotdot",
+  "argv.cwd-symlink-to-root",
+  "argv.cwd-host-path",
+  // Request and create-time environments that would run code in a host process.
+  "env.exec",
+  "env.background",
+  "env.pty",
+  "env.create-time",
+  "env.name-injection",
+  "env.shell-rc-files",
+  // Descriptors and the sandbox's init.
+  "descriptors.exec",
+  "descriptors.pty",
+  "descriptors.background",
+  "descriptors.init",
+  "descriptors.pidfd-getfd-init",
+  "descriptors.ptrace-init",
+  "descriptors.init-mem-environ",
+  "descriptors.host-environment",
+  "descriptors.later-sandbox",
+  // Host processes.
+  "host-processes.invisible",
+  "host-processes.pid1-is-sandbox-init",
+  "host-processes.kill-all",
+  "host-processes.ptrace-and-pidfd-by-host-pid",
+  "host-processes.abstract-sockets",
+  // Other sandboxes.
+  "other-sandboxes.files",
+  "other-sandboxes.processes",
+  "other-sandboxes.kill-all",
+  "other-sandboxes.unix-sockets",
+  "other-sandboxes.abstract-sockets",
+  "other-sandboxes.sysv-ipc",
+  "other-sandboxes.posix-shm",
+  "other-sandboxes.loopback",
+  "other-sandboxes.terminal-from-running-sandbox",
+  "other-sandboxes.terminal-from-later-sandbox",
+  // Devices and privileged operations.
+  "devices.dev-minimal",
+  "devices.no-kvm",
+  "devices.no-kmsg-mem-port",
+  "devices.no-tun",
+  "devices.mknod",
+  "devices.mount",
+  "devices.nested-user-namespace",
+  // System calls a dev box never needs (seccomp), and the one it does (ptrace).
+  "syscalls.kexec",
+  "syscalls.kernel-modules",
+  "syscalls.bpf",
+  "syscalls.perf-event-open",
+  "syscalls.userfaultfd",
+  "syscalls.keyring",
+  "syscalls.io-uring",
+  "syscalls.open-by-handle-at",
+  "syscalls.host-clock-reboot-swap",
+  "syscalls.ptrace-own-child-allowed",
+  // cgroups and resource limits.
+  "limits.cgroup-files-unwritable",
+  "limits.cgroup-mount",
+  "limits.fork-bomb",
+  "limits.memory-hog",
+  "limits.disk-fill-home",
+  "limits.disk-fill-files-api",
+  "limits.tmpfs-bounded-by-memory",
+  "limits.fd-exhaustion",
+  "limits.background-output-host-bounded",
+  "limits.console-log-host-bounded",
+  // Kernel interfaces.
+  "kernel.proc-sys-write",
+  "kernel.core-pattern",
+  "kernel.sysrq-trigger",
+  "kernel.kcore-kmem",
+  "kernel.sys-kernel",
+  "kernel.sys-firmware",
+  "kernel.dmesg",
+  "kernel.kallsyms",
+  "kernel.hostname",
+  // Network, both modes.
+  "network.none-only-loopback",
+  "network.none-host-loopback",
+  "network.none-host-addresses",
+  "network.egress-host-loopback",
+  "network.egress-link-local-metadata",
+  "network.egress-ipv6",
+  "network.egress-other-sandbox",
+  "network.raw-sockets",
+  "network.no-net-admin",
+] as const;
+
+export type EscapeProbeId = (typeof ESCAPE_PROBES)[number];
+
+/** The class of a probe: the part of its id before the dot. */
+export const probeClass = (id: EscapeProbeId): string => id.slice(0, id.indexOf("."));

@@ -1,0 +1,46 @@
+/*
+ * Shared by the parts of the polydev exec server (see exec-server.c for the whole picture):
+ * framing helpers, descriptor hygiene and the in-sandbox hardening every process inherits.
+ */
+#ifndef POLYDEV_COMMON_H
+#define POLYDEV_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Where background processes keep their state inside the sandbox (a tmpfs charged to it). */
+#define BG_ROOT "/run/polydev-processes"
+
+uint32_t get_u32(const unsigned char *p);
+void put_u32(unsigned char *p, uint32_t value);
+int read_fully(int fd, void *buffer, size_t length);
+int write_fully(int fd, const void *buffer, size_t length);
+void set_nonblocking(int fd);
+void set_blocking(int fd);
+int64_t now_ms(void);
+
+/* Closes every descriptor from `first` up, whatever opened it (close_range, else /proc/self/fd). */
+void close_descriptors_from(int first);
+
+/*
+ * The init's hardening, inherited by every process in the sandbox: not dumpable (no ptrace or
+ * pidfd_getfd on the init or the relays by sandbox processes), no_new_privs, and the seccomp
+ * deny-list. Returns 0, or -1 with errno set (the init then refuses to start).
+ */
+int harden_init(void);
+
+/* Subcommands run inside the sandbox through an exec request (background.c, forward.c). */
+int background_main(int argc, char **argv);
+int forward_main(int argc, char **argv);
+int disk_usage_main(int argc, char **argv);
+int deny_routes_main(int argc, char **argv);
+
+/*
+ * Copies bytes both ways between two descriptor pairs until both directions are done:
+ * a_in -> b_out and b_in -> a_out. An ended direction half-closes its output (shutdown for
+ * sockets, close otherwise). Returns 0 when both ended cleanly, -1 on an error.
+ */
+int pump_both_ways(int a_in, int a_out, int b_in, int b_out);
+
+#endif
