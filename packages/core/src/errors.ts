@@ -18,6 +18,7 @@ export const ERROR_STATUS = {
   process_not_running: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  expectation_failed: 417,
   upgrade_required: 426,
   limit_exceeded: 429,
   too_many_attempts: 429,

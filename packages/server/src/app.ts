@@ -12,7 +12,7 @@ import {
   validatorCompiler,
 } from "fastify-type-provider-zod";
 import { registerAuth } from "./http/auth.js";
-import { clientErrorHandler } from "./http/client-errors.js";
+import { clientErrorHandler, registerProtocolChecks } from "./http/client-errors.js";
 import type { ServerContext } from "./http/context.js";
 import { registerErrorHandler } from "./http/error-handler.js";
 import { registerUnreadBodyGuard } from "./http/unread-body.js";
@@ -40,6 +40,8 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
     forceCloseConnections: true,
+    // Node would answer a missing Host itself, with an empty 400: the check is ours instead.
+    http: { requireHostHeader: false },
     ajv: { customOptions: { removeAdditional: false } },
     // A URL Fastify cannot route (bad percent-encoding) answers in our error shape too.
     frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
@@ -70,6 +72,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   // that a refused upgrade's socket is closed after the error answer (else it leaks and close hangs).
   await app.register(fastifyCookie);
   await app.register(fastifyWebsocket, { options: { maxPayload: 4 * 1024 * 1024 } });
+  registerProtocolChecks(app);
   registerAuth(app, ctx.store, ctx.sessions);
 
   await app.register(fastifySwagger, {

@@ -98,6 +98,56 @@ describe("requests refused before routing", () => {
   });
 });
 
+describe("refusals Node and ws would write in their own words", () => {
+  const handshake = (path: string, headers: string[]): string =>
+    [`GET ${path} HTTP/1.1`, "Host: x", `Authorization: Bearer ${api.key}`, ...headers, "", ""].join("\r\n");
+  const upgrade = ["Connection: Upgrade", "Upgrade: websocket"];
+  const validKey = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==";
+
+  it.each([
+    ["an HTTP/1.1 request without Host", () => "GET /healthz HTTP/1.1\r\n\r\n", 400, "invalid_request"],
+    [
+      "an expectation other than 100-continue",
+      () => "GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: fz\r\n\r\n",
+      417,
+      "expectation_failed",
+    ],
+    [
+      "a WebSocket handshake with a bad key",
+      () =>
+        handshake(`/v1/sandboxes/${id}/pty`, [
+          ...upgrade,
+          "Sec-WebSocket-Version: 13",
+          "Sec-WebSocket-Key: x",
+        ]),
+      400,
+      "invalid_request",
+    ],
+    [
+      "a WebSocket handshake of an unknown version",
+      () => handshake(`/v1/sandboxes/${id}/pty`, [...upgrade, "Sec-WebSocket-Version: 99", validKey]),
+      400,
+      "invalid_request",
+    ],
+    [
+      "an upgrade to something other than WebSocket",
+      () => handshake(`/v1/sandboxes/${id}/pty`, ["Connection: Upgrade", "Upgrade: h2c"]),
+      400,
+      "invalid_request",
+    ],
+    [
+      "a WebSocket upgrade of a route that is not one",
+      () => handshake(`/v1/sandboxes/${id}`, [...upgrade, "Sec-WebSocket-Version: 13", validKey]),
+      400,
+      "invalid_request",
+    ],
+  ])("answers %s in the error shape", async (_name, request, status, code) => {
+    const exchange = await rawExchange(t.url, [request()], { expect: 1 });
+    expect(exchange.timedOut).toBe(false);
+    expectErrorShape(exchange.responses[0], status, code);
+  });
+});
+
 describe("keep-alive after an upload answered before its body was read", () => {
   const healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
   const upload = (path: string, bytes: number, auth = true): string =>

@@ -37,6 +37,7 @@ export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
   app.route({
     method: "GET",
     url: "/v1/sandboxes/:id/pty",
+    config: { webSocket: true },
     schema: {
       tags: ["pty"],
       summary: "Interactive terminal (WebSocket upgrade)",
