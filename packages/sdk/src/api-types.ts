@@ -738,18 +738,7 @@ export interface paths {
             };
             requestBody: {
                 content: {
-                    "application/json": {
-                        /** @description a shell line ("ls -la | wc -l") or an argv array (["ls", "-la"]) */
-                        cmd: string | string[];
-                        /** @description relative to the home, or absolute inside the sandbox */
-                        cwd?: string;
-                        env?: {
-                            [key: string]: string;
-                        };
-                        /** @description text written to the process's stdin, then closed */
-                        stdin?: string;
-                        timeoutMs?: number;
-                    };
+                    "application/json": components["schemas"]["ExecRequestInput"];
                 };
             };
             responses: {

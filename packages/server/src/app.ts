@@ -42,6 +42,9 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
     forceCloseConnections: true,
     // Node would answer a missing Host itself, with an empty 400: the check is ours instead.
     http: { requireHostHeader: false },
+    // Ids are validated by their schemas, which say what is wrong; past this length the router
+    // would only answer "no route".
+    routerOptions: { maxParamLength: 1024 },
     ajv: { customOptions: { removeAdditional: false } },
     // A URL Fastify cannot route (bad percent-encoding) answers in our error shape too.
     frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {

@@ -297,4 +297,51 @@ describe("ids and cursors", () => {
     const page = await api.call<{ nextCursor: string | null }>("GET", "/v1/sandboxes?limit=1");
     expect(page.status).toBe(200);
   });
+
+  it("says what an id looks like for one longer than the router's default limit", async () => {
+    const answer = await api.call<{ error: { code: string; message: string } }>(
+      "GET",
+      `/v1/sandboxes/${"x".repeat(500)}/files/stat?path=.`,
+    );
+    expect(answer.status).toBe(400);
+    expect(answer.body.error.message).toContain("ids are");
+  });
+});
+
+describe("commands the kernel would refuse", () => {
+  const refused = async (path: string, body: unknown, field: string): Promise<void> => {
+    const answer = await api.call<{ error: { code: string; message: string } }>("POST", path, body);
+    expect(answer.status).toBe(400);
+    expect(answer.body.error.code).toBe("invalid_request");
+    expect(answer.body.error.message).toContain(field);
+  };
+
+  it("refuses an argument of 128 KiB or more, counted in bytes, before it reaches the sandbox", async () => {
+    for (const path of [`/v1/sandboxes/${id}/exec`, `/v1/sandboxes/${id}/processes`]) {
+      await refused(path, { cmd: ["echo", "a".repeat(128 * 1024)] }, "128 KiB");
+      await refused(path, { cmd: "é".repeat(70_000) }, "128 KiB");
+    }
+    const fits = await api.exec(id, ["sh", "-c", 'printf %s "$1" | wc -c', "sh", "a".repeat(128 * 1024 - 1)]);
+    expect(fits.body.stdout.trim()).toBe(String(128 * 1024 - 1));
+  });
+
+  it("refuses a command and environment larger than exec takes, and a sandbox environment that would leave no room", async () => {
+    const wide = Array.from({ length: 12 }, () => "b".repeat(100_000));
+    await refused(`/v1/sandboxes/${id}/exec`, { cmd: ["echo", ...wide] }, "1 MiB");
+    const env = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`V${i}`, "v".repeat(30_000)]));
+    await refused("/v1/sandboxes", { env }, "256 KiB");
+  });
+
+  it("refuses a prompt longer than one argument for the CLI agents, not for the built-in one", async () => {
+    const prompt = "p".repeat(200 * 1024);
+    await refused("/v1/runs", { agent: "claude", prompt, sandboxId: id }, "128 KiB");
+    await refused("/v1/runs", { agents: ["builtin", "codex"], prompt, sandboxId: id }, "128 KiB");
+    const builtin = await api.call<{ id: string }>("POST", "/v1/runs", {
+      agent: "builtin",
+      prompt,
+      sandboxId: id,
+    });
+    expect(builtin.status).toBe(201);
+    await api.call("POST", `/v1/runs/${builtin.body.id}/cancel`);
+  });
 });
