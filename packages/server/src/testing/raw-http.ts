@@ -80,7 +80,7 @@ export function rawExchange(
   const { hostname, port } = new URL(url);
   const socket = connect(Number(port), hostname);
   const responses: RawResponse[] = [];
-  let pending = Buffer.alloc(0);
+  let pending: Buffer = Buffer.alloc(0);
   return new Promise((resolve) => {
     let settled = false;
     const finish = (closed: boolean, timedOut: boolean): void => {
