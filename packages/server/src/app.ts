@@ -56,15 +56,31 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   });
   // Many clients send `content-type: application/json` on every call; an empty body then means
   // "no body" (a DELETE, a POST without options) rather than a 400.
+  // Parsed as Fastify's own parser does (secure-json-parse), which refuses `__proto__` and
+  // `constructor.prototype` keys: whatever later copies the body can then not change prototypes.
+  const secureJson = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
     const text = typeof body === "string" ? body : body.toString("utf8");
     if (text.trim() === "") return done(null, undefined);
-    try {
-      done(null, JSON.parse(text));
-    } catch {
-      done(new PolydevError("invalid_request", "the body is not valid JSON"), undefined);
-    }
+    secureJson(request, text, (error, parsed) => {
+      if (!error) return done(null, parsed);
+      let valid = true;
+      try {
+        JSON.parse(text);
+      } catch {
+        valid = false;
+      }
+      done(
+        new PolydevError(
+          "invalid_request",
+          valid
+            ? "the body must not contain __proto__ or constructor.prototype keys"
+            : "the body is not valid JSON",
+        ),
+        undefined,
+      );
+    });
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

@@ -345,3 +345,22 @@ describe("commands the kernel would refuse", () => {
     await api.call("POST", `/v1/runs/${builtin.body.id}/cancel`);
   });
 });
+
+describe("JSON bodies", () => {
+  it("refuses a __proto__ key, which JSON.parse keeps and an object copy would turn into a prototype", async () => {
+    const answer = await api.call<{ error: { code: string; message: string } }>(
+      "POST",
+      `/v1/sandboxes/${id}/exec`,
+      '{"cmd":"true","env":{"__proto__":"x"}}',
+    );
+    expect(answer.status).toBe(400);
+    expect(answer.body.error.message).toContain("__proto__");
+    const broken = await api.call<{ error: { message: string } }>(
+      "POST",
+      `/v1/sandboxes/${id}/exec`,
+      '{"cmd":',
+    );
+    expect(broken.status).toBe(400);
+    expect(broken.body.error.message).toBe("the body is not valid JSON");
+  });
+});
