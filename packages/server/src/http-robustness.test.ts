@@ -5,7 +5,7 @@
 import { Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { DRAIN_LIMIT_BYTES } from "./http/unread-body.js";
+import { DRAIN_LIMIT_BYTES, DRAIN_TIMEOUT_MS } from "./http/unread-body.js";
 import type { ApiClient, TestServer } from "./testing/harness.js";
 import { createUser, startTestServer } from "./testing/harness.js";
 import type { RawResponse } from "./testing/raw-http.js";
@@ -179,6 +179,18 @@ describe("keep-alive after an upload answered before its body was read", () => {
     expect(exchange.timedOut).toBe(false);
     expect(exchange.responses.map((r) => r.status)).toEqual([status, 200]);
     expect(JSON.parse(exchange.responses[1]?.body ?? "")).toMatchObject({ status: "ok" });
+  });
+
+  it("closes the connection of a client that stops sending the refused body it is draining", async () => {
+    const head = upload("/v1/sandboxes/sbx_missing/files/content?path=a.bin", bodyBytes, false);
+    // A tenth of the body, then silence: without a bound, the connection would stay open for good.
+    const exchange = await rawExchange(t.url, [head, Buffer.alloc(bodyBytes / 10, 0x61)], {
+      expect: 2,
+      waitMs: DRAIN_TIMEOUT_MS * 4,
+    });
+    expect(exchange.responses.map((r) => r.status)).toEqual([401]);
+    expect(exchange.timedOut).toBe(false);
+    expect(exchange.closed).toBe(true);
   });
 
   it("closes the connection instead of reading a refused body bigger than it drains", async () => {

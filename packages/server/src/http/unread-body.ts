@@ -7,12 +7,15 @@
  *
  * So, for every answer, in one place: a body of known size up to DRAIN_LIMIT_BYTES is read and
  * discarded, and the connection stays usable; a bigger or chunked one is not worth reading, the
- * answer says `Connection: close`, and Node closes the socket once it is sent.
+ * answer says `Connection: close`, and Node closes the socket once it is sent. A client that does
+ * not finish sending what is drained within DRAIN_TIMEOUT_MS loses the connection: an answered
+ * request must not hold one open (before a key is even checked) by trickling its body.
  */
 import type { IncomingMessage } from "node:http";
 import type { FastifyInstance } from "fastify";
 
 export const DRAIN_LIMIT_BYTES = 4 * 1024 * 1024;
+export const DRAIN_TIMEOUT_MS = 5_000;
 
 function declaredBodyBytes(request: IncomingMessage): number | "unknown" {
   if (request.headers["transfer-encoding"] !== undefined) return "unknown";
@@ -25,6 +28,12 @@ function drain(request: IncomingMessage): void {
   request.unpipe();
   request.removeAllListeners("data");
   request.on("error", () => undefined);
+  const socket = request.socket;
+  const timer = setTimeout(() => socket.destroy(), DRAIN_TIMEOUT_MS);
+  timer.unref();
+  const done = (): void => clearTimeout(timer);
+  request.once("end", done);
+  request.once("close", done);
   request.resume();
 }
 
