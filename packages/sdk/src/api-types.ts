@@ -351,6 +351,7 @@ export interface paths {
             parameters: {
                 query?: {
                     limit?: number;
+                    /** @description the nextCursor of the previous page */
                     cursor?: string;
                     state?: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
                 };
@@ -430,6 +431,7 @@ export interface paths {
             parameters: {
                 query?: {
                     limit?: number;
+                    /** @description the nextCursor of the previous page */
                     cursor?: string;
                     state?: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
                 };
@@ -736,18 +738,7 @@ export interface paths {
             };
             requestBody: {
                 content: {
-                    "application/json": {
-                        /** @description a shell line ("ls -la | wc -l") or an argv array (["ls", "-la"]) */
-                        cmd: string | string[];
-                        /** @description relative to the home, or absolute inside the sandbox */
-                        cwd?: string;
-                        env?: {
-                            [key: string]: string;
-                        };
-                        /** @description text written to the process's stdin, then closed */
-                        stdin?: string;
-                        timeoutMs?: number;
-                    };
+                    "application/json": components["schemas"]["ExecRequestInput"];
                 };
             };
             responses: {
@@ -1193,6 +1184,61 @@ export interface paths {
                 };
             };
         };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/pty": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Interactive terminal (WebSocket upgrade)
+         * @description Upgrade to a WebSocket (`Connection: Upgrade`, `Upgrade: websocket`). Binary frames carry terminal bytes both ways; text frames carry JSON control messages: in `{type:'resize',cols,rows}`, `{type:'input',data}`, `{type:'ping'}`; out `{type:'ready',reconnectId,reattached}`, `{type:'exit',exitCode,signal}`, `{type:'error',message}`, `{type:'pong'}`. A request without the upgrade answers 426.
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description terminal width in columns */
+                    cols?: number;
+                    /** @description terminal height in rows */
+                    rows?: number;
+                    /** @description client-made id; connecting again with it reattaches to the same shell */
+                    reconnect?: string;
+                };
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Switching Protocols: the WebSocket carrying the terminal is open */
+                101: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description the request was not a WebSocket upgrade */
+                426: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1653,6 +1699,7 @@ export interface paths {
             parameters: {
                 query?: {
                     limit?: number;
+                    /** @description the nextCursor of the previous page */
                     cursor?: string;
                 };
                 header?: never;
@@ -1841,16 +1888,6 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        SessionInput: {
-            user: {
-                id: string;
-                name: string;
-                /** @enum {string} */
-                role: "admin" | "user";
-            };
-            /** @description send it as the x-csrf-token header on every POST, PUT, PATCH and DELETE */
-            csrfToken: string;
-        };
         ErrorInput: {
             error: {
                 code: string;
@@ -1923,6 +1960,16 @@ export interface components {
             sizeBytes: number;
             modifiedAt: string;
             mode: number;
+        };
+        SessionInput: {
+            user: {
+                id: string;
+                name: string;
+                /** @enum {string} */
+                role: "admin" | "user";
+            };
+            /** @description send it as the x-csrf-token header on every POST, PUT, PATCH and DELETE */
+            csrfToken: string;
         };
         AdminSandboxInput: {
             id: string;
@@ -2042,16 +2089,6 @@ export interface components {
                 [key: string]: string;
             };
         };
-        Session: {
-            user: {
-                id: string;
-                name: string;
-                /** @enum {string} */
-                role: "admin" | "user";
-            };
-            /** @description send it as the x-csrf-token header on every POST, PUT, PATCH and DELETE */
-            csrfToken: string;
-        };
         Error: {
             error: {
                 code: string;
@@ -2124,6 +2161,16 @@ export interface components {
             sizeBytes: number;
             modifiedAt: string;
             mode: number;
+        };
+        Session: {
+            user: {
+                id: string;
+                name: string;
+                /** @enum {string} */
+                role: "admin" | "user";
+            };
+            /** @description send it as the x-csrf-token header on every POST, PUT, PATCH and DELETE */
+            csrfToken: string;
         };
         AdminSandbox: {
             id: string;

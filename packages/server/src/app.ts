@@ -12,8 +12,10 @@ import {
   validatorCompiler,
 } from "fastify-type-provider-zod";
 import { registerAuth } from "./http/auth.js";
+import { clientErrorHandler, registerProtocolChecks } from "./http/client-errors.js";
 import type { ServerContext } from "./http/context.js";
 import { registerErrorHandler } from "./http/error-handler.js";
+import { registerUnreadBodyGuard } from "./http/unread-body.js";
 import { adminRoutes } from "./routes/admin.js";
 import { adminOverviewRoutes } from "./routes/admin-overview.js";
 import { authSessionRoutes } from "./routes/auth-session.js";
@@ -38,33 +40,58 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
     bodyLimit: 1024 * 1024,
     return503OnClosing: true,
     forceCloseConnections: true,
+    // Node would answer a missing Host itself, with an empty 400: the check is ours instead.
+    http: { requireHostHeader: false },
+    // Ids are validated by their schemas, which say what is wrong; past this length the router
+    // would only answer "no route".
+    routerOptions: { maxParamLength: 1024 },
     ajv: { customOptions: { removeAdditional: false } },
     // A URL Fastify cannot route (bad percent-encoding) answers in our error shape too.
     frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
       const known = new PolydevError("invalid_request", `the request URL is not valid: ${error.message}`);
       return reply.status(known.status).send(known.toJSON());
     },
+    // What Node's parser refuses (bad request line, headers too large, timeouts) too.
+    clientErrorHandler: clientErrorHandler(ctx.log),
   });
   // Many clients send `content-type: application/json` on every call; an empty body then means
   // "no body" (a DELETE, a POST without options) rather than a 400.
+  // Parsed as Fastify's own parser does (secure-json-parse), which refuses `__proto__` and
+  // `constructor.prototype` keys: whatever later copies the body can then not change prototypes.
+  const secureJson = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (_request, body, done) => {
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
     const text = typeof body === "string" ? body : body.toString("utf8");
     if (text.trim() === "") return done(null, undefined);
-    try {
-      done(null, JSON.parse(text));
-    } catch {
-      done(new PolydevError("invalid_request", "the body is not valid JSON"), undefined);
-    }
+    secureJson(request, text, (error, parsed) => {
+      if (!error) return done(null, parsed);
+      let valid = true;
+      try {
+        JSON.parse(text);
+      } catch {
+        valid = false;
+      }
+      done(
+        new PolydevError(
+          "invalid_request",
+          valid
+            ? "the body must not contain __proto__ or constructor.prototype keys"
+            : "the body is not valid JSON",
+        ),
+        undefined,
+      );
+    });
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandler(app);
+  registerUnreadBodyGuard(app);
   // Both registered (and awaited) before the auth hook, whose onRequest must run after theirs:
   // the cookie plugin parses `request.cookies`, and the WebSocket plugin marks upgrade requests so
   // that a refused upgrade's socket is closed after the error answer (else it leaks and close hangs).
   await app.register(fastifyCookie);
   await app.register(fastifyWebsocket, { options: { maxPayload: 4 * 1024 * 1024 } });
+  registerProtocolChecks(app);
   registerAuth(app, ctx.store, ctx.sessions);
 
   await app.register(fastifySwagger, {

@@ -12,12 +12,54 @@ export const errorSchema = z
   })
   .meta({ id: "Error" });
 
+/**
+ * What the kernel takes at exec: one argument or environment string under 128 KiB (its NUL
+ * included), and argv and environment together under ARG_MAX (2 MiB with the default stack
+ * limit), which the sandbox's own environment shares. Past these, exec fails with E2BIG; a NUL
+ * cannot be passed at all. Both are refused here, with a message, instead of failing deep down.
+ */
+const MAX_ARG_BYTES = 128 * 1024 - 1;
+const MAX_ENV_BYTES = 256 * 1024;
+const MAX_ARGV_ENV_BYTES = 1024 * 1024;
+const utf8Bytes = (text: string): number => Buffer.byteLength(text, "utf8");
+
+/** Text that becomes an argument, an environment value or a path of a process. */
+export function processText(what: string, maxChars: number) {
+  return z
+    .string()
+    .max(maxChars)
+    .refine((text) => !text.includes("\0"), `${what} must not contain NUL bytes (\\u0000)`)
+    .refine(
+      (text) => utf8Bytes(text) <= MAX_ARG_BYTES,
+      `${what} is larger than the 128 KiB one argument may take`,
+    );
+}
+
+function envBytes(env: Record<string, string>): number {
+  return Object.entries(env).reduce((sum, [name, value]) => sum + utf8Bytes(name) + utf8Bytes(value) + 2, 0);
+}
+
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "environment names are letters, digits and _");
 export const envSchema = z
-  .record(envName, z.string().max(32 * 1024))
-  .refine((env) => Object.keys(env).length <= 256, "at most 256 environment variables");
+  .record(envName, processText("an environment value", 32 * 1024))
+  .refine((env) => Object.keys(env).length <= 256, "at most 256 environment variables")
+  .refine((env) => envBytes(env) <= MAX_ENV_BYTES, "the environment is larger than 256 KiB in all");
 
-export const sandboxIdParams = z.object({ id: z.string().min(1).max(64) });
+/**
+ * Every id the server hands out is a kind prefix, `_` and base64url (`sbx_…`, `run_…`): anything
+ * else is refused here, so odd bytes (`%00`, `../`, megabytes) never reach the store or a driver.
+ */
+export const resourceId = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{1,64}$/, "ids are 1–64 letters, digits, '_' or '-' (as the API returned them)");
+export const idParams = z.object({ id: resourceId });
+export const sandboxIdParams = idParams;
+
+/** A page's `nextCursor`, handed back unchanged. */
+export const cursorSchema = z
+  .string()
+  .regex(/^\d{1,16}:[A-Za-z0-9_-]{1,64}$/, "cursor must be the nextCursor of a previous page")
+  .describe("the nextCursor of the previous page");
 
 export function createSandboxBody(max: {
   cpu: number;
@@ -89,29 +131,40 @@ export const sandboxListSchema = z.object({
 
 export const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(500).default(100),
-  cursor: z.string().max(200).optional(),
+  cursor: cursorSchema.optional(),
   state: z.enum(SANDBOX_STATES).optional(),
 });
 
 export const commandSchema = z.union([
-  z
-    .string()
-    .min(1, "cmd must not be empty")
-    .max(128 * 1024),
-  z
-    .array(z.string().max(128 * 1024))
-    .min(1, "cmd must name a program")
-    .max(4096),
+  processText("cmd", MAX_ARG_BYTES).min(1, "cmd must not be empty"),
+  z.array(processText("each argument of cmd", MAX_ARG_BYTES)).min(1, "cmd must name a program").max(4096),
 ]);
 
+const cwdSchema = processText("cwd", 4096);
+
+/** Bytes the kernel counts for a command and its environment (a shell line runs as sh -c). */
+function commandBytes(body: { cmd: string | string[]; env?: Record<string, string> | undefined }): number {
+  const argv = typeof body.cmd === "string" ? ["/bin/sh", "-c", body.cmd] : body.cmd;
+  return argv.reduce((sum, arg) => sum + utf8Bytes(arg) + 1, 0) + envBytes(body.env ?? {});
+}
+function commandFits(body: { cmd: string | string[]; env?: Record<string, string> | undefined }): boolean {
+  return commandBytes(body) <= MAX_ARGV_ENV_BYTES;
+}
+const commandTooLarge = {
+  message: "cmd and env together are larger than the 1 MiB a command may take",
+  path: ["cmd"],
+};
+
+const DAY_MS = 24 * 60 * 60 * 1000;
 export const execBody = z
   .strictObject({
     cmd: commandSchema.describe('a shell line ("ls -la | wc -l") or an argv array (["ls", "-la"])'),
-    cwd: z.string().max(4096).optional().describe("relative to the home, or absolute inside the sandbox"),
+    cwd: cwdSchema.optional().describe("relative to the home, or absolute inside the sandbox"),
     env: envSchema.optional(),
     stdin: z.string().optional().describe("text written to the process's stdin, then closed"),
-    timeoutMs: z.number().int().min(1).optional().describe("kill the command after this long"),
+    timeoutMs: z.number().int().min(1).max(DAY_MS).optional().describe("kill the command after this long"),
   })
+  .refine(commandFits, commandTooLarge)
   .meta({ id: "ExecRequest" });
 
 export const exitSchema = z.object({
@@ -137,11 +190,13 @@ export const processSchema = z
   })
   .meta({ id: "BackgroundProcess" });
 
-export const startProcessBody = z.strictObject({
-  cmd: commandSchema,
-  cwd: z.string().max(4096).optional(),
-  env: envSchema.optional(),
-});
+export const startProcessBody = z
+  .strictObject({
+    cmd: commandSchema,
+    cwd: cwdSchema.optional(),
+    env: envSchema.optional(),
+  })
+  .refine(commandFits, commandTooLarge);
 
 export const SIGNALS = [
   "SIGTERM",
@@ -157,7 +212,7 @@ export const SIGNALS = [
 export const signalBody = z.strictObject({ signal: z.enum(SIGNALS).default("SIGTERM") });
 
 export const pathQuery = z.strictObject({
-  path: z.string().max(4096).default(".").describe("relative to the home (/home/user)"),
+  path: processText("path", 4096).default(".").describe("relative to the home (/home/user)"),
 });
 
 export const fileEntrySchema = z

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { requireAdmin, requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
+import { idParams } from "../http/schemas.js";
 import { hashPassword } from "../services/passwords.js";
 import { createUserWithKey } from "../services/users.js";
 import { newPasswordSchema } from "./auth-session.js";
@@ -110,7 +111,7 @@ export function adminRoutes(instance: FastifyInstance, ctx: ServerContext): void
       schema: {
         tags: ["admin"],
         summary: "Pin an HTTP(S) proxy to a user's provider traffic (null: the server's default)",
-        params: z.object({ id: z.string().min(1).max(64) }),
+        params: idParams,
         body: z.strictObject({
           proxyUrl: z
             .url({ protocol: /^https?$/, error: "proxyUrl must be an http:// or https:// URL, or null" })

@@ -3,14 +3,13 @@ import { StringDecoder } from "node:string_decoder";
 import type { ExecProcess } from "@polydev/core";
 import type { FastifyInstance } from "fastify";
 import { requirePrincipal } from "../http/auth.js";
+import { clientGoneSignal } from "../http/client-gone.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
 import { toArgv } from "../http/present.js";
 import { execBody, execResultSchema, sandboxIdParams } from "../http/schemas.js";
 import { serveSse } from "../http/serve-sse.js";
 import { wantsEventStream } from "../http/sse.js";
-
-const DAY_MS = 24 * 60 * 60 * 1000;
 
 export function execRoutes(instance: FastifyInstance, ctx: ServerContext): void {
   const app = zodApp(instance);
@@ -23,7 +22,7 @@ export function execRoutes(instance: FastifyInstance, ctx: ServerContext): void 
         summary:
           "Run a command; with Accept: text/event-stream the output streams as stdout/stderr/exit events",
         params: sandboxIdParams,
-        body: execBody.extend({ timeoutMs: execBody.shape.timeoutMs.unwrap().max(DAY_MS).optional() }),
+        body: execBody,
         response: { 200: execResultSchema },
       },
     },
@@ -52,6 +51,11 @@ export function execRoutes(instance: FastifyInstance, ctx: ServerContext): void 
         });
       }
 
+      // Nobody is left to read the answer of a client that hung up: stop its command too.
+      const gone = clientGoneSignal(reply);
+      const stop = (): void => process.kill("SIGKILL");
+      if (gone.aborted) stop();
+      else gone.addEventListener("abort", stop, { once: true });
       const limit = ctx.config.execBufferLimitBytes;
       const [stdout, stderr] = await Promise.all([
         collect(process.stdout, limit),

@@ -6,11 +6,11 @@ import { requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
 import { presentFile } from "../http/present.js";
-import { fileEntrySchema, okSchema, pathQuery, sandboxIdParams } from "../http/schemas.js";
+import { fileEntrySchema, okSchema, pathQuery, processText, sandboxIdParams } from "../http/schemas.js";
 
 const tags = ["files"];
 const requiredPath = z.strictObject({
-  path: z.string().min(1, "path is required").max(4096).describe("relative to the home (/home/user)"),
+  path: processText("path", 4096).min(1, "path is required").describe("relative to the home (/home/user)"),
 });
 
 export function fileRoutes(instance: FastifyInstance, ctx: ServerContext): void {

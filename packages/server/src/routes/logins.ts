@@ -3,6 +3,7 @@ import { z } from "zod";
 import { requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
+import { idParams, resourceId } from "../http/schemas.js";
 import { serveSse } from "../http/serve-sse.js";
 import { LOGIN_PROVIDERS } from "../services/login-flows.js";
 import { LOGIN_STATES } from "../services/login-service.js";
@@ -22,7 +23,6 @@ const loginSchema = z
     updatedAt: z.string(),
   })
   .meta({ id: "Login" });
-const loginParams = z.object({ id: z.string().min(1).max(64) });
 
 export function loginRoutes(instance: FastifyInstance, ctx: ServerContext): void {
   const app = zodApp(instance);
@@ -38,12 +38,7 @@ export function loginRoutes(instance: FastifyInstance, ctx: ServerContext): void
           provider: z.enum(LOGIN_PROVIDERS, {
             error: `provider must be one of ${LOGIN_PROVIDERS.join(", ")}`,
           }),
-          sandboxId: z
-            .string()
-            .min(1)
-            .max(64)
-            .optional()
-            .describe("default: a new sandbox with egress, removed afterwards"),
+          sandboxId: resourceId.optional().describe("default: a new sandbox with egress, removed afterwards"),
         }),
         response: { 201: loginSchema },
       },
@@ -77,13 +72,13 @@ export function loginRoutes(instance: FastifyInstance, ctx: ServerContext): void
 
   app.get(
     "/v1/logins/:id",
-    { schema: { tags, summary: "A login's state", params: loginParams, response: { 200: loginSchema } } },
+    { schema: { tags, summary: "A login's state", params: idParams, response: { 200: loginSchema } } },
     async (request) => ctx.logins.get(requirePrincipal(request).userId, request.params.id),
   );
 
   app.get(
     "/v1/logins/:id/events",
-    { schema: { tags, summary: "State changes as server-sent `state` events", params: loginParams } },
+    { schema: { tags, summary: "State changes as server-sent `state` events", params: idParams } },
     async (request, reply) => {
       const userId = requirePrincipal(request).userId;
       ctx.logins.get(userId, request.params.id);
@@ -101,7 +96,7 @@ export function loginRoutes(instance: FastifyInstance, ctx: ServerContext): void
       schema: {
         tags,
         summary: "Finish a login: the code the provider showed, or the localhost URL the browser ended on",
-        params: loginParams,
+        params: idParams,
         body: z
           .strictObject({
             code: z
@@ -124,7 +119,7 @@ export function loginRoutes(instance: FastifyInstance, ctx: ServerContext): void
 
   app.delete(
     "/v1/logins/:id",
-    { schema: { tags, summary: "Cancel a login", params: loginParams, response: { 200: loginSchema } } },
+    { schema: { tags, summary: "Cancel a login", params: idParams, response: { 200: loginSchema } } },
     async (request) => ctx.logins.cancel(requirePrincipal(request).userId, request.params.id),
   );
 }

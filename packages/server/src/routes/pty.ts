@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto";
 import type { AgentConnection } from "@polydev/core";
-import { isPolydevError } from "@polydev/core";
+import { isPolydevError, PolydevError } from "@polydev/core";
 import type { FastifyInstance } from "fastify";
 import type { WebSocket } from "ws";
 import { z } from "zod";
 import { requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
-import { sandboxIdParams } from "../http/schemas.js";
+import { errorSchema, sandboxIdParams } from "../http/schemas.js";
 import type { PtyClient } from "../services/pty-sessions.js";
 
 const controlMessage = z.discriminatedUnion("type", [
@@ -34,32 +34,44 @@ declare module "fastify" {
 export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
   const app = zodApp(instance);
   instance.decorateRequest("ptyAgent", undefined);
-  app.get(
-    "/v1/sandboxes/:id/pty",
-    {
-      websocket: true,
-      schema: {
-        tags: ["pty"],
-        summary: "Interactive terminal (WebSocket upgrade)",
-        params: sandboxIdParams,
-        querystring: z.strictObject({
-          cols: z.coerce.number().int().min(1).max(1000).default(80),
-          rows: z.coerce.number().int().min(1).max(1000).default(24),
-          reconnect: z
-            .string()
-            .regex(/^[A-Za-z0-9_-]{8,64}$/, "reconnect is 8–64 letters, digits, _ or -")
-            .optional()
-            .describe("client-made id; connecting again with it reattaches to the same shell"),
-        }),
-      },
-      // Ownership and state are checked before the upgrade so a bad id answers a plain 404/409.
-      preHandler: async (request) => {
-        const params = request.params as { id: string };
-        const { agent } = await ctx.sandboxes.agent(requirePrincipal(request).userId, params.id);
-        request.ptyAgent = agent;
+  app.route({
+    method: "GET",
+    url: "/v1/sandboxes/:id/pty",
+    config: { webSocket: true },
+    schema: {
+      tags: ["pty"],
+      summary: "Interactive terminal (WebSocket upgrade)",
+      description:
+        "Upgrade to a WebSocket (`Connection: Upgrade`, `Upgrade: websocket`). Binary frames carry terminal bytes both ways; text frames carry JSON control messages: in `{type:'resize',cols,rows}`, `{type:'input',data}`, `{type:'ping'}`; out `{type:'ready',reconnectId,reattached}`, `{type:'exit',exitCode,signal}`, `{type:'error',message}`, `{type:'pong'}`. A request without the upgrade answers 426.",
+      params: sandboxIdParams,
+      querystring: z.strictObject({
+        cols: z.coerce.number().int().min(1).max(1000).default(80).describe("terminal width in columns"),
+        rows: z.coerce.number().int().min(1).max(1000).default(24).describe("terminal height in rows"),
+        reconnect: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{8,64}$/, "reconnect is 8–64 letters, digits, _ or -")
+          .optional()
+          .describe("client-made id; connecting again with it reattaches to the same shell"),
+      }),
+      response: {
+        101: z.null().describe("Switching Protocols: the WebSocket carrying the terminal is open"),
+        426: errorSchema.describe("the request was not a WebSocket upgrade"),
       },
     },
-    async (socket: WebSocket, request) => {
+    // Ownership and state are checked before the upgrade so a bad id answers a plain 404/409.
+    preHandler: async (request) => {
+      const { agent } = await ctx.sandboxes.agent(requirePrincipal(request).userId, request.params.id);
+      request.ptyAgent = agent;
+    },
+    // A plain GET (no upgrade) reaches this handler; the terminal needs the WebSocket.
+    handler: async (_request, reply) => {
+      reply.header("upgrade", "websocket");
+      throw new PolydevError(
+        "upgrade_required",
+        "the terminal is a WebSocket: connect with `Connection: Upgrade` and `Upgrade: websocket` (e.g. new WebSocket(url))",
+      );
+    },
+    wsHandler: async (socket: WebSocket, request) => {
       const principal = requirePrincipal(request);
       const agent = request.ptyAgent;
       if (!agent) {
@@ -122,7 +134,7 @@ export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
       // The client may have gone while the shell was starting: its close event has passed.
       if (socket.readyState !== socket.OPEN) session.detach(client);
     },
-  );
+  });
 }
 
 function safeJson(text: string): unknown {

@@ -5,11 +5,13 @@ import { z } from "zod";
 import { requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
+import { cursorSchema, idParams, processText, resourceId } from "../http/schemas.js";
 import { serveSse } from "../http/serve-sse.js";
 
 const tags = ["runs"];
 const HOUR_MS = 60 * 60 * 1000;
-const runParams = z.object({ id: z.string().min(1).max(64) });
+/** One argument of a process, its NUL included, must stay under 128 KiB. */
+const CLI_PROMPT_BYTES = 128 * 1024;
 
 export const runSchema = z
   .object({
@@ -67,15 +69,11 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
             prompt: z
               .string()
               .min(1, "prompt must not be empty")
-              .max(256 * 1024),
-            sandboxId: z
-              .string()
-              .min(1)
-              .max(64)
-              .optional()
-              .describe("default: your default sandbox, created if needed"),
-            model: z.string().min(1).max(200).optional(),
-            cwd: z.string().min(1).max(4096).optional().describe("relative to the home"),
+              .max(256 * 1024)
+              .refine((p) => !p.includes("\0"), "prompt must not contain NUL bytes (\\u0000)"),
+            sandboxId: resourceId.optional().describe("default: your default sandbox, created if needed"),
+            model: processText("model", 200).min(1).optional(),
+            cwd: processText("cwd", 4096).min(1).optional().describe("relative to the home"),
             timeoutMs: z
               .number()
               .int()
@@ -87,6 +85,18 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
           .refine(
             (b) => (b.agent === undefined) !== (b.agents === undefined),
             "send exactly one of agent or agents",
+          )
+          // The CLIs take the prompt as an argument, which the kernel caps; the built-in agent
+          // sends it to the provider's API and takes all of it.
+          .refine(
+            (b) =>
+              [b.agent, ...(b.agents ?? [])].every((a) => a === undefined || a === "builtin") ||
+              Buffer.byteLength(b.prompt) < CLI_PROMPT_BYTES,
+            {
+              message:
+                "prompt is larger than the 128 KiB a CLI agent takes; use agent builtin for longer prompts",
+              path: ["prompt"],
+            },
           ),
         response: { 201: z.union([runSchema, z.object({ groupId: z.string(), runs: z.array(runSchema) })]) },
       },
@@ -109,7 +119,7 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
         summary: "Your runs, newest first",
         querystring: z.strictObject({
           limit: z.coerce.number().int().min(1).max(200).default(50),
-          cursor: z.string().max(200).optional(),
+          cursor: cursorSchema.optional(),
         }),
         response: { 200: z.object({ items: z.array(runSchema), nextCursor: z.string().nullable() }) },
       },
@@ -126,7 +136,7 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
       schema: {
         tags,
         summary: "A run: state, timings, usage, final text",
-        params: runParams,
+        params: idParams,
         response: { 200: runSchema },
       },
     },
@@ -139,7 +149,7 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
       schema: {
         tags,
         summary: "Stop the agent and everything it started",
-        params: runParams,
+        params: idParams,
         response: { 200: runSchema },
       },
     },
@@ -153,7 +163,7 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
         tags,
         summary:
           "Server-sent events (status, text, tool_call, tool_result, usage, error, done), each with its sequence id; reconnect with Last-Event-ID",
-        params: runParams,
+        params: idParams,
         querystring: z.strictObject({ after: z.coerce.number().int().min(0).optional() }),
       },
     },
