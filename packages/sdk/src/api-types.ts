@@ -845,6 +845,7 @@ export interface paths {
                 header?: never;
                 path: {
                     id: string;
+                    /** @description a background process id (proc_…) */
                     pid: string;
                 };
                 cookie?: never;
@@ -887,6 +888,7 @@ export interface paths {
                 header?: never;
                 path: {
                     id: string;
+                    /** @description a background process id (proc_…) */
                     pid: string;
                 };
                 cookie?: never;
@@ -926,6 +928,7 @@ export interface paths {
                 header?: never;
                 path: {
                     id: string;
+                    /** @description a background process id (proc_…) */
                     pid: string;
                 };
                 cookie?: never;

@@ -7,12 +7,14 @@ import { requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
 import { presentProcess, toArgv } from "../http/present.js";
-import { processSchema, sandboxIdParams, signalBody, startProcessBody } from "../http/schemas.js";
+import { processSchema, resourceId, sandboxIdParams, signalBody, startProcessBody } from "../http/schemas.js";
 import { serveSse } from "../http/serve-sse.js";
 import { wantsEventStream } from "../http/sse.js";
 
 const tags = ["processes"];
-const processParams = sandboxIdParams.extend({ pid: z.string().min(1).max(64) });
+const processParams = sandboxIdParams.extend({
+  pid: resourceId.describe("a background process id (proc_…)"),
+});
 
 export function processRoutes(instance: FastifyInstance, ctx: ServerContext): void {
   const app = zodApp(instance);
