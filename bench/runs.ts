@@ -136,8 +136,9 @@ export async function benchRuns(options: { quick: boolean }): Promise<RunBenchRo
   process.env.POLYDEV_GEMINI_BASE_URL = fake.url;
   const server = await startServerProcess(dataDir);
   const rows: RunBenchRow[] = [];
+  const headers = { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" };
+  let sandboxId: string | undefined;
   try {
-    const headers = { authorization: `Bearer ${server.adminKey}`, "content-type": "application/json" };
     for (const provider of ["anthropic", "openai", "gemini"]) {
       await fetch(`${server.url}/v1/credentials/${provider}`, {
         method: "PUT",
@@ -151,16 +152,17 @@ export async function benchRuns(options: { quick: boolean }): Promise<RunBenchRo
       headers,
       body: JSON.stringify({ cpu: 2 }),
     });
-    const sandboxId = ((await created.json()) as { id: string }).id;
+    const id = ((await created.json()) as { id: string }).id;
+    sandboxId = id;
     const rounds = options.quick ? 3 : 8;
     for (const agent of ["claude", "codex", "gemini"] as const) {
-      await viaPolydev(agent, server.url, server.adminKey, sandboxId);
+      await viaPolydev(agent, server.url, server.adminKey, id);
       await direct(agent, fake.url);
       const d: Timing[] = [];
       const p: Timing[] = [];
       for (let i = 0; i < rounds; i++) {
         d.push(await direct(agent, fake.url));
-        p.push(await viaPolydev(agent, server.url, server.adminKey, sandboxId));
+        p.push(await viaPolydev(agent, server.url, server.adminKey, id));
       }
       rows.push({
         agent,
@@ -175,6 +177,12 @@ export async function benchRuns(options: { quick: boolean }): Promise<RunBenchRo
       });
     }
   } finally {
+    // Sandboxes outlive their server by design: this one goes before its data directory does.
+    if (sandboxId !== undefined) {
+      await fetch(`${server.url}/v1/sandboxes/${sandboxId}`, { method: "DELETE", headers }).catch(
+        () => undefined,
+      );
+    }
     await server.stop();
     await fake.close();
     await rm(dataDir, { recursive: true, force: true });
