@@ -55,25 +55,27 @@ export const execOperation: Operation = ({ launcher }, channel, request) => {
     if (!exited) child.abandon();
   });
 
-  void child.exited.then(async (exit) => {
-    exited = true;
-    if (timer !== undefined) clearTimeout(timer);
-    child.stdin.destroy();
-    // Everything the process wrote reaches the channel before its streams end.
-    await Promise.all([ended(child.stdout), ended(child.stderr)]);
-    if (exit.failure !== undefined) stderr.write(`polydev: ${exit.failure}\n`);
-    stdout.end();
-    stderr.end();
-    await Promise.all([flushed(stdout), flushed(stderr)]);
-    channel.control({
-      type: "exit",
-      exitCode: exit.exitCode,
-      signal: timedOut ? "SIGKILL" : exit.signal,
-      timedOut,
-      durationMs: Math.round(performance.now() - startedAt),
-    });
-    channel.close();
-  });
+  void child.exited
+    .then(async (exit) => {
+      exited = true;
+      if (timer !== undefined) clearTimeout(timer);
+      child.stdin.destroy();
+      // Everything the process wrote reaches the channel before its streams end.
+      await Promise.all([ended(child.stdout), ended(child.stderr)]);
+      if (exit.failure !== undefined) stderr.write(`polydev: ${exit.failure}\n`);
+      stdout.end();
+      stderr.end();
+      await Promise.all([flushed(stdout), flushed(stderr)]);
+      channel.control({
+        type: "exit",
+        exitCode: exit.exitCode,
+        signal: timedOut ? "SIGKILL" : exit.signal,
+        timedOut,
+        durationMs: Math.round(performance.now() - startedAt),
+      });
+      channel.close();
+    })
+    .catch(() => channel.close());
   channel.control({ type: "started" });
 };
 

@@ -57,21 +57,23 @@ export const ptyOperation: Operation = ({ launcher }, channel, request) => {
     if (!exited) term.abandon();
   });
 
-  void term.exited.then(async (exit) => {
-    exited = true;
-    input.unpipe(term.stdin);
-    input.resume();
-    await finished(term.stdout).catch(() => undefined);
-    output.end();
-    await flushed(output);
-    channel.control({
-      type: "exit",
-      exitCode: exit.exitCode,
-      signal: exit.signal,
-      timedOut: false,
-      durationMs: Math.round(performance.now() - startedAt),
-    });
-    channel.close();
-  });
+  void term.exited
+    .then(async (exit) => {
+      exited = true;
+      input.unpipe(term.stdin);
+      input.resume();
+      await finished(term.stdout).catch(() => undefined);
+      output.end();
+      await flushed(output);
+      channel.control({
+        type: "exit",
+        exitCode: exit.exitCode,
+        signal: exit.signal,
+        timedOut: false,
+        durationMs: Math.round(performance.now() - startedAt),
+      });
+      channel.close();
+    })
+    .catch(() => channel.close());
   channel.control({ type: "started" });
 };

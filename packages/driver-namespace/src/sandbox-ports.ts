@@ -74,7 +74,11 @@ export class SandboxPorts {
     const close = (): void => {
       forwarder.stdin.end();
       server.close();
-      rmSync(hostPath, { force: true });
+      try {
+        rmSync(hostPath, { force: true });
+      } catch {
+        // The sandbox's exec directory went with it (destroyed): nothing is left to remove.
+      }
     };
     const abort = (): void => {
       forwarder.kill();
