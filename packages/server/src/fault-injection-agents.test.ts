@@ -119,8 +119,7 @@ describe.concurrent("runs", () => {
   );
 
   it.skipIf(!claudeInstalled).each(FAULTS)(
-    // Skipped where scripts/ensure.sh could not install the CLI.
-    "a Claude CLI run busy in a tool fails cleanly on %s",
+    "a Claude CLI run busy in a tool fails cleanly on %s (skipped without the claude CLI that scripts/ensure.sh installs as root)",
     (fault: Fault) => runThroughFault("claude", fault),
     120_000,
   );
