@@ -1,12 +1,16 @@
 import { readFileSync } from "node:fs";
 
+/** include/linux/sched.h: the task is getting shut down. */
+const PF_EXITING = 0x4;
+
 // procfs reads are synchronous: a few microseconds each, where a thread-pool round trip costs
 // far more on a busy host (they are on the path of every create and connect).
 
 /**
  * Start time in clock ticks since boot: together with the pid it names one process, so a pid
  * the kernel has handed to someone else since (pid_max can be as low as 32768) is never
- * mistaken for the sandbox's. Zombies count as gone: they run nothing and hold no namespace.
+ * mistaken for the sandbox's. Zombies count as gone: they run nothing and hold no namespace;
+ * so do processes on their way out.
  */
 export async function startTimeOf(pid: number): Promise<number | undefined> {
   try {
@@ -14,6 +18,9 @@ export async function startTimeOf(pid: number): Promise<number | undefined> {
     // Fields after the command name, which may itself contain spaces and parentheses.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
     if (fields[0] === "Z" || fields[0] === "X") return undefined;
+    // Exiting (PF_EXITING in the flags): a killed sandbox init lingers in this state until every
+    // process of its pid namespace is gone, and must not count as a live sandbox meanwhile.
+    if ((Number(fields[6]) & PF_EXITING) !== 0) return undefined;
     const startTime = Number(fields[19]);
     return Number.isFinite(startTime) ? startTime : undefined;
   } catch {
