@@ -68,7 +68,7 @@ export const forwardOutOperation: Operation = async ({ launcher, openChannel }, 
     return;
   }
   channel.once("close", () => listener.close());
-  void listener.closed.then(() => channel.close());
+  listener.closed.then(() => channel.close()).catch(() => undefined);
   channel.control({ type: "started" });
 };
 

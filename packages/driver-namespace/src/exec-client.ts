@@ -10,6 +10,7 @@ import { constants } from "node:os";
 import { Readable, Writable } from "node:stream";
 import type { LaunchedExit, LaunchedProcess, LaunchRequest } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
+import { signalNameOf } from "./signal-names.js";
 
 const HEADER_BYTES = 5;
 const CHUNK_BYTES = 64 * 1024;
@@ -17,11 +18,6 @@ const CHUNK_BYTES = 64 * 1024;
 export const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
 /** After asking for a kill, how long the server gets to report the exit before we hang up. */
 const KILL_GRACE_MS = 2_000;
-
-const SIGNAL_NAMES = new Map<number, NodeJS.Signals>();
-for (const [name, number] of Object.entries(constants.signals) as [NodeJS.Signals, number][]) {
-  if (!SIGNAL_NAMES.has(number)) SIGNAL_NAMES.set(number, name);
-}
 
 function frame(type: string, payload?: Buffer): Buffer {
   const header = Buffer.allocUnsafe(HEADER_BYTES);
@@ -177,7 +173,7 @@ function runOnConnection(
         const code = payload.readInt32BE(0);
         const signo = payload.readInt32BE(4);
         finish(
-          { exitCode: code >= 0 ? code : null, signal: signo > 0 ? (SIGNAL_NAMES.get(signo) ?? null) : null },
+          { exitCode: code >= 0 ? code : null, signal: signo > 0 ? (signalNameOf(signo) ?? null) : null },
           // Reused only if the server said nothing past the exit frame, as it must.
           pending.length === offset,
         );

@@ -1,13 +1,18 @@
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { SandboxHandle, SandboxSpec } from "@polydev/core";
 import { runCommand, runDriverContract, startProbeServer, waitFor } from "@polydev/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NamespaceDriver } from "./namespace-driver.js";
-import { privateCgroupName, privateUidBase, removeCgroupParent } from "./testing/private-host.js";
+import {
+  hostPidsOfUid,
+  privateCgroupName,
+  privateUidBase,
+  removeCgroupParent,
+} from "./testing/private-host.js";
 
 runDriverContract("namespace", async () => {
   const rootDir = await mkdtemp(join(tmpdir(), "polydev-ns-contract-"));
@@ -104,18 +109,6 @@ function metaOf(handle: SandboxHandle): Meta {
     cgroupPaths: cgroupPaths.map(String),
     execSocket,
   };
-}
-
-/** Host pids whose real uid is `uid`, read from /proc (ps is not needed). */
-async function hostPidsOfUid(uid: number): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const status = await readFile(`/proc/${entry}/status`, "utf8").catch(() => "");
-    const realUid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
-    if (realUid !== undefined && Number(realUid) === uid) pids.push(Number(entry));
-  }
-  return pids;
 }
 
 /** Pids with their command lines, so a failure says what was left behind. */

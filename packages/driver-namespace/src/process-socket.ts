@@ -16,10 +16,12 @@ class ProcessSocket extends Duplex {
     process.stdout.once("error", (error) => this.destroy(error));
     // Once the helper is gone nothing more can be sent either: the socket closes when its last
     // bytes have been read.
-    void process.exited.then(() => {
-      this.exited = true;
-      if (this.readableEnded) this.destroy();
-    });
+    process.exited
+      .then(() => {
+        this.exited = true;
+        if (this.readableEnded) this.destroy();
+      })
+      .catch(() => undefined);
     this.once("end", () => {
       if (this.exited) this.destroy();
     });

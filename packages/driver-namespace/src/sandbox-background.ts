@@ -18,17 +18,13 @@ import type {
 import { notFound, PolydevError } from "@polydev/core";
 import { EXEC_SERVER_IN_SANDBOX } from "./bwrap-args.js";
 import { runHelper } from "./helper-output.js";
+import { signalNameOf } from "./signal-names.js";
 
 /** What one background process may keep of its output (the rest is discarded, with a note). */
 export const BACKGROUND_OUTPUT_LIMIT_BYTES = 16 * 1024 * 1024;
 const ID_PATTERN = /^proc_[0-9a-f]{12}$/;
 /** Exit codes of the helpers (see background.c). */
 const HelperExit = { notFound: 3, notRunning: 4, exists: 5 } as const;
-
-const SIGNAL_NAMES = new Map<number, NodeJS.Signals>();
-for (const [name, number] of Object.entries(constants.signals) as [NodeJS.Signals, number][]) {
-  if (!SIGNAL_NAMES.has(number)) SIGNAL_NAMES.set(number, name);
-}
 
 export class SandboxBackground implements BackgroundLauncher {
   constructor(
@@ -96,17 +92,19 @@ export class SandboxBackground implements BackgroundLauncher {
       options.signal?.removeEventListener("abort", stop);
       stop();
     });
-    void reader.exited.then((exit) => {
-      // Cut off (the sandbox went away, the process vanished): never an end that looks whole.
-      if (exit.exitCode !== 0 && !output.destroyed) {
-        output.destroy(
-          new PolydevError(
-            "sandbox_not_running",
-            `the output of process ${id} ended early: the sandbox stopped`,
-          ),
-        );
-      }
-    });
+    reader.exited
+      .then((exit) => {
+        // Cut off (the sandbox went away, the process vanished): never an end that looks whole.
+        if (exit.exitCode !== 0 && !output.destroyed) {
+          output.destroy(
+            new PolydevError(
+              "sandbox_not_running",
+              `the output of process ${id} ended early: the sandbox stopped`,
+            ),
+          );
+        }
+      })
+      .catch(() => undefined);
     return output;
   }
 
@@ -158,7 +156,7 @@ function parseInfo(line: string, expectedId?: string): BackgroundProcessInfo {
     state,
     exitCode: state === "exited" ? exitCode : null,
     signal:
-      state === "exited" && typeof signal === "number" ? (SIGNAL_NAMES.get(signal) ?? `SIG${signal}`) : null,
+      state === "exited" && typeof signal === "number" ? (signalNameOf(signal) ?? `SIG${signal}`) : null,
     outputBytes,
   };
 }

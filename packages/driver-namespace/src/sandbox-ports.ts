@@ -89,7 +89,7 @@ export class SandboxPorts {
       forwarder.exited.then(() => undefined),
       new Promise<void>((resolve) => server.once("close", () => resolve())),
     ]);
-    void closed.then(close);
+    closed.then(close).catch(() => undefined);
     try {
       await saysReady(forwarder, port);
     } catch (error) {

@@ -162,17 +162,19 @@ export class GatewayHub {
     const forwarded = await agent.forwardOut(this.port, accept);
     const tunnel: Tunnel = { forwarded, server };
     // The sandbox went away or its agent connection was replaced: the next use opens a new one.
-    void forwarded.closed.then(() => {
-      const current = this.tunnels.get(sandboxId);
-      void current?.then(
-        (t) => {
-          if (t === tunnel) this.tunnels.delete(sandboxId);
-        },
-        () => undefined,
-      );
-      server.close();
-      server.closeAllConnections();
-    });
+    forwarded.closed
+      .then(() => {
+        const current = this.tunnels.get(sandboxId);
+        void current?.then(
+          (t) => {
+            if (t === tunnel) this.tunnels.delete(sandboxId);
+          },
+          () => undefined,
+        );
+        server.close();
+        server.closeAllConnections();
+      })
+      .catch(() => undefined);
     this.log.info({ sandboxId, port: this.port }, "gateway tunnel open");
     return tunnel;
   }
