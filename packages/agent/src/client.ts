@@ -7,6 +7,7 @@ import type {
   AttachOptions,
   BackgroundProcessInfo,
   BackgroundRequest,
+  EgressDestination,
   ExecProcess,
   ExecRequest,
   ForwardedPort,
@@ -21,6 +22,7 @@ import { exitOf, firstAnswer, untilClosed } from "./client-answers.js";
 import type { ClientConnection } from "./client-connection.js";
 import { openOutput } from "./client-connection.js";
 import { ClientFiles } from "./client-files.js";
+import { acceptedDestination } from "./forward-operations.js";
 import type { Mux } from "./mux.js";
 import { aborted } from "./wire-error.js";
 
@@ -32,7 +34,7 @@ export class AgentClient implements AgentConnection {
     private readonly mux: Mux,
     readonly hello: AgentHello,
     closedError: () => PolydevError,
-    private readonly forwardListeners: Map<number, (channel: Channel) => void>,
+    private readonly forwardListeners: Map<number, (channel: Channel, request: ControlMessage) => void>,
     readonly closed: Promise<void>,
   ) {
     this.connection = {
@@ -135,14 +137,43 @@ export class AgentClient implements AgentConnection {
     return new ChannelSocket(channel, "client");
   }
 
-  async forwardOut(
+  forwardOut(
     port: number,
     onConnection: (socket: Duplex) => void,
     signal?: AbortSignal,
   ): Promise<ForwardedPort> {
-    const channel = this.connection.open({ type: "forward.out", port }, signal);
+    return this.listenVia(
+      { type: "forward.out", port },
+      (accepted) => onConnection(new ChannelSocket(accepted, "client")),
+      signal,
+    );
+  }
+
+  interceptEgress(
+    onConnection: (socket: Duplex, destination: EgressDestination) => void,
+    signal?: AbortSignal,
+  ): Promise<ForwardedPort> {
+    return this.listenVia(
+      { type: "egress.intercept" },
+      (accepted, request) => {
+        const destination = acceptedDestination(request);
+        // An agent that names no well-formed destination gets its connection closed, not routed.
+        if (destination === undefined) accepted.close();
+        else onConnection(new ChannelSocket(accepted, "client"), destination);
+      },
+      signal,
+    );
+  }
+
+  /** Opens a listening operation; the agent's `forward.accepted` channels for it go to `deliver`. */
+  private async listenVia(
+    request: ControlMessage,
+    deliver: (accepted: Channel, request: ControlMessage) => void,
+    signal?: AbortSignal,
+  ): Promise<ForwardedPort> {
+    const channel = this.connection.open(request, signal);
     // Registered before the answer: a connection may arrive right behind it.
-    this.forwardListeners.set(channel.id, (accepted) => onConnection(new ChannelSocket(accepted, "client")));
+    this.forwardListeners.set(channel.id, deliver);
     const closed = new Promise<void>((resolve) =>
       channel.once("close", () => {
         this.forwardListeners.delete(channel.id);

@@ -33,12 +33,12 @@ export function connectAgent(stream: Duplex, options: ConnectAgentOptions = {}):
     markClosed = resolve;
   });
   // Channels the agent opens: connections accepted by a `forward.out` listener of this client.
-  const forwardListeners = new Map<number, (channel: Channel) => void>();
+  const forwardListeners = new Map<number, (channel: Channel, request: ControlMessage) => void>();
   const onAgentOpen = (channel: Channel, request: ControlMessage): void => {
     const listener = request.type === "forward.accepted" ? acceptedListener(request) : undefined;
     const deliver = listener === undefined ? undefined : forwardListeners.get(listener);
     if (deliver === undefined) channel.close();
-    else deliver(channel);
+    else deliver(channel, request);
   };
 
   return new Promise((resolve, reject) => {

@@ -23,7 +23,7 @@ import {
   statOperation,
   writeOperation,
 } from "./file-operations.js";
-import { forwardInOperation, forwardOutOperation } from "./forward-operations.js";
+import { egressInterceptOperation, forwardInOperation, forwardOutOperation } from "./forward-operations.js";
 import { AGENT_VERSION, serverHello, versionMismatch } from "./hello.js";
 import { Mux } from "./mux.js";
 import type { Operation, OperationContext } from "./operation.js";
@@ -61,6 +61,7 @@ const OPERATIONS: Readonly<Record<string, Operation>> = Object.freeze({
   "bg.signal": signalBackgroundOperation,
   "forward.in": forwardInOperation,
   "forward.out": forwardOutOperation,
+  "egress.intercept": egressInterceptOperation,
 });
 
 export function createAgentServer(launcher: SandboxLauncher, options: AgentServerOptions = {}): AgentServer {

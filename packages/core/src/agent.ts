@@ -123,6 +123,20 @@ export interface ForwardedPort {
   readonly closed: Promise<void>;
 }
 
+/** Where an intercepted connection of an allow-list sandbox was headed. */
+export interface EgressDestination {
+  /**
+   * "tcp": a TCP connection; its bytes follow as they were sent.
+   * "dns": one DNS query (UDP, or TCP to port 53 split into messages): the socket carries DNS
+   * messages framed as on TCP (RFC 1035 §4.2.2: a 2-byte big-endian length, then the message);
+   * the server writes the answer the same way and ends the socket.
+   */
+  kind: "tcp" | "dns";
+  /** The IPv4 or IPv6 address the sandbox process connected or sent to, as text. */
+  address: string;
+  port: number;
+}
+
 export interface AgentConnection {
   readonly hello: AgentHello;
   /**
@@ -154,6 +168,15 @@ export interface AgentConnection {
   forwardOut(
     port: number,
     onConnection: (socket: Duplex) => void,
+    signal?: AbortSignal,
+  ): Promise<ForwardedPort>;
+  /**
+   * For a sandbox created with `network: "allowlist"`: starts intercepting its outbound TCP
+   * connections and DNS queries; each arrives at `onConnection` with where it was headed, and
+   * nothing leaves the sandbox otherwise. `feature_unavailable` where the driver cannot.
+   */
+  interceptEgress(
+    onConnection: (socket: Duplex, destination: EgressDestination) => void,
     signal?: AbortSignal,
   ): Promise<ForwardedPort>;
   close(): Promise<void>;

@@ -24,6 +24,7 @@ export const ERROR_STATUS = {
   too_many_attempts: 429,
   headers_too_large: 431,
   command_failed: 422,
+  feature_unavailable: 422,
   credential_unreadable: 422,
   driver_unavailable: 503,
   sandbox_failed: 502,

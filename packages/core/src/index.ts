@@ -5,6 +5,7 @@ export type {
   AttachOptions,
   BackgroundProcessInfo,
   BackgroundRequest,
+  EgressDestination,
   ExecProcess,
   ExecRequest,
   ExitInfo,

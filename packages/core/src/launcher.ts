@@ -1,5 +1,5 @@
 import type { Duplex, Readable, Writable } from "node:stream";
-import type { AttachOptions, BackgroundProcessInfo } from "./agent.js";
+import type { AttachOptions, BackgroundProcessInfo, EgressDestination } from "./agent.js";
 
 /**
  * How the agent starts processes inside a sandbox. A driver builds one per sandbox. The agent
@@ -56,6 +56,15 @@ export interface SandboxLauncher {
    * inside the sandbox to `onConnection` (SSH's remote forwarding).
    */
   listen(port: number, onConnection: (socket: Duplex) => void, signal?: AbortSignal): Promise<PortListener>;
+  /**
+   * Present where the sandbox's network can be intercepted (network "allowlist"): hands every
+   * outbound TCP connection and DNS query of the sandbox to `onConnection` with its original
+   * destination. See `AgentConnection.interceptEgress`.
+   */
+  interceptEgress?(
+    onConnection: (socket: Duplex, destination: EgressDestination) => void,
+    signal?: AbortSignal,
+  ): Promise<PortListener>;
 }
 
 /** A process started through `SandboxLauncher.start`. */

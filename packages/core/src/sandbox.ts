@@ -10,7 +10,14 @@ export const SANDBOX_STATES = [
 ] as const;
 export type SandboxState = (typeof SANDBOX_STATES)[number];
 
-export const NETWORK_MODES = ["none", "egress"] as const;
+/**
+ * - none: loopback only.
+ * - egress: the outside world through a user-mode NAT (slirp4netns for the namespace driver).
+ * - allowlist: every outbound TCP connection and DNS query is intercepted inside the sandbox's
+ *   own network namespace and carried to the server (`AgentConnection.interceptEgress`), which
+ *   decides each against the sandbox's egress policy; nothing else leaves.
+ */
+export const NETWORK_MODES = ["none", "egress", "allowlist"] as const;
 export type NetworkMode = (typeof NETWORK_MODES)[number];
 
 export interface SandboxLimits {
