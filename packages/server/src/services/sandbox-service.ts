@@ -83,6 +83,7 @@ export class SandboxService {
       diskMb: input.diskMb ?? defaults.diskMb,
       pidsMax: input.pidsMax ?? defaults.pidsMax,
       network: input.network ?? "none",
+      egressPolicy: null,
       env: input.env ?? {},
       metadata: input.metadata ?? {},
       timeoutMs,
