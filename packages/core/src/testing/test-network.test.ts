@@ -164,7 +164,9 @@ describe.skipIf(unavailable !== undefined)(
         });
       });
       socket.destroy();
-      expect(answers[0]?.answers?.map((answer) => answer.data)).toEqual(["10.1.2.3"]);
+      expect(answers[0]?.answers?.map((answer) => ("data" in answer ? answer.data : undefined))).toEqual([
+        "10.1.2.3",
+      ]);
       expect(answers[1]).toMatchObject({ id: 2, rcode: "NXDOMAIN" });
     });
 
@@ -200,6 +202,30 @@ describe.skipIf(unavailable !== undefined)(
       const routes = await ipOutput(["-4", "route", "show"]);
       expect(routes).not.toContain(network.serverAddress.split(".").slice(0, 3).join("."));
       expect(routes).not.toContain(network.privateServerAddress);
+    });
+
+    it("holds a script open until close() is done, with nothing else keeping it alive", async () => {
+      const fixture = resolve(import.meta.dirname, "test-network.ts");
+      // Each step awaits the fixture alone: an event loop left with nothing ref'd would end the
+      // script early (exit 13, unsettled top-level await) and leave the namespace behind.
+      const script = `import { startTestNetwork } from ${JSON.stringify(fixture)};
+const network = await startTestNetwork({ zone: {} });
+await network.setZone({ "a.test": ["198.18.0.9"] });
+const requests = await network.requests();
+await network.close();
+process.stdout.write(JSON.stringify({ namespace: network.namespace, requests }));`;
+      const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+        cwd: resolve(import.meta.dirname, "../../../.."),
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      let output = "";
+      child.stdout.on("data", (chunk: Buffer) => {
+        output += chunk.toString();
+      });
+      const code = await new Promise((resolvePromise) => child.once("close", resolvePromise));
+      expect({ code, output }).toEqual({ code: 0, output: expect.stringContaining('"requests":[]') });
+      const { namespace } = JSON.parse(output) as { namespace: string };
+      expect(await namespaces()).not.toContain(namespace);
     });
 
     it("removes the namespace when the test process is killed without closing it", async () => {

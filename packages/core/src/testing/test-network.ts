@@ -231,8 +231,10 @@ function startWatchdog(namespace: string, device: string): ChildProcess {
   return watchdog;
 }
 
+/** Waits for a child to exit, holding the event loop open meanwhile (the children are unref'd). */
 function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  child.ref();
   return new Promise((resolvePromise) => child.once("exit", () => resolvePromise()));
 }
 
@@ -408,9 +410,9 @@ export async function startTestNetwork(options: TestNetworkOptions): Promise<Tes
     host.stderr?.on("data", (chunk: Buffer) => {
       if (stderr.length < STDERR_LIMIT) stderr += chunk.toString("utf8");
     });
-    // The test host must not keep the test process alive, nor outlive it (it exits on disconnect).
+    // The test host must not keep the test process alive, nor outlive it (it exits on disconnect):
+    // its channel holds the event loop open only while an answer from it is awaited.
     host.unref();
-    host.channel?.unref();
     const pending = new Map<number, (reply: TestNetworkReply) => void>();
     let nextId = 1;
     await new Promise<void>((resolvePromise, reject) => {
@@ -426,6 +428,7 @@ export async function startTestNetwork(options: TestNetworkOptions): Promise<Tes
       };
       const done = (error?: Error): void => {
         clearTimeout(timer);
+        host.channel?.unref();
         host.off("exit", onExit);
         host.off("message", onMessage);
         if (error) reject(error);
@@ -452,6 +455,7 @@ export async function startTestNetwork(options: TestNetworkOptions): Promise<Tes
       if ("id" in reply) {
         pending.get(reply.id)?.(reply);
         pending.delete(reply.id);
+        if (pending.size === 0) host.channel?.unref();
       }
     });
     host.on("exit", () => {
@@ -468,6 +472,7 @@ export async function startTestNetwork(options: TestNetworkOptions): Promise<Tes
           return;
         }
         pending.set(message.id, resolveReply);
+        host.channel?.ref();
         host.send(message);
       });
     const records = async (): Promise<Extract<TestNetworkReply, { type: "records" }>> => {
