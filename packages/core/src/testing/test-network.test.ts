@@ -204,6 +204,24 @@ describe.skipIf(unavailable !== undefined)(
       expect(routes).not.toContain(network.privateServerAddress);
     });
 
+    it("starts several networks at once, each with its own namespace, addresses and records", async () => {
+      const networks = await Promise.all(
+        [0, 1, 2].map(() => startTestNetwork({ zone: { "parallel.test": ["198.18.0.1"] } })),
+      );
+      try {
+        expect(new Set(networks.map((network) => network.namespace)).size).toBe(3);
+        expect(new Set(networks.map((network) => network.serverAddress)).size).toBe(3);
+        for (const [index, network] of networks.entries()) {
+          const response = await get(`http://${network.serverAddress}/${index}`, { host: "parallel.test" });
+          expect(response.body).toBe("hello from parallel.test");
+        }
+        for (const [index, network] of networks.entries())
+          expect((await network.requests()).map((request) => request.path)).toEqual([`/${index}`]);
+      } finally {
+        await Promise.all(networks.map((network) => network.close()));
+      }
+    });
+
     it("holds a script open until close() is done, with nothing else keeping it alive", async () => {
       const fixture = resolve(import.meta.dirname, "test-network.ts");
       // Each step awaits the fixture alone: an event loop left with nothing ref'd would end the
