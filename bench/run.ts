@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: every benchmark, each measuring its own baseline in the same run, printed as
- * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs` picks one.
+ * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress` picks one.
  */
+import { benchEgress, egressTable } from "./egress.js";
 import { benchRuns, runsTable } from "./runs.js";
 import { benchSandboxCore, sandboxCoreTable } from "./sandbox-core.js";
 
@@ -14,4 +15,8 @@ if (!process.argv.includes("--only") || only === "core") {
 if (!process.argv.includes("--only") || only === "runs") {
   const runs = await benchRuns({ quick });
   process.stdout.write(`\n## Runs: Polydev's overhead over the CLI run directly\n\n${runsTable(runs)}\n`);
+}
+if (!process.argv.includes("--only") || only === "egress") {
+  const egress = await benchEgress({ quick });
+  process.stdout.write(`\n## Egress: a sandbox's way out versus the host's own\n\n${egressTable(egress)}\n`);
 }

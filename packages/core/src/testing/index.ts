@@ -24,3 +24,11 @@ export type { ProbeServer } from "./host-probes.js";
 export { startProbeServer } from "./host-probes.js";
 export type { CommandResult, TerminalRun } from "./run-command.js";
 export { readText, runCommand, runInBackground, runInPty, waitFor, writeText } from "./run-command.js";
+export type {
+  TestNetwork,
+  TestNetworkDatagram,
+  TestNetworkDnsQuery,
+  TestNetworkOptions,
+  TestNetworkRequest,
+} from "./test-network.js";
+export { startTestNetwork, testNetworkUnavailable } from "./test-network.js";
