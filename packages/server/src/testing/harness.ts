@@ -21,6 +21,12 @@ export interface TestServer {
   /** Where the server's log lines go (JSON, one per line), for tests that inspect them. */
   logFile: string;
   api: ApiClient;
+  /**
+   * Stops the server without touching its sandboxes and starts a new one on the same data
+   * directory and config (what an upgrade or a crash-free restart does); `server`, `url` and
+   * `api` then name the new one.
+   */
+  restart(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -94,23 +100,32 @@ export async function startTestServer(
     ...overrides,
   });
   const logFile = join(dataDir, "test-server.log");
-  const server = await startServer(config, {
-    drivers: { namespace: ({ rootDir, log }) => new NamespaceDriver({ rootDir, log }) },
-    log: createLogger(config.logLevel, pino.destination({ dest: logFile, sync: true })),
-    // The test runner fails on an unhandled rejection itself; the net would only log it.
-    processSafetyNet: false,
-    ...options,
-  });
+  const start = () =>
+    startServer(config, {
+      drivers: { namespace: ({ rootDir, log }) => new NamespaceDriver({ rootDir, log }) },
+      log: createLogger(config.logLevel, pino.destination({ dest: logFile, sync: true })),
+      // The test runner fails on an unhandled rejection itself; the net would only log it.
+      processSafetyNet: false,
+      ...options,
+    });
+  let server = await start();
   const adminKey = server.firstAdminKey?.apiKey;
   if (!adminKey) throw new Error("a fresh data dir must create an admin key");
   const api = new ApiClient(server.url, adminKey);
-  return {
+  const test: TestServer = {
     server,
     url: server.url,
     adminKey,
     dataDir,
     logFile,
     api,
+    async restart() {
+      await server.close();
+      server = await start();
+      test.server = server;
+      test.url = server.url;
+      test.api = new ApiClient(server.url, adminKey);
+    },
     async close() {
       const live = await server.store.sandboxes.listByStates([
         "creating",
@@ -126,6 +141,7 @@ export async function startTestServer(
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+  return test;
 }
 
 /** A second, non-admin user with its own key. */
