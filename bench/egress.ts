@@ -57,6 +57,14 @@ export const EGRESS_PATHS: EgressPath[] = [
     hookEgress: async () => undefined,
     target: (network) => network.serverAddress,
   },
+  {
+    name: "`allowlist` (policy path)",
+    createSandbox: (client) =>
+      createSandbox(client, { network: { mode: "allowlist", allow: [EGRESS_BENCH_NAME] } }),
+    hookEgress: async () => undefined,
+    // Resolved inside the sandbox (the server answers and pins it), outside the timings.
+    target: () => EGRESS_BENCH_NAME,
+  },
 ];
 
 /**
@@ -288,7 +296,8 @@ export async function benchEgress(options: { quick: boolean; paths?: EgressPath[
   const downloadBytes = 64 * 2 ** 20;
   const network = await startTestNetwork({ zone: { [EGRESS_BENCH_NAME]: [] } });
   const dataDir = await mkdtemp(join(tmpdir(), "polydev-bench-"));
-  const server = await startServerProcess(dataDir);
+  // The server answers allow-list sandboxes' DNS from the test host's resolver.
+  const server = await startServerProcess(dataDir, { POLYDEV_EGRESS_DNS_SERVERS: network.dnsServer });
   const client: BenchClient = { url: server.url, key: server.adminKey };
   const sandboxes: string[] = [];
   try {

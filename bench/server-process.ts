@@ -10,10 +10,13 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-export async function startServerProcess(dataDir: string): Promise<ServerProcess> {
+export async function startServerProcess(
+  dataDir: string,
+  env: Record<string, string> = {},
+): Promise<ServerProcess> {
   const main = resolve(import.meta.dirname, "../packages/cli/dist/main.js");
   const child = spawn(process.execPath, [main, "up", "--port", "0", "--data-dir", dataDir], {
-    env: { ...process.env, POLYDEV_LOG_LEVEL: "warn" },
+    env: { ...process.env, POLYDEV_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
   let output = "";
