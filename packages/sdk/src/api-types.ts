@@ -1911,7 +1911,7 @@ export interface components {
             diskMb: number;
             pidsMax: number;
             /** @enum {string} */
-            network: "none" | "egress";
+            network: "none" | "egress" | "allowlist";
             envKeys: string[];
             metadata: {
                 [key: string]: string;
@@ -1985,7 +1985,7 @@ export interface components {
             diskMb: number;
             pidsMax: number;
             /** @enum {string} */
-            network: "none" | "egress";
+            network: "none" | "egress" | "allowlist";
             envKeys: string[];
             metadata: {
                 [key: string]: string;
@@ -2080,7 +2080,7 @@ export interface components {
              * @description "none" (default): loopback only; "egress": outbound internet
              * @enum {string}
              */
-            network?: "none" | "egress";
+            network?: "none" | "egress" | "allowlist";
             /** @description hard TTL; default 24 h */
             timeoutMs?: number;
             /** @description no-activity TTL; default 30 min */
@@ -2112,7 +2112,7 @@ export interface components {
             diskMb: number;
             pidsMax: number;
             /** @enum {string} */
-            network: "none" | "egress";
+            network: "none" | "egress" | "allowlist";
             envKeys: string[];
             metadata: {
                 [key: string]: string;
@@ -2186,7 +2186,7 @@ export interface components {
             diskMb: number;
             pidsMax: number;
             /** @enum {string} */
-            network: "none" | "egress";
+            network: "none" | "egress" | "allowlist";
             envKeys: string[];
             metadata: {
                 [key: string]: string;
@@ -2281,7 +2281,7 @@ export interface components {
              * @description "none" (default): loopback only; "egress": outbound internet
              * @enum {string}
              */
-            network?: "none" | "egress";
+            network?: "none" | "egress" | "allowlist";
             /** @description hard TTL; default 24 h */
             timeoutMs?: number;
             /** @description no-activity TTL; default 30 min */
