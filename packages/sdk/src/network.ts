@@ -4,6 +4,7 @@
  * presets an admin defines.
  */
 import type { CallOptions } from "./client.js";
+import { errorFromResponse } from "./errors.js";
 import { readSse } from "./sse.js";
 import type { ApiTransport } from "./transport.js";
 
@@ -142,6 +143,8 @@ async function* followAudit(
   if (!response.body) return;
   for await (const message of readSse(response.body)) {
     if (message.event === "egress") yield JSON.parse(message.data) as EgressAuditEvent;
+    // A stream that fails after it started says why in an `error` event, then ends.
+    else if (message.event === "error") throw errorFromResponse(0, { error: JSON.parse(message.data) });
   }
 }
 
