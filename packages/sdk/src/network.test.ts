@@ -9,7 +9,6 @@ import type { TestServer } from "../../server/src/testing/harness.js";
 import { startTestServer } from "../../server/src/testing/harness.js";
 import { Polydev } from "./client.js";
 import { ConflictError, InvalidRequestError } from "./errors.js";
-import type { EgressAuditEvent } from "./network.js";
 
 let t: TestServer;
 let admin: Polydev;
@@ -110,33 +109,22 @@ describe("the SDK's egress policy calls", () => {
     expect(first).toMatchObject({ kind: "dns", decision: "denied" });
     expect(first?.reason).toMatch(/^[a-z_]+$/);
 
-    // The stream carries what happens after it starts; ask again until one arrives on it.
+    // Once the stream says it is ready, a new lookup arrives on it.
+    let ready: () => void = () => undefined;
+    const isReady = new Promise<void>((resolve) => {
+      ready = resolve;
+    });
     const controller = new AbortController();
-    const seen: EgressAuditEvent[] = [];
-    const following = (async () => {
-      for await (const event of user.sandboxes.network.auditStream(box.id, { signal: controller.signal })) {
-        seen.push(event);
-        if (event.host === "live-refused.invalid") return;
-      }
+    const live = (async () => {
+      const options = { onReady: ready, signal: controller.signal };
+      for await (const event of user.sandboxes.network.auditStream(box.id, options))
+        if (event.host === "live-refused.invalid") return event;
+      throw new Error("the audit stream ended");
     })();
-    const done = following.then(
-      () => true,
-      (error: unknown) => {
-        if (!controller.signal.aborted) throw error;
-        return false;
-      },
-    );
-    let arrived = false;
-    for (let attempt = 0; attempt < 20 && !arrived; attempt++) {
-      await lookUp(box.id, "live-refused.invalid");
-      arrived = await Promise.race([
-        done,
-        new Promise<boolean>((resolve) => setTimeout(resolve, 1000, false)),
-      ]);
-    }
+    await Promise.race([isReady, live]);
+    await lookUp(box.id, "live-refused.invalid");
+    expect(await live).toMatchObject({ kind: "dns", decision: "denied" });
     controller.abort();
-    await done;
-    expect(seen.find((e) => e.host === "live-refused.invalid")).toMatchObject({ decision: "denied" });
 
     // Pages go back in time with `before`.
     const newest = await user.sandboxes.network.audit(box.id, { limit: 1 });

@@ -124,17 +124,21 @@ export function networkApi(transport: ApiTransport) {
     },
     /**
      * Each new audit event as it happens, until the signal aborts or the server ends the stream.
+     * `onReady` is called once the server follows the sandbox: every event after that arrives, so
+     * a page read then (`audit`) plus this stream misses nothing (the stream may repeat a few).
      * @example for await (const e of polydev.sandboxes.network.auditStream(box.id, { signal })) if (e.decision === "denied") console.log(e.host, e.reason);
      */
-    auditStream: (id: string, call: CallOptions = {}): AsyncGenerator<EgressAuditEvent> =>
-      followAudit(transport, id, call),
+    auditStream: (
+      id: string,
+      call: CallOptions & { onReady?: () => void } = {},
+    ): AsyncGenerator<EgressAuditEvent> => followAudit(transport, id, call),
   };
 }
 
 async function* followAudit(
   transport: ApiTransport,
   id: string,
-  call: CallOptions,
+  call: CallOptions & { onReady?: () => void },
 ): AsyncGenerator<EgressAuditEvent> {
   const response = await transport.raw(`/v1/sandboxes/${enc(id)}/network/audit/stream`, {
     headers: { accept: "text/event-stream" },
@@ -143,6 +147,7 @@ async function* followAudit(
   if (!response.body) return;
   for await (const message of readSse(response.body)) {
     if (message.event === "egress") yield JSON.parse(message.data) as EgressAuditEvent;
+    else if (message.event === "ready") call.onReady?.();
     // A stream that fails after it started says why in an `error` event, then ends.
     else if (message.event === "error") throw errorFromResponse(0, { error: JSON.parse(message.data) });
   }

@@ -152,31 +152,55 @@ export function audit(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     }
     const json = values.json === true;
     const { polydev } = await connect(env);
-    const { events } = await polydev.sandboxes.network.audit(id, limit === undefined ? {} : { limit });
-    const recent = [...events].reverse();
-    if (json) for (const event of recent) process.stdout.write(`${JSON.stringify(event)}\n`);
-    else if (!values.follow || recent.length > 0)
-      process.stdout.write(formatTable([AUDIT_HEADER, ...recent.map(auditRow)]));
-    if (!values.follow) return EXIT_OK;
+    const page = (): Promise<{ events: EgressAuditEvent[] }> =>
+      polydev.sandboxes.network.audit(id, limit === undefined ? {} : { limit });
+    let lastId = 0;
+    let headerShown = false;
+    const print = (events: EgressAuditEvent[]): void => {
+      const fresh = events.filter((event) => event.id > lastId);
+      lastId = Math.max(lastId, ...fresh.map((event) => event.id));
+      if (json) {
+        for (const event of fresh) process.stdout.write(`${JSON.stringify(event)}\n`);
+        return;
+      }
+      // Rows printed later cannot be aligned with these; the header's widths are a guide.
+      if (fresh.length === 0) return;
+      process.stdout.write(formatTable([...(headerShown ? [] : [AUDIT_HEADER]), ...fresh.map(auditRow)]));
+      headerShown = true;
+    };
+    if (!values.follow) {
+      const { events } = await page();
+      if (events.length === 0 && !json) process.stdout.write("No connections yet\n");
+      print([...events].reverse());
+      return EXIT_OK;
+    }
 
-    let lastId = recent.at(-1)?.id ?? 0;
-    let headerShown = json || recent.length > 0;
+    // Follow first, then read the page: what happens in between comes on the stream, not lost.
     const controller = new AbortController();
     const onSignal = (): void => controller.abort();
     process.once("SIGINT", onSignal);
-    try {
-      for await (const event of polydev.sandboxes.network.auditStream(id, { signal: controller.signal })) {
-        // The stream may repeat what the page already showed.
-        if (event.id <= lastId) continue;
-        lastId = event.id;
-        if (json) process.stdout.write(`${JSON.stringify(event)}\n`);
-        else {
-          // Live rows cannot be aligned with rows yet to come; the header's widths are a guide.
-          if (!headerShown) process.stdout.write(formatTable([AUDIT_HEADER]));
-          headerShown = true;
-          process.stdout.write(formatTable([auditRow(event)]));
-        }
+    let pageShown = false;
+    const early: EgressAuditEvent[] = [];
+    let ready: () => void = () => undefined;
+    const isReady = new Promise<void>((resolve) => {
+      ready = resolve;
+    });
+    const following = (async () => {
+      for await (const event of polydev.sandboxes.network.auditStream(id, {
+        signal: controller.signal,
+        onReady: ready,
+      })) {
+        if (pageShown) print([event]);
+        else if (early.length < 1000) early.push(event);
       }
+    })();
+    try {
+      await Promise.race([isReady, following]);
+      const { events } = await page();
+      print([...events].reverse());
+      pageShown = true;
+      print(early);
+      await following;
       return EXIT_OK;
     } catch (error) {
       // Ctrl-C is how following ends.
@@ -184,6 +208,8 @@ export function audit(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       throw error;
     } finally {
       process.off("SIGINT", onSignal);
+      controller.abort();
+      await following.catch(() => undefined);
     }
   });
 }

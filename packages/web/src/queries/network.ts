@@ -35,16 +35,19 @@ export function useUpdateNetwork(id: string) {
 export type AuditStream = "connecting" | "live" | "reconnecting" | "failed";
 
 /**
- * The newest audit events, newest first: the last page, then each new one as the server sends
- * it. EventSource reconnects by itself; rows already shown are not added twice.
+ * The newest audit events, newest first: each new one as the server sends it, and the last page,
+ * read again each time the stream (re)starts following, so nothing between the two is missed.
+ * EventSource reconnects by itself; rows already shown are not added twice.
  */
 export function useEgressAudit(id: string): {
   events: EgressAuditEvent[];
   stream: AuditStream;
   error: unknown;
 } {
+  const client = useQueryClient();
+  const pageKey = [...sandboxesKey, "audit", id];
   const page = useQuery({
-    queryKey: [...sandboxesKey, "audit", id],
+    queryKey: pageKey,
     queryFn: ({ signal }) => polydev.sandboxes.network.audit(id, { limit: 100, signal }),
     staleTime: Number.POSITIVE_INFINITY,
   });
@@ -54,7 +57,11 @@ export function useEgressAudit(id: string): {
     setLive([]);
     setStream("connecting");
     const source = new EventSource(apiUrl(`/v1/sandboxes/${enc(id)}/network/audit/stream`));
-    source.onopen = () => setStream("live");
+    // `ready` comes once the server follows the sandbox; what happened before it is in the page.
+    source.addEventListener("ready", () => {
+      setStream("live");
+      void client.invalidateQueries({ queryKey: [...sandboxesKey, "audit", id] });
+    });
     source.addEventListener("egress", (message) => {
       if (!(message instanceof MessageEvent)) return;
       const event = JSON.parse(String(message.data)) as EgressAuditEvent;
@@ -64,7 +71,7 @@ export function useEgressAudit(id: string): {
     });
     source.onerror = () => setStream(source.readyState === EventSource.CLOSED ? "failed" : "reconnecting");
     return () => source.close();
-  }, [id]);
+  }, [id, client]);
   const seen = new Set(live.map((e) => e.id));
   const events = [...live, ...(page.data?.events ?? []).filter((e) => !seen.has(e.id))]
     .sort((a, b) => b.id - a.id)
