@@ -75,4 +75,14 @@ export type { SecretOwner, Vault } from "./vault.js";
 // Biome sorts exports only within a run of them; this comment starts a new run, so additions
 // appended below never reorder (or conflict with) the list above.
 
-export type { SessionRecord, SessionRepository, StoreRepositories } from "./store.js";
+export type { EgressPolicy, NetworkChoice } from "./sandbox.js";
+export type {
+  EgressAuditRecord,
+  EgressAuditRepository,
+  EgressPresetRecord,
+  EgressPresetRepository,
+  NewEgressAuditRecord,
+  SessionRecord,
+  SessionRepository,
+  StoreRepositories,
+} from "./store.js";

@@ -20,6 +20,20 @@ export type SandboxState = (typeof SANDBOX_STATES)[number];
 export const NETWORK_MODES = ["none", "egress", "allowlist"] as const;
 export type NetworkMode = (typeof NETWORK_MODES)[number];
 
+/**
+ * The rules of an allow-list sandbox. Entries are domain names (`registry.example.com`),
+ * wildcards below a domain (`*.example.com`), `*` (any name), IP addresses and CIDRs; `deny`
+ * wins over `allow`; `presets` name admin-defined lists whose entries are added.
+ */
+export interface EgressPolicy {
+  allow: string[];
+  deny: string[];
+  presets: string[];
+}
+
+/** A network as chosen on create (or as a user's default). */
+export type NetworkChoice = { mode: "none" | "egress" } | ({ mode: "allowlist" } & EgressPolicy);
+
 export interface SandboxLimits {
   /** CPU share in cores (0.1 … host cores). */
   cpu: number;

@@ -2,7 +2,7 @@
  * The Store port: repositories over the one database that is the source of truth. Services
  * depend on these interfaces only, so SQLite and Postgres are interchangeable.
  */
-import type { NetworkMode, SandboxHandle, SandboxState } from "./sandbox.js";
+import type { EgressPolicy, NetworkChoice, NetworkMode, SandboxHandle, SandboxState } from "./sandbox.js";
 
 export type UserRole = "admin" | "user";
 
@@ -36,6 +36,8 @@ export interface SandboxRecord {
   diskMb: number;
   pidsMax: number;
   network: NetworkMode;
+  /** The allow-list sandbox's rules; null for other modes. */
+  egressPolicy: EgressPolicy | null;
   env: Record<string, string>;
   metadata: Record<string, string>;
   timeoutMs: number;
@@ -78,6 +80,9 @@ export interface UserRepository {
   /** The operator's proxy for this user's provider traffic; null restores the default. */
   setEgressProxy(id: string, proxyUrl: string | null): Promise<void>;
   getEgressProxy(id: string): Promise<string | null>;
+  /** The network a user's sandboxes get when a create names none; null: the server's default. */
+  setNetworkDefault(id: string, network: NetworkChoice | null): Promise<void>;
+  getNetworkDefault(id: string): Promise<NetworkChoice | null>;
   getById(id: string): Promise<UserRecord | undefined>;
   getByName(name: string): Promise<UserRecord | undefined>;
   list(): Promise<UserRecord[]>;
@@ -152,6 +157,8 @@ export interface SandboxRepository {
   ): Promise<SandboxRecord | undefined>;
   /** One cheap UPDATE; callers throttle it (activity only matters at idle-timeout scale). */
   touchActivity(id: string, at: number): Promise<void>;
+  /** Replaces an allow-list sandbox's rules; the updated row, undefined if there is none. */
+  setEgressPolicy(id: string, policy: EgressPolicy, at: number): Promise<SandboxRecord | undefined>;
   /** Running or hibernated sandboxes whose `expiresAt <= now`. */
   listExpired(now: number): Promise<SandboxRecord[]>;
   /** Running sandboxes whose `lastActivityAt + idleTimeoutMs <= now`. */
@@ -166,6 +173,56 @@ export interface SandboxLogRepository {
   ): Promise<SandboxLogEntry[]>;
 }
 
+/** A named list of egress rules an admin defines (e.g. "package-registries"). */
+export interface EgressPresetRecord {
+  name: string;
+  description: string;
+  allow: string[];
+  deny: string[];
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface EgressPresetRepository {
+  /** By name. */
+  list(): Promise<EgressPresetRecord[]>;
+  get(name: string): Promise<EgressPresetRecord | undefined>;
+  /** Creates or replaces (keeping `createdAt`). */
+  put(preset: EgressPresetRecord): Promise<EgressPresetRecord>;
+  delete(name: string): Promise<boolean>;
+}
+
+/** One decision of an allow-list sandbox's egress policy. */
+export interface EgressAuditRecord {
+  id: number;
+  sandboxId: string;
+  at: number;
+  kind: "tcp" | "dns";
+  /** The name (SNI, Host or DNS query) when one was known. */
+  host: string | null;
+  address: string;
+  port: number;
+  decision: "allowed" | "denied";
+  reason: string;
+  /** Sandbox to world. */
+  bytesOut: number;
+  bytesIn: number;
+  durationMs: number;
+}
+
+export type NewEgressAuditRecord = Omit<EgressAuditRecord, "id" | "sandboxId">;
+
+export interface EgressAuditRepository {
+  append(sandboxId: string, entries: NewEgressAuditRecord[]): Promise<void>;
+  /** Newest first; `beforeId` pages back. */
+  list(
+    sandboxId: string,
+    options: { limit: number; beforeId?: number | undefined },
+  ): Promise<EgressAuditRecord[]>;
+  /** Keeps the newest `keep` rows of the sandbox; returns how many went. */
+  prune(sandboxId: string, keep: number): Promise<number>;
+}
+
 /** Every repository, bound to the store itself or to one transaction. */
 export interface StoreRepositories {
   readonly users: UserRepository;
@@ -177,6 +234,8 @@ export interface StoreRepositories {
   readonly gatewayTokens: GatewayTokenRepository;
   readonly usage: UsageRepository;
   readonly runs: RunRepository;
+  readonly egressPresets: EgressPresetRepository;
+  readonly egressAudit: EgressAuditRepository;
 }
 
 /**

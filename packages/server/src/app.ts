@@ -24,6 +24,7 @@ import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
 import { healthRoutes } from "./routes/health.js";
 import { loginRoutes } from "./routes/logins.js";
+import { networkRoutes } from "./routes/network.js";
 import { processRoutes } from "./routes/processes.js";
 import { ptyRoutes } from "./routes/pty.js";
 import { runRoutes } from "./routes/runs.js";
@@ -113,6 +114,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   healthRoutes(app, ctx);
   authSessionRoutes(app, ctx);
   adminRoutes(app, ctx);
+  networkRoutes(app, ctx);
   adminOverviewRoutes(app, ctx);
   sandboxRoutes(app, ctx);
   execRoutes(app, ctx);

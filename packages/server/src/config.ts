@@ -151,6 +151,21 @@ export const configSchema = z
       .optional(),
     /** POLYDEV_UPSTREAM_PROXY: an operator's declared HTTP(S) proxy for provider traffic. */
     upstreamProxy: z.url().optional(),
+    /**
+     * POLYDEV_EGRESS_DNS_SERVERS (comma-separated "addr" or "addr:port"): the resolvers that answer
+     * allow-list sandboxes' DNS queries; default: the host's own (/etc/resolv.conf).
+     */
+    egressDnsServers: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^(\d{1,3}(\.\d{1,3}){3}(:\d{1,5})?|\[[0-9a-fA-F:]+\](:\d{1,5})?|[0-9a-fA-F:]+)$/,
+            "each egress DNS server is an IP address, optionally with :port (IPv6 in brackets then)",
+          ),
+      )
+      .min(1)
+      .optional(),
     /** POLYDEV_SANDBOX_GATEWAY_PORT: the loopback port inside each sandbox that reaches the gateway. */
     sandboxGatewayPort: intFromEnv.min(1024).max(65535).default(4100),
     /** How often the reconciler compares the database with the host. */
@@ -188,6 +203,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_HOST_UID_REGISTRY_DIR) input.hostUidRegistryDir = env.POLYDEV_HOST_UID_REGISTRY_DIR;
   if (env.POLYDEV_MASTER_KEY) input.masterKey = env.POLYDEV_MASTER_KEY;
   if (env.POLYDEV_UPSTREAM_PROXY) input.upstreamProxy = env.POLYDEV_UPSTREAM_PROXY;
+  if (env.POLYDEV_EGRESS_DNS_SERVERS)
+    input.egressDnsServers = env.POLYDEV_EGRESS_DNS_SERVERS.split(",").map((s) => s.trim());
   if (env.POLYDEV_SANDBOX_GATEWAY_PORT) input.sandboxGatewayPort = Number(env.POLYDEV_SANDBOX_GATEWAY_PORT);
   const upstreams: Record<string, string> = {};
   if (env.POLYDEV_ANTHROPIC_BASE_URL) upstreams.anthropic = env.POLYDEV_ANTHROPIC_BASE_URL;

@@ -17,10 +17,13 @@ import { createLogger } from "./logger.js";
 import { bootstrapAdmin, prepareDataDir } from "./services/bootstrap.js";
 import { BrowserSessions } from "./services/browser-sessions.js";
 import { CredentialService } from "./services/credential-service.js";
+import { EgressHub } from "./services/egress-hub.js";
 import { GatewayHub } from "./services/gateway-hub.js";
 import type { LoginFlow, LoginProvider } from "./services/login-flows.js";
 import { DEFAULT_LOGIN_FLOWS } from "./services/login-flows.js";
 import { LoginService } from "./services/login-service.js";
+import { Metrics } from "./services/metrics.js";
+import { NetworkPolicies } from "./services/network-policies.js";
 import { DEFAULT_OAUTH_CLIENTS } from "./services/oauth-refresh.js";
 import { RunService } from "./services/run-service.js";
 
@@ -109,14 +112,30 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     log.child({ component: "gateway" }),
     config.upstreamProxy,
   );
+  const networkPolicies = new NetworkPolicies(store, clock);
   const sandboxes = new SandboxService(
     config,
     store,
     driver,
     log.child({ component: "sandboxes" }),
     clock,
+    networkPolicies,
+    info.features,
     gateway,
   );
+  const metrics = new Metrics();
+  const egress = new EgressHub(
+    store,
+    networkPolicies,
+    (sandbox) => sandboxes.agentFor(sandbox),
+    metrics,
+    log.child({ component: "egress" }),
+    { dnsServers: config.egressDnsServers, upstreamProxy: config.upstreamProxy },
+  );
+  sandboxes.onStarted((sandbox) => egress.ensure(sandbox));
+  sandboxes.onEnded((sandboxId) => {
+    void egress.sandboxEnded(sandboxId);
+  });
   sandboxes.onEnded((sandboxId) => gateway.closeTunnel(sandboxId));
   const logins = new LoginService(
     options.loginFlows ?? DEFAULT_LOGIN_FLOWS,
@@ -140,6 +159,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       upstreams: config.upstreams,
       recordUsage: (entry) => store.usage.record(entry),
     },
+    (sandbox, policy) => egress.widen(sandbox, policy),
   );
   sandboxes.onEnded((sandboxId) => runs.sandboxEnded(sandboxId));
   const interrupted = await runs.failInterrupted();
@@ -155,6 +175,13 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     clock,
   );
   await reconciler.reconcile({ startup: true });
+  // Sandboxes that outlived the previous server: their allow-list interception is opened again
+  // (until then their connections are refused inside the sandbox, never let through).
+  for (const sandbox of await store.sandboxes.listByStates(["running"])) {
+    sandboxes.announceRunning(sandbox).catch((error: unknown) => {
+      log.warn({ err: error, sandboxId: sandbox.id }, "could not re-adopt a sandbox's egress interception");
+    });
+  }
 
   const app = await buildApp({
     config,
@@ -164,6 +191,9 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     ptys,
     credentials,
     gateway,
+    networkPolicies,
+    egress,
+    metrics,
     logins,
     runs,
     sessions: new BrowserSessions(store, clock, {
@@ -196,6 +226,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       ptys.closeAll();
       await app.close();
       await gateway.close();
+      await egress.close();
       await sandboxes.closeAll();
       await store.close();
       removeSafetyNet();

@@ -1,4 +1,5 @@
 import type {
+  EgressPolicy,
   NetworkMode,
   Page,
   SandboxHandle,
@@ -27,6 +28,7 @@ function toSandbox(row: Selectable<SandboxesTable>): SandboxRecord {
     diskMb: row.disk_mb,
     pidsMax: row.pids_max,
     network: row.network as NetworkMode,
+    egressPolicy: row.egress_policy ? fromJson<EgressPolicy>(row.egress_policy) : null,
     env: fromJson<Record<string, string>>(row.env),
     metadata: fromJson<Record<string, string>>(row.metadata),
     timeoutMs: ms(row.timeout_ms),
@@ -87,6 +89,7 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
           disk_mb: s.diskMb,
           pids_max: s.pidsMax,
           network: s.network,
+          egress_policy: s.egressPolicy === null ? null : toJson(s.egressPolicy),
           env: toJson(s.env),
           metadata: toJson(s.metadata),
           timeout_ms: s.timeoutMs,
@@ -196,6 +199,15 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
         })
         .where("id", "=", id)
         .where("state", "in", from)
+        .returningAll()
+        .executeTakeFirst();
+      return row ? toSandbox(row) : undefined;
+    },
+    async setEgressPolicy(id, policy, at) {
+      const row = await db
+        .updateTable("sandboxes")
+        .set({ egress_policy: toJson(policy), updated_at: at })
+        .where("id", "=", id)
         .returningAll()
         .executeTakeFirst();
       return row ? toSandbox(row) : undefined;

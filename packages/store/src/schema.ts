@@ -8,6 +8,7 @@ export interface UsersTable {
   password_hash: string | null;
   created_at: number | string;
   egress_proxy?: string | null;
+  network_default?: string | null;
 }
 
 export interface ApiKeysTable {
@@ -41,6 +42,7 @@ export interface SandboxesTable {
   disk_mb: number;
   pids_max: number;
   network: string;
+  egress_policy?: string | null;
   env: string;
   metadata: string;
   timeout_ms: number | string;
@@ -51,6 +53,30 @@ export interface SandboxesTable {
   last_activity_at: number | string;
   expires_at: number | string;
   destroyed_at: number | string | null;
+}
+
+export interface EgressPresetsTable {
+  name: string;
+  description: string;
+  allow: string;
+  deny: string;
+  created_at: number | string;
+  updated_at: number | string;
+}
+
+export interface EgressAuditTable {
+  id: Generated<number | string>;
+  sandbox_id: string;
+  at: number | string;
+  kind: string;
+  host: string | null;
+  address: string;
+  port: number;
+  decision: string;
+  reason: string;
+  bytes_out: number | string;
+  bytes_in: number | string;
+  duration_ms: number | string;
 }
 
 export interface SandboxLogsTable {
@@ -137,4 +163,6 @@ export interface Database {
   sessions: SessionsTable;
   sandboxes: SandboxesTable;
   sandbox_logs: SandboxLogsTable;
+  egress_presets: EgressPresetsTable;
+  egress_audit: EgressAuditTable;
 }

@@ -58,6 +58,7 @@ describe("sqlite specifics", () => {
       { name: "003-runs" },
       { name: "004-user-proxy" },
       { name: "005-sessions" },
+      { name: "006-egress-policy" },
     ]);
   });
 

@@ -2,6 +2,7 @@
 import type { Store, StoreRepositories } from "@polydev/core";
 import { type Kysely, Migrator } from "kysely";
 import { credentialRepository, gatewayTokenRepository, usageRepository } from "./credentials.js";
+import { egressAuditRepository, egressPresetRepository } from "./egress.js";
 import { migrationProvider, type SqlFamily } from "./migrations/index.js";
 import { runRepository } from "./runs.js";
 import { sandboxLogRepository, sandboxRepository } from "./sandboxes.js";
@@ -33,6 +34,8 @@ function repositories(db: Kysely<Database>): StoreRepositories {
     gatewayTokens: gatewayTokenRepository(db),
     usage: usageRepository(db),
     runs: runRepository(db),
+    egressPresets: egressPresetRepository(db),
+    egressAudit: egressAuditRepository(db),
   };
 }
 

@@ -1,6 +1,13 @@
-import type { ApiKeyRecord, ApiKeyRepository, UserRecord, UserRepository, UserRole } from "@polydev/core";
+import type {
+  ApiKeyRecord,
+  ApiKeyRepository,
+  NetworkChoice,
+  UserRecord,
+  UserRepository,
+  UserRole,
+} from "@polydev/core";
 import type { Kysely, Selectable } from "kysely";
-import { int8, ms, msOrNull } from "./codec.js";
+import { fromJson, int8, ms, msOrNull, toJson } from "./codec.js";
 import type { ApiKeysTable, Database, UsersTable } from "./schema.js";
 
 type UserColumns = Pick<Selectable<UsersTable>, "id" | "name" | "role" | "password_hash" | "created_at">;
@@ -84,6 +91,21 @@ export function userRepository(db: Kysely<Database>): UserRepository {
     async getEgressProxy(id) {
       const row = await db.selectFrom("users").select("egress_proxy").where("id", "=", id).executeTakeFirst();
       return row?.egress_proxy ?? null;
+    },
+    async setNetworkDefault(id, network) {
+      await db
+        .updateTable("users")
+        .set({ network_default: network === null ? null : toJson(network) })
+        .where("id", "=", id)
+        .execute();
+    },
+    async getNetworkDefault(id) {
+      const row = await db
+        .selectFrom("users")
+        .select("network_default")
+        .where("id", "=", id)
+        .executeTakeFirst();
+      return row?.network_default ? fromJson<NetworkChoice>(row.network_default) : null;
     },
     async setPasswordHash(id, passwordHash) {
       await db.updateTable("users").set({ password_hash: passwordHash }).where("id", "=", id).execute();

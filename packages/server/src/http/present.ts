@@ -14,6 +14,7 @@ export function presentSandbox(s: SandboxRecord) {
     diskMb: s.diskMb,
     pidsMax: s.pidsMax,
     network: s.network,
+    egressPolicy: s.egressPolicy,
     envKeys: Object.keys(s.env),
     metadata: s.metadata,
     timeoutMs: s.timeoutMs,

@@ -1,6 +1,7 @@
 /** Route schemas: the single source for validation, the OpenAPI document and the SDK types. */
 import { NETWORK_MODES, SANDBOX_STATES } from "@polydev/core";
 import { z } from "zod";
+import { egressPolicySchema, networkInputSchema } from "./network-schemas.js";
 
 export const errorSchema = z
   .object({
@@ -81,10 +82,7 @@ export function createSandboxBody(max: {
         .describe("memory limit in MiB; default 512"),
       diskMb: z.number().int().min(16).max(max.diskMb).optional().describe("home size in MiB; default 1024"),
       pidsMax: z.number().int().min(8).max(max.pidsMax).optional().describe("process limit; default 256"),
-      network: z
-        .enum(NETWORK_MODES)
-        .optional()
-        .describe('"none" (default): loopback only; "egress": outbound internet'),
+      network: networkInputSchema.optional(),
       timeoutMs: z.number().int().min(1000).max(max.timeoutMs).optional().describe("hard TTL; default 24 h"),
       idleTimeoutMs: z
         .number()
@@ -113,6 +111,7 @@ export const sandboxSchema = z
     diskMb: z.number(),
     pidsMax: z.number(),
     network: z.enum(NETWORK_MODES),
+    egressPolicy: egressPolicySchema.nullable(),
     envKeys: z.array(z.string()),
     metadata: z.record(z.string(), z.string()),
     timeoutMs: z.number(),

@@ -5,6 +5,7 @@ import { z } from "zod";
 import { requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
+import { egressPolicyInputSchema } from "../http/network-schemas.js";
 import { cursorSchema, idParams, processText, resourceId } from "../http/schemas.js";
 import { serveSse } from "../http/serve-sse.js";
 
@@ -81,6 +82,15 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
               .max(24 * HOUR_MS)
               .default(30 * 60 * 1000),
             maxTurns: z.number().int().min(1).max(1000).optional(),
+            setup: z
+              .strictObject({
+                command: processText("setup.command", 64 * 1024).min(1, "setup.command must not be empty"),
+                network: egressPolicyInputSchema
+                  .optional()
+                  .describe("rules added to an allow-list sandbox's own while the setup command runs"),
+              })
+              .optional()
+              .describe("a command run before the agent, in its working directory (e.g. npm ci)"),
           })
           .refine(
             (b) => (b.agent === undefined) !== (b.agents === undefined),

@@ -9,12 +9,14 @@ import { posix } from "node:path";
 import { Readable } from "node:stream";
 import type {
   AgentConnection,
+  EgressPolicy,
   ExecProcess,
   RunAgent,
   RunEvent,
   RunEventBody,
   RunRecord,
   RunState,
+  SandboxRecord,
   Store,
   UsageEntry,
 } from "@polydev/core";
@@ -36,7 +38,21 @@ export interface StartRunsInput {
   cwd?: string | undefined;
   timeoutMs: number;
   maxTurns?: number | undefined;
+  /**
+   * A command run before the agent, in the run's working directory ("npm ci"); with `network`,
+   * an allow-list sandbox reaches what it adds for as long as the command runs ("setup online,
+   * agent restricted"), and the agent then runs under the sandbox's own rules.
+   */
+  setup?: RunSetup | undefined;
 }
+
+export interface RunSetup {
+  command: string;
+  network?: { allow: string[]; deny?: string[] | undefined; presets?: string[] | undefined } | undefined;
+}
+
+/** Opens the wider rules of a setup phase; the returned function closes them. */
+export type WidenEgress = (sandbox: SandboxRecord, policy: EgressPolicy) => Promise<() => Promise<void>>;
 
 interface Active {
   sandboxId: string;
@@ -88,6 +104,7 @@ export class RunService {
     private readonly log: Logger,
     private readonly now: () => number,
     private readonly builtin: BuiltinAgentDeps,
+    private readonly widenEgress?: WidenEgress,
   ) {
     this.live.setMaxListeners(0);
   }
@@ -99,7 +116,13 @@ export class RunService {
       }
     }
     const sandboxId = input.sandboxId ?? (await this.defaultSandbox(userId));
-    const { agent: connection } = await this.sandboxes.agent(userId, sandboxId);
+    const { agent: connection, sandbox } = await this.sandboxes.agent(userId, sandboxId);
+    if (input.setup?.network && sandbox.network !== "allowlist") {
+      throw new PolydevError(
+        "conflict",
+        `setup.network widens an allow-list sandbox's rules, and sandbox ${sandboxId} has network "${sandbox.network}"; leave setup.network out`,
+      );
+    }
     const grouped = input.agents.length > 1;
     const groupId = grouped ? `grp_${randomBytes(9).toString("base64url")}` : null;
     const runs: RunRecord[] = [];
@@ -138,7 +161,7 @@ export class RunService {
         lost: undefined,
         abort: new AbortController(),
       });
-      void this.execute(run, connection, input.cwd).catch((error: unknown) => {
+      void this.execute(run, connection, input.cwd, sandbox, input.setup).catch((error: unknown) => {
         this.log.error({ err: error, runId: run.id }, "run failed unexpectedly");
       });
     }
@@ -258,6 +281,8 @@ export class RunService {
     run: RunRecord,
     connection: AgentConnection,
     baseCwd: string | undefined,
+    sandbox: SandboxRecord,
+    setup: RunSetup | undefined,
   ): Promise<void> {
     let seq = 0;
     // Events are stored strictly one after another, whoever calls: a live reader reads "after
@@ -311,6 +336,7 @@ export class RunService {
     let stderrTail = "";
     try {
       await this.prepareWorkingCopy(connection, run, baseCwd);
+      if (setup) await this.runSetup(run, connection, sandbox, setup, emit);
       if (run.agent === "builtin") {
         await this.executeBuiltin(run, connection, emit);
         return;
@@ -391,6 +417,60 @@ export class RunService {
       await this.finish(run, "failed", message, "", emit);
     } finally {
       this.active.delete(run.id);
+    }
+  }
+
+  /**
+   * The setup command, its output as the run's text, under the wider rules when it names some.
+   * A failing setup fails the run (its reason starts with "setup_failed").
+   */
+  private async runSetup(
+    run: RunRecord,
+    connection: AgentConnection,
+    sandbox: SandboxRecord,
+    setup: RunSetup,
+    emit: (body: RunEventBody) => Promise<void>,
+  ): Promise<void> {
+    if (setup.network && !this.widenEgress) {
+      throw new PolydevError("feature_unavailable", "this server cannot widen a sandbox's egress rules");
+    }
+    const close =
+      setup.network && this.widenEgress
+        ? await this.widenEgress(sandbox, {
+            allow: setup.network.allow,
+            deny: setup.network.deny ?? [],
+            presets: setup.network.presets ?? [],
+          })
+        : undefined;
+    try {
+      await emit({ type: "status", state: "running", message: `setup: ${setup.command}` });
+      const process = await connection.exec({
+        argv: ["/bin/sh", "-c", setup.command],
+        cwd: run.cwd,
+        env: {},
+        timeoutMs: run.timeoutMs,
+      });
+      const active = this.active.get(run.id);
+      if (active) active.process = process;
+      if (active?.cancelled) process.kill("SIGKILL");
+      process.stdin.end();
+      process.stdout.on("error", () => undefined);
+      process.stderr.on("error", () => undefined);
+      const lines = async (stream: Readable): Promise<void> => {
+        for await (const line of boundedLines(stream, MAX_RUN_LINE_BYTES))
+          await emit({ type: "text", delta: `${line}\n` });
+      };
+      await Promise.all([lines(process.stdout), lines(process.stderr)]);
+      const exit = await process.exited;
+      if (active) active.process = undefined;
+      if (exit.exitCode !== 0) {
+        throw new PolydevError(
+          "command_failed",
+          `setup_failed: the setup command exited with ${exit.timedOut ? "a timeout" : (exit.exitCode ?? exit.signal)}`,
+        );
+      }
+    } finally {
+      await close?.();
     }
   }
 

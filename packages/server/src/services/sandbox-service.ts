@@ -8,7 +8,6 @@
 import type {
   AgentConnection,
   Clock,
-  NetworkMode,
   SandboxDriver,
   SandboxRecord,
   SandboxState,
@@ -21,13 +20,18 @@ import { newId } from "./api-keys.js";
 import type { GatewayHub } from "./gateway-hub.js";
 import { gatewayEnv } from "./gateway-hub.js";
 import { KeyedLock } from "./keyed-lock.js";
+import type { NetworkInput, NetworkPolicies } from "./network-policies.js";
+import { policyOf } from "./network-policies.js";
+
+/** Which network modes need which driver feature (as `probe()` reports them). */
+const MODE_FEATURES: Record<string, string> = { egress: "egress", allowlist: "egress-allowlist" };
 
 export interface CreateSandboxInput {
   cpu?: number | undefined;
   memoryMb?: number | undefined;
   diskMb?: number | undefined;
   pidsMax?: number | undefined;
-  network?: NetworkMode | undefined;
+  network?: NetworkInput | undefined;
   timeoutMs?: number | undefined;
   idleTimeoutMs?: number | undefined;
   env?: Record<string, string> | undefined;
@@ -51,6 +55,7 @@ export class SandboxService {
   /** Bumped whenever a cached row is dropped: a read that raced a drop is not cached. */
   private stateChanges = 0;
   private readonly endListeners: ((sandboxId: string) => void)[] = [];
+  private readonly startListeners: ((sandbox: SandboxRecord) => Promise<void>)[] = [];
   private readonly lifecycle = new KeyedLock();
 
   constructor(
@@ -59,6 +64,8 @@ export class SandboxService {
     private readonly driver: SandboxDriver,
     private readonly log: Logger,
     private readonly clock: Clock,
+    private readonly networks: NetworkPolicies,
+    private readonly driverFeatures: readonly string[],
     private readonly gateway?: GatewayHub,
   ) {}
 
@@ -69,6 +76,15 @@ export class SandboxService {
       throw new PolydevError(
         "limit_exceeded",
         `you already have ${live} live sandboxes (limit ${this.config.maxSandboxesPerUser}); destroy some first`,
+      );
+    }
+    const network = await this.networks.choose(userId, input.network);
+    const feature = MODE_FEATURES[network.mode];
+    if (feature && !this.driverFeatures.includes(feature)) {
+      throw new PolydevError(
+        "feature_unavailable",
+        `the "${this.driver.name}" driver on this server cannot give a sandbox network "${network.mode}" ` +
+          `(it lacks the "${feature}" feature; see GET /healthz and the server log for what to install)`,
       );
     }
     const now = this.clock.now();
@@ -82,7 +98,8 @@ export class SandboxService {
       memoryMb: input.memoryMb ?? defaults.memoryMb,
       diskMb: input.diskMb ?? defaults.diskMb,
       pidsMax: input.pidsMax ?? defaults.pidsMax,
-      network: input.network ?? "none",
+      network: network.mode,
+      egressPolicy: policyOf(network),
       env: input.env ?? {},
       metadata: input.metadata ?? {},
       timeoutMs,
@@ -117,6 +134,9 @@ export class SandboxService {
         await this.driver.destroy(handle).catch(() => undefined);
         throw new PolydevError("conflict", `sandbox ${record.id} was destroyed while it was being created`);
       }
+      // Before anyone can use it: e.g. an allow-list sandbox's egress is intercepted from its
+      // first process on.
+      for (const listener of this.startListeners) await listener(running);
       this.log.info({ sandboxId: record.id, userId }, "sandbox created");
       // The agent connection is made while the response travels (after it has been written:
       // setImmediate), so the first exec finds it ready, its row cached and its activity (the
@@ -127,7 +147,7 @@ export class SandboxService {
       return running;
     } catch (error) {
       if (isPolydevError(error) && error.code === "conflict") throw error;
-      await this.markFailed(record.id, ["creating"], describeFailure(error), error);
+      await this.markFailed(record.id, ["creating", "running"], describeFailure(error), error);
       throw new PolydevError(
         "sandbox_failed",
         `sandbox ${record.id} failed to start: ${describeFailure(error)}`,
@@ -204,6 +224,20 @@ export class SandboxService {
   private forgetRunning(id: string): void {
     this.runningCache.delete(id);
     this.stateChanges++;
+  }
+
+  /**
+   * Called when a sandbox has started (before its create answers, so a failure fails the create)
+   * and again for a sandbox found running at start-up or resumed (`announceRunning`); listeners
+   * are idempotent.
+   */
+  onStarted(listener: (sandbox: SandboxRecord) => Promise<void>): void {
+    this.startListeners.push(listener);
+  }
+
+  /** Runs the start listeners for a sandbox this process found running or resumed. */
+  async announceRunning(sandbox: SandboxRecord): Promise<void> {
+    for (const listener of this.startListeners) await listener(sandbox);
   }
 
   /** Called when a sandbox stops for good (destroyed or failed), e.g. to close its terminals. */
@@ -303,6 +337,10 @@ export class SandboxService {
           { details: { sandboxId: id, hint: `GET /v1/sandboxes/${id}/logs shows why` }, cause: error },
         );
       }
+      // A restart while it was hibernated left it without what the start listeners set up.
+      await this.announceRunning(running).catch((error: unknown) => {
+        this.log.warn({ err: error, sandboxId: id }, "a start listener failed on resume");
+      });
       this.log.info({ sandboxId: id }, "sandbox resumed");
       return running;
     });

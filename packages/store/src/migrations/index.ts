@@ -4,6 +4,7 @@ import * as credentials from "./002-credentials.js";
 import * as runs from "./003-runs.js";
 import * as userProxy from "./004-user-proxy.js";
 import * as sessions from "./005-sessions.js";
+import * as egressPolicy from "./006-egress-policy.js";
 import type { SqlFamily } from "./sql-family.js";
 
 export type { SqlFamily } from "./sql-family.js";
@@ -20,6 +21,7 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "003-runs": runs,
   "004-user-proxy": userProxy,
   "005-sessions": sessions,
+  "006-egress-policy": egressPolicy,
 };
 
 /** Migrations live in code (not read from a folder) so a bundled build carries them. */

@@ -39,6 +39,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       diskMb: 1024,
       pidsMax: 256,
       network: "none",
+      egressPolicy: null,
       env: { A: "1" },
       metadata: { m: "x" },
       timeoutMs: 60_000,
@@ -354,6 +355,82 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       const after = await store.sandboxLogs.list("sbx_1", { afterId: all[0]?.id, limit: 1 });
       expect(after.map((l) => l.message)).toEqual(["two"]);
       expect(await store.sandboxLogs.list("sbx_1", { afterId: all[2]?.id, limit: 10 })).toEqual([]);
+    });
+
+    it("keeps an allow-list sandbox's rules, a user's default network, presets and a bounded audit log", async () => {
+      await store.users.create(user("usr_1"));
+      const policy = {
+        allow: ["registry.example.com", "10.20.0.0/16"],
+        deny: ["*.bad.example"],
+        presets: ["github"],
+      };
+      await store.sandboxes.insert(
+        sandbox("sbx_1", "usr_1", 1000, { network: "allowlist", egressPolicy: policy }),
+      );
+      await store.sandboxes.insert(sandbox("sbx_2", "usr_1", 1000));
+      expect((await store.sandboxes.get("sbx_1"))?.egressPolicy).toEqual(policy);
+      expect((await store.sandboxes.get("sbx_2"))?.egressPolicy).toBeNull();
+      const narrowed = { allow: ["registry.example.com"], deny: [], presets: [] };
+      expect((await store.sandboxes.setEgressPolicy("sbx_1", narrowed, 2000))?.egressPolicy).toEqual(
+        narrowed,
+      );
+      expect(await store.sandboxes.setEgressPolicy("sbx_none", narrowed, 2000)).toBeUndefined();
+
+      expect(await store.users.getNetworkDefault("usr_1")).toBeNull();
+      const choice = { mode: "allowlist" as const, allow: ["a.example"], deny: [], presets: [] };
+      await store.users.setNetworkDefault("usr_1", choice);
+      expect(await store.users.getNetworkDefault("usr_1")).toEqual(choice);
+      await store.users.setNetworkDefault("usr_1", null);
+      expect(await store.users.getNetworkDefault("usr_1")).toBeNull();
+
+      const preset = {
+        name: "github",
+        description: "GitHub",
+        allow: ["github.com"],
+        deny: [],
+        createdAt: 5,
+        updatedAt: 5,
+      };
+      await store.egressPresets.put(preset);
+      await store.egressPresets.put({
+        ...preset,
+        allow: ["github.com", "*.github.com"],
+        createdAt: 9,
+        updatedAt: 9,
+      });
+      expect(await store.egressPresets.get("github")).toEqual({
+        ...preset,
+        createdAt: expect.any(Number),
+        allow: ["github.com", "*.github.com"],
+        updatedAt: 9,
+      });
+      expect(await store.egressPresets.delete("github")).toBe(true);
+      expect((await store.egressPresets.list()).map((p) => p.name)).toEqual(["package-registries"]);
+      expect(await store.egressPresets.delete("github")).toBe(false);
+
+      const event = (port: number) => ({
+        at: port,
+        kind: "tcp" as const,
+        host: port % 2 ? "a.example" : null,
+        address: "198.18.0.2",
+        port,
+        decision: "denied" as const,
+        reason: "not_listed",
+        bytesOut: 3_000_000_000,
+        bytesIn: 0,
+        durationMs: 1,
+      });
+      await store.egressAudit.append("sbx_1", [1, 2, 3, 4, 5].map(event));
+      await store.egressAudit.append("sbx_2", [event(9)]);
+      const newest = await store.egressAudit.list("sbx_1", { limit: 2 });
+      expect(newest.map((e) => e.port)).toEqual([5, 4]);
+      expect(newest[0]).toMatchObject({ sandboxId: "sbx_1", host: "a.example", bytesOut: 3_000_000_000 });
+      expect(
+        (await store.egressAudit.list("sbx_1", { limit: 10, beforeId: newest[1]?.id })).map((e) => e.port),
+      ).toEqual([3, 2, 1]);
+      expect(await store.egressAudit.prune("sbx_1", 2)).toBe(3);
+      expect((await store.egressAudit.list("sbx_1", { limit: 10 })).map((e) => e.port)).toEqual([5, 4]);
+      expect((await store.egressAudit.list("sbx_2", { limit: 10 })).map((e) => e.port)).toEqual([9]);
     });
 
     it("finds sessions by token hash joined with their user, expires and deletes them", async () => {
