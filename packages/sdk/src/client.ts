@@ -6,7 +6,6 @@ import createClient from "openapi-fetch";
 import type { components, paths } from "./api-types.js";
 import { errorFromResponse, PolydevApiError } from "./errors.js";
 import { loginsApi } from "./logins.js";
-import type { EgressPolicy, NetworkSetting } from "./network.js";
 import { networkAdminApi, networkApi, networkPresetsApi } from "./network.js";
 import { processesApi } from "./processes.js";
 import type { PtyOptions, PtySession, WebSocketConstructor } from "./pty.js";
@@ -15,15 +14,13 @@ import { sandboxLogs, sandboxStats } from "./sandbox-insight.js";
 import { readSse } from "./sse.js";
 import type { ApiTransport } from "./transport.js";
 
-// PRE-MERGE: the server's schemas gain these fields with the egress API; then the overrides go.
-export type Sandbox = components["schemas"]["Sandbox"] & { egressPolicy?: EgressPolicy | null };
+export type Sandbox = components["schemas"]["Sandbox"];
 export type SandboxListQuery = NonNullable<paths["/v1/sandboxes"]["get"]["parameters"]["query"]>;
 export type Run = components["schemas"]["Run"];
 export type ExecResult = components["schemas"]["ExecResult"];
-export type CreateSandbox = Omit<
-  NonNullable<paths["/v1/sandboxes"]["post"]["requestBody"]>["content"]["application/json"],
-  "network"
-> & { network?: NetworkSetting };
+export type CreateSandbox = NonNullable<
+  paths["/v1/sandboxes"]["post"]["requestBody"]
+>["content"]["application/json"];
 export type ExecRequest =
   paths["/v1/sandboxes/{id}/exec"]["post"]["requestBody"]["content"]["application/json"];
 export type CreateRun = paths["/v1/runs"]["post"]["requestBody"]["content"]["application/json"];
@@ -133,15 +130,8 @@ export class Polydev {
      * Creates a sandbox; every field is optional.
      * @example const box = await polydev.sandboxes.create({ memoryMb: 512, network: "none" });
      */
-    create: async (body: CreateSandbox = {}, call: CallOptions = {}): Promise<Sandbox> => {
-      const response = await this.raw("/v1/sandboxes", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(body),
-        ...(call.signal ? { signal: call.signal } : {}),
-      });
-      return (await response.json()) as Sandbox;
-    },
+    create: async (body: CreateSandbox = {}, call: CallOptions = {}): Promise<Sandbox> =>
+      unwrap(await this.api.POST("/v1/sandboxes", { body, signal: call.signal })),
     /**
      * One page of your sandboxes, newest first (default 100); pass `nextCursor` back for the next.
      * @example const { items, nextCursor } = await polydev.sandboxes.list({ limit: 20, state: "running" });

@@ -44,6 +44,7 @@ export type {
   NetworkUpdate,
   PutNetworkPreset,
   SandboxNetwork,
+  UserNetworkDefault,
 } from "./network.js";
 export type { BackgroundProcess, ProcessSignal, StartProcess } from "./processes.js";
 export type { PtyExit, PtyOptions, WebSocketConstructor, WebSocketLike } from "./pty.js";

@@ -3,10 +3,12 @@
  * runs, effective on the next connection), the audit log of what it connected to, and the named
  * presets an admin defines.
  */
+import type { components, paths } from "./api-types.js";
 import type { CallOptions } from "./client.js";
 import { errorFromResponse } from "./errors.js";
 import { readSse } from "./sse.js";
 import type { ApiTransport } from "./transport.js";
+import { unwrap } from "./transport.js";
 
 /**
  * A rule entry: a name (`registry.example.com`), a wildcard (`*.example.com`, strictly below it),
@@ -15,81 +17,37 @@ import type { ApiTransport } from "./transport.js";
 export type EgressRule = string;
 
 /** What a sandbox is created with: a mode, or an allow-list with its rules. */
-export type NetworkSetting =
-  | "none"
-  | "egress"
-  | { mode: "none" | "egress" }
-  | { mode: "allowlist"; allow: EgressRule[]; deny?: EgressRule[]; presets?: string[] };
+export type NetworkSetting = NonNullable<
+  NonNullable<paths["/v1/sandboxes"]["post"]["requestBody"]>["content"]["application/json"]["network"]
+>;
 
 /** An allow-list sandbox's own rules (`Sandbox.egressPolicy`). */
-export interface EgressPolicy {
-  allow: EgressRule[];
-  deny: EgressRule[];
-  presets: string[];
-}
+export type EgressPolicy = NonNullable<components["schemas"]["Sandbox"]["egressPolicy"]>;
 
 /** `GET /v1/sandboxes/:id/network`: the own rules and what applies with the presets folded in. */
-export interface SandboxNetwork extends EgressPolicy {
-  mode: "none" | "egress" | "allowlist";
-  effective: { allow: EgressRule[]; deny: EgressRule[] };
-}
+export type SandboxNetwork = components["schemas"]["SandboxNetwork"];
 
 /** A change to an allow-list sandbox's policy; what is left out stays as it is. */
-export interface NetworkUpdate {
-  allow?: EgressRule[];
-  deny?: EgressRule[];
-  presets?: string[];
-}
+export type NetworkUpdate =
+  paths["/v1/sandboxes/{id}/network"]["patch"]["requestBody"]["content"]["application/json"];
 
-/** One connection or DNS query of an allow-list sandbox, as the server decided it. */
-export interface EgressAuditEvent {
-  id: number;
-  /** ISO time */
-  at: string;
-  kind: "tcp" | "dns";
-  /** The name it asked for (SNI, Host or the DNS question), when there was one. */
-  host: string | null;
-  address: string;
-  port: number;
-  decision: "allowed" | "denied";
-  /** A stable word: allowed_name, not_listed, private_address, sni_mismatch, dns_refused, … */
-  reason: string;
-  bytesOut: number;
-  bytesIn: number;
-  durationMs: number;
-}
+/**
+ * One connection or DNS query of an allow-list sandbox, as the server decided it: `host` is the
+ * name it asked for (SNI, Host or the DNS question) when there was one; `reason` a stable word
+ * (allowed_name, not_listed, private_address, sni_mismatch, dns_refused, …).
+ */
+export type EgressAuditEvent = components["schemas"]["EgressAuditEvent"];
 
-export interface NetworkPreset {
-  name: string;
-  description: string;
-  allow: EgressRule[];
-  deny: EgressRule[];
-}
+export type NetworkPreset = components["schemas"]["NetworkPreset"];
 
-export interface PutNetworkPreset {
-  description?: string;
-  allow: EgressRule[];
-  deny?: EgressRule[];
-}
+export type PutNetworkPreset =
+  paths["/v1/admin/network-presets/{name}"]["put"]["requestBody"]["content"]["application/json"];
+
+/** A user's default network as the server keeps it (the object form), or null. */
+export type UserNetworkDefault =
+  paths["/v1/admin/users/{id}/network-default"]["get"]["responses"]["200"]["content"]["application/json"]["network"];
 
 const enc = encodeURIComponent;
-
-async function json<T>(
-  transport: ApiTransport,
-  method: string,
-  path: string,
-  body: unknown,
-  call: CallOptions,
-): Promise<T> {
-  const response = await transport.raw(path, {
-    method,
-    ...(body === undefined
-      ? {}
-      : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
-    ...(call.signal ? { signal: call.signal } : {}),
-  });
-  return (await response.json()) as T;
-}
 
 /** Builds `polydev.sandboxes.network`. */
 export function networkApi(transport: ApiTransport) {
@@ -98,29 +56,44 @@ export function networkApi(transport: ApiTransport) {
      * The sandbox's mode, its own rules and presets, and the effective lists.
      * @example const { effective } = await polydev.sandboxes.network.get(box.id);
      */
-    get: (id: string, call: CallOptions = {}): Promise<SandboxNetwork> =>
-      json(transport, "GET", `/v1/sandboxes/${enc(id)}/network`, undefined, call),
+    get: async (id: string, call: CallOptions = {}): Promise<SandboxNetwork> =>
+      unwrap(
+        await transport
+          .api()
+          .GET("/v1/sandboxes/{id}/network", { params: { path: { id } }, signal: call.signal }),
+      ),
     /**
      * Changes an allow-list sandbox's rules; the next connection follows them, nothing restarts.
      * Throws ConflictError for a sandbox created with another mode.
      * @example await polydev.sandboxes.network.update(box.id, { allow: ["registry.npmjs.org"], presets: ["github"] });
      */
-    update: (id: string, change: NetworkUpdate, call: CallOptions = {}): Promise<SandboxNetwork> =>
-      json(transport, "PATCH", `/v1/sandboxes/${enc(id)}/network`, change, call),
+    update: async (id: string, change: NetworkUpdate, call: CallOptions = {}): Promise<SandboxNetwork> =>
+      unwrap(
+        await transport.api().PATCH("/v1/sandboxes/{id}/network", {
+          params: { path: { id } },
+          body: change,
+          signal: call.signal,
+        }),
+      ),
     /**
-     * A page of the audit log, newest first (default 100); pass the last event's `id` as `before`
-     * for the page after it.
+     * A page of the audit log, newest first (default 100, at most 1000); pass the oldest event's
+     * `id` as `before` for the page after it.
      * @example const { events } = await polydev.sandboxes.network.audit(box.id, { limit: 20 });
      */
-    audit: (
+    audit: async (
       id: string,
       options: CallOptions & { limit?: number; before?: number } = {},
     ): Promise<{ events: EgressAuditEvent[] }> => {
-      const query = new URLSearchParams();
-      if (options.limit !== undefined) query.set("limit", String(options.limit));
-      if (options.before !== undefined) query.set("before", String(options.before));
-      const suffix = query.size > 0 ? `?${query}` : "";
-      return json(transport, "GET", `/v1/sandboxes/${enc(id)}/network/audit${suffix}`, undefined, options);
+      const query = {
+        ...(options.limit !== undefined ? { limit: options.limit } : {}),
+        ...(options.before !== undefined ? { before: options.before } : {}),
+      };
+      return unwrap(
+        await transport.api().GET("/v1/sandboxes/{id}/network/audit", {
+          params: { path: { id }, query },
+          signal: options.signal,
+        }),
+      );
     },
     /**
      * Each new audit event as it happens, until the signal aborts or the server ends the stream.
@@ -157,8 +130,8 @@ async function* followAudit(
 export function networkPresetsApi(transport: ApiTransport) {
   return {
     /** @example const { presets } = await polydev.networkPresets.list(); */
-    list: (call: CallOptions = {}): Promise<{ presets: NetworkPreset[] }> =>
-      json(transport, "GET", "/v1/network-presets", undefined, call),
+    list: async (call: CallOptions = {}): Promise<{ presets: NetworkPreset[] }> =>
+      unwrap(await transport.api().GET("/v1/network-presets", { signal: call.signal })),
   };
 }
 
@@ -169,38 +142,57 @@ export function networkAdminApi(transport: ApiTransport) {
      * Creates or replaces a named preset (`^[a-z0-9][a-z0-9-]{0,62}$`).
      * @example await polydev.admin.putNetworkPreset("internal-git", { description: "our Git host", allow: ["git.example.com"] });
      */
-    putNetworkPreset: (
+    putNetworkPreset: async (
       name: string,
       preset: PutNetworkPreset,
       call: CallOptions = {},
     ): Promise<NetworkPreset> =>
-      json(transport, "PUT", `/v1/admin/network-presets/${enc(name)}`, preset, call),
+      unwrap(
+        await transport.api().PUT("/v1/admin/network-presets/{name}", {
+          params: { path: { name } },
+          body: preset,
+          signal: call.signal,
+        }),
+      ),
     /**
-     * Throws ConflictError while a sandbox uses it.
+     * Throws ConflictError while a sandbox or a user's default uses it.
      * @example await polydev.admin.deleteNetworkPreset("internal-git");
      */
     deleteNetworkPreset: async (name: string, call: CallOptions = {}): Promise<void> => {
-      const response = await transport.raw(`/v1/admin/network-presets/${enc(name)}`, {
-        method: "DELETE",
-        ...(call.signal ? { signal: call.signal } : {}),
+      const answer = await transport.api().DELETE("/v1/admin/network-presets/{name}", {
+        params: { path: { name } },
+        signal: call.signal,
+        parseAs: "stream",
       });
-      await response.body?.cancel();
+      unwrap(answer);
+      await answer.response.body?.cancel();
     },
     /**
      * What a user's sandboxes get when created without `network`; `null` clears it.
      * @example await polydev.admin.setUserNetworkDefault(user.id, { mode: "allowlist", allow: [], presets: ["package-registries"] });
      */
-    setUserNetworkDefault: (
+    setUserNetworkDefault: async (
       userId: string,
       network: NetworkSetting | null,
       call: CallOptions = {},
-    ): Promise<{ network: NetworkSetting | null }> =>
-      json(transport, "PUT", `/v1/admin/users/${enc(userId)}/network-default`, network, call),
+    ): Promise<{ network: UserNetworkDefault }> =>
+      unwrap(
+        await transport.api().PUT("/v1/admin/users/{id}/network-default", {
+          params: { path: { id: userId } },
+          body: { network },
+          signal: call.signal,
+        }),
+      ),
     /** @example const { network } = await polydev.admin.getUserNetworkDefault(user.id); */
-    getUserNetworkDefault: (
+    getUserNetworkDefault: async (
       userId: string,
       call: CallOptions = {},
-    ): Promise<{ network: NetworkSetting | null }> =>
-      json(transport, "GET", `/v1/admin/users/${enc(userId)}/network-default`, undefined, call),
+    ): Promise<{ network: UserNetworkDefault }> =>
+      unwrap(
+        await transport.api().GET("/v1/admin/users/{id}/network-default", {
+          params: { path: { id: userId } },
+          signal: call.signal,
+        }),
+      ),
   };
 }
