@@ -7,10 +7,12 @@ Using a server:
   login     save the server URL and your API key (polydev login --help)
   logout    forget the saved login
   whoami    who the current key belongs to
-  sandbox   create, list, remove sandboxes; exec in them; attach a shell (polydev sandbox --help)
+  sandbox   create, list, remove sandboxes; exec in them; attach a shell; their network policy
+            and audit log (polydev sandbox --help)
   cp        copy a file into or out of a sandbox (polydev cp --help)
   run       run an agent on a prompt and stream what it does (polydev run --help)
   creds     your provider credentials: add, ls, rm, login (polydev creds --help)
+  presets   the network presets allow-list sandboxes can use (polydev presets --help)
 
 Running a server:
   up        start the Polydev server (polydev up --help)
@@ -42,6 +44,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./client/run.js")).run(rest, process.env);
     case "creds":
       return (await import("./client/creds.js")).creds(rest, process.env);
+    case "presets":
+      return (await import("./client/network.js")).presets(rest, process.env);
     case undefined:
     case "help":
     case "--help":

@@ -339,6 +339,399 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sandboxes/{id}/network": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A sandbox's network: its mode and, for an allow-list, its rules and the effective ones */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SandboxNetwork"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Change an allow-list sandbox's rules; the next connection follows them, no restart */
+        patch: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description allow rules: domain names (registry.example.com), wildcards (*.example.com), * (any name), IP addresses or CIDRs (10.20.0.0/16) */
+                        allow?: string[];
+                        /** @description deny rules: domain names (registry.example.com), wildcards (*.example.com), * (any name), IP addresses or CIDRs (10.20.0.0/16) */
+                        deny?: string[];
+                        presets?: string[];
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["SandboxNetwork"];
+                    };
+                };
+            };
+        };
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/network/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The sandbox's egress decisions, newest first (the last 2000 are kept) */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                    /** @description the id of the oldest event you have */
+                    before?: number;
+                };
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            events: components["schemas"]["EgressAuditEvent"][];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/network/audit/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The sandbox's egress decisions as they happen (Server-Sent Events, event `egress`) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/network-presets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Named allow-lists an admin defines, usable in an allow-list network's presets */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            presets: components["schemas"]["NetworkPreset"][];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/network-presets/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Create or replace a network preset; sandboxes naming it follow at their next connection */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        description?: string;
+                        /** @description allow rules: domain names (registry.example.com), wildcards (*.example.com), * (any name), IP addresses or CIDRs (10.20.0.0/16) */
+                        allow: string[];
+                        /** @description deny rules: domain names (registry.example.com), wildcards (*.example.com), * (any name), IP addresses or CIDRs (10.20.0.0/16) */
+                        deny?: string[];
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["NetworkPreset"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        /** Delete a network preset (409 while a live sandbox or a user's default names it) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/users/{id}/network-default": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The network a user's sandboxes get when a create names none (null: none) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            network: ({
+                                /** @enum {string} */
+                                mode: "none" | "egress";
+                            } | {
+                                allow: string[];
+                                deny: string[];
+                                presets: string[];
+                                /** @enum {string} */
+                                mode: "allowlist";
+                            }) | null;
+                        };
+                    };
+                };
+            };
+        };
+        /** Set the network a user's sandboxes get when a create names none */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        network: (("none" | "egress" | "allowlist") | ({
+                            /** @enum {string} */
+                            mode: "none";
+                        } | {
+                            /** @enum {string} */
+                            mode: "egress";
+                        } | {
+                            /** @description allow rules: domain names (registry.example.com), wildcards (*.example.com), * (any name), IP addresses or CIDRs (10.20.0.0/16) */
+                            allow: string[];
+                            /** @description deny rules: domain names (registry.example.com), wildcards (*.example.com), * (any name), IP addresses or CIDRs (10.20.0.0/16) */
+                            deny?: string[];
+                            /** @description names of admin-defined presets whose rules are added */
+                            presets?: string[];
+                            /** @enum {string} */
+                            mode: "allowlist";
+                        })) | null;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            network: ({
+                                /** @enum {string} */
+                                mode: "none" | "egress";
+                            } | {
+                                allow: string[];
+                                deny: string[];
+                                presets: string[];
+                                /** @enum {string} */
+                                mode: "allowlist";
+                            }) | null;
+                        };
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Prometheus metrics (admin) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/sandboxes": {
         parameters: {
             query?: never;
@@ -1749,6 +2142,19 @@ export interface paths {
                         /** @default 1800000 */
                         timeoutMs?: number;
                         maxTurns?: number;
+                        /** @description a command run before the agent, in its working directory (e.g. npm ci) */
+                        setup?: {
+                            command: string;
+                            /** @description rules added to an allow-list sandbox's own while the setup command runs */
+                            network?: {
+                                /** @description allow rules: domain names (registry.example.com), wildcards (*.example.com), * (any name), IP addresses or CIDRs (10.20.0.0/16) */
+                                allow: string[];
+                                /** @description deny rules: domain names (registry.example.com), wildcards (*.example.com), * (any name), IP addresses or CIDRs (10.20.0.0/16) */
+                                deny?: string[];
+                                /** @description names of admin-defined presets whose rules are added */
+                                presets?: string[];
+                            };
+                        };
                     };
                 };
             };
@@ -1891,6 +2297,38 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        SandboxNetworkInput: {
+            allow: string[];
+            deny: string[];
+            presets: string[];
+            /** @enum {string} */
+            mode: "none" | "egress" | "allowlist";
+            effective: {
+                allow: string[];
+                deny: string[];
+            };
+        };
+        NetworkPresetInput: {
+            name: string;
+            description: string;
+            allow: string[];
+            deny: string[];
+        };
+        EgressAuditEventInput: {
+            id: number;
+            at: string;
+            /** @enum {string} */
+            kind: "tcp" | "dns";
+            host: string | null;
+            address: string;
+            port: number;
+            /** @enum {string} */
+            decision: "allowed" | "denied";
+            reason: string;
+            bytesOut: number;
+            bytesIn: number;
+            durationMs: number;
+        };
         ErrorInput: {
             error: {
                 code: string;
@@ -1911,7 +2349,12 @@ export interface components {
             diskMb: number;
             pidsMax: number;
             /** @enum {string} */
-            network: "none" | "egress";
+            network: "none" | "egress" | "allowlist";
+            egressPolicy: {
+                allow: string[];
+                deny: string[];
+                presets: string[];
+            } | null;
             envKeys: string[];
             metadata: {
                 [key: string]: string;
@@ -1985,7 +2428,12 @@ export interface components {
             diskMb: number;
             pidsMax: number;
             /** @enum {string} */
-            network: "none" | "egress";
+            network: "none" | "egress" | "allowlist";
+            egressPolicy: {
+                allow: string[];
+                deny: string[];
+                presets: string[];
+            } | null;
             envKeys: string[];
             metadata: {
                 [key: string]: string;
@@ -2076,11 +2524,23 @@ export interface components {
             diskMb?: number;
             /** @description process limit; default 256 */
             pidsMax?: number;
-            /**
-             * @description "none" (default): loopback only; "egress": outbound internet
-             * @enum {string}
-             */
-            network?: "none" | "egress";
+            /** @description "none" (default): loopback only; "egress": outbound internet; {"mode": "allowlist", "allow": [...], "deny": [...], "presets": [...]}: only what the rules allow, decided outside the sandbox */
+            network?: ("none" | "egress" | "allowlist") | ({
+                /** @constant */
+                mode: "none";
+            } | {
+                /** @constant */
+                mode: "egress";
+            } | {
+                /** @description allow rules: domain names (registry.example.com), wildcards (*.example.com), * (any name), IP addresses or CIDRs (10.20.0.0/16) */
+                allow: string[];
+                /** @description deny rules: domain names (registry.example.com), wildcards (*.example.com), * (any name), IP addresses or CIDRs (10.20.0.0/16) */
+                deny?: string[];
+                /** @description names of admin-defined presets whose rules are added */
+                presets?: string[];
+                /** @constant */
+                mode: "allowlist";
+            });
             /** @description hard TTL; default 24 h */
             timeoutMs?: number;
             /** @description no-activity TTL; default 30 min */
@@ -2091,6 +2551,38 @@ export interface components {
             metadata?: {
                 [key: string]: string;
             };
+        };
+        SandboxNetwork: {
+            allow: string[];
+            deny: string[];
+            presets: string[];
+            /** @enum {string} */
+            mode: "none" | "egress" | "allowlist";
+            effective: {
+                allow: string[];
+                deny: string[];
+            };
+        };
+        NetworkPreset: {
+            name: string;
+            description: string;
+            allow: string[];
+            deny: string[];
+        };
+        EgressAuditEvent: {
+            id: number;
+            at: string;
+            /** @enum {string} */
+            kind: "tcp" | "dns";
+            host: string | null;
+            address: string;
+            port: number;
+            /** @enum {string} */
+            decision: "allowed" | "denied";
+            reason: string;
+            bytesOut: number;
+            bytesIn: number;
+            durationMs: number;
         };
         Error: {
             error: {
@@ -2112,7 +2604,12 @@ export interface components {
             diskMb: number;
             pidsMax: number;
             /** @enum {string} */
-            network: "none" | "egress";
+            network: "none" | "egress" | "allowlist";
+            egressPolicy: {
+                allow: string[];
+                deny: string[];
+                presets: string[];
+            } | null;
             envKeys: string[];
             metadata: {
                 [key: string]: string;
@@ -2186,7 +2683,12 @@ export interface components {
             diskMb: number;
             pidsMax: number;
             /** @enum {string} */
-            network: "none" | "egress";
+            network: "none" | "egress" | "allowlist";
+            egressPolicy: {
+                allow: string[];
+                deny: string[];
+                presets: string[];
+            } | null;
             envKeys: string[];
             metadata: {
                 [key: string]: string;
@@ -2277,11 +2779,23 @@ export interface components {
             diskMb?: number;
             /** @description process limit; default 256 */
             pidsMax?: number;
-            /**
-             * @description "none" (default): loopback only; "egress": outbound internet
-             * @enum {string}
-             */
-            network?: "none" | "egress";
+            /** @description "none" (default): loopback only; "egress": outbound internet; {"mode": "allowlist", "allow": [...], "deny": [...], "presets": [...]}: only what the rules allow, decided outside the sandbox */
+            network?: ("none" | "egress" | "allowlist") | ({
+                /** @constant */
+                mode: "none";
+            } | {
+                /** @constant */
+                mode: "egress";
+            } | {
+                /** @description allow rules: domain names (registry.example.com), wildcards (*.example.com), * (any name), IP addresses or CIDRs (10.20.0.0/16) */
+                allow: string[];
+                /** @description deny rules: domain names (registry.example.com), wildcards (*.example.com), * (any name), IP addresses or CIDRs (10.20.0.0/16) */
+                deny?: string[];
+                /** @description names of admin-defined presets whose rules are added */
+                presets?: string[];
+                /** @constant */
+                mode: "allowlist";
+            });
             /** @description hard TTL; default 24 h */
             timeoutMs?: number;
             /** @description no-activity TTL; default 30 min */

@@ -6,6 +6,7 @@ import createClient from "openapi-fetch";
 import type { components, paths } from "./api-types.js";
 import { errorFromResponse, PolydevApiError } from "./errors.js";
 import { loginsApi } from "./logins.js";
+import { networkAdminApi, networkApi, networkPresetsApi } from "./network.js";
 import { processesApi } from "./processes.js";
 import type { PtyOptions, PtySession, WebSocketConstructor } from "./pty.js";
 import { openPty } from "./pty.js";
@@ -245,7 +246,15 @@ export class Polydev {
     stats: (id: string, call: CallOptions = {}) => sandboxStats(this.transport(), id, call),
     /** Background processes (see processes.ts). @example await polydev.sandboxes.processes.start(box.id, { cmd: "npm run dev" }); */
     processes: processesApi(this.transport()),
+    /**
+     * An allow-list sandbox's egress policy and audit log (see network.ts).
+     * @example await polydev.sandboxes.network.update(box.id, { deny: ["*.ads.example.com"] });
+     */
+    network: networkApi(this.transport()),
   };
+
+  /** The named allow-lists an admin defines (e.g. "package-registries", "github"). */
+  readonly networkPresets = networkPresetsApi(this.transport());
 
   /** Provider sign-ins run by the provider's own CLI in a sandbox (see logins.ts). */
   readonly logins = loginsApi(this.transport());
@@ -351,6 +360,7 @@ export class Polydev {
      */
     stats: async (call: CallOptions = {}): Promise<AdminStats> =>
       unwrap(await this.api.GET("/v1/admin/stats", { signal: call.signal })),
+    ...networkAdminApi(this.transport()),
   };
 
   readonly credentials = {

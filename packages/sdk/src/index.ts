@@ -35,6 +35,17 @@ export {
   UnauthorizedError,
 } from "./errors.js";
 export type { Login, LoginProvider } from "./logins.js";
+export type {
+  EgressAuditEvent,
+  EgressPolicy,
+  EgressRule,
+  NetworkPreset,
+  NetworkSetting,
+  NetworkUpdate,
+  PutNetworkPreset,
+  SandboxNetwork,
+  UserNetworkDefault,
+} from "./network.js";
 export type { BackgroundProcess, ProcessSignal, StartProcess } from "./processes.js";
 export type { PtyExit, PtyOptions, WebSocketConstructor, WebSocketLike } from "./pty.js";
 export { PtySession } from "./pty.js";

@@ -144,6 +144,104 @@ describe("polydev sandbox", () => {
   });
 });
 
+describe("polydev sandbox network, audit and presets", () => {
+  it("creates an allow-list sandbox, shows and changes its policy, and prints its audit log", async () => {
+    const presets = await runCli(["presets", "ls"], { env: loggedIn() });
+    expect(presets.code, presets.stderr).toBe(0);
+    expect(presets.stdout).toMatch(/^NAME\s+DESCRIPTION\s+ALLOW\s+DENY\n/);
+    expect(presets.stdout).toMatch(/\ngithub\s+.*github\.com/);
+    expect(presets.stdout).toMatch(/\npackage-registries\s/);
+
+    const created = await runCli(
+      [
+        "sandbox",
+        "create",
+        "--memory-mb",
+        "256",
+        "--network",
+        "allowlist",
+        "--allow",
+        "registry.example.com",
+        "--allow",
+        "10.20.0.0/16",
+        "--preset",
+        "github",
+        "--json",
+      ],
+      { env: loggedIn() },
+    );
+    expect(created.code, created.stderr).toBe(0);
+    const box = JSON.parse(created.stdout) as { id: string; network: string; egressPolicy: unknown };
+    try {
+      expect(box).toMatchObject({
+        network: "allowlist",
+        egressPolicy: { allow: ["registry.example.com", "10.20.0.0/16"], deny: [], presets: ["github"] },
+      });
+
+      const shown = await runCli(["sandbox", "network", box.id], { env: loggedIn() });
+      expect(shown.code, shown.stderr).toBe(0);
+      expect(shown.stdout).toMatch(/^mode\s+allowlist\n/);
+      expect(shown.stdout).toMatch(/\nallow\s+registry\.example\.com 10\.20\.0\.0\/16\n/);
+      expect(shown.stdout).toMatch(/\neffective allow\s+.*github\.com/);
+
+      const changed = await runCli(["sandbox", "network", box.id, "--deny", "*.evil.example.com", "--json"], {
+        env: loggedIn(),
+      });
+      expect(changed.code, changed.stderr).toBe(0);
+      expect(JSON.parse(changed.stdout)).toMatchObject({
+        allow: ["registry.example.com", "10.20.0.0/16"],
+        deny: ["*.evil.example.com"],
+      });
+      const emptied = await runCli(["sandbox", "network", box.id, "--preset", ""], { env: loggedIn() });
+      expect(emptied.stdout).toMatch(/\npresets\s+-\n/);
+      const unknown = await runCli(["sandbox", "network", box.id, "--preset", "no-such-preset"], {
+        env: loggedIn(),
+      });
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toMatch(/^polydev: .+ \(invalid_request\)\n$/);
+
+      await user.exec(box.id, "getent hosts first-refused.invalid || true", { timeoutMs: 20_000 });
+      const audit = await runCli(["sandbox", "audit", box.id], { env: loggedIn() });
+      expect(audit.code, audit.stderr).toBe(0);
+      expect(audit.stdout).toMatch(/^TIME\s+DECISION\s+REASON\s+KIND\s+HOST\s+ADDRESS\s+OUT\s+IN\n/);
+      expect(audit.stdout).toMatch(/denied\s+[a-z_]+\s+dns\s+first-refused\.invalid\s/);
+
+      // --follow prints what happens while it runs; Ctrl-C ends it.
+      const follow = runCli(["sandbox", "audit", "--follow", box.id], {
+        env: loggedIn(),
+        timeoutMs: 60_000,
+        signalWhen: { output: /live-refused\.invalid/, signal: "SIGINT" },
+      });
+      let finished = false;
+      void follow.finally(() => {
+        finished = true;
+      });
+      for (let attempt = 0; attempt < 30 && !finished; attempt++)
+        await user.exec(box.id, "getent hosts live-refused.invalid; sleep 1", { timeoutMs: 20_000 });
+      const followed = await follow;
+      expect(followed.code, followed.stderr).toBe(0);
+      expect(followed.stdout).toContain("first-refused.invalid");
+      expect(followed.stdout).toMatch(/denied\s+[a-z_]+\s+dns\s+live-refused\.invalid\s/);
+
+      const plain = await user.createSandbox({ memoryMb: 256 });
+      try {
+        const fixed = await runCli(["sandbox", "network", plain, "--allow", "example.com"], {
+          env: loggedIn(),
+        });
+        expect(fixed.code).toBe(1);
+        expect(fixed.stderr).toMatch(/^polydev: .+ \(conflict\)\n$/);
+        expect((await runCli(["sandbox", "network", plain], { env: loggedIn() })).stdout).toMatch(
+          /^mode\s+none/,
+        );
+      } finally {
+        await user.call("DELETE", `/v1/sandboxes/${plain}`);
+      }
+    } finally {
+      await user.call("DELETE", `/v1/sandboxes/${box.id}`);
+    }
+  }, 180_000);
+});
+
 describe("polydev cp", () => {
   it("uploads and downloads a file with its bytes intact, and refuses directories clearly", async () => {
     const box = await user.createSandbox({ memoryMb: 256 });
@@ -263,6 +361,10 @@ describe("usage", () => {
     for (const args of [
       ["sandbox", "create", "--network", "wifi"],
       ["sandbox", "create", "--memory-mb", "lots"],
+      ["sandbox", "create", "--network", "egress", "--allow", "example.com"],
+      ["sandbox", "network"],
+      ["sandbox", "audit", "--limit", "0", "sbx_1"],
+      ["presets", "frobnicate"],
       ["sandbox", "frobnicate"],
       ["sandbox", "ls", "--bogus"],
       ["sandbox", "exec"],
@@ -290,6 +392,10 @@ describe("usage", () => {
       ["sandbox", "shell", "--help"],
       ["sandbox", "logs", "--help"],
       ["sandbox", "stats", "--help"],
+      ["sandbox", "network", "--help"],
+      ["sandbox", "audit", "--help"],
+      ["presets", "--help"],
+      ["presets", "ls", "--help"],
       ["cp", "--help"],
       ["run", "--help"],
       ["creds", "--help"],

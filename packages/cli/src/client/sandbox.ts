@@ -1,4 +1,4 @@
-/** `polydev sandbox create | ls | rm | exec | shell`. */
+/** `polydev sandbox create | ls | rm | exec | shell | network | audit`. */
 import type { CreateSandbox, Polydev, Sandbox } from "@polydev/sdk";
 import { connect } from "./config.js";
 import {
@@ -14,6 +14,7 @@ import {
   UsageError,
   withSpinner,
 } from "./io.js";
+import { audit, network, networkFromOptions } from "./network.js";
 import { attachShell } from "./shell.js";
 
 export const SANDBOX_HELP = `Usage: polydev sandbox <command> [options]
@@ -28,6 +29,8 @@ Commands:
   shell     attach this terminal to a shell in a sandbox
   logs      a sandbox's lifecycle log and console output (kept after a failure)
   stats     a sandbox's live CPU, memory, process and disk use
+  network   show or change an allow-list sandbox's egress policy
+  audit     an allow-list sandbox's connections, allowed and denied (--follow for live)
 
 Run 'polydev sandbox <command> --help' for a command's options.
 `;
@@ -39,15 +42,22 @@ Options (server default):
   --memory-mb N           memory limit in MiB (512)
   --disk-mb N             home size in MiB (1024)
   --pids-max N            process limit (256)
-  --network none|egress   none: loopback only; egress: outbound internet (none)
+  --network MODE          none: loopback only; egress: outbound internet; allowlist: only
+                          the destinations allowed below, checked outside the sandbox (none)
+  --allow ENTRY           allowlist: a name, *.domain, *, an IP or a CIDR it may reach (repeatable)
+  --deny ENTRY            allowlist: refused even if allowed (repeatable)
+  --preset NAME           allowlist: a preset's entries apply too (repeatable; polydev presets ls)
   --timeout-ms N          hard time to live (24 h)
   --idle-timeout-ms N     time to live without activity (30 min)
   --env KEY=VALUE         environment variable for commands in it (repeatable)
   --label KEY=VALUE       metadata (repeatable)
   --json                  print the whole sandbox as JSON instead of its id
 
-Example:
+--allow, --deny or --preset without --network mean --network allowlist.
+
+Examples:
   polydev sandbox create --memory-mb 1024 --network egress
+  polydev sandbox create --network allowlist --preset package-registries --allow git.example.com
 `;
 
 const LS_HELP = `Usage: polydev sandbox ls [--json]
@@ -134,6 +144,10 @@ export function sandbox(argv: string[], env: NodeJS.ProcessEnv): Promise<number>
       return logs(rest, env);
     case "stats":
       return stats(rest, env);
+    case "network":
+      return network(rest, env);
+    case "audit":
+      return audit(rest, env);
     case "--help":
     case "-h":
     case "help":
@@ -159,6 +173,9 @@ function create(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
         "disk-mb": { type: "string" },
         "pids-max": { type: "string" },
         network: { type: "string" },
+        allow: { type: "string", multiple: true },
+        deny: { type: "string", multiple: true },
+        preset: { type: "string", multiple: true },
         "timeout-ms": { type: "string" },
         "idle-timeout-ms": { type: "string" },
         env: { type: "string", multiple: true },
@@ -179,11 +196,8 @@ function create(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       body.timeoutMs = numberOption("--timeout-ms", values["timeout-ms"]);
     if (values["idle-timeout-ms"] !== undefined)
       body.idleTimeoutMs = numberOption("--idle-timeout-ms", values["idle-timeout-ms"]);
-    if (values.network !== undefined) {
-      if (values.network !== "none" && values.network !== "egress")
-        throw new UsageError(`--network is none or egress (got "${values.network}")`);
-      body.network = values.network;
-    }
+    const networkSetting = networkFromOptions(values);
+    if (networkSetting !== undefined) body.network = networkSetting;
     if (values.env) body.env = pairs("--env", values.env);
     if (values.label) body.metadata = pairs("--label", values.label);
     const { polydev } = await connect(env);

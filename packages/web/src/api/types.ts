@@ -1,12 +1,12 @@
 /** API shapes the dashboard reads: the SDK's generated schemas where they exist. */
 import type { components, SessionInfo } from "@polydev/sdk";
 
-export type Sandbox = components["schemas"]["Sandbox"];
+export type { Sandbox } from "@polydev/sdk";
 export type FileEntry = components["schemas"]["FileEntry"];
 export type Credential = components["schemas"]["Credential"];
 export type Login = components["schemas"]["Login"];
 export type Run = components["schemas"]["Run"];
-export type CreateSandbox = components["schemas"]["CreateSandbox"];
+export type { CreateSandbox } from "@polydev/sdk";
 
 export const PROVIDERS = ["anthropic", "openai", "gemini"] as const;
 export type Provider = (typeof PROVIDERS)[number];

@@ -34,3 +34,10 @@ export function formatTime(iso: string): string {
 export function shortId(id: string): string {
   return id.length > 14 ? `${id.slice(0, 12)}…` : id;
 }
+
+/** How a sandbox's network mode reads in a sentence. */
+export function networkLabel(network: string): string {
+  if (network === "egress") return "internet";
+  if (network === "allowlist") return "allow-listed network";
+  return "no network";
+}

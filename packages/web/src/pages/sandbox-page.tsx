@@ -4,8 +4,9 @@ import { lazy, Suspense, useRef, useState } from "react";
 import { ConfirmButton } from "../components/confirm-button";
 import { ErrorNotice } from "../components/error-notice";
 import { FileBrowser } from "../components/file-browser";
-import { formatAge, formatMb } from "../components/format";
+import { formatAge, formatMb, networkLabel } from "../components/format";
 import { LogsView } from "../components/logs-view";
+import { NetworkPanel } from "../components/network-panel";
 import { SandboxStats } from "../components/sandbox-stats";
 import { StateBadge } from "../components/state-badge";
 import { errorCode } from "../queries/errors";
@@ -20,6 +21,7 @@ const TerminalView = lazy(() =>
 const TABS = [
   { id: "terminal", label: "Terminal" },
   { id: "files", label: "Files" },
+  { id: "network", label: "Network" },
   { id: "logs", label: "Logs" },
 ] as const;
 type Tab = (typeof TABS)[number]["id"];
@@ -68,8 +70,7 @@ export function SandboxPage({ id }: { id: string }) {
           <h1 className="mono">{box.id}</h1>
           <p className="muted small">
             {box.cpu} CPU · {formatMb(box.memoryMb)} memory · {formatMb(box.diskMb)} disk · {box.pidsMax}{" "}
-            processes · {box.network === "egress" ? "internet" : "no network"} · created{" "}
-            {formatAge(box.createdAt)} ago
+            processes · {networkLabel(box.network)} · created {formatAge(box.createdAt)} ago
           </p>
         </div>
         <div className="head-side">
@@ -172,6 +173,15 @@ export function SandboxPage({ id }: { id: string }) {
             <p className="empty">Files can be browsed while the sandbox is running.</p>
           )
         ) : null}
+      </section>
+      <section
+        id="panel-network"
+        role="tabpanel"
+        aria-labelledby="tab-network"
+        hidden={tab !== "network"}
+        className="panel"
+      >
+        {tab === "network" ? <NetworkPanel sandbox={box} /> : null}
       </section>
       <section
         id="panel-logs"

@@ -3,8 +3,10 @@ import type { FormEvent } from "react";
 import { useState } from "react";
 import type { CreateSandbox, Sandbox } from "../api/types";
 import { ConfirmButton } from "../components/confirm-button";
+import type { EgressRulesDraft } from "../components/egress-rules-fields";
+import { EgressRulesFields, EMPTY_RULES, parseEntries } from "../components/egress-rules-fields";
 import { ErrorNotice } from "../components/error-notice";
-import { formatAge, formatMb } from "../components/format";
+import { formatAge, formatMb, networkLabel } from "../components/format";
 import { SandboxStats } from "../components/sandbox-stats";
 import { StateBadge } from "../components/state-badge";
 import { sandboxListQuery, useCreateSandbox, useDestroySandbox } from "../queries/sandboxes";
@@ -93,7 +95,7 @@ function SandboxTable({ items }: { items: Sandbox[] }) {
                 <td className="hide-narrow">{formatAge(sandbox.createdAt)}</td>
                 <td className="hide-narrow small">
                   {sandbox.cpu} CPU · {formatMb(sandbox.memoryMb)} · {formatMb(sandbox.diskMb)} disk ·{" "}
-                  {sandbox.pidsMax} pids · {sandbox.network === "egress" ? "internet" : "no network"}
+                  {sandbox.pidsMax} pids · {networkLabel(sandbox.network)}
                 </td>
                 <td>
                   <SandboxStats sandbox={sandbox} />
@@ -135,17 +137,34 @@ function numberOrUndefined(value: string): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
+type NetworkMode = "none" | "egress" | "allowlist";
+
+function networkMode(value: string): NetworkMode {
+  return value === "egress" || value === "allowlist" ? value : "none";
+}
+
 function CreateSandboxForm() {
   const create = useCreateSandbox();
   const [memoryMb, setMemoryMb] = useState("512");
   const [cpu, setCpu] = useState("1");
   const [diskMb, setDiskMb] = useState("1024");
   const [pidsMax, setPidsMax] = useState("256");
-  const [network, setNetwork] = useState<"none" | "egress">("none");
+  const [network, setNetwork] = useState<NetworkMode>("none");
+  const [rules, setRules] = useState<EgressRulesDraft>(EMPTY_RULES);
 
   const submit = (event: FormEvent): void => {
     event.preventDefault();
-    const body: CreateSandbox = { network };
+    const body: CreateSandbox = {
+      network:
+        network === "allowlist"
+          ? {
+              mode: "allowlist",
+              allow: parseEntries(rules.allow),
+              deny: parseEntries(rules.deny),
+              presets: rules.presets,
+            }
+          : network,
+    };
     const values = { memoryMb, cpu, diskMb, pidsMax };
     for (const [key, raw] of Object.entries(values) as [keyof typeof values, string][]) {
       const n = numberOrUndefined(raw);
@@ -204,15 +223,15 @@ function CreateSandboxForm() {
         </label>
         <label className="field">
           <span>Network</span>
-          <select
-            className="input"
-            value={network}
-            onChange={(e) => setNetwork(e.target.value === "egress" ? "egress" : "none")}
-          >
+          <select className="input" value={network} onChange={(e) => setNetwork(networkMode(e.target.value))}>
             <option value="none">None (loopback only)</option>
             <option value="egress">Internet (outbound)</option>
+            <option value="allowlist">Allow-list (listed destinations only)</option>
           </select>
         </label>
+        {network === "allowlist" ? (
+          <EgressRulesFields value={rules} onChange={setRules} idPrefix="create" />
+        ) : null}
         <div className="field field-submit">
           <button type="submit" className="button button-primary" disabled={create.isPending}>
             {create.isPending ? (
