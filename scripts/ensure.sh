@@ -11,11 +11,12 @@ if [ "$node_major" -lt 20 ]; then
   say "Node.js 20 or newer is required (found $(node -v))"; exit 1
 fi
 
-# System packages: bubblewrap (sandboxes), slirp4netns (sandbox egress). Installed with apt when
-# we may; otherwise we say exactly what to install.
+# System packages: bubblewrap (sandboxes), slirp4netns (sandbox egress), nftables (allow-list
+# sandboxes). Installed with apt when we may; otherwise we say exactly what to install.
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
+[ -x /usr/sbin/nft ] || missing+=(nftables)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]} with apt-get"

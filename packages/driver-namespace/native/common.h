@@ -35,6 +35,30 @@ int background_main(int argc, char **argv);
 int forward_main(int argc, char **argv);
 int disk_usage_main(int argc, char **argv);
 int deny_routes_main(int argc, char **argv);
+int egress_setup_main(int argc, char **argv);
+int egress_relay_main(int argc, char **argv);
+
+/* rtnetlink (deny-routes.c), for the host-side network setup of a sandbox's namespace. */
+struct nlmsghdr;
+int netlink_ack(int netlink, struct nlmsghdr *request);
+int enter_network_namespace(const char *path);
+
+/*
+ * The fork-per-connection model of the in-sandbox forwarders (forward.c): each connection is
+ * copied by a child process of its own, charged to the sandbox's limits, and the listener stops
+ * when its stdin ends (the host stopped forwarding) while the children finish on their own.
+ */
+#define MAX_CONNECTIONS 64
+void start_reaping(void);
+int connections_in_flight(void);
+/* fork() counted in connections_in_flight; in the child (0) stdio is /dev/null, SIGCHLD default. */
+pid_t fork_connection(void);
+/* Reads what is waiting on stdin (after poll said so): 1 once it has ended. */
+int stdin_ended(void);
+/* A TCP listener on 127.0.0.1:<port>; -1 with errno set. */
+int listen_loopback_tcp(int port);
+/* A connected unix stream socket; -1 with errno set. */
+int connect_unix_path(const char *unix_path);
 
 /*
  * Copies bytes both ways between two descriptor pairs until both directions are done:

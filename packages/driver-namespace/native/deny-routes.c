@@ -48,6 +48,34 @@ static int parse_cidr(const char *text, struct in_addr *address, int *length) {
   return 0;
 }
 
+/* Sends one rtnetlink request (NLM_F_ACK set) and waits for its acknowledgement. */
+int netlink_ack(int netlink, struct nlmsghdr *request) {
+  if (send(netlink, request, request->nlmsg_len, 0) < 0) return -1;
+  char answer[4096];
+  ssize_t got = recv(netlink, answer, sizeof answer, 0);
+  if (got < (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr))) return -1;
+  struct nlmsghdr *reply = (struct nlmsghdr *)answer;
+  if (reply->nlmsg_type != NLMSG_ERROR) return -1;
+  struct nlmsgerr *error = NLMSG_DATA(reply);
+  if (error->error != 0) {
+    errno = -error->error;
+    return -1;
+  }
+  return 0;
+}
+
+/* Joins the network namespace at `path` (a sandbox's /proc/<pid>/ns/net), as the host's root. */
+int enter_network_namespace(const char *path) {
+  int namespace_fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (namespace_fd < 0 || setns(namespace_fd, CLONE_NEWNET) != 0) {
+    fprintf(stderr, "polydev: cannot enter %s: %s\n", path, strerror(errno));
+    if (namespace_fd >= 0) close(namespace_fd);
+    return -1;
+  }
+  close(namespace_fd);
+  return 0;
+}
+
 static int add_prohibit_route(int netlink, struct in_addr destination, int length, unsigned sequence) {
   struct route_request request;
   memset(&request, 0, sizeof request);
@@ -65,18 +93,7 @@ static int add_prohibit_route(int netlink, struct in_addr destination, int lengt
   attribute->rta_len = (unsigned short)RTA_LENGTH(sizeof destination);
   memcpy(RTA_DATA(attribute), &destination, sizeof destination);
   request.header.nlmsg_len = (unsigned)(NLMSG_LENGTH(sizeof request.route) + RTA_ALIGN(attribute->rta_len));
-  if (send(netlink, &request, request.header.nlmsg_len, 0) < 0) return -1;
-  char answer[4096];
-  ssize_t got = recv(netlink, answer, sizeof answer, 0);
-  if (got < (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr))) return -1;
-  struct nlmsghdr *reply = (struct nlmsghdr *)answer;
-  if (reply->nlmsg_type != NLMSG_ERROR) return -1;
-  struct nlmsgerr *error = NLMSG_DATA(reply);
-  if (error->error != 0) {
-    errno = -error->error;
-    return -1;
-  }
-  return 0;
+  return netlink_ack(netlink, &request.header);
 }
 
 int deny_routes_main(int argc, char **argv) {
@@ -85,12 +102,7 @@ int deny_routes_main(int argc, char **argv) {
     return 2;
   }
   close_descriptors_from(3);
-  int namespace_fd = open(argv[2], O_RDONLY | O_CLOEXEC);
-  if (namespace_fd < 0 || setns(namespace_fd, CLONE_NEWNET) != 0) {
-    fprintf(stderr, "polydev: cannot enter %s: %s\n", argv[2], strerror(errno));
-    return 1;
-  }
-  close(namespace_fd);
+  if (enter_network_namespace(argv[2]) != 0) return 1;
   int netlink = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
   if (netlink < 0) {
     perror("polydev: netlink");

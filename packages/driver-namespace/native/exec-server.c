@@ -44,10 +44,11 @@
  * SIGHUP to its session, then the 'K' treatment after HANGUP_GRACE_MS.
  *
  * The same binary has other modes (see main): on the host, `--join` and `--join-from-stdin`
- * start bubblewrap inside the sandbox's cgroups as its uid, and `--deny-routes` (deny-routes.c)
- * closes addresses off in an egress sandbox's network namespace; inside the sandbox, `--bg-*`
- * (background.c), `--connect`/`--listen` (forward.c) and `--disk-usage` (disk-usage.c) are
- * subcommands the host runs through ordinary requests.
+ * start bubblewrap inside the sandbox's cgroups as its uid, `--deny-routes` (deny-routes.c)
+ * closes addresses off in an egress sandbox's network namespace and `--egress-setup`
+ * (egress-setup.c) confines an allow-list sandbox's; inside the sandbox, `--bg-*`
+ * (background.c), `--connect`/`--listen` (forward.c), `--egress-relay` (egress-relay.c) and
+ * `--disk-usage` (disk-usage.c) are subcommands the host runs through ordinary requests.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -293,6 +294,8 @@ int main(int argc, char **argv) {
   if (argc == 2 && strcmp(argv[1], "--join-from-stdin") == 0) return join_from_stdin();
   if (argc > 1 && strcmp(argv[1], "--join") == 0) return join_and_exec(argc, argv, 3);
   if (argc > 1 && strcmp(argv[1], "--deny-routes") == 0) return deny_routes_main(argc, argv);
+  if (argc > 1 && strcmp(argv[1], "--egress-setup") == 0) return egress_setup_main(argc, argv);
+  if (argc > 1 && strcmp(argv[1], "--egress-relay") == 0) return egress_relay_main(argc, argv);
   if (argc > 1 && strncmp(argv[1], "--bg-", 5) == 0) return background_main(argc, argv);
   if (argc > 1 && (strcmp(argv[1], "--connect") == 0 || strcmp(argv[1], "--listen") == 0))
     return forward_main(argc, argv);

@@ -35,8 +35,6 @@
 
 #include "common.h"
 
-#define MAX_CONNECTIONS 64
-
 static int parse_port(const char *text) {
   char *end;
   long port = strtol(text, &end, 10);
@@ -80,33 +78,83 @@ static void reap(int signo) {
   errno = saved;
 }
 
-static void carry(int tcp, const char *unix_path) {
-  /* Off the listener's stdio: the listener may end (the host stopped forwarding) while this
-   * connection goes on, and its exec ends only once nothing holds its pipes. */
-  int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (null_fd >= 0)
-    for (int fd = 0; fd <= 2; fd++) dup2(null_fd, fd);
-  struct sockaddr_un address = {.sun_family = AF_UNIX};
-  if (strlen(unix_path) >= sizeof address.sun_path) _exit(1);
-  strcpy(address.sun_path, unix_path);
-  int host = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (host < 0 || connect(host, (struct sockaddr *)&address, sizeof address) != 0) _exit(1);
-  _exit(pump_both_ways(tcp, tcp, host, host) == 0 ? 0 : 1);
+void start_reaping(void) {
+  struct sigaction action = {.sa_handler = reap, .sa_flags = SA_RESTART | SA_NOCLDSTOP};
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGCHLD, &action, NULL);
 }
 
-static int forward_listen(int port, const char *unix_path) {
+int connections_in_flight(void) {
+  return (int)children;
+}
+
+pid_t fork_connection(void) {
+  sigset_t block, previous;
+  sigemptyset(&block);
+  sigaddset(&block, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &block, &previous);
+  pid_t child = fork();
+  if (child == 0) {
+    signal(SIGCHLD, SIG_DFL);
+    /* Off the listener's stdio: the listener may end (the host stopped forwarding) while this
+     * connection goes on, and its exec ends only once nothing holds its pipes. */
+    int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd >= 0)
+      for (int fd = 0; fd <= 2; fd++) dup2(null_fd, fd);
+  } else if (child > 0) {
+    children++;
+  }
+  sigprocmask(SIG_SETMASK, &previous, NULL);
+  return child;
+}
+
+int stdin_ended(void) {
+  char ignored[256];
+  ssize_t got = read(STDIN_FILENO, ignored, sizeof ignored);
+  return got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN);
+}
+
+int listen_loopback_tcp(int port) {
   int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (listener < 0 || setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
       bind(listener, (struct sockaddr *)&address, sizeof address) != 0 || listen(listener, 128) != 0) {
+    int error = errno;
+    if (listener >= 0) close(listener);
+    errno = error;
+    return -1;
+  }
+  return listener;
+}
+
+int connect_unix_path(const char *unix_path) {
+  struct sockaddr_un address = {.sun_family = AF_UNIX};
+  if (strlen(unix_path) >= sizeof address.sun_path) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  strcpy(address.sun_path, unix_path);
+  int host = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (host < 0) return -1;
+  if (connect(host, (struct sockaddr *)&address, sizeof address) != 0) {
+    int error = errno;
+    close(host);
+    errno = error;
+    return -1;
+  }
+  return host;
+}
+
+static int forward_listen(int port, const char *unix_path) {
+  int listener = listen_loopback_tcp(port);
+  if (listener < 0) {
     fprintf(stderr, "polydev: cannot listen on port %d in the sandbox: %s\n", port, strerror(errno));
     return 1;
   }
-  struct sigaction action = {.sa_handler = reap, .sa_flags = SA_RESTART | SA_NOCLDSTOP};
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGCHLD, &action, NULL);
+  int one = 1;
+  start_reaping();
   if (write_fully(STDOUT_FILENO, "ready\n", 6) != 0) return 1;
   for (;;) {
     struct pollfd fds[2] = {{.fd = listener, .events = POLLIN}, {.fd = STDIN_FILENO, .events = POLLIN}};
@@ -114,32 +162,21 @@ static int forward_listen(int port, const char *unix_path) {
       if (errno == EINTR) continue;
       return 1;
     }
-    if (fds[1].revents) {
-      char ignored[256];
-      ssize_t got = read(STDIN_FILENO, ignored, sizeof ignored);
-      if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) return 0;
-    }
+    if (fds[1].revents && stdin_ended()) return 0;
     if (!fds[0].revents) continue;
     int tcp = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
     if (tcp < 0) continue;
-    if (children >= MAX_CONNECTIONS) {
+    if (connections_in_flight() >= MAX_CONNECTIONS) {
       close(tcp);
       continue;
     }
     setsockopt(tcp, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    sigset_t block, previous;
-    sigemptyset(&block);
-    sigaddset(&block, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &block, &previous);
-    pid_t child = fork();
-    if (child == 0) {
-      sigprocmask(SIG_SETMASK, &previous, NULL);
-      signal(SIGCHLD, SIG_DFL);
+    if (fork_connection() == 0) {
       close(listener);
-      carry(tcp, unix_path);
+      int host = connect_unix_path(unix_path);
+      if (host < 0) _exit(1);
+      _exit(pump_both_ways(tcp, tcp, host, host) == 0 ? 0 : 1);
     }
-    if (child > 0) children++;
-    sigprocmask(SIG_SETMASK, &previous, NULL);
     close(tcp);
   }
 }

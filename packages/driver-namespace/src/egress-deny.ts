@@ -6,11 +6,10 @@
  * (--disable-host-loopback). The exec server binary's --deny-routes adds "prohibit" routes for
  * these to the sandbox's network namespace, from the host, before anything in it runs.
  */
-import { spawn } from "node:child_process";
 import { networkInterfaces } from "node:os";
+import { runNetworkHelper } from "./network-helper.js";
 
 const ALWAYS_DENIED = ["169.254.0.0/16", "100.100.100.200/32"];
-const STDERR_LIMIT = 2048;
 
 /** The destinations to deny, with the host's current IPv4 addresses. */
 export function deniedDestinations(): string[] {
@@ -22,19 +21,9 @@ export function deniedDestinations(): string[] {
 }
 
 export function denyRoutes(binary: string, initPid: number, destinations: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(binary, ["--deny-routes", `/proc/${initPid}/ns/net`, ...destinations], {
-      env: { PATH: "/usr/bin:/bin" },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let stderr = "";
-    child.stderr?.on("data", (chunk: Buffer) => {
-      if (stderr.length < STDERR_LIMIT) stderr += chunk.toString("utf8");
-    });
-    child.once("error", reject);
-    child.once("close", (code) => {
-      if (code === 0) resolve();
-      else reject(new Error(`could not close off denied destinations: ${stderr.trim() || `exit ${code}`}`));
-    });
-  });
+  return runNetworkHelper(
+    binary,
+    ["--deny-routes", `/proc/${initPid}/ns/net`, ...destinations],
+    "could not close off denied destinations",
+  );
 }

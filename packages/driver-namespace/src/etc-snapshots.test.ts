@@ -180,6 +180,10 @@ describe("EtcSnapshots (real files, a stand-in host /etc)", () => {
     expect(lstatSync(store).mode & 0o777).toBe(0o711);
     const none = await snapshots(join(scratch, "root")).forNetwork("none");
     expect(await readFile(join(none, "resolv.conf"), "utf8")).toBe("");
+    // Any nameserver does for an allow-list sandbox (all its port-53 traffic is intercepted), but
+    // glibc needs one to try.
+    const allowlist = await snapshots(join(scratch, "root")).forNetwork("allowlist");
+    expect(await readFile(join(allowlist, "resolv.conf"), "utf8")).toBe("nameserver 10.0.2.3\n");
   });
 
   it("builds a new copy, in a new directory, once the host's /etc changes; the old one stays until unused", async () => {

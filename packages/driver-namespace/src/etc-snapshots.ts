@@ -53,6 +53,7 @@ import {
 import { join } from "node:path";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { NetworkMode } from "@polydev/core";
+import { NETWORK_MODES } from "@polydev/core";
 import { SANDBOX_HOME, SANDBOX_UID } from "./launcher.js";
 
 /** Host files and directories (relative to /etc) never copied, whatever their modes. */
@@ -73,8 +74,8 @@ const MAX_FILE_BYTES = 16 * 1024 * 1024;
 const DEFAULT_RECHECK_MS = 10_000;
 /** File system calls between two yields to the event loop. */
 const BATCH = 100;
-const NETWORKS: readonly NetworkMode[] = ["none", "egress"];
-const SNAPSHOT_NAME = /^[0-9a-f]{16}-(none|egress)$/;
+const NETWORKS: readonly NetworkMode[] = NETWORK_MODES;
+const SNAPSHOT_NAME = new RegExp(`^[0-9a-f]{16}-(${NETWORK_MODES.join("|")})$`);
 const REF_MARK = ".ref-";
 
 interface Entry {
@@ -98,7 +99,9 @@ export function generatedEtcFiles(network: NetworkMode): [string, string][] {
   ].join("\n");
   const group = ["root:x:0:", `user:x:${SANDBOX_UID}:`, "nogroup:x:65534:", ""].join("\n");
   // slirp4netns answers DNS on 10.0.2.3; the host's resolver address may be on its loopback.
-  const resolv = network === "egress" ? "nameserver 10.0.2.3\n" : "";
+  // An allow-list sandbox's DNS goes to the server whatever address it names (egress-setup.c
+  // intercepts all of port 53): the same address keeps the two modes alike.
+  const resolv = network === "none" ? "" : "nameserver 10.0.2.3\n";
   return [
     ["passwd", passwd],
     ["group", group],

@@ -95,6 +95,7 @@ describe("exec server", () => {
       execDir: dirname(meta.execSocket),
       hostUid: meta.hostUid,
       env: {},
+      network: "none",
     });
   });
   afterAll(async () => {

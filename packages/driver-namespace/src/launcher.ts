@@ -1,8 +1,9 @@
 import type { Socket } from "node:net";
-import type { LaunchedProcess, LaunchRequest, SandboxLauncher } from "@polydev/core";
+import type { LaunchedProcess, LaunchRequest, NetworkMode, SandboxLauncher } from "@polydev/core";
 import { EXEC_SERVER_IN_SANDBOX } from "./bwrap-args.js";
 import { startOverExecServer } from "./exec-client.js";
 import { SandboxBackground } from "./sandbox-background.js";
+import { SandboxEgress } from "./sandbox-egress.js";
 import { SandboxPorts } from "./sandbox-ports.js";
 
 export const SANDBOX_UID = 1000;
@@ -15,7 +16,7 @@ export const SANDBOX_HOME = "/home/user";
  * environment, working directory) ever reaches a host process, and no host descriptor reaches a
  * sandbox process. Terminals are allocated inside the sandbox too, background processes keep
  * their state there (sandbox-background.ts), and forwarded ports are served by the init's
- * subcommands (sandbox-ports.ts).
+ * subcommands (sandbox-ports.ts), as is an allow-list sandbox's egress relay (sandbox-egress.ts).
  */
 export function namespaceLauncher(options: {
   /** Host path of the exec server's socket. */
@@ -25,6 +26,8 @@ export function namespaceLauncher(options: {
   /** The sandbox's host uid: forwarding sockets are its alone. */
   hostUid: number;
   env: Record<string, string>;
+  /** The sandbox's network: "allowlist" gives the launcher `interceptEgress`. */
+  network: NetworkMode;
   /** Where connections to the exec server come from and go back to (default: one per process). */
   execConnections?: { take(path: string): Socket; release(path: string, socket: Socket): void } | undefined;
 }): SandboxLauncher {
@@ -53,7 +56,7 @@ export function namespaceLauncher(options: {
       env: { PATH: baseEnv.PATH, HOME: SANDBOX_HOME, LANG: "C.UTF-8" },
     });
   const ports = new SandboxPorts(helper, options.execDir, options.hostUid);
-  return Object.freeze({
+  const launcher: SandboxLauncher = {
     home: SANDBOX_HOME,
     baseEnv,
     start,
@@ -61,5 +64,12 @@ export function namespaceLauncher(options: {
     connect: (port: number, signal?: AbortSignal) => ports.connect(port, signal),
     listen: (port: number, onConnection: Parameters<SandboxLauncher["listen"]>[1], signal?: AbortSignal) =>
       ports.listen(port, onConnection, signal),
-  });
+  };
+  // Only where --egress-setup confined the network: elsewhere the agent answers
+  // feature_unavailable.
+  if (options.network === "allowlist") {
+    const egress = new SandboxEgress(helper, options.execDir, options.hostUid);
+    launcher.interceptEgress = (onConnection, signal) => egress.intercept(onConnection, signal);
+  }
+  return Object.freeze(launcher);
 }

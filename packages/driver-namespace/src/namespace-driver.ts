@@ -32,7 +32,7 @@ import type {
   SandboxSpec,
   SandboxStats,
 } from "@polydev/core";
-import { PolydevError } from "@polydev/core";
+import { NETWORK_MODES, PolydevError } from "@polydev/core";
 import { bwrapArgs, EXEC_SERVER_IN_SANDBOX, FIRST_DATA_FD } from "./bwrap-args.js";
 import { BwrapStarters } from "./bwrap-starters.js";
 import { killQuietly, until } from "./cgroup-files.js";
@@ -40,6 +40,7 @@ import { favorDynamicCgroupChanges } from "./cgroup-tuning.js";
 import type { Cgroups } from "./cgroups.js";
 import { detectCgroups } from "./cgroups.js";
 import { egressAvailable, SLIRP4NETNS, slirpReady, spawnSlirp } from "./egress.js";
+import { allowlistAvailable, NFT, setupAllowlist } from "./egress-allowlist.js";
 import { deniedDestinations, denyRoutes } from "./egress-deny.js";
 import { EtcSnapshots } from "./etc-snapshots.js";
 import { startOverExecServer } from "./exec-client.js";
@@ -200,12 +201,13 @@ export class NamespaceDriver implements SandboxDriver {
     await this.execDirs.prepare(this.execServerPath).catch(() => undefined);
     mkdirSync(this.files.rootDir, { recursive: true, mode: 0o700 });
     await this.execDirs.prepareBase();
-    await Promise.all([this.etc.forNetwork("none"), this.etc.forNetwork("egress")]);
+    await Promise.all(NETWORK_MODES.map((network) => this.etc.forNetwork(network)));
     // Older versions kept generated /etc files here; nothing reads them after a sandbox starts.
     await rm(join(this.files.rootDir, ".etc"), { recursive: true, force: true });
     this.collectEtcSoon();
     const features = [`cgroup-v${this.cgroups.version}`, "hibernate"];
     if (egressAvailable()) features.push("egress");
+    if (allowlistAvailable()) features.push("egress-allowlist");
     return { name: this.name, features };
   }
 
@@ -224,6 +226,12 @@ export class NamespaceDriver implements SandboxDriver {
       throw new PolydevError(
         "driver_unavailable",
         `network "egress" needs ${SLIRP4NETNS}: apt-get install slirp4netns`,
+      );
+    }
+    if (spec.network === "allowlist" && !allowlistAvailable()) {
+      throw new PolydevError(
+        "driver_unavailable",
+        `network "allowlist" needs ${NFT}: apt-get install nftables`,
       );
     }
     // Once per driver, overlapping the first create; never a reason to fail one.
@@ -353,6 +361,8 @@ export class NamespaceDriver implements SandboxDriver {
         slirpStartTime = (await startTimeOf(slirpPid)) ?? null;
         await denyRoutes(this.execServerPath, ready.initPid, deniedDestinations());
       }
+      // Before create returns, so before anything of the user's runs in the sandbox.
+      if (spec.network === "allowlist") await setupAllowlist(this.execServerPath, ready.initPid);
       const meta: SandboxMeta = {
         sandboxId: id,
         hostUid,
@@ -403,6 +413,7 @@ export class NamespaceDriver implements SandboxDriver {
         execDir: this.execDirs.dir(meta.sandboxId),
         hostUid: meta.hostUid,
         env,
+        network: meta.network,
         execConnections: {
           take: (path) => this.execConnections.take(meta.sandboxId, path),
           release: (path, socket) => this.execConnections.release(meta.sandboxId, path, socket),

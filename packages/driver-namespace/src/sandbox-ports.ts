@@ -49,57 +49,89 @@ export class SandboxPorts {
     signal?: AbortSignal,
   ): Promise<PortListener> {
     assertPort(port);
-    const name = `fwd-${port}.sock`;
-    const hostPath = join(this.execDir, name);
-    rmSync(hostPath, { force: true });
-    const server: Server = createServer((socket: Socket) => {
-      socket.on("error", () => undefined);
-      onConnection(socket);
+    return listenThroughHelper({
+      helper: this.helper,
+      execDir: this.execDir,
+      hostUid: this.hostUid,
+      name: `fwd-${port}.sock`,
+      args: (path) => ["--listen", String(port), path],
+      onConnection,
+      notReady: () =>
+        new PolydevError("conflict", `cannot listen on port ${port} in the sandbox (is it in use?)`, {
+          details: { port },
+        }),
+      signal,
     });
-    server.maxConnections = MAX_LISTENER_CONNECTIONS;
-    server.on("error", () => undefined);
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(hostPath, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    chownSync(hostPath, this.hostUid, this.hostUid);
-    chmodSync(hostPath, 0o600);
-    const forwarder = this.helper(["--listen", String(port), `${EXEC_DIR_IN_SANDBOX}/${name}`]);
-    forwarder.stdin.on("error", () => undefined);
-    // Stops listening; the connections already carried end on their own (the helper stops at
-    // the end of its stdin, and the host's server keeps the sockets it has).
-    const close = (): void => {
-      forwarder.stdin.end();
-      server.close();
-      try {
-        rmSync(hostPath, { force: true });
-      } catch {
-        // The sandbox's exec directory went with it (destroyed): nothing is left to remove.
-      }
-    };
-    const abort = (): void => {
-      forwarder.kill();
-      close();
-    };
-    signal?.addEventListener("abort", abort, { once: true });
-    const closed = Promise.race([
-      forwarder.exited.then(() => undefined),
-      new Promise<void>((resolve) => server.once("close", () => resolve())),
-    ]);
-    closed.then(close).catch(() => undefined);
-    try {
-      await saysReady(forwarder, port);
-    } catch (error) {
-      abort();
-      throw error;
-    } finally {
-      signal?.removeEventListener("abort", abort);
-    }
-    return { close, closed };
   }
+}
+
+/**
+ * Serves the unix socket `name` in the sandbox's exec directory (the sandbox uid's alone, mode
+ * 600) and starts the init's helper `args(its path inside the sandbox)`, which carries
+ * connections made inside the sandbox to it and says "ready" once listening. Closing ends the
+ * helper's stdin: it stops listening and leaves the connections it carries to finish.
+ */
+export async function listenThroughHelper(options: {
+  helper: (args: string[]) => LaunchedProcess;
+  execDir: string;
+  hostUid: number;
+  name: string;
+  args: (pathInSandbox: string) => string[];
+  onConnection: (socket: Socket) => void;
+  /** The error when the helper does not say "ready". */
+  notReady: () => PolydevError;
+  signal?: AbortSignal | undefined;
+}): Promise<PortListener> {
+  const { name, signal } = options;
+  const hostPath = join(options.execDir, name);
+  rmSync(hostPath, { force: true });
+  const server: Server = createServer((socket: Socket) => {
+    socket.on("error", () => undefined);
+    options.onConnection(socket);
+  });
+  server.maxConnections = MAX_LISTENER_CONNECTIONS;
+  server.on("error", () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(hostPath, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  chownSync(hostPath, options.hostUid, options.hostUid);
+  chmodSync(hostPath, 0o600);
+  const forwarder = options.helper(options.args(`${EXEC_DIR_IN_SANDBOX}/${name}`));
+  forwarder.stdin.on("error", () => undefined);
+  // Stops listening; the connections already carried end on their own (the helper stops at
+  // the end of its stdin, and the host's server keeps the sockets it has).
+  const close = (): void => {
+    forwarder.stdin.end();
+    server.close();
+    try {
+      rmSync(hostPath, { force: true });
+    } catch {
+      // The sandbox's exec directory went with it (destroyed): nothing is left to remove.
+    }
+  };
+  const abort = (): void => {
+    forwarder.kill();
+    close();
+  };
+  signal?.addEventListener("abort", abort, { once: true });
+  const closed = Promise.race([
+    forwarder.exited.then(() => undefined),
+    new Promise<void>((resolve) => server.once("close", () => resolve())),
+  ]);
+  closed.then(close).catch(() => undefined);
+  try {
+    if ((await firstBytes(forwarder, 6)) !== "ready\n") throw options.notReady();
+  } catch (error) {
+    abort();
+    throw error;
+  } finally {
+    signal?.removeEventListener("abort", abort);
+  }
+  return { close, closed };
 }
 
 function assertPort(port: number): void {
@@ -112,13 +144,6 @@ function assertPort(port: number): void {
 async function connected(process: LaunchedProcess, port: number): Promise<void> {
   if ((await firstBytes(process, 1)) === "+") return;
   throw new PolydevError("port_unreachable", `nothing accepts connections on port ${port} in the sandbox`, {
-    details: { port },
-  });
-}
-
-async function saysReady(process: LaunchedProcess, port: number): Promise<void> {
-  if ((await firstBytes(process, 6)) === "ready\n") return;
-  throw new PolydevError("conflict", `cannot listen on port ${port} in the sandbox (is it in use?)`, {
     details: { port },
   });
 }

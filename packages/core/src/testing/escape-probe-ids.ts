@@ -110,6 +110,9 @@ export const ESCAPE_PROBES = [
   "network.egress-other-sandbox",
   "network.raw-sockets",
   "network.no-net-admin",
+  // Network "allowlist", with a handler that refuses every intercepted connection.
+  "network.allowlist-no-path-around",
+  "network.allowlist-no-net-admin",
 ] as const;
 
 export type EscapeProbeId = (typeof ESCAPE_PROBES)[number];

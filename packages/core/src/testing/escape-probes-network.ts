@@ -6,8 +6,9 @@
 import { connect as tcpConnect } from "node:net";
 import { networkInterfaces } from "node:os";
 import { expect } from "vitest";
-import type { AgentConnection } from "../agent.js";
-import type { EscapeProbe, EscapeProbeContext } from "./escape-probe-context.js";
+import type { AgentConnection, EgressDestination } from "../agent.js";
+import { PolydevError } from "../errors.js";
+import type { EscapeProbe, EscapeProbeContext, LiveSandbox } from "./escape-probe-context.js";
 import { randomPort } from "./escape-probe-helpers.js";
 import { CONNECT_SCRIPT, probeProgram } from "./escape-probe-scripts.js";
 import type { ProbeServer } from "./host-probes.js";
@@ -68,6 +69,38 @@ function hostReaches(address: string, port: number): Promise<boolean> {
     });
     socket.once("error", () => resolve(false));
   });
+}
+
+/**
+ * An allow-list sandbox whose intercepted connections are all refused (closed at once), as the
+ * server does with a destination its policy denies; `skip` when the driver has no such mode.
+ */
+async function withRefusingAllowlist(
+  context: EscapeProbeContext,
+  skip: (why: string) => void,
+  use: (sandbox: LiveSandbox, intercepted: EgressDestination[]) => Promise<void>,
+): Promise<void> {
+  try {
+    await context.withSandbox("allowlist", { network: "allowlist" }, async (sandbox) => {
+      const intercepted: EgressDestination[] = [];
+      const listener = await sandbox.connection.interceptEgress((socket, destination) => {
+        intercepted.push(destination);
+        socket.destroy();
+      });
+      try {
+        await use(sandbox, intercepted);
+      } finally {
+        listener.close();
+      }
+    });
+  } catch (error) {
+    if (
+      error instanceof PolydevError &&
+      (error.code === "driver_unavailable" || error.code === "feature_unavailable")
+    )
+      skip(`this driver has no network "allowlist": ${error.message}`);
+    throw error;
+  }
 }
 
 const RAW_SOCKETS = probeProgram(`
@@ -268,6 +301,63 @@ while True:
       expect(after.stdout.split("\n").map((line) => line.split(/\s+/)[0])).toEqual(
         before.stdout.split("\n").map((line) => line.split(/\s+/)[0]),
       );
+    },
+  },
+  {
+    id: "network.allowlist-no-path-around",
+    title:
+      'network "allowlist" with every connection refused: nothing reaches the host\'s loopback, its addresses or IPv6, and no raw sockets',
+    async run(context, skip) {
+      await withRefusingAllowlist(context, skip, async ({ connection }, intercepted) => {
+        await withProbeServers(["127.0.0.1", "::1", "0.0.0.0", "::"], async (servers) => {
+          const targets: [string, number][] = servers.flatMap((server) =>
+            ["127.0.0.1", "::1", "10.0.2.2", ...hostAddresses("IPv4"), ...hostAddresses("IPv6")].map(
+              (address): [string, number] => [address, server.port],
+            ),
+          );
+          // The relay inside accepts every TCP connection before the host decides on it, so
+          // "connected" says nothing here: what counts is that no probe server saw one and no
+          // greeting of theirs came back.
+          const results = await connectFrom(context, connection, targets);
+          expect(Object.entries(results).filter(([, result]) => result.includes("polydev-probe"))).toEqual(
+            [],
+          );
+          expect(servers.map((server) => server.connections())).toEqual(servers.map(() => 0));
+        });
+        const raw = await context.python<Record<string, string>>(connection, RAW_SOCKETS);
+        expect(Object.entries(raw).filter(([, result]) => result === "created")).toEqual([]);
+        // What left the sandbox went to the handler, never straight to the host.
+        expect(intercepted.filter((destination) => destination.address.includes(":"))).toEqual([]);
+      });
+    },
+  },
+  {
+    id: "network.allowlist-no-net-admin",
+    title: 'network "allowlist": the ruleset, routes and network sysctls cannot be changed from inside',
+    async run(context, skip) {
+      await withRefusingAllowlist(context, skip, async ({ connection }, intercepted) => {
+        const attempts = await context.sh(
+          connection,
+          [
+            "/usr/sbin/nft flush ruleset",
+            "/usr/sbin/nft delete table inet polydev",
+            "/usr/sbin/ip route del local default table local",
+            "/usr/sbin/ip route add default dev lo",
+            "/usr/sbin/ip link add polydev0 type dummy",
+            "echo 1 > /proc/sys/net/ipv4/ip_forward",
+            "echo 0 > /proc/sys/net/ipv4/conf/all/rp_filter",
+          ]
+            .map((command) => `(${command}) 2>/dev/null && echo "allowed: ${command}"`)
+            .join("; ")
+            .concat("; echo end"),
+        );
+        expect(attempts.stdout).toBe("end\n");
+        // Still intercepted afterwards: a connection out arrives at the handler.
+        await connectFrom(context, connection, [["198.51.100.7", 443]]);
+        await waitFor("the intercepted connection", async () =>
+          intercepted.some((destination) => destination.address === "198.51.100.7") ? true : undefined,
+        );
+      });
     },
   },
 ];
