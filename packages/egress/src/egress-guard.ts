@@ -5,7 +5,6 @@
  * audit event per connection or DNS query. The semantics are in README.md.
  */
 import type { Duplex } from "node:stream";
-import { finished } from "node:stream";
 import { type EgressDestination, PolydevError } from "@polydev/core";
 import { addressVerdict } from "./address-policy.js";
 import { type Cidr, type IpAddress, parseAddress, parseCidr } from "./addresses.js";
@@ -382,7 +381,12 @@ function lingerThenDestroy(socket: Duplex): void {
   socket.once("close", () => clearTimeout(timer));
 }
 
-/** Copies both ways until both directions ended; resolves with the byte counts. Never rejects. */
+/**
+ * Copies both ways (half-closes pass through) until both streams closed; resolves with the
+ * byte counts. Never rejects. When the sandbox side goes away nothing can be delivered any
+ * more, so the world side is torn down; when the world side goes away the sandbox side gets
+ * what was already written, then its end.
+ */
 function splice(
   sandbox: Duplex,
   world: Duplex,
@@ -394,20 +398,22 @@ function splice(
     let bytesOut = firstBytes.length;
     let bytesIn = early.length;
     let open = 2;
-    const settle = (error?: Error | null): void => {
-      if (error) {
-        sandbox.destroy();
-        world.destroy();
-      }
+    const closed = (): void => {
       open -= 1;
-      if (open > 0) return;
-      sandbox.destroy();
-      world.destroy();
-      resolve({ bytesOut, bytesIn });
+      if (open === 0) resolve({ bytesOut, bytesIn });
     };
     world.on("error", () => world.destroy());
-    finished(sandbox, settle);
-    finished(world, settle);
+    world.once("close", () => {
+      if (!sandbox.writableEnded) sandbox.end();
+      lingerThenDestroy(sandbox);
+      closed();
+    });
+    const onSandboxClose = (): void => {
+      world.destroy();
+      closed();
+    };
+    if (sandbox.destroyed) onSandboxClose();
+    else sandbox.once("close", onSandboxClose);
     sandbox.on("data", (chunk: Buffer) => {
       bytesOut += chunk.length;
     });
