@@ -478,4 +478,83 @@ describe("EgressGuard: TCP", () => {
     fourth.end("ok");
     expect(await readAll(fourth)).toBe("ok");
   });
+
+  it("reads an SNI whose ClientHello arrives in pieces", async () => {
+    const guard = newGuard();
+    const sandbox = testSandbox(["public.test.example"]);
+    const hello = await new Promise<Buffer>((resolve) => {
+      const capture = createServer((socket) => {
+        socket.once("data", (chunk: Buffer) => {
+          resolve(chunk);
+          socket.destroy();
+          capture.close();
+        });
+      });
+      capture.listen(0, "127.0.0.1", () => {
+        const address = capture.address();
+        if (address === null || typeof address === "string") throw new Error("no address");
+        const client = tlsConnect({
+          host: "127.0.0.1",
+          port: address.port,
+          servername: "public.test.example",
+          rejectUnauthorized: false,
+        });
+        client.on("error", () => client.destroy());
+      });
+    });
+    const socket = await intercepted(guard, sandbox, {
+      kind: "tcp",
+      address: world.publicAddress,
+      port: 443,
+    });
+    const cuts = [0, 3, 9, 120, hello.length];
+    for (let index = 1; index < cuts.length; index += 1) {
+      socket.write(hello.subarray(cuts[index - 1], cuts[index]));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    // The world answers (its ServerHello) only if the guard let the connection through.
+    await new Promise<void>((resolve) => socket.once("data", () => resolve()));
+    socket.destroy();
+    expect(await sandbox.nextEvent(1)).toMatchObject({ host: "public.test.example", reason: "allowed_name" });
+  });
+
+  it("carries allowed connections through the upstream proxy with CONNECT, naming the host", async () => {
+    const targets: string[] = [];
+    const proxy = createServer({ allowHalfOpen: true }, (client) => {
+      client.on("error", () => client.destroy());
+      client.once("data", (head: Buffer) => {
+        const target = /^CONNECT (\S+) HTTP\/1\.1\r\n/.exec(head.toString("latin1"))?.[1] ?? "";
+        targets.push(target);
+        const [host = "", port = ""] = target.split(":");
+        const address = dns.records.get(host)?.[0] ?? host;
+        const upstream = tcpConnect(Number(port), address, () => {
+          client.write("HTTP/1.1 200 Connection established\r\n\r\n");
+          client.pipe(upstream).pipe(client);
+        });
+        upstream.on("error", () => client.destroy());
+      });
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const proxyAddress = proxy.address();
+    if (proxyAddress === null || typeof proxyAddress === "string") throw new Error("no proxy address");
+    try {
+      const guard = newGuard({ upstreamProxy: `http://127.0.0.1:${proxyAddress.port}` });
+      const sandbox = testSandbox(["public.test.example", "198.51.100.0/24"]);
+      expect(await httpGet(guard, sandbox, world.publicAddress, "public.test.example")).toMatch(
+        /host=public.test.example body=5$/,
+      );
+      const echo = await intercepted(guard, sandbox, {
+        kind: "tcp",
+        address: world.publicAddress,
+        port: 7000,
+      });
+      echo.end("raw");
+      expect(await readAll(echo)).toBe("raw");
+      expect(targets).toEqual(["public.test.example:80", `${world.publicAddress}:7000`]);
+      await sandbox.nextEvent(2);
+      expect(sandbox.events.map((event) => event.reason)).toEqual(["allowed_name", "allowed_cidr"]);
+    } finally {
+      proxy.close();
+    }
+  });
 });

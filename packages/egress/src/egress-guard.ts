@@ -216,9 +216,10 @@ export class EgressGuard {
       }
     } finally {
       reader.detach();
+      socket.resume();
       socket.end();
-      lingerThenDestroy(socket);
     }
+    await lingerThenDestroy(socket);
   }
 
   private async serveTcp(
@@ -253,7 +254,10 @@ export class EgressGuard {
         reason: decision.reason,
         started,
       });
-      refuse(socket, peeked.protocol === "http" ? forbiddenResponse(host ?? destination.address) : undefined);
+      await refuse(
+        socket,
+        peeked.protocol === "http" ? forbiddenResponse(host ?? destination.address) : undefined,
+      );
       return;
     }
     let upstream: Awaited<ReturnType<typeof connectUpstream>>;
@@ -274,7 +278,7 @@ export class EgressGuard {
         reason: "upstream_unreachable",
         started,
       });
-      refuse(socket, undefined);
+      await refuse(socket, undefined);
       return;
     }
     await splice(socket, upstream.socket, firstBytes, upstream.early, sandboxEnded).then((bytes) =>
@@ -367,18 +371,28 @@ function forbiddenResponse(host: string): Buffer {
   );
 }
 
-/** Ends a refused connection (after `response`, if any), discarding what the sandbox still sends. */
-function refuse(socket: Duplex, response: Buffer | undefined): void {
+/**
+ * Ends a refused connection (after `response`, if any), discarding what the sandbox still
+ * sends; settles once it closed, so it counts against the sandbox's open connections until then.
+ */
+function refuse(socket: Duplex, response: Buffer | undefined): Promise<void> {
   socket.resume();
   if (response === undefined) socket.end();
   else socket.end(response);
-  lingerThenDestroy(socket);
+  return lingerThenDestroy(socket);
 }
 
-function lingerThenDestroy(socket: Duplex): void {
-  const timer = setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS);
-  timer.unref();
-  socket.once("close", () => clearTimeout(timer));
+/** Destroys `socket` if it has not closed within the linger time; settles when it closed. */
+function lingerThenDestroy(socket: Duplex): Promise<void> {
+  if (socket.closed) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(() => socket.destroy(), REFUSAL_LINGER_MS);
+    timer.unref();
+    socket.once("close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /**
@@ -405,7 +419,7 @@ function splice(
     world.on("error", () => world.destroy());
     world.once("close", () => {
       if (!sandbox.writableEnded) sandbox.end();
-      lingerThenDestroy(sandbox);
+      void lingerThenDestroy(sandbox);
       closed();
     });
     const onSandboxClose = (): void => {
