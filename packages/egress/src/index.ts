@@ -1,0 +1,16 @@
+export type { EgressAuditEvent, EgressReason } from "./audit.js";
+export type { EgressGuardOptions, EgressSandbox } from "./egress-guard.js";
+export {
+  EgressGuard,
+  MAX_DNS_MESSAGES_PER_CONNECTION,
+  MAX_DNS_QUERY_BYTES,
+  MAX_PEEK_BYTES,
+} from "./egress-guard.js";
+export type { CompiledEgressRules, EgressRule, NameVerdict } from "./rules.js";
+export {
+  compileEgressRules,
+  egressRuleProblem,
+  MAX_EGRESS_RULE_LENGTH,
+  MAX_EGRESS_RULES,
+  parseEgressRule,
+} from "./rules.js";
