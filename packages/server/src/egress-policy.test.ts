@@ -24,250 +24,323 @@ interface AuditEvent {
 
 const unavailable = testNetworkUnavailable();
 
-describe.skipIf(unavailable !== undefined)(`allow-list networks${unavailable ? ` (skipped: ${unavailable})` : ""}`, () => {
-  let net: TestNetwork;
-  let t: TestServer;
-  let id: string;
+describe.skipIf(unavailable !== undefined)(
+  `allow-list networks${unavailable ? ` (skipped: ${unavailable})` : ""}`,
+  () => {
+    let net: TestNetwork;
+    let t: TestServer;
+    let id: string;
 
-  /** curl inside the sandbox; its exit code says how it failed (6: no address, 7: refused, 35/56: TLS/recv). */
-  const curl = async (...args: string[]) => {
-    const result = await t.api.exec(id, ["curl", "-sS", "--max-time", "10", ...args]);
-    expect(result.status).toBe(200);
-    return result.body;
-  };
-  const audit = async (): Promise<AuditEvent[]> => {
-    // Audit rows are written in batches a moment after each decision.
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    const response = await t.api.call<{ events: AuditEvent[] }>("GET", `/v1/sandboxes/${id}/network/audit?limit=1000`);
-    expect(response.status).toBe(200);
-    return response.body.events;
-  };
-
-  beforeAll(async () => {
-    // Every name is in the zone from the start (the HTTPS certificate names them all).
-    const names = ["allowed.test", "second.test", "other.test", "rebind.test", "metadata.test", "private.test", "api.wild.test"];
-    net = await startTestNetwork({ zone: Object.fromEntries(names.map((name) => [name, []])) });
-    // The zone's answers name the test host's addresses, known only once it exists.
-    await net.setZone({
-      "allowed.test": [net.serverAddress],
-      "second.test": [net.privateServerAddress],
-      "other.test": [net.serverAddress],
-      "rebind.test": ["127.0.0.1"],
-      "metadata.test": ["169.254.169.254"],
-      "private.test": [net.privateServerAddress],
-      "api.wild.test": [net.serverAddress],
-    });
-    t = await startTestServer({ egressDnsServers: [net.dnsServer] });
-    id = await t.api.createSandbox({
-      network: { mode: "allowlist", allow: ["allowed.test", "second.test", "*.wild.test"], deny: [] },
-    });
-    const written = await t.api.call("PUT", `/v1/sandboxes/${id}/files/ca.pem`, net.caCertPem, {
-      "content-type": "application/octet-stream",
-    });
-    expect(written.status).toBeLessThan(300);
-  }, 120_000);
-  afterAll(async () => {
-    await t?.close();
-    await net?.close();
-  });
-
-  it("shows the policy on the sandbox and on its network resource", async () => {
-    const sandbox = await t.api.call<{ network: string; egressPolicy: unknown }>("GET", `/v1/sandboxes/${id}`);
-    expect(sandbox.body.network).toBe("allowlist");
-    expect(sandbox.body.egressPolicy).toEqual({
-      allow: ["allowed.test", "second.test", "*.wild.test"],
-      deny: [],
-      presets: [],
-    });
-    const network = await t.api.call<{ mode: string; effective: { allow: string[] } }>(
-      "GET",
-      `/v1/sandboxes/${id}/network`,
-    );
-    expect(network.body.mode).toBe("allowlist");
-    expect(network.body.effective.allow).toContain("*.wild.test");
-  });
-
-  it("lets an allowed name through over HTTP and HTTPS, by the name the server resolved", async () => {
-    const http = await curl("http://allowed.test/");
-    expect(http.exitCode).toBe(0);
-    expect(http.stdout).toContain("hello from allowed.test");
-    const https = await curl("--cacert", "ca.pem", "https://api.wild.test/");
-    expect(https.exitCode).toBe(0);
-    expect(https.stdout).toContain("hello from api.wild.test");
-    const seen = await net.requests();
-    expect(seen.some((r) => r.protocol === "https" && r.host === "api.wild.test")).toBe(true);
-    const events = await audit();
-    const allowed = events.find((e) => e.kind === "tcp" && e.host === "allowed.test" && e.decision === "allowed");
-    expect(allowed).toMatchObject({ reason: "allowed_name", port: 80, address: net.serverAddress });
-    expect(allowed?.bytesIn).toBeGreaterThan(0);
-    expect(events.some((e) => e.kind === "dns" && e.host === "allowed.test" && e.decision === "allowed")).toBe(true);
-  });
-
-  it("refuses a name that is not listed: no DNS answer, and no way around it with a hard-coded address", async () => {
-    const before = (await net.requests()).length;
-    const lookup = await curl("http://other.test/");
-    expect(lookup.exitCode).toBe(6);
-    const forced = await curl("--resolve", `other.test:80:${net.serverAddress}`, "-o", "/dev/null", "-w", "%{http_code}", "http://other.test/");
-    expect(forced.stdout).toBe("403");
-    const tls = await curl("--cacert", "ca.pem", "--resolve", `other.test:443:${net.serverAddress}`, "https://other.test/");
-    expect(tls.exitCode).not.toBe(0);
-    expect((await net.requests()).length).toBe(before);
-    const events = await audit();
-    expect(events.some((e) => e.kind === "dns" && e.host === "other.test" && e.reason === "dns_refused")).toBe(true);
-    expect(events.some((e) => e.kind === "tcp" && e.host === "other.test" && e.decision === "denied")).toBe(true);
-  });
-
-  it("refuses an SNI that disagrees with the name the address was answered for", async () => {
-    // allowed.test's answer pins the server address to that name; second.test is allowed too,
-    // but resolves elsewhere: presenting it to allowed.test's address is domain fronting.
-    expect((await curl("-o", "/dev/null", "http://allowed.test/")).exitCode).toBe(0);
-    const fronted = await curl("--cacert", "ca.pem", "--resolve", `second.test:443:${net.serverAddress}`, "https://second.test/");
-    expect(fronted.exitCode).not.toBe(0);
-    const events = await audit();
-    expect(events.some((e) => e.host === "second.test" && e.reason === "sni_mismatch")).toBe(true);
-  });
-
-  it("refuses DNS answers that point at loopback, metadata or unlisted private addresses", async () => {
-    await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, {
-      allow: ["allowed.test", "second.test", "*.wild.test", "rebind.test", "metadata.test", "private.test"],
-    });
-    expect((await curl("http://rebind.test/")).exitCode).toBe(6);
-    expect((await curl("http://metadata.test/")).exitCode).toBe(6);
-    expect((await curl("http://private.test/")).exitCode).toBe(6);
-    const events = await audit();
-    for (const host of ["rebind.test", "metadata.test", "private.test"]) {
-      expect(events.some((e) => e.kind === "dns" && e.host === host && e.reason === "dns_private_answer")).toBe(true);
-    }
-  });
-
-  it("applies a policy change to the next connection without restarting the sandbox", async () => {
-    const patched = await t.api.call<{ allow: string[] }>("PATCH", `/v1/sandboxes/${id}/network`, {
-      allow: ["allowed.test", "private.test", `${net.privateServerAddress}/32`],
-    });
-    expect(patched.status).toBe(200);
-    const reached = await curl("http://private.test/");
-    expect(reached.exitCode).toBe(0);
-    expect(reached.stdout).toContain("hello from private.test");
-    await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: [] });
-    expect((await curl("http://allowed.test/")).exitCode).not.toBe(0);
-  });
-
-  it("lets raw connections to an address follow the CIDR rules", async () => {
-    const raw = [
-      "python3",
-      "-c",
-      `import socket\ns = socket.create_connection(("${net.serverAddress}", ${net.httpPort}), timeout=5)\ns.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")\nprint(s.recv(100))`,
-    ];
-    await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: [] });
-    const refused = await t.api.exec(id, raw);
-    expect(refused.body.stdout).not.toContain("hello");
-    await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: [`${net.serverAddress}/32`] });
-    const allowed = await t.api.exec(id, raw);
-    expect(allowed.body.stdout).toContain("HTTP/1.");
-    const events = await audit();
-    expect(events.some((e) => e.kind === "tcp" && e.address === net.serverAddress && e.reason === "allowed_cidr")).toBe(true);
-    expect(events.some((e) => e.kind === "tcp" && e.address === net.serverAddress && e.decision === "denied" && e.host === null)).toBe(true);
-  });
-
-  it("drops UDP other than DNS inside the sandbox", async () => {
-    const udp = await t.api.exec(id, [
-      "python3",
-      "-c",
-      `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n  s.sendto(b"x", ("${net.serverAddress}", 9999)); print("sent")\nexcept OSError as e: print("refused", e.errno)`,
-    ]);
-    expect(udp.body.stdout).toContain("refused");
-  });
-
-  it("streams audit events live and counts them in /metrics", async () => {
-    await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: ["allowed.test"] });
-    const controller = new AbortController();
-    const stream = fetch(`${t.url}/v1/sandboxes/${id}/network/audit/stream`, {
-      headers: { authorization: `Bearer ${t.adminKey}`, accept: "text/event-stream" },
-      signal: controller.signal,
-    });
-    const response = await stream;
-    expect(response.status).toBe(200);
-    const reader = response.body?.getReader();
-    let text = "";
-    const waitFor = async (needle: string) => {
-      while (!text.includes(needle)) {
-        const chunk = await reader?.read();
-        if (!chunk || chunk.done) break;
-        text += new TextDecoder().decode(chunk.value);
-      }
+    /** curl inside the sandbox; its exit code says how it failed (6: no address, 7: refused, 35/56: TLS/recv). */
+    const curl = async (...args: string[]) => {
+      const result = await t.api.exec(id, ["curl", "-sS", "--max-time", "10", ...args]);
+      expect(result.status).toBe(200);
+      return result.body;
     };
-    await waitFor("event: ready");
-    await curl("http://other.test/");
-    await waitFor("other.test");
-    controller.abort();
-    expect(text).toContain("event: egress");
-    expect(text).toContain('"reason":"dns_refused"');
+    const audit = async (): Promise<AuditEvent[]> => {
+      // Audit rows are written in batches a moment after each decision.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      const response = await t.api.call<{ events: AuditEvent[] }>(
+        "GET",
+        `/v1/sandboxes/${id}/network/audit?limit=1000`,
+      );
+      expect(response.status).toBe(200);
+      return response.body.events;
+    };
 
-    const metrics = await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${t.adminKey}` } });
-    const body = await metrics.text();
-    expect(metrics.status).toBe(200);
-    expect(body).toMatch(/polydev_egress_connections_total\{kind="dns",decision="denied",reason="dns_refused"\} [1-9]/);
-    expect(body).toMatch(/polydev_egress_bytes_total\{direction="in"\} [1-9]/);
-  });
+    beforeAll(async () => {
+      // Every name is in the zone from the start (the HTTPS certificate names them all).
+      const names = [
+        "allowed.test",
+        "second.test",
+        "other.test",
+        "rebind.test",
+        "metadata.test",
+        "private.test",
+        "api.wild.test",
+      ];
+      net = await startTestNetwork({ zone: Object.fromEntries(names.map((name) => [name, []])) });
+      // The zone's answers name the test host's addresses, known only once it exists.
+      await net.setZone({
+        "allowed.test": [net.serverAddress],
+        "second.test": [net.privateServerAddress],
+        "other.test": [net.serverAddress],
+        "rebind.test": ["127.0.0.1"],
+        "metadata.test": ["169.254.169.254"],
+        "private.test": [net.privateServerAddress],
+        "api.wild.test": [net.serverAddress],
+      });
+      t = await startTestServer({ egressDnsServers: [net.dnsServer] });
+      id = await t.api.createSandbox({
+        network: { mode: "allowlist", allow: ["allowed.test", "second.test", "*.wild.test"], deny: [] },
+      });
+      const written = await t.api.call("PUT", `/v1/sandboxes/${id}/files/ca.pem`, net.caCertPem, {
+        "content-type": "application/octet-stream",
+      });
+      expect(written.status).toBeLessThan(300);
+    }, 120_000);
+    afterAll(async () => {
+      await t?.close();
+      await net?.close();
+    });
 
-  it("refuses rule changes for sandboxes that are not allow-lists, and bad rules with a 400", async () => {
-    const plain = await t.api.createSandbox({});
-    const conflict = await t.api.call<{ error: { code: string } }>("PATCH", `/v1/sandboxes/${plain}/network`, {
-      allow: ["allowed.test"],
+    it("shows the policy on the sandbox and on its network resource", async () => {
+      const sandbox = await t.api.call<{ network: string; egressPolicy: unknown }>(
+        "GET",
+        `/v1/sandboxes/${id}`,
+      );
+      expect(sandbox.body.network).toBe("allowlist");
+      expect(sandbox.body.egressPolicy).toEqual({
+        allow: ["allowed.test", "second.test", "*.wild.test"],
+        deny: [],
+        presets: [],
+      });
+      const network = await t.api.call<{ mode: string; effective: { allow: string[] } }>(
+        "GET",
+        `/v1/sandboxes/${id}/network`,
+      );
+      expect(network.body.mode).toBe("allowlist");
+      expect(network.body.effective.allow).toContain("*.wild.test");
     });
-    expect(conflict.status).toBe(409);
-    expect(conflict.body.error.code).toBe("conflict");
-    const bad = await t.api.call<{ error: { code: string; message: string } }>("PATCH", `/v1/sandboxes/${id}/network`, {
-      allow: ["http://allowed.test/"],
-    });
-    expect(bad.status).toBe(400);
-    expect(bad.body.error.code).toBe("invalid_request");
-    const unknownPreset = await t.api.call<{ error: { message: string } }>("PATCH", `/v1/sandboxes/${id}/network`, {
-      presets: ["no-such-preset"],
-    });
-    expect(unknownPreset.status).toBe(400);
-    expect(unknownPreset.body.error.message).toContain("no-such-preset");
-    await t.api.call("DELETE", `/v1/sandboxes/${plain}`);
-  });
 
-  it("lets admins define presets that sandboxes name, and refuses deleting one in use", async () => {
-    const put = await t.api.call("PUT", "/v1/admin/network-presets/test-hosts", {
-      description: "the test hosts",
-      allow: ["*.wild.test"],
+    it("lets an allowed name through over HTTP and HTTPS, by the name the server resolved", async () => {
+      const http = await curl("http://allowed.test/");
+      expect(http.exitCode).toBe(0);
+      expect(http.stdout).toContain("hello from allowed.test");
+      const https = await curl("--cacert", "ca.pem", "https://api.wild.test/");
+      expect(https.exitCode).toBe(0);
+      expect(https.stdout).toContain("hello from api.wild.test");
+      const seen = await net.requests();
+      expect(seen.some((r) => r.protocol === "https" && r.host === "api.wild.test")).toBe(true);
+      const events = await audit();
+      const allowed = events.find(
+        (e) => e.kind === "tcp" && e.host === "allowed.test" && e.decision === "allowed",
+      );
+      expect(allowed).toMatchObject({ reason: "allowed_name", port: 80, address: net.serverAddress });
+      expect(allowed?.bytesIn).toBeGreaterThan(0);
+      expect(
+        events.some((e) => e.kind === "dns" && e.host === "allowed.test" && e.decision === "allowed"),
+      ).toBe(true);
     });
-    expect(put.status).toBe(200);
-    await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: [], presets: ["test-hosts"] });
-    expect((await curl("--cacert", "ca.pem", "https://api.wild.test/")).exitCode).toBe(0);
-    const inUse = await t.api.call("DELETE", "/v1/admin/network-presets/test-hosts");
-    expect(inUse.status).toBe(409);
-    // Narrowing the preset narrows every sandbox naming it, at its next connection.
-    await t.api.call("PUT", "/v1/admin/network-presets/test-hosts", { allow: ["nothing.test"] });
-    expect((await curl("--cacert", "ca.pem", "https://api.wild.test/")).exitCode).not.toBe(0);
-    const presets = await t.api.call<{ presets: { name: string }[] }>("GET", "/v1/network-presets");
-    expect(presets.body.presets.map((p) => p.name)).toEqual(
-      expect.arrayContaining(["github", "package-registries", "test-hosts"]),
-    );
-  });
 
-  it("gives a user's sandboxes the admin's default network when a create names none", async () => {
-    const me = await t.api.call<{ id: string }>("GET", "/v1/me");
-    const set = await t.api.call("PUT", `/v1/admin/users/${me.body.id}/network-default`, {
-      network: { mode: "allowlist", allow: ["allowed.test"] },
+    it("refuses a name that is not listed: no DNS answer, and no way around it with a hard-coded address", async () => {
+      const before = (await net.requests()).length;
+      const lookup = await curl("http://other.test/");
+      expect(lookup.exitCode).toBe(6);
+      const forced = await curl(
+        "--resolve",
+        `other.test:80:${net.serverAddress}`,
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "http://other.test/",
+      );
+      expect(forced.stdout).toBe("403");
+      const tls = await curl(
+        "--cacert",
+        "ca.pem",
+        "--resolve",
+        `other.test:443:${net.serverAddress}`,
+        "https://other.test/",
+      );
+      expect(tls.exitCode).not.toBe(0);
+      expect((await net.requests()).length).toBe(before);
+      const events = await audit();
+      expect(
+        events.some((e) => e.kind === "dns" && e.host === "other.test" && e.reason === "dns_refused"),
+      ).toBe(true);
+      expect(events.some((e) => e.kind === "tcp" && e.host === "other.test" && e.decision === "denied")).toBe(
+        true,
+      );
     });
-    expect(set.status).toBe(200);
-    const other = await t.api.createSandbox({});
-    const created = await t.api.call<{ network: string; egressPolicy: { allow: string[] } }>("GET", `/v1/sandboxes/${other}`);
-    expect(created.body.network).toBe("allowlist");
-    expect(created.body.egressPolicy.allow).toEqual(["allowed.test"]);
-    await t.api.call("PUT", `/v1/admin/users/${me.body.id}/network-default`, { network: null });
-    await t.api.call("DELETE", `/v1/sandboxes/${other}`);
-  });
 
-  it("keeps intercepting across a server restart", async () => {
-    await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: ["allowed.test"], presets: [] });
-    await t.restart();
-    const again = await curl("http://allowed.test/");
-    expect(again.exitCode).toBe(0);
-    expect(again.stdout).toContain("hello from allowed.test");
-  });
-});
+    it("refuses an SNI that disagrees with the name the address was answered for", async () => {
+      // allowed.test's answer pins the server address to that name; second.test is allowed too,
+      // but resolves elsewhere: presenting it to allowed.test's address is domain fronting.
+      expect((await curl("-o", "/dev/null", "http://allowed.test/")).exitCode).toBe(0);
+      const fronted = await curl(
+        "--cacert",
+        "ca.pem",
+        "--resolve",
+        `second.test:443:${net.serverAddress}`,
+        "https://second.test/",
+      );
+      expect(fronted.exitCode).not.toBe(0);
+      const events = await audit();
+      expect(events.some((e) => e.host === "second.test" && e.reason === "sni_mismatch")).toBe(true);
+    });
+
+    it("refuses DNS answers that point at loopback, metadata or unlisted private addresses", async () => {
+      await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, {
+        allow: ["allowed.test", "second.test", "*.wild.test", "rebind.test", "metadata.test", "private.test"],
+      });
+      expect((await curl("http://rebind.test/")).exitCode).toBe(6);
+      expect((await curl("http://metadata.test/")).exitCode).toBe(6);
+      expect((await curl("http://private.test/")).exitCode).toBe(6);
+      const events = await audit();
+      for (const host of ["rebind.test", "metadata.test", "private.test"]) {
+        expect(
+          events.some((e) => e.kind === "dns" && e.host === host && e.reason === "dns_private_answer"),
+        ).toBe(true);
+      }
+    });
+
+    it("applies a policy change to the next connection without restarting the sandbox", async () => {
+      const patched = await t.api.call<{ allow: string[] }>("PATCH", `/v1/sandboxes/${id}/network`, {
+        allow: ["allowed.test", "private.test", `${net.privateServerAddress}/32`],
+      });
+      expect(patched.status).toBe(200);
+      const reached = await curl("http://private.test/");
+      expect(reached.exitCode).toBe(0);
+      expect(reached.stdout).toContain("hello from private.test");
+      await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: [] });
+      expect((await curl("http://allowed.test/")).exitCode).not.toBe(0);
+    });
+
+    it("lets raw connections to an address follow the CIDR rules", async () => {
+      const raw = [
+        "python3",
+        "-c",
+        `import socket\ns = socket.create_connection(("${net.serverAddress}", ${net.httpPort}), timeout=5)\ns.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")\nprint(s.recv(100))`,
+      ];
+      await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: [] });
+      const refused = await t.api.exec(id, raw);
+      expect(refused.body.stdout).not.toContain("hello");
+      await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: [`${net.serverAddress}/32`] });
+      const allowed = await t.api.exec(id, raw);
+      expect(allowed.body.stdout).toContain("HTTP/1.");
+      const events = await audit();
+      expect(
+        events.some(
+          (e) => e.kind === "tcp" && e.address === net.serverAddress && e.reason === "allowed_cidr",
+        ),
+      ).toBe(true);
+      expect(
+        events.some(
+          (e) =>
+            e.kind === "tcp" && e.address === net.serverAddress && e.decision === "denied" && e.host === null,
+        ),
+      ).toBe(true);
+    });
+
+    it("drops UDP other than DNS inside the sandbox", async () => {
+      const udp = await t.api.exec(id, [
+        "python3",
+        "-c",
+        `import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n  s.sendto(b"x", ("${net.serverAddress}", 9999)); print("sent")\nexcept OSError as e: print("refused", e.errno)`,
+      ]);
+      expect(udp.body.stdout).toContain("refused");
+    });
+
+    it("streams audit events live and counts them in /metrics", async () => {
+      await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: ["allowed.test"] });
+      const controller = new AbortController();
+      const stream = fetch(`${t.url}/v1/sandboxes/${id}/network/audit/stream`, {
+        headers: { authorization: `Bearer ${t.adminKey}`, accept: "text/event-stream" },
+        signal: controller.signal,
+      });
+      const response = await stream;
+      expect(response.status).toBe(200);
+      const reader = response.body?.getReader();
+      let text = "";
+      const waitFor = async (needle: string) => {
+        while (!text.includes(needle)) {
+          const chunk = await reader?.read();
+          if (!chunk || chunk.done) break;
+          text += new TextDecoder().decode(chunk.value);
+        }
+      };
+      await waitFor("event: ready");
+      await curl("http://other.test/");
+      await waitFor("other.test");
+      controller.abort();
+      expect(text).toContain("event: egress");
+      expect(text).toContain('"reason":"dns_refused"');
+
+      const metrics = await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${t.adminKey}` } });
+      const body = await metrics.text();
+      expect(metrics.status).toBe(200);
+      expect(body).toMatch(
+        /polydev_egress_connections_total\{kind="dns",decision="denied",reason="dns_refused"\} [1-9]/,
+      );
+      expect(body).toMatch(/polydev_egress_bytes_total\{direction="in"\} [1-9]/);
+    });
+
+    it("refuses rule changes for sandboxes that are not allow-lists, and bad rules with a 400", async () => {
+      const plain = await t.api.createSandbox({});
+      const conflict = await t.api.call<{ error: { code: string } }>(
+        "PATCH",
+        `/v1/sandboxes/${plain}/network`,
+        {
+          allow: ["allowed.test"],
+        },
+      );
+      expect(conflict.status).toBe(409);
+      expect(conflict.body.error.code).toBe("conflict");
+      const bad = await t.api.call<{ error: { code: string; message: string } }>(
+        "PATCH",
+        `/v1/sandboxes/${id}/network`,
+        {
+          allow: ["http://allowed.test/"],
+        },
+      );
+      expect(bad.status).toBe(400);
+      expect(bad.body.error.code).toBe("invalid_request");
+      const unknownPreset = await t.api.call<{ error: { message: string } }>(
+        "PATCH",
+        `/v1/sandboxes/${id}/network`,
+        {
+          presets: ["no-such-preset"],
+        },
+      );
+      expect(unknownPreset.status).toBe(400);
+      expect(unknownPreset.body.error.message).toContain("no-such-preset");
+      await t.api.call("DELETE", `/v1/sandboxes/${plain}`);
+    });
+
+    it("lets admins define presets that sandboxes name, and refuses deleting one in use", async () => {
+      const put = await t.api.call("PUT", "/v1/admin/network-presets/test-hosts", {
+        description: "the test hosts",
+        allow: ["*.wild.test"],
+      });
+      expect(put.status).toBe(200);
+      await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: [], presets: ["test-hosts"] });
+      expect((await curl("--cacert", "ca.pem", "https://api.wild.test/")).exitCode).toBe(0);
+      const inUse = await t.api.call("DELETE", "/v1/admin/network-presets/test-hosts");
+      expect(inUse.status).toBe(409);
+      // Narrowing the preset narrows every sandbox naming it, at its next connection.
+      await t.api.call("PUT", "/v1/admin/network-presets/test-hosts", { allow: ["nothing.test"] });
+      expect((await curl("--cacert", "ca.pem", "https://api.wild.test/")).exitCode).not.toBe(0);
+      const presets = await t.api.call<{ presets: { name: string }[] }>("GET", "/v1/network-presets");
+      expect(presets.body.presets.map((p) => p.name)).toEqual(
+        expect.arrayContaining(["github", "package-registries", "test-hosts"]),
+      );
+    });
+
+    it("gives a user's sandboxes the admin's default network when a create names none", async () => {
+      const me = await t.api.call<{ id: string }>("GET", "/v1/me");
+      const set = await t.api.call("PUT", `/v1/admin/users/${me.body.id}/network-default`, {
+        network: { mode: "allowlist", allow: ["allowed.test"] },
+      });
+      expect(set.status).toBe(200);
+      const other = await t.api.createSandbox({});
+      const created = await t.api.call<{ network: string; egressPolicy: { allow: string[] } }>(
+        "GET",
+        `/v1/sandboxes/${other}`,
+      );
+      expect(created.body.network).toBe("allowlist");
+      expect(created.body.egressPolicy.allow).toEqual(["allowed.test"]);
+      await t.api.call("PUT", `/v1/admin/users/${me.body.id}/network-default`, { network: null });
+      await t.api.call("DELETE", `/v1/sandboxes/${other}`);
+    });
+
+    it("keeps intercepting across a server restart", async () => {
+      await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: ["allowed.test"], presets: [] });
+      await t.restart();
+      const again = await curl("http://allowed.test/");
+      expect(again.exitCode).toBe(0);
+      expect(again.stdout).toContain("hello from allowed.test");
+    });
+  },
+);

@@ -1,6 +1,6 @@
 /**
  * A test host on a network the test creates, never an outside address: a network namespace
- * `pdtest-<random>` joined to the root namespace by a veth pair, with addresses in 198.18.0.0/15
+ * `pdtest-<random>` joined to the root namespace by a veth pair, with addresses in 203.0.113.0/24
  * (the benchmarking range: neither private nor anyone's real host) plus one private 10.x address,
  * both routed from the root namespace, where the Polydev server under test runs. Inside it one
  * child process (test-network-server.ts) serves HTTP, HTTPS (a certificate made for this run),
@@ -45,8 +45,12 @@ const DNS_PORT = 53;
 const UDP_ECHO_PORT = 7;
 const START_TIMEOUT_MS = 20_000;
 const STDERR_LIMIT = 4096;
-/** 198.18.0.0/15 */
-const BENCHMARK_RANGE = { base: ipToNumber("198.18.0.0"), blocks: 2 ** 17 / 4 };
+/**
+ * 203.0.113.0/24 (TEST-NET-3, RFC 5737): documentation space no real host uses, and which
+ * Polydev's egress policy treats as public (the benchmarking range 198.18.0.0/15 counts as
+ * private there: operators use it inside their networks). 64 /30 links.
+ */
+const TEST_NET_RANGE = { base: ipToNumber("203.0.113.0"), blocks: 256 / 4 };
 
 export interface TestNetworkOptions {
   /** name → IPv4 answers of the test DNS server; names are matched lowercased, others are NXDOMAIN. */
@@ -58,7 +62,7 @@ export interface TestNetwork {
   namespace: string;
   /** The root-namespace end of the veth pair (what the test host sees as the root's address). */
   hostAddress: string;
-  /** Where HTTP, HTTPS, DNS and the UDP echo listen inside the test namespace (198.18.0.0/15). */
+  /** Where HTTP, HTTPS, DNS and the UDP echo listen inside the test namespace (203.0.113.0/24). */
   serverAddress: string;
   /** A second address of the test host, inside 10.0.0.0/8 (outside 10.0.0.0/16, slirp4netns's own). */
   privateServerAddress: string;
@@ -152,7 +156,7 @@ interface Addresses {
 }
 
 function randomAddresses(): Addresses {
-  const linkBase = BENCHMARK_RANGE.base + 4 * randomInt(BENCHMARK_RANGE.blocks);
+  const linkBase = TEST_NET_RANGE.base + 4 * randomInt(TEST_NET_RANGE.blocks);
   // 10.64.0.0 and up: clear of slirp4netns's 10.0.2.0/24 and of the low ranges hosts tend to use.
   const privateAddress = ipToNumber(`10.${randomInt(64, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`);
   return {
@@ -172,7 +176,7 @@ async function freeAddresses(): Promise<Addresses> {
     if (!taken.some(({ range }) => overlaps(range, candidate.link) || overlaps(range, candidate.private)))
       return candidate;
   }
-  throw new Error("no free test-network addresses in 198.18.0.0/15 after 50 tries");
+  throw new Error("no free test-network addresses in 203.0.113.0/24 after 50 tries");
 }
 
 /** After setting up: did another test pick overlapping addresses at the same moment? */

@@ -53,6 +53,7 @@ class Interception {
   constructor(
     public sandbox: SandboxRecord,
     public rules: CompiledEgressRules,
+    readonly guard: EgressGuard,
     open: (interception: Interception) => Promise<ForwardedPort>,
   ) {
     this.forwarded = open(this);
@@ -68,7 +69,9 @@ function hostAddresses(): string[] {
 }
 
 export class EgressHub {
-  private readonly guard: EgressGuard;
+  /** One guard per upstream proxy in use (the operator's, or one an admin pinned to a user). */
+  private readonly guards = new Map<string, EgressGuard>();
+  private readonly neverReachable = hostAddresses();
   private readonly interceptions = new Map<string, Interception>();
   private readonly live = new EventEmitter();
   private stopped = false;
@@ -79,13 +82,8 @@ export class EgressHub {
     private readonly agentFor: (sandbox: SandboxRecord) => Promise<AgentConnection>,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-    options: EgressHubOptions,
+    private readonly options: EgressHubOptions,
   ) {
-    this.guard = new EgressGuard({
-      dnsServers: options.dnsServers,
-      upstreamProxy: options.upstreamProxy,
-      neverReachable: hostAddresses(),
-    });
     // Every SSE subscriber adds a listener; there is no leak to warn about.
     this.live.setMaxListeners(0);
   }
@@ -102,7 +100,8 @@ export class EgressHub {
       return;
     }
     const rules = compileEgressRules(await this.policies.effective(sandbox.egressPolicy));
-    const interception = new Interception(sandbox, rules, (self) => this.open(self));
+    const proxy = (await this.store.users.getEgressProxy(sandbox.userId)) ?? this.options.upstreamProxy;
+    const interception = new Interception(sandbox, rules, this.guardFor(proxy), (self) => this.open(self));
     this.interceptions.set(sandbox.id, interception);
     try {
       await interception.forwarded;
@@ -170,7 +169,7 @@ export class EgressHub {
     if (!interception) return;
     this.interceptions.delete(sandboxId);
     interception.closed = true;
-    this.guard.forget(sandboxId);
+    interception.guard.forget(sandboxId);
     interception.forwarded.then((f) => f.close()).catch(() => undefined);
     await this.flush(interception);
   }
@@ -184,7 +183,7 @@ export class EgressHub {
     const id = interception.sandbox.id;
     const agent = await this.agentFor(interception.sandbox);
     const forwarded = await agent.interceptEgress((socket: Duplex, destination: EgressDestination) =>
-      this.guard.handle(socket, destination, {
+      interception.guard.handle(socket, destination, {
         id,
         rules: () => interception.rules,
         onAudit: (event) => this.audit(interception, event),
@@ -286,6 +285,20 @@ export class EgressHub {
       // Rows that arrived while this batch was written.
       if (interception.pending.length > 0) void this.flush(interception);
     });
+  }
+
+  private guardFor(proxy: string | undefined): EgressGuard {
+    const key = proxy ?? "";
+    let guard = this.guards.get(key);
+    if (!guard) {
+      guard = new EgressGuard({
+        dnsServers: this.options.dnsServers,
+        upstreamProxy: proxy,
+        neverReachable: this.neverReachable,
+      });
+      this.guards.set(key, guard);
+    }
+    return guard;
   }
 
   /** For tests and the admin overview: how many sandboxes are intercepted right now. */
