@@ -24,6 +24,7 @@ import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
 import { healthRoutes } from "./routes/health.js";
 import { loginRoutes } from "./routes/logins.js";
+import { metricsRoutes } from "./routes/metrics.js";
 import { networkRoutes } from "./routes/network.js";
 import { processRoutes } from "./routes/processes.js";
 import { ptyRoutes } from "./routes/pty.js";
@@ -115,6 +116,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   authSessionRoutes(app, ctx);
   adminRoutes(app, ctx);
   networkRoutes(app, ctx);
+  metricsRoutes(app, ctx);
   adminOverviewRoutes(app, ctx);
   sandboxRoutes(app, ctx);
   execRoutes(app, ctx);

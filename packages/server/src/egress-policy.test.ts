@@ -37,15 +37,26 @@ describe.skipIf(unavailable !== undefined)(
       expect(result.status).toBe(200);
       return result.body;
     };
-    const audit = async (): Promise<AuditEvent[]> => {
-      // Audit rows are written in batches a moment after each decision.
-      await new Promise((resolve) => setTimeout(resolve, 400));
-      const response = await t.api.call<{ events: AuditEvent[] }>(
-        "GET",
-        `/v1/sandboxes/${id}/network/audit?limit=1000`,
-      );
-      expect(response.status).toBe(200);
-      return response.body.events;
+    /**
+     * The audit log once it holds an event for each of `expected`: rows are written in batches a
+     * moment after each decision, and an allowed connection's row once it has ended.
+     */
+    const audit = async (...expected: ((e: AuditEvent) => boolean)[]): Promise<AuditEvent[]> => {
+      for (let attempt = 0; ; attempt++) {
+        const response = await t.api.call<{ events: AuditEvent[] }>(
+          "GET",
+          `/v1/sandboxes/${id}/network/audit?limit=1000`,
+        );
+        expect(response.status).toBe(200);
+        const events = response.body.events;
+        if (expected.every((match) => events.some(match)) || attempt === 50) return events;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    };
+    /** Fails unless the audit log comes to hold an event `match` describes. */
+    const expectAudited = async (match: (e: AuditEvent) => boolean): Promise<void> => {
+      const events = await audit(match);
+      expect(events.some(match), `no such event among ${JSON.stringify(events.slice(0, 8))}`).toBe(true);
     };
 
     beforeAll(async () => {
@@ -74,9 +85,14 @@ describe.skipIf(unavailable !== undefined)(
       id = await t.api.createSandbox({
         network: { mode: "allowlist", allow: ["allowed.test", "second.test", "*.wild.test"], deny: [] },
       });
-      const written = await t.api.call("PUT", `/v1/sandboxes/${id}/files/ca.pem`, net.caCertPem, {
-        "content-type": "application/octet-stream",
-      });
+      const written = await t.api.call(
+        "PUT",
+        `/v1/sandboxes/${id}/files/content?path=ca.pem`,
+        net.caCertPem,
+        {
+          "content-type": "application/octet-stream",
+        },
+      );
       expect(written.status).toBeLessThan(300);
     }, 120_000);
     afterAll(async () => {
@@ -112,15 +128,12 @@ describe.skipIf(unavailable !== undefined)(
       expect(https.stdout).toContain("hello from api.wild.test");
       const seen = await net.requests();
       expect(seen.some((r) => r.protocol === "https" && r.host === "api.wild.test")).toBe(true);
-      const events = await audit();
-      const allowed = events.find(
-        (e) => e.kind === "tcp" && e.host === "allowed.test" && e.decision === "allowed",
-      );
+      const isAllowedHttp = (e: AuditEvent): boolean =>
+        e.kind === "tcp" && e.host === "allowed.test" && e.decision === "allowed";
+      const allowed = (await audit(isAllowedHttp)).find(isAllowedHttp);
       expect(allowed).toMatchObject({ reason: "allowed_name", port: 80, address: net.serverAddress });
       expect(allowed?.bytesIn).toBeGreaterThan(0);
-      expect(
-        events.some((e) => e.kind === "dns" && e.host === "allowed.test" && e.decision === "allowed"),
-      ).toBe(true);
+      await expectAudited((e) => e.kind === "dns" && e.host === "allowed.test" && e.decision === "allowed");
     });
 
     it("refuses a name that is not listed: no DNS answer, and no way around it with a hard-coded address", async () => {
@@ -146,13 +159,8 @@ describe.skipIf(unavailable !== undefined)(
       );
       expect(tls.exitCode).not.toBe(0);
       expect((await net.requests()).length).toBe(before);
-      const events = await audit();
-      expect(
-        events.some((e) => e.kind === "dns" && e.host === "other.test" && e.reason === "dns_refused"),
-      ).toBe(true);
-      expect(events.some((e) => e.kind === "tcp" && e.host === "other.test" && e.decision === "denied")).toBe(
-        true,
-      );
+      await expectAudited((e) => e.kind === "dns" && e.host === "other.test" && e.reason === "dns_refused");
+      await expectAudited((e) => e.kind === "tcp" && e.host === "other.test" && e.decision === "denied");
     });
 
     it("refuses an SNI that disagrees with the name the address was answered for", async () => {
@@ -167,8 +175,7 @@ describe.skipIf(unavailable !== undefined)(
         "https://second.test/",
       );
       expect(fronted.exitCode).not.toBe(0);
-      const events = await audit();
-      expect(events.some((e) => e.host === "second.test" && e.reason === "sni_mismatch")).toBe(true);
+      await expectAudited((e) => e.host === "second.test" && e.reason === "sni_mismatch");
     });
 
     it("refuses DNS answers that point at loopback, metadata or unlisted private addresses", async () => {
@@ -178,11 +185,8 @@ describe.skipIf(unavailable !== undefined)(
       expect((await curl("http://rebind.test/")).exitCode).toBe(6);
       expect((await curl("http://metadata.test/")).exitCode).toBe(6);
       expect((await curl("http://private.test/")).exitCode).toBe(6);
-      const events = await audit();
       for (const host of ["rebind.test", "metadata.test", "private.test"]) {
-        expect(
-          events.some((e) => e.kind === "dns" && e.host === host && e.reason === "dns_private_answer"),
-        ).toBe(true);
+        await expectAudited((e) => e.kind === "dns" && e.host === host && e.reason === "dns_private_answer");
       }
     });
 
@@ -210,18 +214,13 @@ describe.skipIf(unavailable !== undefined)(
       await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: [`${net.serverAddress}/32`] });
       const allowed = await t.api.exec(id, raw);
       expect(allowed.body.stdout).toContain("HTTP/1.");
-      const events = await audit();
-      expect(
-        events.some(
-          (e) => e.kind === "tcp" && e.address === net.serverAddress && e.reason === "allowed_cidr",
-        ),
-      ).toBe(true);
-      expect(
-        events.some(
-          (e) =>
-            e.kind === "tcp" && e.address === net.serverAddress && e.decision === "denied" && e.host === null,
-        ),
-      ).toBe(true);
+      await expectAudited(
+        (e) => e.kind === "tcp" && e.address === net.serverAddress && e.reason === "allowed_cidr",
+      );
+      await expectAudited(
+        (e) =>
+          e.kind === "tcp" && e.address === net.serverAddress && e.decision === "denied" && e.host === null,
+      );
     });
 
     it("drops UDP other than DNS inside the sandbox", async () => {

@@ -40,7 +40,8 @@ export function registerAuth(app: FastifyInstance, store: Store, sessions: Brows
   const lastTouched = new Map<string, number>();
   app.decorateRequest("principal", undefined);
   app.addHook("onRequest", async (request) => {
-    if (!request.url.startsWith("/v1/")) return;
+    // /metrics is for admins (Prometheus scrapes it with an admin key).
+    if (!request.url.startsWith("/v1/") && request.url.split("?")[0] !== "/metrics") return;
     if (PUBLIC_ROUTES.has(`${request.method} ${request.url.split("?")[0]}`)) return;
     const cookie = request.cookies[SESSION_COOKIE];
     if (request.headers.authorization === undefined && cookie !== undefined) {

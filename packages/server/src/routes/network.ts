@@ -227,18 +227,4 @@ export function networkRoutes(instance: FastifyInstance, ctx: ServerContext): vo
       return { network: await ctx.networkPolicies.setUserDefault(request.params.id, request.body.network) };
     },
   );
-
-  app.get(
-    "/metrics",
-    {
-      schema: {
-        tags: ["admin"],
-        summary: "Prometheus metrics (admin)",
-      },
-    },
-    async (request, reply) => {
-      requireAdmin(request);
-      return reply.type(ctx.metrics.contentType).send(await ctx.metrics.text());
-    },
-  );
 }
