@@ -104,8 +104,13 @@ describe("the SDK's egress policy calls", () => {
     created.push(box.id);
 
     await lookUp(box.id, "first-refused.invalid");
-    const { events } = await user.sandboxes.network.audit(box.id);
-    const first = events.find((e) => e.host === "first-refused.invalid");
+    // Audit rows are written in batches, a moment after the decision: read until it is there.
+    let first: Awaited<ReturnType<typeof user.sandboxes.network.audit>>["events"][number] | undefined;
+    for (let attempt = 0; attempt < 50 && !first; attempt++) {
+      const { events } = await user.sandboxes.network.audit(box.id);
+      first = events.find((e) => e.host === "first-refused.invalid");
+      if (!first) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
     expect(first).toMatchObject({ kind: "dns", decision: "denied" });
     expect(first?.reason).toMatch(/^[a-z_]+$/);
 

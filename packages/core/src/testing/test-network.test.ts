@@ -68,10 +68,10 @@ describe.skipIf(unavailable !== undefined)(
       await network?.close();
     });
 
-    it("gives addresses in the benchmarking range and a private one, all routed from the root namespace", () => {
+    it("gives addresses in TEST-NET-3 and a private one, all routed from the root namespace", () => {
       expect(network.namespace).toMatch(/^pdtest-[0-9a-f]{8}$/);
       for (const address of [network.hostAddress, network.serverAddress])
-        expect(address).toMatch(/^198\.1[89]\./);
+        expect(address).toMatch(/^203\.0\.113\./);
       expect(network.privateServerAddress).toMatch(/^10\./);
       expect(network.privateServerAddress).not.toMatch(/^10\.0\./);
     });
