@@ -302,55 +302,10 @@ describe("the dashboard in Chromium", () => {
   );
 
   it(
-    "creates an allow-list sandbox, edits its policy, and shows refused connections live",
+    "lists the sandbox with live CPU and memory",
     async () => {
-      const server = t as TestServer;
       await nav("Sandboxes");
-      await page.getByLabel("Memory (MiB)").fill("256");
-      await page.getByLabel("Network").selectOption("allowlist");
-      await page.getByLabel("Allowed destinations").fill("registry.example.com\n*.git.example.com");
-      await page.getByRole("checkbox", { name: "github" }).check();
-      await shot("sandbox-create-allowlist");
-      await page.getByRole("button", { name: "Create sandbox" }).click();
-      await page.waitForURL(/\/sandboxes\/[^/]+$/, { timeout: 60_000 });
-      const id = decodeURIComponent(new URL(page.url()).pathname.split("/").pop() ?? "");
-      const created = await server.api.call("GET", `/v1/sandboxes/${id}`);
-      expect(created.body).toMatchObject({
-        network: "allowlist",
-        egressPolicy: { allow: ["registry.example.com", "*.git.example.com"], deny: [], presets: ["github"] },
-      });
-
-      await page.getByRole("tab", { name: "Network" }).click();
-      const policy = page.getByRole("form", { name: "Egress policy" });
-      await expect
-        .poll(() => policy.getByLabel("Allowed destinations").inputValue())
-        .toBe("registry.example.com\n*.git.example.com");
-      await policy.getByLabel("Denied destinations").fill("uploads.git.example.com");
-      await policy.getByRole("checkbox", { name: "github" }).uncheck();
-      await policy.getByRole("checkbox", { name: "package-registries" }).check();
-      await policy.getByRole("button", { name: "Save policy" }).click();
-      await page.getByRole("status").filter({ hasText: "Saved" }).waitFor();
-      const saved = await server.api.call("GET", `/v1/sandboxes/${id}/network`);
-      expect(saved.body).toMatchObject({
-        allow: ["registry.example.com", "*.git.example.com"],
-        deny: ["uploads.git.example.com"],
-        presets: ["package-registries"],
-      });
-      await expect
-        .poll(() => page.getByTestId("effective-policy").textContent())
-        .toContain("registry.npmjs.org");
-      // What is shown after a reload is what the server kept.
-      await page.reload();
-      await page.getByRole("tab", { name: "Network" }).click();
-      await expect
-        .poll(() => page.getByLabel("Denied destinations").inputValue())
-        .toBe("uploads.git.example.com");
-
-      // A lookup of a name that is not listed, from inside the sandbox, appears as a denied row
-      // while the page is open ("Live" once the server follows the sandbox).
-      await page.getByTestId("audit-stream").filter({ hasText: "Live" }).waitFor({ timeout: 30_000 });
-      const row = page.locator('tr[data-decision="denied"][data-host="refused.invalid"]').first();
-      await server.api.exec(id, "getent hosts refused.invalid || true", { timeoutMs: 20_000 });
+      const row = page.locator(`tr[data-sandbox="${sandboxId}"]`);
       await row.waitFor();
       await expect.poll(() => row.textContent(), { timeout: 20_000 }).toMatch(/CPU\s*[\d.]+%/);
       expect(await row.textContent()).toContain("384 MiB");

@@ -29,26 +29,54 @@ export function NetworkPanel({ sandbox }: { sandbox: Sandbox }) {
 
 function PolicySection({ sandboxId }: { sandboxId: string }) {
   const policy = useQuery(sandboxNetworkQuery(sandboxId));
+  // Kept here, not in the form: a save gives the form a new key (a fresh draft), and the note
+  // that it was saved must outlive that.
+  const [saved, setSaved] = useState(false);
   if (policy.error) return <ErrorNotice error={policy.error} title="Could not load the network policy" />;
   if (!policy.data) return <p className="muted">Loading…</p>;
   // A saved policy starts a fresh draft from what the server answered.
-  return <PolicyForm key={JSON.stringify(policy.data)} sandboxId={sandboxId} policy={policy.data} />;
+  return (
+    <PolicyForm
+      key={JSON.stringify(policy.data)}
+      sandboxId={sandboxId}
+      policy={policy.data}
+      saved={saved}
+      setSaved={setSaved}
+    />
+  );
 }
 
-function PolicyForm({ sandboxId, policy }: { sandboxId: string; policy: SandboxNetwork }) {
+function PolicyForm({
+  sandboxId,
+  policy,
+  saved,
+  setSaved,
+}: {
+  sandboxId: string;
+  policy: SandboxNetwork;
+  saved: boolean;
+  setSaved: (saved: boolean) => void;
+}) {
   const update = useUpdateNetwork(sandboxId);
   const [draft, setDraft] = useState<EgressRulesDraft>(() => draftFromPolicy(policy));
-  const [saved, setSaved] = useState(false);
   const change = (next: EgressRulesDraft): void => {
     setDraft(next);
     setSaved(false);
   };
   const submit = (event: FormEvent): void => {
     event.preventDefault();
-    update.mutate(
-      { allow: parseEntries(draft.allow), deny: parseEntries(draft.deny), presets: draft.presets },
-      { onSuccess: () => setSaved(true) },
-    );
+    // Not mutate's own onSuccess: the answer replaces the form (a new key), and React Query does
+    // not call back into a component that has gone; the promise settles regardless.
+    update
+      .mutateAsync({
+        allow: parseEntries(draft.allow),
+        deny: parseEntries(draft.deny),
+        presets: draft.presets,
+      })
+      .then(
+        () => setSaved(true),
+        () => undefined, // shown by update.error
+      );
   };
   const list = (entries: string[]) =>
     entries.length === 0 ? (
