@@ -418,6 +418,10 @@ function splice(
     };
     world.on("error", () => world.destroy());
     world.once("close", () => {
+      // Whatever the sandbox still sends has nowhere to go: read it away, or its end (and so its
+      // close, which frees its connection slot) would wait for a reader that is gone.
+      sandbox.unpipe(world);
+      sandbox.resume();
       if (!sandbox.writableEnded) sandbox.end();
       void lingerThenDestroy(sandbox);
       closed();

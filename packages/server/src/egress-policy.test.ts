@@ -454,6 +454,29 @@ describe.skipIf(unavailable !== undefined)(
       expect((await curl("http://allowed.test/")).exitCode).toBe(0);
     });
 
+    it("answers more connections in a row than a sandbox may hold at once", async () => {
+      await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: ["allowed.test"], presets: [] });
+      // 100 one-request connections, one after another (the guard holds at most 64 at once): each
+      // must give its slot back once both sides have closed.
+      const burst = await t.api.exec(id, [
+        "node",
+        "-e",
+        [
+          'const net = require("node:net");',
+          "const once = () => new Promise((resolve) => {",
+          '  const socket = net.connect(80, "allowed.test");',
+          '  let data = "";',
+          '  socket.on("connect", () => socket.write("GET / HTTP/1.1\\r\\nHost: allowed.test\\r\\nConnection: close\\r\\n\\r\\n"));',
+          '  socket.on("data", (chunk) => { data += chunk; });',
+          '  socket.on("error", () => undefined);',
+          '  socket.on("close", () => resolve(data.includes("hello from allowed.test")));',
+          "});",
+          "(async () => { let ok = 0; for (let i = 0; i < 100; i++) ok += (await once()) ? 1 : 0; console.log(ok); })();",
+        ].join("\n"),
+      ]);
+      expect(burst.body.stdout.trim()).toBe("100");
+    });
+
     it("keeps intercepting across a server restart", async () => {
       await t.api.call("PATCH", `/v1/sandboxes/${id}/network`, { allow: ["allowed.test"], presets: [] });
       await t.restart();
