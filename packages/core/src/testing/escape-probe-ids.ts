@@ -112,6 +112,7 @@ export const ESCAPE_PROBES = [
   "network.no-net-admin",
   // Network "allowlist", with a handler that refuses every intercepted connection.
   "network.allowlist-no-path-around",
+  "network.allowlist-terminal",
   "network.allowlist-no-net-admin",
 ] as const;
 

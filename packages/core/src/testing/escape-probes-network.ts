@@ -332,6 +332,43 @@ while True:
     },
   },
   {
+    id: "network.allowlist-terminal",
+    title:
+      'network "allowlist": a terminal\'s processes are intercepted like any other, nothing reaches the host',
+    async run(context, skip) {
+      await withRefusingAllowlist(context, skip, async ({ connection }, intercepted) => {
+        await withProbeServers(["127.0.0.1", "0.0.0.0"], async (servers) => {
+          const targets = servers.flatMap((server) =>
+            ["127.0.0.1", "10.0.2.2", "198.51.100.9", ...hostAddresses("IPv4")].map(
+              (address) => `${address}:${server.port}`,
+            ),
+          );
+          // A shell on a terminal of its own, as the dashboard's web terminal opens it.
+          const pty = await connection.openPty({ argv: ["/bin/sh"], cols: 120, rows: 40 });
+          let screen = "";
+          pty.output.on("data", (chunk: Buffer) => {
+            screen += chunk.toString("utf8");
+          });
+          const script = targets
+            .map((target) => {
+              const [host, port] = target.split(":");
+              return `python3 -c 'import socket; socket.create_connection(("${host}", ${port}), timeout=2).recv(64)' 2>/dev/null`;
+            })
+            .join("; ");
+          pty.write(`${script}; echo terminal-probe-$((6*7))\n`);
+          await waitFor("the terminal's probes", async () =>
+            screen.includes("terminal-probe-42") ? true : undefined,
+          );
+          pty.kill("SIGKILL");
+          expect(screen).not.toContain("polydev-probe");
+          expect(servers.map((server) => server.connections())).toEqual(servers.map(() => 0));
+          // Its connection out went to the policy, like any process's.
+          expect(intercepted.some((destination) => destination.address === "198.51.100.9")).toBe(true);
+        });
+      });
+    },
+  },
+  {
     id: "network.allowlist-no-net-admin",
     title: 'network "allowlist": the ruleset, routes and network sysctls cannot be changed from inside',
     async run(context, skip) {
