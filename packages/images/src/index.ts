@@ -1,0 +1,2 @@
+export type { UnpackLayerOptions, UnpackLayerResult } from "./unpack-layer.js";
+export { DEFAULT_MAX_PATH_LENGTH, unpackLayer } from "./unpack-layer.js";

@@ -1,0 +1,350 @@
+import { execFileSync } from "node:child_process";
+import {
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough, Readable } from "node:stream";
+import { gzipSync } from "node:zlib";
+import { isPolydevError } from "@polydev/core";
+import { type Headers, pack } from "tar-stream";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { type UnpackLayerOptions, unpackLayer } from "./unpack-layer.js";
+
+interface Entry {
+  header: Headers;
+  content?: Buffer | string;
+}
+
+function tarOf(entries: readonly Entry[]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const archive = pack();
+    const chunks: Buffer[] = [];
+    archive.on("data", (chunk: Buffer) => chunks.push(chunk));
+    archive.on("end", () => resolve(Buffer.concat(chunks)));
+    archive.on("error", reject);
+    for (const { header, content } of entries) archive.entry(header, content);
+    archive.finalize();
+  });
+}
+
+const file = (name: string, content: string, extra: Partial<Headers> = {}): Entry => ({
+  header: { name, type: "file", mode: 0o644, ...extra },
+  content,
+});
+const directory = (name: string, mode = 0o755): Entry => ({ header: { name, type: "directory", mode } });
+const symlinkEntry = (name: string, target: string): Entry => ({
+  header: { name, type: "symlink", linkname: target },
+});
+const hardLink = (name: string, target: string): Entry => ({
+  header: { name, type: "link", linkname: target },
+});
+
+const limits: UnpackLayerOptions = { maxBytes: 64 * 1024 * 1024, maxEntries: 10_000 };
+
+let base: string;
+let target: string;
+/** A sibling of the target: every attack aims here, and it must stay as the test left it. */
+let outside: string;
+
+beforeEach(async () => {
+  base = await mkdtemp(join(tmpdir(), "polydev-unpack-"));
+  target = join(base, "target");
+  outside = join(base, "outside");
+  await mkdir(target);
+  await mkdir(outside);
+});
+
+afterEach(async () => {
+  await rm(base, { recursive: true, force: true });
+});
+
+const unpack = (archive: Buffer, options: Partial<UnpackLayerOptions> = {}) =>
+  unpackLayer(Readable.from([archive]), target, { ...limits, ...options });
+
+async function expectRefused(promise: Promise<unknown>, code: string, messagePart?: string): Promise<void> {
+  const error = await promise.then(
+    () => {
+      throw new Error("expected the unpack to be refused");
+    },
+    (caught: unknown) => caught,
+  );
+  if (!isPolydevError(error)) throw error;
+  expect(error.code).toBe(code);
+  if (messagePart !== undefined) expect(error.message).toContain(messagePart);
+}
+
+const exists = (path: string) =>
+  lstat(path).then(
+    () => true,
+    () => false,
+  );
+
+describe("unpackLayer: a normal layer", () => {
+  it("unpacks a gzipped layer made by the tar CLI with content, modes, symlinks and hard links intact", async () => {
+    const source = join(base, "source");
+    await mkdir(join(source, "usr/bin"), { recursive: true });
+    await writeFile(join(source, "usr/bin/tool"), "#!/bin/sh\necho hi\n", { mode: 0o755 });
+    await writeFile(join(source, "usr/bin/secret"), "private", { mode: 0o640 });
+    await writeFile(join(source, "usr/bin/su"), "setuid", { mode: 0o755 });
+    execFileSync("chmod", ["4755", join(source, "usr/bin/su")]);
+    await symlink("tool", join(source, "usr/bin/alias"));
+    execFileSync("ln", [join(source, "usr/bin/tool"), join(source, "usr/bin/tool-again")]);
+    await mkdir(join(source, "srv"), { mode: 0o750 });
+    execFileSync("chmod", ["750", join(source, "srv")]);
+    const tarred = execFileSync(
+      "tar",
+      ["-C", source, "--owner=0", "--group=0", "--numeric-owner", "-cf", "-", "."],
+      {
+        maxBuffer: 16 * 1024 * 1024,
+      },
+    );
+    const owners = new Map<string, [number, number]>();
+
+    const result = await unpack(gzipSync(tarred), {
+      onOwner: (path, uid, gid) => owners.set(path, [uid, gid]),
+    });
+
+    expect(await readFile(join(target, "usr/bin/tool"), "utf8")).toBe("#!/bin/sh\necho hi\n");
+    expect((await stat(join(target, "usr/bin/tool"))).mode & 0o7777).toBe(0o755);
+    expect((await stat(join(target, "usr/bin/secret"))).mode & 0o7777).toBe(0o640);
+    expect((await stat(join(target, "usr/bin/su"))).mode & 0o7777).toBe(0o4755);
+    expect((await stat(join(target, "srv"))).mode & 0o7777).toBe(0o750);
+    expect(await readlink(join(target, "usr/bin/alias"))).toBe("tool");
+    expect((await stat(join(target, "usr/bin/tool-again"))).ino).toBe(
+      (await stat(join(target, "usr/bin/tool"))).ino,
+    );
+    expect(owners.get("usr/bin/tool")).toEqual([0, 0]);
+    expect((await stat(join(target, "usr/bin/tool"))).uid).toBe(process.getuid?.());
+    expect(result.bytes).toBe("#!/bin/sh\necho hi\n".length + "private".length + "setuid".length);
+    expect(result.whiteouts).toBe(0);
+  });
+
+  it("keeps setuid bits, reports ownership as data and never applies extended attributes", async () => {
+    const owners: Array<[string, number, number]> = [];
+    const archive = await tarOf([
+      file("bin/ping", "ping", {
+        mode: 0o4755,
+        uid: 1234,
+        gid: 5678,
+        pax: { "SCHILY.xattr.security.capability": "\u0001\u0000\u0000\u0002", "SCHILY.xattr.user.x": "y" },
+      }),
+    ]);
+
+    const result = await unpack(archive, { onOwner: (path, uid, gid) => owners.push([path, uid, gid]) });
+
+    const stats = await stat(join(target, "bin/ping"));
+    expect(stats.mode & 0o7777).toBe(0o4755);
+    expect(stats.uid).toBe(process.getuid?.());
+    expect(owners).toEqual([["bin/ping", 1234, 5678]]);
+    expect(result.ignoredExtendedAttributes).toBe(2);
+    const listXattrs = "import os, sys; print(os.listxattr(sys.argv[1]))";
+    const xattrs = execFileSync("python3", ["-c", listXattrs, join(target, "bin/ping")], {
+      encoding: "utf8",
+    });
+    expect(xattrs.trim()).toBe("[]");
+  });
+});
+
+describe("unpackLayer: nothing is written outside the target", () => {
+  // Tests plant only these files outside; anything else there, or a changed byte, is an escape.
+  const planted: Record<string, string> = { secret: "host secret", victim: "original" };
+  afterEach(async () => {
+    for (const name of await readdir(outside)) {
+      expect(await readFile(join(outside, name), "utf8")).toBe(planted[name]);
+    }
+  });
+
+  it("refuses '..' components, naming the entry", async () => {
+    for (const name of ["../outside/escaped", "a/../../outside/escaped", "./.."]) {
+      await expectRefused(unpack(await tarOf([file(name, "x")])), "invalid_request", JSON.stringify(name));
+    }
+    expect(await readdir(outside)).toEqual([]);
+  });
+
+  it("refuses absolute paths, even ones pointing into the target's sibling", async () => {
+    const name = join(outside, "escaped");
+    await expectRefused(unpack(await tarOf([file(name, "x")])), "invalid_request", JSON.stringify(name));
+    expect(await readdir(outside)).toEqual([]);
+  });
+
+  it("never follows a symlink planted by an earlier entry", async () => {
+    const archive = await tarOf([symlinkEntry("planted", "../outside"), file("planted/escaped", "x")]);
+    await expectRefused(unpack(archive), "invalid_request", '"planted/escaped"');
+    expect(await readdir(outside)).toEqual([]);
+    expect(await readlink(join(target, "planted"))).toBe("../outside");
+  });
+
+  it("never follows a symlink already in the target, absolute or deeper in the path", async () => {
+    await symlink(outside, join(target, "already"));
+    await expectRefused(unpack(await tarOf([file("already/escaped", "x")])), "invalid_request", "already");
+    await expectRefused(unpack(await tarOf([directory("already/sub/")])), "invalid_request", "already");
+    expect(await readdir(outside)).toEqual([]);
+  });
+
+  it("replaces a symlink named like a later file instead of writing through it", async () => {
+    await writeFile(join(outside, "victim"), "original");
+    const archive = await tarOf([symlinkEntry("link", "../outside/victim"), file("link", "replaced")]);
+    await unpack(archive);
+    expect(await readFile(join(outside, "victim"), "utf8")).toBe("original");
+    expect((await lstat(join(target, "link"))).isFile()).toBe(true);
+    expect(await readFile(join(target, "link"), "utf8")).toBe("replaced");
+  });
+
+  it("keeps a symlink's target text as is, even one pointing out", async () => {
+    await unpack(
+      await tarOf([symlinkEntry("etc/passwd-link", "/etc/passwd"), symlinkEntry("up", "../../..")]),
+    );
+    expect(await readlink(join(target, "etc/passwd-link"))).toBe("/etc/passwd");
+    expect(await readlink(join(target, "up"))).toBe("../../..");
+  });
+
+  it("refuses hard links to outside, through a symlink, or to what is not unpacked", async () => {
+    await writeFile(join(outside, "secret"), "host secret");
+    const attacks: Entry[][] = [
+      [hardLink("stolen", "../outside/secret")],
+      [hardLink("stolen", join(outside, "secret"))],
+      [symlinkEntry("door", "../outside"), hardLink("stolen", "door/secret")],
+      [hardLink("stolen", "not-yet"), file("not-yet", "x")],
+    ];
+    for (const entries of attacks) {
+      await expectRefused(unpack(await tarOf(entries)), "invalid_request", '"stolen"');
+      expect(await exists(join(target, "stolen"))).toBe(false);
+    }
+    expect((await stat(join(outside, "secret"))).nlink).toBe(1);
+  });
+
+  it("creates no device nodes or FIFOs: they are skipped and counted", async () => {
+    const archive = await tarOf([
+      { header: { name: "dev/null", type: "character-device", mode: 0o666 } },
+      { header: { name: "dev/sda", type: "block-device", mode: 0o660 } },
+      { header: { name: "run/pipe", type: "fifo", mode: 0o644 } },
+      file("ok", "ok"),
+    ]);
+    const result = await unpack(archive);
+    expect(result.skippedSpecialFiles).toBe(3);
+    expect(await exists(join(target, "dev/null"))).toBe(false);
+    expect(await exists(join(target, "dev/sda"))).toBe(false);
+    expect(await exists(join(target, "run/pipe"))).toBe(false);
+    expect(await readFile(join(target, "ok"), "utf8")).toBe("ok");
+  });
+});
+
+describe("unpackLayer: whiteouts", () => {
+  it("deletes the named lower entry, file or directory, and keeps the rest", async () => {
+    await mkdir(join(target, "etc/gone-dir"), { recursive: true });
+    await writeFile(join(target, "etc/gone-dir/x"), "x");
+    await writeFile(join(target, "etc/gone"), "x");
+    await writeFile(join(target, "etc/kept"), "x");
+    const result = await unpack(await tarOf([file("etc/.wh.gone", ""), file("etc/.wh.gone-dir", "")]));
+    expect((await readdir(join(target, "etc"))).sort()).toEqual(["kept"]);
+    expect(result.whiteouts).toBe(2);
+  });
+
+  it("applies an opaque whiteout to the directory's existing contents, not to this layer's", async () => {
+    await mkdir(join(target, "opt/old-dir"), { recursive: true });
+    await writeFile(join(target, "opt/old-dir/x"), "x");
+    await writeFile(join(target, "opt/old"), "x");
+    await writeFile(join(target, "kept"), "x");
+    const archive = await tarOf([
+      directory("opt/"),
+      file("opt/before", "b"),
+      file("opt/.wh..wh..opq", ""),
+      file("opt/after", "a"),
+    ]);
+    await unpack(archive);
+    expect((await readdir(join(target, "opt"))).sort()).toEqual(["after", "before"]);
+    expect(await exists(join(target, "kept"))).toBe(true);
+  });
+
+  it("refuses '.wh..' tricks and never deletes through a symlink", async () => {
+    await writeFile(join(outside, "victim"), "original");
+    await writeFile(join(target, "kept"), "x");
+    for (const name of [".wh..", ".wh...", "sub/.wh.."]) {
+      await expectRefused(unpack(await tarOf([file(name, "")])), "invalid_request", JSON.stringify(name));
+    }
+    await symlink("../outside", join(target, "door"));
+    await expectRefused(unpack(await tarOf([file("door/.wh.victim", "")])), "invalid_request", "door");
+    await expectRefused(unpack(await tarOf([file("door/.wh..wh..opq", "")])), "invalid_request", "door");
+    expect(await readdir(outside)).toEqual(["victim"]);
+    expect(await exists(join(target, "kept"))).toBe(true);
+  });
+});
+
+describe("unpackLayer: limits", () => {
+  it("refuses a 10 MiB gzip bomb against maxBytes of 1 MiB, quickly", async () => {
+    const bomb = gzipSync(await tarOf([file("zeros", Buffer.alloc(10 * 1024 * 1024).toString())]));
+    expect(bomb.length).toBeLessThan(64 * 1024);
+    const started = performance.now();
+    await expectRefused(unpack(bomb, { maxBytes: 1024 * 1024 }), "payload_too_large");
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect((await lstat(join(target, "zeros")).catch(() => null))?.size ?? 0).toBeLessThanOrEqual(
+      1024 * 1024,
+    );
+  });
+
+  it("refuses a bomb of trailing zero blocks, which writes no file", async () => {
+    const archive = Buffer.concat([await tarOf([file("a", "a")]), Buffer.alloc(64 * 1024 * 1024)]);
+    await expectRefused(
+      unpack(gzipSync(archive), { maxBytes: 1024 * 1024, maxEntries: 10 }),
+      "payload_too_large",
+    );
+  });
+
+  it("refuses more entries than maxEntries", async () => {
+    const entries = ["a", "b", "c", "d"].map((name) => file(name, name));
+    await expectRefused(unpack(await tarOf(entries), { maxEntries: 3 }), "payload_too_large", "3 entries");
+  });
+
+  it("refuses a path longer than maxPathLength", async () => {
+    const name = `${"d/".repeat(60)}file`;
+    await expectRefused(unpack(await tarOf([file(name, "x")]), { maxPathLength: 100 }), "payload_too_large");
+    await unpack(await tarOf([file(name, "x")]));
+    expect(await readFile(join(target, name), "utf8")).toBe("x");
+  });
+});
+
+describe("unpackLayer: bad archives", () => {
+  it("refuses an archive cut inside an entry, cut between entries, or with a corrupt header", async () => {
+    const archive = await tarOf([file("a", "a".repeat(2000)), file("b", "b")]);
+    const cuts = [
+      archive.subarray(0, 1200),
+      archive.subarray(0, 512 * 5),
+      archive.subarray(0, 100),
+      Buffer.alloc(0),
+    ];
+    for (const cut of cuts) {
+      await expectRefused(unpack(cut), "invalid_request", "archive");
+      await expectRefused(unpack(gzipSync(cut)), "invalid_request", "archive");
+    }
+    const corrupt = Buffer.from(archive);
+    corrupt.write("garbage", 512 * 5 + 148);
+    await expectRefused(unpack(corrupt), "invalid_request", "corrupt");
+    await expectRefused(unpack(gzipSync(archive).subarray(0, 100)), "invalid_request", "archive");
+  });
+
+  it("refuses zstd with a clear error on Node 20", async () => {
+    const zstdMagic = Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]);
+    await expectRefused(unpack(zstdMagic), "unsupported_media_type", "zstd");
+  });
+
+  it("stops when the signal aborts, even with the input stalled mid-entry", async () => {
+    const archive = await tarOf([file("big", "x".repeat(100_000))]);
+    const input = new PassThrough();
+    input.write(archive.subarray(0, 4096));
+    const controller = new AbortController();
+    const unpacking = unpackLayer(input, target, { ...limits, signal: controller.signal });
+    setTimeout(() => controller.abort(new Error("stop")), 50);
+    await expect(unpacking).rejects.toThrow("stop");
+    expect(input.destroyed).toBe(true);
+  });
+});
