@@ -200,6 +200,14 @@ describe("unpackLayer: nothing is written outside the target", () => {
     expect(await readFile(join(target, "link"), "utf8")).toBe("replaced");
   });
 
+  it("replaces a symlink named like a later directory, so the directory's entries land inside", async () => {
+    const archive = await tarOf([symlinkEntry("d", "../outside"), directory("d/"), file("d/x", "x")]);
+    await unpack(archive);
+    expect((await lstat(join(target, "d"))).isDirectory()).toBe(true);
+    expect(await readFile(join(target, "d/x"), "utf8")).toBe("x");
+    expect(await readdir(outside)).toEqual([]);
+  });
+
   it("keeps a symlink's target text as is, even one pointing out", async () => {
     await unpack(
       await tarOf([symlinkEntry("etc/passwd-link", "/etc/passwd"), symlinkEntry("up", "../../..")]),
@@ -220,6 +228,11 @@ describe("unpackLayer: nothing is written outside the target", () => {
       await expectRefused(unpack(await tarOf(entries)), "invalid_request", '"stolen"');
       expect(await exists(join(target, "stolen"))).toBe(false);
     }
+    await expectRefused(
+      unpack(await tarOf([file("self", "x"), hardLink("self", "./self")])),
+      "invalid_request",
+      "itself",
+    );
     expect((await stat(join(outside, "secret"))).nlink).toBe(1);
   });
 
@@ -264,6 +277,13 @@ describe("unpackLayer: whiteouts", () => {
     await unpack(archive);
     expect((await readdir(join(target, "opt"))).sort()).toEqual(["after", "before"]);
     expect(await exists(join(target, "kept"))).toBe(true);
+  });
+
+  it("never hides what the same layer creates, whichever comes first", async () => {
+    await writeFile(join(target, "lower"), "x");
+    const archive = await tarOf([file("mine", "m"), file(".wh.mine", ""), file(".wh.lower", "")]);
+    await unpack(archive);
+    expect(await readdir(target)).toEqual(["mine"]);
   });
 
   it("refuses '.wh..' tricks and never deletes through a symlink", async () => {

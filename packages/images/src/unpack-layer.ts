@@ -326,6 +326,9 @@ class LayerUnpacker {
         { details: { entry } },
       );
     if (components.length === 0) throw refused("which is the target directory");
+    if (components.join("/") === layerPathComponents(entry, "entry", this.maxPathLength).join("/")) {
+      throw refused("which is itself");
+    }
     if ((await checkParents(this.root, components, entry)) !== components.length - 1) {
       throw refused("which is not unpacked");
     }
