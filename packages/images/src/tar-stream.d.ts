@@ -24,6 +24,12 @@ declare module "tar-stream" {
   }
 
   export interface Extract extends Writable {
+    // Internals of 2.x (the line is frozen: 3.x is a rewrite), used only to cap metadata records.
+    _header:
+      | Headers
+      | { type: "pax-header" | "pax-global-header" | "gnu-long-path" | "gnu-long-link-path" }
+      | null;
+    _parse(size: number, onparse: () => void): void;
     on(
       event: "entry",
       listener: (header: Headers, stream: Readable, next: (error?: Error) => void) => void,

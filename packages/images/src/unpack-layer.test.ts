@@ -320,6 +320,14 @@ describe("unpackLayer: limits", () => {
     );
   });
 
+  it("refuses a PAX record too large to hold in memory before buffering it", async () => {
+    const hugeRecord = { "SCHILY.xattr.user.big": "x".repeat(2 * 1024 * 1024) };
+    const archive = await tarOf([file("a", "a", { pax: hugeRecord })]);
+    await expectRefused(unpack(gzipSync(archive)), "payload_too_large", "pax-header");
+    await unpack(await tarOf([file("b", "b", { pax: { "SCHILY.xattr.user.small": "x".repeat(1000) } })]));
+    expect(await readFile(join(target, "b"), "utf8")).toBe("b");
+  });
+
   it("refuses more entries than maxEntries", async () => {
     const entries = ["a", "b", "c", "d"].map((name) => file(name, name));
     await expectRefused(unpack(await tarOf(entries), { maxEntries: 3 }), "payload_too_large", "3 entries");

@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import { pipeline, Readable, Transform, type TransformCallback } from "node:stream";
 import * as zlib from "node:zlib";
 import { PolydevError } from "@polydev/core";
-import { extract, type Headers } from "tar-stream";
+import { type Extract, extract, type Headers } from "tar-stream";
 import { checkParents, layerPathComponents, lstatOrNull } from "./layer-path.js";
 
 export const DEFAULT_MAX_PATH_LENGTH = 4096;
@@ -18,6 +18,18 @@ export const DEFAULT_MAX_PATH_LENGTH = 4096;
 const TAR_OVERHEAD_PER_ENTRY_BYTES = 16 * 1024;
 const TAR_OVERHEAD_FIXED_BYTES = 1024 * 1024;
 const END_OF_ARCHIVE_BYTES = 1024;
+
+/**
+ * Largest PAX or GNU long-name record. tar-stream holds such a record in memory whole, so without a
+ * cap one record the size of the stream limit would be buffered; Go's archive/tar uses the same 1 MiB.
+ */
+export const MAX_METADATA_RECORD_BYTES = 1024 * 1024;
+const METADATA_TYPES: ReadonlySet<unknown> = new Set([
+  "pax-header",
+  "pax-global-header",
+  "gnu-long-path",
+  "gnu-long-link-path",
+]);
 
 const WHITEOUT_PREFIX = ".wh.";
 const OPAQUE_WHITEOUT = ".wh..wh..opq";
@@ -133,6 +145,7 @@ class LayerUnpacker {
     return new Promise<UnpackLayerResult>((resolvePromise, rejectPromise) => {
       const guard = new TarStreamGuard(this.tarBytesLimit);
       const parser = extract();
+      capMetadataRecords(parser, (error) => fail(error));
       let inFlight: Promise<void> = Promise.resolve();
       const signal = this.options.signal;
 
@@ -421,6 +434,27 @@ class LayerUnpacker {
   private drain(entryStream: Readable): Promise<void> {
     return this.readEntry(entryStream, async (chunk) => this.reserveBytes(chunk.length, chunk.length));
   }
+}
+
+/**
+ * Refuses a metadata record longer than MAX_METADATA_RECORD_BYTES before tar-stream starts buffering
+ * it: its `_parse(size, …)` is where it decides how many bytes to collect after a header.
+ */
+function capMetadataRecords(parser: Extract, fail: (error: PolydevError) => void): void {
+  const parse = parser._parse;
+  parser._parse = function capped(this: Extract, size: number, onparse: () => void): void {
+    const type = this._header?.type;
+    if (size > MAX_METADATA_RECORD_BYTES && METADATA_TYPES.has(type)) {
+      fail(
+        new PolydevError(
+          "payload_too_large",
+          `the layer has a ${String(type)} record of ${size} bytes (at most ${MAX_METADATA_RECORD_BYTES})`,
+          { details: { maxMetadataRecordBytes: MAX_METADATA_RECORD_BYTES } },
+        ),
+      );
+    }
+    parse.call(this, size, onparse);
+  };
 }
 
 function countExtendedAttributes(pax: Record<string, string> | null | undefined): number {
