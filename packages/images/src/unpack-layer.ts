@@ -73,7 +73,7 @@ export interface UnpackLayerResult {
  *
  * On failure (a limit is `payload_too_large`, a corrupt or truncated archive `invalid_request`, an
  * abort the signal's reason) the input is destroyed and the partial output is left in `targetDir`:
- * the caller removes it (it unpacks into a fresh directory and renames it in place once complete).
+ * the caller discards it (unpacking into a prepared copy-on-write snapshot it commits only on success).
  * The promise settles only once no write is in flight, so removal can start at once.
  */
 export async function unpackLayer(
