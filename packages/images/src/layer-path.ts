@@ -1,4 +1,4 @@
-import { lstat } from "node:fs/promises";
+import { lstat, mkdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { PolydevError } from "@polydev/core";
 
@@ -29,42 +29,98 @@ function refused(what: string, name: string, why: string): PolydevError {
   });
 }
 
+/** Most symlinks followed while resolving one path, as Linux's MAXSYMLINKS. */
+export const MAX_SYMLINKS_PER_PATH = 40;
+
+export interface ResolveParentOptions {
+  /** Create missing parents as real directories (mode 0o700), telling `onCreate` their paths. */
+  create: boolean;
+  onCreate?: (components: readonly string[]) => void;
+}
+
 /**
- * Checks every existing parent of `components` inside `root` is a real directory, never a symlink.
- * Node has no openat(2), so O_NOFOLLOW can only guard the last component of an open; instead each
- * parent is lstat'ed in turn and a symlink anywhere above the entry is refused. That is sound because
- * the unpacker is the only writer of `root` while it runs (the sandbox using it is not started yet):
- * nothing can swap a checked directory for a symlink between the check and the write. Missing parents
- * are reported by index so the caller creates them (as real directories) itself.
+ * Resolves the parent of `components` inside `root` the way the sandbox will see it, with `root` as
+ * `/`: every symlink met among the PARENT components is followed, an absolute link target is taken
+ * relative to `root`, `..` never climbs above `root`, and more than MAX_SYMLINKS_PER_PATH links is
+ * refused (Go's filepath-securejoin, openat2 RESOLVE_IN_ROOT). The last component is never followed.
  *
- * Returns the index of the first missing parent, or `components.length - 1` when all exist.
+ * Node has no openat(2), so each component is lstat'ed in turn and only real directories enter the
+ * resolved path; `..` then simply drops its last component. That is sound because the unpacker is the
+ * only writer of `root` while it runs (the sandbox using it is not started yet): nothing can swap a
+ * checked directory for a symlink between the check and the write.
+ *
+ * Returns the resolved parent's components (real directories all, none a symlink), or null when one
+ * is missing and `create` is false. A parent that is neither a directory nor a symlink is refused.
  */
-export async function checkParents(
+export async function resolveParent(
   root: string,
   components: readonly string[],
   entry: string,
-): Promise<number> {
-  let path = root;
-  for (let index = 0; index < components.length - 1; index += 1) {
-    path = join(path, components[index] ?? "");
+  options: ResolveParentOptions,
+): Promise<string[] | null> {
+  const pending = components.slice(0, -1).reverse();
+  const resolved: string[] = [];
+  let links = 0;
+  for (let component = pending.pop(); component !== undefined; component = pending.pop()) {
+    if (component === "" || component === ".") continue;
+    if (component === "..") {
+      resolved.pop();
+      continue;
+    }
+    const path = join(root, ...resolved, component);
     const stats = await lstatOrNull(path);
-    if (stats === null) return index;
+    if (stats === null) {
+      if (!options.create) return null;
+      await mkdir(path, { mode: 0o700 });
+      resolved.push(component);
+      options.onCreate?.(resolved);
+      continue;
+    }
     if (stats.isSymbolicLink()) {
-      throw new PolydevError(
-        "invalid_request",
-        `layer entry ${JSON.stringify(entry)} goes through the symlink ${JSON.stringify(components.slice(0, index + 1).join("/"))}, which is never followed`,
-        { details: { entry } },
-      );
+      links += 1;
+      if (links > MAX_SYMLINKS_PER_PATH) {
+        throw new PolydevError(
+          "invalid_request",
+          `layer entry ${JSON.stringify(entry)}: too many levels of symbolic links (more than ${MAX_SYMLINKS_PER_PATH})`,
+          { details: { entry } },
+        );
+      }
+      const target = await readlink(path);
+      if (target === "") {
+        throw new PolydevError(
+          "invalid_request",
+          `layer entry ${JSON.stringify(entry)} goes through the symlink ${JSON.stringify([...resolved, component].join("/"))}, which has an empty target`,
+          { details: { entry } },
+        );
+      }
+      if (target.startsWith("/")) resolved.length = 0;
+      pending.push(...target.split("/").reverse());
+      continue;
     }
     if (!stats.isDirectory()) {
       throw new PolydevError(
         "invalid_request",
-        `layer entry ${JSON.stringify(entry)} has ${JSON.stringify(components.slice(0, index + 1).join("/"))} as a parent, which is not a directory`,
+        `layer entry ${JSON.stringify(entry)} has ${JSON.stringify([...resolved, component].join("/"))} as a parent, which is not a directory`,
         { details: { entry } },
       );
     }
+    resolved.push(component);
   }
-  return components.length - 1;
+  return resolved;
+}
+
+/**
+ * True when every parent of `components` inside `root` is a real directory (no symlink, nothing
+ * missing): used to re-check an already resolved path, which must not have changed since.
+ */
+export async function parentsAreDirectories(root: string, components: readonly string[]): Promise<boolean> {
+  let path = root;
+  for (const component of components.slice(0, -1)) {
+    path = join(path, component);
+    const stats = await lstatOrNull(path);
+    if (stats === null || !stats.isDirectory()) return false;
+  }
+  return true;
 }
 
 export async function lstatOrNull(path: string): Promise<import("node:fs").Stats | null> {

@@ -177,18 +177,21 @@ describe("unpackLayer: nothing is written outside the target", () => {
     expect(await readdir(outside)).toEqual([]);
   });
 
-  it("never follows a symlink planted by an earlier entry", async () => {
+  it("resolves a symlink planted by an earlier entry inside the target, '..' clamped at its root", async () => {
     const archive = await tarOf([symlinkEntry("planted", "../outside"), file("planted/escaped", "x")]);
-    await expectRefused(unpack(archive), "invalid_request", '"planted/escaped"');
+    await unpack(archive);
+    expect(await readFile(join(target, "outside/escaped"), "utf8")).toBe("x");
     expect(await readdir(outside)).toEqual([]);
     expect(await readlink(join(target, "planted"))).toBe("../outside");
   });
 
-  it("never follows a symlink already in the target, absolute or deeper in the path", async () => {
+  it("resolves a symlink already in the target with an absolute target under the target", async () => {
     await symlink(outside, join(target, "already"));
-    await expectRefused(unpack(await tarOf([file("already/escaped", "x")])), "invalid_request", "already");
-    await expectRefused(unpack(await tarOf([directory("already/sub/")])), "invalid_request", "already");
+    await unpack(await tarOf([file("already/escaped", "x"), directory("already/sub/")]));
+    expect(await readFile(join(target, outside, "escaped"), "utf8")).toBe("x");
+    expect((await lstat(join(target, outside, "sub"))).isDirectory()).toBe(true);
     expect(await readdir(outside)).toEqual([]);
+    expect(await readlink(join(target, "already"))).toBe(outside);
   });
 
   it("replaces a symlink named like a later file instead of writing through it", async () => {
@@ -223,6 +226,7 @@ describe("unpackLayer: nothing is written outside the target", () => {
       [hardLink("stolen", join(outside, "secret"))],
       [symlinkEntry("door", "../outside"), hardLink("stolen", "door/secret")],
       [hardLink("stolen", "not-yet"), file("not-yet", "x")],
+      [symlinkEntry("loop", "loop"), hardLink("stolen", "loop/secret")],
     ];
     for (const entries of attacks) {
       await expectRefused(unpack(await tarOf(entries)), "invalid_request", '"stolen"');
@@ -234,6 +238,24 @@ describe("unpackLayer: nothing is written outside the target", () => {
       "itself",
     );
     expect((await stat(join(outside, "secret"))).nlink).toBe(1);
+  });
+
+  it("resolves a hard link's target through symlinks inside the target only", async () => {
+    await writeFile(join(outside, "secret"), "host secret");
+    await mkdir(join(target, "outside"));
+    await writeFile(join(target, "outside/secret"), "inside");
+    await unpack(await tarOf([symlinkEntry("door", "../outside"), hardLink("stolen", "door/secret")]));
+    expect((await stat(join(target, "stolen"))).ino).toBe((await stat(join(target, "outside/secret"))).ino);
+    expect(await readFile(join(target, "stolen"), "utf8")).toBe("inside");
+    expect((await stat(join(outside, "secret"))).nlink).toBe(1);
+  });
+
+  it("refuses a hard link to itself reached through a symlinked parent", async () => {
+    await mkdir(join(target, "usr/lib"), { recursive: true });
+    await symlink("usr/lib", join(target, "lib"));
+    await writeFile(join(target, "usr/lib/x"), "x");
+    await expectRefused(unpack(await tarOf([hardLink("usr/lib/x", "lib/x")])), "invalid_request", "itself");
+    expect(await readFile(join(target, "usr/lib/x"), "utf8")).toBe("x");
   });
 
   it("creates no device nodes or FIFOs: they are skipped and counted", async () => {
@@ -286,17 +308,152 @@ describe("unpackLayer: whiteouts", () => {
     expect(await readdir(target)).toEqual(["mine"]);
   });
 
-  it("refuses '.wh..' tricks and never deletes through a symlink", async () => {
+  it("refuses '.wh..' tricks and resolves a whiteout's directory inside the target only", async () => {
     await writeFile(join(outside, "victim"), "original");
+    await writeFile(join(outside, "other"), "original");
     await writeFile(join(target, "kept"), "x");
     for (const name of [".wh..", ".wh...", "sub/.wh.."]) {
       await expectRefused(unpack(await tarOf([file(name, "")])), "invalid_request", JSON.stringify(name));
     }
     await symlink("../outside", join(target, "door"));
-    await expectRefused(unpack(await tarOf([file("door/.wh.victim", "")])), "invalid_request", "door");
-    await expectRefused(unpack(await tarOf([file("door/.wh..wh..opq", "")])), "invalid_request", "door");
-    expect(await readdir(outside)).toEqual(["victim"]);
+    await mkdir(join(target, "outside"));
+    await writeFile(join(target, "outside/victim"), "inside");
+    await writeFile(join(target, "outside/other"), "inside");
+    await unpack(await tarOf([file("door/.wh.victim", "")]));
+    expect(await readdir(join(target, "outside"))).toEqual(["other"]);
+    await unpack(await tarOf([file("door/.wh..wh..opq", "")]));
+    expect(await readdir(join(target, "outside"))).toEqual([]);
+    // A whiteout naming the symlink itself removes the link, never what it points at.
+    await unpack(await tarOf([file(".wh.door", "")]));
+    expect(await exists(join(target, "door"))).toBe(false);
+    expect((await readdir(outside)).sort()).toEqual(["other", "victim"]);
+    expect(await readFile(join(outside, "victim"), "utf8")).toBe("original");
     expect(await exists(join(target, "kept"))).toBe(true);
+  });
+});
+
+describe("unpackLayer: symlinked parents resolve with the target as the root", () => {
+  afterEach(async () => {
+    expect(await readdir(outside)).toEqual([]);
+  });
+
+  it("writes an upper layer's lib/… and bin/… into usr/ of a merged-/usr base", async () => {
+    const mergedUsr = ["bin", "sbin", "lib", "lib64"];
+    await unpack(
+      await tarOf([
+        directory("usr/"),
+        ...mergedUsr.map((name) => directory(`usr/${name}/`)),
+        ...mergedUsr.map((name) => symlinkEntry(name, `usr/${name}`)),
+        file("usr/bin/old", "old"),
+      ]),
+    );
+    const owners: string[] = [];
+    await unpack(
+      await tarOf([
+        directory("lib/x86_64-linux-gnu/", 0o750),
+        file("lib/x86_64-linux-gnu/libfoo.so", "elf"),
+        file("bin/tool", "tool", { mode: 0o755 }),
+        hardLink("sbin/tool-again", "bin/tool"),
+        file("lib64/ld.so", "ld"),
+      ]),
+      { onOwner: (path) => owners.push(path) },
+    );
+    await unpack(await tarOf([file("bin/.wh.old", "")]));
+
+    for (const name of mergedUsr) expect(await readlink(join(target, name))).toBe(`usr/${name}`);
+    expect(await readFile(join(target, "usr/lib/x86_64-linux-gnu/libfoo.so"), "utf8")).toBe("elf");
+    expect((await stat(join(target, "usr/lib/x86_64-linux-gnu"))).mode & 0o7777).toBe(0o750);
+    expect(await readFile(join(target, "usr/bin/tool"), "utf8")).toBe("tool");
+    expect(await readFile(join(target, "usr/lib64/ld.so"), "utf8")).toBe("ld");
+    expect((await stat(join(target, "usr/sbin/tool-again"))).ino).toBe(
+      (await stat(join(target, "usr/bin/tool"))).ino,
+    );
+    expect(await exists(join(target, "usr/bin/old"))).toBe(false);
+    expect((await readdir(target)).sort()).toEqual(["bin", "lib", "lib64", "sbin", "usr"]);
+    expect(owners).toEqual([
+      "usr/lib/x86_64-linux-gnu",
+      "usr/lib/x86_64-linux-gnu/libfoo.so",
+      "usr/bin/tool",
+      "usr/sbin/tool-again",
+      "usr/lib64/ld.so",
+    ]);
+  });
+
+  it("takes an absolute link target under the target: evil -> /etc never reaches the host's /etc", async () => {
+    const before = await stat("/etc/passwd");
+    const content = await readFile("/etc/passwd", "utf8");
+    await unpack(await tarOf([symlinkEntry("evil", "/etc"), file("evil/passwd", "root::0:0::/:/bin/sh\n")]));
+    expect(await readFile(join(target, "etc/passwd"), "utf8")).toBe("root::0:0::/:/bin/sh\n");
+    expect(await readlink(join(target, "evil"))).toBe("/etc");
+    const after = await stat("/etc/passwd");
+    expect(await readFile("/etc/passwd", "utf8")).toBe(content);
+    expect(after.mtimeMs).toBe(before.mtimeMs);
+    expect(after.ino).toBe(before.ino);
+  });
+
+  it("clamps '..' in a link target at the target's root", async () => {
+    const name = `polydev-unpack-escape-${process.pid}-${Date.now()}`;
+    await unpack(
+      await tarOf([
+        symlinkEntry("up", "../../../../.."),
+        file(`up/tmp/${name}`, "x"),
+        file("up/outside/y", "y"),
+        symlinkEntry("deep/up", "../../../outside"),
+        file("deep/up/z", "z"),
+      ]),
+    );
+    expect(await readFile(join(target, "tmp", name), "utf8")).toBe("x");
+    expect(await readFile(join(target, "outside/y"), "utf8")).toBe("y");
+    expect(await readFile(join(target, "outside/z"), "utf8")).toBe("z");
+    expect(await exists(join("/tmp", name))).toBe(false);
+    expect(await exists(join(tmpdir(), name))).toBe(false);
+  });
+
+  it("follows a chain of relative and absolute links", async () => {
+    await unpack(
+      await tarOf([
+        directory("real/"),
+        symlinkEntry("c1", "c2"),
+        symlinkEntry("c2", "/deep/c3"),
+        symlinkEntry("deep/c3", "./../nested/../real/"),
+        file("c1/file", "chained"),
+      ]),
+    );
+    expect(await readFile(join(target, "real/file"), "utf8")).toBe("chained");
+    expect(await exists(join(target, "nested"))).toBe(true);
+    expect((await readdir(target)).sort()).toEqual(["c1", "c2", "deep", "nested", "real"]);
+  });
+
+  it("refuses a link loop and more than 40 links in one path", async () => {
+    await expectRefused(
+      unpack(await tarOf([symlinkEntry("a", "b"), symlinkEntry("b", "a"), file("a/x", "x")])),
+      "invalid_request",
+      "too many levels of symbolic links",
+    );
+    const chain = (length: number): Entry[] => [
+      directory("end/"),
+      ...Array.from({ length }, (_, index) =>
+        symlinkEntry(`l${index}`, index === length - 1 ? "end" : `l${index + 1}`),
+      ),
+    ];
+    await unpack(await tarOf([...chain(40), file("l0/x", "x")]));
+    expect(await readFile(join(target, "end/x"), "utf8")).toBe("x");
+    await rm(target, { recursive: true });
+    await mkdir(target);
+    await expectRefused(
+      unpack(await tarOf([...chain(41), file("l0/x", "x")])),
+      "invalid_request",
+      "too many levels of symbolic links",
+    );
+    expect(await exists(join(target, "end/x"))).toBe(false);
+  });
+
+  it("still refuses a parent that is a file", async () => {
+    await expectRefused(
+      unpack(await tarOf([file("f", "f"), symlinkEntry("l", "f"), file("l/x", "x")])),
+      "invalid_request",
+      "not a directory",
+    );
   });
 });
 

@@ -5,7 +5,7 @@ import { pipeline, Readable, Transform, type TransformCallback } from "node:stre
 import * as zlib from "node:zlib";
 import { PolydevError } from "@polydev/core";
 import { type Extract, extract, type Headers } from "tar-stream";
-import { checkParents, layerPathComponents, lstatOrNull } from "./layer-path.js";
+import { layerPathComponents, lstatOrNull, parentsAreDirectories, resolveParent } from "./layer-path.js";
 
 export const DEFAULT_MAX_PATH_LENGTH = 4096;
 
@@ -43,7 +43,8 @@ export interface UnpackLayerOptions {
   maxPathLength?: number;
   signal?: AbortSignal;
   /**
-   * Told the uid and gid the archive gives each created path (relative, `/`-separated). Files are
+   * Told the uid and gid the archive gives each created path (relative, `/`-separated, its parents
+   * resolved through symlinks as the sandbox sees them, so `usr/lib/x` for `lib/x`). Files are
    * always owned by the unpacking process: ownership belongs to the sandbox's user namespace and is
    * applied there (or recorded), never as host uids.
    */
@@ -66,9 +67,11 @@ export interface UnpackLayerResult {
  * Unpacks one untrusted OCI or docker layer (a tar, plain or gzip) into `targetDir`, applying its
  * whiteouts to what `targetDir` already holds.
  *
- * Safety: nothing is written outside `targetDir` (`..`, absolute paths, a symlink as any parent and
- * hard links to outside are refused with `invalid_request`); symlinks are created with their target
- * text as is and never followed; no device, FIFO or socket is created; modes (setuid included) are
+ * Safety: nothing is written outside `targetDir` (`..` and absolute entry names are refused with
+ * `invalid_request`; symlinks among an entry's, a hard link target's or a whiteout's parents are
+ * followed with `targetDir` as `/`, as the sandbox will see them, so no link leads out; at most 40
+ * links a path); symlinks are created with their target text as is, and an entry's own last
+ * component is never followed; no device, FIFO or socket is created; modes (setuid included) are
  * kept but ownership is only reported through `onOwner`; extended attributes are ignored.
  *
  * On failure (a limit is `payload_too_large`, a corrupt or truncated archive `invalid_request`, an
@@ -108,6 +111,12 @@ function decompressorFor(head: Buffer): Transform | null {
     );
   }
   return null;
+}
+
+/** Where an entry lands: its host path and its path relative to the target, parents resolved. */
+interface Placed {
+  path: string;
+  relativePath: string;
 }
 
 class LayerUnpacker {
@@ -218,20 +227,21 @@ class LayerUnpacker {
       await this.applyWhiteout(components, header.name);
       return;
     }
-    const relativePath = components.join("/");
-    const path = join(this.root, ...components);
     const mode = (header.mode ?? 0o644) & 0o7777;
+    let placed: Placed;
     switch (header.type) {
       case "file":
       case "contiguous-file":
-        await this.prepare(components, header.name, false);
-        await this.writeFile(path, mode, header.size ?? 0, entryStream);
+        placed = await this.place(components, header.name);
+        await this.clear(placed.path, false);
+        await this.writeFile(placed.path, mode, header.size ?? 0, entryStream);
         break;
       case "directory":
         await this.drain(entryStream);
-        await this.prepare(components, header.name, true);
-        if ((await lstatOrNull(path)) === null) await mkdir(path, { mode: 0o700 });
-        this.directoryModes.set(relativePath, mode);
+        placed = await this.place(components, header.name);
+        await this.clear(placed.path, true);
+        if ((await lstatOrNull(placed.path)) === null) await mkdir(placed.path, { mode: 0o700 });
+        this.directoryModes.set(placed.relativePath, mode);
         break;
       case "symlink": {
         await this.drain(entryStream);
@@ -245,15 +255,25 @@ class LayerUnpacker {
             },
           );
         }
-        await this.prepare(components, header.name, false);
-        await symlink(target, path);
+        placed = await this.place(components, header.name);
+        await this.clear(placed.path, false);
+        await symlink(target, placed.path);
         break;
       }
       case "link": {
         await this.drain(entryStream);
-        const targetPath = await this.hardLinkTarget(header.linkname ?? "", header.name);
-        await this.prepare(components, header.name, false);
-        await link(targetPath, path);
+        const linkname = header.linkname ?? "";
+        const targetPath = await this.hardLinkTarget(linkname, header.name);
+        placed = await this.place(components, header.name);
+        if (placed.path === targetPath) {
+          throw new PolydevError(
+            "invalid_request",
+            `layer hard link ${JSON.stringify(header.name)} points to ${JSON.stringify(linkname)}, which is itself`,
+            { details: { entry: header.name } },
+          );
+        }
+        await this.clear(placed.path, false);
+        await link(targetPath, placed.path);
         break;
       }
       case "character-device":
@@ -269,23 +289,29 @@ class LayerUnpacker {
           { details: { entry: header.name } },
         );
     }
-    this.created.add(relativePath);
-    this.options.onOwner?.(relativePath, header.uid ?? 0, header.gid ?? 0);
+    this.created.add(placed.relativePath);
+    this.options.onOwner?.(placed.relativePath, header.uid ?? 0, header.gid ?? 0);
   }
 
   /**
-   * Makes the entry's parents (real directories, never through a symlink) and clears whatever the
-   * entry replaces; an existing directory stays when the entry is a directory too.
+   * Resolves where an entry lands: its parents as the sandbox will see them (symlinks followed with
+   * the target as `/`, see resolveParent), missing ones made as real directories; its last component
+   * is never followed.
    */
-  private async prepare(components: readonly string[], entry: string, keepDirectory: boolean): Promise<void> {
-    const firstMissing = await checkParents(this.root, components, entry);
-    for (let index = firstMissing; index < components.length - 1; index += 1) {
-      const parent = components.slice(0, index + 1);
-      await mkdir(join(this.root, ...parent), { mode: 0o700 });
-      this.created.add(parent.join("/"));
-      this.directoryModes.set(parent.join("/"), 0o755);
-    }
-    const path = join(this.root, ...components);
+  private async place(components: readonly string[], entry: string): Promise<Placed> {
+    const parent = await resolveParent(this.root, components, entry, {
+      create: true,
+      onCreate: (created) => {
+        this.created.add(created.join("/"));
+        this.directoryModes.set(created.join("/"), 0o755);
+      },
+    });
+    const resolved = [...(parent ?? []), components.at(-1) ?? ""];
+    return { path: join(this.root, ...resolved), relativePath: resolved.join("/") };
+  }
+
+  /** Clears whatever the entry replaces; an existing directory stays when the entry is a directory too. */
+  private async clear(path: string, keepDirectory: boolean): Promise<void> {
     const existing = await lstatOrNull(path);
     if (existing === null || (keepDirectory && existing.isDirectory())) return;
     // rm never follows a symlink: it removes the link, not what it points at.
@@ -339,13 +365,9 @@ class LayerUnpacker {
         { details: { entry } },
       );
     if (components.length === 0) throw refused("which is the target directory");
-    if (components.join("/") === layerPathComponents(entry, "entry", this.maxPathLength).join("/")) {
-      throw refused("which is itself");
-    }
-    if ((await checkParents(this.root, components, entry)) !== components.length - 1) {
-      throw refused("which is not unpacked");
-    }
-    const path = join(this.root, ...components);
+    const parent = await resolveParent(this.root, components, entry, { create: false });
+    if (parent === null) throw refused("which is not unpacked");
+    const path = join(this.root, ...parent, components.at(-1) ?? "");
     const stats = await lstatOrNull(path);
     if (stats === null) throw refused("which is not unpacked");
     if (stats.isDirectory()) throw refused("which is a directory");
@@ -354,11 +376,10 @@ class LayerUnpacker {
 
   private async applyWhiteout(components: readonly string[], entry: string): Promise<void> {
     const baseName = components.at(-1) ?? "";
-    const parent = components.slice(0, -1);
     if (baseName === OPAQUE_WHITEOUT) {
       this.result.whiteouts += 1;
-      if ((await checkParents(this.root, components, entry)) !== components.length - 1) return;
-      await this.clearLowerContents(parent);
+      const directory = await resolveParent(this.root, components, entry, { create: false });
+      if (directory !== null) await this.clearLowerContents(directory);
       return;
     }
     const name = baseName.slice(WHITEOUT_PREFIX.length);
@@ -372,9 +393,11 @@ class LayerUnpacker {
       );
     }
     this.result.whiteouts += 1;
-    const victim = [...parent, name];
+    // The directory resolves as the sandbox sees it; the named entry itself is never followed.
+    const directory = await resolveParent(this.root, components, entry, { create: false });
+    if (directory === null) return;
+    const victim = [...directory, name];
     if (this.created.has(victim.join("/"))) return;
-    if ((await checkParents(this.root, victim, entry)) !== victim.length - 1) return;
     await rm(join(this.root, ...victim), { recursive: true, force: true });
   }
 
@@ -399,7 +422,7 @@ class LayerUnpacker {
     for (const relativePath of paths) {
       const components = relativePath.split("/");
       // A later entry may have replaced the directory; O_NOFOLLOW|O_DIRECTORY never chmods through a symlink.
-      if ((await checkParents(this.root, components, relativePath)) !== components.length - 1) continue;
+      if (!(await parentsAreDirectories(this.root, components))) continue;
       let directory: import("node:fs/promises").FileHandle;
       try {
         directory = await open(
