@@ -355,6 +355,8 @@ describe("unpackLayer: symlinked parents resolve with the target as the root", (
         file("bin/tool", "tool", { mode: 0o755 }),
         hardLink("sbin/tool-again", "bin/tool"),
         file("lib64/ld.so", "ld"),
+        file("bin/mine", "mine"),
+        file("usr/bin/.wh.mine", ""),
       ]),
       { onOwner: (path) => owners.push(path) },
     );
@@ -369,6 +371,7 @@ describe("unpackLayer: symlinked parents resolve with the target as the root", (
       (await stat(join(target, "usr/bin/tool"))).ino,
     );
     expect(await exists(join(target, "usr/bin/old"))).toBe(false);
+    expect(await readFile(join(target, "usr/bin/mine"), "utf8")).toBe("mine");
     expect((await readdir(target)).sort()).toEqual(["bin", "lib", "lib64", "sbin", "usr"]);
     expect(owners).toEqual([
       "usr/lib/x86_64-linux-gnu",
@@ -376,14 +379,24 @@ describe("unpackLayer: symlinked parents resolve with the target as the root", (
       "usr/bin/tool",
       "usr/sbin/tool-again",
       "usr/lib64/ld.so",
+      "usr/bin/mine",
     ]);
   });
 
   it("takes an absolute link target under the target: evil -> /etc never reaches the host's /etc", async () => {
     const before = await stat("/etc/passwd");
     const content = await readFile("/etc/passwd", "utf8");
-    await unpack(await tarOf([symlinkEntry("evil", "/etc"), file("evil/passwd", "root::0:0::/:/bin/sh\n")]));
+    await unpack(
+      await tarOf([
+        symlinkEntry("evil", "/etc"),
+        file("evil/passwd", "root::0:0::/:/bin/sh\n"),
+        symlinkEntry("deep/er/evil", "/etc"),
+        file("deep/er/evil/group", "root:x:0:\n"),
+      ]),
+    );
     expect(await readFile(join(target, "etc/passwd"), "utf8")).toBe("root::0:0::/:/bin/sh\n");
+    expect(await readFile(join(target, "etc/group"), "utf8")).toBe("root:x:0:\n");
+    expect(await readdir(join(target, "deep/er"))).toEqual(["evil"]);
     expect(await readlink(join(target, "evil"))).toBe("/etc");
     const after = await stat("/etc/passwd");
     expect(await readFile("/etc/passwd", "utf8")).toBe(content);
@@ -446,6 +459,12 @@ describe("unpackLayer: symlinked parents resolve with the target as the root", (
       "too many levels of symbolic links",
     );
     expect(await exists(join(target, "end/x"))).toBe(false);
+  });
+
+  it("skips the mode of a directory that a later entry replaced with a symlink", async () => {
+    await unpack(await tarOf([directory("d/", 0o750), directory("d/sub/", 0o700), symlinkEntry("d", "x")]));
+    expect(await readlink(join(target, "d"))).toBe("x");
+    expect(await exists(join(target, "x"))).toBe(false);
   });
 
   it("still refuses a parent that is a file", async () => {
