@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -195,6 +196,33 @@ beforeEach(async () => {
 
 afterEach(async () => {
   await rm(base, { recursive: true, force: true });
+});
+
+/** A real `docker save` when a Docker daemon with a small image is at hand (not required). */
+const dockerImage = process.env.POLYDEV_TEST_DOCKER_IMAGE ?? "busybox:latest";
+const dockerSave = ((): Buffer | null => {
+  try {
+    return execFileSync("docker", ["save", dockerImage], {
+      maxBuffer: 256 * 1024 * 1024,
+      timeout: 60_000,
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+  } catch {
+    return null;
+  }
+})();
+
+describe.skipIf(dockerSave === null)(`a real docker save of ${dockerImage}`, () => {
+  it("imports and assembles", async () => {
+    const image = await importImageArchive(Readable.from([dockerSave ?? Buffer.alloc(0)]), store, {
+      maxBytes: 512 * 1024 * 1024,
+      maxEntries: 100_000,
+    });
+    expect(image.layers.length).toBeGreaterThan(0);
+    const rootfs = join(base, "rootfs");
+    await assembleRootfs(store, image.layers, rootfs, { maxBytes: 1 << 30, maxEntries: 1_000_000 });
+    expect((await readdir(rootfs)).length).toBeGreaterThan(0);
+  });
 });
 
 describe("BlobStore", () => {
@@ -399,6 +427,36 @@ describe("importImageArchive and assembleRootfs", () => {
     expect(await readdir(join(base, "rootfs"))).toEqual([]);
   });
 
+  it("refuses a descriptor whose size is not the blob's", async () => {
+    const { archive } = await ociArchive({
+      index: (manifest) => ({
+        schemaVersion: 2,
+        manifests: [{ mediaType: MEDIA_TYPES.ociManifest, digest: manifest.digest, size: manifest.size + 1 }],
+      }),
+    });
+    await expectRefused(
+      importImageArchive(Readable.from([archive]), store, LIMITS),
+      "invalid_request",
+      /its descriptor says/,
+    );
+  });
+
+  it("stops a bomb of zero blocks at the archive length limit", async () => {
+    const { archive } = await ociArchive();
+    const zeros = Buffer.alloc(64 * 1024);
+    const bomb = Readable.from(
+      (function* () {
+        yield archive;
+        for (let index = 0; index < 1024; index += 1) yield zeros;
+      })(),
+    );
+    await expectRefused(
+      importImageArchive(bomb, store, { maxBytes: 1 << 20, maxEntries: 20, maxJsonBytes: 64 * 1024 }),
+      "payload_too_large",
+      /archive is longer than/,
+    );
+  });
+
   it("writes nothing outside the store for a path-traversal entry name", async () => {
     const sibling = join(base, "sibling");
     await mkdir(sibling);
@@ -407,8 +465,14 @@ describe("importImageArchive and assembleRootfs", () => {
       await expectRefused(importImageArchive(Readable.from([archive]), store, LIMITS), "invalid_request");
     }
     // Names under blobs/ that are not blob paths are refused too (they would never be looked up).
-    const { archive } = await ociArchive({ extra: [file("blobs/sha256/x/y", "odd")] });
-    await expectRefused(importImageArchive(Readable.from([archive]), store, LIMITS), "invalid_request");
+    for (const name of ["blobs/sha256/x/y", `blobs/sha512/${"a".repeat(128)}`, "blobs/sha256/ABC"]) {
+      const { archive } = await ociArchive({ extra: [file(name, "odd")] });
+      await expectRefused(
+        importImageArchive(Readable.from([archive]), store, LIMITS),
+        "invalid_request",
+        /is not a blob path/,
+      );
+    }
     expect(await readdir(sibling)).toEqual([]);
     expect((await readdir(base)).sort()).toEqual(["sibling", "store"]);
     expect(await readdir(join(base, "store"))).toEqual(["sha256"]);
