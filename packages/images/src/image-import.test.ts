@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Readable } from "node:stream";
+import { PassThrough, Readable } from "node:stream";
 import { gzipSync } from "node:zlib";
 import { isPolydevError } from "@polydev/core";
 import { type Headers, pack } from "tar-stream";
@@ -455,6 +455,18 @@ describe("importImageArchive and assembleRootfs", () => {
       "payload_too_large",
       /archive is longer than/,
     );
+  });
+
+  it("stops on an abort mid-blob, leaving no temp file", async () => {
+    const { archive } = await ociArchive();
+    const input = new PassThrough();
+    // oci-layout, index.json, two directories, then 100 bytes into the first blob.
+    input.write(archive.subarray(0, 3584 + 100));
+    const controller = new AbortController();
+    const importing = importImageArchive(input, store, { ...LIMITS, signal: controller.signal });
+    setTimeout(() => controller.abort(new Error("client went away")), 50);
+    await expect(importing).rejects.toThrow("client went away");
+    expect((await readdir(store.directory)).filter((name) => name.startsWith(".tmp-"))).toEqual([]);
   });
 
   it("writes nothing outside the store for a path-traversal entry name", async () => {
