@@ -1,2 +1,13 @@
+export type { BlobPutOptions, BlobPutResult } from "./blob-store.js";
+export { BlobStore, DIGEST_PATTERN, digestHex } from "./blob-store.js";
+export type { ImageLayer, ImageRunConfig, ImportedImage, ImportLimits } from "./image-import.js";
+export {
+  DEFAULT_MAX_JSON_BYTES,
+  DEFAULT_MAX_LAYERS,
+  importImageArchive,
+  MEDIA_TYPES,
+} from "./image-import.js";
+export type { AssembleLimits, AssembleResult } from "./rootfs.js";
+export { assembleRootfs, emptyDirectory } from "./rootfs.js";
 export type { UnpackLayerOptions, UnpackLayerResult } from "./unpack-layer.js";
 export { DEFAULT_MAX_PATH_LENGTH, MAX_METADATA_RECORD_BYTES, unpackLayer } from "./unpack-layer.js";
