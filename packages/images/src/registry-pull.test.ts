@@ -315,6 +315,56 @@ describe("against a registry that lies or misbehaves (a node http server)", () =
     expect(pulled.manifestDigest).toBe(image.manifestDigest);
   });
 
+  it("an index entry whose size is not the manifest's is invalid_request", async () => {
+    const image = await sampleImage();
+    const index = json({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.ociIndex,
+      manifests: [
+        {
+          mediaType: MEDIA_TYPES.ociManifest,
+          digest: image.manifestDigest,
+          size: image.manifest.length - 1,
+          platform: { os: "linux", architecture: "amd64" },
+        },
+      ],
+    });
+    const server = await serve(image, (request, response) => {
+      if (request.url === "/v2/test/image/manifests/multi") {
+        response.writeHead(200, { "content-type": MEDIA_TYPES.ociIndex });
+        response.end(index);
+        return true;
+      }
+      return false;
+    });
+    await expectRefused(
+      pullImage(`${server.host}/test/image:multi`, store, { ...LIMITS, insecureHosts: [server.host] }),
+      "invalid_request",
+      /its descriptor says/,
+    );
+  });
+
+  it("a blob whose Content-Length is not its declared size is refused before its body is read", async () => {
+    const image = await sampleImage();
+    const [baseDigest] = image.layerDigests as [string];
+    const content = image.blobs.get(baseDigest) as Buffer;
+    const server = await serve(image, (request, response) => {
+      if (request.url === `/v2/test/image/blobs/${baseDigest}`) {
+        const longer = Buffer.concat([content, Buffer.alloc(10)]);
+        response.writeHead(200, { "content-length": String(longer.length) });
+        response.end(longer);
+        return true;
+      }
+      return false;
+    });
+    await expectRefused(
+      pullImage(`${server.host}/test/image:1`, store, { ...LIMITS, insecureHosts: [server.host] }),
+      "invalid_request",
+      new RegExp(`sends ${content.length + 10} bytes for blob ${baseDigest}`),
+    );
+    await expectOnlyVerifiedBlobs(store);
+  });
+
   it("a layer whose content does not match its digest is invalid_request; only verified blobs stay", async () => {
     const image = await sampleImage();
     const [, topDigest] = image.layerDigests as [string, string];
