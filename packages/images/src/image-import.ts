@@ -11,7 +11,7 @@ export const DEFAULT_MAX_JSON_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MAX_LAYERS = 127;
 const MAX_NAME_BYTES = 4096;
 const MAX_LINK_HOPS = 16;
-const MAX_INDEX_DEPTH = 4;
+export const MAX_INDEX_DEPTH = 4;
 const TAR_OVERHEAD_PER_ENTRY_BYTES = 16 * 1024;
 const TAR_OVERHEAD_FIXED_BYTES = 1024 * 1024;
 const END_OF_ARCHIVE_BYTES = 1024;
@@ -27,8 +27,8 @@ export const MEDIA_TYPES = {
   layerZstd: "application/vnd.oci.image.layer.v1.tar+zstd",
 } as const;
 
-const INDEX_TYPES = new Set<string>([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerList]);
-const MANIFEST_TYPES = new Set<string>([MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest]);
+export const INDEX_TYPES = new Set<string>([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerList]);
+export const MANIFEST_TYPES = new Set<string>([MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest]);
 const LAYER_TYPES = new Set<string>([
   MEDIA_TYPES.layerTar,
   MEDIA_TYPES.layerGzip,
@@ -70,7 +70,7 @@ export interface ImageLayer {
 }
 
 export interface ImportedImage {
-  format: "oci" | "docker-archive";
+  format: "oci" | "docker-archive" | "registry";
   /** Digest of the image manifest in the store (synthesised as an OCI manifest for a docker-archive). */
   manifestDigest: string;
   configDigest: string;
@@ -82,7 +82,7 @@ export interface ImportedImage {
 // ---- JSON schemas: bounded, and only what is used ----
 
 const digestSchema = z.string().regex(DIGEST_PATTERN, "not a sha256 digest");
-const descriptorSchema = z.object({
+export const descriptorSchema = z.object({
   mediaType: z.string().max(256),
   digest: digestSchema,
   size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
@@ -95,15 +95,15 @@ const descriptorSchema = z.object({
     .optional(),
   annotations: z.record(z.string().max(1024), z.string().max(16 * 1024)).optional(),
 });
-type Descriptor = z.infer<typeof descriptorSchema>;
+export type Descriptor = z.infer<typeof descriptorSchema>;
 
 const layoutSchema = z.object({ imageLayoutVersion: z.string().regex(/^1\.\d+\.\d+$/) });
-const indexSchema = z.object({
+export const indexSchema = z.object({
   schemaVersion: z.literal(2),
   mediaType: z.string().max(256).optional(),
   manifests: z.array(descriptorSchema).max(1024),
 });
-const manifestSchema = (maxLayers: number) =>
+export const manifestSchema = (maxLayers: number) =>
   z.object({
     schemaVersion: z.literal(2),
     mediaType: z.string().max(256).optional(),
@@ -497,6 +497,21 @@ async function selectManifest(
   limits: ImportLimits,
   depth: number,
 ): Promise<Descriptor> {
+  const chosen = pickPlatformManifest(manifests);
+  if (!INDEX_TYPES.has(chosen.mediaType)) return chosen;
+  if (depth >= MAX_INDEX_DEPTH) {
+    throw new PolydevError("invalid_request", `image indexes are nested more than ${MAX_INDEX_DEPTH} deep`);
+  }
+  const nested = parseJson(
+    await readBlob(chosen, contents, store, limits),
+    indexSchema,
+    `index ${chosen.digest}`,
+  );
+  return selectManifest(nested.manifests, contents, store, limits, depth + 1);
+}
+
+/** The linux/amd64 entry of an index (an image manifest or a nested index), skipping attestations. */
+export function pickPlatformManifest(manifests: readonly Descriptor[]): Descriptor {
   const usable = manifests.filter(
     (descriptor) =>
       descriptor.annotations?.["vnd.docker.reference.type"] !== "attestation-manifest" &&
@@ -522,19 +537,10 @@ async function selectManifest(
       { details: { platforms } },
     );
   }
-  if (!INDEX_TYPES.has(chosen.mediaType)) return chosen;
-  if (depth >= MAX_INDEX_DEPTH) {
-    throw new PolydevError("invalid_request", `image indexes are nested more than ${MAX_INDEX_DEPTH} deep`);
-  }
-  const nested = parseJson(
-    await readBlob(chosen, contents, store, limits),
-    indexSchema,
-    `index ${chosen.digest}`,
-  );
-  return selectManifest(nested.manifests, contents, store, limits, depth + 1);
+  return chosen;
 }
 
-function checkLayerMediaType(mediaType: string, digest: string): void {
+export function checkLayerMediaType(mediaType: string, digest: string): void {
   if (!LAYER_TYPES.has(mediaType)) {
     throw new PolydevError(
       "unsupported_media_type",
@@ -658,7 +664,7 @@ const isZstd = (head: Buffer): boolean => head.length >= 4 && head.readUInt32LE(
 
 // ---- config ----
 
-async function readConfig(
+export async function readConfig(
   raw: Buffer,
   digest: string,
   layers: readonly ImageLayer[],
@@ -698,7 +704,7 @@ async function readConfig(
   };
 }
 
-function parseJson<T>(raw: Buffer, schema: z.ZodType<T>, what: string): T {
+export function parseJson<T>(raw: Buffer, schema: z.ZodType<T>, what: string): T {
   let value: unknown;
   try {
     value = JSON.parse(raw.toString("utf8"));

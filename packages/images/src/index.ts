@@ -7,6 +7,10 @@ export {
   importImageArchive,
   MEDIA_TYPES,
 } from "./image-import.js";
+export type { PullOptions } from "./registry-pull.js";
+export { pullImage } from "./registry-pull.js";
+export type { ImageReference } from "./registry-reference.js";
+export { parseImageReference } from "./registry-reference.js";
 export type { AssembleLimits, AssembleResult } from "./rootfs.js";
 export { assembleRootfs, emptyDirectory } from "./rootfs.js";
 export type { UnpackLayerOptions, UnpackLayerResult } from "./unpack-layer.js";
