@@ -8,15 +8,20 @@ mkdir -p test-artifacts
 npx biome check .
 npx tsc -b packages/*/tsconfig.json
 
-# The dashboard's browser tests drive Debian's Chromium (playwright-core brings no browser).
-if [ ! -x /usr/bin/chromium ]; then
+# Test-only system packages: Debian's Chromium for the dashboard's browser tests (playwright-core
+# brings no browser), and a real OCI registry with skopeo for the image-pull tests.
+test_missing=()
+[ -x /usr/bin/chromium ] || test_missing+=(chromium)
+[ -x /usr/bin/docker-registry ] || test_missing+=(docker-registry)
+[ -x /usr/bin/skopeo ] || test_missing+=(skopeo)
+if [ "${#test_missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    printf 'polydev test: installing chromium with apt-get (for the dashboard tests)\n' >&2
+    printf 'polydev test: installing %s with apt-get (for the tests)\n' "${test_missing[*]}" >&2
     apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${test_missing[@]}" >/dev/null
   else
-    printf 'polydev test: /usr/bin/chromium is missing, so the dashboard tests will fail;\n' >&2
-    printf 'polydev test: install it (Debian/Ubuntu: sudo apt-get install chromium) and run this again\n' >&2
+    printf 'polydev test: %s missing, so the tests that need them will fail or skip;\n' "${test_missing[*]}" >&2
+    printf 'polydev test: install them (Debian/Ubuntu: sudo apt-get install %s) and run this again\n' "${test_missing[*]}" >&2
   fi
 fi
 
