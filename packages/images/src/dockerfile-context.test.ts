@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -93,6 +94,18 @@ describe("contextFiles", () => {
     const inputs = JSON.stringify(files);
     expect(inputs).not.toContain(SECRET);
     expect(inputs).not.toContain(sha(SECRET));
+  });
+
+  it("opens nothing outside the context (a FIFO outside would block any open)", async () => {
+    execFileSync("mkfifo", [join(dir, "fifo")]);
+    await symlink("../fifo", join(context, "fifo-up"));
+    await symlink("../../fifo", join(context, "src", "fifo-link"));
+    expect((await refusal(["fifo-up"])).code).toBe("invalid_request");
+    const { files } = await contextFiles(context, ["src", "*.txt"], LIMITS);
+    expect(files.find((f) => f.path === "src/fifo-link")).toMatchObject({
+      type: "symlink",
+      linkTarget: "../../fifo",
+    });
   });
 
   it("follows a source symlink that stays inside the context", async () => {

@@ -203,7 +203,10 @@ describe("refusals", () => {
   }
 
   it("bounds give payload_too_large", () => {
-    expect(refusal(`FROM debian\nRUN ${"x".repeat(1024 * 1024)}\n`).code).toBe("payload_too_large");
+    // over 1 MiB in 20 lines, each under the line bound and far under the instruction bound
+    const big = refusal(`FROM debian\n${`RUN ${"x".repeat(60 * 1024)}\n`.repeat(20)}`);
+    expect(big).toMatchObject({ code: "payload_too_large" });
+    expect(big.message).toMatch(/longer than 1048576 bytes/);
     const long = refusal(`FROM debian\nRUN ${"x".repeat(64 * 1024)}\n`);
     expect(long).toMatchObject({ code: "payload_too_large", line: 2 });
     const many = refusal(`FROM debian\n${"RUN true\n".repeat(1000)}`);
