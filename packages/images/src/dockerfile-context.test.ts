@@ -67,6 +67,8 @@ describe("contextFiles", () => {
   });
 
   it("refuses ../x and a missing source", async () => {
+    // a same-named file inside: clamping ../secret to the context root would find it, refusing does not
+    await writeFile(join(context, "secret"), "inside");
     expect(await refusal(["../secret"])).toMatchObject({ code: "invalid_request" });
     expect(await refusal(["src/../../secret"])).toMatchObject({ code: "invalid_request" });
     expect((await refusal(["nothing-here"])).message).toMatch(/does not exist/);

@@ -91,6 +91,12 @@ describe("parseDockerfile", () => {
     });
   });
 
+  it("takes here-strings and shifts in RUN as shell text, not heredocs", () => {
+    const plan = parseDockerfile('FROM debian\nRUN cat <<<"hi" && echo $((1<<2))\n');
+    expect((plan.steps[0] as RunStep).command.argv[2]).toBe('cat <<<"hi" && echo $((1<<2))');
+    expect(refusal("FROM debian\nCOPY <<-'EOF' /x\n").message).toMatch(/heredocs/);
+  });
+
   it("accepts FROM with a registry port, a tag and a digest", () => {
     const digest = `sha256:${"a".repeat(64)}`;
     expect(parseDockerfile(`FROM localhost:5000/team/img:v1@${digest}`).from).toEqual({

@@ -328,7 +328,8 @@ function jsonArray(rest: string): string[] | undefined {
   return undefined;
 }
 
-const HEREDOC = /<<-?\s*(["']?)[A-Za-z_][A-Za-z0-9_]*\1/;
+// `<<EOF`, `<<-EOF`, `<<"EOF"`; not a here-string (`<<<`) nor a shift (`1<<2`)
+const HEREDOC = /(?<!<)<<-?\s*(["']?)[A-Za-z_][A-Za-z0-9_]*\1/;
 const URL_SOURCE = /^(?:[a-zA-Z][a-zA-Z0-9+.-]*:\/\/|git@)/;
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const REPOSITORY =
