@@ -1,5 +1,30 @@
 export type { BlobPutOptions, BlobPutResult } from "./blob-store.js";
 export { BlobStore, DIGEST_PATTERN, digestHex } from "./blob-store.js";
+export type { ContextFile, ContextFileLimits, ContextFilesResult } from "./dockerfile-context.js";
+export { contextFiles } from "./dockerfile-context.js";
+export type {
+  ConfigStep,
+  ContextDigestEntry,
+  CopyStep,
+  DockerCommand,
+  DockerfileConfig,
+  DockerfilePlan,
+  DockerfileStep,
+  FromImage,
+  LayerStep,
+  ParseDockerfileOptions,
+  RunStep,
+  StepState,
+} from "./dockerfile-parse.js";
+export {
+  cacheKey,
+  contextDigest,
+  DOCKERFILE_MAX_BYTES,
+  DOCKERFILE_MAX_INSTRUCTIONS,
+  DOCKERFILE_MAX_LINE_BYTES,
+  layerCacheKeys,
+  parseDockerfile,
+} from "./dockerfile-parse.js";
 export type { ImageLayer, ImageRunConfig, ImportedImage, ImportLimits } from "./image-import.js";
 export {
   DEFAULT_MAX_JSON_BYTES,
