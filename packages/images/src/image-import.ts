@@ -1,10 +1,11 @@
 import { posix } from "node:path";
-import { pipeline, Readable, Transform, type TransformCallback } from "node:stream";
+import { pipeline, Readable } from "node:stream";
 import * as zlib from "node:zlib";
 import { PolydevError } from "@polydev/core";
 import { type Extract, extract, type Headers } from "tar-stream";
 import { z } from "zod";
 import { type BlobStore, chunksOf, DIGEST_PATTERN } from "./blob-store.js";
+import { TarStreamGuard } from "./tar-stream-guard.js";
 import { MAX_METADATA_RECORD_BYTES } from "./unpack-layer.js";
 
 export const DEFAULT_MAX_JSON_BYTES = 4 * 1024 * 1024;
@@ -14,7 +15,6 @@ const MAX_LINK_HOPS = 16;
 export const MAX_INDEX_DEPTH = 4;
 const TAR_OVERHEAD_PER_ENTRY_BYTES = 16 * 1024;
 const TAR_OVERHEAD_FIXED_BYTES = 1024 * 1024;
-const END_OF_ARCHIVE_BYTES = 1024;
 
 export const MEDIA_TYPES = {
   ociIndex: "application/vnd.oci.image.index.v1+json",
@@ -224,11 +224,19 @@ function readArchive(input: Readable, store: BlobStore, limits: ImportLimits): P
   let failure: unknown = null;
   let current: Readable | null = null;
   let inFlight: Promise<void> = Promise.resolve();
-  const guard = new ArchiveGuard(
+  const guard = new TarStreamGuard(
     limits.maxBytes +
       4 * maxJsonBytes +
       limits.maxEntries * TAR_OVERHEAD_PER_ENTRY_BYTES +
       TAR_OVERHEAD_FIXED_BYTES,
+    "the image archive",
+    (first) =>
+      first[0] === 0x1f && first[1] === 0x8b
+        ? new PolydevError(
+            "unsupported_media_type",
+            "the image archive is gzip-compressed: upload the tar itself (gunzip it first)",
+          )
+        : undefined,
   );
   const parser = extract();
   let settle: () => void = () => {};
@@ -395,52 +403,6 @@ function archiveError(error: Error): unknown {
   return new PolydevError("invalid_request", `the image archive is corrupt or truncated: ${error.message}`, {
     cause: error,
   });
-}
-
-/** Bounds the archive's length and checks it ends with the end-of-archive blocks (truncation). */
-class ArchiveGuard extends Transform {
-  private total = 0;
-  private tail = Buffer.alloc(0);
-
-  constructor(private readonly limitBytes: number) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (this.total === 0 && chunk[0] === 0x1f && chunk[1] === 0x8b) {
-      callback(
-        new PolydevError(
-          "unsupported_media_type",
-          "the image archive is gzip-compressed: upload the tar itself (gunzip it first)",
-        ),
-      );
-      return;
-    }
-    this.total += chunk.length;
-    if (this.total > this.limitBytes) {
-      callback(
-        new PolydevError("payload_too_large", `the image archive is longer than ${this.limitBytes} bytes`, {
-          details: { limitBytes: this.limitBytes },
-        }),
-      );
-      return;
-    }
-    this.tail = Buffer.concat([this.tail, chunk]).subarray(-END_OF_ARCHIVE_BYTES);
-    callback(null, chunk);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    if (this.tail.length < END_OF_ARCHIVE_BYTES || this.tail.some((byte) => byte !== 0)) {
-      callback(
-        new PolydevError(
-          "invalid_request",
-          "the image archive is truncated: it has no end-of-archive blocks",
-        ),
-      );
-      return;
-    }
-    callback();
-  }
 }
 
 // ---- OCI image layout ----

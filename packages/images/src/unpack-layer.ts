@@ -1,11 +1,12 @@
 import { constants } from "node:fs";
 import { link, lstat, mkdir, open, readdir, rm, symlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { pipeline, Readable, Transform, type TransformCallback } from "node:stream";
+import { pipeline, Readable, Transform } from "node:stream";
 import * as zlib from "node:zlib";
 import { PolydevError } from "@polydev/core";
 import { type Extract, extract, type Headers } from "tar-stream";
 import { layerPathComponents, lstatOrNull, parentsAreDirectories, resolveParent } from "./layer-path.js";
+import { TarStreamGuard } from "./tar-stream-guard.js";
 
 export const DEFAULT_MAX_PATH_LENGTH = 4096;
 
@@ -17,7 +18,6 @@ export const DEFAULT_MAX_PATH_LENGTH = 4096;
  */
 const TAR_OVERHEAD_PER_ENTRY_BYTES = 16 * 1024;
 const TAR_OVERHEAD_FIXED_BYTES = 1024 * 1024;
-const END_OF_ARCHIVE_BYTES = 1024;
 
 /**
  * Largest PAX or GNU long-name record. tar-stream holds such a record in memory whole, so without a
@@ -152,7 +152,7 @@ class LayerUnpacker {
 
   run(input: Readable, decompressor: Transform | null): Promise<UnpackLayerResult> {
     return new Promise<UnpackLayerResult>((resolvePromise, rejectPromise) => {
-      const guard = new TarStreamGuard(this.tarBytesLimit);
+      const guard = new TarStreamGuard(this.tarBytesLimit, "the layer's tar stream");
       const parser = extract();
       capMetadataRecords(parser, (error) => fail(error));
       let inFlight: Promise<void> = Promise.resolve();
@@ -493,51 +493,6 @@ function archiveError(error: Error): unknown {
   return new PolydevError("invalid_request", `the layer archive is corrupt or truncated: ${error.message}`, {
     cause: error,
   });
-}
-
-/**
- * Counts the decompressed tar stream against a limit (a bomb of zero blocks or PAX records writes no
- * file but must still stop) and checks it ends with the end-of-archive blocks: tar-stream notices a
- * stream cut inside an entry but not one cut between two entries.
- */
-class TarStreamGuard extends Transform {
-  private total = 0;
-  private tail = Buffer.alloc(0);
-
-  constructor(private readonly limitBytes: number) {
-    super();
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.total += chunk.length;
-    if (this.total > this.limitBytes) {
-      callback(
-        new PolydevError(
-          "payload_too_large",
-          `the layer's tar stream is longer than ${this.limitBytes} bytes`,
-          {
-            details: { limitBytes: this.limitBytes },
-          },
-        ),
-      );
-      return;
-    }
-    this.tail = Buffer.concat([this.tail, chunk]).subarray(-END_OF_ARCHIVE_BYTES);
-    callback(null, chunk);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    if (this.tail.length < END_OF_ARCHIVE_BYTES || this.tail.some((byte) => byte !== 0)) {
-      callback(
-        new PolydevError(
-          "invalid_request",
-          "the layer archive is truncated: it has no end-of-archive blocks",
-        ),
-      );
-      return;
-    }
-    callback();
-  }
 }
 
 /**
