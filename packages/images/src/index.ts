@@ -32,6 +32,8 @@ export {
   importImageArchive,
   MEDIA_TYPES,
 } from "./image-import.js";
+export type { CommitLayerOptions, CommitLayerResult } from "./layer-commit.js";
+export { commitLayer, LAYER_COMMIT_MEDIA_TYPE } from "./layer-commit.js";
 export type { PullOptions } from "./registry-pull.js";
 export { pullImage } from "./registry-pull.js";
 export type { ImageReference } from "./registry-reference.js";
