@@ -9,6 +9,7 @@ import {
   readdir,
   readFile,
   readlink,
+  rename,
   rm,
   stat,
   symlink,
@@ -329,4 +330,63 @@ describe("commitLayer", () => {
       expect((await entriesOf(result.digest)).map((h) => h.name)).toEqual(["dir/"]);
     },
   );
+
+  describe("a file changed between the walk and its read (the isOpaque hook of a later directory swaps it)", () => {
+    async function swapped(change: (file: string) => Promise<void>) {
+      const outside = join(work, "outside");
+      await mkdir(outside);
+      await writeFile(join(outside, "secret"), "SECRET");
+      const upper = join(work, "upper");
+      await mkdir(join(upper, "a"), { recursive: true });
+      await mkdir(join(upper, "z"));
+      await writeFile(join(upper, "a", "file"), "benign");
+      const isOpaque = async (path: string) => {
+        if (path.endsWith("/z")) await change(join(upper, "a", "file"));
+        return false;
+      };
+      const outcome = commitLayer(upper, store, { ...LIMITS, isOpaque });
+      await expect(outcome).rejects.toSatisfy(
+        (error: unknown) => isPolydevError(error) && error.code === "conflict",
+      );
+      expect(await readdir(store.directory)).toEqual([]);
+      return outside;
+    }
+
+    it("a symlink put in its place is not followed", async () => {
+      await swapped(async (file) => {
+        await rm(file);
+        await symlink(join(work, "outside", "secret"), file);
+      });
+    });
+
+    it("another file of the same size renamed over it is not read (identity check)", async () => {
+      await swapped(async (file) => {
+        await writeFile(`${file}.new`, "SECRET");
+        await rename(`${file}.new`, file);
+      });
+    });
+
+    it("a file rewritten in place with the same size is refused (identity check)", async () => {
+      await swapped(async (file) => {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        await writeFile(file, "SECRET");
+      });
+    });
+
+    it("a file that shrank is refused", async () => {
+      await swapped(async (file) => {
+        await writeFile(file, "b");
+      });
+    });
+  });
+
+  it.skipIf(!isRoot)("writes a uid past ustar's 7 octal digits as a PAX record", async () => {
+    const upper = join(work, "upper");
+    await mkdir(upper);
+    await writeFile(join(upper, "high"), "x");
+    execFileSync("/usr/bin/chown", ["3000000:3000001", join(upper, "high")]);
+    const tar = gunzipSync(await store.read((await commitLayer(upper, store, LIMITS)).digest, 1 << 20));
+    expect(tar.includes(Buffer.from(" uid=3000000\n"))).toBe(true);
+    expect(tar.includes(Buffer.from(" gid=3000001\n"))).toBe(true);
+  });
 });

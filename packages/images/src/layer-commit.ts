@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { constants, type Stats } from "node:fs";
-import { lstat, open, readdir, readlink } from "node:fs/promises";
+import { type FileHandle, lstat, open, readdir, readlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -252,10 +252,26 @@ async function addFile(
   entry: Extract<Planned, { kind: "file" }>,
   signal?: AbortSignal,
 ): Promise<void> {
-  const handle = await open(entry.path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  let handle: FileHandle;
+  try {
+    handle = await open(entry.path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ELOOP" || code === "ENOENT") {
+      throw new PolydevError("conflict", `${entry.name} changed while the layer was committed`);
+    }
+    throw error;
+  }
   try {
     const now = await handle.stat();
-    if (!now.isFile() || now.ino !== entry.stats.ino || now.dev !== entry.stats.dev) {
+    // Still the file the walk saw, unchanged since (a rename over it, a rewrite, a truncation).
+    const same =
+      now.isFile() &&
+      now.ino === entry.stats.ino &&
+      now.dev === entry.stats.dev &&
+      now.size === entry.stats.size &&
+      now.ctimeMs === entry.stats.ctimeMs;
+    if (!same) {
       throw new PolydevError("conflict", `${entry.name} changed while the layer was committed`);
     }
     const size = entry.stats.size;
@@ -282,8 +298,8 @@ async function addFile(
         }
         sink.end();
       })().catch((error: unknown) => {
-        sink.destroy();
         reject(error);
+        sink.destroy();
       });
     });
     await done;
