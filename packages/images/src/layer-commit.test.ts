@@ -281,6 +281,23 @@ describe("commitLayer", () => {
     expect(await readdir(store.directory)).toEqual([]);
   });
 
+  it("refuses file bytes over maxBytes during the walk, before reading any file", async () => {
+    const upper = join(work, "upper");
+    await mkdir(join(upper, "a"), { recursive: true });
+    await mkdir(join(upper, "z"));
+    await writeFile(join(upper, "a", "big"), Buffer.alloc(8192, 1));
+    const looked: string[] = [];
+    const isOpaque = async (path: string) => {
+      looked.push(path.slice(upper.length));
+      return false;
+    };
+    await expect(commitLayer(upper, store, { maxBytes: 4096, maxEntries: 10, isOpaque })).rejects.toSatisfy(
+      (error: unknown) => isPolydevError(error) && error.code === "payload_too_large",
+    );
+    // The walk stopped at a/big: z was never reached, so no content was read either.
+    expect(looked).toEqual(["/a"]);
+  });
+
   it("refuses a tar larger than maxBytes (headers count) with payload_too_large", async () => {
     const upper = join(work, "upper");
     await mkdir(upper);
