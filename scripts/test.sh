@@ -9,11 +9,13 @@ npx biome check .
 npx tsc -b packages/*/tsconfig.json
 
 # Test-only system packages: Debian's Chromium for the dashboard's browser tests (playwright-core
-# brings no browser), and a real OCI registry with skopeo for the image-pull tests.
+# brings no browser), a real OCI registry with skopeo for the image-pull tests, and getfattr
+# (attr) for reading overlay's opaque-directory markers when a layer is committed.
 test_missing=()
 [ -x /usr/bin/chromium ] || test_missing+=(chromium)
 [ -x /usr/bin/docker-registry ] || test_missing+=(docker-registry)
 [ -x /usr/bin/skopeo ] || test_missing+=(skopeo)
+[ -x /usr/bin/getfattr ] || test_missing+=(attr)
 if [ "${#test_missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     printf 'polydev test: installing %s with apt-get (for the tests)\n' "${test_missing[*]}" >&2

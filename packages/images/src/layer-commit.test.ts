@@ -338,7 +338,7 @@ describe("commitLayer", () => {
   );
 
   it.skipIf(hasGetfattr)(
-    "without getfattr every directory is taken as not opaque, and the result says so",
+    `without getfattr every directory is taken as not opaque, and the result says so${hasGetfattr ? " (skipped: getfattr is installed here, so the test above reads real xattrs)" : ""}`,
     async () => {
       const upper = join(work, "upper");
       await mkdir(join(upper, "dir"), { recursive: true });
