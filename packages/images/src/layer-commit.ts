@@ -15,7 +15,10 @@ export const LAYER_COMMIT_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+g
 
 /** Where the tools live; a fixed argv, never a shell. */
 const GETFATTR = "/usr/bin/getfattr";
-const OPAQUE_ATTRIBUTES = ["trusted.overlay.opaque", "user.overlay.opaque"] as const;
+/** overlayfs marks an opaque directory with one of these (`user.` when mounted with userxattr). */
+const OPAQUE_ATTRIBUTE_PATTERN = "^(trusted|user)\\.overlay\\.opaque$";
+/** What getfattr may print: a line or two per opaque directory. */
+const GETFATTR_OUTPUT_LIMIT_BYTES = 16 * 1024 * 1024;
 /** Largest value the ustar uid/gid fields (7 octal digits) hold; past it a PAX record carries it. */
 const USTAR_MAX_ID = 0o7777777;
 /** tar-stream 2.x writes sizes in the 11-digit ustar field only (8 GiB - 1). */
@@ -87,7 +90,9 @@ export async function commitLayer(
   if (!rootStats.isDirectory()) {
     throw new PolydevError("invalid_request", `the upper dir ${root} is not a directory`);
   }
-  const opaque = options.isOpaque ? { check: options.isOpaque, kind: "custom" as const } : getfattrReader();
+  const opaque = options.isOpaque
+    ? { check: options.isOpaque, kind: "custom" as const }
+    : await getfattrReader(root, options.signal);
   const plan: Planned[] = [];
   const counts = { skippedSpecialFiles: 0, skippedReservedNames: 0, whiteouts: 0, fileBytes: 0 };
   const firstPathOfInode = new Map<string, string>();
@@ -360,40 +365,64 @@ function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
-/** The default opaque-directory check: `getfattr`, per directory, fixed argv, no shell. */
-function getfattrReader(): { check: (path: string) => Promise<boolean>; kind: "getfattr" | "unavailable" } {
-  const reader = {
-    kind: "getfattr" as "getfattr" | "unavailable",
-    check: async (path: string): Promise<boolean> => {
-      for (const attribute of OPAQUE_ATTRIBUTES) {
-        if (reader.kind === "unavailable") return false;
-        const value = await getfattr(attribute, path);
-        if (value === "missing-tool") {
-          reader.kind = "unavailable";
-          return false;
-        }
-        if (value === "y") return true;
-      }
-      return false;
-    },
-  };
-  return reader;
-}
-
-function getfattr(attribute: string, path: string): Promise<string | null | "missing-tool"> {
-  return new Promise((resolvePromise) => {
+/**
+ * The default opaque-directory check: ONE `getfattr -R` over the upper dir (not a process per
+ * directory), so the only argv it gets is the upper dir's own path, chosen by the host; the
+ * sandbox's file names come back as its output (octal-escaped, decoded here), never as arguments.
+ * It walks physically (`-P -h`: no symlink is followed), runs with an empty environment, and its
+ * output is bounded.
+ */
+async function getfattrReader(
+  root: string,
+  signal: AbortSignal | undefined,
+): Promise<{ check: (path: string) => Promise<boolean>; kind: "getfattr" | "unavailable" }> {
+  const output = await new Promise<string | "missing-tool">((resolvePromise, rejectPromise) => {
     execFile(
       GETFATTR,
-      ["-h", "--only-values", "-n", attribute, path],
-      { encoding: "utf8", maxBuffer: 4096, timeout: 10_000 },
+      ["-R", "-P", "-h", "--absolute-names", "-d", "-m", OPAQUE_ATTRIBUTE_PATTERN, "-e", "text", "--", root],
+      {
+        encoding: "utf8",
+        env: {},
+        cwd: "/",
+        maxBuffer: GETFATTR_OUTPUT_LIMIT_BYTES,
+        timeout: 60_000,
+        signal,
+      },
       (error, stdout) => {
-        if (error) {
-          // ENOENT: no getfattr; an exit status: the attribute is absent or unsupported here.
-          resolvePromise((error as NodeJS.ErrnoException).code === "ENOENT" ? "missing-tool" : null);
-          return;
-        }
-        resolvePromise(stdout.trim());
+        if ((error as NodeJS.ErrnoException | null)?.code === "ENOENT") resolvePromise("missing-tool");
+        else if ((error as NodeJS.ErrnoException | null)?.code === "ERR_CHILD_PROCESS_STDIO_MAXBUFFER") {
+          rejectPromise(
+            new PolydevError(
+              "payload_too_large",
+              "the layer marks too many directories opaque to read them all",
+            ),
+          );
+        } else if (signal?.aborted) rejectPromise(signal.reason);
+        // A non-zero exit (an attribute unsupported somewhere) still leaves what it found in stdout.
+        else resolvePromise(stdout);
       },
     );
   });
+  if (output === "missing-tool") return { kind: "unavailable", check: async () => false };
+  const opaque = new Set<string>();
+  let file: string | undefined;
+  for (const line of output.split("\n")) {
+    if (line.startsWith("# file: ")) file = decodeGetfattrName(line.slice("# file: ".length));
+    else if (file !== undefined && /^(trusted|user)\.overlay\.opaque="y"$/.test(line)) opaque.add(file);
+  }
+  return { kind: "getfattr", check: async (path) => opaque.has(path) };
+}
+
+/** getfattr writes bytes it would not print (and `\\`) as `\ooo`; back to the path's bytes. */
+function decodeGetfattrName(text: string): string {
+  const bytes: number[] = [];
+  const raw = Buffer.from(text, "utf8");
+  for (let i = 0; i < raw.length; i++) {
+    const octal = raw[i] === 0x5c ? /^[0-7]{3}/.exec(raw.subarray(i + 1, i + 4).toString("latin1")) : null;
+    if (octal) {
+      bytes.push(Number.parseInt(octal[0], 8));
+      i += 3;
+    } else bytes.push(raw[i] ?? 0);
+  }
+  return Buffer.from(bytes).toString("utf8");
 }
