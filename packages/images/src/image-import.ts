@@ -338,7 +338,9 @@ function readArchive(input: Readable, store: BlobStore, limits: ImportLimits): P
       if (settled) return;
       settled = true;
       limits.signal?.removeEventListener("abort", onOuterAbort);
-      void inFlight.then(() => (failure === null ? resolvePromise(contents) : rejectPromise(failure)));
+      // inFlight never rejects (each entry's failure goes to fail()); settle on either outcome anyway.
+      const finish = (): void => (failure === null ? resolvePromise(contents) : rejectPromise(failure));
+      inFlight.then(finish, finish);
     };
     for (const stream of [input, guard, parser]) stream.on("error", () => {});
     parser.on("entry", (header, stream, next) => {

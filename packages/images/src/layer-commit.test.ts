@@ -29,6 +29,8 @@ import { assembleRootfs } from "./rootfs.js";
 const LIMITS = { maxBytes: 10 * 1024 * 1024, maxEntries: 1000 };
 const isRoot = process.getuid?.() === 0;
 const hasGetfattr = existsSync("/usr/bin/getfattr");
+/** Device nodes and foreign owners need root; without it these tests skip and say so. */
+const NEEDS_ROOT = isRoot ? "" : " (skipped: needs root to make device nodes and chown)";
 
 let work: string;
 let store: BlobStore;
@@ -127,7 +129,7 @@ const opaqueDirs =
 
 describe("commitLayer", () => {
   it.skipIf(!isRoot)(
-    "round trip: whiteout, opaque dir, symlink, hard link and setuid survive assembleRootfs",
+    `round trip: whiteout, opaque dir, symlink, hard link and setuid survive assembleRootfs${NEEDS_ROOT}`,
     async () => {
       const lower = await lowerLayer();
       const upper = await upperDir();
@@ -243,7 +245,7 @@ describe("commitLayer", () => {
   });
 
   it.skipIf(!isRoot)(
-    "skips and counts FIFOs, sockets and non-0:0 devices; .wh. names are not stored",
+    `skips and counts FIFOs, sockets and non-0:0 devices; .wh. names are not stored${NEEDS_ROOT}`,
     async () => {
       const upper = join(work, "upper");
       await mkdir(upper);
@@ -397,7 +399,7 @@ describe("commitLayer", () => {
     });
   });
 
-  it.skipIf(!isRoot)("writes a uid past ustar's 7 octal digits as a PAX record", async () => {
+  it.skipIf(!isRoot)(`writes a uid past ustar's 7 octal digits as a PAX record${NEEDS_ROOT}`, async () => {
     const upper = join(work, "upper");
     await mkdir(upper);
     await writeFile(join(upper, "high"), "x");
