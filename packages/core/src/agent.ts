@@ -12,6 +12,9 @@ export interface AgentHello {
   agentVersion: string;
   /** e.g. "exec", "pty", "files", "files.watch", "background" */
   capabilities: string[];
+  /** The sandbox's default user's home (absolute inside the sandbox) and name. */
+  home?: string | undefined;
+  user?: string | undefined;
 }
 
 export interface ExecRequest {
@@ -22,6 +25,8 @@ export interface ExecRequest {
   env?: Record<string, string>;
   /** Kill the process (SIGKILL) after this long; reported as `timedOut`. */
   timeoutMs?: number;
+  /** Who runs it (see LaunchRequest.user); default the sandbox's default user. */
+  user?: string;
 }
 
 export interface ExitInfo {

@@ -7,7 +7,11 @@ import type { ObservedSandbox, SandboxHandle, SandboxSpec, SandboxStats } from "
 
 export interface DriverInfo {
   name: string;
-  /** e.g. "hibernate", "egress", "cgroup-v1", "cgroup-v2" */
+  /**
+   * e.g. "hibernate", "egress", "cgroup-v1", "cgroup-v2"; with images: "images" (spec.image is
+   * honoured, root inside), "durable" (stop/start keep the disk), "fork", "snapshot",
+   * "hibernate-memory" (hibernate writes processes to disk; without it hibernate freezes them).
+   */
   features: string[];
 }
 
@@ -24,6 +28,25 @@ export interface SandboxDriver {
   connect(handle: SandboxHandle, signal?: AbortSignal): Promise<AgentConnection>;
   hibernate(handle: SandboxHandle, signal?: AbortSignal): Promise<void>;
   resume(handle: SandboxHandle, signal?: AbortSignal): Promise<void>;
+  /**
+   * Durable sandboxes ("durable"): ends every process and keeps the disk; `start` brings the
+   * sandbox back from it with the same spec (a new handle). Idempotent on a stopped sandbox.
+   */
+  stop?(handle: SandboxHandle, signal?: AbortSignal): Promise<void>;
+  start?(handle: SandboxHandle, spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle>;
+  /** Grows a sandbox's disk (running or stopped) to `diskMb`; shrinking is `invalid_request`. */
+  growDisk?(handle: SandboxHandle, diskMb: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * "snapshot": copies the sandbox's changes to its image (its upper layer) into `targetDir`, a
+   * new layer directory in the image store's format (copy-on-write where the host allows), while
+   * its processes are briefly frozen so that the copy is consistent.
+   */
+  snapshot?(handle: SandboxHandle, targetDir: string, signal?: AbortSignal): Promise<void>;
+  /**
+   * "fork": new sandboxes (one per spec, same image) whose disks start as copy-on-write copies
+   * of this one's, taken at one instant. Either all are created or none.
+   */
+  fork?(handle: SandboxHandle, specs: SandboxSpec[], signal?: AbortSignal): Promise<SandboxHandle[]>;
   /** Idempotent: destroying a sandbox that is already gone succeeds. Removes its disk too. */
   destroy(handle: SandboxHandle, signal?: AbortSignal): Promise<void>;
   /** Every sandbox this driver finds on the host, live or not, for reconciliation. */

@@ -36,6 +36,7 @@ export type {
   NetworkMode,
   ObservedSandbox,
   SandboxHandle,
+  SandboxImage,
   SandboxLimits,
   SandboxSpec,
   SandboxState,

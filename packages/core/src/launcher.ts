@@ -17,6 +17,11 @@ export interface LaunchRequest {
   env: Record<string, string>;
   /** Start it on a new terminal of this size (its stdout then carries the terminal's output). */
   tty?: { cols: number; rows: number } | undefined;
+  /**
+   * Who runs it, in a sandbox with users of its own (an image): "root", "user" or another name
+   * or uid of the image. Default: the sandbox's default user.
+   */
+  user?: string | undefined;
 }
 
 /** Background processes, kept by the sandbox so that they outlive the agent's connection. */

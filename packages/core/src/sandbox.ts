@@ -4,6 +4,7 @@ export const SANDBOX_STATES = [
   "creating",
   "running",
   "hibernated",
+  "stopped",
   "destroying",
   "destroyed",
   "failed",
@@ -42,6 +43,27 @@ export interface SandboxLimits {
   pidsMax: number;
 }
 
+/**
+ * The file system a sandbox starts from: an image of the server's image store. Layers are host
+ * directories of unpacked files whose owners are the image's own (uid 0 is the image's root, not
+ * the host's); a driver maps them into the sandbox's user namespace and never changes them, so
+ * many sandboxes share one copy. A driver that cannot use layers (a microVM building a disk)
+ * reads the same directories.
+ */
+export interface SandboxImage {
+  /** The image's name as the user gave it (`polydev/base`, `myteam/node:1`), for display. */
+  name: string;
+  /** Content address of the image (sha256 of its layer list and config). */
+  digest: string;
+  /** Host directories of the layers, base first; read-only to everything. */
+  layers: string[];
+  /** From the image config: environment, working directory and default user of processes. */
+  env: Record<string, string>;
+  workdir?: string | undefined;
+  /** Default user of commands (a name or uid inside the image); "user" when absent. */
+  user?: string | undefined;
+}
+
 /** What a driver needs to build a sandbox; ids are chosen by the server, not the driver. */
 export interface SandboxSpec {
   id: string;
@@ -49,6 +71,11 @@ export interface SandboxSpec {
   network: NetworkMode;
   /** Environment every process in the sandbox starts with (on top of a clean base). */
   env: Record<string, string>;
+  /**
+   * The root file system. Absent: the driver's host view (the host's /usr read-only, a memory
+   * home; no root inside), kept for drivers and hosts without image support.
+   */
+  image?: SandboxImage | undefined;
 }
 
 /**

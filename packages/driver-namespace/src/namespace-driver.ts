@@ -248,7 +248,7 @@ export class NamespaceDriver implements SandboxDriver {
     this.creating.add(id);
     const started: StartProgress = { bwrap: undefined, initPid: undefined };
     try {
-      const meta = await this.start(spec, hostUid, started, signal);
+      const meta = await this.launch(spec, hostUid, started, signal);
       // The first exec then finds its connection made. After the caller has had its answer
       // (setImmediate): connecting wakes the init, which forks, and that would delay it.
       const execSocket = meta.execSocket;
@@ -279,7 +279,7 @@ export class NamespaceDriver implements SandboxDriver {
     }
   }
 
-  private async start(
+  private async launch(
     spec: SandboxSpec,
     hostUid: number,
     started: StartProgress,
