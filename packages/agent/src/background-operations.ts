@@ -21,6 +21,7 @@ export const startBackgroundOperation: Operation = async ({ launcher }, channel,
       argv: argvField(request),
       cwd: optionalString(request, "cwd"),
       env: envField(request),
+      user: optionalString(request, "user"),
     }),
   );
   reply(channel, started);

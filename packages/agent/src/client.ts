@@ -62,6 +62,7 @@ export class AgentClient implements AgentConnection {
         cwd: request.cwd,
         env: request.env,
         timeoutMs: request.timeoutMs,
+        user: request.user,
       },
       signal,
     );
@@ -89,6 +90,7 @@ export class AgentClient implements AgentConnection {
         rows: request.rows,
         cwd: request.cwd,
         env: request.env,
+        user: request.user,
       },
       signal,
     );
@@ -108,7 +110,10 @@ export class AgentClient implements AgentConnection {
   }
 
   startBackground(request: BackgroundRequest, signal?: AbortSignal): Promise<BackgroundProcessInfo> {
-    return this.call({ type: "bg.start", argv: request.argv, cwd: request.cwd, env: request.env }, signal);
+    return this.call(
+      { type: "bg.start", argv: request.argv, cwd: request.cwd, env: request.env, user: request.user },
+      signal,
+    );
   }
 
   listBackground(signal?: AbortSignal): Promise<BackgroundProcessInfo[]> {

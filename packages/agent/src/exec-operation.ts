@@ -17,7 +17,12 @@ export const execOperation: Operation = ({ launcher }, channel, request) => {
   const timeoutMs = optionalNumber(request, "timeoutMs");
   const startedAt = performance.now();
   const child = launcher.start(
-    launchRequest(launcher, { argv, cwd: optionalString(request, "cwd"), env: envField(request) }),
+    launchRequest(launcher, {
+      argv,
+      cwd: optionalString(request, "cwd"),
+      env: envField(request),
+      user: optionalString(request, "user"),
+    }),
   );
   const stdout = channel.writable(StreamId.stdout);
   const stderr = channel.writable(StreamId.stderr);

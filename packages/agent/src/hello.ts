@@ -18,12 +18,14 @@ export const CAPABILITIES: readonly string[] = Object.freeze([
   "ping",
 ]);
 
-export function serverHello(agentVersion: string): ControlMessage {
+/** `home` and `user`: the sandbox's default user, so callers need not assume /home/user. */
+export function serverHello(agentVersion: string, sandbox?: { home: string; user: string }): ControlMessage {
   return {
     type: "hello",
     protocolVersion: AGENT_PROTOCOL_VERSION,
     agentVersion,
     capabilities: [...CAPABILITIES],
+    ...(sandbox === undefined ? {} : { home: sandbox.home, user: sandbox.user }),
   };
 }
 
@@ -51,5 +53,7 @@ export function parseServerHello(message: ControlMessage): AgentHello {
     protocolVersion: AGENT_PROTOCOL_VERSION,
     agentVersion: typeof message.agentVersion === "string" ? message.agentVersion : "unknown",
     capabilities,
+    ...(typeof message.home === "string" ? { home: message.home } : {}),
+    ...(typeof message.user === "string" ? { user: message.user } : {}),
   };
 }

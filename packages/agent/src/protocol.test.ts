@@ -56,12 +56,14 @@ function frames(stream: Duplex): Frame[] {
 const json = (frame: Frame | undefined): unknown => JSON.parse(frame?.payload.toString("utf8") ?? "null");
 
 describe("hello", () => {
-  it("announces the protocol version, the agent version and the capabilities", async () => {
+  it("announces the protocol version, the agent version, the capabilities and the sandbox's user", async () => {
     const agent = await connect(serve("9.9.9-test"));
     expect(agent.hello).toEqual({
       protocolVersion: AGENT_PROTOCOL_VERSION,
       agentVersion: "9.9.9-test",
       capabilities: [...CAPABILITIES],
+      home,
+      user: expect.any(String),
     });
     expect(agent.hello.capabilities).toEqual(expect.arrayContaining(["exec", "pty", "files", "background"]));
   });

@@ -24,6 +24,7 @@ export const ptyOperation: Operation = ({ launcher }, channel, request) => {
     launchRequest(launcher, {
       argv,
       cwd: optionalString(request, "cwd"),
+      user: optionalString(request, "user"),
       env: { TERM: "xterm-256color", ...envField(request) },
       tty: { cols: dimension(request, "cols", 80), rows: dimension(request, "rows", 24) },
     }),

@@ -84,7 +84,7 @@ export function createAgentServer(launcher: SandboxLauncher, options: AgentServe
         },
         "server",
       );
-      mux.hello(serverHello(agentVersion));
+      mux.hello(serverHello(agentVersion, { home: launcher.home, user: launcher.baseEnv.USER ?? "user" }));
       return { close: () => mux.close() };
     },
   };

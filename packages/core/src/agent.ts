@@ -53,6 +53,8 @@ export interface PtyRequest {
   rows: number;
   cwd?: string;
   env?: Record<string, string>;
+  /** Who runs it (see LaunchRequest.user). */
+  user?: string;
 }
 
 export interface PtyProcess {
@@ -78,6 +80,8 @@ export interface BackgroundRequest {
   argv: string[];
   cwd?: string;
   env?: Record<string, string>;
+  /** Who runs it (see LaunchRequest.user). */
+  user?: string;
 }
 
 export interface AttachOptions {

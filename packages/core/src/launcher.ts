@@ -11,7 +11,7 @@ import type { AttachOptions, BackgroundProcessInfo, EgressDestination } from "./
  */
 export interface LaunchRequest {
   argv: string[];
-  /** Absolute path inside the sandbox. */
+  /** Absolute path inside the sandbox; empty: the home of the user who runs it. */
   cwd: string;
   /** The complete environment of the process (nothing is inherited from the host). */
   env: Record<string, string>;

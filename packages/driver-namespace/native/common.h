@@ -29,6 +29,18 @@ void close_descriptors_from(int first);
  * deny-list. Returns 0, or -1 with errno set (the init then refuses to start).
  */
 int harden_init(void);
+/* The same for an image sandbox's root init, before its exec: no no_new_privs (sudo must work). */
+int harden_root_init(void);
+
+/*
+ * Switches a command's process to `name` (a user of the sandbox's /etc/passwd, or a uid) right
+ * before exec, replacing HOME, USER and LOGNAME in *envp; `terminal` (or -1) becomes theirs.
+ * Returns 0, or -1 after saying why on stderr.
+ */
+int switch_user(const char *name, char ***envp, int terminal);
+
+/* --image (image-root.c): builds an image sandbox as root on the host; see there. */
+int image_sandbox_main(int argc, char **argv);
 
 /* Subcommands run inside the sandbox through an exec request (background.c, forward.c). */
 int background_main(int argc, char **argv);

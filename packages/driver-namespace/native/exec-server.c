@@ -62,6 +62,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -215,17 +216,25 @@ static int join_from_stdin(void) {
   }
   char **join = args + 2 + 2 * files;
   int join_count = count - 2 - 2 * (int)files;
+  if (strcmp(join[0], "--image") == 0) {
+    close_descriptors_from(highest + 1);
+    return image_sandbox_main(join_count, join);
+  }
   if (strcmp(join[0], "--join") != 0) return 125;
   /* join_and_exec expects argv[0] before "--join". */
   join[-1] = "polydev-exec-server";
   return join_and_exec(join_count + 1, join - 1, highest + 1);
 }
 
+/* Whether this init is an image sandbox's root (see image-root.c): commands may then run as any
+ * user of the sandbox, and it was hardened before its exec. */
+static int root_init = 0;
+
 static int serve(const char *socket_path) {
   /* First, before anything else can run in the sandbox: nothing the host opened stays open,
    * and nothing in the sandbox can attach to this process or take its descriptors. */
   close_descriptors_from(3);
-  if (harden_init() != 0) {
+  if (root_init ? prctl(PR_SET_DUMPABLE, 0) != 0 : harden_init() != 0) {
     fprintf(stderr, "polydev init: cannot harden the sandbox: %s\n", strerror(errno));
     return 1;
   }
@@ -234,7 +243,9 @@ static int serve(const char *socket_path) {
   int ignored[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGPIPE, SIGTTIN, SIGTTOU, SIGTSTP};
   for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++) set_handler(ignored[i], SIG_IGN);
   set_handler(SIGCHLD, reap_all);
-  mkdir(BG_ROOT, 0700);
+  /* Commands of every user of a root sandbox keep their background processes here. */
+  mkdir(BG_ROOT, root_init ? 01777 : 0700);
+  if (root_init) chmod(BG_ROOT, 01777);
 
   struct sockaddr_un address;
   memset(&address, 0, sizeof address);
@@ -300,6 +311,10 @@ int main(int argc, char **argv) {
   if (argc > 1 && (strcmp(argv[1], "--connect") == 0 || strcmp(argv[1], "--listen") == 0))
     return forward_main(argc, argv);
   if (argc > 1 && strcmp(argv[1], "--disk-usage") == 0) return disk_usage_main(argc, argv);
+  if (argc == 3 && strcmp(argv[1], "--root") == 0) {
+    root_init = 1;
+    return serve(argv[2]);
+  }
   if (argc != 2 || argv[1][0] == '-') {
     fprintf(stderr, "usage: %s <socket path>\n", argv[0]);
     return 2;
@@ -379,6 +394,12 @@ static void kill_tree(pid_t root, int root_reaped) {
 }
 
 static void exec_command(char **argv, char **envp, const char *cwd) {
+  /* An empty cwd: the home of whoever runs it (a request for another user without a cwd). */
+  if (*cwd == '\0') {
+    cwd = "/";
+    for (char **entry = envp; *entry; entry++)
+      if (strncmp(*entry, "HOME=", 5) == 0 && access(*entry + 5, X_OK) == 0) cwd = *entry + 5;
+  }
   if (chdir(cwd) != 0) {
     dprintf(STDERR_FILENO, "polydev: cannot run %s: the working directory %s does not exist\n", argv[0],
             cwd);
@@ -445,6 +466,7 @@ static void relay(int conn) {
 }
 
 struct request {
+  char *user; /* from a 'U' frame before the request, owned; NULL: the init's own user */
   char *text; /* the payload, owned */
   char **argv, **envp;
   const char *cwd;
@@ -453,6 +475,7 @@ struct request {
 };
 
 static void free_request(struct request *r) {
+  free(r->user);
   free(r->argv);
   free(r->envp);
   free(r->text);
@@ -464,6 +487,20 @@ static int read_request(int conn, struct request *r) {
   unsigned char header[HEADER_BYTES];
   if (read_buffered(conn, header, sizeof header) != 0) return -1;
   uint32_t length = get_u32(header + 1);
+  if (header[0] == 'U') {
+    if (length == 0 || length > 255) {
+      fail_start(conn, "malformed request");
+      return -1;
+    }
+    r->user = calloc(1, length + 1);
+    if (!r->user || read_buffered(conn, r->user, length) != 0) return -1;
+    if (memchr(r->user, '\0', length)) {
+      fail_start(conn, "malformed request");
+      return -1;
+    }
+    if (read_buffered(conn, header, sizeof header) != 0) return -1;
+    length = get_u32(header + 1);
+  }
   r->tty = header[0] == 'T';
   if ((header[0] != 'R' && header[0] != 'T') || length < (r->tty ? 12u : 8u) || length > MAX_REQUEST_BYTES) {
     fail_start(conn, "malformed request");
@@ -531,7 +568,9 @@ static int start_on_pipes(int conn, const struct request *r, struct started *s) 
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
     signal(SIGPIPE, SIG_DFL);
-    exec_command(r->argv, r->envp, r->cwd);
+    char **envp = r->envp;
+    if (r->user && switch_user(r->user, &envp, -1) != 0) _exit(126);
+    exec_command(r->argv, envp, r->cwd);
   }
   close(in[0]);
   close(out[1]);
@@ -573,7 +612,9 @@ static int start_on_terminal(int conn, const struct request *r, struct started *
     dup2(slave, STDOUT_FILENO);
     dup2(slave, STDERR_FILENO);
     signal(SIGPIPE, SIG_DFL);
-    exec_command(r->argv, r->envp, r->cwd);
+    char **envp = r->envp;
+    if (r->user && switch_user(r->user, &envp, slave) != 0) _exit(126);
+    exec_command(r->argv, envp, r->cwd);
   }
   *s = (struct started){.child = child, .stdin_fd = input, .stdout_fd = master, .stderr_fd = -1, .master = master};
   return 0;

@@ -226,3 +226,8 @@ int harden_init(void) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
   return install_seccomp();
 }
+
+int harden_root_init(void) {
+  if (prctl(PR_SET_DUMPABLE, 0) != 0) return -1;
+  return install_seccomp();
+}

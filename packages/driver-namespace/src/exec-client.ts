@@ -54,7 +54,14 @@ export function encodeRequest(request: LaunchRequest): Buffer {
       `argv, env and cwd together are ${body.length} bytes; the limit is ${MAX_REQUEST_BYTES}`,
     );
   }
-  return frame(request.tty === undefined ? "R" : "T", body);
+  const main = frame(request.tty === undefined ? "R" : "T", body);
+  if (request.user === undefined) return main;
+  // A 'U' frame first: the init's child switches to this user before exec (users.c).
+  const user = Buffer.from(request.user);
+  if (user.length === 0 || user.length > 255 || request.user.includes("\0") || request.user.includes(":")) {
+    throw new PolydevError("invalid_request", "user must be a user name or uid of 1-255 characters");
+  }
+  return Buffer.concat([frame("U", user), main]);
 }
 
 function terminalSize(cols: number, rows: number): Buffer {

@@ -28,14 +28,25 @@ export function namespaceLauncher(options: {
   env: Record<string, string>;
   /** The sandbox's network: "allowlist" gives the launcher `interceptEgress`. */
   network: NetworkMode;
+  /**
+   * An image sandbox: root inside, commands run as `request.user ?? user`, whose home is `home`;
+   * the toolbox's programs (/opt/polydev/bin) come last on PATH.
+   */
+  image?: { user: string; home: string } | undefined;
   /** Where connections to the exec server come from and go back to (default: one per process). */
   execConnections?: { take(path: string): Socket; release(path: string, socket: Socket): void } | undefined;
 }): SandboxLauncher {
+  const image = options.image;
+  const home = image?.home ?? SANDBOX_HOME;
+  const userName = image === undefined ? "user" : image.user === "0" ? "root" : image.user;
   const baseEnv = Object.freeze({
-    PATH: "/usr/local/bin:/usr/bin:/bin",
-    HOME: SANDBOX_HOME,
-    USER: "user",
-    LOGNAME: "user",
+    PATH:
+      image === undefined
+        ? "/usr/local/bin:/usr/bin:/bin"
+        : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/opt/polydev/bin",
+    HOME: home,
+    USER: userName,
+    LOGNAME: userName,
     SHELL: "/bin/bash",
     LANG: "C.UTF-8",
     // CLIs that draw (claude, codex) refuse or degrade on an unset TERM; a PTY overrides it.
@@ -43,7 +54,9 @@ export function namespaceLauncher(options: {
     ...options.env,
   });
   const { execSocket } = options;
-  const start = (request: LaunchRequest): LaunchedProcess => {
+  const start = (asked: LaunchRequest): LaunchedProcess => {
+    // In an image sandbox every request names its user (the init itself is root).
+    const request = image !== undefined && asked.user === undefined ? { ...asked, user: image.user } : asked;
     const pool = options.execConnections;
     if (pool === undefined) return startOverExecServer(execSocket, request);
     return startOverExecServer(pool.take(execSocket), request, (socket) => pool.release(execSocket, socket));
@@ -52,12 +65,12 @@ export function namespaceLauncher(options: {
   const helper = (args: string[]): LaunchedProcess =>
     start({
       argv: [EXEC_SERVER_IN_SANDBOX, ...args],
-      cwd: SANDBOX_HOME,
-      env: { PATH: baseEnv.PATH, HOME: SANDBOX_HOME, LANG: "C.UTF-8" },
+      cwd: home,
+      env: { PATH: baseEnv.PATH, HOME: home, LANG: "C.UTF-8" },
     });
   const ports = new SandboxPorts(helper, options.execDir, options.hostUid);
   const launcher: SandboxLauncher = {
-    home: SANDBOX_HOME,
+    home,
     baseEnv,
     start,
     background: new SandboxBackground(start, helper),

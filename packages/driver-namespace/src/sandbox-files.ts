@@ -4,6 +4,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { NetworkMode } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
+import type { ImageMeta } from "./image-launch.js";
 
 export interface SandboxMeta {
   sandboxId: string;
@@ -30,6 +31,10 @@ export interface SandboxMeta {
    * for sandboxes started by versions that bound the host's /etc.
    */
   etcDir: string | null;
+  /** An image sandbox's image and disk (absent or null: the host view). */
+  image?: ImageMeta | null;
+  /** Set while the sandbox is stopped: no processes, its disk kept. */
+  stoppedAt?: number | null;
 }
 
 /** Ids become directory and cgroup names: nothing that could climb out of either. */

@@ -72,6 +72,11 @@ export class UidAllocator {
       rootDir: string;
       base: number;
       range: number;
+      /**
+       * Distance between the uids handed out (default 1): an image sandbox claims the first uid
+       * of a block of `stride` (its user namespace maps 0..stride-1 onto the block).
+       */
+      stride?: number;
     },
   ) {
     this.rootDir = resolve(options.rootDir);
@@ -94,7 +99,7 @@ export class UidAllocator {
       for (let tried = 0; tried < this.options.range; tried++) {
         const offset = this.cursor;
         this.cursor = (offset % this.options.range) + 1;
-        const uid = this.options.base + offset;
+        const uid = this.options.base + offset * (this.options.stride ?? 1);
         if (this.held.has(uid)) continue;
         if (this.tryClaim(temporary, uid) || (await this.reclaimIfAbandoned(temporary, uid))) {
           this.held.set(uid, sandboxId);

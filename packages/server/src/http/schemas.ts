@@ -141,6 +141,15 @@ export const commandSchema = z.union([
 
 const cwdSchema = processText("cwd", 4096);
 
+/** A user of the sandbox's image: a name as useradd allows it, or a uid. */
+export const userSchema = z
+  .string()
+  .regex(
+    /^(?:[a-z_][a-z0-9_-]{0,31}|[0-9]{1,9})$/,
+    'user must be a user name of the sandbox ("root", "user", ...) or a uid',
+  )
+  .describe('who runs it: "user" (the default in polydev/base), "root", another user of the image, or a uid');
+
 /** Bytes the kernel counts for a command and its environment (a shell line runs as sh -c). */
 function commandBytes(body: { cmd: string | string[]; env?: Record<string, string> | undefined }): number {
   const argv = typeof body.cmd === "string" ? ["/bin/sh", "-c", body.cmd] : body.cmd;
@@ -160,6 +169,7 @@ export const execBody = z
     cmd: commandSchema.describe('a shell line ("ls -la | wc -l") or an argv array (["ls", "-la"])'),
     cwd: cwdSchema.optional().describe("relative to the home, or absolute inside the sandbox"),
     env: envSchema.optional(),
+    user: userSchema.optional(),
     stdin: z.string().optional().describe("text written to the process's stdin, then closed"),
     timeoutMs: z.number().int().min(1).max(DAY_MS).optional().describe("kill the command after this long"),
   })
@@ -194,6 +204,7 @@ export const startProcessBody = z
     cmd: commandSchema,
     cwd: cwdSchema.optional(),
     env: envSchema.optional(),
+    user: userSchema.optional(),
   })
   .refine(commandFits, commandTooLarge);
 

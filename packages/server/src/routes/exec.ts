@@ -34,6 +34,7 @@ export function execRoutes(instance: FastifyInstance, ctx: ServerContext): void 
         argv: toArgv(body.cmd),
         ...(body.cwd === undefined ? {} : { cwd: body.cwd }),
         ...(body.env === undefined ? {} : { env: body.env }),
+        ...(body.user === undefined ? {} : { user: body.user }),
         timeoutMs: body.timeoutMs ?? ctx.config.execDefaultTimeoutMs,
       });
       feedStdin(process, body.stdin);

@@ -36,6 +36,7 @@ export function processRoutes(instance: FastifyInstance, ctx: ServerContext): vo
         argv: toArgv(request.body.cmd),
         ...(request.body.cwd === undefined ? {} : { cwd: request.body.cwd }),
         ...(request.body.env === undefined ? {} : { env: request.body.env }),
+        ...(request.body.user === undefined ? {} : { user: request.body.user }),
       });
       return reply.status(201).send(presentProcess(info));
     },

@@ -7,7 +7,7 @@ import { z } from "zod";
 import { requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
-import { errorSchema, sandboxIdParams } from "../http/schemas.js";
+import { errorSchema, sandboxIdParams, userSchema } from "../http/schemas.js";
 import type { PtyClient } from "../services/pty-sessions.js";
 
 const controlMessage = z.discriminatedUnion("type", [
@@ -47,6 +47,7 @@ export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
       querystring: z.strictObject({
         cols: z.coerce.number().int().min(1).max(1000).default(80).describe("terminal width in columns"),
         rows: z.coerce.number().int().min(1).max(1000).default(24).describe("terminal height in rows"),
+        user: userSchema.optional(),
         reconnect: z
           .string()
           .regex(/^[A-Za-z0-9_-]{8,64}$/, "reconnect is 8–64 letters, digits, _ or -")
@@ -78,7 +79,7 @@ export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
         socket.close(1011, "no agent");
         return;
       }
-      const { cols, rows } = request.query;
+      const { cols, rows, user } = request.query;
       const reconnectId = request.query.reconnect ?? randomUUID();
       const client: PtyClient = {
         sendData: (data) => socket.send(data, { binary: true }),
@@ -89,7 +90,7 @@ export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
       let attached: Awaited<ReturnType<typeof ctx.ptys.attach>>;
       try {
         attached = await ctx.ptys.attach(
-          { userId: principal.userId, sandboxId: request.params.id, reconnectId, cols, rows, agent },
+          { userId: principal.userId, sandboxId: request.params.id, reconnectId, cols, rows, agent, user },
           client,
         );
       } catch (error) {

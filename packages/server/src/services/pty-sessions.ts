@@ -26,6 +26,8 @@ export interface OpenPtyOptions {
   cols: number;
   rows: number;
   agent: AgentConnection;
+  /** Who the shell runs as (default: the sandbox's default user). */
+  user?: string | undefined;
 }
 
 /** How a terminal's clients are told it ended, and the WebSocket close that follows. */
@@ -182,7 +184,11 @@ export class PtySessions {
     let session = this.sessions.get(key);
     const reattached = session !== undefined && !session.ended;
     if (!session || session.ended) {
-      const pty = await options.agent.openPty({ cols: options.cols, rows: options.rows });
+      const pty = await options.agent.openPty({
+        cols: options.cols,
+        rows: options.rows,
+        ...(options.user === undefined ? {} : { user: options.user }),
+      });
       session = new PtySession(key, options.sandboxId, pty, this.graceMs, this.log, (gone) => {
         if (this.sessions.get(gone.key) === gone) this.sessions.delete(gone.key);
       });

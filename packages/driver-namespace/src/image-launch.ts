@@ -1,0 +1,114 @@
+/**
+ * What an image sandbox needs on the host besides what every sandbox has: a disk (a directory
+ * of the storage pool, limited to exactly its diskMb, holding the overlay's upper and work
+ * directories) and the starter's `--image` arguments (native/image-root.c builds the sandbox).
+ */
+import { chmod, chown, mkdir } from "node:fs/promises";
+import { isAbsolute, join, relative, resolve } from "node:path";
+import type { SandboxImage } from "@polydev/core";
+import { PolydevError } from "@polydev/core";
+import { EXEC_DIR_IN_SANDBOX, EXEC_SERVER_IN_SANDBOX, EXEC_SOCKET_NAME } from "./bwrap-args.js";
+
+/** The storage pool's shape as this driver uses it (see @polydev/images StoragePool). */
+export interface DiskStorage {
+  readonly root: string;
+  createDir(relPath: string, limitBytes: number | null): Promise<string>;
+  cloneDir(fromRel: string, toRel: string, limitBytes: number | null): Promise<string>;
+  setLimit(relPath: string, limitBytes: number): Promise<void>;
+  usage(relPath: string): Promise<{ bytes: number; inodes: number }>;
+  removeDir(relPath: string): Promise<void>;
+}
+
+/** Each image sandbox's user namespace maps this many uids (0..65535) onto its own host block. */
+export const UIDS_PER_SANDBOX = 65_536;
+
+/** What meta.json keeps of an image sandbox, to start it again from its disk. */
+export interface ImageMeta {
+  name: string;
+  digest: string;
+  layers: string[];
+  /** The disk, relative to the storage root. */
+  disk: string;
+  user: string;
+  home: string;
+}
+
+export function diskPath(sandboxId: string): string {
+  return `disks/${sandboxId}`;
+}
+
+/** The home of a user the host knows without reading the image: root's and the default user's. */
+export function homeOf(user: string): string {
+  if (user === "root" || user === "0") return "/root";
+  if (user === "user") return "/home/user";
+  return "/";
+}
+
+export function imageMeta(sandboxId: string, image: SandboxImage): ImageMeta {
+  const user = image.user ?? "root";
+  return {
+    name: image.name,
+    digest: image.digest,
+    layers: [...image.layers],
+    disk: diskPath(sandboxId),
+    user,
+    home: homeOf(user),
+  };
+}
+
+/**
+ * The disk's directories, owned by the image's root (uid 0, unshifted: the idmapped mount shows
+ * it as root inside). `limitBytes` applies only when the disk is new; an existing one (a stopped
+ * sandbox, a fork's copy) is used as it is.
+ */
+export async function prepareDisk(
+  storage: DiskStorage,
+  rel: string,
+  limitBytes: number,
+  fresh: boolean,
+): Promise<string> {
+  const dir = fresh ? await storage.createDir(rel, limitBytes) : join(storage.root, rel);
+  for (const name of ["upper", "work"]) {
+    const path = join(dir, name);
+    await mkdir(path, { recursive: true, mode: 0o755 });
+    await chown(path, 0, 0);
+    await chmod(path, 0o755);
+  }
+  return dir;
+}
+
+/** A path inside the storage root as the pool names it; anything outside is refused. */
+export function storageRelative(storage: DiskStorage, path: string): string {
+  const rel = relative(resolve(storage.root), resolve(path));
+  if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) {
+    throw new PolydevError("invalid_request", `${path} is not inside the storage pool ${storage.root}`);
+  }
+  return rel;
+}
+
+/** The starter's arguments after its opened files (see image_sandbox_main). */
+export function imageStarterArgs(options: {
+  hostBase: number;
+  layers: string[];
+  disk: string;
+  toolbox: string | undefined;
+  execServerCopy: string;
+  procsFiles: string[];
+}): string[] {
+  return [
+    "--image",
+    String(options.hostBase),
+    String(UIDS_PER_SANDBOX),
+    String(options.layers.length),
+    ...options.layers,
+    options.disk,
+    options.toolbox ?? "-",
+    options.execServerCopy,
+    String(options.procsFiles.length),
+    ...options.procsFiles,
+    "--",
+    EXEC_SERVER_IN_SANDBOX,
+    "--root",
+    `${EXEC_DIR_IN_SANDBOX}/${EXEC_SOCKET_NAME}`,
+  ];
+}
