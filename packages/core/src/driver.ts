@@ -37,9 +37,9 @@ export interface SandboxDriver {
   /** Grows a sandbox's disk (running or stopped) to `diskMb`; shrinking is `invalid_request`. */
   growDisk?(handle: SandboxHandle, diskMb: number, signal?: AbortSignal): Promise<void>;
   /**
-   * "snapshot": copies the sandbox's changes to its image (its upper layer) into `targetDir`, a
-   * new layer directory in the image store's format (copy-on-write where the host allows), while
-   * its processes are briefly frozen so that the copy is consistent.
+   * "snapshot": copies the sandbox's disk to `targetDir` (copy-on-write where the host allows,
+   * consistent at one instant); `targetDir/upper` then holds its changes to its image, a layer
+   * to put on top of the image's layers.
    */
   snapshot?(handle: SandboxHandle, targetDir: string, signal?: AbortSignal): Promise<void>;
   /**

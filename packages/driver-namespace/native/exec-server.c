@@ -28,8 +28,12 @@
  * host treats whatever it says as untrusted input.
  *
  * Wire format (both directions): frames of [type: 1 byte][length: 4 bytes big-endian][payload].
- *   host -> relay  'R' request: u32 argc, u32 envc, then argc + envc + 1 NUL-terminated strings
- *                      (argv..., "KEY=value"..., cwd); must be the first frame
+ *   host -> relay  'U' optional, right before the request: the user to run it as (users.c); an
+ *                      image sandbox's root init switches to them, any other init refuses all
+ *                      but its own user
+ *                  'R' request: u32 argc, u32 envc, then argc + envc + 1 NUL-terminated strings
+ *                      (argv..., "KEY=value"..., cwd; an empty cwd is the user's home); the
+ *                      first frame after any 'U' 
  *                  'T' the same on a terminal: u16 cols, u16 rows, then an 'R' payload
  *                  'I' stdin bytes        'i' stdin end (no payload)
  *                  'S' signal the command: 1 byte signal number
@@ -44,7 +48,8 @@
  * SIGHUP to its session, then the 'K' treatment after HANGUP_GRACE_MS.
  *
  * The same binary has other modes (see main): on the host, `--join` and `--join-from-stdin`
- * start bubblewrap inside the sandbox's cgroups as its uid, `--deny-routes` (deny-routes.c)
+ * start bubblewrap inside the sandbox's cgroups as its uid (or, with `--image`, build an image
+ * sandbox itself: image-root.c, whose init then runs as `--root <socket>`), `--deny-routes` (deny-routes.c)
  * closes addresses off in an egress sandbox's network namespace and `--egress-setup`
  * (egress-setup.c) confines an allow-list sandbox's; inside the sandbox, `--bg-*`
  * (background.c), `--connect`/`--listen` (forward.c), `--egress-relay` (egress-relay.c) and

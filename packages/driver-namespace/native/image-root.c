@@ -110,11 +110,17 @@ static int make_user_namespace(long host_base, long count) {
   return ns;
 }
 
-/* A detached clone of `path`, its owners mapped through `userns`, with `flags` set. */
+/*
+ * A detached clone of `path`, its owners mapped through `userns`, with `flags` set. The storage
+ * pool mounts everything nosuid on the host, where its uid 0 files are not the host's; the clone
+ * clears it unless asked, because inside the sandbox uid 0 is its own root.
+ */
 static int idmapped_tree(const char *path, int userns, unsigned long long flags) {
   int tree = (int)syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
   if (tree < 0) return -1;
-  struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP | flags, .userns_fd = (unsigned long long)userns};
+  struct mount_attr attr = {.attr_set = MOUNT_ATTR_IDMAP | flags,
+                            .attr_clr = (flags & MOUNT_ATTR_NOSUID) ? 0 : MOUNT_ATTR_NOSUID,
+                            .userns_fd = (unsigned long long)userns};
   if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
     int saved = errno;
     close(tree);

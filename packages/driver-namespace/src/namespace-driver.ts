@@ -644,15 +644,15 @@ export class NamespaceDriver implements SandboxDriver {
   }
 
   /**
-   * The sandbox's changes (its upper directory) copied into `targetDir` inside the storage
-   * pool, reflinked, while its processes are frozen: a consistent copy without stopping it.
+   * The sandbox's disk cloned to `targetDir` inside the storage pool (copy-on-write, taken at one
+   * instant), whose `upper` directory then holds its changes to the image as an overlay layer.
    */
   async snapshot(handle: SandboxHandle, targetDir: string, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     const storage = this.requireStorage();
     const image = await this.imageMetaOf(handle);
     const target = storageRelative(storage, targetDir);
-    await this.whileFrozen(handle.sandboxId, () => storage.cloneDir(`${image.disk}/upper`, target, null));
+    await this.whileFrozen(handle.sandboxId, () => storage.cloneDir(image.disk, target, null));
   }
 
   /**

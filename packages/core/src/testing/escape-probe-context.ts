@@ -9,7 +9,7 @@ import { lstat, readdir, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { join } from "node:path";
 import type { AgentConnection } from "../agent.js";
 import type { SandboxDriver } from "../driver.js";
-import type { SandboxHandle, SandboxLimits, SandboxSpec } from "../sandbox.js";
+import type { SandboxHandle, SandboxImage, SandboxLimits, SandboxSpec } from "../sandbox.js";
 import type { EscapePayloads } from "./escape-payloads.js";
 import { preparePayloads } from "./escape-payloads.js";
 import type { EscapeProbeId } from "./escape-probe-ids.js";
@@ -39,6 +39,8 @@ export interface EscapeProbeOptions {
   limits?: Partial<SandboxLimits>;
   /** Per-probe timeout (default 60 s; the limit probes get twice that). */
   timeoutMs?: number;
+  /** Every sandbox starts from this image (root inside) instead of the driver's host view. */
+  image?: SandboxImage;
 }
 
 export interface LiveSandbox {
@@ -93,7 +95,10 @@ export class EscapeProbeContext {
   private readonly shared = new Map<SharedSandboxName, Promise<LiveSandbox>>();
   private payloadsValue: Promise<EscapePayloads> | undefined;
 
-  constructor(limits: Partial<SandboxLimits> = {}) {
+  constructor(
+    limits: Partial<SandboxLimits> = {},
+    private readonly image?: SandboxImage,
+  ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
   }
 
@@ -147,7 +152,8 @@ export class EscapeProbeContext {
   }
 
   spec(label: string, extra: Partial<SandboxSpec> = {}): SandboxSpec {
-    return { id: probeUid(label), limits: this.limits, network: "none", env: {}, ...extra };
+    const image = this.image === undefined ? {} : { image: this.image };
+    return { id: probeUid(label), limits: this.limits, network: "none", env: {}, ...image, ...extra };
   }
 
   /** A sandbox of the probe's own, always destroyed afterwards. */

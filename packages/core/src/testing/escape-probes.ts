@@ -49,7 +49,7 @@ export function runEscapeProbes(
   options: EscapeProbeOptions = {},
 ): void {
   describe(`escape probes: ${name}`, () => {
-    const context = new EscapeProbeContext(options.limits);
+    const context = new EscapeProbeContext(options.limits, options.image);
     const timeoutMs = options.timeoutMs ?? 60_000;
 
     beforeAll(async () => {
