@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import {
   link,
@@ -52,6 +52,26 @@ function mountOf(path: string): { fsType: string; options: string } | undefined 
     }
   }
   return undefined;
+}
+
+function readMountinfo(pid: number | undefined): string {
+  return execFileSync("cat", [`/proc/${pid}/mountinfo`], { encoding: "utf8" });
+}
+
+/** The block device a mount point is mounted from. */
+function loopOf(path: string): string | undefined {
+  for (const line of readMountinfo(process.pid).split("\n")) {
+    const [left, right] = line.split(" - ");
+    if (left?.split(" ")[4] === path) return right?.split(" ")[1];
+  }
+  return undefined;
+}
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let attempt = 0; attempt < 100 && !condition(); attempt++) {
+    await new Promise((resolvePromise) => setTimeout(resolvePromise, 50));
+  }
+  expect(condition()).toBe(true);
 }
 
 /** Fills a file with zeros from another process until it stops; returns its exit status and stderr. */
@@ -125,7 +145,8 @@ describe.skipIf(SKIP !== "")(`storage pool on a loop-mounted file system${SKIP}`
 
   afterAll(async () => {
     await pool?.close().catch(() => undefined);
-    await rm(work, { recursive: true, force: true });
+    // Never remove through a pool that is still mounted: that would delete inside it.
+    if (mountOf(join(work, "pool")) === undefined) await rm(work, { recursive: true, force: true });
   });
 
   it("opens idempotently: a second open reuses the mount of the same XFS file, which makes reflinks", async () => {
@@ -187,8 +208,8 @@ describe.skipIf(SKIP !== "")(`storage pool on a loop-mounted file system${SKIP}`
   it("clones a disk holding 1 GiB as a copy-on-write copy: the pool's used space does not grow by it", async () => {
     const dir = await pool.createDir("disks/source", 2048 * MiB);
     expect(fill(join(dir, "gigabyte"), 1024).status).toBe(0);
-    await writeFile(join(dir, "note"), "original");
     execFileSync("sync");
+    await writeFile(join(dir, "note"), "original");
     const before = await statfs(pool.root);
     const started = performance.now();
     const clone = await pool.cloneDir("disks/source", "disks/fork", null);
@@ -202,6 +223,8 @@ describe.skipIf(SKIP !== "")(`storage pool on a loop-mounted file system${SKIP}`
     expect(grewBytes).toBeLessThan(64 * MiB);
     expect((await stat(join(clone, "gigabyte"))).size).toBe(1024 * MiB);
     expect(await pool.limit("disks/fork")).toBe(2048 * MiB);
+    // A write not yet synced inside the source is in the clone (the pool syncs before it clones).
+    expect(await readFile(join(clone, "note"), "utf8")).toBe("original");
     // The copies are independent.
     await writeFile(join(clone, "note"), "changed in the fork");
     expect(await readFile(join(dir, "note"), "utf8")).toBe("original");
@@ -287,5 +310,29 @@ describe.skipIf(SKIP !== "")(`storage pool on a loop-mounted file system${SKIP}`
     await expectRichTree(join(pool.root, "snapshots/rich"));
     // Still limited after the remount.
     expect(fill(join(pool.root, "disks/limited/again"), 200).stderr).toContain("No space left on device");
+  });
+
+  it("a disk still alive in another mount namespace is remounted on its live device, never a second copy", async () => {
+    const dir = join(pool.root, "disks/limited");
+    const device = mountOf(dir) === undefined ? undefined : loopOf(dir);
+    // A process that unshared its mounts while the disk was mounted keeps the file system alive.
+    const holder = spawn("unshare", ["--mount", "--propagation", "private", "sleep", "120"], {
+      stdio: "ignore",
+    });
+    try {
+      await waitFor(
+        () => existsSync(`/proc/${holder.pid}/mountinfo`) && readMountinfo(holder.pid).includes(dir),
+      );
+      await pool.close();
+      expect(mountOf(pool.root)).toBeUndefined();
+      pool = newPool();
+      await pool.open();
+      expect(loopOf(dir)).toBe(device);
+      await writeFile(join(dir, "after-remount"), "one file system");
+      expect(await readFile(join(dir, "synced"), "utf8")).toBe("kept");
+    } finally {
+      holder.kill("SIGKILL");
+    }
+    await new Promise((resolvePromise) => holder.once("exit", resolvePromise));
   });
 });
