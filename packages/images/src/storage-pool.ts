@@ -84,6 +84,8 @@ const BLOCK = 4096;
 const VOLUMES_DIR = ".volumes";
 const TEMP_DIR = ".tmp";
 const TEMPLATES_DIR = ".templates";
+/** Volumes mounted at once by `open()` after a reboot (each mount is mostly waiting on I/O). */
+const REMOUNT_CONCURRENCY = 4;
 const RELATIVE_PATH = /^[a-z0-9._-]+(?:\/[a-z0-9._-]+)*$/;
 const TOOL_ENV = { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C" };
 const MOUNT_OPTIONS = "discard,nosuid,nodev";
@@ -147,16 +149,35 @@ export class StoragePool {
     // Leftovers of a create or clone a crash interrupted: never renamed into place, so unused.
     await rm(join(this.root, TEMP_DIR), { recursive: true, force: true });
     await mkdir(join(this.root, TEMP_DIR), { mode: 0o700 });
+    await this.mountAllVolumes();
+  }
+
+  /**
+   * Mounts every volume not mounted (all of them after a reboot), a few at a time and shallowest
+   * first. One that fails is logged and left unmounted (its operations fail later), so one bad
+   * disk does not keep the pool, and every other sandbox, from starting.
+   */
+  private async mountAllVolumes(): Promise<void> {
     const mounts = await readMounts();
+    const pending: string[] = [];
     for (const name of await readdir(join(this.root, VOLUMES_DIR))) {
-      if (!name.endsWith(".img")) {
-        await rm(join(this.root, VOLUMES_DIR, name), { force: true });
-        continue;
-      }
       const relPath = name.slice(0, -".img".length).replaceAll("+", "/");
-      if (!RELATIVE_PATH.test(relPath)) continue;
-      if (!mounts.has(this.mountKey(relPath))) await this.mountVolume(relPath);
+      if (!name.endsWith(".img") || !RELATIVE_PATH.test(relPath)) continue;
+      if (!mounts.has(this.mountKey(relPath))) pending.push(relPath);
     }
+    const depth = (relPath: string): number => relPath.split("/").length;
+    for (const level of [...new Set(pending.map(depth))].sort((a, b) => a - b)) {
+      const batch = pending.filter((relPath) => depth(relPath) === level);
+      const workers = Array.from({ length: Math.min(REMOUNT_CONCURRENCY, batch.length) }, async () => {
+        for (let relPath = batch.pop(); relPath !== undefined; relPath = batch.pop()) {
+          await this.mountVolume(relPath).catch((error: unknown) => {
+            this.log.warn({ relPath, err: error }, "storage pool volume could not be mounted");
+          });
+        }
+      });
+      await Promise.all(workers);
+    }
+    if (pending.length > 0) this.log.info({ count: pending.length }, "storage pool volumes mounted");
   }
 
   private async createPoolFile(): Promise<void> {
