@@ -1,10 +1,11 @@
 /**
  * `npm run bench`: every benchmark, each measuring its own baseline in the same run, printed as
- * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress` picks one.
+ * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool` picks one.
  */
 import { benchEgress, egressTable } from "./egress.js";
 import { benchRuns, runsTable } from "./runs.js";
 import { benchSandboxCore, sandboxCoreTable } from "./sandbox-core.js";
+import { benchStoragePool, storagePoolTable } from "./storage-pool.js";
 
 const quick = process.argv.includes("--quick");
 const only = process.argv[process.argv.indexOf("--only") + 1];
@@ -19,4 +20,8 @@ if (!process.argv.includes("--only") || only === "runs") {
 if (!process.argv.includes("--only") || only === "egress") {
   const egress = await benchEgress({ quick });
   process.stdout.write(`\n## Egress: a sandbox's way out versus the host's own\n\n${egressTable(egress)}\n`);
+}
+if (!process.argv.includes("--only") || only === "pool") {
+  const pool = await benchStoragePool({ quick });
+  process.stdout.write(`\n## Storage pool: sandbox disks\n\n${storagePoolTable(pool)}\n`);
 }

@@ -10,8 +10,11 @@ npx tsc -b packages/*/tsconfig.json
 
 # Test-only system packages: Debian's Chromium for the dashboard's browser tests (playwright-core
 # brings no browser), a real OCI registry with skopeo for the image-pull tests, and getfattr
-# (attr) for reading overlay's opaque-directory markers when a layer is committed.
+# (attr) for reading overlay's opaque-directory markers when a layer is committed (and setting
+# them in the storage pool's clone tests). The storage pool's own xfsprogs comes with setup
+# (scripts/ensure.sh); it is checked here too for a test.sh run on its own.
 test_missing=()
+[ -x /usr/sbin/mkfs.xfs ] || test_missing+=(xfsprogs)
 [ -x /usr/bin/chromium ] || test_missing+=(chromium)
 [ -x /usr/bin/docker-registry ] || test_missing+=(docker-registry)
 [ -x /usr/bin/skopeo ] || test_missing+=(skopeo)

@@ -40,5 +40,7 @@ export type { ImageReference } from "./registry-reference.js";
 export { parseImageReference } from "./registry-reference.js";
 export type { AssembleLimits, AssembleResult } from "./rootfs.js";
 export { assembleRootfs, emptyDirectory } from "./rootfs.js";
+export type { StoragePoolLog, StoragePoolOptions, StorageUsage } from "./storage-pool.js";
+export { MIN_VOLUME_BYTES, StoragePool, VOLUME_BYTES_PER_INODE } from "./storage-pool.js";
 export type { UnpackLayerOptions, UnpackLayerResult } from "./unpack-layer.js";
 export { DEFAULT_MAX_PATH_LENGTH, MAX_METADATA_RECORD_BYTES, unpackLayer } from "./unpack-layer.js";
