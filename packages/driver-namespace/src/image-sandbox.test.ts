@@ -7,9 +7,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AgentConnection, SandboxHandle, SandboxImage, SandboxSpec } from "@polydev/core";
+import { StoragePool } from "@polydev/images";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NamespaceDriver } from "./namespace-driver.js";
-import { plainDiskStorage } from "./testing/plain-disk-storage.js";
 import { privateCgroupName, privateUidBase, removeCgroupParent } from "./testing/private-host.js";
 
 const ROOTFS = process.env.POLYDEV_TEST_ROOTFS ?? "/var/tmp/lead-rootfs";
@@ -34,9 +34,17 @@ async function run(
   return { code: exit.exitCode, out, err };
 }
 
+async function waitForExit(pid: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (!existsSync(`/proc/${pid}`)) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
 describe.skipIf(!available)("image sandboxes (needs root and a Debian root file system)", () => {
   let rootDir: string;
   let storageDir: string;
+  let pool: StoragePool;
   let driver: NamespaceDriver;
   const cgroupName = privateCgroupName();
   const image: SandboxImage = {
@@ -57,17 +65,28 @@ describe.skipIf(!available)("image sandboxes (needs root and a Debian root file 
   beforeAll(async () => {
     rootDir = await mkdtemp(join(tmpdir(), "polydev-image-"));
     storageDir = await mkdtemp(join(tmpdir(), "polydev-image-storage-"));
-    driver = new NamespaceDriver({
+    pool = new StoragePool({
+      mountPoint: join(storageDir, "pool"),
+      imageFile: join(storageDir, "pool.xfs"),
+      sizeBytes: 20 * 2 ** 30,
+    });
+    await pool.open();
+    driver = newDriver();
+    await driver.probe();
+  });
+  const newDriver = (): NamespaceDriver =>
+    new NamespaceDriver({
       rootDir,
       cgroupName,
       hostUidBase: privateUidBase(),
       hostUidCount: 10_000,
-      storage: plainDiskStorage(storageDir),
+      storage: pool,
+      execSocketRoot: `/run/polydev-image-test-${process.pid}`,
     });
-    await driver.probe();
-  });
   afterAll(async () => {
     for (const observed of await driver.list()) await driver.destroy(observed.handle).catch(() => undefined);
+    await pool.close();
+    await rm(`/run/polydev-image-test-${process.pid}`, { recursive: true, force: true });
     await rm(rootDir, { recursive: true, force: true });
     await rm(storageDir, { recursive: true, force: true });
     await removeCgroupParent(cgroupName);
@@ -118,6 +137,50 @@ describe.skipIf(!available)("image sandboxes (needs root and a Debian root file 
     expect((await run(agent, ["/bin/cat", "/root/shared"])).out).toBe("parent\n");
     expect((await run(a, ["/bin/cat", "/root/shared"])).out).toBe("a\n");
     for (const h of [handle, ...forks]) await driver.destroy(h);
+  });
+
+  it("fills its disk to exactly diskMb: ENOSPC inside, for root too, and nothing else", async () => {
+    const small = { ...spec("img-full"), limits: { cpu: 1, memoryMb: 256, diskMb: 64, pidsMax: 64 } };
+    const handle = await driver.create(small);
+    const agent = await driver.connect(handle);
+    const fill = await run(agent, [
+      "/bin/sh",
+      "-c",
+      "dd if=/dev/zero of=/root/big bs=1M count=200 2>&1; echo done",
+    ]);
+    expect(fill.out).toContain("No space left on device");
+    const size = Number((await run(agent, ["/usr/bin/stat", "-c", "%s", "/root/big"])).out);
+    expect(size).toBeGreaterThan(40 * 2 ** 20);
+    expect(size).toBeLessThanOrEqual(64 * 2 ** 20);
+    // The sandbox itself still works.
+    expect((await run(agent, ["/bin/echo", "alive"])).out).toBe("alive\n");
+    await driver.destroy(handle);
+  });
+
+  it("loses no synced file in a host reboot: every process killed, the pool unmounted, /run cleared", async () => {
+    const handle = await driver.create(spec("img-reboot"));
+    const agent = await driver.connect(handle);
+    expect((await run(agent, ["/bin/sh", "-c", "echo synced > /root/kept && sync /root/kept"])).code).toBe(0);
+    const initPid = Number(handle.data.initPid);
+    const monitorPid = Number(handle.data.bwrapPid);
+    for (const pid of [monitorPid, initPid]) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // Already gone with the other.
+      }
+    }
+    await waitForExit(initPid);
+    await pool.close();
+    await rm(`/run/polydev-image-test-${process.pid}`, { recursive: true, force: true });
+    await pool.open();
+    driver = newDriver();
+    await driver.probe();
+    expect(await driver.isAlive(handle)).toBe(false);
+    const again = await driver.start?.(handle, spec("img-reboot"));
+    if (again === undefined) throw new Error("start is missing");
+    expect((await run(await driver.connect(again), ["/bin/cat", "/root/kept"])).out).toBe("synced\n");
+    await driver.destroy(again);
   });
 
   it("gives root no way to nested user namespaces, mounts or the network's configuration", async () => {

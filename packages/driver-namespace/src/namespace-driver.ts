@@ -6,7 +6,6 @@
  */
 
 import type { ChildProcess } from "node:child_process";
-import { spawn } from "node:child_process";
 import {
   accessSync,
   chmodSync,
@@ -652,12 +651,14 @@ export class NamespaceDriver implements SandboxDriver {
     const storage = this.requireStorage();
     const image = await this.imageMetaOf(handle);
     const target = storageRelative(storage, targetDir);
-    await this.whileFrozen(handle.sandboxId, () => storage.cloneDir(image.disk, target, null));
+    // The pool's clone is one atomic reflink after a syncfs: consistent as after a power cut,
+    // which every file system's journal handles, without freezing the sandbox.
+    await storage.cloneDir(image.disk, target, null);
   }
 
   /**
-   * New sandboxes whose disks are reflinked copies of this one's, all taken in one freeze;
-   * then each starts on its copy. All or none: a failure destroys the ones made.
+   * New sandboxes whose disks are reflinked copies of this one's; then each starts on its copy.
+   * All or none: a failure destroys the ones made.
    */
   async fork(handle: SandboxHandle, specs: SandboxSpec[], signal?: AbortSignal): Promise<SandboxHandle[]> {
     signal?.throwIfAborted();
@@ -675,30 +676,16 @@ export class NamespaceDriver implements SandboxDriver {
     const copied: string[] = [];
     const handles: SandboxHandle[] = [];
     try {
-      await this.whileFrozen(handle.sandboxId, async () => {
-        for (const spec of specs) {
-          await storage.cloneDir(image.disk, diskPath(spec.id), spec.limits.diskMb * MiB);
-          copied.push(spec.id);
-        }
-      });
+      for (const spec of specs) {
+        await storage.cloneDir(image.disk, diskPath(spec.id), spec.limits.diskMb * MiB);
+        copied.push(spec.id);
+      }
       for (const spec of specs) handles.push(await this.bringUp(spec, "fork", signal));
       return handles;
     } catch (error) {
       for (const made of handles) await this.destroy(made).catch(() => undefined);
       for (const id of copied) await storage.removeDir(diskPath(id)).catch(() => undefined);
       throw error;
-    }
-  }
-
-  /** Runs `work` with the sandbox frozen (if it runs) and its file system flushed. */
-  private async whileFrozen<T>(id: string, work: () => Promise<T>): Promise<T> {
-    const running = this.cgroups.exists(id) && !this.cgroups.isFrozen(id);
-    if (running) await this.cgroups.freeze(id);
-    try {
-      await syncStorage(this.requireStorage().root);
-      return await work();
-    } finally {
-      if (running) await this.cgroups.thaw(id).catch(() => undefined);
     }
   }
 
@@ -942,15 +929,6 @@ export class NamespaceDriver implements SandboxDriver {
       return "";
     }
   }
-}
-
-/** syncfs(2) of the pool, through `sync -f` (Node has no syncfs): its data reaches the disk. */
-async function syncStorage(root: string): Promise<void> {
-  await new Promise<void>((resolveSync) => {
-    const child = spawn("/usr/bin/sync", ["-f", root], { stdio: "ignore", env: {} });
-    child.once("error", () => resolveSync());
-    child.once("exit", () => resolveSync());
-  });
 }
 
 function assertLimits(limits: SandboxLimits): void {
