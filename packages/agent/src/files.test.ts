@@ -21,15 +21,27 @@ const INIT_BINARY = fileURLToPath(
 // Every case runs twice: through the sh scripts (a launcher without a file helper) and through
 // the init binary's file helper, which must behave the same while starting no shell at all.
 describe.each([
-  { implementation: "the sh scripts", fileHelper: undefined },
-  { implementation: "the init binary's file helper", fileHelper: [INIT_BINARY, "--file"] },
-])("files through $implementation", ({ fileHelper }) => {
+  { implementation: "the sh scripts", fileHelper: undefined, baseEnv: undefined },
+  {
+    implementation: "the init binary's file helper",
+    fileHelper: [INIT_BINARY, "--file"],
+    baseEnv: undefined,
+  },
+  {
+    implementation: "the init binary's file helper without openat2 (as before Linux 5.6)",
+    fileHelper: [INIT_BINARY, "--file"],
+    baseEnv: { POLYDEV_FILE_OPS_NO_OPENAT2: "1" },
+  },
+])("files through $implementation", ({ fileHelper, baseEnv }) => {
   let fixture: AgentFixture;
   beforeEach(async () => {
     if (fileHelper !== undefined && !existsSync(INIT_BINARY)) {
       throw new Error(`${INIT_BINARY} is missing: run scripts/ensure.sh to build it`);
     }
-    fixture = await startAgentFixture(fileHelper === undefined ? {} : { fileHelper });
+    fixture = await startAgentFixture({
+      ...(fileHelper === undefined ? {} : { fileHelper }),
+      ...(baseEnv === undefined ? {} : { baseEnv }),
+    });
   });
   afterEach(async () => {
     const started = fixture.started;

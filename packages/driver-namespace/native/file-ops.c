@@ -162,7 +162,9 @@ static const char *resolve(const char *rel, char canonical[PATH_MAX]) {
  * way: ELOOP or EXDEV means something changed since it was resolved.
  */
 static int open_beneath(const char *below, int flags, mode_t mode) {
-  static int use_openat2 = 1;
+  /* POLYDEV_FILE_OPS_NO_OPENAT2 (any value) takes the walk, as before Linux 5.6: for its tests. */
+  static int use_openat2 = -1;
+  if (use_openat2 < 0) use_openat2 = getenv("POLYDEV_FILE_OPS_NO_OPENAT2") == NULL;
   if (use_openat2) {
     struct open_how how = {
         .flags = (uint64_t)(flags | O_CLOEXEC),
@@ -491,9 +493,13 @@ static int op_write(const char *rel, const char *mode_text) {
   sigaction(SIGHUP, &on_signal, NULL);
   sigaction(SIGINT, &on_signal, NULL);
   snprintf(upload_name, sizeof upload_name, ".polydev-upload-%d", (int)getpid());
-  int fd = openat(dir, upload_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-  if (fd < 0) fail(EXIT_FAILED, "cannot create a file beside", rel);
+  /* Set first: a TERM right after the create must find the name to remove. */
   upload_dir = dir;
+  int fd = openat(dir, upload_name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    upload_dir = -1;
+    fail(EXIT_FAILED, "cannot create a file beside", rel);
+  }
   static char buffer[65536];
   for (;;) {
     ssize_t n = read(STDIN_FILENO, buffer, sizeof buffer);

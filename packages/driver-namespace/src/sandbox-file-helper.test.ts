@@ -52,6 +52,8 @@ describe("file operations by the sandbox's init binary", () => {
   let handle: SandboxHandle;
   let launcher: SandboxLauncher;
   let agent: AgentConnection;
+  /** The same sandbox, its file helper told to walk instead of using openat2 (as before 5.6). */
+  let walkingAgent: AgentConnection;
   /** The argv of every process the agent started in the sandbox. */
   const started: string[][] = [];
 
@@ -87,9 +89,19 @@ describe("file operations by the sandbox's init binary", () => {
       },
     };
     agent = await createInProcessAgent(launcher);
+    walkingAgent = await createInProcessAgent(
+      namespaceLauncher({
+        execSocket,
+        execDir: dirname(execSocket),
+        hostUid,
+        env: { POLYDEV_FILE_OPS_NO_OPENAT2: "1" },
+        network: "none",
+      }),
+    );
   });
   afterAll(async () => {
     await agent?.close();
+    await walkingAgent?.close();
     if (handle) await driver.destroy(handle);
     await rm(rootDir, { recursive: true, force: true });
     await removeCgroupParent(cgroupName);
@@ -180,50 +192,56 @@ describe("file operations by the sandbox's init binary", () => {
     expect(await inSandbox("test -f /etc/passwd && test -d /etc && echo kept")).toBe("kept\n");
   });
 
-  it("is not carried out of the home by a directory swapped for a symlink mid-operation", async () => {
-    await inSandbox(
-      "mkdir -p real /tmp/swapped-out && echo inside > real/passwd && rm -rf d && ls /usr/bin/perl >/dev/null",
-    );
-    const passwd = await inSandbox("cat /etc/passwd");
-    // `d` is by turns a real directory of the home, a symlink to /etc and one to
-    // /tmp/swapped-out, each for half a millisecond (and absent between for a few microseconds):
-    // the window between resolving a path and opening it, which the sh scripts lose.
-    const swapper = await agent.exec({
-      argv: [
-        "/usr/bin/perl",
-        "-e",
-        "for (;;) { for my $out ('/etc', '/tmp/swapped-out') { " +
-          "rename 'real', 'd'; select undef, undef, undef, 0.0005; rename 'd', 'real'; " +
-          "symlink $out, 'd'; select undef, undef, undef, 0.0005; unlink 'd'; } }",
-      ],
-    });
-    swapper.stdin.end();
-    try {
-      const seen = new Set<string>();
-      for (let i = 0; i < 150; i++) {
-        const read = await outcome(readText(agent, "d/passwd"));
-        expect(read.value === undefined || read.value === "inside\n", "a read reached /etc/passwd").toBe(
-          true,
-        );
-        expect(read.value).not.toBe(passwd);
-        seen.add(read.code ?? "read inside");
-        const written = await outcome(agent.files.write(`d/planted-${i}`, upload("x")));
-        seen.add(written.code ?? "written inside");
+  it.each([
+    ["with openat2", () => agent],
+    ["without openat2", () => walkingAgent],
+  ])(
+    "is not carried out of the home by a directory swapped for a symlink mid-operation (%s)",
+    async (_, agentOf) => {
+      await inSandbox(
+        "mkdir -p real /tmp/swapped-out && echo inside > real/passwd && rm -rf d && ls /usr/bin/perl >/dev/null",
+      );
+      const passwd = await inSandbox("cat /etc/passwd");
+      // `d` is by turns a real directory of the home, a symlink to /etc and one to
+      // /tmp/swapped-out, each for half a millisecond (and absent between for a few microseconds):
+      // the window between resolving a path and opening it, which the sh scripts lose.
+      const swapper = await agent.exec({
+        argv: [
+          "/usr/bin/perl",
+          "-e",
+          "for (;;) { for my $out ('/etc', '/tmp/swapped-out') { " +
+            "rename 'real', 'd'; select undef, undef, undef, 0.0005; rename 'd', 'real'; " +
+            "symlink $out, 'd'; select undef, undef, undef, 0.0005; unlink 'd'; } }",
+        ],
+      });
+      swapper.stdin.end();
+      try {
+        const seen = new Set<string>();
+        for (let i = 0; i < 150; i++) {
+          const read = await outcome(readText(agentOf(), "d/passwd"));
+          expect(read.value === undefined || read.value === "inside\n", "a read reached /etc/passwd").toBe(
+            true,
+          );
+          expect(read.value).not.toBe(passwd);
+          seen.add(read.code ?? "read inside");
+          const written = await outcome(agentOf().files.write(`d/planted-${i}`, upload("x")));
+          seen.add(written.code ?? "written inside");
+        }
+        // Every outcome is one of these: the swap was won by neither side for long.
+        expect(
+          [...seen].filter(
+            (o) =>
+              !["read inside", "written inside", "path_outside_home", "not_found", "command_failed"].includes(
+                o,
+              ),
+          ),
+        ).toEqual([]);
+      } finally {
+        swapper.kill("SIGKILL");
+        await swapper.exited;
       }
-      // Every outcome is one of these: the swap was won by neither side for long.
-      expect(
-        [...seen].filter(
-          (o) =>
-            !["read inside", "written inside", "path_outside_home", "not_found", "command_failed"].includes(
-              o,
-            ),
-        ),
-      ).toEqual([]);
-    } finally {
-      swapper.kill("SIGKILL");
-      await swapper.exited;
-    }
-    expect(await inSandbox("ls -A /tmp/swapped-out")).toBe("");
-    expect(await inSandbox("cat /etc/passwd")).toBe(passwd);
-  });
+      expect(await inSandbox("ls -A /tmp/swapped-out")).toBe("");
+      expect(await inSandbox("cat /etc/passwd")).toBe(passwd);
+    },
+  );
 });

@@ -18,7 +18,7 @@ export interface AgentFixture {
 }
 
 export async function startAgentFixture(
-  options: { fileHelper?: readonly string[] } = {},
+  options: { fileHelper?: readonly string[]; baseEnv?: Record<string, string> } = {},
 ): Promise<AgentFixture> {
   const home = await mkdtemp(join(tmpdir(), "polydev-agent-home-"));
   const stateDir = await mkdtemp(join(tmpdir(), "polydev-agent-state-"));
@@ -26,6 +26,7 @@ export async function startAgentFixture(
     home,
     stateDir,
     ...(options.fileHelper === undefined ? {} : { fileHelper: options.fileHelper }),
+    ...(options.baseEnv === undefined ? {} : { baseEnv: options.baseEnv }),
   });
   const started: string[][] = [];
   const launcher: SandboxLauncher = {
