@@ -99,7 +99,8 @@ if [ -d "$p" ] && [ ! -L "$p" ]; then
 else rm -f -- "$p" || exit ${FileExit.failed}; fi`,
 
   // $1 after the shift: the destination. Both ends are names themselves (resolve_parent); -T so
-  // that an existing directory at the destination is replaced (when empty), not moved into.
+  // that an existing directory at the destination is replaced (when empty), not moved into. A
+  // destination of the other kind (file/directory) is taken: conflict, as rename(2) says.
   rename: `${PRELUDE}resolve_parent
 [ "$p" = "$home" ] && exit ${FileExit.outsideHome}
 [ -e "$p" ] || [ -L "$p" ] || exit ${FileExit.notFound}
@@ -107,7 +108,12 @@ from=$p; rel=$1
 resolve_parent
 [ "$p" = "$home" ] && exit ${FileExit.outsideHome}
 [ -d "$(dirname -- "$p")" ] || exit ${FileExit.notFound}
-if [ -d "$p" ] && [ ! -L "$p" ] && [ -n "$(ls -A -- "$p" 2>/dev/null)" ]; then exit ${FileExit.exists}; fi
+isdir() { [ -d "$1" ] && [ ! -L "$1" ]; }
+if [ -e "$p" ] || [ -L "$p" ]; then
+  if isdir "$p"; then isdir "$from" && [ -z "$(ls -A -- "$p" 2>/dev/null)" ] || exit ${FileExit.exists}
+  elif isdir "$from"; then exit ${FileExit.exists}; fi
+fi
+[ "$from" = "$p" ] && exit 0
 mv -fT -- "$from" "$p" || exit ${FileExit.failed}`,
 
   // For watch: one record per entry below the path, bounded in depth and count so that a huge

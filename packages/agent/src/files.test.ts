@@ -210,6 +210,8 @@ describe.each([
       expect(await readFile(join(fixture.home, "b/a/two.txt"), "utf8")).toBe("1");
       await files.write("full/x", upload("x"));
       await expect(files.rename("b", "full")).rejects.toMatchObject({ code: "conflict" });
+    await expect(files.rename("full/x", "b")).rejects.toMatchObject({ code: "conflict" });
+    await expect(files.rename("b", "full/x")).rejects.toMatchObject({ code: "conflict" });
       await expect(files.rename("missing", "elsewhere")).rejects.toMatchObject({ code: "not_found" });
       await expect(files.rename("b", "no/such/dir/b")).rejects.toMatchObject({ code: "not_found" });
       await symlink("/tmp", join(fixture.home, "tmp-link"));

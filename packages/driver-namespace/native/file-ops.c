@@ -11,7 +11,8 @@
  *                                       octal, or "-" to keep an existing file's; prints its size
  *   mkdir <home> <path> <parents|single>
  *   remove <home> <path> <recursive|single>   a symlink is removed, never its target
- *   rename <home> <path> <new path>     both ends as symlinks themselves, like remove
+ *   rename <home> <path> <new path>     both ends as symlinks themselves, like remove; a file or
+ *                                       an empty directory of the same kind there is replaced
  *   snapshot <home> <path>              for watch: every entry up to 6 levels down, at most 20000
  *
  * An entry is "<type>\t<size>\t<mtime seconds.nanoseconds>\t<octal mode>\t<name>\0" (type as
@@ -614,9 +615,12 @@ static int op_rename(const char *from, const char *to) {
   if (to_dir < 0 && (errno == ENOENT || errno == ENOTDIR)) exit(EXIT_NOT_FOUND);
   if (to_dir < 0) fail(EXIT_FAILED, "cannot move to", to);
   if (renameat(from_dir, from_name, to_dir, to_name) == 0) return 0;
-  if (errno == ENOTEMPTY || errno == EEXIST) exit(EXIT_EXISTS);
-  if (errno == ENOTDIR) exit(EXIT_NOT_DIRECTORY);
-  if (errno == EISDIR) exit(EXIT_IS_DIRECTORY);
+  /* A directory that is not empty, or a directory and a non-directory: the destination is taken. */
+  if (errno == ENOTEMPTY || errno == EEXIST || errno == ENOTDIR || errno == EISDIR) exit(EXIT_EXISTS);
+  if (errno == EINVAL) {
+    fprintf(stderr, "cannot move \"%s\" into itself\n", from);
+    exit(EXIT_FAILED);
+  }
   fail(EXIT_FAILED, "cannot move", from);
 }
 
