@@ -21,11 +21,14 @@ export function launchScript(
   path: string,
   args: string[],
 ): LaunchedProcess {
-  const argv =
-    launcher.fileHelper === undefined
-      ? ["/bin/sh", "-c", fileScripts[script], "sh", launcher.home, path, ...args]
-      : [...launcher.fileHelper, script, launcher.home, path, ...args];
-  return launcher.start(launchRequest(launcher, { argv }));
+  if (launcher.fileHelper === undefined) {
+    const argv = ["/bin/sh", "-c", fileScripts[script], "sh", launcher.home, path, ...args];
+    return launcher.start(launchRequest(launcher, { argv }));
+  }
+  // From "/": the helper needs no working directory, and a missing home is then its answer
+  // (with the reason), not a process that could not start.
+  const argv = [...launcher.fileHelper, script, launcher.home, path, ...args];
+  return launcher.start(launchRequest(launcher, { argv, cwd: "/" }));
 }
 
 /** Resolves with the exit code once the script has exited and its output is read; -1 if it never ran. */

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { lstat, mkdir, readdir, readFile, readlink, stat, symlink, writeFile } from "node:fs/promises";
+import { lstat, mkdir, readdir, readFile, readlink, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -210,8 +210,8 @@ describe.each([
       expect(await readFile(join(fixture.home, "b/a/two.txt"), "utf8")).toBe("1");
       await files.write("full/x", upload("x"));
       await expect(files.rename("b", "full")).rejects.toMatchObject({ code: "conflict" });
-    await expect(files.rename("full/x", "b")).rejects.toMatchObject({ code: "conflict" });
-    await expect(files.rename("b", "full/x")).rejects.toMatchObject({ code: "conflict" });
+      await expect(files.rename("full/x", "b")).rejects.toMatchObject({ code: "conflict" });
+      await expect(files.rename("b", "full/x")).rejects.toMatchObject({ code: "conflict" });
       await expect(files.rename("missing", "elsewhere")).rejects.toMatchObject({ code: "not_found" });
       await expect(files.rename("b", "no/such/dir/b")).rejects.toMatchObject({ code: "not_found" });
       await symlink("/tmp", join(fixture.home, "tmp-link"));
@@ -233,6 +233,12 @@ describe.each([
       expect(await files.stat("absolute")).toMatchObject({ type: "directory" });
       await files.write("absolute/new.txt", upload("n"));
       expect(await readFile(join(fixture.home, "real/new.txt"), "utf8")).toBe("n");
+    });
+
+    it("answers command_failed, with the reason, once the home itself is gone", async () => {
+      await rm(fixture.home, { recursive: true, force: true });
+      await expect(fixture.agent.files.stat("x")).rejects.toMatchObject({ code: "command_failed" });
+      await mkdir(fixture.home);
     });
 
     it("streams a read with back-pressure and stops it on abort", async () => {
