@@ -62,6 +62,10 @@ export class ClientFiles implements AgentFiles {
     await this.call({ type: "files.remove", path, recursive: options.recursive ?? false }, options.signal);
   }
 
+  async rename(from: string, to: string, options: { signal?: AbortSignal } = {}): Promise<void> {
+    await this.call({ type: "files.rename", from, to }, options.signal);
+  }
+
   /** Polls inside the sandbox (every 500 ms); see PROTOCOL.md for why it is not inotify. */
   async *watch(path: string, signal: AbortSignal): AsyncGenerator<FileWatchEvent> {
     if (signal.aborted) return;

@@ -1,4 +1,4 @@
-/** files.*: stat, list, mkdir and remove answer once; read and write stream with back-pressure. */
+/** files.*: stat, list, mkdir, remove and rename answer once; read and write stream with back-pressure. */
 import { posix } from "node:path";
 import type { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
@@ -36,6 +36,16 @@ export const removeOperation: Operation = async ({ launcher }, channel, request)
   if (path === ".") throw new PolydevError("invalid_request", "the home itself cannot be removed");
   const recursive = optionalBoolean(request, "recursive") ?? false;
   await runScript(launcher, channel, "remove", path, [recursive ? "recursive" : "single"]);
+  reply(channel, {});
+};
+
+export const renameOperation: Operation = async ({ launcher }, channel, request) => {
+  const from = checkRelativePath(stringField(request, "from"));
+  const to = checkRelativePath(stringField(request, "to"));
+  if (from === "." || to === ".")
+    throw new PolydevError("invalid_request", "the home itself cannot be moved");
+  // The destination goes as an argument; an error names the source, as the other operations do.
+  await runScript(launcher, channel, "rename", from, [to]);
   reply(channel, {});
 };
 

@@ -1,4 +1,8 @@
-/** Launches a file script inside the sandbox and collects what it says. */
+/**
+ * Launches a file operation inside the sandbox and collects what it says: the launcher's own file
+ * helper where it has one (nothing needed from the image), else the POSIX sh script of the same
+ * name, with the same arguments, exit codes and output.
+ */
 import type { Readable } from "node:stream";
 import type { LaunchedProcess, SandboxLauncher } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
@@ -17,8 +21,14 @@ export function launchScript(
   path: string,
   args: string[],
 ): LaunchedProcess {
-  const argv = ["/bin/sh", "-c", fileScripts[script], "sh", launcher.home, path, ...args];
-  return launcher.start(launchRequest(launcher, { argv }));
+  if (launcher.fileHelper === undefined) {
+    const argv = ["/bin/sh", "-c", fileScripts[script], "sh", launcher.home, path, ...args];
+    return launcher.start(launchRequest(launcher, { argv }));
+  }
+  // From "/": the helper needs no working directory, and a missing home is then its answer
+  // (with the reason), not a process that could not start.
+  const argv = [...launcher.fileHelper, script, launcher.home, path, ...args];
+  return launcher.start(launchRequest(launcher, { argv, cwd: "/" }));
 }
 
 /** Resolves with the exit code once the script has exited and its output is read; -1 if it never ran. */

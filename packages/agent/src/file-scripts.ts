@@ -1,8 +1,14 @@
 /**
- * File operations run INSIDE the sandbox as short POSIX sh scripts, launched like any command:
- * paths and symlinks resolve in the sandbox's own filesystem, as the sandbox user, so a host
- * path is never touched. The check and the operation are not atomic; a symlink swapped in
- * between can at worst reach a file the sandbox user could already read, never a host file.
+ * File operations run INSIDE the sandbox, launched like any command: paths and symlinks resolve
+ * in the sandbox's own filesystem, as the sandbox user, so a host path is never touched. Where
+ * the launcher has a file helper (`SandboxLauncher.fileHelper`, the namespace driver's init
+ * binary) it runs that; these short POSIX sh scripts are the fallback for launchers without one,
+ * and need sh, realpath -m, find -printf and GNU coreutils in the image. The helper takes the
+ * same arguments and answers the same way (exit codes below, the same output).
+ *
+ * The scripts' check and operation are not atomic; a symlink swapped in between can at worst
+ * reach a file the sandbox user could already read, never a host file (the helper reopens what
+ * it resolved with no symlink allowed, so it cannot be raced out of the home).
  *
  * Every script gets `home` and the relative path as $1 and $2, and answers through its exit code.
  */
@@ -91,6 +97,24 @@ if [ -d "$p" ] && [ ! -L "$p" ]; then
   if [ "$1" = "recursive" ]; then rm -rf -- "$p" || exit ${FileExit.failed}
   else rmdir -- "$p" 2>/dev/null || exit ${FileExit.exists}; fi
 else rm -f -- "$p" || exit ${FileExit.failed}; fi`,
+
+  // $1 after the shift: the destination. Both ends are names themselves (resolve_parent); -T so
+  // that an existing directory at the destination is replaced (when empty), not moved into. A
+  // destination of the other kind (file/directory) is taken: conflict, as rename(2) says.
+  rename: `${PRELUDE}resolve_parent
+[ "$p" = "$home" ] && exit ${FileExit.outsideHome}
+[ -e "$p" ] || [ -L "$p" ] || exit ${FileExit.notFound}
+from=$p; rel=$1
+resolve_parent
+[ "$p" = "$home" ] && exit ${FileExit.outsideHome}
+[ -d "$(dirname -- "$p")" ] || exit ${FileExit.notFound}
+isdir() { [ -d "$1" ] && [ ! -L "$1" ]; }
+if [ -e "$p" ] || [ -L "$p" ]; then
+  if isdir "$p"; then isdir "$from" && [ -z "$(ls -A -- "$p" 2>/dev/null)" ] || exit ${FileExit.exists}
+  elif isdir "$from"; then exit ${FileExit.exists}; fi
+fi
+[ "$from" = "$p" ] && exit 0
+mv -fT -- "$from" "$p" || exit ${FileExit.failed}`,
 
   // For watch: one record per entry below the path, bounded in depth and count so that a huge
   // tree costs a bounded poll.

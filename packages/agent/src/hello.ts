@@ -13,6 +13,7 @@ export const CAPABILITIES: readonly string[] = Object.freeze([
   "pty",
   "files",
   "files.watch",
+  "files.rename",
   "background",
   "forward",
   "ping",

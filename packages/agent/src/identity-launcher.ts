@@ -13,6 +13,8 @@ export interface IdentityLauncherOptions {
   stateDir: string;
   /** Every process's environment; default: PATH=/usr/local/bin:/usr/bin:/bin, HOME, LANG=C.UTF-8. */
   baseEnv?: Record<string, string>;
+  /** See `SandboxLauncher.fileHelper`; default none: file operations run the sh scripts. */
+  fileHelper?: readonly string[];
 }
 
 /**
@@ -30,6 +32,7 @@ export function identityLauncher(options: IdentityLauncherOptions): SandboxLaunc
   return Object.freeze({
     home: options.home,
     baseEnv,
+    ...(options.fileHelper === undefined ? {} : { fileHelper: Object.freeze([...options.fileHelper]) }),
     start: (request: LaunchRequest) => startLocalProcess(request),
     background: new LocalBackgroundProcesses(options.stateDir),
     connect: connectLoopback,

@@ -5,6 +5,10 @@
  *
  *   --home <dir>       default $POLYDEV_AGENT_HOME, else $HOME
  *   --state-dir <dir>  default $POLYDEV_AGENT_STATE_DIR, else <home>/.polydev-agent
+ *   --file-helper <path>  default $POLYDEV_AGENT_FILE_HELPER, else none: Polydev's init binary
+ *                      (driver-namespace's polydev-exec-server) in this machine, whose `--file`
+ *                      mode then does the file operations; without it they run sh scripts,
+ *                      which need sh and GNU coreutils/findutils here
  *
  * Commands get PATH (this process's, else a default), HOME and LANG=C.UTF-8, and nothing else of
  * this process's environment. stdout carries the protocol only; diagnostics go to stderr. Exits
@@ -18,7 +22,7 @@ import { identityLauncher } from "./identity-launcher.js";
 import { createAgentServer } from "./server.js";
 
 const { values } = parseArgs({
-  options: { home: { type: "string" }, "state-dir": { type: "string" } },
+  options: { home: { type: "string" }, "state-dir": { type: "string" }, "file-helper": { type: "string" } },
   strict: true,
 });
 const home = values.home ?? process.env.POLYDEV_AGENT_HOME ?? process.env.HOME;
@@ -28,10 +32,16 @@ if (home === undefined || !isAbsolute(home)) {
 }
 const stateDir = values["state-dir"] ?? process.env.POLYDEV_AGENT_STATE_DIR ?? join(home, ".polydev-agent");
 mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+const fileHelper = values["file-helper"] ?? process.env.POLYDEV_AGENT_FILE_HELPER;
+if (fileHelper !== undefined && !isAbsolute(fileHelper)) {
+  process.stderr.write("polydev-agent: give the file helper as an absolute path (--file-helper)\n");
+  process.exit(2);
+}
 
 const launcher = identityLauncher({
   home,
   stateDir,
   baseEnv: { PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin", HOME: home, LANG: "C.UTF-8" },
+  ...(fileHelper === undefined ? {} : { fileHelper: [fileHelper, "--file"] }),
 });
 createAgentServer(launcher).serve(Duplex.from({ readable: process.stdin, writable: process.stdout }));

@@ -20,6 +20,7 @@ import {
   mkdirOperation,
   readOperation,
   removeOperation,
+  renameOperation,
   statOperation,
   writeOperation,
 } from "./file-operations.js";
@@ -53,6 +54,7 @@ const OPERATIONS: Readonly<Record<string, Operation>> = Object.freeze({
   "files.write": writeOperation,
   "files.mkdir": mkdirOperation,
   "files.remove": removeOperation,
+  "files.rename": renameOperation,
   "files.watch": watchOperation,
   "bg.start": startBackgroundOperation,
   "bg.list": listBackgroundOperation,

@@ -121,6 +121,11 @@ export interface AgentFiles {
   ): Promise<{ sizeBytes: number }>;
   mkdir(path: string, options?: { parents?: boolean; signal?: AbortSignal }): Promise<void>;
   remove(path: string, options?: { recursive?: boolean; signal?: AbortSignal }): Promise<void>;
+  /**
+   * Moves `from` to `to` (both names themselves: a symlink is moved, not its target). A file or
+   * an empty directory at `to` is replaced; `conflict` for a directory that is not empty.
+   */
+  rename(from: string, to: string, options?: { signal?: AbortSignal }): Promise<void>;
   watch(path: string, signal: AbortSignal): AsyncIterable<FileWatchEvent>;
 }
 

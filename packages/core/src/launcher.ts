@@ -48,6 +48,13 @@ export interface SandboxLauncher {
   readonly home: string;
   /** Base environment of every process (PATH, HOME, USER, LANG, TERM and the spec's env). */
   readonly baseEnv: Readonly<Record<string, string>>;
+  /**
+   * The argv prefix of a file helper inside the sandbox that needs nothing from the image (the
+   * namespace driver's init binary, `--file`; protocol in its native/file-ops.c). The agent's
+   * file operations run it when present and fall back to POSIX sh scripts (sh, realpath, find,
+   * GNU coreutils in the image) when absent.
+   */
+  readonly fileHelper?: readonly string[] | undefined;
   /** Starts a process inside the sandbox, on pipes or (with `tty`) on a terminal of its own. */
   start(request: LaunchRequest): LaunchedProcess;
   readonly background: BackgroundLauncher;

@@ -46,6 +46,7 @@ int image_sandbox_main(int argc, char **argv);
 int background_main(int argc, char **argv);
 int forward_main(int argc, char **argv);
 int disk_usage_main(int argc, char **argv);
+int file_ops_main(int argc, char **argv);
 int deny_routes_main(int argc, char **argv);
 int egress_setup_main(int argc, char **argv);
 int egress_relay_main(int argc, char **argv);

@@ -52,8 +52,9 @@
  * sandbox itself: image-root.c, whose init then runs as `--root <socket>`), `--deny-routes` (deny-routes.c)
  * closes addresses off in an egress sandbox's network namespace and `--egress-setup`
  * (egress-setup.c) confines an allow-list sandbox's; inside the sandbox, `--bg-*`
- * (background.c), `--connect`/`--listen` (forward.c), `--egress-relay` (egress-relay.c) and
- * `--disk-usage` (disk-usage.c) are subcommands the host runs through ordinary requests.
+ * (background.c), `--connect`/`--listen` (forward.c), `--egress-relay` (egress-relay.c),
+ * `--disk-usage` (disk-usage.c) and `--file` (file-ops.c, the agent's file operations) are
+ * subcommands the host runs through ordinary requests.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -320,6 +321,7 @@ int main(int argc, char **argv) {
     root_init = 1;
     return serve(argv[2]);
   }
+  if (argc > 1 && strcmp(argv[1], "--file") == 0) return file_ops_main(argc, argv);
   if (argc != 2 || argv[1][0] == '-') {
     fprintf(stderr, "usage: %s <socket path>\n", argv[0]);
     return 2;

@@ -72,6 +72,9 @@ export function namespaceLauncher(options: {
   const launcher: SandboxLauncher = {
     home,
     baseEnv,
+    // The init binary is bound read-only into every sandbox: file operations need nothing from
+    // the image (native/file-ops.c).
+    fileHelper: Object.freeze([EXEC_SERVER_IN_SANDBOX, "--file"]),
     start,
     background: new SandboxBackground(start, helper),
     connect: (port: number, signal?: AbortSignal) => ports.connect(port, signal),

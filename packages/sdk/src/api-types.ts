@@ -746,7 +746,7 @@ export interface paths {
                     limit?: number;
                     /** @description the nextCursor of the previous page */
                     cursor?: string;
-                    state?: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+                    state?: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
                 };
                 header?: never;
                 path?: never;
@@ -826,7 +826,7 @@ export interface paths {
                     limit?: number;
                     /** @description the nextCursor of the previous page */
                     cursor?: string;
-                    state?: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+                    state?: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
                 };
                 header?: never;
                 path?: never;
@@ -1562,6 +1562,56 @@ export interface paths {
                         path: string;
                         /** @default true */
                         parents?: boolean;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @enum {boolean} */
+                            ok: true;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/files/rename": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Move or rename a file or directory under the home (a symlink itself, not its target) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description relative to the home */
+                        from: string;
+                        /** @description relative to the home; a file or empty directory there is replaced */
+                        to: string;
                     };
                 };
             };
@@ -2341,7 +2391,7 @@ export interface components {
         SandboxInput: {
             id: string;
             /** @enum {string} */
-            state: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+            state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
             driver: string;
             cpu: number;
@@ -2420,7 +2470,7 @@ export interface components {
         AdminSandboxInput: {
             id: string;
             /** @enum {string} */
-            state: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+            state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
             driver: string;
             cpu: number;
@@ -2596,7 +2646,7 @@ export interface components {
         Sandbox: {
             id: string;
             /** @enum {string} */
-            state: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+            state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
             driver: string;
             cpu: number;
@@ -2675,7 +2725,7 @@ export interface components {
         AdminSandbox: {
             id: string;
             /** @enum {string} */
-            state: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+            state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
             driver: string;
             cpu: number;

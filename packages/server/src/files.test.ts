@@ -80,6 +80,31 @@ describe("files", () => {
     },
   );
 
+  it("moves files and directories, answering what went wrong by code", async () => {
+    await upload("moving/a.txt", "a");
+    const rename = (from: string, to: string) =>
+      api.call<{ error?: { code: string } }>("POST", `/v1/sandboxes/${id}/files/rename`, { from, to });
+    expect((await rename("moving/a.txt", "moving/b.txt")).status).toBe(200);
+    expect((await rename("moving", "moved")).status).toBe(200);
+    expect((await api.exec(id, "cat moved/b.txt")).body.stdout).toBe("a");
+    await upload("full/x", "x");
+    expect(await rename("moved", "full")).toMatchObject({
+      status: 409,
+      body: { error: { code: "conflict" } },
+    });
+    expect(await rename("nope", "x")).toMatchObject({ status: 404, body: { error: { code: "not_found" } } });
+    await api.exec(id, "ln -sfn /etc link-out");
+    expect(await rename("moved", "link-out/moved")).toMatchObject({
+      status: 400,
+      body: { error: { code: "path_outside_home" } },
+    });
+    expect(await rename("link-out/passwd", "stolen")).toMatchObject({
+      status: 400,
+      body: { error: { code: "path_outside_home" } },
+    });
+    expect((await rename("", "x")).status).toBe(400);
+  });
+
   it("answers a missing file with 404 not_found", async () => {
     const response = await api.call("GET", `/v1/sandboxes/${id}/files/content?path=nope.txt`);
     expect(response.status).toBe(404);

@@ -90,6 +90,29 @@ export function fileRoutes(instance: FastifyInstance, ctx: ServerContext): void 
     },
   );
 
+  app.post(
+    "/v1/sandboxes/:id/files/rename",
+    {
+      schema: {
+        tags,
+        summary: "Move or rename a file or directory under the home (a symlink itself, not its target)",
+        params: sandboxIdParams,
+        body: z.strictObject({
+          from: processText("from", 4096).min(1, "from is required").describe("relative to the home"),
+          to: processText("to", 4096)
+            .min(1, "to is required")
+            .describe("relative to the home; a file or empty directory there is replaced"),
+        }),
+        response: { 200: okSchema },
+      },
+    },
+    async (request) => {
+      const { agent } = await ctx.sandboxes.agent(requirePrincipal(request).userId, request.params.id);
+      await agent.files.rename(request.body.from, request.body.to);
+      return { ok: true as const };
+    },
+  );
+
   app.delete(
     "/v1/sandboxes/:id/files",
     {
