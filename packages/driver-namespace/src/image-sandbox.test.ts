@@ -5,6 +5,7 @@
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
+import { Readable } from "node:stream";
 import { join } from "node:path";
 import type { AgentConnection, SandboxHandle, SandboxImage, SandboxSpec } from "@polydev/core";
 import { StoragePool } from "@polydev/images";
@@ -105,6 +106,10 @@ describe.skipIf(!available)("image sandboxes (needs root and a Debian root file 
     expect(uid).toBe("0");
     expect(map?.trim().split(/\s+/)).toEqual(["0", String(handle.data.hostUid), "65536"]);
     expect(owner).toBe("1234");
+    // File operations go through the init's own helper, in the default user's home.
+    await agent.files.write("notes/hello.txt", Readable.from([Buffer.from("hi")]));
+    expect((await run(agent, ["/bin/cat", "/root/notes/hello.txt"])).out).toBe("hi");
+    expect((await agent.files.stat("notes/hello.txt")).sizeBytes).toBe(2);
     const nobody = await run(agent, ["/usr/bin/id", "-un"], "nobody");
     expect(nobody.err).toBe("");
     expect(nobody.out.trim()).toBe("nobody");
