@@ -47,6 +47,11 @@ export interface SandboxDriver {
    * of this one's, taken at one instant. Either all are created or none.
    */
   fork?(handle: SandboxHandle, specs: SandboxSpec[], signal?: AbortSignal): Promise<SandboxHandle[]>;
+  /**
+   * Warm pools: a sandbox created ahead of time (a spare, with an empty env) takes on `spec`,
+   * which differs from the spare's only in `env`; processes started from then on get it.
+   */
+  adopt?(handle: SandboxHandle, spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle>;
   /** Idempotent: destroying a sandbox that is already gone succeeds. Removes its disk too. */
   destroy(handle: SandboxHandle, signal?: AbortSignal): Promise<void>;
   /** Every sandbox this driver finds on the host, live or not, for reconciliation. */

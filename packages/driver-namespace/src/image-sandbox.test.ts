@@ -5,8 +5,8 @@
 import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { Readable } from "node:stream";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import type { AgentConnection, SandboxHandle, SandboxImage, SandboxSpec } from "@polydev/core";
 import { StoragePool } from "@polydev/images";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -186,6 +186,18 @@ describe.skipIf(!available)("image sandboxes (needs root and a Debian root file 
     if (again === undefined) throw new Error("start is missing");
     expect((await run(await driver.connect(again), ["/bin/cat", "/root/kept"])).out).toBe("synced\n");
     await driver.destroy(again);
+  });
+
+  it("hands a spare made ahead of time the environment of the create that claims it", async () => {
+    const spare = await driver.create(spec("img-spare"));
+    const claimed = await driver.adopt?.(spare, { ...spec("img-spare"), env: { CLAIMED_BY: "alice" } });
+    if (claimed === undefined) throw new Error("adopt is missing");
+    const agent = await driver.connect(claimed);
+    expect((await run(agent, ["/bin/sh", "-c", "echo $CLAIMED_BY"])).out).toBe("alice\n");
+    await expect(driver.adopt?.(spare, { ...spec("img-spare"), network: "egress" })).rejects.toThrow(
+      /network/,
+    );
+    await driver.destroy(claimed);
   });
 
   it("gives root no way to nested user namespaces, mounts or the network's configuration", async () => {

@@ -633,6 +633,24 @@ export class NamespaceDriver implements SandboxDriver {
     return this.bringUp(spec, "start", signal);
   }
 
+  /** A spare of a warm pool takes on a claim's environment (see SandboxDriver.adopt). */
+  async adopt(handle: SandboxHandle, spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
+    signal?.throwIfAborted();
+    if (spec.id !== handle.sandboxId) {
+      throw new PolydevError("invalid_request", `the spec is for ${spec.id}, not ${handle.sandboxId}`);
+    }
+    const meta = await this.liveMeta(handle);
+    if (meta.network !== spec.network || (meta.image?.digest ?? null) !== (spec.image?.digest ?? null)) {
+      throw new PolydevError(
+        "invalid_request",
+        `sandbox ${spec.id} has another network or image than the spec`,
+      );
+    }
+    writeFileSync(this.envFile(spec.id), JSON.stringify(spec.env), { mode: 0o600 });
+    this.startedHere.set(spec.id, { meta, env: { ...spec.env } });
+    return this.handleOf(meta);
+  }
+
   async growDisk(handle: SandboxHandle, diskMb: number, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
     const meta = await this.imageMetaOf(handle);
