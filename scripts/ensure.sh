@@ -12,11 +12,15 @@ if [ "$node_major" -lt 20 ]; then
 fi
 
 # System packages: bubblewrap (sandboxes), slirp4netns (sandbox egress), nftables (allow-list
-# sandboxes). Installed with apt when we may; otherwise we say exactly what to install.
+# sandboxes), mmdebstrap (builds the default image from Debian's packages) and patchelf (points
+# the toolbox's node at its own C runtime). Installed with apt when we may; otherwise we say
+# exactly what to install.
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
 [ -x /usr/sbin/nft ] || missing+=(nftables)
+[ -x /usr/bin/mmdebstrap ] || missing+=(mmdebstrap)
+[ -x /usr/bin/patchelf ] || missing+=(patchelf)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]} with apt-get"
