@@ -102,6 +102,7 @@ async function buildUnderLock(
     for (const name of await readdir(cacheDir)) {
       if (name.startsWith(prefix)) await removeBuildDirectory(join(cacheDir, name));
     }
+    signal.throwIfAborted();
     await build(target, signal);
     if (!(await isDirectory(target))) {
       throw new PolydevError("internal", `the build of ${entryName} finished without producing it`);

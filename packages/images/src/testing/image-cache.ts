@@ -1,9 +1,13 @@
+import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { baseImageEntryName, ensureBaseRootfs } from "../base-image.js";
 import { removeBuildDirectory } from "../build-process.js";
 import { ensureToolbox, toolboxEntryName } from "../toolbox.js";
+
+const run = promisify(execFile);
 
 /**
  * Where tests keep the images they build: one host-wide cache keyed by the images' inputs, so the
@@ -42,4 +46,58 @@ export async function testToolbox(onProgress?: (line: string) => void): Promise<
   const dir = await ensureToolbox(TEST_IMAGE_CACHE_DIR, { onProgress });
   await pruneOtherKeys("toolbox-", await toolboxEntryName());
   return dir;
+}
+
+export interface RunInRootfsOptions {
+  /** Bound read-only at /opt/polydev, as the driver mounts the toolbox. */
+  toolbox?: string;
+  timeoutMs?: number;
+}
+
+/**
+ * Runs `command` chrooted into `rootfs` (as host root) the way a sandbox would see it, without a
+ * sandbox: in private mount and UTS namespaces, hostname `polydev`, fresh tmpfs on /tmp, /run and
+ * /dev (the image has no device nodes; /dev/null is bound from the host), so the shared cached
+ * image is never written. The environment is `env -i PATH=/usr/bin:/bin` (plus /opt/polydev/bin
+ * first when a toolbox is mounted) and HOME=/root.
+ */
+export async function runInRootfs(
+  rootfs: string,
+  command: readonly string[],
+  options: RunInRootfsOptions = {},
+): Promise<{ stdout: string; stderr: string }> {
+  const script = [
+    "set -e",
+    'root="$1"; toolbox="$2"; shift 2',
+    "hostname polydev",
+    'for dir in tmp run dev; do mount -t tmpfs -o mode=0755 tmpfs "$root/$dir"; done',
+    'chmod 1777 "$root/tmp"',
+    'touch "$root/dev/null" && mount --bind /dev/null "$root/dev/null"',
+    'if [ -n "$toolbox" ]; then mount --bind "$toolbox" "$root/opt/polydev" && mount -o remount,bind,ro "$root/opt/polydev"; fi',
+    'exec /usr/sbin/chroot "$root" "$@"',
+  ].join("\n");
+  const path = options.toolbox === undefined ? "PATH=/usr/bin:/bin" : "PATH=/opt/polydev/bin:/usr/bin:/bin";
+  const { stdout, stderr } = await run(
+    "/usr/bin/unshare",
+    [
+      "--mount",
+      "--uts",
+      "--propagation",
+      "private",
+      "--",
+      "/bin/sh",
+      "-c",
+      script,
+      "sh",
+      rootfs,
+      options.toolbox ?? "",
+      "/usr/bin/env",
+      "-i",
+      path,
+      "HOME=/root",
+      ...command,
+    ],
+    { timeout: options.timeoutMs ?? 180_000, env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } },
+  );
+  return { stdout, stderr };
 }
