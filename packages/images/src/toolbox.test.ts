@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 import {
+  runInRootfs,
   TEST_IMAGE_CACHE_DIR,
   testBaseRootfs,
   testImagesUnavailable,
@@ -17,41 +18,6 @@ const unavailable = testImagesUnavailable();
 const SKIP = unavailable === null ? "" : ` (skipped: ${unavailable})`;
 /** npm installs ~900 MB of CLIs and Node; the base image may be built first: minutes, once per host. */
 const BUILD_TIMEOUT_MS = 40 * 60_000;
-
-/**
- * Runs `script` with /bin/sh of the host in a private mount namespace where `toolbox` is bound
- * read-only at `<rootfs>/opt/polydev`; the script chroots into `rootfs` itself.
- */
-async function withToolboxMounted(
-  rootfs: string,
-  toolbox: string,
-  command: readonly string[],
-): Promise<string> {
-  const mountPoint = join(rootfs, TOOLBOX_MOUNT);
-  const { stdout } = await run(
-    "/usr/bin/unshare",
-    [
-      "--mount",
-      "--propagation",
-      "private",
-      "--",
-      "/bin/sh",
-      "-c",
-      'mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && shift 2 && exec /usr/sbin/chroot "$@"',
-      "sh",
-      toolbox,
-      mountPoint,
-      rootfs,
-      "/usr/bin/env",
-      "-i",
-      "PATH=/opt/polydev/bin:/usr/bin:/bin",
-      "HOME=/tmp",
-      ...command,
-    ],
-    { timeout: 180_000 },
-  );
-  return stdout;
-}
 
 describe("the toolbox's pinned CLIs", () => {
   it("are the versions scripts/ensure.sh installs on the host", async () => {
@@ -82,20 +48,24 @@ describe(`the toolbox mounted at /opt/polydev${SKIP}`, () => {
       expect(toolbox).toBe(join(TEST_IMAGE_CACHE_DIR, await toolboxEntryName()));
       // The base image has no node at all: whatever runs is the toolbox's.
       await expect(lstat(join(rootfs, "usr/bin/node"))).rejects.toThrow();
-      const out = await withToolboxMounted(rootfs, toolbox, [
-        "/bin/sh",
-        "-c",
+      const { stdout: out } = await runInRootfs(
+        rootfs,
         [
-          "set -e",
-          "/opt/polydev/bin/node -e 'console.log(\"node\", process.version, process.execPath)'",
-          '/opt/polydev/bin/node -e \'console.log("user", require("os").userInfo().username)\'',
-          "echo claude $(/opt/polydev/bin/claude --version)",
-          "echo codex $(/opt/polydev/bin/codex --version)",
-          "echo gemini $(/opt/polydev/bin/gemini --version)",
-          // The loader that ran node is the toolbox's, not the image's.
-          '/opt/polydev/bin/node -e \'console.log("maps", require("fs").readFileSync("/proc/self/maps", "utf8").includes("/opt/polydev/lib/runtime/libc.so.6"))\'',
-        ].join("\n"),
-      ]);
+          "/bin/sh",
+          "-c",
+          [
+            "set -e",
+            "/opt/polydev/bin/node -e 'console.log(\"node\", process.version, process.execPath)'",
+            '/opt/polydev/bin/node -e \'console.log("user", require("os").userInfo().username)\'',
+            "echo claude $(/opt/polydev/bin/claude --version)",
+            "echo codex $(/opt/polydev/bin/codex --version)",
+            "echo gemini $(/opt/polydev/bin/gemini --version)",
+            // The loader that ran node is the toolbox's, not the image's.
+            '/opt/polydev/bin/node -e \'console.log("maps", require("fs").readFileSync("/proc/self/maps", "utf8").includes("/opt/polydev/lib/runtime/libc.so.6"))\'',
+          ].join("\n"),
+        ],
+        { toolbox },
+      );
       expect(out).toMatch(/^node v2[0-9]\.\d+\.\d+ \/opt\/polydev\/bin\/node$/m);
       expect(out).toMatch(/^user root$/m);
       expect(out).toMatch(/^claude 2\.1\.197/m);

@@ -56,9 +56,9 @@ export interface RunInRootfsOptions {
 
 /**
  * Runs `command` chrooted into `rootfs` (as host root) the way a sandbox would see it, without a
- * sandbox: in private mount and UTS namespaces, hostname `polydev`, fresh tmpfs on /tmp, /run and
- * /dev (the image has no device nodes; /dev/null is bound from the host), so the shared cached
- * image is never written. The environment is `env -i PATH=/usr/bin:/bin` (plus /opt/polydev/bin
+ * sandbox: in private mount, UTS and PID namespaces (its own /proc), hostname `polydev`, fresh
+ * tmpfs on /tmp, /run, /root and /dev (the image has no device nodes; /dev/null is bound from the host), so
+ * the shared cached image is never written. The environment is `env -i PATH=/usr/bin:/bin` (plus /opt/polydev/bin
  * first when a toolbox is mounted) and HOME=/root.
  */
 export async function runInRootfs(
@@ -72,7 +72,9 @@ export async function runInRootfs(
     "hostname polydev",
     'for dir in tmp run dev; do mount -t tmpfs -o mode=0755 tmpfs "$root/$dir"; done',
     'chmod 1777 "$root/tmp"',
+    'mount -t tmpfs -o mode=0700 tmpfs "$root/root"',
     'touch "$root/dev/null" && mount --bind /dev/null "$root/dev/null"',
+    'mount -t proc proc "$root/proc"',
     'if [ -n "$toolbox" ]; then mount --bind "$toolbox" "$root/opt/polydev" && mount -o remount,bind,ro "$root/opt/polydev"; fi',
     'exec /usr/sbin/chroot "$root" "$@"',
   ].join("\n");
@@ -82,6 +84,9 @@ export async function runInRootfs(
     [
       "--mount",
       "--uts",
+      "--pid",
+      "--fork",
+      "--kill-child",
       "--propagation",
       "private",
       "--",
