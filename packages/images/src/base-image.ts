@@ -3,7 +3,7 @@ import { lstat, mkdir, rename } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { PolydevError } from "@polydev/core";
 import { ensureCachedBuild } from "./build-cache.js";
-import { removeBuildDirectory, runBuildProcess } from "./build-process.js";
+import { removeBuildDirectory, requireBuildTools, runBuildProcess } from "./build-process.js";
 
 /** The name of the default image. */
 export const BASE_IMAGE_NAME = "polydev/base";
@@ -90,6 +90,8 @@ export interface BuildBaseRootfsOptions extends BaseImageInputs {
   /** Each line of mmdebstrap's (and apt's and dpkg's) output as it comes. */
   onProgress?(line: string): void;
   signal?: AbortSignal;
+  /** Proxy variables for apt (see `buildEnvironmentFrom`); nothing else of the server's environment is passed. */
+  env?: Readonly<Record<string, string>>;
 }
 
 function sourcesOf(inputs: BaseImageInputs): string[] {
@@ -172,6 +174,7 @@ export async function buildBaseRootfs(
 ): Promise<void> {
   const target = resolve(targetDir);
   const sources = sourcesOf(options);
+  requireBuildTools("the default image", ["/usr/bin/mmdebstrap", "/usr/bin/unshare", "/usr/bin/find"]);
   options.signal?.throwIfAborted();
   if (await exists(target)) {
     throw new PolydevError("conflict", `the base image target ${target} already exists`);
@@ -202,7 +205,7 @@ export async function buildBaseRootfs(
         partial,
         ...sources,
       ],
-      { what: "mmdebstrap", onLine: options.onProgress, signal: options.signal },
+      { what: "mmdebstrap", onLine: options.onProgress, signal: options.signal, env: options.env },
     );
     // The device nodes mmdebstrap made for its chroot: an image layer holds none.
     await runBuildProcess(

@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { PolydevError } from "@polydev/core";
 
 /** The environment every build tool runs with: nothing of the server's own environment. */
@@ -24,6 +25,37 @@ export interface BuildProcessOptions {
   what: string;
   /** A descriptor of this process the child gets as its fd 3 (the lock file of `flock 3`). */
   stdio3?: number;
+  /** Added to `BUILD_ENV`: the operator's proxy or CA certificates (`BuildEnvironment`). */
+  env?: Readonly<Record<string, string>>;
+}
+
+/**
+ * What an operator may hand a build beyond `BUILD_ENV`: how this host reaches Debian's mirror and
+ * the npm registry (a proxy, a TLS-intercepting proxy's CA certificates, a registry mirror).
+ * Chosen by the server's configuration, never by a request.
+ */
+export const BUILD_ENV_PASS_THROUGH: readonly string[] = Object.freeze([
+  "http_proxy",
+  "https_proxy",
+  "no_proxy",
+  "HTTP_PROXY",
+  "HTTPS_PROXY",
+  "NO_PROXY",
+  "NODE_EXTRA_CA_CERTS",
+  "npm_config_registry",
+  "npm_config_cafile",
+]);
+
+/** Picks the `BUILD_ENV_PASS_THROUGH` variables out of an environment (the server's, at start-up). */
+export function buildEnvironmentFrom(
+  env: Readonly<Record<string, string | undefined>>,
+): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const name of BUILD_ENV_PASS_THROUGH) {
+    const value = env[name];
+    if (value !== undefined && value !== "") picked[name] = value;
+  }
+  return picked;
 }
 
 /**
@@ -42,7 +74,7 @@ export function runBuildProcess(
   return new Promise<void>((resolve, reject) => {
     const child = spawn(command, args, {
       cwd: options.cwd ?? "/",
-      env: { ...BUILD_ENV },
+      env: { ...(options.env ?? {}), ...BUILD_ENV },
       detached: true,
       stdio:
         options.stdio3 === undefined
@@ -125,4 +157,25 @@ export async function removeBuildDirectory(path: string): Promise<void> {
   await runBuildProcess("/bin/rm", ["-rf", "--one-file-system", "--", path], {
     what: "removing a build directory",
   });
+}
+
+/**
+ * Throws `feature_unavailable` naming what is missing when this process cannot build images: it
+ * must be root (mmdebstrap --mode=root, chown to the image's owners) and have `tools`.
+ */
+export function requireBuildTools(what: string, tools: readonly string[]): void {
+  if (process.getuid?.() !== 0) {
+    throw new PolydevError(
+      "feature_unavailable",
+      `building ${what} needs root (the server runs as uid ${process.getuid?.()})`,
+    );
+  }
+  const missing = tools.filter((tool) => !existsSync(tool));
+  if (missing.length > 0) {
+    throw new PolydevError(
+      "feature_unavailable",
+      `building ${what} needs ${missing.join(", ")}: run scripts/ensure.sh (or apt-get install mmdebstrap patchelf)`,
+      { details: { missing } },
+    );
+  }
 }

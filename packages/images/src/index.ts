@@ -17,6 +17,7 @@ export type { BlobPutOptions, BlobPutResult } from "./blob-store.js";
 export { BlobStore, DIGEST_PATTERN, digestHex } from "./blob-store.js";
 export type { CachedBuild } from "./build-cache.js";
 export { ensureCachedBuild } from "./build-cache.js";
+export { BUILD_ENV_PASS_THROUGH, buildEnvironmentFrom } from "./build-process.js";
 export type { ContextFile, ContextFileLimits, ContextFilesResult } from "./dockerfile-context.js";
 export { contextFiles } from "./dockerfile-context.js";
 export type {

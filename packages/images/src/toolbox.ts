@@ -14,7 +14,7 @@ import {
 import { basename, dirname, join, resolve } from "node:path";
 import { PolydevError } from "@polydev/core";
 import { ensureCachedBuild } from "./build-cache.js";
-import { removeBuildDirectory, runBuildProcess } from "./build-process.js";
+import { removeBuildDirectory, requireBuildTools, runBuildProcess } from "./build-process.js";
 
 /** Where every image sandbox sees the toolbox, read-only. Its binaries name this path. */
 export const TOOLBOX_MOUNT = "/opt/polydev";
@@ -71,6 +71,8 @@ export interface ToolboxOptions {
   /** Each line of npm's output and of the build's own steps. */
   onProgress?(line: string): void;
   signal?: AbortSignal;
+  /** Proxy, CA and registry variables for npm (see `buildEnvironmentFrom`). */
+  env?: Readonly<Record<string, string>>;
 }
 
 async function findHostLibrary(name: string): Promise<string> {
@@ -152,7 +154,8 @@ async function exists(path: string): Promise<boolean> {
  */
 export async function buildToolbox(targetDir: string, options: ToolboxOptions = {}): Promise<void> {
   const target = resolve(targetDir);
-  const { signal, onProgress } = options;
+  const { signal, onProgress, env } = options;
+  requireBuildTools("the toolbox", ["/usr/bin/patchelf"]);
   signal?.throwIfAborted();
   if (await exists(target)) {
     throw new PolydevError("conflict", `the toolbox target ${target} already exists`);
@@ -175,8 +178,20 @@ export async function buildToolbox(targetDir: string, options: ToolboxOptions = 
       say(`npm install ${packages.join(" ")}`);
       return runBuildProcess(
         "/usr/bin/env",
-        ["npm", "install", "--prefix", prefix, "--no-audit", "--no-fund", "--loglevel=error", ...packages],
-        { what: "npm install", onLine: onProgress, signal },
+        // --prefer-offline: a tarball npm already has (scripts/ensure.sh installed the same CLIs on
+        // the host) is not fetched again; pinned versions never change under it.
+        [
+          "npm",
+          "install",
+          "--prefix",
+          prefix,
+          "--prefer-offline",
+          "--no-audit",
+          "--no-fund",
+          "--loglevel=error",
+          ...packages,
+        ],
+        { what: "npm install", onLine: onProgress, signal, env },
       );
     };
     await npm(nodePackageDir, [TOOLBOX_NODE_PACKAGE]);

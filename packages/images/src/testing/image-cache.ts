@@ -4,7 +4,7 @@ import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { baseImageEntryName, ensureBaseRootfs } from "../base-image.js";
-import { removeBuildDirectory } from "../build-process.js";
+import { buildEnvironmentFrom, removeBuildDirectory } from "../build-process.js";
 import { ensureToolbox, toolboxEntryName } from "../toolbox.js";
 
 const run = promisify(execFile);
@@ -36,14 +36,20 @@ async function pruneOtherKeys(prefix: string, keep: string): Promise<void> {
 
 /** The default image's root directory, built on first use (minutes), shared by every test file. */
 export async function testBaseRootfs(onProgress?: (line: string) => void): Promise<string> {
-  const dir = await ensureBaseRootfs(TEST_IMAGE_CACHE_DIR, { onProgress });
+  const dir = await ensureBaseRootfs(TEST_IMAGE_CACHE_DIR, {
+    onProgress,
+    env: buildEnvironmentFrom(process.env),
+  });
   await pruneOtherKeys("base-", baseImageEntryName());
   return dir;
 }
 
 /** The toolbox directory (mounted at /opt/polydev in sandboxes), built on first use. */
 export async function testToolbox(onProgress?: (line: string) => void): Promise<string> {
-  const dir = await ensureToolbox(TEST_IMAGE_CACHE_DIR, { onProgress });
+  const dir = await ensureToolbox(TEST_IMAGE_CACHE_DIR, {
+    onProgress,
+    env: buildEnvironmentFrom(process.env),
+  });
   await pruneOtherKeys("toolbox-", await toolboxEntryName());
   return dir;
 }
@@ -57,7 +63,7 @@ export interface RunInRootfsOptions {
 /**
  * Runs `command` chrooted into `rootfs` (as host root) the way a sandbox would see it, without a
  * sandbox: in private mount, UTS and PID namespaces (its own /proc), hostname `polydev`, fresh
- * tmpfs on /tmp, /run, /root and /dev (the image has no device nodes; /dev/null is bound from the host), so
+ * tmpfs on /tmp, /run, /root and /dev (the image has no device nodes; null, zero, full, random, urandom and tty are bound from the host), so
  * the shared cached image is never written. The environment is `env -i PATH=/usr/bin:/bin` (plus /opt/polydev/bin
  * first when a toolbox is mounted) and HOME=/root.
  */
@@ -73,7 +79,8 @@ export async function runInRootfs(
     'for dir in tmp run dev; do mount -t tmpfs -o mode=0755 tmpfs "$root/$dir"; done',
     'chmod 1777 "$root/tmp"',
     'mount -t tmpfs -o mode=0700 tmpfs "$root/root"',
-    'touch "$root/dev/null" && mount --bind /dev/null "$root/dev/null"',
+    // The devices bubblewrap's --dev gives a sandbox (Claude Code's runtime needs /dev/urandom).
+    'for dev in null zero full random urandom tty; do touch "$root/dev/$dev" && mount --bind "/dev/$dev" "$root/dev/$dev"; done',
     'mount -t proc proc "$root/proc"',
     'if [ -n "$toolbox" ]; then mount --bind "$toolbox" "$root/opt/polydev" && mount -o remount,bind,ro "$root/opt/polydev"; fi',
     'exec /usr/sbin/chroot "$root" "$@"',
