@@ -128,6 +128,24 @@ describe(`ensureCachedBuild${SKIP}`, () => {
     },
   );
 
+  it.skipIf(!hasFlock)(
+    "starts a fresh build for a caller who comes after every earlier caller aborted",
+    async () => {
+      const stopped = countingBuild();
+      const controller = new AbortController();
+      const first = ensureCachedBuild(join(work, "cache"), "thing-1", stopped.build, controller.signal);
+      controller.abort(new Error("gone"));
+      await expect(first).rejects.toThrow("gone");
+      const fresh = countingBuild();
+      fresh.release();
+      expect(await ensureCachedBuild(join(work, "cache"), "thing-1", fresh.build)).toBe(
+        join(work, "cache", "thing-1"),
+      );
+      expect(fresh.runs()).toBe(1);
+      stopped.release();
+    },
+  );
+
   it.skipIf(!hasFlock)("waits for another process that holds the lock, then uses what it built", async () => {
     const cache = join(work, "cache");
     await mkdir(cache, { recursive: true });

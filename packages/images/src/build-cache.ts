@@ -40,7 +40,7 @@ export function ensureCachedBuild(
   if (shared === undefined) {
     const controller = new AbortController();
     const promise = buildUnderLock(cacheDir, entryName, build, controller.signal).finally(() => {
-      inFlight.delete(target);
+      if (inFlight.get(target) === shared) inFlight.delete(target);
     });
     // Every caller may have gone by the time it settles; the rejection is theirs, not unhandled.
     promise.catch(() => {});
@@ -55,7 +55,12 @@ export function ensureCachedBuild(
       if (settled) return;
       settled = true;
       current.waiters -= 1;
-      if (current.waiters === 0) current.controller.abort(signal?.reason);
+      if (current.waiters === 0) {
+        // A caller arriving after this starts a fresh build; it waits on the lock until this
+        // one has cleaned up (a second open of the lock file conflicts with the first).
+        if (inFlight.get(target) === current) inFlight.delete(target);
+        current.controller.abort(signal?.reason);
+      }
       reject(signal?.reason);
     };
     signal?.addEventListener("abort", onAbort, { once: true });
