@@ -213,6 +213,11 @@ export async function buildBaseRootfs(
       [partial, "-xdev", "(", "-type", "b", "-o", "-type", "c", ")", "-delete"],
       { what: "removing device nodes from the base image", signal: options.signal },
     );
+    // Written through before it gets its final name: after a power loss the name means complete.
+    await runBuildProcess("/bin/sync", ["-f", partial], {
+      what: "syncing the base image",
+      signal: options.signal,
+    });
     options.signal?.throwIfAborted();
     await rename(partial, target);
   } catch (error) {

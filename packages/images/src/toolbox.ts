@@ -241,6 +241,8 @@ export async function buildToolbox(targetDir: string, options: ToolboxOptions = 
       signal,
     });
     await chmod(partial, 0o755);
+    // Written through before it gets its final name: after a power loss the name means complete.
+    await runBuildProcess("/bin/sync", ["-f", partial], { what: "syncing the toolbox", signal });
     signal?.throwIfAborted();
     await rename(partial, target);
   } catch (error) {
