@@ -13,14 +13,17 @@ fi
 
 # System packages: bubblewrap (sandboxes), slirp4netns (sandbox egress), nftables (allow-list
 # sandboxes), xfsprogs and e2fsprogs (the storage pool: XFS with reflinks for layers and clones,
-# one ext4 volume per sandbox disk). Installed with apt when we may; otherwise we say exactly what
-# to install.
+# one ext4 volume per sandbox disk), mmdebstrap (builds the default image from Debian's packages)
+# and patchelf (points the toolbox's node at its own C runtime). Installed with apt when we may;
+# otherwise we say exactly what to install.
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
 [ -x /usr/sbin/nft ] || missing+=(nftables)
 [ -x /usr/sbin/mkfs.xfs ] || missing+=(xfsprogs)
 [ -x /usr/sbin/resize2fs ] || missing+=(e2fsprogs)
+[ -x /usr/bin/mmdebstrap ] || missing+=(mmdebstrap)
+[ -x /usr/bin/patchelf ] || missing+=(patchelf)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]} with apt-get"
