@@ -8,13 +8,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import type { AgentConnection, SandboxHandle, SandboxImage, SandboxSpec } from "@polydev/core";
-import { StoragePool } from "@polydev/images";
+import { BASE_IMAGE_ENV, StoragePool } from "@polydev/images";
+import { testBaseRootfs, testImagesUnavailable, testToolbox } from "@polydev/images/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NamespaceDriver } from "./namespace-driver.js";
 import { privateCgroupName, privateUidBase, removeCgroupParent } from "./testing/private-host.js";
 
-const ROOTFS = process.env.POLYDEV_TEST_ROOTFS ?? "/var/tmp/lead-rootfs";
-const available = process.getuid?.() === 0 && existsSync(join(ROOTFS, "usr/bin/sudo"));
+const unavailable = testImagesUnavailable();
+/** Building the default image takes minutes the first time on a host (then it is cached). */
+const BUILD_TIMEOUT_MS = 20 * 60_000;
 
 async function run(
   agent: AgentConnection,
@@ -42,177 +44,207 @@ async function waitForExit(pid: number): Promise<void> {
   }
 }
 
-describe.skipIf(!available)("image sandboxes (needs root and a Debian root file system)", () => {
-  let rootDir: string;
-  let storageDir: string;
-  let pool: StoragePool;
-  let driver: NamespaceDriver;
-  const cgroupName = privateCgroupName();
-  const image: SandboxImage = {
-    name: "test/debian",
-    digest: "sha256:test",
-    layers: [ROOTFS],
-    env: {},
-    user: "root",
-  };
-  const spec = (id: string): SandboxSpec => ({
-    id,
-    limits: { cpu: 1, memoryMb: 512, diskMb: 1024, pidsMax: 256 },
-    network: "none",
-    env: {},
-    image,
-  });
-
-  beforeAll(async () => {
-    rootDir = await mkdtemp(join(tmpdir(), "polydev-image-"));
-    storageDir = await mkdtemp(join(tmpdir(), "polydev-image-storage-"));
-    pool = new StoragePool({
-      mountPoint: join(storageDir, "pool"),
-      imageFile: join(storageDir, "pool.xfs"),
-      sizeBytes: 20 * 2 ** 30,
+describe.skipIf(unavailable !== null)(
+  `image sandboxes${unavailable ? ` (skipped: ${unavailable})` : ""}`,
+  () => {
+    let rootDir: string;
+    let storageDir: string;
+    let pool: StoragePool;
+    let driver: NamespaceDriver;
+    const cgroupName = privateCgroupName();
+    let image: SandboxImage;
+    let toolbox: string;
+    const spec = (id: string): SandboxSpec => ({
+      id,
+      limits: { cpu: 1, memoryMb: 512, diskMb: 1024, pidsMax: 256 },
+      network: "none",
+      env: {},
+      image,
     });
-    await pool.open();
-    driver = newDriver();
-    await driver.probe();
-  });
-  const newDriver = (): NamespaceDriver =>
-    new NamespaceDriver({
-      rootDir,
-      cgroupName,
-      hostUidBase: privateUidBase(),
-      hostUidCount: 10_000,
-      storage: pool,
-      execSocketRoot: `/run/polydev-image-test-${process.pid}`,
+
+    beforeAll(async () => {
+      const [rootfs, toolboxDir] = await Promise.all([testBaseRootfs(), testToolbox()]);
+      toolbox = toolboxDir;
+      image = {
+        name: "polydev/base",
+        digest: "sha256:test",
+        layers: [rootfs],
+        env: { ...BASE_IMAGE_ENV },
+        user: "user",
+      };
+      rootDir = await mkdtemp(join(tmpdir(), "polydev-image-"));
+      storageDir = await mkdtemp(join(tmpdir(), "polydev-image-storage-"));
+      pool = new StoragePool({
+        mountPoint: join(storageDir, "pool"),
+        imageFile: join(storageDir, "pool.xfs"),
+        sizeBytes: 20 * 2 ** 30,
+      });
+      await pool.open();
+      driver = newDriver();
+      await driver.probe();
+    }, BUILD_TIMEOUT_MS);
+    const newDriver = (): NamespaceDriver =>
+      new NamespaceDriver({
+        rootDir,
+        cgroupName,
+        hostUidBase: privateUidBase(),
+        hostUidCount: 10_000,
+        storage: pool,
+        toolboxDir: toolbox,
+        execSocketRoot: `/run/polydev-image-test-${process.pid}`,
+      });
+    afterAll(async () => {
+      for (const observed of await driver.list())
+        await driver.destroy(observed.handle).catch(() => undefined);
+      await pool.close();
+      await rm(`/run/polydev-image-test-${process.pid}`, { recursive: true, force: true });
+      await rm(rootDir, { recursive: true, force: true });
+      await rm(storageDir, { recursive: true, force: true });
+      await removeCgroupParent(cgroupName);
     });
-  afterAll(async () => {
-    for (const observed of await driver.list()) await driver.destroy(observed.handle).catch(() => undefined);
-    await pool.close();
-    await rm(`/run/polydev-image-test-${process.pid}`, { recursive: true, force: true });
-    await rm(rootDir, { recursive: true, force: true });
-    await rm(storageDir, { recursive: true, force: true });
-    await removeCgroupParent(cgroupName);
-  });
 
-  it("runs as root inside a user namespace of 65,536 uids, and as any user of the image", async () => {
-    const handle = await driver.create(spec("img-root"));
-    const agent = await driver.connect(handle);
-    const root = await run(agent, [
-      "/bin/sh",
-      "-c",
-      "id -u; cat /proc/self/uid_map; chown 1234:1234 /tmp && stat -c %u /tmp",
-    ]);
-    expect(root.err).toBe("");
-    const [uid, map, owner] = root.out.trim().split("\n");
-    expect(uid).toBe("0");
-    expect(map?.trim().split(/\s+/)).toEqual(["0", String(handle.data.hostUid), "65536"]);
-    expect(owner).toBe("1234");
-    // File operations go through the init's own helper, in the default user's home.
-    await agent.files.write("notes/hello.txt", Readable.from([Buffer.from("hi")]));
-    expect((await run(agent, ["/bin/cat", "/root/notes/hello.txt"])).out).toBe("hi");
-    expect((await agent.files.stat("notes/hello.txt")).sizeBytes).toBe(2);
-    const nobody = await run(agent, ["/usr/bin/id", "-un"], "nobody");
-    expect(nobody.err).toBe("");
-    expect(nobody.out.trim()).toBe("nobody");
-    await driver.destroy(handle);
-  });
+    it("runs as root inside a user namespace of 65,536 uids, and as any user of the image", async () => {
+      const handle = await driver.create(spec("img-root"));
+      const agent = await driver.connect(handle);
+      const root = await run(
+        agent,
+        ["/bin/sh", "-c", "id -u; cat /proc/self/uid_map; chown 1234:1234 /tmp && stat -c %u /tmp"],
+        "root",
+      );
+      expect(root.err).toBe("");
+      const [uid, map, owner] = root.out.trim().split("\n");
+      expect(uid).toBe("0");
+      expect(map?.trim().split(/\s+/)).toEqual(["0", String(handle.data.hostUid), "65536"]);
+      expect(owner).toBe("1234");
+      // File operations go through the init's own helper, in the default user's home.
+      await agent.files.write("notes/hello.txt", Readable.from([Buffer.from("hi")]));
+      expect((await run(agent, ["/bin/cat", "/home/user/notes/hello.txt"])).out).toBe("hi");
+      expect((await run(agent, ["/usr/bin/stat", "-c", "%U", "/home/user/notes/hello.txt"])).out).toBe(
+        "user\n",
+      );
+      expect((await agent.files.stat("notes/hello.txt")).sizeBytes).toBe(2);
+      // The default user is the image's, with passwordless sudo, and a package manager that works.
+      const user = await run(agent, [
+        "/bin/sh",
+        "-c",
+        "id -un; echo $HOME; sudo -n id -u; sudo -n dpkg -s jq | grep Status",
+      ]);
+      expect(user.err).toBe("");
+      expect(user.out).toBe("user\n/home/user\n0\nStatus: install ok installed\n");
+      // The toolbox's node and agent CLIs work in the image, which has neither.
+      const tools = await run(agent, [
+        "/bin/sh",
+        "-c",
+        "node --version && claude --version && command -v node",
+      ]);
+      expect(tools.err).toBe("");
+      expect(tools.out).toMatch(/^v\d+\.\d+\.\d+\n.*\n\/opt\/polydev\/bin\/node\n$/s);
+      const nobody = await run(agent, ["/usr/bin/id", "-un"], "nobody");
+      expect(nobody.err).toBe("");
+      expect(nobody.out.trim()).toBe("nobody");
+      await driver.destroy(handle);
+    });
 
-  it("keeps its disk across stop and start", async () => {
-    const handle = await driver.create(spec("img-durable"));
-    let agent = await driver.connect(handle);
-    expect((await run(agent, ["/bin/sh", "-c", "echo kept > /root/file && sync"])).code).toBe(0);
-    await driver.stop?.(handle);
-    expect(await driver.isAlive(handle)).toBe(false);
-    const again = await driver.start?.(handle, spec("img-durable"));
-    if (again === undefined) throw new Error("start is missing");
-    agent = await driver.connect(again);
-    expect((await run(agent, ["/bin/cat", "/root/file"])).out).toBe("kept\n");
-    await driver.destroy(again);
-  });
+    it("keeps its disk across stop and start", async () => {
+      const handle = await driver.create(spec("img-durable"));
+      let agent = await driver.connect(handle);
+      expect((await run(agent, ["/bin/sh", "-c", "echo kept > /home/user/file && sync"])).code).toBe(0);
+      await driver.stop?.(handle);
+      expect(await driver.isAlive(handle)).toBe(false);
+      const again = await driver.start?.(handle, spec("img-durable"));
+      if (again === undefined) throw new Error("start is missing");
+      agent = await driver.connect(again);
+      expect((await run(agent, ["/bin/cat", "/home/user/file"])).out).toBe("kept\n");
+      await driver.destroy(again);
+    });
 
-  it("forks copies of the disk that do not see each other's changes", async () => {
-    const handle = await driver.create(spec("img-parent"));
-    const agent = await driver.connect(handle);
-    await run(agent, ["/bin/sh", "-c", "echo parent > /root/shared"]);
-    const forks = (await driver.fork?.(handle, [spec("img-fork-a"), spec("img-fork-b")])) ?? [];
-    expect(forks).toHaveLength(2);
-    const [a, b] = await Promise.all(forks.map((fork: SandboxHandle) => driver.connect(fork)));
-    if (!a || !b) throw new Error("forks did not connect");
-    await run(a, ["/bin/sh", "-c", "echo a > /root/shared"]);
-    expect((await run(b, ["/bin/cat", "/root/shared"])).out).toBe("parent\n");
-    expect((await run(agent, ["/bin/cat", "/root/shared"])).out).toBe("parent\n");
-    expect((await run(a, ["/bin/cat", "/root/shared"])).out).toBe("a\n");
-    for (const h of [handle, ...forks]) await driver.destroy(h);
-  });
+    it("forks copies of the disk that do not see each other's changes", async () => {
+      const handle = await driver.create(spec("img-parent"));
+      const agent = await driver.connect(handle);
+      await run(agent, ["/bin/sh", "-c", "echo parent > /home/user/shared"]);
+      const forks = (await driver.fork?.(handle, [spec("img-fork-a"), spec("img-fork-b")])) ?? [];
+      expect(forks).toHaveLength(2);
+      const [a, b] = await Promise.all(forks.map((fork: SandboxHandle) => driver.connect(fork)));
+      if (!a || !b) throw new Error("forks did not connect");
+      await run(a, ["/bin/sh", "-c", "echo a > /home/user/shared"]);
+      expect((await run(b, ["/bin/cat", "/home/user/shared"])).out).toBe("parent\n");
+      expect((await run(agent, ["/bin/cat", "/home/user/shared"])).out).toBe("parent\n");
+      expect((await run(a, ["/bin/cat", "/home/user/shared"])).out).toBe("a\n");
+      for (const h of [handle, ...forks]) await driver.destroy(h);
+    });
 
-  it("fills its disk to exactly diskMb: ENOSPC inside, for root too, and nothing else", async () => {
-    const small = { ...spec("img-full"), limits: { cpu: 1, memoryMb: 256, diskMb: 64, pidsMax: 64 } };
-    const handle = await driver.create(small);
-    const agent = await driver.connect(handle);
-    const fill = await run(agent, [
-      "/bin/sh",
-      "-c",
-      "dd if=/dev/zero of=/root/big bs=1M count=200 2>&1; echo done",
-    ]);
-    expect(fill.out).toContain("No space left on device");
-    const size = Number((await run(agent, ["/usr/bin/stat", "-c", "%s", "/root/big"])).out);
-    expect(size).toBeGreaterThan(40 * 2 ** 20);
-    expect(size).toBeLessThanOrEqual(64 * 2 ** 20);
-    // The sandbox itself still works.
-    expect((await run(agent, ["/bin/echo", "alive"])).out).toBe("alive\n");
-    await driver.destroy(handle);
-  });
+    it("fills its disk to exactly diskMb: ENOSPC inside, for root too, and nothing else", async () => {
+      const small = { ...spec("img-full"), limits: { cpu: 1, memoryMb: 256, diskMb: 64, pidsMax: 64 } };
+      const handle = await driver.create(small);
+      const agent = await driver.connect(handle);
+      const fill = await run(agent, [
+        "/bin/sh",
+        "-c",
+        "dd if=/dev/zero of=/home/user/big bs=1M count=200 2>&1; echo done",
+      ]);
+      expect(fill.out).toContain("No space left on device");
+      const size = Number((await run(agent, ["/usr/bin/stat", "-c", "%s", "/home/user/big"])).out);
+      expect(size).toBeGreaterThan(40 * 2 ** 20);
+      expect(size).toBeLessThanOrEqual(64 * 2 ** 20);
+      // The sandbox itself still works.
+      expect((await run(agent, ["/bin/echo", "alive"])).out).toBe("alive\n");
+      await driver.destroy(handle);
+    });
 
-  it("loses no synced file in a host reboot: every process killed, the pool unmounted, /run cleared", async () => {
-    const handle = await driver.create(spec("img-reboot"));
-    const agent = await driver.connect(handle);
-    expect((await run(agent, ["/bin/sh", "-c", "echo synced > /root/kept && sync /root/kept"])).code).toBe(0);
-    const initPid = Number(handle.data.initPid);
-    const monitorPid = Number(handle.data.bwrapPid);
-    for (const pid of [monitorPid, initPid]) {
-      try {
-        process.kill(pid, "SIGKILL");
-      } catch {
-        // Already gone with the other.
+    it("loses no synced file in a host reboot: every process killed, the pool unmounted, /run cleared", async () => {
+      const handle = await driver.create(spec("img-reboot"));
+      const agent = await driver.connect(handle);
+      expect(
+        (await run(agent, ["/bin/sh", "-c", "echo synced > /home/user/kept && sync /home/user/kept"])).code,
+      ).toBe(0);
+      const initPid = Number(handle.data.initPid);
+      const monitorPid = Number(handle.data.bwrapPid);
+      for (const pid of [monitorPid, initPid]) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // Already gone with the other.
+        }
       }
-    }
-    await waitForExit(initPid);
-    await pool.close();
-    await rm(`/run/polydev-image-test-${process.pid}`, { recursive: true, force: true });
-    await pool.open();
-    driver = newDriver();
-    await driver.probe();
-    expect(await driver.isAlive(handle)).toBe(false);
-    const again = await driver.start?.(handle, spec("img-reboot"));
-    if (again === undefined) throw new Error("start is missing");
-    expect((await run(await driver.connect(again), ["/bin/cat", "/root/kept"])).out).toBe("synced\n");
-    await driver.destroy(again);
-  });
+      await waitForExit(initPid);
+      await pool.close();
+      await rm(`/run/polydev-image-test-${process.pid}`, { recursive: true, force: true });
+      await pool.open();
+      driver = newDriver();
+      await driver.probe();
+      expect(await driver.isAlive(handle)).toBe(false);
+      const again = await driver.start?.(handle, spec("img-reboot"));
+      if (again === undefined) throw new Error("start is missing");
+      expect((await run(await driver.connect(again), ["/bin/cat", "/home/user/kept"])).out).toBe("synced\n");
+      await driver.destroy(again);
+    });
 
-  it("hands a spare made ahead of time the environment of the create that claims it", async () => {
-    const spare = await driver.create(spec("img-spare"));
-    const claimed = await driver.adopt?.(spare, { ...spec("img-spare"), env: { CLAIMED_BY: "alice" } });
-    if (claimed === undefined) throw new Error("adopt is missing");
-    const agent = await driver.connect(claimed);
-    expect((await run(agent, ["/bin/sh", "-c", "echo $CLAIMED_BY"])).out).toBe("alice\n");
-    await expect(driver.adopt?.(spare, { ...spec("img-spare"), network: "egress" })).rejects.toThrow(
-      /network/,
-    );
-    await driver.destroy(claimed);
-  });
+    it("hands a spare made ahead of time the environment of the create that claims it", async () => {
+      const spare = await driver.create(spec("img-spare"));
+      const claimed = await driver.adopt?.(spare, { ...spec("img-spare"), env: { CLAIMED_BY: "alice" } });
+      if (claimed === undefined) throw new Error("adopt is missing");
+      const agent = await driver.connect(claimed);
+      expect((await run(agent, ["/bin/sh", "-c", "echo $CLAIMED_BY"])).out).toBe("alice\n");
+      await expect(driver.adopt?.(spare, { ...spec("img-spare"), network: "egress" })).rejects.toThrow(
+        /network/,
+      );
+      await driver.destroy(claimed);
+    });
 
-  it("gives root no way to nested user namespaces, mounts or the network's configuration", async () => {
-    const handle = await driver.create(spec("img-walls"));
-    const agent = await driver.connect(handle);
-    const nested = await run(agent, ["/usr/bin/unshare", "-U", "/bin/true"]);
-    expect(nested.code).not.toBe(0);
-    const caps = await run(agent, ["/bin/sh", "-c", "grep CapBnd /proc/self/status"]);
-    const bounding = BigInt(`0x${caps.out.trim().split(/\s+/)[1]}`);
-    const CAP_SYS_ADMIN = 21n;
-    const CAP_NET_ADMIN = 12n;
-    const CAP_NET_RAW = 13n;
-    for (const cap of [CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW]) expect((bounding >> cap) & 1n).toBe(0n);
-    const mount = await run(agent, ["/bin/mount", "-t", "tmpfs", "x", "/mnt"]);
-    expect(mount.code).not.toBe(0);
-    await driver.destroy(handle);
-  });
-});
+    it("gives root no way to nested user namespaces, mounts or the network's configuration", async () => {
+      const handle = await driver.create(spec("img-walls"));
+      const agent = await driver.connect(handle);
+      const nested = await run(agent, ["/usr/bin/unshare", "-U", "/bin/true"], "root");
+      expect(nested.code).not.toBe(0);
+      const caps = await run(agent, ["/bin/sh", "-c", "grep CapBnd /proc/self/status"], "root");
+      const bounding = BigInt(`0x${caps.out.trim().split(/\s+/)[1]}`);
+      const CAP_SYS_ADMIN = 21n;
+      const CAP_NET_ADMIN = 12n;
+      const CAP_NET_RAW = 13n;
+      for (const cap of [CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_NET_RAW]) expect((bounding >> cap) & 1n).toBe(0n);
+      const mount = await run(agent, ["/bin/mount", "-t", "tmpfs", "x", "/mnt"], "root");
+      expect(mount.code).not.toBe(0);
+      await driver.destroy(handle);
+    });
+  },
+);

@@ -62,11 +62,14 @@ export function namespaceLauncher(options: {
     return startOverExecServer(pool.take(execSocket), request, (socket) => pool.release(execSocket, socket));
   };
   /** A helper of the init binary itself, with a fixed environment: nothing of the request's. */
+  // In an image sandbox helpers run as its root (the host's uid of the sandbox, which owns the
+  // forwarding sockets the host made); the image's other users are other host uids.
   const helper = (args: string[]): LaunchedProcess =>
     start({
       argv: [EXEC_SERVER_IN_SANDBOX, ...args],
-      cwd: home,
+      cwd: image === undefined ? home : "/",
       env: { PATH: baseEnv.PATH, HOME: home, LANG: "C.UTF-8" },
+      ...(image === undefined ? {} : { user: "root" }),
     });
   const ports = new SandboxPorts(helper, options.execDir, options.hostUid);
   const launcher: SandboxLauncher = {

@@ -151,6 +151,14 @@ export class EscapeProbeContext {
     return this.planted.map((canary) => join(canary, ".."));
   }
 
+  /**
+   * The most privileged user a probe can run as: "root" in image sandboxes (root inside its own
+   * user namespace), otherwise the sandbox's only user (undefined).
+   */
+  get strongestUser(): string | undefined {
+    return this.image === undefined ? undefined : "root";
+  }
+
   spec(label: string, extra: Partial<SandboxSpec> = {}): SandboxSpec {
     const image = this.image === undefined ? {} : { image: this.image };
     return { id: probeUid(label), limits: this.limits, network: "none", env: {}, ...image, ...extra };

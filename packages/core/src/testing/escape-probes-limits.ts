@@ -200,12 +200,18 @@ emit({"opened": opened, "cgroup": cgroup})`),
           { limits: { ...context.limits, memoryMb, diskMb: 16 } },
           async ({ connection }) => {
             // The writer reports each MiB as it lands, so its last line survives its OOM kill.
+            // As the strongest user there is: root, in an image sandbox, writes where users cannot.
+            const user = context.strongestUser;
             const fill = await outcome(
-              runCommand(connection, [
-                "python3",
-                "-c",
-                `import sys\nf = open("${dir}/polydev-fill", "wb")\nn = 0\nwhile n < ${256 * MiB}:\n    f.write(bytes(${MiB}))\n    f.flush()\n    n += ${MiB}\n    print(n, flush=True)`,
-              ]),
+              runCommand(
+                connection,
+                [
+                  "python3",
+                  "-c",
+                  `import sys\nf = open("${dir}/polydev-fill", "wb")\nn = 0\nwhile n < ${256 * MiB}:\n    f.write(bytes(${MiB}))\n    f.flush()\n    n += ${MiB}\n    print(n, flush=True)`,
+                ],
+                user === undefined ? {} : { user },
+              ),
             );
             const written = fill.ok ? Number(fill.value.stdout.trim().split("\n").at(-1) ?? "0") : 0;
             expect(written, `${dir} took ${written} bytes`).toBeLessThanOrEqual((memoryMb + 1) * MiB);

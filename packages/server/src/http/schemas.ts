@@ -222,7 +222,9 @@ export const SIGNALS = [
 export const signalBody = z.strictObject({ signal: z.enum(SIGNALS).default("SIGTERM") });
 
 export const pathQuery = z.strictObject({
-  path: processText("path", 4096).default(".").describe("relative to the home of the sandbox's default user (its agent's hello says which)"),
+  path: processText("path", 4096)
+    .default(".")
+    .describe("relative to the home of the sandbox's default user (its agent's hello says which)"),
 });
 
 export const fileEntrySchema = z

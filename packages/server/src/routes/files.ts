@@ -10,7 +10,9 @@ import { fileEntrySchema, okSchema, pathQuery, processText, sandboxIdParams } fr
 
 const tags = ["files"];
 const requiredPath = z.strictObject({
-  path: processText("path", 4096).min(1, "path is required").describe("relative to the home of the sandbox's default user (its agent's hello says which)"),
+  path: processText("path", 4096)
+    .min(1, "path is required")
+    .describe("relative to the home of the sandbox's default user (its agent's hello says which)"),
 });
 
 export function fileRoutes(instance: FastifyInstance, ctx: ServerContext): void {
