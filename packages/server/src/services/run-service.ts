@@ -133,7 +133,8 @@ export class RunService {
       const run: RunRecord = {
         id,
         userId,
-        sandboxId,
+        // The request may name the sandbox by its name; the run keeps its id.
+        sandboxId: sandbox.id,
         groupId,
         agent,
         prompt: input.prompt,
@@ -623,7 +624,7 @@ export class RunService {
   private async defaultSandbox(userId: string): Promise<string> {
     const page = await this.store.sandboxes.listForUser(userId, {
       limit: 100,
-      states: ["running", "hibernated"],
+      states: ["running", "hibernated", "stopped"],
     });
     const existing = page.items.find((s) => s.metadata.purpose === "default");
     if (existing) return existing.id;
