@@ -746,7 +746,7 @@ export interface paths {
                     limit?: number;
                     /** @description the nextCursor of the previous page */
                     cursor?: string;
-                    state?: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+                    state?: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
                 };
                 header?: never;
                 path?: never;
@@ -826,7 +826,7 @@ export interface paths {
                     limit?: number;
                     /** @description the nextCursor of the previous page */
                     cursor?: string;
-                    state?: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+                    state?: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
                 };
                 header?: never;
                 path?: never;
@@ -937,7 +937,33 @@ export interface paths {
         };
         options?: never;
         head?: never;
-        patch?: never;
+        /** Grow a sandbox's disk (running, hibernated or stopped) */
+        patch: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["UpdateSandboxInput"];
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Sandbox"];
+                    };
+                };
+            };
+        };
         trace?: never;
     };
     "/v1/sandboxes/{id}/hibernate": {
@@ -1006,6 +1032,132 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["Sandbox"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/stop": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End every process of a sandbox and keep its disk (drivers with the durable feature)
+         * @description Running or hibernated → stopped. A stopped sandbox is started again by POST …/start or by anything that needs it running (exec, terminal, files, processes, runs). Idempotent.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Sandbox"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/start": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Start a stopped sandbox from its disk (a hibernated one is resumed) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Sandbox"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/fork": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Make new sandboxes whose disks start as copy-on-write copies of this one's
+         * @description All or none. Each new sandbox has the same limits, network (allow-list included), environment, metadata and timeouts, and counts against your sandbox limit.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["ForkSandboxInput"];
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            sandboxes: components["schemas"]["Sandbox"][];
+                        };
                     };
                 };
             };
@@ -2340,8 +2492,9 @@ export interface components {
         };
         SandboxInput: {
             id: string;
+            name: string | null;
             /** @enum {string} */
-            state: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+            state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
             driver: string;
             cpu: number;
@@ -2365,6 +2518,15 @@ export interface components {
             expiresAt: string;
             lastActivityAt: string;
             stateChangedAt: string;
+        };
+        ForkSandboxInput: {
+            /**
+             * @description how many sandboxes to make (1 … 16); default 1
+             * @default 1
+             */
+            count: number;
+            /** @description one name per new sandbox, in order; default: unnamed */
+            names?: string[];
         };
         ExecRequestInput: {
             /** @description a shell line ("ls -la | wc -l") or an argv array (["ls", "-la"]) */
@@ -2419,8 +2581,9 @@ export interface components {
         };
         AdminSandboxInput: {
             id: string;
+            name: string | null;
             /** @enum {string} */
-            state: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+            state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
             driver: string;
             cpu: number;
@@ -2516,6 +2679,8 @@ export interface components {
             endedAt: string | null;
         };
         CreateSandboxInput: {
+            /** @description your name for it, unique among your sandboxes that are not destroyed; usable instead of its id */
+            name?: string;
             /** @description CPU cores (0.05 … 8); default 1 */
             cpu?: number;
             /** @description memory limit in MiB; default 512 */
@@ -2551,6 +2716,10 @@ export interface components {
             metadata?: {
                 [key: string]: string;
             };
+        };
+        UpdateSandboxInput: {
+            /** @description the new disk size in MiB (up to 16384); disks only grow */
+            diskMb: number;
         };
         SandboxNetwork: {
             allow: string[];
@@ -2595,8 +2764,9 @@ export interface components {
         };
         Sandbox: {
             id: string;
+            name: string | null;
             /** @enum {string} */
-            state: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+            state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
             driver: string;
             cpu: number;
@@ -2620,6 +2790,15 @@ export interface components {
             expiresAt: string;
             lastActivityAt: string;
             stateChangedAt: string;
+        };
+        ForkSandbox: {
+            /**
+             * @description how many sandboxes to make (1 … 16); default 1
+             * @default 1
+             */
+            count: number;
+            /** @description one name per new sandbox, in order; default: unnamed */
+            names?: string[];
         };
         ExecRequest: {
             /** @description a shell line ("ls -la | wc -l") or an argv array (["ls", "-la"]) */
@@ -2674,8 +2853,9 @@ export interface components {
         };
         AdminSandbox: {
             id: string;
+            name: string | null;
             /** @enum {string} */
-            state: "creating" | "running" | "hibernated" | "destroying" | "destroyed" | "failed";
+            state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
             driver: string;
             cpu: number;
@@ -2771,6 +2951,8 @@ export interface components {
             endedAt: string | null;
         };
         CreateSandbox: {
+            /** @description your name for it, unique among your sandboxes that are not destroyed; usable instead of its id */
+            name?: string;
             /** @description CPU cores (0.05 … 8); default 1 */
             cpu?: number;
             /** @description memory limit in MiB; default 512 */
@@ -2806,6 +2988,10 @@ export interface components {
             metadata?: {
                 [key: string]: string;
             };
+        };
+        UpdateSandbox: {
+            /** @description the new disk size in MiB (up to 16384); disks only grow */
+            diskMb: number;
         };
     };
     responses: never;
