@@ -27,6 +27,8 @@ export interface paths {
                             /** @enum {string} */
                             status: "ok";
                             driver: string;
+                            /** @description what the sandbox driver can do, e.g. "egress", "durable" (stop/start), "fork" */
+                            features: string[];
                         };
                     };
                 };

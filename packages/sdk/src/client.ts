@@ -123,6 +123,15 @@ export class Polydev {
   }
 
   /**
+   * The server's liveness and its sandbox driver's features ("durable": stop and start keep the
+   * disk; "fork"; "egress"…), so a client can offer only what will work.
+   * @example const { features } = await polydev.health(); if (features.includes("fork")) …
+   */
+  async health(call: CallOptions = {}) {
+    return unwrap(await this.api.GET("/healthz", { signal: call.signal }));
+  }
+
+  /**
    * Who the key belongs to.
    * @example const me = await polydev.me(); console.log(me.name, me.role);
    */

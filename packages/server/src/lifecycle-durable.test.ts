@@ -249,6 +249,10 @@ describe("stop and start", () => {
       ).toContain(id);
       // Hibernating a stopped sandbox is refused: there is nothing to freeze.
       expect((await api.call("POST", `/v1/sandboxes/${id}/hibernate`)).status).toBe(409);
+      // Its figures are not worth starting it for; its logs are still there.
+      expect((await api.call("GET", `/v1/sandboxes/${id}/stats`)).status).toBe(409);
+      expect((await api.call("GET", `/v1/sandboxes/${id}/logs`)).status).toBe(200);
+      expect((await api.call<Sandbox>("GET", `/v1/sandboxes/${id}`)).body.state).toBe("stopped");
 
       const started = await api.call<Sandbox>("POST", `/v1/sandboxes/${id}/start`);
       expect(started.status).toBe(200);

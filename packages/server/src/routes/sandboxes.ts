@@ -1,3 +1,4 @@
+import { PolydevError } from "@polydev/core";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { requirePrincipal } from "../http/auth.js";
@@ -233,7 +234,16 @@ export function sandboxRoutes(instance: FastifyInstance, ctx: ServerContext): vo
       },
     },
     async (request) => {
-      const sandbox = await ctx.sandboxes.requireRunning(requirePrincipal(request).userId, request.params.id);
+      const userId = requirePrincipal(request).userId;
+      // Looking at a stopped sandbox's figures must not start it (and make it use what it shows).
+      const found = await ctx.sandboxes.get(userId, request.params.id);
+      if (found.state === "stopped") {
+        throw new PolydevError(
+          "sandbox_not_running",
+          `sandbox ${found.id} is stopped: it uses no CPU or memory; start it (POST /v1/sandboxes/${found.id}/start) for live figures`,
+        );
+      }
+      const sandbox = await ctx.sandboxes.requireRunning(userId, found.id);
       if (!sandbox.handle) throw new Error("running sandbox without a handle");
       return ctx.driver.stats(sandbox.handle);
     },

@@ -82,6 +82,11 @@ export class SandboxService {
     private readonly gateway?: GatewayHub,
   ) {}
 
+  /** What the driver reported at start-up (`probe()`), shown by GET /healthz. */
+  get features(): readonly string[] {
+    return this.driverFeatures;
+  }
+
   /** Whether the driver keeps disks across stop and start ("durable" and both methods). */
   get durable(): boolean {
     return this.driverFeatures.includes("durable") && !!this.driver.stop && !!this.driver.start;
@@ -634,7 +639,7 @@ export class SandboxService {
         network: record.network,
         egressPolicy: record.egressPolicy,
         env: record.env,
-        metadata: record.metadata,
+        metadata: forkMetadata(record.metadata),
         timeoutMs: record.timeoutMs,
         idleTimeoutMs: record.idleTimeoutMs,
         createdAt: now,
@@ -841,6 +846,16 @@ function asNameTaken(error: unknown, name: string | undefined): unknown {
   const fields = error.details?.fields;
   if (!Array.isArray(fields) || !fields.includes("name")) return error;
   return nameTaken(name);
+}
+
+/**
+ * A fork keeps the user's labels, but not the server's mark of a user's default sandbox (runs
+ * without a sandbox reuse that one, and it stays one sandbox).
+ */
+function forkMetadata(metadata: Record<string, string>): Record<string, string> {
+  if (metadata.purpose !== "default") return metadata;
+  const { purpose: _purpose, ...rest } = metadata;
+  return rest;
 }
 
 function describeFailure(error: unknown): string {
