@@ -328,7 +328,9 @@ describe("stop and start", () => {
       await t.server.driver.stop(row.handle);
 
       await t.restart();
-      const client = t.api.withKey(api.key);
+      // Every later test talks to the new server.
+      api = t.api.withKey(api.key);
+      const client = api;
       expect((await client.call<Sandbox>("GET", `/v1/sandboxes/${stoppedId}`)).body.state).toBe("stopped");
       const rebooted = await client.call<Sandbox & { failureReason: string | null }>(
         "GET",
@@ -338,7 +340,6 @@ describe("stop and start", () => {
       expect(rebooted.body.failureReason).toBeNull();
       expect((await client.exec(stoppedId, "cat r.txt")).body.stdout).toBe("before-restart\n");
       expect((await client.exec(rebootedId, "cat r.txt")).body.stdout).toBe("before-reboot\n");
-      api = client;
       await api.call("DELETE", `/v1/sandboxes/${stoppedId}`);
       await api.call("DELETE", `/v1/sandboxes/${rebootedId}`);
     },
