@@ -127,7 +127,10 @@ export const configSchema = z
      * timeout, with a durable driver) for longer than this is destroyed with its disk. Fractions
      * are allowed (0.5 is 12 hours).
      */
-    sandboxInactiveDestroyDays: z.coerce.number().positive().default(14),
+    sandboxInactiveDestroyDays: z.coerce
+      .number({ error: "POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS must be a number of days (e.g. 14 or 0.5)" })
+      .positive("POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS must be more than 0 days")
+      .default(14),
     /** Sandboxes one user may hold that are not destroyed or failed (stopped ones count: they keep a disk). */
     maxSandboxesPerUser: intFromEnv.positive().default(1000),
     /** POLYDEV_MASTER_KEY: the vault's master key (32 bytes, hex or base64); else a key file in the data dir. */

@@ -75,7 +75,7 @@ export class Reconciler {
     const items: ReconcileItem[] = [];
     // What is on the host, read once: a durable sandbox whose processes died still has its disk
     // here, and is then stopped rather than failed.
-    const observed = await this.driver.list();
+    const observed = this.sandboxes.durable ? await this.driver.list() : [];
     const onHost = new Map(observed.map((o) => [o.sandboxId, o]));
     const rows = await this.store.sandboxes.listByStates([
       "creating",
@@ -122,6 +122,9 @@ export class Reconciler {
     onHost: ReadonlyMap<string, ObservedSandbox>,
   ): Promise<ReconcileItem | undefined> {
     const now = this.clock.now();
+    // A stop, start, hibernate or resume in this process is mid-way: its row may be ahead of the
+    // host (a start writes `running` before the processes exist). The next pass looks again.
+    if (!startup && this.sandboxes.busy(row.id)) return undefined;
     if (row.state === "stopped") return this.reconcileStopped(row, startup);
     const stuck = now - row.stateChangedAt > this.config.transitionTimeoutMs;
     if (row.state === "destroying") {
@@ -142,8 +145,11 @@ export class Reconciler {
     const alive = row.handle ? await this.driver.isAlive(row.handle) : false;
     if (!alive && this.sandboxes.durable && onHost.has(row.id)) {
       // A host reboot (or a crash of its init) ended the processes; the disk is still there.
-      await this.sandboxes.stopRecord(row, "its processes are gone (host restart?); its disk is kept");
-      return { sandboxId: row.id, action: "stopped_vanished" };
+      const stopped = await this.sandboxes.stopVanished(
+        row,
+        "its processes are gone (host restart?); its disk is kept",
+      );
+      return stopped ? { sandboxId: row.id, action: "stopped_vanished" } : undefined;
     }
     if (!alive) {
       await this.sandboxes.markFailed(row.id, ["running", "hibernated"], "the sandbox's processes are gone");

@@ -445,6 +445,28 @@ export class SandboxService {
     return this.lifecycle.run(record.id, () => this.stopUnlocked(record.id, reason));
   }
 
+  /**
+   * The reconciler's "host reboot" case: a running or hibernated sandbox whose processes are
+   * gone becomes stopped. Checked again under the lifecycle lock, so a start that was bringing it
+   * up (its row already `running`, its processes not yet there) is never taken for one.
+   */
+  stopVanished(record: SandboxRecord, reason: string): Promise<SandboxRecord | undefined> {
+    this.requireDurable("stop a sandbox and keep its disk");
+    return this.lifecycle.run(record.id, async () => {
+      const current = await this.store.sandboxes.get(record.id);
+      if (!current?.handle || (current.state !== "running" && current.state !== "hibernated"))
+        return undefined;
+      if (JSON.stringify(current.handle) !== JSON.stringify(record.handle)) return undefined;
+      if (await this.driver.isAlive(current.handle).catch(() => false)) return undefined;
+      return this.stopUnlocked(record.id, reason);
+    });
+  }
+
+  /** Whether a lifecycle operation (create aside) is under way for the sandbox in this process. */
+  busy(id: string): boolean {
+    return this.lifecycle.busy(id);
+  }
+
   private requireDurable(what: string): void {
     this.requireFeature("durable", what);
     if (!this.driver.stop || !this.driver.start) {
