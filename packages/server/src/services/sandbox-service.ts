@@ -110,7 +110,7 @@ export class SandboxService {
       const asked = count === 1 ? "" : ` and asked for ${count} more`;
       throw new PolydevError(
         "limit_exceeded",
-        `you already have ${live} sandboxes that are not destroyed${asked} (limit ${this.config.maxSandboxesPerUser}); destroy some first`,
+        `you already have ${live} live or stopped sandboxes${asked} (limit ${this.config.maxSandboxesPerUser}); destroy some first`,
       );
     }
   }
