@@ -62,7 +62,10 @@ export const cursorSchema = z
   .regex(/^\d{1,16}:[A-Za-z0-9_-]{1,64}$/, "cursor must be the nextCursor of a previous page")
   .describe("the nextCursor of the previous page");
 
-/** Same rule as the service's SANDBOX_NAME_PATTERN (kept here so the schema stays self-describing). */
+/**
+ * Sandbox names are DNS-label-like, so they read well in URLs, prompts and host names, and never
+ * hold the `_` every id has: a path segment is an id or a name, never both.
+ */
 export const sandboxNameSchema = z
   .string()
   .regex(
@@ -147,19 +150,22 @@ export function updateSandboxBody(max: { diskMb: number }) {
     .meta({ id: "UpdateSandbox" });
 }
 
+/** Most sandboxes one fork makes: each is a real sandbox with its own limits. */
+const MAX_FORK_COUNT = 16;
+
 export const forkSandboxBody = z
   .strictObject({
     count: z
       .number()
       .int()
       .min(1)
-      .max(16)
+      .max(MAX_FORK_COUNT)
       .default(1)
-      .describe("how many sandboxes to make (1 … 16); default 1"),
+      .describe(`how many sandboxes to make (1 … ${MAX_FORK_COUNT}); default 1`),
     names: z
       .array(sandboxNameSchema)
       .min(1)
-      .max(16)
+      .max(MAX_FORK_COUNT)
       .optional()
       .describe("one name per new sandbox, in order; default: unnamed"),
   })

@@ -29,12 +29,6 @@ import { policyOf } from "./network-policies.js";
 /** Which network modes need which driver feature (as `probe()` reports them). */
 const MODE_FEATURES: Record<string, string> = { egress: "egress", allowlist: "egress-allowlist" };
 
-/** Sandbox names: DNS-label-like, so they read well in URLs, prompts and host names. */
-export const SANDBOX_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
-
-/** Most sandboxes one fork makes. */
-export const MAX_FORK_COUNT = 16;
-
 /** States in which a sandbox holds a disk the lifecycle operations can act on. */
 const HOLDS_DISK: SandboxState[] = ["running", "hibernated", "stopped"];
 
