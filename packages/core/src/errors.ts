@@ -14,6 +14,7 @@ export const ERROR_STATUS = {
   method_not_allowed: 405,
   request_timeout: 408,
   conflict: 409,
+  name_taken: 409,
   sandbox_not_running: 409,
   process_not_running: 409,
   payload_too_large: 413,

@@ -27,6 +27,8 @@ export interface ApiKeyRecord {
 export interface SandboxRecord {
   id: string;
   userId: string;
+  /** The owner's name for it (`^[a-z0-9][a-z0-9-]{0,62}$`), unique among their non-destroyed sandboxes. */
+  name: string | null;
   state: SandboxState;
   failureReason: string | null;
   driver: string;
@@ -52,8 +54,8 @@ export interface SandboxRecord {
 
 export type NewSandbox = Omit<
   SandboxRecord,
-  "failureReason" | "handle" | "updatedAt" | "stateChangedAt" | "lastActivityAt" | "destroyedAt"
->;
+  "name" | "failureReason" | "handle" | "updatedAt" | "stateChangedAt" | "lastActivityAt" | "destroyedAt"
+> & { name?: string | null | undefined };
 
 export type LogLevel = "info" | "warn" | "error";
 export type LogSource = "server" | "driver" | "console";
@@ -126,6 +128,8 @@ export interface SandboxRepository {
   get(id: string): Promise<SandboxRecord | undefined>;
   /** Undefined when the sandbox does not exist or belongs to someone else. */
   getForUser(userId: string, id: string): Promise<SandboxRecord | undefined>;
+  /** The user's non-destroyed sandbox of this name, if any. */
+  getForUserByName(userId: string, name: string): Promise<SandboxRecord | undefined>;
   /** Newest first; pass `nextCursor` back as `cursor` for the next page. */
   listForUser(
     userId: string,
@@ -141,6 +145,7 @@ export interface SandboxRepository {
   }): Promise<Page<SandboxRecord>>;
   /** Every sandbox of every user, oldest first: for reconciliation, not for paging. */
   listAll(): Promise<SandboxRecord[]>;
+  /** Sandboxes that hold resources: creating, running, hibernated or stopped. */
   countLiveForUser(userId: string): Promise<number>;
   countByState(): Promise<Record<SandboxState, number>>;
   setHandle(id: string, handle: SandboxHandle): Promise<void>;
@@ -159,10 +164,14 @@ export interface SandboxRepository {
   touchActivity(id: string, at: number): Promise<void>;
   /** Replaces an allow-list sandbox's rules; the updated row, undefined if there is none. */
   setEgressPolicy(id: string, policy: EgressPolicy, at: number): Promise<SandboxRecord | undefined>;
-  /** Running or hibernated sandboxes whose `expiresAt <= now`. */
+  /** Running, hibernated or stopped sandboxes whose `expiresAt <= now`. */
   listExpired(now: number): Promise<SandboxRecord[]>;
   /** Running sandboxes whose `lastActivityAt + idleTimeoutMs <= now`. */
   listIdle(now: number): Promise<SandboxRecord[]>;
+  /** Stopped sandboxes that have been stopped since `before` or earlier (oldest first). */
+  listStoppedSince(before: number): Promise<SandboxRecord[]>;
+  /** Records a grown disk; the updated row, undefined if there is none. */
+  setDiskMb(id: string, diskMb: number, at: number): Promise<SandboxRecord | undefined>;
 }
 
 export interface SandboxLogRepository {

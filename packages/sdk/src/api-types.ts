@@ -27,6 +27,8 @@ export interface paths {
                             /** @enum {string} */
                             status: "ok";
                             driver: string;
+                            /** @description what the sandbox driver can do, e.g. "egress", "durable" (stop/start), "fork" */
+                            features: string[];
                         };
                     };
                 };
@@ -937,7 +939,33 @@ export interface paths {
         };
         options?: never;
         head?: never;
-        patch?: never;
+        /** Grow a sandbox's disk (running, hibernated or stopped) */
+        patch: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["UpdateSandboxInput"];
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Sandbox"];
+                    };
+                };
+            };
+        };
         trace?: never;
     };
     "/v1/sandboxes/{id}/hibernate": {
@@ -1006,6 +1034,132 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["Sandbox"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/stop": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * End every process of a sandbox and keep its disk (drivers with the durable feature)
+         * @description Running or hibernated → stopped. A stopped sandbox is started again by POST …/start or by anything that needs it running (exec, terminal, files, processes, runs). Idempotent.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Sandbox"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/start": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Start a stopped sandbox from its disk (a hibernated one is resumed) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Sandbox"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/fork": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Make new sandboxes whose disks start as copy-on-write copies of this one's
+         * @description All or none. Each new sandbox has the same limits, network (allow-list included), environment, metadata and timeouts, and counts against your sandbox limit.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": components["schemas"]["ForkSandboxInput"];
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            sandboxes: components["schemas"]["Sandbox"][];
+                        };
                     };
                 };
             };
@@ -1203,6 +1357,8 @@ export interface paths {
                         env?: {
                             [key: string]: string;
                         };
+                        /** @description who runs it: "user" (the default in polydev/base), "root", another user of the image, or a uid */
+                        user?: string;
                     };
                 };
             };
@@ -1366,7 +1522,7 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
-                    /** @description relative to the home (/home/user) */
+                    /** @description relative to the home of the sandbox's default user (its agent's hello says which) */
                     path?: string;
                 };
                 header?: never;
@@ -1397,7 +1553,7 @@ export interface paths {
         delete: {
             parameters: {
                 query: {
-                    /** @description relative to the home (/home/user) */
+                    /** @description relative to the home of the sandbox's default user (its agent's hello says which) */
                     path: string;
                     recursive?: "true" | "false";
                 };
@@ -1439,7 +1595,7 @@ export interface paths {
         get: {
             parameters: {
                 query: {
-                    /** @description relative to the home (/home/user) */
+                    /** @description relative to the home of the sandbox's default user (its agent's hello says which) */
                     path: string;
                 };
                 header?: never;
@@ -1480,7 +1636,7 @@ export interface paths {
         get: {
             parameters: {
                 query: {
-                    /** @description relative to the home (/home/user) */
+                    /** @description relative to the home of the sandbox's default user (its agent's hello says which) */
                     path: string;
                 };
                 header?: never;
@@ -1504,7 +1660,7 @@ export interface paths {
         put: {
             parameters: {
                 query: {
-                    /** @description relative to the home (/home/user) */
+                    /** @description relative to the home of the sandbox's default user (its agent's hello says which) */
                     path: string;
                 };
                 header?: never;
@@ -1558,7 +1714,7 @@ export interface paths {
             requestBody: {
                 content: {
                     "application/json": {
-                        /** @description relative to the home (/home/user) */
+                        /** @description relative to the home of the sandbox's default user (its agent's hello says which) */
                         path: string;
                         /** @default true */
                         parents?: boolean;
@@ -1654,6 +1810,8 @@ export interface paths {
                     cols?: number;
                     /** @description terminal height in rows */
                     rows?: number;
+                    /** @description who runs it: "user" (the default in polydev/base), "root", another user of the image, or a uid */
+                    user?: string;
                     /** @description client-made id; connecting again with it reattaches to the same shell */
                     reconnect?: string;
                 };
@@ -2390,6 +2548,7 @@ export interface components {
         };
         SandboxInput: {
             id: string;
+            name: string | null;
             /** @enum {string} */
             state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
@@ -2416,6 +2575,15 @@ export interface components {
             lastActivityAt: string;
             stateChangedAt: string;
         };
+        ForkSandboxInput: {
+            /**
+             * @description how many sandboxes to make (1 … 16); default 1
+             * @default 1
+             */
+            count: number;
+            /** @description one name per new sandbox, in order; default: unnamed */
+            names?: string[];
+        };
         ExecRequestInput: {
             /** @description a shell line ("ls -la | wc -l") or an argv array (["ls", "-la"]) */
             cmd: string | string[];
@@ -2424,6 +2592,8 @@ export interface components {
             env?: {
                 [key: string]: string;
             };
+            /** @description who runs it: "user" (the default in polydev/base), "root", another user of the image, or a uid */
+            user?: string;
             /** @description text written to the process's stdin, then closed */
             stdin?: string;
             /** @description kill the command after this long */
@@ -2469,6 +2639,7 @@ export interface components {
         };
         AdminSandboxInput: {
             id: string;
+            name: string | null;
             /** @enum {string} */
             state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
@@ -2566,6 +2737,8 @@ export interface components {
             endedAt: string | null;
         };
         CreateSandboxInput: {
+            /** @description your name for it, unique among your sandboxes that are not destroyed; usable instead of its id */
+            name?: string;
             /** @description CPU cores (0.05 … 8); default 1 */
             cpu?: number;
             /** @description memory limit in MiB; default 512 */
@@ -2601,6 +2774,10 @@ export interface components {
             metadata?: {
                 [key: string]: string;
             };
+        };
+        UpdateSandboxInput: {
+            /** @description the new disk size in MiB (up to 16384); disks only grow */
+            diskMb: number;
         };
         SandboxNetwork: {
             allow: string[];
@@ -2645,6 +2822,7 @@ export interface components {
         };
         Sandbox: {
             id: string;
+            name: string | null;
             /** @enum {string} */
             state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
@@ -2671,6 +2849,15 @@ export interface components {
             lastActivityAt: string;
             stateChangedAt: string;
         };
+        ForkSandbox: {
+            /**
+             * @description how many sandboxes to make (1 … 16); default 1
+             * @default 1
+             */
+            count: number;
+            /** @description one name per new sandbox, in order; default: unnamed */
+            names?: string[];
+        };
         ExecRequest: {
             /** @description a shell line ("ls -la | wc -l") or an argv array (["ls", "-la"]) */
             cmd: string | string[];
@@ -2679,6 +2866,8 @@ export interface components {
             env?: {
                 [key: string]: string;
             };
+            /** @description who runs it: "user" (the default in polydev/base), "root", another user of the image, or a uid */
+            user?: string;
             /** @description text written to the process's stdin, then closed */
             stdin?: string;
             /** @description kill the command after this long */
@@ -2724,6 +2913,7 @@ export interface components {
         };
         AdminSandbox: {
             id: string;
+            name: string | null;
             /** @enum {string} */
             state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
@@ -2821,6 +3011,8 @@ export interface components {
             endedAt: string | null;
         };
         CreateSandbox: {
+            /** @description your name for it, unique among your sandboxes that are not destroyed; usable instead of its id */
+            name?: string;
             /** @description CPU cores (0.05 … 8); default 1 */
             cpu?: number;
             /** @description memory limit in MiB; default 512 */
@@ -2856,6 +3048,10 @@ export interface components {
             metadata?: {
                 [key: string]: string;
             };
+        };
+        UpdateSandbox: {
+            /** @description the new disk size in MiB (up to 16384); disks only grow */
+            diskMb: number;
         };
     };
     responses: never;

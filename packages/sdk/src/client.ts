@@ -21,6 +21,11 @@ export type ExecResult = components["schemas"]["ExecResult"];
 export type CreateSandbox = NonNullable<
   paths["/v1/sandboxes"]["post"]["requestBody"]
 >["content"]["application/json"];
+export type UpdateSandbox =
+  paths["/v1/sandboxes/{id}"]["patch"]["requestBody"]["content"]["application/json"];
+export type ForkSandbox = NonNullable<
+  paths["/v1/sandboxes/{id}/fork"]["post"]["requestBody"]
+>["content"]["application/json"];
 export type ExecRequest =
   paths["/v1/sandboxes/{id}/exec"]["post"]["requestBody"]["content"]["application/json"];
 export type CreateRun = paths["/v1/runs"]["post"]["requestBody"]["content"]["application/json"];
@@ -118,6 +123,15 @@ export class Polydev {
   }
 
   /**
+   * The server's liveness and its sandbox driver's features ("durable": stop and start keep the
+   * disk; "fork"; "egress"…), so a client can offer only what will work.
+   * @example const { features } = await polydev.health(); if (features.includes("fork")) …
+   */
+  async health(call: CallOptions = {}) {
+    return unwrap(await this.api.GET("/healthz", { signal: call.signal }));
+  }
+
+  /**
    * Who the key belongs to.
    * @example const me = await polydev.me(); console.log(me.name, me.role);
    */
@@ -171,6 +185,44 @@ export class Polydev {
       unwrap(
         await this.api.POST("/v1/sandboxes/{id}/resume", { params: { path: { id } }, signal: call.signal }),
       ),
+    /**
+     * Ends every process and keeps the disk (servers whose driver is "durable"; else
+     * `FeatureUnavailableError`). Idempotent. Any exec, terminal or file call starts it again.
+     * @example await polydev.sandboxes.stop(box.id);
+     */
+    stop: async (id: string, call: CallOptions = {}): Promise<Sandbox> =>
+      unwrap(
+        await this.api.POST("/v1/sandboxes/{id}/stop", { params: { path: { id } }, signal: call.signal }),
+      ),
+    /**
+     * Starts a stopped sandbox from its disk (a hibernated one is resumed, a running one returned).
+     * @example const box2 = await polydev.sandboxes.start(box.id); // box2.state === "running"
+     */
+    start: async (id: string, call: CallOptions = {}): Promise<Sandbox> =>
+      unwrap(
+        await this.api.POST("/v1/sandboxes/{id}/start", { params: { path: { id } }, signal: call.signal }),
+      ),
+    /**
+     * Grows a sandbox's disk; a smaller `diskMb` is an `InvalidRequestError` (disks only grow).
+     * @example await polydev.sandboxes.update(box.id, { diskMb: 4096 });
+     */
+    update: async (id: string, body: UpdateSandbox, call: CallOptions = {}): Promise<Sandbox> =>
+      unwrap(
+        await this.api.PATCH("/v1/sandboxes/{id}", { params: { path: { id } }, body, signal: call.signal }),
+      ),
+    /**
+     * New sandboxes whose disks start as copy-on-write copies of this one's (all or none; each
+     * counts against your sandbox limit).
+     * @example const forks = await polydev.sandboxes.fork(box.id, { count: 3 });
+     */
+    fork: async (id: string, body: ForkSandbox = { count: 1 }, call: CallOptions = {}): Promise<Sandbox[]> =>
+      unwrap(
+        await this.api.POST("/v1/sandboxes/{id}/fork", {
+          params: { path: { id } },
+          body,
+          signal: call.signal,
+        }),
+      ).sandboxes,
     /** Idempotent. @example await polydev.sandboxes.destroy(box.id); */
     destroy: async (id: string, call: CallOptions = {}): Promise<Sandbox> =>
       unwrap(await this.api.DELETE("/v1/sandboxes/{id}", { params: { path: { id } }, signal: call.signal })),

@@ -31,6 +31,14 @@ export class NotFoundError extends PolydevApiError {
 export class ConflictError extends PolydevApiError {
   override name = "ConflictError";
 }
+/** A name the user already holds (409 `name_taken`); a conflict, so `ConflictError` catches it too. */
+export class NameTakenError extends ConflictError {
+  override name = "NameTakenError";
+}
+/** The server's sandbox driver lacks what the call needs (e.g. "durable", "fork"): `details.feature`. */
+export class FeatureUnavailableError extends PolydevApiError {
+  override name = "FeatureUnavailableError";
+}
 export class SandboxNotRunningError extends PolydevApiError {
   override name = "SandboxNotRunningError";
 }
@@ -62,6 +70,8 @@ const CLASSES: Record<string, typeof PolydevApiError> = {
   forbidden: ForbiddenError,
   not_found: NotFoundError,
   conflict: ConflictError,
+  name_taken: NameTakenError,
+  feature_unavailable: FeatureUnavailableError,
   sandbox_not_running: SandboxNotRunningError,
   path_outside_home: PathOutsideHomeError,
   limit_exceeded: LimitExceededError,

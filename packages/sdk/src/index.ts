@@ -9,6 +9,7 @@ export type {
   ExecEvent,
   ExecRequest,
   ExecResult,
+  ForkSandbox,
   PolydevOptions,
   Run,
   RunEvent,
@@ -16,6 +17,7 @@ export type {
   SandboxListQuery,
   SessionInfo,
   SignIn,
+  UpdateSandbox,
   User,
 } from "./client.js";
 export { Polydev } from "./client.js";
@@ -23,10 +25,12 @@ export {
   ConflictError,
   CsrfFailedError,
   errorFromResponse,
+  FeatureUnavailableError,
   ForbiddenError,
   InvalidCredentialsError,
   InvalidRequestError,
   LimitExceededError,
+  NameTakenError,
   NotFoundError,
   PathOutsideHomeError,
   PolydevApiError,

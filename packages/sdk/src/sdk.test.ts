@@ -8,7 +8,15 @@ import type { TestServer } from "../../server/src/testing/harness.js";
 import { createUser, startTestServer } from "../../server/src/testing/harness.js";
 import { generateTypes } from "../scripts/generate-types.js";
 import { Polydev } from "./client.js";
-import { NotFoundError, PathOutsideHomeError, UnauthorizedError } from "./errors.js";
+import {
+  ConflictError,
+  FeatureUnavailableError,
+  InvalidRequestError,
+  NameTakenError,
+  NotFoundError,
+  PathOutsideHomeError,
+  UnauthorizedError,
+} from "./errors.js";
 
 let fake: FakeProviders;
 let t: TestServer;
@@ -68,6 +76,41 @@ describe("the TypeScript SDK against a real server", () => {
     const aborted = new AbortController();
     aborted.abort();
     await expect(polydev.sandboxes.list({ signal: aborted.signal })).rejects.toThrow();
+  });
+
+  it("names sandboxes, and stops, starts, grows and forks them (or says the driver cannot)", async () => {
+    const box = await polydev.sandboxes.create({ name: "sdk-named", diskMb: 256 });
+    expect(box.name).toBe("sdk-named");
+    expect((await polydev.sandboxes.get("sdk-named")).id).toBe(box.id);
+    const taken = polydev.sandboxes.create({ name: "sdk-named" });
+    await expect(taken).rejects.toBeInstanceOf(NameTakenError);
+    await expect(taken).rejects.toBeInstanceOf(ConflictError);
+    await expect(polydev.sandboxes.update(box.id, { diskMb: 128 })).rejects.toBeInstanceOf(
+      InvalidRequestError,
+    );
+
+    const { features } = await t.server.driver.probe();
+    if (features.includes("durable")) {
+      expect((await polydev.sandboxes.stop("sdk-named")).state).toBe("stopped");
+      expect((await polydev.sandboxes.start("sdk-named")).state).toBe("running");
+      expect((await polydev.sandboxes.update(box.id, { diskMb: 512 })).diskMb).toBe(512);
+    } else {
+      await expect(polydev.sandboxes.stop(box.id)).rejects.toBeInstanceOf(FeatureUnavailableError);
+      await expect(polydev.sandboxes.update(box.id, { diskMb: 512 })).rejects.toMatchObject({
+        code: "feature_unavailable",
+        details: { feature: "durable" },
+      });
+    }
+    if (features.includes("fork")) {
+      const forks = await polydev.sandboxes.fork(box.id, { count: 2 });
+      expect(forks.map((f) => f.state)).toEqual(["running", "running"]);
+      for (const f of forks) await polydev.sandboxes.destroy(f.id);
+    } else {
+      await expect(polydev.sandboxes.fork(box.id, { count: 2 })).rejects.toBeInstanceOf(
+        FeatureUnavailableError,
+      );
+    }
+    await polydev.sandboxes.destroy(box.id);
   });
 
   it("pages through sandboxes with a cursor, and listAll follows every page", async () => {

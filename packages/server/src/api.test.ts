@@ -14,7 +14,10 @@ describe("auth and users", () => {
   it("answers /healthz without a key", async () => {
     const response = await fetch(`${t.url}/healthz`);
     expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ status: "ok", driver: "namespace" });
+    const body = await response.json();
+    expect(body).toEqual({ status: "ok", driver: "namespace", features: expect.any(Array) });
+    // The driver's features, so a client (the dashboard) can tell what stop, start and fork will do.
+    expect(body.features).toContain("hibernate");
   });
 
   it("refuses /v1 without a key or with a wrong key, with a stable code", async () => {

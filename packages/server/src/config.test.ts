@@ -53,3 +53,20 @@ describe("host uid registry setting", () => {
     expect(parseConfig({ ...input, dataDir: "/tmp/x" }).hostUidRegistryDir).toBe(resolve("shared/uids"));
   });
 });
+
+describe("inactive stopped sandboxes setting", () => {
+  it("defaults to 14 days and comes from POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS, fractions allowed", () => {
+    expect(parseConfig({ dataDir: "/tmp/x" }).sandboxInactiveDestroyDays).toBe(14);
+    const input = configFromEnv({ POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS: "0.5" });
+    expect(parseConfig({ ...input, dataDir: "/tmp/x" }).sandboxInactiveDestroyDays).toBe(0.5);
+  });
+
+  it("refuses zero, negative and non-numbers, naming the variable", () => {
+    for (const value of ["0", "-3", "two weeks"]) {
+      const input = configFromEnv({ POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS: value });
+      expect(() => parseConfig({ ...input, dataDir: "/tmp/x" }), value).toThrow(
+        /POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS/,
+      );
+    }
+  });
+});

@@ -122,7 +122,16 @@ export const configSchema = z
           .default(7 * 24 * HOUR_MS),
       })
       .prefault({}),
-    /** Live (creating, running, hibernated) sandboxes one user may hold. */
+    /**
+     * POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS: a sandbox stopped (by its owner or by its idle
+     * timeout, with a durable driver) for longer than this is destroyed with its disk. Fractions
+     * are allowed (0.5 is 12 hours).
+     */
+    sandboxInactiveDestroyDays: z.coerce
+      .number({ error: "POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS must be a number of days (e.g. 14 or 0.5)" })
+      .positive("POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS must be more than 0 days")
+      .default(14),
+    /** Sandboxes one user may hold that are not destroyed or failed (stopped ones count: they keep a disk). */
     maxSandboxesPerUser: intFromEnv.positive().default(1000),
     /** POLYDEV_MASTER_KEY: the vault's master key (32 bytes, hex or base64); else a key file in the data dir. */
     masterKey: z.string().optional(),
@@ -206,6 +215,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_EGRESS_DNS_SERVERS)
     input.egressDnsServers = env.POLYDEV_EGRESS_DNS_SERVERS.split(",").map((s) => s.trim());
   if (env.POLYDEV_SANDBOX_GATEWAY_PORT) input.sandboxGatewayPort = Number(env.POLYDEV_SANDBOX_GATEWAY_PORT);
+  if (env.POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS)
+    input.sandboxInactiveDestroyDays = Number(env.POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS);
   const upstreams: Record<string, string> = {};
   if (env.POLYDEV_ANTHROPIC_BASE_URL) upstreams.anthropic = env.POLYDEV_ANTHROPIC_BASE_URL;
   if (env.POLYDEV_OPENAI_BASE_URL) upstreams.openai = env.POLYDEV_OPENAI_BASE_URL;

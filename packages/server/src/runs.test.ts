@@ -120,7 +120,9 @@ describe.skipIf(!installed)(
       expect(rest.map((e) => e.id)).toEqual(all.slice(3).map((e) => e.id));
     });
 
-    it("runs three agents side by side, each in its own working copy", async () => {
+    it('runs three agents side by side, each in its own fork (drivers with "fork") or working copy', async () => {
+      const { features } = await t.server.driver.probe();
+      await alice.exec(sandbox, "echo from-the-source > seed.txt");
       const started = await alice.call<{ groupId: string; runs: Run[] }>("POST", "/v1/runs", {
         agents: ["claude", "codex", "gemini"],
         prompt: "create file group.txt",
@@ -128,13 +130,30 @@ describe.skipIf(!installed)(
       });
       expect(started.status).toBe(201);
       expect(started.body.runs).toHaveLength(3);
-      const cwds = new Set(started.body.runs.map((r) => r.cwd));
-      expect(cwds.size).toBe(3);
+      // Where each agent works: its own sandbox (a fork that starts with the source's files), or
+      // its own directory of the one sandbox.
+      const places = new Set(started.body.runs.map((r) => `${r.sandboxId}:${r.cwd}`));
+      expect(places.size).toBe(3);
+      const forked = features.includes("fork");
       for (const run of started.body.runs) {
+        expect(run.sandboxId === sandbox).toBe(!forked);
         const done = await waitForEnd(run.id);
         expect(done.state, `${run.id}: ${done.exitReason}`).toBe("succeeded");
-        const file = await alice.call("GET", `/v1/sandboxes/${sandbox}/files/stat?path=${run.cwd}/group.txt`);
+        const file = await alice.call(
+          "GET",
+          `/v1/sandboxes/${run.sandboxId}/files/stat?path=${run.cwd}/group.txt`,
+        );
         expect(file.status).toBe(200);
+        if (forked) {
+          expect((await alice.exec(run.sandboxId, "cat seed.txt")).body.stdout).toBe("from-the-source\n");
+          await alice.call("DELETE", `/v1/sandboxes/${run.sandboxId}`);
+        }
+      }
+      // No agent wrote into the source when each had a fork.
+      if (forked) {
+        expect(
+          (await alice.exec(sandbox, "test -e group.txt && echo there || echo absent")).body.stdout,
+        ).toBe("absent\n");
       }
     });
 

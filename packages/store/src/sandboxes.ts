@@ -19,6 +19,7 @@ function toSandbox(row: Selectable<SandboxesTable>): SandboxRecord {
   return {
     id: row.id,
     userId: row.user_id,
+    name: row.name ?? null,
     state: row.state as SandboxState,
     failureReason: row.failure_reason,
     driver: row.driver,
@@ -80,6 +81,7 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
         .values({
           id: s.id,
           user_id: s.userId,
+          name: s.name ?? null,
           state: s.state,
           failure_reason: null,
           driver: s.driver,
@@ -115,6 +117,16 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
         .executeTakeFirst();
       return row ? toSandbox(row) : undefined;
     },
+    async getForUserByName(userId, name) {
+      const row = await db
+        .selectFrom("sandboxes")
+        .selectAll()
+        .where("user_id", "=", userId)
+        .where("name", "=", name)
+        .where("state", "!=", "destroyed")
+        .executeTakeFirst();
+      return row ? toSandbox(row) : undefined;
+    },
     listForUser(userId, options) {
       return newestFirst({ ...options, userId });
     },
@@ -140,7 +152,7 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
       const rows = await db
         .selectFrom("sandboxes")
         .selectAll()
-        .where("state", "in", ["running", "hibernated"])
+        .where("state", "in", ["running", "hibernated", "stopped"])
         .where("expires_at", "<=", now)
         .orderBy("expires_at")
         .orderBy("id")
@@ -164,9 +176,29 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
         .selectFrom("sandboxes")
         .select((eb) => eb.fn.countAll().as("n"))
         .where("user_id", "=", userId)
-        .where("state", "in", ["creating", "running", "hibernated"])
+        .where("state", "in", ["creating", "running", "hibernated", "stopped"])
         .executeTakeFirstOrThrow();
       return int8(row.n);
+    },
+    async listStoppedSince(before) {
+      const rows = await db
+        .selectFrom("sandboxes")
+        .selectAll()
+        .where("state", "=", "stopped")
+        .where("state_changed_at", "<=", before)
+        .orderBy("state_changed_at")
+        .orderBy("id")
+        .execute();
+      return rows.map(toSandbox);
+    },
+    async setDiskMb(id, diskMb, at) {
+      const row = await db
+        .updateTable("sandboxes")
+        .set({ disk_mb: diskMb, updated_at: at })
+        .where("id", "=", id)
+        .returningAll()
+        .executeTakeFirst();
+      return row ? toSandbox(row) : undefined;
     },
     async countByState() {
       const rows = await db

@@ -33,6 +33,7 @@ export interface SessionsTable {
 export interface SandboxesTable {
   id: string;
   user_id: string;
+  name?: string | null;
   state: string;
   failure_reason: string | null;
   driver: string;

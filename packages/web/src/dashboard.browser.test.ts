@@ -193,6 +193,7 @@ describe("the dashboard in Chromium", () => {
   it(
     "creates a sandbox with limits and opens its terminal",
     async () => {
+      await page.getByLabel("Name (optional)").fill("dash-box");
       await page.getByLabel("Memory (MiB)").fill("384");
       await page.getByLabel("Processes").fill("200");
       await page.getByRole("button", { name: "Create sandbox" }).click();
@@ -203,7 +204,16 @@ describe("the dashboard in Chromium", () => {
         "GET",
         `/v1/sandboxes/${sandboxId}`,
       );
-      expect(created.body).toMatchObject({ memoryMb: 384, pidsMax: 200, state: "running" });
+      expect(created.body).toMatchObject({ name: "dash-box", memoryMb: 384, pidsMax: 200, state: "running" });
+      // The page is titled by the name; Stop and Fork are offered only where the driver can.
+      await page.getByRole("heading", { name: "dash-box", level: 1 }).waitFor();
+      const { features } = await (t as TestServer).server.driver.probe();
+      await expect
+        .poll(() => page.getByRole("button", { name: "Stop", exact: true }).count())
+        .toBe(features.includes("durable") ? 1 : 0);
+      await expect
+        .poll(() => page.getByRole("button", { name: "Fork", exact: true }).count())
+        .toBe(features.includes("fork") ? 1 : 0);
       await page.getByRole("status").filter({ hasText: "Connected" }).waitFor({ timeout: 30_000 });
       await typeInTerminal("echo hello");
       await waitForTerminalLine("hello");

@@ -90,8 +90,8 @@ describe("polydev sandbox", () => {
 
     const ls = await runCli(["sandbox", "ls"], { env: loggedIn() });
     expect(ls.code).toBe(0);
-    expect(ls.stdout.split("\n")[0]).toMatch(/^ID\s+STATE\s+AGE\s+CPU\s+MEMORY/);
-    expect(ls.stdout).toMatch(new RegExp(`${box.id}\\s+running\\s+\\d+[smhd]\\s+1\\s+256 MiB`));
+    expect(ls.stdout.split("\n")[0]).toMatch(/^ID\s+NAME\s+STATE\s+AGE\s+CPU\s+MEMORY/);
+    expect(ls.stdout).toMatch(new RegExp(`${box.id}\\s+-\\s+running\\s+\\d+[smhd]\\s+1\\s+256 MiB`));
     const lsJson = JSON.parse((await runCli(["sandbox", "ls", "--json"], { env: loggedIn() })).stdout);
     expect(lsJson.map((b: { id: string }) => b.id)).toContain(box.id);
 
@@ -135,6 +135,40 @@ describe("polydev sandbox", () => {
     const gone = await runCli(["sandbox", "exec", box.id, "--", "true"], { env: loggedIn() });
     expect(gone.code).toBe(1);
     expect(gone.stderr).toMatch(/^polydev: .+ \(sandbox_not_running\)\n$/);
+  });
+
+  it("names a sandbox, and stops, starts and forks it (or says the server's driver cannot)", async () => {
+    const created = await runCli(["sandbox", "create", "--name", "cli-named"], { env: loggedIn() });
+    expect(created.code, created.stderr).toBe(0);
+    const id = created.stdout.trim();
+    expect((await runCli(["sandbox", "ls"], { env: loggedIn() })).stdout).toMatch(
+      new RegExp(`${id}\\s+cli-named\\s+running`),
+    );
+    const again = await runCli(["sandbox", "create", "--name", "cli-named"], { env: loggedIn() });
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/\(name_taken\)\n$/);
+
+    const { features } = await t.server.driver.probe();
+    const stop = await runCli(["sandbox", "stop", "cli-named"], { env: loggedIn() });
+    if (features.includes("durable")) {
+      expect(stop).toMatchObject({ code: 0, stdout: "cli-named\n" });
+      const start = await runCli(["sandbox", "start", "cli-named"], { env: loggedIn() });
+      expect(start).toMatchObject({ code: 0, stdout: "cli-named\n" });
+    } else {
+      expect(stop.code).toBe(1);
+      expect(stop.stderr).toMatch(/"durable".* \(feature_unavailable\)\n$/);
+    }
+    const fork = await runCli(["sandbox", "fork", "--count", "2", id], { env: loggedIn() });
+    if (features.includes("fork")) {
+      expect(fork.code, fork.stderr).toBe(0);
+      const ids = fork.stdout.trim().split("\n");
+      expect(ids).toHaveLength(2);
+      expect((await runCli(["sandbox", "rm", ...ids], { env: loggedIn() })).code).toBe(0);
+    } else {
+      expect(fork.code).toBe(1);
+      expect(fork.stderr).toMatch(/"fork".* \(feature_unavailable\)\n$/);
+    }
+    expect((await runCli(["sandbox", "rm", id], { env: loggedIn() })).code).toBe(0);
   });
 
   it("answers an unknown sandbox with the API's message and exit 1", async () => {
@@ -369,6 +403,10 @@ describe("usage", () => {
       ["sandbox", "ls", "--bogus"],
       ["sandbox", "exec"],
       ["sandbox", "exec", "sbx_1"],
+      ["sandbox", "stop"],
+      ["sandbox", "fork"],
+      ["sandbox", "fork", "--count", "many", "sbx_1"],
+      ["sandbox", "fork", "--count", "2", "--name", "only-one", "sbx_1"],
       ["run", "say hi"],
       ["run", "--agent", "cursor", "say hi"],
       ["creds", "add", "nobody"],
@@ -388,6 +426,9 @@ describe("usage", () => {
       ["sandbox", "create", "--help"],
       ["sandbox", "ls", "--help"],
       ["sandbox", "rm", "--help"],
+      ["sandbox", "stop", "--help"],
+      ["sandbox", "start", "--help"],
+      ["sandbox", "fork", "--help"],
       ["sandbox", "exec", "--help"],
       ["sandbox", "shell", "--help"],
       ["sandbox", "logs", "--help"],

@@ -1,4 +1,4 @@
-/** `polydev sandbox create | ls | rm | exec | shell | network | audit`. */
+/** `polydev sandbox create | ls | rm | stop | start | fork | exec | shell | network | audit`. */
 import type { CreateSandbox, Polydev, Sandbox } from "@polydev/sdk";
 import { connect } from "./config.js";
 import {
@@ -25,6 +25,9 @@ Commands:
   rm        destroy sandboxes
   hibernate freeze sandboxes (processes stop, files and memory stay)
   resume    thaw hibernated sandboxes
+  stop      end sandboxes' processes and keep their disks (drivers that keep disks)
+  start     start stopped sandboxes from their disks
+  fork      make new sandboxes from copies of a sandbox's disk
   exec      run a command in a sandbox, streaming its output
   shell     attach this terminal to a shell in a sandbox
   logs      a sandbox's lifecycle log and console output (kept after a failure)
@@ -38,6 +41,7 @@ Run 'polydev sandbox <command> --help' for a command's options.
 const CREATE_HELP = `Usage: polydev sandbox create [options]
 
 Options (server default):
+  --name NAME             your name for it, usable instead of its id (lowercase, digits, -)
   --cpu N                 CPU cores, 0.05 … 8 (1)
   --memory-mb N           memory limit in MiB (512)
   --disk-mb N             home size in MiB (1024)
@@ -79,6 +83,31 @@ polydev sandbox resume ID.
 const RESUME_HELP = `Usage: polydev sandbox resume ID...
 
 Thaws hibernated sandboxes: their processes continue where they stopped.
+`;
+
+const STOP_HELP = `Usage: polydev sandbox stop ID...
+
+Ends every process of the sandboxes and keeps their disks (servers whose driver keeps disks).
+polydev sandbox start ID, or any exec, shell or cp, brings one back with its files.
+`;
+
+const START_HELP = `Usage: polydev sandbox start ID...
+
+Starts stopped sandboxes from their disks (hibernated ones are resumed).
+`;
+
+const FORK_HELP = `Usage: polydev sandbox fork [options] ID
+
+Makes new sandboxes whose disks start as copies of this one's (copy-on-write), with the same
+limits, network and environment, and prints their ids. All or none.
+
+Options:
+  --count N      how many, 1 … 16 (1)
+  --name NAME    a name for each new sandbox, in order (repeat once per sandbox)
+  --json         print the new sandboxes as JSON instead of their ids
+
+Example:
+  polydev sandbox fork --count 3 sbx_123
 `;
 
 const EXEC_HELP = `Usage: polydev sandbox exec [options] ID -- CMD [ARG...]
@@ -136,6 +165,12 @@ export function sandbox(argv: string[], env: NodeJS.ProcessEnv): Promise<number>
       );
     case "resume":
       return forEachSandbox("resume", rest, env, RESUME_HELP, "Resuming", (p, id) => p.sandboxes.resume(id));
+    case "stop":
+      return forEachSandbox("stop", rest, env, STOP_HELP, "Stopping", (p, id) => p.sandboxes.stop(id));
+    case "start":
+      return forEachSandbox("start", rest, env, START_HELP, "Starting", (p, id) => p.sandboxes.start(id));
+    case "fork":
+      return fork(rest, env);
     case "exec":
       return exec(rest, env);
     case "shell":
@@ -168,6 +203,7 @@ function create(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     const parsed = parseCommand(
       argv,
       {
+        name: { type: "string" },
         cpu: { type: "string" },
         "memory-mb": { type: "string" },
         "disk-mb": { type: "string" },
@@ -188,6 +224,7 @@ function create(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     const { values, positionals } = parsed;
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     const body: CreateSandbox = {};
+    if (values.name !== undefined) body.name = values.name;
     if (values.cpu !== undefined) body.cpu = numberOption("--cpu", values.cpu, { integer: false });
     if (values["memory-mb"] !== undefined) body.memoryMb = numberOption("--memory-mb", values["memory-mb"]);
     if (values["disk-mb"] !== undefined) body.diskMb = numberOption("--disk-mb", values["disk-mb"]);
@@ -218,10 +255,11 @@ function list(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       process.stdout.write(`${JSON.stringify(boxes)}\n`);
       return EXIT_OK;
     }
-    const rows = [["ID", "STATE", "AGE", "CPU", "MEMORY", "DISK", "NETWORK"]];
+    const rows = [["ID", "NAME", "STATE", "AGE", "CPU", "MEMORY", "DISK", "NETWORK"]];
     for (const box of boxes) {
       rows.push([
         box.id,
+        box.name ?? "-",
         box.state === "failed" && box.failureReason ? `failed: ${box.failureReason}` : box.state,
         formatAge(box.createdAt),
         String(box.cpu),
@@ -241,6 +279,32 @@ async function allSandboxes(polydev: Polydev): Promise<Sandbox[]> {
   const boxes: Sandbox[] = [];
   for await (const box of polydev.sandboxes.listAll()) boxes.push(box);
   return boxes;
+}
+
+function fork(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return runCommand("polydev sandbox fork", async () => {
+    const parsed = parseCommand(
+      argv,
+      { count: { type: "string" }, name: { type: "string", multiple: true }, json: { type: "boolean" } },
+      FORK_HELP,
+    );
+    if (!parsed) return EXIT_OK;
+    const id = onlyId(parsed.positionals, "polydev sandbox fork [--count N] ID");
+    const names = parsed.values.name;
+    const count =
+      parsed.values.count !== undefined ? numberOption("--count", parsed.values.count) : (names?.length ?? 1);
+    if (names && names.length !== count) {
+      throw new UsageError(`give one --name per new sandbox (${count}), or none (got ${names.length})`);
+    }
+    const { polydev } = await connect(env);
+    const forks = await withSpinner(`Forking ${id}`, () =>
+      polydev.sandboxes.fork(id, { count, ...(names ? { names } : {}) }),
+    );
+    process.stdout.write(
+      parsed.values.json ? `${JSON.stringify(forks)}\n` : forks.map((f) => `${f.id}\n`).join(""),
+    );
+    return EXIT_OK;
+  });
 }
 
 function remove(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {

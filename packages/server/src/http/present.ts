@@ -6,6 +6,7 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 export function presentSandbox(s: SandboxRecord) {
   return {
     id: s.id,
+    name: s.name,
     state: s.state,
     failureReason: s.failureReason,
     driver: s.driver,

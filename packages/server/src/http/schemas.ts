@@ -62,6 +62,18 @@ export const cursorSchema = z
   .regex(/^\d{1,16}:[A-Za-z0-9_-]{1,64}$/, "cursor must be the nextCursor of a previous page")
   .describe("the nextCursor of the previous page");
 
+/**
+ * Sandbox names are DNS-label-like, so they read well in URLs, prompts and host names, and never
+ * hold the `_` every id has: a path segment is an id or a name, never both.
+ */
+export const sandboxNameSchema = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9-]{0,62}$/,
+    "a sandbox name is 1–63 lowercase letters, digits and '-', starting with a letter or digit",
+  )
+  .describe("your name for it, unique among your sandboxes that are not destroyed; usable instead of its id");
+
 export function createSandboxBody(max: {
   cpu: number;
   memoryMb: number;
@@ -72,6 +84,7 @@ export function createSandboxBody(max: {
 }) {
   return z
     .strictObject({
+      name: sandboxNameSchema.optional(),
       cpu: z.number().min(0.05).max(max.cpu).optional().describe(`CPU cores (0.05 … ${max.cpu}); default 1`),
       memoryMb: z
         .number()
@@ -103,6 +116,7 @@ export function createSandboxBody(max: {
 export const sandboxSchema = z
   .object({
     id: z.string(),
+    name: z.string().nullable(),
     state: z.enum(SANDBOX_STATES),
     failureReason: z.string().nullable(),
     driver: z.string(),
@@ -122,6 +136,48 @@ export const sandboxSchema = z
     stateChangedAt: z.string(),
   })
   .meta({ id: "Sandbox" });
+
+export function updateSandboxBody(max: { diskMb: number }) {
+  return z
+    .strictObject({
+      diskMb: z
+        .number()
+        .int()
+        .min(16)
+        .max(max.diskMb)
+        .describe(`the new disk size in MiB (up to ${max.diskMb}); disks only grow`),
+    })
+    .meta({ id: "UpdateSandbox" });
+}
+
+/** Most sandboxes one fork makes: each is a real sandbox with its own limits. */
+const MAX_FORK_COUNT = 16;
+
+export const forkSandboxBody = z
+  .strictObject({
+    count: z
+      .number()
+      .int()
+      .min(1)
+      .max(MAX_FORK_COUNT)
+      .default(1)
+      .describe(`how many sandboxes to make (1 … ${MAX_FORK_COUNT}); default 1`),
+    names: z
+      .array(sandboxNameSchema)
+      .min(1)
+      .max(MAX_FORK_COUNT)
+      .optional()
+      .describe("one name per new sandbox, in order; default: unnamed"),
+  })
+  .refine((body) => body.names === undefined || body.names.length === body.count, {
+    message: "names must hold exactly one name per new sandbox (as many as count), or be left out",
+    path: ["names"],
+  })
+  .refine((body) => body.names === undefined || new Set(body.names).size === body.names.length, {
+    message: "names must be different from each other",
+    path: ["names"],
+  })
+  .meta({ id: "ForkSandbox" });
 
 export const sandboxListSchema = z.object({
   items: z.array(sandboxSchema),

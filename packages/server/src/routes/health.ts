@@ -11,12 +11,20 @@ export function healthRoutes(instance: FastifyInstance, ctx: ServerContext): voi
         tags: ["health"],
         summary: "Liveness: the server answers and its database is reachable",
         security: [],
-        response: { 200: z.object({ status: z.literal("ok"), driver: z.string() }) },
+        response: {
+          200: z.object({
+            status: z.literal("ok"),
+            driver: z.string(),
+            features: z
+              .array(z.string())
+              .describe('what the sandbox driver can do, e.g. "egress", "durable" (stop/start), "fork"'),
+          }),
+        },
       },
     },
     async () => {
       await ctx.store.users.count();
-      return { status: "ok" as const, driver: ctx.driver.name };
+      return { status: "ok" as const, driver: ctx.driver.name, features: [...ctx.sandboxes.features] };
     },
   );
 }

@@ -23,6 +23,8 @@ const controlMessage = z.discriminatedUnion("type", [
 declare module "fastify" {
   interface FastifyRequest {
     ptyAgent: AgentConnection | undefined;
+    /** The sandbox's id (the path may name it by its name). */
+    ptySandboxId: string | undefined;
   }
 }
 
@@ -34,6 +36,7 @@ declare module "fastify" {
 export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
   const app = zodApp(instance);
   instance.decorateRequest("ptyAgent", undefined);
+  instance.decorateRequest("ptySandboxId", undefined);
   app.route({
     method: "GET",
     url: "/v1/sandboxes/:id/pty",
@@ -61,8 +64,12 @@ export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
     },
     // Ownership and state are checked before the upgrade so a bad id answers a plain 404/409.
     preHandler: async (request) => {
-      const { agent } = await ctx.sandboxes.agent(requirePrincipal(request).userId, request.params.id);
+      const { agent, sandbox } = await ctx.sandboxes.agent(
+        requirePrincipal(request).userId,
+        request.params.id,
+      );
       request.ptyAgent = agent;
+      request.ptySandboxId = sandbox.id;
     },
     // A plain GET (no upgrade) reaches this handler; the terminal needs the WebSocket.
     handler: async (_request, reply) => {
@@ -75,7 +82,8 @@ export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
     wsHandler: async (socket: WebSocket, request) => {
       const principal = requirePrincipal(request);
       const agent = request.ptyAgent;
-      if (!agent) {
+      const sandboxId = request.ptySandboxId;
+      if (!agent || !sandboxId) {
         socket.close(1011, "no agent");
         return;
       }
@@ -90,7 +98,7 @@ export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
       let attached: Awaited<ReturnType<typeof ctx.ptys.attach>>;
       try {
         attached = await ctx.ptys.attach(
-          { userId: principal.userId, sandboxId: request.params.id, reconnectId, cols, rows, agent, user },
+          { userId: principal.userId, sandboxId, reconnectId, cols, rows, agent, user },
           client,
         );
       } catch (error) {
@@ -109,7 +117,7 @@ export function ptyRoutes(instance: FastifyInstance, ctx: ServerContext): void {
       const { session } = attached;
       socket.send(JSON.stringify({ type: "ready", reconnectId, reattached: attached.reattached }));
       socket.on("message", (data, isBinary) => {
-        ctx.sandboxes.touch(request.params.id);
+        ctx.sandboxes.touch(sandboxId);
         if (isBinary) {
           session.write(Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer));
           return;

@@ -1,3 +1,4 @@
+import { PolydevError } from "@polydev/core";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { requirePrincipal } from "../http/auth.js";
@@ -6,11 +7,13 @@ import { zodApp } from "../http/context.js";
 import { presentSandbox } from "../http/present.js";
 import {
   createSandboxBody,
+  forkSandboxBody,
   listQuery,
   logEntrySchema,
   sandboxIdParams,
   sandboxListSchema,
   sandboxSchema,
+  updateSandboxBody,
 } from "../http/schemas.js";
 
 const tags = ["sandboxes"];
@@ -105,6 +108,82 @@ export function sandboxRoutes(instance: FastifyInstance, ctx: ServerContext): vo
       presentSandbox(await ctx.sandboxes.resume(requirePrincipal(request).userId, request.params.id)),
   );
 
+  app.post(
+    "/v1/sandboxes/:id/stop",
+    {
+      schema: {
+        tags,
+        summary: "End every process of a sandbox and keep its disk (drivers with the durable feature)",
+        description:
+          "Running or hibernated → stopped. A stopped sandbox is started again by POST …/start or by " +
+          "anything that needs it running (exec, terminal, files, processes, runs). Idempotent.",
+        params: sandboxIdParams,
+        response: { 200: sandboxSchema },
+      },
+    },
+    async (request) =>
+      presentSandbox(await ctx.sandboxes.stop(requirePrincipal(request).userId, request.params.id)),
+  );
+
+  app.post(
+    "/v1/sandboxes/:id/start",
+    {
+      schema: {
+        tags,
+        summary: "Start a stopped sandbox from its disk (a hibernated one is resumed)",
+        params: sandboxIdParams,
+        response: { 200: sandboxSchema },
+      },
+    },
+    async (request) =>
+      presentSandbox(await ctx.sandboxes.start(requirePrincipal(request).userId, request.params.id)),
+  );
+
+  app.patch(
+    "/v1/sandboxes/:id",
+    {
+      schema: {
+        tags,
+        summary: "Grow a sandbox's disk (running, hibernated or stopped)",
+        params: sandboxIdParams,
+        body: updateSandboxBody(ctx.config.sandboxMaximums),
+        response: { 200: sandboxSchema },
+      },
+    },
+    async (request) =>
+      presentSandbox(
+        await ctx.sandboxes.growDisk(
+          requirePrincipal(request).userId,
+          request.params.id,
+          request.body.diskMb,
+        ),
+      ),
+  );
+
+  app.post(
+    "/v1/sandboxes/:id/fork",
+    {
+      schema: {
+        tags,
+        summary: "Make new sandboxes whose disks start as copy-on-write copies of this one's",
+        description:
+          "All or none. Each new sandbox has the same limits, network (allow-list included), " +
+          "environment, metadata and timeouts, and counts against your sandbox limit.",
+        params: sandboxIdParams,
+        body: forkSandboxBody.default({ count: 1 }),
+        response: { 201: z.object({ sandboxes: z.array(sandboxSchema) }) },
+      },
+    },
+    async (request, reply) => {
+      const forks = await ctx.sandboxes.fork(
+        requirePrincipal(request).userId,
+        request.params.id,
+        request.body,
+      );
+      return reply.status(201).send({ sandboxes: forks.map(presentSandbox) });
+    },
+  );
+
   app.get(
     "/v1/sandboxes/:id/logs",
     {
@@ -125,7 +204,8 @@ export function sandboxRoutes(instance: FastifyInstance, ctx: ServerContext): vo
         afterId: request.query.afterId,
         limit: request.query.limit,
       });
-      const live = sandbox.state === "running" || sandbox.state === "hibernated";
+      const live =
+        sandbox.state === "running" || sandbox.state === "hibernated" || sandbox.state === "stopped";
       const consoleText =
         live && sandbox.handle ? await ctx.driver.logs(sandbox.handle).catch(() => null) : null;
       return {
@@ -154,7 +234,16 @@ export function sandboxRoutes(instance: FastifyInstance, ctx: ServerContext): vo
       },
     },
     async (request) => {
-      const sandbox = await ctx.sandboxes.requireRunning(requirePrincipal(request).userId, request.params.id);
+      const userId = requirePrincipal(request).userId;
+      // Looking at a stopped sandbox's figures must not start it (and make it use what it shows).
+      const found = await ctx.sandboxes.get(userId, request.params.id);
+      if (found.state === "stopped") {
+        throw new PolydevError(
+          "sandbox_not_running",
+          `sandbox ${found.id} is stopped: it uses no CPU or memory; start it (POST /v1/sandboxes/${found.id}/start) for live figures`,
+        );
+      }
+      const sandbox = await ctx.sandboxes.requireRunning(userId, found.id);
       if (!sandbox.handle) throw new Error("running sandbox without a handle");
       return ctx.driver.stats(sandbox.handle);
     },

@@ -133,7 +133,7 @@ export class NetworkPolicies {
         );
       }
     }
-    const live = await this.store.sandboxes.listByStates(["creating", "running", "hibernated"]);
+    const live = await this.store.sandboxes.listByStates(["creating", "running", "hibernated", "stopped"]);
     const user = live.find((s) => s.egressPolicy?.presets.includes(name));
     if (user) {
       throw new PolydevError(

@@ -125,15 +125,26 @@ export class RunService {
     }
     const grouped = input.agents.length > 1;
     const groupId = grouped ? `grp_${randomBytes(9).toString("base64url")}` : null;
+    // A group's agents each work in a fork of the sandbox where the driver forks: every one sees
+    // the same files and installed tools, and none sees another's changes. Elsewhere each gets
+    // its own working copy (a directory) in the one sandbox.
+    const places: { sandbox: SandboxRecord; connection: AgentConnection }[] = [];
+    if (grouped && this.sandboxes.features.includes("fork")) {
+      const forks = await this.sandboxes.fork(userId, sandbox.id, { count: input.agents.length });
+      for (const fork of forks)
+        places.push({ sandbox: fork, connection: await this.sandboxes.agentFor(fork) });
+    }
+    const inForks = places.length > 0;
     const runs: RunRecord[] = [];
-    for (const agent of input.agents) {
+    for (const [index, agent] of input.agents.entries()) {
       const id = `run_${randomBytes(9).toString("base64url")}`;
-      // A group's agents each get their own working copy, so they never edit the same files.
-      const cwd = grouped ? `runs/${id}` : (input.cwd ?? ".");
+      const cwd = grouped && !inForks ? `runs/${id}` : (input.cwd ?? ".");
+      const place = places[index] ?? { sandbox, connection };
       const run: RunRecord = {
         id,
         userId,
-        sandboxId,
+        // The request may name the sandbox by its name; the run keeps its id.
+        sandboxId: place.sandbox.id,
         groupId,
         agent,
         prompt: input.prompt,
@@ -153,7 +164,7 @@ export class RunService {
       await this.store.runs.insert(run);
       runs.push(run);
     }
-    for (const run of runs) {
+    for (const [index, run] of runs.entries()) {
       this.active.set(run.id, {
         sandboxId: run.sandboxId,
         process: undefined,
@@ -161,9 +172,14 @@ export class RunService {
         lost: undefined,
         abort: new AbortController(),
       });
-      void this.execute(run, connection, input.cwd, sandbox, input.setup).catch((error: unknown) => {
-        this.log.error({ err: error, runId: run.id }, "run failed unexpectedly");
-      });
+      const place = places[index] ?? { sandbox, connection };
+      // A fork already holds the files: its working directory is the requested one, not a copy.
+      const baseCwd = inForks ? undefined : input.cwd;
+      void this.execute(run, place.connection, baseCwd, place.sandbox, input.setup).catch(
+        (error: unknown) => {
+          this.log.error({ err: error, runId: run.id }, "run failed unexpectedly");
+        },
+      );
     }
     return runs;
   }
@@ -623,7 +639,7 @@ export class RunService {
   private async defaultSandbox(userId: string): Promise<string> {
     const page = await this.store.sandboxes.listForUser(userId, {
       limit: 100,
-      states: ["running", "hibernated"],
+      states: ["running", "hibernated", "stopped"],
     });
     const existing = page.items.find((s) => s.metadata.purpose === "default");
     if (existing) return existing.id;

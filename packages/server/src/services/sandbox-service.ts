@@ -8,8 +8,11 @@
 import type {
   AgentConnection,
   Clock,
+  NewSandbox,
   SandboxDriver,
+  SandboxHandle,
   SandboxRecord,
+  SandboxSpec,
   SandboxState,
   Store,
 } from "@polydev/core";
@@ -26,7 +29,11 @@ import { policyOf } from "./network-policies.js";
 /** Which network modes need which driver feature (as `probe()` reports them). */
 const MODE_FEATURES: Record<string, string> = { egress: "egress", allowlist: "egress-allowlist" };
 
+/** States in which a sandbox holds a disk the lifecycle operations can act on. */
+const HOLDS_DISK: SandboxState[] = ["running", "hibernated", "stopped"];
+
 export interface CreateSandboxInput {
+  name?: string | undefined;
   cpu?: number | undefined;
   memoryMb?: number | undefined;
   diskMb?: number | undefined;
@@ -69,15 +76,69 @@ export class SandboxService {
     private readonly gateway?: GatewayHub,
   ) {}
 
-  async create(userId: string, input: CreateSandboxInput): Promise<SandboxRecord> {
-    const defaults = this.config.sandboxDefaults;
-    const live = await this.store.sandboxes.countLiveForUser(userId);
-    if (live >= this.config.maxSandboxesPerUser) {
+  /** What the driver reported at start-up (`probe()`), shown by GET /healthz. */
+  get features(): readonly string[] {
+    return this.driverFeatures;
+  }
+
+  /** Whether the driver keeps disks across stop and start ("durable" and both methods). */
+  get durable(): boolean {
+    return this.driverFeatures.includes("durable") && !!this.driver.stop && !!this.driver.start;
+  }
+
+  private requireFeature(feature: string, what: string): void {
+    if (!this.driverFeatures.includes(feature)) {
       throw new PolydevError(
-        "limit_exceeded",
-        `you already have ${live} live sandboxes (limit ${this.config.maxSandboxesPerUser}); destroy some first`,
+        "feature_unavailable",
+        `the "${this.driver.name}" driver on this server cannot ${what} (it lacks the "${feature}" feature; ` +
+          "see GET /healthz and the server log for what it offers)",
+        { details: { feature, driver: this.driver.name } },
       );
     }
+  }
+
+  /** Refuses `count` more sandboxes when the user would pass their limit (stopped ones count). */
+  private async checkSandboxLimit(userId: string, count: number): Promise<void> {
+    const live = await this.store.sandboxes.countLiveForUser(userId);
+    if (live + count > this.config.maxSandboxesPerUser) {
+      const asked = count === 1 ? "" : ` and asked for ${count} more`;
+      throw new PolydevError(
+        "limit_exceeded",
+        `you already have ${live} live or stopped sandboxes${asked} (limit ${this.config.maxSandboxesPerUser}); destroy some first`,
+      );
+    }
+  }
+
+  /** A name another of the user's sandboxes holds answers 409 `name_taken`, before any insert. */
+  private async checkNamesFree(userId: string, names: readonly string[]): Promise<void> {
+    for (const name of names) {
+      const holder = await this.store.sandboxes.getForUserByName(userId, name);
+      if (holder) throw nameTaken(name, holder.id);
+    }
+  }
+
+  /**
+   * What the driver is given for a sandbox: its stored limits, network and environment, plus a
+   * fresh gateway placeholder (placeholders are stored hashed, so each start gets its own).
+   */
+  private async specOf(record: SandboxRecord): Promise<SandboxSpec> {
+    const placeholder = await this.gateway?.issuePlaceholder(record.userId, record.id, this.clock.now());
+    const env =
+      this.gateway && placeholder
+        ? { ...gatewayEnv(this.gateway.port, placeholder), ...record.env }
+        : record.env;
+    return {
+      id: record.id,
+      limits: { cpu: record.cpu, memoryMb: record.memoryMb, diskMb: record.diskMb, pidsMax: record.pidsMax },
+      network: record.network,
+      env,
+    };
+  }
+
+  async create(userId: string, input: CreateSandboxInput): Promise<SandboxRecord> {
+    const defaults = this.config.sandboxDefaults;
+    await this.checkSandboxLimit(userId, 1);
+    if (input.name !== undefined) await this.checkNamesFree(userId, [input.name]);
     const network = await this.networks.choose(userId, input.network);
     const feature = MODE_FEATURES[network.mode];
     if (feature && !this.driverFeatures.includes(feature)) {
@@ -89,9 +150,10 @@ export class SandboxService {
     }
     const now = this.clock.now();
     const timeoutMs = input.timeoutMs ?? defaults.timeoutMs;
-    const record = await this.store.sandboxes.insert({
+    const record = await this.insertNamed({
       id: newId("sbx"),
       userId,
+      name: input.name ?? null,
       state: "creating",
       driver: this.driver.name,
       cpu: input.cpu ?? defaults.cpu,
@@ -109,22 +171,7 @@ export class SandboxService {
     });
     try {
       // Tools inside reach providers only through the gateway, with a placeholder key.
-      const placeholder = await this.gateway?.issuePlaceholder(userId, record.id, now);
-      const env =
-        this.gateway && placeholder
-          ? { ...gatewayEnv(this.gateway.port, placeholder), ...record.env }
-          : record.env;
-      const handle = await this.driver.create({
-        id: record.id,
-        limits: {
-          cpu: record.cpu,
-          memoryMb: record.memoryMb,
-          diskMb: record.diskMb,
-          pidsMax: record.pidsMax,
-        },
-        network: record.network,
-        env,
-      });
+      const handle = await this.driver.create(await this.specOf(record));
       await this.store.sandboxes.setHandle(record.id, handle);
       const running = await this.store.sandboxes.transition(record.id, ["creating"], "running", {
         at: this.clock.now(),
@@ -159,9 +206,24 @@ export class SandboxService {
     }
   }
 
-  async get(userId: string, id: string): Promise<SandboxRecord> {
-    const record = await this.store.sandboxes.getForUser(userId, id);
-    if (!record) throw notFound("sandbox", id);
+  /** Inserts a row; the store's unique index on (user, name) decides a race between two creates. */
+  private async insertNamed(sandbox: NewSandbox): Promise<SandboxRecord> {
+    try {
+      return await this.store.sandboxes.insert(sandbox);
+    } catch (error) {
+      throw asNameTaken(error, sandbox.name ?? undefined);
+    }
+  }
+
+  /**
+   * The user's sandbox by id (`sbx_…`) or by name: ids always hold a `_`, names never do, so
+   * one path segment names exactly one of them.
+   */
+  async get(userId: string, idOrName: string): Promise<SandboxRecord> {
+    const record = idOrName.includes("_")
+      ? await this.store.sandboxes.getForUser(userId, idOrName)
+      : await this.store.sandboxes.getForUserByName(userId, idOrName);
+    if (!record) throw notFound("sandbox", idOrName);
     return record;
   }
 
@@ -172,15 +234,21 @@ export class SandboxService {
       this.touch(id);
       return cached.record;
     }
-    // A hibernate, resume or destroy under way: its row is written but its act may not be done.
-    if (this.lifecycle.busy(id)) await this.lifecycle.idle(id);
     const changesBefore = this.stateChanges;
     let record = await this.get(userId, id);
-    if (record.state === "hibernated") record = await this.resume(userId, id);
+    // A hibernate, resume, stop, start or destroy under way: its row is written but its act may
+    // not be done, so the row is read again once it is.
+    if (this.lifecycle.busy(record.id)) {
+      await this.lifecycle.idle(record.id);
+      record = await this.get(userId, record.id);
+    }
+    if (record.state === "hibernated") record = await this.resume(userId, record.id);
+    // Opening a terminal, an exec, a file operation or a run brings a stopped sandbox back.
+    else if (record.state === "stopped") record = await this.start(userId, record.id);
     if (record.state !== "running" || !record.handle) {
       throw new PolydevError(
         "sandbox_not_running",
-        `sandbox ${id} is ${record.state}${record.failureReason ? ` (${record.failureReason})` : ""}; create a new one`,
+        `sandbox ${record.id} is ${record.state}${record.failureReason ? ` (${record.failureReason})` : ""}; create a new one`,
       );
     }
     if (this.stateChanges === changesBefore) {
@@ -266,7 +334,8 @@ export class SandboxService {
   }
 
   /** Written `hibernated` first, then frozen; a failed freeze is rolled back (or the sandbox failed). */
-  hibernate(userId: string, id: string): Promise<SandboxRecord> {
+  async hibernate(userId: string, idOrName: string): Promise<SandboxRecord> {
+    const id = await this.resolveId(userId, idOrName);
     return this.lifecycle.run(id, async () => {
       this.forgetRunning(id);
       const record = await this.get(userId, id);
@@ -309,7 +378,8 @@ export class SandboxService {
   }
 
   /** Written `running` first, then thawed; a sandbox that cannot be thawed is failed with the reason. */
-  resume(userId: string, id: string): Promise<SandboxRecord> {
+  async resume(userId: string, idOrName: string): Promise<SandboxRecord> {
+    const id = await this.resolveId(userId, idOrName);
     return this.lifecycle.run(id, async () => {
       const record = await this.get(userId, id);
       if (record.state === "running") return record;
@@ -343,6 +413,307 @@ export class SandboxService {
       });
       this.log.info({ sandboxId: id }, "sandbox resumed");
       return running;
+    });
+  }
+
+  /** The id a path segment names; a name is looked up (and must be the user's). */
+  private async resolveId(userId: string, idOrName: string): Promise<string> {
+    return idOrName.includes("_") ? idOrName : (await this.get(userId, idOrName)).id;
+  }
+
+  /**
+   * Written `stopped` first, then every process is ended and the disk kept ("durable" drivers).
+   * Stopping a stopped sandbox asks the driver again (its stop is idempotent), which finishes a
+   * stop that failed or was interrupted half way.
+   */
+  async stop(userId: string, idOrName: string): Promise<SandboxRecord> {
+    // Ownership first: a foreign id is a 404 whatever the driver can do.
+    const record = await this.get(userId, idOrName);
+    this.requireDurable("stop a sandbox and keep its disk");
+    return this.lifecycle.run(record.id, () => this.stopUnlocked(record.id, "stopped by its owner"));
+  }
+
+  /** Stops a sandbox for the server itself (the idle timeout); same rules as `stop`. */
+  stopRecord(record: SandboxRecord, reason: string): Promise<SandboxRecord> {
+    this.requireDurable("stop a sandbox and keep its disk");
+    return this.lifecycle.run(record.id, () => this.stopUnlocked(record.id, reason));
+  }
+
+  /**
+   * The reconciler's "host reboot" case: a running or hibernated sandbox whose processes are
+   * gone becomes stopped. Checked again under the lifecycle lock, so a start that was bringing it
+   * up (its row already `running`, its processes not yet there) is never taken for one.
+   */
+  stopVanished(record: SandboxRecord, reason: string): Promise<SandboxRecord | undefined> {
+    this.requireDurable("stop a sandbox and keep its disk");
+    return this.lifecycle.run(record.id, async () => {
+      const current = await this.store.sandboxes.get(record.id);
+      if (!current?.handle || (current.state !== "running" && current.state !== "hibernated"))
+        return undefined;
+      if (JSON.stringify(current.handle) !== JSON.stringify(record.handle)) return undefined;
+      if (await this.driver.isAlive(current.handle).catch(() => false)) return undefined;
+      return this.stopUnlocked(record.id, reason);
+    });
+  }
+
+  /** Whether a lifecycle operation (create aside) is under way for the sandbox in this process. */
+  busy(id: string): boolean {
+    return this.lifecycle.busy(id);
+  }
+
+  private requireDurable(what: string): void {
+    this.requireFeature("durable", what);
+    if (!this.driver.stop || !this.driver.start) {
+      throw new PolydevError(
+        "feature_unavailable",
+        `the "${this.driver.name}" driver reports "durable" but has no stop/start; it cannot ${what}`,
+      );
+    }
+  }
+
+  private async stopUnlocked(id: string, reason: string): Promise<SandboxRecord> {
+    const stop = this.driver.stop;
+    if (!stop) throw new PolydevError("feature_unavailable", "the driver cannot stop sandboxes");
+    this.forgetRunning(id);
+    const record = await this.store.sandboxes.get(id);
+    if (!record) throw notFound("sandbox", id);
+    const handle = record.handle;
+    if (!HOLDS_DISK.includes(record.state) || !handle) {
+      throw new PolydevError(
+        "sandbox_not_running",
+        `sandbox ${id} is ${record.state}; only running, hibernated or stopped sandboxes stop`,
+      );
+    }
+    const stopped =
+      record.state === "stopped"
+        ? record
+        : await this.store.sandboxes.transition(id, ["running", "hibernated"], "stopped", {
+            at: this.clock.now(),
+          });
+    this.forgetRunning(id);
+    if (!stopped) throw new PolydevError("conflict", `sandbox ${id} changed state while stopping`);
+    if (record.state !== "stopped") await this.appendLog(id, "info", `stopping: ${reason}`);
+    // Its processes are going: terminals, runs, tunnels and egress interception end with them.
+    this.ended(id);
+    await this.forgetConnection(id);
+    try {
+      await stop.call(this.driver, handle);
+    } catch (error) {
+      // The row stays `stopped` (the disk is safe either way); asking again finishes the job.
+      this.log.warn({ err: error, sandboxId: id }, "the driver could not stop a sandbox");
+      throw new PolydevError(
+        "sandbox_failed",
+        `sandbox ${id} could not be stopped completely (${describeFailure(error)}); stop it again`,
+        { details: { sandboxId: id }, cause: error },
+      );
+    }
+    this.lastActivityWrite.delete(id);
+    this.log.info({ sandboxId: id, reason }, "sandbox stopped");
+    return stopped;
+  }
+
+  /**
+   * Brings a stopped sandbox back from its disk with its stored spec (a new handle); a running
+   * one is returned as is and a hibernated one resumed. Written `running` first: a crash before
+   * the driver is done leaves a running row without processes, which the reconciler turns back
+   * into `stopped`. A start that fails leaves it `stopped`, its disk untouched.
+   */
+  async start(userId: string, idOrName: string): Promise<SandboxRecord> {
+    const found = await this.get(userId, idOrName);
+    if (found.state === "hibernated") return this.resume(userId, found.id);
+    if (found.state === "running") return found;
+    this.requireDurable("start a stopped sandbox");
+    return this.lifecycle.run(found.id, async () => {
+      const start = this.driver.start;
+      if (!start) throw new PolydevError("feature_unavailable", "the driver cannot start sandboxes");
+      const id = found.id;
+      const record = await this.get(userId, id);
+      if (record.state === "running") return record;
+      const handle = record.handle;
+      if (record.state !== "stopped" || !handle) {
+        throw new PolydevError(
+          "sandbox_not_running",
+          `sandbox ${id} is ${record.state}; only stopped sandboxes start${record.state === "hibernated" ? " (resume it)" : ""}`,
+        );
+      }
+      const running = await this.store.sandboxes.transition(id, ["stopped"], "running", {
+        at: this.clock.now(),
+      });
+      this.forgetRunning(id);
+      if (!running) throw new PolydevError("conflict", `sandbox ${id} changed state while starting`);
+      let newHandle: SandboxHandle;
+      try {
+        newHandle = await start.call(this.driver, handle, await this.specOf(running));
+      } catch (error) {
+        await this.store.sandboxes.transition(id, ["running"], "stopped", { at: this.clock.now() });
+        this.forgetRunning(id);
+        await this.appendLog(id, "error", `start failed: ${describeFailure(error)}`);
+        this.log.warn({ err: error, sandboxId: id }, "the driver could not start a sandbox");
+        throw new PolydevError(
+          "sandbox_failed",
+          `sandbox ${id} could not be started (${describeFailure(error)}); it is still stopped with its disk`,
+          { details: { sandboxId: id, hint: `GET /v1/sandboxes/${id}/logs shows why` }, cause: error },
+        );
+      }
+      await this.store.sandboxes.setHandle(id, newHandle);
+      const started: SandboxRecord = { ...running, handle: newHandle };
+      await this.appendLog(id, "info", "started from its disk");
+      // Its egress interception and other per-start set-up come back with it.
+      await this.announceRunning(started).catch((error: unknown) => {
+        this.log.warn({ err: error, sandboxId: id }, "a start listener failed on start");
+      });
+      this.touch(id);
+      this.log.info({ sandboxId: id }, "sandbox started");
+      return started;
+    });
+  }
+
+  /** Grows the disk (running, hibernated or stopped); the stored limit follows the driver. */
+  async growDisk(userId: string, idOrName: string, diskMb: number): Promise<SandboxRecord> {
+    const found = await this.get(userId, idOrName);
+    return this.lifecycle.run(found.id, async () => {
+      const record = await this.get(userId, found.id);
+      // A shrink is wrong whatever the driver: said first, so the fix is the first thing heard.
+      if (diskMb < record.diskMb) {
+        throw new PolydevError(
+          "invalid_request",
+          `diskMb ${diskMb} is smaller than the disk's ${record.diskMb} MiB: disks only grow (shrinking could lose files); ask for ${record.diskMb} or more`,
+          { details: { field: "diskMb", currentDiskMb: record.diskMb } },
+        );
+      }
+      if (diskMb === record.diskMb) return record;
+      this.requireFeature("durable", "grow a sandbox's disk");
+      const growDisk = this.driver.growDisk;
+      if (!growDisk) {
+        throw new PolydevError("feature_unavailable", `the "${this.driver.name}" driver cannot grow disks`);
+      }
+      const handle = record.handle;
+      if (!HOLDS_DISK.includes(record.state) || !handle) {
+        throw new PolydevError(
+          "sandbox_not_running",
+          `sandbox ${record.id} is ${record.state}; only running, hibernated or stopped sandboxes have a disk to grow`,
+        );
+      }
+      await growDisk.call(this.driver, handle, diskMb);
+      const grown = await this.store.sandboxes.setDiskMb(record.id, diskMb, this.clock.now());
+      this.forgetRunning(record.id);
+      await this.appendLog(record.id, "info", `disk grown from ${record.diskMb} to ${diskMb} MiB`);
+      return grown ?? { ...record, diskMb };
+    });
+  }
+
+  /**
+   * `count` new sandboxes whose disks start as copy-on-write copies of this one's, taken at one
+   * instant by the driver ("fork"). Same owner, limits, network (its allow-list too),
+   * environment, metadata and timeouts. All or none: the rows are written together, and if the
+   * driver fails every new row is failed with the reason.
+   */
+  async fork(
+    userId: string,
+    idOrName: string,
+    input: { count: number; names?: string[] | undefined },
+  ): Promise<SandboxRecord[]> {
+    const { count, names } = input;
+    if (names && names.length !== count) {
+      throw new PolydevError(
+        "invalid_request",
+        `names has ${names.length} entries but count is ${count}; give one name per new sandbox or none`,
+        { details: { field: "names" } },
+      );
+    }
+    if (names && new Set(names).size !== names.length) {
+      throw new PolydevError("invalid_request", "names must be different from each other", {
+        details: { field: "names" },
+      });
+    }
+    const source = await this.get(userId, idOrName);
+    this.requireFeature("fork", "fork a sandbox");
+    const fork = this.driver.fork;
+    if (!fork) throw new PolydevError("feature_unavailable", `the "${this.driver.name}" driver cannot fork`);
+    return this.lifecycle.run(source.id, async () => {
+      const record = await this.get(userId, source.id);
+      const handle = record.handle;
+      if (!HOLDS_DISK.includes(record.state) || !handle) {
+        throw new PolydevError(
+          "sandbox_not_running",
+          `sandbox ${record.id} is ${record.state}; only running, hibernated or stopped sandboxes fork`,
+        );
+      }
+      await this.checkSandboxLimit(userId, count);
+      if (names) await this.checkNamesFree(userId, names);
+      const now = this.clock.now();
+      const rows: NewSandbox[] = Array.from({ length: count }, (_, i) => ({
+        id: newId("sbx"),
+        userId,
+        name: names?.[i] ?? null,
+        state: "creating",
+        driver: this.driver.name,
+        cpu: record.cpu,
+        memoryMb: record.memoryMb,
+        diskMb: record.diskMb,
+        pidsMax: record.pidsMax,
+        network: record.network,
+        egressPolicy: record.egressPolicy,
+        env: record.env,
+        metadata: forkMetadata(record.metadata),
+        timeoutMs: record.timeoutMs,
+        idleTimeoutMs: record.idleTimeoutMs,
+        createdAt: now,
+        expiresAt: now + record.timeoutMs,
+      }));
+      let created: SandboxRecord[];
+      try {
+        created = await this.store.transaction(async (tx) => {
+          const inserted: SandboxRecord[] = [];
+          for (const row of rows) inserted.push(await tx.sandboxes.insert(row));
+          return inserted;
+        });
+      } catch (error) {
+        throw asNameTaken(error, undefined);
+      }
+      const ids = created.map((c) => c.id);
+      let handles: SandboxHandle[];
+      try {
+        const specs: SandboxSpec[] = [];
+        for (const row of created) specs.push(await this.specOf(row));
+        handles = await fork.call(this.driver, handle, specs);
+        if (handles.length !== created.length) {
+          await Promise.all(handles.map((h) => this.driver.destroy(h).catch(() => undefined)));
+          throw new Error(`the driver returned ${handles.length} sandboxes for ${created.length} asked`);
+        }
+      } catch (error) {
+        const reason = `the fork of ${record.id} failed: ${describeFailure(error)}`;
+        for (const id of ids) await this.markFailed(id, ["creating"], reason, error);
+        throw new PolydevError(
+          "sandbox_failed",
+          `could not fork sandbox ${record.id}: ${describeFailure(error)}`,
+          {
+            details: { sandboxId: record.id, failed: ids },
+            cause: error,
+          },
+        );
+      }
+      const result: SandboxRecord[] = [];
+      for (const [i, row] of created.entries()) {
+        const forkHandle = handles[i];
+        if (!forkHandle) continue;
+        await this.store.sandboxes.setHandle(row.id, forkHandle);
+        const running = await this.store.sandboxes.transition(row.id, ["creating"], "running", {
+          at: this.clock.now(),
+        });
+        if (!running) {
+          await this.driver.destroy(forkHandle).catch(() => undefined);
+          continue;
+        }
+        await this.appendLog(row.id, "info", `forked from ${record.id}`);
+        await this.announceRunning(running).catch((error: unknown) => {
+          this.log.warn({ err: error, sandboxId: row.id }, "a start listener failed on a fork");
+        });
+        this.lastActivityWrite.set(row.id, now);
+        result.push(running);
+      }
+      this.log.info({ sandboxId: record.id, forks: result.map((r) => r.id) }, "sandbox forked");
+      return result;
     });
   }
 
@@ -400,7 +771,7 @@ export class SandboxService {
         ? record
         : await this.store.sandboxes.transition(
             record.id,
-            ["creating", "running", "hibernated", "failed"],
+            ["creating", "running", "hibernated", "stopped", "failed"],
             "destroying",
             {
               at: now,
@@ -474,6 +845,33 @@ export class SandboxService {
     const ids = [...this.connections.keys()];
     await Promise.all(ids.map((id) => this.forgetConnection(id)));
   }
+}
+
+function nameTaken(name: string | undefined, holderId?: string): PolydevError {
+  const which = name === undefined ? "one of these names" : `a sandbox named "${name}"`;
+  return new PolydevError(
+    "name_taken",
+    `you already have ${which}; choose another name or destroy that sandbox first`,
+    { details: { field: "name", ...(name ? { name } : {}), ...(holderId ? { sandboxId: holderId } : {}) } },
+  );
+}
+
+/** The store's unique (user, name) index answering for a race the pre-check could not see. */
+function asNameTaken(error: unknown, name: string | undefined): unknown {
+  if (!isPolydevError(error) || error.code !== "conflict") return error;
+  const fields = error.details?.fields;
+  if (!Array.isArray(fields) || !fields.includes("name")) return error;
+  return nameTaken(name);
+}
+
+/**
+ * A fork keeps the user's labels, but not the server's mark of a user's default sandbox (runs
+ * without a sandbox reuse that one, and it stays one sandbox).
+ */
+function forkMetadata(metadata: Record<string, string>): Record<string, string> {
+  if (metadata.purpose !== "default") return metadata;
+  const { purpose: _purpose, ...rest } = metadata;
+  return rest;
 }
 
 function describeFailure(error: unknown): string {

@@ -131,6 +131,7 @@ export async function startTestServer(
         "creating",
         "running",
         "hibernated",
+        "stopped",
         "failed",
         "destroying",
       ]);

@@ -91,6 +91,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       const inserted = await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000, { cpu: 0.5 }));
       expect(inserted).toEqual({
         ...sandbox("sbx_1", "usr_1", 1000, { cpu: 0.5 }),
+        name: null,
         failureReason: null,
         handle: null,
         updatedAt: 1000,
@@ -188,6 +189,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         creating: 5,
         running: 1,
         hibernated: 0,
+        stopped: 0,
         destroying: 0,
         destroyed: 0,
         failed: 0,
@@ -217,6 +219,76 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       expect((await store.sandboxes.get("sbx_run"))?.lastActivityAt).toBe(5000);
       expect(ids(await store.sandboxes.listIdle(14_999))).toEqual(["sbx_late"]);
       expect(ids(await store.sandboxes.listIdle(15_000))).toEqual(["sbx_late", "sbx_run"]);
+    });
+
+    it("stops and starts a sandbox by compare-and-set; a stopped one counts, expires and ages by its stop time", async () => {
+      await store.users.create(user("usr_1"));
+      await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));
+      await store.sandboxes.transition("sbx_1", ["creating"], "running", { at: 1500 });
+      const stopped = await store.sandboxes.transition("sbx_1", ["running", "hibernated"], "stopped", {
+        at: 2000,
+      });
+      expect(stopped).toMatchObject({ state: "stopped", stateChangedAt: 2000, destroyedAt: null });
+      // A second stop (another replica, a double click) finds it already moved on.
+      expect(
+        await store.sandboxes.transition("sbx_1", ["running", "hibernated"], "stopped", { at: 2100 }),
+      ).toBeUndefined();
+      // Stopped holds a disk: it counts against the user's limit and shows in the state counts.
+      expect(await store.sandboxes.countLiveForUser("usr_1")).toBe(1);
+      expect((await store.sandboxes.countByState()).stopped).toBe(1);
+      expect(
+        (await store.sandboxes.listForUser("usr_1", { limit: 10, states: ["stopped"] })).items.map(
+          (s) => s.id,
+        ),
+      ).toEqual(["sbx_1"]);
+      // Not idle (no processes to be idle), but its hard timeout still applies.
+      expect(await store.sandboxes.listIdle(1_000_000)).toEqual([]);
+      expect((await store.sandboxes.listExpired(61_000)).map((s) => s.id)).toEqual(["sbx_1"]);
+      // The inactivity sweep reads when it stopped, not when it was last used.
+      expect(await store.sandboxes.listStoppedSince(1999)).toEqual([]);
+      expect((await store.sandboxes.listStoppedSince(2000)).map((s) => s.id)).toEqual(["sbx_1"]);
+
+      const grown = await store.sandboxes.setDiskMb("sbx_1", 4096, 2500);
+      expect(grown).toMatchObject({ diskMb: 4096, updatedAt: 2500, state: "stopped" });
+      expect(await store.sandboxes.setDiskMb("sbx_missing", 4096, 2500)).toBeUndefined();
+
+      const started = await store.sandboxes.transition("sbx_1", ["stopped"], "running", { at: 3000 });
+      expect(started).toMatchObject({ state: "running", stateChangedAt: 3000, diskMb: 4096 });
+      expect(await store.sandboxes.listStoppedSince(10_000)).toEqual([]);
+    });
+
+    it("keeps sandbox names unique per user among sandboxes that are not destroyed", async () => {
+      await store.users.create(user("usr_1"));
+      await store.users.create(user("usr_2"));
+      await store.sandboxes.insert(sandbox("sbx_a", "usr_1", 1000, { name: "dev" }));
+      expect((await store.sandboxes.get("sbx_a"))?.name).toBe("dev");
+      // Unnamed sandboxes never collide with each other.
+      await store.sandboxes.insert(sandbox("sbx_u1", "usr_1", 1000));
+      await store.sandboxes.insert(sandbox("sbx_u2", "usr_1", 1000));
+      // Another user may use the same name.
+      await store.sandboxes.insert(sandbox("sbx_b", "usr_2", 1000, { name: "dev" }));
+      const taken = await store.sandboxes
+        .insert(sandbox("sbx_c", "usr_1", 2000, { name: "dev" }))
+        .catch((e) => e);
+      expect(taken).toBeInstanceOf(PolydevError);
+      expect(taken).toMatchObject({ code: "conflict", details: { fields: ["userId", "name"] } });
+      expect((await store.sandboxes.getForUserByName("usr_1", "dev"))?.id).toBe("sbx_a");
+      expect((await store.sandboxes.getForUserByName("usr_2", "dev"))?.id).toBe("sbx_b");
+      expect(await store.sandboxes.getForUserByName("usr_1", "nope")).toBeUndefined();
+
+      // A failed sandbox keeps its name (its logs are still looked up by it) until destroyed.
+      await store.sandboxes.transition("sbx_a", ["creating"], "failed", { at: 3000, failureReason: "x" });
+      await expect(
+        store.sandboxes.insert(sandbox("sbx_c", "usr_1", 3000, { name: "dev" })),
+      ).rejects.toMatchObject({
+        code: "conflict",
+      });
+      await store.sandboxes.transition("sbx_a", ["failed"], "destroyed", { at: 4000 });
+      expect(await store.sandboxes.getForUserByName("usr_1", "dev")).toBeUndefined();
+      await store.sandboxes.insert(sandbox("sbx_c", "usr_1", 5000, { name: "dev" }));
+      expect((await store.sandboxes.getForUserByName("usr_1", "dev"))?.id).toBe("sbx_c");
+      // The destroyed one keeps its name for the record.
+      expect((await store.sandboxes.get("sbx_a"))?.name).toBe("dev");
     });
 
     it("commits a transaction that resolves and rolls back one that throws", async () => {

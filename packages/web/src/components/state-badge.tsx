@@ -9,6 +9,7 @@ const TONES: Record<string, string> = {
   destroying: "busy",
   awaiting_user: "attention",
   hibernated: "calm",
+  stopped: "calm",
   destroyed: "calm",
   cancelled: "calm",
   failed: "bad",

@@ -8,7 +8,7 @@ import { StateBadge } from "../components/state-badge";
 import { adminSandboxesQuery, adminStatsQuery, adminUsersQuery, useCreateUser } from "../queries/admin";
 
 // Destroyed sandboxes only accumulate; counted in the caption rather than drawn as a bar.
-const STATE_ORDER = ["creating", "running", "hibernated", "destroying", "failed"];
+const STATE_ORDER = ["creating", "running", "hibernated", "stopped", "destroying", "failed"];
 
 export function AdminPage() {
   return (

@@ -38,7 +38,10 @@ function StartRunForm() {
   const [prompt, setPrompt] = useState("");
   const [agents, setAgents] = useState<Agent[]>(["builtin"]);
   const [sandboxId, setSandboxId] = useState("");
-  const running = (sandboxes.data?.items ?? []).filter((s) => s.state === "running");
+  // A run starts a stopped sandbox (and resumes a hibernated one) before it begins.
+  const running = (sandboxes.data?.items ?? []).filter(
+    (s) => s.state === "running" || s.state === "stopped" || s.state === "hibernated",
+  );
 
   const toggle = (agent: Agent, on: boolean): void =>
     setAgents((current) =>
@@ -92,7 +95,8 @@ function StartRunForm() {
               <option value="">Your default sandbox (created if needed)</option>
               {running.map((s) => (
                 <option key={s.id} value={s.id}>
-                  {s.id}
+                  {s.name ? `${s.name} (${s.id})` : s.id}
+                  {s.state === "running" ? "" : ` · ${s.state}`}
                 </option>
               ))}
             </select>

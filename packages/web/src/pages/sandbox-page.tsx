@@ -10,7 +10,14 @@ import { NetworkPanel } from "../components/network-panel";
 import { SandboxStats } from "../components/sandbox-stats";
 import { StateBadge } from "../components/state-badge";
 import { errorCode } from "../queries/errors";
-import { sandboxQuery, useDestroySandbox, useSandboxPower } from "../queries/sandboxes";
+import type { PowerAction } from "../queries/sandboxes";
+import {
+  sandboxQuery,
+  serverFeaturesQuery,
+  useDestroySandbox,
+  useForkSandbox,
+  useSandboxPower,
+} from "../queries/sandboxes";
 import { Link, navigate } from "../router";
 
 // xterm.js is most of the bundle; only this page needs it, so it loads with the page.
@@ -30,6 +37,8 @@ export function SandboxPage({ id }: { id: string }) {
   const sandbox = useQuery(sandboxQuery(id));
   const destroy = useDestroySandbox();
   const power = useSandboxPower();
+  const fork = useForkSandbox();
+  const features = useQuery(serverFeaturesQuery()).data ?? [];
   const [tab, setTab] = useState<Tab>("terminal");
   const tabRefs = useRef<(HTMLButtonElement | null)[]>([]);
 
@@ -48,6 +57,20 @@ export function SandboxPage({ id }: { id: string }) {
   if (!sandbox.data) return <p className="muted">Loading…</p>;
   const box = sandbox.data;
   const live = box.state === "running";
+  // Stop, start and fork only where the server's driver keeps disks ("durable") or forks them.
+  const durable = features.includes("durable");
+  const canFork = features.includes("fork") && ["running", "hibernated", "stopped"].includes(box.state);
+  const powerButton = (action: PowerAction, label: string, busy: string, title: string) => (
+    <button
+      type="button"
+      className="button button-small"
+      disabled={power.isPending}
+      title={title}
+      onClick={() => power.mutate({ id: box.id, action })}
+    >
+      {power.isPending && power.variables?.action === action ? busy : label}
+    </button>
+  );
 
   // Arrow keys move between tabs, as the ARIA tabs pattern expects.
   const onTabKey = (event: KeyboardEvent, index: number): void => {
@@ -67,7 +90,8 @@ export function SandboxPage({ id }: { id: string }) {
           <p className="crumb-line">
             <Link href="/">Sandboxes</Link> /
           </p>
-          <h1 className="mono">{box.id}</h1>
+          <h1 className="mono">{box.name ?? box.id}</h1>
+          {box.name ? <p className="muted small mono">{box.id}</p> : null}
           <p className="muted small">
             {box.cpu} CPU · {formatMb(box.memoryMb)} memory · {formatMb(box.diskMb)} disk · {box.pidsMax}{" "}
             processes · {networkLabel(box.network)} · created {formatAge(box.createdAt)} ago
@@ -76,27 +100,47 @@ export function SandboxPage({ id }: { id: string }) {
         <div className="head-side">
           <StateBadge state={box.state} />
           <SandboxStats sandbox={box} />
-          {box.state === "running" || box.state === "hibernated" ? (
+          {box.state === "running"
+            ? powerButton(
+                "hibernate",
+                "Hibernate",
+                "Hibernating…",
+                "Freeze every process; resume continues where they stopped",
+              )
+            : null}
+          {box.state === "hibernated"
+            ? powerButton("resume", "Resume", "Resuming…", "Thaw the sandbox's processes")
+            : null}
+          {durable && (box.state === "running" || box.state === "hibernated")
+            ? powerButton(
+                "stop",
+                "Stop",
+                "Stopping…",
+                "End every process and keep the disk; start (or a terminal, an exec) brings it back",
+              )
+            : null}
+          {box.state === "stopped"
+            ? powerButton("start", "Start", "Starting…", "Start the sandbox again from its disk")
+            : null}
+          {canFork ? (
             <button
               type="button"
               className="button button-small"
-              disabled={power.isPending}
-              title={
-                box.state === "running"
-                  ? "Freeze every process; resume continues where they stopped"
-                  : "Thaw the sandbox's processes"
-              }
+              disabled={fork.isPending}
+              title="A new sandbox whose disk starts as a copy of this one's"
               onClick={() =>
-                power.mutate({ id: box.id, action: box.state === "running" ? "hibernate" : "resume" })
+                fork.mutate(
+                  { id: box.id, count: 1 },
+                  {
+                    onSuccess: (forks) => {
+                      const first = forks[0];
+                      if (first) navigate(`/sandboxes/${first.id}`);
+                    },
+                  },
+                )
               }
             >
-              {power.isPending
-                ? box.state === "running"
-                  ? "Hibernating…"
-                  : "Resuming…"
-                : box.state === "running"
-                  ? "Hibernate"
-                  : "Resume"}
+              {fork.isPending ? "Forking…" : "Fork"}
             </button>
           ) : null}
           {box.state !== "destroyed" && box.state !== "destroying" ? (
@@ -120,6 +164,7 @@ export function SandboxPage({ id }: { id: string }) {
       ) : null}
       {destroy.error ? <ErrorNotice error={destroy.error} title="Could not destroy the sandbox" /> : null}
       {power.error ? <ErrorNotice error={power.error} title="Could not change the sandbox's state" /> : null}
+      {fork.error ? <ErrorNotice error={fork.error} title="Could not fork the sandbox" /> : null}
       <div className="tabs" role="tablist" aria-label="Sandbox">
         {TABS.map((t, index) => (
           <button
@@ -153,6 +198,11 @@ export function SandboxPage({ id }: { id: string }) {
           <Suspense fallback={<p className="muted">Loading the terminal…</p>}>
             <TerminalView sandboxId={box.id} visible={tab === "terminal"} />
           </Suspense>
+        ) : box.state === "stopped" ? (
+          <div className="empty">
+            <p>This sandbox is stopped; its files are kept on its disk.</p>
+            {powerButton("start", "Start it", "Starting…", "Start the sandbox again from its disk")}
+          </div>
         ) : (
           <p className="empty">
             The terminal needs a running sandbox; this one is {box.state.replace("_", " ")}.

@@ -12,7 +12,7 @@ import { StateBadge } from "../components/state-badge";
 import { sandboxListQuery, useCreateSandbox, useDestroySandbox } from "../queries/sandboxes";
 import { Link, navigate } from "../router";
 
-const LIVE = ["creating", "running", "hibernated", "destroying", "failed"];
+const LIVE = ["creating", "running", "hibernated", "stopped", "destroying", "failed"];
 
 export function SandboxesPage() {
   const list = useQuery(sandboxListQuery());
@@ -84,7 +84,7 @@ function SandboxTable({ items }: { items: Sandbox[] }) {
               <tr key={sandbox.id} data-sandbox={sandbox.id}>
                 <td>
                   <Link href={`/sandboxes/${sandbox.id}`} className="mono">
-                    {sandbox.id}
+                    {sandbox.name ?? sandbox.id}
                   </Link>
                   {sandbox.metadata.purpose ? <span className="tag">{sandbox.metadata.purpose}</span> : null}
                 </td>
@@ -104,6 +104,7 @@ function SandboxTable({ items }: { items: Sandbox[] }) {
                   <div className="actions">
                     {sandbox.state === "running" ||
                     sandbox.state === "hibernated" ||
+                    sandbox.state === "stopped" ||
                     sandbox.state === "failed" ? (
                       <Link href={`/sandboxes/${sandbox.id}`} className="button button-small">
                         Open
@@ -145,6 +146,7 @@ function networkMode(value: string): NetworkMode {
 
 function CreateSandboxForm() {
   const create = useCreateSandbox();
+  const [name, setName] = useState("");
   const [memoryMb, setMemoryMb] = useState("512");
   const [cpu, setCpu] = useState("1");
   const [diskMb, setDiskMb] = useState("1024");
@@ -165,6 +167,7 @@ function CreateSandboxForm() {
             }
           : network,
     };
+    if (name.trim() !== "") body.name = name.trim();
     const values = { memoryMb, cpu, diskMb, pidsMax };
     for (const [key, raw] of Object.entries(values) as [keyof typeof values, string][]) {
       const n = numberOrUndefined(raw);
@@ -177,6 +180,20 @@ function CreateSandboxForm() {
     <section className="card" aria-labelledby="create-title">
       <h2 id="create-title">New sandbox</h2>
       <form className="create-form" onSubmit={submit}>
+        <label className="field">
+          <span>Name (optional)</span>
+          <input
+            className="input"
+            type="text"
+            name="name"
+            placeholder="my-project"
+            pattern="[a-z0-9][a-z0-9\-]{0,62}"
+            title="lowercase letters, digits and -, starting with a letter or digit"
+            autoComplete="off"
+            value={name}
+            onChange={(e) => setName(e.target.value)}
+          />
+        </label>
         <label className="field">
           <span>Memory (MiB)</span>
           <input

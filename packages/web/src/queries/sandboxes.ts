@@ -42,6 +42,14 @@ export const sandboxLogsQuery = (id: string) =>
     refetchInterval: 5000,
   });
 
+/** The server's driver features: which of stop, start and fork the server can do. */
+export const serverFeaturesQuery = () =>
+  queryOptions({
+    queryKey: ["server", "features"],
+    queryFn: async ({ signal }) => (await polydev.health({ signal })).features,
+    staleTime: 5 * 60_000,
+  });
+
 export function useCreateSandbox() {
   const client = useQueryClient();
   return useMutation({
@@ -58,12 +66,22 @@ export function useDestroySandbox() {
   });
 }
 
-/** Hibernate (freeze) or resume (thaw) a sandbox. */
+export type PowerAction = "hibernate" | "resume" | "stop" | "start";
+
+/** Hibernate (freeze), resume (thaw), stop (end processes, keep the disk) or start a sandbox. */
 export function useSandboxPower() {
   const client = useQueryClient();
   return useMutation({
-    mutationFn: ({ id, action }: { id: string; action: "hibernate" | "resume" }) =>
-      action === "hibernate" ? polydev.sandboxes.hibernate(id) : polydev.sandboxes.resume(id),
+    mutationFn: ({ id, action }: { id: string; action: PowerAction }) => polydev.sandboxes[action](id),
+    onSettled: () => client.invalidateQueries({ queryKey: sandboxesKey }),
+  });
+}
+
+/** New sandboxes from copies of this one's disk. */
+export function useForkSandbox() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: ({ id, count }: { id: string; count: number }) => polydev.sandboxes.fork(id, { count }),
     onSettled: () => client.invalidateQueries({ queryKey: sandboxesKey }),
   });
 }
