@@ -59,6 +59,7 @@ describe("sqlite specifics", () => {
       { name: "004-user-proxy" },
       { name: "005-sessions" },
       { name: "006-egress-policy" },
+      { name: "007-images" },
     ]);
   });
 

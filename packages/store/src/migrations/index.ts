@@ -5,6 +5,7 @@ import * as runs from "./003-runs.js";
 import * as userProxy from "./004-user-proxy.js";
 import * as sessions from "./005-sessions.js";
 import * as egressPolicy from "./006-egress-policy.js";
+import * as images from "./007-images.js";
 import type { SqlFamily } from "./sql-family.js";
 
 export type { SqlFamily } from "./sql-family.js";
@@ -22,6 +23,7 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "004-user-proxy": userProxy,
   "005-sessions": sessions,
   "006-egress-policy": egressPolicy,
+  "007-images": images,
 };
 
 /** Migrations live in code (not read from a folder) so a bundled build carries them. */
