@@ -16,6 +16,7 @@ export const ERROR_STATUS = {
   conflict: 409,
   sandbox_not_running: 409,
   process_not_running: 409,
+  image_in_use: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   expectation_failed: 417,

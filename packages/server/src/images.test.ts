@@ -1,0 +1,559 @@
+/**
+ * The image store over HTTP: archives built here, imported, built on with Dockerfiles, tagged,
+ * deleted, pulled from Debian's docker-registry on loopback. RUN steps go through the runner port;
+ * here that is a recording stand-in (RecordingRunStep, the one double), everything else is real:
+ * layer directories on disk with their owners, the SQLite store, the server.
+ */
+import { createHash } from "node:crypto";
+import { lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { MEDIA_TYPES } from "@polydev/images";
+import type { RealRegistry } from "@polydev/images/testing";
+import { pushOciLayout, realRegistryUnavailable, startRealRegistry } from "@polydev/images/testing";
+import { type Headers, pack } from "tar-stream";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { ImageStoreFactory } from "./server.js";
+import type { ApiClient, TestServer } from "./testing/harness.js";
+import { createUser, startTestServer } from "./testing/harness.js";
+import { PlainImageStorage } from "./testing/plain-image-storage.js";
+import { RecordingRunStep } from "./testing/recording-run-step.js";
+
+interface Entry {
+  header: Headers;
+  content?: Buffer | string;
+}
+
+function tarOf(entries: readonly Entry[]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const archive = pack();
+    const chunks: Buffer[] = [];
+    archive.on("data", (chunk: Buffer) => chunks.push(chunk));
+    archive.on("end", () => resolve(Buffer.concat(chunks)));
+    archive.on("error", reject);
+    for (const { header, content } of entries) archive.entry(header, content);
+    archive.finalize();
+  });
+}
+
+const file = (
+  name: string,
+  content: Buffer | string,
+  mode = 0o644,
+  owner: [number, number] = [0, 0],
+): Entry => ({
+  header: { name, type: "file", mode, size: Buffer.byteLength(content), uid: owner[0], gid: owner[1] },
+  content,
+});
+const dir = (name: string, owner: [number, number] = [0, 0]): Entry => ({
+  header: { name, type: "directory", mode: 0o755, uid: owner[0], gid: owner[1] },
+});
+const sha = (data: Buffer | string): string => `sha256:${createHash("sha256").update(data).digest("hex")}`;
+const json = (value: unknown): Buffer => Buffer.from(JSON.stringify(value));
+
+/** Two layers: the second whites out etc/gone; a user-owned home and a setuid tool. */
+async function sampleImage(extraTop: Entry[] = []) {
+  const base = await tarOf([
+    dir("etc/"),
+    file("etc/keep", "kept\n"),
+    file("etc/gone", "removed by the next layer\n"),
+    dir("bin/"),
+    file("bin/tool", "#!/bin/sh\necho tool\n", 0o4755),
+    dir("home/"),
+    dir("home/user/", [1000, 1000]),
+    file("home/user/.profile", "export A=1\n", 0o644, [1000, 1000]),
+  ]);
+  const top = await tarOf([file("etc/.wh.gone", ""), file("etc/new", "added\n"), ...extraTop]);
+  const topGz = gzipSync(top);
+  const config = json({
+    architecture: "amd64",
+    os: "linux",
+    config: { Env: ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"], Cmd: ["sh"], WorkingDir: "/work", User: "user" },
+    rootfs: { type: "layers", diff_ids: [sha(base), sha(top)] },
+  });
+  const manifest = json({
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPES.ociManifest,
+    config: { mediaType: MEDIA_TYPES.ociConfig, digest: sha(config), size: config.length },
+    layers: [
+      { mediaType: MEDIA_TYPES.layerTar, digest: sha(base), size: base.length },
+      { mediaType: MEDIA_TYPES.layerGzip, digest: sha(topGz), size: topGz.length },
+    ],
+  });
+  return { blobs: [base, topGz, config, manifest], manifest };
+}
+
+async function ociArchive(extraTop: Entry[] = []): Promise<Buffer> {
+  const { blobs, manifest } = await sampleImage(extraTop);
+  return tarOf([
+    file("oci-layout", JSON.stringify({ imageLayoutVersion: "1.0.0" })),
+    file(
+      "index.json",
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: [{ mediaType: MEDIA_TYPES.ociManifest, digest: sha(manifest), size: manifest.length }],
+      }),
+    ),
+    dir("blobs/"),
+    dir("blobs/sha256/"),
+    ...blobs.map((blob) => file(`blobs/sha256/${sha(blob).slice(7)}`, blob)),
+  ]);
+}
+
+async function importArchive(api: ApiClient, name: string, archive: Buffer) {
+  const response = await fetch(`${api.url}/v1/images/import?name=${encodeURIComponent(name)}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${api.key}`, "content-type": "application/x-tar" },
+    body: archive,
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> & ImageBody };
+}
+
+async function uploadContext(api: ApiClient, name: string, context: Buffer) {
+  const response = await fetch(`${api.url}/v1/images?name=${encodeURIComponent(name)}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${api.key}`, "content-type": "application/x-tar" },
+    body: context,
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> & ImageBody };
+}
+
+interface ImageBody {
+  name: string;
+  state: string;
+  digest: string | null;
+  layers: string[];
+  config: { env: Record<string, string>; workdir?: string; user?: string; cmd?: string[] };
+  error: string | null;
+  log: string;
+  sizeBytes: number;
+  system: boolean;
+  error_?: never;
+}
+
+const path = (name: string) => `/v1/images/${encodeURIComponent(name)}`;
+
+/** Polls until the image leaves `building` (no time is asserted; the test timeout bounds it). */
+async function settled(api: ApiClient, name: string): Promise<ImageBody> {
+  for (;;) {
+    const response = await api.call<ImageBody>("GET", path(name));
+    if (response.status !== 200)
+      throw new Error(`GET ${name}: ${response.status} ${JSON.stringify(response.body)}`);
+    if (response.body.state !== "building") return response.body;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+async function treeOf(root: string, prefix = ""): Promise<Record<string, string>> {
+  const tree: Record<string, string> = {};
+  for (const name of (await readdir(join(root, prefix))).sort()) {
+    const rel = prefix ? `${prefix}/${name}` : name;
+    const stats = await lstat(join(root, rel));
+    const mode = (stats.mode & 0o7777).toString(8);
+    tree[rel] =
+      `${stats.isDirectory() ? "d" : stats.isSymbolicLink() ? "l" : "f"} ${mode} ${stats.uid}:${stats.gid}`;
+    if (stats.isDirectory()) Object.assign(tree, await treeOf(root, rel));
+  }
+  return tree;
+}
+
+const registryUnavailable = realRegistryUnavailable();
+
+describe("the image store over HTTP", () => {
+  let test: TestServer;
+  let runner: RecordingRunStep;
+  let registry: RealRegistry | undefined;
+  let storageRoot: string;
+
+  const images: ImageStoreFactory = ({ dataDir }) => {
+    const storage = new PlainImageStorage(join(dataDir, "storage"));
+    storageRoot = storage.root;
+    runner = new RecordingRunStep(storage);
+    return {
+      storage,
+      runStep: runner.run,
+      limits: { maxImageBytes: 4 * 1024 * 1024, maxContextBytes: 1024 * 1024 },
+      insecureRegistries: registry ? [registry.host] : [],
+    };
+  };
+
+  beforeAll(async () => {
+    if (registryUnavailable === null) registry = await startRealRegistry();
+  }, 60_000);
+  afterAll(async () => {
+    await registry?.stop();
+  });
+  beforeEach(async () => {
+    test = await startTestServer({}, { images });
+  });
+  afterEach(async () => {
+    await test.close();
+  });
+
+  const layerDir = (id: string) => join(storageRoot, "layers", id);
+
+  it("imports an OCI archive into one layer directory: whiteouts applied, owners and setuid kept, root-only parent", async () => {
+    const imported = await importArchive(test.api, "alice/sample:1", await ociArchive());
+    expect(imported.status).toBe(201);
+    expect(imported.body).toMatchObject({
+      name: "alice/sample:1",
+      state: "ready",
+      system: false,
+      config: {
+        env: { PATH: "/usr/bin:/bin", LANG: "C.UTF-8" },
+        workdir: "/work",
+        user: "user",
+        cmd: ["sh"],
+      },
+    });
+    expect(imported.body.layers).toHaveLength(1);
+    const id = imported.body.layers[0] ?? "";
+    expect(await treeOf(layerDir(id))).toEqual({
+      bin: "d 755 0:0",
+      "bin/tool": "f 4755 0:0",
+      etc: "d 755 0:0",
+      "etc/keep": "f 644 0:0",
+      "etc/new": "f 644 0:0",
+      home: "d 755 0:0",
+      "home/user": "d 755 1000:1000",
+      "home/user/.profile": "f 644 1000:1000",
+    });
+    expect((await lstat(join(storageRoot, "layers"))).mode & 0o777).toBe(0o700);
+
+    const adminId = (await test.server.store.users.getByName("admin"))?.id ?? "";
+    await expect(test.server.images?.toSandboxImage(adminId, "alice/none:1")).rejects.toMatchObject({
+      code: "not_found",
+    });
+    const listed = await test.api.call<{ images: ImageBody[] }>("GET", "/v1/images");
+    expect(listed.body.images.map((i) => i.name)).toEqual(["alice/sample:1"]);
+
+    // The same content under another name shares the layer directory.
+    const again = await importArchive(test.api, "alice/sample:2", await ociArchive());
+    expect(again.body.layers).toEqual(imported.body.layers);
+    expect(again.body.digest).toBe(imported.body.digest);
+    const taken = await importArchive(test.api, "alice/sample:2", await ociArchive());
+    expect(taken.status).toBe(409);
+  });
+
+  it("refuses archives that escape, bomb or lie, with 4xx codes, and leaves no layer behind", async () => {
+    const escaping = await importArchive(
+      test.api,
+      "alice/evil:1",
+      await ociArchive([
+        { header: { name: "../../../escaped", type: "file", size: 1, mode: 0o644 }, content: "x" },
+      ]),
+    );
+    expect(escaping.status).toBe(400);
+    expect(escaping.body).toMatchObject({ error: { code: "invalid_request" } });
+    // 8 MiB of zeros gzip to a few KiB: the unpack stops at the 4 MiB limit.
+    const bomb = await importArchive(
+      test.api,
+      "alice/bomb:1",
+      await ociArchive([file("zeros", Buffer.alloc(8 * 1024 * 1024))]),
+    );
+    expect([400, 413]).toContain(bomb.status);
+    expect(bomb.body).toMatchObject({ error: { code: "payload_too_large" } });
+    const garbage = await importArchive(test.api, "alice/garbage:1", Buffer.from("not a tar at all"));
+    expect(garbage.status).toBe(400);
+    const badName = await importArchive(test.api, "Alice/../x", await ociArchive());
+    expect(badName.status).toBe(400);
+    const reserved = await importArchive(test.api, "polydev/base", await ociArchive());
+    expect(reserved.status).toBe(400);
+    expect(await readdir(join(storageRoot, "layers")).catch(() => [])).toEqual([]);
+    expect((await test.api.call<{ images: unknown[] }>("GET", "/v1/images")).body.images).toEqual([]);
+  });
+
+  it("builds a Dockerfile on an imported image: ENV/WORKDIR/USER in the config, RUN through the runner, a cached rebuild runs nothing", async () => {
+    const base = await importArchive(test.api, "alice/sample:1", await ociArchive());
+    const dockerfile = [
+      "FROM alice/sample:1",
+      "ENV GREETING=hello",
+      "WORKDIR /app",
+      "RUN echo $GREETING > greeting",
+      "USER 1000",
+      'CMD ["node", "server.js"]',
+    ].join("\n");
+    const started = await test.api.call<ImageBody>("POST", "/v1/images", { name: "alice/app:1", dockerfile });
+    expect(started.status).toBe(202);
+    expect(started.body.state).toBe("building");
+    const built = await settled(test.api, "alice/app:1");
+    expect(built).toMatchObject({
+      state: "ready",
+      error: null,
+      config: {
+        env: { GREETING: "hello", PATH: "/usr/bin:/bin" },
+        workdir: "/app",
+        user: "1000",
+        cmd: ["node", "server.js"],
+      },
+    });
+    expect(built.layers.slice(0, 1)).toEqual(base.body.layers);
+    expect(built.layers).toHaveLength(2);
+    expect(built.log).toContain("Step 4/6 : RUN echo $GREETING > greeting");
+    expect(built.log).toContain("ran: /bin/sh -c echo $GREETING > greeting");
+    expect(runner.calls).toHaveLength(1);
+    expect(runner.calls[0]).toMatchObject({ workdir: "/app", env: { GREETING: "hello" }, user: "user" });
+    expect(runner.calls[0]?.parent.layers).toEqual([layerDir(base.body.layers[0] ?? "")]);
+    // The step's directory became the layer, and the step's own directory is gone.
+    expect(await readdir(layerDir(built.layers[1] ?? ""))).toEqual(["ran-1"]);
+    expect(await readdir(join(storageRoot, "steps"))).toEqual([]);
+
+    const sandboxImage = await test.server.images?.toSandboxImage(
+      (await test.server.store.users.getByName("admin"))?.id ?? "",
+      "alice/app:1",
+    );
+    expect(sandboxImage).toEqual({
+      name: "alice/app:1",
+      digest: built.digest,
+      layers: built.layers.map(layerDir),
+      env: built.config.env,
+      workdir: "/app",
+      user: "1000",
+    });
+
+    const rebuilt = await test.api.call<ImageBody>("POST", "/v1/images", { name: "alice/app:1", dockerfile });
+    expect(rebuilt.status).toBe(202);
+    const again = await settled(test.api, "alice/app:1");
+    expect(again.state).toBe("ready");
+    expect(again.digest).toBe(built.digest);
+    expect(again.log).toContain("using cache");
+    expect(runner.calls).toHaveLength(1);
+  });
+
+  it("builds from an uploaded context: COPY writes a layer with --chown owners; a failing RUN names its step", async () => {
+    await importArchive(test.api, "alice/sample:1", await ociArchive());
+    const context = await tarOf([
+      file(
+        "Dockerfile",
+        [
+          "FROM alice/sample:1",
+          "COPY --chown=1000:1000 src/ /app/",
+          "COPY run.sh /usr/local/bin/run.sh",
+        ].join("\n"),
+      ),
+      dir("src/"),
+      file("src/index.js", "console.log(1)\n"),
+      dir("src/lib/"),
+      file("src/lib/util.js", "module.exports = 2\n"),
+      file("run.sh", "#!/bin/sh\n", 0o755),
+    ]);
+    const started = await uploadContext(test.api, "alice/ctx:1", context);
+    expect(started.status).toBe(202);
+    const built = await settled(test.api, "alice/ctx:1");
+    expect(built.state).toBe("ready");
+    expect(built.layers).toHaveLength(3);
+    expect(await treeOf(layerDir(built.layers[1] ?? ""))).toEqual({
+      app: "d 755 1000:1000",
+      "app/index.js": "f 644 1000:1000",
+      "app/lib": "d 755 1000:1000",
+      "app/lib/util.js": "f 644 1000:1000",
+    });
+    expect(await readFile(join(layerDir(built.layers[2] ?? ""), "usr/local/bin/run.sh"), "utf8")).toBe(
+      "#!/bin/sh\n",
+    );
+    expect(await treeOf(layerDir(built.layers[2] ?? ""))).toMatchObject({
+      "usr/local/bin/run.sh": "f 755 0:0",
+    });
+
+    const failing = await test.api.call<ImageBody>("POST", "/v1/images", {
+      name: "alice/broken:1",
+      dockerfile: "FROM alice/sample:1\nRUN true\nRUN make; exit 3\n",
+    });
+    expect(failing.status).toBe(202);
+    const failed = await settled(test.api, "alice/broken:1");
+    expect(failed.state).toBe("failed");
+    expect(failed.error).toMatch(
+      /step 3\/3 \(line 3\) failed: RUN make; exit 3: the command exited with code 3/,
+    );
+    expect(failed.log).toContain("ran: /bin/sh -c make; exit 3");
+    expect(failed.log).toContain("error: step 3/3");
+    expect(await readdir(join(storageRoot, "steps"))).toEqual([]);
+  });
+
+  it("refuses bad builds before running anything: unknown FROM, a bad Dockerfile, COPY without context, a context that escapes or is too big", async () => {
+    await importArchive(test.api, "alice/sample:1", await ociArchive());
+    const unknown = await test.api.call("POST", "/v1/images", {
+      name: "alice/x:1",
+      dockerfile: "FROM nobody/nothing:1\n",
+    });
+    expect(unknown.status).toBe(400);
+    expect(unknown.body).toMatchObject({
+      error: {
+        code: "invalid_request",
+        message: expect.stringMatching(/FROM nobody\/nothing:1: no such image/),
+      },
+    });
+    const bad = await test.api.call("POST", "/v1/images", {
+      name: "alice/x:1",
+      dockerfile: "FROM alice/sample:1\nHEALTHCHECK NONE\n",
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.body).toMatchObject({ error: { details: { line: 2 } } });
+    const copy = await test.api.call("POST", "/v1/images", {
+      name: "alice/x:1",
+      dockerfile: "FROM alice/sample:1\nCOPY a /a\n",
+    });
+    expect(copy.status).toBe(400);
+    const shape = await test.api.call("POST", "/v1/images", { name: "alice/x:1" });
+    expect(shape.status).toBe(400);
+    const traversal = await uploadContext(
+      test.api,
+      "alice/x:1",
+      await tarOf([file("Dockerfile", "FROM alice/sample:1\n"), file("../../outside", "x")]),
+    );
+    expect(traversal.status).toBe(400);
+    const big = await uploadContext(
+      test.api,
+      "alice/x:1",
+      await tarOf([file("Dockerfile", "FROM alice/sample:1\n"), file("big", Buffer.alloc(2 * 1024 * 1024))]),
+    );
+    expect(big.status).toBe(413);
+    const noDockerfile = await uploadContext(test.api, "alice/x:1", await tarOf([file("a", "x")]));
+    expect(noDockerfile.status).toBe(400);
+    expect(runner.calls).toHaveLength(0);
+    expect(
+      (await test.api.call<{ images: ImageBody[] }>("GET", "/v1/images")).body.images.map((i) => i.name),
+    ).toEqual(["alice/sample:1"]);
+    expect(await readdir(join(test.dataDir, "images", "contexts"))).toEqual([]);
+  });
+
+  it("tags, hides images from other users, refuses to delete one a sandbox uses (409), and collects unused layers", async () => {
+    const imported = await importArchive(test.api, "alice/sample:1", await ociArchive());
+    const tagged = await test.api.call<ImageBody>("POST", `${path("alice/sample:1")}/tag`, {
+      name: "alice/sample:latest",
+    });
+    expect(tagged.status).toBe(201);
+    expect(tagged.body.digest).toBe(imported.body.digest);
+
+    const bob = await createUser(test.api, "bob");
+    expect((await bob.call("GET", path("alice/sample:1"))).status).toBe(404);
+    expect((await bob.call("DELETE", path("alice/sample:1"))).status).toBe(404);
+    expect((await bob.call<{ images: unknown[] }>("GET", "/v1/images")).body.images).toEqual([]);
+
+    // The sandbox service will record the digest at create; the row is written directly here.
+    const admin = await test.server.store.users.getByName("admin");
+    const now = Date.now();
+    await test.server.store.sandboxes.insert({
+      id: "sbx_uses_image",
+      userId: admin?.id ?? "",
+      state: "running",
+      driver: "namespace",
+      cpu: 1,
+      memoryMb: 256,
+      diskMb: 1024,
+      pidsMax: 64,
+      network: "none",
+      egressPolicy: null,
+      env: {},
+      metadata: {},
+      timeoutMs: 60_000,
+      idleTimeoutMs: 60_000,
+      createdAt: now,
+      expiresAt: now + 60_000,
+      image: imported.body.digest,
+    });
+    // Another name of the digest remains: deleting this one is fine.
+    expect((await test.api.call("DELETE", path("alice/sample:latest"))).status).toBe(204);
+    const inUse = await test.api.call("DELETE", path("alice/sample:1"));
+    expect(inUse.status).toBe(409);
+    expect(inUse.body).toMatchObject({ error: { code: "image_in_use", details: { sandboxes: 1 } } });
+    await test.server.store.sandboxes.transition("sbx_uses_image", ["running"], "destroyed", { at: now + 1 });
+    expect((await test.api.call("DELETE", path("alice/sample:1"))).status).toBe(204);
+    expect((await test.api.call("GET", path("alice/sample:1"))).status).toBe(404);
+    expect(await readdir(join(storageRoot, "layers"))).toEqual([]);
+    expect(await test.server.store.images.listLayers()).toEqual([]);
+  });
+
+  it("streams a running build's log with follow and ends it when the build ends", async () => {
+    await importArchive(test.api, "alice/sample:1", await ociArchive());
+    await test.api.call("POST", "/v1/images", {
+      name: "alice/slow:1",
+      dockerfile: "FROM alice/sample:1\nRUN hold\n",
+    });
+    while (runner.holding === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    const response = await fetch(`${test.url}${path("alice/slow:1")}/log?follow=true`, {
+      headers: { authorization: `Bearer ${test.adminKey}` },
+    });
+    expect(response.status).toBe(200);
+    const text = response.text();
+    runner.release();
+    const log = await text;
+    expect(log).toContain("Step 2/2 : RUN hold");
+    expect(log).toContain("ran: /bin/sh -c hold");
+    expect(log).toMatch(/image alice\/slow:1 ready: sha256:/);
+  });
+
+  it("a restart fails builds a crash interrupted and removes partial layer directories", async () => {
+    const sample = await importArchive(test.api, "alice/sample:1", await ociArchive());
+    // What a crash mid-build leaves: a record in building and a layer directory without its record.
+    const admin = await test.server.store.users.getByName("admin");
+    await test.server.store.images.insert({
+      id: "img_cut",
+      ownerId: admin?.id ?? "",
+      name: "alice/cut:1",
+      digest: null,
+      state: "building",
+      layers: [],
+      config: { env: {} },
+      sizeBytes: 0,
+      source: "dockerfile",
+      buildLog: "Step 1/2 : FROM alice/sample:1\n",
+      error: null,
+      createdAt: Date.now(),
+    });
+    await mkdir(join(storageRoot, "layers", "f".repeat(64), "usr"), { recursive: true });
+    await test.restart();
+    const image = await settled(test.api, "alice/cut:1");
+    expect(image).toMatchObject({ state: "failed", error: "interrupted by a restart" });
+    expect(image.log).toContain("interrupted by a restart");
+    expect(await readdir(join(storageRoot, "layers"))).toEqual(sample.body.layers);
+  });
+
+  it.skipIf(registryUnavailable !== null)(
+    `pulls from Debian's docker-registry on loopback${registryUnavailable ? ` (skipped: ${registryUnavailable})` : ""}`,
+    async () => {
+      const { blobs, manifest } = await sampleImage();
+      const layoutDir = await mkdtemp(join(tmpdir(), "polydev-layout-"));
+      try {
+        const layout = join(layoutDir, "layout");
+        await mkdir(join(layout, "blobs", "sha256"), { recursive: true });
+        await writeFile(join(layout, "oci-layout"), json({ imageLayoutVersion: "1.0.0" }));
+        await writeFile(
+          join(layout, "index.json"),
+          json({
+            schemaVersion: 2,
+            manifests: [{ mediaType: MEDIA_TYPES.ociManifest, digest: sha(manifest), size: manifest.length }],
+          }),
+        );
+        for (const blob of blobs) await writeFile(join(layout, "blobs", "sha256", sha(blob).slice(7)), blob);
+        await pushOciLayout(layout, `${registry?.host}/team/sample:1`);
+      } finally {
+        await rm(layoutDir, { recursive: true, force: true });
+      }
+      const started = await test.api.call<ImageBody>("POST", "/v1/images", {
+        name: "alice/pulled:1",
+        pull: `${registry?.host}/team/sample:1`,
+      });
+      expect(started.status).toBe(202);
+      const pulled = await settled(test.api, "alice/pulled:1");
+      expect(pulled).toMatchObject({ state: "ready", config: { workdir: "/work", user: "user" } });
+      expect(pulled.log).toContain(`pulling ${registry?.host}/team/sample:1`);
+      expect(await treeOf(layerDir(pulled.layers[0] ?? ""))).toMatchObject({
+        "etc/keep": "f 644 0:0",
+        "etc/new": "f 644 0:0",
+        "home/user/.profile": "f 644 1000:1000",
+      });
+      const missing = await test.api.call<ImageBody>("POST", "/v1/images", {
+        name: "alice/missing:1",
+        pull: `${registry?.host}/team/nothing:1`,
+      });
+      expect(missing.status).toBe(202);
+      const failed = await settled(test.api, "alice/missing:1");
+      expect(failed.state).toBe("failed");
+      const badRef = await test.api.call("POST", "/v1/images", { name: "alice/bad:1", pull: "UPPER CASE::" });
+      expect(badRef.status).toBe(400);
+    },
+    120_000,
+  );
+});
