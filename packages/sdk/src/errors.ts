@@ -62,6 +62,7 @@ const CLASSES: Record<string, typeof PolydevApiError> = {
   forbidden: ForbiddenError,
   not_found: NotFoundError,
   conflict: ConflictError,
+  image_in_use: ConflictError,
   sandbox_not_running: SandboxNotRunningError,
   path_outside_home: PathOutsideHomeError,
   limit_exceeded: LimitExceededError,
