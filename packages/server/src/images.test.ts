@@ -4,7 +4,7 @@
  * here that is a recording stand-in (RecordingRunStep, the one double), everything else is real:
  * layer directories on disk with their owners, the SQLite store, the server.
  */
-import { lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { MEDIA_TYPES } from "@polydev/images";
@@ -473,4 +473,67 @@ describe("the image store over HTTP", () => {
     },
     120_000,
   );
+});
+
+describe("the base image", () => {
+  it("registers polydev/base from the built root file system as a system image every user can build on but not delete", async () => {
+    const rootfsParent = await mkdtemp(join(tmpdir(), "polydev-base-"));
+    const rootfs = join(rootfsParent, "rootfs");
+    await mkdir(join(rootfs, "etc"), { recursive: true });
+    await mkdir(join(rootfs, "home", "user"), { recursive: true });
+    await writeFile(join(rootfs, "etc", "os-release"), "ID=debian\n");
+    await chown(join(rootfs, "home", "user"), 1000, 1000);
+    let builds = 0;
+    let storageRoot = "";
+    const test = await startTestServer(
+      {},
+      {
+        images: ({ dataDir }) => {
+          const storage = new PlainImageStorage(join(dataDir, "storage"));
+          storageRoot = storage.root;
+          return {
+            storage,
+            buildBase: async (onProgress) => {
+              builds += 1;
+              onProgress("debootstrap: unpacking");
+              return rootfs;
+            },
+          };
+        },
+      },
+    );
+    try {
+      const images = test.server.images;
+      if (!images) throw new Error("the server has no image store");
+      const progress: string[] = [];
+      const [first, second] = await Promise.all([
+        images.ensureBaseImage((line) => progress.push(line)),
+        images.ensureBaseImage(),
+      ]);
+      expect(builds).toBe(1);
+      expect(progress).toEqual(["debootstrap: unpacking"]);
+      expect(second.id).toBe(first.id);
+      expect(first).toMatchObject({ name: "polydev/base", ownerId: null, state: "ready", source: "base" });
+      expect(await images.ensureBaseImage()).toMatchObject({ id: first.id, digest: first.digest });
+      expect(builds).toBe(1);
+      const layer = join(storageRoot, "layers", first.layers[0] ?? "");
+      expect(await readFile(join(layer, "etc", "os-release"), "utf8")).toBe("ID=debian\n");
+      expect((await lstat(join(layer, "home", "user"))).uid).toBe(1000);
+
+      const bob = await createUser(test.api, "bob");
+      const listed = await bob.call<{ images: ImageBody[] }>("GET", "/v1/images");
+      expect(listed.body.images).toMatchObject([{ name: "polydev/base", system: true, state: "ready" }]);
+      const denied = await bob.call("DELETE", path("polydev/base"));
+      expect(denied.status).toBe(403);
+      const built = await bob.call("POST", "/v1/images", {
+        name: "bob/tools:1",
+        dockerfile: "FROM polydev/base\nENV EDITOR=vi\n",
+      });
+      expect(built.status).toBe(202);
+      expect(await settled(bob, "bob/tools:1")).toMatchObject({ state: "ready", layers: first.layers });
+    } finally {
+      await test.close();
+      await rm(rootfsParent, { recursive: true, force: true });
+    }
+  });
 });

@@ -149,6 +149,7 @@ export class ImageService {
   private readonly log: Logger;
   private readonly clock: Clock;
   private readonly layerLock = new KeyedLock();
+  private readonly baseLock = new KeyedLock();
   private readonly running = new Map<string, RunningBuild>();
   private gcPending = false;
   private closed = false;
@@ -460,17 +461,19 @@ export class ImageService {
    * Registers `polydev/base` from the root file system `buildBase` makes (it caches its own work),
    * as one layer. A ready one is left as is unless `rebuild`.
    */
-  async ensureBaseImage(
+  ensureBaseImage(
     onProgress: (line: string) => void = () => undefined,
     rebuild = false,
   ): Promise<ImageRecord> {
+    // The setup step and a first use may both ask: the second waits and finds it ready.
+    return this.baseLock.run(BASE_IMAGE_NAME, () => this.registerBase(onProgress, rebuild));
+  }
+
+  private async registerBase(onProgress: (line: string) => void, rebuild: boolean): Promise<ImageRecord> {
     const buildBase = this.options.buildBase;
     if (!buildBase) throw new PolydevError("feature_unavailable", "this server cannot build the base image");
     const existing = await this.store.images.getByName(null, BASE_IMAGE_NAME);
     if (existing?.state === "ready" && !rebuild) return existing;
-    if (existing && this.running.has(existing.id)) {
-      throw new PolydevError("conflict", "the base image is already being built");
-    }
     const now = this.clock.now();
     const record = existing
       ? await this.store.images.update(existing.id, {
@@ -501,7 +504,19 @@ export class ImageService {
       };
     });
     await done;
-    return this.get("", BASE_IMAGE_NAME);
+    return this.readyBase();
+  }
+
+  private async readyBase(): Promise<ImageRecord> {
+    const base = await this.store.images.getByName(null, BASE_IMAGE_NAME);
+    if (base?.state !== "ready") {
+      throw new PolydevError(
+        "feature_unavailable",
+        `the base image could not be built: ${base?.error ?? "its record is gone"}`,
+        { details: { name: BASE_IMAGE_NAME } },
+      );
+    }
+    return base;
   }
 
   // ---- internals ----
