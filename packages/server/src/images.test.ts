@@ -1,8 +1,9 @@
 /**
  * The image store over HTTP: archives built here, imported, built on with Dockerfiles, tagged,
- * deleted, pulled from Debian's docker-registry on loopback. RUN steps go through the runner port;
- * here that is a recording stand-in (RecordingRunStep, the one double), everything else is real:
- * layer directories on disk with their owners, the SQLite store, the server.
+ * deleted, pulled from Debian's docker-registry on loopback. Most RUN steps go through a recording
+ * stand-in of the runner port (RecordingRunStep: the command is not executed, the one double);
+ * one suite runs them for real on overlayfs mounts of the layer directories (OverlayRunStep, root
+ * only). Everything else is real: layer directories on disk with their owners, SQLite, the server.
  */
 import { chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -15,6 +16,7 @@ import type { ImageStoreFactory } from "./server.js";
 import type { ApiClient, TestServer } from "./testing/harness.js";
 import { createUser, startTestServer } from "./testing/harness.js";
 import { dir, file, json, ociArchive, sampleImage, sha, tarOf } from "./testing/image-archives.js";
+import { OverlayRunStep, overlayRunStepUnavailable } from "./testing/overlay-run-step.js";
 import { PlainImageStorage } from "./testing/plain-image-storage.js";
 import { RecordingRunStep } from "./testing/recording-run-step.js";
 
@@ -537,3 +539,76 @@ describe("the base image", () => {
     }
   });
 });
+
+const overlayUnavailable = overlayRunStepUnavailable();
+describe.skipIf(overlayUnavailable !== null)(
+  `RUN steps on real overlay mounts of the layers${overlayUnavailable ? ` (skipped: ${overlayUnavailable})` : ""}`,
+  () => {
+    /** The host's dash, rm and cat with the libc they need: an image with a working shell. */
+    async function shellEntries() {
+      const entries = [];
+      for (const [inside, host] of [
+        ["bin/sh", "/bin/dash"],
+        ["bin/rm", "/bin/rm"],
+        ["bin/cat", "/bin/cat"],
+        ["lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6"],
+        ["lib64/ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2"],
+      ] as const) {
+        entries.push(file(inside, await readFile(host), 0o755));
+      }
+      return [dir("lib/"), dir("lib/x86_64-linux-gnu/"), dir("lib64/"), ...entries];
+    }
+
+    it("runs each step on the layers below it; a deletion is an overlay whiteout in its layer and stays deleted after", async () => {
+      const test = await startTestServer(
+        {},
+        {
+          images: ({ dataDir }) => {
+            const storage = new PlainImageStorage(join(dataDir, "storage"));
+            return { storage, runStep: new OverlayRunStep(storage).run };
+          },
+        },
+      );
+      try {
+        const imported = await importArchive(
+          test.api,
+          "alice/shell:1",
+          await ociArchive(await shellEntries()),
+        );
+        expect(imported.status, JSON.stringify(imported.body)).toBe(201);
+        const dockerfile = [
+          "FROM alice/shell:1",
+          "ENV PATH=/bin",
+          "WORKDIR /work",
+          "RUN echo built > /etc/built && rm /etc/keep && echo here > here",
+          'RUN cat /etc/built && test ! -e /etc/keep && test -e /work/here && echo "keep is gone"',
+        ].join("\n");
+        await test.api.call("POST", "/v1/images", { name: "alice/steps:1", dockerfile });
+        const built = await settled(test.api, "alice/steps:1");
+        expect(built.state, built.log).toBe("ready");
+        expect(built.log).toContain("built\nkeep is gone\n");
+        const storage = join(test.dataDir, "storage", "layers");
+        const first = join(storage, built.layers[1] ?? "");
+        const whiteout = await lstat(join(first, "etc", "keep"));
+        expect(whiteout.isCharacterDevice() && whiteout.rdev === 0).toBe(true);
+        expect(await readFile(join(first, "etc", "built"), "utf8")).toBe("built\n");
+        expect(await readFile(join(first, "work", "here"), "utf8")).toBe("here\n");
+        expect(await readdir(join(test.dataDir, "storage", "steps"))).toEqual([]);
+
+        const failing = await test.api.call("POST", "/v1/images", {
+          name: "alice/fails:1",
+          dockerfile: "FROM alice/steps:1\nRUN cat /etc/keep\n",
+        });
+        expect(failing.status).toBe(202);
+        const failed = await settled(test.api, "alice/fails:1");
+        expect(failed.state).toBe("failed");
+        expect(failed.log).toMatch(/cat: \/etc\/keep: No such file or directory/);
+        expect(failed.error).toMatch(
+          /step 2\/2 \(line 2\) failed: RUN cat \/etc\/keep: the command exited with code 1/,
+        );
+      } finally {
+        await test.close();
+      }
+    });
+  },
+);
