@@ -92,7 +92,7 @@ describe("the image store over HTTP", () => {
     return {
       storage,
       runStep: runner.run,
-      limits: { maxImageBytes: 4 * 1024 * 1024, maxContextBytes: 1024 * 1024 },
+      limits: { maxImageBytes: 4 * 1024 * 1024, maxContextBytes: 1024 * 1024, maxConcurrentBuilds: 2 },
       insecureRegistries: registry ? [registry.host] : [],
     };
   };
@@ -401,6 +401,65 @@ describe("the image store over HTTP", () => {
     expect(log).toContain("Step 2/2 : RUN hold");
     expect(log).toContain("ran: /bin/sh -c hold");
     expect(log).toMatch(/image alice\/slow:1 ready: sha256:/);
+  });
+
+  it("holds a user to a few builds at once (429), and a rebuild keeps the old digest a sandbox still uses", async () => {
+    await importArchive(test.api, "alice/sample:1", await ociArchive());
+    for (const name of ["alice/a:1", "alice/b:1"]) {
+      const started = await test.api.call("POST", "/v1/images", {
+        name,
+        dockerfile: "FROM alice/sample:1\nRUN hold\n",
+      });
+      expect(started.status).toBe(202);
+    }
+    while (runner.holding < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+    const third = await test.api.call("POST", "/v1/images", {
+      name: "alice/c:1",
+      dockerfile: "FROM alice/sample:1\n",
+    });
+    expect(third.status).toBe(429);
+    expect(third.body).toMatchObject({ error: { code: "limit_exceeded", details: { running: 2, max: 2 } } });
+    const again = await test.api.call("POST", "/v1/images", {
+      name: "alice/a:1",
+      dockerfile: "FROM alice/sample:1\n",
+    });
+    expect(again.body).toMatchObject({ error: { code: "conflict" } });
+    runner.release();
+    const first = await settled(test.api, "alice/a:1");
+    expect(first.state).toBe("ready");
+    expect((await settled(test.api, "alice/b:1")).state).toBe("ready");
+
+    const admin = await test.server.store.users.getByName("admin");
+    const now = Date.now();
+    await test.server.store.sandboxes.insert({
+      id: "sbx_old_digest",
+      userId: admin?.id ?? "",
+      state: "running",
+      driver: "namespace",
+      cpu: 1,
+      memoryMb: 256,
+      diskMb: 1024,
+      pidsMax: 64,
+      network: "none",
+      egressPolicy: null,
+      env: {},
+      metadata: {},
+      timeoutMs: 60_000,
+      idleTimeoutMs: 60_000,
+      createdAt: now,
+      expiresAt: now + 60_000,
+      image: first.digest,
+    });
+    await test.api.call("POST", "/v1/images", {
+      name: "alice/a:1",
+      dockerfile: "FROM alice/sample:1\nRUN changed\n",
+    });
+    const rebuilt = await settled(test.api, "alice/a:1");
+    expect(rebuilt.state).toBe("ready");
+    expect(rebuilt.digest).not.toBe(first.digest);
+    const kept = await test.api.call<ImageBody>("GET", path(`alice/a:1@${first.digest}`));
+    expect(kept.body).toMatchObject({ state: "ready", digest: first.digest, layers: first.layers });
+    for (const id of first.layers) expect((await lstat(layerDir(id))).isDirectory()).toBe(true);
   });
 
   it("a restart fails builds a crash interrupted and removes partial layer directories", async () => {

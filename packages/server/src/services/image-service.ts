@@ -52,6 +52,8 @@ export interface ImageLimits {
   maxContextFiles: number;
   /** The newest part of a build log kept. */
   maxLogBytes: number;
+  /** Builds and pulls one user may have running at once. */
+  maxConcurrentBuilds: number;
 }
 
 export const DEFAULT_IMAGE_LIMITS: ImageLimits = {
@@ -60,6 +62,7 @@ export const DEFAULT_IMAGE_LIMITS: ImageLimits = {
   maxContextBytes: 1024 ** 3,
   maxContextFiles: 100_000,
   maxLogBytes: 256 * 1024,
+  maxConcurrentBuilds: 4,
 };
 
 export interface ImageServiceOptions {
@@ -135,6 +138,7 @@ async function directoryBytes(dir: string): Promise<number> {
 }
 
 interface RunningBuild {
+  ownerId: string | null;
   log: BuildLog;
   abort: AbortController;
   done: Promise<void>;
@@ -372,6 +376,7 @@ export class ImageService {
   async pull(userId: string, name: string, reference: string): Promise<ImageRecord> {
     this.checkOwnName(name);
     parseImageReference(reference);
+    this.checkBuildSlots(userId);
     await this.checkNameFree(userId, name);
     const record = await this.insertNamed(this.newRecord(userId, name, "pull"));
     this.startTask(record, async (log, signal) => {
@@ -399,6 +404,7 @@ export class ImageService {
     if (existing && this.running.has(existing.id)) {
       throw new PolydevError("conflict", `image ${input.name} is already building`);
     }
+    this.checkBuildSlots(userId);
     let contextDir: string | undefined;
     try {
       let dockerfile = input.dockerfile;
@@ -530,6 +536,18 @@ export class ImageService {
         {
           details: { field: "name" },
         },
+      );
+    }
+  }
+
+  private checkBuildSlots(userId: string): void {
+    let running = 0;
+    for (const build of this.running.values()) if (build.ownerId === userId) running += 1;
+    if (running >= this.limits.maxConcurrentBuilds) {
+      throw new PolydevError(
+        "limit_exceeded",
+        `you have ${running} image builds or pulls running (the most at once); wait for one to end`,
+        { details: { running, max: this.limits.maxConcurrentBuilds } },
       );
     }
   }
@@ -765,7 +783,7 @@ export class ImageService {
           );
         }
       });
-    this.running.set(record.id, { log, abort, done });
+    this.running.set(record.id, { ownerId: record.ownerId, log, abort, done });
     return done;
   }
 
