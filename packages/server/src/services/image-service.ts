@@ -155,6 +155,8 @@ export class ImageService {
   private readonly layerLock = new KeyedLock();
   private readonly baseLock = new KeyedLock();
   private readonly running = new Map<string, RunningBuild>();
+  /** Builds accepted but not yet running, by owner and name, with their owner. */
+  private readonly starting = new Map<string, string>();
   private gcPending = false;
   private closed = false;
 
@@ -377,8 +379,15 @@ export class ImageService {
     this.checkOwnName(name);
     parseImageReference(reference);
     this.checkBuildSlots(userId);
-    await this.checkNameFree(userId, name);
-    const record = await this.insertNamed(this.newRecord(userId, name, "pull"));
+    const starting = `${userId}\0${name}`;
+    this.starting.set(starting, userId);
+    let record: ImageRecord;
+    try {
+      await this.checkNameFree(userId, name);
+      record = await this.insertNamed(this.newRecord(userId, name, "pull"));
+    } finally {
+      this.starting.delete(starting);
+    }
     this.startTask(record, async (log, signal) => {
       log.line(`pulling ${reference}`);
       const imported = await pullImage(reference, this.blobs, {
@@ -401,10 +410,14 @@ export class ImageService {
   async build(userId: string, input: BuildInput): Promise<ImageRecord> {
     this.checkOwnName(input.name);
     const existing = await this.store.images.getByName(userId, input.name);
-    if (existing && this.running.has(existing.id)) {
+    const starting = `${userId}\0${input.name}`;
+    if ((existing && this.running.has(existing.id)) || this.starting.has(starting)) {
       throw new PolydevError("conflict", `image ${input.name} is already building`);
     }
     this.checkBuildSlots(userId);
+    // Held from here until the build is running (or refused): a second request for the same name,
+    // or past the user's slots, cannot slip in while this one reads its context.
+    this.starting.set(starting, userId);
     let contextDir: string | undefined;
     try {
       let dockerfile = input.dockerfile;
@@ -459,6 +472,7 @@ export class ImageService {
       );
       return record;
     } finally {
+      this.starting.delete(starting);
       if (contextDir) await rm(contextDir, { recursive: true, force: true });
     }
   }
@@ -543,6 +557,7 @@ export class ImageService {
   private checkBuildSlots(userId: string): void {
     let running = 0;
     for (const build of this.running.values()) if (build.ownerId === userId) running += 1;
+    for (const owner of this.starting.values()) if (owner === userId) running += 1;
     if (running >= this.limits.maxConcurrentBuilds) {
       throw new PolydevError(
         "limit_exceeded",
