@@ -5,9 +5,11 @@
  * one suite runs them for real on overlayfs mounts of the layer directories (OverlayRunStep, root
  * only). Everything else is real: layer directories on disk with their owners, SQLite, the server.
  */
+import { execFile } from "node:child_process";
 import { chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { MEDIA_TYPES } from "@polydev/images";
 import type { RealRegistry } from "@polydev/images/testing";
 import { pushOciLayout, realRegistryUnavailable, startRealRegistry } from "@polydev/images/testing";
@@ -77,6 +79,7 @@ async function treeOf(root: string, prefix = ""): Promise<Record<string, string>
   return tree;
 }
 
+const execFileAsync = promisify(execFile);
 const registryUnavailable = realRegistryUnavailable();
 
 describe("the image store over HTTP", () => {
@@ -461,6 +464,45 @@ describe("the image store over HTTP", () => {
     expect(kept.body).toMatchObject({ state: "ready", digest: first.digest, layers: first.layers });
     for (const id of first.layers) expect((await lstat(layerDir(id))).isDirectory()).toBe(true);
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    "registers a sandbox's upper dir as a snapshot image on its parent's layers, whiteouts kept (skipped unless root: mknod)",
+    async () => {
+      const sample = await importArchive(test.api, "alice/sample:1", await ociArchive());
+      const upper = await mkdtemp(join(tmpdir(), "polydev-upper-"));
+      try {
+        await mkdir(join(upper, "etc"));
+        await writeFile(join(upper, "etc", "snap"), "from the sandbox\n");
+        await execFileAsync("mknod", [join(upper, "etc", "keep"), "c", "0", "0"]);
+        const adminId = (await test.server.store.users.getByName("admin"))?.id ?? "";
+        const images = test.server.images;
+        if (!images) throw new Error("no image store");
+        const snapshot = await images.registerSnapshot(adminId, "alice/snap:1", {
+          parentDigest: sample.body.digest ?? "",
+          upperDir: upper,
+        });
+        expect(snapshot).toMatchObject({ state: "ready", source: "snapshot", config: sample.body.config });
+        expect(snapshot.layers.slice(0, 1)).toEqual(sample.body.layers);
+        const top = layerDir(snapshot.layers[1] ?? "");
+        expect(await readFile(join(top, "etc", "snap"), "utf8")).toBe("from the sandbox\n");
+        const whiteout = await lstat(join(top, "etc", "keep"));
+        expect(whiteout.isCharacterDevice() && whiteout.rdev === 0).toBe(true);
+        await expect(
+          images.registerSnapshot(adminId, "alice/snap:2", { parentDigest: "sha256:gone", upperDir: upper }),
+        ).rejects.toMatchObject({ code: "conflict" });
+        await test.api.call("POST", "/v1/images", {
+          name: "alice/on-snap:1",
+          dockerfile: "FROM alice/snap:1\n",
+        });
+        expect(await settled(test.api, "alice/on-snap:1")).toMatchObject({
+          state: "ready",
+          layers: snapshot.layers,
+        });
+      } finally {
+        await rm(upper, { recursive: true, force: true });
+      }
+    },
+  );
 
   it("a restart fails builds a crash interrupted and removes partial layer directories", async () => {
     const sample = await importArchive(test.api, "alice/sample:1", await ociArchive());

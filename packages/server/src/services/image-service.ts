@@ -478,6 +478,60 @@ export class ImageService {
   }
 
   /**
+   * Turns a sandbox's disk into an image: the layers of the image it was made from (`parentDigest`)
+   * plus one new layer cloned (reflinked in the storage pool) from `upperDir`, an overlay upper
+   * directory (whiteouts and opaque markers are kept: it is used as a lower layer as it is). The
+   * sandbox should be stopped or frozen while this runs.
+   */
+  async registerSnapshot(
+    userId: string,
+    name: string,
+    snapshot: { parentDigest: string; upperDir: string; config?: ImageConfig | undefined },
+  ): Promise<ImageRecord> {
+    this.checkOwnName(name);
+    await this.checkNameFree(userId, name);
+    const parent = (await this.store.images.listAll()).find(
+      (image) =>
+        image.digest === snapshot.parentDigest &&
+        image.state === "ready" &&
+        (image.ownerId === null || image.ownerId === userId),
+    );
+    if (!parent) {
+      throw new PolydevError(
+        "conflict",
+        `the image ${snapshot.parentDigest} the sandbox was made from is gone; a snapshot needs its layers`,
+      );
+    }
+    // A snapshot's content is known only by reading it all; a fresh key is cheaper and as unique.
+    const hex = sha256Hex(`polydev-snapshot/1\0${userId}\0${name}\0${this.clock.now()}\0${newId("img")}`);
+    const layer = await this.ensureLayer(hex, async (rel) => {
+      const dir = await this.storage.cloneDir(snapshot.upperDir, rel, null);
+      return { dir, bytes: await directoryBytes(dir) };
+    });
+    const layers = [...parent.layers, layer.id];
+    const config = snapshot.config ?? parent.config;
+    try {
+      return await this.insertNamed({
+        id: newId("img"),
+        ownerId: userId,
+        name,
+        digest: imageDigest(layers, config),
+        state: "ready",
+        layers,
+        config,
+        sizeBytes: parent.sizeBytes + layer.sizeBytes,
+        source: "snapshot",
+        buildLog: "",
+        error: null,
+        createdAt: this.clock.now(),
+      });
+    } catch (error) {
+      await this.collectGarbage();
+      throw error;
+    }
+  }
+
+  /**
    * Registers `polydev/base` from the root file system `buildBase` makes (it caches its own work),
    * as one layer. A ready one is left as is unless `rebuild`.
    */
