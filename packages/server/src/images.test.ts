@@ -252,6 +252,8 @@ describe("the image store over HTTP", () => {
           "FROM alice/sample:1",
           "COPY --chown=1000:1000 src/ /app/",
           "COPY run.sh /usr/local/bin/run.sh",
+          "COPY run.sh /bin",
+          "COPY run.sh /opt/tool",
         ].join("\n"),
       ),
       dir("src/"),
@@ -264,7 +266,7 @@ describe("the image store over HTTP", () => {
     expect(started.status).toBe(202);
     const built = await settled(test.api, "alice/ctx:1");
     expect(built.state).toBe("ready");
-    expect(built.layers).toHaveLength(3);
+    expect(built.layers).toHaveLength(5);
     expect(await treeOf(layerDir(built.layers[1] ?? ""))).toEqual({
       app: "d 755 1000:1000",
       "app/index.js": "f 644 1000:1000",
@@ -276,6 +278,15 @@ describe("the image store over HTTP", () => {
     );
     expect(await treeOf(layerDir(built.layers[2] ?? ""))).toMatchObject({
       "usr/local/bin/run.sh": "f 755 0:0",
+    });
+    // /bin is a directory in the image: the file goes into it, as Docker does; /opt/tool is new.
+    expect(await treeOf(layerDir(built.layers[3] ?? ""))).toEqual({
+      bin: "d 755 0:0",
+      "bin/run.sh": "f 755 0:0",
+    });
+    expect(await treeOf(layerDir(built.layers[4] ?? ""))).toEqual({
+      opt: "d 755 0:0",
+      "opt/tool": "f 755 0:0",
     });
 
     const failing = await test.api.call<ImageBody>("POST", "/v1/images", {

@@ -90,6 +90,34 @@ async function mkdirInside(root: string, parts: readonly string[], owner: [numbe
   return path;
 }
 
+/**
+ * Whether `parts` names a directory in the image made of `layers` (base first): the topmost layer
+ * holding the path decides. Each component is lstat-ed, never followed: a path through a symlink
+ * counts as "not a directory" (the file then lands under the name itself, as written).
+ */
+export async function isDirectoryBelow(
+  layers: readonly string[],
+  parts: readonly string[],
+): Promise<boolean> {
+  if (parts.length === 0) return true;
+  for (const layer of [...layers].reverse()) {
+    let path = layer;
+    let found: boolean | undefined;
+    for (const [index, part] of parts.entries()) {
+      path = join(path, part);
+      const stats = await lstat(path).catch(() => undefined);
+      if (!stats) break;
+      if (index === parts.length - 1) found = stats.isDirectory();
+      else if (!stats.isDirectory()) {
+        found = false;
+        break;
+      }
+    }
+    if (found !== undefined) return found;
+  }
+  return false;
+}
+
 function components(absolute: string): string[] {
   return posix
     .normalize(absolute)
@@ -107,12 +135,18 @@ export async function writeCopyLayer(
   contextDir: string,
   step: CopyStep,
   files: readonly ContextFile[],
+  lowerLayers: readonly string[] = [],
 ): Promise<number> {
   const owner = parseChown(step.chown, step.line);
   const mode = parseChmod(step.chmod, step.line);
   const dest = components(step.dest);
   // Docker: several sources, a directory source or a trailing slash make the destination a directory.
-  const single = files.length === 1 && files[0]?.type === "file" && !step.destIsDir;
+  // So does a destination that is a directory in the image already (`COPY run.sh /usr/local/bin`).
+  const single =
+    files.length === 1 &&
+    files[0]?.type === "file" &&
+    !step.destIsDir &&
+    !(await isDirectoryBelow(lowerLayers, dest));
   let bytes = 0;
   for (const file of files) {
     const target = single ? dest : [...dest, ...components(`/${file.target}`)];

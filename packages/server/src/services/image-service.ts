@@ -237,10 +237,14 @@ export class ImageService {
   }
 
   async layerDirs(image: ImageRecord): Promise<string[]> {
+    return this.layerDirsOf(image.layers, image.name);
+  }
+
+  private async layerDirsOf(ids: readonly string[], imageName = "the image"): Promise<string[]> {
     const dirs: string[] = [];
-    for (const id of image.layers) {
+    for (const id of ids) {
       const layer = await this.store.images.getLayer(id);
-      if (!layer) throw new PolydevError("internal", `layer ${id} of image ${image.name} is missing`);
+      if (!layer) throw new PolydevError("internal", `layer ${id} of ${imageName} is missing`);
       dirs.push(layer.dir);
     }
     return dirs;
@@ -938,9 +942,10 @@ export class ImageService {
         } else {
           const files = copies.get(index) ?? [];
           const context = contextDir ?? "";
+          const lower = await this.layerDirsOf(layers);
           await this.ensureLayer(hex, async (rel) => {
             const dir = await this.storage.createDir(rel, this.limits.maxImageBytes);
-            return { dir, bytes: await writeCopyLayer(dir, context, step, files) };
+            return { dir, bytes: await writeCopyLayer(dir, context, step, files, lower) };
           });
         }
       } catch (error) {
@@ -987,12 +992,7 @@ export class ImageService {
     if (!runStep) {
       throw new PolydevError("feature_unavailable", "this server has no sandbox to run RUN steps in");
     }
-    const dirs: string[] = [];
-    for (const id of layers) {
-      const layer = await this.store.images.getLayer(id);
-      if (!layer) throw new PolydevError("internal", `layer ${id} is missing`);
-      dirs.push(layer.dir);
-    }
+    const dirs = await this.layerDirsOf(layers, record.name);
     const config: ImageConfig = {
       ...parentConfig,
       env: step.env,
