@@ -301,7 +301,20 @@ describe("the image store over HTTP", () => {
     );
     expect(failed.log).toContain("ran: /bin/sh -c make; exit 3");
     expect(failed.log).toContain("error: step 3/3");
+    expect(failed.digest).toBeNull();
     expect(await readdir(join(storageRoot, "steps"))).toEqual([]);
+    // The step that worked stays cached for the retry, even across a garbage collection.
+    expect(failed.layers).toHaveLength(2);
+    await test.server.images?.collectGarbage();
+    const calls = runner.calls.length;
+    await test.api.call("POST", "/v1/images", {
+      name: "alice/broken:1",
+      dockerfile: "FROM alice/sample:1\nRUN true\nRUN make\n",
+    });
+    const fixed = await settled(test.api, "alice/broken:1");
+    expect(fixed.state).toBe("ready");
+    expect(fixed.layers.slice(0, 2)).toEqual(failed.layers);
+    expect(runner.calls.slice(calls).map((call) => call.argv.at(-1))).toEqual(["make"]);
   });
 
   it("refuses bad builds before running anything: unknown FROM, a bad Dockerfile, COPY without context, a context that escapes or is too big", async () => {
@@ -419,10 +432,11 @@ describe("the image store over HTTP", () => {
 
   it("holds a user to a few builds at once (429), and a rebuild keeps the old digest a sandbox still uses", async () => {
     await importArchive(test.api, "alice/sample:1", await ociArchive());
+    // Different steps: two builds of the same step would share one run (the second waits for its layer).
     for (const name of ["alice/a:1", "alice/b:1"]) {
       const started = await test.api.call("POST", "/v1/images", {
         name,
-        dockerfile: "FROM alice/sample:1\nRUN hold\n",
+        dockerfile: `FROM alice/sample:1\nRUN hold ${name}\n`,
       });
       expect(started.status).toBe(202);
     }

@@ -157,7 +157,8 @@ export class ImageService {
   private readonly running = new Map<string, RunningBuild>();
   /** Builds accepted but not yet running, by owner and name, with their owner. */
   private readonly starting = new Map<string, string>();
-  private gcPending = false;
+  /** Imports and snapshots making layers right now (they run in their request). */
+  private holding = 0;
   private closed = false;
 
   constructor(private readonly options: ImageServiceOptions) {
@@ -332,17 +333,25 @@ export class ImageService {
     await this.collectGarbage();
   }
 
-  /** Removes layers no image lists; put off while a build runs (its new layers are not listed yet). */
+  /**
+   * Removes layers no image lists and the blobs of finished imports and pulls. Anything that makes
+   * layers (a build, a pull, an import, a snapshot) registers itself before its first layer and
+   * collects when it ends, so this stops as soon as one is running: it never takes a layer that
+   * is made but not yet listed.
+   */
   async collectGarbage(): Promise<void> {
-    if (this.running.size > 0) {
-      this.gcPending = true;
-      return;
+    const busy = (): boolean => this.running.size > 0 || this.holding > 0;
+    if (busy()) return;
+    for (const digest of await this.blobs.list()) {
+      if (busy()) return;
+      await this.blobs.remove(digest);
     }
-    this.gcPending = false;
     const referenced = new Set((await this.store.images.listAll()).flatMap((image) => image.layers));
     for (const layer of await this.store.images.listLayers()) {
       if (referenced.has(layer.id)) continue;
+      if (busy()) return;
       await this.layerLock.run(layer.id, async () => {
+        if (busy()) return;
         await this.store.images.deleteLayer(layer.id);
         await this.storage.removeDir(`${LAYERS_DIR}/${layer.id}`);
       });
@@ -355,27 +364,47 @@ export class ImageService {
   async importArchive(userId: string, name: string, input: Readable): Promise<ImageRecord> {
     this.checkOwnName(name);
     await this.checkNameFree(userId, name);
-    const imported = await importImageArchive(input, this.blobs, {
-      maxBytes: this.limits.maxImageBytes,
-      maxEntries: this.limits.maxEntries,
+    return this.holdingLayers(async () => {
+      const imported = await importImageArchive(input, this.blobs, {
+        maxBytes: this.limits.maxImageBytes,
+        maxEntries: this.limits.maxEntries,
+      });
+      const layer = await this.flattenedLayer(imported, undefined);
+      const config = configFromRun(imported.config);
+      return this.insertNamed({
+        id: newId("img"),
+        ownerId: userId,
+        name,
+        digest: imageDigest([layer.id], config),
+        state: "ready",
+        layers: [layer.id],
+        config,
+        sizeBytes: layer.sizeBytes,
+        source: "import",
+        buildLog: `imported ${imported.format} image ${imported.manifestDigest} (${imported.layers.length} layers)\n`,
+        error: null,
+        createdAt: this.clock.now(),
+      });
     });
-    const layer = await this.flattenedLayer(imported, undefined);
-    const config = configFromRun(imported.config);
-    const now = this.clock.now();
-    return this.insertNamed({
-      id: newId("img"),
-      ownerId: userId,
-      name,
-      digest: imageDigest([layer.id], config),
-      state: "ready",
-      layers: [layer.id],
-      config,
-      sizeBytes: layer.sizeBytes,
-      source: "import",
-      buildLog: `imported ${imported.format} image ${imported.manifestDigest} (${imported.layers.length} layers)\n`,
-      error: null,
-      createdAt: now,
-    });
+  }
+
+  /**
+   * Runs work that makes layers and then the record listing them (outside a background task):
+   * garbage collection waits until it is done, so it cannot take a layer in between; afterwards
+   * the collection runs (it drops the blobs, and the layer of a refused record).
+   */
+  private async holdingLayers<T>(work: () => Promise<T>): Promise<T> {
+    this.holding += 1;
+    try {
+      return await work();
+    } finally {
+      this.holding -= 1;
+      if (this.holding === 0 && this.running.size === 0) {
+        await this.collectGarbage().catch((error: unknown) =>
+          this.log.warn({ err: error }, "image garbage collection failed"),
+        );
+      }
+    }
   }
 
   /** Starts pulling `reference` from its registry; answers the image in `building`. */
@@ -471,7 +500,8 @@ export class ImageService {
       contextDir = undefined; // the task owns it now
       this.startTask(
         record,
-        (log, signal) => this.runDockerfile(record, parent, text, input.buildArgs, context, log, signal),
+        (log, signal, partial) =>
+          this.runDockerfile(record, parent, text, input.buildArgs, context, log, signal, partial),
         context,
       );
       return record;
@@ -506,16 +536,16 @@ export class ImageService {
         `the image ${snapshot.parentDigest} the sandbox was made from is gone; a snapshot needs its layers`,
       );
     }
-    // A snapshot's content is known only by reading it all; a fresh key is cheaper and as unique.
-    const hex = sha256Hex(`polydev-snapshot/1\0${userId}\0${name}\0${this.clock.now()}\0${newId("img")}`);
-    const layer = await this.ensureLayer(hex, async (rel) => {
-      const dir = await this.storage.cloneDir(snapshot.upperDir, rel, null);
-      return { dir, bytes: await directoryBytes(dir) };
-    });
-    const layers = [...parent.layers, layer.id];
-    const config = snapshot.config ?? parent.config;
-    try {
-      return await this.insertNamed({
+    return this.holdingLayers(async () => {
+      // A snapshot's content is known only by reading it all; a fresh key is cheaper and as unique.
+      const hex = sha256Hex(`polydev-snapshot/1\0${userId}\0${name}\0${this.clock.now()}\0${newId("img")}`);
+      const layer = await this.ensureLayer(hex, async (rel) => {
+        const dir = await this.storage.cloneDir(snapshot.upperDir, rel, null);
+        return { dir, bytes: await directoryBytes(dir) };
+      });
+      const layers = [...parent.layers, layer.id];
+      const config = snapshot.config ?? parent.config;
+      return this.insertNamed({
         id: newId("img"),
         ownerId: userId,
         name,
@@ -529,10 +559,7 @@ export class ImageService {
         error: null,
         createdAt: this.clock.now(),
       });
-    } catch (error) {
-      await this.collectGarbage();
-      throw error;
-    }
+    });
   }
 
   /**
@@ -793,9 +820,16 @@ export class ImageService {
   /** Runs `work` in the background with a live log; its result makes the image ready. */
   private startTask(
     record: ImageRecord,
-    work: (log: BuildLog, signal: AbortSignal) => Promise<{ layers: string[]; config: ImageConfig }>,
+    work: (
+      log: BuildLog,
+      signal: AbortSignal,
+      partial: { layers: string[] },
+    ) => Promise<{ layers: string[]; config: ImageConfig }>,
     contextDir?: string,
   ): Promise<void> {
+    // The layers a failed build made so far stay listed on its record: garbage collection keeps
+    // them, so a retry finds its earlier steps in the cache.
+    const partial = { layers: [] as string[] };
     const log = new BuildLog(this.limits.maxLogBytes);
     const abort = new AbortController();
     let flushed = "";
@@ -811,7 +845,7 @@ export class ImageService {
     const finish = async (): Promise<void> => {
       try {
         if (this.closed) throw new PolydevError("conflict", "the server is shutting down");
-        const { layers, config } = await work(log, abort.signal);
+        const { layers, config } = await work(log, abort.signal, partial);
         const digest = imageDigest(layers, config);
         let sizeBytes = 0;
         for (const id of layers) sizeBytes += (await this.store.images.getLayer(id))?.sizeBytes ?? 0;
@@ -833,8 +867,11 @@ export class ImageService {
         log.line(`error: ${message}`);
         if (!(error instanceof PolydevError))
           this.log.error({ err: error, image: record.name }, "image build failed");
+        await this.keepUsedDigest(await this.store.images.get(record.id));
         await this.store.images.update(record.id, {
           state: "failed",
+          digest: null,
+          layers: partial.layers,
           error: message,
           buildLog: log.content,
           updatedAt: this.clock.now(),
@@ -850,7 +887,8 @@ export class ImageService {
         log.end();
         this.running.delete(record.id);
         if (contextDir) await rm(contextDir, { recursive: true, force: true }).catch(() => undefined);
-        if (this.running.size === 0 && this.gcPending) {
+        // Also drops the blobs a pull fetched and the layers a failed rebuild no longer lists.
+        if (this.running.size === 0 && this.holding === 0) {
           await this.collectGarbage().catch((error: unknown) =>
             this.log.warn({ err: error }, "image garbage collection failed"),
           );
@@ -889,6 +927,7 @@ export class ImageService {
     contextDir: string | undefined,
     log: BuildLog,
     signal: AbortSignal,
+    partial: { layers: string[] },
   ): Promise<{ layers: string[]; config: ImageConfig }> {
     const plan = parseDockerfile(text, {
       buildArgs,
@@ -919,6 +958,7 @@ export class ImageService {
       ]),
     );
     const layers = [...parent.layers];
+    partial.layers = layers;
     const total = plan.steps.length + 1;
     const { from } = plan;
     log.line(`Step 1/${total} : FROM ${from.name}:${from.tag} (${parent.digest})`);
@@ -930,24 +970,21 @@ export class ImageService {
       if (!step.layer || !keyed) continue;
       // Scoped by owner: a layer one user's RUN produced is never handed to another user's build.
       const hex = sha256Hex(`${record.ownerId ?? ""}\0${keyed.key}`);
-      const cached = await this.store.images.getLayer(hex);
-      if (cached && (await this.isDirectory(cached.dir))) {
-        log.line(" ---> using cache");
-        layers.push(hex);
-        continue;
-      }
+      // Through the layer lock, so a garbage collection cannot take a cached layer being reused.
+      let made = false;
       try {
-        if (step.kind === "RUN") {
-          await this.runStepLayer(hex, step, record, layers, parent.config, log, signal);
-        } else {
-          const files = copies.get(index) ?? [];
-          const context = contextDir ?? "";
-          const lower = await this.layerDirsOf(layers);
-          await this.ensureLayer(hex, async (rel) => {
-            const dir = await this.storage.createDir(rel, this.limits.maxImageBytes);
-            return { dir, bytes: await writeCopyLayer(dir, context, step, files, lower) };
-          });
-        }
+        const below = [...layers];
+        await this.ensureLayer(hex, async (rel) => {
+          made = true;
+          if (step.kind === "RUN")
+            return this.runStepInto(rel, step, record, below, parent.config, log, signal);
+          const dir = await this.storage.createDir(rel, this.limits.maxImageBytes);
+          const lower = await this.layerDirsOf(below);
+          return {
+            dir,
+            bytes: await writeCopyLayer(dir, contextDir ?? "", step, copies.get(index) ?? [], lower),
+          };
+        });
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         throw new PolydevError(
@@ -956,7 +993,7 @@ export class ImageService {
           { details: { line: step.line, step: index + 2 }, cause: error },
         );
       }
-      log.line(` ---> ${hex.slice(0, 12)}`);
+      log.line(made ? ` ---> ${hex.slice(0, 12)}` : " ---> using cache");
       layers.push(hex);
     }
     return {
@@ -979,15 +1016,16 @@ export class ImageService {
     };
   }
 
-  private async runStepLayer(
-    hex: string,
+  /** Runs a RUN step and makes its changes the layer directory `rel`. */
+  private async runStepInto(
+    rel: string,
     step: Extract<DockerfilePlan["steps"][number], { kind: "RUN" }>,
     record: ImageRecord,
     layers: readonly string[],
     parentConfig: ImageConfig,
     log: BuildLog,
     signal: AbortSignal,
-  ): Promise<void> {
+  ): Promise<{ dir: string; bytes: number }> {
     const runStep = this.options.runStep;
     if (!runStep) {
       throw new PolydevError("feature_unavailable", "this server has no sandbox to run RUN steps in");
@@ -1025,10 +1063,8 @@ export class ImageService {
           details: { exitCode: result.exitCode },
         });
       }
-      await this.ensureLayer(hex, async (rel) => {
-        const dir = await this.storage.cloneDir(result.layerDir, rel, this.limits.maxImageBytes);
-        return { dir, bytes: await directoryBytes(dir) };
-      });
+      const dir = await this.storage.cloneDir(result.layerDir, rel, this.limits.maxImageBytes);
+      return { dir, bytes: await directoryBytes(dir) };
     } finally {
       await removeStepDir();
     }
