@@ -29,6 +29,8 @@ import {
 import type { ImageService } from "../services/image-service.js";
 
 const tags = ["images"];
+/** Log output waiting for a slow follower, at most. */
+const MAX_UNSENT_LOG_BYTES = 1024 * 1024;
 
 function requireImages(ctx: ServerContext): ImageService {
   if (!ctx.images) {
@@ -173,7 +175,11 @@ export function imageRoutes(instance: FastifyInstance, ctx: ServerContext): void
       out.write(live.content);
       const stop = live.follow((chunk) => {
         if (chunk === null) out.end();
-        else out.write(chunk);
+        else if (out.writableLength > MAX_UNSENT_LOG_BYTES) {
+          // A client that does not read must not hold the server's memory: it is let go.
+          stop();
+          out.end("\n[the log stream ended: the client read too slowly; GET the log again]\n");
+        } else out.write(chunk);
       });
       request.raw.once("close", stop);
       out.once("close", stop);
