@@ -10,6 +10,7 @@ Using a server:
   sandbox   create, list, remove sandboxes; exec in them; attach a shell; their network policy
             and audit log (polydev sandbox --help)
   cp        copy a file into or out of a sandbox (polydev cp --help)
+  image     build, pull, import, list and remove images (polydev image --help)
   run       run an agent on a prompt and stream what it does (polydev run --help)
   creds     your provider credentials: add, ls, rm, login (polydev creds --help)
   presets   the network presets allow-list sandboxes can use (polydev presets --help)
@@ -40,6 +41,9 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./client/sandbox.js")).sandbox(rest, process.env);
     case "cp":
       return (await import("./client/cp.js")).cp(rest, process.env);
+    case "image":
+    case "images":
+      return (await import("./client/image.js")).image(rest, process.env);
     case "run":
       return (await import("./client/run.js")).run(rest, process.env);
     case "creds":

@@ -17,6 +17,7 @@ export const ERROR_STATUS = {
   name_taken: 409,
   sandbox_not_running: 409,
   process_not_running: 409,
+  image_in_use: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   expectation_failed: 417,

@@ -50,12 +50,21 @@ export interface SandboxRecord {
   lastActivityAt: number;
   expiresAt: number;
   destroyedAt: number | null;
+  /** Digest of the image the sandbox was made from (null: the host view, made before images). */
+  image: string | null;
 }
 
 export type NewSandbox = Omit<
   SandboxRecord,
-  "name" | "failureReason" | "handle" | "updatedAt" | "stateChangedAt" | "lastActivityAt" | "destroyedAt"
-> & { name?: string | null | undefined };
+  | "name"
+  | "failureReason"
+  | "handle"
+  | "updatedAt"
+  | "stateChangedAt"
+  | "lastActivityAt"
+  | "destroyedAt"
+  | "image"
+> & { name?: string | null | undefined; image?: string | null | undefined };
 
 export type LogLevel = "info" | "warn" | "error";
 export type LogSource = "server" | "driver" | "console";
@@ -245,6 +254,7 @@ export interface StoreRepositories {
   readonly runs: RunRepository;
   readonly egressPresets: EgressPresetRepository;
   readonly egressAudit: EgressAuditRepository;
+  readonly images: ImageRepository;
 }
 
 /**
@@ -384,4 +394,74 @@ export interface RunRepository {
   countPerHour(since: number): Promise<{ hourStart: number; count: number }[]>;
   appendEvent(event: StoredRunEvent): Promise<void>;
   events(runId: string, afterSeq: number, limit: number): Promise<StoredRunEvent[]>;
+}
+
+export type ImageState = "building" | "ready" | "failed";
+export type ImageSource = "base" | "import" | "pull" | "dockerfile" | "snapshot";
+
+/** What an image says about how its processes run. */
+export interface ImageConfig {
+  env: Record<string, string>;
+  workdir?: string | undefined;
+  user?: string | undefined;
+  cmd?: string[] | undefined;
+  entrypoint?: string[] | undefined;
+}
+
+/**
+ * A named image. `ownerId` null is a system image (`polydev/base`), visible to everyone; names are
+ * unique per owner. `layers` are image layer ids, base first.
+ */
+export interface ImageRecord {
+  id: string;
+  ownerId: string | null;
+  name: string;
+  /** sha256 of the layer list and config; null until a build is ready. */
+  digest: string | null;
+  state: ImageState;
+  layers: string[];
+  config: ImageConfig;
+  sizeBytes: number;
+  source: ImageSource;
+  /** The build's log, the newest part kept (bounded by the writer). */
+  buildLog: string;
+  error: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export type NewImage = Omit<ImageRecord, "updatedAt">;
+
+/** An unpacked layer directory of the image store; `id` is the hex of the layer's content key. */
+export interface ImageLayerRecord {
+  id: string;
+  dir: string;
+  sizeBytes: number;
+  createdAt: number;
+}
+
+export interface ImageRepository {
+  /** A name already taken by the same owner is a `conflict` naming `name`. */
+  insert(image: NewImage): Promise<ImageRecord>;
+  get(id: string): Promise<ImageRecord | undefined>;
+  /** The owner's image of that name (`ownerId` null: the system image). */
+  getByName(ownerId: string | null, name: string): Promise<ImageRecord | undefined>;
+  /** The user's own images and every system image, by name. */
+  listVisible(userId: string): Promise<ImageRecord[]>;
+  /** Every image of every owner (garbage collection, start-up recovery). */
+  listAll(): Promise<ImageRecord[]>;
+  update(
+    id: string,
+    patch: Partial<
+      Pick<ImageRecord, "digest" | "state" | "layers" | "config" | "sizeBytes" | "buildLog" | "error">
+    > & { updatedAt: number },
+  ): Promise<ImageRecord | undefined>;
+  delete(id: string): Promise<boolean>;
+  /** Sandboxes made from the image digest that are not destroyed. */
+  countSandboxesUsing(digest: string): Promise<number>;
+  /** Creates or keeps (an existing id is left as is) a layer record. */
+  putLayer(layer: ImageLayerRecord): Promise<ImageLayerRecord>;
+  getLayer(id: string): Promise<ImageLayerRecord | undefined>;
+  listLayers(): Promise<ImageLayerRecord[]>;
+  deleteLayer(id: string): Promise<boolean>;
 }

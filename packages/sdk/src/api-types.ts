@@ -2501,6 +2501,254 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/images": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your images and the system images, by name */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            images: components["schemas"]["Image"][];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /**
+         * Build an image from a Dockerfile, or pull one from a registry (answers at once, in building)
+         * @description JSON {"name", "dockerfile", "buildArgs"?} builds (FROM an image in the store; COPY needs a context); JSON {"name", "pull"} pulls from a registry; a tar body (Content-Type: application/x-tar) with ?name= builds from the Dockerfile and files it holds. Follow GET /v1/images/{name}/log?follow=true; the image becomes ready or failed.
+         */
+        post: {
+            parameters: {
+                query?: {
+                    name?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Image"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/images/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An image: its state, layers, config and build log */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description the image name, URL-encoded (alice%2Fnode%3A1) */
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["ImageDetail"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        /** Delete your image; 409 image_in_use while a sandbox made from it exists */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description the image name, URL-encoded (alice%2Fnode%3A1) */
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description deleted */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/images/{name}/log": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The build or pull log as text; with follow=true, streamed until the build ends */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description keep the answer open and stream the build's output until it ends */
+                    follow?: "0" | "1" | "true" | "false";
+                };
+                header?: never;
+                path: {
+                    /** @description the image name, URL-encoded (alice%2Fnode%3A1) */
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/images/{name}/tag": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Give a ready image another name (the same digest and layers) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    /** @description the image name, URL-encoded (alice%2Fnode%3A1) */
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description the new name */
+                        name: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Image"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/images/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Import an OCI image layout or docker-archive tar (the body, streamed; not gzipped) */
+        post: {
+            parameters: {
+                query: {
+                    /** @description lowercase path components and an optional tag, e.g. "alice/node:1"; "polydev/…" is reserved */
+                    name: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Image"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -2694,6 +2942,60 @@ export interface components {
             lastUsedAt: string | null;
             lastValidatedAt: string | null;
             valid: boolean | null;
+        };
+        ImageInput: {
+            id: string;
+            name: string;
+            /** @description a system image (polydev/base), visible to every user */
+            system: boolean;
+            /** @description sha256 of the layer list and config; null until ready */
+            digest: string | null;
+            /** @enum {string} */
+            state: "building" | "ready" | "failed";
+            /** @enum {string} */
+            source: "base" | "import" | "pull" | "dockerfile" | "snapshot";
+            layers: string[];
+            config: {
+                env: {
+                    [key: string]: string;
+                };
+                workdir?: string;
+                user?: string;
+                cmd?: string[];
+                entrypoint?: string[];
+            };
+            sizeBytes: number;
+            error: string | null;
+            createdAt: string;
+            updatedAt: string;
+        };
+        ImageDetailInput: {
+            id: string;
+            name: string;
+            /** @description a system image (polydev/base), visible to every user */
+            system: boolean;
+            /** @description sha256 of the layer list and config; null until ready */
+            digest: string | null;
+            /** @enum {string} */
+            state: "building" | "ready" | "failed";
+            /** @enum {string} */
+            source: "base" | "import" | "pull" | "dockerfile" | "snapshot";
+            layers: string[];
+            config: {
+                env: {
+                    [key: string]: string;
+                };
+                workdir?: string;
+                user?: string;
+                cmd?: string[];
+                entrypoint?: string[];
+            };
+            sizeBytes: number;
+            error: string | null;
+            createdAt: string;
+            updatedAt: string;
+            /** @description the build or pull log (its newest 256 KiB) */
+            log: string;
         };
         LoginInput: {
             id: string;
@@ -2968,6 +3270,60 @@ export interface components {
             lastUsedAt: string | null;
             lastValidatedAt: string | null;
             valid: boolean | null;
+        };
+        Image: {
+            id: string;
+            name: string;
+            /** @description a system image (polydev/base), visible to every user */
+            system: boolean;
+            /** @description sha256 of the layer list and config; null until ready */
+            digest: string | null;
+            /** @enum {string} */
+            state: "building" | "ready" | "failed";
+            /** @enum {string} */
+            source: "base" | "import" | "pull" | "dockerfile" | "snapshot";
+            layers: string[];
+            config: {
+                env: {
+                    [key: string]: string;
+                };
+                workdir?: string;
+                user?: string;
+                cmd?: string[];
+                entrypoint?: string[];
+            };
+            sizeBytes: number;
+            error: string | null;
+            createdAt: string;
+            updatedAt: string;
+        };
+        ImageDetail: {
+            id: string;
+            name: string;
+            /** @description a system image (polydev/base), visible to every user */
+            system: boolean;
+            /** @description sha256 of the layer list and config; null until ready */
+            digest: string | null;
+            /** @enum {string} */
+            state: "building" | "ready" | "failed";
+            /** @enum {string} */
+            source: "base" | "import" | "pull" | "dockerfile" | "snapshot";
+            layers: string[];
+            config: {
+                env: {
+                    [key: string]: string;
+                };
+                workdir?: string;
+                user?: string;
+                cmd?: string[];
+                entrypoint?: string[];
+            };
+            sizeBytes: number;
+            error: string | null;
+            createdAt: string;
+            updatedAt: string;
+            /** @description the build or pull log (its newest 256 KiB) */
+            log: string;
         };
         Login: {
             id: string;

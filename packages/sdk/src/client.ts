@@ -5,6 +5,7 @@
 import createClient from "openapi-fetch";
 import type { components, paths } from "./api-types.js";
 import { errorFromResponse, PolydevApiError } from "./errors.js";
+import { imagesApi } from "./images.js";
 import { loginsApi } from "./logins.js";
 import { networkAdminApi, networkApi, networkPresetsApi } from "./network.js";
 import { processesApi } from "./processes.js";
@@ -307,6 +308,9 @@ export class Polydev {
 
   /** The named allow-lists an admin defines (e.g. "package-registries", "github"). */
   readonly networkPresets = networkPresetsApi(this.transport());
+
+  /** Images sandboxes are made from: build, pull, import, tag, delete (see images.ts). */
+  readonly images = imagesApi(this.transport());
 
   /** Provider sign-ins run by the provider's own CLI in a sandbox (see logins.ts). */
   readonly logins = loginsApi(this.transport());

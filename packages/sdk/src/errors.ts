@@ -72,6 +72,7 @@ const CLASSES: Record<string, typeof PolydevApiError> = {
   conflict: ConflictError,
   name_taken: NameTakenError,
   feature_unavailable: FeatureUnavailableError,
+  image_in_use: ConflictError,
   sandbox_not_running: SandboxNotRunningError,
   path_outside_home: PathOutsideHomeError,
   limit_exceeded: LimitExceededError,

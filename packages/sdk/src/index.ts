@@ -38,6 +38,7 @@ export {
   TooManyAttemptsError,
   UnauthorizedError,
 } from "./errors.js";
+export type { BuildImage, Image, ImageDetail } from "./images.js";
 export type { Login, LoginProvider } from "./logins.js";
 export type {
   EgressAuditEvent,

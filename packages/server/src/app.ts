@@ -23,6 +23,7 @@ import { credentialRoutes } from "./routes/credentials.js";
 import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
 import { healthRoutes } from "./routes/health.js";
+import { imageRoutes } from "./routes/images.js";
 import { loginRoutes } from "./routes/logins.js";
 import { metricsRoutes } from "./routes/metrics.js";
 import { networkRoutes } from "./routes/network.js";
@@ -126,6 +127,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   credentialRoutes(app, ctx);
   loginRoutes(app, ctx);
   runRoutes(app, ctx);
+  imageRoutes(app, ctx);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await webRoutes(app, ctx);
   return app;

@@ -19,6 +19,9 @@ import { BrowserSessions } from "./services/browser-sessions.js";
 import { CredentialService } from "./services/credential-service.js";
 import { EgressHub } from "./services/egress-hub.js";
 import { GatewayHub } from "./services/gateway-hub.js";
+import type { BuildBase, ImageStorage, RunStep } from "./services/image-ports.js";
+import type { ImageLimits } from "./services/image-service.js";
+import { ImageService } from "./services/image-service.js";
 import type { LoginFlow, LoginProvider } from "./services/login-flows.js";
 import { DEFAULT_LOGIN_FLOWS } from "./services/login-flows.js";
 import { LoginService } from "./services/login-service.js";
@@ -44,8 +47,21 @@ export interface DriverFactoryOptions {
 }
 export type DriverFactory = (options: DriverFactoryOptions) => SandboxDriver;
 
+/** The image store's ports on this host. */
+export interface ImageStorePorts {
+  storage: ImageStorage;
+  buildBase?: BuildBase | undefined;
+  runStep?: RunStep | undefined;
+  limits?: Partial<ImageLimits> | undefined;
+  /** Registries spoken to over plain http (`host:port`). */
+  insecureRegistries?: string[] | undefined;
+}
+export type ImageStoreFactory = (options: { dataDir: string; log: Logger }) => ImageStorePorts;
+
 export interface StartOptions {
   drivers: Record<string, DriverFactory>;
+  /** The image store's storage and runners; without it the image routes answer feature_unavailable. */
+  images?: ImageStoreFactory;
   /** Replaces the CLI login commands (tests use a stand-in CLI). */
   loginFlows?: Record<LoginProvider, LoginFlow>;
   log?: Logger;
@@ -64,6 +80,8 @@ export interface RunningServer {
   store: Store;
   driver: SandboxDriver;
   reconciler: Reconciler;
+  /** The image store, when the server was started with one. */
+  images: ImageService | undefined;
   /** Set on the first start only: the admin key that was just created. */
   firstAdminKey: { apiKey: string; keyFile: string } | undefined;
   close(): Promise<void>;
@@ -164,6 +182,18 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   sandboxes.onEnded((sandboxId) => runs.sandboxEnded(sandboxId));
   const interrupted = await runs.failInterrupted();
   if (interrupted > 0) log.warn({ interrupted }, "runs interrupted by the restart were marked failed");
+  let images: ImageService | undefined;
+  if (options.images) {
+    const ports = options.images({ dataDir: config.dataDir, log: log.child({ component: "images" }) });
+    images = new ImageService({
+      ...ports,
+      store,
+      workDir: join(config.dataDir, "images"),
+      log: log.child({ component: "images" }),
+      clock,
+    });
+    await images.init();
+  }
   const ptys = new PtySessions(config.ptyDetachGraceMs, log.child({ component: "pty" }));
   sandboxes.onEnded((sandboxId) => ptys.closeSandbox(sandboxId));
   const reconciler = new Reconciler(
@@ -196,6 +226,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     metrics,
     logins,
     runs,
+    images,
     sessions: new BrowserSessions(store, clock, {
       idleTimeoutMs: config.sessionIdleTimeoutMs,
       maxAgeMs: config.sessionMaxAgeMs,
@@ -218,6 +249,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     store,
     driver,
     reconciler,
+    images,
     firstAdminKey,
     async close() {
       if (closed) return;
@@ -225,6 +257,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       await reconciler.stop();
       ptys.closeAll();
       await app.close();
+      await images?.close();
       await gateway.close();
       await egress.close();
       await sandboxes.closeAll();

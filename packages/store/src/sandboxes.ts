@@ -40,6 +40,7 @@ function toSandbox(row: Selectable<SandboxesTable>): SandboxRecord {
     lastActivityAt: ms(row.last_activity_at),
     expiresAt: ms(row.expires_at),
     destroyedAt: msOrNull(row.destroyed_at),
+    image: row.image ?? null,
   };
 }
 
@@ -102,6 +103,7 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
           last_activity_at: s.createdAt,
           expires_at: s.expiresAt,
           destroyed_at: null,
+          image: s.image ?? null,
         })
         .returningAll()
         .executeTakeFirstOrThrow();

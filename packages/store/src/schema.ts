@@ -54,6 +54,7 @@ export interface SandboxesTable {
   last_activity_at: number | string;
   expires_at: number | string;
   destroyed_at: number | string | null;
+  image?: string | null;
 }
 
 export interface EgressPresetsTable {
@@ -166,4 +167,30 @@ export interface Database {
   sandbox_logs: SandboxLogsTable;
   egress_presets: EgressPresetsTable;
   egress_audit: EgressAuditTable;
+  images: ImagesTable;
+  image_layers: ImageLayersTable;
+}
+
+export interface ImagesTable {
+  id: string;
+  owner_id: string | null;
+  scope: string;
+  name: string;
+  digest: string | null;
+  state: string;
+  layers: string;
+  config: string;
+  size_bytes: number | string;
+  source: string;
+  build_log: string;
+  error: string | null;
+  created_at: number | string;
+  updated_at: number | string;
+}
+
+export interface ImageLayersTable {
+  id: string;
+  dir: string;
+  size_bytes: number | string;
+  created_at: number | string;
 }

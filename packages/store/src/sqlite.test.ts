@@ -60,6 +60,7 @@ describe("sqlite specifics", () => {
       { name: "005-sessions" },
       { name: "006-egress-policy" },
       { name: "007-sandbox-names" },
+      { name: "008-images" },
     ]);
   });
 

@@ -3,6 +3,7 @@ import type { Store, StoreRepositories } from "@polydev/core";
 import { type Kysely, Migrator } from "kysely";
 import { credentialRepository, gatewayTokenRepository, usageRepository } from "./credentials.js";
 import { egressAuditRepository, egressPresetRepository } from "./egress.js";
+import { imageRepository } from "./images.js";
 import { migrationProvider, type SqlFamily } from "./migrations/index.js";
 import { runRepository } from "./runs.js";
 import { sandboxLogRepository, sandboxRepository } from "./sandboxes.js";
@@ -36,6 +37,7 @@ function repositories(db: Kysely<Database>): StoreRepositories {
     runs: runRepository(db),
     egressPresets: egressPresetRepository(db),
     egressAudit: egressAuditRepository(db),
+    images: imageRepository(db),
   };
 }
 

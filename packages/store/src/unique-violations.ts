@@ -17,6 +17,8 @@ const NOUNS: Record<string, string> = {
   gateway_tokens: "a gateway token",
   runs: "a run",
   run_events: "a run event",
+  images: "an image",
+  image_layers: "an image layer",
 };
 
 interface Violation {

@@ -5,3 +5,14 @@ export {
   testImagesUnavailable,
   testToolbox,
 } from "./image-cache.js";
+export type { FakeHandler, FakeRegistry, RealRegistry } from "./registry.js";
+export {
+  pushOciLayout,
+  REGISTRY_BINARY,
+  realRegistryUnavailable,
+  SKOPEO_BINARY,
+  serveImage,
+  sha256,
+  startFakeRegistry,
+  startRealRegistry,
+} from "./registry.js";

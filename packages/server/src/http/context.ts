@@ -7,6 +7,7 @@ import type { BrowserSessions } from "../services/browser-sessions.js";
 import type { CredentialService } from "../services/credential-service.js";
 import type { EgressHub } from "../services/egress-hub.js";
 import type { GatewayHub } from "../services/gateway-hub.js";
+import type { ImageService } from "../services/image-service.js";
 import type { LoginService } from "../services/login-service.js";
 import type { Metrics } from "../services/metrics.js";
 import type { NetworkPolicies } from "../services/network-policies.js";
@@ -29,6 +30,8 @@ export interface ServerContext {
   metrics: Metrics;
   logins: LoginService;
   runs: RunService;
+  /** Absent when the server was started without image storage. */
+  images?: ImageService | undefined;
   sessions: BrowserSessions;
   signInThrottle: SignInThrottle;
   clock: Clock;

@@ -40,7 +40,13 @@ function drain(request: IncomingMessage): void {
 export function registerUnreadBodyGuard(app: FastifyInstance): void {
   app.addHook("onSend", async (request, reply, payload) => {
     const raw = request.raw;
-    if (raw.readableEnded || raw.destroyed) return payload;
+    if (raw.readableEnded) return payload;
+    // A reader that gave up destroyed the body (an unpack past its limit): what is left of it can
+    // no longer be read, so the connection must not carry another request.
+    if (raw.destroyed) {
+      reply.header("connection", "close");
+      return payload;
+    }
     const declared = declaredBodyBytes(raw);
     if (declared === 0) return payload;
     if (declared === "unknown" || declared > DRAIN_LIMIT_BYTES) {

@@ -15,6 +15,7 @@
  *                              a bug would (→ `escaped <kind>`), to test the safety net
  * None of this is reachable from the server's configuration or API.
  */
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { AgentConnection, SandboxDriver, SandboxHandle } from "@polydev/core";
 import { NamespaceDriver } from "@polydev/driver-namespace";
@@ -23,6 +24,8 @@ import type { ConfigInput } from "../config.js";
 import { parseConfig } from "../config.js";
 import { createLogger } from "../logger.js";
 import { startServer } from "../server.js";
+import { PlainImageStorage } from "./plain-image-storage.js";
+import { RecordingRunStep } from "./recording-run-step.js";
 import { STAND_IN_LOGIN_FLOWS } from "./stand-in-logins.js";
 
 export interface ChildServerSpec {
@@ -31,6 +34,8 @@ export interface ChildServerSpec {
   logFile: string;
   /** Replace the login CLIs with the stand-ins of stand-in-logins.ts. */
   standInLogins?: boolean;
+  /** An image store on plain directories, RUN steps through the recording stand-in runner. */
+  imageStore?: boolean;
 }
 
 type HangOperation = "hibernate" | "resume";
@@ -122,6 +127,14 @@ async function main(): Promise<void> {
     },
     log,
     ...(spec.standInLogins ? { loginFlows: STAND_IN_LOGIN_FLOWS } : {}),
+    ...(spec.imageStore
+      ? {
+          images: ({ dataDir }: { dataDir: string }) => {
+            const storage = new PlainImageStorage(join(dataDir, "storage"));
+            return { storage, runStep: new RecordingRunStep(storage).run };
+          },
+        }
+      : {}),
   });
   const faults = driver;
   if (!faults) throw new Error("the server did not build its driver");

@@ -90,6 +90,8 @@ export interface ChildServerOptions {
   /** Reuse a data directory (a restart); default: a fresh one. */
   dataDir?: string;
   standInLogins?: boolean;
+  /** Give the server an image store on plain directories (see child-server-main.ts). */
+  imageStore?: boolean;
 }
 
 export async function startChildServer(options: ChildServerOptions = {}): Promise<ChildServer> {
@@ -100,6 +102,7 @@ export async function startChildServer(options: ChildServerOptions = {}): Promis
     config: { ...options.config, dataDir },
     logFile,
     ...(options.standInLogins ? { standInLogins: true } : {}),
+    ...(options.imageStore ? { imageStore: true } : {}),
   };
   const child = spawn(
     process.execPath,

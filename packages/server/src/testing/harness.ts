@@ -89,7 +89,7 @@ export class ApiClient {
 
 export async function startTestServer(
   overrides: ConfigInput = {},
-  options: Pick<StartOptions, "loginFlows" | "clock"> = {},
+  options: Pick<StartOptions, "loginFlows" | "clock" | "images"> = {},
 ): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), "polydev-test-"));
   const config = parseConfig({

@@ -6,6 +6,7 @@ import * as userProxy from "./004-user-proxy.js";
 import * as sessions from "./005-sessions.js";
 import * as egressPolicy from "./006-egress-policy.js";
 import * as sandboxNames from "./007-sandbox-names.js";
+import * as images from "./008-images.js";
 import type { SqlFamily } from "./sql-family.js";
 
 export type { SqlFamily } from "./sql-family.js";
@@ -24,6 +25,7 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "005-sessions": sessions,
   "006-egress-policy": egressPolicy,
   "007-sandbox-names": sandboxNames,
+  "008-images": images,
 };
 
 /** Migrations live in code (not read from a folder) so a bundled build carries them. */

@@ -98,6 +98,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         stateChangedAt: 1000,
         lastActivityAt: 1000,
         destroyedAt: null,
+        image: null,
       });
       await store.sandboxes.setHandle("sbx_1", {
         sandboxId: "sbx_1",
@@ -553,6 +554,81 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       expect((await store.users.getByName("name-usr_1"))?.passwordHash).toBe("scrypt$x");
       await store.users.setPasswordHash("usr_1", null);
       expect((await store.users.getById("usr_1"))?.passwordHash).toBeNull();
+    });
+
+    it("keeps images per owner with system images visible to all, their layers, and who uses them", async () => {
+      await store.users.create(user("usr_1"));
+      await store.users.create(user("usr_2"));
+      const image = (id: string, ownerId: string | null, name: string) => ({
+        id,
+        ownerId,
+        name,
+        digest: null,
+        state: "building" as const,
+        layers: [] as string[],
+        config: { env: {} },
+        sizeBytes: 0,
+        source: "dockerfile" as const,
+        buildLog: "",
+        error: null,
+        createdAt: 1000,
+      });
+      await store.images.insert(image("img_base", null, "polydev/base"));
+      await store.images.insert(image("img_1", "usr_1", "alice/node:1"));
+      await store.images.insert(image("img_2", "usr_2", "alice/node:1"));
+      await expect(store.images.insert(image("img_3", "usr_1", "alice/node:1"))).rejects.toMatchObject({
+        code: "conflict",
+      });
+      await expect(store.images.insert(image("img_4", null, "polydev/base"))).rejects.toMatchObject({
+        code: "conflict",
+      });
+      expect((await store.images.listVisible("usr_1")).map((i) => i.id)).toEqual(["img_1", "img_base"]);
+      expect((await store.images.getByName(null, "polydev/base"))?.id).toBe("img_base");
+      expect((await store.images.getByName("usr_2", "alice/node:1"))?.id).toBe("img_2");
+      expect(await store.images.getByName("usr_2", "polydev/base")).toBeUndefined();
+
+      const ready = await store.images.update("img_1", {
+        state: "ready",
+        digest: "sha256:abc",
+        layers: ["aa", "bb"],
+        config: { env: { PATH: "/bin" }, workdir: "/app", user: "node", cmd: ["node"] },
+        sizeBytes: 12345,
+        buildLog: "step 1\n",
+        updatedAt: 2000,
+      });
+      expect(ready).toMatchObject({
+        state: "ready",
+        digest: "sha256:abc",
+        layers: ["aa", "bb"],
+        config: { env: { PATH: "/bin" }, workdir: "/app", user: "node", cmd: ["node"] },
+        sizeBytes: 12345,
+        buildLog: "step 1\n",
+        error: null,
+        createdAt: 1000,
+        updatedAt: 2000,
+      });
+      expect(await store.images.update("img_none", { state: "failed", updatedAt: 1 })).toBeUndefined();
+
+      await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000, { image: "sha256:abc" }));
+      await store.sandboxes.insert(sandbox("sbx_2", "usr_1", 1000));
+      expect((await store.sandboxes.get("sbx_1"))?.image).toBe("sha256:abc");
+      expect((await store.sandboxes.get("sbx_2"))?.image).toBeNull();
+      expect(await store.images.countSandboxesUsing("sha256:abc")).toBe(1);
+      await store.sandboxes.transition("sbx_1", ["creating"], "destroyed", { at: 3000 });
+      expect(await store.images.countSandboxesUsing("sha256:abc")).toBe(0);
+
+      const layer = { id: "aa", dir: "/pool/layers/aa", sizeBytes: 10, createdAt: 1000 };
+      expect(await store.images.putLayer(layer)).toEqual(layer);
+      expect(await store.images.putLayer({ ...layer, sizeBytes: 99, createdAt: 5 })).toEqual(layer);
+      await store.images.putLayer({ id: "bb", dir: "/pool/layers/bb", sizeBytes: 1, createdAt: 1 });
+      expect((await store.images.listLayers()).map((l) => l.id)).toEqual(["aa", "bb"]);
+      expect(await store.images.deleteLayer("aa")).toBe(true);
+      expect(await store.images.deleteLayer("aa")).toBe(false);
+      expect(await store.images.getLayer("aa")).toBeUndefined();
+
+      expect(await store.images.delete("img_1")).toBe(true);
+      expect(await store.images.delete("img_1")).toBe(false);
+      expect((await store.images.listAll()).map((i) => i.id)).toEqual(["img_2", "img_base"].sort());
     });
 
     it("counts runs per hour and sums usage per provider across users", async () => {
