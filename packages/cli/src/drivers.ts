@@ -25,8 +25,15 @@ export function driverSettingsFromEnv(env: NodeJS.ProcessEnv): DriverSettings {
 
 export function driversFor(settings: DriverSettings): Record<string, DriverFactory> {
   return Object.freeze({
-    namespace: ({ rootDir, hostUidRegistryDir, log }) =>
-      new NamespaceDriver({ rootDir, hostUidRegistryDir, log, tuneHostCgroups: settings.tuneHostCgroups }),
+    namespace: ({ rootDir, hostUidRegistryDir, log, storage, toolbox }) =>
+      new NamespaceDriver({
+        rootDir,
+        hostUidRegistryDir,
+        log,
+        tuneHostCgroups: settings.tuneHostCgroups,
+        ...(storage === undefined ? {} : { storage }),
+        ...(toolbox === undefined ? {} : { toolboxDir: toolbox }),
+      }),
   });
 }
 

@@ -60,8 +60,13 @@ export interface SandboxImage {
   /** From the image config: environment, working directory and default user of processes. */
   env: Record<string, string>;
   workdir?: string | undefined;
-  /** Default user of commands (a name or uid inside the image); "user" when absent. */
+  /** Default user of commands (a name or uid inside the image); root when absent. */
   user?: string | undefined;
+  /**
+   * Bytes of the image's files: a sandbox's disk holds them and its changes within diskMb, so a
+   * driver limits the changes to diskMb less this.
+   */
+  sizeBytes?: number | undefined;
 }
 
 /** What a driver needs to build a sandbox; ids are chosen by the server, not the driver. */

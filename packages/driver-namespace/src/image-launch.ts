@@ -3,6 +3,7 @@
  * of the storage pool, limited to exactly its diskMb, holding the overlay's upper and work
  * directories) and the starter's `--image` arguments (native/image-root.c builds the sandbox).
  */
+import { createHash } from "node:crypto";
 import { chmod, chown, mkdir } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import type { SandboxImage } from "@polydev/core";
@@ -31,10 +32,27 @@ export interface ImageMeta {
   disk: string;
   user: string;
   home: string;
+  /** Bytes of the image's own files, counted within diskMb (see changesLimit); older metas lack it. */
+  imageBytes?: number;
 }
 
+/** The smallest disk the storage pool makes (its MIN_VOLUME_BYTES). */
+const MIN_DISK_BYTES = 16 * 1024 * 1024;
+
+/**
+ * What the disk itself may hold: diskMb is the whole file system the sandbox sees, its image's
+ * files included, and the disk holds only the changes to them.
+ */
+export function changesLimit(diskMb: number, imageBytes: number): number {
+  return Math.max(MIN_DISK_BYTES, diskMb * 1024 * 1024 - imageBytes);
+}
+
+/**
+ * A sandbox's disk in the pool, whose names are lowercase: named by a hash of the id (ids have
+ * capitals and underscores), so it is found again from the id alone.
+ */
 export function diskPath(sandboxId: string): string {
-  return `disks/${sandboxId}`;
+  return `disks/${createHash("sha256").update(sandboxId).digest("hex").slice(0, 40)}`;
 }
 
 /** The home of a user the host knows without reading the image: root's and the default user's. */
@@ -53,6 +71,7 @@ export function imageMeta(sandboxId: string, image: SandboxImage): ImageMeta {
     disk: diskPath(sandboxId),
     user,
     home: homeOf(user),
+    imageBytes: image.sizeBytes ?? 0,
   };
 }
 

@@ -49,6 +49,7 @@ import { ExecDirs } from "./exec-dirs.js";
 import { runHelper } from "./helper-output.js";
 import type { DiskStorage, ImageMeta } from "./image-launch.js";
 import {
+  changesLimit,
   diskPath,
   imageMeta,
   imageStarterArgs,
@@ -105,8 +106,11 @@ export interface NamespaceDriverOptions {
    * Without it the driver runs only host-view sandboxes (no `image`, no root, no durable disks).
    */
   storage?: DiskStorage;
-  /** The read-only toolbox mounted at /opt/polydev in image sandboxes (Node and the agent CLIs). */
-  toolboxDir?: string;
+  /**
+   * The read-only toolbox mounted at /opt/polydev in image sandboxes (Node and the agent CLIs),
+   * or how to find it once it is built (undefined until then: sandboxes start without it).
+   */
+  toolboxDir?: string | (() => string | undefined);
   /**
    * Image sandboxes get blocks of 65,536 host uids from here up (default 2^31), up to
    * `imageUidBlocks` of them (default 16384): far above the host-view range.
@@ -143,7 +147,7 @@ export class NamespaceDriver implements SandboxDriver {
   private readonly uids: UidAllocator;
   private readonly blocks: UidAllocator;
   private readonly storage: DiskStorage | undefined;
-  private readonly toolboxDir: string | undefined;
+  private readonly toolboxDir: () => string | undefined;
   private readonly etc: EtcSnapshots;
   /** /etc snapshots chosen by creates that have not written their meta.json yet. */
   private readonly etcPinned = new Map<string, number>();
@@ -214,7 +218,8 @@ export class NamespaceDriver implements SandboxDriver {
       stride: UIDS_PER_SANDBOX,
     });
     this.storage = options.storage;
-    this.toolboxDir = options.toolboxDir;
+    const toolbox = options.toolboxDir;
+    this.toolboxDir = typeof toolbox === "function" ? toolbox : () => toolbox;
     const rootDir = resolve(options.rootDir);
     this.etc = new EtcSnapshots({
       store: join(this.execDirs.base, "etc"),
@@ -390,7 +395,12 @@ export class NamespaceDriver implements SandboxDriver {
     const image: ImageMeta | null = spec.image !== undefined ? imageMeta(id, spec.image) : null;
     let diskDir: string | undefined;
     if (image !== null && this.storage !== undefined) {
-      diskDir = await prepareDisk(this.storage, image.disk, spec.limits.diskMb * MiB, freshDisk);
+      diskDir = await prepareDisk(
+        this.storage,
+        image.disk,
+        changesLimit(spec.limits.diskMb, image.imageBytes ?? 0),
+        freshDisk,
+      );
     }
     const consoleFd = openSync(this.files.consoleLog(id), "a", 0o600);
     try {
@@ -401,7 +411,7 @@ export class NamespaceDriver implements SandboxDriver {
               hostBase: hostUid,
               layers: image.layers,
               disk: diskDir,
-              toolbox: this.toolboxDir,
+              toolbox: this.toolboxDir(),
               execServerCopy: execServer,
               procsFiles: procs,
             })
@@ -653,11 +663,26 @@ export class NamespaceDriver implements SandboxDriver {
 
   async growDisk(handle: SandboxHandle, diskMb: number, signal?: AbortSignal): Promise<void> {
     signal?.throwIfAborted();
-    const meta = await this.imageMetaOf(handle);
+    const image = await this.imageMetaOf(handle);
     if (!Number.isInteger(diskMb) || diskMb < 1) {
       throw new PolydevError("invalid_request", "diskMb must be a positive integer");
     }
-    await this.requireStorage().setLimit(meta.disk, diskMb * MiB);
+    const meta = await this.files.readMeta(handle.sandboxId);
+    const alive =
+      meta !== undefined && meta.stoppedAt == null && (await isSameProcess(meta.initPid, meta.initStartTime));
+    try {
+      await this.requireStorage().setLimit(image.disk, changesLimit(diskMb, image.imageBytes ?? 0));
+    } catch (error) {
+      // Growing a mounted ext4 needs CAP_SYS_RESOURCE, which some hosts deny even root.
+      if (alive && error instanceof PolydevError && error.code === "conflict") {
+        throw new PolydevError(
+          "conflict",
+          `this host cannot grow a disk while its sandbox runs (${error.message}); stop the sandbox, grow its disk, start it`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
   }
 
   /**
@@ -695,7 +720,8 @@ export class NamespaceDriver implements SandboxDriver {
     const handles: SandboxHandle[] = [];
     try {
       for (const spec of specs) {
-        await storage.cloneDir(image.disk, diskPath(spec.id), spec.limits.diskMb * MiB);
+        // The source's size: a fork has the source's limits (a larger one grows afterwards).
+        await storage.cloneDir(image.disk, diskPath(spec.id), null);
         copied.push(spec.id);
       }
       for (const spec of specs) handles.push(await this.bringUp(spec, "fork", signal));

@@ -1170,6 +1170,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sandboxes/{id}/snapshots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Turn the sandbox's disk, as it is now, into an image others can start from
+         * @description The new image is the sandbox's image plus one layer of its changes, copied on write; the sandbox keeps running. Start from it with POST /v1/sandboxes {"image": "<name>"}.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description the new image's name */
+                        name: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Image"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sandboxes/{id}/logs": {
         parameters: {
             query?: never;
@@ -2797,6 +2845,8 @@ export interface components {
         SandboxInput: {
             id: string;
             name: string | null;
+            /** @description the digest of the image it was made from; null for a host view */
+            image: string | null;
             /** @enum {string} */
             state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
@@ -2888,6 +2938,8 @@ export interface components {
         AdminSandboxInput: {
             id: string;
             name: string | null;
+            /** @description the digest of the image it was made from; null for a host view */
+            image: string | null;
             /** @enum {string} */
             state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
@@ -3041,11 +3093,13 @@ export interface components {
         CreateSandboxInput: {
             /** @description your name for it, unique among your sandboxes that are not destroyed; usable instead of its id */
             name?: string;
+            /** @description the image to start from, e.g. "polydev/base" (the default where the server has images) or one you built, pulled, imported or snapshotted */
+            image?: string;
             /** @description CPU cores (0.05 … 8); default 1 */
             cpu?: number;
             /** @description memory limit in MiB; default 512 */
             memoryMb?: number;
-            /** @description home size in MiB; default 1024 */
+            /** @description disk size in MiB: the image's files and the sandbox's changes (the home without an image); default 1024 */
             diskMb?: number;
             /** @description process limit; default 256 */
             pidsMax?: number;
@@ -3125,6 +3179,8 @@ export interface components {
         Sandbox: {
             id: string;
             name: string | null;
+            /** @description the digest of the image it was made from; null for a host view */
+            image: string | null;
             /** @enum {string} */
             state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
@@ -3216,6 +3272,8 @@ export interface components {
         AdminSandbox: {
             id: string;
             name: string | null;
+            /** @description the digest of the image it was made from; null for a host view */
+            image: string | null;
             /** @enum {string} */
             state: "creating" | "running" | "hibernated" | "stopped" | "destroying" | "destroyed" | "failed";
             failureReason: string | null;
@@ -3369,11 +3427,13 @@ export interface components {
         CreateSandbox: {
             /** @description your name for it, unique among your sandboxes that are not destroyed; usable instead of its id */
             name?: string;
+            /** @description the image to start from, e.g. "polydev/base" (the default where the server has images) or one you built, pulled, imported or snapshotted */
+            image?: string;
             /** @description CPU cores (0.05 … 8); default 1 */
             cpu?: number;
             /** @description memory limit in MiB; default 512 */
             memoryMb?: number;
-            /** @description home size in MiB; default 1024 */
+            /** @description disk size in MiB: the image's files and the sandbox's changes (the home without an image); default 1024 */
             diskMb?: number;
             /** @description process limit; default 256 */
             pidsMax?: number;

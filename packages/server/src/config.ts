@@ -189,6 +189,32 @@ export const configSchema = z
     execBufferLimitBytes: intFromEnv.positive().default(8 * 1024 * 1024),
     /** A detached terminal keeps running this long, waiting for its reconnect. */
     ptyDetachGraceMs: intFromEnv.positive().default(10 * MINUTE_MS),
+    /**
+     * Images, root and durable sandboxes (the storage pool: an XFS file system in a sparse file
+     * under the data directory, holding image layers and every sandbox's disk).
+     */
+    images: z
+      .object({
+        /** POLYDEV_IMAGES=off: no pool; sandboxes are host views (no root, no durable disk). */
+        enabled: z.boolean().default(true),
+        /** POLYDEV_STORAGE_POOL_GB: the pool's size (sparse); default 80% of the free space. */
+        poolSizeGb: z.number().positive().optional(),
+        /**
+         * POLYDEV_IMAGE_CACHE_DIR: host-wide cache of the default image's and the toolbox's
+         * builds, keyed by their inputs, shared by every server on the host.
+         */
+        cacheDir: z.string().min(1).default("/var/cache/polydev/images"),
+        /** POLYDEV_DEFAULT_IMAGE: what a create without `image` starts from ("" = the host view). */
+        defaultImage: z.string().default("polydev/base"),
+        /**
+         * POLYDEV_WARM_POOL=polydev/base=2,team/app=1: ready sandboxes kept per image (network
+         * none, default limits) that a create claims instead of starting one.
+         */
+        warmPools: z.record(z.string(), z.number().int().min(0).max(64)).default({}),
+        /** POLYDEV_INSECURE_REGISTRIES: registries pulled from over plain http (`host:port`). */
+        insecureRegistries: z.array(z.string()).default([]),
+      })
+      .prefault({}),
   })
   .strict();
 
@@ -217,6 +243,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_SANDBOX_GATEWAY_PORT) input.sandboxGatewayPort = Number(env.POLYDEV_SANDBOX_GATEWAY_PORT);
   if (env.POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS)
     input.sandboxInactiveDestroyDays = Number(env.POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS);
+  input.images = imagesFromEnv(env);
   const upstreams: Record<string, string> = {};
   if (env.POLYDEV_ANTHROPIC_BASE_URL) upstreams.anthropic = env.POLYDEV_ANTHROPIC_BASE_URL;
   if (env.POLYDEV_OPENAI_BASE_URL) upstreams.openai = env.POLYDEV_OPENAI_BASE_URL;
@@ -240,6 +267,45 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   return input;
 }
 
+function imagesFromEnv(env: NodeJS.ProcessEnv): NonNullable<ConfigInput["images"]> {
+  const images: NonNullable<ConfigInput["images"]> = {};
+  const enabled = env.POLYDEV_IMAGES?.trim().toLowerCase();
+  if (enabled !== undefined && enabled !== "") {
+    if (!["on", "off", "true", "false", "1", "0"].includes(enabled)) {
+      throw new PolydevError(
+        "invalid_request",
+        `POLYDEV_IMAGES must be on or off (got "${env.POLYDEV_IMAGES}")`,
+      );
+    }
+    images.enabled = ["on", "true", "1"].includes(enabled);
+  }
+  if (env.POLYDEV_STORAGE_POOL_GB) images.poolSizeGb = Number(env.POLYDEV_STORAGE_POOL_GB);
+  if (env.POLYDEV_IMAGE_CACHE_DIR) images.cacheDir = env.POLYDEV_IMAGE_CACHE_DIR;
+  if (env.POLYDEV_DEFAULT_IMAGE !== undefined) images.defaultImage = env.POLYDEV_DEFAULT_IMAGE.trim();
+  if (env.POLYDEV_INSECURE_REGISTRIES)
+    images.insecureRegistries = env.POLYDEV_INSECURE_REGISTRIES.split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
+  if (env.POLYDEV_WARM_POOL) {
+    const pools: Record<string, number> = {};
+    for (const entry of env.POLYDEV_WARM_POOL.split(",")
+      .map((s) => s.trim())
+      .filter(Boolean)) {
+      const at = entry.lastIndexOf("=");
+      const size = Number(entry.slice(at + 1));
+      if (at <= 0 || !Number.isInteger(size)) {
+        throw new PolydevError(
+          "invalid_request",
+          `POLYDEV_WARM_POOL entries are image=count, e.g. polydev/base=2 (got "${entry}")`,
+        );
+      }
+      pools[entry.slice(0, at)] = size;
+    }
+    images.warmPools = pools;
+  }
+  return images;
+}
+
 export function parseConfig(input: ConfigInput): PolydevConfig {
   const parsed = configSchema.safeParse(input);
   if (!parsed.success) {
@@ -251,6 +317,7 @@ export function parseConfig(input: ConfigInput): PolydevConfig {
     dataDir: resolve(parsed.data.dataDir),
     hostUidRegistryDir: resolve(parsed.data.hostUidRegistryDir),
     webDir: resolve(parsed.data.webDir),
+    images: { ...parsed.data.images, cacheDir: resolve(parsed.data.images.cacheDir) },
   };
   return Object.freeze(config);
 }

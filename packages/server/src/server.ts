@@ -6,6 +6,7 @@
 import { join } from "node:path";
 import type { Clock, SandboxDriver, Store } from "@polydev/core";
 import { PolydevError, systemClock } from "@polydev/core";
+import type { StoragePool } from "@polydev/images";
 import { CLI_RUNNERS } from "@polydev/runners";
 import { openSqliteStore } from "@polydev/store";
 import { EnvelopeVault, loadKeyring } from "@polydev/vault";
@@ -19,16 +20,19 @@ import { BrowserSessions } from "./services/browser-sessions.js";
 import { CredentialService } from "./services/credential-service.js";
 import { EgressHub } from "./services/egress-hub.js";
 import { GatewayHub } from "./services/gateway-hub.js";
+import { openHostImages } from "./services/host-images.js";
 import type { BuildBase, ImageStorage, RunStep } from "./services/image-ports.js";
 import type { ImageLimits } from "./services/image-service.js";
-import { ImageService } from "./services/image-service.js";
+import { BASE_IMAGE_NAME, ImageService } from "./services/image-service.js";
 import type { LoginFlow, LoginProvider } from "./services/login-flows.js";
 import { DEFAULT_LOGIN_FLOWS } from "./services/login-flows.js";
 import { LoginService } from "./services/login-service.js";
 import { Metrics } from "./services/metrics.js";
 import { NetworkPolicies } from "./services/network-policies.js";
 import { DEFAULT_OAUTH_CLIENTS } from "./services/oauth-refresh.js";
+import { poolImageStorage } from "./services/pool-image-storage.js";
 import { RunService } from "./services/run-service.js";
+import { sandboxRunStep } from "./services/sandbox-run-step.js";
 
 /** The vault's master keys when POLYDEV_MASTER_KEY is not set (mode 600). */
 export const MASTER_KEY_FILE = "master-keys.json";
@@ -44,8 +48,15 @@ export interface DriverFactoryOptions {
   /** Where host uids are claimed host-wide (config `hostUidRegistryDir`). */
   hostUidRegistryDir: string;
   log: Logger;
+  /** The storage pool for image layers and sandbox disks (absent: images are off on this host). */
+  storage?: StoragePool | undefined;
+  /** The toolbox for /opt/polydev, once built. */
+  toolbox?: (() => string | undefined) | undefined;
 }
 export type DriverFactory = (options: DriverFactoryOptions) => SandboxDriver;
+
+/** A Dockerfile RUN step's sandbox: enough for compilers and package installs. */
+const BUILD_STEP_LIMITS = { memoryMb: 2048, diskMb: 16 * 1024, pidsMax: 1024 } as const;
 
 /** The image store's ports on this host. */
 export interface ImageStorePorts {
@@ -82,6 +93,8 @@ export interface RunningServer {
   reconciler: Reconciler;
   /** The image store, when the server was started with one. */
   images: ImageService | undefined;
+  /** The storage pool (mounted while the host runs; tests unmount it with `close`). */
+  storage: StoragePool | undefined;
   /** Set on the first start only: the admin key that was just created. */
   firstAdminKey: { apiKey: string; keyFile: string } | undefined;
   close(): Promise<void>;
@@ -99,10 +112,13 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     );
   }
   await prepareDataDir(config.dataDir);
+  const hostImages = await openHostImages(config, log.child({ component: "images" }));
   const driver = factory({
     rootDir: join(config.dataDir, "sandboxes"),
     hostUidRegistryDir: config.hostUidRegistryDir,
     log: log.child({ component: "driver" }),
+    storage: hostImages?.pool,
+    toolbox: hostImages?.toolbox,
   });
   const info = await driver.probe();
   log.info({ driver: info.name, features: info.features }, "driver ready");
@@ -183,8 +199,23 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   const interrupted = await runs.failInterrupted();
   if (interrupted > 0) log.warn({ interrupted }, "runs interrupted by the restart were marked failed");
   let images: ImageService | undefined;
-  if (options.images) {
-    const ports = options.images({ dataDir: config.dataDir, log: log.child({ component: "images" }) });
+  const imagePorts: ImageStoreFactory | undefined =
+    options.images ??
+    (hostImages && info.features.includes("snapshot")
+      ? () => ({
+          storage: poolImageStorage(hostImages.pool),
+          buildBase: hostImages.buildBase,
+          runStep: sandboxRunStep({
+            driver,
+            storageRoot: hostImages.pool.root,
+            limits: { ...BUILD_STEP_LIMITS, cpu: config.sandboxDefaults.cpu },
+            network: info.features.includes("egress") ? "egress" : "none",
+          }),
+          insecureRegistries: config.images.insecureRegistries,
+        })
+      : undefined);
+  if (imagePorts) {
+    const ports = imagePorts({ dataDir: config.dataDir, log: log.child({ component: "images" }) });
     images = new ImageService({
       ...ports,
       store,
@@ -193,6 +224,16 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       clock,
     });
     await images.init();
+    sandboxes.useImages(images, config.images.defaultImage);
+    if (config.images.defaultImage === BASE_IMAGE_NAME && ports.buildBase !== undefined) {
+      // On first use it takes minutes; progress goes to the log and to GET /v1/images/polydev%2Fbase.
+      const imageLog = log.child({ component: "images" });
+      images.ensureBaseImage().then(
+        (base) => imageLog.info({ digest: base.digest }, "the default image polydev/base is ready"),
+        (error: unknown) =>
+          imageLog.warn({ err: error }, "the default image polydev/base could not be built"),
+      );
+    }
   }
   const ptys = new PtySessions(config.ptyDetachGraceMs, log.child({ component: "pty" }));
   sandboxes.onEnded((sandboxId) => ptys.closeSandbox(sandboxId));
@@ -250,6 +291,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     driver,
     reconciler,
     images,
+    storage: hostImages?.pool,
     firstAdminKey,
     async close() {
       if (closed) return;

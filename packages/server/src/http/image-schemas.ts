@@ -46,6 +46,8 @@ export const imageParamsSchema = z.strictObject({
 
 export const tagBodySchema = z.strictObject({ name: imageName.describe("the new name") });
 
+export const snapshotBody = z.strictObject({ name: imageName.describe("the new image's name") });
+
 export const logQuerySchema = z.strictObject({
   follow: z
     .enum(["true", "false", "1", "0"])

@@ -7,6 +7,7 @@ export function presentSandbox(s: SandboxRecord) {
   return {
     id: s.id,
     name: s.name,
+    image: s.image,
     state: s.state,
     failureReason: s.failureReason,
     driver: s.driver,

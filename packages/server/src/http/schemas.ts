@@ -85,6 +85,14 @@ export function createSandboxBody(max: {
   return z
     .strictObject({
       name: sandboxNameSchema.optional(),
+      image: z
+        .string()
+        .min(1)
+        .max(255)
+        .optional()
+        .describe(
+          'the image to start from, e.g. "polydev/base" (the default where the server has images) or one you built, pulled, imported or snapshotted',
+        ),
       cpu: z.number().min(0.05).max(max.cpu).optional().describe(`CPU cores (0.05 … ${max.cpu}); default 1`),
       memoryMb: z
         .number()
@@ -93,7 +101,15 @@ export function createSandboxBody(max: {
         .max(max.memoryMb)
         .optional()
         .describe("memory limit in MiB; default 512"),
-      diskMb: z.number().int().min(16).max(max.diskMb).optional().describe("home size in MiB; default 1024"),
+      diskMb: z
+        .number()
+        .int()
+        .min(16)
+        .max(max.diskMb)
+        .optional()
+        .describe(
+          "disk size in MiB: the image's files and the sandbox's changes (the home without an image); default 1024",
+        ),
       pidsMax: z.number().int().min(8).max(max.pidsMax).optional().describe("process limit; default 256"),
       network: networkInputSchema.optional(),
       timeoutMs: z.number().int().min(1000).max(max.timeoutMs).optional().describe("hard TTL; default 24 h"),
@@ -117,6 +133,7 @@ export const sandboxSchema = z
   .object({
     id: z.string(),
     name: z.string().nullable(),
+    image: z.string().nullable().describe("the digest of the image it was made from; null for a host view"),
     state: z.enum(SANDBOX_STATES),
     failureReason: z.string().nullable(),
     driver: z.string(),

@@ -4,6 +4,7 @@ import { z } from "zod";
 import { requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
+import { imageSchema, presentImage, snapshotBody } from "../http/image-schemas.js";
 import { presentSandbox } from "../http/present.js";
 import {
   createSandboxBody,
@@ -181,6 +182,30 @@ export function sandboxRoutes(instance: FastifyInstance, ctx: ServerContext): vo
         request.body,
       );
       return reply.status(201).send({ sandboxes: forks.map(presentSandbox) });
+    },
+  );
+
+  app.post(
+    "/v1/sandboxes/:id/snapshots",
+    {
+      schema: {
+        tags,
+        summary: "Turn the sandbox's disk, as it is now, into an image others can start from",
+        description:
+          "The new image is the sandbox's image plus one layer of its changes, copied on write; the sandbox keeps running. " +
+          'Start from it with POST /v1/sandboxes {"image": "<name>"}.',
+        params: sandboxIdParams,
+        body: snapshotBody,
+        response: { 201: imageSchema },
+      },
+    },
+    async (request, reply) => {
+      const image = await ctx.sandboxes.snapshot(
+        requirePrincipal(request).userId,
+        request.params.id,
+        request.body.name,
+      );
+      return reply.status(201).send(presentImage(image));
     },
   );
 

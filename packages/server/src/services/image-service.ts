@@ -263,14 +263,32 @@ export class ImageService {
         { details: { name, state: image.state } },
       );
     }
-    return this.sandboxImageOf(image.name, image.digest, await this.layerDirs(image), image.config);
+    return this.sandboxImageOf(image, image.digest, await this.layerDirs(image));
   }
 
-  private sandboxImageOf(name: string, digest: string, layers: string[], config: ImageConfig): SandboxImage {
+  /**
+   * The image a sandbox was made from, by the digest its row keeps (a start, a fork): whatever
+   * its name is now, and whoever owns it (a sandbox holds on to its image: see delete).
+   */
+  async sandboxImageByDigest(digest: string): Promise<SandboxImage> {
+    const image = (await this.store.images.listAll()).find(
+      (candidate) => candidate.digest === digest && candidate.state === "ready",
+    );
+    if (!image) {
+      throw new PolydevError("conflict", `the image ${digest} this sandbox was made from is gone`, {
+        details: { digest },
+      });
+    }
+    return this.sandboxImageOf(image, digest, await this.layerDirs(image));
+  }
+
+  private sandboxImageOf(image: ImageRecord, digest: string, layers: string[]): SandboxImage {
+    const config = image.config;
     return {
-      name,
+      name: image.name,
       digest,
       layers,
+      sizeBytes: image.sizeBytes,
       env: config.env,
       ...(config.workdir === undefined ? {} : { workdir: config.workdir }),
       ...(config.user === undefined ? {} : { user: config.user }),
@@ -520,7 +538,17 @@ export class ImageService {
   async registerSnapshot(
     userId: string,
     name: string,
-    snapshot: { parentDigest: string; upperDir: string; config?: ImageConfig | undefined },
+    snapshot: {
+      parentDigest: string;
+      /** The sandbox's upper directory, cloned into the new layer; or: */
+      upperDir?: string | undefined;
+      /**
+       * Writes the layer itself at `targetDir` (a driver's snapshot of a disk, a clone in
+       * constant time) and answers the directory the layer's files are in.
+       */
+      take?: ((targetDir: string) => Promise<string>) | undefined;
+      config?: ImageConfig | undefined;
+    },
   ): Promise<ImageRecord> {
     this.checkOwnName(name);
     await this.checkNameFree(userId, name);
@@ -540,7 +568,11 @@ export class ImageService {
       // A snapshot's content is known only by reading it all; a fresh key is cheaper and as unique.
       const hex = sha256Hex(`polydev-snapshot/1\0${userId}\0${name}\0${this.clock.now()}\0${newId("img")}`);
       const layer = await this.ensureLayer(hex, async (rel) => {
-        const dir = await this.storage.cloneDir(snapshot.upperDir, rel, null);
+        const { take, upperDir } = snapshot;
+        let dir: string;
+        if (take !== undefined) dir = await take(join(this.storage.root, rel));
+        else if (upperDir !== undefined) dir = await this.storage.cloneDir(upperDir, rel, null);
+        else throw new PolydevError("invalid_request", "a snapshot needs the sandbox's changes");
         return { dir, bytes: await directoryBytes(dir) };
       });
       const layers = [...parent.layers, layer.id];
@@ -1037,12 +1069,14 @@ export class ImageService {
       workdir: step.workdir,
       ...(step.user === undefined ? {} : { user: step.user }),
     };
-    const parent = this.sandboxImageOf(
-      record.name,
-      `sha256:${sha256Hex(JSON.stringify(layers))}`,
-      dirs,
-      config,
-    );
+    const parent: SandboxImage = {
+      name: record.name,
+      digest: `sha256:${sha256Hex(JSON.stringify(layers))}`,
+      layers: dirs,
+      env: config.env,
+      ...(config.workdir === undefined ? {} : { workdir: config.workdir }),
+      ...(config.user === undefined ? {} : { user: config.user }),
+    };
     const result = await runStep({
       parent,
       argv: step.command.argv,

@@ -5,12 +5,15 @@
  * lifecycle operations of one sandbox (hibernate, resume, destroy) run one at a time in this
  * process, so a resume cannot thaw a sandbox while a hibernate is freezing it.
  */
+import { join } from "node:path";
 import type {
   AgentConnection,
   Clock,
+  ImageRecord,
   NewSandbox,
   SandboxDriver,
   SandboxHandle,
+  SandboxImage,
   SandboxRecord,
   SandboxSpec,
   SandboxState,
@@ -34,6 +37,8 @@ const HOLDS_DISK: SandboxState[] = ["running", "hibernated", "stopped"];
 
 export interface CreateSandboxInput {
   name?: string | undefined;
+  /** An image of the store by name; default the server's default image (config images.defaultImage). */
+  image?: string | undefined;
   cpu?: number | undefined;
   memoryMb?: number | undefined;
   diskMb?: number | undefined;
@@ -43,6 +48,33 @@ export interface CreateSandboxInput {
   idleTimeoutMs?: number | undefined;
   env?: Record<string, string> | undefined;
   metadata?: Record<string, string> | undefined;
+}
+
+/** What the sandbox service asks of the image store. */
+export interface SandboxImages {
+  toSandboxImage(userId: string, name: string): Promise<SandboxImage>;
+  sandboxImageByDigest(digest: string): Promise<SandboxImage>;
+  registerSnapshot(
+    userId: string,
+    name: string,
+    snapshot: { parentDigest: string; take: (targetDir: string) => Promise<string> },
+  ): Promise<ImageRecord>;
+}
+
+/** Room a disk needs beyond its image's files: the smallest disk the storage pool makes. */
+const MIN_CHANGES_MB = 16;
+
+/** A disk holds the image's files and the sandbox's changes: one smaller than the image is refused. */
+function checkDiskHoldsImage(diskMb: number, image: SandboxImage | undefined): void {
+  if (image?.sizeBytes === undefined) return;
+  const needMb = Math.ceil(image.sizeBytes / 2 ** 20) + MIN_CHANGES_MB;
+  if (diskMb < needMb) {
+    throw new PolydevError(
+      "invalid_request",
+      `diskMb ${diskMb} cannot hold image ${image.name} (${Math.ceil(image.sizeBytes / 2 ** 20)} MB of files); ask for at least ${needMb}`,
+      { details: { field: "diskMb", minimum: needMb } },
+    );
+  }
 }
 
 /** Activity is written at most this often per sandbox: the idle timeout is minutes, not ms. */
@@ -64,6 +96,10 @@ export class SandboxService {
   private readonly endListeners: ((sandboxId: string) => void)[] = [];
   private readonly startListeners: ((sandbox: SandboxRecord) => Promise<void>)[] = [];
   private readonly lifecycle = new KeyedLock();
+  private images: SandboxImages | undefined;
+  private defaultImage = "";
+  /** Images by digest: a digest names the same layers forever, and a sandbox keeps its image alive. */
+  private readonly imagesByDigest = new Map<string, SandboxImage>();
 
   constructor(
     private readonly config: PolydevConfig,
@@ -117,6 +153,45 @@ export class SandboxService {
     }
   }
 
+  /** The image store, once it is open, and the image a create without one starts from. */
+  useImages(images: SandboxImages, defaultImage: string): void {
+    this.images = images;
+    this.defaultImage = defaultImage;
+  }
+
+  /**
+   * The image a create asked for, or the default one; undefined for a host-view sandbox (no
+   * image asked for and none configured, or a driver without images).
+   */
+  private async imageFor(userId: string, asked: string | undefined): Promise<SandboxImage | undefined> {
+    const name = asked ?? (this.driverFeatures.includes("images") ? this.defaultImage : "");
+    if (name === "") return undefined;
+    if (this.images === undefined || !this.driverFeatures.includes("images")) {
+      throw new PolydevError(
+        "feature_unavailable",
+        `this server cannot start sandboxes from images (its "${this.driver.name}" driver or host lacks the storage pool; see GET /healthz and the server log)`,
+        { details: { feature: "images", driver: this.driver.name } },
+      );
+    }
+    const image = await this.images.toSandboxImage(userId, name);
+    this.imagesByDigest.set(image.digest, image);
+    return image;
+  }
+
+  private async imageByDigest(digest: string): Promise<SandboxImage> {
+    const known = this.imagesByDigest.get(digest);
+    if (known) return known;
+    if (this.images === undefined) {
+      throw new PolydevError(
+        "feature_unavailable",
+        `the image store is not open, and sandboxes of image ${digest} need it`,
+      );
+    }
+    const image = await this.images.sandboxImageByDigest(digest);
+    this.imagesByDigest.set(digest, image);
+    return image;
+  }
+
   /**
    * What the driver is given for a sandbox: its stored limits, network and environment, plus a
    * fresh gateway placeholder (placeholders are stored hashed, so each start gets its own).
@@ -132,6 +207,7 @@ export class SandboxService {
       limits: { cpu: record.cpu, memoryMb: record.memoryMb, diskMb: record.diskMb, pidsMax: record.pidsMax },
       network: record.network,
       env,
+      ...(record.image ? { image: await this.imageByDigest(record.image) } : {}),
     };
   }
 
@@ -148,17 +224,21 @@ export class SandboxService {
           `(it lacks the "${feature}" feature; see GET /healthz and the server log for what to install)`,
       );
     }
+    const image = await this.imageFor(userId, input.image);
+    const diskMb = input.diskMb ?? defaults.diskMb;
+    checkDiskHoldsImage(diskMb, image);
     const now = this.clock.now();
     const timeoutMs = input.timeoutMs ?? defaults.timeoutMs;
     const record = await this.insertNamed({
       id: newId("sbx"),
       userId,
       name: input.name ?? null,
+      image: image?.digest ?? null,
       state: "creating",
       driver: this.driver.name,
       cpu: input.cpu ?? defaults.cpu,
       memoryMb: input.memoryMb ?? defaults.memoryMb,
-      diskMb: input.diskMb ?? defaults.diskMb,
+      diskMb,
       pidsMax: input.pidsMax ?? defaults.pidsMax,
       network: network.mode,
       egressPolicy: policyOf(network),
@@ -603,6 +683,47 @@ export class SandboxService {
   }
 
   /**
+   * An image named `name` of the sandbox's disk as it is now (its image's layers plus one of its
+   * changes, copied on write), which creates can then start from. The sandbox keeps running.
+   */
+  async snapshot(userId: string, idOrName: string, name: string): Promise<ImageRecord> {
+    const found = await this.get(userId, idOrName);
+    return this.lifecycle.run(found.id, async () => {
+      const record = await this.get(userId, found.id);
+      this.requireFeature("snapshot", "snapshot a sandbox");
+      const snapshot = this.driver.snapshot;
+      if (!snapshot || this.images === undefined) {
+        throw new PolydevError(
+          "feature_unavailable",
+          `the "${this.driver.name}" driver cannot snapshot sandboxes`,
+        );
+      }
+      if (!record.image) {
+        throw new PolydevError(
+          "invalid_request",
+          `sandbox ${record.id} was not started from an image, so it has no disk to snapshot; create one with "image"`,
+        );
+      }
+      const handle = record.handle;
+      if (!HOLDS_DISK.includes(record.state) || !handle) {
+        throw new PolydevError(
+          "sandbox_not_running",
+          `sandbox ${record.id} is ${record.state}; only running, hibernated or stopped sandboxes have a disk to snapshot`,
+        );
+      }
+      const image = await this.images.registerSnapshot(userId, name, {
+        parentDigest: record.image,
+        take: async (targetDir) => {
+          await snapshot.call(this.driver, handle, targetDir);
+          return join(targetDir, "upper");
+        },
+      });
+      await this.appendLog(record.id, "info", `snapshot taken as image ${image.name}`);
+      return image;
+    });
+  }
+
+  /**
    * `count` new sandboxes whose disks start as copy-on-write copies of this one's, taken at one
    * instant by the driver ("fork"). Same owner, limits, network (its allow-list too),
    * environment, metadata and timeouts. All or none: the rows are written together, and if the
@@ -646,6 +767,7 @@ export class SandboxService {
         id: newId("sbx"),
         userId,
         name: names?.[i] ?? null,
+        image: record.image,
         state: "creating",
         driver: this.driver.name,
         cpu: record.cpu,

@@ -6,6 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { NamespaceDriver } from "@polydev/driver-namespace";
+import { TEST_IMAGE_CACHE_DIR } from "@polydev/images/testing";
 import pino from "pino";
 import type { ConfigInput } from "../config.js";
 import { parseConfig } from "../config.js";
@@ -98,11 +99,22 @@ export async function startTestServer(
     dataDir,
     logLevel: "silent",
     ...overrides,
+    // Images (a storage pool per server, the default image) only where a test asks for them, with
+    // the host-wide test cache of the default image and the toolbox (built once per run).
+    images: { enabled: false, cacheDir: TEST_IMAGE_CACHE_DIR, ...overrides.images },
   });
   const logFile = join(dataDir, "test-server.log");
   const start = () =>
     startServer(config, {
-      drivers: { namespace: ({ rootDir, log }) => new NamespaceDriver({ rootDir, log }) },
+      drivers: {
+        namespace: ({ rootDir, log, storage, toolbox }) =>
+          new NamespaceDriver({
+            rootDir,
+            log,
+            ...(storage === undefined ? {} : { storage }),
+            ...(toolbox === undefined ? {} : { toolboxDir: toolbox }),
+          }),
+      },
       log: createLogger(config.logLevel, pino.destination({ dest: logFile, sync: true })),
       // The test runner fails on an unhandled rejection itself; the net would only log it.
       processSafetyNet: false,
@@ -139,10 +151,33 @@ export async function startTestServer(
         if (sandbox.handle) await server.driver.destroy(sandbox.handle).catch(() => undefined);
       }
       await server.close();
+      await server.storage?.close();
       await rm(dataDir, { recursive: true, force: true });
     },
   };
   return test;
+}
+
+/** The default image takes minutes to build the first time on a host (then it is cached). */
+export const IMAGE_BUILD_TIMEOUT_MS = 20 * 60_000;
+
+/** Waits until the image is ready (the default one is registered in the background at start). */
+export async function waitForImage(
+  api: ApiClient,
+  name: string,
+  timeoutMs = IMAGE_BUILD_TIMEOUT_MS,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const response = await api.call<{ state?: string; error?: string | null }>(
+      "GET",
+      `/v1/images/${encodeURIComponent(name)}`,
+    );
+    if (response.body.state === "ready") return;
+    if (response.body.state === "failed") throw new Error(`image ${name} failed: ${response.body.error}`);
+    if (Date.now() > deadline) throw new Error(`image ${name} is not ready after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 /** A second, non-admin user with its own key. */
