@@ -62,6 +62,9 @@ export interface SandboxImages {
   ): Promise<ImageRecord>;
 }
 
+/** The hard TTL of a durable sandbox created without one: in practice none. */
+const DURABLE_TIMEOUT_MS = 10 * 365 * 24 * 60 * 60 * 1000;
+
 /** Room a disk needs beyond its image's files: the smallest disk the storage pool makes. */
 const MIN_CHANGES_MB = 16;
 
@@ -265,7 +268,9 @@ export class SandboxService {
         ? this.pools.take(image.name, image.digest)
         : undefined;
     const now = this.clock.now();
-    const timeoutMs = input.timeoutMs ?? defaults.timeoutMs;
+    // A sandbox with a disk of its own is meant to last: no hard TTL unless asked for (its idle
+    // timeout stops it, and the inactivity period destroys it once stopped long enough).
+    const timeoutMs = input.timeoutMs ?? (image !== undefined && this.durable ? DURABLE_TIMEOUT_MS : defaults.timeoutMs);
     let record: SandboxRecord;
     try {
       record = await this.insertNamed({
