@@ -251,8 +251,12 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     }
     const pools = warmPools;
     if (config.images.defaultImage === BASE_IMAGE_NAME && ports.buildBase !== undefined) {
-      // On first use it takes minutes; progress goes to the log and to GET /v1/images/polydev%2Fbase.
-      images.ensureBaseImage().then(
+      // Built by the setup step: registered before the server answers (a copy into the pool), so
+      // the first create finds it. Otherwise it takes minutes, in the background; progress goes to
+      // the log and to GET /v1/images/polydev%2Fbase, and creates answer 409 until it is ready.
+      const registering = images.ensureBaseImage();
+      if (hostImages?.baseCached) await registering.catch(() => undefined);
+      registering.then(
         (base) => {
           imageLog.info({ digest: base.digest }, "the default image polydev/base is ready");
           pools?.refillSoon();
