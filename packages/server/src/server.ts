@@ -66,6 +66,8 @@ export interface ImageStorePorts {
   limits?: Partial<ImageLimits> | undefined;
   /** Registries spoken to over plain http (`host:port`). */
   insecureRegistries?: string[] | undefined;
+  /** Registries pulls may reach on private or loopback addresses (`host` or `host:port`). */
+  privateRegistries?: string[] | undefined;
 }
 export type ImageStoreFactory = (options: { dataDir: string; log: Logger }) => ImageStorePorts;
 
@@ -212,6 +214,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
             network: info.features.includes("egress") ? "egress" : "none",
           }),
           insecureRegistries: config.images.insecureRegistries,
+          privateRegistries: config.images.privateRegistries,
         })
       : undefined);
   if (imagePorts) {
