@@ -190,8 +190,9 @@ describe.skipIf(missing !== null)(`sandboxes from images, end to end${SKIP}`, ()
   });
 
   // KNOWN BUG (reported, the fix is in the driver or sandbox-service): SandboxImage.env and
-  // .workdir reach the driver but nothing applies them, and a user other than root or "user"
-  // gets HOME=/ (driver-namespace image-launch.ts homeOf). Seen: env "", cwd = HOME, HOME "/".
+  // .workdir reach the driver but nothing applies them to commands. Seen on 14f9fc9: HOME and
+  // the user are right (carl, /home/carl), $GREETING is empty and the cwd is "/" (HOME for the
+  // image user "user" or root, "/" for others: image-launch.ts homeOf), never the WORKDIR.
   // `it.fails` keeps the suite honest until then: it fails as soon as the bug is fixed, so flip it.
   it.fails("KNOWN BUG: a sandbox of a built image runs commands with the image's ENV, in its WORKDIR, with its USER's HOME", async () => {
     const started = await api.call<ImageBody>("POST", "/v1/images", {
