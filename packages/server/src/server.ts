@@ -68,6 +68,8 @@ export interface ImageStorePorts {
   limits?: Partial<ImageLimits> | undefined;
   /** Registries spoken to over plain http (`host:port`). */
   insecureRegistries?: string[] | undefined;
+  /** Registries pulls may reach on private or loopback addresses (`host` or `host:port`). */
+  privateRegistries?: string[] | undefined;
 }
 export type ImageStoreFactory = (options: { dataDir: string; log: Logger }) => ImageStorePorts;
 
@@ -216,6 +218,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
             holds: sandboxes,
           }),
           insecureRegistries: config.images.insecureRegistries,
+          privateRegistries: config.images.privateRegistries,
         })
       : undefined);
   if (imagePorts) {
