@@ -528,7 +528,9 @@ export class NamespaceDriver implements SandboxDriver {
         hostUid: meta.hostUid,
         env,
         network: meta.network,
-        image: meta.image ? { user: meta.image.user, home: meta.image.home } : undefined,
+        image: meta.image
+          ? { user: meta.image.user, home: meta.image.home, env: meta.image.env, workdir: meta.image.workdir }
+          : undefined,
         execConnections: {
           take: (path) => this.execConnections.take(meta.sandboxId, path),
           release: (path, socket) => this.execConnections.release(meta.sandboxId, path, socket),
