@@ -4,7 +4,7 @@
  * directories) and the starter's `--image` arguments (native/image-root.c builds the sandbox).
  */
 import { createHash } from "node:crypto";
-import { closeSync, constants, fstatSync, lstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readSync } from "node:fs";
 import { chmod, chown, mkdir } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import type { SandboxImage } from "@polydev/core";
@@ -124,6 +124,7 @@ export async function prepareDisk(
   rel: string,
   limitBytes: number,
   fresh: boolean,
+  image?: ImageMeta,
 ): Promise<string> {
   const dir = fresh ? await storage.createDir(rel, limitBytes) : join(storage.root, rel);
   for (const name of ["upper", "work"]) {
@@ -131,6 +132,16 @@ export async function prepareDisk(
     await mkdir(path, { recursive: true, mode: 0o755 });
     await chown(path, 0, 0);
     await chmod(path, 0o755);
+  }
+  // A home the image lacks (a distroless image has no /root) is made on a fresh disk, where
+  // nothing of the sandbox's exists yet to point anywhere.
+  if (
+    fresh &&
+    image !== undefined &&
+    image.home !== "/" &&
+    !image.layers.some((layer) => existsSync(join(layer, image.home)))
+  ) {
+    await mkdir(join(dir, "upper", image.home), { recursive: true, mode: 0o700 });
   }
   return dir;
 }

@@ -265,6 +265,27 @@ describe.skipIf(unavailable !== null)(
       await driver.destroy(handle);
     });
 
+    it("runs an image with no files at all: file operations by the init, programs from the toolbox", async () => {
+      const empty = await mkdtemp(join(tmpdir(), "polydev-empty-image-"));
+      try {
+        const bare: SandboxImage = { name: "test/empty", digest: "sha256:empty", layers: [empty], env: {} };
+        const handle = await driver.create({ ...spec("img-empty"), image: bare });
+        const agent = await driver.connect(handle);
+        await agent.files.write("hello.txt", Readable.from([Buffer.from("no shell needed")]));
+        expect((await agent.files.list(".")).map((entry) => entry.path)).toContain("hello.txt");
+        const node = await run(agent, [
+          "/opt/polydev/bin/node",
+          "-e",
+          "console.log(require('fs').readFileSync('/root/hello.txt', 'utf8'), process.getuid())",
+        ]);
+        expect(node.err).toBe("");
+        expect(node.out).toBe("no shell needed 0\n");
+        await driver.destroy(handle);
+      } finally {
+        await rm(empty, { recursive: true, force: true });
+      }
+    });
+
     it("gives root no way to nested user namespaces, mounts or the network's configuration", async () => {
       const handle = await driver.create(spec("img-walls"));
       const agent = await driver.connect(handle);

@@ -400,6 +400,7 @@ export class NamespaceDriver implements SandboxDriver {
         image.disk,
         changesLimit(spec.limits.diskMb, image.imageBytes ?? 0),
         freshDisk,
+        image,
       );
     }
     const consoleFd = openSync(this.files.consoleLog(id), "a", 0o600);
