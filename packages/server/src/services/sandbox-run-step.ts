@@ -20,6 +20,8 @@ export interface SandboxRunStepOptions {
   network: NetworkMode;
   /** Longest a step may run (default 30 min). */
   timeoutMs?: number;
+  /** Keeps the reconciler from taking the step's sandbox (it has no row) for an orphan. */
+  holds: { hold(sandboxId: string): void; release(sandboxId: string): void };
 }
 
 export function sandboxRunStep(options: SandboxRunStepOptions): RunStep {
@@ -34,9 +36,9 @@ async function runStep(options: SandboxRunStepOptions, request: RunStepRequest):
       `the ${driver.name} driver cannot snapshot, so it cannot build images`,
     );
   }
-  const id = `bld_${randomBytes(9)
-    .toString("base64url")
-    .replace(/[^A-Za-z0-9]/g, "x")}`;
+  // Hex: the layer directory is named after it, and storage pool paths are lowercase [a-z0-9.-].
+  const suffix = randomBytes(9).toString("hex");
+  const id = `bld_${suffix}`;
   const handle: SandboxHandle = await driver.create(
     { id, limits: options.limits, network: options.network, env: {}, image: request.parent },
     request.signal,
@@ -62,10 +64,11 @@ async function runStep(options: SandboxRunStepOptions, request: RunStepRequest):
     if (exit.timedOut)
       request.onOutput(`\nthe step ran out of time after ${options.timeoutMs ?? 30 * 60_000} ms\n`);
     const exitCode = exit.exitCode ?? 128;
-    const layer = join(options.storageRoot, "layers", id);
+    const layer = join(options.storageRoot, "layers", `run-${suffix}`);
     if (exitCode === 0) await driver.snapshot(handle, layer, request.signal);
     return { exitCode, layerDir: join(layer, "upper") };
   } finally {
     await driver.destroy(handle).catch(() => undefined);
+    options.holds.release(id);
   }
 }
