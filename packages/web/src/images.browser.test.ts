@@ -102,7 +102,7 @@ describe.skipIf(imagesMissing !== null)(`images in the dashboard${SKIPPED}`, () 
       expect(await log.textContent()).toContain("step-output-hi");
       await page.getByRole("status").filter({ hasText: "team/hello:1 is ready" }).waitFor();
       await expect
-        .poll(() => page.locator('tr[data-image="team/hello:1"]').textContent())
+        .poll(() => page.locator('tr[data-image="team/hello:1"]').textContent(), { timeout: 10_000 })
         .toMatch(/ready.*dockerfile/);
       await shot("images-built");
     },
@@ -164,7 +164,7 @@ describe.skipIf(imagesMissing !== null)(`images in the dashboard${SKIPPED}`, () 
       await page.getByRole("status").filter({ hasText: "Saved as image team/snap:1" }).waitFor();
       await nav("Images");
       await expect
-        .poll(() => page.locator('tr[data-image="team/snap:1"]').textContent())
+        .poll(() => page.locator('tr[data-image="team/snap:1"]').textContent(), { timeout: 10_000 })
         .toMatch(/ready.*snapshot/);
       const fromSnapshot = await server().api.call<{ id: string }>("POST", "/v1/sandboxes", {
         image: "team/snap:1",

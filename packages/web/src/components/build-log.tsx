@@ -1,7 +1,7 @@
-import { useQuery } from "@tanstack/react-query";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useRef } from "react";
 import { polydev } from "../api/polydev";
-import { useFollowedLog } from "../queries/images";
+import { imagesKey, useFollowedLog } from "../queries/images";
 import { ErrorNotice } from "./error-notice";
 import { StateBadge } from "./state-badge";
 
@@ -11,6 +11,7 @@ import { StateBadge } from "./state-badge";
  */
 export function BuildLog({ name }: { name: string }) {
   const log = useFollowedLog(name);
+  const client = useQueryClient();
   const end = useRef<HTMLPreElement>(null);
   // The image as it ends up; asked once the stream has closed (the build is then over).
   const image = useQuery({
@@ -18,6 +19,10 @@ export function BuildLog({ name }: { name: string }) {
     queryFn: ({ signal }) => polydev.images.get(name, { signal }),
     enabled: log.ended,
   });
+  // The build is over: the list should say so now, not at its next poll.
+  useEffect(() => {
+    if (log.ended) void client.invalidateQueries({ queryKey: [...imagesKey, "list"] });
+  }, [log.ended, client]);
   useEffect(() => {
     const pre = end.current;
     if (pre && log.text) pre.scrollTop = pre.scrollHeight;

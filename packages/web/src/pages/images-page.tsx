@@ -121,7 +121,7 @@ function ImageList({ onShowLog }: { onShowLog: (name: string) => void }) {
   const images = list.data?.images ?? [];
   return (
     <section className="card" aria-labelledby="image-list-title">
-      <h2 id="image-list-title">Your images</h2>
+      <h2 id="image-list-title">Your images and the system ones</h2>
       {list.error ? (
         <ErrorNotice error={list.error} title="Could not load images" onRetry={() => void list.refetch()} />
       ) : null}
