@@ -1,9 +1,9 @@
 /**
  * The images page, the image picker and the snapshot button in a real headless Chromium against a
  * real server with its image store on (the storage pool, polydev/base from the host's test cache,
- * RUN steps in real sandboxes): build from a Dockerfile with its log streaming in, see a failing
- * step, start a sandbox from the new image with a preset, snapshot it, and be refused (409) when
- * deleting an image a sandbox uses.
+ * RUN steps in real sandboxes): build from a Dockerfile with its log streaming in (a step's output
+ * shows while the step still runs), see a failing step, start a sandbox from the new image with a
+ * preset, snapshot it, and be refused (409) when deleting an image a sandbox uses.
  */
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
@@ -56,7 +56,16 @@ beforeAll(async () => {
   await ensureDashboardBuilt();
   await mkdir(screenshots, { recursive: true });
   await Promise.all([testBaseRootfs(), testToolbox()]);
-  t = await startTestServer({ adminPassword: ADMIN_PASSWORD, webDir: distDir, images: { enabled: true } });
+  t = await startTestServer({
+    adminPassword: ADMIN_PASSWORD,
+    webDir: distDir,
+    images: { enabled: true },
+    // Known server bug (reported, packages/server is not this test's to change): a Dockerfile
+    // step's sandbox is never held (sandbox-run-step.ts calls holds.release but not holds.hold),
+    // so a reconcile pass during a step destroys it as an orphan ("lost the connection to the
+    // sandbox's exec server", exit 126). The slow step below outlives the default 15 s interval.
+    reconcileIntervalMs: 10 * 60_000,
+  });
   await waitForImage(t.api, "polydev/base");
   features = (await t.api.call<{ features: string[] }>("GET", "/healthz")).body.features;
   browser = await launchChromium();
@@ -117,6 +126,27 @@ describe.skipIf(imagesMissing !== null)(`images in the dashboard${SKIPPED}`, () 
       const alert = page.getByRole("alert").filter({ hasText: "The build failed" });
       expect(await alert.textContent()).toMatch(/step 2\/2.*RUN echo about-to-fail && exit 3/);
       await shot("images-failed-build");
+    },
+    STEP_MS,
+  );
+
+  it(
+    "shows a running step's output while the build is still going",
+    async () => {
+      // The step prints, then waits long enough for the page to show that line mid-build. The
+      // printed words are computed, so the step's own header in the log does not hold them.
+      await page.getByLabel("Image name").fill("team/slow:1");
+      await page
+        .getByLabel(/^Dockerfile/)
+        .fill("FROM polydev/base\nRUN echo first-$((1+1)) && sleep 20 && echo last-$((2+3))\n");
+      await page.getByRole("button", { name: "Build image" }).click();
+      const panel = page.locator('section[data-image="team/slow:1"]');
+      const log = panel.getByRole("log", { name: "Build log" });
+      await expect.poll(() => log.textContent(), { timeout: 60_000 }).toContain("first-2");
+      expect(await panel.locator('[data-state="building"]').count()).toBe(1);
+      expect(await log.textContent()).not.toContain("last-5");
+      await panel.locator('[data-state="ready"]').waitFor({ timeout: 90_000 });
+      expect(await log.textContent()).toContain("last-5");
     },
     STEP_MS,
   );
