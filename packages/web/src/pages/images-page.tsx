@@ -10,8 +10,9 @@ import { StateBadge } from "../components/state-badge";
 import { imageListQuery, useBuildImage, useDeleteImage } from "../queries/images";
 import { serverFeaturesQuery } from "../queries/sandboxes";
 
+// RUN steps run as the image's user ("user" in polydev/base, with passwordless sudo), as Docker would.
 const STARTER_DOCKERFILE = `FROM polydev/base
-RUN apt-get update && apt-get install -y --no-install-recommends ripgrep
+RUN sudo apt-get update && sudo apt-get install -y --no-install-recommends ripgrep
 ENV EDITOR=vi
 `;
 
