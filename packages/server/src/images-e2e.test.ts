@@ -43,7 +43,8 @@ let api: ApiClient;
 beforeAll(async () => {
   if (missing !== null) return;
   await Promise.all([testBaseRootfs(), testToolbox()]);
-  t = await startTestServer({ maxSandboxesPerUser: 10, images: { enabled: true } });
+  // Reconciling often: a Dockerfile step's sandbox, which has no row, must outlive many passes.
+  t = await startTestServer({ maxSandboxesPerUser: 10, reconcileIntervalMs: 200, images: { enabled: true } });
   await waitForImage(t.api, "polydev/base");
   api = await createUser(t.api, "images-e2e");
 }, IMAGE_BUILD_TIMEOUT_MS);
@@ -142,7 +143,7 @@ describe.skipIf(missing !== null)(`sandboxes from images, end to end${SKIP}`, ()
       "FROM polydev/base",
       // FROM a system image, steps run as root until a USER line (polydev/base's "user" is its
       // sandboxes' default user, not its builder).
-      "RUN id -un > /home/user/first-run-as && apt-mark hold jq >/dev/null",
+      "RUN id -un > /home/user/first-run-as && apt-mark hold jq >/dev/null && sleep 1",
       "USER root",
       "RUN echo hi > /etc/built && useradd -m bob && echo built-by-$(id -un)",
       "ENV GREETING=hello",

@@ -60,11 +60,6 @@ beforeAll(async () => {
     adminPassword: ADMIN_PASSWORD,
     webDir: distDir,
     images: { enabled: true },
-    // Known server bug (reported, packages/server is not this test's to change): a Dockerfile
-    // step's sandbox is never held (sandbox-run-step.ts calls holds.release but not holds.hold),
-    // so a reconcile pass during a step destroys it as an orphan ("lost the connection to the
-    // sandbox's exec server", exit 126). The slow step below outlives the default 15 s interval.
-    reconcileIntervalMs: 10 * 60_000,
   });
   await waitForImage(t.api, "polydev/base");
   features = (await t.api.call<{ features: string[] }>("GET", "/healthz")).body.features;
