@@ -116,17 +116,18 @@ export function imageMeta(sandboxId: string, image: SandboxImage): ImageMeta {
 
 /**
  * The disk's directories, owned by the image's root (uid 0, unshifted: the idmapped mount shows
- * it as root inside). `limitBytes` applies only when the disk is new; an existing one (a stopped
- * sandbox, a fork's copy) is used as it is.
+ * it as root inside). `limitBytes` applies only when the disk is made here; an existing one (a
+ * stopped sandbox's, a fork's copy, a spare) is used as it is.
  */
 export async function prepareDisk(
   storage: DiskStorage,
   rel: string,
   limitBytes: number,
-  fresh: boolean,
-  image?: ImageMeta,
+  /** create: make the disk; empty: it is new (made now or a spare), nothing of a sandbox's in it. */
+  how: { create: boolean; empty: boolean; image?: ImageMeta },
 ): Promise<string> {
-  const dir = fresh ? await storage.createDir(rel, limitBytes) : join(storage.root, rel);
+  const dir = how.create ? await storage.createDir(rel, limitBytes) : join(storage.root, rel);
+  const { image } = how;
   for (const name of ["upper", "work"]) {
     const path = join(dir, name);
     await mkdir(path, { recursive: true, mode: 0o755 });
@@ -136,7 +137,7 @@ export async function prepareDisk(
   // A home the image lacks (a distroless image has no /root) is made on a fresh disk, where
   // nothing of the sandbox's exists yet to point anywhere.
   if (
-    fresh &&
+    how.empty &&
     image !== undefined &&
     image.home !== "/" &&
     !image.layers.some((layer) => existsSync(join(layer, image.home)))
