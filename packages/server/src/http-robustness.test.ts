@@ -239,6 +239,7 @@ describe("the terminal route", () => {
       "query:cols",
       "query:reconnect",
       "query:rows",
+      "query:user",
     ]);
     expect(Object.keys(pty?.responses ?? {})).toContain("101");
   });
