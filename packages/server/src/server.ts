@@ -15,6 +15,7 @@ import type { Logger } from "pino";
 import { buildApp } from "./app.js";
 import type { PolydevConfig } from "./config.js";
 import { createLogger } from "./logger.js";
+import { newId } from "./services/api-keys.js";
 import { bootstrapAdmin, prepareDataDir } from "./services/bootstrap.js";
 import { BrowserSessions } from "./services/browser-sessions.js";
 import { CredentialService } from "./services/credential-service.js";
@@ -33,6 +34,7 @@ import { DEFAULT_OAUTH_CLIENTS } from "./services/oauth-refresh.js";
 import { poolImageStorage } from "./services/pool-image-storage.js";
 import { RunService } from "./services/run-service.js";
 import { sandboxRunStep } from "./services/sandbox-run-step.js";
+import { WarmPools } from "./services/warm-pools.js";
 
 /** The vault's master keys when POLYDEV_MASTER_KEY is not set (mode 600). */
 export const MASTER_KEY_FILE = "master-keys.json";
@@ -199,6 +201,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   const interrupted = await runs.failInterrupted();
   if (interrupted > 0) log.warn({ interrupted }, "runs interrupted by the restart were marked failed");
   let images: ImageService | undefined;
+  let warmPools: WarmPools | undefined;
   const imagePorts: ImageStoreFactory | undefined =
     options.images ??
     (hostImages && info.features.includes("snapshot")
@@ -210,6 +213,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
             storageRoot: hostImages.pool.root,
             limits: { ...BUILD_STEP_LIMITS, cpu: config.sandboxDefaults.cpu },
             network: info.features.includes("egress") ? "egress" : "none",
+            holds: sandboxes,
           }),
           insecureRegistries: config.images.insecureRegistries,
         })
@@ -225,14 +229,39 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     });
     await images.init();
     sandboxes.useImages(images, config.images.defaultImage);
+    const imageLog = log.child({ component: "images" });
+    const imageStore = images;
+    if (Object.keys(config.images.warmPools).length > 0 && driver.adopt) {
+      warmPools = new WarmPools({
+        driver,
+        sizes: config.images.warmPools,
+        limits: {
+          cpu: config.sandboxDefaults.cpu,
+          memoryMb: config.sandboxDefaults.memoryMb,
+          diskMb: config.sandboxDefaults.diskMb,
+          pidsMax: config.sandboxDefaults.pidsMax,
+        },
+        // Pools serve images everyone sees (system ones): asked for as no user in particular.
+        image: (name) => imageStore.toSandboxImage("", name),
+        newId: () => newId("sbx"),
+        holds: sandboxes,
+        log: log.child({ component: "warm-pools" }),
+      });
+      sandboxes.useWarmPools(warmPools);
+    }
+    const pools = warmPools;
     if (config.images.defaultImage === BASE_IMAGE_NAME && ports.buildBase !== undefined) {
       // On first use it takes minutes; progress goes to the log and to GET /v1/images/polydev%2Fbase.
-      const imageLog = log.child({ component: "images" });
       images.ensureBaseImage().then(
-        (base) => imageLog.info({ digest: base.digest }, "the default image polydev/base is ready"),
+        (base) => {
+          imageLog.info({ digest: base.digest }, "the default image polydev/base is ready");
+          pools?.refillSoon();
+        },
         (error: unknown) =>
           imageLog.warn({ err: error }, "the default image polydev/base could not be built"),
       );
+    } else {
+      pools?.refillSoon();
     }
   }
   const ptys = new PtySessions(config.ptyDetachGraceMs, log.child({ component: "pty" }));
@@ -299,6 +328,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       await reconciler.stop();
       ptys.closeAll();
       await app.close();
+      await warmPools?.close();
       await images?.close();
       await gateway.close();
       await egress.close();

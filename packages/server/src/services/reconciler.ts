@@ -101,7 +101,8 @@ export class Reconciler {
       ),
     );
     for (const observed of await this.driver.list()) {
-      if (liveIds.has(observed.sandboxId)) continue;
+      // Held: a Dockerfile step's sandbox or a warm pool's spare, which have no row by design.
+      if (liveIds.has(observed.sandboxId) || this.sandboxes.isHeld(observed.sandboxId)) continue;
       try {
         await this.driver.destroy(observed.handle);
         items.push({ sandboxId: observed.sandboxId, action: "destroyed_orphan" });

@@ -20,6 +20,8 @@ export interface SandboxRunStepOptions {
   network: NetworkMode;
   /** Longest a step may run (default 30 min). */
   timeoutMs?: number;
+  /** Keeps the reconciler from taking the step's sandbox (it has no row) for an orphan. */
+  holds: { hold(sandboxId: string): void; release(sandboxId: string): void };
 }
 
 export function sandboxRunStep(options: SandboxRunStepOptions): RunStep {
@@ -67,5 +69,6 @@ async function runStep(options: SandboxRunStepOptions, request: RunStepRequest):
     return { exitCode, layerDir: join(layer, "upper") };
   } finally {
     await driver.destroy(handle).catch(() => undefined);
+    options.holds.release(id);
   }
 }

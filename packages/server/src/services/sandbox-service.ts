@@ -28,6 +28,7 @@ import { gatewayEnv } from "./gateway-hub.js";
 import { KeyedLock } from "./keyed-lock.js";
 import type { NetworkInput, NetworkPolicies } from "./network-policies.js";
 import { policyOf } from "./network-policies.js";
+import type { WarmPools } from "./warm-pools.js";
 
 /** Which network modes need which driver feature (as `probe()` reports them). */
 const MODE_FEATURES: Record<string, string> = { egress: "egress", allowlist: "egress-allowlist" };
@@ -60,6 +61,9 @@ export interface SandboxImages {
     snapshot: { parentDigest: string; take: (targetDir: string) => Promise<string> },
   ): Promise<ImageRecord>;
 }
+
+/** The hard TTL of a durable sandbox created without one: in practice none. */
+const DURABLE_TIMEOUT_MS = 10 * 365 * 24 * 60 * 60 * 1000;
 
 /** Room a disk needs beyond its image's files: the smallest disk the storage pool makes. */
 const MIN_CHANGES_MB = 16;
@@ -153,10 +157,35 @@ export class SandboxService {
     }
   }
 
+  /**
+   * Driver sandboxes this server made without a row (a Dockerfile step's, a warm pool's spare):
+   * the reconciler leaves them alone while they are held; after a crash they are orphans.
+   */
+  private readonly held = new Set<string>();
+
+  hold(sandboxId: string): void {
+    this.held.add(sandboxId);
+  }
+
+  release(sandboxId: string): void {
+    this.held.delete(sandboxId);
+  }
+
+  isHeld(sandboxId: string): boolean {
+    return this.held.has(sandboxId);
+  }
+
   /** The image store, once it is open, and the image a create without one starts from. */
   useImages(images: SandboxImages, defaultImage: string): void {
     this.images = images;
     this.defaultImage = defaultImage;
+  }
+
+  private pools: WarmPools | undefined;
+
+  /** Warm pools a matching create claims from (see WarmPools). */
+  useWarmPools(pools: WarmPools): void {
+    this.pools = pools;
   }
 
   /**
@@ -227,31 +256,51 @@ export class SandboxService {
     const image = await this.imageFor(userId, input.image);
     const diskMb = input.diskMb ?? defaults.diskMb;
     checkDiskHoldsImage(diskMb, image);
-    const now = this.clock.now();
-    const timeoutMs = input.timeoutMs ?? defaults.timeoutMs;
-    const record = await this.insertNamed({
-      id: newId("sbx"),
-      userId,
-      name: input.name ?? null,
-      image: image?.digest ?? null,
-      state: "creating",
-      driver: this.driver.name,
+    const limits = {
       cpu: input.cpu ?? defaults.cpu,
       memoryMb: input.memoryMb ?? defaults.memoryMb,
       diskMb,
       pidsMax: input.pidsMax ?? defaults.pidsMax,
-      network: network.mode,
-      egressPolicy: policyOf(network),
-      env: input.env ?? {},
-      metadata: input.metadata ?? {},
-      timeoutMs,
-      idleTimeoutMs: input.idleTimeoutMs ?? defaults.idleTimeoutMs,
-      createdAt: now,
-      expiresAt: now + timeoutMs,
-    });
+    };
+    // The fast path: a spare started ahead of time, which only needs its row and environment.
+    const spare =
+      image !== undefined && this.driver.adopt && this.pools?.serves(image.name, limits, network.mode)
+        ? this.pools.take(image.name, image.digest)
+        : undefined;
+    const now = this.clock.now();
+    // A sandbox with a disk of its own is meant to last: no hard TTL unless asked for (its idle
+    // timeout stops it, and the inactivity period destroys it once stopped long enough).
+    const timeoutMs = input.timeoutMs ?? (image !== undefined && this.durable ? DURABLE_TIMEOUT_MS : defaults.timeoutMs);
+    let record: SandboxRecord;
+    try {
+      record = await this.insertNamed({
+        id: spare?.sandboxId ?? newId("sbx"),
+        userId,
+        name: input.name ?? null,
+        image: image?.digest ?? null,
+        state: "creating",
+        driver: this.driver.name,
+        ...limits,
+        network: network.mode,
+        egressPolicy: policyOf(network),
+        env: input.env ?? {},
+        metadata: input.metadata ?? {},
+        timeoutMs,
+        idleTimeoutMs: input.idleTimeoutMs ?? defaults.idleTimeoutMs,
+        createdAt: now,
+        expiresAt: now + timeoutMs,
+      });
+    } catch (error) {
+      if (spare) await this.driver.destroy(spare).catch(() => undefined);
+      throw error;
+    } finally {
+      // From here the row speaks for it (or it is gone).
+      if (spare) this.release(spare.sandboxId);
+    }
     try {
       // Tools inside reach providers only through the gateway, with a placeholder key.
-      const handle = await this.driver.create(await this.specOf(record));
+      const spec = await this.specOf(record);
+      const handle = spare ? await this.claimSpare(spare, spec) : await this.driver.create(spec);
       await this.store.sandboxes.setHandle(record.id, handle);
       const running = await this.store.sandboxes.transition(record.id, ["creating"], "running", {
         at: this.clock.now(),
@@ -283,6 +332,22 @@ export class SandboxService {
           cause: error,
         },
       );
+    }
+  }
+
+  /** A spare takes on the create's environment; one that cannot is replaced by a fresh start. */
+  private async claimSpare(spare: SandboxHandle, spec: SandboxSpec): Promise<SandboxHandle> {
+    const adopt = this.driver.adopt;
+    try {
+      if (!adopt) throw new Error("the driver cannot adopt spares");
+      return await adopt.call(this.driver, spare, spec);
+    } catch (error) {
+      this.log.warn(
+        { err: error, sandboxId: spec.id },
+        "a warm pool's spare could not be claimed; starting anew",
+      );
+      await this.driver.destroy(spare);
+      return this.driver.create(spec);
     }
   }
 
