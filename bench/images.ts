@@ -213,27 +213,35 @@ async function rssBytes(pid: number): Promise<number> {
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
 }
 
-/** Processes descended from `pid` (a warm pool's sandboxes are the server's descendants). */
-async function descendants(pid: number): Promise<number> {
+/**
+ * Sandboxes running under `pid`: its descendant bwrap processes (a warm pool's spares are there
+ * before any create; the server's own helper processes are not bwrap).
+ */
+async function sandboxProcesses(pid: number): Promise<number> {
   const parents = new Map<number, number>();
+  const bwraps: number[] = [];
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    const ppid = Number(/\) \S (\d+)/.exec(stat)?.[1]);
-    if (Number.isInteger(ppid)) parents.set(Number(entry), ppid);
+    const match = /^\d+ \((.*)\) \S (\d+)/.exec(stat);
+    if (!match) continue;
+    parents.set(Number(entry), Number(match[2]));
+    if (match[1] === "bwrap") bwraps.push(Number(entry));
   }
   let count = 0;
-  for (const start of parents.keys()) {
+  for (const start of bwraps) {
     let at = parents.get(start);
-    while (at !== undefined && at > 1) {
-      if (at === pid) {
-        count++;
-        break;
-      }
-      at = parents.get(at);
-    }
+    while (at !== undefined && at > 1 && at !== pid) at = parents.get(at);
+    if (at === pid) count++;
   }
   return count;
+}
+
+/** Memory the host has in use (MemTotal − MemAvailable), in bytes: every process and the kernel. */
+async function hostUsedBytes(): Promise<number> {
+  const meminfo = await readFile("/proc/meminfo", "utf8");
+  const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(meminfo)?.[1] ?? 0);
+  return (kb("MemTotal") - kb("MemAvailable")) * 1024;
 }
 
 function run(file: string, args: string[], input?: string): { status: number | null; output: string } {
@@ -386,6 +394,8 @@ export interface ImagesBench {
         memoryPerSandboxMiB: number;
         serverRssPerSandboxMiB: number;
         cgroupPerSandboxMiB: number;
+        /** Host-wide (MemTotal − MemAvailable) growth: kernel memory outside cgroups too; noisy on a shared host. */
+        hostUsedPerSandboxMiB: number;
       }
     | string;
   loadAverage: { before: number; after: number };
@@ -573,6 +583,7 @@ async function idleSandboxes(
   rounds: number,
 ): Promise<Exclude<ImagesBench["idle"], string>> {
   const rssBefore = await rssBytes(server.pid);
+  const hostBefore = await hostUsedBytes();
   const errors: string[] = [];
   const ids: string[] = [];
   try {
@@ -593,6 +604,7 @@ async function idleSandboxes(
     let cgroupBytes = 0;
     for (const id of ids) cgroupBytes += (await sandboxStats(client, id)).memoryBytes;
     const serverDelta = ((await rssBytes(server.pid)) - rssBefore) / ids.length;
+    const hostDelta = ((await hostUsedBytes()) - hostBefore) / ids.length;
     const cgroupPer = cgroupBytes / ids.length;
     const randomExec: number[] = [];
     for (let i = 0; i < rounds * 5 && ids.length > 0; i++) {
@@ -607,6 +619,7 @@ async function idleSandboxes(
       memoryPerSandboxMiB: (serverDelta + cgroupPer) / MiB,
       serverRssPerSandboxMiB: serverDelta / MiB,
       cgroupPerSandboxMiB: cgroupPer / MiB,
+      hostUsedPerSandboxMiB: hostDelta / MiB,
     };
   } finally {
     await destroyAll(client, ids);
@@ -653,7 +666,7 @@ async function benchWarmPool(rounds: number): Promise<Figure> {
     // A pool's sandboxes are the server's descendants; with none after a while, there is no pool.
     let waiting = 0;
     for (let waited = 0; waited < 30_000; waited += 500) {
-      waiting = await descendants(server.pid);
+      waiting = await sandboxProcesses(server.pid);
       if (waiting > 0 && waited >= 5_000) break;
       await sleep(500);
     }
@@ -823,6 +836,7 @@ export function imagesTable(result: ImagesBench | string): string {
       `| sandbox cgroup (its processes, page tables, kernel memory) | ${idle.cgroupPerSandboxMiB.toFixed(2)} | |`,
       `| server RSS growth per sandbox | ${idle.serverRssPerSandboxMiB.toFixed(2)} | |`,
       `| total | ${idle.memoryPerSandboxMiB.toFixed(2)} | ≤ 10 MiB |`,
+      `| cross-check: host memory in use (MemTotal − MemAvailable) growth per sandbox, all kernel memory included; other jobs on the host add noise | ${idle.hostUsedPerSandboxMiB.toFixed(2)} | |`,
       "",
     );
   }
