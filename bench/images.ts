@@ -214,23 +214,26 @@ async function rssBytes(pid: number): Promise<number> {
 }
 
 /**
- * Sandboxes running under `pid`: its descendant bwrap processes (a warm pool's spares are there
- * before any create; the server's own helper processes are not bwrap).
+ * Sandboxes running under `pid`: its descendants whose program is the sandbox init
+ * (/run/polydev-init, under bwrap or under an exec server) and whose parent is not one already.
+ * A warm pool's spares are there before any create; the server's helper processes are not.
  */
 async function sandboxProcesses(pid: number): Promise<number> {
   const parents = new Map<number, number>();
-  const bwraps: number[] = [];
+  const inits = new Set<number>();
   for (const entry of await readdir("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const stat = await readFile(`/proc/${entry}/stat`, "utf8").catch(() => "");
-    const match = /^\d+ \((.*)\) \S (\d+)/.exec(stat);
-    if (!match) continue;
-    parents.set(Number(entry), Number(match[2]));
-    if (match[1] === "bwrap") bwraps.push(Number(entry));
+    const ppid = /^\d+ \(.*\) \S (\d+)/.exec(stat)?.[1];
+    if (ppid === undefined) continue;
+    parents.set(Number(entry), Number(ppid));
+    const argv0 = (await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "")).split("\0")[0];
+    if (argv0 === "/run/polydev-init") inits.add(Number(entry));
   }
   let count = 0;
-  for (const start of bwraps) {
-    let at = parents.get(start);
+  for (const init of inits) {
+    if (inits.has(parents.get(init) ?? 0)) continue;
+    let at = parents.get(init);
     while (at !== undefined && at > 1 && at !== pid) at = parents.get(at);
     if (at === pid) count++;
   }
