@@ -113,3 +113,6 @@ if [ ! -f "$WEB_BUILT" ] || [ -n "$(find packages/web/src packages/web/index.htm
   # NODE_ENV pinned: an inherited "test" or "development" would bundle React's development build.
   (cd packages/web && NODE_ENV=production npx vite build --logLevel warn)
 fi
+
+# The default image and the toolbox of image sandboxes (root only; once per host, then cached).
+node scripts/prepare-images.mjs

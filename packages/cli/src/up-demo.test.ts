@@ -6,6 +6,7 @@ import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { StoragePool } from "@polydev/images";
 import { afterAll, describe, expect, it } from "vitest";
 
 const repoRoot = resolve(import.meta.dirname, "../../..");
@@ -18,7 +19,13 @@ afterAll(async () => {
     child.kill("SIGTERM");
     await exited;
   }
-  if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  // The server leaves its storage pool mounted (its sandboxes outlive it): unmounted here.
+  if (dataDir) {
+    await new StoragePool({ mountPoint: join(dataDir, "storage"), imageFile: join(dataDir, "storage.xfs") })
+      .close()
+      .catch(() => undefined);
+    await rm(dataDir, { recursive: true, force: true });
+  }
 });
 
 describe.skipIf(!existsSync("/usr/local/bin/claude"))(

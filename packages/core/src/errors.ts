@@ -9,6 +9,7 @@ export const ERROR_STATUS = {
   invalid_credentials: 401,
   forbidden: 403,
   gateway_path_refused: 403,
+  registry_refused: 403,
   csrf_failed: 403,
   not_found: 404,
   method_not_allowed: 405,

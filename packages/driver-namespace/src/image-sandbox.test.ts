@@ -2,7 +2,8 @@
  * Image sandboxes: root inside a user namespace of 65,536 uids, an overlay of the image's layers
  * on a disk that outlives the sandbox's processes (stop/start), snapshots and forks.
  */
-import { existsSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +12,7 @@ import type { AgentConnection, SandboxHandle, SandboxImage, SandboxSpec } from "
 import { BASE_IMAGE_ENV, StoragePool } from "@polydev/images";
 import { testBaseRootfs, testImagesUnavailable, testToolbox } from "@polydev/images/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { diskPath } from "./image-launch.js";
 import { NamespaceDriver } from "./namespace-driver.js";
 import { privateCgroupName, privateUidBase, removeCgroupParent } from "./testing/private-host.js";
 
@@ -229,6 +231,38 @@ describe.skipIf(unavailable !== null)(
         /network/,
       );
       await driver.destroy(claimed);
+    });
+
+    it("makes setuid bits and file capabilities mean nothing outside the sandbox's own user namespace", async () => {
+      const handle = await driver.create(spec("img-setuid"));
+      const agent = await driver.connect(handle);
+      // Inside, a setuid-root program gives its root: the sandbox's own, with its bounded capabilities.
+      const made = await run(
+        agent,
+        ["/bin/sh", "-c", "cp /usr/bin/id /usr/local/bin/rootid && chmod 4755 /usr/local/bin/rootid"],
+        "root",
+      );
+      expect(made.err).toBe("");
+      expect((await run(agent, ["/usr/local/bin/rootid", "-u"])).out).toBe("0\n");
+      // A file capability cannot even be written: CAP_SETFCAP is not in root's bounding set.
+      const fcap = await run(
+        agent,
+        [
+          "python3",
+          "-c",
+          "import os\ntry:\n os.setxattr('/usr/local/bin/rootid', 'security.capability', bytes(20))\n print('set')\nexcept OSError as e:\n print(e.errno)",
+        ],
+        "root",
+      );
+      expect(fcap.out.trim()).not.toBe("set");
+      // On the host the same file sits on a nosuid mount, in root-only directories, owned by the
+      // image's uid 0 as the host's: unreachable and meaningless there.
+      const upper = join(pool.root, diskPath("img-setuid"), "upper", "usr/local/bin/rootid");
+      const options = execFileSync("findmnt", ["-no", "OPTIONS", "-T", upper], { encoding: "utf8" });
+      expect(options.split(",")).toContain("nosuid");
+      expect(statSync(upper).mode & 0o4000).toBe(0o4000);
+      expect(statSync(join(pool.root, "disks")).mode & 0o077).toBe(0);
+      await driver.destroy(handle);
     });
 
     it("gives root no way to nested user namespaces, mounts or the network's configuration", async () => {

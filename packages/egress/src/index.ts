@@ -1,3 +1,5 @@
+export type { Cidr, IpAddress } from "./addresses.js";
+export { inAnyCidr, NEVER_REACHABLE, PRIVATE_RANGES, parseAddress } from "./addresses.js";
 export type { EgressAuditEvent, EgressReason } from "./audit.js";
 export type { EgressGuardOptions, EgressSandbox } from "./egress-guard.js";
 export {

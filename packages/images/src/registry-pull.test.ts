@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { type AddressInfo, createServer as createTcpServer } from "node:net";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { isPolydevError } from "@polydev/core";
@@ -8,6 +9,7 @@ import { type Headers, pack } from "tar-stream";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { BlobStore } from "./blob-store.js";
 import { MEDIA_TYPES } from "./image-import.js";
+import { refusedAddressReason } from "./registry-connect.js";
 import { pullImage } from "./registry-pull.js";
 import { parseImageReference } from "./registry-reference.js";
 import { assembleRootfs } from "./rootfs.js";
@@ -239,7 +241,12 @@ describe.skipIf(unavailable !== null)(
 
     it("plain http is not used unless the host is listed as insecure", async () => {
       await expectRefused(
-        pullImage(`${registry.host}/test/image:1`, store, { ...LIMITS, timeoutMs: 5000 }),
+        // Allowed on loopback, but not insecure: https is tried, and the registry speaks http.
+        pullImage(`${registry.host}/test/image:1`, store, {
+          ...LIMITS,
+          timeoutMs: 5000,
+          privateHosts: [registry.host],
+        }),
         "upstream_unreachable",
       );
     });
@@ -593,6 +600,8 @@ describe("against a registry that lies or misbehaves (a node http server)", () =
       const pulled = await pullImage(`${server.host}/test/image:1`, store, {
         ...LIMITS,
         insecureHosts: [server.host],
+        // The CDN is on loopback too: a redirect there is refused unless it is listed.
+        privateHosts: [cdn.host],
         credentials: { username: "u", password: "secret-pw" },
       });
       expect(pulled.layers[0]?.digest).toBe(baseDigest);
@@ -752,5 +761,105 @@ describe("against a registry that lies or misbehaves (a node http server)", () =
         /not https/,
       );
     });
+  });
+});
+
+/** A TCP listener on loopback that counts connections and never answers: did a pull reach it? */
+async function listener(): Promise<{ host: string; connections: () => number; close: () => Promise<void> }> {
+  let connections = 0;
+  const server = createTcpServer((socket) => {
+    connections += 1;
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    host: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    connections: () => connections,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe("request forgery: a pull connects only to public addresses unless the operator listed the host", () => {
+  it("classifies addresses as the egress policy does: loopback, private, link-local, metadata, own, mapped", () => {
+    for (const address of ["127.0.0.1", "127.8.9.10", "::1", "0.0.0.0", "169.254.169.254", "fe80::1"])
+      expect(refusedAddressReason(address), address).toMatch(/loopback, link-local, metadata or reserved/);
+    for (const address of ["10.0.0.1", "172.16.5.4", "192.168.1.1", "100.64.0.1", "fd00::1"])
+      expect(refusedAddressReason(address), address).toMatch(/private/);
+    // An IPv4-mapped IPv6 address is the IPv4 address it carries.
+    expect(refusedAddressReason("::ffff:127.0.0.1")).toMatch(/loopback/);
+    expect(refusedAddressReason("::ffff:10.1.2.3")).toMatch(/private/);
+    for (const address of ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"])
+      expect(refusedAddressReason(address), address).toBeUndefined();
+    const own = Object.values(networkInterfaces())
+      .flat()
+      .find((entry) => entry !== undefined && !entry.internal && entry.family === "IPv4");
+    if (own !== undefined) expect(refusedAddressReason(own.address)).toBeDefined();
+  });
+
+  it("refuses a registry on loopback that is not listed, before a single byte is sent", async () => {
+    const target = await listener();
+    try {
+      const error = await expectRefused(
+        pullImage(`${target.host}/test/image:1`, store, LIMITS),
+        "registry_refused",
+        /pulls may not connect to 127\.0\.0\.1 \(127\.0\.0\.1\): it is a loopback/,
+      );
+      expect(error.message).toContain("images.privateRegistries");
+      // The same by name: localhost resolves to loopback.
+      const port = target.host.split(":")[1];
+      await expectRefused(pullImage(`localhost:${port}/test/image:1`, store, LIMITS), "registry_refused");
+      // And over plain http when only insecureHosts lists another port.
+      await expectRefused(
+        pullImage(`${target.host}/test/image:1`, store, { ...LIMITS, insecureHosts: ["127.0.0.1:1"] }),
+        "registry_refused",
+      );
+      expect(target.connections()).toBe(0);
+    } finally {
+      await target.close();
+    }
+  });
+
+  it("refuses a listed registry's redirect to an address that is not listed (a private host, the metadata service)", async () => {
+    const image = await sampleImage();
+    const [baseDigest] = image.layerDigests as [string];
+    const inside = await listener();
+    let redirectTo = `http://${inside.host}/blob`;
+    const registry = await startFakeRegistry((request, response) => {
+      if (request.url === `/v2/test/image/blobs/${baseDigest}`) {
+        response.writeHead(307, { location: redirectTo });
+        response.end();
+        return;
+      }
+      const handled = serveImage(
+        {
+          manifests: new Map([["1", { body: image.manifest, mediaType: MEDIA_TYPES.ociManifest }]]),
+          blobs: image.blobs,
+        },
+        "test/image",
+      )(request, response);
+      if (!handled) {
+        response.writeHead(404);
+        response.end();
+      }
+    });
+    try {
+      await expectRefused(
+        pullImage(`${registry.host}/test/image:1`, store, { ...LIMITS, insecureHosts: [registry.host] }),
+        "registry_refused",
+        /may not connect to 127\.0\.0\.1 .*loopback/,
+      );
+      expect(inside.connections()).toBe(0);
+      redirectTo = "http://169.254.169.254/latest/meta-data/";
+      await expectRefused(
+        pullImage(`${registry.host}/test/image:1`, store, { ...LIMITS, insecureHosts: [registry.host] }),
+        "registry_refused",
+        /169\.254\.169\.254.*link-local, metadata/,
+      );
+      // The registry itself was asked (it is listed); the redirect target never was.
+      expect(registry.requests.some((r) => r.url === `/v2/test/image/blobs/${baseDigest}`)).toBe(true);
+    } finally {
+      await registry.close();
+      await inside.close();
+    }
   });
 });

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { PolydevError } from "@polydev/core";
+import { type Dispatcher, fetch, type Response } from "undici";
 import type { BlobStore } from "./blob-store.js";
 import {
   checkLayerMediaType,
@@ -20,6 +21,7 @@ import {
   pickPlatformManifest,
   readConfig,
 } from "./image-import.js";
+import { registryDispatcher } from "./registry-connect.js";
 import {
   DOCKER_HUB,
   DOCKER_HUB_API_HOST,
@@ -35,8 +37,18 @@ export interface PullOptions {
   /** Largest manifest, index, config or token JSON; default 4 MiB. */
   maxJsonBytes?: number;
   signal?: AbortSignal;
-  /** `host:port` of registries spoken to over plain http (e.g. a loopback test registry); https otherwise. */
+  /**
+   * `host:port` of registries spoken to over plain http (e.g. a loopback test registry); https
+   * otherwise. Listing a host also lets it be on a private or loopback address (see privateHosts).
+   */
   insecureHosts?: readonly string[];
+  /**
+   * `host` or `host:port` names a pull may connect to although they resolve to loopback, private,
+   * link-local or this host's own addresses (a registry on the LAN). Every other connection,
+   * redirects and token realms included, is refused there with `registry_refused`
+   * (registry-connect.ts): the reference is the user's, so unchecked it is request forgery.
+   */
+  privateHosts?: readonly string[];
   credentials?: { username: string; password: string };
   /** Longest wait for a response's headers, and for the next chunk of a body; default 30 s. */
   timeoutMs?: number;
@@ -64,7 +76,8 @@ const MAX_ERROR_BODY_BYTES = 4096;
  * is `payload_too_large` (refused from the declared sizes before a byte is fetched where possible); a
  * missing image is `not_found`; refused credentials are `forbidden`; a registry that cannot be
  * reached, answers an unexpected status, redirects too often or stalls past `timeoutMs` is
- * `upstream_unreachable`. Credentials are only ever sent to the registry's own origin and its token
+ * `upstream_unreachable`; a host on a private, loopback or link-local address that is not listed
+ * in `privateHosts` or `insecureHosts` is `registry_refused`, before any byte is sent. Credentials are only ever sent to the registry's own origin and its token
  * realm, and never appear in an error. Blobs stored before a refusal stay in the store (verified,
  * unreferenced), as with `importImageArchive`.
  */
@@ -156,6 +169,7 @@ class RegistrySession {
   private authorization: string | undefined;
   private readonly timeoutMs: number;
   private readonly maxRedirects: number;
+  private readonly dispatcher: Dispatcher;
 
   constructor(
     private readonly ref: ImageReference,
@@ -167,6 +181,7 @@ class RegistrySession {
     this.name = `${ref.registry}/${ref.repository}`;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.maxRedirects = options.maxRedirects ?? DEFAULT_MAX_REDIRECTS;
+    this.dispatcher = registryDispatcher([...(options.insecureHosts ?? []), ...(options.privateHosts ?? [])]);
   }
 
   async fetchManifest(
@@ -410,7 +425,12 @@ class RegistrySession {
     this.options.signal?.addEventListener("abort", onAbort, { once: true });
     const timer = setTimeout(() => controller.abort(new TimeoutMarker()), this.timeoutMs);
     try {
-      const response = await fetch(url, { headers, redirect: "manual", signal: controller.signal });
+      const response = await fetch(url, {
+        headers,
+        redirect: "manual",
+        signal: controller.signal,
+        dispatcher: this.dispatcher,
+      });
       // The body has its own idle timeout (bodyStream / readBody); keep the controller for it.
       responseControllers.set(response, controller);
       return response;
@@ -425,6 +445,9 @@ class RegistrySession {
   private transportError(error: unknown, what: string, url: URL): unknown {
     if (this.options.signal?.aborted) return this.options.signal.reason;
     if (error instanceof PolydevError) return error;
+    // fetch wraps what the connector refused (registry-connect.ts) as the cause of its TypeError.
+    const refused = (error as { cause?: unknown })?.cause;
+    if (refused instanceof PolydevError) return refused;
     if (error instanceof TimeoutMarker || (error as { cause?: unknown })?.cause instanceof TimeoutMarker) {
       return new PolydevError(
         "upstream_unreachable",

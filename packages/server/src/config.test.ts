@@ -70,3 +70,14 @@ describe("inactive stopped sandboxes setting", () => {
     }
   });
 });
+
+describe("registries pulls may reach on private addresses", () => {
+  it("come from POLYDEV_PRIVATE_REGISTRIES (comma-separated), none by default", () => {
+    expect(parseConfig({ dataDir: "/tmp/polydev-config-test" }).images.privateRegistries).toEqual([]);
+    const input = configFromEnv({ POLYDEV_PRIVATE_REGISTRIES: "registry.lan:5000, 10.0.0.5 ,," });
+    expect(parseConfig({ dataDir: "/tmp/polydev-config-test", ...input }).images.privateRegistries).toEqual([
+      "registry.lan:5000",
+      "10.0.0.5",
+    ]);
+  });
+});

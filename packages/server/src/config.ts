@@ -213,6 +213,13 @@ export const configSchema = z
         warmPools: z.record(z.string(), z.number().int().min(0).max(64)).default({}),
         /** POLYDEV_INSECURE_REGISTRIES: registries pulled from over plain http (`host:port`). */
         insecureRegistries: z.array(z.string()).default([]),
+        /**
+         * POLYDEV_PRIVATE_REGISTRIES: registries (`host` or `host:port`) pulls may reach although
+         * they resolve to loopback, private or link-local addresses. Pulls refuse every other such
+         * connection (registry_refused), redirects included: the reference is the user's.
+         * Insecure registries are allowed there too.
+         */
+        privateRegistries: z.array(z.string()).default([]),
       })
       .prefault({}),
   })
@@ -284,6 +291,10 @@ function imagesFromEnv(env: NodeJS.ProcessEnv): NonNullable<ConfigInput["images"
   if (env.POLYDEV_DEFAULT_IMAGE !== undefined) images.defaultImage = env.POLYDEV_DEFAULT_IMAGE.trim();
   if (env.POLYDEV_INSECURE_REGISTRIES)
     images.insecureRegistries = env.POLYDEV_INSECURE_REGISTRIES.split(",")
+      .map((s) => s.trim())
+      .filter(Boolean);
+  if (env.POLYDEV_PRIVATE_REGISTRIES)
+    images.privateRegistries = env.POLYDEV_PRIVATE_REGISTRIES.split(",")
       .map((s) => s.trim())
       .filter(Boolean);
   if (env.POLYDEV_WARM_POOL) {

@@ -596,6 +596,12 @@ describe("the image store over HTTP", () => {
       expect(missing.status).toBe(202);
       const failed = await settled(test.api, "alice/missing:1");
       expect(failed.state).toBe("failed");
+      // The same registry by another name the operator did not list: loopback, so refused.
+      const unlisted = `localhost:${registry?.host.split(":")[1]}/team/sample:1`;
+      await test.api.call("POST", "/v1/images", { name: "alice/forged:1", pull: unlisted });
+      const forged = await settled(test.api, "alice/forged:1");
+      expect(forged.state).toBe("failed");
+      expect(forged.error).toMatch(/pulls may not connect to localhost .*loopback/);
       const badRef = await test.api.call("POST", "/v1/images", { name: "alice/bad:1", pull: "UPPER CASE::" });
       expect(badRef.status).toBe(400);
     },

@@ -68,6 +68,8 @@ export interface ImageStorePorts {
   limits?: Partial<ImageLimits> | undefined;
   /** Registries spoken to over plain http (`host:port`). */
   insecureRegistries?: string[] | undefined;
+  /** Registries pulls may reach on private or loopback addresses (`host` or `host:port`). */
+  privateRegistries?: string[] | undefined;
 }
 export type ImageStoreFactory = (options: { dataDir: string; log: Logger }) => ImageStorePorts;
 
@@ -216,6 +218,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
             holds: sandboxes,
           }),
           insecureRegistries: config.images.insecureRegistries,
+          privateRegistries: config.images.privateRegistries,
         })
       : undefined);
   if (imagePorts) {
@@ -251,8 +254,12 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     }
     const pools = warmPools;
     if (config.images.defaultImage === BASE_IMAGE_NAME && ports.buildBase !== undefined) {
-      // On first use it takes minutes; progress goes to the log and to GET /v1/images/polydev%2Fbase.
-      images.ensureBaseImage().then(
+      // Built by the setup step: registered before the server answers (a copy into the pool), so
+      // the first create finds it. Otherwise it takes minutes, in the background; progress goes to
+      // the log and to GET /v1/images/polydev%2Fbase, and creates answer 409 until it is ready.
+      const registering = images.ensureBaseImage();
+      if (hostImages?.baseCached) await registering.catch(() => undefined);
+      registering.then(
         (base) => {
           imageLog.info({ digest: base.digest }, "the default image polydev/base is ready");
           pools?.refillSoon();

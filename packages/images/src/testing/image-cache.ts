@@ -10,11 +10,12 @@ import { ensureToolbox, toolboxEntryName } from "../toolbox.js";
 const run = promisify(execFile);
 
 /**
- * Where tests keep the images they build: one host-wide cache keyed by the images' inputs, so the
+ * Where tests find the images they need: the host-wide cache the server uses by default (config
+ * images.cacheDir) and the setup step fills, keyed by the images' inputs, so the
  * default image and the toolbox are built once per host (once per CI run) and every test file
  * shares them. Other processes building the same key wait on its lock file.
  */
-export const TEST_IMAGE_CACHE_DIR = "/var/cache/polydev/test-images";
+export const TEST_IMAGE_CACHE_DIR = "/var/cache/polydev/images";
 
 /** Why the real base image and toolbox cannot be built here, or null when they can. */
 export function testImagesUnavailable(): string | null {

@@ -7,7 +7,14 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { buildEnvironmentFrom, ensureBaseRootfs, ensureToolbox, StoragePool } from "@polydev/images";
+import {
+  baseImageEntryName,
+  buildEnvironmentFrom,
+  ensureBaseRootfs,
+  ensureToolbox,
+  StoragePool,
+  toolboxEntryName,
+} from "@polydev/images";
 import type { Logger } from "pino";
 import type { PolydevConfig } from "../config.js";
 
@@ -17,6 +24,8 @@ export interface HostImages {
   toolbox(): string | undefined;
   /** Builds (or finds cached) the default image's root file system. */
   buildBase(onProgress: (line: string) => void): Promise<string>;
+  /** Whether the default image's root file system is built already (the setup step builds it). */
+  baseCached: boolean;
 }
 
 const GiB = 2 ** 30;
@@ -43,7 +52,7 @@ export async function openHostImages(config: PolydevConfig, log: Logger): Promis
   // Only what npm and apt need to reach their registries (proxy, CA): nothing else of ours.
   const env = buildEnvironmentFrom(process.env);
   let toolboxDir: string | undefined;
-  ensureToolbox(config.images.cacheDir, { env })
+  const toolbox = ensureToolbox(config.images.cacheDir, { env })
     .then((dir) => {
       toolboxDir = dir;
       log.info({ dir }, "the toolbox (/opt/polydev: node and the agent CLIs) is ready");
@@ -51,10 +60,14 @@ export async function openHostImages(config: PolydevConfig, log: Logger): Promis
     .catch((error: unknown) => {
       log.warn({ err: error }, "the toolbox could not be built: image sandboxes lack /opt/polydev");
     });
+  // Built by the setup step: waited for, so that no sandbox starts without it. Otherwise it is
+  // built in the background and sandboxes started meanwhile lack /opt/polydev.
+  if (existsSync(join(config.images.cacheDir, await toolboxEntryName()))) await toolbox;
   return {
     pool,
     toolbox: () => toolboxDir,
     buildBase: (onProgress) => ensureBaseRootfs(config.images.cacheDir, { onProgress, env }),
+    baseCached: existsSync(join(config.images.cacheDir, baseImageEntryName())),
   };
 }
 

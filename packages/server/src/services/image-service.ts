@@ -77,6 +77,8 @@ export interface ImageServiceOptions {
   limits?: Partial<ImageLimits> | undefined;
   /** Registries spoken to over plain http (`host:port`), e.g. a local one. */
   insecureRegistries?: string[] | undefined;
+  /** Registries pulls may reach on private or loopback addresses; every other such host is refused. */
+  privateRegistries?: string[] | undefined;
 }
 
 export interface BuildInput {
@@ -444,6 +446,7 @@ export class ImageService {
       const imported = await pullImage(reference, this.blobs, {
         maxBytes: this.limits.maxImageBytes,
         insecureHosts: this.options.insecureRegistries ?? [],
+        privateHosts: this.options.privateRegistries ?? [],
         signal,
       });
       log.line(`pulled ${imported.manifestDigest} (${imported.layers.length} layers); unpacking`);

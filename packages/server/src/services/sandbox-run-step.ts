@@ -36,9 +36,9 @@ async function runStep(options: SandboxRunStepOptions, request: RunStepRequest):
       `the ${driver.name} driver cannot snapshot, so it cannot build images`,
     );
   }
-  const id = `bld_${randomBytes(9)
-    .toString("base64url")
-    .replace(/[^A-Za-z0-9]/g, "x")}`;
+  // Hex: the layer directory is named after it, and storage pool paths are lowercase [a-z0-9.-].
+  const suffix = randomBytes(9).toString("hex");
+  const id = `bld_${suffix}`;
   const handle: SandboxHandle = await driver.create(
     { id, limits: options.limits, network: options.network, env: {}, image: request.parent },
     request.signal,
@@ -64,7 +64,7 @@ async function runStep(options: SandboxRunStepOptions, request: RunStepRequest):
     if (exit.timedOut)
       request.onOutput(`\nthe step ran out of time after ${options.timeoutMs ?? 30 * 60_000} ms\n`);
     const exitCode = exit.exitCode ?? 128;
-    const layer = join(options.storageRoot, "layers", id);
+    const layer = join(options.storageRoot, "layers", `run-${suffix}`);
     if (exitCode === 0) await driver.snapshot(handle, layer, request.signal);
     return { exitCode, layerDir: join(layer, "upper") };
   } finally {

@@ -270,7 +270,8 @@ export class SandboxService {
     const now = this.clock.now();
     // A sandbox with a disk of its own is meant to last: no hard TTL unless asked for (its idle
     // timeout stops it, and the inactivity period destroys it once stopped long enough).
-    const timeoutMs = input.timeoutMs ?? (image !== undefined && this.durable ? DURABLE_TIMEOUT_MS : defaults.timeoutMs);
+    const timeoutMs =
+      input.timeoutMs ?? (image !== undefined && this.durable ? DURABLE_TIMEOUT_MS : defaults.timeoutMs);
     let record: SandboxRecord;
     try {
       record = await this.insertNamed({
