@@ -240,13 +240,6 @@ async function sandboxProcesses(pid: number): Promise<number> {
   return count;
 }
 
-/** Memory the host has in use (MemTotal − MemAvailable), in bytes: every process and the kernel. */
-async function hostUsedBytes(): Promise<number> {
-  const meminfo = await readFile("/proc/meminfo", "utf8");
-  const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(meminfo)?.[1] ?? 0);
-  return (kb("MemTotal") - kb("MemAvailable")) * 1024;
-}
-
 function run(file: string, args: string[], input?: string): { status: number | null; output: string } {
   const result = spawnSync(file, args, { input, encoding: "utf8", maxBuffer: 64 * MiB });
   return { status: result.status, output: `${result.stdout ?? ""}${result.stderr ?? ""}` };
@@ -397,8 +390,6 @@ export interface ImagesBench {
         memoryPerSandboxMiB: number;
         serverRssPerSandboxMiB: number;
         cgroupPerSandboxMiB: number;
-        /** Host-wide (MemTotal − MemAvailable) growth: kernel memory outside cgroups too; noisy on a shared host. */
-        hostUsedPerSandboxMiB: number;
       }
     | string;
   loadAverage: { before: number; after: number };
@@ -586,7 +577,6 @@ async function idleSandboxes(
   rounds: number,
 ): Promise<Exclude<ImagesBench["idle"], string>> {
   const rssBefore = await rssBytes(server.pid);
-  const hostBefore = await hostUsedBytes();
   const errors: string[] = [];
   const ids: string[] = [];
   try {
@@ -607,7 +597,6 @@ async function idleSandboxes(
     let cgroupBytes = 0;
     for (const id of ids) cgroupBytes += (await sandboxStats(client, id)).memoryBytes;
     const serverDelta = ((await rssBytes(server.pid)) - rssBefore) / ids.length;
-    const hostDelta = ((await hostUsedBytes()) - hostBefore) / ids.length;
     const cgroupPer = cgroupBytes / ids.length;
     const randomExec: number[] = [];
     for (let i = 0; i < rounds * 5 && ids.length > 0; i++) {
@@ -622,7 +611,6 @@ async function idleSandboxes(
       memoryPerSandboxMiB: (serverDelta + cgroupPer) / MiB,
       serverRssPerSandboxMiB: serverDelta / MiB,
       cgroupPerSandboxMiB: cgroupPer / MiB,
-      hostUsedPerSandboxMiB: hostDelta / MiB,
     };
   } finally {
     await destroyAll(client, ids);
@@ -839,7 +827,6 @@ export function imagesTable(result: ImagesBench | string): string {
       `| sandbox cgroup (its processes, page tables, kernel memory) | ${idle.cgroupPerSandboxMiB.toFixed(2)} | |`,
       `| server RSS growth per sandbox | ${idle.serverRssPerSandboxMiB.toFixed(2)} | |`,
       `| total | ${idle.memoryPerSandboxMiB.toFixed(2)} | ≤ 10 MiB |`,
-      `| cross-check: host memory in use (MemTotal − MemAvailable) growth per sandbox, all kernel memory included; other jobs on the host add noise | ${idle.hostUsedPerSandboxMiB.toFixed(2)} | |`,
       "",
     );
   }
