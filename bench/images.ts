@@ -331,9 +331,10 @@ async function byteCopyBaseline(): Promise<number> {
 
 const DOCKERFILE = [
   `FROM ${DEFAULT_IMAGE}`,
-  "RUN echo one > /etc/bench-step-1",
-  "RUN echo two > /etc/bench-step-2",
-  "RUN echo three > /etc/bench-step-3",
+  // RUN runs as the parent image's USER (polydev/base's is "user"), as in Docker.
+  "RUN echo one > /home/user/bench-step-1",
+  "RUN echo two > /home/user/bench-step-2",
+  "RUN echo three > /home/user/bench-step-3",
   "",
 ].join("\n");
 
