@@ -84,13 +84,16 @@ async function inPool<T, R>(items: T[], concurrency: number, work: (item: T) => 
 }
 
 /** Create a sandbox, exec `echo` as an event stream, stop the clock at its first stdout byte. */
-async function createToFirstByte(client: Client): Promise<{ ms: number; id: string }> {
+async function createToFirstByte(client: Client): Promise<{ ms: number; createMs: number; id: string }> {
   let id = "";
+  let createMs = Number.NaN;
   const { ms } = await timeIt(async () => {
-    id = await createSandbox(client);
+    const created = await timeIt(() => createSandbox(client));
+    id = created.value;
+    createMs = created.ms;
     await execFirstByteTimed(client, id);
   });
-  return { ms, id };
+  return { ms, createMs, id };
 }
 
 /**
@@ -366,6 +369,8 @@ export interface ImagesBench {
   rawBwrap: Summary;
   byteCopy1GiBMs: number;
   createToFirstByte: Figure;
+  /** Of that, POST /v1/sandboxes → 201 alone. */
+  createOnly: Figure;
   warmPool: Figure;
   docker: { polydev: Summary; docker: Summary } | string;
   warmExec: Figure;
@@ -398,14 +403,23 @@ export interface ImagesBench {
   loadAverage: { before: number; after: number };
 }
 
-/** Create → first output byte of echo, destroyed after each; one unmeasured warm-up first. */
-async function createSamples(client: Client, rounds: number, pauseMs = 0): Promise<Summary> {
+/**
+ * Create → first output byte of echo, destroyed after each; one unmeasured warm-up first. The
+ * create alone (POST → 201) goes to `creates` when given.
+ */
+async function createSamples(
+  client: Client,
+  rounds: number,
+  pauseMs = 0,
+  creates?: number[],
+): Promise<Summary> {
   const samples: number[] = [];
   for (let i = 0; i <= rounds; i++) {
     if (pauseMs > 0) await sleep(pauseMs);
     const result = await createToFirstByte(client);
     await settleDrains();
     if (i > 0) samples.push(result.ms);
+    if (i > 0) creates?.push(result.createMs);
     await destroy(client, result.id);
   }
   return summarize(samples);
@@ -640,8 +654,10 @@ export async function benchImages(options: { quick: boolean }): Promise<ImagesBe
   const byteCopy1GiBMs = await byteCopyBaseline();
   progress(`baselines: raw bwrap p50 ${fmt(rawBwrap.p50)} ms, 1 GiB byte copy ${fmt(byteCopy1GiBMs)} ms`);
 
+  const creates: number[] = [];
   const main = await withServer({}, async (client, server) => ({
-    createToFirstByte: await attempt("create → first byte", () => createSamples(client, rounds)),
+    createToFirstByte: await attempt("create → first byte", () => createSamples(client, rounds, 0, creates)),
+    createOnly: creates.length > 0 ? summarize(creates) : "not measured",
     warmExec: await attempt("warm exec", () => warmExecSamples(client, rounds)),
     fork: await attempt("fork and snapshot", () => forkAndSnapshot(client, fewer)),
     stopStart: await attempt("stop → start", () => stopStart(client, rounds)),
@@ -751,6 +767,7 @@ export function imagesTable(result: ImagesBench | string): string {
       vsBwrap,
       "≤ 60 ms and ≤ 4×",
     ),
+    row("of which POST /v1/sandboxes → 201", r.createOnly, vsBwrap, ""),
     row("the same from the warm pool", r.warmPool, vsBwrap, "≤ 20 ms"),
     docker,
     `| baseline: byte copy of 1 GiB on the host (cp --reflink=never + sync) | ${fmt(r.byteCopy1GiBMs)} | | 1 | 1.00× | baseline |`,
