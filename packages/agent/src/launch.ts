@@ -17,9 +17,7 @@ export function launchRequest(launcher: SandboxLauncher, options: LaunchOptions)
   // Another user without a cwd starts in their own home, which the sandbox knows ("").
   const cwd =
     options.cwd === undefined || options.cwd === ""
-      ? options.user === undefined
-        ? launcher.home
-        : ""
+      ? (launcher.workdir ?? (options.user === undefined ? launcher.home : ""))
       : posix.resolve(launcher.home, options.cwd);
   return {
     argv: options.argv,

@@ -46,6 +46,8 @@ export interface PortListener {
 export interface SandboxLauncher {
   /** Absolute path of the sandbox user's home, as seen inside the sandbox. */
   readonly home: string;
+  /** Where commands start when they name no cwd (an image's WORKDIR); default the home. */
+  readonly workdir?: string | undefined;
   /** Base environment of every process (PATH, HOME, USER, LANG, TERM and the spec's env). */
   readonly baseEnv: Readonly<Record<string, string>>;
   /**

@@ -44,6 +44,14 @@ static int find_passwd(const char *name, uid_t *uid, gid_t *gid, char *user, siz
     }
     fclose(file);
   }
+  if (found != 0 && strcmp(name, "root") == 0) {
+    /* An image without /etc/passwd (distroless, scratch): root is uid 0 all the same. */
+    *uid = 0;
+    *gid = 0;
+    snprintf(user, user_size, "root");
+    snprintf(home, home_size, "/root");
+    found = 0;
+  }
   if (found != 0 && by_uid && numeric >= 0) {
     /* A uid without an entry, as on any machine: its own group, home /. */
     *uid = (uid_t)numeric;

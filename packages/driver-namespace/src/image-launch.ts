@@ -4,6 +4,7 @@
  * directories) and the starter's `--image` arguments (native/image-root.c builds the sandbox).
  */
 import { createHash } from "node:crypto";
+import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readSync } from "node:fs";
 import { chmod, chown, mkdir } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import type { SandboxImage } from "@polydev/core";
@@ -34,6 +35,9 @@ export interface ImageMeta {
   home: string;
   /** Bytes of the image's own files, counted within diskMb (see changesLimit); older metas lack it. */
   imageBytes?: number;
+  /** The image config's environment and WORKDIR (older metas lack them). */
+  env?: Record<string, string>;
+  workdir?: string | undefined;
 }
 
 /** The smallest disk the storage pool makes (its MIN_VOLUME_BYTES). */
@@ -55,11 +59,44 @@ export function diskPath(sandboxId: string): string {
   return `disks/${createHash("sha256").update(sandboxId).digest("hex").slice(0, 40)}`;
 }
 
-/** The home of a user the host knows without reading the image: root's and the default user's. */
-export function homeOf(user: string): string {
-  if (user === "root" || user === "0") return "/root";
-  if (user === "user") return "/home/user";
-  return "/";
+/**
+ * The home of the image's default user, from the image's own /etc/passwd (the top-most layer
+ * that has one; read as text, never through a symlink, at most 64 KiB). Its changes inside a
+ * sandbox are the sandbox's business: this is only where commands and file paths start.
+ */
+export function homeOf(user: string, layers: readonly string[]): string {
+  const fallback = user === "root" || user === "0" ? "/root" : user === "user" ? "/home/user" : "/";
+  for (const layer of [...layers].reverse()) {
+    const text = readSmallFile(join(layer, "etc", "passwd"));
+    if (text === undefined) continue;
+    for (const line of text.split("\n")) {
+      const fields = line.split(":");
+      if (fields.length < 7) continue;
+      if (fields[0] === user || (/^[0-9]+$/.test(user) && fields[2] === user)) {
+        const home = fields[5] ?? "";
+        return home.startsWith("/") ? home : fallback;
+      }
+    }
+    return fallback;
+  }
+  return fallback;
+}
+
+function readSmallFile(path: string): string | undefined {
+  let fd: number | undefined;
+  try {
+    // No symlink anywhere on the way: a layer's /etc or /etc/passwd could point at a host file.
+    if (lstatSync(join(path, "..")).isSymbolicLink()) return undefined;
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    if (!fstatSync(fd).isFile()) return undefined;
+    const buffer = Buffer.alloc(64 * 1024);
+    const length = readSync(fd, buffer, 0, buffer.length, 0);
+    return buffer.subarray(0, length).toString("utf8");
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 export function imageMeta(sandboxId: string, image: SandboxImage): ImageMeta {
@@ -70,28 +107,42 @@ export function imageMeta(sandboxId: string, image: SandboxImage): ImageMeta {
     layers: [...image.layers],
     disk: diskPath(sandboxId),
     user,
-    home: homeOf(user),
+    home: homeOf(user, image.layers),
     imageBytes: image.sizeBytes ?? 0,
+    env: { ...image.env },
+    workdir: image.workdir,
   };
 }
 
 /**
  * The disk's directories, owned by the image's root (uid 0, unshifted: the idmapped mount shows
- * it as root inside). `limitBytes` applies only when the disk is new; an existing one (a stopped
- * sandbox, a fork's copy) is used as it is.
+ * it as root inside). `limitBytes` applies only when the disk is made here; an existing one (a
+ * stopped sandbox's, a fork's copy, a spare) is used as it is.
  */
 export async function prepareDisk(
   storage: DiskStorage,
   rel: string,
   limitBytes: number,
-  fresh: boolean,
+  /** create: make the disk; empty: it is new (made now or a spare), nothing of a sandbox's in it. */
+  how: { create: boolean; empty: boolean; image?: ImageMeta },
 ): Promise<string> {
-  const dir = fresh ? await storage.createDir(rel, limitBytes) : join(storage.root, rel);
+  const dir = how.create ? await storage.createDir(rel, limitBytes) : join(storage.root, rel);
+  const { image } = how;
   for (const name of ["upper", "work"]) {
     const path = join(dir, name);
     await mkdir(path, { recursive: true, mode: 0o755 });
     await chown(path, 0, 0);
     await chmod(path, 0o755);
+  }
+  // A home the image lacks (a distroless image has no /root) is made on a fresh disk, where
+  // nothing of the sandbox's exists yet to point anywhere.
+  if (
+    how.empty &&
+    image !== undefined &&
+    image.home !== "/" &&
+    !image.layers.some((layer) => existsSync(join(layer, image.home)))
+  ) {
+    await mkdir(join(dir, "upper", image.home), { recursive: true, mode: 0o700 });
   }
   return dir;
 }

@@ -12,7 +12,6 @@ import type { AgentConnection, SandboxHandle, SandboxImage, SandboxSpec } from "
 import { BASE_IMAGE_ENV, StoragePool } from "@polydev/images";
 import { testBaseRootfs, testImagesUnavailable, testToolbox } from "@polydev/images/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { diskPath } from "./image-launch.js";
 import { NamespaceDriver } from "./namespace-driver.js";
 import { privateCgroupName, privateUidBase, removeCgroupParent } from "./testing/private-host.js";
 
@@ -37,6 +36,15 @@ async function run(
   });
   const exit = await proc.exited;
   return { code: exit.exitCode, out, err };
+}
+
+/** The disk a sandbox's meta.json names (a new one, or a spare the driver had ready). */
+function diskOf(handle: SandboxHandle): string {
+  const image = handle.data.image;
+  if (typeof image !== "object" || image === null || !("disk" in image) || typeof image.disk !== "string") {
+    throw new Error("the handle names no disk");
+  }
+  return image.disk;
 }
 
 async function waitForExit(pid: number): Promise<void> {
@@ -257,12 +265,33 @@ describe.skipIf(unavailable !== null)(
       expect(fcap.out.trim()).not.toBe("set");
       // On the host the same file sits on a nosuid mount, in root-only directories, owned by the
       // image's uid 0 as the host's: unreachable and meaningless there.
-      const upper = join(pool.root, diskPath("img-setuid"), "upper", "usr/local/bin/rootid");
+      const upper = join(pool.root, diskOf(handle), "upper", "usr/local/bin/rootid");
       const options = execFileSync("findmnt", ["-no", "OPTIONS", "-T", upper], { encoding: "utf8" });
       expect(options.split(",")).toContain("nosuid");
       expect(statSync(upper).mode & 0o4000).toBe(0o4000);
       expect(statSync(join(pool.root, "disks")).mode & 0o077).toBe(0);
       await driver.destroy(handle);
+    });
+
+    it("runs an image with no files at all: file operations by the init, programs from the toolbox", async () => {
+      const empty = await mkdtemp(join(tmpdir(), "polydev-empty-image-"));
+      try {
+        const bare: SandboxImage = { name: "test/empty", digest: "sha256:empty", layers: [empty], env: {} };
+        const handle = await driver.create({ ...spec("img-empty"), image: bare });
+        const agent = await driver.connect(handle);
+        await agent.files.write("hello.txt", Readable.from([Buffer.from("no shell needed")]));
+        expect((await agent.files.list(".")).map((entry) => entry.path)).toContain("hello.txt");
+        const node = await run(agent, [
+          "/opt/polydev/bin/node",
+          "-e",
+          "console.log(require('fs').readFileSync('/root/hello.txt', 'utf8'), process.getuid())",
+        ]);
+        expect(node.err).toBe("");
+        expect(node.out).toBe("no shell needed 0\n");
+        await driver.destroy(handle);
+      } finally {
+        await rm(empty, { recursive: true, force: true });
+      }
     });
 
     it("gives root no way to nested user namespaces, mounts or the network's configuration", async () => {

@@ -32,7 +32,9 @@ export function namespaceLauncher(options: {
    * An image sandbox: root inside, commands run as `request.user ?? user`, whose home is `home`;
    * the toolbox's programs (/opt/polydev/bin) come last on PATH.
    */
-  image?: { user: string; home: string } | undefined;
+  image?:
+    | { user: string; home: string; env?: Record<string, string>; workdir?: string | undefined }
+    | undefined;
   /** Where connections to the exec server come from and go back to (default: one per process). */
   execConnections?: { take(path: string): Socket; release(path: string, socket: Socket): void } | undefined;
 }): SandboxLauncher {
@@ -51,6 +53,9 @@ export function namespaceLauncher(options: {
     LANG: "C.UTF-8",
     // CLIs that draw (claude, codex) refuse or degrade on an unset TERM; a PTY overrides it.
     TERM: "xterm-256color",
+    // An image's ENV (its PATH keeps the toolbox last); HOME, USER and LOGNAME follow the user.
+    ...withToolboxPath(image?.env),
+    ...(image === undefined ? {} : { HOME: home, USER: userName, LOGNAME: userName }),
     ...options.env,
   });
   const { execSocket } = options;
@@ -74,6 +79,7 @@ export function namespaceLauncher(options: {
   const ports = new SandboxPorts(helper, options.execDir, options.hostUid);
   const launcher: SandboxLauncher = {
     home,
+    ...(image?.workdir === undefined || image.workdir === "" ? {} : { workdir: image.workdir }),
     baseEnv,
     // The init binary is bound read-only into every sandbox: file operations need nothing from
     // the image (native/file-ops.c).
@@ -91,4 +97,12 @@ export function namespaceLauncher(options: {
     launcher.interceptEgress = (onConnection, signal) => egress.intercept(onConnection, signal);
   }
   return Object.freeze(launcher);
+}
+
+/** The image's environment, its PATH (if any) ending with the toolbox's programs. */
+function withToolboxPath(env: Record<string, string> | undefined): Record<string, string> {
+  if (env === undefined) return {};
+  const path = env.PATH;
+  if (path === undefined || path.split(":").includes("/opt/polydev/bin")) return { ...env };
+  return { ...env, PATH: `${path}:/opt/polydev/bin` };
 }

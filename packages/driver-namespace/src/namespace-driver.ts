@@ -39,6 +39,7 @@ import { killQuietly, until } from "./cgroup-files.js";
 import { favorDynamicCgroupChanges } from "./cgroup-tuning.js";
 import type { Cgroups } from "./cgroups.js";
 import { detectCgroups } from "./cgroups.js";
+import { DiskSpares } from "./disk-spares.js";
 import { egressAvailable, SLIRP4NETNS, slirpReady, spawnSlirp } from "./egress.js";
 import { allowlistAvailable, NFT, setupAllowlist } from "./egress-allowlist.js";
 import { deniedDestinations, denyRoutes } from "./egress-deny.js";
@@ -135,6 +136,8 @@ const REQUIRED_TOOLS = [["/usr/bin/bwrap", "bubblewrap"]] as const;
 interface StartProgress {
   bwrap: ChildProcess | undefined;
   initPid: number | undefined;
+  /** The disk a create made or took (removed again if the create fails). */
+  disk?: string | undefined;
 }
 
 const silentLog: DriverLog = { info: () => undefined, warn: () => undefined };
@@ -147,6 +150,8 @@ export class NamespaceDriver implements SandboxDriver {
   private readonly uids: UidAllocator;
   private readonly blocks: UidAllocator;
   private readonly storage: DiskStorage | undefined;
+  private readonly diskSpares: DiskSpares | undefined;
+  private sweptSpares = false;
   private readonly toolboxDir: () => string | undefined;
   private readonly etc: EtcSnapshots;
   /** /etc snapshots chosen by creates that have not written their meta.json yet. */
@@ -218,6 +223,12 @@ export class NamespaceDriver implements SandboxDriver {
       stride: UIDS_PER_SANDBOX,
     });
     this.storage = options.storage;
+    this.diskSpares =
+      options.storage === undefined
+        ? undefined
+        : new DiskSpares(options.storage, (error) =>
+            this.log.warn({ err: error }, "could not make a spare disk"),
+          );
     const toolbox = options.toolboxDir;
     this.toolboxDir = typeof toolbox === "function" ? toolbox : () => toolbox;
     const rootDir = resolve(options.rootDir);
@@ -255,6 +266,10 @@ export class NamespaceDriver implements SandboxDriver {
     mkdirSync(this.files.rootDir, { recursive: true, mode: 0o700 });
     await this.execDirs.prepareBase();
     await Promise.all(NETWORK_MODES.map((network) => this.etc.forNetwork(network)));
+    if (!this.sweptSpares) {
+      this.sweptSpares = true;
+      await this.diskSpares?.sweep();
+    }
     // Older versions kept generated /etc files here; nothing reads them after a sandbox starts.
     await rm(join(this.files.rootDir, ".etc"), { recursive: true, force: true });
     this.collectEtcSoon();
@@ -317,13 +332,19 @@ export class NamespaceDriver implements SandboxDriver {
     try {
       hostUid = await allocator.allocate(id);
     } catch (error) {
-      if (!keepsFiles) await this.removeFiles(id, spec.image !== undefined && mode === "create");
+      if (!keepsFiles) await this.removeFiles(id, undefined);
       throw error;
     }
     this.creating.add(id);
     const started: StartProgress = { bwrap: undefined, initPid: undefined };
     try {
-      const meta = await this.launch(spec, hostUid, started, mode === "create", signal);
+      const existingDisk =
+        mode === "start"
+          ? (await this.files.readMeta(id))?.image?.disk
+          : mode === "fork"
+            ? diskPath(id)
+            : undefined;
+      const meta = await this.launch(spec, hostUid, started, existingDisk, signal);
       // The first exec then finds its connection made. After the caller has had its answer
       // (setImmediate): connecting wakes the init, which forks, and that would delay it.
       const execSocket = meta.execSocket;
@@ -348,7 +369,7 @@ export class NamespaceDriver implements SandboxDriver {
       if (started.bwrap) await this.killStartup(id, started.bwrap);
       await this.cgroups.destroy(id).catch(() => undefined);
       await allocator.release(hostUid, id);
-      if (!keepsFiles) await this.removeFiles(id, spec.image !== undefined);
+      if (!keepsFiles) await this.removeFiles(id, mode === "fork" ? diskPath(id) : started.disk);
       await this.execDirs.remove(id).catch(() => undefined);
       this.log.warn({ sandboxId: id, err: error, consoleTail }, "namespace sandbox failed to start");
       throw new PolydevError(
@@ -362,8 +383,9 @@ export class NamespaceDriver implements SandboxDriver {
   }
 
   /** A sandbox's host directory and, when `disk`, its disk: both gone for good. */
-  private async removeFiles(id: string, disk: boolean): Promise<void> {
-    if (disk && this.storage !== undefined) await this.storage.removeDir(diskPath(id)).catch(() => undefined);
+  private async removeFiles(id: string, disk: string | undefined): Promise<void> {
+    if (disk !== undefined && this.storage !== undefined)
+      await this.storage.removeDir(disk).catch(() => undefined);
     await rm(this.files.dir(id), { recursive: true, force: true }).catch(() => undefined);
   }
 
@@ -371,7 +393,8 @@ export class NamespaceDriver implements SandboxDriver {
     spec: SandboxSpec,
     hostUid: number,
     started: StartProgress,
-    freshDisk: boolean,
+    /** A stopped sandbox's or a fork's disk; undefined for a create (a new or spare disk). */
+    existingDisk: string | undefined,
     signal?: AbortSignal,
   ): Promise<SandboxMeta> {
     const id = spec.id;
@@ -395,12 +418,15 @@ export class NamespaceDriver implements SandboxDriver {
     const image: ImageMeta | null = spec.image !== undefined ? imageMeta(id, spec.image) : null;
     let diskDir: string | undefined;
     if (image !== null && this.storage !== undefined) {
-      diskDir = await prepareDisk(
-        this.storage,
-        image.disk,
-        changesLimit(spec.limits.diskMb, image.imageBytes ?? 0),
-        freshDisk,
-      );
+      const limit = changesLimit(spec.limits.diskMb, image.imageBytes ?? 0);
+      const spare = existingDisk === undefined ? this.diskSpares?.take(limit) : undefined;
+      image.disk = existingDisk ?? spare ?? image.disk;
+      if (existingDisk === undefined) started.disk = image.disk;
+      diskDir = await prepareDisk(this.storage, image.disk, limit, {
+        create: existingDisk === undefined && spare === undefined,
+        empty: existingDisk === undefined,
+        image,
+      });
     }
     const consoleFd = openSync(this.files.consoleLog(id), "a", 0o600);
     try {
@@ -528,7 +554,9 @@ export class NamespaceDriver implements SandboxDriver {
         hostUid: meta.hostUid,
         env,
         network: meta.network,
-        image: meta.image ? { user: meta.image.user, home: meta.image.home } : undefined,
+        image: meta.image
+          ? { user: meta.image.user, home: meta.image.home, env: meta.image.env, workdir: meta.image.workdir }
+          : undefined,
         execConnections: {
           take: (path) => this.execConnections.take(meta.sandboxId, path),
           release: (path, socket) => this.execConnections.release(meta.sandboxId, path, socket),
@@ -571,7 +599,7 @@ export class NamespaceDriver implements SandboxDriver {
     }
     // Before the directory goes: a claim naming a missing directory counts as abandoned.
     await this.releaseUids(id, meta);
-    if (this.storage !== undefined) await this.storage.removeDir(diskPath(id));
+    if (this.storage !== undefined && meta?.image) await this.storage.removeDir(meta.image.disk);
     await rm(this.files.dir(id), { recursive: true, force: true });
     await this.execDirs.remove(id);
     this.bwrapStarters.fill();

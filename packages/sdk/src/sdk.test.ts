@@ -78,7 +78,7 @@ describe("the TypeScript SDK against a real server", () => {
     await expect(polydev.sandboxes.list({ signal: aborted.signal })).rejects.toThrow();
   });
 
-  it("names sandboxes, and stops, starts, grows and forks them (or says the driver cannot)", async () => {
+  it("names sandboxes, and stops, starts, grows, forks and snapshots them (or says the driver cannot)", async () => {
     const box = await polydev.sandboxes.create({ name: "sdk-named", diskMb: 256 });
     expect(box.name).toBe("sdk-named");
     expect((await polydev.sandboxes.get("sdk-named")).id).toBe(box.id);
@@ -110,6 +110,10 @@ describe("the TypeScript SDK against a real server", () => {
         FeatureUnavailableError,
       );
     }
+    // No image store on this server: a host-view sandbox has no disk to snapshot.
+    const snapshot = polydev.sandboxes.snapshot(box.id, "alice/snap:1");
+    if (features.includes("snapshot")) await expect(snapshot).rejects.toBeInstanceOf(InvalidRequestError);
+    else await expect(snapshot).rejects.toBeInstanceOf(FeatureUnavailableError);
     await polydev.sandboxes.destroy(box.id);
   });
 

@@ -232,6 +232,7 @@ describe("the image store over HTTP", () => {
       env: built.config.env,
       workdir: "/app",
       user: "1000",
+      sizeBytes: built.sizeBytes,
     });
 
     const rebuilt = await test.api.call<ImageBody>("POST", "/v1/images", { name: "alice/app:1", dockerfile });
@@ -620,7 +621,8 @@ describe("the base image", () => {
     let builds = 0;
     let storageRoot = "";
     const test = await startTestServer(
-      {},
+      // No default image: the server would register it at start, before the test asks.
+      { images: { defaultImage: "" } },
       {
         images: ({ dataDir }) => {
           const storage = new PlainImageStorage(join(dataDir, "storage"));

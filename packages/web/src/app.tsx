@@ -3,6 +3,7 @@ import type { Session } from "./api/types";
 import { ErrorNotice } from "./components/error-notice";
 import { AdminPage } from "./pages/admin-page";
 import { CredentialsPage } from "./pages/credentials-page";
+import { ImagesPage } from "./pages/images-page";
 import { RunViewPage } from "./pages/run-view-page";
 import { RunsPage } from "./pages/runs-page";
 import { SandboxPage } from "./pages/sandbox-page";
@@ -40,6 +41,7 @@ export function App() {
 const NAV = [
   { href: "/", label: "Sandboxes", match: ["sandboxes", "sandbox"] },
   { href: "/runs", label: "Runs", match: ["runs", "run-view"] },
+  { href: "/images", label: "Images", match: ["images"] },
   { href: "/credentials", label: "Credentials", match: ["credentials"] },
 ] as const;
 
@@ -106,6 +108,8 @@ function Page({ route, session }: { route: ReturnType<typeof matchRoute>; sessio
       return <RunsPage />;
     case "run-view":
       return <RunViewPage runIds={route.runIds} />;
+    case "images":
+      return <ImagesPage />;
     case "credentials":
       return <CredentialsPage />;
     case "admin":

@@ -4,25 +4,19 @@
  * reload, move a file both ways, stream a built-in agent run, sign out. Each page is saved as a
  * screenshot in test-artifacts/screenshots/ for a human to look at.
  */
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, statSync } from "node:fs";
-import { mkdir, readdir, readFile, stat } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { existsSync } from "node:fs";
+import { mkdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import type { FakeProviders } from "@polydev/fake-providers";
 import { startFakeProviders } from "@polydev/fake-providers";
 import type { Browser, BrowserContext, Page } from "playwright-core";
-import { chromium } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { TestServer } from "../../server/src/testing/harness.js";
 import { startTestServer } from "../../server/src/testing/harness.js";
 import { GOOD_CODE, STAND_IN_LOGIN_FLOWS } from "../../server/src/testing/stand-in-logins.js";
+import { distDir, ensureDashboardBuilt, launchChromium, screenshots } from "./testing/browser-harness.js";
 
-const webRoot = resolve(import.meta.dirname, "..");
-const repoRoot = resolve(webRoot, "../..");
-const distIndex = join(webRoot, "dist", "index.html");
-const screenshots = join(repoRoot, "test-artifacts", "screenshots");
-const CHROMIUM = "/usr/bin/chromium";
 const ADMIN_PASSWORD = "dashboard-test-password";
 const STEP_MS = 120_000;
 
@@ -34,42 +28,6 @@ let page: Page;
 let sandboxId = "";
 const pageErrors: string[] = [];
 const consoleLines: string[] = [];
-
-/** The newest modification time under a path (files and folders). */
-async function newestMtimeMs(path: string): Promise<number> {
-  const info = await stat(path);
-  if (!info.isDirectory()) return info.mtimeMs;
-  let newest = info.mtimeMs;
-  for (const entry of await readdir(path)) newest = Math.max(newest, await newestMtimeMs(join(path, entry)));
-  return newest;
-}
-
-/**
- * The server serves packages/web/dist; a missing or stale build would test old code. Setup
- * (scripts/ensure.sh) builds it; when run on its own after an edit, this builds it once more.
- */
-async function ensureDashboardBuilt(): Promise<void> {
-  const sources = Math.max(
-    await newestMtimeMs(join(webRoot, "src")),
-    await newestMtimeMs(join(webRoot, "index.html")),
-    await newestMtimeMs(join(repoRoot, "packages/sdk/src")),
-  );
-  if (existsSync(distIndex) && statSync(distIndex).mtimeMs >= sources) return;
-  try {
-    // Vitest sets NODE_ENV=test, which would make Vite bundle React's development build.
-    execFileSync("npx", ["vite", "build", "--logLevel", "error"], {
-      cwd: webRoot,
-      stdio: "pipe",
-      env: { ...process.env, NODE_ENV: "production" },
-    });
-  } catch (error) {
-    const output = error instanceof Error && "stderr" in error ? String(error.stderr) : String(error);
-    throw new Error(
-      `the dashboard is not built and building it failed; run \`bash scripts/ensure.sh\` (or \`npx vite build\` in packages/web) and fix:\n${output}`,
-    );
-  }
-  if (!existsSync(distIndex)) throw new Error(`the dashboard build wrote no ${distIndex}`);
-}
 
 async function shot(name: string, target: Page = page): Promise<void> {
   await target.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true });
@@ -99,11 +57,6 @@ async function typeInTerminal(text: string): Promise<void> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `${CHROMIUM} is missing: install Debian's chromium (apt-get install chromium); scripts/test.sh does it as root`,
-    );
-  }
   await ensureDashboardBuilt();
   await mkdir(screenshots, { recursive: true });
   fake = await startFakeProviders();
@@ -111,7 +64,7 @@ beforeAll(async () => {
   t = await startTestServer(
     {
       adminPassword: ADMIN_PASSWORD,
-      webDir: join(webRoot, "dist"),
+      webDir: distDir,
       upstreams: { anthropic: fake.url, openai: fake.url, gemini: fake.url },
     },
     { loginFlows: STAND_IN_LOGIN_FLOWS },
@@ -122,18 +75,7 @@ beforeAll(async () => {
     if (stored.status !== 200)
       throw new Error(`storing the demo credential failed: ${JSON.stringify(stored.body)}`);
   }
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--no-first-run",
-      "--disable-quic",
-    ],
-  });
+  browser = await launchChromium();
   // A new context is a fresh profile: no cookies, no storage from anything before.
   context = await browser.newContext({ viewport: { width: 1280, height: 820 }, acceptDownloads: true });
   page = await context.newPage();

@@ -9,6 +9,8 @@ describe("matchRoute", () => {
     ["/sandboxes/sbx%201/", { page: "sandbox", id: "sbx 1" }],
     ["/runs", { page: "runs" }],
     ["/runs/run_a,run_b", { page: "run-view", runIds: ["run_a", "run_b"] }],
+    ["/images", { page: "images" }],
+    ["/images/extra", { page: "not-found" }],
     ["/credentials", { page: "credentials" }],
     ["/admin", { page: "admin" }],
     ["/admin/extra", { page: "not-found" }],

@@ -4,6 +4,7 @@ export type Route =
   | { page: "sandbox"; id: string }
   | { page: "runs" }
   | { page: "run-view"; runIds: string[] }
+  | { page: "images" }
   | { page: "credentials" }
   | { page: "admin" }
   | { page: "not-found" };
@@ -16,6 +17,7 @@ export function matchRoute(path: string): Route {
   if (first === "sandboxes" && second) return { page: "sandbox", id: second };
   if (first === "runs" && second === undefined) return { page: "runs" };
   if (first === "runs" && second) return { page: "run-view", runIds: second.split(",").filter(Boolean) };
+  if (first === "images" && second === undefined) return { page: "images" };
   if (first === "credentials" && second === undefined) return { page: "credentials" };
   if (first === "admin" && second === undefined) return { page: "admin" };
   return { page: "not-found" };

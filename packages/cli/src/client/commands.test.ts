@@ -168,6 +168,14 @@ describe("polydev sandbox", () => {
       expect(fork.code).toBe(1);
       expect(fork.stderr).toMatch(/"fork".* \(feature_unavailable\)\n$/);
     }
+    // This server has no image store, so its sandboxes are host views with no disk to snapshot.
+    const snapshot = await runCli(["sandbox", "snapshot", id, "alice/snap:1"], { env: loggedIn() });
+    expect(snapshot.code).toBe(1);
+    expect(snapshot.stderr).toMatch(
+      features.includes("snapshot")
+        ? /not started from an image.* \(invalid_request\)\n$/
+        : /"snapshot".* \(feature_unavailable\)\n$/,
+    );
     expect((await runCli(["sandbox", "rm", id], { env: loggedIn() })).code).toBe(0);
   });
 
@@ -407,6 +415,8 @@ describe("usage", () => {
       ["sandbox", "fork"],
       ["sandbox", "fork", "--count", "many", "sbx_1"],
       ["sandbox", "fork", "--count", "2", "--name", "only-one", "sbx_1"],
+      ["sandbox", "snapshot", "sbx_1"],
+      ["sandbox", "snapshot", "sbx_1", "alice/a:1", "extra"],
       ["run", "say hi"],
       ["run", "--agent", "cursor", "say hi"],
       ["creds", "add", "nobody"],
@@ -429,6 +439,7 @@ describe("usage", () => {
       ["sandbox", "stop", "--help"],
       ["sandbox", "start", "--help"],
       ["sandbox", "fork", "--help"],
+      ["sandbox", "snapshot", "--help"],
       ["sandbox", "exec", "--help"],
       ["sandbox", "shell", "--help"],
       ["sandbox", "logs", "--help"],

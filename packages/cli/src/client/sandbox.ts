@@ -1,4 +1,4 @@
-/** `polydev sandbox create | ls | rm | stop | start | fork | exec | shell | network | audit`. */
+/** `polydev sandbox create | ls | rm | stop | start | fork | snapshot | exec | shell | network | audit`. */
 import type { CreateSandbox, Polydev, Sandbox } from "@polydev/sdk";
 import { connect } from "./config.js";
 import {
@@ -28,6 +28,7 @@ Commands:
   stop      end sandboxes' processes and keep their disks (drivers that keep disks)
   start     start stopped sandboxes from their disks
   fork      make new sandboxes from copies of a sandbox's disk
+  snapshot  turn a sandbox's disk into an image new sandboxes start from
   exec      run a command in a sandbox, streaming its output
   shell     attach this terminal to a shell in a sandbox
   logs      a sandbox's lifecycle log and console output (kept after a failure)
@@ -42,6 +43,9 @@ const CREATE_HELP = `Usage: polydev sandbox create [options]
 
 Options (server default):
   --name NAME             your name for it, usable instead of its id (lowercase, digits, -)
+  --image NAME            the image to start from: polydev/base, or one you built, pulled,
+                          imported or snapshotted (polydev image ls) (polydev/base where the
+                          server has images)
   --cpu N                 CPU cores, 0.05 … 8 (1)
   --memory-mb N           memory limit in MiB (512)
   --disk-mb N             home size in MiB (1024)
@@ -61,6 +65,7 @@ Options (server default):
 
 Examples:
   polydev sandbox create --memory-mb 1024 --network egress
+  polydev sandbox create --image alice/node:1 --disk-mb 4096
   polydev sandbox create --network allowlist --preset package-registries --allow git.example.com
 `;
 
@@ -108,6 +113,16 @@ Options:
 
 Example:
   polydev sandbox fork --count 3 sbx_123
+`;
+
+const SNAPSHOT_HELP = `Usage: polydev sandbox snapshot [--json] ID NAME
+
+Turns the sandbox's disk, as it is now, into the image NAME: its image plus one copy-on-write
+layer of its changes. The sandbox keeps running. Prints the image's name and digest; start
+from it with polydev sandbox create --image NAME. Needs a server whose driver can snapshot.
+
+Example:
+  polydev sandbox snapshot sbx_123 alice/with-deps:1
 `;
 
 const EXEC_HELP = `Usage: polydev sandbox exec [options] ID -- CMD [ARG...]
@@ -171,6 +186,8 @@ export function sandbox(argv: string[], env: NodeJS.ProcessEnv): Promise<number>
       return forEachSandbox("start", rest, env, START_HELP, "Starting", (p, id) => p.sandboxes.start(id));
     case "fork":
       return fork(rest, env);
+    case "snapshot":
+      return snapshot(rest, env);
     case "exec":
       return exec(rest, env);
     case "shell":
@@ -204,6 +221,7 @@ function create(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       argv,
       {
         name: { type: "string" },
+        image: { type: "string" },
         cpu: { type: "string" },
         "memory-mb": { type: "string" },
         "disk-mb": { type: "string" },
@@ -225,6 +243,7 @@ function create(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     const body: CreateSandbox = {};
     if (values.name !== undefined) body.name = values.name;
+    if (values.image !== undefined) body.image = values.image;
     if (values.cpu !== undefined) body.cpu = numberOption("--cpu", values.cpu, { integer: false });
     if (values["memory-mb"] !== undefined) body.memoryMb = numberOption("--memory-mb", values["memory-mb"]);
     if (values["disk-mb"] !== undefined) body.diskMb = numberOption("--disk-mb", values["disk-mb"]);
@@ -302,6 +321,23 @@ function fork(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     );
     process.stdout.write(
       parsed.values.json ? `${JSON.stringify(forks)}\n` : forks.map((f) => `${f.id}\n`).join(""),
+    );
+    return EXIT_OK;
+  });
+}
+
+function snapshot(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  return runCommand("polydev sandbox snapshot", async () => {
+    const parsed = parseCommand(argv, { json: { type: "boolean" } }, SNAPSHOT_HELP);
+    if (!parsed) return EXIT_OK;
+    const [id, name, extra] = parsed.positionals;
+    if (!id || !name)
+      throw new UsageError("which sandbox, and what image name? polydev sandbox snapshot ID NAME");
+    if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+    const { polydev } = await connect(env);
+    const image = await withSpinner(`Snapshotting ${id}`, () => polydev.sandboxes.snapshot(id, name));
+    process.stdout.write(
+      parsed.values.json ? `${JSON.stringify(image)}\n` : `${image.name} ${image.digest ?? "-"}\n`,
     );
     return EXIT_OK;
   });

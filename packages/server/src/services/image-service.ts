@@ -964,14 +964,20 @@ export class ImageService {
     signal: AbortSignal,
     partial: { layers: string[] },
   ): Promise<{ layers: string[]; config: ImageConfig }> {
+    // A system image's user (polydev/base's "user") is who its sandboxes run as, not who builds
+    // on it: steps FROM it run as root until a USER line, so `RUN apt-get install` works as it
+    // does on any Debian image; an image that sets no USER keeps the system image's.
+    const buildUser = parent.ownerId === null ? "root" : parent.config.user;
     const plan = parseDockerfile(text, {
       buildArgs,
       base: {
         env: parent.config.env,
         ...(parent.config.workdir === undefined ? {} : { workdir: parent.config.workdir }),
-        ...(parent.config.user === undefined ? {} : { user: parent.config.user }),
+        ...(buildUser === undefined ? {} : { user: buildUser }),
       },
     });
+    const setsUser = plan.steps.some((step) => step.kind === "USER");
+    const finalUser = setsUser ? plan.config.user : parent.config.user;
     const copies = new Map<number, ContextFile[]>();
     const digests = new Map<number, string>();
     for (const [index, step] of plan.steps.entries()) {
@@ -1036,7 +1042,7 @@ export class ImageService {
       config: {
         env: plan.config.env,
         ...(plan.config.workdir === undefined ? {} : { workdir: plan.config.workdir }),
-        ...(plan.config.user === undefined ? {} : { user: plan.config.user }),
+        ...(finalUser === undefined ? {} : { user: finalUser }),
         ...(plan.config.cmd
           ? { cmd: plan.config.cmd.argv }
           : parent.config.cmd === undefined

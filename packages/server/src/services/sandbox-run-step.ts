@@ -39,10 +39,18 @@ async function runStep(options: SandboxRunStepOptions, request: RunStepRequest):
   // Hex: the layer directory is named after it, and storage pool paths are lowercase [a-z0-9.-].
   const suffix = randomBytes(9).toString("hex");
   const id = `bld_${suffix}`;
-  const handle: SandboxHandle = await driver.create(
-    { id, limits: options.limits, network: options.network, env: {}, image: request.parent },
-    request.signal,
-  );
+  // Held before it exists: the reconciler destroys driver sandboxes no row knows about.
+  options.holds.hold(id);
+  let handle: SandboxHandle;
+  try {
+    handle = await driver.create(
+      { id, limits: options.limits, network: options.network, env: {}, image: request.parent },
+      request.signal,
+    );
+  } catch (error) {
+    options.holds.release(id);
+    throw error;
+  }
   try {
     const agent = await driver.connect(handle, request.signal);
     const process = await agent.exec(

@@ -115,7 +115,14 @@ class FaultyDriver implements SandboxDriver {
 
 async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2] ?? "{}") as ChildServerSpec;
-  const config = parseConfig({ host: "127.0.0.1", port: 0, logLevel: "info", ...spec.config });
+  // Images only where a test asks (as in the harness): a pool per child server is costly.
+  const config = parseConfig({
+    host: "127.0.0.1",
+    port: 0,
+    logLevel: "info",
+    ...spec.config,
+    images: { enabled: false, ...spec.config.images },
+  });
   const log = createLogger(config.logLevel, pino.destination({ dest: spec.logFile, sync: true }));
   let driver: FaultyDriver | undefined;
   const server = await startServer(config, {

@@ -16,7 +16,8 @@ export function tarOf(entries: readonly Entry[]): Promise<Buffer> {
     archive.on("data", (chunk: Buffer) => chunks.push(chunk));
     archive.on("end", () => resolve(Buffer.concat(chunks)));
     archive.on("error", reject);
-    for (const { header, content } of entries) archive.entry(header, content);
+    // A fixed mtime: tar-stream's default is "now", and the same entries must make the same bytes.
+    for (const { header, content } of entries) archive.entry({ mtime: new Date(0), ...header }, content);
     archive.finalize();
   });
 }

@@ -1,8 +1,10 @@
 const TONES: Record<string, string> = {
   running: "good",
   succeeded: "good",
+  ready: "good",
   completed: "good",
   creating: "busy",
+  building: "busy",
   queued: "busy",
   starting: "busy",
   completing: "busy",

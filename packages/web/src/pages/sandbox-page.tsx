@@ -10,6 +10,7 @@ import { NetworkPanel } from "../components/network-panel";
 import { SandboxStats } from "../components/sandbox-stats";
 import { StateBadge } from "../components/state-badge";
 import { errorCode } from "../queries/errors";
+import { imageListQuery, useSnapshotSandbox } from "../queries/images";
 import type { PowerAction } from "../queries/sandboxes";
 import {
   sandboxQuery,
@@ -38,7 +39,10 @@ export function SandboxPage({ id }: { id: string }) {
   const destroy = useDestroySandbox();
   const power = useSandboxPower();
   const fork = useForkSandbox();
+  const snapshot = useSnapshotSandbox();
   const features = useQuery(serverFeaturesQuery()).data ?? [];
+  const digest = sandbox.data?.image ?? null;
+  const images = useQuery(imageListQuery(features.includes("images") && digest !== null));
   const [tab, setTab] = useState<Tab>("terminal");
   const tabRefs = useRef<(HTMLButtonElement | null)[]>([]);
 
@@ -60,6 +64,21 @@ export function SandboxPage({ id }: { id: string }) {
   // Stop, start and fork only where the server's driver keeps disks ("durable") or forks them.
   const durable = features.includes("durable");
   const canFork = features.includes("fork") && ["running", "hibernated", "stopped"].includes(box.state);
+  // A snapshot copies the disk of a sandbox made from an image; a host view has none.
+  const canSnapshot =
+    features.includes("snapshot") &&
+    box.image !== null &&
+    ["running", "hibernated", "stopped"].includes(box.state);
+  // The digest names the image; a name that still points at it reads better (any of them).
+  const imageName = images.data?.images.find((i) => i.digest === box.image)?.name;
+  const takeSnapshot = (): void => {
+    const name = window.prompt(
+      "Name of the new image (e.g. alice/my-setup:1)",
+      `my/${box.name ?? "snapshot"}:1`,
+    );
+    if (name === null || name.trim() === "") return;
+    snapshot.mutate({ id: box.id, name: name.trim() });
+  };
   const powerButton = (action: PowerAction, label: string, busy: string, title: string) => (
     <button
       type="button"
@@ -95,6 +114,16 @@ export function SandboxPage({ id }: { id: string }) {
           <p className="muted small">
             {box.cpu} CPU · {formatMb(box.memoryMb)} memory · {formatMb(box.diskMb)} disk · {box.pidsMax}{" "}
             processes · {networkLabel(box.network)} · created {formatAge(box.createdAt)} ago
+          </p>
+          <p className="muted small">
+            Image:{" "}
+            {box.image === null ? (
+              "none (a view of the host)"
+            ) : (
+              <span className="mono" title={box.image} data-testid="sandbox-image">
+                {imageName ?? box.image.slice(0, 19)}
+              </span>
+            )}
           </p>
         </div>
         <div className="head-side">
@@ -143,6 +172,17 @@ export function SandboxPage({ id }: { id: string }) {
               {fork.isPending ? "Forking…" : "Fork"}
             </button>
           ) : null}
+          {canSnapshot ? (
+            <button
+              type="button"
+              className="button button-small"
+              disabled={snapshot.isPending}
+              title="Save this sandbox's disk, as it is now, as an image new sandboxes can start from"
+              onClick={takeSnapshot}
+            >
+              {snapshot.isPending ? "Snapshotting…" : "Snapshot"}
+            </button>
+          ) : null}
           {box.state !== "destroyed" && box.state !== "destroying" ? (
             <ConfirmButton
               label="Destroy"
@@ -165,6 +205,14 @@ export function SandboxPage({ id }: { id: string }) {
       {destroy.error ? <ErrorNotice error={destroy.error} title="Could not destroy the sandbox" /> : null}
       {power.error ? <ErrorNotice error={power.error} title="Could not change the sandbox's state" /> : null}
       {fork.error ? <ErrorNotice error={fork.error} title="Could not fork the sandbox" /> : null}
+      {snapshot.error ? <ErrorNotice error={snapshot.error} title="Could not take the snapshot" /> : null}
+      {snapshot.data ? (
+        <p className="notice notice-good" role="status">
+          Saved as image <span className="mono">{snapshot.data.name}</span> (
+          <span className="mono">{snapshot.data.digest?.slice(0, 19) ?? "no digest yet"}</span>). Start new
+          sandboxes from it, or see it among your <Link href="/images">images</Link>.
+        </p>
+      ) : null}
       <div className="tabs" role="tablist" aria-label="Sandbox">
         {TABS.map((t, index) => (
           <button

@@ -9,7 +9,13 @@ import { ErrorNotice } from "../components/error-notice";
 import { formatAge, formatMb, networkLabel } from "../components/format";
 import { SandboxStats } from "../components/sandbox-stats";
 import { StateBadge } from "../components/state-badge";
-import { sandboxListQuery, useCreateSandbox, useDestroySandbox } from "../queries/sandboxes";
+import { imageListQuery } from "../queries/images";
+import {
+  sandboxListQuery,
+  serverFeaturesQuery,
+  useCreateSandbox,
+  useDestroySandbox,
+} from "../queries/sandboxes";
 import { Link, navigate } from "../router";
 
 const LIVE = ["creating", "running", "hibernated", "stopped", "destroying", "failed"];
@@ -140,6 +146,19 @@ function numberOrUndefined(value: string): number | undefined {
 
 type NetworkMode = "none" | "egress" | "allowlist";
 
+/** Sizes people pick most; a preset only fills the fields, which stay editable. */
+const PRESETS = [
+  { label: "Small", cpu: "1", memoryMb: "512", diskMb: "2048" },
+  { label: "Medium", cpu: "2", memoryMb: "2048", diskMb: "8192" },
+  { label: "Large", cpu: "2", memoryMb: "4096", diskMb: "20480" },
+] as const;
+
+const DEFAULT_IMAGE = "polydev/base";
+
+function presetSummary(preset: (typeof PRESETS)[number]): string {
+  return `${preset.cpu} CPU · ${formatMb(Number(preset.memoryMb))} · ${formatMb(Number(preset.diskMb))} disk`;
+}
+
 function networkMode(value: string): NetworkMode {
   return value === "egress" || value === "allowlist" ? value : "none";
 }
@@ -153,6 +172,18 @@ function CreateSandboxForm() {
   const [pidsMax, setPidsMax] = useState("256");
   const [network, setNetwork] = useState<NetworkMode>("none");
   const [rules, setRules] = useState<EgressRulesDraft>(EMPTY_RULES);
+  const hasImages = (useQuery(serverFeaturesQuery()).data ?? []).includes("images");
+  const images = useQuery(imageListQuery(hasImages));
+  const [chosenImage, setChosenImage] = useState<string | undefined>(undefined);
+  const imageList = images.data?.images ?? [];
+  const readyNames = imageList.filter((i) => i.state === "ready").map((i) => i.name);
+  // Until the user picks, the server's default image when it is ready; "" leaves it to the server.
+  const image = chosenImage ?? (readyNames.includes(DEFAULT_IMAGE) ? DEFAULT_IMAGE : "");
+  const applyPreset = (preset: (typeof PRESETS)[number]): void => {
+    setCpu(preset.cpu);
+    setMemoryMb(preset.memoryMb);
+    setDiskMb(preset.diskMb);
+  };
 
   const submit = (event: FormEvent): void => {
     event.preventDefault();
@@ -168,6 +199,7 @@ function CreateSandboxForm() {
           : network,
     };
     if (name.trim() !== "") body.name = name.trim();
+    if (hasImages && image !== "") body.image = image;
     const values = { memoryMb, cpu, diskMb, pidsMax };
     for (const [key, raw] of Object.entries(values) as [keyof typeof values, string][]) {
       const n = numberOrUndefined(raw);
@@ -179,6 +211,21 @@ function CreateSandboxForm() {
   return (
     <section className="card" aria-labelledby="create-title">
       <h2 id="create-title">New sandbox</h2>
+      <fieldset className="presets">
+        <legend className="muted small">Presets</legend>
+        {PRESETS.map((preset) => (
+          <button
+            key={preset.label}
+            type="button"
+            className="button button-small"
+            title={presetSummary(preset)}
+            aria-pressed={cpu === preset.cpu && memoryMb === preset.memoryMb && diskMb === preset.diskMb}
+            onClick={() => applyPreset(preset)}
+          >
+            {preset.label}: {presetSummary(preset)}
+          </button>
+        ))}
+      </fieldset>
       <form className="create-form" onSubmit={submit}>
         <label className="field">
           <span>Name (optional)</span>
@@ -194,6 +241,25 @@ function CreateSandboxForm() {
             onChange={(e) => setName(e.target.value)}
           />
         </label>
+        {hasImages ? (
+          <label className="field">
+            <span>Image</span>
+            <select
+              className="input"
+              name="image"
+              value={image}
+              onChange={(e) => setChosenImage(e.target.value)}
+            >
+              {image === "" ? <option value="">Server default</option> : null}
+              {imageList.map((i) => (
+                <option key={i.id} value={i.name} disabled={i.state !== "ready"}>
+                  {i.name}
+                  {i.state === "ready" ? "" : ` (${i.state})`}
+                </option>
+              ))}
+            </select>
+          </label>
+        ) : null}
         <label className="field">
           <span>Memory (MiB)</span>
           <input

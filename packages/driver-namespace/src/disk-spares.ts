@@ -1,0 +1,76 @@
+/**
+ * Empty disks made ahead of time. A new disk is its own small file system in the storage pool
+ * (a reflinked template, a loop device, a mount): tens of milliseconds that would otherwise sit
+ * on every create's path. A few empty disks of the size creates last asked for wait here, and a
+ * create whose disk is new takes one (its meta.json then names that disk). They are made once
+ * the driver has been quiet for a moment, as the bubblewrap starters are, because making one
+ * competes with the create that just happened. Spares left by a crash are removed at start-up
+ * (`sweep`): no sandbox names them.
+ */
+import { randomBytes } from "node:crypto";
+import { readdir } from "node:fs/promises";
+import { join } from "node:path";
+import type { DiskStorage } from "./image-launch.js";
+
+const SPARES = 2;
+const REFILL_AFTER_QUIET_MS = 200;
+const PREFIX = "spare-";
+
+export class DiskSpares {
+  private readonly ready: { rel: string; limitBytes: number }[] = [];
+  private wantedLimit: number | undefined;
+  private filling = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly storage: DiskStorage,
+    private readonly onError: (error: unknown) => void,
+  ) {}
+
+  /** A spare of exactly this size (its relative path), or undefined; refills afterwards. */
+  take(limitBytes: number): string | undefined {
+    this.wantedLimit = limitBytes;
+    const index = this.ready.findIndex((spare) => spare.limitBytes === limitBytes);
+    const spare = index >= 0 ? this.ready.splice(index, 1)[0] : undefined;
+    this.refillWhenQuiet();
+    return spare?.rel;
+  }
+
+  /** Removes spares a previous run left behind (at start-up, before any are made). */
+  async sweep(): Promise<void> {
+    const dir = join(this.storage.root, "disks");
+    const names = await readdir(dir).catch(() => [] as string[]);
+    for (const name of names) {
+      if (name.startsWith(PREFIX)) await this.storage.removeDir(`disks/${name}`).catch(this.onError);
+    }
+  }
+
+  /** Spares of another size than creates ask for now are removed as new ones are made. */
+  private refillWhenQuiet(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.refill().catch(this.onError);
+    }, REFILL_AFTER_QUIET_MS);
+    this.timer.unref();
+  }
+
+  private async refill(): Promise<void> {
+    const limit = this.wantedLimit;
+    if (this.filling || limit === undefined) return;
+    this.filling = true;
+    try {
+      for (const stale of this.ready.filter((spare) => spare.limitBytes !== limit)) {
+        this.ready.splice(this.ready.indexOf(stale), 1);
+        await this.storage.removeDir(stale.rel).catch(this.onError);
+      }
+      while (this.ready.length < SPARES && this.wantedLimit === limit) {
+        const rel = `disks/${PREFIX}${randomBytes(12).toString("hex")}`;
+        await this.storage.createDir(rel, limit);
+        this.ready.push({ rel, limitBytes: limit });
+      }
+    } finally {
+      this.filling = false;
+    }
+  }
+}
