@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: every benchmark, each measuring its own baseline in the same run, printed as
- * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool` picks one.
+ * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images` picks one.
  */
 import { benchEgress, egressTable } from "./egress.js";
+import { benchImages, imagesTable } from "./images.js";
 import { benchRuns, runsTable } from "./runs.js";
 import { benchSandboxCore, sandboxCoreTable } from "./sandbox-core.js";
 import { benchStoragePool, storagePoolTable } from "./storage-pool.js";
@@ -24,4 +25,8 @@ if (!process.argv.includes("--only") || only === "egress") {
 if (!process.argv.includes("--only") || only === "pool") {
   const pool = await benchStoragePool({ quick });
   process.stdout.write(`\n## Storage pool: sandbox disks\n\n${storagePoolTable(pool)}\n`);
+}
+if (!process.argv.includes("--only") || only === "images") {
+  const images = await benchImages({ quick });
+  process.stdout.write(`\n## Images and durable sandboxes\n\n${imagesTable(images)}\n`);
 }
