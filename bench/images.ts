@@ -22,7 +22,8 @@ interface Client {
 }
 
 const DEFAULT_IMAGE = "polydev/base";
-const CACHE_DIR = "/var/cache/polydev/test-images";
+/** The host-wide cache the setup step fills (the server's default images.cacheDir). */
+const CACHE_DIR = "/var/cache/polydev/images";
 const MiB = 2 ** 20;
 
 async function request(
