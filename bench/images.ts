@@ -12,7 +12,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { rawBwrapSamples } from "./baselines.js";
 import type { ServerProcess } from "./server-process.js";
-import { startServerProcess } from "./server-process.js";
+import { startServerProcess, unmountUnder } from "./server-process.js";
 import type { Summary } from "./stats.js";
 import { fmt, summarize, timeIt } from "./stats.js";
 
@@ -268,20 +268,6 @@ function firstByteOf(file: string, args: string[]): Promise<number> {
       else resolve(ms);
     });
   });
-}
-
-/**
- * Everything the server may leave mounted under the data directory (the pool, its volumes), lazily
- * unmounted deepest first, so the directory can be removed even after a crash.
- */
-async function unmountUnder(dir: string): Promise<void> {
-  const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
-  const points = mountinfo
-    .split("\n")
-    .map((line) => line.split(" ")[4] ?? "")
-    .filter((point) => point === dir || point.startsWith(`${dir}/`))
-    .sort((a, b) => b.length - a.length);
-  for (const point of points) run("umount", ["-l", point]);
 }
 
 async function withServer<T>(

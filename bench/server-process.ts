@@ -1,5 +1,5 @@
 /** Runs the built `polydev up` as a separate process for benchmarks. */
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 
@@ -34,10 +34,27 @@ export async function startServerProcess(
     url,
     adminKey,
     pid: child.pid,
-    stop: () =>
-      new Promise((resolveStop) => {
+    stop: async () => {
+      await new Promise<void>((resolveStop) => {
         child.once("exit", () => resolveStop());
         child.kill("SIGTERM");
-      }),
+      });
+      // The server leaves its storage pool mounted (its sandboxes outlive it): released here.
+      await unmountUnder(dataDir);
+    },
   };
+}
+
+/**
+ * Everything a server may leave mounted under its data directory (the storage pool, its disks),
+ * lazily unmounted deepest first, so the directory can be removed.
+ */
+export async function unmountUnder(dir: string): Promise<void> {
+  const mountinfo = await readFile("/proc/self/mountinfo", "utf8");
+  const points = mountinfo
+    .split("\n")
+    .map((line) => line.split(" ")[4] ?? "")
+    .filter((point) => point === dir || point.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const point of points) spawnSync("umount", ["-l", point], { stdio: "ignore" });
 }

@@ -14,8 +14,8 @@
  *     every sandbox whatever its uid block, and a disk moves between blocks (stop/start, fork)
  *     without a chown. Layers and toolbox are read-only and nodev; nothing is nosuid except the
  *     toolbox, so setuid binaries of the image (sudo) work, for the sandbox's root only.
- *  3. New mount, pid, network, ipc, uts and cgroup namespaces owned by that user namespace; the
- *     sandbox's pid 1 mounts an overlayfs (userxattr) of the layers with its upper directory on
+ *  3. New mount, pid, network, ipc, uts and cgroup namespaces owned by that user namespace,
+ *     the child's alone (this process stays in the host's); the sandbox's pid 1 mounts an overlayfs (userxattr) of the layers with its upper directory on
  *     the disk, a fresh /proc, a minimal /dev with its own devpts, /run, the exec server's
  *     socket directory and binary, and pivots into it.
  *  4. Before it becomes the exec server: no further user namespaces (user.max_user_namespaces
@@ -342,12 +342,16 @@ int image_sandbox_main(int argc, char **argv) {
   if (plan.exec_dir < 0) return fail("clone the exec directory");
   if (setns(userns, CLONE_NEWUSER) != 0) return fail("enter the user namespace");
   close(userns);
-  if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP) != 0)
-    return fail("create the namespaces");
   if (setgroups(0, NULL) != 0 || setresgid(0, 0, 0) != 0 || setresuid(0, 0, 0) != 0)
     return fail("become root inside");
-  pid_t init = fork();
-  if (init < 0) return fail("fork the init");
+  /* The namespaces are the child's alone (clone, not unshare): this process stays in the host's
+   * mount namespace, so it never pins a copy of every host mount (other sandboxes' disks, whole
+   * storage pools) for as long as the sandbox runs. Like fork: no stack, a copy of this one. */
+  pid_t init = (pid_t)syscall(SYS_clone,
+                              CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
+                                  CLONE_NEWCGROUP | SIGCHLD,
+                              NULL, NULL, NULL, 0);
+  if (init < 0) return fail("start the init in its namespaces");
   if (init == 0) become_init(&plan);
   for (int i = 0; i < plan.layer_count; i++) close(plan.layers[i]);
   close(plan.disk);

@@ -3,7 +3,7 @@
  * on a disk that outlives the sandbox's processes (stop/start), snapshots and forks.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readlinkSync, statSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -126,6 +126,11 @@ describe.skipIf(unavailable !== null)(
       expect(uid).toBe("0");
       expect(map?.trim().split(/\s+/)).toEqual(["0", String(handle.data.hostUid), "65536"]);
       expect(owner).toBe("1234");
+      // The process that waits on the sandbox stays in the host's mount namespace: a copy of it
+      // would pin every host mount of the moment (other disks, whole pools) for the sandbox's life.
+      expect(readlinkSync(`/proc/${Number(handle.data.bwrapPid)}/ns/mnt`)).toBe(
+        readlinkSync("/proc/self/ns/mnt"),
+      );
       // File operations go through the init's own helper, in the default user's home.
       await agent.files.write("notes/hello.txt", Readable.from([Buffer.from("hi")]));
       expect((await run(agent, ["/bin/cat", "/home/user/notes/hello.txt"])).out).toBe("hi");

@@ -34,7 +34,8 @@ async function startChild(): Promise<{ url: string; process: ChildProcess }> {
     ],
     {
       cwd: repoRoot,
-      env: { ...globalThis.process.env, POLYDEV_LOG_LEVEL: "warn" },
+      // Host-view sandboxes: this is about re-adopting processes (durable disks have their own test).
+      env: { ...globalThis.process.env, POLYDEV_LOG_LEVEL: "warn", POLYDEV_IMAGES: "off" },
       stdio: ["ignore", "pipe", "pipe"],
     },
   );
