@@ -36,12 +36,16 @@ export class DiskSpares {
     return spare?.rel;
   }
 
-  /** Removes spares a previous run left behind (at start-up, before any are made). */
-  async sweep(): Promise<void> {
+  /**
+   * Removes spares a previous run left behind (at start-up, before any are made): those no
+   * sandbox took. A taken spare keeps its name; `inUse` holds every disk a sandbox names.
+   */
+  async sweep(inUse: ReadonlySet<string>): Promise<void> {
     const dir = join(this.storage.root, "disks");
     const names = await readdir(dir).catch(() => [] as string[]);
     for (const name of names) {
-      if (name.startsWith(PREFIX)) await this.storage.removeDir(`disks/${name}`).catch(this.onError);
+      const rel = `disks/${name}`;
+      if (name.startsWith(PREFIX) && !inUse.has(rel)) await this.storage.removeDir(rel).catch(this.onError);
     }
   }
 

@@ -266,9 +266,14 @@ export class NamespaceDriver implements SandboxDriver {
     mkdirSync(this.files.rootDir, { recursive: true, mode: 0o700 });
     await this.execDirs.prepareBase();
     await Promise.all(NETWORK_MODES.map((network) => this.etc.forNetwork(network)));
-    if (!this.sweptSpares) {
+    if (!this.sweptSpares && this.diskSpares !== undefined) {
       this.sweptSpares = true;
-      await this.diskSpares?.sweep();
+      const inUse = new Set<string>();
+      for (const id of await this.files.ids()) {
+        const disk = (await this.files.readMeta(id))?.image?.disk;
+        if (disk) inUse.add(disk);
+      }
+      await this.diskSpares.sweep(inUse);
     }
     // Older versions kept generated /etc files here; nothing reads them after a sandbox starts.
     await rm(join(this.files.rootDir, ".etc"), { recursive: true, force: true });

@@ -41,13 +41,15 @@ export function registerUnreadBodyGuard(app: FastifyInstance): void {
   app.addHook("onSend", async (request, reply, payload) => {
     const raw = request.raw;
     if (raw.readableEnded) return payload;
-    // A reader that gave up destroyed the body (an unpack past its limit): what is left of it can
-    // no longer be read, so the connection must not carry another request.
+    const declared = declaredBodyBytes(raw);
+    // A reader that gave up destroyed the body (an unpack past its limit): what is left of a big
+    // or chunked one can no longer be read, so the connection must not carry another request. A
+    // small one (a JSON body over its route's limit) is left as before: closing while the client
+    // still sends it would cut the client off before it reads the answer.
     if (raw.destroyed) {
-      reply.header("connection", "close");
+      if (declared === "unknown" || declared > DRAIN_LIMIT_BYTES) reply.header("connection", "close");
       return payload;
     }
-    const declared = declaredBodyBytes(raw);
     if (declared === 0) return payload;
     if (declared === "unknown" || declared > DRAIN_LIMIT_BYTES) {
       reply.header("connection", "close");
