@@ -64,10 +64,11 @@ export class DiskSpares {
     if (this.filling || limit === undefined) return;
     this.filling = true;
     try {
-      for (const stale of this.ready.filter((spare) => spare.limitBytes !== limit)) {
-        this.ready.splice(this.ready.indexOf(stale), 1);
-        await this.storage.removeDir(stale.rel).catch(this.onError);
-      }
+      // Out of the list before the first await: a create may take one of them meanwhile (a
+      // spare of its size), and then it is that sandbox's disk, not a spare to remove.
+      const stale = this.ready.filter((spare) => spare.limitBytes !== limit);
+      for (const spare of stale) this.ready.splice(this.ready.indexOf(spare), 1);
+      for (const spare of stale) await this.storage.removeDir(spare.rel).catch(this.onError);
       while (this.ready.length < SPARES && this.wantedLimit === limit) {
         const rel = `disks/${PREFIX}${randomBytes(12).toString("hex")}`;
         await this.storage.createDir(rel, limit);

@@ -150,12 +150,18 @@ describe("refusals Node and ws would write in their own words", () => {
 
 describe("keep-alive after an upload answered before its body was read", () => {
   const healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-  const upload = (path: string, bytes: number, auth = true): string =>
+  const upload = (
+    path: string,
+    bytes: number,
+    auth = true,
+    method = "PUT",
+    type = "application/octet-stream",
+  ): string =>
     [
-      `PUT ${path} HTTP/1.1`,
+      `${method} ${path} HTTP/1.1`,
       "Host: x",
       ...(auth ? [`Authorization: Bearer ${api.key}`] : []),
-      "Content-Type: application/octet-stream",
+      `Content-Type: ${type}`,
       `Content-Length: ${bytes}`,
       "",
       "",
@@ -172,6 +178,13 @@ describe("keep-alive after an upload answered before its body was read", () => {
     ["no path", () => upload(`/v1/sandboxes/${id}/files/content`, bodyBytes), 400],
     // The sandbox starts taking this body before the path is refused: half of it is left unread.
     ["a path outside the home", () => upload(`/v1/sandboxes/${id}/files/content?path=../x`, bodyBytes), 400],
+    // Fastify refuses it from its length alone and would close the socket the client still
+    // writes to, which resets it before the client reads the 413.
+    [
+      "a JSON body over the route's limit",
+      () => upload(`/v1/sandboxes/${id}/network`, bodyBytes, true, "PATCH", "application/json"),
+      413,
+    ],
   ])("answers the next request after a refusal for %s", async (_name, head, status) => {
     const exchange = await rawExchange(t.url, [head(), Buffer.alloc(bodyBytes, 0x61), healthz], {
       expect: 2,

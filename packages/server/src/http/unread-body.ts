@@ -41,22 +41,24 @@ export function registerUnreadBodyGuard(app: FastifyInstance): void {
   app.addHook("onSend", async (request, reply, payload) => {
     const raw = request.raw;
     if (raw.readableEnded) return payload;
-    const declared = declaredBodyBytes(raw);
-    // A reader that gave up destroyed the body (an unpack past its limit): what is left of a big
-    // or chunked one can no longer be read, so the connection must not carry another request. A
-    // small one (a JSON body over its route's limit) is left as before: closing while the client
-    // still sends it would cut the client off before it reads the answer.
+    // A reader that gave up destroyed the body (an unpack past its limit): Node's parser stops
+    // reading a socket whose request is destroyed, so that connection must not carry another
+    // request whatever the body's size.
     if (raw.destroyed) {
-      if (declared === "unknown" || declared > DRAIN_LIMIT_BYTES) reply.header("connection", "close");
+      reply.header("connection", "close");
       return payload;
     }
+    const declared = declaredBodyBytes(raw);
     if (declared === 0) return payload;
     if (declared === "unknown" || declared > DRAIN_LIMIT_BYTES) {
       reply.header("connection", "close");
       return payload;
     }
-    // Fastify closes after a body it failed to parse; that stands.
-    if (String(reply.getHeader("connection") ?? "").toLowerCase() !== "close") drain(raw);
+    // Fastify answers a body over the route's limit before reading it, with `Connection: close`:
+    // closing a socket the client is still writing to resets it, and the client often sees EPIPE
+    // instead of the 413. A small body is read to its end instead, and the connection kept.
+    reply.removeHeader("connection");
+    drain(raw);
     return payload;
   });
 }
