@@ -682,7 +682,13 @@ export class NamespaceDriver implements SandboxDriver {
     if (spec.id !== handle.sandboxId) {
       throw new PolydevError("invalid_request", `the spec is for ${spec.id}, not ${handle.sandboxId}`);
     }
-    const meta = await this.liveMeta(handle);
+    // A spare this instance started is known without reading its files back (a claim is the
+    // warm pool's fast path).
+    const started = this.startedHere.get(handle.sandboxId);
+    const meta =
+      started !== undefined && (await isSameProcess(started.meta.initPid, started.meta.initStartTime))
+        ? started.meta
+        : await this.liveMeta(handle);
     if (meta.network !== spec.network || (meta.image?.digest ?? null) !== (spec.image?.digest ?? null)) {
       throw new PolydevError(
         "invalid_request",

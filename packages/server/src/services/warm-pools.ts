@@ -12,6 +12,12 @@ import type { Logger } from "pino";
 
 /** After a failed refill, wait this long before the next try (a broken image must not spin). */
 const RETRY_AFTER_FAILURE_MS = 5_000;
+/**
+ * A claim's refill waits this long: starting a sandbox is mostly synchronous work on the
+ * server's thread (files, cgroups, a spawn), which would otherwise land in the middle of the
+ * claim it replaces and of that sandbox's first exec, the very path the pool is there to speed up.
+ */
+const REFILL_AFTER_CLAIM_MS = 250;
 
 export interface WarmPoolsOptions {
   driver: SandboxDriver;
@@ -35,6 +41,7 @@ export class WarmPools {
   private readonly filling = new Set<string>();
   private readonly retryAt = new Map<string, number>();
   private closed = false;
+  private refillTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: WarmPoolsOptions) {}
 
@@ -65,11 +72,19 @@ export class WarmPools {
       if (spare.digest === digest) found = spare.handle;
       else this.discard(spare.handle);
     }
-    this.refillSoon();
+    // One timer for a burst of claims, never pushed back: a steady stream of claims must not
+    // keep the pool from refilling.
+    if (this.refillTimer === undefined) {
+      this.refillTimer = setTimeout(() => {
+        this.refillTimer = undefined;
+        this.refillSoon();
+      }, REFILL_AFTER_CLAIM_MS);
+      this.refillTimer.unref();
+    }
     return found;
   }
 
-  /** Starts filling every pool (at start-up, and after each claim). */
+  /** Starts filling every pool (at start-up, and a moment after claims). */
   refillSoon(): void {
     if (this.closed) return;
     for (const [name, size] of Object.entries(this.options.sizes)) {
@@ -113,6 +128,7 @@ export class WarmPools {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.refillTimer);
     const all = [...this.spares.values()].flat();
     this.spares.clear();
     await Promise.all(all.map((spare) => this.destroy(spare.handle)));
