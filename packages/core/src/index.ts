@@ -20,6 +20,8 @@ export { AGENT_PROTOCOL_VERSION } from "./agent.js";
 export type { Clock } from "./clock.js";
 export { systemClock } from "./clock.js";
 export type { DriverInfo, SandboxDriver } from "./driver.js";
+export type { DriverSetMember } from "./driver-set.js";
+export { DriverSet } from "./driver-set.js";
 export type { ErrorCode, PolydevErrorOptions } from "./errors.js";
 export { ERROR_STATUS, isPolydevError, notFound, PolydevError } from "./errors.js";
 export type {

@@ -81,6 +81,8 @@ export interface SandboxSpec {
    * home; no root inside), kept for drivers and hosts without image support.
    */
   image?: SandboxImage | undefined;
+  /** Which driver makes it, where a server runs several (see DriverSet); drivers ignore it. */
+  driver?: string | undefined;
 }
 
 /**

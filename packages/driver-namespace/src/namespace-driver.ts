@@ -71,6 +71,11 @@ export interface DriverLog {
 }
 
 export interface NamespaceDriverOptions {
+  /**
+   * The name a server knows it by (default "namespace"): a second instance with other settings
+   * (its own rootDir) can run beside the first under another name.
+   */
+  name?: string;
   /** Host directory for per-sandbox state; created with mode 700. */
   rootDir: string;
   /** Structured log for lifecycle events (default: silent). */
@@ -143,7 +148,7 @@ interface StartProgress {
 const silentLog: DriverLog = { info: () => undefined, warn: () => undefined };
 
 export class NamespaceDriver implements SandboxDriver {
-  readonly name = "namespace";
+  readonly name: string;
   private readonly files: SandboxFiles;
   private readonly cgroups: Cgroups;
   private readonly log: DriverLog;
@@ -172,6 +177,13 @@ export class NamespaceDriver implements SandboxDriver {
   private readonly creating = new Set<string>();
 
   constructor(options: NamespaceDriverOptions) {
+    this.name = options.name ?? "namespace";
+    if (!/^[a-z][a-z0-9-]{0,63}$/.test(this.name)) {
+      throw new PolydevError(
+        "invalid_request",
+        `a driver's name is lowercase letters, digits and '-': "${this.name}"`,
+      );
+    }
     this.files = new SandboxFiles(options.rootDir);
     this.cgroups = detectCgroups(options.cgroupName ?? "polydev");
     this.log = options.log ?? silentLog;

@@ -27,8 +27,14 @@ export interface paths {
                             /** @enum {string} */
                             status: "ok";
                             driver: string;
-                            /** @description what the sandbox driver can do, e.g. "egress", "durable" (stop/start), "fork" */
+                            /** @description what the default sandbox driver can do, e.g. "egress", "durable" (stop/start), "fork" */
                             features: string[];
+                            /** @description every driver this server runs; a create picks one with "driver" */
+                            drivers: {
+                                name: string;
+                                features: string[];
+                                default: boolean;
+                            }[];
                         };
                     };
                 };
@@ -3095,6 +3101,8 @@ export interface components {
             name?: string;
             /** @description the image to start from, e.g. "polydev/base" (the default where the server has images) or one you built, pulled, imported or snapshotted */
             image?: string;
+            /** @description the isolation backend, e.g. "namespace", "gvisor" or "microvm": one of the drivers GET /healthz lists; default the first there */
+            driver?: string;
             /** @description CPU cores (0.05 … 8); default 1 */
             cpu?: number;
             /** @description memory limit in MiB; default 512 */
@@ -3429,6 +3437,8 @@ export interface components {
             name?: string;
             /** @description the image to start from, e.g. "polydev/base" (the default where the server has images) or one you built, pulled, imported or snapshotted */
             image?: string;
+            /** @description the isolation backend, e.g. "namespace", "gvisor" or "microvm": one of the drivers GET /healthz lists; default the first there */
+            driver?: string;
             /** @description CPU cores (0.05 … 8); default 1 */
             cpu?: number;
             /** @description memory limit in MiB; default 512 */

@@ -60,8 +60,17 @@ export const configSchema = z
     webDir: z.string().min(1).default(DEFAULT_WEB_DIR),
     /** POLYDEV_LOG_LEVEL */
     logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-    /** POLYDEV_DRIVER: the isolation backend, chosen by name. */
-    driver: z.enum(["namespace"]).default("namespace"),
+    /**
+     * POLYDEV_DRIVER: the isolation backend new sandboxes get unless they name one, by the name
+     * the entry point registered it under (checked at start-up against that registry).
+     */
+    driver: z.string().min(1).max(64).default("namespace"),
+    /**
+     * POLYDEV_DRIVERS (comma-separated): further drivers this server runs beside the default
+     * one; a create picks one with `"driver"`. Each must pass its probe, or the server does not
+     * start (the error says what to install).
+     */
+    drivers: z.array(z.string().min(1).max(64)).max(16).default([]),
     /**
      * POLYDEV_HOST_UID_REGISTRY_DIR: where the namespace driver claims the host uids its
      * sandboxes run as, one file per uid. Host-wide on purpose: every server on the host that
@@ -241,7 +250,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_SESSION_MAX_AGE_MS) input.sessionMaxAgeMs = Number(env.POLYDEV_SESSION_MAX_AGE_MS);
   if (env.POLYDEV_WEB_DIR) input.webDir = env.POLYDEV_WEB_DIR;
   if (env.POLYDEV_LOG_LEVEL) input.logLevel = env.POLYDEV_LOG_LEVEL as ConfigInput["logLevel"];
-  if (env.POLYDEV_DRIVER) input.driver = env.POLYDEV_DRIVER as ConfigInput["driver"];
+  if (env.POLYDEV_DRIVER) input.driver = env.POLYDEV_DRIVER;
+  if (env.POLYDEV_DRIVERS)
+    input.drivers = env.POLYDEV_DRIVERS.split(",")
+      .map((name) => name.trim())
+      .filter((name) => name !== "");
   if (env.POLYDEV_HOST_UID_REGISTRY_DIR) input.hostUidRegistryDir = env.POLYDEV_HOST_UID_REGISTRY_DIR;
   if (env.POLYDEV_MASTER_KEY) input.masterKey = env.POLYDEV_MASTER_KEY;
   if (env.POLYDEV_UPSTREAM_PROXY) input.upstreamProxy = env.POLYDEV_UPSTREAM_PROXY;

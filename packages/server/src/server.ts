@@ -4,7 +4,7 @@
  * driver never edits the server.
  */
 import { join } from "node:path";
-import type { Clock, SandboxDriver, Store } from "@polydev/core";
+import type { Clock, DriverSet, SandboxDriver, Store } from "@polydev/core";
 import { PolydevError, systemClock } from "@polydev/core";
 import type { StoragePool } from "@polydev/images";
 import { CLI_RUNNERS } from "@polydev/runners";
@@ -31,6 +31,7 @@ import { LoginService } from "./services/login-service.js";
 import { Metrics } from "./services/metrics.js";
 import { NetworkPolicies } from "./services/network-policies.js";
 import { DEFAULT_OAUTH_CLIENTS } from "./services/oauth-refresh.js";
+import { configuredDrivers, openDrivers } from "./services/open-drivers.js";
 import { poolImageStorage } from "./services/pool-image-storage.js";
 import { RunService } from "./services/run-service.js";
 import { sandboxRunStep } from "./services/sandbox-run-step.js";
@@ -93,7 +94,8 @@ export interface RunningServer {
   credentials: CredentialService;
   app: FastifyInstance;
   store: Store;
-  driver: SandboxDriver;
+  /** Every driver this server runs, routing each sandbox to its own. */
+  driver: DriverSet;
   reconciler: Reconciler;
   /** The image store, when the server was started with one. */
   images: ImageService | undefined;
@@ -107,25 +109,15 @@ export interface RunningServer {
 export async function startServer(config: PolydevConfig, options: StartOptions): Promise<RunningServer> {
   const log = options.log ?? createLogger(config.logLevel);
   const clock = options.clock ?? systemClock;
+  configuredDrivers(config, options.drivers);
   const removeSafetyNet = options.processSafetyNet === false ? () => undefined : installProcessSafetyNet(log);
-  const factory = options.drivers[config.driver];
-  if (!factory) {
-    throw new PolydevError(
-      "invalid_request",
-      `unknown driver "${config.driver}"; known: ${Object.keys(options.drivers).join(", ")}`,
-    );
-  }
   await prepareDataDir(config.dataDir);
   const hostImages = await openHostImages(config, log.child({ component: "images" }));
-  const driver = factory({
-    rootDir: join(config.dataDir, "sandboxes"),
-    hostUidRegistryDir: config.hostUidRegistryDir,
-    log: log.child({ component: "driver" }),
+  const driver = await openDrivers(config, options.drivers, log, {
     storage: hostImages?.pool,
     toolbox: hostImages?.toolbox,
   });
   const info = await driver.probe();
-  log.info({ driver: info.name, features: info.features }, "driver ready");
 
   const store = await openSqliteStore({ file: join(config.dataDir, "polydev.db") });
   const firstAdminKey = await bootstrapAdmin(
@@ -158,7 +150,6 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     log.child({ component: "sandboxes" }),
     clock,
     networkPolicies,
-    info.features,
     gateway,
   );
   const metrics = new Metrics();
@@ -234,7 +225,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     sandboxes.useImages(images, config.images.defaultImage);
     const imageLog = log.child({ component: "images" });
     const imageStore = images;
-    if (Object.keys(config.images.warmPools).length > 0 && driver.adopt) {
+    if (Object.keys(config.images.warmPools).length > 0 && driver.driver(driver.name).adopt) {
       warmPools = new WarmPools({
         driver,
         sizes: config.images.warmPools,

@@ -149,6 +149,8 @@ describe("the dashboard in Chromium", () => {
       expect(created.body).toMatchObject({ name: "dash-box", memoryMb: 384, pidsMax: 200, state: "running" });
       // The page is titled by the name; Stop and Fork are offered only where the driver can.
       await page.getByRole("heading", { name: "dash-box", level: 1 }).waitFor();
+      // The driver that made it is named (a server may run several).
+      await page.getByText("namespace driver").waitFor();
       const { features } = await (t as TestServer).server.driver.probe();
       await expect
         .poll(() => page.getByRole("button", { name: "Stop", exact: true }).count())

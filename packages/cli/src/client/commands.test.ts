@@ -90,8 +90,14 @@ describe("polydev sandbox", () => {
 
     const ls = await runCli(["sandbox", "ls"], { env: loggedIn() });
     expect(ls.code).toBe(0);
-    expect(ls.stdout.split("\n")[0]).toMatch(/^ID\s+NAME\s+STATE\s+AGE\s+CPU\s+MEMORY/);
-    expect(ls.stdout).toMatch(new RegExp(`${box.id}\\s+-\\s+running\\s+\\d+[smhd]\\s+1\\s+256 MiB`));
+    expect(ls.stdout.split("\n")[0]).toMatch(/^ID\s+NAME\s+STATE\s+AGE\s+DRIVER\s+CPU\s+MEMORY/);
+    expect(ls.stdout).toMatch(
+      new RegExp(`${box.id}\\s+-\\s+running\\s+\\d+[smhd]\\s+namespace\\s+1\\s+256 MiB`),
+    );
+    // A driver the server does not run: refused by the server, in its words, before anything starts.
+    const otherDriver = await runCli(["sandbox", "create", "--driver", "gvisor"], { env: loggedIn() });
+    expect(otherDriver.code).toBe(1);
+    expect(otherDriver.stderr).toMatch(/no "gvisor" driver; it runs: namespace/);
     const lsJson = JSON.parse((await runCli(["sandbox", "ls", "--json"], { env: loggedIn() })).stdout);
     expect(lsJson.map((b: { id: string }) => b.id)).toContain(box.id);
 

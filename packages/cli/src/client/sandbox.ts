@@ -46,6 +46,8 @@ Options (server default):
   --image NAME            the image to start from: polydev/base, or one you built, pulled,
                           imported or snapshotted (polydev image ls) (polydev/base where the
                           server has images)
+  --driver NAME           the isolation backend: namespace, or another driver the server runs
+                          (curl $POLYDEV_URL/healthz lists them) (the server's default)
   --cpu N                 CPU cores, 0.05 … 8 (1)
   --memory-mb N           memory limit in MiB (512)
   --disk-mb N             home size in MiB (1024)
@@ -222,6 +224,7 @@ function create(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       {
         name: { type: "string" },
         image: { type: "string" },
+        driver: { type: "string" },
         cpu: { type: "string" },
         "memory-mb": { type: "string" },
         "disk-mb": { type: "string" },
@@ -244,6 +247,7 @@ function create(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     const body: CreateSandbox = {};
     if (values.name !== undefined) body.name = values.name;
     if (values.image !== undefined) body.image = values.image;
+    if (values.driver !== undefined) body.driver = values.driver;
     if (values.cpu !== undefined) body.cpu = numberOption("--cpu", values.cpu, { integer: false });
     if (values["memory-mb"] !== undefined) body.memoryMb = numberOption("--memory-mb", values["memory-mb"]);
     if (values["disk-mb"] !== undefined) body.diskMb = numberOption("--disk-mb", values["disk-mb"]);
@@ -274,13 +278,14 @@ function list(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       process.stdout.write(`${JSON.stringify(boxes)}\n`);
       return EXIT_OK;
     }
-    const rows = [["ID", "NAME", "STATE", "AGE", "CPU", "MEMORY", "DISK", "NETWORK"]];
+    const rows = [["ID", "NAME", "STATE", "AGE", "DRIVER", "CPU", "MEMORY", "DISK", "NETWORK"]];
     for (const box of boxes) {
       rows.push([
         box.id,
         box.name ?? "-",
         box.state === "failed" && box.failureReason ? `failed: ${box.failureReason}` : box.state,
         formatAge(box.createdAt),
+        box.driver,
         String(box.cpu),
         `${box.memoryMb} MiB`,
         `${box.diskMb} MiB`,

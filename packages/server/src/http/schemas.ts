@@ -93,6 +93,13 @@ export function createSandboxBody(max: {
         .describe(
           'the image to start from, e.g. "polydev/base" (the default where the server has images) or one you built, pulled, imported or snapshotted',
         ),
+      driver: z
+        .string()
+        .regex(/^[a-z][a-z0-9-]{0,63}$/, "a driver's name: lowercase letters, digits and '-'")
+        .optional()
+        .describe(
+          'the isolation backend, e.g. "namespace", "gvisor" or "microvm": one of the drivers GET /healthz lists; default the first there',
+        ),
       cpu: z.number().min(0.05).max(max.cpu).optional().describe(`CPU cores (0.05 … ${max.cpu}); default 1`),
       memoryMb: z
         .number()

@@ -17,14 +17,24 @@ export function healthRoutes(instance: FastifyInstance, ctx: ServerContext): voi
             driver: z.string(),
             features: z
               .array(z.string())
-              .describe('what the sandbox driver can do, e.g. "egress", "durable" (stop/start), "fork"'),
+              .describe(
+                'what the default sandbox driver can do, e.g. "egress", "durable" (stop/start), "fork"',
+              ),
+            drivers: z
+              .array(z.object({ name: z.string(), features: z.array(z.string()), default: z.boolean() }))
+              .describe('every driver this server runs; a create picks one with "driver"'),
           }),
         },
       },
     },
     async () => {
       await ctx.store.users.count();
-      return { status: "ok" as const, driver: ctx.driver.name, features: [...ctx.sandboxes.features] };
+      return {
+        status: "ok" as const,
+        driver: ctx.driver.name,
+        features: [...ctx.sandboxes.features],
+        drivers: ctx.sandboxes.drivers.map((driver) => ({ ...driver, features: [...driver.features] })),
+      };
     },
   );
 }

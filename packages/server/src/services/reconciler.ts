@@ -75,7 +75,7 @@ export class Reconciler {
     const items: ReconcileItem[] = [];
     // What is on the host, read once: a durable sandbox whose processes died still has its disk
     // here, and is then stopped rather than failed.
-    const observed = this.sandboxes.durable ? await this.driver.list() : [];
+    const observed = this.sandboxes.anyDurable() ? await this.driver.list() : [];
     const onHost = new Map(observed.map((o) => [o.sandboxId, o]));
     const rows = await this.store.sandboxes.listByStates([
       "creating",
@@ -144,7 +144,7 @@ export class Reconciler {
       return { sandboxId: row.id, action: "failed_interrupted" };
     }
     const alive = row.handle ? await this.driver.isAlive(row.handle) : false;
-    if (!alive && this.sandboxes.durable && onHost.has(row.id)) {
+    if (!alive && this.sandboxes.durable(row.driver) && onHost.has(row.id)) {
       // A host reboot (or a crash of its init) ended the processes; the disk is still there.
       const stopped = await this.sandboxes.stopVanished(
         row,
@@ -161,7 +161,7 @@ export class Reconciler {
       return { sandboxId: row.id, action: "destroyed_expired" };
     }
     if (row.state === "running" && row.lastActivityAt + row.idleTimeoutMs <= now) {
-      if (this.sandboxes.durable) {
+      if (this.sandboxes.durable(row.driver)) {
         await this.sandboxes.stopRecord(row, `idle for ${row.idleTimeoutMs} ms`);
         return { sandboxId: row.id, action: "stopped_idle" };
       }
@@ -198,7 +198,7 @@ export class Reconciler {
       await this.destroy(row, `stopped for more than ${this.config.sandboxInactiveDestroyDays} days`);
       return { sandboxId: row.id, action: "destroyed_inactive" };
     }
-    if (!startup || !row.handle || !this.sandboxes.durable) return undefined;
+    if (!startup || !row.handle || !this.sandboxes.durable(row.driver)) return undefined;
     if (!(await this.driver.isAlive(row.handle))) return undefined;
     await this.sandboxes.stopRecord(row, "finishing a stop interrupted by a restart");
     return { sandboxId: row.id, action: "finished_stop" };

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type {
   AgentConnection,
   Clock,
+  DriverSet,
   ImageRecord,
   NewSandbox,
   SandboxDriver,
@@ -40,6 +41,8 @@ export interface CreateSandboxInput {
   name?: string | undefined;
   /** An image of the store by name; default the server's default image (config images.defaultImage). */
   image?: string | undefined;
+  /** The driver by name (GET /healthz lists them); default the server's default driver. */
+  driver?: string | undefined;
   cpu?: number | undefined;
   memoryMb?: number | undefined;
   diskMb?: number | undefined;
@@ -108,31 +111,45 @@ export class SandboxService {
   constructor(
     private readonly config: PolydevConfig,
     private readonly store: Store,
-    private readonly driver: SandboxDriver,
+    private readonly driver: DriverSet,
     private readonly log: Logger,
     private readonly clock: Clock,
     private readonly networks: NetworkPolicies,
-    private readonly driverFeatures: readonly string[],
     private readonly gateway?: GatewayHub,
   ) {}
 
-  /** What the driver reported at start-up (`probe()`), shown by GET /healthz. */
+  /** What the default driver reported at start-up (`probe()`), shown by GET /healthz. */
   get features(): readonly string[] {
-    return this.driverFeatures;
+    return this.driver.featuresOf(this.driver.name);
   }
 
-  /** Whether the driver keeps disks across stop and start ("durable" and both methods). */
-  get durable(): boolean {
-    return this.driverFeatures.includes("durable") && !!this.driver.stop && !!this.driver.start;
+  /** Every driver this server runs, the default first, with what each reported. */
+  get drivers(): { name: string; features: readonly string[]; default: boolean }[] {
+    return this.driver.names().map((name) => ({
+      name,
+      features: this.driver.featuresOf(name),
+      default: name === this.driver.name,
+    }));
   }
 
-  private requireFeature(feature: string, what: string): void {
-    if (!this.driverFeatures.includes(feature)) {
+  /** Whether a driver keeps disks across stop and start ("durable"; default: the default driver). */
+  durable(driverName = this.driver.name): boolean {
+    const member = this.driver.driver(driverName);
+    return this.driver.featuresOf(driverName).includes("durable") && !!member.stop && !!member.start;
+  }
+
+  /** Whether any driver of this server keeps disks (the reconciler then reads what is on the host). */
+  anyDurable(): boolean {
+    return this.driver.names().some((name) => this.durable(name));
+  }
+
+  private requireFeature(driverName: string, feature: string, what: string): void {
+    if (!this.driver.featuresOf(driverName).includes(feature)) {
       throw new PolydevError(
         "feature_unavailable",
-        `the "${this.driver.name}" driver on this server cannot ${what} (it lacks the "${feature}" feature; ` +
-          "see GET /healthz and the server log for what it offers)",
-        { details: { feature, driver: this.driver.name } },
+        `the "${driverName}" driver on this server cannot ${what} (it lacks the "${feature}" feature; ` +
+          "see GET /healthz and the server log for what each driver offers)",
+        { details: { feature, driver: driverName } },
       );
     }
   }
@@ -192,14 +209,19 @@ export class SandboxService {
    * The image a create asked for, or the default one; undefined for a host-view sandbox (no
    * image asked for and none configured, or a driver without images).
    */
-  private async imageFor(userId: string, asked: string | undefined): Promise<SandboxImage | undefined> {
-    const name = asked ?? (this.driverFeatures.includes("images") ? this.defaultImage : "");
+  private async imageFor(
+    userId: string,
+    asked: string | undefined,
+    driverName: string,
+  ): Promise<SandboxImage | undefined> {
+    const images = this.driver.featuresOf(driverName).includes("images");
+    const name = asked ?? (images ? this.defaultImage : "");
     if (name === "") return undefined;
-    if (this.images === undefined || !this.driverFeatures.includes("images")) {
+    if (this.images === undefined || !images) {
       throw new PolydevError(
         "feature_unavailable",
-        `this server cannot start sandboxes from images (its "${this.driver.name}" driver or host lacks the storage pool; see GET /healthz and the server log)`,
-        { details: { feature: "images", driver: this.driver.name } },
+        `this server cannot start sandboxes from images (its "${driverName}" driver or host lacks the storage pool; see GET /healthz and the server log)`,
+        { details: { feature: "images", driver: driverName } },
       );
     }
     const image = await this.images.toSandboxImage(userId, name);
@@ -236,24 +258,34 @@ export class SandboxService {
       limits: { cpu: record.cpu, memoryMb: record.memoryMb, diskMb: record.diskMb, pidsMax: record.pidsMax },
       network: record.network,
       env,
+      driver: record.driver,
       ...(record.image ? { image: await this.imageByDigest(record.image) } : {}),
     };
   }
 
   async create(userId: string, input: CreateSandboxInput): Promise<SandboxRecord> {
     const defaults = this.config.sandboxDefaults;
+    const driverName = input.driver ?? this.driver.name;
+    if (!this.driver.has(driverName)) {
+      throw new PolydevError(
+        "invalid_request",
+        `this server has no "${driverName}" driver; it runs: ${this.driver.names().join(", ")}`,
+        { details: { field: "driver", drivers: this.driver.names() } },
+      );
+    }
     await this.checkSandboxLimit(userId, 1);
     if (input.name !== undefined) await this.checkNamesFree(userId, [input.name]);
     const network = await this.networks.choose(userId, input.network);
     const feature = MODE_FEATURES[network.mode];
-    if (feature && !this.driverFeatures.includes(feature)) {
+    if (feature && !this.driver.featuresOf(driverName).includes(feature)) {
       throw new PolydevError(
         "feature_unavailable",
-        `the "${this.driver.name}" driver on this server cannot give a sandbox network "${network.mode}" ` +
+        `the "${driverName}" driver on this server cannot give a sandbox network "${network.mode}" ` +
           `(it lacks the "${feature}" feature; see GET /healthz and the server log for what to install)`,
+        { details: { feature, driver: driverName } },
       );
     }
-    const image = await this.imageFor(userId, input.image);
+    const image = await this.imageFor(userId, input.image, driverName);
     const diskMb = input.diskMb ?? defaults.diskMb;
     checkDiskHoldsImage(diskMb, image);
     const limits = {
@@ -263,15 +295,19 @@ export class SandboxService {
       pidsMax: input.pidsMax ?? defaults.pidsMax,
     };
     // The fast path: a spare started ahead of time, which only needs its row and environment.
+    // Warm pools hold the default driver's sandboxes.
     const spare =
-      image !== undefined && this.driver.adopt && this.pools?.serves(image.name, limits, network.mode)
+      image !== undefined &&
+      driverName === this.driver.name &&
+      this.pools?.serves(image.name, limits, network.mode)
         ? this.pools.take(image.name, image.digest)
         : undefined;
     const now = this.clock.now();
     // A sandbox with a disk of its own is meant to last: no hard TTL unless asked for (its idle
     // timeout stops it, and the inactivity period destroys it once stopped long enough).
     const timeoutMs =
-      input.timeoutMs ?? (image !== undefined && this.durable ? DURABLE_TIMEOUT_MS : defaults.timeoutMs);
+      input.timeoutMs ??
+      (image !== undefined && this.durable(driverName) ? DURABLE_TIMEOUT_MS : defaults.timeoutMs);
     let record: SandboxRecord;
     try {
       record = await this.insertNamed({
@@ -280,7 +316,7 @@ export class SandboxService {
         name: input.name ?? null,
         image: image?.digest ?? null,
         state: "creating",
-        driver: this.driver.name,
+        driver: driverName,
         ...limits,
         network: network.mode,
         egressPolicy: policyOf(network),
@@ -575,13 +611,13 @@ export class SandboxService {
   async stop(userId: string, idOrName: string): Promise<SandboxRecord> {
     // Ownership first: a foreign id is a 404 whatever the driver can do.
     const record = await this.get(userId, idOrName);
-    this.requireDurable("stop a sandbox and keep its disk");
+    this.requireDurable(record.driver, "stop a sandbox and keep its disk");
     return this.lifecycle.run(record.id, () => this.stopUnlocked(record.id, "stopped by its owner"));
   }
 
   /** Stops a sandbox for the server itself (the idle timeout); same rules as `stop`. */
   stopRecord(record: SandboxRecord, reason: string): Promise<SandboxRecord> {
-    this.requireDurable("stop a sandbox and keep its disk");
+    this.requireDurable(record.driver, "stop a sandbox and keep its disk");
     return this.lifecycle.run(record.id, () => this.stopUnlocked(record.id, reason));
   }
 
@@ -591,7 +627,7 @@ export class SandboxService {
    * up (its row already `running`, its processes not yet there) is never taken for one.
    */
   stopVanished(record: SandboxRecord, reason: string): Promise<SandboxRecord | undefined> {
-    this.requireDurable("stop a sandbox and keep its disk");
+    this.requireDurable(record.driver, "stop a sandbox and keep its disk");
     return this.lifecycle.run(record.id, async () => {
       const current = await this.store.sandboxes.get(record.id);
       if (!current?.handle || (current.state !== "running" && current.state !== "hibernated"))
@@ -607,12 +643,12 @@ export class SandboxService {
     return this.lifecycle.busy(id);
   }
 
-  private requireDurable(what: string): void {
-    this.requireFeature("durable", what);
-    if (!this.driver.stop || !this.driver.start) {
+  private requireDurable(driverName: string, what: string): void {
+    this.requireFeature(driverName, "durable", what);
+    if (!this.durable(driverName)) {
       throw new PolydevError(
         "feature_unavailable",
-        `the "${this.driver.name}" driver reports "durable" but has no stop/start; it cannot ${what}`,
+        `the "${driverName}" driver reports "durable" but has no stop/start; it cannot ${what}`,
       );
     }
   }
@@ -668,7 +704,7 @@ export class SandboxService {
     const found = await this.get(userId, idOrName);
     if (found.state === "hibernated") return this.resume(userId, found.id);
     if (found.state === "running") return found;
-    this.requireDurable("start a stopped sandbox");
+    this.requireDurable(found.driver, "start a stopped sandbox");
     return this.lifecycle.run(found.id, async () => {
       const start = this.driver.start;
       if (!start) throw new PolydevError("feature_unavailable", "the driver cannot start sandboxes");
@@ -728,10 +764,10 @@ export class SandboxService {
         );
       }
       if (diskMb === record.diskMb) return record;
-      this.requireFeature("durable", "grow a sandbox's disk");
+      this.requireFeature(record.driver, "durable", "grow a sandbox's disk");
       const growDisk = this.driver.growDisk;
       if (!growDisk) {
-        throw new PolydevError("feature_unavailable", `the "${this.driver.name}" driver cannot grow disks`);
+        throw new PolydevError("feature_unavailable", `the "${record.driver}" driver cannot grow disks`);
       }
       const handle = record.handle;
       if (!HOLDS_DISK.includes(record.state) || !handle) {
@@ -756,12 +792,12 @@ export class SandboxService {
     const found = await this.get(userId, idOrName);
     return this.lifecycle.run(found.id, async () => {
       const record = await this.get(userId, found.id);
-      this.requireFeature("snapshot", "snapshot a sandbox");
+      this.requireFeature(record.driver, "snapshot", "snapshot a sandbox");
       const snapshot = this.driver.snapshot;
-      if (!snapshot || this.images === undefined) {
+      if (this.images === undefined) {
         throw new PolydevError(
           "feature_unavailable",
-          `the "${this.driver.name}" driver cannot snapshot sandboxes`,
+          "this server has no image store, so a snapshot has nowhere to go",
         );
       }
       if (!record.image) {
@@ -814,9 +850,8 @@ export class SandboxService {
       });
     }
     const source = await this.get(userId, idOrName);
-    this.requireFeature("fork", "fork a sandbox");
+    this.requireFeature(source.driver, "fork", "fork a sandbox");
     const fork = this.driver.fork;
-    if (!fork) throw new PolydevError("feature_unavailable", `the "${this.driver.name}" driver cannot fork`);
     return this.lifecycle.run(source.id, async () => {
       const record = await this.get(userId, source.id);
       const handle = record.handle;
@@ -835,7 +870,7 @@ export class SandboxService {
         name: names?.[i] ?? null,
         image: record.image,
         state: "creating",
-        driver: this.driver.name,
+        driver: record.driver,
         cpu: record.cpu,
         memoryMb: record.memoryMb,
         diskMb: record.diskMb,

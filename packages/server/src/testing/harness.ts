@@ -90,7 +90,10 @@ export class ApiClient {
 
 export async function startTestServer(
   overrides: ConfigInput = {},
-  options: Pick<StartOptions, "loginFlows" | "clock" | "images"> = {},
+  options: Pick<StartOptions, "loginFlows" | "clock" | "images"> & {
+    /** Drivers beside the namespace one (config `drivers` names which run). */
+    drivers?: StartOptions["drivers"];
+  } = {},
 ): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), "polydev-test-"));
   const config = parseConfig({
@@ -104,9 +107,11 @@ export async function startTestServer(
     images: { enabled: false, cacheDir: TEST_IMAGE_CACHE_DIR, ...overrides.images },
   });
   const logFile = join(dataDir, "test-server.log");
+  const { drivers: extraDrivers, ...startOptions } = options;
   const start = () =>
     startServer(config, {
       drivers: {
+        ...extraDrivers,
         namespace: ({ rootDir, log, storage, toolbox }) =>
           new NamespaceDriver({
             rootDir,
@@ -118,7 +123,7 @@ export async function startTestServer(
       log: createLogger(config.logLevel, pino.destination({ dest: logFile, sync: true })),
       // The test runner fails on an unhandled rejection itself; the net would only log it.
       processSafetyNet: false,
-      ...options,
+      ...startOptions,
     });
   let server = await start();
   const adminKey = server.firstAdminKey?.apiKey;

@@ -14,7 +14,7 @@ import { imageListQuery, useSnapshotSandbox } from "../queries/images";
 import type { PowerAction } from "../queries/sandboxes";
 import {
   sandboxQuery,
-  serverFeaturesQuery,
+  serverDriversQuery,
   useDestroySandbox,
   useForkSandbox,
   useSandboxPower,
@@ -40,7 +40,9 @@ export function SandboxPage({ id }: { id: string }) {
   const power = useSandboxPower();
   const fork = useForkSandbox();
   const snapshot = useSnapshotSandbox();
-  const features = useQuery(serverFeaturesQuery()).data ?? [];
+  const drivers = useQuery(serverDriversQuery()).data ?? [];
+  // What this sandbox's own driver can do (drivers differ: one may fork, another not).
+  const features = drivers.find((driver) => driver.name === sandbox.data?.driver)?.features ?? [];
   const digest = sandbox.data?.image ?? null;
   const images = useQuery(imageListQuery(features.includes("images") && digest !== null));
   const [tab, setTab] = useState<Tab>("terminal");
@@ -113,7 +115,8 @@ export function SandboxPage({ id }: { id: string }) {
           {box.name ? <p className="muted small mono">{box.id}</p> : null}
           <p className="muted small">
             {box.cpu} CPU · {formatMb(box.memoryMb)} memory · {formatMb(box.diskMb)} disk · {box.pidsMax}{" "}
-            processes · {networkLabel(box.network)} · created {formatAge(box.createdAt)} ago
+            processes · {networkLabel(box.network)} · {box.driver} driver · created {formatAge(box.createdAt)}{" "}
+            ago
           </p>
           <p className="muted small">
             Image:{" "}

@@ -12,7 +12,7 @@ import { StateBadge } from "../components/state-badge";
 import { imageListQuery } from "../queries/images";
 import {
   sandboxListQuery,
-  serverFeaturesQuery,
+  serverDriversQuery,
   useCreateSandbox,
   useDestroySandbox,
 } from "../queries/sandboxes";
@@ -101,7 +101,7 @@ function SandboxTable({ items }: { items: Sandbox[] }) {
                 <td className="hide-narrow">{formatAge(sandbox.createdAt)}</td>
                 <td className="hide-narrow small">
                   {sandbox.cpu} CPU · {formatMb(sandbox.memoryMb)} · {formatMb(sandbox.diskMb)} disk ·{" "}
-                  {sandbox.pidsMax} pids · {networkLabel(sandbox.network)}
+                  {sandbox.pidsMax} pids · {networkLabel(sandbox.network)} · {sandbox.driver}
                 </td>
                 <td>
                   <SandboxStats sandbox={sandbox} />
@@ -172,7 +172,11 @@ function CreateSandboxForm() {
   const [pidsMax, setPidsMax] = useState("256");
   const [network, setNetwork] = useState<NetworkMode>("none");
   const [rules, setRules] = useState<EgressRulesDraft>(EMPTY_RULES);
-  const hasImages = (useQuery(serverFeaturesQuery()).data ?? []).includes("images");
+  const drivers = useQuery(serverDriversQuery()).data ?? [];
+  const [chosenDriver, setChosenDriver] = useState("");
+  // "" leaves the choice to the server (its default driver, listed first).
+  const driverInfo = drivers.find((d) => d.name === chosenDriver) ?? drivers[0];
+  const hasImages = (driverInfo?.features ?? []).includes("images");
   const images = useQuery(imageListQuery(hasImages));
   const [chosenImage, setChosenImage] = useState<string | undefined>(undefined);
   const imageList = images.data?.images ?? [];
@@ -199,6 +203,7 @@ function CreateSandboxForm() {
           : network,
     };
     if (name.trim() !== "") body.name = name.trim();
+    if (chosenDriver !== "") body.driver = chosenDriver;
     if (hasImages && image !== "") body.image = image;
     const values = { memoryMb, cpu, diskMb, pidsMax };
     for (const [key, raw] of Object.entries(values) as [keyof typeof values, string][]) {
@@ -241,6 +246,24 @@ function CreateSandboxForm() {
             onChange={(e) => setName(e.target.value)}
           />
         </label>
+        {drivers.length > 1 ? (
+          <label className="field">
+            <span>Isolation</span>
+            <select
+              className="input"
+              name="driver"
+              value={chosenDriver}
+              onChange={(e) => setChosenDriver(e.target.value)}
+            >
+              {drivers.map((d) => (
+                <option key={d.name} value={d.default ? "" : d.name}>
+                  {d.name}
+                  {d.default ? " (default)" : ""}
+                </option>
+              ))}
+            </select>
+          </label>
+        ) : null}
         {hasImages ? (
           <label className="field">
             <span>Image</span>

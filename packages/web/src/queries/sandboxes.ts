@@ -50,6 +50,14 @@ export const serverFeaturesQuery = () =>
     staleTime: 5 * 60_000,
   });
 
+/** Every driver the server runs, the default first, each with its own features. */
+export const serverDriversQuery = () =>
+  queryOptions({
+    queryKey: ["server", "drivers"],
+    queryFn: async ({ signal }) => (await polydev.health({ signal })).drivers,
+    staleTime: 5 * 60_000,
+  });
+
 export function useCreateSandbox() {
   const client = useQueryClient();
   return useMutation({
