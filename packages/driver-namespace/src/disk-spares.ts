@@ -2,9 +2,9 @@
  * Empty disks made ahead of time. A new disk is its own small file system in the storage pool
  * (a reflinked template, a loop device, a mount): tens of milliseconds that would otherwise sit
  * on every create's path. A few empty disks of the size creates last asked for wait here, and a
- * create whose disk is new takes one (its meta.json then names that disk). They are made once
- * the driver has been quiet for a moment, as the bubblewrap starters are, because making one
- * competes with the create that just happened. Spares left by a crash are removed at start-up
+ * create whose disk is new takes one (its meta.json then names that disk). They are made a
+ * moment after a take, not during it, because making one competes with the create that just
+ * happened. Spares left by a crash are removed at start-up
  * (`sweep`): no sandbox names them.
  */
 import { randomBytes } from "node:crypto";
@@ -13,7 +13,7 @@ import { join } from "node:path";
 import type { DiskStorage } from "./image-launch.js";
 
 const SPARES = 2;
-const REFILL_AFTER_QUIET_MS = 200;
+const REFILL_AFTER_TAKE_MS = 200;
 const PREFIX = "spare-";
 
 export class DiskSpares {
@@ -32,7 +32,7 @@ export class DiskSpares {
     this.wantedLimit = limitBytes;
     const index = this.ready.findIndex((spare) => spare.limitBytes === limitBytes);
     const spare = index >= 0 ? this.ready.splice(index, 1)[0] : undefined;
-    this.refillWhenQuiet();
+    this.refillAfterTake();
     return spare?.rel;
   }
 
@@ -49,13 +49,18 @@ export class DiskSpares {
     }
   }
 
-  /** Spares of another size than creates ask for now are removed as new ones are made. */
-  private refillWhenQuiet(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
+  /**
+   * Spares of another size than creates ask for now are removed as new ones are made. The timer
+   * is not pushed back by later takes: in a steady stream of creates (one every few tens of
+   * milliseconds) a refill that waited for silence never came, and every create past the
+   * first two made its file system on its own path.
+   */
+  private refillAfterTake(): void {
+    if (this.timer !== undefined) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.refill().catch(this.onError);
-    }, REFILL_AFTER_QUIET_MS);
+    }, REFILL_AFTER_TAKE_MS);
     this.timer.unref();
   }
 
