@@ -10,9 +10,9 @@
  * Every command gets this process's environment (the OCI spec's: the image's env, the
  * sandbox's env, HOME), which only the driver chose; the agent's own variables are dropped.
  */
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createAgentServer, identityLauncher } from "@polydev/agent";
 
 const [socketPath, home] = process.argv.slice(2);
@@ -31,7 +31,9 @@ const stateDir = join(home, ".polydev-agent");
 mkdirSync(stateDir, { recursive: true, mode: 0o700 });
 const server = createAgentServer(identityLauncher({ home, stateDir, baseEnv }));
 
-// A socket left by an earlier agent of this sandbox (a restore) would refuse the listen.
+// Left by an earlier agent of this sandbox (a restore): a stale socket would refuse the listen.
+const readyPath = join(dirname(socketPath), "ready");
+rmSync(readyPath, { force: true });
 rmSync(socketPath, { force: true });
 createServer((socket) => {
   socket.on("error", () => undefined);
@@ -41,4 +43,5 @@ createServer((socket) => {
     process.stderr.write(`polydev gvisor agent: ${error.message}\n`);
     process.exit(1);
   })
-  .listen(socketPath);
+  // The socket file exists from bind on, before it accepts: "ready" tells the host it does.
+  .listen(socketPath, () => writeFileSync(readyPath, ""));

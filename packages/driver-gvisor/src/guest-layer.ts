@@ -19,6 +19,9 @@ const run = promisify(execFile);
 /** Where the layer's files appear inside a sandbox. */
 export const GUEST_DIR = "/opt/polydev-gvisor";
 export const GUEST_AGENT = `${GUEST_DIR}/agent.mjs`;
+/** pid 1 (native/guest-init.c) and the mount point it uses for the Sentry's pids cgroup. */
+export const GUEST_INIT = `${GUEST_DIR}/init`;
+export const GUEST_CGROUP_DIR = `${GUEST_DIR}/cgroup`;
 /** The directory runsc binds to a host directory, where the agent makes its socket. */
 export const AGENT_SOCKET_DIR = "/run/polydev-agent";
 export const AGENT_SOCKET_NAME = "agent.sock";
@@ -32,8 +35,17 @@ function agentEntry(): { path: string; conditions: string[] } {
   return { path: join(here, "guest-agent.js"), conditions: [] };
 }
 
-/** The statx shim's source, beside the package's src and dist. */
+/** The C sources, beside the package's src and dist. */
 const SHIM_SOURCE = join(here, "..", "native", "statx-shim.c");
+const INIT_SOURCE = join(here, "..", "native", "guest-init.c");
+
+async function compile(args: string[], what: string): Promise<void> {
+  await run("cc", args, { env: { PATH: "/usr/local/bin:/usr/bin:/bin" } }).catch((error: unknown) => {
+    throw new PolydevError("driver_unavailable", `cannot build the gVisor ${what}: install gcc`, {
+      cause: error,
+    });
+  });
+}
 
 async function bundleAgent(): Promise<string> {
   const { build } = await import("esbuild");
@@ -70,10 +82,20 @@ function nodePtyDir(): string {
  * write a private directory and rename it into place; the loser's copy is removed.
  */
 export async function ensureGuestLayer(cacheDir: string): Promise<string> {
-  const [bundle, shim] = await Promise.all([bundleAgent(), readFile(SHIM_SOURCE, "utf8")]);
+  const [bundle, shim, init] = await Promise.all([
+    bundleAgent(),
+    readFile(SHIM_SOURCE, "utf8"),
+    readFile(INIT_SOURCE, "utf8"),
+  ]);
   const ptyDir = nodePtyDir();
   const ptyPackage = await readFile(join(ptyDir, "package.json"), "utf8");
-  const key = createHash("sha256").update(bundle).update(shim).update(ptyPackage).digest("hex").slice(0, 24);
+  const key = createHash("sha256")
+    .update(bundle)
+    .update(shim)
+    .update(init)
+    .update(ptyPackage)
+    .digest("hex")
+    .slice(0, 24);
   const layer = join(cacheDir, `guest-${key}`);
   if (existsSync(layer)) return layer;
 
@@ -88,16 +110,10 @@ export async function ensureGuestLayer(cacheDir: string): Promise<string> {
     await cp(join(ptyDir, "build", "Release"), join(guest, "node_modules", "node-pty", "build", "Release"), {
       recursive: true,
     });
-    const shimSource = join(partial, "statx-shim.c");
-    await writeFile(shimSource, shim);
-    await run("cc", ["-O2", "-shared", "-fPIC", "-o", join(guest, "statx-shim.so"), shimSource], {
-      env: { PATH: "/usr/local/bin:/usr/bin:/bin" },
-    }).catch((error: unknown) => {
-      throw new PolydevError("driver_unavailable", "cannot build the gVisor statx shim: install gcc", {
-        cause: error,
-      });
-    });
-    await rm(shimSource);
+    await compile(["-O2", "-shared", "-fPIC", "-o", join(guest, "statx-shim.so"), SHIM_SOURCE], "statx shim");
+    // Static: it runs before anything of the image is trusted, in any image.
+    await compile(["-O2", "-static", "-o", join(guest, "init"), INIT_SOURCE], "init");
+    await mkdir(join(guest, "cgroup"), { mode: 0o755 });
     await mkdir(join(partial, "etc"), { mode: 0o755 });
     await writeFile(join(partial, "etc", "ld.so.preload"), `${GUEST_DIR}/statx-shim.so\n`, { mode: 0o644 });
     // Mount points: the overlay's lower layers are read-only, so they must exist already.

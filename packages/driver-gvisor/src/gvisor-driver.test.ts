@@ -19,27 +19,36 @@ if (unavailable !== null) {
   });
 } else {
   const [rootfs, toolbox] = await Promise.all([testBaseRootfs(), testToolbox()]);
-  runDriverContract("gvisor", async () => {
-    const rootDir = await mkdtemp(join(tmpdir(), "polydev-gvisor-contract-"));
-    const driver = new GvisorDriver({
-      rootDir,
-      toolboxDir: toolbox,
-      cgroupParent: `polydev-gvisor-test-${process.pid}`,
-    });
-    await driver.probe();
-    return {
-      driver: withDefaultImage(driver, {
-        name: "polydev/base",
-        digest: "sha256:test",
-        layers: [rootfs],
-        env: { ...BASE_IMAGE_ENV },
-      }),
-      hostSecretPaths: [rootDir],
-      cleanup: async () => {
-        for (const sandbox of await driver.list())
-          await driver.destroy(sandbox.handle).catch(() => undefined);
-        await rm(rootDir, { recursive: true, force: true });
+  runDriverContract(
+    "gvisor",
+    async () => {
+      const rootDir = await mkdtemp(join(tmpdir(), "polydev-gvisor-contract-"));
+      const driver = new GvisorDriver({
+        rootDir,
+        toolboxDir: toolbox,
+        cgroupParent: `polydev-gvisor-test-${process.pid}`,
+      });
+      await driver.probe();
+      return {
+        driver: withDefaultImage(driver, {
+          name: "polydev/base",
+          digest: "sha256:test",
+          layers: [rootfs],
+          env: { ...BASE_IMAGE_ENV },
+        }),
+        hostSecretPaths: [rootDir],
+        cleanup: async () => {
+          for (const sandbox of await driver.list())
+            await driver.destroy(sandbox.handle).catch(() => undefined);
+          await rm(rootDir, { recursive: true, force: true });
+        },
+      };
+    },
+    {
+      skip: {
+        "memory-limit":
+          "Debian's runsc (20221219) has no OOM killer of its own: a guest past its memory limit gets the host cgroup's OOM kill, which ends the whole Sentry (only that sandbox)",
       },
-    };
-  });
+    },
+  );
 }

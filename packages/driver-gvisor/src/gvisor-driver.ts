@@ -63,6 +63,8 @@ interface SandboxMeta {
   containerId: string;
   memoryLimitBytes: number;
   hibernated: boolean;
+  /** The guest's CPU time when it was paused (the Sentry's own bookkeeping still ticks). */
+  pausedCpuUsageNs?: number;
 }
 
 const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
@@ -176,14 +178,15 @@ export class GvisorDriver implements SandboxDriver {
       await writeFile(join(dir, "meta.json"), JSON.stringify(meta), { mode: 0o600 });
       const disk = join(dir, "disk");
       const rootfs = join(dir, "bundle", "rootfs");
-      const socketDir = join(dir, "socket");
+      // On the sandbox's disk: the sandbox can write into this directory, and only so much.
+      const socketDir = join(disk, "socket");
       await mkdir(disk, { mode: 0o700 });
       await mkdir(rootfs, { recursive: true, mode: 0o755 });
-      await mkdir(socketDir, { mode: 0o755 });
       const changesBytes = Math.max(MIN_CHANGES_BYTES, spec.limits.diskMb * MiB - (image.sizeBytes ?? 0));
       await mountCommand(["-t", "tmpfs", "-o", `size=${changesBytes},mode=0700`, "tmpfs", disk]);
       await mkdir(join(disk, "upper"), { mode: 0o755 });
       await mkdir(join(disk, "work"), { mode: 0o700 });
+      await mkdir(socketDir, { mode: 0o755 });
       if (user.home !== "/" && !image.layers.some((layer) => existsSync(join(layer, user.home)))) {
         await mkdir(join(disk, "upper", user.home), { recursive: true, mode: 0o700 });
         await chown(join(disk, "upper", user.home), user.uid, user.gid);
@@ -241,8 +244,9 @@ export class GvisorDriver implements SandboxDriver {
 
   /** Readiness is the agent's hello on its socket: the socket appearing, then one handshake. */
   private async waitForAgent(handle: SandboxHandle, dir: string, signal?: AbortSignal): Promise<void> {
-    const socketDir = join(dir, "socket");
+    const socketDir = join(dir, "disk", "socket");
     const socketPath = join(socketDir, AGENT_SOCKET_NAME);
+    const readyPath = join(socketDir, "ready");
     const deadline = AbortSignal.timeout(this.options.readyTimeoutMs);
     const waitSignal = signal ? AbortSignal.any([signal, deadline]) : deadline;
     await new Promise<void>((resolve, reject) => {
@@ -269,11 +273,11 @@ export class GvisorDriver implements SandboxDriver {
         });
       }, 1000);
       watcher.on("change", () => {
-        if (existsSync(socketPath)) done();
+        if (existsSync(readyPath)) done();
       });
       watcher.on("error", (error) => done(error));
       waitSignal.addEventListener("abort", onAbort, { once: true });
-      if (existsSync(socketPath)) done();
+      if (existsSync(readyPath)) done();
     });
     const connection = await this.connectSocket(socketPath, waitSignal);
     await connection.close();
@@ -316,7 +320,7 @@ export class GvisorDriver implements SandboxDriver {
     if (meta === undefined) throw new PolydevError("not_found", `sandbox ${handle.sandboxId} does not exist`);
     if (meta.hibernated)
       throw new PolydevError("sandbox_not_running", `sandbox ${handle.sandboxId} is hibernated`);
-    return this.connectSocket(join(dir, "socket", AGENT_SOCKET_NAME), signal);
+    return this.connectSocket(join(dir, "disk", "socket", AGENT_SOCKET_NAME), signal);
   }
 
   async hibernate(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
@@ -326,7 +330,8 @@ export class GvisorDriver implements SandboxDriver {
       logFile: this.logFile(dir),
       ...(signal ? { signal } : {}),
     });
-    await this.writeMeta(dir, { ...meta, hibernated: true });
+    const { cpuUsageNs } = await this.sentryStats(handle, dir, signal);
+    await this.writeMeta(dir, { ...meta, hibernated: true, pausedCpuUsageNs: cpuUsageNs });
   }
 
   async resume(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
@@ -336,7 +341,8 @@ export class GvisorDriver implements SandboxDriver {
       logFile: this.logFile(dir),
       ...(signal ? { signal } : {}),
     });
-    await this.writeMeta(dir, { ...meta, hibernated: false });
+    const { pausedCpuUsageNs: _, ...running } = meta;
+    await this.writeMeta(dir, { ...running, hibernated: false });
   }
 
   private async requireMeta(handle: SandboxHandle, dir: string): Promise<SandboxMeta> {
@@ -404,7 +410,24 @@ export class GvisorDriver implements SandboxDriver {
   async stats(handle: SandboxHandle, signal?: AbortSignal): Promise<SandboxStats> {
     const dir = this.dirOf(handle);
     const meta = await this.requireMeta(handle, dir);
-    // The Sentry's own accounting: the guest's tasks, memory and CPU, not its host threads.
+    const guest = await this.sentryStats(handle, dir, signal);
+    const disk = await statfs(join(dir, "disk"));
+    return {
+      // A paused guest runs nothing: its CPU time is the one taken when it was paused.
+      cpuUsageNs: meta.hibernated ? (meta.pausedCpuUsageNs ?? guest.cpuUsageNs) : guest.cpuUsageNs,
+      memoryBytes: Math.min(guest.memoryBytes, meta.memoryLimitBytes),
+      memoryLimitBytes: meta.memoryLimitBytes,
+      pids: guest.pids,
+      diskBytes: (disk.blocks - disk.bfree) * disk.bsize,
+    };
+  }
+
+  /** The Sentry's own accounting: the guest's tasks, memory and CPU, not its host threads. */
+  private async sentryStats(
+    handle: SandboxHandle,
+    dir: string,
+    signal?: AbortSignal,
+  ): Promise<{ cpuUsageNs: number; memoryBytes: number; pids: number }> {
     const output = await runscOk(this.runsc, ["events", "--stats", handle.sandboxId], {
       logFile: this.logFile(dir),
       ...(signal ? { signal } : {}),
@@ -416,13 +439,10 @@ export class GvisorDriver implements SandboxDriver {
         pids?: { current?: number };
       };
     };
-    const disk = await statfs(join(dir, "disk"));
     return {
       cpuUsageNs: event.data?.cpu?.usage?.total ?? 0,
-      memoryBytes: Math.min(event.data?.memory?.usage?.usage ?? 0, meta.memoryLimitBytes),
-      memoryLimitBytes: meta.memoryLimitBytes,
+      memoryBytes: event.data?.memory?.usage?.usage ?? 0,
       pids: event.data?.pids?.current ?? 0,
-      diskBytes: (disk.blocks - disk.bfree) * disk.bsize,
     };
   }
 

@@ -2,7 +2,13 @@
  * The OCI runtime spec (config.json) of one sandbox. Only the fields runsc reads are written.
  */
 import type { SandboxLimits } from "@polydev/core";
-import { AGENT_SOCKET_DIR, AGENT_SOCKET_NAME, GUEST_AGENT } from "./guest-layer.js";
+import {
+  AGENT_SOCKET_DIR,
+  AGENT_SOCKET_NAME,
+  GUEST_AGENT,
+  GUEST_CGROUP_DIR,
+  GUEST_INIT,
+} from "./guest-layer.js";
 import type { ImageUser } from "./image-user.js";
 
 export const TOOLBOX_MOUNT = "/opt/polydev";
@@ -27,11 +33,14 @@ const CAPABILITIES = [
 ];
 
 /**
- * The Sentry's own threads and the ptrace platform's stub processes live in the host pids
- * cgroup too (about 70 for an idle sandbox), and the Sentry dies when it cannot make one; the
- * host limit is a backstop above the sandbox's own pidsMax.
+ * The host pids cgroup holds the Sentry's threads and the ptrace platform's stubs (about 70
+ * for an idle sandbox; under ptrace a guest process can have a host stub thread per Sentry
+ * thread that ran it), and the Sentry dies when it cannot make one. The sandbox's own limit is
+ * the guest pids cgroup (guest-init.c); this is the host's backstop, far above it.
  */
-export const HOST_PIDS_OVERHEAD = 256;
+export function hostPidsLimit(pidsMax: number): number {
+  return Math.max(1024, 16 * pidsMax + 512);
+}
 
 export interface OciSpecInput {
   cgroupsPath: string;
@@ -46,21 +55,35 @@ export interface OciSpecInput {
 
 export function ociSpec(input: OciSpecInput): Record<string, unknown> {
   const { limits, user } = input;
-  const caps = user.uid === 0 ? CAPABILITIES : [];
+  // The init mounts the Sentry's pids cgroup with CAP_SYS_ADMIN, then drops it for good.
+  const initCaps = [...CAPABILITIES, "CAP_SYS_ADMIN"];
   const periodUs = 100_000;
   return {
     ociVersion: "1.0.2",
     process: {
-      user: { uid: user.uid, gid: user.gid },
-      args: [`${TOOLBOX_MOUNT}/bin/node`, GUEST_AGENT, `${AGENT_SOCKET_DIR}/${AGENT_SOCKET_NAME}`, user.home],
+      // Root for the init only: it starts the agent as the image's user.
+      user: { uid: 0, gid: 0 },
+      args: [
+        GUEST_INIT,
+        GUEST_CGROUP_DIR,
+        String(limits.pidsMax),
+        String(user.uid),
+        String(user.gid),
+        `${TOOLBOX_MOUNT}/bin/node`,
+        GUEST_AGENT,
+        `${AGENT_SOCKET_DIR}/${AGENT_SOCKET_NAME}`,
+        user.home,
+      ],
       env: Object.entries(input.env).map(([key, value]) => `${key}=${value}`),
       cwd: "/",
-      capabilities: { bounding: caps, effective: caps, permitted: caps, inheritable: [], ambient: [] },
-      // The guest's process limit: the Sentry counts its tasks against RLIMIT_NPROC per user.
-      rlimits: [
-        { type: "RLIMIT_NPROC", hard: limits.pidsMax, soft: limits.pidsMax },
-        { type: "RLIMIT_NOFILE", hard: 4096, soft: 4096 },
-      ],
+      capabilities: {
+        bounding: initCaps,
+        effective: initCaps,
+        permitted: initCaps,
+        inheritable: [],
+        ambient: [],
+      },
+      rlimits: [{ type: "RLIMIT_NOFILE", hard: 4096, soft: 4096 }],
       noNewPrivileges: false,
     },
     root: { path: "rootfs", readonly: false },
@@ -80,7 +103,7 @@ export function ociSpec(input: OciSpecInput): Record<string, unknown> {
       resources: {
         memory: { limit: limits.memoryMb * 1024 * 1024 },
         cpu: { quota: Math.max(1000, Math.round(limits.cpu * periodUs)), period: periodUs },
-        pids: { limit: limits.pidsMax + HOST_PIDS_OVERHEAD },
+        pids: { limit: hostPidsLimit(limits.pidsMax) },
       },
     },
   };
