@@ -127,6 +127,18 @@ export class GvisorDriver implements SandboxDriver {
     return join(this.options.rootDir, "sandboxes", sandboxId);
   }
 
+  /**
+   * The sandbox's mounts, apart from its state (meta, spec, logs): its disk (a tmpfs of its
+   * disk size) and its root (the overlay), so what the sandbox writes is never host state.
+   */
+  private diskDir(sandboxId: string): string {
+    return join(this.options.rootDir, "mounts", sandboxId, "disk");
+  }
+
+  private rootfsDir(sandboxId: string): string {
+    return join(this.options.rootDir, "mounts", sandboxId, "rootfs");
+  }
+
   private dirOf(handle: SandboxHandle): string {
     if (!SANDBOX_ID.test(handle.sandboxId))
       throw new PolydevError("invalid_request", "not a gvisor sandbox id");
@@ -176,11 +188,12 @@ export class GvisorDriver implements SandboxDriver {
     const handle: SandboxHandle = { sandboxId: spec.id, driver: this.name, data: { containerId: spec.id } };
     try {
       await writeFile(join(dir, "meta.json"), JSON.stringify(meta), { mode: 0o600 });
-      const disk = join(dir, "disk");
-      const rootfs = join(dir, "bundle", "rootfs");
+      const disk = this.diskDir(spec.id);
+      const rootfs = this.rootfsDir(spec.id);
+      await mkdir(join(dir, "bundle"), { mode: 0o700 });
       // On the sandbox's disk: the sandbox can write into this directory, and only so much.
       const socketDir = join(disk, "socket");
-      await mkdir(disk, { mode: 0o700 });
+      await mkdir(disk, { recursive: true, mode: 0o700 });
       await mkdir(rootfs, { recursive: true, mode: 0o755 });
       const changesBytes = Math.max(MIN_CHANGES_BYTES, spec.limits.diskMb * MiB - (image.sizeBytes ?? 0));
       await mountCommand(["-t", "tmpfs", "-o", `size=${changesBytes},mode=0700`, "tmpfs", disk]);
@@ -209,6 +222,7 @@ export class GvisorDriver implements SandboxDriver {
         HOME: user.home,
       };
       const config = ociSpec({
+        rootfs,
         cgroupsPath: `/${this.options.cgroupParent}/${spec.id}`,
         limits: spec.limits,
         env,
@@ -234,7 +248,7 @@ export class GvisorDriver implements SandboxDriver {
           `runsc could not start the sandbox: ${await this.tail(dir)}`,
         );
       }
-      await this.waitForAgent(handle, dir, signal);
+      await this.waitForAgent(handle, signal);
       return handle;
     } catch (error) {
       await this.destroy(handle).catch(() => undefined);
@@ -243,8 +257,8 @@ export class GvisorDriver implements SandboxDriver {
   }
 
   /** Readiness is the agent's hello on its socket: the socket appearing, then one handshake. */
-  private async waitForAgent(handle: SandboxHandle, dir: string, signal?: AbortSignal): Promise<void> {
-    const socketDir = join(dir, "disk", "socket");
+  private async waitForAgent(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+    const socketDir = join(this.diskDir(handle.sandboxId), "socket");
     const socketPath = join(socketDir, AGENT_SOCKET_NAME);
     const readyPath = join(socketDir, "ready");
     const deadline = AbortSignal.timeout(this.options.readyTimeoutMs);
@@ -320,7 +334,7 @@ export class GvisorDriver implements SandboxDriver {
     if (meta === undefined) throw new PolydevError("not_found", `sandbox ${handle.sandboxId} does not exist`);
     if (meta.hibernated)
       throw new PolydevError("sandbox_not_running", `sandbox ${handle.sandboxId} is hibernated`);
-    return this.connectSocket(join(dir, "disk", "socket", AGENT_SOCKET_NAME), signal);
+    return this.connectSocket(join(this.diskDir(handle.sandboxId), "socket", AGENT_SOCKET_NAME), signal);
   }
 
   async hibernate(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
@@ -353,14 +367,15 @@ export class GvisorDriver implements SandboxDriver {
 
   async destroy(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
     const dir = this.dirOf(handle);
-    if (!existsSync(dir)) return;
+    if (!existsSync(dir) && !existsSync(join(this.options.rootDir, "mounts", handle.sandboxId))) return;
     // A paused sandbox must be resumable to be killed cleanly; delete --force kills either way.
     await runsc(this.runsc, ["delete", "--force", handle.sandboxId], {
       logFile: join(this.options.rootDir, "runsc-delete.log"),
       ...(signal ? { signal } : {}),
     });
-    await unmountIfMounted(join(dir, "bundle", "rootfs"));
-    await unmountIfMounted(join(dir, "disk"));
+    await unmountIfMounted(this.rootfsDir(handle.sandboxId));
+    await unmountIfMounted(this.diskDir(handle.sandboxId));
+    await rm(join(this.options.rootDir, "mounts", handle.sandboxId), { recursive: true, force: true });
     await rm(dir, { recursive: true, force: true });
   }
 
@@ -411,7 +426,7 @@ export class GvisorDriver implements SandboxDriver {
     const dir = this.dirOf(handle);
     const meta = await this.requireMeta(handle, dir);
     const guest = await this.sentryStats(handle, dir, signal);
-    const disk = await statfs(join(dir, "disk"));
+    const disk = await statfs(this.diskDir(handle.sandboxId));
     return {
       // A paused guest runs nothing: its CPU time is the one taken when it was paused.
       cpuUsageNs: meta.hibernated ? (meta.pausedCpuUsageNs ?? guest.cpuUsageNs) : guest.cpuUsageNs,

@@ -43,6 +43,8 @@ export function hostPidsLimit(pidsMax: number): number {
 }
 
 export interface OciSpecInput {
+  /** The root file system's (absolute) path. */
+  rootfs: string;
   cgroupsPath: string;
   limits: SandboxLimits;
   /** The process environment: the image's, then the sandbox's, then HOME and PATH defaults. */
@@ -86,7 +88,7 @@ export function ociSpec(input: OciSpecInput): Record<string, unknown> {
       rlimits: [{ type: "RLIMIT_NOFILE", hard: 4096, soft: 4096 }],
       noNewPrivileges: false,
     },
-    root: { path: "rootfs", readonly: false },
+    root: { path: input.rootfs, readonly: false },
     hostname: input.hostname,
     mounts: [
       { destination: "/proc", type: "proc", source: "proc" },
