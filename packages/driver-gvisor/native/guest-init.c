@@ -13,6 +13,11 @@
  * 3. Starts the program as uid:gid (the kernel drops every capability when root becomes
  *    another user) and reaps every orphan until it exits, then exits with its status.
  * Fails closed: without the limit, no program.
+ *
+ *   guest-init --as <uid> <gid> <program> [args...]
+ *
+ * The agent (root) starts every command through this: the command runs as uid:gid, so a
+ * `kill -9 -1` of the image's user cannot end the agent.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -54,11 +59,41 @@ static void drop_sys_admin(void) {
   if (syscall(SYS_capset, &header, data) != 0) die("capset");
 }
 
+static void become(uid_t uid, gid_t gid) {
+  if (uid == 0 && gid == 0) return;
+  if (setgroups(0, NULL) != 0) die("setgroups");
+  if (setgid(gid) != 0) die("setgid");
+  if (setuid(uid) != 0) die("setuid");
+}
+
+/*
+ * The Sentry's /dev has devices the sandbox has no use for (fuse, net/tun), and the stdio runsc
+ * hands pid 1 are host descriptors: gone before anything else runs.
+ */
+static void tidy_up(void) {
+  unlink("/dev/fuse");
+  unlink("/dev/net/tun");
+  rmdir("/dev/net");
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) die("/dev/null");
+  for (int fd = 0; fd <= 2; fd++) {
+    if (dup2(null, fd) < 0) die("dup2");
+  }
+  close(null);
+}
+
 int main(int argc, char **argv) {
+  if (argc >= 5 && strcmp(argv[1], "--as") == 0) {
+    become((uid_t)strtoul(argv[2], NULL, 10), (gid_t)strtoul(argv[3], NULL, 10));
+    execvp(argv[4], &argv[4]);
+    fprintf(stderr, "%s: %s\n", argv[4], strerror(errno));
+    return errno == ENOENT ? 127 : 126;
+  }
   if (argc < 6) {
     fprintf(stderr, "usage: %s <cgroup dir> <pids max> <uid> <gid> <program> [args...]\n", argv[0]);
     return 2;
   }
+  tidy_up();
   const char *cgroup = argv[1];
   const char *pids_max = argv[2];
   uid_t uid = (uid_t)strtoul(argv[3], NULL, 10);
@@ -84,11 +119,7 @@ int main(int argc, char **argv) {
   pid_t child = fork();
   if (child < 0) die("fork");
   if (child == 0) {
-    if (uid != 0 || gid != 0) {
-      if (setgroups(0, NULL) != 0) die("setgroups");
-      if (setgid(gid) != 0) die("setgid");
-      if (setuid(uid) != 0) die("setuid");
-    }
+    become(uid, gid);
     execv(argv[5], &argv[5]);
     die(argv[5]);
   }

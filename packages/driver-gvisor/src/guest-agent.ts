@@ -1,24 +1,60 @@
 /**
- * The in-guest agent of a gVisor sandbox: the container's own process (bundled into one file
- * and run by the toolbox's node). It serves the agent protocol to every connection on a unix
- * socket that runsc (`--host-uds=create`) places in a host directory, so the host reaches it
- * again after its own restart, and commands are children of the container's process, which is
- * what carries the sandbox's seccomp and rlimits.
+ * The in-guest agent of a gVisor sandbox, started by the sandbox's init (guest-init.c) and
+ * bundled into one file run by the toolbox's node. It serves the agent protocol to every
+ * connection on a unix socket that runsc (`--host-uds=create`) places in a host directory, so
+ * the host reaches it again after its own restart.
  *
- *   node agent.mjs <socket path> <home>
+ *   node agent.mjs <socket path> <uid> <gid> <home>
  *
- * Every command gets this process's environment (the OCI spec's: the image's env, the
- * sandbox's env, HOME), which only the driver chose; the agent's own variables are dropped.
+ * The agent runs as the Sentry's root; every command runs as the image's user (uid:gid, or the
+ * request's `user`) through the init's `--as`, so a `kill -9 -1` of that user cannot end the
+ * agent. Commands get this process's environment (the OCI spec's: the image's env, the
+ * sandbox's env, HOME), which only the driver chose.
  */
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { createAgentServer, identityLauncher } from "@polydev/agent";
+import type { LaunchRequest, SandboxLauncher } from "@polydev/core";
+import { PolydevError } from "@polydev/core";
 
-const [socketPath, home] = process.argv.slice(2);
-if (socketPath === undefined || home === undefined) {
-  process.stderr.write("polydev gvisor agent: usage: agent.mjs <socket path> <home>\n");
+const GUEST_INIT = "/opt/polydev-gvisor/init";
+const STATE_DIR = "/run/polydev-agent-state";
+
+const [socketPath, uidText, gidText, home] = process.argv.slice(2);
+if (socketPath === undefined || uidText === undefined || gidText === undefined || home === undefined) {
+  process.stderr.write("polydev gvisor agent: usage: agent.mjs <socket path> <uid> <gid> <home>\n");
   process.exit(2);
+}
+const defaultUser = { uid: Number(uidText), gid: Number(gidText) };
+
+/** The sandbox's own /etc/passwd (at most 64 KiB): a request's `user` by name or uid. */
+function resolveUser(name: string): { uid: number; gid: number } {
+  let text = "";
+  try {
+    const fd = openSync("/etc/passwd", "r");
+    try {
+      const buffer = Buffer.alloc(64 * 1024);
+      text = buffer.subarray(0, readSync(fd, buffer, 0, buffer.length, 0)).toString("utf8");
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // No passwd: only numeric users.
+  }
+  for (const line of text.split("\n")) {
+    const fields = line.split(":");
+    if (fields.length >= 4 && (fields[0] === name || fields[2] === name)) {
+      return { uid: Number(fields[2]), gid: Number(fields[3]) };
+    }
+  }
+  if (/^[0-9]+$/.test(name)) return { uid: Number(name), gid: Number(name) };
+  throw new PolydevError("invalid_request", `the sandbox has no user ${name}`);
+}
+
+function asUser(request: LaunchRequest): LaunchRequest {
+  const user = request.user === undefined ? defaultUser : resolveUser(request.user);
+  return { ...request, argv: [GUEST_INIT, "--as", String(user.uid), String(user.gid), ...request.argv] };
 }
 
 const baseEnv: Record<string, string> = {};
@@ -27,9 +63,20 @@ for (const [key, value] of Object.entries(process.env)) {
 }
 baseEnv.HOME = home;
 
-const stateDir = join(home, ".polydev-agent");
-mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-const server = createAgentServer(identityLauncher({ home, stateDir, baseEnv }));
+mkdirSync(STATE_DIR, { recursive: true, mode: 0o700 });
+const identity = identityLauncher({ home, stateDir: STATE_DIR, baseEnv });
+const launcher: SandboxLauncher = {
+  ...identity,
+  start: (request) => identity.start(asUser(request)),
+  background: {
+    start: (request) => identity.background.start(asUser(request)),
+    list: () => identity.background.list(),
+    get: (id) => identity.background.get(id),
+    attach: (id, options) => identity.background.attach(id, options),
+    signal: (id, signal) => identity.background.signal(id, signal),
+  },
+};
+const server = createAgentServer(launcher);
 
 // Left by an earlier agent of this sandbox (a restore): a stale socket would refuse the listen.
 const readyPath = join(dirname(socketPath), "ready");

@@ -213,8 +213,6 @@ export class GvisorDriver implements SandboxDriver {
         "overlay",
         rootfs,
       ]);
-      // The agent (the image's user) makes its socket here; the host connects to it as root.
-      await chown(socketDir, user.uid, user.gid);
       const env: Record<string, string> = {
         PATH: DEFAULT_PATH,
         ...image.env,

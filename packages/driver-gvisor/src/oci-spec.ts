@@ -63,17 +63,19 @@ export function ociSpec(input: OciSpecInput): Record<string, unknown> {
   return {
     ociVersion: "1.0.2",
     process: {
-      // Root for the init only: it starts the agent as the image's user.
       user: { uid: 0, gid: 0 },
       args: [
         GUEST_INIT,
         GUEST_CGROUP_DIR,
         String(limits.pidsMax),
-        String(user.uid),
-        String(user.gid),
+        // The agent runs as the Sentry's root and starts commands as the image's user.
+        "0",
+        "0",
         `${TOOLBOX_MOUNT}/bin/node`,
         GUEST_AGENT,
         `${AGENT_SOCKET_DIR}/${AGENT_SOCKET_NAME}`,
+        String(user.uid),
+        String(user.gid),
         user.home,
       ],
       env: Object.entries(input.env).map(([key, value]) => `${key}=${value}`),
