@@ -14,7 +14,7 @@
  *    another user) and reaps every orphan until it exits, then exits with its status.
  * Fails closed: without the limit, no program.
  *
- *   guest-init --as <uid> <gid> <program> [args...]
+ *   guest-init --as <uid> <gid> <n> <KEY=VALUE × n> <program> [args...]
  *
  * The agent (root) starts every command through this: the command runs as uid:gid, so a
  * `kill -9 -1` of the image's user cannot end the agent.
@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -83,10 +84,21 @@ static void tidy_up(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc >= 5 && strcmp(argv[1], "--as") == 0) {
+  if (argc >= 6 && strcmp(argv[1], "--as") == 0) {
     become((uid_t)strtoul(argv[2], NULL, 10), (gid_t)strtoul(argv[3], NULL, 10));
-    execvp(argv[4], &argv[4]);
-    fprintf(stderr, "%s: %s\n", argv[4], strerror(errno));
+    long count = strtol(argv[4], NULL, 10);
+    if (count < 0 || count > argc - 6) {
+      fprintf(stderr, "polydev-gvisor-init: bad environment count\n");
+      return 125;
+    }
+    // Only now, as the user: the command's environment.
+    if (clearenv() != 0) die("clearenv");
+    for (long i = 0; i < count; i++) {
+      if (putenv(argv[5 + i]) != 0) die("putenv");
+    }
+    char **command = &argv[5 + count];
+    execvp(command[0], command);
+    fprintf(stderr, "%s: %s\n", command[0], strerror(errno));
     return errno == ENOENT ? 127 : 126;
   }
   if (argc < 6) {
@@ -116,13 +128,32 @@ int main(int argc, char **argv) {
   }
   drop_sys_admin();
 
+  /*
+   * The agent and everything it starts live in a user namespace of their own inside the
+   * Sentry's, mapping uids and gids 0-65535 onto the same numbers: the sandbox's root is then
+   * root of that namespace only, so what needs the initial namespace's capabilities (mknod of
+   * devices, setting the clock, reading the kernel log) fails as for any container root.
+   */
+  int unshared[2], mapped[2];
+  if (pipe2(unshared, O_CLOEXEC) != 0 || pipe2(mapped, O_CLOEXEC) != 0) die("pipe");
   pid_t child = fork();
   if (child < 0) die("fork");
   if (child == 0) {
+    char byte = 0;
+    if (unshare(CLONE_NEWUSER) != 0) die("unshare(CLONE_NEWUSER)");
+    if (write(unshared[1], &byte, 1) != 1) die("signalling the init");
+    if (read(mapped[0], &byte, 1) != 1) die("waiting for the id maps");
     become(uid, gid);
     execv(argv[5], &argv[5]);
     die(argv[5]);
   }
+  char byte = 0;
+  if (read(unshared[0], &byte, 1) != 1) die("waiting for the agent's namespace");
+  snprintf(path, sizeof path, "/proc/%d/uid_map", (int)child);
+  write_file(path, "0 0 65536\n");
+  snprintf(path, sizeof path, "/proc/%d/gid_map", (int)child);
+  write_file(path, "0 0 65536\n");
+  if (write(mapped[1], &byte, 1) != 1) die("signalling the agent");
   for (;;) {
     int status;
     pid_t done = wait(&status);

@@ -52,9 +52,33 @@ function resolveUser(name: string): { uid: number; gid: number } {
   throw new PolydevError("invalid_request", `the sandbox has no user ${name}`);
 }
 
+/** What runs as root before the init drops to the user (a background process's wrapper). */
+const ROOT_ENV: Readonly<Record<string, string>> = Object.freeze({
+  PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+  LANG: "C.UTF-8",
+});
+
+/**
+ * The request as the init's `--as`: the command's own environment travels as arguments and
+ * becomes its environment only after the init has become the user, so nothing of it (an
+ * LD_PRELOAD, a PATH) reaches a process that still runs as root.
+ */
 function asUser(request: LaunchRequest): LaunchRequest {
   const user = request.user === undefined ? defaultUser : resolveUser(request.user);
-  return { ...request, argv: [GUEST_INIT, "--as", String(user.uid), String(user.gid), ...request.argv] };
+  const env = Object.entries(request.env).map(([key, value]) => `${key}=${value}`);
+  return {
+    ...request,
+    env: { ...ROOT_ENV },
+    argv: [
+      GUEST_INIT,
+      "--as",
+      String(user.uid),
+      String(user.gid),
+      String(env.length),
+      ...env,
+      ...request.argv,
+    ],
+  };
 }
 
 const baseEnv: Record<string, string> = {};
@@ -63,7 +87,8 @@ for (const [key, value] of Object.entries(process.env)) {
 }
 baseEnv.HOME = home;
 
-mkdirSync(STATE_DIR, { recursive: true, mode: 0o700 });
+// Readable: a command may look at what the agent holds open (its own processes' records).
+mkdirSync(STATE_DIR, { recursive: true, mode: 0o755 });
 const identity = identityLauncher({ home, stateDir: STATE_DIR, baseEnv });
 const launcher: SandboxLauncher = {
   ...identity,
