@@ -8,7 +8,7 @@
  * - concurrent creates, each to its first exec output.
  */
 import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AgentConnection, SandboxDriver, SandboxHandle, SandboxSpec } from "@polydev/core";
@@ -192,6 +192,10 @@ export async function benchGvisor({ quick }: { quick: boolean }): Promise<Gvisor
   } finally {
     for (const sandbox of await driver.list()) await driver.destroy(sandbox.handle).catch(() => undefined);
     await rm(rootDir, { recursive: true, force: true });
+    // runsc removes each sandbox's cgroup, not the parent named here.
+    for (const hierarchy of await readdir("/sys/fs/cgroup").catch(() => [] as string[])) {
+      await rmdir(join("/sys/fs/cgroup", hierarchy, CGROUP_PARENT)).catch(() => undefined);
+    }
   }
 }
 

@@ -13,6 +13,7 @@ import { BASE_IMAGE_ENV } from "@polydev/images";
 import { testBaseRootfs, testImagesUnavailable, testToolbox } from "@polydev/images/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { GvisorDriver } from "./gvisor-driver.js";
+import { removeCgroupParent } from "./testing/cgroup-parent.js";
 
 const unavailable =
   testImagesUnavailable() ??
@@ -46,6 +47,7 @@ describe.skipIf(unavailable !== null)(
       for (const sandbox of await cleaner.list())
         await cleaner.destroy(sandbox.handle).catch(() => undefined);
       await rm(rootDir, { recursive: true, force: true });
+      await removeCgroupParent(cgroupParent);
     });
 
     it("a new driver instance on the same root connects again and finds background work still running", async () => {

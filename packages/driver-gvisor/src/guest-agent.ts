@@ -8,8 +8,8 @@
  *
  * The agent runs as the Sentry's root; every command runs as the image's user (uid:gid, or the
  * request's `user`) through the init's `--as`, so a `kill -9 -1` of that user cannot end the
- * agent. Commands get this process's environment (the OCI spec's: the image's env, the
- * sandbox's env, HOME), which only the driver chose.
+ * agent. Commands get the sandbox's environment (the image's env, the sandbox's env, HOME),
+ * which reaches this process under a prefix so that none of it applies to the agent itself.
  */
 import { closeSync, mkdirSync, openSync, readSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -81,9 +81,14 @@ function asUser(request: LaunchRequest): LaunchRequest {
   };
 }
 
+/** The sandbox's environment, as the driver put it under its prefix (oci-spec.ts). */
+const SANDBOX_ENV_PREFIX = "POLYDEV_SANDBOX_ENV_";
 const baseEnv: Record<string, string> = {};
 for (const [key, value] of Object.entries(process.env)) {
-  if (value !== undefined && !key.startsWith("POLYDEV_AGENT_")) baseEnv[key] = value;
+  if (value !== undefined && key.startsWith(SANDBOX_ENV_PREFIX)) {
+    baseEnv[key.slice(SANDBOX_ENV_PREFIX.length)] = value;
+    delete process.env[key];
+  }
 }
 baseEnv.HOME = home;
 

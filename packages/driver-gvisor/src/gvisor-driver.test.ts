@@ -7,6 +7,7 @@ import { BASE_IMAGE_ENV } from "@polydev/images";
 import { testBaseRootfs, testImagesUnavailable, testToolbox } from "@polydev/images/testing";
 import { describe, it } from "vitest";
 import { GvisorDriver } from "./gvisor-driver.js";
+import { removeCgroupParent } from "./testing/cgroup-parent.js";
 import { withDefaultImage } from "./testing/image-driver.js";
 
 const unavailable =
@@ -23,10 +24,11 @@ if (unavailable !== null) {
     "gvisor",
     async () => {
       const rootDir = await mkdtemp(join(tmpdir(), "polydev-gvisor-contract-"));
+      const cgroupParent = `polydev-gvisor-test-${process.pid}`;
       const driver = new GvisorDriver({
         rootDir,
         toolboxDir: toolbox,
-        cgroupParent: `polydev-gvisor-test-${process.pid}`,
+        cgroupParent,
       });
       await driver.probe();
       return {
@@ -41,6 +43,7 @@ if (unavailable !== null) {
           for (const sandbox of await driver.list())
             await driver.destroy(sandbox.handle).catch(() => undefined);
           await rm(rootDir, { recursive: true, force: true });
+          await removeCgroupParent(cgroupParent);
         },
       };
     },

@@ -55,6 +55,12 @@ export interface GvisorDriverOptions {
   cgroupParent?: string;
   /** How long create waits for the agent's socket and hello; default 30 000 ms. */
   readyTimeoutMs?: number;
+  /**
+   * Host memory each sandbox gets on top of its memoryMb, default 128: the host cgroup holds the
+   * Sentry, its gofer and the agent's node as well as the guest, and exceeding it ends the whole
+   * sandbox (this runsc has no OOM killer of its own).
+   */
+  memoryOverheadMb?: number;
 }
 
 /** What a sandbox's directory keeps, so any later process (a restarted server) finds it. */
@@ -81,6 +87,7 @@ export class GvisorDriver implements SandboxDriver {
       platform: "ptrace",
       cgroupParent: "polydev-gvisor",
       readyTimeoutMs: 30_000,
+      memoryOverheadMb: 128,
       ...options,
     });
     this.runsc = Object.freeze({
@@ -226,6 +233,7 @@ export class GvisorDriver implements SandboxDriver {
         env,
         user,
         hostname: "polydev",
+        memoryOverheadMb: this.options.memoryOverheadMb,
         toolboxDir: this.options.toolboxDir,
         socketDir,
       });

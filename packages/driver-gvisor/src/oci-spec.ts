@@ -12,6 +12,7 @@ import {
 import type { ImageUser } from "./image-user.js";
 
 export const TOOLBOX_MOUNT = "/opt/polydev";
+export const SANDBOX_ENV_PREFIX = "POLYDEV_SANDBOX_ENV_";
 
 /**
  * Docker's default capabilities: root inside can chown, setuid and the like within the
@@ -51,6 +52,8 @@ export interface OciSpecInput {
   env: Record<string, string>;
   user: ImageUser;
   hostname: string;
+  /** Host memory for the Sentry and the agent on top of memoryMb (see GvisorDriverOptions). */
+  memoryOverheadMb: number;
   toolboxDir: string;
   socketDir: string;
 }
@@ -60,6 +63,7 @@ export function ociSpec(input: OciSpecInput): Record<string, unknown> {
   // The init mounts the Sentry's pids cgroup with CAP_SYS_ADMIN, then drops it for good.
   const initCaps = [...CAPABILITIES, "CAP_SYS_ADMIN"];
   const periodUs = 100_000;
+  const memorySize = `size=${limits.memoryMb}m`;
   return {
     ociVersion: "1.0.2",
     process: {
@@ -78,7 +82,16 @@ export function ociSpec(input: OciSpecInput): Record<string, unknown> {
         String(user.gid),
         user.home,
       ],
-      env: Object.entries(input.env).map(([key, value]) => `${key}=${value}`),
+      // The sandbox's environment is the commands', never the init's or the agent's own (a
+      // NODE_OPTIONS or LD_PRELOAD there would run in the agent, as root): it travels under a
+      // prefix the agent strips (guest-agent.ts).
+      env: [
+        "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        "LANG=C.UTF-8",
+        // Else runsc fills in root's, the host's own HOME.
+        "HOME=/",
+        ...Object.entries(input.env).map(([key, value]) => `${SANDBOX_ENV_PREFIX}${key}=${value}`),
+      ],
       cwd: "/",
       capabilities: {
         bounding: initCaps,
@@ -96,7 +109,20 @@ export function ociSpec(input: OciSpecInput): Record<string, unknown> {
       { destination: "/proc", type: "proc", source: "proc" },
       { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755"] },
       { destination: "/dev/pts", type: "devpts", source: "devpts" },
-      { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "nodev", "mode=1777"] },
+      // Memory file systems of the Sentry, each at most the sandbox's memory. Without its own
+      // /tmp mount runsc puts an unbounded one there.
+      {
+        destination: "/tmp",
+        type: "tmpfs",
+        source: "tmpfs",
+        options: ["nosuid", "nodev", "mode=1777", memorySize],
+      },
+      {
+        destination: "/dev/shm",
+        type: "tmpfs",
+        source: "shm",
+        options: ["nosuid", "nodev", "mode=1777", memorySize],
+      },
       { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
       { destination: TOOLBOX_MOUNT, type: "bind", source: input.toolboxDir, options: ["rbind", "ro"] },
       { destination: AGENT_SOCKET_DIR, type: "bind", source: input.socketDir, options: ["rbind"] },
@@ -105,7 +131,7 @@ export function ociSpec(input: OciSpecInput): Record<string, unknown> {
       namespaces: [{ type: "pid" }, { type: "network" }, { type: "ipc" }, { type: "uts" }, { type: "mount" }],
       cgroupsPath: input.cgroupsPath,
       resources: {
-        memory: { limit: limits.memoryMb * 1024 * 1024 },
+        memory: { limit: (limits.memoryMb + input.memoryOverheadMb) * 1024 * 1024 },
         cpu: { quota: Math.max(1000, Math.round(limits.cpu * periodUs)), period: periodUs },
         pids: { limit: hostPidsLimit(limits.pidsMax) },
       },
