@@ -116,7 +116,8 @@ export class GvisorDriver implements SandboxDriver {
     if (version?.code !== 0) {
       throw new PolydevError("driver_unavailable", `${this.options.runscPath} --version failed`);
     }
-    return { name: this.name, features: ["images", "hibernate", "cgroup-v1"] };
+    const cgroups = existsSync("/sys/fs/cgroup/cgroup.controllers") ? "cgroup-v2" : "cgroup-v1";
+    return { name: this.name, features: ["images", "hibernate", cgroups] };
   }
 
   /** The driver's layer, built on first use; a failed build is tried again next time. */
