@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: every benchmark, each measuring its own baseline in the same run, printed as
- * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images` picks one.
+ * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor` picks one.
  */
 import { benchEgress, egressTable } from "./egress.js";
+import { benchGvisor, gvisorTable } from "./gvisor.js";
 import { benchImages, imagesTable } from "./images.js";
 import { benchRuns, runsTable } from "./runs.js";
 import { benchSandboxCore, sandboxCoreTable } from "./sandbox-core.js";
@@ -29,4 +30,8 @@ if (!process.argv.includes("--only") || only === "pool") {
 if (!process.argv.includes("--only") || only === "images") {
   const images = await benchImages({ quick });
   process.stdout.write(`\n## Images and durable sandboxes\n\n${imagesTable(images)}\n`);
+}
+if (!process.argv.includes("--only") || only === "gvisor") {
+  const gvisor = await benchGvisor({ quick });
+  process.stdout.write(`\n## gVisor driver against raw runsc\n\n${gvisorTable(gvisor)}\n`);
 }

@@ -14,7 +14,8 @@ fi
 # System packages: bubblewrap (sandboxes), slirp4netns (sandbox egress), nftables (allow-list
 # sandboxes), xfsprogs and e2fsprogs (the storage pool: XFS with reflinks for layers and clones,
 # one ext4 volume per sandbox disk), mmdebstrap (builds the default image from Debian's packages)
-# and patchelf (points the toolbox's node at its own C runtime). Installed with apt when we may;
+# patchelf (points the toolbox's node at its own C runtime) and runsc (gVisor, the gvisor
+# driver's sandboxes). Installed with apt when we may;
 # otherwise we say exactly what to install.
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
@@ -24,6 +25,7 @@ command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
 [ -x /usr/sbin/resize2fs ] || missing+=(e2fsprogs)
 [ -x /usr/bin/mmdebstrap ] || missing+=(mmdebstrap)
 [ -x /usr/bin/patchelf ] || missing+=(patchelf)
+[ -x /usr/bin/runsc ] || missing+=(runsc)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]} with apt-get"

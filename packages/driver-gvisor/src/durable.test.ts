@@ -1,0 +1,101 @@
+/**
+ * What the shared contract does not ask: a second driver instance on the same root directory
+ * (a restarted server) finds the sandbox, connects to its agent and sees what the first
+ * connection left running; and what the driver refuses.
+ */
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { SandboxImage, SandboxSpec } from "@polydev/core";
+import { readText, runCommand, waitFor } from "@polydev/core/testing";
+import { BASE_IMAGE_ENV } from "@polydev/images";
+import { testBaseRootfs, testImagesUnavailable, testToolbox } from "@polydev/images/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { GvisorDriver } from "./gvisor-driver.js";
+import { removeCgroupParent } from "./testing/cgroup-parent.js";
+
+const unavailable =
+  testImagesUnavailable() ??
+  (existsSync("/usr/bin/runsc") ? null : "runsc is not installed (apt-get install runsc)");
+
+describe.skipIf(unavailable !== null)(
+  `gvisor driver: durability and refusals${unavailable ? ` (skipped: ${unavailable})` : ""}`,
+  () => {
+    let rootDir = "";
+    let toolbox = "";
+    let image: SandboxImage;
+    const cgroupParent = `polydev-gvisor-durable-${process.pid}`;
+    const driver = (): GvisorDriver => new GvisorDriver({ rootDir, toolboxDir: toolbox, cgroupParent });
+    const spec = (id: string, extra: Partial<SandboxSpec> = {}): SandboxSpec => ({
+      id,
+      limits: { cpu: 1, memoryMb: 256, diskMb: 64, pidsMax: 128 },
+      network: "none",
+      env: {},
+      image,
+      ...extra,
+    });
+
+    beforeAll(async () => {
+      const [rootfs, toolboxDir] = await Promise.all([testBaseRootfs(), testToolbox()]);
+      toolbox = toolboxDir;
+      image = { name: "polydev/base", digest: "sha256:test", layers: [rootfs], env: { ...BASE_IMAGE_ENV } };
+      rootDir = await mkdtemp(join(tmpdir(), "polydev-gvisor-durable-"));
+    });
+    afterAll(async () => {
+      const cleaner = driver();
+      for (const sandbox of await cleaner.list())
+        await cleaner.destroy(sandbox.handle).catch(() => undefined);
+      await rm(rootDir, { recursive: true, force: true });
+      await removeCgroupParent(cgroupParent);
+    });
+
+    it("a new driver instance on the same root connects again and finds background work still running", async () => {
+      const first = driver();
+      const handle = await first.create(spec("durable-a"));
+      const connection = await first.connect(handle);
+      await connection.startBackground({
+        argv: [
+          "/bin/sh",
+          "-c",
+          "i=0; while :; do i=$((i+1)); echo $i > tick.tmp; mv tick.tmp tick; sleep 0.05; done",
+        ],
+      });
+      await waitFor("the ticker to start", async () =>
+        Number((await readText(connection, "tick").catch(() => "0")).trim()) > 1 ? true : undefined,
+      );
+      await connection.close();
+
+      // As after a server restart: nothing of the first instance is used.
+      const second = driver();
+      const listed = await second.list();
+      expect(listed.find((s) => s.sandboxId === "durable-a")?.alive).toBe(true);
+      const again = await second.connect(listed.find((s) => s.sandboxId === "durable-a")?.handle ?? handle);
+      try {
+        const before = Number((await readText(again, "tick")).trim());
+        await waitFor("the ticker to move on", async () =>
+          Number((await readText(again, "tick")).trim()) > before ? true : undefined,
+        );
+        expect((await again.listBackground()).length).toBe(1);
+        expect((await runCommand(again, "echo still")).stdout).toBe("still\n");
+      } finally {
+        await again.close();
+        await second.destroy(handle);
+      }
+      expect(await second.isAlive(handle)).toBe(false);
+    });
+
+    it("refuses a sandbox without an image, and networks it does not offer", async () => {
+      const refuser = driver();
+      await expect(refuser.create({ ...spec("no-image"), image: undefined })).rejects.toMatchObject({
+        code: "invalid_request",
+      });
+      await expect(refuser.create(spec("egress", { network: "egress" }))).rejects.toMatchObject({
+        code: "feature_unavailable",
+      });
+      expect((await refuser.probe()).features).not.toContain("egress");
+      await expect(refuser.create(spec("../escape"))).rejects.toMatchObject({ code: "invalid_request" });
+      expect((await refuser.list()).map((s) => s.sandboxId)).not.toContain("no-image");
+    });
+  },
+);

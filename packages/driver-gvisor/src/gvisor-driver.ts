@@ -1,0 +1,522 @@
+/**
+ * The `gvisor` driver: each sandbox is a runsc container (its own user-space kernel, the
+ * Sentry) whose root is the image's layers under a host overlay, with the toolbox bound
+ * read-only at /opt/polydev. The container's process is the in-guest agent, listening on a unix
+ * socket runsc places in a host directory: the server connects to it as often as it likes, and
+ * again after its own restart, with no process of its own per sandbox.
+ *
+ * Disk: the overlay's upper directory lives on a per-sandbox tmpfs of the sandbox's disk size
+ * (less the image's bytes), so writes past it fail with ENOSPC inside.
+ */
+import { execFile } from "node:child_process";
+import { existsSync, watch } from "node:fs";
+import { chown, mkdir, open, readdir, readFile, rm, statfs, writeFile } from "node:fs/promises";
+import { connect as connectSocket } from "node:net";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { connectAgent } from "@polydev/agent";
+import type {
+  AgentConnection,
+  DriverInfo,
+  ObservedSandbox,
+  SandboxDriver,
+  SandboxHandle,
+  SandboxSpec,
+  SandboxStats,
+} from "@polydev/core";
+import { PolydevError } from "@polydev/core";
+import { AGENT_SOCKET_NAME, ensureGuestLayer } from "./guest-layer.js";
+import { imageUser } from "./image-user.js";
+import { ociSpec } from "./oci-spec.js";
+import type { RunscOptions } from "./runsc.js";
+import { runsc, runscOk } from "./runsc.js";
+
+const execFileAsync = promisify(execFile);
+const MiB = 1024 * 1024;
+/** The smallest disk a sandbox gets for its changes, whatever its image's size. */
+const MIN_CHANGES_BYTES = 4 * MiB;
+/** What logs() returns at most. */
+const MAX_LOG_BYTES = 64 * 1024;
+const HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+export type GvisorPlatform = "ptrace" | "systrap" | "kvm";
+
+export interface GvisorDriverOptions {
+  /** The driver's state: runsc's --root, each sandbox's bundle and disk. Made root-only. */
+  rootDir: string;
+  /** The toolbox directory (see @polydev/images ensureToolbox), bound read-only at /opt/polydev. */
+  toolboxDir: string;
+  /** Default /usr/bin/runsc (Debian's `runsc` package). */
+  runscPath?: string;
+  /** gVisor's platform; default "ptrace" (works in any VM; "systrap"/"kvm" where runsc has them). */
+  platform?: GvisorPlatform;
+  /** The host cgroup (v1 hierarchies or v2) every sandbox's cgroup is made under; default "polydev-gvisor". */
+  cgroupParent?: string;
+  /** How long create waits for the agent's socket and hello; default 30 000 ms. */
+  readyTimeoutMs?: number;
+  /**
+   * Host memory each sandbox gets on top of its memoryMb, default 128: the host cgroup holds the
+   * Sentry, its gofer and the agent's node as well as the guest, and exceeding it ends the whole
+   * sandbox (this runsc has no OOM killer of its own).
+   */
+  memoryOverheadMb?: number;
+}
+
+/** What a sandbox's directory keeps, so any later process (a restarted server) finds it. */
+interface SandboxMeta {
+  sandboxId: string;
+  containerId: string;
+  memoryLimitBytes: number;
+  hibernated: boolean;
+  /** The guest's CPU time when it was paused (the Sentry's own bookkeeping still ticks). */
+  pausedCpuUsageNs?: number;
+}
+
+const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+
+export class GvisorDriver implements SandboxDriver {
+  readonly name = "gvisor";
+  private readonly options: Readonly<Required<GvisorDriverOptions>>;
+  private readonly runsc: RunscOptions;
+  private guestLayer: Promise<string> | undefined;
+
+  constructor(options: GvisorDriverOptions) {
+    this.options = Object.freeze({
+      runscPath: "/usr/bin/runsc",
+      platform: "ptrace",
+      cgroupParent: "polydev-gvisor",
+      readyTimeoutMs: 30_000,
+      memoryOverheadMb: 128,
+      ...options,
+    });
+    this.runsc = Object.freeze({
+      runscPath: this.options.runscPath,
+      stateDir: join(this.options.rootDir, "runsc"),
+      platform: this.options.platform,
+    });
+  }
+
+  async probe(): Promise<DriverInfo> {
+    const missing: string[] = [];
+    if (!existsSync(this.options.runscPath))
+      missing.push(`runsc (apt-get install runsc; looked at ${this.options.runscPath})`);
+    if (process.getuid?.() !== 0)
+      missing.push("root (runsc mounts the sandbox's file system and makes its cgroups)");
+    if (!existsSync("/sys/fs/cgroup/memory") && !existsSync("/sys/fs/cgroup/cgroup.controllers")) {
+      missing.push("cgroups (mount cgroup v1 or v2 under /sys/fs/cgroup)");
+    }
+    if (!existsSync(this.options.toolboxDir)) missing.push(`the toolbox at ${this.options.toolboxDir}`);
+    if (missing.length > 0) {
+      throw new PolydevError("driver_unavailable", `the gvisor driver needs ${missing.join(", ")}`, {
+        details: { missing },
+      });
+    }
+    const version = await runsc(this.runsc, ["--version"]).catch(() => undefined);
+    if (version?.code !== 0) {
+      throw new PolydevError("driver_unavailable", `${this.options.runscPath} --version failed`);
+    }
+    const cgroups = existsSync("/sys/fs/cgroup/cgroup.controllers") ? "cgroup-v2" : "cgroup-v1";
+    return { name: this.name, features: ["images", "hibernate", cgroups] };
+  }
+
+  /** The driver's layer, built on first use; a failed build is tried again next time. */
+  private ensureGuestLayer(): Promise<string> {
+    if (this.guestLayer === undefined) {
+      this.guestLayer = ensureGuestLayer(join(this.options.rootDir, "guest"));
+      this.guestLayer.catch(() => {
+        this.guestLayer = undefined;
+      });
+    }
+    return this.guestLayer;
+  }
+
+  private sandboxDir(sandboxId: string): string {
+    return join(this.options.rootDir, "sandboxes", sandboxId);
+  }
+
+  /**
+   * The sandbox's mounts, apart from its state (meta, spec, logs): its disk (a tmpfs of its
+   * disk size) and its root (the overlay), so what the sandbox writes is never host state.
+   */
+  private diskDir(sandboxId: string): string {
+    return join(this.options.rootDir, "mounts", sandboxId, "disk");
+  }
+
+  private rootfsDir(sandboxId: string): string {
+    return join(this.options.rootDir, "mounts", sandboxId, "rootfs");
+  }
+
+  private dirOf(handle: SandboxHandle): string {
+    if (!SANDBOX_ID.test(handle.sandboxId))
+      throw new PolydevError("invalid_request", "not a gvisor sandbox id");
+    return this.sandboxDir(handle.sandboxId);
+  }
+
+  private logFile(dir: string): string {
+    return join(dir, "runsc.log");
+  }
+
+  async create(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
+    const image = spec.image;
+    if (image === undefined) {
+      throw new PolydevError("invalid_request", "the gvisor driver runs image sandboxes only: give an image");
+    }
+    if (spec.network !== "none") {
+      throw new PolydevError(
+        "feature_unavailable",
+        `the gvisor driver offers network "none" only (runsc's own network refuses to run in the host's network namespace here)`,
+      );
+    }
+    if (!SANDBOX_ID.test(spec.id)) {
+      throw new PolydevError("invalid_request", "sandbox ids are letters, digits, '.', '_' and '-'");
+    }
+    for (const layer of image.layers) {
+      // overlayfs separates lower directories with ':' and options with ','.
+      if (/[:,\n]/.test(layer) || !layer.startsWith("/")) {
+        throw new PolydevError("invalid_request", `layer path ${layer} cannot be given to overlayfs`);
+      }
+    }
+    const user = imageUser(image.user, image.layers);
+    const guestLayer = await this.ensureGuestLayer();
+
+    await mkdir(join(this.options.rootDir, "sandboxes"), { recursive: true, mode: 0o700 });
+    const dir = this.sandboxDir(spec.id);
+    try {
+      await mkdir(dir, { mode: 0o700 });
+    } catch (error) {
+      throw new PolydevError("conflict", `sandbox ${spec.id} already exists`, { cause: error });
+    }
+    const meta: SandboxMeta = {
+      sandboxId: spec.id,
+      containerId: spec.id,
+      memoryLimitBytes: spec.limits.memoryMb * MiB,
+      hibernated: false,
+    };
+    const handle: SandboxHandle = { sandboxId: spec.id, driver: this.name, data: { containerId: spec.id } };
+    try {
+      await writeFile(join(dir, "meta.json"), JSON.stringify(meta), { mode: 0o600 });
+      const disk = this.diskDir(spec.id);
+      const rootfs = this.rootfsDir(spec.id);
+      await mkdir(join(dir, "bundle"), { mode: 0o700 });
+      // On the sandbox's disk: the sandbox can write into this directory, and only so much.
+      const socketDir = join(disk, "socket");
+      await mkdir(disk, { recursive: true, mode: 0o700 });
+      await mkdir(rootfs, { recursive: true, mode: 0o755 });
+      const changesBytes = Math.max(MIN_CHANGES_BYTES, spec.limits.diskMb * MiB - (image.sizeBytes ?? 0));
+      await mountCommand(["-t", "tmpfs", "-o", `size=${changesBytes},mode=0700`, "tmpfs", disk]);
+      await mkdir(join(disk, "upper"), { mode: 0o755 });
+      await mkdir(join(disk, "work"), { mode: 0o700 });
+      await mkdir(socketDir, { mode: 0o755 });
+      if (user.home !== "/" && !image.layers.some((layer) => existsSync(join(layer, user.home)))) {
+        await mkdir(join(disk, "upper", user.home), { recursive: true, mode: 0o700 });
+        await chown(join(disk, "upper", user.home), user.uid, user.gid);
+      }
+      const lowers = [guestLayer, ...[...image.layers].reverse()].join(":");
+      await mountCommand([
+        "-t",
+        "overlay",
+        "-o",
+        `lowerdir=${lowers},upperdir=${join(disk, "upper")},workdir=${join(disk, "work")}`,
+        "overlay",
+        rootfs,
+      ]);
+      const env: Record<string, string> = {
+        PATH: DEFAULT_PATH,
+        ...image.env,
+        ...spec.env,
+        HOME: user.home,
+      };
+      const config = ociSpec({
+        rootfs,
+        cgroupsPath: `/${this.options.cgroupParent}/${spec.id}`,
+        limits: spec.limits,
+        env,
+        user,
+        hostname: "polydev",
+        memoryOverheadMb: this.options.memoryOverheadMb,
+        toolboxDir: this.options.toolboxDir,
+        socketDir,
+      });
+      await writeFile(join(dir, "bundle", "config.json"), JSON.stringify(config), { mode: 0o600 });
+      const started = await runsc(
+        this.runsc,
+        ["run", "--detach", `--bundle=${join(dir, "bundle")}`, spec.id],
+        {
+          logFile: this.logFile(dir),
+          panicLog: join(dir, "panic.log"),
+          detached: true,
+          ...(signal ? { signal } : {}),
+        },
+      );
+      if (started.code !== 0) {
+        throw new PolydevError(
+          "sandbox_failed",
+          `runsc could not start the sandbox: ${await this.tail(dir)}`,
+        );
+      }
+      await this.waitForAgent(handle, signal);
+      return handle;
+    } catch (error) {
+      await this.destroy(handle).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Readiness is the agent's hello on its socket: the socket appearing, then one handshake. */
+  private async waitForAgent(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+    const socketDir = join(this.diskDir(handle.sandboxId), "socket");
+    const socketPath = join(socketDir, AGENT_SOCKET_NAME);
+    const readyPath = join(socketDir, "ready");
+    const deadline = AbortSignal.timeout(this.options.readyTimeoutMs);
+    const waitSignal = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    await new Promise<void>((resolve, reject) => {
+      const watcher = watch(socketDir);
+      const done = (error?: Error): void => {
+        watcher.close();
+        clearInterval(liveness);
+        waitSignal.removeEventListener("abort", onAbort);
+        if (error) reject(error);
+        else resolve();
+      };
+      const onAbort = (): void =>
+        done(
+          new PolydevError(
+            "timeout",
+            `the sandbox's agent did not start within ${this.options.readyTimeoutMs} ms`,
+          ),
+        );
+      // A sandbox whose agent died never makes the socket: notice instead of waiting it out.
+      const liveness = setInterval(() => {
+        void this.isAlive(handle).then((alive) => {
+          if (!alive)
+            done(new PolydevError("sandbox_failed", "the sandbox stopped before its agent started"));
+        });
+      }, 1000);
+      watcher.on("change", () => {
+        if (existsSync(readyPath)) done();
+      });
+      watcher.on("error", (error) => done(error));
+      waitSignal.addEventListener("abort", onAbort, { once: true });
+      if (existsSync(readyPath)) done();
+    });
+    const connection = await this.connectSocket(socketPath, waitSignal);
+    await connection.close();
+  }
+
+  private connectSocket(socketPath: string, signal?: AbortSignal): Promise<AgentConnection> {
+    return new Promise((resolve, reject) => {
+      const socket = connectSocket(socketPath);
+      socket.once("error", (error) =>
+        reject(
+          new PolydevError("sandbox_not_running", `the sandbox's agent is not reachable: ${error.message}`),
+        ),
+      );
+      socket.once("connect", () => {
+        socket.removeAllListeners("error");
+        socket.on("error", () => undefined);
+        connectAgent(socket, signal ? { signal } : {}).then(resolve, (error: unknown) => {
+          socket.destroy();
+          reject(error);
+        });
+      });
+    });
+  }
+
+  private async readMeta(dir: string): Promise<SandboxMeta | undefined> {
+    try {
+      return JSON.parse(await readFile(join(dir, "meta.json"), "utf8")) as SandboxMeta;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async writeMeta(dir: string, meta: SandboxMeta): Promise<void> {
+    await writeFile(join(dir, "meta.json"), JSON.stringify(meta), { mode: 0o600 });
+  }
+
+  async connect(handle: SandboxHandle, signal?: AbortSignal): Promise<AgentConnection> {
+    const dir = this.dirOf(handle);
+    const meta = await this.readMeta(dir);
+    if (meta === undefined) throw new PolydevError("not_found", `sandbox ${handle.sandboxId} does not exist`);
+    if (meta.hibernated)
+      throw new PolydevError("sandbox_not_running", `sandbox ${handle.sandboxId} is hibernated`);
+    return this.connectSocket(join(this.diskDir(handle.sandboxId), "socket", AGENT_SOCKET_NAME), signal);
+  }
+
+  async hibernate(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+    const dir = this.dirOf(handle);
+    const meta = await this.requireMeta(handle, dir);
+    await runscOk(this.runsc, ["pause", handle.sandboxId], {
+      logFile: this.logFile(dir),
+      ...(signal ? { signal } : {}),
+    });
+    const { cpuUsageNs } = await this.sentryStats(handle, dir, signal);
+    await this.writeMeta(dir, { ...meta, hibernated: true, pausedCpuUsageNs: cpuUsageNs });
+  }
+
+  async resume(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+    const dir = this.dirOf(handle);
+    const meta = await this.requireMeta(handle, dir);
+    await runscOk(this.runsc, ["resume", handle.sandboxId], {
+      logFile: this.logFile(dir),
+      ...(signal ? { signal } : {}),
+    });
+    const { pausedCpuUsageNs: _, ...running } = meta;
+    await this.writeMeta(dir, { ...running, hibernated: false });
+  }
+
+  private async requireMeta(handle: SandboxHandle, dir: string): Promise<SandboxMeta> {
+    const meta = await this.readMeta(dir);
+    if (meta === undefined) throw new PolydevError("not_found", `sandbox ${handle.sandboxId} does not exist`);
+    return meta;
+  }
+
+  async destroy(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+    const dir = this.dirOf(handle);
+    if (!existsSync(dir) && !existsSync(join(this.options.rootDir, "mounts", handle.sandboxId))) return;
+    // A paused sandbox must be resumable to be killed cleanly; delete --force kills either way.
+    await runsc(this.runsc, ["delete", "--force", handle.sandboxId], {
+      logFile: join(this.options.rootDir, "runsc-delete.log"),
+      ...(signal ? { signal } : {}),
+    });
+    await unmountIfMounted(this.rootfsDir(handle.sandboxId));
+    await unmountIfMounted(this.diskDir(handle.sandboxId));
+    await rm(join(this.options.rootDir, "mounts", handle.sandboxId), { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  async list(signal?: AbortSignal): Promise<ObservedSandbox[]> {
+    let ids: string[];
+    try {
+      ids = await readdir(join(this.options.rootDir, "sandboxes"));
+    } catch {
+      return [];
+    }
+    const states = await this.containerStates(signal);
+    return ids
+      .filter((id) => SANDBOX_ID.test(id))
+      .map((id) => ({
+        sandboxId: id,
+        handle: { sandboxId: id, driver: this.name, data: { containerId: id } },
+        alive: isLiveStatus(states.get(id)),
+      }));
+  }
+
+  private async containerStates(signal?: AbortSignal): Promise<Map<string, string>> {
+    const result = await runsc(this.runsc, ["list", "--format=json"], signal ? { signal } : {});
+    const states = new Map<string, string>();
+    if (result.code !== 0) return states;
+    const parsed: unknown = JSON.parse(result.stdout.trim() || "[]");
+    if (!Array.isArray(parsed)) return states;
+    for (const entry of parsed) {
+      if (typeof entry === "object" && entry !== null && "id" in entry && "status" in entry) {
+        states.set(String(entry.id), String(entry.status));
+      }
+    }
+    return states;
+  }
+
+  async isAlive(handle: SandboxHandle, signal?: AbortSignal): Promise<boolean> {
+    if (!SANDBOX_ID.test(handle.sandboxId)) return false;
+    const result = await runsc(this.runsc, ["state", handle.sandboxId], signal ? { signal } : {});
+    if (result.code !== 0) return false;
+    try {
+      const state = JSON.parse(result.stdout) as { status?: unknown };
+      return isLiveStatus(String(state.status));
+    } catch {
+      return false;
+    }
+  }
+
+  async stats(handle: SandboxHandle, signal?: AbortSignal): Promise<SandboxStats> {
+    const dir = this.dirOf(handle);
+    const meta = await this.requireMeta(handle, dir);
+    const guest = await this.sentryStats(handle, dir, signal);
+    const disk = await statfs(this.diskDir(handle.sandboxId));
+    return {
+      // A paused guest runs nothing: its CPU time is the one taken when it was paused.
+      cpuUsageNs: meta.hibernated ? (meta.pausedCpuUsageNs ?? guest.cpuUsageNs) : guest.cpuUsageNs,
+      memoryBytes: Math.min(guest.memoryBytes, meta.memoryLimitBytes),
+      memoryLimitBytes: meta.memoryLimitBytes,
+      pids: guest.pids,
+      diskBytes: (disk.blocks - disk.bfree) * disk.bsize,
+    };
+  }
+
+  /** The Sentry's own accounting: the guest's tasks, memory and CPU, not its host threads. */
+  private async sentryStats(
+    handle: SandboxHandle,
+    dir: string,
+    signal?: AbortSignal,
+  ): Promise<{ cpuUsageNs: number; memoryBytes: number; pids: number }> {
+    const output = await runscOk(this.runsc, ["events", "--stats", handle.sandboxId], {
+      logFile: this.logFile(dir),
+      ...(signal ? { signal } : {}),
+    });
+    const event = JSON.parse(output) as {
+      data?: {
+        cpu?: { usage?: { total?: number } };
+        memory?: { usage?: { usage?: number } };
+        pids?: { current?: number };
+      };
+    };
+    return {
+      cpuUsageNs: event.data?.cpu?.usage?.total ?? 0,
+      memoryBytes: event.data?.memory?.usage?.usage ?? 0,
+      pids: event.data?.pids?.current ?? 0,
+    };
+  }
+
+  async logs(handle: SandboxHandle): Promise<string> {
+    return this.tail(this.dirOf(handle));
+  }
+
+  /** The end of runsc's log and the Sentry's panic log: why a sandbox failed. */
+  private async tail(dir: string): Promise<string> {
+    const parts: string[] = [];
+    for (const name of ["runsc.log", "panic.log"]) {
+      const text = await readTail(join(dir, name), MAX_LOG_BYTES / 2);
+      if (text.length > 0) parts.push(text);
+    }
+    return parts.join("\n");
+  }
+}
+
+function isLiveStatus(status: string | undefined): boolean {
+  return status === "running" || status === "paused" || status === "created";
+}
+
+async function readTail(path: string, maxBytes: number): Promise<string> {
+  let file: Awaited<ReturnType<typeof open>> | undefined;
+  try {
+    file = await open(path, "r");
+    const { size } = await file.stat();
+    const length = Math.min(size, maxBytes);
+    const buffer = Buffer.alloc(length);
+    await file.read(buffer, 0, length, size - length);
+    return buffer.toString("utf8");
+  } catch {
+    return "";
+  } finally {
+    await file?.close();
+  }
+}
+
+async function mountCommand(args: string[]): Promise<void> {
+  try {
+    await execFileAsync("mount", args, { env: { PATH: HOST_PATH } });
+  } catch (error) {
+    throw new PolydevError("sandbox_failed", `cannot mount the sandbox's file system: ${String(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+async function unmountIfMounted(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  await execFileAsync("umount", [path], { env: { PATH: HOST_PATH } }).catch(async () => {
+    // Busy (a runsc gofer still exiting): detach it, the kernel finishes when it lets go.
+    await execFileAsync("umount", ["-l", path], { env: { PATH: HOST_PATH } }).catch(() => undefined);
+  });
+}

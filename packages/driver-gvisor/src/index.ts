@@ -1,0 +1,2 @@
+export type { GvisorDriverOptions, GvisorPlatform } from "./gvisor-driver.js";
+export { GvisorDriver } from "./gvisor-driver.js";

@@ -1,0 +1,106 @@
+/**
+ * Runs runsc with the driver's global flags. Arguments are the driver's own (paths it made and
+ * server-chosen ids); runsc gets a fixed environment, never the server's.
+ */
+import { spawn } from "node:child_process";
+import { PolydevError } from "@polydev/core";
+
+/** runsc's output kept per call: enough for `list` of many sandboxes and an error message. */
+const MAX_OUTPUT_BYTES = 4 * 1024 * 1024;
+
+export interface RunscOptions {
+  runscPath: string;
+  /** runsc's --root: its state directory, one per driver instance. */
+  stateDir: string;
+  platform: string;
+}
+
+export interface RunscResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunscCallOptions {
+  /** runsc's own log (--log): where a detached call's errors go. */
+  logFile?: string;
+  signal?: AbortSignal;
+  /** For `run --detach`: no stdio at all. */
+  detached?: boolean;
+  /** Where the Sentry writes its stack if it panics (--panic-log), for `run`. */
+  panicLog?: string;
+}
+
+export function runscArgs(options: RunscOptions, call: RunscCallOptions): string[] {
+  return [
+    `--root=${options.stateDir}`,
+    `--platform=${options.platform}`,
+    // The only network mode that runs here (the other refuses the host's root netns).
+    "--network=none",
+    // The agent makes its socket in a host directory bound into the sandbox.
+    "--host-uds=create",
+    ...(call.logFile === undefined ? [] : [`--log=${call.logFile}`]),
+    ...(call.panicLog === undefined ? [] : [`--panic-log=${call.panicLog}`]),
+  ];
+}
+
+export function runsc(
+  options: RunscOptions,
+  args: readonly string[],
+  call: RunscCallOptions = {},
+): Promise<RunscResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(options.runscPath, [...runscArgs(options, call), ...args], {
+      // A detached sandbox keeps runsc's stdio as its own container's stdio: never give it a
+      // pipe (it would never close, and the sandbox could write to it) nor a host file.
+      stdio: call.detached === true ? "ignore" : ["ignore", "pipe", "pipe"],
+      env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" },
+      ...(call.signal ? { signal: call.signal } : {}),
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let outBytes = 0;
+    let errBytes = 0;
+    child.stdout?.on("data", (chunk: Buffer) => {
+      if (outBytes < MAX_OUTPUT_BYTES) out.push(chunk);
+      outBytes += chunk.length;
+    });
+    child.stderr?.on("data", (chunk: Buffer) => {
+      if (errBytes < 64 * 1024) err.push(chunk);
+      errBytes += chunk.length;
+    });
+    child.once("error", (error) =>
+      reject(
+        new PolydevError("driver_unavailable", `cannot run ${options.runscPath}: ${error.message}`, {
+          cause: error,
+        }),
+      ),
+    );
+    child.once("close", (code) =>
+      resolve({
+        code,
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+      }),
+    );
+  });
+}
+
+/** runsc, failing with `sandbox_failed` and runsc's own words when it exits non-zero. */
+export async function runscOk(
+  options: RunscOptions,
+  args: readonly string[],
+  extra: RunscCallOptions = {},
+): Promise<string> {
+  const result = await runsc(options, args, extra);
+  if (result.code !== 0) {
+    throw new PolydevError(
+      "sandbox_failed",
+      `runsc ${args[0]} failed: ${result.stderr.trim().slice(-2000)}`,
+      {
+        details: { exitCode: result.code },
+      },
+    );
+  }
+  return result.stdout;
+}
