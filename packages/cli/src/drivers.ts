@@ -1,5 +1,6 @@
 /** The drivers this build of Polydev ships, by the name `POLYDEV_DRIVER` selects. */
 import { PolydevError } from "@polydev/core";
+import { GvisorDriver } from "@polydev/driver-gvisor";
 import { NamespaceDriver } from "@polydev/driver-namespace";
 import type { DriverFactory } from "@polydev/server";
 
@@ -34,6 +35,17 @@ export function driversFor(settings: DriverSettings): Record<string, DriverFacto
         ...(storage === undefined ? {} : { storage }),
         ...(toolbox === undefined ? {} : { toolboxDir: toolbox }),
       }),
+    // gVisor (Debian's runsc): a user-space kernel between the sandbox and the host's. Starts
+    // sandboxes from the image store only, so it needs images on (the toolbox comes with them).
+    gvisor: ({ rootDir, toolbox }) => {
+      if (toolbox === undefined) {
+        throw new PolydevError(
+          "driver_unavailable",
+          "the gvisor driver starts sandboxes from images: turn images on (POLYDEV_IMAGES=on) to run it",
+        );
+      }
+      return new GvisorDriver({ rootDir, toolboxDir: toolbox });
+    },
   });
 }
 

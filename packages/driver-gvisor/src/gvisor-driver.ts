@@ -45,8 +45,11 @@ export type GvisorPlatform = "ptrace" | "systrap" | "kvm";
 export interface GvisorDriverOptions {
   /** The driver's state: runsc's --root, each sandbox's bundle and disk. Made root-only. */
   rootDir: string;
-  /** The toolbox directory (see @polydev/images ensureToolbox), bound read-only at /opt/polydev. */
-  toolboxDir: string;
+  /**
+   * The toolbox directory (see @polydev/images ensureToolbox), bound read-only at /opt/polydev;
+   * a function when a server builds it in the background (undefined until then).
+   */
+  toolboxDir: string | (() => string | undefined);
   /** Default /usr/bin/runsc (Debian's `runsc` package). */
   runscPath?: string;
   /** gVisor's platform; default "ptrace" (works in any VM; "systrap"/"kvm" where runsc has them). */
@@ -97,6 +100,22 @@ export class GvisorDriver implements SandboxDriver {
     });
   }
 
+  private toolboxDir(): string | undefined {
+    const toolbox = this.options.toolboxDir;
+    return typeof toolbox === "function" ? toolbox() : toolbox;
+  }
+
+  private requireToolbox(): string {
+    const toolbox = this.toolboxDir();
+    if (toolbox === undefined) {
+      throw new PolydevError(
+        "driver_unavailable",
+        "the gvisor driver needs the toolbox (/opt/polydev), which is not built yet; see the server log",
+      );
+    }
+    return toolbox;
+  }
+
   async probe(): Promise<DriverInfo> {
     const missing: string[] = [];
     if (!existsSync(this.options.runscPath))
@@ -106,7 +125,11 @@ export class GvisorDriver implements SandboxDriver {
     if (!existsSync("/sys/fs/cgroup/memory") && !existsSync("/sys/fs/cgroup/cgroup.controllers")) {
       missing.push("cgroups (mount cgroup v1 or v2 under /sys/fs/cgroup)");
     }
-    if (!existsSync(this.options.toolboxDir)) missing.push(`the toolbox at ${this.options.toolboxDir}`);
+    const toolbox = this.toolboxDir();
+    if (toolbox === undefined || !existsSync(toolbox))
+      missing.push(
+        `the toolbox (node and the agent for /opt/polydev; the setup step builds it)${toolbox ? ` at ${toolbox}` : ""}`,
+      );
     if (missing.length > 0) {
       throw new PolydevError("driver_unavailable", `the gvisor driver needs ${missing.join(", ")}`, {
         details: { missing },
@@ -235,7 +258,7 @@ export class GvisorDriver implements SandboxDriver {
         user,
         hostname: "polydev",
         memoryOverheadMb: this.options.memoryOverheadMb,
-        toolboxDir: this.options.toolboxDir,
+        toolboxDir: this.requireToolbox(),
         socketDir,
       });
       await writeFile(join(dir, "bundle", "config.json"), JSON.stringify(config), { mode: 0o600 });

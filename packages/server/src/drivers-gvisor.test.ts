@@ -1,0 +1,92 @@
+/**
+ * The gvisor driver beside the namespace one in a real server: a create picks it by name, its
+ * commands run on gVisor's kernel (not the host's), and what it lacks (fork, egress, a durable
+ * disk) is a 422 naming it. The driver's own contract and escape suites live in its package.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { GvisorDriver } from "@polydev/driver-gvisor";
+import { testBaseRootfs, testImagesUnavailable, testToolbox } from "@polydev/images/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ApiClient, TestServer } from "./testing/harness.js";
+import { createUser, IMAGE_BUILD_TIMEOUT_MS, startTestServer, waitForImage } from "./testing/harness.js";
+
+const missing =
+  testImagesUnavailable() ??
+  (existsSync("/usr/sbin/mkfs.xfs") ? null : "no xfsprogs") ??
+  (existsSync("/usr/bin/runsc") ? null : "runsc is not installed (apt-get install runsc)");
+
+interface Health {
+  drivers: { name: string; features: string[]; default: boolean }[];
+}
+interface SandboxBody {
+  id: string;
+  driver: string;
+  image: string | null;
+  state: string;
+}
+interface ErrorBody {
+  error: { code: string; details?: Record<string, unknown> };
+}
+
+describe.skipIf(missing !== null)(
+  `the gvisor driver in a server${missing ? ` (skipped: ${missing})` : ""}`,
+  () => {
+    let t: TestServer;
+    let api: ApiClient;
+    beforeAll(async () => {
+      await Promise.all([testBaseRootfs(), testToolbox()]);
+      t = await startTestServer(
+        { drivers: ["gvisor"], images: { enabled: true } },
+        {
+          drivers: {
+            gvisor: ({ rootDir, toolbox }) => {
+              if (toolbox === undefined) throw new Error("images are on, so the server offers a toolbox");
+              return new GvisorDriver({ rootDir, toolboxDir: toolbox });
+            },
+          },
+        },
+      );
+      await waitForImage(t.api, "polydev/base");
+      api = await createUser(t.api, "gvisor-user");
+    }, IMAGE_BUILD_TIMEOUT_MS);
+    afterAll(async () => {
+      await t?.close();
+    });
+
+    it("creates a sandbox on gVisor's kernel when asked by name, and says what that driver lacks", async () => {
+      const health = await t.api.call<Health>("GET", "/healthz");
+      const gvisor = health.body.drivers.find((d) => d.name === "gvisor");
+      expect(gvisor).toMatchObject({ default: false });
+      expect(gvisor?.features).toContain("images");
+      expect(gvisor?.features).not.toContain("fork");
+
+      const created = await api.call<SandboxBody>("POST", "/v1/sandboxes", { driver: "gvisor" });
+      expect(created.status, JSON.stringify(created.body)).toBe(201);
+      expect(created.body).toMatchObject({ driver: "gvisor", state: "running" });
+      expect(created.body.image).not.toBeNull();
+      const id = created.body.id;
+      // gVisor's Sentry answers /proc/version with its own kernel, never the host's.
+      const version = await api.exec(id, "cat /proc/version");
+      expect(version.body.exitCode).toBe(0);
+      expect(version.body.stdout).not.toBe(readFileSync("/proc/version", "utf8"));
+      const who = await api.exec(id, "id -un");
+      expect(who.body.stdout).toBe("user\n");
+
+      const fork = await api.call<ErrorBody>("POST", `/v1/sandboxes/${id}/fork`, { count: 1 });
+      expect(fork.status).toBe(422);
+      expect(fork.body.error.details?.driver).toBe("gvisor");
+      const egress = await api.call<ErrorBody>("POST", "/v1/sandboxes", {
+        driver: "gvisor",
+        network: "egress",
+      });
+      expect(egress.status).toBe(422);
+      expect(egress.body.error.details?.driver).toBe("gvisor");
+
+      const hibernated = await api.call<SandboxBody>("POST", `/v1/sandboxes/${id}/hibernate`);
+      expect(hibernated.body.state).toBe("hibernated");
+      // An exec resumes it.
+      expect((await api.exec(id, "echo back")).body.stdout).toBe("back\n");
+      expect((await api.call("DELETE", `/v1/sandboxes/${id}`)).status).toBe(200);
+    });
+  },
+);
