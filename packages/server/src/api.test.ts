@@ -15,7 +15,12 @@ describe("auth and users", () => {
     const response = await fetch(`${t.url}/healthz`);
     expect(response.status).toBe(200);
     const body = await response.json();
-    expect(body).toEqual({ status: "ok", driver: "namespace", features: expect.any(Array) });
+    expect(body).toEqual({
+      status: "ok",
+      driver: "namespace",
+      features: expect.any(Array),
+      drivers: [{ name: "namespace", features: body.features, default: true }],
+    });
     // The driver's features, so a client (the dashboard) can tell what stop, start and fork will do.
     expect(body.features).toContain("hibernate");
   });
