@@ -311,10 +311,15 @@ export class GvisorDriver implements SandboxDriver {
         );
       // A sandbox whose agent died never makes the socket: notice instead of waiting it out.
       const liveness = setInterval(() => {
-        void this.isAlive(handle).then((alive) => {
-          if (!alive)
-            done(new PolydevError("sandbox_failed", "the sandbox stopped before its agent started"));
-        });
+        // A check that could not run (runsc failed to spawn) is no verdict: the next tick or
+        // the deadline decides.
+        this.isAlive(handle).then(
+          (alive) => {
+            if (!alive)
+              done(new PolydevError("sandbox_failed", "the sandbox stopped before its agent started"));
+          },
+          () => undefined,
+        );
       }, 1000);
       watcher.on("change", () => {
         if (existsSync(readyPath)) done();
