@@ -4,11 +4,12 @@
  * directories) and the starter's `--image` arguments (native/image-root.c builds the sandbox).
  */
 import { createHash } from "node:crypto";
-import { closeSync, constants, existsSync, fstatSync, lstatSync, openSync, readSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { chmod, chown, mkdir } from "node:fs/promises";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import type { SandboxImage } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
+import { imagePasswdEntry } from "@polydev/images";
 import { EXEC_DIR_IN_SANDBOX, EXEC_SERVER_IN_SANDBOX, EXEC_SOCKET_NAME } from "./bwrap-args.js";
 
 /** The storage pool's shape as this driver uses it (see @polydev/images StoragePool). */
@@ -60,43 +61,14 @@ export function diskPath(sandboxId: string): string {
 }
 
 /**
- * The home of the image's default user, from the image's own /etc/passwd (the top-most layer
- * that has one; read as text, never through a symlink, at most 64 KiB). Its changes inside a
+ * The home of the image's default user, from the image's own /etc/passwd (see
+ * imagePasswdEntry). Its changes inside a
  * sandbox are the sandbox's business: this is only where commands and file paths start.
  */
 export function homeOf(user: string, layers: readonly string[]): string {
   const fallback = user === "root" || user === "0" ? "/root" : user === "user" ? "/home/user" : "/";
-  for (const layer of [...layers].reverse()) {
-    const text = readSmallFile(join(layer, "etc", "passwd"));
-    if (text === undefined) continue;
-    for (const line of text.split("\n")) {
-      const fields = line.split(":");
-      if (fields.length < 7) continue;
-      if (fields[0] === user || (/^[0-9]+$/.test(user) && fields[2] === user)) {
-        const home = fields[5] ?? "";
-        return home.startsWith("/") ? home : fallback;
-      }
-    }
-    return fallback;
-  }
-  return fallback;
-}
-
-function readSmallFile(path: string): string | undefined {
-  let fd: number | undefined;
-  try {
-    // No symlink anywhere on the way: a layer's /etc or /etc/passwd could point at a host file.
-    if (lstatSync(join(path, "..")).isSymbolicLink()) return undefined;
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-    if (!fstatSync(fd).isFile()) return undefined;
-    const buffer = Buffer.alloc(64 * 1024);
-    const length = readSync(fd, buffer, 0, buffer.length, 0);
-    return buffer.subarray(0, length).toString("utf8");
-  } catch {
-    return undefined;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
+  const home = imagePasswdEntry(user, layers)?.home;
+  return home?.startsWith("/") ? home : fallback;
 }
 
 export function imageMeta(sandboxId: string, image: SandboxImage): ImageMeta {

@@ -50,6 +50,8 @@ export {
   importImageArchive,
   MEDIA_TYPES,
 } from "./image-import.js";
+export type { ImagePasswdEntry } from "./image-passwd.js";
+export { imagePasswdEntry } from "./image-passwd.js";
 export type { CommitLayerOptions, CommitLayerResult } from "./layer-commit.js";
 export { commitLayer, LAYER_COMMIT_MEDIA_TYPE } from "./layer-commit.js";
 export type { PullOptions } from "./registry-pull.js";
