@@ -12,7 +12,6 @@ import type {
   DriverSet,
   ImageRecord,
   NewSandbox,
-  SandboxDriver,
   SandboxHandle,
   SandboxImage,
   SandboxRecord,
@@ -374,10 +373,8 @@ export class SandboxService {
 
   /** A spare takes on the create's environment; one that cannot is replaced by a fresh start. */
   private async claimSpare(spare: SandboxHandle, spec: SandboxSpec): Promise<SandboxHandle> {
-    const adopt = this.driver.adopt;
     try {
-      if (!adopt) throw new Error("the driver cannot adopt spares");
-      return await adopt.call(this.driver, spare, spec);
+      return await this.driver.adopt(spare, spec);
     } catch (error) {
       this.log.warn(
         { err: error, sandboxId: spec.id },
@@ -654,8 +651,6 @@ export class SandboxService {
   }
 
   private async stopUnlocked(id: string, reason: string): Promise<SandboxRecord> {
-    const stop = this.driver.stop;
-    if (!stop) throw new PolydevError("feature_unavailable", "the driver cannot stop sandboxes");
     this.forgetRunning(id);
     const record = await this.store.sandboxes.get(id);
     if (!record) throw notFound("sandbox", id);
@@ -679,7 +674,7 @@ export class SandboxService {
     this.ended(id);
     await this.forgetConnection(id);
     try {
-      await stop.call(this.driver, handle);
+      await this.driver.stop(handle);
     } catch (error) {
       // The row stays `stopped` (the disk is safe either way); asking again finishes the job.
       this.log.warn({ err: error, sandboxId: id }, "the driver could not stop a sandbox");
@@ -706,8 +701,6 @@ export class SandboxService {
     if (found.state === "running") return found;
     this.requireDurable(found.driver, "start a stopped sandbox");
     return this.lifecycle.run(found.id, async () => {
-      const start = this.driver.start;
-      if (!start) throw new PolydevError("feature_unavailable", "the driver cannot start sandboxes");
       const id = found.id;
       const record = await this.get(userId, id);
       if (record.state === "running") return record;
@@ -725,7 +718,7 @@ export class SandboxService {
       if (!running) throw new PolydevError("conflict", `sandbox ${id} changed state while starting`);
       let newHandle: SandboxHandle;
       try {
-        newHandle = await start.call(this.driver, handle, await this.specOf(running));
+        newHandle = await this.driver.start(handle, await this.specOf(running));
       } catch (error) {
         await this.store.sandboxes.transition(id, ["running"], "stopped", { at: this.clock.now() });
         this.forgetRunning(id);
@@ -765,10 +758,6 @@ export class SandboxService {
       }
       if (diskMb === record.diskMb) return record;
       this.requireFeature(record.driver, "durable", "grow a sandbox's disk");
-      const growDisk = this.driver.growDisk;
-      if (!growDisk) {
-        throw new PolydevError("feature_unavailable", `the "${record.driver}" driver cannot grow disks`);
-      }
       const handle = record.handle;
       if (!HOLDS_DISK.includes(record.state) || !handle) {
         throw new PolydevError(
@@ -776,7 +765,7 @@ export class SandboxService {
           `sandbox ${record.id} is ${record.state}; only running, hibernated or stopped sandboxes have a disk to grow`,
         );
       }
-      await growDisk.call(this.driver, handle, diskMb);
+      await this.driver.growDisk(handle, diskMb);
       const grown = await this.store.sandboxes.setDiskMb(record.id, diskMb, this.clock.now());
       this.forgetRunning(record.id);
       await this.appendLog(record.id, "info", `disk grown from ${record.diskMb} to ${diskMb} MiB`);
@@ -793,7 +782,6 @@ export class SandboxService {
     return this.lifecycle.run(found.id, async () => {
       const record = await this.get(userId, found.id);
       this.requireFeature(record.driver, "snapshot", "snapshot a sandbox");
-      const snapshot = this.driver.snapshot;
       if (this.images === undefined) {
         throw new PolydevError(
           "feature_unavailable",
@@ -816,7 +804,7 @@ export class SandboxService {
       const image = await this.images.registerSnapshot(userId, name, {
         parentDigest: record.image,
         take: async (targetDir) => {
-          await snapshot.call(this.driver, handle, targetDir);
+          await this.driver.snapshot(handle, targetDir);
           return join(targetDir, "upper");
         },
       });
@@ -851,7 +839,6 @@ export class SandboxService {
     }
     const source = await this.get(userId, idOrName);
     this.requireFeature(source.driver, "fork", "fork a sandbox");
-    const fork = this.driver.fork;
     return this.lifecycle.run(source.id, async () => {
       const record = await this.get(userId, source.id);
       const handle = record.handle;
@@ -899,7 +886,7 @@ export class SandboxService {
       try {
         const specs: SandboxSpec[] = [];
         for (const row of created) specs.push(await this.specOf(row));
-        handles = await fork.call(this.driver, handle, specs);
+        handles = await this.driver.fork(handle, specs);
         if (handles.length !== created.length) {
           await Promise.all(handles.map((h) => this.driver.destroy(h).catch(() => undefined)));
           throw new Error(`the driver returned ${handles.length} sandboxes for ${created.length} asked`);
