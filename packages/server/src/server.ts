@@ -5,7 +5,7 @@
  */
 import { join } from "node:path";
 import type { Clock, DriverSet, SandboxDriver, Store } from "@polydev/core";
-import { PolydevError, systemClock } from "@polydev/core";
+import { systemClock } from "@polydev/core";
 import type { StoragePool } from "@polydev/images";
 import { CLI_RUNNERS } from "@polydev/runners";
 import { openSqliteStore } from "@polydev/store";
