@@ -52,7 +52,8 @@ if (unavailable !== null) {
             await driver.destroy(sandbox.handle).catch(() => undefined);
           await pool.close();
           await rm(rootDir, { recursive: true, force: true });
-          await rm(storageDir, { recursive: true, force: true });
+          // EBUSY while a sandbox starting elsewhere briefly holds a copy of the pool's mount.
+          await rm(storageDir, { recursive: true, force: true, maxRetries: 50, retryDelay: 100 });
           await rm(execSocketRoot, { recursive: true, force: true });
           await removeCgroupParent(cgroupName);
         },

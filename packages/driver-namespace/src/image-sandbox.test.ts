@@ -109,7 +109,8 @@ describe.skipIf(unavailable !== null)(
       await pool.close();
       await rm(`/run/polydev-image-test-${process.pid}`, { recursive: true, force: true });
       await rm(rootDir, { recursive: true, force: true });
-      await rm(storageDir, { recursive: true, force: true });
+      // EBUSY while a sandbox starting elsewhere briefly holds a copy of the pool's mount.
+      await rm(storageDir, { recursive: true, force: true, maxRetries: 50, retryDelay: 100 });
       await removeCgroupParent(cgroupName);
     });
 

@@ -98,7 +98,9 @@ afterAll(async () => {
 /** Runs a probe program in a sandbox through the API and returns its JSON. */
 async function python<T>(api: ApiClient, id: string, script: string, arg: unknown = {}): Promise<T> {
   const result = await api.exec(id, ["python3", "-c", script, JSON.stringify(arg)]);
-  return parseProbeOutput<T>(`${result.body.stdout}\n${result.body.stderr}`, "the probe program");
+  // How it ended is in the label, so a probe that printed nothing says why (killed, timed out, 4xx).
+  const ended = `HTTP ${result.status}, exit ${result.body.exitCode}, signal ${result.body.signal}, timed out ${result.body.timedOut}`;
+  return parseProbeOutput<T>(`${result.body.stdout}\n${result.body.stderr}`, `the probe program (${ended})`);
 }
 
 /**

@@ -157,7 +157,9 @@ export async function startTestServer(
       }
       await server.close();
       await server.storage?.close();
-      await rm(dataDir, { recursive: true, force: true });
+      // A mount point another mount namespace still holds for a moment (a sandbox of any test
+      // file starting meanwhile copies every host mount) answers EBUSY: rm retries it.
+      await rm(dataDir, { recursive: true, force: true, maxRetries: 50, retryDelay: 100 });
     },
   };
   return test;
