@@ -1,32 +1,18 @@
-/** The drivers this build of Polydev ships, by the name `POLYDEV_DRIVER` selects. */
+/**
+ * The drivers this build of Polydev ships, by the name `POLYDEV_DRIVER` / `POLYDEV_DRIVERS`
+ * select, each with its own settings schema (POLYDEV_DRIVER_<NAME>_<SETTING>). A new driver is
+ * one more entry here; the server takes them as given.
+ */
 import { PolydevError } from "@polydev/core";
-import { GvisorDriver } from "@polydev/driver-gvisor";
-import { NamespaceDriver } from "@polydev/driver-namespace";
+import { GvisorDriver, gvisorDriverSettings } from "@polydev/driver-gvisor";
+import { NamespaceDriver, namespaceDriverSettings } from "@polydev/driver-namespace";
 import type { DriverFactory } from "@polydev/server";
+import { defineDriver } from "@polydev/server";
 
-/** Driver settings an operator sets in the environment (read here, at the entry point, only). */
-export interface DriverSettings {
-  /**
-   * Let the namespace driver remount the host's cgroup2 hierarchy with `favordynmods` (faster
-   * creates, slightly dearer forks host-wide). Env POLYDEV_TUNE_HOST_CGROUPS; default true.
-   */
-  tuneHostCgroups: boolean;
-}
-
-export function driverSettingsFromEnv(env: NodeJS.ProcessEnv): DriverSettings {
-  const tune = env.POLYDEV_TUNE_HOST_CGROUPS?.trim().toLowerCase();
-  if (tune !== undefined && tune !== "" && !["true", "false", "1", "0"].includes(tune)) {
-    throw new PolydevError(
-      "invalid_request",
-      `POLYDEV_TUNE_HOST_CGROUPS must be true or false (got "${env.POLYDEV_TUNE_HOST_CGROUPS}")`,
-    );
-  }
-  return { tuneHostCgroups: tune !== "false" && tune !== "0" };
-}
-
-export function driversFor(settings: DriverSettings): Record<string, DriverFactory> {
-  return Object.freeze({
-    namespace: ({ rootDir, hostUidRegistryDir, log, storage, toolbox }) =>
+export const DRIVERS: Record<string, DriverFactory> = Object.freeze({
+  namespace: defineDriver({
+    settings: namespaceDriverSettings,
+    create: ({ rootDir, hostUidRegistryDir, log, storage, toolbox }, settings) =>
       new NamespaceDriver({
         rootDir,
         hostUidRegistryDir,
@@ -35,19 +21,26 @@ export function driversFor(settings: DriverSettings): Record<string, DriverFacto
         ...(storage === undefined ? {} : { storage }),
         ...(toolbox === undefined ? {} : { toolboxDir: toolbox }),
       }),
-    // gVisor (Debian's runsc): a user-space kernel between the sandbox and the host's. Starts
-    // sandboxes from the image store only, so it needs images on (the toolbox comes with them).
-    gvisor: ({ rootDir, toolbox }) => {
+  }),
+  // gVisor (Debian's runsc): a user-space kernel between the sandbox and the host's. Starts
+  // sandboxes from the image store only, so it needs images on (the toolbox comes with them).
+  gvisor: defineDriver({
+    settings: gvisorDriverSettings,
+    create: ({ rootDir, toolbox }, settings) => {
       if (toolbox === undefined) {
         throw new PolydevError(
           "driver_unavailable",
           "the gvisor driver starts sandboxes from images: turn images on (POLYDEV_IMAGES=on) to run it",
         );
       }
-      return new GvisorDriver({ rootDir, toolboxDir: toolbox });
+      return new GvisorDriver({
+        rootDir,
+        toolboxDir: toolbox,
+        platform: settings.platform,
+        ...(settings.runscPath === undefined ? {} : { runscPath: settings.runscPath }),
+        ...(settings.memoryOverheadMb === undefined ? {} : { memoryOverheadMb: settings.memoryOverheadMb }),
+        ...(settings.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: settings.readyTimeoutMs }),
+      });
     },
-  });
-}
-
-/** The drivers with their defaults. */
-export const DRIVERS: Record<string, DriverFactory> = driversFor({ tuneHostCgroups: true });
+  }),
+} satisfies Record<string, DriverFactory>);

@@ -3,7 +3,7 @@ import { isPolydevError } from "@polydev/core";
 import { startFakeProviders } from "@polydev/fake-providers";
 import type { ConfigInput, RunningServer } from "@polydev/server";
 import { configFromEnv, createLogger, parseConfig, startServer } from "@polydev/server";
-import { driverSettingsFromEnv, driversFor } from "./drivers.js";
+import { DRIVERS } from "./drivers.js";
 
 export const UP_HELP = `Usage: polydev up [--port N] [--host H] [--data-dir DIR]
 
@@ -44,7 +44,7 @@ export async function up(argv: string[], env: NodeJS.ProcessEnv): Promise<number
   const demo = values.demo ? await startFakeProviders() : undefined;
   if (demo) input.upstreams = { anthropic: demo.url, openai: demo.url, gemini: demo.url };
   const config = parseConfig(input);
-  const drivers = driversFor(driverSettingsFromEnv(env));
+  const drivers = DRIVERS;
   const log = createLogger(config.logLevel);
   const server = await startServer(config, { drivers, log });
   if (demo) await storeDemoCredentials(server);

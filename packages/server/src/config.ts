@@ -72,6 +72,15 @@ export const configSchema = z
      */
     drivers: z.array(z.string().min(1).max(64)).max(16).default([]),
     /**
+     * POLYDEV_DRIVER_<NAME>_<SETTING>: each driver's own settings, as the strings the environment
+     * gave, by driver name and camel-cased setting (POLYDEV_DRIVER_GVISOR_PLATFORM=systrap is
+     * `{ gvisor: { platform: "systrap" } }`). The schema each driver registered validates them
+     * at start-up (services/open-drivers.ts), so a typo stops the server instead of being ignored.
+     */
+    driverSettings: z
+      .record(z.string().regex(/^[a-z][a-z0-9]*$/), z.record(z.string(), z.string().max(4096)))
+      .default({}),
+    /**
      * POLYDEV_HOST_UID_REGISTRY_DIR: where the namespace driver claims the host uids its
      * sandboxes run as, one file per uid. Host-wide on purpose: every server on the host that
      * shares it never hands out a uid another one uses. Keep it outside any data directory.
@@ -255,6 +264,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     input.drivers = env.POLYDEV_DRIVERS.split(",")
       .map((name) => name.trim())
       .filter((name) => name !== "");
+  const driverSettings = driverSettingsFromEnv(env);
+  if (Object.keys(driverSettings).length > 0) input.driverSettings = driverSettings;
   if (env.POLYDEV_HOST_UID_REGISTRY_DIR) input.hostUidRegistryDir = env.POLYDEV_HOST_UID_REGISTRY_DIR;
   if (env.POLYDEV_MASTER_KEY) input.masterKey = env.POLYDEV_MASTER_KEY;
   if (env.POLYDEV_UPSTREAM_PROXY) input.upstreamProxy = env.POLYDEV_UPSTREAM_PROXY;
@@ -285,6 +296,34 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   }
   if (Object.keys(oauthClients).length > 0) input.oauthClients = oauthClients;
   return input;
+}
+
+const DRIVER_SETTING_VARIABLE = /^POLYDEV_DRIVER_([A-Z][A-Z0-9]*)_([A-Z][A-Z0-9_]*)$/;
+
+/** The env's driver settings: `POLYDEV_DRIVER_GVISOR_MEMORY_OVERHEAD_MB` → gvisor.memoryOverheadMb. */
+function driverSettingsFromEnv(env: NodeJS.ProcessEnv): Record<string, Record<string, string>> {
+  const settings: Record<string, Record<string, string>> = {};
+  for (const [variable, value] of Object.entries(env)) {
+    const match = DRIVER_SETTING_VARIABLE.exec(variable);
+    if (match === null || value === undefined) continue;
+    const [, driver = "", setting = ""] = match;
+    const key = setting.toLowerCase().replace(/_([a-z0-9])/g, (_, next: string) => next.toUpperCase());
+    const forDriver = settings[driver.toLowerCase()] ?? {};
+    forDriver[key] = value;
+    settings[driver.toLowerCase()] = forDriver;
+  }
+  // The namespace driver's one setting had its own name before drivers had settings; it still works.
+  const tune = env.POLYDEV_TUNE_HOST_CGROUPS;
+  if (tune !== undefined && tune !== "" && settings.namespace?.tuneHostCgroups === undefined) {
+    settings.namespace = { ...settings.namespace, tuneHostCgroups: tune };
+  }
+  return settings;
+}
+
+/** The env variable a driver setting comes from, for messages. */
+export function driverSettingVariable(driver: string, setting: string): string {
+  const snake = setting.replace(/[A-Z]/g, (letter) => `_${letter}`).toUpperCase();
+  return `POLYDEV_DRIVER_${driver.toUpperCase()}_${snake}`;
 }
 
 function imagesFromEnv(env: NodeJS.ProcessEnv): NonNullable<ConfigInput["images"]> {

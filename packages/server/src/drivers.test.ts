@@ -152,4 +152,20 @@ describe("a driver the configuration names but the build lacks", () => {
     );
     expect(existsSync("/nonexistent-polydev")).toBe(false);
   });
+
+  it("keeps the server from starting on a driver setting the driver does not have, naming the variable", async () => {
+    const config = parseConfig({
+      dataDir: "/nonexistent-polydev",
+      driverSettings: { plain: { speed: "fast" } },
+      logLevel: "silent",
+    });
+    const drivers = {
+      namespace: () => new NamespaceDriver({ rootDir: "/nonexistent-polydev/x" }),
+      plain: () => new NamespaceDriver({ rootDir: "/nonexistent-polydev/y" }),
+    };
+    await expect(startServer(config, { drivers, processSafetyNet: false })).rejects.toThrow(
+      /the plain driver takes no settings \(got POLYDEV_DRIVER_PLAIN_SPEED\)/,
+    );
+    expect(existsSync("/nonexistent-polydev")).toBe(false);
+  });
 });

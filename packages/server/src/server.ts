@@ -12,6 +12,7 @@ import { openSqliteStore } from "@polydev/store";
 import { EnvelopeVault, loadKeyring } from "@polydev/vault";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
+import type { ZodType } from "zod";
 import { buildApp } from "./app.js";
 import type { PolydevConfig } from "./config.js";
 import { createLogger } from "./logger.js";
@@ -56,7 +57,26 @@ export interface DriverFactoryOptions {
   /** The toolbox for /opt/polydev, once built. */
   toolbox?: (() => string | undefined) | undefined;
 }
-export type DriverFactory = (options: DriverFactoryOptions) => SandboxDriver;
+/**
+ * A driver the entry point registers under a name: its own settings schema (zod, over the
+ * strings of POLYDEV_DRIVER_<NAME>_<SETTING>, camel-cased) and how to make it from them. Adding
+ * a driver is a new registration; no server file changes.
+ */
+export interface DriverRegistration<Settings = unknown> {
+  settings: ZodType<Settings>;
+  create(options: DriverFactoryOptions, settings: Settings): SandboxDriver;
+}
+/** Types a registration's `create` by its schema (what `satisfies` cannot infer). */
+export function defineDriver<Settings>(
+  registration: DriverRegistration<Settings>,
+): DriverRegistration<Settings> {
+  return registration;
+}
+/**
+ * A registration, or just a maker for a driver that takes no settings. (A registration of any
+ * settings type fits: `create` is a method, so its parameter is checked both ways.)
+ */
+export type DriverFactory = ((options: DriverFactoryOptions) => SandboxDriver) | DriverRegistration;
 
 /** A Dockerfile RUN step's sandbox: enough for compilers and package installs. */
 const BUILD_STEP_LIMITS = { memoryMb: 2048, diskMb: 16 * 1024, pidsMax: 1024 } as const;
