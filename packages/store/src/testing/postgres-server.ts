@@ -1,0 +1,176 @@
+/**
+ * A real, throw-away Postgres for tests: Debian's server binaries, a cluster made by initdb in a
+ * temp dir, listening only on a unix socket in that dir (no TCP port, so nothing else on the
+ * machine, sandboxes included, can reach it). Postgres refuses to run as root, so under root it
+ * runs as the `postgres` user. Each test asks for its own database, so cases never share rows.
+ */
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { once } from "node:events";
+import { chown, mkdtemp, open, readdir, readFile, rm } from "node:fs/promises";
+import { tmpdir, userInfo } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import pg from "pg";
+
+const run = promisify(execFile);
+const POSTGRES_ROOT = "/usr/lib/postgresql";
+const READY_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 10_000;
+
+export interface TestPostgres {
+  /** A new empty database on the server, as a URL for `openPostgresStore`. */
+  createDatabase(): Promise<string>;
+  /** A URL for an existing database (e.g. "postgres", the maintenance one). */
+  url(database: string): string;
+  /** The server's log so far, for a failing test's message. */
+  log(): Promise<string>;
+  /** Fast shutdown, then the cluster's directory is removed. */
+  stop(): Promise<void>;
+}
+
+/** The newest installed major version's bin dir (Debian: /usr/lib/postgresql/<major>/bin). */
+async function binDir(): Promise<string> {
+  const versions = await readdir(POSTGRES_ROOT).catch(() => [] as string[]);
+  const newest = versions
+    .filter((v) => /^\d+$/.test(v))
+    .sort((a, b) => Number(b) - Number(a))
+    .at(0);
+  if (newest === undefined) {
+    throw new Error(
+      `no Postgres server under ${POSTGRES_ROOT}: install Debian's postgresql (scripts/test.sh does)`,
+    );
+  }
+  return join(POSTGRES_ROOT, newest, "bin");
+}
+
+/** Under root, the commands run as `postgres` via setpriv (which execs, so the pid is postgres's). */
+function asServerUser(command: string, args: string[]): [string, string[]] {
+  if (userInfo().uid !== 0) return [command, args];
+  return ["setpriv", ["--reuid=postgres", "--regid=postgres", "--init-groups", "--", command, ...args]];
+}
+
+async function waitUntilReady(
+  url: string,
+  child: ChildProcess,
+  logFile: string,
+  spawnError: () => Error | undefined,
+): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    const failed = spawnError();
+    if (failed) throw new Error(`postgres did not start: ${failed.message}`, { cause: failed });
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`postgres exited while starting:\n${await readFile(logFile, "utf8")}`);
+    }
+    const client = new pg.Client({ connectionString: url });
+    client.on("error", () => {});
+    try {
+      await client.connect();
+      await client.end();
+      return;
+    } catch (error) {
+      await client.end().catch(() => {});
+      if (Date.now() > deadline) throw new Error(`postgres did not accept connections: ${String(error)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+export async function startTestPostgres(): Promise<TestPostgres> {
+  const bin = await binDir();
+  const dir = await mkdtemp(join(tmpdir(), "polydev-pg-"));
+  try {
+    if (userInfo().uid === 0) await chown(dir, ...(await postgresIds()));
+    const data = join(dir, "data");
+    // ICU en-US collation on purpose: unlike SQLite's byte order it sorts "a" before "B", so the
+    // contract suite would catch a query whose order depends on the database's collation.
+    const initdb = asServerUser(join(bin, "initdb"), [
+      `--pgdata=${data}`,
+      "--auth=trust",
+      "--username=postgres",
+      "--encoding=UTF8",
+      "--locale=C.UTF-8",
+      "--locale-provider=icu",
+      "--icu-locale=en-US",
+      "--no-sync",
+    ]);
+    await run(initdb[0], initdb[1], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8" } });
+
+    const logFile = join(dir, "postgres.log");
+    const log = await open(logFile, "a");
+    const server = asServerUser(join(bin, "postgres"), [
+      "-D",
+      data,
+      "-k",
+      dir,
+      "-c",
+      "listen_addresses=",
+      // Test data is disposable: skip the disk flushes that dominate small transactions.
+      "-c",
+      "fsync=off",
+      "-c",
+      "synchronous_commit=off",
+      "-c",
+      "full_page_writes=off",
+      "-c",
+      "max_connections=200",
+    ]);
+    const child = spawn(server[0], server[1], {
+      stdio: ["ignore", log.fd, log.fd],
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8" },
+    });
+    await log.close();
+    let spawnError: Error | undefined;
+    child.once("error", (error) => {
+      spawnError = error;
+    });
+    // If the test process exits without stop(), the server must not outlive it.
+    const killOnExit = () => child.kill("SIGQUIT");
+    process.once("exit", killOnExit);
+
+    const url = (database: string) =>
+      `postgres://postgres@/${encodeURIComponent(database)}?host=${encodeURIComponent(dir)}`;
+    await waitUntilReady(url("postgres"), child, logFile, () => spawnError).catch(async (error: unknown) => {
+      child.kill("SIGKILL");
+      throw error;
+    });
+
+    let databases = 0;
+    return {
+      url,
+      async createDatabase() {
+        databases += 1;
+        const name = `test_${process.pid}_${databases}`;
+        const admin = new pg.Client({ connectionString: url("postgres") });
+        await admin.connect();
+        try {
+          await admin.query(`create database "${name}"`);
+        } finally {
+          await admin.end();
+        }
+        return url(name);
+      },
+      log: () => readFile(logFile, "utf8"),
+      async stop() {
+        process.off("exit", killOnExit);
+        if (child.exitCode === null && child.signalCode === null) {
+          const exited = once(child, "exit");
+          child.kill("SIGINT"); // fast shutdown: disconnects clients, no waiting for them
+          const timer = setTimeout(() => child.kill("SIGKILL"), STOP_TIMEOUT_MS);
+          await exited;
+          clearTimeout(timer);
+        }
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+async function postgresIds(): Promise<[number, number]> {
+  const { stdout } = await run("id", ["-u", "postgres"]);
+  const { stdout: gid } = await run("id", ["-g", "postgres"]);
+  return [Number(stdout.trim()), Number(gid.trim())];
+}
