@@ -176,8 +176,8 @@ export function usageRepository(db: Kysely<Database>): UsageRepository {
           "provider",
           "model",
           eb.fn.countAll().as("requests"),
-          eb.fn.sum<number>("input_tokens").as("input"),
-          eb.fn.sum<number>("output_tokens").as("output"),
+          eb.fn.sum<number | string>("input_tokens").as("input"),
+          eb.fn.sum<number | string>("output_tokens").as("output"),
         ])
         .groupBy(["provider", "model"])
         .orderBy("provider")
@@ -199,8 +199,8 @@ export function usageRepository(db: Kysely<Database>): UsageRepository {
         .select((eb) => [
           "provider",
           eb.fn.countAll().as("requests"),
-          eb.fn.sum<number>("input_tokens").as("input"),
-          eb.fn.sum<number>("output_tokens").as("output"),
+          eb.fn.sum<number | string>("input_tokens").as("input"),
+          eb.fn.sum<number | string>("output_tokens").as("output"),
         ])
         .groupBy("provider")
         .orderBy("provider");

@@ -119,8 +119,9 @@ export interface UsageTable {
   sandbox_id: string;
   provider: string;
   model: string;
-  input_tokens: number;
-  output_tokens: number;
+  /** int8 on Postgres (migration 009), which arrives as a string. */
+  input_tokens: number | string;
+  output_tokens: number | string;
   status: number;
   at: number | string;
 }
@@ -137,8 +138,9 @@ export interface RunsTable {
   state: string;
   exit_reason: string | null;
   final_text: string | null;
-  input_tokens: number;
-  output_tokens: number;
+  /** int8 on Postgres (migration 009), which arrives as a string. */
+  input_tokens: number | string;
+  output_tokens: number | string;
   timeout_ms: number | string;
   max_turns: number | null;
   created_at: number | string;

@@ -61,6 +61,7 @@ describe("sqlite specifics", () => {
       { name: "006-egress-policy" },
       { name: "007-sandbox-names" },
       { name: "008-images" },
+      { name: "009-postgres-parity" },
     ]);
   });
 

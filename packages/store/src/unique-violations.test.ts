@@ -3,9 +3,8 @@ import { describe, expect, it } from "vitest";
 import { toConflictError } from "./unique-violations.js";
 
 /**
- * SQLite's errors are covered end to end by the contract suite on a real file. Postgres has no
- * store yet, so its error shape (node-postgres DatabaseError fields) is checked here until a
- * Postgres store runs the same contract.
+ * Both dialects' errors are covered end to end by the contract suite (a real SQLite file, a real
+ * Postgres); this pins the parsing of node-postgres' fields on its own.
  */
 describe("toConflictError", () => {
   it("names the fields of a Postgres unique violation", () => {

@@ -7,6 +7,7 @@ import * as sessions from "./005-sessions.js";
 import * as egressPolicy from "./006-egress-policy.js";
 import * as sandboxNames from "./007-sandbox-names.js";
 import * as images from "./008-images.js";
+import * as postgresParity from "./009-postgres-parity.js";
 import type { SqlFamily } from "./sql-family.js";
 
 export type { SqlFamily } from "./sql-family.js";
@@ -26,6 +27,7 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "006-egress-policy": egressPolicy,
   "007-sandbox-names": sandboxNames,
   "008-images": images,
+  "009-postgres-parity": postgresParity,
 };
 
 /** Migrations live in code (not read from a folder) so a bundled build carries them. */

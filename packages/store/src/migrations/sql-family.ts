@@ -1,4 +1,4 @@
-import type { ColumnDefinitionBuilder } from "kysely";
+import { type ColumnDefinitionBuilder, sql } from "kysely";
 
 /** The dialects the migrations are written for; the few DDL differences branch on this. */
 export type SqlFamily = "sqlite" | "postgres";
@@ -14,4 +14,12 @@ export function autoIncrementId(family: SqlFamily): {
   return family === "postgres"
     ? { type: "bigint", build: (c) => c.primaryKey().generatedByDefaultAsIdentity() }
     : { type: "integer", build: (c) => c.primaryKey().autoIncrement() };
+}
+
+/**
+ * A text column for a table added after migration 009: on Postgres with SQLite's byte-order
+ * collation, so ordering and cursor comparisons agree across dialects (see 009-postgres-parity).
+ */
+export function textColumn(family: SqlFamily): (column: ColumnDefinitionBuilder) => ColumnDefinitionBuilder {
+  return family === "postgres" ? (c) => c.modifyFront(sql`collate "C"`) : (c) => c;
 }

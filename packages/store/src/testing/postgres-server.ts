@@ -18,8 +18,11 @@ const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 10_000;
 
 export interface TestPostgres {
-  /** A new empty database on the server, as a URL for `openPostgresStore`. */
-  createDatabase(): Promise<string>;
+  /**
+   * A new database on the server, as a URL for `openPostgresStore`: empty, or a copy of
+   * `template` (a database no one is connected to), which is much faster than migrating anew.
+   */
+  createDatabase(options?: { template?: string }): Promise<string>;
   /** A URL for an existing database (e.g. "postgres", the maintenance one). */
   url(database: string): string;
   /** The server's log so far, for a failing test's message. */
@@ -138,13 +141,15 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     let databases = 0;
     return {
       url,
-      async createDatabase() {
+      async createDatabase(options = {}) {
         databases += 1;
         const name = `test_${process.pid}_${databases}`;
         const admin = new pg.Client({ connectionString: url("postgres") });
         await admin.connect();
         try {
-          await admin.query(`create database "${name}"`);
+          const template = options.template === undefined ? "" : ` template "${options.template}"`;
+          // FILE_COPY copies the template's files whole: quicker than WAL-logging each block.
+          await admin.query(`create database "${name}"${template} strategy file_copy`);
         } finally {
           await admin.end();
         }

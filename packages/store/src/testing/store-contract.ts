@@ -6,6 +6,7 @@
 import type { NewSandbox, SessionRecord, Store } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { runStoreParityCases } from "./store-contract-parity.js";
 
 export function runStoreContract(name: string, open: () => Promise<Store>): void {
   describe(`Store contract: ${name}`, () => {
@@ -701,5 +702,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         { provider: "openai", requests: 1, inputTokens: 7, outputTokens: 1 },
       ]);
     });
+
+    runStoreParityCases(() => store);
   });
 }
