@@ -11,14 +11,18 @@ npx tsc -b packages/*/tsconfig.json
 # Test-only system packages: Debian's Chromium for the dashboard's browser tests (playwright-core
 # brings no browser), a real OCI registry with skopeo for the image-pull tests, and getfattr
 # (attr) for reading overlay's opaque-directory markers when a layer is committed (and setting
-# them in the storage pool's clone tests). The storage pool's own xfsprogs comes with setup
-# (scripts/ensure.sh); it is checked here too for a test.sh run on its own.
+# them in the storage pool's clone tests), Postgres and Redis servers for the store and bus
+# contract suites (each test starts its own on a unix socket in a temp dir; the default start
+# needs neither). The storage pool's own xfsprogs comes with setup (scripts/ensure.sh); it is
+# checked here too for a test.sh run on its own.
 test_missing=()
 [ -x /usr/sbin/mkfs.xfs ] || test_missing+=(xfsprogs)
 [ -x /usr/bin/chromium ] || test_missing+=(chromium)
 [ -x /usr/bin/docker-registry ] || test_missing+=(docker-registry)
 [ -x /usr/bin/skopeo ] || test_missing+=(skopeo)
 [ -x /usr/bin/getfattr ] || test_missing+=(attr)
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || test_missing+=(postgresql)
+[ -x /usr/bin/redis-server ] || test_missing+=(redis-server)
 if [ "${#test_missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     printf 'polydev test: installing %s with apt-get (for the tests)\n' "${test_missing[*]}" >&2

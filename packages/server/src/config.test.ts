@@ -81,3 +81,31 @@ describe("registries pulls may reach on private addresses", () => {
     ]);
   });
 });
+
+describe("database and bus settings", () => {
+  it("default to the SQLite file and the in-process bus", () => {
+    const config = parseConfig(configFromEnv({}));
+    expect(config.databaseUrl).toBeUndefined();
+    expect(config.redisUrl).toBeUndefined();
+  });
+
+  it("come from POLYDEV_DATABASE_URL and POLYDEV_REDIS_URL", () => {
+    const config = parseConfig(
+      configFromEnv({
+        POLYDEV_DATABASE_URL: "postgresql://polydev:pw@db.example:5432/polydev?sslmode=verify-full",
+        POLYDEV_REDIS_URL: "rediss://:pw@cache.example:6380/2",
+      }),
+    );
+    expect(config.databaseUrl).toBe("postgresql://polydev:pw@db.example:5432/polydev?sslmode=verify-full");
+    expect(config.redisUrl).toBe("rediss://:pw@cache.example:6380/2");
+  });
+
+  it("refuse other schemes naming the variable, without repeating the URL (it may hold a password)", () => {
+    const database = () => parseConfig(configFromEnv({ POLYDEV_DATABASE_URL: "mysql://u:s3cret@h/db" }));
+    expect(database).toThrow(/POLYDEV_DATABASE_URL must be a postgres:\/\/ or postgresql:\/\/ URL/);
+    expect(database).not.toThrow(/s3cret/);
+    const redis = () => parseConfig(configFromEnv({ POLYDEV_REDIS_URL: "http://:s3cret@h:6379" }));
+    expect(redis).toThrow(/POLYDEV_REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/);
+    expect(redis).not.toThrow(/s3cret/);
+  });
+});

@@ -26,6 +26,23 @@ export const configSchema = z
     port: intFromEnv.min(0).max(65535).default(7420),
     /** POLYDEV_DATA_DIR: database, admin key, sandbox state. */
     dataDir: z.string().min(1).default(join(homedir(), ".polydev")),
+    /**
+     * POLYDEV_DATABASE_URL: `postgres://user:password@host:5432/db?sslmode=verify-full` stores
+     * everything in that Postgres (any, Supabase included) instead of the SQLite file in the data
+     * directory (the default). Query parameters such as `statement_timeout` (ms) reach the server.
+     */
+    databaseUrl: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, "POLYDEV_DATABASE_URL must be a postgres:// or postgresql:// URL")
+      .optional(),
+    /**
+     * POLYDEV_REDIS_URL: `redis://[:password@]host:6379[/db]` (or `rediss://` for TLS) carries events,
+     * locks and counters between replicas; without it they stay in this process (the default).
+     */
+    redisUrl: z
+      .string()
+      .regex(/^rediss?:\/\//, "POLYDEV_REDIS_URL must be a redis:// or rediss:// URL")
+      .optional(),
     /** POLYDEV_ADMIN_KEY: becomes the admin's API key on first start (automation). */
     adminKey: z.string().min(24, "POLYDEV_ADMIN_KEY must be at least 24 characters").optional(),
     /**
@@ -252,6 +269,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_HOST) input.host = env.POLYDEV_HOST;
   if (env.POLYDEV_PORT) input.port = Number(env.POLYDEV_PORT);
   if (env.POLYDEV_DATA_DIR) input.dataDir = env.POLYDEV_DATA_DIR;
+  if (env.POLYDEV_DATABASE_URL) input.databaseUrl = env.POLYDEV_DATABASE_URL;
+  if (env.POLYDEV_REDIS_URL) input.redisUrl = env.POLYDEV_REDIS_URL;
   if (env.POLYDEV_ADMIN_KEY) input.adminKey = env.POLYDEV_ADMIN_KEY;
   if (env.POLYDEV_ADMIN_PASSWORD) input.adminPassword = env.POLYDEV_ADMIN_PASSWORD;
   if (env.POLYDEV_SESSION_IDLE_TIMEOUT_MS)

@@ -8,7 +8,6 @@ import type { Clock, DriverSet, SandboxDriver, Store } from "@polydev/core";
 import { systemClock } from "@polydev/core";
 import type { StoragePool } from "@polydev/images";
 import { CLI_RUNNERS } from "@polydev/runners";
-import { openSqliteStore } from "@polydev/store";
 import { EnvelopeVault, loadKeyring } from "@polydev/vault";
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
@@ -33,6 +32,7 @@ import { Metrics } from "./services/metrics.js";
 import { NetworkPolicies } from "./services/network-policies.js";
 import { DEFAULT_OAUTH_CLIENTS } from "./services/oauth-refresh.js";
 import { configuredDrivers, openDrivers } from "./services/open-drivers.js";
+import { openConfiguredStore } from "./services/open-store.js";
 import { poolImageStorage } from "./services/pool-image-storage.js";
 import { RunService } from "./services/run-service.js";
 import { sandboxRunStep } from "./services/sandbox-run-step.js";
@@ -139,7 +139,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   });
   const info = await driver.probe();
 
-  const store = await openSqliteStore({ file: join(config.dataDir, "polydev.db") });
+  const store = await openConfiguredStore(config, log.child({ component: "store" }));
   const firstAdminKey = await bootstrapAdmin(
     store,
     config.dataDir,

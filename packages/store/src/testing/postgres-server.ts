@@ -25,6 +25,8 @@ export interface TestPostgres {
   createDatabase(options?: { template?: string }): Promise<string>;
   /** A URL for an existing database (e.g. "postgres", the maintenance one). */
   url(database: string): string;
+  /** The directory holding the server's unix socket (mode 0700, the server user's). */
+  socketDir: string;
   /** The server's log so far, for a failing test's message. */
   log(): Promise<string>;
   /** Fast shutdown, then the cluster's directory is removed. */
@@ -141,6 +143,7 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     let databases = 0;
     return {
       url,
+      socketDir: dir,
       async createDatabase(options = {}) {
         databases += 1;
         const name = `test_${process.pid}_${databases}`;

@@ -1,0 +1,75 @@
+/**
+ * The real server on a real Postgres: users, keys and sandboxes live in the database named by
+ * `databaseUrl`, survive a restart, and no SQLite file appears in the data directory.
+ */
+import { access } from "node:fs/promises";
+import { join } from "node:path";
+import { startTestPostgres, type TestPostgres } from "@polydev/store/testing/postgres";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SQLITE_FILE } from "./services/open-store.js";
+import { ApiClient, createUser, startTestServer, type TestServer } from "./testing/harness.js";
+
+let postgres: TestPostgres;
+let t: TestServer;
+let databaseUrl: string;
+
+beforeAll(async () => {
+  postgres = await startTestPostgres();
+  databaseUrl = await postgres.createDatabase();
+  t = await startTestServer({ databaseUrl });
+});
+afterAll(async () => {
+  await t?.close();
+  await postgres?.stop();
+});
+
+describe("a server on Postgres", () => {
+  it("creates a user and a sandbox, restarts, and finds both (and its sandbox still running) in Postgres", async () => {
+    const alice = await createUser(t.api, "alice");
+    const id = await alice.createSandbox({ name: "pg-box" });
+    expect((await alice.exec(id, "echo hello")).body.stdout).toBe("hello\n");
+
+    // The rows are in Postgres, read with a client of our own, not through the server.
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    try {
+      const { rows } = await client.query(
+        "select s.id, s.state, s.name, u.name as owner from sandboxes s join users u on u.id = s.user_id",
+      );
+      expect(rows).toEqual([{ id, state: "running", name: "pg-box", owner: "alice" }]);
+    } finally {
+      await client.end();
+    }
+    await expect(access(join(t.dataDir, SQLITE_FILE))).rejects.toMatchObject({ code: "ENOENT" });
+
+    // Escape probe: the sandbox sees neither the database's socket nor its URL.
+    const socket = join(postgres.socketDir, ".s.PGSQL.5432");
+    const probe = await alice.exec(id, [
+      "sh",
+      "-c",
+      `ls -la ${postgres.socketDir}; test -e ${socket}; echo "exists=$?"; env`,
+    ]);
+    expect(probe.body.stdout).toContain("exists=1");
+    expect(probe.body.stdout).not.toContain(postgres.socketDir.split("/").at(-1));
+    expect(probe.body.stdout).not.toMatch(/postgres(ql)?:\/\//);
+
+    await t.restart();
+    const after = new ApiClient(t.url, alice.key);
+    const listed = await after.call<{ items: { id: string; state: string; name: string }[] }>(
+      "GET",
+      "/v1/sandboxes",
+    );
+    expect(listed.status).toBe(200);
+    expect(listed.body.items.map((s) => [s.id, s.state, s.name])).toEqual([[id, "running", "pg-box"]]);
+    expect((await after.exec(id, "echo again")).body.stdout).toBe("again\n");
+    const byName = await after.call<{ id: string }>("GET", "/v1/sandboxes/pg-box");
+    expect(byName.body.id).toBe(id);
+
+    const duplicate = await after.call<{ error: { code: string } }>("POST", "/v1/sandboxes", {
+      name: "pg-box",
+    });
+    expect(duplicate.status).toBe(409);
+    expect(duplicate.body.error.code).toBe("name_taken");
+  });
+});
