@@ -17,6 +17,16 @@ export type {
   PtyRequest,
 } from "./agent.js";
 export { AGENT_PROTOCOL_VERSION } from "./agent.js";
+export type {
+  Bus,
+  BusEvent,
+  BusLease,
+  BusLimits,
+  BusSubscription,
+  SubscribeOptions,
+} from "./bus.js";
+export { BUS_BEGINNING, compareEventIds, DEFAULT_BUS_LIMITS } from "./bus.js";
+export { checkBusName, checkEventData, checkEventId, checkIncrement, checkTtl } from "./bus-checks.js";
 export type { Clock } from "./clock.js";
 export { systemClock } from "./clock.js";
 export type { DriverInfo, SandboxDriver } from "./driver.js";
@@ -24,6 +34,8 @@ export type { DriverSetMember } from "./driver-set.js";
 export { DriverSet } from "./driver-set.js";
 export type { ErrorCode, PolydevErrorOptions } from "./errors.js";
 export { ERROR_STATUS, isPolydevError, notFound, PolydevError } from "./errors.js";
+export type { InProcessBusOptions } from "./in-process-bus.js";
+export { InProcessBus } from "./in-process-bus.js";
 export type {
   BackgroundLauncher,
   LaunchedExit,

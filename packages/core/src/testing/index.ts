@@ -1,3 +1,5 @@
+export type { OpenBus } from "./bus-contract.js";
+export { runBusContract } from "./bus-contract.js";
 export type { DriverContractCase, DriverContractOptions, DriverContractSetup } from "./driver-contract.js";
 export { DRIVER_CONTRACT_CASES, runDriverContract } from "./driver-contract.js";
 export type { EscapePayloads } from "./escape-payloads.js";

@@ -1,0 +1,213 @@
+/**
+ * The embedded default Bus: everything in this process's memory, bounded by its limits. Right
+ * for one server; several replicas need a shared one (Redis).
+ */
+import { randomBytes } from "node:crypto";
+import {
+  BUS_BEGINNING,
+  type Bus,
+  type BusEvent,
+  type BusLease,
+  type BusLimits,
+  type BusSubscription,
+  compareEventIds,
+  DEFAULT_BUS_LIMITS,
+  type SubscribeOptions,
+} from "./bus.js";
+import { checkBusName, checkEventData, checkEventId, checkIncrement, checkTtl } from "./bus-checks.js";
+import { type Clock, systemClock } from "./clock.js";
+import { PolydevError } from "./errors.js";
+
+interface Topic {
+  events: BusEvent[];
+  lastMs: number;
+  lastSeq: number;
+  lastPublishAt: number;
+  /** Subscribers waiting for the next event; each is called once, then forgotten. */
+  waiters: Set<() => void>;
+}
+
+interface Expiring<T> {
+  value: T;
+  expiresAt: number;
+}
+
+/** Expired leases, counters and idle topics are swept at most this often (and lazily on access). */
+const SWEEP_INTERVAL_MS = 1000;
+
+export interface InProcessBusOptions {
+  limits?: Partial<BusLimits> | undefined;
+  clock?: Clock | undefined;
+}
+
+export class InProcessBus implements Bus {
+  readonly limits: Readonly<BusLimits>;
+  readonly #clock: Clock;
+  readonly #topics = new Map<string, Topic>();
+  readonly #leases = new Map<string, Expiring<string>>();
+  readonly #counters = new Map<string, Expiring<number>>();
+  #lastSweepAt = 0;
+  #closed = new AbortController();
+
+  constructor(options: InProcessBusOptions = {}) {
+    this.limits = Object.freeze({ ...DEFAULT_BUS_LIMITS, ...options.limits });
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  async publish(topicName: string, data: string): Promise<string> {
+    this.#checkOpen();
+    checkBusName("topic", topicName, this.limits);
+    checkEventData(data, this.limits);
+    const now = this.#clock.now();
+    this.#sweep(now);
+    const topic = this.#topic(topicName);
+    // Redis stream ids: the time, and a sequence within the same millisecond; never backwards.
+    if (now > topic.lastMs) {
+      topic.lastMs = now;
+      topic.lastSeq = 0;
+    } else {
+      topic.lastSeq += 1;
+    }
+    const event: BusEvent = { id: `${topic.lastMs}-${topic.lastSeq}`, topic: topicName, data };
+    topic.events.push(event);
+    if (topic.events.length > this.limits.retainedEventsPerTopic) topic.events.shift();
+    topic.lastPublishAt = now;
+    const waiters = [...topic.waiters];
+    topic.waiters.clear();
+    for (const wake of waiters) wake();
+    return event.id;
+  }
+
+  async subscribe(topicName: string, options: SubscribeOptions): Promise<BusSubscription> {
+    this.#checkOpen();
+    checkBusName("topic", topicName, this.limits);
+    if (options.afterId !== undefined) checkEventId(options.afterId);
+    const stop = new AbortController();
+    const signal = AbortSignal.any([options.signal, stop.signal, this.#closed.signal]);
+    let lastId = options.afterId ?? this.#topic(topicName).events.at(-1)?.id ?? BUS_BEGINNING;
+    const bus = this;
+    async function* events(): AsyncGenerator<BusEvent> {
+      while (!signal.aborted) {
+        const topic = bus.#topic(topicName);
+        const next = firstAfter(topic.events, lastId);
+        if (next < topic.events.length) {
+          const event = topic.events[next] as BusEvent;
+          lastId = event.id;
+          yield event;
+          continue;
+        }
+        await waitForPublish(topic, signal);
+      }
+    }
+    return {
+      [Symbol.asyncIterator]: () => events(),
+      close: async () => stop.abort(),
+    };
+  }
+
+  async acquire(name: string, options: { ttlMs: number }): Promise<BusLease | undefined> {
+    this.#checkOpen();
+    checkBusName("lock", name, this.limits);
+    checkTtl(options.ttlMs);
+    const now = this.#clock.now();
+    this.#sweep(now);
+    const held = this.#leases.get(name);
+    if (held && held.expiresAt > now) return undefined;
+    const token = randomBytes(16).toString("base64url");
+    this.#leases.set(name, { value: token, expiresAt: now + options.ttlMs });
+    const owns = () => {
+      const current = this.#leases.get(name);
+      return current !== undefined && current.value === token && current.expiresAt > this.#clock.now();
+    };
+    return {
+      name,
+      token,
+      renew: async (ttlMs) => {
+        checkTtl(ttlMs);
+        if (!owns()) return false;
+        this.#leases.set(name, { value: token, expiresAt: this.#clock.now() + ttlMs });
+        return true;
+      },
+      release: async () => {
+        if (!owns()) return false;
+        this.#leases.delete(name);
+        return true;
+      },
+    };
+  }
+
+  async increment(name: string, options: { ttlMs: number; by?: number }): Promise<number> {
+    this.#checkOpen();
+    checkBusName("counter", name, this.limits);
+    checkTtl(options.ttlMs);
+    const by = options.by ?? 1;
+    checkIncrement(by);
+    const now = this.#clock.now();
+    this.#sweep(now);
+    const current = this.#counters.get(name);
+    if (current && current.expiresAt > now) {
+      current.value += by;
+      return current.value;
+    }
+    this.#counters.set(name, { value: by, expiresAt: now + options.ttlMs });
+    return by;
+  }
+
+  async close(): Promise<void> {
+    this.#closed.abort();
+    this.#topics.clear();
+    this.#leases.clear();
+    this.#counters.clear();
+  }
+
+  #checkOpen(): void {
+    if (this.#closed.signal.aborted) throw new PolydevError("internal", "the bus is closed");
+  }
+
+  #topic(name: string): Topic {
+    let topic = this.#topics.get(name);
+    if (!topic) {
+      topic = { events: [], lastMs: 0, lastSeq: 0, lastPublishAt: this.#clock.now(), waiters: new Set() };
+      this.#topics.set(name, topic);
+    }
+    return topic;
+  }
+
+  /** Drops what has expired, so memory tracks live state and not everything ever named. */
+  #sweep(now: number): void {
+    if (now - this.#lastSweepAt < SWEEP_INTERVAL_MS) return;
+    this.#lastSweepAt = now;
+    for (const [name, lease] of this.#leases) if (lease.expiresAt <= now) this.#leases.delete(name);
+    for (const [name, counter] of this.#counters) if (counter.expiresAt <= now) this.#counters.delete(name);
+    for (const [name, topic] of this.#topics) {
+      // A topic someone waits on stays (it is empty or nearly so: it costs nothing to keep).
+      if (topic.waiters.size === 0 && now - topic.lastPublishAt >= this.limits.topicIdleTtlMs) {
+        this.#topics.delete(name);
+      }
+    }
+  }
+}
+
+/** Index of the first event whose id is after `id` (events are in id order). */
+function firstAfter(events: BusEvent[], id: string): number {
+  let low = 0;
+  let high = events.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (compareEventIds((events[middle] as BusEvent).id, id) <= 0) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+function waitForPublish(topic: Topic, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      topic.waiters.delete(done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    topic.waiters.add(done);
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
