@@ -1,0 +1,2 @@
+export type { RedisBusOptions } from "./redis-bus.js";
+export { openRedisBus, RedisBus } from "./redis-bus.js";
