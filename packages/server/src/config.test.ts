@@ -105,7 +105,10 @@ describe("database and bus settings", () => {
     expect(database).toThrow(/POLYDEV_DATABASE_URL must be a postgres:\/\/ or postgresql:\/\/ URL/);
     expect(database).not.toThrow(/s3cret/);
     const redis = () => parseConfig(configFromEnv({ POLYDEV_REDIS_URL: "http://:s3cret@h:6379" }));
-    expect(redis).toThrow(/POLYDEV_REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/);
+    expect(redis).toThrow(/POLYDEV_REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL, or a unix socket path/);
+    expect(parseConfig(configFromEnv({ POLYDEV_REDIS_URL: "/run/redis/redis.sock" })).redisUrl).toBe(
+      "/run/redis/redis.sock",
+    );
     expect(redis).not.toThrow(/s3cret/);
   });
 });

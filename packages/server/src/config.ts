@@ -36,12 +36,16 @@ export const configSchema = z
       .regex(/^postgres(ql)?:\/\//, "POLYDEV_DATABASE_URL must be a postgres:// or postgresql:// URL")
       .optional(),
     /**
-     * POLYDEV_REDIS_URL: `redis://[:password@]host:6379[/db]` (or `rediss://` for TLS) carries events,
+     * POLYDEV_REDIS_URL: `redis://[:password@]host:6379[/db]` (`rediss://` for TLS, or a unix socket
+     * path such as `/run/redis/redis.sock`) carries events,
      * locks and counters between replicas; without it they stay in this process (the default).
      */
     redisUrl: z
       .string()
-      .regex(/^rediss?:\/\//, "POLYDEV_REDIS_URL must be a redis:// or rediss:// URL")
+      .regex(
+        /^(rediss?:\/\/|\/)/,
+        "POLYDEV_REDIS_URL must be a redis:// or rediss:// URL, or a unix socket path",
+      )
       .optional(),
     /** POLYDEV_ADMIN_KEY: becomes the admin's API key on first start (automation). */
     adminKey: z.string().min(24, "POLYDEV_ADMIN_KEY must be at least 24 characters").optional(),

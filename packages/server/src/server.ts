@@ -4,7 +4,7 @@
  * driver never edits the server.
  */
 import { join } from "node:path";
-import type { Clock, DriverSet, SandboxDriver, Store } from "@polydev/core";
+import type { Bus, Clock, DriverSet, SandboxDriver, Store } from "@polydev/core";
 import { systemClock } from "@polydev/core";
 import type { StoragePool } from "@polydev/images";
 import { CLI_RUNNERS } from "@polydev/runners";
@@ -31,6 +31,7 @@ import { LoginService } from "./services/login-service.js";
 import { Metrics } from "./services/metrics.js";
 import { NetworkPolicies } from "./services/network-policies.js";
 import { DEFAULT_OAUTH_CLIENTS } from "./services/oauth-refresh.js";
+import { openConfiguredBus } from "./services/open-bus.js";
 import { configuredDrivers, openDrivers } from "./services/open-drivers.js";
 import { openConfiguredStore } from "./services/open-store.js";
 import { poolImageStorage } from "./services/pool-image-storage.js";
@@ -114,6 +115,8 @@ export interface RunningServer {
   credentials: CredentialService;
   app: FastifyInstance;
   store: Store;
+  /** Events, locks and counters: in-process, or Redis when `redisUrl` is set. */
+  bus: Bus;
   /** Every driver this server runs, routing each sandbox to its own. */
   driver: DriverSet;
   reconciler: Reconciler;
@@ -140,6 +143,14 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   const info = await driver.probe();
 
   const store = await openConfiguredStore(config, log.child({ component: "store" }));
+  // Not used by the services yet (they move onto it in the replica step): opened and closed here
+  // so a bad POLYDEV_REDIS_URL stops the start instead of a later request.
+  const bus = await openConfiguredBus(config, log.child({ component: "bus" })).catch(
+    async (error: unknown) => {
+      await store.close();
+      throw error;
+    },
+  );
   const firstAdminKey = await bootstrapAdmin(
     store,
     config.dataDir,
@@ -335,6 +346,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     credentials,
     app,
     store,
+    bus,
     driver,
     reconciler,
     images,
@@ -351,6 +363,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       await gateway.close();
       await egress.close();
       await sandboxes.closeAll();
+      await bus.close();
       await store.close();
       removeSafetyNet();
     },

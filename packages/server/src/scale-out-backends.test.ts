@@ -1,30 +1,34 @@
 /**
- * The real server on a real Postgres: users, keys and sandboxes live in the database named by
- * `databaseUrl`, survive a restart, and no SQLite file appears in the data directory.
+ * The real server on a real Postgres and a real Redis: users, keys and sandboxes live in the
+ * database named by `databaseUrl` and survive a restart, no SQLite file appears in the data
+ * directory, and the server's bus is the Redis one named by `redisUrl`.
  */
 import { access } from "node:fs/promises";
 import { join } from "node:path";
+import { startTestRedis, type TestRedis } from "@polydev/bus-redis/testing";
 import { startTestPostgres, type TestPostgres } from "@polydev/store/testing/postgres";
+import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SQLITE_FILE } from "./services/open-store.js";
 import { ApiClient, createUser, startTestServer, type TestServer } from "./testing/harness.js";
 
 let postgres: TestPostgres;
+let redis: TestRedis;
 let t: TestServer;
 let databaseUrl: string;
 
 beforeAll(async () => {
-  postgres = await startTestPostgres();
+  [postgres, redis] = await Promise.all([startTestPostgres(), startTestRedis()]);
   databaseUrl = await postgres.createDatabase();
-  t = await startTestServer({ databaseUrl });
+  t = await startTestServer({ databaseUrl, redisUrl: redis.socket });
 });
 afterAll(async () => {
   await t?.close();
-  await postgres?.stop();
+  await Promise.all([postgres?.stop(), redis?.stop()]);
 });
 
-describe("a server on Postgres", () => {
+describe("a server on Postgres and Redis", () => {
   it("creates a user and a sandbox, restarts, and finds both (and its sandbox still running) in Postgres", async () => {
     const alice = await createUser(t.api, "alice");
     const id = await alice.createSandbox({ name: "pg-box" });
@@ -71,5 +75,27 @@ describe("a server on Postgres", () => {
     });
     expect(duplicate.status).toBe(409);
     expect(duplicate.body.error.code).toBe("name_taken");
+  });
+
+  it("opens its bus on Redis: what it publishes, locks and counts is in Redis, where another replica sees it", async () => {
+    const id = await t.server.bus.publish("replica.probe", "hello");
+    const raw = new Redis(redis.socket);
+    try {
+      const entries = await raw.xrange("polydev:events:replica.probe", "-", "+");
+      expect(entries).toEqual([[id, ["d", "hello"]]]);
+      const lease = await t.server.bus.acquire("replica.lock", { ttlMs: 10_000 });
+      expect(await raw.get("polydev:locks:replica.lock")).toBe(lease?.token);
+      await lease?.release();
+    } finally {
+      raw.disconnect();
+    }
+  });
+
+  it("keeps the Redis socket out of a sandbox's sight", async () => {
+    const bob = await createUser(t.api, "bob");
+    const id = await bob.createSandbox();
+    const probe = await bob.exec(id, ["sh", "-c", `test -e ${redis.socket}; echo "exists=$?"; env`]);
+    expect(probe.body.stdout).toContain("exists=1");
+    expect(probe.body.stdout).not.toContain(redis.socket);
   });
 });
