@@ -58,6 +58,15 @@ describe("postgres specifics", () => {
     }
   });
 
+  it("takes the URL's statement_timeout over the default, as the README tells operators", async () => {
+    const db = postgresKysely(postgresPool({ url: `${await server.createDatabase()}&statement_timeout=100` }));
+    try {
+      await expect(sql`select pg_sleep(5)`.execute(db)).rejects.toMatchObject({ code: "57014" });
+    } finally {
+      await db.destroy();
+    }
+  });
+
   it("cancels a statement that runs past the statement timeout", async () => {
     const db = postgresKysely(postgresPool({ url: await server.createDatabase(), statementTimeoutMs: 100 }));
     try {
@@ -124,5 +133,46 @@ describe("postgres specifics", () => {
     await expect(
       openPostgresStore({ url: "postgres://nobody@127.0.0.1:1/none", signal: controller.signal }),
     ).rejects.toBe(reason);
+  });
+});
+
+describe("postgres over TLS (a loopback port that takes only TLS)", () => {
+  let tlsServer: TestPostgres;
+  let tcp: NonNullable<TestPostgres["tcp"]>;
+  beforeAll(async () => {
+    tlsServer = await startTestPostgres({ tls: true });
+    if (!tlsServer.tcp) throw new Error("the TLS server has no TCP address");
+    tcp = tlsServer.tcp;
+  });
+  afterAll(async () => {
+    await tlsServer?.stop();
+  });
+
+  it("connects with sslmode=verify-full against the CA named by sslrootcert, and the session is encrypted", async () => {
+    const database = databaseOf(await tlsServer.createDatabase());
+    const url = `${tcp.url(database)}&sslmode=verify-full&sslrootcert=${encodeURIComponent(tcp.caFile)}`;
+    const store = await openPostgresStore({ url });
+    await store.users.create(user("usr_tls"));
+    expect((await store.users.getById("usr_tls"))?.id).toBe("usr_tls");
+    await store.close();
+    const db = postgresKysely(postgresPool({ url }));
+    try {
+      const { rows } = await sql<{
+        ssl: boolean;
+      }>`select ssl from pg_stat_ssl where pid = pg_backend_pid()`.execute(db);
+      expect(rows).toEqual([{ ssl: true }]);
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it("refuses a certificate no trusted CA signed, and the server refuses a connection without TLS", async () => {
+    const database = databaseOf(await tlsServer.createDatabase());
+    await expect(openPostgresStore({ url: `${tcp.url(database)}&sslmode=verify-full` })).rejects.toThrow(
+      /self[- ]signed|certificate/i,
+    );
+    await expect(openPostgresStore({ url: `${tcp.url(database)}&sslmode=disable` })).rejects.toThrow(
+      /no encryption|pg_hba/i,
+    );
   });
 });

@@ -5,12 +5,15 @@
  * runs as the `postgres` user. Each test asks for its own database, so cases never share rows.
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { chown, mkdtemp, open, readdir, readFile, rm } from "node:fs/promises";
+import { chmod, chown, mkdtemp, open, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
+import { makeTestCertificates } from "./test-certificates.js";
 
 const run = promisify(execFile);
 const POSTGRES_ROOT = "/usr/lib/postgresql";
@@ -27,6 +30,12 @@ export interface TestPostgres {
   url(database: string): string;
   /** The directory holding the server's unix socket (mode 0700, the server user's). */
   socketDir: string;
+  /**
+   * With `tls`: a URL over TCP to 127.0.0.1 with the superuser's password (the server takes
+   * only TLS there), to which the test adds its own `sslmode`; `caFile` signed the server's
+   * certificate (for `localhost` and 127.0.0.1).
+   */
+  tcp?: { url(database: string): string; caFile: string } | undefined;
   /** The server's log so far, for a failing test's message. */
   log(): Promise<string>;
   /** Fast shutdown, then the cluster's directory is removed. */
@@ -81,17 +90,28 @@ async function waitUntilReady(
   }
 }
 
-export async function startTestPostgres(): Promise<TestPostgres> {
+export interface TestPostgresOptions {
+  /** Also listen on a loopback TCP port that takes only TLS connections with a password. */
+  tls?: boolean | undefined;
+}
+
+export async function startTestPostgres(options: TestPostgresOptions = {}): Promise<TestPostgres> {
   const bin = await binDir();
   const dir = await mkdtemp(join(tmpdir(), "polydev-pg-"));
   try {
     if (userInfo().uid === 0) await chown(dir, ...(await postgresIds()));
     const data = join(dir, "data");
+    const password = randomBytes(12).toString("hex");
+    const passwordFile = join(dir, "password");
+    await writeFile(passwordFile, password, { mode: 0o600 });
+    if (userInfo().uid === 0) await chown(passwordFile, ...(await postgresIds()));
     // ICU en-US collation on purpose: unlike SQLite's byte order it sorts "a" before "B", so the
     // contract suite would catch a query whose order depends on the database's collation.
     const initdb = asServerUser(join(bin, "initdb"), [
       `--pgdata=${data}`,
-      "--auth=trust",
+      "--auth-local=trust",
+      "--auth-host=scram-sha-256",
+      `--pwfile=${passwordFile}`,
       "--username=postgres",
       "--encoding=UTF8",
       "--locale=C.UTF-8",
@@ -101,6 +121,8 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     ]);
     await run(initdb[0], initdb[1], { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", LANG: "C.UTF-8" } });
 
+    const port = options.tls ? await freeLoopbackPort() : 5432;
+    const tlsSettings = options.tls ? await tlsServerSettings(dir) : [];
     const logFile = join(dir, "postgres.log");
     const log = await open(logFile, "a");
     const server = asServerUser(join(bin, "postgres"), [
@@ -108,8 +130,11 @@ export async function startTestPostgres(): Promise<TestPostgres> {
       data,
       "-k",
       dir,
+      "-p",
+      String(port),
       "-c",
-      "listen_addresses=",
+      `listen_addresses=${options.tls ? "127.0.0.1" : ""}`,
+      ...tlsSettings,
       // Test data is disposable: skip the disk flushes that dominate small transactions.
       "-c",
       "fsync=off",
@@ -134,7 +159,7 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     process.once("exit", killOnExit);
 
     const url = (database: string) =>
-      `postgres://postgres@/${encodeURIComponent(database)}?host=${encodeURIComponent(dir)}`;
+      `postgres://postgres@/${encodeURIComponent(database)}?host=${encodeURIComponent(dir)}&port=${port}`;
     await waitUntilReady(url("postgres"), child, logFile, () => spawnError).catch(async (error: unknown) => {
       child.kill("SIGKILL");
       throw error;
@@ -144,6 +169,13 @@ export async function startTestPostgres(): Promise<TestPostgres> {
     return {
       url,
       socketDir: dir,
+      tcp: options.tls
+        ? {
+            url: (database) =>
+              `postgres://postgres:${password}@localhost:${port}/${encodeURIComponent(database)}?connect_timeout=5`,
+            caFile: join(dir, "ca.pem"),
+          }
+        : undefined,
       async createDatabase(options = {}) {
         databases += 1;
         const name = `test_${process.pid}_${databases}`;
@@ -181,4 +213,40 @@ async function postgresIds(): Promise<[number, number]> {
   const { stdout } = await run("id", ["-u", "postgres"]);
   const { stdout: gid } = await run("id", ["-g", "postgres"]);
   return [Number(stdout.trim()), Number(gid.trim())];
+}
+
+/** Certificates owned by the server user (postgres refuses a key others can read), TLS-only TCP. */
+async function tlsServerSettings(dir: string): Promise<string[]> {
+  const certificates = await makeTestCertificates(dir);
+  const hba = join(dir, "pg_hba.conf");
+  await writeFile(hba, "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n");
+  if (userInfo().uid === 0) {
+    const ids = await postgresIds();
+    for (const file of [certificates.keyFile, certificates.certFile, hba]) await chown(file, ...ids);
+  }
+  await chmod(certificates.keyFile, 0o600);
+  return [
+    "-c",
+    "ssl=on",
+    "-c",
+    `ssl_cert_file=${certificates.certFile}`,
+    "-c",
+    `ssl_key_file=${certificates.keyFile}`,
+    "-c",
+    `hba_file=${hba}`,
+  ];
+}
+
+/** A port the kernel just handed out and took back: free unless someone races for it. */
+function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+      );
+    });
+  });
 }
