@@ -59,7 +59,9 @@ describe("postgres specifics", () => {
   });
 
   it("takes the URL's statement_timeout over the default, as the README tells operators", async () => {
-    const db = postgresKysely(postgresPool({ url: `${await server.createDatabase()}&statement_timeout=100` }));
+    const db = postgresKysely(
+      postgresPool({ url: `${await server.createDatabase()}&statement_timeout=100` }),
+    );
     try {
       await expect(sql`select pg_sleep(5)`.execute(db)).rejects.toMatchObject({ code: "57014" });
     } finally {
