@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: every benchmark, each measuring its own baseline in the same run, printed as
- * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor` picks one.
+ * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor|store` picks one.
  */
 import { benchEgress, egressTable } from "./egress.js";
 import { benchGvisor, gvisorTable } from "./gvisor.js";
@@ -8,6 +8,7 @@ import { benchImages, imagesTable } from "./images.js";
 import { benchRuns, runsTable } from "./runs.js";
 import { benchSandboxCore, sandboxCoreTable } from "./sandbox-core.js";
 import { benchStoragePool, storagePoolTable } from "./storage-pool.js";
+import { benchStoreBus, storeBusTable } from "./store-bus.js";
 
 const quick = process.argv.includes("--quick");
 const only = process.argv[process.argv.indexOf("--only") + 1];
@@ -34,4 +35,10 @@ if (!process.argv.includes("--only") || only === "images") {
 if (!process.argv.includes("--only") || only === "gvisor") {
   const gvisor = await benchGvisor({ quick });
   process.stdout.write(`\n## gVisor driver against raw runsc\n\n${gvisorTable(gvisor)}\n`);
+}
+if (!process.argv.includes("--only") || only === "store") {
+  const storeBus = await benchStoreBus({ quick });
+  process.stdout.write(
+    `\n## Store and bus: Postgres and Redis beside SQLite and in-process\n\n${storeBusTable(storeBus)}\n`,
+  );
 }
