@@ -3,7 +3,7 @@
  * database named by `databaseUrl` and survive a restart, no SQLite file appears in the data
  * directory, and the server's bus is the Redis one named by `redisUrl`.
  */
-import { access } from "node:fs/promises";
+import { access, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { startTestRedis, type TestRedis } from "@polydev/bus-redis/testing";
 import { startTestPostgres, type TestPostgres } from "@polydev/store/testing/postgres";
@@ -97,5 +97,41 @@ describe("a server on Postgres and Redis", () => {
     const probe = await bob.exec(id, ["sh", "-c", `test -e ${redis.socket}; echo "exists=$?"; env`]);
     expect(probe.body.stdout).toContain("exists=1");
     expect(probe.body.stdout).not.toContain(redis.socket);
+  });
+
+  it("keeps a provider key sealed: neither its rows nor any file of the Postgres cluster holds the plaintext", async () => {
+    const carol = await createUser(t.api, "carol");
+    const secret = "sk-ant-api03-PG-PLAINTEXT-0123456789";
+    expect((await carol.call("PUT", "/v1/credentials/anthropic", { apiKey: secret })).status).toBe(200);
+    const client = new pg.Client({ connectionString: databaseUrl });
+    await client.connect();
+    try {
+      const { rows } = await client.query("select * from credentials");
+      expect(rows).toHaveLength(1);
+      expect(JSON.stringify(rows)).not.toContain("PG-PLAINTEXT");
+      // Everything committed reaches the cluster's files: tables and WAL.
+      await client.query("checkpoint");
+    } finally {
+      await client.end();
+    }
+    const files = await readdir(postgres.dataDir, { recursive: true, withFileTypes: true });
+    const needle = Buffer.from("PG-PLAINTEXT");
+    let scanned = 0;
+    for (const entry of files) {
+      if (!entry.isFile()) continue;
+      const bytes = await readFile(join(entry.parentPath, entry.name)).catch(() => Buffer.alloc(0));
+      scanned += bytes.length;
+      expect(bytes.includes(needle), join(entry.parentPath, entry.name)).toBe(false);
+    }
+    expect(scanned).toBeGreaterThan(1_000_000);
+    // The probe itself can find what it looks for: the user's name is stored in the clear.
+    const named = Buffer.from("carol");
+    let found = false;
+    for (const entry of files) {
+      if (!entry.isFile()) continue;
+      const bytes = await readFile(join(entry.parentPath, entry.name)).catch(() => Buffer.alloc(0));
+      if (bytes.includes(named)) found = true;
+    }
+    expect(found).toBe(true);
   });
 });

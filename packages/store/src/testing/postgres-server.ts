@@ -30,6 +30,8 @@ export interface TestPostgres {
   url(database: string): string;
   /** The directory holding the server's unix socket (mode 0700, the server user's). */
   socketDir: string;
+  /** The cluster's files (tables, WAL), for tests that look for what must never be stored. */
+  dataDir: string;
   /**
    * With `tls`: a URL over TCP to 127.0.0.1 with the superuser's password (the server takes
    * only TLS there), to which the test adds its own `sslmode`; `caFile` signed the server's
@@ -169,6 +171,7 @@ export async function startTestPostgres(options: TestPostgresOptions = {}): Prom
     return {
       url,
       socketDir: dir,
+      dataDir: data,
       tcp: options.tls
         ? {
             url: (database) =>
