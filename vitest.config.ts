@@ -8,5 +8,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // Postgres and Redis, started once per run for the files that ask (askTestBroker).
+    globalSetup: ["scripts/vitest-test-backends.ts"],
   },
 });

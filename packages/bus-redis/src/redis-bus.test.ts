@@ -2,11 +2,11 @@ import { randomBytes } from "node:crypto";
 import { runBusContract } from "@polydev/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openRedisBus } from "./redis-bus.js";
-import { startTestRedis, type TestRedis } from "./testing/redis-server.js";
+import { sharedTestRedis, type TestRedis } from "./testing/redis-server.js";
 
 let redis: TestRedis;
 beforeAll(async () => {
-  redis = await startTestRedis();
+  redis = await sharedTestRedis();
 });
 afterAll(async () => {
   await redis?.stop();

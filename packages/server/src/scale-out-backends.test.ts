@@ -5,8 +5,8 @@
  */
 import { access, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { startTestRedis, type TestRedis } from "@polydev/bus-redis/testing";
-import { startTestPostgres, type TestPostgres } from "@polydev/store/testing/postgres";
+import { sharedTestRedis, type TestRedis } from "@polydev/bus-redis/testing";
+import { sharedTestPostgres, type TestPostgres } from "@polydev/store/testing/postgres";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,7 +19,7 @@ let t: TestServer;
 let databaseUrl: string;
 
 beforeAll(async () => {
-  [postgres, redis] = await Promise.all([startTestPostgres(), startTestRedis()]);
+  [postgres, redis] = await Promise.all([sharedTestPostgres(), sharedTestRedis()]);
   databaseUrl = await postgres.createDatabase();
   t = await startTestServer({ databaseUrl, redisUrl: redis.socket });
 });

@@ -2,7 +2,7 @@ import { sql } from "kysely";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openPostgresStore, postgresKysely, postgresPool } from "./postgres.js";
-import { startTestPostgres, type TestPostgres } from "./testing/postgres-server.js";
+import { sharedTestPostgres, startTestPostgres, type TestPostgres } from "./testing/postgres-server.js";
 import { runStoreContract } from "./testing/store-contract.js";
 
 /** The database a test URL (`postgres://postgres@/<name>?host=<dir>`) names. */
@@ -12,7 +12,7 @@ let server: TestPostgres;
 /** A database migrated once; each contract case gets a copy (the specifics below migrate anew). */
 let migrated: string;
 beforeAll(async () => {
-  server = await startTestPostgres();
+  server = await sharedTestPostgres();
   const url = await server.createDatabase();
   await (await openPostgresStore({ url })).close();
   migrated = databaseOf(url);

@@ -8,6 +8,7 @@ import { once } from "node:events";
 import { access, mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { askTestBroker } from "@polydev/core/testing";
 import { Redis } from "ioredis";
 
 const REDIS_SERVER = "/usr/bin/redis-server";
@@ -18,7 +19,35 @@ export interface TestRedis {
   /** The socket path, which is also a connection "URL" for ioredis and `openRedisBus`. */
   socket: string;
   log(): Promise<string>;
+  /** Stops the server and removes its directory (shared: nothing, see `attachTestRedis`). */
   stop(): Promise<void>;
+  description: TestRedisDescription;
+}
+
+/** What a test process needs to use a server another process started. */
+export interface TestRedisDescription {
+  socket: string;
+  logFile: string;
+}
+
+/** A handle on a running server; its `stop` does nothing (the process that started it stops it). */
+export function attachTestRedis(description: TestRedisDescription): TestRedis {
+  return {
+    socket: description.socket,
+    description,
+    log: () => readFile(description.logFile, "utf8"),
+    stop: async () => {},
+  };
+}
+
+/**
+ * The Vitest run's shared server (started by the run's broker on the first ask, stopped when the
+ * run ends), or, outside that setup, one of this file's own. Either way call `stop` after use;
+ * tests keep apart by key prefix.
+ */
+export async function sharedTestRedis(): Promise<TestRedis> {
+  const description = await askTestBroker<TestRedisDescription>("redis");
+  return description ? attachTestRedis(description) : startTestRedis();
 }
 
 export async function startTestRedis(): Promise<TestRedis> {
@@ -61,8 +90,7 @@ export async function startTestRedis(): Promise<TestRedis> {
     process.once("exit", killOnExit);
     await waitUntilReady(socket, server, logFile, () => spawnError);
     return {
-      socket,
-      log: () => readFile(logFile, "utf8"),
+      ...attachTestRedis({ socket, logFile }),
       async stop() {
         process.off("exit", killOnExit);
         if (server.exitCode === null && server.signalCode === null) {

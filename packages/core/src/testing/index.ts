@@ -26,6 +26,7 @@ export type { ProbeServer } from "./host-probes.js";
 export { startProbeServer } from "./host-probes.js";
 export type { CommandResult, TerminalRun } from "./run-command.js";
 export { readText, runCommand, runInBackground, runInPty, waitFor, writeText } from "./run-command.js";
+export { askTestBroker } from "./test-backend-broker.js";
 export type {
   TestNetwork,
   TestNetworkDatagram,

@@ -12,6 +12,7 @@ import { createServer } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { askTestBroker } from "@polydev/core/testing";
 import pg from "pg";
 import { makeTestCertificates } from "./test-certificates.js";
 
@@ -40,8 +41,9 @@ export interface TestPostgres {
   tcp?: { url(database: string): string; caFile: string } | undefined;
   /** The server's log so far, for a failing test's message. */
   log(): Promise<string>;
-  /** Fast shutdown, then the cluster's directory is removed. */
+  /** Fast shutdown, then the cluster's directory is removed (shared: nothing, see `attachTestPostgres`). */
   stop(): Promise<void>;
+  description: TestPostgresDescription;
 }
 
 /** The newest installed major version's bin dir (Debian: /usr/lib/postgresql/<major>/bin). */
@@ -90,6 +92,53 @@ async function waitUntilReady(
     }
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
+}
+
+/** What a test process needs to use a server another process started (see `sharedTestPostgres`). */
+export interface TestPostgresDescription {
+  socketDir: string;
+  dataDir: string;
+  port: number;
+  logFile: string;
+  tcp: { password: string; caFile: string } | undefined;
+}
+
+/** A handle on a running server; its `stop` does nothing (the process that started it stops it). */
+export function attachTestPostgres(description: TestPostgresDescription): TestPostgres {
+  const { socketDir, dataDir, port, logFile, tcp } = description;
+  const url = (database: string) =>
+    `postgres://postgres@/${encodeURIComponent(database)}?host=${encodeURIComponent(socketDir)}&port=${port}`;
+  let databases = 0;
+  return {
+    url,
+    socketDir,
+    dataDir,
+    description,
+    tcp: tcp
+      ? {
+          url: (database) =>
+            `postgres://postgres:${tcp.password}@localhost:${port}/${encodeURIComponent(database)}?connect_timeout=5`,
+          caFile: tcp.caFile,
+        }
+      : undefined,
+    async createDatabase(options = {}) {
+      databases += 1;
+      // The pid keeps names apart when several test processes share one server.
+      const name = `test_${process.pid}_${databases}`;
+      const admin = new pg.Client({ connectionString: url("postgres") });
+      await admin.connect();
+      try {
+        const template = options.template === undefined ? "" : ` template "${options.template}"`;
+        // FILE_COPY copies the template's files whole: quicker than WAL-logging each block.
+        await admin.query(`create database "${name}"${template} strategy file_copy`);
+      } finally {
+        await admin.end();
+      }
+      return url(name);
+    },
+    log: () => readFile(logFile, "utf8"),
+    stop: async () => {},
+  };
 }
 
 export interface TestPostgresOptions {
@@ -167,33 +216,16 @@ export async function startTestPostgres(options: TestPostgresOptions = {}): Prom
       throw error;
     });
 
-    let databases = 0;
-    return {
-      url,
+    const description: TestPostgresDescription = {
       socketDir: dir,
       dataDir: data,
-      tcp: options.tls
-        ? {
-            url: (database) =>
-              `postgres://postgres:${password}@localhost:${port}/${encodeURIComponent(database)}?connect_timeout=5`,
-            caFile: join(dir, "ca.pem"),
-          }
-        : undefined,
-      async createDatabase(options = {}) {
-        databases += 1;
-        const name = `test_${process.pid}_${databases}`;
-        const admin = new pg.Client({ connectionString: url("postgres") });
-        await admin.connect();
-        try {
-          const template = options.template === undefined ? "" : ` template "${options.template}"`;
-          // FILE_COPY copies the template's files whole: quicker than WAL-logging each block.
-          await admin.query(`create database "${name}"${template} strategy file_copy`);
-        } finally {
-          await admin.end();
-        }
-        return url(name);
-      },
-      log: () => readFile(logFile, "utf8"),
+      port,
+      logFile,
+      tcp: options.tls ? { password, caFile: join(dir, "ca.pem") } : undefined,
+    };
+    return {
+      ...attachTestPostgres(description),
+      description,
       async stop() {
         process.off("exit", killOnExit);
         if (child.exitCode === null && child.signalCode === null) {
@@ -252,4 +284,13 @@ function freeLoopbackPort(): Promise<number> {
       );
     });
   });
+}
+
+/**
+ * The Vitest run's shared server (started by the run's broker on the first ask, stopped when the
+ * run ends), or, outside that setup, one of this file's own. Either way call `stop` after use.
+ */
+export async function sharedTestPostgres(): Promise<TestPostgres> {
+  const description = await askTestBroker<TestPostgresDescription>("postgres");
+  return description ? attachTestPostgres(description) : startTestPostgres();
 }
