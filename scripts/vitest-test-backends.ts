@@ -8,7 +8,10 @@ import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startTestRedis } from "@polydev/bus-redis/testing";
+// The typing of `provide("polydevTestBroker", …)`: declared beside askTestBroker, on "vitest".
+import type {} from "@polydev/core/testing";
 import { startTestPostgres } from "@polydev/store/testing/postgres";
+import type {} from "vitest";
 import type { TestProject } from "vitest/node";
 
 interface Started {
