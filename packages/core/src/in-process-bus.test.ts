@@ -38,4 +38,29 @@ describe("in-process bus specifics", () => {
     expect(await ended).toBe("ended");
     await expect(bus.publish("t", "x")).rejects.toMatchObject({ code: "internal" });
   });
+
+  it("keeps at most maxRetainedBytes of event data, taking from the topic that holds the most", async () => {
+    const bus = new InProcessBus({ maxRetainedBytes: 10_000 });
+    const kb = "x".repeat(1000);
+    for (let i = 0; i < 3; i++) await bus.publish("quiet", kb);
+    for (let i = 0; i < 50; i++) await bus.publish("busy", kb);
+    expect(bus.retainedBytes).toBeLessThanOrEqual(10_000);
+    /** Retained events of a topic: replayed up to an empty marker published after subscribing. */
+    const retained = async (topic: string) => {
+      const controller = new AbortController();
+      const subscription = await bus.subscribe(topic, { afterId: "0-0", signal: controller.signal });
+      await bus.publish(topic, "");
+      let count = 0;
+      for await (const event of subscription) {
+        if (event.data === "") break;
+        count += 1;
+      }
+      controller.abort();
+      return count;
+    };
+    // The quiet topic kept all three; the busy one was cut down to what fits beside it.
+    expect(await retained("quiet")).toBe(3);
+    expect(await retained("busy")).toBe(7);
+    await bus.close();
+  });
 });

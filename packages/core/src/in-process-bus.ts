@@ -20,6 +20,8 @@ import { PolydevError } from "./errors.js";
 
 interface Topic {
   events: BusEvent[];
+  /** UTF-8 bytes of the retained events' data, counted against `maxRetainedBytes`. */
+  bytes: number;
   lastMs: number;
   lastSeq: number;
   lastPublishAt: number;
@@ -37,12 +39,22 @@ const SWEEP_INTERVAL_MS = 1000;
 
 export interface InProcessBusOptions {
   limits?: Partial<BusLimits> | undefined;
+  /**
+   * Event data this process keeps in all topics together (default 64 MiB). Past it, the topic
+   * holding the most gives up its oldest events first, so one busy topic cannot push the others'
+   * out. (Redis is bounded by its own `maxmemory`.)
+   */
+  maxRetainedBytes?: number | undefined;
   clock?: Clock | undefined;
 }
+
+export const DEFAULT_IN_PROCESS_RETAINED_BYTES = 64 * 1024 * 1024;
 
 export class InProcessBus implements Bus {
   readonly limits: Readonly<BusLimits>;
   readonly #clock: Clock;
+  readonly #maxRetainedBytes: number;
+  #retainedBytes = 0;
   readonly #topics = new Map<string, Topic>();
   readonly #leases = new Map<string, Expiring<string>>();
   readonly #counters = new Map<string, Expiring<number>>();
@@ -52,6 +64,12 @@ export class InProcessBus implements Bus {
   constructor(options: InProcessBusOptions = {}) {
     this.limits = Object.freeze({ ...DEFAULT_BUS_LIMITS, ...options.limits });
     this.#clock = options.clock ?? systemClock;
+    this.#maxRetainedBytes = options.maxRetainedBytes ?? DEFAULT_IN_PROCESS_RETAINED_BYTES;
+  }
+
+  /** Bytes of event data retained now, across topics (for tests and metrics). */
+  get retainedBytes(): number {
+    return this.#retainedBytes;
   }
 
   async publish(topicName: string, data: string): Promise<string> {
@@ -70,7 +88,13 @@ export class InProcessBus implements Bus {
     }
     const event: BusEvent = { id: `${topic.lastMs}-${topic.lastSeq}`, topic: topicName, data };
     topic.events.push(event);
-    if (topic.events.length > this.limits.retainedEventsPerTopic) topic.events.shift();
+    this.#account(topic, Buffer.byteLength(data));
+    if (topic.events.length > this.limits.retainedEventsPerTopic) this.#dropOldest(topic);
+    while (this.#retainedBytes > this.#maxRetainedBytes) {
+      const largest = this.#largestTopic();
+      if (!largest) break;
+      this.#dropOldest(largest);
+    }
     topic.lastPublishAt = now;
     const waiters = [...topic.waiters];
     topic.waiters.clear();
@@ -156,8 +180,27 @@ export class InProcessBus implements Bus {
   async close(): Promise<void> {
     this.#closed.abort();
     this.#topics.clear();
+    this.#retainedBytes = 0;
     this.#leases.clear();
     this.#counters.clear();
+  }
+
+  #account(topic: Topic, bytes: number): void {
+    topic.bytes += bytes;
+    this.#retainedBytes += bytes;
+  }
+
+  #dropOldest(topic: Topic): void {
+    const dropped = topic.events.shift();
+    if (dropped) this.#account(topic, -Buffer.byteLength(dropped.data));
+  }
+
+  #largestTopic(): Topic | undefined {
+    let largest: Topic | undefined;
+    for (const topic of this.#topics.values()) {
+      if (topic.events.length > 0 && (!largest || topic.bytes > largest.bytes)) largest = topic;
+    }
+    return largest;
   }
 
   #checkOpen(): void {
@@ -167,7 +210,14 @@ export class InProcessBus implements Bus {
   #topic(name: string): Topic {
     let topic = this.#topics.get(name);
     if (!topic) {
-      topic = { events: [], lastMs: 0, lastSeq: 0, lastPublishAt: this.#clock.now(), waiters: new Set() };
+      topic = {
+        events: [],
+        bytes: 0,
+        lastMs: 0,
+        lastSeq: 0,
+        lastPublishAt: this.#clock.now(),
+        waiters: new Set(),
+      };
       this.#topics.set(name, topic);
     }
     return topic;
@@ -183,6 +233,7 @@ export class InProcessBus implements Bus {
       // A topic someone waits on stays (it is empty or nearly so: it costs nothing to keep).
       if (topic.waiters.size === 0 && now - topic.lastPublishAt >= this.limits.topicIdleTtlMs) {
         this.#topics.delete(name);
+        this.#retainedBytes -= topic.bytes;
       }
     }
   }
