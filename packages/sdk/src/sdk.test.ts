@@ -10,6 +10,7 @@ import { generateTypes } from "../scripts/generate-types.js";
 import { Polydev } from "./client.js";
 import {
   ConflictError,
+  CredentialMissingError,
   FeatureUnavailableError,
   InvalidRequestError,
   NameTakenError,
@@ -66,6 +67,10 @@ describe("the TypeScript SDK against a real server", () => {
 
   it("maps error codes to classes in one place", async () => {
     await expect(polydev.sandboxes.get("sbx_missing")).rejects.toBeInstanceOf(NotFoundError);
+    // No credential stored yet: the run is refused before anything starts.
+    const noKey = polydev.runs.create({ agent: "codex", prompt: "say hello" });
+    await expect(noKey).rejects.toBeInstanceOf(CredentialMissingError);
+    await expect(noKey).rejects.toMatchObject({ status: 422, providers: ["openai"] });
     const box = await polydev.sandboxes.create();
     await expect(polydev.sandboxes.readFile(box.id, "../etc/passwd")).rejects.toBeInstanceOf(
       PathOutsideHomeError,

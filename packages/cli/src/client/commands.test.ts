@@ -381,6 +381,9 @@ describe("polydev creds and run", () => {
       timeoutMs: 120_000,
     });
     expect(failed.code).toBe(1);
+    // Refused before it starts, saying which provider and how to add it.
+    expect(failed.stderr).toContain("(credential_missing)");
+    expect(failed.stderr).toContain("polydev creds add anthropic");
   }, 240_000);
 
   it("logs in through the provider's CLI flow, taking the code from the prompt", async () => {
