@@ -77,6 +77,10 @@ function Shell({ session }: { session: Session }) {
           })}
         </nav>
         <div className="whoami">
+          {/* A page of the server, not of the dashboard: a full load. */}
+          <a href="/api-reference" className="nav-link small">
+            API reference
+          </a>
           <span className="muted" title={`signed in as ${session.user.name} (${session.user.role})`}>
             {session.user.name}
           </span>
