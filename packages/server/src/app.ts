@@ -18,6 +18,7 @@ import { registerErrorHandler } from "./http/error-handler.js";
 import { registerUnreadBodyGuard } from "./http/unread-body.js";
 import { adminRoutes } from "./routes/admin.js";
 import { adminOverviewRoutes } from "./routes/admin-overview.js";
+import { adminSandboxRoutes } from "./routes/admin-sandboxes.js";
 import { apiReferenceRoutes } from "./routes/api-reference.js";
 import { authSessionRoutes } from "./routes/auth-session.js";
 import { credentialRoutes } from "./routes/credentials.js";
@@ -120,6 +121,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   networkRoutes(app, ctx);
   metricsRoutes(app, ctx);
   adminOverviewRoutes(app, ctx);
+  adminSandboxRoutes(app, ctx);
   sandboxRoutes(app, ctx);
   execRoutes(app, ctx);
   processRoutes(app, ctx);
