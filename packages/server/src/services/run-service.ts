@@ -81,8 +81,8 @@ function builtinProvider(model: string | null, stored: string[]): GatewayProvide
 const AGENT_NAMES: Record<RunAgent, string> = {
   claude: "Claude Code",
   codex: "Codex",
-  gemini: "the Gemini CLI",
-  builtin: "the built-in agent",
+  gemini: "The Gemini CLI",
+  builtin: "The built-in agent",
 };
 
 /** Names the provider (or, for the built-in agent with no credential at all, any of them) and the ways to add one. */
