@@ -105,6 +105,9 @@ describe("a run whose provider has no credential", () => {
     // Nothing was started: no run, and no default sandbox made for it.
     expect((await bob.call<{ items: unknown[] }>("GET", "/v1/runs")).body.items).toEqual([]);
     expect((await bob.call<{ items: unknown[] }>("GET", "/v1/sandboxes")).body.items).toEqual([]);
+    // Someone else's sandbox stays a 404, credential or not.
+    const foreign = await bob.call("POST", "/v1/runs", { agent, prompt: "say hello", sandboxId: sandbox });
+    expect(foreign.status).toBe(404);
   });
 
   it("refuses the built-in agent without any credential, and a group when one agent's is missing", async () => {

@@ -138,6 +138,8 @@ export class RunService {
         throw new PolydevError("invalid_request", `agent "${agent}" is not available on this server`);
       }
     }
+    // A sandbox that is not the user's is a 404 whatever else is wrong with the request.
+    if (input.sandboxId !== undefined) await this.sandboxes.get(userId, input.sandboxId);
     // Before anything starts: an agent without its provider's credential would only fail later,
     // in the CLI's own words (retries, "an issue with the selected model").
     await this.checkCredentials(userId, input.agents, input.model);
