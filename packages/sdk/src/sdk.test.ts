@@ -122,6 +122,17 @@ describe("the TypeScript SDK against a real server", () => {
     await polydev.sandboxes.destroy(box.id);
   });
 
+  it("lets an admin open any user's sandbox and its log, and destroy it", async () => {
+    const box = await polydev.sandboxes.create({ memoryMb: 256 });
+    const admin = new Polydev({ baseUrl: t.url, apiKey: t.adminKey });
+    expect(await admin.admin.sandbox(box.id)).toMatchObject({ id: box.id, ownerName: "sdk-user" });
+    const { items } = await admin.admin.sandboxLogs(box.id);
+    expect(items[0]?.message).toMatch(/^created from /);
+    expect((await admin.admin.destroySandbox(box.id)).state).toBe("destroyed");
+    expect((await polydev.sandboxes.get(box.id)).state).toBe("destroyed");
+    await expect(polydev.admin.sandbox(box.id)).rejects.toMatchObject({ code: "forbidden" });
+  });
+
   it("pages through sandboxes with a cursor, and listAll follows every page", async () => {
     const created = [
       await polydev.sandboxes.create(),

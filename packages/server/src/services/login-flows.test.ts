@@ -23,6 +23,7 @@ describe("a provider's refusal on the CLI's screen", () => {
       "request to https://oauth2.googleapis.com/token failed, reason: getaddrinfo ENOTFOUND oauth2.googleapis.com",
     );
     expect(findRefusal(DEFAULT_LOGIN_FLOWS.codex, "Login failed\n")).toBe("the provider did not accept it");
+    expect(findRefusal(DEFAULT_LOGIN_FLOWS.claude, "Login failed: Invalid code.\n")).toBe("Invalid code");
   });
 
   it("waits for the whole line, and finds nothing in a login going well", () => {

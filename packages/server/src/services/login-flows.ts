@@ -118,6 +118,10 @@ export function findRefusal(flow: LoginFlow, screen: string): string | undefined
   // Only whole lines: a reason still arriving would be cut.
   const match = flow.refusal.exec(screen.slice(0, screen.lastIndexOf("\n") + 1));
   if (!match) return undefined;
-  const reason = (match[1] ?? "").trim().slice(0, 300);
+  // Its own closing full stop goes: the caller's sentence goes on after it.
+  const reason = (match[1] ?? "")
+    .trim()
+    .slice(0, 300)
+    .replace(/[.\s]+$/, "");
   return reason.length > 0 ? reason : "the provider did not accept it";
 }
