@@ -19,9 +19,17 @@ Running a server:
   up        start the Polydev server (polydev up --help)
   keys      rotate the vault's master key (polydev keys --help)
 
-Run 'polydev <command> --help' for a command's options.
+Run 'polydev <command> --help' for a command's options; 'polydev --version' prints the version.
 Exit codes: 0 ok, 1 the operation failed, 2 usage error; exec and shell pass on the remote exit code.
 `;
+
+/** The CLI package's version: package.json sits one level above both src/ and dist/. */
+async function cliVersion(): Promise<string> {
+  const { readFile } = await import("node:fs/promises");
+  const text = await readFile(new URL("../package.json", import.meta.url), "utf8");
+  const version: unknown = JSON.parse(text).version;
+  return typeof version === "string" ? version : "unknown";
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -50,6 +58,11 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./client/creds.js")).creds(rest, process.env);
     case "presets":
       return (await import("./client/network.js")).presets(rest, process.env);
+    case "--version":
+    case "-V":
+    case "version":
+      process.stdout.write(`polydev ${await cliVersion()}\n`);
+      return 0;
     case undefined:
     case "help":
     case "--help":

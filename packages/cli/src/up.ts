@@ -51,7 +51,8 @@ export async function up(argv: string[], env: NodeJS.ProcessEnv): Promise<number
 
   const lines = [
     `Polydev is running at ${server.url}`,
-    `  dashboard: ${server.url}/ (sign in with the admin API key, or a password: POLYDEV_ADMIN_PASSWORD)`,
+    `  dashboard: ${server.url}/ (sign in with the admin API key, or as "admin" with the password set by POLYDEV_ADMIN_PASSWORD)`,
+    `  API reference: ${server.url}/api-reference`,
     `  data directory: ${config.dataDir}`,
   ];
   if (server.firstAdminKey) {
@@ -67,6 +68,7 @@ export async function up(argv: string[], env: NodeJS.ProcessEnv): Promise<number
     lines.push(
       `  demo mode: agents talk to fake providers at ${demo.url}; the admin has demo credentials`,
       `  try: curl ${auth} -H 'content-type: application/json' ${server.url}/v1/runs -d '{"agent":"claude","prompt":"create file hello.txt"}'`,
+      `  or in the dashboard: Runs, prompt "create file hello.txt" (the fakes act on that prompt)`,
     );
   } else {
     lines.push(`  try: curl ${auth} ${server.url}/v1/sandboxes`);

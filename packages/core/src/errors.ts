@@ -29,6 +29,7 @@ export const ERROR_STATUS = {
   command_failed: 422,
   feature_unavailable: 422,
   credential_unreadable: 422,
+  credential_missing: 422,
   driver_unavailable: 503,
   sandbox_failed: 502,
   port_unreachable: 502,

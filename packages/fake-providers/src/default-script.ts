@@ -8,7 +8,8 @@ import type { FakeRequestView, FakeTurn } from "./types.js";
  * - the latest message is a tool result → the final text `Done.`;
  * - the prompt says `create file NAME` (optionally `containing "TEXT"`) and a shell tool is
  *   offered → a shell call writing TEXT (default `hello from polydev`) plus a newline to NAME;
- * - anything else → `Hello from the fake <provider> provider.`
+ * - anything else → `Hello from the fake <provider> provider.`, and when a shell tool is offered a
+ *   hint naming the prompt that makes the agent act (a newcomer's first prompt rarely matches).
  */
 export function defaultTurn(view: FakeRequestView): FakeTurn {
   if (view.responseSchema !== undefined) {
@@ -24,8 +25,11 @@ export function defaultTurn(view: FakeRequestView): FakeTurn {
       },
     };
   }
-  return { text: `Hello from the fake ${view.provider} provider.` };
+  const greeting = `Hello from the fake ${view.provider} provider.`;
+  return { text: findShellTool(view) ? `${greeting} ${TOOL_HINT}` : greeting };
 }
+
+export const TOOL_HINT = 'Ask me to "create file hello.txt" and I will write it with a shell command.';
 
 export const DEFAULT_FILE_CONTENT = "hello from polydev";
 

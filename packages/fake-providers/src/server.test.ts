@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
+import { TOOL_HINT } from "./default-script.js";
 import { startFakeProviders } from "./server.js";
 import { digString, postJson, postSse } from "./testing/http-client.js";
 import { parseSseEvents } from "./testing/sse-events.js";
@@ -123,7 +124,8 @@ describe("fake provider server", () => {
     expect(two.data.find((event) => event.type === "response.output_text.done")).toMatchObject({
       text: "second",
     });
-    expect(anthropicText(three.data)).toBe("Hello from the fake anthropic provider.");
+    // The request offers Bash, so the greeting names the prompt that makes the agent act.
+    expect(anthropicText(three.data)).toBe(`Hello from the fake anthropic provider. ${TOOL_HINT}`);
   });
 
   it("keeps separate queues per provider and hands script functions a provider-neutral view", async () => {

@@ -27,6 +27,8 @@ const SHELL_TOOL_ARGUMENTS: ReadonlyArray<readonly [string, (command: string) =>
   ["shell", (command) => ({ command: ["bash", "-lc", command] })],
   // Gemini CLI.
   ["run_shell_command", (command) => ({ command })],
+  // Polydev's built-in agent.
+  ["run_command", (command) => ({ command })],
   // A common name in home-grown agent loops.
   ["bash", (command) => ({ command })],
 ];

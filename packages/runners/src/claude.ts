@@ -5,6 +5,7 @@ import { arr, num, obj, parseLine, str } from "./runner.js";
 
 export const claudeRunner: AgentRunner = {
   agent: "claude",
+  provider: "anthropic",
   invocation(request) {
     return {
       argv: [

@@ -5,6 +5,7 @@ import { num, obj, parseLine, str } from "./runner.js";
 
 export const codexRunner: AgentRunner = {
   agent: "codex",
+  provider: "openai",
   invocation(request) {
     const config = [
       'model_provider = "polydev"',

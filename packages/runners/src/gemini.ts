@@ -5,6 +5,7 @@ import { num, obj, parseLine, str } from "./runner.js";
 
 export const geminiRunner: AgentRunner = {
   agent: "gemini",
+  provider: "gemini",
   invocation(request) {
     return {
       // -m avoids an extra model-routing call; --yolo offers the shell tool without prompts.

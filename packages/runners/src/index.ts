@@ -4,7 +4,7 @@ import { codexRunner } from "./codex.js";
 import { geminiRunner } from "./gemini.js";
 import type { AgentRunner } from "./runner.js";
 
-export type { AgentRunner, Invocation, RunRequest } from "./runner.js";
+export type { AgentRunner, Invocation, ProviderName, RunRequest } from "./runner.js";
 export { claudeRunner, codexRunner, geminiRunner };
 
 /** The CLI runners by agent name ("builtin" runs in the server, not as a CLI). */

@@ -16,8 +16,13 @@ export interface Invocation {
   files: Record<string, string>;
 }
 
+/** The provider APIs an agent talks to, as the gateway and the credential store name them. */
+export type ProviderName = "anthropic" | "openai" | "gemini";
+
 export interface AgentRunner {
   readonly agent: RunAgent;
+  /** Whose credential the CLI needs: a run is refused up front when the owner stored none. */
+  readonly provider: ProviderName;
   invocation(request: RunRequest): Invocation;
   parser(): OutputParser;
 }

@@ -12,6 +12,7 @@ import { networkAdminApi, networkApi, networkPresetsApi } from "./network.js";
 import { processesApi } from "./processes.js";
 import type { PtyOptions, PtySession, WebSocketConstructor } from "./pty.js";
 import { openPty } from "./pty.js";
+import type { SandboxLogs } from "./sandbox-insight.js";
 import { sandboxLogs, sandboxStats } from "./sandbox-insight.js";
 import { readSse } from "./sse.js";
 import type { ApiTransport } from "./transport.js";
@@ -424,6 +425,42 @@ export class Polydev {
           params: { query: sandboxListQuery(query) },
           signal: call.signal,
         }),
+      ),
+    /**
+     * Any user's sandbox, with its owner (by id; the owner's shell, files and runs stay theirs).
+     * @example const box = await polydev.admin.sandbox("sbx_…"); console.log(box.ownerName, box.state);
+     */
+    sandbox: async (id: string, call: CallOptions = {}): Promise<AdminSandbox> =>
+      unwrap(
+        await this.api.GET("/v1/admin/sandboxes/{id}", { params: { path: { id } }, signal: call.signal }),
+      ),
+    /**
+     * Any user's sandbox's lifecycle log, oldest first.
+     * @example const { items } = await polydev.admin.sandboxLogs("sbx_…");
+     */
+    sandboxLogs: async (
+      id: string,
+      options: CallOptions & { afterId?: number; limit?: number } = {},
+    ): Promise<{ items: SandboxLogs["items"] }> =>
+      unwrap(
+        await this.api.GET("/v1/admin/sandboxes/{id}/logs", {
+          params: {
+            path: { id },
+            query: {
+              ...(options.afterId !== undefined ? { afterId: options.afterId } : {}),
+              ...(options.limit !== undefined ? { limit: options.limit } : {}),
+            },
+          },
+          signal: options.signal,
+        }),
+      ),
+    /**
+     * Destroys any user's sandbox (idempotent); its log names the admin who did.
+     * @example await polydev.admin.destroySandbox("sbx_…");
+     */
+    destroySandbox: async (id: string, call: CallOptions = {}): Promise<AdminSandbox> =>
+      unwrap(
+        await this.api.DELETE("/v1/admin/sandboxes/{id}", { params: { path: { id } }, signal: call.signal }),
       ),
     /**
      * Users, sandboxes by state, runs per hour and provider usage over the last 24 hours.

@@ -49,6 +49,18 @@ export class LimitExceededError extends PolydevApiError {
   override name = "LimitExceededError";
 }
 
+/**
+ * The agent's provider has no stored credential: `details.providers` names the one(s) it can use,
+ * `details.addWith` the call that adds one.
+ */
+export class CredentialMissingError extends PolydevApiError {
+  override name = "CredentialMissingError";
+  get providers(): string[] {
+    const value = this.details?.providers;
+    return Array.isArray(value) ? value.filter((p): p is string => typeof p === "string") : [];
+  }
+}
+
 export class InvalidCredentialsError extends PolydevApiError {
   override name = "InvalidCredentialsError";
 }
@@ -76,6 +88,7 @@ const CLASSES: Record<string, typeof PolydevApiError> = {
   sandbox_not_running: SandboxNotRunningError,
   path_outside_home: PathOutsideHomeError,
   limit_exceeded: LimitExceededError,
+  credential_missing: CredentialMissingError,
   invalid_credentials: InvalidCredentialsError,
   csrf_failed: CsrfFailedError,
   too_many_attempts: TooManyAttemptsError,

@@ -23,6 +23,7 @@ export type {
 export { Polydev } from "./client.js";
 export {
   ConflictError,
+  CredentialMissingError,
   CsrfFailedError,
   errorFromResponse,
   FeatureUnavailableError,

@@ -10,6 +10,7 @@ import { generateTypes } from "../scripts/generate-types.js";
 import { Polydev } from "./client.js";
 import {
   ConflictError,
+  CredentialMissingError,
   FeatureUnavailableError,
   InvalidRequestError,
   NameTakenError,
@@ -66,6 +67,10 @@ describe("the TypeScript SDK against a real server", () => {
 
   it("maps error codes to classes in one place", async () => {
     await expect(polydev.sandboxes.get("sbx_missing")).rejects.toBeInstanceOf(NotFoundError);
+    // No credential stored yet: the run is refused before anything starts.
+    const noKey = polydev.runs.create({ agent: "codex", prompt: "say hello" });
+    await expect(noKey).rejects.toBeInstanceOf(CredentialMissingError);
+    await expect(noKey).rejects.toMatchObject({ status: 422, providers: ["openai"] });
     const box = await polydev.sandboxes.create();
     await expect(polydev.sandboxes.readFile(box.id, "../etc/passwd")).rejects.toBeInstanceOf(
       PathOutsideHomeError,
@@ -115,6 +120,17 @@ describe("the TypeScript SDK against a real server", () => {
     if (features.includes("snapshot")) await expect(snapshot).rejects.toBeInstanceOf(InvalidRequestError);
     else await expect(snapshot).rejects.toBeInstanceOf(FeatureUnavailableError);
     await polydev.sandboxes.destroy(box.id);
+  });
+
+  it("lets an admin open any user's sandbox and its log, and destroy it", async () => {
+    const box = await polydev.sandboxes.create({ memoryMb: 256 });
+    const admin = new Polydev({ baseUrl: t.url, apiKey: t.adminKey });
+    expect(await admin.admin.sandbox(box.id)).toMatchObject({ id: box.id, ownerName: "sdk-user" });
+    const { items } = await admin.admin.sandboxLogs(box.id);
+    expect(items[0]?.message).toMatch(/^created from /);
+    expect((await admin.admin.destroySandbox(box.id)).state).toBe("destroyed");
+    expect((await polydev.sandboxes.get(box.id)).state).toBe("destroyed");
+    await expect(polydev.admin.sandbox(box.id)).rejects.toMatchObject({ code: "forbidden" });
   });
 
   it("pages through sandboxes with a cursor, and listAll follows every page", async () => {

@@ -152,11 +152,46 @@ describe("admin overview", () => {
     ]);
   });
 
+  it("opens another user's sandbox with its lifecycle log, and destroys it in the owner's name", async () => {
+    const box = await bob.createSandbox({ network: "none" });
+    const opened = await t.api.call<{ id: string; ownerName: string; state: string }>(
+      "GET",
+      `/v1/admin/sandboxes/${box}`,
+    );
+    expect(opened.status).toBe(200);
+    expect(opened.body).toMatchObject({ id: box, ownerName: "bob", state: "running" });
+    const logs = await t.api.call<{ items: { message: string }[] }>("GET", `/v1/admin/sandboxes/${box}/logs`);
+    expect(logs.body.items.map((l) => l.message)).toEqual([expect.stringMatching(/^created from /)]);
+    // The owner's own routes stay the owner's: the admin's key does not open a shell or files there.
+    expect((await t.api.call("GET", `/v1/sandboxes/${box}`)).status).toBe(404);
+
+    const destroyed = await t.api.call<{ state: string; ownerName: string }>(
+      "DELETE",
+      `/v1/admin/sandboxes/${box}`,
+    );
+    expect(destroyed.status).toBe(200);
+    expect(destroyed.body).toMatchObject({ state: "destroyed", ownerName: "bob" });
+    expect((await bob.call<{ state: string }>("GET", `/v1/sandboxes/${box}`)).body.state).toBe("destroyed");
+    const bobLogs = await bob.call<{ items: { message: string }[] }>("GET", `/v1/sandboxes/${box}/logs`);
+    expect(bobLogs.body.items.map((l) => l.message)).toContain("destroying: destroyed by the admin admin");
+    expect((await t.api.call("DELETE", `/v1/admin/sandboxes/${box}`)).status).toBe(200);
+    expect((await t.api.call("GET", "/v1/admin/sandboxes/sbx_missing")).status).toBe(404);
+  });
+
   it("is for admins only", async () => {
-    for (const path of ["/v1/admin/sandboxes", "/v1/admin/stats"]) {
-      const answer = await alice.call<{ error: { code: string } }>("GET", path);
-      expect(answer.status).toBe(403);
+    const box = await alice.createSandbox({ network: "none" });
+    for (const [method, path] of [
+      ["GET", "/v1/admin/sandboxes"],
+      ["GET", "/v1/admin/stats"],
+      ["GET", `/v1/admin/sandboxes/${box}`],
+      ["GET", `/v1/admin/sandboxes/${box}/logs`],
+      ["DELETE", `/v1/admin/sandboxes/${box}`],
+    ] as const) {
+      const answer = await bob.call<{ error: { code: string } }>(method, path);
+      expect(answer.status, `${method} ${path}`).toBe(403);
       expect(answer.body.error.code).toBe("forbidden");
     }
+    expect((await alice.call<{ state: string }>("GET", `/v1/sandboxes/${box}`)).body.state).toBe("running");
+    await alice.call("DELETE", `/v1/sandboxes/${box}`);
   });
 });

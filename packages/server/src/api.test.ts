@@ -87,6 +87,41 @@ describe("auth and users", () => {
     expect(JSON.stringify(doc.body.components.schemas.CreateSandboxInput)).toContain("memoryMb");
   });
 
+  it("serves the OpenAPI document and an API reference page over it without a key", async () => {
+    const doc = await fetch(`${t.url}/v1/openapi.json`);
+    expect(doc.status).toBe(200);
+    expect(((await doc.json()) as { openapi: string }).openapi).toMatch(/^3\./);
+    // Only that document is public: its neighbours still need a key.
+    expect((await fetch(`${t.url}/v1/sandboxes`)).status).toBe(401);
+
+    const page = await fetch(`${t.url}/api-reference`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toMatch(/^text\/html/);
+    expect(page.headers.get("content-security-policy")).toContain("script-src 'self'");
+    const html = await page.text();
+    const loaded = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1] ?? "");
+    expect(loaded).toEqual([
+      "/api-reference/swagger-ui.css",
+      "/api-reference/swagger-ui-bundle.js",
+      "/api-reference/start.js",
+    ]);
+    for (const path of loaded) {
+      const asset = await fetch(`${t.url}${path}`);
+      expect(asset.status, path).toBe(200);
+      expect((await asset.text()).length, path).toBeGreaterThan(20);
+    }
+    expect(await (await fetch(`${t.url}/api-reference/start.js`)).text()).toContain('"/v1/openapi.json"');
+    // Nothing else of the package (nor anything beside it) is served.
+    for (const path of [
+      "/api-reference/package.json",
+      "/api-reference/__proto__",
+      "/api-reference/..%2Fpackage.json",
+      "/api-reference/%2e%2e%2f%2e%2e%2fpackage.json",
+    ]) {
+      expect((await fetch(`${t.url}${path}`)).status, path).toBe(404);
+    }
+  });
+
   it("answers unknown routes and bad JSON with 4xx errors, never 500", async () => {
     const missing = await t.api.call("GET", "/v1/nope");
     expect(missing.status).toBe(404);

@@ -18,6 +18,8 @@ import { registerErrorHandler } from "./http/error-handler.js";
 import { registerUnreadBodyGuard } from "./http/unread-body.js";
 import { adminRoutes } from "./routes/admin.js";
 import { adminOverviewRoutes } from "./routes/admin-overview.js";
+import { adminSandboxRoutes } from "./routes/admin-sandboxes.js";
+import { apiReferenceRoutes } from "./routes/api-reference.js";
 import { authSessionRoutes } from "./routes/auth-session.js";
 import { credentialRoutes } from "./routes/credentials.js";
 import { execRoutes } from "./routes/exec.js";
@@ -119,6 +121,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   networkRoutes(app, ctx);
   metricsRoutes(app, ctx);
   adminOverviewRoutes(app, ctx);
+  adminSandboxRoutes(app, ctx);
   sandboxRoutes(app, ctx);
   execRoutes(app, ctx);
   processRoutes(app, ctx);
@@ -130,5 +133,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   imageRoutes(app, ctx);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await webRoutes(app, ctx);
+  // After the web routes: it serves files with the reply.sendFile they register.
+  apiReferenceRoutes(app);
   return app;
 }

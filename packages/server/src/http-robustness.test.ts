@@ -362,6 +362,9 @@ describe("commands the kernel would refuse", () => {
     const prompt = "p".repeat(200 * 1024);
     await refused("/v1/runs", { agent: "claude", prompt, sandboxId: id }, "128 KiB");
     await refused("/v1/runs", { agents: ["builtin", "codex"], prompt, sandboxId: id }, "128 KiB");
+    // A run starts only with its provider's credential (the fake key never reaches a provider:
+    // the run is cancelled at once).
+    await api.call("PUT", "/v1/credentials/anthropic", { apiKey: "sk-http-robustness-key" });
     const builtin = await api.call<{ id: string }>("POST", "/v1/runs", {
       agent: "builtin",
       prompt,

@@ -71,11 +71,14 @@ describe("provider logins with the CLI's own flow", () => {
     expect(creds.body.items.filter((c) => c.kind === "oauth" && c.provider === "anthropic")).toHaveLength(1);
   });
 
-  it("fails with the CLI's reason on a wrong code", async () => {
+  it("fails at once with the provider's reason on a wrong code, while the CLI waits for another", async () => {
     const started = await start("claude");
     const done = await alice.call<Login>("POST", `/v1/logins/${started.body.id}/code`, { code: "wrong" });
+    // Not timed_out: the CLI never exits on its own here, the refusal line ends the login.
     expect(done.body.state).toBe("failed");
-    expect(done.body.reason).toContain("invalid code");
+    expect(done.body.reason).toBe(
+      "claude refused the code: Invalid authorization code. Start a new login and try again.",
+    );
   });
 
   it("relays a localhost callback into the sandbox for Codex-style logins, and refuses other URLs", async () => {

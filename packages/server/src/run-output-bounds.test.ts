@@ -26,6 +26,8 @@ describe("a run's output is bounded on the server", () => {
 
   beforeAll(async () => {
     t = await startTestServer();
+    // A run starts only with its provider's credential; this "claude" never uses it.
+    await t.api.call("PUT", "/v1/credentials/anthropic", { apiKey: "sk-output-bounds-key" });
   });
   afterAll(async () => {
     await t?.close();

@@ -83,6 +83,17 @@ describe("sandbox lifecycle", () => {
     expect(Number(resumed.body.stdout) - before).toBeLessThan(6);
     const after = await api.call<{ state: string }>("GET", `/v1/sandboxes/${id}`);
     expect(after.body.state).toBe("running");
+    // The lifecycle log tells the story, oldest first.
+    const logs = await api.call<{ items: { message: string; source: string }[] }>(
+      "GET",
+      `/v1/sandboxes/${id}/logs`,
+    );
+    const lifecycle = logs.body.items.filter((l) => l.source === "server").map((l) => l.message);
+    expect(lifecycle).toEqual([
+      expect.stringMatching(/^created from .* with the namespace driver: network \w+, \d+ CPU/),
+      expect.stringMatching(/^hibernated/),
+      expect.stringMatching(/^resumed/),
+    ]);
   });
 });
 

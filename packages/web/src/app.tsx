@@ -2,6 +2,7 @@ import { useQuery } from "@tanstack/react-query";
 import type { Session } from "./api/types";
 import { ErrorNotice } from "./components/error-notice";
 import { AdminPage } from "./pages/admin-page";
+import { AdminSandboxPage } from "./pages/admin-sandbox-page";
 import { CredentialsPage } from "./pages/credentials-page";
 import { ImagesPage } from "./pages/images-page";
 import { RunViewPage } from "./pages/run-view-page";
@@ -50,7 +51,9 @@ function Shell({ session }: { session: Session }) {
   const route = matchRoute(path);
   const signOut = useSignOut();
   const nav =
-    session.user.role === "admin" ? [...NAV, { href: "/admin", label: "Admin", match: ["admin"] }] : NAV;
+    session.user.role === "admin"
+      ? [...NAV, { href: "/admin", label: "Admin", match: ["admin", "admin-sandbox"] }]
+      : NAV;
   return (
     <div className="shell">
       <a href="#main" className="skip-link">
@@ -77,6 +80,10 @@ function Shell({ session }: { session: Session }) {
           })}
         </nav>
         <div className="whoami">
+          {/* A page of the server, not of the dashboard: a full load. */}
+          <a href="/api-reference" className="nav-link small">
+            API reference
+          </a>
           <span className="muted" title={`signed in as ${session.user.name} (${session.user.role})`}>
             {session.user.name}
           </span>
@@ -119,6 +126,15 @@ function Page({ route, session }: { route: ReturnType<typeof matchRoute>; sessio
         <section className="card">
           <h1>Admins only</h1>
           <p>This page is for administrators. Ask an admin if you need users or system figures.</p>
+        </section>
+      );
+    case "admin-sandbox":
+      return session.user.role === "admin" ? (
+        <AdminSandboxPage id={route.id} />
+      ) : (
+        <section className="card">
+          <h1>Admins only</h1>
+          <p>This page is for administrators.</p>
         </section>
       );
     case "not-found":

@@ -204,6 +204,14 @@ describe("the dashboard in Chromium", () => {
       const path = await download.path();
       const downloaded = await readFile(path);
       expect(downloaded.equals(bytes)).toBe(true);
+      // Random bytes are no text: the viewer says so instead of drawing them.
+      await row.getByRole("button", { name: "payload.bin" }).click();
+      await page.getByTestId("binary-file").waitFor();
+      expect(await page.locator(".viewer-text").count()).toBe(0);
+      await page
+        .getByRole("region", { name: "Contents of payload.bin" })
+        .getByRole("button", { name: "Close" })
+        .click();
 
       await page.getByLabel("New folder name").fill("notes");
       await page.getByRole("button", { name: "New folder" }).click();
@@ -233,7 +241,12 @@ describe("the dashboard in Chromium", () => {
       await expect.poll(() => badge.getAttribute("data-state")).toBe("running");
 
       await page.getByRole("tab", { name: "Logs" }).click();
-      await page.getByRole("table", { name: "Lifecycle log" }).waitFor();
+      const lifecycle = page.getByRole("table", { name: "Lifecycle log" });
+      await lifecycle.waitFor();
+      // What happened to it, oldest first.
+      await expect
+        .poll(async () => (await lifecycle.locator("td.wrap").allTextContents()).map((m) => m.split(":")[0]))
+        .toEqual([expect.stringMatching(/^created from /), "hibernated", "resumed"]);
       await shot("sandbox-logs");
     },
     STEP_MS,
@@ -428,9 +441,21 @@ describe("the dashboard in Chromium", () => {
       // A subscription login: the page shows the provider's URL, takes the code, follows the state.
       await page.getByRole("button", { name: "Sign in with Claude Code" }).click();
       const login = page.locator(".login-panel");
-      await login.getByRole("link", { name: /claude\.ai\/oauth/ }).waitFor({ timeout: 60_000 });
+      // The sign-in URL is hundreds of characters: a button to open it and one to copy it.
+      const open = login.getByRole("link", { name: "Open sign-in page" });
+      await open.waitFor({ timeout: 60_000 });
+      expect(await open.getAttribute("href")).toMatch(/^https:\/\/claude\.ai\/oauth\/authorize\?/);
       await expect.poll(() => login.getAttribute("data-login-state")).toBe("awaiting_user");
+      await context.grantPermissions(["clipboard-read", "clipboard-write"]);
+      await login.getByRole("button", { name: "Copy link" }).click();
+      await login.getByRole("status").filter({ hasText: "Copied." }).waitFor();
+      expect(await page.evaluate(() => navigator.clipboard.readText())).toBe(await open.getAttribute("href"));
       await shot("credentials-login");
+      // On a phone the panel fits the screen: nothing scrolls sideways.
+      await page.setViewportSize({ width: 390, height: 844 });
+      expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+      await shot("credentials-login-phone");
+      await page.setViewportSize({ width: 1280, height: 820 });
       await login.getByLabel("Paste the code the provider showed you").fill(GOOD_CODE);
       await login.getByRole("button", { name: "Finish login" }).click();
       await expect.poll(() => login.getAttribute("data-login-state"), { timeout: 30_000 }).toBe("completed");
@@ -438,6 +463,17 @@ describe("the dashboard in Chromium", () => {
         .poll(() => page.locator('[data-provider="anthropic"]').textContent())
         .toContain("subscription");
       await shot("credentials");
+      // A wrong code: the provider's refusal, at once and readable.
+      await login.getByRole("button", { name: "Dismiss" }).click();
+      await page.getByRole("button", { name: "Sign in with Claude Code" }).click();
+      await expect
+        .poll(() => login.getAttribute("data-login-state"), { timeout: 60_000 })
+        .toBe("awaiting_user");
+      await login.getByLabel("Paste the code the provider showed you").fill("a-wrong-code");
+      await login.getByRole("button", { name: "Finish login" }).click();
+      await expect.poll(() => login.getAttribute("data-login-state"), { timeout: 30_000 }).toBe("failed");
+      expect(await login.textContent()).toContain("claude refused the code: Invalid authorization code.");
+      await login.getByRole("button", { name: "Dismiss" }).click();
       await nav("Admin");
       await page.getByRole("img", { name: "Sandboxes by state" }).waitFor();
       await page.getByRole("cell", { name: sandboxId }).waitFor();
@@ -449,6 +485,46 @@ describe("the dashboard in Chromium", () => {
       await page.getByRole("button", { name: "Create user" }).click();
       await expect.poll(() => page.getByTestId("new-api-key").textContent()).toMatch(/^pdk_/);
       await page.getByRole("cell", { name: "bob", exact: true }).waitFor();
+
+      // The admin opens bob's sandbox from the list, sees whose it is and its log, and destroys it.
+      const server = t as TestServer;
+      const bobKey = (await page.getByTestId("new-api-key").textContent()) ?? "";
+      const bobBox = await server.api.withKey(bobKey).createSandbox({ memoryMb: 256 });
+      await page.getByRole("link", { name: bobBox }).click({ timeout: 30_000 });
+      await page.waitForURL(new RegExp(`/admin/sandboxes/${bobBox}$`));
+      await expect.poll(() => page.getByTestId("owner").textContent()).toBe("bob");
+      await expect
+        .poll(() => page.getByRole("table", { name: "Lifecycle log" }).textContent())
+        .toContain("created from");
+      await shot("admin-sandbox");
+      await page.getByRole("button", { name: "Destroy" }).click();
+      await page
+        .getByRole("dialog", { name: "Destroy bob's sandbox?" })
+        .getByRole("button", { name: "Destroy it" })
+        .click();
+      await expect
+        .poll(() => page.locator(".page-head [data-state]").getAttribute("data-state"), { timeout: 30_000 })
+        .toBe("destroyed");
+      const seenByBob = await server.api
+        .withKey(bobKey)
+        .call<{ state: string }>("GET", `/v1/sandboxes/${bobBox}`);
+      expect(seenByBob.body.state).toBe("destroyed");
+    },
+    STEP_MS,
+  );
+
+  it(
+    "links to the API reference, served by the server over its OpenAPI document",
+    async () => {
+      await page.getByRole("link", { name: "API reference" }).click();
+      await page.waitForURL(/\/api-reference$/);
+      await expect
+        .poll(() => page.locator(".swagger-ui .title").first().textContent(), { timeout: 30_000 })
+        .toContain("Polydev API");
+      await page.locator(".opblock-summary-path", { hasText: "/v1/sandboxes/{id}/exec" }).first().waitFor();
+      await shot("api-reference");
+      await page.goBack();
+      await page.getByRole("navigation", { name: "Main" }).waitFor();
     },
     STEP_MS,
   );
@@ -501,6 +577,16 @@ describe("the dashboard in Chromium", () => {
       expect(await page.getByRole("navigation", { name: "Main" }).textContent()).not.toContain("Admin");
       await page.goto(`${server.url}/admin`);
       await page.getByRole("heading", { name: "Admins only", level: 1 }).waitFor();
+      // bob has stored no credential: a run is refused up front, saying how to add one.
+      await nav("Runs");
+      await page.getByLabel("Prompt").fill("say hello");
+      await page.getByRole("button", { name: "Start run" }).click();
+      const refusal = page.getByRole("alert").filter({ hasText: "Could not start the run" });
+      await expect
+        .poll(() => refusal.textContent())
+        .toContain("needs a credential for anthropic, openai or gemini");
+      await refusal.getByRole("link", { name: "Add a credential" }).click();
+      await page.getByRole("heading", { name: "Credentials", level: 1 }).waitFor();
       // Another user's sandbox is not there for bob, not even by address.
       await page.goto(`${server.url}/sandboxes/${sandboxId}`);
       await expect.poll(() => page.getByRole("alert").textContent()).toContain("No such sandbox");

@@ -14,6 +14,8 @@ describe("matchRoute", () => {
     ["/credentials", { page: "credentials" }],
     ["/admin", { page: "admin" }],
     ["/admin/extra", { page: "not-found" }],
+    ["/admin/sandboxes/sbx_1", { page: "admin-sandbox", id: "sbx_1" }],
+    ["/admin/sandboxes/sbx_1/extra", { page: "not-found" }],
     ["/nowhere", { page: "not-found" }],
   ])("%s", (path, route) => {
     expect(matchRoute(path)).toEqual(route);

@@ -7,11 +7,16 @@ export type Route =
   | { page: "images" }
   | { page: "credentials" }
   | { page: "admin" }
+  | { page: "admin-sandbox"; id: string }
   | { page: "not-found" };
 
 export function matchRoute(path: string): Route {
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const [first, second, ...rest] = parts;
+  // The one three-part page: an admin's view of any user's sandbox.
+  if (first === "admin" && second === "sandboxes" && rest.length === 1 && rest[0]) {
+    return { page: "admin-sandbox", id: rest[0] };
+  }
   if (rest.length > 0) return { page: "not-found" };
   if (first === undefined || (first === "sandboxes" && second === undefined)) return { page: "sandboxes" };
   if (first === "sandboxes" && second) return { page: "sandbox", id: second };

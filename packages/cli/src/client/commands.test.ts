@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { FakeProviders } from "@polydev/fake-providers";
 import { startFakeProviders } from "@polydev/fake-providers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -381,6 +381,9 @@ describe("polydev creds and run", () => {
       timeoutMs: 120_000,
     });
     expect(failed.code).toBe(1);
+    // Refused before it starts, saying which provider and how to add it.
+    expect(failed.stderr).toContain("(credential_missing)");
+    expect(failed.stderr).toContain("polydev creds add anthropic");
   }, 240_000);
 
   it("logs in through the provider's CLI flow, taking the code from the prompt", async () => {
@@ -467,4 +470,15 @@ describe("usage", () => {
       expect(result.stdout, args.join(" ")).toMatch(/^Usage: polydev/);
     }
   }, 120_000);
+
+  it("prints its version with --version, -V and version", async () => {
+    const { version } = JSON.parse(
+      await readFile(resolve(import.meta.dirname, "../../package.json"), "utf8"),
+    ) as { version: string };
+    for (const flag of ["--version", "-V", "version"]) {
+      const result = await runCli([flag], { env: envFor() });
+      expect(result.code, flag).toBe(0);
+      expect(result.stdout, flag).toBe(`polydev ${version}\n`);
+    }
+  });
 });

@@ -22,8 +22,11 @@ export interface Principal {
   session: { id: string; csrfToken: string } | undefined;
 }
 
-/** Signing in needs no credentials yet; everything else under /v1 does. */
-const PUBLIC_ROUTES = new Set(["POST /v1/auth/session"]);
+/**
+ * Signing in needs no credentials yet, and the API's description is public like any published
+ * API reference (it holds no one's data); everything else under /v1 needs them.
+ */
+const PUBLIC_ROUTES = new Set(["POST /v1/auth/session", "GET /v1/openapi.json"]);
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 declare module "fastify" {

@@ -12,7 +12,7 @@ const tags = ["admin"];
 const HOUR_MS = 3_600_000;
 const STATS_HOURS = 24;
 
-const adminSandboxSchema = sandboxSchema
+export const adminSandboxSchema = sandboxSchema
   .extend({ ownerId: z.string(), ownerName: z.string() })
   .meta({ id: "AdminSandbox" });
 

@@ -19,6 +19,11 @@ export interface LoginFlow {
   credentialFile: string;
   /** How the user hands the result back: a pasted code, or the localhost callback URL. */
   finish: "code" | "callback";
+  /**
+   * A line the CLI prints when the provider refused what the user handed back (its group 1, the
+   * reason). The CLIs then wait for another try instead of exiting, so the login fails on it.
+   */
+  refusal: RegExp;
 }
 
 export const DEFAULT_LOGIN_FLOWS: Record<LoginProvider, LoginFlow> = {
@@ -29,6 +34,8 @@ export const DEFAULT_LOGIN_FLOWS: Record<LoginProvider, LoginFlow> = {
     files: {},
     credentialFile: ".claude/.credentials.json",
     finish: "code",
+    // "Login failed: Request failed with status code 400", then it waits for another code.
+    refusal: /Login failed:?[ \t]*([^\n]*)/,
   },
   codex: {
     credentialProvider: "openai",
@@ -39,6 +46,7 @@ export const DEFAULT_LOGIN_FLOWS: Record<LoginProvider, LoginFlow> = {
     files: { ".codex/config.toml": "[analytics]\nenabled = false\n" },
     credentialFile: ".codex/auth.json",
     finish: "callback",
+    refusal: /(?:Login failed|Error logging in)[:.]?[ \t]*([^\n]*)/,
   },
   gemini: {
     credentialProvider: "gemini",
@@ -52,6 +60,8 @@ export const DEFAULT_LOGIN_FLOWS: Record<LoginProvider, LoginFlow> = {
     },
     credentialFile: ".gemini/oauth_creds.json",
     finish: "code",
+    // "Failed to authenticate with authorization code:<reason>", then it prints a new URL.
+    refusal: /Failed to authenticate with (?:authorization|user) code[:.]?[ \t]*([^\n]*)/,
   },
 };
 
@@ -98,4 +108,20 @@ export function findLoginPrompt(screen: string): { url?: string; userCode?: stri
   const url = /https:\/\/[^\s"'<>]+/.exec(screen)?.[0];
   const userCode = /\b([A-Z0-9]{4}-[A-Z0-9]{4,5})\b/.exec(screen)?.[1];
   return { ...(url === undefined ? {} : { url }), ...(userCode === undefined ? {} : { userCode }) };
+}
+
+/**
+ * What the provider said when it refused, readable: the CLI's reason on its refusal line, with
+ * what follows it on the screen (prompts, a new URL) left out.
+ */
+export function findRefusal(flow: LoginFlow, screen: string): string | undefined {
+  // Only whole lines: a reason still arriving would be cut.
+  const match = flow.refusal.exec(screen.slice(0, screen.lastIndexOf("\n") + 1));
+  if (!match) return undefined;
+  // Its own closing full stop goes: the caller's sentence goes on after it.
+  const reason = (match[1] ?? "")
+    .trim()
+    .slice(0, 300)
+    .replace(/[.\s]+$/, "");
+  return reason.length > 0 ? reason : "the provider did not accept it";
 }

@@ -12,7 +12,7 @@ import { PolydevError } from "@polydev/core";
 import type { Logger } from "pino";
 import type { CredentialService } from "./credential-service.js";
 import type { LoginFlow, LoginProvider } from "./login-flows.js";
-import { findLoginPrompt, stripTerminalCodes } from "./login-flows.js";
+import { findLoginPrompt, findRefusal, stripTerminalCodes } from "./login-flows.js";
 
 export const LOGIN_STATES = [
   "starting",
@@ -48,6 +48,8 @@ interface Login {
   agent: AgentConnection;
   pty: PtyProcess | undefined;
   screen: string;
+  /** What the CLI printed since the user's code or callback was handed over (bounded). */
+  reply: string;
   events: EventEmitter;
   timer: NodeJS.Timeout | undefined;
   /** Destroy this sandbox when the login ends (it was made for the login). */
@@ -66,6 +68,8 @@ export interface LoginOptions {
 }
 
 const SCREEN_LIMIT = 64 * 1024;
+/** Enough for a refusal line and what comes with it; older output is dropped. */
+const REPLY_LIMIT = 16 * 1024;
 
 export class LoginService {
   private readonly logins = new Map<string, Login>();
@@ -111,6 +115,7 @@ export class LoginService {
       agent: sandbox.agent,
       pty: undefined,
       screen: "",
+      reply: "",
       events: new EventEmitter(),
       timer: undefined,
       ownsSandbox: sandbox.ownsSandbox,
@@ -135,7 +140,13 @@ export class LoginService {
     const pty = login.pty;
     pty.output.on("error", () => undefined);
     pty.output.on("data", (chunk: Buffer) => {
-      login.screen = (login.screen + stripTerminalCodes(chunk.toString())).slice(-SCREEN_LIMIT);
+      const text = stripTerminalCodes(chunk.toString());
+      login.screen = (login.screen + text).slice(-SCREEN_LIMIT);
+      if (login.view.state === "completing") {
+        login.reply = (login.reply + text).slice(-REPLY_LIMIT);
+        this.checkRefusal(login);
+        return;
+      }
       if (login.view.state !== "starting") return;
       const prompt = findLoginPrompt(login.screen);
       if (prompt.url) {
@@ -258,8 +269,29 @@ export class LoginService {
     }
   }
 
+  /**
+   * The provider refused the code or callback: the CLIs print why and wait for another try, so
+   * the login fails now with that reason instead of timing out on a waiting CLI.
+   */
+  private checkRefusal(login: Login): void {
+    const reason = findRefusal(login.flow, login.reply);
+    if (reason === undefined) return;
+    const what = login.flow.finish === "code" ? "code" : "sign-in";
+    this.endQuietly(
+      login,
+      "failed",
+      `${login.view.provider} refused the ${what}: ${reason}. Start a new login and try again.`,
+    );
+  }
+
   private async onExit(login: Login, exitCode: number | null): Promise<void> {
     if (login.ending || FINAL.includes(login.view.state)) return;
+    if (exitCode !== 0 && login.view.state === "completing") {
+      // Its last line may have ended without a newline.
+      login.reply += "\n";
+      this.checkRefusal(login);
+      if (login.ending) return;
+    }
     if (exitCode !== 0) {
       await this.end(
         login,

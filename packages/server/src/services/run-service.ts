@@ -78,6 +78,29 @@ function builtinProvider(model: string | null, stored: string[]): GatewayProvide
   return (["anthropic", "openai", "gemini"] as const).find((p) => stored.includes(p));
 }
 
+const AGENT_NAMES: Record<RunAgent, string> = {
+  claude: "Claude Code",
+  codex: "Codex",
+  gemini: "The Gemini CLI",
+  builtin: "The built-in agent",
+};
+
+/** Names the provider (or, for the built-in agent with no credential at all, any of them) and the ways to add one. */
+function missingCredential(agent: RunAgent, provider: GatewayProvider | undefined): PolydevError {
+  const providers = provider ? [provider] : (["anthropic", "openai", "gemini"] as const);
+  const what = provider
+    ? `${provider === "gemini" ? "a" : "an"} ${provider} credential`
+    : "a credential for anthropic, openai or gemini";
+  const example = providers[0] ?? "anthropic";
+  return new PolydevError(
+    "credential_missing",
+    `${AGENT_NAMES[agent]} needs ${what}, and you have none stored. Add an API key with ` +
+      `\`polydev creds add ${example}\`, on the dashboard's Credentials page, or PUT /v1/credentials/${example}` +
+      (agent === "builtin" ? "" : `; or sign in with \`polydev creds login ${agent}\``),
+    { details: { agent, providers: [...providers], addWith: `PUT /v1/credentials/${example}` } },
+  );
+}
+
 const DEFAULT_MODELS: Record<GatewayProvider, string> = {
   anthropic: "claude-sonnet-4-5",
   openai: "gpt-5",
@@ -115,6 +138,11 @@ export class RunService {
         throw new PolydevError("invalid_request", `agent "${agent}" is not available on this server`);
       }
     }
+    // A sandbox that is not the user's is a 404 whatever else is wrong with the request.
+    if (input.sandboxId !== undefined) await this.sandboxes.get(userId, input.sandboxId);
+    // Before anything starts: an agent without its provider's credential would only fail later,
+    // in the CLI's own words (retries, "an issue with the selected model").
+    await this.checkCredentials(userId, input.agents, input.model);
     const sandboxId = input.sandboxId ?? (await this.defaultSandbox(userId));
     const { agent: connection, sandbox } = await this.sandboxes.agent(userId, sandboxId);
     if (input.setup?.network && sandbox.network !== "allowlist") {
@@ -182,6 +210,24 @@ export class RunService {
       );
     }
     return runs;
+  }
+
+  /**
+   * Each agent's provider must have a stored credential (an API key or a login); the first one
+   * missing answers `credential_missing`, naming the provider and how to add it.
+   */
+  private async checkCredentials(
+    userId: string,
+    agents: RunAgent[],
+    model: string | undefined,
+  ): Promise<void> {
+    const stored = (await this.store.credentials.listForUser(userId)).map((c) => c.provider);
+    for (const agent of agents) {
+      const provider =
+        agent === "builtin" ? builtinProvider(model ?? null, stored) : this.runners[agent]?.provider;
+      if (provider !== undefined && stored.includes(provider)) continue;
+      throw missingCredential(agent, provider);
+    }
   }
 
   /**

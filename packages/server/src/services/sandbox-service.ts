@@ -349,6 +349,7 @@ export class SandboxService {
       // Before anyone can use it: e.g. an allow-list sandbox's egress is intercepted from its
       // first process on.
       for (const listener of this.startListeners) await listener(running);
+      await this.appendLog(record.id, "info", describeCreation(running, image?.name, spare !== undefined));
       this.log.info({ sandboxId: record.id, userId }, "sandbox created");
       // The agent connection is made while the response travels (after it has been written:
       // setImmediate), so the first exec finds it ready, its row cached and its activity (the
@@ -551,6 +552,7 @@ export class SandboxService {
           { cause: error },
         );
       }
+      await this.appendLog(id, "info", "hibernated: its processes are frozen, its memory and files kept");
       this.log.info({ sandboxId: id }, "sandbox hibernated");
       return hibernated;
     });
@@ -590,6 +592,7 @@ export class SandboxService {
       await this.announceRunning(running).catch((error: unknown) => {
         this.log.warn({ err: error, sandboxId: id }, "a start listener failed on resume");
       });
+      await this.appendLog(id, "info", "resumed: its processes go on where they were frozen");
       this.log.info({ sandboxId: id }, "sandbox resumed");
       return running;
     });
@@ -1087,4 +1090,13 @@ function forkMetadata(metadata: Record<string, string>): Record<string, string> 
 function describeFailure(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
+}
+
+/** The lifecycle log's first line: what the sandbox was made with. */
+function describeCreation(record: SandboxRecord, imageName: string | undefined, fromPool: boolean): string {
+  const from = imageName ? `image ${imageName}` : "the host's file system";
+  return (
+    `created from ${from} with the ${record.driver} driver${fromPool ? " (a warm pool's spare)" : ""}: ` +
+    `network ${record.network}, ${record.cpu} CPU, ${record.memoryMb} MiB memory, ${record.diskMb} MiB disk`
+  );
 }

@@ -469,6 +469,8 @@ export class OpenApiFuzzer {
       if (template.startsWith("/v1/runs/")) return t.runId;
       if (template.startsWith("/v1/logins/")) return t.loginId;
       if (template.startsWith("/v1/admin/users/")) return t.userId;
+      // An admin may destroy it: the spare, never the one the deep paths use.
+      if (template.startsWith("/v1/admin/sandboxes/")) return t.spareSandboxId;
     }
     return encodeURIComponent(stringify(this.sample(parameter.schema)));
   }

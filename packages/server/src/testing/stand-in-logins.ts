@@ -22,7 +22,10 @@ if [ "$code" = "${HUGE_FILE_CODE}" ]; then
   head -c 1048576 /dev/zero | tr '\0' 'x' > "$HOME/.claude/.credentials.json"
   echo "Login successful."; exit 0
 fi
-echo "OAuth error: invalid code"; exit 1
+# Like the real CLI: the refusal, then a wait for another try (it does not exit).
+printf 'Login failed: Invalid authorization code\n\nPaste code here if prompted > '
+IFS= read -r again
+exit 1
 `;
 
 const CODEX_LIKE = String.raw`

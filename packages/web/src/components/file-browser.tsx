@@ -5,17 +5,19 @@ import type { FileEntry } from "../api/types";
 import {
   directoryQuery,
   downloadUrl,
-  textFileQuery,
+  filePreviewQuery,
   useMakeDirectory,
   useRemovePath,
   useUploadFile,
 } from "../queries/files";
 import { ConfirmButton } from "./confirm-button";
 import { ErrorNotice } from "./error-notice";
+import { PREVIEW_BYTES } from "./file-preview";
 import { formatBytes, formatTime } from "./format";
 import { FileIcon, FolderIcon } from "./icons";
 
-const VIEWABLE_BYTES = 1024 * 1024;
+/** Larger files are only offered as a download. */
+const VIEWABLE_BYTES = PREVIEW_BYTES;
 
 function join(dir: string, name: string): string {
   return dir === "." || dir === "" ? name : `${dir.replace(/\/$/, "")}/${name}`;
@@ -183,7 +185,8 @@ function FileViewer({
   entry: FileEntry;
   onClose: () => void;
 }) {
-  const content = useQuery(textFileQuery(sandboxId, entry.path));
+  const content = useQuery(filePreviewQuery(sandboxId, entry.path));
+  const preview = content.data;
   return (
     <section className="viewer" aria-label={`Contents of ${entry.name}`}>
       <header className="viewer-head">
@@ -199,7 +202,18 @@ function FileViewer({
       </header>
       {content.error ? <ErrorNotice error={content.error} title="Could not read the file" /> : null}
       {content.isPending ? <p className="muted">Loading…</p> : null}
-      {content.data !== undefined ? <pre className="viewer-text">{content.data}</pre> : null}
+      {preview?.kind === "binary" ? (
+        <p className="muted" data-testid="binary-file">
+          This is a binary file ({formatBytes(entry.sizeBytes)}): it is not shown as text. Download it to open
+          it.
+        </p>
+      ) : null}
+      {preview?.kind === "text" ? <pre className="viewer-text">{preview.text}</pre> : null}
+      {preview?.truncated ? (
+        <p className="muted small">
+          Only the first {formatBytes(PREVIEW_BYTES)} are shown; download the file for all of it.
+        </p>
+      ) : null}
     </section>
   );
 }

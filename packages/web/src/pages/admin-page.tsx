@@ -6,6 +6,7 @@ import { ErrorNotice } from "../components/error-notice";
 import { formatAge, formatMb, formatTime } from "../components/format";
 import { StateBadge } from "../components/state-badge";
 import { adminSandboxesQuery, adminStatsQuery, adminUsersQuery, useCreateUser } from "../queries/admin";
+import { Link } from "../router";
 
 // Destroyed sandboxes only accumulate; counted in the caption rather than drawn as a bar.
 const STATE_ORDER = ["creating", "running", "hibernated", "stopped", "destroying", "failed"];
@@ -244,7 +245,9 @@ function AllSandboxes() {
             <tbody>
               {items.map((s) => (
                 <tr key={s.id}>
-                  <td className="mono">{s.id}</td>
+                  <td className="mono">
+                    <Link href={`/admin/sandboxes/${encodeURIComponent(s.id)}`}>{s.id}</Link>
+                  </td>
                   <td>{s.ownerName}</td>
                   <td>
                     <StateBadge state={s.state} />

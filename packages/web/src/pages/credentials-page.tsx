@@ -4,6 +4,7 @@ import { useId, useState } from "react";
 import type { Credential, LoginProvider, Provider } from "../api/types";
 import { FINAL_LOGIN_STATES, LOGIN_PROVIDERS, PROVIDERS } from "../api/types";
 import { ConfirmButton } from "../components/confirm-button";
+import { CopyButton } from "../components/copy-button";
 import { ErrorNotice } from "../components/error-notice";
 import { formatTime } from "../components/format";
 import { StateBadge } from "../components/state-badge";
@@ -240,11 +241,18 @@ function LoginPanel({ id, onDismiss }: { id: string; onDismiss: () => void }) {
       {view.url && !final ? (
         <ol className="steps">
           <li>
-            Open{" "}
-            <a href={view.url} target="_blank" rel="noopener noreferrer" className="break">
-              {view.url}
-            </a>{" "}
-            and sign in.
+            <p>Sign in on {hostOf(view.url)}:</p>
+            {/* The URL itself is hundreds of characters: a button on a phone, the text on request. */}
+            <div className="actions">
+              <a href={view.url} target="_blank" rel="noopener noreferrer" className="button button-primary">
+                Open sign-in page
+              </a>
+              <CopyButton text={view.url} label="Copy link" />
+            </div>
+            <details className="small">
+              <summary>Show the link</summary>
+              <p className="break mono">{view.url}</p>
+            </details>
           </li>
           {view.userCode ? (
             <li>
@@ -289,4 +297,12 @@ function LoginPanel({ id, onDismiss }: { id: string; onDismiss: () => void }) {
       {cancel.error ? <ErrorNotice error={cancel.error} title="Could not cancel" /> : null}
     </div>
   );
+}
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url).host;
+  } catch {
+    return "the provider's site";
+  }
 }

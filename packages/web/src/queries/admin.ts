@@ -40,3 +40,26 @@ export function useCreateUser() {
     onSettled: () => client.invalidateQueries({ queryKey: adminKey }),
   });
 }
+
+/** Any user's sandbox, for an admin: record and owner, then its lifecycle log. */
+export const adminSandboxQuery = (id: string) =>
+  queryOptions({
+    queryKey: [...adminKey, "sandbox", id],
+    queryFn: ({ signal }) => polydev.admin.sandbox(id, { signal }),
+    refetchInterval: 5_000,
+  });
+
+export const adminSandboxLogsQuery = (id: string) =>
+  queryOptions({
+    queryKey: [...adminKey, "sandbox", id, "logs"],
+    queryFn: ({ signal }) => polydev.admin.sandboxLogs(id, { signal }),
+    refetchInterval: 5_000,
+  });
+
+export function useAdminDestroySandbox() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (id: string) => polydev.admin.destroySandbox(id),
+    onSettled: () => client.invalidateQueries({ queryKey: adminKey }),
+  });
+}

@@ -29,6 +29,8 @@ const HINTS: Record<string, string> = {
   conflict: "Someone changed it at the same time. Refresh and try again.",
   pty_failed: "The shell did not start. Try again; if it keeps failing, check the sandbox's logs.",
   image_in_use: "Destroy the sandboxes made from this image first, then delete it.",
+  credential_missing:
+    "Add an API key (or sign in with a subscription) on the Credentials page, then start the run again.",
   feature_unavailable: "This server does not offer it: GET /healthz lists what its driver can do.",
   network_error: "Check that the Polydev server is running and reachable, then retry.",
 };

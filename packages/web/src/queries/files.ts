@@ -1,6 +1,8 @@
 import { queryOptions, useMutation, useQueryClient } from "@tanstack/react-query";
 import { apiUrl, requestNothing, uploadWithProgress } from "../api/http";
 import { polydev } from "../api/polydev";
+import type { FilePreview } from "../components/file-preview";
+import { readPreview } from "../components/file-preview";
 
 const enc = encodeURIComponent;
 const filesKey = (sandboxId: string) => ["files", sandboxId] as const;
@@ -11,11 +13,14 @@ export const directoryQuery = (sandboxId: string, path: string) =>
     queryFn: ({ signal }) => polydev.sandboxes.listFiles(sandboxId, path, { signal }),
   });
 
-export const textFileQuery = (sandboxId: string, path: string) =>
+/** The file viewer's preview: text, or binary (offered as a download); at most PREVIEW_BYTES read. */
+export const filePreviewQuery = (sandboxId: string, path: string) =>
   queryOptions({
-    queryKey: [...filesKey(sandboxId), "text", path],
-    queryFn: async ({ signal }) =>
-      new Response(await polydev.sandboxes.readFile(sandboxId, path, { signal })).text(),
+    queryKey: [...filesKey(sandboxId), "preview", path],
+    queryFn: async ({ signal }): Promise<FilePreview> => {
+      const body = new Response(await polydev.sandboxes.readFile(sandboxId, path, { signal })).body;
+      return body ? readPreview(body) : { kind: "text", text: "", truncated: false };
+    },
     staleTime: 0,
   });
 
