@@ -29,14 +29,19 @@ export interface RunscCallOptions {
   detached?: boolean;
   /** Where the Sentry writes its stack if it panics (--panic-log), for `run`. */
   panicLog?: string;
+  /**
+   * For `run` and `restore`: "sandbox" gives the Sentry its own network stack on the interfaces
+   * of the network namespace the spec names (network "egress", egress-network.ts); default "none".
+   */
+  network?: "none" | "sandbox";
 }
 
 export function runscArgs(options: RunscOptions, call: RunscCallOptions): string[] {
   return [
     `--root=${options.stateDir}`,
     `--platform=${options.platform}`,
-    // The only network mode that runs here (the other refuses the host's root netns).
-    "--network=none",
+    // "sandbox" only in a sandbox's own network namespace (it refuses the host's root netns).
+    `--network=${call.network ?? "none"}`,
     // The agent makes its socket in a host directory bound into the sandbox.
     "--host-uds=create",
     ...(call.logFile === undefined ? [] : [`--log=${call.logFile}`]),
