@@ -128,6 +128,7 @@ if (unavailable !== null) {
           '[ -z "$restoring" ] && exec /usr/bin/runsc "$@"',
           '/usr/bin/runsc "$@" || exit $?',
           'for arg in "$@"; do id=$arg; done',
+          // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion, not a template.
           'root=$(for arg in "$@"; do case "$arg" in --root=*) echo "${arg#--root=}";; esac; done)',
           'pid=$(/usr/bin/runsc --root="$root" state "$id" | sed -n \'s/.*"pid": *\\([0-9]*\\).*/\\1/p\')',
           'kill -9 "$pid"',

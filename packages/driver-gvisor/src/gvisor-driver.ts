@@ -28,6 +28,7 @@ import type {
 import { PolydevError } from "@polydev/core";
 import { RELISTEN_SIGNAL } from "./agent-signals.js";
 import { checkpointContainer, signalAgent } from "./checkpoint.js";
+import { egressNetworkMissing, setUpEgressNetwork, tearDownEgressNetwork } from "./egress-network.js";
 import { type ForkableSpec, retarget } from "./fork-spec.js";
 import { AGENT_SOCKET_NAME, ensureGuestLayer } from "./guest-layer.js";
 import { imageUser } from "./image-user.js";
@@ -79,6 +80,8 @@ interface SandboxMeta {
   hibernated: boolean;
   /** The guest's CPU time when it was checkpointed. */
   pausedCpuUsageNs?: number;
+  /** Hibernated by `runsc pause` (network "egress"), not by a checkpoint. */
+  frozen?: boolean;
   /** The overlay's lower directories, top first (a fork mounts the same). */
   lowerDirs?: string[];
   imageDigest?: string;
@@ -154,9 +157,10 @@ export class GvisorDriver implements SandboxDriver {
       throw new PolydevError("driver_unavailable", `${this.options.runscPath} --version failed`);
     }
     const cgroups = existsSync("/sys/fs/cgroup/cgroup.controllers") ? "cgroup-v2" : "cgroup-v1";
+    const egress = egressNetworkMissing() === undefined ? ["egress"] : [];
     return {
       name: this.name,
-      features: ["images", "hibernate", "hibernate-memory", "fork", "snapshot", cgroups],
+      features: ["images", "hibernate", "hibernate-memory", "fork", "snapshot", ...egress, cgroups],
     };
   }
 
@@ -202,11 +206,15 @@ export class GvisorDriver implements SandboxDriver {
     if (image === undefined) {
       throw new PolydevError("invalid_request", "the gvisor driver runs image sandboxes only: give an image");
     }
-    if (spec.network !== "none") {
+    if (spec.network === "allowlist") {
       throw new PolydevError(
         "feature_unavailable",
-        `the gvisor driver offers network "none" only (runsc's own network refuses to run in the host's network namespace here)`,
+        `the gvisor driver offers networks "none" and "egress" (an allow-list needs the Sentry's connections intercepted, which this runsc cannot do)`,
       );
+    }
+    const egressMissing = spec.network === "egress" ? egressNetworkMissing() : undefined;
+    if (egressMissing !== undefined) {
+      throw new PolydevError("feature_unavailable", `network "egress" needs ${egressMissing}`);
     }
     if (!SANDBOX_ID.test(spec.id)) {
       throw new PolydevError("invalid_request", "sandbox ids are letters, digits, '.', '_' and '-'");
@@ -234,7 +242,7 @@ export class GvisorDriver implements SandboxDriver {
       hibernated: false,
       lowerDirs: [guestLayer, ...[...image.layers].reverse()],
       imageDigest: image.digest,
-      network: "none",
+      network: spec.network === "egress" ? "egress" : "none",
     };
     const handle: SandboxHandle = { sandboxId: spec.id, driver: this.name, data: { containerId: spec.id } };
     try {
@@ -273,7 +281,16 @@ export class GvisorDriver implements SandboxDriver {
         toolboxDir: this.requireToolbox(),
         socketDir,
       });
-      await writeFile(join(dir, "bundle", "config.json"), JSON.stringify(config), { mode: 0o600 });
+      if (meta.network === "egress") {
+        // The outside's names through slirp4netns's resolver; the image's own file stays below.
+        await mkdir(join(disk, "upper", "etc"), { recursive: true, mode: 0o755 });
+        await writeFile(join(disk, "upper", "etc", "resolv.conf"), "nameserver 10.0.2.3\n", { mode: 0o644 });
+      }
+      await writeFile(
+        join(dir, "bundle", "config.json"),
+        JSON.stringify(await this.withNetwork(dir, meta, config, signal)),
+        { mode: 0o600 },
+      );
       const started = await runsc(
         this.runsc,
         ["run", "--detach", `--bundle=${join(dir, "bundle")}`, spec.id],
@@ -281,6 +298,7 @@ export class GvisorDriver implements SandboxDriver {
           logFile: this.logFile(dir),
           panicLog: join(dir, "panic.log"),
           detached: true,
+          network: meta.network === "egress" ? "sandbox" : "none",
           ...(signal ? { signal } : {}),
         },
       );
@@ -398,8 +416,31 @@ export class GvisorDriver implements SandboxDriver {
     const meta = await this.requireMeta(handle, dir);
     if (meta.hibernated) return;
     const { cpuUsageNs } = await this.sentryStats(handle, dir, signal);
+    if (meta.network === "egress") {
+      await this.pause(handle, dir, signal);
+      await this.writeMeta(dir, { ...meta, hibernated: true, frozen: true, pausedCpuUsageNs: cpuUsageNs });
+      return;
+    }
     await this.checkpoint(handle, dir, signal);
     await this.writeMeta(dir, { ...meta, hibernated: true, pausedCpuUsageNs: cpuUsageNs });
+  }
+
+  /**
+   * An "egress" sandbox is frozen in RAM instead (`runsc pause`): this runsc restores the
+   * Sentry's network stack without its interfaces, so a restored egress sandbox has no route.
+   */
+  private async pause(handle: SandboxHandle, dir: string, signal?: AbortSignal): Promise<void> {
+    await runscOk(this.runsc, ["pause", handle.sandboxId], {
+      logFile: this.logFile(dir),
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  private async unpause(handle: SandboxHandle, dir: string, signal?: AbortSignal): Promise<void> {
+    await runscOk(this.runsc, ["resume", handle.sandboxId], {
+      logFile: this.logFile(dir),
+      ...(signal ? { signal } : {}),
+    });
   }
 
   /** Checkpoints a running sandbox into its `checkpoint/` and removes the stopped container. */
@@ -426,9 +467,13 @@ export class GvisorDriver implements SandboxDriver {
     const dir = this.dirOf(handle);
     const meta = await this.requireMeta(handle, dir);
     if (!meta.hibernated) return;
-    await this.restore(handle.sandboxId, dir, join(dir, CHECKPOINT_DIR), meta, signal);
-    await rm(join(dir, CHECKPOINT_DIR), { recursive: true, force: true });
-    const { pausedCpuUsageNs: _, ...running } = meta;
+    if (meta.frozen === true) {
+      await this.unpause(handle, dir, signal);
+    } else {
+      await this.restore(handle.sandboxId, dir, join(dir, CHECKPOINT_DIR), meta, signal);
+      await rm(join(dir, CHECKPOINT_DIR), { recursive: true, force: true });
+    }
+    const { pausedCpuUsageNs: _, frozen: __, ...running } = meta;
     await this.writeMeta(dir, { ...running, hibernated: false });
   }
 
@@ -487,9 +532,25 @@ export class GvisorDriver implements SandboxDriver {
 
   private async snapshotNow(handle: SandboxHandle, targetDir: string, signal?: AbortSignal): Promise<void> {
     await mkdir(targetDir, { recursive: true, mode: 0o700 });
-    await this.withSourceStopped(handle, signal, async () => {
-      await copyTree(join(this.diskDir(handle.sandboxId), "upper"), join(targetDir, "upper"));
-    });
+    const copy = (): Promise<void> =>
+      copyTree(join(this.diskDir(handle.sandboxId), "upper"), join(targetDir, "upper"));
+    const dir = this.dirOf(handle);
+    const meta = await this.requireMeta(handle, dir);
+    if (meta.frozen === true) {
+      await copy();
+      return;
+    }
+    if (meta.network !== "egress") {
+      await this.withSourceStopped(handle, signal, copy);
+      return;
+    }
+    // Frozen, not checkpointed (see pause): its files hold still all the same.
+    await this.pause(handle, dir, signal);
+    try {
+      await copy();
+    } finally {
+      await this.unpause(handle, dir);
+    }
   }
 
   /**
@@ -508,6 +569,12 @@ export class GvisorDriver implements SandboxDriver {
   ): Promise<SandboxHandle[]> {
     const sourceDir = this.dirOf(handle);
     const source = await this.requireMeta(handle, sourceDir);
+    if (source.network === "egress") {
+      throw new PolydevError(
+        "feature_unavailable",
+        `the gvisor driver cannot fork a sandbox with network "egress": this runsc restores the Sentry's network stack without its interfaces`,
+      );
+    }
     for (const spec of specs) {
       if (!SANDBOX_ID.test(spec.id)) {
         throw new PolydevError("invalid_request", "sandbox ids are letters, digits, '.', '_' and '-'");
@@ -615,11 +682,15 @@ export class GvisorDriver implements SandboxDriver {
     await writeFile(
       join(dir, "bundle", "config.json"),
       JSON.stringify(
-        retarget(config, {
-          rootfs,
-          socketDir: join(disk, "socket"),
-          cgroupsPath: `/${this.options.cgroupParent}/${forkId}`,
-        }),
+        await this.withNetwork(
+          dir,
+          meta,
+          retarget(config, {
+            rootfs,
+            socketDir: join(disk, "socket"),
+            cgroupsPath: `/${this.options.cgroupParent}/${forkId}`,
+          }),
+        ),
       ),
       { mode: 0o600 },
     );
@@ -645,8 +716,33 @@ export class GvisorDriver implements SandboxDriver {
     });
     await unmountIfMounted(this.rootfsDir(handle.sandboxId));
     await unmountIfMounted(this.diskDir(handle.sandboxId));
+    await tearDownEgressNetwork(dir);
     await rm(join(this.options.rootDir, "mounts", handle.sandboxId), { recursive: true, force: true });
     await rm(dir, { recursive: true, force: true });
+  }
+
+  /**
+   * An "egress" sandbox's spec with the network namespace built for it (egress-network.ts);
+   * "none" keeps runsc's own empty one.
+   */
+  private async withNetwork<T extends { linux?: unknown }>(
+    dir: string,
+    meta: SandboxMeta,
+    config: T,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    if (meta.network !== "egress") return config;
+    const network = await setUpEgressNetwork(dir, signal);
+    const linux = config.linux as { namespaces: { type: string; path?: string }[] };
+    return {
+      ...config,
+      linux: {
+        ...linux,
+        namespaces: linux.namespaces.map((namespace) =>
+          namespace.type === "network" ? { type: "network", path: network.sandboxNetns } : namespace,
+        ),
+      },
+    };
   }
 
   async list(signal?: AbortSignal): Promise<ObservedSandbox[]> {
@@ -713,12 +809,15 @@ export class GvisorDriver implements SandboxDriver {
     const meta = await this.requireMeta(handle, dir);
     const disk = await statfs(this.diskDir(handle.sandboxId));
     // A checkpointed guest has no Sentry to ask and runs nothing: its CPU time is the one taken
-    // at the checkpoint, and it holds no memory or processes.
-    const guest = meta.hibernated
-      ? { cpuUsageNs: meta.pausedCpuUsageNs ?? 0, memoryBytes: 0, pids: 0 }
-      : await this.sentryStats(handle, dir, signal);
+    // at the checkpoint, and it holds no memory or processes. A frozen one (network "egress")
+    // still has both, but its CPU time is the one taken when it was paused (the Sentry's own
+    // bookkeeping still ticks).
+    const guest =
+      meta.hibernated && meta.frozen !== true
+        ? { cpuUsageNs: meta.pausedCpuUsageNs ?? 0, memoryBytes: 0, pids: 0 }
+        : await this.sentryStats(handle, dir, signal);
     return {
-      cpuUsageNs: guest.cpuUsageNs,
+      cpuUsageNs: meta.hibernated ? (meta.pausedCpuUsageNs ?? guest.cpuUsageNs) : guest.cpuUsageNs,
       memoryBytes: Math.min(guest.memoryBytes, meta.memoryLimitBytes),
       memoryLimitBytes: meta.memoryLimitBytes,
       pids: guest.pids,

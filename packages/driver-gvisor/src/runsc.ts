@@ -49,13 +49,38 @@ export function runscArgs(options: RunscOptions, call: RunscCallOptions): string
   ];
 }
 
+/**
+ * runsc 20221219 decides it is in the host's root network namespace when
+ * /proc/sys/net/core/rmem_default exists, which kernels since 6.x show in every network
+ * namespace: it then refuses `--network=sandbox` even in a sandbox's own namespace. It runs in a
+ * mount namespace of its own where /proc/sys/net is an empty read-only tmpfs (nothing else it
+ * reads lives there; its Sentry has its own /proc). Returns unshare's arguments.
+ */
+function hideRootNetnsMarker(runscPath: string, argv: string[]): string[] {
+  return [
+    "--mount",
+    "--propagation=private",
+    "/bin/sh",
+    "-c",
+    'mount -t tmpfs -o size=4k,mode=0555,ro none /proc/sys/net && exec "$@"',
+    "polydev-runsc",
+    runscPath,
+    ...argv,
+  ];
+}
+
 export function runsc(
   options: RunscOptions,
   args: readonly string[],
   call: RunscCallOptions = {},
 ): Promise<RunscResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(options.runscPath, [...runscArgs(options, call), ...args], {
+    const argv = [...runscArgs(options, call), ...args];
+    const [file, ...fileArgs] =
+      call.network === "sandbox"
+        ? ["/usr/bin/unshare", ...hideRootNetnsMarker(options.runscPath, argv)]
+        : [options.runscPath, ...argv];
+    const child = spawn(file ?? options.runscPath, fileArgs, {
       // A detached sandbox keeps runsc's stdio as its own container's stdio: never give it a
       // pipe (it would never close, and the sandbox could write to it) nor a host file.
       stdio: call.detached === true ? "ignore" : ["ignore", "pipe", "pipe"],

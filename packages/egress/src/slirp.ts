@@ -1,7 +1,8 @@
 /**
- * Network "egress": slirp4netns serves the sandbox's network namespace from the host's, giving
+ * Network "egress": slirp4netns serves a sandbox's network namespace from the host's, giving
  * it a tap0 with NAT to the outside (10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3) and no
- * route to the host's loopback services.
+ * route to the host's loopback services. Shared by the namespace driver (bubblewrap's network
+ * namespace, by its init's pid) and the gvisor driver (a router namespace bound to a file).
  */
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
@@ -50,7 +51,7 @@ export function egressAvailable(): boolean {
  * namespace by path instead, with host root's rights, and then gives those up: --enable-sandbox
  * drops every capability and pivots into an empty root, --enable-seccomp limits its syscalls.
  */
-export function slirpArgs(initPid: number): string[] {
+export function slirpArgs(netnsPath: string): string[] {
   return [
     SLIRP4NETNS,
     "--configure",
@@ -60,17 +61,22 @@ export function slirpArgs(initPid: number): string[] {
     "--enable-seccomp",
     "--ready-fd=3",
     "--netns-type=path",
-    `/proc/${initPid}/ns/net`,
+    netnsPath,
     "tap0",
   ];
 }
 
 /**
- * Starts slirp4netns for the sandbox whose init is `initPid`, inside its cgroups, with stdout
- * and stderr on the console log and fd 3 the ready pipe. Nothing of the request or the sandbox
- * reaches it but the init's pid (the host's own number).
+ * Starts slirp4netns for the network namespace at `netnsPath` (`/proc/<pid>/ns/net` or a file it
+ * is bound to), inside the sandbox's cgroups, with stdout and stderr on the console log (or
+ * "ignore") and fd 3 the ready pipe. Nothing of the request or the sandbox reaches it but that
+ * path, which the driver makes.
  */
-export function spawnSlirp(initPid: number, procsFiles: string[], consoleFd: number): ChildProcess {
+export function spawnSlirp(
+  netnsPath: string,
+  procsFiles: string[],
+  consoleFd: number | "ignore",
+): ChildProcess {
   const child = spawn(
     "/bin/bash",
     [
@@ -80,7 +86,7 @@ export function spawnSlirp(initPid: number, procsFiles: string[], consoleFd: num
       String(SLIRP_CONSOLE_LIMIT_BYTES / 1024),
       String(procsFiles.length),
       ...procsFiles,
-      ...slirpArgs(initPid),
+      ...slirpArgs(netnsPath),
     ],
     {
       env: {},
