@@ -9,6 +9,7 @@ import { spawn } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 
 export const SLIRP4NETNS = "/usr/bin/slirp4netns";
+const UNSHARE = "/usr/bin/unshare";
 /**
  * How large slirp4netns may make the sandbox's console log (which it shares with bubblewrap):
  * what it prints is the host's business, but a sandbox can provoke warnings from it.
@@ -39,6 +40,7 @@ const SLIRP_LAUNCH = [
 export function egressAvailable(): boolean {
   try {
     accessSync(SLIRP4NETNS, constants.X_OK);
+    accessSync(UNSHARE, constants.X_OK);
     return true;
   } catch {
     return false;
@@ -50,9 +52,16 @@ export function egressAvailable(): boolean {
  * lives in, so slirp4netns cannot join a user namespace that owns it. It joins the network
  * namespace by path instead, with host root's rights, and then gives those up: --enable-sandbox
  * drops every capability and pivots into an empty root, --enable-seccomp limits its syscalls.
+ *
+ * It starts in a mount namespace of its own with private propagation: its sandbox detaches the
+ * old root without making every mount private first, and that unmount otherwise propagates to
+ * the host's shared mounts (every `ip netns` namespace under /run/netns vanished with it).
  */
 export function slirpArgs(netnsPath: string): string[] {
   return [
+    UNSHARE,
+    "--mount",
+    "--propagation=private",
     SLIRP4NETNS,
     "--configure",
     "--mtu=65520",
