@@ -15,7 +15,7 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { readFile, rm, writeFile } from "node:fs/promises";
+import { readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { PolydevError } from "@polydev/core";
@@ -146,13 +146,50 @@ export async function setUpEgressNetwork(dir: string, signal?: AbortSignal): Pro
 }
 
 /**
+ * Puts slirp4netns into the sandbox's own host cgroups (made by runsc, named by `cgroupsPath`),
+ * once they exist: what a sandbox makes it buffer counts against that sandbox's memory and
+ * pids, as the namespace driver does. Every hierarchy that has the cgroup gets it (v1: memory,
+ * pids, cpu…; v2: the one tree).
+ */
+export async function moveSlirpIntoCgroups(dir: string, cgroupsPath: string): Promise<void> {
+  const pid = await slirpPid(dir);
+  if (pid === undefined) throw new PolydevError("sandbox_failed", "the sandbox's slirp4netns is gone");
+  const roots = [
+    "/sys/fs/cgroup",
+    ...(await readdir("/sys/fs/cgroup").catch(() => [])).map((d) => join("/sys/fs/cgroup", d)),
+  ];
+  let joined = 0;
+  for (const root of roots) {
+    const procs = join(root, cgroupsPath, "cgroup.procs");
+    if (!existsSync(procs)) continue;
+    await writeFile(procs, `${pid}\n`).catch((error: unknown) => {
+      throw new PolydevError(
+        "sandbox_failed",
+        `cannot put slirp4netns in the sandbox's cgroup: ${String(error)}`,
+        {
+          cause: error,
+        },
+      );
+    });
+    joined += 1;
+  }
+  if (joined === 0)
+    throw new PolydevError("sandbox_failed", `the sandbox's cgroup ${cgroupsPath} does not exist`);
+}
+
+/** slirp4netns's pid as setUpEgressNetwork recorded it (the driver's own file). */
+async function slirpPid(dir: string): Promise<number | undefined> {
+  const text = await readFile(join(dir, "slirp.pid"), "utf8").catch(() => "");
+  return /^[1-9][0-9]{0,9}\n$/.test(text) ? Number(text) : undefined;
+}
+
+/**
  * Stops slirp4netns (only the process whose command line names this sandbox's router, never a
  * recycled pid) and unbinds both namespaces; what is gone already is skipped.
  */
 export async function tearDownEgressNetwork(dir: string): Promise<void> {
   const router = join(dir, ROUTER_NETNS);
-  const pidText = await readFile(join(dir, "slirp.pid"), "utf8").catch(() => "");
-  const pid = /^[1-9][0-9]{0,9}\n$/.test(pidText) ? Number(pidText) : undefined;
+  const pid = await slirpPid(dir);
   if (pid !== undefined) {
     const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
     if (cmdline.split("\0").includes(router)) {

@@ -113,6 +113,15 @@ if (unavailable !== null) {
           await connection.close();
         }
         expect(await slirpProcessesFor(dir)).toBe(1);
+        // What the sandbox makes slirp4netns hold counts against the sandbox's own cgroups.
+        const slirpPid = (await readFile(join(dir, "slirp.pid"), "utf8")).trim();
+        const slirpCgroups = await readFile(`/proc/${slirpPid}/cgroup`, "utf8");
+        expect(slirpCgroups).toMatch(
+          new RegExp(
+            `memory:/${cgroupParent}/${handle.sandboxId}\n|^0::/${cgroupParent}/${handle.sandboxId}\n`,
+            "m",
+          ),
+        );
 
         await driver.hibernate(handle);
         await driver.resume(handle);

@@ -28,7 +28,12 @@ import type {
 import { PolydevError } from "@polydev/core";
 import { RELISTEN_SIGNAL } from "./agent-signals.js";
 import { checkpointContainer, signalAgent } from "./checkpoint.js";
-import { egressNetworkMissing, setUpEgressNetwork, tearDownEgressNetwork } from "./egress-network.js";
+import {
+  egressNetworkMissing,
+  moveSlirpIntoCgroups,
+  setUpEgressNetwork,
+  tearDownEgressNetwork,
+} from "./egress-network.js";
 import { type ForkableSpec, retarget } from "./fork-spec.js";
 import { AGENT_SOCKET_NAME, ensureGuestLayer } from "./guest-layer.js";
 import { imageUser } from "./image-user.js";
@@ -308,6 +313,8 @@ export class GvisorDriver implements SandboxDriver {
           `runsc could not start the sandbox: ${await this.tail(dir)}`,
         );
       }
+      if (meta.network === "egress")
+        await moveSlirpIntoCgroups(dir, `/${this.options.cgroupParent}/${spec.id}`);
       await this.waitForAgent(handle, signal);
       return handle;
     } catch (error) {
@@ -709,6 +716,8 @@ export class GvisorDriver implements SandboxDriver {
   private async destroyNow(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
     const dir = this.dirOf(handle);
     if (!existsSync(dir) && !existsSync(join(this.options.rootDir, "mounts", handle.sandboxId))) return;
+    // slirp4netns first: it sits in the sandbox's cgroups, which runsc removes on delete.
+    await tearDownEgressNetwork(dir);
     // A paused sandbox must be resumable to be killed cleanly; delete --force kills either way.
     await runsc(this.runsc, ["delete", "--force", handle.sandboxId], {
       logFile: join(this.options.rootDir, "runsc-delete.log"),
@@ -716,7 +725,6 @@ export class GvisorDriver implements SandboxDriver {
     });
     await unmountIfMounted(this.rootfsDir(handle.sandboxId));
     await unmountIfMounted(this.diskDir(handle.sandboxId));
-    await tearDownEgressNetwork(dir);
     await rm(join(this.options.rootDir, "mounts", handle.sandboxId), { recursive: true, force: true });
     await rm(dir, { recursive: true, force: true });
   }
