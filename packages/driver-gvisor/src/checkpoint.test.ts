@@ -283,6 +283,36 @@ if (unavailable !== null) {
       expect(await driver.isAlive(handle)).toBe(false);
     });
 
+    it("a destroy that arrives during a restore leaves nothing behind", async () => {
+      const handle = await driver.create(spec("destroy-restore"));
+      await driver.hibernate(handle);
+      const resuming = driver.resume(handle);
+      const destroying = driver.destroy(handle);
+      await Promise.allSettled([resuming]);
+      await destroying;
+      expect(existsSync(join(rootDir, "sandboxes", handle.sandboxId))).toBe(false);
+      expect(await mountsUnder(join(rootDir, "mounts", handle.sandboxId))).toEqual([]);
+      expect(await runscContainers(rootDir)).not.toContain(handle.sandboxId);
+    });
+
+    it("a fork whose restores are killed answers an error and leaves no fork; the source keeps its checkpoint", async () => {
+      const state = join(faultyRoot, "state");
+      const source = await faultyDriver.create(spec("fork-killed"));
+      const child = spec("fork-killed-child");
+      try {
+        await expect(faultyDriver.fork(source, [child])).rejects.toMatchObject({ name: "PolydevError" });
+        expect(existsSync(join(state, "sandboxes", child.id))).toBe(false);
+        expect(await mountsUnder(join(state, "mounts", child.id))).toEqual([]);
+        expect(await runscContainers(state)).not.toContain(child.id);
+        // The source's own restore was killed too: it stays hibernated, its checkpoint kept.
+        expect(await faultyDriver.isAlive(source)).toBe(true);
+        expect(existsSync(join(state, "sandboxes", source.sandboxId, "checkpoint"))).toBe(true);
+      } finally {
+        await faultyDriver.destroy(source);
+      }
+      expect(existsSync(join(state, "sandboxes", source.sandboxId))).toBe(false);
+    });
+
     it("a restore whose Sentry is killed answers an error, leaves no container, and destroy cleans up", async () => {
       const handle = await faultyDriver.create(spec("killed"));
       const state = join(faultyRoot, "state");
