@@ -12,6 +12,10 @@
  *    read-only remount fails: it can raise only its own limit, below the host's backstop.)
  * 3. Starts the program as uid:gid (the kernel drops every capability when root becomes
  *    another user) and reaps every orphan until it exits, then exits with its status.
+ * 4. Passes SIGUSR1 and SIGUSR2 on to the program (the agent: let go of / listen again on its
+ *    host socket around a checkpoint). The host sends them with `runsc kill <container>`, which
+ *    reaches pid 1 of a forked sandbox too, where `--pid` refuses a process the restored kernel
+ *    records under the source's container id.
  * Fails closed: without the limit, no program.
  *
  *   guest-init --as <uid> <gid> <n> <KEY=VALUE × n> <program> [args...]
@@ -28,12 +32,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+static volatile pid_t agent_pid;
+
+static void forward_to_agent(int sig) {
+  if (agent_pid > 0) kill(agent_pid, sig);
+}
 
 static void die(const char *what) {
   fprintf(stderr, "polydev-gvisor-init: %s: %s\n", what, strerror(errno));
@@ -154,6 +165,11 @@ int main(int argc, char **argv) {
   snprintf(path, sizeof path, "/proc/%d/gid_map", (int)child);
   write_file(path, "0 0 65536\n");
   if (write(mapped[1], &byte, 1) != 1) die("signalling the agent");
+  agent_pid = child;
+  struct sigaction forward = {0};
+  forward.sa_handler = forward_to_agent;
+  sigemptyset(&forward.sa_mask);
+  if (sigaction(SIGUSR1, &forward, NULL) != 0 || sigaction(SIGUSR2, &forward, NULL) != 0) die("sigaction");
   for (;;) {
     int status;
     pid_t done = wait(&status);

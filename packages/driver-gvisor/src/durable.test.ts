@@ -85,15 +85,46 @@ describe.skipIf(unavailable !== null)(
       expect(await second.isAlive(handle)).toBe(false);
     });
 
+    it("a new driver instance resumes a sandbox the first one hibernated, with its processes", async () => {
+      const first = driver();
+      const handle = await first.create(spec("durable-hibernated"));
+      try {
+        const connection = await first.connect(handle);
+        await connection.startBackground({
+          argv: ["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > tick; sleep 0.05; done"],
+        });
+        await waitFor("the ticker to start", async () =>
+          Number((await readText(connection, "tick").catch(() => "0")).trim()) > 1 ? true : undefined,
+        );
+        await connection.close();
+        await first.hibernate(handle);
+
+        const second = driver();
+        expect((await second.list()).find((s) => s.sandboxId === "durable-hibernated")?.alive).toBe(true);
+        await second.resume(handle);
+        const again = await second.connect(handle);
+        try {
+          const before = Number((await readText(again, "tick")).trim());
+          await waitFor("the ticker to move on", async () =>
+            Number((await readText(again, "tick")).trim()) > before ? true : undefined,
+          );
+        } finally {
+          await again.close();
+        }
+      } finally {
+        await driver().destroy(handle);
+      }
+    });
+
     it("refuses a sandbox without an image, and networks it does not offer", async () => {
       const refuser = driver();
       await expect(refuser.create({ ...spec("no-image"), image: undefined })).rejects.toMatchObject({
         code: "invalid_request",
       });
-      await expect(refuser.create(spec("egress", { network: "egress" }))).rejects.toMatchObject({
+      await expect(refuser.create(spec("allowlist", { network: "allowlist" }))).rejects.toMatchObject({
         code: "feature_unavailable",
       });
-      expect((await refuser.probe()).features).not.toContain("egress");
+      expect((await refuser.probe()).features).not.toContain("egress-allowlist");
       await expect(refuser.create(spec("../escape"))).rejects.toMatchObject({ code: "invalid_request" });
       expect((await refuser.list()).map((s) => s.sandboxId)).not.toContain("no-image");
     });

@@ -12,11 +12,13 @@
  * which reaches this process under a prefix so that none of it applies to the agent itself.
  */
 import { closeSync, mkdirSync, openSync, readSync, rmSync, writeFileSync } from "node:fs";
+import type { Server, Socket } from "node:net";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { createAgentServer, identityLauncher } from "@polydev/agent";
 import type { LaunchRequest, SandboxLauncher } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
+import { QUIESCED_FILE } from "./agent-signals.js";
 
 const GUEST_INIT = "/opt/polydev-gvisor/init";
 const STATE_DIR = "/run/polydev-agent-state";
@@ -108,17 +110,66 @@ const launcher: SandboxLauncher = {
 };
 const server = createAgentServer(launcher);
 
-// Left by an earlier agent of this sandbox (a restore): a stale socket would refuse the listen.
-const readyPath = join(dirname(socketPath), "ready");
-rmSync(readyPath, { force: true });
-rmSync(socketPath, { force: true });
-createServer((socket) => {
-  socket.on("error", () => undefined);
-  server.serve(socket);
-})
-  .on("error", (error) => {
-    process.stderr.write(`polydev gvisor agent: ${error.message}\n`);
-    process.exit(1);
+/** Narrowed once: closures below do not keep the check above. */
+const agentSocketPath: string = socketPath;
+const socketDir = dirname(agentSocketPath);
+const readyPath = join(socketDir, "ready");
+const quiescedPath = join(socketDir, QUIESCED_FILE);
+const connections = new Set<Socket>();
+let listener: Server | undefined;
+/** While quiesced nothing else holds node's event loop open: this timer keeps the agent alive. */
+let keepAlive: NodeJS.Timeout | undefined;
+
+/** Listens on the socket; "ready" tells the host it accepts (the file exists from bind on). */
+function listen(): void {
+  clearInterval(keepAlive);
+  keepAlive = undefined;
+  rmSync(readyPath, { force: true });
+  rmSync(quiescedPath, { force: true });
+  // A stale socket file of an earlier agent would refuse the listen. After a restore the host
+  // has removed it (the Sentry cannot lstat a host socket's file: EPERM), so a failure here is
+  // that case, and the listen says whether it matters.
+  try {
+    rmSync(agentSocketPath, { force: true });
+  } catch {
+    // EPERM from the Sentry on a host socket's file: see above.
+  }
+  listener = createServer((socket) => {
+    connections.add(socket);
+    socket.on("close", () => connections.delete(socket));
+    socket.on("error", () => undefined);
+    server.serve(socket);
   })
-  // The socket file exists from bind on, before it accepts: "ready" tells the host it does.
-  .listen(socketPath, () => writeFileSync(readyPath, ""));
+    .on("error", (error) => {
+      process.stderr.write(`polydev gvisor agent: ${error.message}\n`);
+      process.exit(1);
+    })
+    .listen(agentSocketPath, () => writeFileSync(readyPath, ""));
+}
+
+/**
+ * Before a checkpoint (SIGUSR1): runsc cannot save a bound host socket nor its connections, so
+ * the agent lets go of all of them and says so with "quiesced"; its processes keep running.
+ */
+function quiesce(): void {
+  const closing = listener;
+  listener = undefined;
+  keepAlive ??= setInterval(() => undefined, 2 ** 30);
+  rmSync(readyPath, { force: true });
+  if (closing === undefined) {
+    writeFileSync(quiescedPath, "");
+    return;
+  }
+  for (const socket of connections) socket.destroy();
+  // The socket file stays: the Sentry cannot even lstat a host socket's file; the host removes it.
+  closing.close(() => writeFileSync(quiescedPath, ""));
+}
+
+// SIGUSR1: let go of the host socket for a checkpoint; SIGUSR2: listen again (after a restore,
+// or a checkpoint that failed). The host sends them through the init; the sandbox's own root
+// can too, which only cuts the host off from this sandbox until its next hibernate and resume.
+process.on("SIGUSR1", quiesce);
+process.on("SIGUSR2", () => {
+  if (listener === undefined) listen();
+});
+listen();

@@ -9,8 +9,9 @@
  * (less the image's bytes), so writes past it fail with ENOSPC inside.
  */
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync, watch } from "node:fs";
-import { chown, mkdir, open, readdir, readFile, rm, statfs, writeFile } from "node:fs/promises";
+import { chown, cp, mkdir, open, readdir, readFile, rm, statfs, writeFile } from "node:fs/promises";
 import { connect as connectSocket } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -25,11 +26,21 @@ import type {
   SandboxStats,
 } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
+import { RELISTEN_SIGNAL } from "./agent-signals.js";
+import { checkpointContainer, signalAgent } from "./checkpoint.js";
+import {
+  egressNetworkMissing,
+  moveSlirpIntoCgroups,
+  setUpEgressNetwork,
+  tearDownEgressNetwork,
+} from "./egress-network.js";
+import { type ForkableSpec, retarget } from "./fork-spec.js";
 import { AGENT_SOCKET_NAME, ensureGuestLayer } from "./guest-layer.js";
 import { imageUser } from "./image-user.js";
 import { ociSpec } from "./oci-spec.js";
 import type { RunscOptions } from "./runsc.js";
 import { runsc, runscOk } from "./runsc.js";
+import { SandboxLocks } from "./sandbox-locks.js";
 
 const execFileAsync = promisify(execFile);
 const MiB = 1024 * 1024;
@@ -72,9 +83,19 @@ interface SandboxMeta {
   containerId: string;
   memoryLimitBytes: number;
   hibernated: boolean;
-  /** The guest's CPU time when it was paused (the Sentry's own bookkeeping still ticks). */
+  /** The guest's CPU time when it was checkpointed. */
   pausedCpuUsageNs?: number;
+  /** Hibernated by `runsc pause` (network "egress"), not by a checkpoint. */
+  frozen?: boolean;
+  /** The overlay's lower directories, top first (a fork mounts the same). */
+  lowerDirs?: string[];
+  imageDigest?: string;
+  /** "egress": the container runs in its own network namespace with slirp4netns. */
+  network?: "none" | "egress";
 }
+
+/** In a sandbox's directory: its processes and memory while it is hibernated. */
+const CHECKPOINT_DIR = "checkpoint";
 
 const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
 
@@ -83,6 +104,7 @@ export class GvisorDriver implements SandboxDriver {
   private readonly options: Readonly<Required<GvisorDriverOptions>>;
   private readonly runsc: RunscOptions;
   private guestLayer: Promise<string> | undefined;
+  private readonly locks = new SandboxLocks();
 
   constructor(options: GvisorDriverOptions) {
     this.options = Object.freeze({
@@ -140,7 +162,11 @@ export class GvisorDriver implements SandboxDriver {
       throw new PolydevError("driver_unavailable", `${this.options.runscPath} --version failed`);
     }
     const cgroups = existsSync("/sys/fs/cgroup/cgroup.controllers") ? "cgroup-v2" : "cgroup-v1";
-    return { name: this.name, features: ["images", "hibernate", cgroups] };
+    const egress = egressNetworkMissing() === undefined ? ["egress"] : [];
+    return {
+      name: this.name,
+      features: ["images", "hibernate", "hibernate-memory", "fork", "snapshot", ...egress, cgroups],
+    };
   }
 
   /** The driver's layer, built on first use; a failed build is tried again next time. */
@@ -185,11 +211,15 @@ export class GvisorDriver implements SandboxDriver {
     if (image === undefined) {
       throw new PolydevError("invalid_request", "the gvisor driver runs image sandboxes only: give an image");
     }
-    if (spec.network !== "none") {
+    if (spec.network === "allowlist") {
       throw new PolydevError(
         "feature_unavailable",
-        `the gvisor driver offers network "none" only (runsc's own network refuses to run in the host's network namespace here)`,
+        `the gvisor driver offers networks "none" and "egress" (an allow-list needs the Sentry's connections intercepted, which this runsc cannot do)`,
       );
+    }
+    const egressMissing = spec.network === "egress" ? egressNetworkMissing() : undefined;
+    if (egressMissing !== undefined) {
+      throw new PolydevError("feature_unavailable", `network "egress" needs ${egressMissing}`);
     }
     if (!SANDBOX_ID.test(spec.id)) {
       throw new PolydevError("invalid_request", "sandbox ids are letters, digits, '.', '_' and '-'");
@@ -215,6 +245,9 @@ export class GvisorDriver implements SandboxDriver {
       containerId: spec.id,
       memoryLimitBytes: spec.limits.memoryMb * MiB,
       hibernated: false,
+      lowerDirs: [guestLayer, ...[...image.layers].reverse()],
+      imageDigest: image.digest,
+      network: spec.network === "egress" ? "egress" : "none",
     };
     const handle: SandboxHandle = { sandboxId: spec.id, driver: this.name, data: { containerId: spec.id } };
     try {
@@ -235,15 +268,7 @@ export class GvisorDriver implements SandboxDriver {
         await mkdir(join(disk, "upper", user.home), { recursive: true, mode: 0o700 });
         await chown(join(disk, "upper", user.home), user.uid, user.gid);
       }
-      const lowers = [guestLayer, ...[...image.layers].reverse()].join(":");
-      await mountCommand([
-        "-t",
-        "overlay",
-        "-o",
-        `lowerdir=${lowers},upperdir=${join(disk, "upper")},workdir=${join(disk, "work")}`,
-        "overlay",
-        rootfs,
-      ]);
+      await mountOverlay(meta.lowerDirs ?? [], disk, rootfs);
       const env: Record<string, string> = {
         PATH: DEFAULT_PATH,
         ...image.env,
@@ -261,7 +286,16 @@ export class GvisorDriver implements SandboxDriver {
         toolboxDir: this.requireToolbox(),
         socketDir,
       });
-      await writeFile(join(dir, "bundle", "config.json"), JSON.stringify(config), { mode: 0o600 });
+      if (meta.network === "egress") {
+        // The outside's names through slirp4netns's resolver; the image's own file stays below.
+        await mkdir(join(disk, "upper", "etc"), { recursive: true, mode: 0o755 });
+        await writeFile(join(disk, "upper", "etc", "resolv.conf"), "nameserver 10.0.2.3\n", { mode: 0o644 });
+      }
+      await writeFile(
+        join(dir, "bundle", "config.json"),
+        JSON.stringify(await this.withNetwork(dir, meta, config, signal)),
+        { mode: 0o600 },
+      );
       const started = await runsc(
         this.runsc,
         ["run", "--detach", `--bundle=${join(dir, "bundle")}`, spec.id],
@@ -269,6 +303,7 @@ export class GvisorDriver implements SandboxDriver {
           logFile: this.logFile(dir),
           panicLog: join(dir, "panic.log"),
           detached: true,
+          network: meta.network === "egress" ? "sandbox" : "none",
           ...(signal ? { signal } : {}),
         },
       );
@@ -278,6 +313,8 @@ export class GvisorDriver implements SandboxDriver {
           `runsc could not start the sandbox: ${await this.tail(dir)}`,
         );
       }
+      if (meta.network === "egress")
+        await moveSlirpIntoCgroups(dir, `/${this.options.cgroupParent}/${spec.id}`);
       await this.waitForAgent(handle, signal);
       return handle;
     } catch (error) {
@@ -313,7 +350,7 @@ export class GvisorDriver implements SandboxDriver {
       const liveness = setInterval(() => {
         // A check that could not run (runsc failed to spawn) is no verdict: the next tick or
         // the deadline decides.
-        this.isAlive(handle).then(
+        this.containerAlive(handle).then(
           (alive) => {
             if (!alive)
               done(new PolydevError("sandbox_failed", "the sandbox stopped before its agent started"));
@@ -372,26 +409,298 @@ export class GvisorDriver implements SandboxDriver {
     return this.connectSocket(join(this.diskDir(handle.sandboxId), "socket", AGENT_SOCKET_NAME), signal);
   }
 
-  async hibernate(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+  /**
+   * Writes the sandbox's processes and memory to `checkpoint/` in its directory (at most its
+   * memory, which its limit bounds) and ends its Sentry; its disk stays mounted. Connections
+   * to it end: connect again after resume.
+   */
+  hibernate(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+    return this.locks.run(handle.sandboxId, () => this.hibernateNow(handle, signal));
+  }
+
+  private async hibernateNow(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
     const dir = this.dirOf(handle);
     const meta = await this.requireMeta(handle, dir);
+    if (meta.hibernated) return;
+    const { cpuUsageNs } = await this.sentryStats(handle, dir, signal);
+    if (meta.network === "egress") {
+      await this.pause(handle, dir, signal);
+      await this.writeMeta(dir, { ...meta, hibernated: true, frozen: true, pausedCpuUsageNs: cpuUsageNs });
+      return;
+    }
+    await this.checkpoint(handle, dir, signal);
+    await this.writeMeta(dir, { ...meta, hibernated: true, pausedCpuUsageNs: cpuUsageNs });
+  }
+
+  /**
+   * An "egress" sandbox is frozen in RAM instead (`runsc pause`): this runsc restores the
+   * Sentry's network stack without its interfaces, so a restored egress sandbox has no route.
+   */
+  private async pause(handle: SandboxHandle, dir: string, signal?: AbortSignal): Promise<void> {
     await runscOk(this.runsc, ["pause", handle.sandboxId], {
       logFile: this.logFile(dir),
       ...(signal ? { signal } : {}),
     });
-    const { cpuUsageNs } = await this.sentryStats(handle, dir, signal);
-    await this.writeMeta(dir, { ...meta, hibernated: true, pausedCpuUsageNs: cpuUsageNs });
   }
 
-  async resume(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
-    const dir = this.dirOf(handle);
-    const meta = await this.requireMeta(handle, dir);
+  private async unpause(handle: SandboxHandle, dir: string, signal?: AbortSignal): Promise<void> {
     await runscOk(this.runsc, ["resume", handle.sandboxId], {
       logFile: this.logFile(dir),
       ...(signal ? { signal } : {}),
     });
-    const { pausedCpuUsageNs: _, ...running } = meta;
+  }
+
+  /** Checkpoints a running sandbox into its `checkpoint/` and removes the stopped container. */
+  private async checkpoint(handle: SandboxHandle, dir: string, signal?: AbortSignal): Promise<void> {
+    await checkpointContainer({
+      runsc: this.runsc,
+      containerId: handle.sandboxId,
+      socketDir: join(this.diskDir(handle.sandboxId), "socket"),
+      imageDir: join(dir, CHECKPOINT_DIR),
+      call: { logFile: this.logFile(dir) },
+      timeoutMs: this.options.readyTimeoutMs,
+      alive: () => this.containerAlive(handle),
+      signal,
+    });
+    // What is left of the container is runsc's record of a stopped one.
+    await runsc(this.runsc, ["delete", "--force", handle.sandboxId], { logFile: this.logFile(dir) });
+  }
+
+  resume(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+    return this.locks.run(handle.sandboxId, () => this.resumeNow(handle, signal));
+  }
+
+  private async resumeNow(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+    const dir = this.dirOf(handle);
+    const meta = await this.requireMeta(handle, dir);
+    if (!meta.hibernated) return;
+    if (meta.frozen === true) {
+      await this.unpause(handle, dir, signal);
+    } else {
+      await this.restore(handle.sandboxId, dir, join(dir, CHECKPOINT_DIR), meta, signal);
+      await rm(join(dir, CHECKPOINT_DIR), { recursive: true, force: true });
+    }
+    const { pausedCpuUsageNs: _, frozen: __, ...running } = meta;
     await this.writeMeta(dir, { ...running, hibernated: false });
+  }
+
+  /**
+   * Starts container `sandboxId` from its bundle and the checkpoint in `imageDir`, tells the
+   * agent to listen again and waits for it. A restore that fails leaves no container behind.
+   */
+  private async restore(
+    sandboxId: string,
+    dir: string,
+    imageDir: string,
+    meta: SandboxMeta,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const handle: SandboxHandle = { sandboxId, driver: this.name, data: { containerId: sandboxId } };
+    // What the agent left when it let go of its socket, before it listens again.
+    const socketDir = join(this.diskDir(sandboxId), "socket");
+    for (const name of [AGENT_SOCKET_NAME, "ready"]) await rm(join(socketDir, name), { force: true });
+    try {
+      const restored = await runsc(
+        this.runsc,
+        ["restore", "--detach", `--bundle=${join(dir, "bundle")}`, `--image-path=${imageDir}`, sandboxId],
+        {
+          logFile: this.logFile(dir),
+          panicLog: join(dir, "panic.log"),
+          detached: true,
+          network: meta.network === "egress" ? "sandbox" : "none",
+          ...(signal ? { signal } : {}),
+        },
+      );
+      if (restored.code !== 0) {
+        throw new PolydevError(
+          "sandbox_failed",
+          `runsc could not restore the sandbox: ${await this.tail(dir)}`,
+        );
+      }
+      await signalAgent(this.runsc, sandboxId, RELISTEN_SIGNAL, {
+        logFile: this.logFile(dir),
+      });
+      await this.waitForAgent(handle, signal);
+    } catch (error) {
+      await runsc(this.runsc, ["delete", "--force", sandboxId], { logFile: this.logFile(dir) }).catch(
+        () => undefined,
+      );
+      throw error;
+    }
+  }
+
+  /**
+   * Copies the sandbox's disk as a layer: `targetDir/upper` is its changes to its image, taken
+   * while its Sentry is checkpointed (one instant for memory and disk), after which it runs on.
+   */
+  snapshot(handle: SandboxHandle, targetDir: string, signal?: AbortSignal): Promise<void> {
+    return this.locks.run(handle.sandboxId, () => this.snapshotNow(handle, targetDir, signal));
+  }
+
+  private async snapshotNow(handle: SandboxHandle, targetDir: string, signal?: AbortSignal): Promise<void> {
+    await mkdir(targetDir, { recursive: true, mode: 0o700 });
+    const copy = (): Promise<void> =>
+      copyTree(join(this.diskDir(handle.sandboxId), "upper"), join(targetDir, "upper"));
+    const dir = this.dirOf(handle);
+    const meta = await this.requireMeta(handle, dir);
+    if (meta.frozen === true) {
+      await copy();
+      return;
+    }
+    if (meta.network !== "egress") {
+      await this.withSourceStopped(handle, signal, copy);
+      return;
+    }
+    // Frozen, not checkpointed (see pause): its files hold still all the same.
+    await this.pause(handle, dir, signal);
+    try {
+      await copy();
+    } finally {
+      await this.unpause(handle, dir);
+    }
+  }
+
+  /**
+   * Each fork restores the sandbox's checkpoint (its processes and memory) over its own copy of
+   * the sandbox's disk, taken at the checkpoint; a fork keeps the source's limits. Either all
+   * forks start or none is left.
+   */
+  fork(handle: SandboxHandle, specs: SandboxSpec[], signal?: AbortSignal): Promise<SandboxHandle[]> {
+    return this.locks.run(handle.sandboxId, () => this.forkNow(handle, specs, signal));
+  }
+
+  private async forkNow(
+    handle: SandboxHandle,
+    specs: SandboxSpec[],
+    signal?: AbortSignal,
+  ): Promise<SandboxHandle[]> {
+    const sourceDir = this.dirOf(handle);
+    const source = await this.requireMeta(handle, sourceDir);
+    if (source.network === "egress") {
+      throw new PolydevError(
+        "feature_unavailable",
+        `the gvisor driver cannot fork a sandbox with network "egress": this runsc restores the Sentry's network stack without its interfaces`,
+      );
+    }
+    for (const spec of specs) {
+      if (!SANDBOX_ID.test(spec.id)) {
+        throw new PolydevError("invalid_request", "sandbox ids are letters, digits, '.', '_' and '-'");
+      }
+      if (spec.image !== undefined && spec.image.digest !== source.imageDigest) {
+        throw new PolydevError(
+          "invalid_request",
+          `fork ${spec.id} must have the image of the sandbox it forks`,
+        );
+      }
+      if ((spec.network === "egress" ? "egress" : "none") !== (source.network ?? "none")) {
+        throw new PolydevError(
+          "invalid_request",
+          `fork ${spec.id} must have the network of the sandbox it forks`,
+        );
+      }
+    }
+    const imageDir = join(sourceDir, `fork-${randomBytes(4).toString("hex")}`);
+    const made: SandboxHandle[] = [];
+    try {
+      await this.withSourceStopped(handle, signal, async (checkpoint) => {
+        await cp(checkpoint, imageDir, { recursive: true });
+        for (const spec of specs) {
+          made.push(await this.claimSandboxDir(spec.id));
+          await this.prepareFork(handle.sandboxId, spec.id, source);
+        }
+      });
+      for (const fork of made) {
+        const dir = this.sandboxDir(fork.sandboxId);
+        await this.restore(fork.sandboxId, dir, imageDir, await this.requireMeta(fork, dir), signal);
+        await this.writeMeta(dir, { ...(await this.requireMeta(fork, dir)), hibernated: false });
+      }
+      return made;
+    } catch (error) {
+      for (const fork of made) await this.destroy(fork).catch(() => undefined);
+      throw error;
+    } finally {
+      await rm(imageDir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Runs `use` with the source checkpointed (given its image) and brings it back
+   * afterwards, whatever `use` did. A hibernated source is used as it is.
+   */
+  private async withSourceStopped(
+    handle: SandboxHandle,
+    signal: AbortSignal | undefined,
+    use: (checkpoint: string) => Promise<void>,
+  ): Promise<void> {
+    const dir = this.dirOf(handle);
+    const meta = await this.requireMeta(handle, dir);
+    const checkpoint = join(dir, CHECKPOINT_DIR);
+    if (meta.hibernated) {
+      await use(checkpoint);
+      return;
+    }
+    await this.checkpoint(handle, dir, signal);
+    const stopped = { ...meta, hibernated: true };
+    await this.writeMeta(dir, stopped);
+    try {
+      await use(checkpoint);
+    } finally {
+      await this.restore(handle.sandboxId, dir, checkpoint, stopped);
+      await rm(checkpoint, { recursive: true, force: true });
+      await this.writeMeta(dir, meta);
+    }
+  }
+
+  /** A fork's directory, disk (a copy of the source's) and root, and its bundle. */
+  private async claimSandboxDir(sandboxId: string): Promise<SandboxHandle> {
+    try {
+      await mkdir(this.sandboxDir(sandboxId), { mode: 0o700 });
+    } catch (error) {
+      throw new PolydevError("conflict", `sandbox ${sandboxId} already exists`, { cause: error });
+    }
+    return { sandboxId, driver: this.name, data: { containerId: sandboxId } };
+  }
+
+  private async prepareFork(sourceId: string, forkId: string, source: SandboxMeta): Promise<void> {
+    const dir = this.sandboxDir(forkId);
+    const meta: SandboxMeta = { ...source, sandboxId: forkId, containerId: forkId, hibernated: true };
+    await this.writeMeta(dir, meta);
+    const disk = this.diskDir(forkId);
+    const rootfs = this.rootfsDir(forkId);
+    await mkdir(disk, { recursive: true, mode: 0o700 });
+    await mkdir(rootfs, { recursive: true, mode: 0o755 });
+    const sourceDisk = await statfs(this.diskDir(sourceId));
+    await mountCommand([
+      "-t",
+      "tmpfs",
+      "-o",
+      `size=${sourceDisk.blocks * sourceDisk.bsize},mode=0700`,
+      "tmpfs",
+      disk,
+    ]);
+    await copyTree(join(this.diskDir(sourceId), "upper"), join(disk, "upper"));
+    await mkdir(join(disk, "work"), { mode: 0o700 });
+    await mkdir(join(disk, "socket"), { mode: 0o755 });
+    await mountOverlay(source.lowerDirs ?? [], disk, rootfs);
+    const config = JSON.parse(
+      await readFile(join(this.sandboxDir(sourceId), "bundle", "config.json"), "utf8"),
+    ) as ForkableSpec;
+    await mkdir(join(dir, "bundle"), { mode: 0o700 });
+    await writeFile(
+      join(dir, "bundle", "config.json"),
+      JSON.stringify(
+        await this.withNetwork(
+          dir,
+          meta,
+          retarget(config, {
+            rootfs,
+            socketDir: join(disk, "socket"),
+            cgroupsPath: `/${this.options.cgroupParent}/${forkId}`,
+          }),
+        ),
+      ),
+      { mode: 0o600 },
+    );
   }
 
   private async requireMeta(handle: SandboxHandle, dir: string): Promise<SandboxMeta> {
@@ -400,9 +709,15 @@ export class GvisorDriver implements SandboxDriver {
     return meta;
   }
 
-  async destroy(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+  destroy(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+    return this.locks.run(handle.sandboxId, () => this.destroyNow(handle, signal));
+  }
+
+  private async destroyNow(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
     const dir = this.dirOf(handle);
     if (!existsSync(dir) && !existsSync(join(this.options.rootDir, "mounts", handle.sandboxId))) return;
+    // slirp4netns first: it sits in the sandbox's cgroups, which runsc removes on delete.
+    await tearDownEgressNetwork(dir);
     // A paused sandbox must be resumable to be killed cleanly; delete --force kills either way.
     await runsc(this.runsc, ["delete", "--force", handle.sandboxId], {
       logFile: join(this.options.rootDir, "runsc-delete.log"),
@@ -414,6 +729,30 @@ export class GvisorDriver implements SandboxDriver {
     await rm(dir, { recursive: true, force: true });
   }
 
+  /**
+   * An "egress" sandbox's spec with the network namespace built for it (egress-network.ts);
+   * "none" keeps runsc's own empty one.
+   */
+  private async withNetwork<T extends { linux?: unknown }>(
+    dir: string,
+    meta: SandboxMeta,
+    config: T,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    if (meta.network !== "egress") return config;
+    const network = await setUpEgressNetwork(dir, signal);
+    const linux = config.linux as { namespaces: { type: string; path?: string }[] };
+    return {
+      ...config,
+      linux: {
+        ...linux,
+        namespaces: linux.namespaces.map((namespace) =>
+          namespace.type === "network" ? { type: "network", path: network.sandboxNetns } : namespace,
+        ),
+      },
+    };
+  }
+
   async list(signal?: AbortSignal): Promise<ObservedSandbox[]> {
     let ids: string[];
     try {
@@ -422,13 +761,15 @@ export class GvisorDriver implements SandboxDriver {
       return [];
     }
     const states = await this.containerStates(signal);
-    return ids
-      .filter((id) => SANDBOX_ID.test(id))
-      .map((id) => ({
+    const observed: ObservedSandbox[] = [];
+    for (const id of ids.filter((id) => SANDBOX_ID.test(id))) {
+      observed.push({
         sandboxId: id,
         handle: { sandboxId: id, driver: this.name, data: { containerId: id } },
-        alive: isLiveStatus(states.get(id)),
-      }));
+        alive: isLiveStatus(states.get(id)) || (await this.isCheckpointed(id)),
+      });
+    }
+    return observed;
   }
 
   private async containerStates(signal?: AbortSignal): Promise<Map<string, string>> {
@@ -445,7 +786,21 @@ export class GvisorDriver implements SandboxDriver {
     return states;
   }
 
+  /** A hibernated sandbox is alive in its checkpoint: nothing runs, but resume brings it back. */
   async isAlive(handle: SandboxHandle, signal?: AbortSignal): Promise<boolean> {
+    if (!SANDBOX_ID.test(handle.sandboxId)) return false;
+    if (await this.containerAlive(handle, signal)) return true;
+    return this.isCheckpointed(handle.sandboxId);
+  }
+
+  private async isCheckpointed(sandboxId: string): Promise<boolean> {
+    const dir = this.sandboxDir(sandboxId);
+    const meta = await this.readMeta(dir);
+    return meta?.hibernated === true && existsSync(join(dir, CHECKPOINT_DIR));
+  }
+
+  /** Whether runsc has the sandbox's container running (or paused). */
+  private async containerAlive(handle: SandboxHandle, signal?: AbortSignal): Promise<boolean> {
     if (!SANDBOX_ID.test(handle.sandboxId)) return false;
     const result = await runsc(this.runsc, ["state", handle.sandboxId], signal ? { signal } : {});
     if (result.code !== 0) return false;
@@ -460,10 +815,16 @@ export class GvisorDriver implements SandboxDriver {
   async stats(handle: SandboxHandle, signal?: AbortSignal): Promise<SandboxStats> {
     const dir = this.dirOf(handle);
     const meta = await this.requireMeta(handle, dir);
-    const guest = await this.sentryStats(handle, dir, signal);
     const disk = await statfs(this.diskDir(handle.sandboxId));
+    // A checkpointed guest has no Sentry to ask and runs nothing: its CPU time is the one taken
+    // at the checkpoint, and it holds no memory or processes. A frozen one (network "egress")
+    // still has both, but its CPU time is the one taken when it was paused (the Sentry's own
+    // bookkeeping still ticks).
+    const guest =
+      meta.hibernated && meta.frozen !== true
+        ? { cpuUsageNs: meta.pausedCpuUsageNs ?? 0, memoryBytes: 0, pids: 0 }
+        : await this.sentryStats(handle, dir, signal);
     return {
-      // A paused guest runs nothing: its CPU time is the one taken when it was paused.
       cpuUsageNs: meta.hibernated ? (meta.pausedCpuUsageNs ?? guest.cpuUsageNs) : guest.cpuUsageNs,
       memoryBytes: Math.min(guest.memoryBytes, meta.memoryLimitBytes),
       memoryLimitBytes: meta.memoryLimitBytes,
@@ -539,6 +900,29 @@ async function mountCommand(args: string[]): Promise<void> {
       cause: error,
     });
   }
+}
+
+/** The sandbox's root: its layers under the upper directory on its disk. */
+async function mountOverlay(lowerDirs: string[], disk: string, rootfs: string): Promise<void> {
+  await mountCommand([
+    "-t",
+    "overlay",
+    "-o",
+    `lowerdir=${lowerDirs.join(":")},upperdir=${join(disk, "upper")},workdir=${join(disk, "work")}`,
+    "overlay",
+    rootfs,
+  ]);
+}
+
+/** cp -a: owners, modes and times kept (the upper directory's are the sandbox's own). */
+async function copyTree(from: string, to: string): Promise<void> {
+  await execFileAsync("cp", ["-a", "--reflink=auto", from, to], { env: { PATH: HOST_PATH } }).catch(
+    (error: unknown) => {
+      throw new PolydevError("sandbox_failed", `cannot copy the sandbox's disk: ${String(error)}`, {
+        cause: error,
+      });
+    },
+  );
 }
 
 async function unmountIfMounted(path: string): Promise<void> {

@@ -29,18 +29,43 @@ export interface RunscCallOptions {
   detached?: boolean;
   /** Where the Sentry writes its stack if it panics (--panic-log), for `run`. */
   panicLog?: string;
+  /**
+   * For `run` and `restore`: "sandbox" gives the Sentry its own network stack on the interfaces
+   * of the network namespace the spec names (network "egress", egress-network.ts); default "none".
+   */
+  network?: "none" | "sandbox";
 }
 
 export function runscArgs(options: RunscOptions, call: RunscCallOptions): string[] {
   return [
     `--root=${options.stateDir}`,
     `--platform=${options.platform}`,
-    // The only network mode that runs here (the other refuses the host's root netns).
-    "--network=none",
+    // "sandbox" only in a sandbox's own network namespace (it refuses the host's root netns).
+    `--network=${call.network ?? "none"}`,
     // The agent makes its socket in a host directory bound into the sandbox.
     "--host-uds=create",
     ...(call.logFile === undefined ? [] : [`--log=${call.logFile}`]),
     ...(call.panicLog === undefined ? [] : [`--panic-log=${call.panicLog}`]),
+  ];
+}
+
+/**
+ * runsc 20221219 decides it is in the host's root network namespace when
+ * /proc/sys/net/core/rmem_default exists, which kernels since 6.x show in every network
+ * namespace: it then refuses `--network=sandbox` even in a sandbox's own namespace. It runs in a
+ * mount namespace of its own where /proc/sys/net is an empty read-only tmpfs (nothing else it
+ * reads lives there; its Sentry has its own /proc). Returns unshare's arguments.
+ */
+function hideRootNetnsMarker(runscPath: string, argv: string[]): string[] {
+  return [
+    "--mount",
+    "--propagation=private",
+    "/bin/sh",
+    "-c",
+    'mount -t tmpfs -o size=4k,mode=0555,ro none /proc/sys/net && exec "$@"',
+    "polydev-runsc",
+    runscPath,
+    ...argv,
   ];
 }
 
@@ -50,7 +75,12 @@ export function runsc(
   call: RunscCallOptions = {},
 ): Promise<RunscResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(options.runscPath, [...runscArgs(options, call), ...args], {
+    const argv = [...runscArgs(options, call), ...args];
+    const [file, ...fileArgs] =
+      call.network === "sandbox"
+        ? ["/usr/bin/unshare", ...hideRootNetnsMarker(options.runscPath, argv)]
+        : [options.runscPath, ...argv];
+    const child = spawn(file ?? options.runscPath, fileArgs, {
       // A detached sandbox keeps runsc's stdio as its own container's stdio: never give it a
       // pipe (it would never close, and the sandbox could write to it) nor a host file.
       stdio: call.detached === true ? "ignore" : ["ignore", "pipe", "pipe"],

@@ -33,6 +33,7 @@ import type {
   SandboxStats,
 } from "@polydev/core";
 import { NETWORK_MODES, PolydevError } from "@polydev/core";
+import { deniedDestinations, egressAvailable, SLIRP4NETNS, slirpReady, spawnSlirp } from "@polydev/egress";
 import { bwrapArgs, EXEC_SERVER_IN_SANDBOX, FIRST_DATA_FD } from "./bwrap-args.js";
 import { BwrapStarters } from "./bwrap-starters.js";
 import { killQuietly, until } from "./cgroup-files.js";
@@ -40,9 +41,8 @@ import { favorDynamicCgroupChanges } from "./cgroup-tuning.js";
 import type { Cgroups } from "./cgroups.js";
 import { detectCgroups } from "./cgroups.js";
 import { DiskSpares } from "./disk-spares.js";
-import { egressAvailable, SLIRP4NETNS, slirpReady, spawnSlirp } from "./egress.js";
 import { allowlistAvailable, NFT, setupAllowlist } from "./egress-allowlist.js";
-import { deniedDestinations, denyRoutes } from "./egress-deny.js";
+import { denyRoutes } from "./egress-deny.js";
 import { EtcSnapshots } from "./etc-snapshots.js";
 import { startOverExecServer } from "./exec-client.js";
 import { ExecConnections } from "./exec-connections.js";
@@ -496,7 +496,7 @@ export class NamespaceDriver implements SandboxDriver {
       const slirp =
         spec.network === "egress"
           ? slirpReady(
-              spawnSlirp(ready.initPid, this.cgroups.procsFiles(id), consoleFd),
+              spawnSlirp(`/proc/${ready.initPid}/ns/net`, this.cgroups.procsFiles(id), consoleFd),
               this.startTimeoutMs,
               signal,
             )

@@ -8,6 +8,7 @@ export {
   MAX_DNS_QUERY_BYTES,
   MAX_PEEK_BYTES,
 } from "./egress-guard.js";
+export { ALWAYS_DENIED, deniedDestinations } from "./host-denied.js";
 export type { CompiledEgressRules, EgressRule, NameVerdict } from "./rules.js";
 export {
   compileEgressRules,
@@ -16,3 +17,11 @@ export {
   MAX_EGRESS_RULES,
   parseEgressRule,
 } from "./rules.js";
+export {
+  egressAvailable,
+  SLIRP_CONSOLE_LIMIT_BYTES,
+  SLIRP4NETNS,
+  slirpArgs,
+  slirpReady,
+  spawnSlirp,
+} from "./slirp.js";

@@ -1,7 +1,8 @@
 /**
  * The gvisor driver beside the namespace one in a real server: a create picks it by name, its
- * commands run on gVisor's kernel (not the host's), and what it lacks (fork, egress, a durable
- * disk) is a 422 naming it. The driver's own contract and escape suites live in its package.
+ * commands run on gVisor's kernel (not the host's), hibernate keeps its processes across a
+ * checkpoint, fork and network "egress" work, and what it lacks (a durable disk, an allow-list)
+ * is a 422 naming it. The driver's own contract and escape suites live in its package.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { GvisorDriver } from "@polydev/driver-gvisor";
@@ -58,7 +59,8 @@ describe.skipIf(missing !== null)(
       const gvisor = health.body.drivers.find((d) => d.name === "gvisor");
       expect(gvisor).toMatchObject({ default: false });
       expect(gvisor?.features).toContain("images");
-      expect(gvisor?.features).not.toContain("fork");
+      expect(gvisor?.features).toEqual(expect.arrayContaining(["fork", "hibernate-memory", "egress"]));
+      expect(gvisor?.features).not.toContain("durable");
 
       const created = await api.call<SandboxBody>("POST", "/v1/sandboxes", { driver: "gvisor" });
       expect(created.status, JSON.stringify(created.body)).toBe(201);
@@ -72,21 +74,41 @@ describe.skipIf(missing !== null)(
       const who = await api.exec(id, "id -un");
       expect(who.body.stdout).toBe("user\n");
 
-      const fork = await api.call<ErrorBody>("POST", `/v1/sandboxes/${id}/fork`, { count: 1 });
-      expect(fork.status).toBe(422);
-      expect(fork.body.error.details?.driver).toBe("gvisor");
-      const egress = await api.call<ErrorBody>("POST", "/v1/sandboxes", {
+      const stop = await api.call<ErrorBody>("POST", `/v1/sandboxes/${id}/stop`);
+      expect(stop.status).toBe(422);
+      expect(stop.body.error.details?.driver).toBe("gvisor");
+      const allowlist = await api.call<ErrorBody>("POST", "/v1/sandboxes", {
         driver: "gvisor",
-        network: "egress",
+        network: { mode: "allowlist", allow: ["example.com"], deny: [], presets: [] },
       });
-      expect(egress.status).toBe(422);
-      expect(egress.body.error.details?.driver).toBe("gvisor");
+      expect(allowlist.status).toBe(422);
 
+      // Its disk outlives the checkpoint, and a fork starts with a copy of it (processes and memory
+      // across a checkpoint are the driver package's checkpoint.test.ts).
+      expect((await api.exec(id, "echo kept > ~/note")).body.exitCode).toBe(0);
       const hibernated = await api.call<SandboxBody>("POST", `/v1/sandboxes/${id}/hibernate`);
       expect(hibernated.body.state).toBe("hibernated");
       // An exec resumes it.
-      expect((await api.exec(id, "echo back")).body.stdout).toBe("back\n");
+      expect((await api.exec(id, "echo back; cat ~/note")).body.stdout).toBe("back\nkept\n");
+
+      const fork = await api.call<{ sandboxes: SandboxBody[] }>("POST", `/v1/sandboxes/${id}/fork`, {
+        count: 1,
+      });
+      expect(fork.status, JSON.stringify(fork.body)).toBe(201);
+      const forkId = fork.body.sandboxes[0]?.id ?? "";
+      expect((await api.exec(forkId, "cat ~/note")).body.stdout).toBe("kept\n");
+      expect((await api.call("DELETE", `/v1/sandboxes/${forkId}`)).status).toBe(200);
       expect((await api.call("DELETE", `/v1/sandboxes/${id}`)).status).toBe(200);
+
+      const egress = await api.call<SandboxBody>("POST", "/v1/sandboxes", {
+        driver: "gvisor",
+        network: "egress",
+      });
+      expect(egress.status, JSON.stringify(egress.body)).toBe(201);
+      expect((await api.exec(egress.body.id, "cat /etc/resolv.conf")).body.stdout).toBe(
+        "nameserver 10.0.2.3\n",
+      );
+      expect((await api.call("DELETE", `/v1/sandboxes/${egress.body.id}`)).status).toBe(200);
     });
   },
 );

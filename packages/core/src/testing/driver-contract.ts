@@ -393,10 +393,18 @@ export function runDriverContract(
           await new Promise((resolve) => setTimeout(resolve, 500));
           expect((await driver().stats(handle)).cpuUsageNs).toBe(frozenCpu);
           await driver().resume(handle);
-          const after = await counter();
-          // 500 ms at one tick per 20 ms would be ~25 ticks had it kept running.
-          expect(after - before).toBeLessThan(10);
-          await waitFor("the counter to move on", async () => ((await counter()) > after ? true : undefined));
+          // A driver that writes processes to disk ("hibernate-memory") ends the connections it
+          // had: the resumed sandbox is reached through a new one.
+          await withConnection(handle, async (resumed) => {
+            const counterNow = async (): Promise<number> =>
+              Number((await readText(resumed, "counter")).trim());
+            const after = await counterNow();
+            // 500 ms at one tick per 20 ms would be ~25 ticks had it kept running.
+            expect(after - before).toBeLessThan(10);
+            await waitFor("the counter to move on", async () =>
+              (await counterNow()) > after ? true : undefined,
+            );
+          });
         }),
       );
     });

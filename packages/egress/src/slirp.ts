@@ -1,13 +1,15 @@
 /**
- * Network "egress": slirp4netns serves the sandbox's network namespace from the host's, giving
+ * Network "egress": slirp4netns serves a sandbox's network namespace from the host's, giving
  * it a tap0 with NAT to the outside (10.0.2.100/24, gateway 10.0.2.2, DNS 10.0.2.3) and no
- * route to the host's loopback services.
+ * route to the host's loopback services. Shared by the namespace driver (bubblewrap's network
+ * namespace, by its init's pid) and the gvisor driver (a router namespace bound to a file).
  */
 import type { ChildProcess } from "node:child_process";
 import { spawn } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 
 export const SLIRP4NETNS = "/usr/bin/slirp4netns";
+const UNSHARE = "/usr/bin/unshare";
 /**
  * How large slirp4netns may make the sandbox's console log (which it shares with bubblewrap):
  * what it prints is the host's business, but a sandbox can provoke warnings from it.
@@ -38,6 +40,7 @@ const SLIRP_LAUNCH = [
 export function egressAvailable(): boolean {
   try {
     accessSync(SLIRP4NETNS, constants.X_OK);
+    accessSync(UNSHARE, constants.X_OK);
     return true;
   } catch {
     return false;
@@ -49,9 +52,16 @@ export function egressAvailable(): boolean {
  * lives in, so slirp4netns cannot join a user namespace that owns it. It joins the network
  * namespace by path instead, with host root's rights, and then gives those up: --enable-sandbox
  * drops every capability and pivots into an empty root, --enable-seccomp limits its syscalls.
+ *
+ * It starts in a mount namespace of its own with private propagation: its sandbox detaches the
+ * old root without making every mount private first, and that unmount otherwise propagates to
+ * the host's shared mounts (every `ip netns` namespace under /run/netns vanished with it).
  */
-export function slirpArgs(initPid: number): string[] {
+export function slirpArgs(netnsPath: string): string[] {
   return [
+    UNSHARE,
+    "--mount",
+    "--propagation=private",
     SLIRP4NETNS,
     "--configure",
     "--mtu=65520",
@@ -60,17 +70,22 @@ export function slirpArgs(initPid: number): string[] {
     "--enable-seccomp",
     "--ready-fd=3",
     "--netns-type=path",
-    `/proc/${initPid}/ns/net`,
+    netnsPath,
     "tap0",
   ];
 }
 
 /**
- * Starts slirp4netns for the sandbox whose init is `initPid`, inside its cgroups, with stdout
- * and stderr on the console log and fd 3 the ready pipe. Nothing of the request or the sandbox
- * reaches it but the init's pid (the host's own number).
+ * Starts slirp4netns for the network namespace at `netnsPath` (`/proc/<pid>/ns/net` or a file it
+ * is bound to), inside the sandbox's cgroups, with stdout and stderr on the console log (or
+ * "ignore") and fd 3 the ready pipe. Nothing of the request or the sandbox reaches it but that
+ * path, which the driver makes.
  */
-export function spawnSlirp(initPid: number, procsFiles: string[], consoleFd: number): ChildProcess {
+export function spawnSlirp(
+  netnsPath: string,
+  procsFiles: string[],
+  consoleFd: number | "ignore",
+): ChildProcess {
   const child = spawn(
     "/bin/bash",
     [
@@ -80,7 +95,7 @@ export function spawnSlirp(initPid: number, procsFiles: string[], consoleFd: num
       String(SLIRP_CONSOLE_LIMIT_BYTES / 1024),
       String(procsFiles.length),
       ...procsFiles,
-      ...slirpArgs(initPid),
+      ...slirpArgs(netnsPath),
     ],
     {
       env: {},
