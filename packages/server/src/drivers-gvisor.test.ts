@@ -108,6 +108,24 @@ describe.skipIf(missing !== null)(
       expect((await api.exec(egress.body.id, "cat /etc/resolv.conf")).body.stdout).toBe(
         "nameserver 10.0.2.3\n",
       );
+      // This runsc cannot fork an egress sandbox: a 4xx naming why, and no new sandbox is left.
+      const before = await api.call<{ items: SandboxBody[] }>("GET", "/v1/sandboxes");
+      const refused = await api.call<{ error: { code: string; message: string } }>(
+        "POST",
+        `/v1/sandboxes/${egress.body.id}/fork`,
+        { count: 1 },
+      );
+      expect(refused.status, JSON.stringify(refused.body)).toBe(422);
+      expect(refused.body.error.code).toBe("feature_unavailable");
+      expect(refused.body.error.message).toMatch(/egress/);
+      const after = await api.call<{ items: SandboxBody[] }>("GET", "/v1/sandboxes");
+      const live = (items: SandboxBody[]) =>
+        items
+          .filter((s) => s.state !== "destroyed")
+          .map((s) => s.id)
+          .sort();
+      expect(live(after.body.items)).toEqual(live(before.body.items));
+      expect(after.body.items.filter((s) => s.state === "failed")).toEqual([]);
       expect((await api.call("DELETE", `/v1/sandboxes/${egress.body.id}`)).status).toBe(200);
     });
   },

@@ -895,6 +895,15 @@ export class SandboxService {
           throw new Error(`the driver returned ${handles.length} sandboxes for ${created.length} asked`);
         }
       } catch (error) {
+        if (isPolydevError(error) && error.status >= 400 && error.status < 500) {
+          // The driver refused this fork before making anything (e.g. a network it cannot fork):
+          // the user's request, not a failure. The rows end destroyed and the answer is the 4xx.
+          for (const id of ids) {
+            await this.store.sandboxes.transition(id, ["creating"], "destroyed", { at: this.clock.now() });
+            await this.appendLog(id, "info", `fork of ${record.id} refused: ${error.message}`);
+          }
+          throw error;
+        }
         const reason = `the fork of ${record.id} failed: ${describeFailure(error)}`;
         for (const id of ids) await this.markFailed(id, ["creating"], reason, error);
         throw new PolydevError(
