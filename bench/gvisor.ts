@@ -3,6 +3,8 @@
  * - raw: `runsc run` of the driver's own bundle (same root, mounts, limits and flags) whose
  *   process is `/bin/echo`, to its first stdout byte;
  * - driver: create → connect → exec `echo` → first stdout byte;
+ * - warm claim: a spare made ahead of time (and left without a connection, as in a pool) taken by
+ *   `adopt` with an environment → connect → exec `echo` → first stdout byte;
  * - host memory per idle sandbox (PSS of the processes in its host cgroup: Sentry, gofer,
  *   ptrace stubs);
  * - concurrent creates, each to its first exec output.
@@ -20,6 +22,7 @@ import { fmt, summarize, timeIt } from "./stats.js";
 export interface GvisorBench {
   raw: Summary;
   driver: Summary;
+  warmClaim: Summary;
   idleMemoryBytes: number[];
   concurrent: { count: number; failures: number; totalMs: number; errors: string[] };
 }
@@ -137,6 +140,7 @@ export async function benchGvisor({ quick }: { quick: boolean }): Promise<Gvisor
 
     const raw: number[] = [];
     const viaDriver: number[] = [];
+    const warmClaims: number[] = [];
     // Interleaved, so load from other jobs falls on both alike.
     for (let round = 0; round < rounds; round += 1) {
       const rawId = `raw-${round}`;
@@ -149,8 +153,27 @@ export async function benchGvisor({ quick }: { quick: boolean }): Promise<Gvisor
       const timed = await timeIt(() => createToFirstOutput(driver, spec("create")));
       viaDriver.push(timed.ms);
       await driver.destroy(timed.value);
+
+      const spare = await driver.create(spec("spare"));
+      // A pool's spare has waited: nothing of its create is left to reuse.
+      await (await driver.connect(spare)).close();
+      const claimed = await timeIt(async () => {
+        const handle = await (driver.adopt?.(spare, {
+          ...spec("claim"),
+          id: spare.sandboxId,
+          env: { CLAIMED: "1" },
+        }) ?? Promise.reject(new Error("the gvisor driver has no adopt")));
+        const connection = await driver.connect(handle);
+        try {
+          await firstOutput(connection);
+        } finally {
+          await connection.close();
+        }
+      });
+      warmClaims.push(claimed.ms);
+      await driver.destroy(spare);
       progress(
-        `round ${round + 1}/${rounds}: raw ${fmt(raw.at(-1) ?? Number.NaN)} ms, driver ${fmt(timed.ms)} ms`,
+        `round ${round + 1}/${rounds}: raw ${fmt(raw.at(-1) ?? Number.NaN)} ms, driver ${fmt(timed.ms)} ms, warm claim ${fmt(claimed.ms)} ms`,
       );
     }
 
@@ -181,6 +204,7 @@ export async function benchGvisor({ quick }: { quick: boolean }): Promise<Gvisor
     return {
       raw: summarize(raw),
       driver: summarize(viaDriver),
+      warmClaim: summarize(warmClaims),
       idleMemoryBytes,
       concurrent: {
         count: concurrentCount,
@@ -208,6 +232,7 @@ export function gvisorTable(result: GvisorBench | string): string {
     "|---|---|---|---|---|---|",
     `| raw \`runsc run\` of the same bundle → first output | ${fmt(result.raw.p50)} | ${fmt(result.raw.p95)} | ${result.raw.n} | 1.00× | baseline |`,
     `| driver create → first exec output | ${fmt(result.driver.p50)} | ${fmt(result.driver.p95)} | ${result.driver.n} | ${ratio.toFixed(2)}× | ≤ 1.3× |`,
+    `| warm pool claim (adopt) → first exec output | ${fmt(result.warmClaim.p50)} | ${fmt(result.warmClaim.p95)} | ${result.warmClaim.n} | ${(result.warmClaim.p50 / result.raw.p50).toFixed(2)}× | report |`,
     "",
     `Host memory per idle sandbox (PSS of its host cgroup's processes): ${result.idleMemoryBytes.map(mib).join(", ")} MiB`,
     "",

@@ -26,6 +26,7 @@ import type {
   SandboxStats,
 } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
+import { adoptedEnv, withAdoptedEnv } from "./adopted-env.js";
 import { RELISTEN_SIGNAL } from "./agent-signals.js";
 import { checkpointContainer, signalAgent } from "./checkpoint.js";
 import {
@@ -36,6 +37,7 @@ import {
 } from "./egress-network.js";
 import { type ForkableSpec, retarget } from "./fork-spec.js";
 import { AGENT_SOCKET_NAME, ensureGuestLayer } from "./guest-layer.js";
+import { HandedOverConnections } from "./handed-over-connections.js";
 import { imageUser } from "./image-user.js";
 import { ociSpec } from "./oci-spec.js";
 import type { RunscOptions } from "./runsc.js";
@@ -97,6 +99,9 @@ interface SandboxMeta {
 /** In a sandbox's directory: its processes and memory while it is hibernated. */
 const CHECKPOINT_DIR = "checkpoint";
 
+/** In a sandbox's directory: the environment a warm pool's claim gave it (adopted-env.ts). */
+const ADOPTED_ENV_FILE = "env.json";
+
 const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
 
 export class GvisorDriver implements SandboxDriver {
@@ -105,6 +110,7 @@ export class GvisorDriver implements SandboxDriver {
   private readonly runsc: RunscOptions;
   private guestLayer: Promise<string> | undefined;
   private readonly locks = new SandboxLocks();
+  private readonly handedOver = new HandedOverConnections();
 
   constructor(options: GvisorDriverOptions) {
     this.options = Object.freeze({
@@ -315,7 +321,7 @@ export class GvisorDriver implements SandboxDriver {
       }
       if (meta.network === "egress")
         await moveSlirpIntoCgroups(dir, `/${this.options.cgroupParent}/${spec.id}`);
-      await this.waitForAgent(handle, signal);
+      this.handedOver.keep(spec.id, await this.waitForAgent(handle, signal));
       return handle;
     } catch (error) {
       await this.destroy(handle).catch(() => undefined);
@@ -323,8 +329,11 @@ export class GvisorDriver implements SandboxDriver {
     }
   }
 
-  /** Readiness is the agent's hello on its socket: the socket appearing, then one handshake. */
-  private async waitForAgent(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
+  /**
+   * Readiness is the agent's hello on its socket: the socket appearing, then one handshake,
+   * whose connection is the caller's.
+   */
+  private async waitForAgent(handle: SandboxHandle, signal?: AbortSignal): Promise<AgentConnection> {
     const socketDir = join(this.diskDir(handle.sandboxId), "socket");
     const socketPath = join(socketDir, AGENT_SOCKET_NAME);
     const readyPath = join(socketDir, "ready");
@@ -365,8 +374,7 @@ export class GvisorDriver implements SandboxDriver {
       waitSignal.addEventListener("abort", onAbort, { once: true });
       if (existsSync(readyPath)) done();
     });
-    const connection = await this.connectSocket(socketPath, waitSignal);
-    await connection.close();
+    return this.connectSocket(socketPath, waitSignal);
   }
 
   private connectSocket(socketPath: string, signal?: AbortSignal): Promise<AgentConnection> {
@@ -406,7 +414,45 @@ export class GvisorDriver implements SandboxDriver {
     if (meta === undefined) throw new PolydevError("not_found", `sandbox ${handle.sandboxId} does not exist`);
     if (meta.hibernated)
       throw new PolydevError("sandbox_not_running", `sandbox ${handle.sandboxId} is hibernated`);
-    return this.connectSocket(join(this.diskDir(handle.sandboxId), "socket", AGENT_SOCKET_NAME), signal);
+    const env = await readAdoptedEnv(dir);
+    const connection =
+      this.handedOver.take(handle.sandboxId) ??
+      (await this.connectSocket(join(this.diskDir(handle.sandboxId), "socket", AGENT_SOCKET_NAME), signal));
+    return withAdoptedEnv(connection, env);
+  }
+
+  /**
+   * A warm pool's spare takes on a claim's environment (see SandboxDriver.adopt). The spare's
+   * agent must answer: its connection is then the one the claim's first `connect` gets.
+   */
+  async adopt(handle: SandboxHandle, spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
+    signal?.throwIfAborted();
+    if (spec.id !== handle.sandboxId) {
+      throw new PolydevError("invalid_request", `the spec is for ${spec.id}, not ${handle.sandboxId}`);
+    }
+    const dir = this.dirOf(handle);
+    const meta = await this.requireMeta(handle, dir);
+    if (
+      spec.network !== (meta.network ?? "none") ||
+      (meta.imageDigest ?? null) !== (spec.image?.digest ?? null)
+    ) {
+      throw new PolydevError(
+        "invalid_request",
+        `sandbox ${spec.id} has another network or image than the spec`,
+      );
+    }
+    if (meta.hibernated) throw new PolydevError("sandbox_not_running", `sandbox ${spec.id} is hibernated`);
+    const connection =
+      this.handedOver.take(spec.id) ??
+      (await this.connectSocket(join(this.diskDir(spec.id), "socket", AGENT_SOCKET_NAME), signal));
+    try {
+      await writeFile(join(dir, ADOPTED_ENV_FILE), JSON.stringify(adoptedEnv(spec.env)), { mode: 0o600 });
+    } catch (error) {
+      await connection.close();
+      throw error;
+    }
+    this.handedOver.keep(spec.id, connection);
+    return { sandboxId: spec.id, driver: this.name, data: { containerId: meta.containerId } };
   }
 
   /**
@@ -422,6 +468,7 @@ export class GvisorDriver implements SandboxDriver {
     const dir = this.dirOf(handle);
     const meta = await this.requireMeta(handle, dir);
     if (meta.hibernated) return;
+    this.handedOver.drop(handle.sandboxId);
     const { cpuUsageNs } = await this.sentryStats(handle, dir, signal);
     if (meta.network === "egress") {
       await this.pause(handle, dir, signal);
@@ -452,6 +499,8 @@ export class GvisorDriver implements SandboxDriver {
 
   /** Checkpoints a running sandbox into its `checkpoint/` and removes the stopped container. */
   private async checkpoint(handle: SandboxHandle, dir: string, signal?: AbortSignal): Promise<void> {
+    // The agent ends every connection when it lets go of its socket: an unclaimed one is dead.
+    this.handedOver.drop(handle.sandboxId);
     await checkpointContainer({
       runsc: this.runsc,
       containerId: handle.sandboxId,
@@ -520,7 +569,7 @@ export class GvisorDriver implements SandboxDriver {
       await signalAgent(this.runsc, sandboxId, RELISTEN_SIGNAL, {
         logFile: this.logFile(dir),
       });
-      await this.waitForAgent(handle, signal);
+      this.handedOver.keep(sandboxId, await this.waitForAgent(handle, signal));
     } catch (error) {
       await runsc(this.runsc, ["delete", "--force", sandboxId], { logFile: this.logFile(dir) }).catch(
         () => undefined,
@@ -715,6 +764,7 @@ export class GvisorDriver implements SandboxDriver {
 
   private async destroyNow(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
     const dir = this.dirOf(handle);
+    this.handedOver.drop(handle.sandboxId);
     if (!existsSync(dir) && !existsSync(join(this.options.rootDir, "mounts", handle.sandboxId))) return;
     // slirp4netns first: it sits in the sandbox's cgroups, which runsc removes on delete.
     await tearDownEgressNetwork(dir);
@@ -874,6 +924,24 @@ export class GvisorDriver implements SandboxDriver {
 
 function isLiveStatus(status: string | undefined): boolean {
   return status === "running" || status === "paused" || status === "created";
+}
+
+/** The adopted environment (none when the sandbox was never a spare): string values only. */
+async function readAdoptedEnv(dir: string): Promise<Record<string, string>> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(join(dir, ADOPTED_ENV_FILE), "utf8"));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return {};
+    throw new PolydevError("sandbox_failed", "the sandbox's adopted environment is unreadable", {
+      cause: error,
+    });
+  }
+  const env: Record<string, string> = {};
+  if (typeof parsed === "object" && parsed !== null) {
+    for (const [key, value] of Object.entries(parsed)) if (typeof value === "string") env[key] = value;
+  }
+  return env;
 }
 
 async function readTail(path: string, maxBytes: number): Promise<string> {
