@@ -55,6 +55,7 @@ function toKey(row: Selectable<ApiKeysTable>): ApiKeyRecord {
     prefix: row.prefix,
     createdAt: ms(row.created_at),
     lastUsedAt: msOrNull(row.last_used_at),
+    expiresAt: msOrNull(row.expires_at ?? null),
   };
 }
 
@@ -133,9 +134,10 @@ export function apiKeyRepository(db: Kysely<Database>): ApiKeyRepository {
           prefix: key.prefix,
           created_at: key.createdAt,
           last_used_at: null,
+          expires_at: key.expiresAt ?? null,
         })
         .execute();
-      return { ...key, lastUsedAt: null };
+      return { ...key, lastUsedAt: null, expiresAt: key.expiresAt ?? null };
     },
     async findByHash(keyHash) {
       // One round trip: this runs on every API request.
