@@ -154,6 +154,7 @@ export interface UserRepository {
   count(): Promise<number>;
   /** Null removes the password (API keys only). */
   setPasswordHash(id: string, passwordHash: string | null): Promise<void>;
+  setRole(id: string, role: UserRole): Promise<void>;
 }
 
 /** A browser session. Only a hash of its cookie token is stored, never the token itself. */

@@ -30,6 +30,7 @@ export {
   ForbiddenError,
   InvalidCredentialsError,
   InvalidRequestError,
+  InvalidTokenError,
   LimitExceededError,
   NameTakenError,
   NotFoundError,

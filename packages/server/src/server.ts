@@ -16,6 +16,7 @@ import { buildApp } from "./app.js";
 import type { PolydevConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { newId } from "./services/api-keys.js";
+import { AuditLog } from "./services/audit-log.js";
 import { bootstrapAdmin, prepareDataDir } from "./services/bootstrap.js";
 import { BrowserSessions } from "./services/browser-sessions.js";
 import { CredentialService } from "./services/credential-service.js";
@@ -42,6 +43,8 @@ import { WarmPools } from "./services/warm-pools.js";
 /** The vault's master keys when POLYDEV_MASTER_KEY is not set (mode 600). */
 export const MASTER_KEY_FILE = "master-keys.json";
 
+import { OidcUsers } from "./services/oidc-users.js";
+import { DEFAULT_OIDC_LIMITS, OidcVerifier } from "./services/oidc-verifier.js";
 import { PtySessions } from "./services/pty-sessions.js";
 import { Reconciler } from "./services/reconciler.js";
 import { SandboxService } from "./services/sandbox-service.js";
@@ -312,6 +315,13 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     });
   }
 
+  const audit = new AuditLog(
+    store,
+    clock,
+    { maxEvents: config.auditMaxEvents, retentionDays: config.auditRetentionDays },
+    log.child({ component: "audit" }),
+  );
+  await audit.prune();
   const app = await buildApp({
     config,
     store,
@@ -331,6 +341,12 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       maxAgeMs: config.sessionMaxAgeMs,
     }),
     signInThrottle: new SignInThrottle(config.signInThrottle, () => clock.now()),
+    oidc: new OidcVerifier(config.oidcIssuers, {
+      ...DEFAULT_OIDC_LIMITS,
+      refetchCooldownMs: config.oidcKeyRefetchCooldownMs,
+    }),
+    oidcUsers: new OidcUsers(store, clock, audit),
+    audit,
     clock,
     log,
   });

@@ -111,6 +111,9 @@ export function userRepository(db: Kysely<Database>): UserRepository {
     async setPasswordHash(id, passwordHash) {
       await db.updateTable("users").set({ password_hash: passwordHash }).where("id", "=", id).execute();
     },
+    async setRole(id, role) {
+      await db.updateTable("users").set({ role }).where("id", "=", id).execute();
+    },
     async count() {
       const row = await db
         .selectFrom("users")

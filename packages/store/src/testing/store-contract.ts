@@ -102,6 +102,8 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       await store.users.create(user("usr_2"));
       await store.identities.link({ issuer: "https://idp", subject: "s1", userId: "usr_1", createdAt: 1 });
       expect(await store.identities.find("https://idp", "s1")).toEqual(user("usr_1"));
+      await store.users.setRole("usr_1", "admin");
+      expect(await store.identities.find("https://idp", "s1")).toMatchObject({ role: "admin" });
       expect(await store.identities.find("https://idp", "S1")).toBeUndefined();
       expect(await store.identities.find("https://other", "s1")).toBeUndefined();
       await expect(
