@@ -2,7 +2,11 @@ export type { components, paths } from "./api-types.js";
 export type {
   AdminSandbox,
   AdminStats,
+  ApiKey,
+  AuditEvent,
+  AuditQuery,
   CallOptions,
+  CreateApiKey,
   CreateRun,
   CreateSandbox,
   CreateUser,
