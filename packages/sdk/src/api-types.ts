@@ -77,7 +77,7 @@ export interface paths {
             };
         };
         put?: never;
-        /** Sign in with a user name and password, or an API key; sets the session cookie */
+        /** Sign in with a user name and password, an API key, or an OIDC issuer's token; sets the session cookie */
         post: {
             parameters: {
                 query?: never;
@@ -470,7 +470,7 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
-                    action?: "sign_in" | "sign_out" | "api_key.create" | "api_key.revoke" | "password.change" | "credential.add" | "credential.remove" | "user.create" | "user.delete" | "user.role_change" | "oidc.provision" | "admin.sandbox_action";
+                    action?: "sign_in" | "sign_out" | "api_key.create" | "api_key.revoke" | "password.change" | "credential.add" | "credential.remove" | "user.create" | "user.role_change" | "oidc.provision" | "admin.sandbox_action";
                     outcome?: "success" | "failure";
                     actorId?: string;
                     targetId?: string;

@@ -90,7 +90,8 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
     {
       schema: {
         tags,
-        summary: "Sign in with a user name and password, or an API key; sets the session cookie",
+        summary:
+          "Sign in with a user name and password, an API key, or an OIDC issuer's token; sets the session cookie",
         security: [],
         body: signInBody,
         response: { 200: sessionSchema },
@@ -220,7 +221,15 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
     },
     async (request, reply) => {
       const principal = requirePrincipal(request);
-      if (principal.session) await ctx.sessions.end(principal.session.id);
+      if (principal.session) {
+        await ctx.sessions.end(principal.session.id);
+        await ctx.audit.record({
+          action: "sign_out",
+          actor: principal,
+          target: { type: "session", id: principal.session.id },
+          ip: request.ip,
+        });
+      }
       reply.setCookie(SESSION_COOKIE, "", {
         httpOnly: true,
         sameSite: "strict",

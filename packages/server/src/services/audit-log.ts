@@ -35,7 +35,6 @@ export type AuditAction =
   | "credential.add"
   | "credential.remove"
   | "user.create"
-  | "user.delete"
   | "user.role_change"
   | "oidc.provision"
   | "admin.sandbox_action";
@@ -49,7 +48,6 @@ export const AUDIT_ACTIONS: readonly AuditAction[] = [
   "credential.add",
   "credential.remove",
   "user.create",
-  "user.delete",
   "user.role_change",
   "oidc.provision",
   "admin.sandbox_action",
