@@ -164,6 +164,13 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   const keyFile = join(config.dataDir, MASTER_KEY_FILE);
   const loadKeys = () => loadKeyring({ envKey: config.masterKey, keyFile });
   const vault = new EnvelopeVault(await loadKeys(), loadKeys);
+  const audit = new AuditLog(
+    store,
+    clock,
+    { maxEvents: config.auditMaxEvents, retentionDays: config.auditRetentionDays },
+    log.child({ component: "audit" }),
+  );
+  await audit.prune();
   const credentials = new CredentialService(store, vault, config.upstreams, () => clock.now(), {
     ...DEFAULT_OAUTH_CLIENTS,
     ...config.oauthClients,
@@ -207,6 +214,15 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     log.child({ component: "logins" }),
     async (userId, sandboxId) => {
       await sandboxes.destroy(userId, sandboxId);
+    },
+    async (completed) => {
+      const user = await store.users.getById(completed.userId);
+      await audit.record({
+        action: "credential.add",
+        actor: { userId: completed.userId, userName: user?.name ?? completed.userId },
+        target: { type: "credential", id: completed.credentialId },
+        details: { provider: completed.provider, kind: "oauth", via: "login" },
+      });
     },
   );
   sandboxes.onEnded((sandboxId) => logins.sandboxEnded(sandboxId));
@@ -315,13 +331,6 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     });
   }
 
-  const audit = new AuditLog(
-    store,
-    clock,
-    { maxEvents: config.auditMaxEvents, retentionDays: config.auditRetentionDays },
-    log.child({ component: "audit" }),
-  );
-  await audit.prune();
   const app = await buildApp({
     config,
     store,
