@@ -230,6 +230,35 @@ describe("OIDC bearer tokens", () => {
   });
 });
 
+describe("what a token cannot make the server fetch", () => {
+  it("never fetches from a URL the token names (its iss, jku or x5u), only the configured issuer's keys", async () => {
+    let evilHits = 0;
+    const evil = createServer((_, response) => {
+      evilHits += 1;
+      response.writeHead(200, { "content-type": "application/json" });
+      response.end(JSON.stringify({ keys: [] }));
+    });
+    await new Promise<void>((resolve) => evil.listen(0, "127.0.0.1", resolve));
+    const evilUrl = `http://127.0.0.1:${(evil.address() as AddressInfo).port}`;
+    try {
+      const attacker = await generateKeyPair("RS256", { extractable: true });
+      const headers = { alg: "RS256", kid: "evil", jku: `${evilUrl}/jwks`, x5u: `${evilUrl}/cert` };
+      const claims = { sub: "subject-ada", aud: AUDIENCE, exp: Math.floor(Date.now() / 1000) + 300 };
+      for (const iss of [evilUrl, issuer.url]) {
+        const forged = await new SignJWT({ ...claims, iss })
+          .setProtectedHeader(headers)
+          .sign(attacker.privateKey);
+        const answer = await me(forged);
+        expect(answer.status).toBe(401);
+        expect(answer.body.error?.code).toBe("invalid_token");
+      }
+      expect(evilHits).toBe(0);
+    } finally {
+      await new Promise((resolve) => evil.close(resolve));
+    }
+  });
+});
+
 describe("dashboard sign-in with an issuer's token", () => {
   it("exchanges a valid token for a session cookie and audits both outcomes", async () => {
     const response = await fetch(`${t.url}/v1/auth/session`, {
@@ -265,6 +294,33 @@ describe("dashboard sign-in with an issuer's token", () => {
 });
 
 describe("an issuer that cannot be reached", () => {
+  it("refuses a JWKS larger than the size cap with 502, whatever Content-Length says", async () => {
+    const huge = createServer((_, response) => {
+      // Chunked: no Content-Length to refuse early, so the cap must hold while reading.
+      response.writeHead(200, { "content-type": "application/json" });
+      response.write('{"keys":[');
+      for (let i = 0; i < 64; i += 1)
+        response.write(`${i ? "," : ""}{"kty":"oct","k":"${"A".repeat(8192)}"}`);
+      response.end("]}");
+    });
+    await new Promise<void>((resolve) => huge.listen(0, "127.0.0.1", resolve));
+    const hugeUrl = `http://127.0.0.1:${(huge.address() as AddressInfo).port}`;
+    const server = await startTestServer({
+      oidcIssuers: [{ issuer: hugeUrl, audience: AUDIENCE, jwksUrl: `${hugeUrl}/jwks` }],
+    });
+    try {
+      const answer = await server.api
+        .withKey(await token({ iss: hugeUrl }))
+        .call<{ error: { code: string; message: string } }>("GET", "/v1/me");
+      expect(answer.status).toBe(502);
+      expect(answer.body.error.code).toBe("upstream_unreachable");
+      expect(answer.body.error.message).toMatch(/larger than 262144 bytes/);
+    } finally {
+      await server.close();
+      await new Promise((resolve) => huge.close(resolve));
+    }
+  }, 60_000);
+
   it("answers 502 upstream_unreachable, not 500, and retries no faster than the cooldown", async () => {
     const dead = createServer((_, response) => response.writeHead(500).end());
     await new Promise<void>((resolve) => dead.listen(0, "127.0.0.1", resolve));
