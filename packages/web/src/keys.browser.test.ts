@@ -5,7 +5,10 @@
  * actions in the audit log. Screenshots go to test-artifacts/screenshots/.
  */
 import { mkdir } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { TestServer } from "../../server/src/testing/harness.js";
@@ -15,6 +18,10 @@ import { distDir, ensureDashboardBuilt, launchChromium, screenshots } from "./te
 const ADMIN_PASSWORD = "keys-page-test-password";
 const STEP_MS = 120_000;
 
+/** A loopback identity provider: its JWKS and the private key that signs its tokens. */
+let idp: Server | undefined;
+let idpUrl = "";
+let idpKey: Awaited<ReturnType<typeof generateKeyPair>>;
 let t: TestServer | undefined;
 let browser: Browser | undefined;
 let page: Page;
@@ -32,7 +39,20 @@ async function nav(name: string): Promise<void> {
 beforeAll(async () => {
   await ensureDashboardBuilt();
   await mkdir(screenshots, { recursive: true });
-  t = await startTestServer({ adminPassword: ADMIN_PASSWORD, webDir: distDir });
+  idpKey = await generateKeyPair("ES256", { extractable: true });
+  const jwk = { ...(await exportJWK(idpKey.publicKey)), kid: "idp-1", alg: "ES256", use: "sig" };
+  idp = createServer((_, response) => {
+    response.writeHead(200, { "content-type": "application/json" });
+    response.end(JSON.stringify({ keys: [jwk] }));
+  });
+  const listening = idp;
+  await new Promise<void>((resolve) => listening.listen(0, "127.0.0.1", resolve));
+  idpUrl = `http://127.0.0.1:${(listening.address() as AddressInfo).port}`;
+  t = await startTestServer({
+    adminPassword: ADMIN_PASSWORD,
+    webDir: distDir,
+    oidcIssuers: [{ issuer: idpUrl, audience: "polydev-dashboard", jwksUrl: `${idpUrl}/jwks` }],
+  });
   browser = await launchChromium();
   page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
   page.on("console", (message) => consoleLines.push(`${message.type()}: ${message.text()}`));
@@ -50,9 +70,11 @@ afterEach(async (context) => {
 afterAll(async () => {
   await browser?.close();
   await t?.close();
+  const server = idp;
+  if (server) await new Promise((resolve) => server.close(resolve));
 });
 
-describe("API keys in the dashboard", () => {
+describe("API keys, the audit log and token sign-in in the dashboard", () => {
   it(
     "creates a key whose secret is shown once and works, lists it without the secret, and revokes it",
     async () => {
@@ -104,6 +126,30 @@ describe("API keys in the dashboard", () => {
         .poll(async () => (await table.textContent()) ?? "", { timeout: 10_000 })
         .not.toContain("api_key.create");
       await page.screenshot({ path: join(screenshots, "audit-log.png"), fullPage: true });
+    },
+    STEP_MS,
+  );
+
+  it(
+    "signs in with a pasted identity-provider token as a new user, who sees no admin pages",
+    async () => {
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByRole("heading", { name: "Sign in" }).waitFor();
+      await page.getByRole("button", { name: "Identity token" }).click();
+      const idToken = await new SignJWT({ preferred_username: "grace" })
+        .setProtectedHeader({ alg: "ES256", kid: "idp-1" })
+        .setIssuer(idpUrl)
+        .setAudience("polydev-dashboard")
+        .setSubject("grace-subject")
+        .setExpirationTime("5m")
+        .sign(idpKey.privateKey);
+      await page.getByLabel("Identity provider token").fill(idToken);
+      await page.getByRole("button", { name: "Sign in", exact: true }).click();
+      await page.getByTitle("signed in as grace (user)").waitFor();
+      const links = await page.getByRole("navigation", { name: "Main" }).getByRole("link").allTextContents();
+      expect(links).toContain("API keys");
+      expect(links).not.toContain("Audit");
+      await page.screenshot({ path: join(screenshots, "signed-in-with-token.png"), fullPage: true });
     },
     STEP_MS,
   );
