@@ -7,9 +7,12 @@ import { EnvelopeVault, loadKeyring, retireMasterKey, rotateMasterKey } from "@p
 /** How long a retirement waits for a save that began before the rotation. */
 const RETIRE_SETTLE_MS = 2000;
 
-export const KEYS_HELP = `Usage: polydev keys rotate [--data-dir DIR]
+export const KEYS_HELP = `Usage: polydev keys ls | create NAME | revoke ID   (your API keys on the server)
+       polydev keys rotate [--data-dir DIR]          (the vault's master key, on the server's host)
 
-Adds a new master key to the key file (the old keys stay, so nothing becomes unreadable),
+ls, create and revoke manage your own API keys through the API (polydev keys create --help).
+
+rotate adds a new master key to the key file (the old keys stay, so nothing becomes unreadable),
 re-wraps every stored credential under it, and retires old keys no record uses any more.
 A running server picks the new key up by itself; no restart, no downtime.
 
@@ -17,7 +20,12 @@ With POLYDEV_MASTER_KEY set, rotate by setting a new value and running this comm
 old one still readable from the key file.
 `;
 
+const API_KEY_COMMANDS = new Set(["ls", "list", "create", "revoke", "rm"]);
+
 export async function keys(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  if (argv[0] !== undefined && API_KEY_COMMANDS.has(argv[0])) {
+    return (await import("./client/api-keys.js")).apiKeysCommand(argv, env);
+  }
   const { values, positionals } = parseArgs({
     args: argv,
     options: { "data-dir": { type: "string" }, help: { type: "boolean", short: "h" } },

@@ -14,10 +14,11 @@ Using a server:
   run       run an agent on a prompt and stream what it does (polydev run --help)
   creds     your provider credentials: add, ls, rm, login (polydev creds --help)
   presets   the network presets allow-list sandboxes can use (polydev presets --help)
+  keys      your API keys: ls, create, revoke (polydev keys --help)
 
 Running a server:
   up        start the Polydev server (polydev up --help)
-  keys      rotate the vault's master key (polydev keys --help)
+  keys      rotate the vault's master key: polydev keys rotate
 
 Run 'polydev <command> --help' for a command's options; 'polydev --version' prints the version.
 Exit codes: 0 ok, 1 the operation failed, 2 usage error; exec and shell pass on the remote exit code.

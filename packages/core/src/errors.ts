@@ -7,6 +7,7 @@ export const ERROR_STATUS = {
   path_outside_home: 400,
   unauthorized: 401,
   invalid_credentials: 401,
+  invalid_token: 401,
   forbidden: 403,
   gateway_path_refused: 403,
   registry_refused: 403,

@@ -92,6 +92,10 @@ export type { SecretOwner, Vault } from "./vault.js";
 
 export type { EgressPolicy, NetworkChoice } from "./sandbox.js";
 export type {
+  AuditEvent,
+  AuditFilter,
+  AuditOutcome,
+  AuditRepository,
   EgressAuditRecord,
   EgressAuditRepository,
   EgressPresetRecord,
@@ -102,9 +106,12 @@ export type {
   ImageRepository,
   ImageSource,
   ImageState,
+  NewAuditEvent,
   NewEgressAuditRecord,
   NewImage,
   SessionRecord,
   SessionRepository,
   StoreRepositories,
+  UserIdentityRecord,
+  UserIdentityRepository,
 } from "./store.js";

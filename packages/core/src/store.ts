@@ -22,6 +22,60 @@ export interface ApiKeyRecord {
   prefix: string;
   createdAt: number;
   lastUsedAt: number | null;
+  /** After this instant the key answers 401; null: it never expires. */
+  expiresAt: number | null;
+}
+
+/** An external issuer's account linked to a user: the pair (issuer, subject) names it for good. */
+export interface UserIdentityRecord {
+  issuer: string;
+  subject: string;
+  userId: string;
+  createdAt: number;
+}
+
+export interface UserIdentityRepository {
+  find(issuer: string, subject: string): Promise<UserRecord | undefined>;
+  link(identity: UserIdentityRecord): Promise<void>;
+}
+
+export type AuditOutcome = "success" | "failure";
+
+/** One security-relevant action. Never holds a secret: keys appear by id and prefix only. */
+export interface AuditEvent {
+  id: number;
+  at: number;
+  /** e.g. `sign_in`, `api_key.create`, `user.role_change` */
+  action: string;
+  outcome: AuditOutcome;
+  actorId: string | null;
+  actorName: string | null;
+  targetType: string | null;
+  targetId: string | null;
+  ip: string | null;
+  details: Record<string, string | number | boolean | null>;
+}
+
+export type NewAuditEvent = Omit<AuditEvent, "id">;
+
+export interface AuditFilter {
+  action?: string | undefined;
+  outcome?: AuditOutcome | undefined;
+  actorId?: string | undefined;
+  targetId?: string | undefined;
+  since?: number | undefined;
+  until?: number | undefined;
+  /** Only events older than this id (the cursor of the previous page). */
+  beforeId?: number | undefined;
+  limit: number;
+}
+
+export interface AuditRepository {
+  append(event: NewAuditEvent): Promise<void>;
+  /** Newest first; `nextCursor` is the last item's id. */
+  list(filter: AuditFilter): Promise<Page<AuditEvent>>;
+  /** Drops events older than `olderThan` and all but the newest `keep`; returns how many went. */
+  prune(keep: number, olderThan: number): Promise<number>;
 }
 
 export interface SandboxRecord {
@@ -100,6 +154,7 @@ export interface UserRepository {
   count(): Promise<number>;
   /** Null removes the password (API keys only). */
   setPasswordHash(id: string, passwordHash: string | null): Promise<void>;
+  setRole(id: string, role: UserRole): Promise<void>;
 }
 
 /** A browser session. Only a hash of its cookie token is stored, never the token itself. */
@@ -125,7 +180,9 @@ export interface SessionRepository {
 }
 
 export interface ApiKeyRepository {
-  create(key: Omit<ApiKeyRecord, "lastUsedAt">): Promise<ApiKeyRecord>;
+  create(
+    key: Omit<ApiKeyRecord, "lastUsedAt" | "expiresAt"> & { expiresAt?: number | null | undefined },
+  ): Promise<ApiKeyRecord>;
   findByHash(keyHash: string): Promise<{ key: ApiKeyRecord; user: UserRecord } | undefined>;
   listForUser(userId: string): Promise<ApiKeyRecord[]>;
   touch(id: string, at: number): Promise<void>;
@@ -255,6 +312,8 @@ export interface StoreRepositories {
   readonly egressPresets: EgressPresetRepository;
   readonly egressAudit: EgressAuditRepository;
   readonly images: ImageRepository;
+  readonly identities: UserIdentityRepository;
+  readonly audit: AuditRepository;
 }
 
 /**

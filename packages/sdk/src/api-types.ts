@@ -77,7 +77,7 @@ export interface paths {
             };
         };
         put?: never;
-        /** Sign in with a user name and password, or an API key; sets the session cookie */
+        /** Sign in with a user name and password, an API key, or an OIDC issuer's token; sets the session cookie */
         post: {
             parameters: {
                 query?: never;
@@ -92,6 +92,9 @@ export interface paths {
                         password: string;
                     } | {
                         apiKey: string;
+                    } | {
+                        /** @description a JWT of an issuer in POLYDEV_OIDC_ISSUERS (an ID or access token) */
+                        idToken: string;
                     };
                 };
             };
@@ -340,6 +343,163 @@ export interface paths {
                 };
             };
         };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your API keys (never their secrets) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: components["schemas"]["ApiKey"][];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Create an API key; its secret is in this answer only */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        name: string;
+                        /**
+                         * Format: date-time
+                         * @description when the key stops working; default: never
+                         */
+                        expiresAt?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            key: components["schemas"]["ApiKey"];
+                            /** @description the secret; shown once */
+                            apiKey: string;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me/keys/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke one of your API keys; requests with it answer 401 from now on */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description revoked */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Security-relevant actions (sign-ins, keys, passwords, credentials, users, roles), newest first */
+        get: {
+            parameters: {
+                query?: {
+                    action?: "sign_in" | "sign_out" | "api_key.create" | "api_key.revoke" | "password.change" | "credential.add" | "credential.remove" | "user.create" | "user.role_change" | "oidc.provision" | "admin.sandbox_action";
+                    outcome?: "success" | "failure";
+                    actorId?: string;
+                    targetId?: string;
+                    since?: string;
+                    until?: string;
+                    cursor?: string;
+                    limit?: number;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: components["schemas"]["AuditEvent"][];
+                            nextCursor: string | null;
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -3050,6 +3210,21 @@ export interface components {
             /** @description send it as the x-csrf-token header on every POST, PUT, PATCH and DELETE */
             csrfToken: string;
         };
+        AuditEventInput: {
+            id: number;
+            at: string;
+            action: string;
+            /** @enum {string} */
+            outcome: "success" | "failure";
+            actorId: string | null;
+            actorName: string | null;
+            targetType: string | null;
+            targetId: string | null;
+            ip: string | null;
+            details: {
+                [key: string]: string | number | boolean | null;
+            };
+        };
         AdminSandboxInput: {
             id: string;
             name: string | null;
@@ -3100,6 +3275,17 @@ export interface components {
                 inputTokens: number;
                 outputTokens: number;
             }[];
+        };
+        ApiKeyInput: {
+            id: string;
+            name: string;
+            /** @description the key's first characters, to tell keys apart; not a secret */
+            prefix: string;
+            createdAt: string;
+            /** @description null: never expires */
+            expiresAt: string | null;
+            /** @description updated at most once a minute */
+            lastUsedAt: string | null;
         };
         CredentialInput: {
             provider: string;
@@ -3386,6 +3572,21 @@ export interface components {
             /** @description send it as the x-csrf-token header on every POST, PUT, PATCH and DELETE */
             csrfToken: string;
         };
+        AuditEvent: {
+            id: number;
+            at: string;
+            action: string;
+            /** @enum {string} */
+            outcome: "success" | "failure";
+            actorId: string | null;
+            actorName: string | null;
+            targetType: string | null;
+            targetId: string | null;
+            ip: string | null;
+            details: {
+                [key: string]: string | number | boolean | null;
+            };
+        };
         AdminSandbox: {
             id: string;
             name: string | null;
@@ -3436,6 +3637,17 @@ export interface components {
                 inputTokens: number;
                 outputTokens: number;
             }[];
+        };
+        ApiKey: {
+            id: string;
+            name: string;
+            /** @description the key's first characters, to tell keys apart; not a secret */
+            prefix: string;
+            createdAt: string;
+            /** @description null: never expires */
+            expiresAt: string | null;
+            /** @description updated at most once a minute */
+            lastUsedAt: string | null;
         };
         Credential: {
             provider: string;

@@ -40,6 +40,10 @@ export type User =
   paths["/v1/admin/users"]["get"]["responses"]["200"]["content"]["application/json"]["items"][number];
 export type CreateUser = paths["/v1/admin/users"]["post"]["requestBody"]["content"]["application/json"];
 export type SignIn = paths["/v1/auth/session"]["post"]["requestBody"]["content"]["application/json"];
+export type ApiKey = components["schemas"]["ApiKey"];
+export type CreateApiKey = paths["/v1/me/keys"]["post"]["requestBody"]["content"]["application/json"];
+export type AuditEvent = components["schemas"]["AuditEvent"];
+export type AuditQuery = NonNullable<paths["/v1/admin/audit"]["get"]["parameters"]["query"]>;
 
 export interface PolydevOptions {
   /**
@@ -398,8 +402,44 @@ export class Polydev {
     },
   };
 
+  /** Your own API keys. */
+  readonly keys = {
+    /**
+     * Your keys, oldest first: name, prefix, created, expires, last used; never the secret.
+     * @example const { items } = await polydev.keys.list(); items.map((k) => `${k.name} ${k.prefix}…`);
+     */
+    list: async (call: CallOptions = {}): Promise<{ items: ApiKey[] }> =>
+      unwrap(await this.api.GET("/v1/me/keys", { signal: call.signal })),
+    /**
+     * Creates a key; `apiKey` is its secret, returned this once and never again.
+     * @example const { key, apiKey } = await polydev.keys.create({ name: "ci", expiresAt: "2027-01-01T00:00:00Z" });
+     */
+    create: async (body: CreateApiKey, call: CallOptions = {}): Promise<{ key: ApiKey; apiKey: string }> =>
+      unwrap(await this.api.POST("/v1/me/keys", { body, signal: call.signal })),
+    /**
+     * Revokes one of your keys: requests with it answer 401 from now on.
+     * @example await polydev.keys.revoke("key_…");
+     */
+    revoke: async (id: string, call: CallOptions = {}): Promise<void> => {
+      await this.raw(`/v1/me/keys/${encodeURIComponent(id)}`, {
+        method: "DELETE",
+        ...(call.signal ? { signal: call.signal } : {}),
+      });
+    },
+  };
+
   /** Operator routes; every call needs an admin. */
   readonly admin = {
+    /**
+     * One page of the audit log (sign-ins, keys, passwords, credentials, users, roles), newest
+     * first; pass `nextCursor` back as `cursor` for the next page.
+     * @example const { items } = await polydev.admin.audit({ action: "sign_in", outcome: "failure" });
+     */
+    audit: async (
+      query: AuditQuery = {},
+      call: CallOptions = {},
+    ): Promise<{ items: AuditEvent[]; nextCursor: string | null }> =>
+      unwrap(await this.api.GET("/v1/admin/audit", { params: { query }, signal: call.signal })),
     users: {
       /**
        * Creates a user and its first API key (returned once), optionally with a dashboard password.

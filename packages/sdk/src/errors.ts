@@ -64,6 +64,9 @@ export class CredentialMissingError extends PolydevApiError {
 export class InvalidCredentialsError extends PolydevApiError {
   override name = "InvalidCredentialsError";
 }
+/** A JWT of an external issuer was refused (expired, wrong audience, unknown issuer…). */
+export class InvalidTokenError extends UnauthorizedError {}
+
 export class CsrfFailedError extends PolydevApiError {
   override name = "CsrfFailedError";
 }
@@ -91,6 +94,7 @@ const CLASSES: Record<string, typeof PolydevApiError> = {
   credential_missing: CredentialMissingError,
   invalid_credentials: InvalidCredentialsError,
   csrf_failed: CsrfFailedError,
+  invalid_token: InvalidTokenError,
   too_many_attempts: TooManyAttemptsError,
 };
 

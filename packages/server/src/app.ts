@@ -17,8 +17,10 @@ import type { ServerContext } from "./http/context.js";
 import { registerErrorHandler } from "./http/error-handler.js";
 import { registerUnreadBodyGuard } from "./http/unread-body.js";
 import { adminRoutes } from "./routes/admin.js";
+import { adminAuditRoutes } from "./routes/admin-audit.js";
 import { adminOverviewRoutes } from "./routes/admin-overview.js";
 import { adminSandboxRoutes } from "./routes/admin-sandboxes.js";
+import { apiKeyRoutes } from "./routes/api-keys.js";
 import { apiReferenceRoutes } from "./routes/api-reference.js";
 import { authSessionRoutes } from "./routes/auth-session.js";
 import { credentialRoutes } from "./routes/credentials.js";
@@ -97,7 +99,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   await app.register(fastifyCookie);
   await app.register(fastifyWebsocket, { options: { maxPayload: 4 * 1024 * 1024 } });
   registerProtocolChecks(app);
-  registerAuth(app, ctx.store, ctx.sessions);
+  registerAuth(app, ctx, { verifier: ctx.oidc, users: ctx.oidcUsers });
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -118,6 +120,8 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   healthRoutes(app, ctx);
   authSessionRoutes(app, ctx);
   adminRoutes(app, ctx);
+  apiKeyRoutes(app, ctx);
+  adminAuditRoutes(app, ctx);
   networkRoutes(app, ctx);
   metricsRoutes(app, ctx);
   adminOverviewRoutes(app, ctx);

@@ -112,3 +112,50 @@ describe("database and bus settings", () => {
     expect(redis).not.toThrow(/s3cret/);
   });
 });
+
+describe("identity settings", () => {
+  const dataDir = "/tmp/polydev-config-test";
+
+  it("read OIDC issuers from POLYDEV_OIDC_ISSUERS as JSON, with the documented defaults", () => {
+    const input = configFromEnv({
+      POLYDEV_OIDC_ISSUERS: JSON.stringify([{ issuer: "https://idp.example/realms/a", audience: "polydev" }]),
+      POLYDEV_OIDC_KEY_REFETCH_COOLDOWN_MS: "5000",
+      POLYDEV_AUDIT_MAX_EVENTS: "1000",
+      POLYDEV_AUDIT_RETENTION_DAYS: "30",
+    });
+    const config = parseConfig({ ...input, dataDir });
+    expect(config.oidcIssuers).toEqual([
+      {
+        issuer: "https://idp.example/realms/a",
+        audience: "polydev",
+        algorithms: ["RS256", "ES256"],
+        subjectClaim: "sub",
+        nameClaim: "preferred_username",
+        adminValue: "admin",
+        clockToleranceMs: 30_000,
+      },
+    ]);
+    expect(config.oidcKeyRefetchCooldownMs).toBe(5000);
+    expect(config.auditMaxEvents).toBe(1000);
+    expect(config.auditRetentionDays).toBe(30);
+    const defaults = parseConfig({ dataDir });
+    expect(defaults.oidcIssuers).toEqual([]);
+    expect(defaults.auditMaxEvents).toBe(100_000);
+  });
+
+  it("refuse broken JSON, symmetric or 'none' algorithms, and a skew over 5 minutes, saying where", () => {
+    expect(() => configFromEnv({ POLYDEV_OIDC_ISSUERS: "[{issuer:" })).toThrow(
+      /POLYDEV_OIDC_ISSUERS must be a JSON array/,
+    );
+    const base = { issuer: "https://idp.example", audience: "a" };
+    for (const alg of ["HS256", "none"]) {
+      expect(() =>
+        parseConfig({ dataDir, oidcIssuers: [{ ...base, algorithms: [alg as "RS256"] }] }),
+      ).toThrow(/oidcIssuers\.0\.algorithms/);
+    }
+    expect(() => parseConfig({ dataDir, oidcIssuers: [{ ...base, clockToleranceMs: 600_000 }] })).toThrow(
+      /clockToleranceMs/,
+    );
+    expect(() => parseConfig({ dataDir, oidcIssuers: [{ ...base, issuer: "not a url" }] })).toThrow(/issuer/);
+  });
+});

@@ -7,6 +7,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PolydevError } from "@polydev/core";
 import { z } from "zod";
+import { oidcIssuerSchema } from "./oidc-config.js";
 
 const MiB = 1;
 const MINUTE_MS = 60_000;
@@ -261,6 +262,23 @@ export const configSchema = z
         privateRegistries: z.array(z.string()).default([]),
       })
       .prefault({}),
+    /**
+     * POLYDEV_OIDC_ISSUERS: a JSON array of external issuers whose JWTs are accepted as bearer
+     * tokens and for dashboard sign-in, e.g.
+     * `[{"issuer":"https://idp.example/realms/team","audience":"polydev","roleClaim":"realm_access.roles"}]`
+     * (fields in oidc-config.ts). Default: none.
+     */
+    oidcIssuers: z.array(oidcIssuerSchema).max(20).default([]),
+    /**
+     * POLYDEV_OIDC_KEY_REFETCH_COOLDOWN_MS: a token naming a key id the cached JWKS lacks refetches
+     * the issuer's keys at most once per this long (default 30 s): rotation is picked up, while
+     * tokens with random key ids cannot make the server hammer the issuer.
+     */
+    oidcKeyRefetchCooldownMs: intFromEnv.min(100).max(3_600_000).default(30_000),
+    /** POLYDEV_AUDIT_RETENTION_DAYS: audit events older than this are dropped (default 365). */
+    auditRetentionDays: z.coerce.number().positive().default(365),
+    /** POLYDEV_AUDIT_MAX_EVENTS: at most this many audit events are kept, newest first (default 100000). */
+    auditMaxEvents: intFromEnv.min(100).default(100_000),
   })
   .strict();
 
@@ -281,6 +299,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     input.sessionIdleTimeoutMs = Number(env.POLYDEV_SESSION_IDLE_TIMEOUT_MS);
   if (env.POLYDEV_SESSION_MAX_AGE_MS) input.sessionMaxAgeMs = Number(env.POLYDEV_SESSION_MAX_AGE_MS);
   if (env.POLYDEV_WEB_DIR) input.webDir = env.POLYDEV_WEB_DIR;
+  if (env.POLYDEV_OIDC_ISSUERS) input.oidcIssuers = oidcIssuersFromEnv(env.POLYDEV_OIDC_ISSUERS);
+  if (env.POLYDEV_OIDC_KEY_REFETCH_COOLDOWN_MS)
+    input.oidcKeyRefetchCooldownMs = Number(env.POLYDEV_OIDC_KEY_REFETCH_COOLDOWN_MS);
+  if (env.POLYDEV_AUDIT_RETENTION_DAYS) input.auditRetentionDays = Number(env.POLYDEV_AUDIT_RETENTION_DAYS);
+  if (env.POLYDEV_AUDIT_MAX_EVENTS) input.auditMaxEvents = Number(env.POLYDEV_AUDIT_MAX_EVENTS);
   if (env.POLYDEV_LOG_LEVEL) input.logLevel = env.POLYDEV_LOG_LEVEL as ConfigInput["logLevel"];
   if (env.POLYDEV_DRIVER) input.driver = env.POLYDEV_DRIVER;
   if (env.POLYDEV_DRIVERS)
@@ -347,6 +370,18 @@ function driverSettingsFromEnv(env: NodeJS.ProcessEnv): Record<string, Record<st
 export function driverSettingVariable(driver: string, setting: string): string {
   const snake = setting.replace(/[A-Z]/g, (letter) => `_${letter}`).toUpperCase();
   return `POLYDEV_DRIVER_${driver.toUpperCase()}_${snake}`;
+}
+
+/** The schema checks the entries; this only turns the text into JSON, saying where it broke. */
+function oidcIssuersFromEnv(text: string): NonNullable<ConfigInput["oidcIssuers"]> {
+  try {
+    return JSON.parse(text) as NonNullable<ConfigInput["oidcIssuers"]>;
+  } catch (error) {
+    throw new PolydevError(
+      "invalid_request",
+      `POLYDEV_OIDC_ISSUERS must be a JSON array of issuers (${error instanceof Error ? error.message : "not JSON"})`,
+    );
+  }
 }
 
 function imagesFromEnv(env: NodeJS.ProcessEnv): NonNullable<ConfigInput["images"]> {

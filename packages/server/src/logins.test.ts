@@ -45,6 +45,14 @@ describe("provider logins with the CLI's own flow", () => {
 
     const creds = await alice.call<{ items: { provider: string; kind: string }[] }>("GET", "/v1/credentials");
     expect(creds.body.items).toEqual([expect.objectContaining({ provider: "anthropic", kind: "oauth" })]);
+    const audit = await t.api.call<{ items: { actorName: string; details: Record<string, unknown> }[] }>(
+      "GET",
+      "/v1/admin/audit?action=credential.add",
+    );
+    expect(audit.body.items[0]).toMatchObject({
+      actorName: "alice",
+      details: { provider: "anthropic", kind: "oauth", via: "login" },
+    });
     const leftover = await alice.call(
       "GET",
       `/v1/sandboxes/${sandbox}/files/stat?path=.claude/.credentials.json`,

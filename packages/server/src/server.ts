@@ -16,6 +16,7 @@ import { buildApp } from "./app.js";
 import type { PolydevConfig } from "./config.js";
 import { createLogger } from "./logger.js";
 import { newId } from "./services/api-keys.js";
+import { AuditLog } from "./services/audit-log.js";
 import { bootstrapAdmin, prepareDataDir } from "./services/bootstrap.js";
 import { BrowserSessions } from "./services/browser-sessions.js";
 import { CredentialService } from "./services/credential-service.js";
@@ -42,6 +43,8 @@ import { WarmPools } from "./services/warm-pools.js";
 /** The vault's master keys when POLYDEV_MASTER_KEY is not set (mode 600). */
 export const MASTER_KEY_FILE = "master-keys.json";
 
+import { OidcUsers } from "./services/oidc-users.js";
+import { DEFAULT_OIDC_LIMITS, OidcVerifier } from "./services/oidc-verifier.js";
 import { PtySessions } from "./services/pty-sessions.js";
 import { Reconciler } from "./services/reconciler.js";
 import { SandboxService } from "./services/sandbox-service.js";
@@ -161,6 +164,13 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   const keyFile = join(config.dataDir, MASTER_KEY_FILE);
   const loadKeys = () => loadKeyring({ envKey: config.masterKey, keyFile });
   const vault = new EnvelopeVault(await loadKeys(), loadKeys);
+  const audit = new AuditLog(
+    store,
+    clock,
+    { maxEvents: config.auditMaxEvents, retentionDays: config.auditRetentionDays },
+    log.child({ component: "audit" }),
+  );
+  await audit.prune();
   const credentials = new CredentialService(store, vault, config.upstreams, () => clock.now(), {
     ...DEFAULT_OAUTH_CLIENTS,
     ...config.oauthClients,
@@ -204,6 +214,15 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     log.child({ component: "logins" }),
     async (userId, sandboxId) => {
       await sandboxes.destroy(userId, sandboxId);
+    },
+    async (completed) => {
+      const user = await store.users.getById(completed.userId);
+      await audit.record({
+        action: "credential.add",
+        actor: { userId: completed.userId, userName: user?.name ?? completed.userId },
+        target: { type: "credential", id: completed.credentialId },
+        details: { provider: completed.provider, kind: "oauth", via: "login" },
+      });
     },
   );
   sandboxes.onEnded((sandboxId) => logins.sandboxEnded(sandboxId));
@@ -331,6 +350,12 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       maxAgeMs: config.sessionMaxAgeMs,
     }),
     signInThrottle: new SignInThrottle(config.signInThrottle, () => clock.now()),
+    oidc: new OidcVerifier(config.oidcIssuers, {
+      ...DEFAULT_OIDC_LIMITS,
+      refetchCooldownMs: config.oidcKeyRefetchCooldownMs,
+    }),
+    oidcUsers: new OidcUsers(store, clock, audit),
+    audit,
     clock,
     log,
   });

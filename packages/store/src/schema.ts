@@ -19,6 +19,28 @@ export interface ApiKeysTable {
   prefix: string;
   created_at: number | string;
   last_used_at: number | string | null;
+  expires_at?: number | string | null;
+}
+
+export interface UserIdentitiesTable {
+  issuer: string;
+  subject: string;
+  user_id: string;
+  created_at: number | string;
+}
+
+export interface AuditEventsTable {
+  /** int8 on Postgres, which arrives as a string. */
+  id: Generated<number | string>;
+  at: number | string;
+  action: string;
+  outcome: string;
+  actor_id: string | null;
+  actor_name: string | null;
+  target_type: string | null;
+  target_id: string | null;
+  ip: string | null;
+  details: string;
 }
 
 export interface SessionsTable {
@@ -171,6 +193,8 @@ export interface Database {
   egress_audit: EgressAuditTable;
   images: ImagesTable;
   image_layers: ImageLayersTable;
+  user_identities: UserIdentitiesTable;
+  audit_events: AuditEventsTable;
 }
 
 export interface ImagesTable {

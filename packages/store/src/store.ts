@@ -3,6 +3,7 @@ import type { Store, StoreRepositories } from "@polydev/core";
 import { type Kysely, Migrator } from "kysely";
 import { credentialRepository, gatewayTokenRepository, usageRepository } from "./credentials.js";
 import { egressAuditRepository, egressPresetRepository } from "./egress.js";
+import { auditRepository, userIdentityRepository } from "./identity.js";
 import { imageRepository } from "./images.js";
 import { migrationProvider, type SqlFamily } from "./migrations/index.js";
 import { runRepository } from "./runs.js";
@@ -38,6 +39,8 @@ function repositories(db: Kysely<Database>): StoreRepositories {
     egressPresets: egressPresetRepository(db),
     egressAudit: egressAuditRepository(db),
     images: imageRepository(db),
+    identities: userIdentityRepository(db),
+    audit: auditRepository(db),
   };
 }
 

@@ -55,6 +55,7 @@ function toKey(row: Selectable<ApiKeysTable>): ApiKeyRecord {
     prefix: row.prefix,
     createdAt: ms(row.created_at),
     lastUsedAt: msOrNull(row.last_used_at),
+    expiresAt: msOrNull(row.expires_at ?? null),
   };
 }
 
@@ -110,6 +111,9 @@ export function userRepository(db: Kysely<Database>): UserRepository {
     async setPasswordHash(id, passwordHash) {
       await db.updateTable("users").set({ password_hash: passwordHash }).where("id", "=", id).execute();
     },
+    async setRole(id, role) {
+      await db.updateTable("users").set({ role }).where("id", "=", id).execute();
+    },
     async count() {
       const row = await db
         .selectFrom("users")
@@ -133,9 +137,10 @@ export function apiKeyRepository(db: Kysely<Database>): ApiKeyRepository {
           prefix: key.prefix,
           created_at: key.createdAt,
           last_used_at: null,
+          expires_at: key.expiresAt ?? null,
         })
         .execute();
-      return { ...key, lastUsedAt: null };
+      return { ...key, lastUsedAt: null, expiresAt: key.expiresAt ?? null };
     },
     async findByHash(keyHash) {
       // One round trip: this runs on every API request.

@@ -1,10 +1,12 @@
 import { useQuery } from "@tanstack/react-query";
 import type { Session } from "./api/types";
 import { ErrorNotice } from "./components/error-notice";
+import { AdminAuditPage } from "./pages/admin-audit-page";
 import { AdminPage } from "./pages/admin-page";
 import { AdminSandboxPage } from "./pages/admin-sandbox-page";
 import { CredentialsPage } from "./pages/credentials-page";
 import { ImagesPage } from "./pages/images-page";
+import { KeysPage } from "./pages/keys-page";
 import { RunViewPage } from "./pages/run-view-page";
 import { RunsPage } from "./pages/runs-page";
 import { SandboxPage } from "./pages/sandbox-page";
@@ -44,6 +46,7 @@ const NAV = [
   { href: "/runs", label: "Runs", match: ["runs", "run-view"] },
   { href: "/images", label: "Images", match: ["images"] },
   { href: "/credentials", label: "Credentials", match: ["credentials"] },
+  { href: "/keys", label: "API keys", match: ["keys"] },
 ] as const;
 
 function Shell({ session }: { session: Session }) {
@@ -52,7 +55,11 @@ function Shell({ session }: { session: Session }) {
   const signOut = useSignOut();
   const nav =
     session.user.role === "admin"
-      ? [...NAV, { href: "/admin", label: "Admin", match: ["admin", "admin-sandbox"] }]
+      ? [
+          ...NAV,
+          { href: "/admin", label: "Admin", match: ["admin", "admin-sandbox"] },
+          { href: "/admin/audit", label: "Audit", match: ["admin-audit"] },
+        ]
       : NAV;
   return (
     <div className="shell">
@@ -119,6 +126,17 @@ function Page({ route, session }: { route: ReturnType<typeof matchRoute>; sessio
       return <ImagesPage />;
     case "credentials":
       return <CredentialsPage />;
+    case "keys":
+      return <KeysPage />;
+    case "admin-audit":
+      return session.user.role === "admin" ? (
+        <AdminAuditPage />
+      ) : (
+        <section className="card">
+          <h1>Admins only</h1>
+          <p>The audit log is for administrators.</p>
+        </section>
+      );
     case "admin":
       return session.user.role === "admin" ? (
         <AdminPage />

@@ -12,6 +12,8 @@ describe("matchRoute", () => {
     ["/images", { page: "images" }],
     ["/images/extra", { page: "not-found" }],
     ["/credentials", { page: "credentials" }],
+    ["/keys", { page: "keys" }],
+    ["/admin/audit", { page: "admin-audit" }],
     ["/admin", { page: "admin" }],
     ["/admin/extra", { page: "not-found" }],
     ["/admin/sandboxes/sbx_1", { page: "admin-sandbox", id: "sbx_1" }],

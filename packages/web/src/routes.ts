@@ -6,6 +6,8 @@ export type Route =
   | { page: "run-view"; runIds: string[] }
   | { page: "images" }
   | { page: "credentials" }
+  | { page: "keys" }
+  | { page: "admin-audit" }
   | { page: "admin" }
   | { page: "admin-sandbox"; id: string }
   | { page: "not-found" };
@@ -25,5 +27,7 @@ export function matchRoute(path: string): Route {
   if (first === "images" && second === undefined) return { page: "images" };
   if (first === "credentials" && second === undefined) return { page: "credentials" };
   if (first === "admin" && second === undefined) return { page: "admin" };
+  if (first === "admin" && second === "audit") return { page: "admin-audit" };
+  if (first === "keys" && second === undefined) return { page: "keys" };
   return { page: "not-found" };
 }

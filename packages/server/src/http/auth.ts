@@ -5,12 +5,20 @@
  * own pages: unsafe methods carry the session's CSRF token, WebSocket upgrades a same-host Origin.
  */
 
-import type { Store, UserRole } from "@polydev/core";
+import type { Clock, Store, UserRole } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { hashApiKey } from "../services/api-keys.js";
 import type { BrowserSessions } from "../services/browser-sessions.js";
 import { csrfTokenMatches, SESSION_COOKIE } from "../services/browser-sessions.js";
+import type { OidcUsers } from "../services/oidc-users.js";
+import { looksLikeJwt, type OidcVerifier } from "../services/oidc-verifier.js";
+
+/** External issuers' tokens, when configured. */
+export interface OidcAuth {
+  verifier: OidcVerifier;
+  users: OidcUsers;
+}
 
 export interface Principal {
   userId: string;
@@ -20,6 +28,8 @@ export interface Principal {
   keyId: string | undefined;
   /** Set when the session cookie authenticated the request. */
   session: { id: string; csrfToken: string } | undefined;
+  /** Set when an external issuer's JWT authenticated the request. */
+  issuer?: string | undefined;
 }
 
 /**
@@ -39,19 +49,24 @@ declare module "fastify" {
 const TOUCH_EVERY_MS = 60_000;
 
 /** Needs @fastify/cookie registered first (it parses `request.cookies`). */
-export function registerAuth(app: FastifyInstance, store: Store, sessions: BrowserSessions): void {
+export function registerAuth(
+  app: FastifyInstance,
+  services: { store: Store; sessions: BrowserSessions; clock: Clock },
+  oidc: OidcAuth,
+): void {
   const lastTouched = new Map<string, number>();
   app.decorateRequest("principal", undefined);
   app.addHook("onRequest", async (request) => {
     // /metrics is for admins (Prometheus scrapes it with an admin key).
     if (!request.url.startsWith("/v1/") && request.url.split("?")[0] !== "/metrics") return;
     if (PUBLIC_ROUTES.has(`${request.method} ${request.url.split("?")[0]}`)) return;
+    const { store, sessions, clock } = services;
     const cookie = request.cookies[SESSION_COOKIE];
     if (request.headers.authorization === undefined && cookie !== undefined) {
       request.principal = await authenticateSession(request, sessions, cookie);
       return;
     }
-    request.principal = await authenticate(request, store, lastTouched);
+    request.principal = await authenticate(request, store, clock, oidc, lastTouched);
   });
 }
 
@@ -104,6 +119,8 @@ export function sameHostOrigin(request: FastifyRequest): boolean {
 async function authenticate(
   request: FastifyRequest,
   store: Store,
+  clock: Clock,
+  oidc: OidcAuth,
   lastTouched: Map<string, number>,
 ): Promise<Principal> {
   const header = request.headers.authorization;
@@ -115,9 +132,22 @@ async function authenticate(
       "not signed in: send the header 'Authorization: Bearer <api key>' or sign in with POST /v1/auth/session",
     );
   }
+  if (oidc.verifier.enabled && looksLikeJwt(token)) {
+    const verified = await oidc.verifier.verify(token);
+    const user = await oidc.users.userFor(verified, request.ip);
+    return {
+      userId: user.id,
+      userName: user.name,
+      role: user.role,
+      keyId: undefined,
+      session: undefined,
+      issuer: verified.issuer.issuer,
+    };
+  }
   const found = await store.apiKeys.findByHash(hashApiKey(token));
+  const now = clock.now();
+  checkApiKeyUsable(found?.key, now);
   if (!found) throw new PolydevError("unauthorized", "the API key is not valid (revoked or mistyped)");
-  const now = Date.now();
   if ((lastTouched.get(found.key.id) ?? 0) + TOUCH_EVERY_MS < now) {
     lastTouched.set(found.key.id, now);
     await store.apiKeys.touch(found.key.id, now);
@@ -129,6 +159,17 @@ async function authenticate(
     keyId: found.key.id,
     session: undefined,
   };
+}
+
+/** Unknown (revoked or mistyped) and expired keys are refused alike, with the reason. */
+export function checkApiKeyUsable(key: { expiresAt: number | null } | undefined, now: number): void {
+  if (!key) throw new PolydevError("unauthorized", "the API key is not valid (revoked or mistyped)");
+  if (key.expiresAt !== null && key.expiresAt <= now) {
+    throw new PolydevError(
+      "unauthorized",
+      `the API key expired at ${new Date(key.expiresAt).toISOString()}; create a new one`,
+    );
+  }
 }
 
 export function requirePrincipal(request: FastifyRequest): Principal {

@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import type { Logger } from "pino";
 import type { PolydevConfig } from "../config.js";
+import type { AuditLog } from "../services/audit-log.js";
 import type { BrowserSessions } from "../services/browser-sessions.js";
 import type { CredentialService } from "../services/credential-service.js";
 import type { EgressHub } from "../services/egress-hub.js";
@@ -11,6 +12,8 @@ import type { ImageService } from "../services/image-service.js";
 import type { LoginService } from "../services/login-service.js";
 import type { Metrics } from "../services/metrics.js";
 import type { NetworkPolicies } from "../services/network-policies.js";
+import type { OidcUsers } from "../services/oidc-users.js";
+import type { OidcVerifier } from "../services/oidc-verifier.js";
 import type { PtySessions } from "../services/pty-sessions.js";
 import type { RunService } from "../services/run-service.js";
 import type { SandboxService } from "../services/sandbox-service.js";
@@ -34,6 +37,10 @@ export interface ServerContext {
   images?: ImageService | undefined;
   sessions: BrowserSessions;
   signInThrottle: SignInThrottle;
+  /** External issuers' JWTs; `enabled` is false when none are configured. */
+  oidc: OidcVerifier;
+  oidcUsers: OidcUsers;
+  audit: AuditLog;
   clock: Clock;
   log: Logger;
 }

@@ -85,7 +85,15 @@ export function adminSandboxRoutes(instance: FastifyInstance, ctx: ServerContext
     async (request) => {
       const admin = requireAdmin(request);
       const record = await find(request.params.id);
-      return present(await ctx.sandboxes.destroyRecord(record, `destroyed by the admin ${admin.userName}`));
+      const destroyed = await ctx.sandboxes.destroyRecord(record, `destroyed by the admin ${admin.userName}`);
+      await ctx.audit.record({
+        action: "admin.sandbox_action",
+        actor: admin,
+        target: { type: "sandbox", id: record.id },
+        ip: request.ip,
+        details: { operation: "destroy", ownerId: record.userId },
+      });
+      return present(destroyed);
     },
   );
 }

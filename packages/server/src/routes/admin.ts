@@ -41,7 +41,7 @@ export function adminRoutes(instance: FastifyInstance, ctx: ServerContext): void
       },
     },
     async (request, reply) => {
-      requireAdmin(request);
+      const admin = requireAdmin(request);
       const { user, apiKey } = await createUserWithKey(
         ctx.store,
         request.body.name,
@@ -52,6 +52,13 @@ export function adminRoutes(instance: FastifyInstance, ctx: ServerContext): void
             request.body.password === undefined ? undefined : await hashPassword(request.body.password),
         },
       );
+      await ctx.audit.record({
+        action: "user.create",
+        actor: admin,
+        target: { type: "user", id: user.id },
+        ip: request.ip,
+        details: { name: user.name, role: user.role, password: request.body.password !== undefined },
+      });
       return reply
         .status(201)
         .send({ user: { ...user, createdAt: new Date(user.createdAt).toISOString() }, apiKey });

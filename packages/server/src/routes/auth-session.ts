@@ -7,7 +7,7 @@ import type { UserRecord } from "@polydev/core";
 import { isPolydevError, PolydevError } from "@polydev/core";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
-import { requirePrincipal, sameHostOrigin } from "../http/auth.js";
+import { checkApiKeyUsable, requirePrincipal, sameHostOrigin } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
 import { hashApiKey } from "../services/api-keys.js";
@@ -42,6 +42,13 @@ const signInBody = z.union([
       .max(PASSWORD_MAX_LENGTH * 4),
   }),
   z.strictObject({ apiKey: z.string().min(1).max(1000) }),
+  z.strictObject({
+    idToken: z
+      .string()
+      .min(1)
+      .max(16 * 1024)
+      .describe("a JWT of an issuer in POLYDEV_OIDC_ISSUERS (an ID or access token)"),
+  }),
 ]);
 
 const WRONG_CREDENTIALS = "wrong user name or password";
@@ -83,7 +90,8 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
     {
       schema: {
         tags,
-        summary: "Sign in with a user name and password, or an API key; sets the session cookie",
+        summary:
+          "Sign in with a user name and password, an API key, or an OIDC issuer's token; sets the session cookie",
         security: [],
         body: signInBody,
         response: { 200: sessionSchema },
@@ -99,16 +107,51 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
       }
       const ip = request.ip;
       let user: UserRecord;
-      if ("apiKey" in request.body) {
+      let method: "api_key" | "password" | "oidc";
+      const failed = async (reason: string, actorName?: string): Promise<void> => {
+        request.log.warn({ ip, userName: actorName, method }, "sign-in failed");
+        await ctx.audit.record({
+          action: "sign_in",
+          outcome: "failure",
+          actorName,
+          ip,
+          details: { method, reason },
+        });
+      };
+      if ("idToken" in request.body) {
+        method = "oidc";
+        checkThrottle(reply, { ip });
+        if (!ctx.oidc.enabled) {
+          throw new PolydevError(
+            "feature_unavailable",
+            "no OIDC issuers are configured (POLYDEV_OIDC_ISSUERS)",
+          );
+        }
+        try {
+          user = await ctx.oidcUsers.userFor(await ctx.oidc.verify(request.body.idToken), ip);
+        } catch (error) {
+          if (isPolydevError(error) && error.code === "invalid_token") {
+            ctx.signInThrottle.recordFailure({ ip });
+            await failed(error.message);
+          }
+          throw error;
+        }
+      } else if ("apiKey" in request.body) {
+        method = "api_key";
         checkThrottle(reply, { ip });
         const found = await ctx.store.apiKeys.findByHash(hashApiKey(request.body.apiKey));
-        if (!found) {
+        try {
+          checkApiKeyUsable(found?.key, ctx.clock.now());
+        } catch (error) {
           ctx.signInThrottle.recordFailure({ ip });
-          request.log.warn({ ip, method: "api_key" }, "sign-in failed");
-          throw new PolydevError("invalid_credentials", "the API key is not valid (revoked or mistyped)");
+          const message = error instanceof Error ? error.message : "the API key is not valid";
+          await failed(message, found?.user.name);
+          throw new PolydevError("invalid_credentials", message);
         }
+        if (!found) throw new PolydevError("invalid_credentials", "the API key is not valid");
         user = found.user;
       } else {
+        method = "password";
         const { name, password } = request.body;
         checkThrottle(reply, { name, ip });
         // Names are stored lowercase; "Ada" on a phone keyboard means "ada".
@@ -118,13 +161,20 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
         if (!found || !matches) {
           ctx.signInThrottle.recordFailure({ name, ip });
           // The name is not a secret, and operators (or fail2ban) need it to see an attack.
-          request.log.warn({ ip, userName: name, method: "password" }, "sign-in failed");
+          await failed(found ? "wrong password" : "unknown user name", name.slice(0, 200));
           throw new PolydevError("invalid_credentials", WRONG_CREDENTIALS);
         }
         ctx.signInThrottle.recordSuccess(name);
         user = found;
       }
       const { token, resolved } = await ctx.sessions.start(user);
+      await ctx.audit.record({
+        action: "sign_in",
+        actor: { userId: user.id, userName: user.name },
+        target: { type: "session", id: resolved.session.id },
+        ip,
+        details: { method },
+      });
       // The answer carries the CSRF token: no cache may keep it.
       reply.header("cache-control", "no-store");
       reply.setCookie(SESSION_COOKIE, token, {
@@ -171,7 +221,15 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
     },
     async (request, reply) => {
       const principal = requirePrincipal(request);
-      if (principal.session) await ctx.sessions.end(principal.session.id);
+      if (principal.session) {
+        await ctx.sessions.end(principal.session.id);
+        await ctx.audit.record({
+          action: "sign_out",
+          actor: principal,
+          target: { type: "session", id: principal.session.id },
+          ip: request.ip,
+        });
+      }
       reply.setCookie(SESSION_COOKIE, "", {
         httpOnly: true,
         sameSite: "strict",
@@ -214,11 +272,26 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
         checkThrottle(reply, attempt);
         if (!(await verifyPassword(currentPassword, user.passwordHash))) {
           ctx.signInThrottle.recordFailure(attempt);
+          await ctx.audit.record({
+            action: "password.change",
+            outcome: "failure",
+            actor: principal,
+            target: { type: "user", id: user.id },
+            ip: request.ip,
+            details: { reason: "wrong current password" },
+          });
           throw new PolydevError("invalid_credentials", "the current password is wrong");
         }
       }
       await ctx.store.users.setPasswordHash(user.id, await hashPassword(request.body.password));
       await ctx.sessions.endOthers(user.id, principal.session?.id);
+      await ctx.audit.record({
+        action: "password.change",
+        actor: principal,
+        target: { type: "user", id: user.id },
+        ip: request.ip,
+        details: { hadPassword: user.passwordHash !== null },
+      });
       return reply.status(204).send(null);
     },
   );

@@ -50,6 +50,13 @@ export function credentialRoutes(instance: FastifyInstance, ctx: ServerContext):
         request.params.provider,
         request.body.apiKey,
       );
+      await ctx.audit.record({
+        action: "credential.add",
+        actor: principal,
+        target: { type: "credential", id: stored.id },
+        ip: request.ip,
+        details: { provider: request.params.provider, kind: "api_key" },
+      });
       return presentCredential(stored);
     },
   );
@@ -79,7 +86,14 @@ export function credentialRoutes(instance: FastifyInstance, ctx: ServerContext):
       },
     },
     async (request) => {
-      await ctx.credentials.remove(requirePrincipal(request).userId, request.params.provider);
+      const principal = requirePrincipal(request);
+      await ctx.credentials.remove(principal.userId, request.params.provider);
+      await ctx.audit.record({
+        action: "credential.remove",
+        actor: principal,
+        ip: request.ip,
+        details: { provider: request.params.provider },
+      });
       return { ok: true as const };
     },
   );

@@ -80,6 +80,12 @@ export class LoginService {
     private readonly options: LoginOptions,
     private readonly log: Logger,
     private readonly destroySandbox: (userId: string, sandboxId: string) => Promise<void>,
+    /** Told of each credential a login stored (the audit log records it). */
+    private readonly onCredentialStored: (stored: {
+      userId: string;
+      provider: string;
+      credentialId: string;
+    }) => Promise<void> = async () => {},
   ) {}
 
   async start(
@@ -314,7 +320,14 @@ export class LoginService {
         chunks.push(chunk as Buffer);
       }
       const text = Buffer.concat(chunks).toString("utf8");
-      await this.credentials.putOAuth(login.userId, login.flow.credentialProvider, text);
+      const stored = await this.credentials.putOAuth(login.userId, login.flow.credentialProvider, text);
+      await this.onCredentialStored({
+        userId: login.userId,
+        provider: login.flow.credentialProvider,
+        credentialId: stored.id,
+      }).catch((error: unknown) =>
+        this.log.warn({ err: error }, "could not audit a stored login credential"),
+      );
       await this.end(login, "completed", null);
     } catch (error) {
       await this.end(login, "failed", `the CLI finished but left no usable credential: ${messageOf(error)}`);

@@ -72,7 +72,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       await store.apiKeys.create(key);
       const found = await store.apiKeys.findByHash("h1");
       expect(found).toEqual({
-        key: { ...key, lastUsedAt: null },
+        key: { ...key, lastUsedAt: null, expiresAt: null },
         user: { ...user("usr_1"), role: "admin", passwordHash: "ph" },
       });
       await expect(store.apiKeys.create({ ...key, id: "key_2" })).rejects.toMatchObject({
@@ -85,6 +85,62 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       expect(await store.apiKeys.delete("usr_other", "key_1")).toBe(false);
       expect(await store.apiKeys.delete("usr_1", "key_1")).toBe(true);
       expect(await store.apiKeys.findByHash("h1")).toBeUndefined();
+    });
+
+    it("keeps an API key's expiry", async () => {
+      await store.users.create(user("usr_1"));
+      const key = { id: "key_1", userId: "usr_1", name: "k", keyHash: "h1", prefix: "pdk_ab", createdAt: 5 };
+      expect(await store.apiKeys.create({ ...key, expiresAt: 2_000_000_000_000 })).toMatchObject({
+        expiresAt: 2_000_000_000_000,
+      });
+      expect((await store.apiKeys.findByHash("h1"))?.key.expiresAt).toBe(2_000_000_000_000);
+      expect((await store.apiKeys.listForUser("usr_1"))[0]?.expiresAt).toBe(2_000_000_000_000);
+    });
+
+    it("links an issuer's subject to one user, refuses a second link, and drops it with the user", async () => {
+      await store.users.create(user("usr_1"));
+      await store.users.create(user("usr_2"));
+      await store.identities.link({ issuer: "https://idp", subject: "s1", userId: "usr_1", createdAt: 1 });
+      expect(await store.identities.find("https://idp", "s1")).toEqual(user("usr_1"));
+      await store.users.setRole("usr_1", "admin");
+      expect(await store.identities.find("https://idp", "s1")).toMatchObject({ role: "admin" });
+      expect(await store.identities.find("https://idp", "S1")).toBeUndefined();
+      expect(await store.identities.find("https://other", "s1")).toBeUndefined();
+      await expect(
+        store.identities.link({ issuer: "https://idp", subject: "s1", userId: "usr_2", createdAt: 2 }),
+      ).rejects.toMatchObject({ code: "conflict" });
+    });
+
+    it("appends audit events, pages them newest first with filters, and prunes by count and age", async () => {
+      const event = (at: number, action: string, actorId: string | null) => ({
+        at,
+        action,
+        outcome: "success" as const,
+        actorId,
+        actorName: actorId,
+        targetType: "user",
+        targetId: "usr_t",
+        ip: "127.0.0.1",
+        details: { method: "password", n: at, ok: true, none: null },
+      });
+      for (let at = 1; at <= 5; at += 1)
+        await store.audit.append(event(at, at % 2 ? "sign_in" : "api_key.create", "usr_a"));
+      await store.audit.append({ ...event(6, "sign_in", null), outcome: "failure" });
+      const first = await store.audit.list({ limit: 4 });
+      expect(first.items.map((e) => e.at)).toEqual([6, 5, 4, 3]);
+      expect(first.items[1]).toMatchObject(event(5, "sign_in", "usr_a"));
+      expect(first.nextCursor).toBeDefined();
+      const second = await store.audit.list({ limit: 4, beforeId: Number(first.nextCursor) });
+      expect(second.items.map((e) => e.at)).toEqual([2, 1]);
+      expect(second.nextCursor).toBeUndefined();
+      const signIns = await store.audit.list({ limit: 10, action: "sign_in", actorId: "usr_a" });
+      expect(signIns.items.map((e) => e.at)).toEqual([5, 3, 1]);
+      expect((await store.audit.list({ limit: 10, outcome: "failure" })).items.map((e) => e.at)).toEqual([6]);
+      expect((await store.audit.list({ limit: 10, since: 2, until: 4 })).items.map((e) => e.at)).toEqual([
+        3, 2,
+      ]);
+      expect(await store.audit.prune(4, 2)).toBe(2);
+      expect((await store.audit.list({ limit: 10 })).items.map((e) => e.at)).toEqual([6, 5, 4, 3]);
     });
 
     it("round-trips a sandbox with its JSON fields and handle, and hides it from other users", async () => {

@@ -20,7 +20,15 @@ export const FINAL_LOGIN_STATES: readonly string[] = ["completed", "failed", "ti
 
 export type Session = SessionInfo;
 export type SessionUser = SessionInfo["user"];
-export type { AdminSandbox, AdminStats, User as AdminUser } from "@polydev/sdk";
+export type {
+  AdminSandbox,
+  AdminStats,
+  ApiKey,
+  AuditEvent,
+  AuditQuery,
+  CreateApiKey,
+  User as AdminUser,
+} from "@polydev/sdk";
 
 /** One event of a run's stream, as `GET /v1/runs/:id/events` sends it. */
 export type RunEvent = { seq: number; at: string } & (

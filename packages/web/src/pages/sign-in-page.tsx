@@ -3,9 +3,13 @@ import { useState } from "react";
 import { ErrorNotice } from "../components/error-notice";
 import { useSignIn } from "../queries/session";
 
-/** Name and password, or an API key; the server answers with an HttpOnly session cookie. */
+/**
+ * Name and password, an API key, or a token of the organisation's identity provider (an OIDC
+ * ID or access token, pasted); the server answers with an HttpOnly session cookie.
+ */
 export function SignInPage() {
-  const [mode, setMode] = useState<"password" | "apiKey">("password");
+  const [mode, setMode] = useState<"password" | "apiKey" | "idToken">("password");
+  const [idToken, setIdToken] = useState("");
   const [name, setName] = useState("");
   const [password, setPassword] = useState("");
   const [apiKey, setApiKey] = useState("");
@@ -13,7 +17,13 @@ export function SignInPage() {
 
   const submit = (event: FormEvent): void => {
     event.preventDefault();
-    signIn.mutate(mode === "password" ? { name: name.trim(), password } : { apiKey: apiKey.trim() });
+    signIn.mutate(
+      mode === "password"
+        ? { name: name.trim(), password }
+        : mode === "apiKey"
+          ? { apiKey: apiKey.trim() }
+          : { idToken: idToken.trim() },
+    );
   };
 
   return (
@@ -41,6 +51,14 @@ export function SignInPage() {
             className="segment"
           >
             API key
+          </button>
+          <button
+            type="button"
+            aria-pressed={mode === "idToken"}
+            onClick={() => setMode("idToken")}
+            className="segment"
+          >
+            Identity token
           </button>
         </fieldset>
         <form onSubmit={submit} className="stack">
@@ -70,6 +88,25 @@ export function SignInPage() {
                 />
               </label>
             </>
+          ) : mode === "idToken" ? (
+            <label className="field">
+              <span>Identity provider token</span>
+              <textarea
+                className="input mono"
+                name="idToken"
+                autoComplete="off"
+                spellCheck={false}
+                rows={4}
+                placeholder="eyJ…"
+                value={idToken}
+                onChange={(e) => setIdToken(e.target.value)}
+                required
+              />
+              <small className="muted">
+                A JWT from an issuer this server trusts (Supabase, Keycloak, Auth0…), e.g. the access token
+                your identity provider's CLI prints.
+              </small>
+            </label>
           ) : (
             <label className="field">
               <span>API key</span>

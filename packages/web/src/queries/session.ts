@@ -36,7 +36,7 @@ function forgetEverythingButTheSession(client: QueryClient): void {
   client.removeQueries({ predicate: (query) => query.queryKey[0] !== sessionKey[0] });
 }
 
-export type SignIn = { name: string; password: string } | { apiKey: string };
+export type SignIn = { name: string; password: string } | { apiKey: string } | { idToken: string };
 
 export function useSignIn() {
   const client = useQueryClient();
