@@ -14,6 +14,7 @@ Using a server:
   run       run an agent on a prompt and stream what it does (polydev run --help)
   creds     your provider credentials: add, ls, rm, login (polydev creds --help)
   presets   the network presets allow-list sandboxes can use (polydev presets --help)
+  events    follow your events: sandbox states, finished runs and logins (polydev events --help)
 
 Running a server:
   up        start the Polydev server (polydev up --help)
@@ -56,6 +57,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./client/run.js")).run(rest, process.env);
     case "creds":
       return (await import("./client/creds.js")).creds(rest, process.env);
+    case "events":
+      return (await import("./client/events.js")).events(rest, process.env);
     case "presets":
       return (await import("./client/network.js")).presets(rest, process.env);
     case "--version":

@@ -157,6 +157,8 @@ export interface SandboxRepository {
   /** Sandboxes that hold resources: creating, running, hibernated or stopped. */
   countLiveForUser(userId: string): Promise<number>;
   countByState(): Promise<Record<SandboxState, number>>;
+  /** Sandboxes per state and driver (pairs with none are absent): for metrics at scrape time. */
+  countByStateAndDriver(): Promise<{ state: SandboxState; driver: string; count: number }[]>;
   setHandle(id: string, handle: SandboxHandle): Promise<void>;
   /**
    * Compare-and-set: moves the sandbox to `to` only if it is in one of `from`. Returns the

@@ -69,6 +69,15 @@ export type ExecEvent =
   | { type: "stdout" | "stderr"; data: string }
   | { type: "exit"; exitCode: number | null; signal: string | null; timedOut: boolean; durationMs: number };
 
+/** One event of GET /v1/events; `data` by `type` as the API reference describes. */
+export interface PolydevEvent {
+  id: string;
+  type: "sandbox.state" | "run.finished" | "login.finished" | "quota.reached";
+  at: number;
+  userId: string;
+  data: Record<string, unknown>;
+}
+
 export interface RunEvent {
   seq: number;
   type: string;
@@ -363,6 +372,19 @@ export class Polydev {
     ): AsyncGenerator<RunEvent> => this.runEvents(id, call),
   };
 
+  /**
+   * The caller's events (sandbox state changes, finished runs and logins, quotas reached) as
+   * they happen, until `signal` aborts. A dropped connection is resumed from the last event seen
+   * (Last-Event-ID), so nothing the server still retains is missed or repeated. Admins pass
+   * `all: true` for every user's events.
+   * @example for await (const e of polydev.events({ signal })) if (e.type === "sandbox.state") console.log(e.data.state);
+   */
+  events(
+    call: CallOptions & { all?: boolean; after?: string; maxReconnects?: number } = {},
+  ): AsyncGenerator<PolydevEvent> {
+    return this.eventStream(call);
+  }
+
   readonly auth = {
     /**
      * Signs in with a name and password, or an API key; the server sets the session cookie. Keep
@@ -539,6 +561,35 @@ export class Polydev {
       if (message.event === "exit")
         yield { type: "exit", ...(data as Omit<Extract<ExecEvent, { type: "exit" }>, "type">) };
       else yield { type: message.event === "stderr" ? "stderr" : "stdout", data: String(data.data ?? "") };
+    }
+  }
+
+  private async *eventStream(
+    call: CallOptions & { all?: boolean; after?: string; maxReconnects?: number },
+  ): AsyncGenerator<PolydevEvent> {
+    let last = call.after;
+    let reconnects = 0;
+    for (;;) {
+      try {
+        const response = await this.raw(`/v1/events${call.all ? "?all=1" : ""}`, {
+          headers: { accept: "text/event-stream", ...(last === undefined ? {} : { "last-event-id": last }) },
+          ...(call.signal ? { signal: call.signal } : {}),
+        });
+        if (!response.body) return;
+        for await (const message of readSse(response.body)) {
+          const event = JSON.parse(message.data) as PolydevEvent;
+          last = event.id;
+          reconnects = 0;
+          yield event;
+        }
+      } catch (error) {
+        if (call.signal?.aborted) return;
+        if (error instanceof PolydevApiError) throw error;
+        if (reconnects >= (call.maxReconnects ?? 5)) throw error;
+      }
+      if (call.signal?.aborted) return;
+      reconnects += 1;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 100 * 2 ** reconnects)));
     }
   }
 

@@ -22,6 +22,7 @@ import { adminSandboxRoutes } from "./routes/admin-sandboxes.js";
 import { apiReferenceRoutes } from "./routes/api-reference.js";
 import { authSessionRoutes } from "./routes/auth-session.js";
 import { credentialRoutes } from "./routes/credentials.js";
+import { eventRoutes } from "./routes/events.js";
 import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
 import { healthRoutes } from "./routes/health.js";
@@ -98,6 +99,15 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   await app.register(fastifyWebsocket, { options: { maxPayload: 4 * 1024 * 1024 } });
   registerProtocolChecks(app);
   registerAuth(app, ctx.store, ctx.sessions);
+  // By route pattern only (`/v1/sandboxes/:id`), so the label set stays bounded whatever URLs come.
+  app.addHook("onResponse", async (request, reply) => {
+    ctx.metrics.httpRequest(
+      request.method,
+      request.routeOptions.url ?? "unmatched",
+      reply.statusCode,
+      reply.elapsedTime,
+    );
+  });
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -130,6 +140,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   credentialRoutes(app, ctx);
   loginRoutes(app, ctx);
   runRoutes(app, ctx);
+  eventRoutes(app, ctx);
   imageRoutes(app, ctx);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await webRoutes(app, ctx);

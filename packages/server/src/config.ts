@@ -226,6 +226,30 @@ export const configSchema = z
     jsonBodyLimitBytes: intFromEnv.positive().default(16 * 1024 * 1024),
     /** Largest stdout/stderr kept per stream in a non-streaming exec answer. */
     execBufferLimitBytes: intFromEnv.positive().default(8 * 1024 * 1024),
+    /**
+     * POLYDEV_METRICS_LISTEN (`host:port`, e.g. 127.0.0.1:9464): a second listener serving only
+     * GET /metrics without authentication, for a Prometheus on the same network. Unset (the
+     * default), /metrics is served on the API port to admin keys only.
+     */
+    metricsListen: z
+      .string()
+      .regex(
+        /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/,
+        "POLYDEV_METRICS_LISTEN must be host:port (e.g. 127.0.0.1:9464)",
+      )
+      .optional(),
+    /** The event stream (GET /v1/events): what one client may hold. */
+    events: z
+      .object({
+        /** Open streams per user at once; one more answers 429 `too_many_streams`. */
+        maxStreamsPerUser: intFromEnv.positive().default(8),
+        /**
+         * Bytes a client may leave unread in its connection before it is disconnected (it then
+         * reconnects with Last-Event-ID and misses nothing the bus still retains).
+         */
+        maxBufferedBytes: intFromEnv.positive().default(1024 * 1024),
+      })
+      .prefault({}),
     /** A detached terminal keeps running this long, waiting for its reconnect. */
     ptyDetachGraceMs: intFromEnv.positive().default(10 * MINUTE_MS),
     /**
@@ -294,6 +318,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_UPSTREAM_PROXY) input.upstreamProxy = env.POLYDEV_UPSTREAM_PROXY;
   if (env.POLYDEV_EGRESS_DNS_SERVERS)
     input.egressDnsServers = env.POLYDEV_EGRESS_DNS_SERVERS.split(",").map((s) => s.trim());
+  if (env.POLYDEV_METRICS_LISTEN) input.metricsListen = env.POLYDEV_METRICS_LISTEN;
   if (env.POLYDEV_SANDBOX_GATEWAY_PORT) input.sandboxGatewayPort = Number(env.POLYDEV_SANDBOX_GATEWAY_PORT);
   if (env.POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS)
     input.sandboxInactiveDestroyDays = Number(env.POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS);

@@ -6,6 +6,7 @@ import type { PolydevConfig } from "../config.js";
 import type { BrowserSessions } from "../services/browser-sessions.js";
 import type { CredentialService } from "../services/credential-service.js";
 import type { EgressHub } from "../services/egress-hub.js";
+import type { EventHub } from "../services/event-hub.js";
 import type { GatewayHub } from "../services/gateway-hub.js";
 import type { ImageService } from "../services/image-service.js";
 import type { LoginService } from "../services/login-service.js";
@@ -28,6 +29,7 @@ export interface ServerContext {
   networkPolicies: NetworkPolicies;
   egress: EgressHub;
   metrics: Metrics;
+  events: EventHub;
   logins: LoginService;
   runs: RunService;
   /** Absent when the server was started without image storage. */

@@ -196,6 +196,11 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         destroyed: 0,
         failed: 0,
       });
+      const byDriver = await store.sandboxes.countByStateAndDriver();
+      expect(byDriver.sort((a, b) => a.state.localeCompare(b.state))).toEqual([
+        { state: "creating", driver: "namespace", count: 5 },
+        { state: "running", driver: "namespace", count: 1 },
+      ]);
     });
 
     it("lists expired and idle sandboxes by explicit times", async () => {
