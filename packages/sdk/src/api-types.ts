@@ -2664,6 +2664,59 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stream the caller's events (SSE, or WebSocket on upgrade)
+         * @description The caller's events, as `text/event-stream` or, with a WebSocket upgrade on the same URL, one JSON text frame per event. Every event is `{id, type, at, userId, data}`: `sandbox.state` (`data: {sandboxId, name, state, previous, reason}`; reason set when failed), `run.finished` (`{runId, sandboxId, agent, state, exitReason}`), `login.finished` (`{loginId, provider, state, reason}`), `quota.reached` (`{limit, used, max}`). SSE events carry the id (`id:`) and the type (`event:`). Resume with `Last-Event-ID` or `?after=<id>`; an id older than what is retained resumes at the oldest retained event. A client that reads too slowly is disconnected (resume then); each user may hold a limited number of streams (429 `too_many_streams`).
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description admins: 1 streams every user's events (default: the caller's own) */
+                    all?: "0" | "1" | "true" | "false";
+                    /** @description resume after this event id (as the Last-Event-ID header does) */
+                    after?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description text/event-stream */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": string;
+                    };
+                };
+                /** @description the user holds as many streams as allowed */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/images": {
         parameters: {
             query?: never;
