@@ -3,6 +3,8 @@
  * move with what users do, labels carry route patterns (never URLs), and the separate listener
  * serves metrics without a key while the API's /metrics stays admin-only.
  */
+import { readFile } from "node:fs/promises";
+import { resolve } from "node:path";
 import type { FakeProviders } from "@polydev/fake-providers";
 import { startFakeProviders } from "@polydev/fake-providers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -142,5 +144,19 @@ describe("GET /metrics", () => {
     expect(sum(parseExposition(await response.text()), "polydev_users")).toBe(2);
     expect((await fetch(`${metricsUrl}/v1/sandboxes`)).status).toBe(404);
     expect((await fetch(`${metricsUrl}/metrics`, { method: "POST" })).status).toBe(404);
+  });
+
+  it("has a Grafana dashboard that asks only for metrics the server exports", async () => {
+    const dashboard = await readFile(
+      resolve(import.meta.dirname, "../../../docs/grafana/polydev.json"),
+      "utf8",
+    );
+    const asked = new Set(
+      [...dashboard.matchAll(/polydev_[a-z_]+/g)].map((m) => m[0].replace(/_(bucket|count|sum)$/, "")),
+    );
+    expect(asked.size).toBeGreaterThan(10);
+    const text = (await t.api.call<string>("GET", "/metrics")).body;
+    const exported = new Set([...text.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]));
+    for (const name of asked) expect(exported, name).toContain(name);
   });
 });
