@@ -108,3 +108,6 @@ export type {
   SessionRepository,
   StoreRepositories,
 } from "./store.js";
+
+// Plans and quotas (issue 11).
+export type { PlanLimits, PlanRecord, PlanRepository } from "./store.js";

@@ -52,6 +52,7 @@ describe("postgres specifics", () => {
         "007-sandbox-names",
         "008-images",
         "009-postgres-parity",
+        "011-plans",
       ]);
     } finally {
       await client.end();

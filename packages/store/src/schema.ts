@@ -171,6 +171,22 @@ export interface Database {
   egress_audit: EgressAuditTable;
   images: ImagesTable;
   image_layers: ImageLayersTable;
+  plans: PlansTable;
+  user_plans: UserPlansTable;
+}
+
+export interface PlansTable {
+  name: string;
+  description: string;
+  limits: string;
+  created_at: number | string;
+  updated_at: number | string;
+}
+
+export interface UserPlansTable {
+  user_id: string;
+  plan_name: string;
+  assigned_at: number | string;
 }
 
 export interface ImagesTable {

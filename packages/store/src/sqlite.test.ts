@@ -62,6 +62,7 @@ describe("sqlite specifics", () => {
       { name: "007-sandbox-names" },
       { name: "008-images" },
       { name: "009-postgres-parity" },
+      { name: "011-plans" },
     ]);
   });
 

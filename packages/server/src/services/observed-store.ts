@@ -69,6 +69,7 @@ function pickRepositories(tx: StoreRepositories): StoreRepositories {
     egressPresets: tx.egressPresets,
     egressAudit: tx.egressAudit,
     images: tx.images,
+    plans: tx.plans,
   };
 }
 

@@ -8,6 +8,7 @@ import * as egressPolicy from "./006-egress-policy.js";
 import * as sandboxNames from "./007-sandbox-names.js";
 import * as images from "./008-images.js";
 import * as postgresParity from "./009-postgres-parity.js";
+import * as plans from "./011-plans.js";
 import type { SqlFamily } from "./sql-family.js";
 
 export type { SqlFamily } from "./sql-family.js";
@@ -28,6 +29,7 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "007-sandbox-names": sandboxNames,
   "008-images": images,
   "009-postgres-parity": postgresParity,
+  "011-plans": plans,
 };
 
 /** Migrations live in code (not read from a folder) so a bundled build carries them. */
