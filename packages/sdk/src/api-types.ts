@@ -2717,6 +2717,407 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List plans with how many users are on each */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: {
+                                name: string;
+                                description: string;
+                                limits: {
+                                    /** @description sandboxes creating, running or hibernated at once */
+                                    runningSandboxes?: number;
+                                    /** @description total CPUs of those sandboxes */
+                                    cpu?: number;
+                                    /** @description total memory (MiB) of those sandboxes */
+                                    memoryMb?: number;
+                                    /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
+                                    diskMb?: number;
+                                    /** @description runs started in the last hour */
+                                    runsPerHour?: number;
+                                    /** @description provider tokens (input + output) since the start of the UTC month */
+                                    tokensPerMonth?: number;
+                                    /** @description API requests per key per minute */
+                                    requestsPerMinute?: number;
+                                };
+                                /** @description users put on this plan (the default plan also covers users on none) */
+                                users: number;
+                                createdAt: string;
+                                updatedAt: string;
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/plans/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Create or replace a plan; the one named "default" applies to users put on no plan */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @default  */
+                        description?: string;
+                        /** @description absent limits are unlimited */
+                        limits: {
+                            /** @description sandboxes creating, running or hibernated at once */
+                            runningSandboxes?: number;
+                            /** @description total CPUs of those sandboxes */
+                            cpu?: number;
+                            /** @description total memory (MiB) of those sandboxes */
+                            memoryMb?: number;
+                            /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
+                            diskMb?: number;
+                            /** @description runs started in the last hour */
+                            runsPerHour?: number;
+                            /** @description provider tokens (input + output) since the start of the UTC month */
+                            tokensPerMonth?: number;
+                            /** @description API requests per key per minute */
+                            requestsPerMinute?: number;
+                        };
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            name: string;
+                            description: string;
+                            limits: {
+                                /** @description sandboxes creating, running or hibernated at once */
+                                runningSandboxes?: number;
+                                /** @description total CPUs of those sandboxes */
+                                cpu?: number;
+                                /** @description total memory (MiB) of those sandboxes */
+                                memoryMb?: number;
+                                /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
+                                diskMb?: number;
+                                /** @description runs started in the last hour */
+                                runsPerHour?: number;
+                                /** @description provider tokens (input + output) since the start of the UTC month */
+                                tokensPerMonth?: number;
+                                /** @description API requests per key per minute */
+                                requestsPerMinute?: number;
+                            };
+                            /** @description users put on this plan (the default plan also covers users on none) */
+                            users: number;
+                            createdAt: string;
+                            updatedAt: string;
+                        };
+                    };
+                };
+            };
+        };
+        post?: never;
+        /** Delete a plan nobody is on (409 while users are) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/users/{id}/plan": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Put a user on a plan, or (null) back on the default plan */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        plan: string | null;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description the plan that applies (null: none, unlimited) */
+                            plan: string | null;
+                            limits: {
+                                /** @description sandboxes creating, running or hibernated at once */
+                                runningSandboxes?: number;
+                                /** @description total CPUs of those sandboxes */
+                                cpu?: number;
+                                /** @description total memory (MiB) of those sandboxes */
+                                memoryMb?: number;
+                                /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
+                                diskMb?: number;
+                                /** @description runs started in the last hour */
+                                runsPerHour?: number;
+                                /** @description provider tokens (input + output) since the start of the UTC month */
+                                tokensPerMonth?: number;
+                                /** @description API requests per key per minute */
+                                requestsPerMinute?: number;
+                            };
+                            used: {
+                                runningSandboxes: number;
+                                cpu: number;
+                                memoryMb: number;
+                                diskMb: number;
+                                runsPerHour: number;
+                                tokensPerMonth: number;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/users/{id}/quota": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A user's plan, its limits and what the user uses of them */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description the plan that applies (null: none, unlimited) */
+                            plan: string | null;
+                            limits: {
+                                /** @description sandboxes creating, running or hibernated at once */
+                                runningSandboxes?: number;
+                                /** @description total CPUs of those sandboxes */
+                                cpu?: number;
+                                /** @description total memory (MiB) of those sandboxes */
+                                memoryMb?: number;
+                                /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
+                                diskMb?: number;
+                                /** @description runs started in the last hour */
+                                runsPerHour?: number;
+                                /** @description provider tokens (input + output) since the start of the UTC month */
+                                tokensPerMonth?: number;
+                                /** @description API requests per key per minute */
+                                requestsPerMinute?: number;
+                            };
+                            used: {
+                                runningSandboxes: number;
+                                cpu: number;
+                                memoryMb: number;
+                                diskMb: number;
+                                runsPerHour: number;
+                                tokensPerMonth: number;
+                            };
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me/quota": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your plan, its limits and what you use of them */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description the plan that applies (null: none, unlimited) */
+                            plan: string | null;
+                            limits: {
+                                /** @description sandboxes creating, running or hibernated at once */
+                                runningSandboxes?: number;
+                                /** @description total CPUs of those sandboxes */
+                                cpu?: number;
+                                /** @description total memory (MiB) of those sandboxes */
+                                memoryMb?: number;
+                                /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
+                                diskMb?: number;
+                                /** @description runs started in the last hour */
+                                runsPerHour?: number;
+                                /** @description provider tokens (input + output) since the start of the UTC month */
+                                tokensPerMonth?: number;
+                                /** @description API requests per key per minute */
+                                requestsPerMinute?: number;
+                            };
+                            used: {
+                                runningSandboxes: number;
+                                cpu: number;
+                                memoryMb: number;
+                                diskMb: number;
+                                runsPerHour: number;
+                                tokensPerMonth: number;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/images": {
         parameters: {
             query?: never;

@@ -30,6 +30,7 @@ import { imageRoutes } from "./routes/images.js";
 import { loginRoutes } from "./routes/logins.js";
 import { metricsRoutes } from "./routes/metrics.js";
 import { networkRoutes } from "./routes/network.js";
+import { planRoutes } from "./routes/plans.js";
 import { processRoutes } from "./routes/processes.js";
 import { ptyRoutes } from "./routes/pty.js";
 import { runRoutes } from "./routes/runs.js";
@@ -99,6 +100,12 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   await app.register(fastifyWebsocket, { options: { maxPayload: 4 * 1024 * 1024 } });
   registerProtocolChecks(app);
   registerAuth(app, ctx.store, ctx.sessions);
+  // A plan's requests per minute, per API key; admins are never throttled (they fix the plans).
+  app.addHook("onRequest", async (request) => {
+    const principal = request.principal;
+    if (principal && principal.role !== "admin")
+      await ctx.quotas.admitRequest(principal.userId, principal.keyId);
+  });
   // By route pattern only (`/v1/sandboxes/:id`), so the label set stays bounded whatever URLs come.
   app.addHook("onResponse", async (request, reply) => {
     ctx.metrics.httpRequest(
@@ -141,6 +148,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   loginRoutes(app, ctx);
   runRoutes(app, ctx);
   eventRoutes(app, ctx);
+  planRoutes(app, ctx);
   imageRoutes(app, ctx);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await webRoutes(app, ctx);

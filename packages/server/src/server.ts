@@ -39,6 +39,7 @@ import { openConfiguredBus } from "./services/open-bus.js";
 import { configuredDrivers, openDrivers } from "./services/open-drivers.js";
 import { openConfiguredStore } from "./services/open-store.js";
 import { poolImageStorage } from "./services/pool-image-storage.js";
+import { Quotas } from "./services/quotas.js";
 import { RunService } from "./services/run-service.js";
 import { sandboxRunStep } from "./services/sandbox-run-step.js";
 import { reportStoreChanges } from "./services/store-reports.js";
@@ -199,6 +200,8 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     networkPolicies,
     gateway,
   );
+  const quotas = new Quotas(store, bus, events, metrics, () => clock.now());
+  sandboxes.useAdmission(quotas.admitSandboxes);
   const egress = new EgressHub(
     store,
     networkPolicies,
@@ -347,6 +350,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     egress,
     metrics,
     events,
+    quotas,
     logins,
     runs,
     images,

@@ -13,6 +13,7 @@ import type { LoginService } from "../services/login-service.js";
 import type { Metrics } from "../services/metrics.js";
 import type { NetworkPolicies } from "../services/network-policies.js";
 import type { PtySessions } from "../services/pty-sessions.js";
+import type { Quotas } from "../services/quotas.js";
 import type { RunService } from "../services/run-service.js";
 import type { SandboxService } from "../services/sandbox-service.js";
 import type { SignInThrottle } from "../services/sign-in-throttle.js";
@@ -30,6 +31,7 @@ export interface ServerContext {
   egress: EgressHub;
   metrics: Metrics;
   events: EventHub;
+  quotas: Quotas;
   logins: LoginService;
   runs: RunService;
   /** Absent when the server was started without image storage. */

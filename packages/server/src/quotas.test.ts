@@ -1,0 +1,172 @@
+/**
+ * Plans and quotas on a real server: admins define plans and put users on them; a create, run or
+ * request past a limit answers 429 with a code and the limit's name, the user's event stream
+ * hears about it, and metrics count it. The default plan covers users on none.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ApiClient, TestServer } from "./testing/harness.js";
+import { createUser, startTestServer } from "./testing/harness.js";
+
+interface ErrorBody {
+  error: { code: string; message: string; details?: Record<string, unknown> };
+}
+
+let t: TestServer;
+let alice: ApiClient;
+let aliceId: string;
+
+async function idOf(client: ApiClient): Promise<string> {
+  return (await client.call<{ id: string }>("GET", "/v1/me")).body.id;
+}
+
+beforeAll(async () => {
+  t = await startTestServer();
+  alice = await createUser(t.api, "alice");
+  aliceId = await idOf(alice);
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+describe("plans and quotas", () => {
+  it("are managed by admins only, with clear answers for unknown and in-use plans", async () => {
+    expect((await alice.call("GET", "/v1/admin/plans")).status).toBe(403);
+    expect((await alice.call("PUT", "/v1/admin/plans/mine", { limits: {} })).status).toBe(403);
+    const bad = await t.api.call<ErrorBody>("PUT", "/v1/admin/plans/small", { limits: { cpu: -1 } });
+    expect(bad.status).toBe(400);
+    const unknownLimit = await t.api.call<ErrorBody>("PUT", "/v1/admin/plans/small", { limits: { gpus: 1 } });
+    expect(unknownLimit.status).toBe(400);
+
+    const put = await t.api.call("PUT", "/v1/admin/plans/small", {
+      description: "one sandbox",
+      limits: { runningSandboxes: 1, memoryMb: 1024 },
+    });
+    expect(put.status).toBe(200);
+    expect(put.body).toMatchObject({
+      name: "small",
+      users: 0,
+      limits: { runningSandboxes: 1, memoryMb: 1024 },
+    });
+    expect((await t.api.call("PUT", `/v1/admin/users/${aliceId}/plan`, { plan: "nope" })).status).toBe(404);
+    expect((await t.api.call("PUT", "/v1/admin/users/usr_missing/plan", { plan: "small" })).status).toBe(404);
+    const assigned = await t.api.call("PUT", `/v1/admin/users/${aliceId}/plan`, { plan: "small" });
+    expect(assigned.status).toBe(200);
+    expect(assigned.body).toMatchObject({ plan: "small", used: { runningSandboxes: 0 } });
+    const listed = await t.api.call<{ items: { name: string; users: number }[] }>("GET", "/v1/admin/plans");
+    expect(listed.body.items).toEqual([expect.objectContaining({ name: "small", users: 1 })]);
+    const inUse = await t.api.call<ErrorBody>("DELETE", "/v1/admin/plans/small");
+    expect(inUse.status).toBe(409);
+    expect((await t.api.call("DELETE", "/v1/admin/plans/nope")).status).toBe(404);
+  });
+
+  it("refuses a sandbox past the running count or memory total, names the limit, and reports it", async () => {
+    const events = await fetch(`${t.url}/v1/events`, {
+      headers: { authorization: `Bearer ${alice.key}`, accept: "text/event-stream" },
+    });
+    const first = await alice.createSandbox({ network: "none", memoryMb: 512 });
+    const second = await alice.call<ErrorBody>("POST", "/v1/sandboxes", { network: "none", memoryMb: 256 });
+    expect(second.status).toBe(429);
+    expect(second.body.error).toMatchObject({
+      code: "quota_exceeded",
+      details: { limit: "runningSandboxes", used: 1, max: 1, plan: "small" },
+    });
+    expect(second.body.error.message).toContain("runningSandboxes");
+
+    // The quota.reached event reaches the user's stream.
+    const reader = events.body?.getReader();
+    let text = "";
+    while (reader && !text.includes("quota.reached")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    await reader?.cancel();
+    expect(text).toContain('"limit":"runningSandboxes"');
+
+    expect((await alice.call("DELETE", `/v1/sandboxes/${first}`)).status).toBe(200);
+    const tooBig = await alice.call<ErrorBody>("POST", "/v1/sandboxes", { network: "none", memoryMb: 2048 });
+    expect(tooBig.status).toBe(429);
+    expect(tooBig.body.error.details).toMatchObject({ limit: "memoryMb", used: 0, max: 1024 });
+
+    const metrics = (await t.api.call<string>("GET", "/metrics")).body;
+    expect(metrics).toMatch(/^polydev_quota_refusals_total\{limit="runningSandboxes"\} 1$/m);
+    expect(metrics).toMatch(/^polydev_quota_refusals_total\{limit="memoryMb"\} 1$/m);
+  });
+
+  it("lets exactly one of two racing creates through a limit of one", async () => {
+    const results = await Promise.all([
+      alice.call<{ id: string }>("POST", "/v1/sandboxes", { network: "none", memoryMb: 256 }),
+      alice.call<{ id: string }>("POST", "/v1/sandboxes", { network: "none", memoryMb: 256 }),
+    ]);
+    expect(results.map((r) => r.status).sort()).toEqual([201, 429]);
+    const created = results.find((r) => r.status === 201);
+    const quota = await alice.call<{ used: { runningSandboxes: number; memoryMb: number } }>(
+      "GET",
+      "/v1/me/quota",
+    );
+    expect(quota.body).toMatchObject({ plan: "small", used: { runningSandboxes: 1, memoryMb: 256 } });
+    await alice.call("DELETE", `/v1/sandboxes/${created?.body.id}`);
+  });
+
+  it("applies the default plan to users on none: runs per hour", async () => {
+    const bob = await createUser(t.api, "bob");
+    expect((await bob.call("GET", "/v1/me/quota")).body).toMatchObject({ plan: null, limits: {} });
+    expect((await t.api.call("PUT", "/v1/admin/plans/default", { limits: { runsPerHour: 0 } })).status).toBe(
+      200,
+    );
+    const refused = await bob.call<ErrorBody>("POST", "/v1/runs", { agent: "builtin", prompt: "hi" });
+    expect(refused.status).toBe(429);
+    expect(refused.body.error.details).toMatchObject({ limit: "runsPerHour", max: 0, plan: "default" });
+    // Alice is on her own plan, which has no run limit: not refused for runs per hour.
+    const aliceRun = await alice.call<ErrorBody>("POST", "/v1/runs", { agent: "builtin", prompt: "hi" });
+    expect(aliceRun.body.error?.details?.limit).not.toBe("runsPerHour");
+    expect((await t.api.call("DELETE", "/v1/admin/plans/default")).status).toBe(204);
+    expect((await bob.call("GET", "/v1/me/quota")).body).toMatchObject({ plan: null });
+  });
+
+  it("refuses runs once the month's provider tokens reach the plan's limit", async () => {
+    const dave = await createUser(t.api, "dave");
+    const daveId = await idOf(dave);
+    expect(
+      (await t.api.call("PUT", "/v1/admin/plans/metered", { limits: { tokensPerMonth: 1000 } })).status,
+    ).toBe(200);
+    expect((await t.api.call("PUT", `/v1/admin/users/${daveId}/plan`, { plan: "metered" })).status).toBe(200);
+    // Usage as the gateway records it.
+    await t.server.store.usage.record({
+      userId: daveId,
+      sandboxId: "sbx_x",
+      provider: "anthropic",
+      model: "m",
+      inputTokens: 600,
+      outputTokens: 400,
+      status: 200,
+      at: Date.now(),
+    });
+    const refused = await dave.call<ErrorBody>("POST", "/v1/runs", { agent: "builtin", prompt: "hi" });
+    expect(refused.status).toBe(429);
+    expect(refused.body.error.details).toMatchObject({ limit: "tokensPerMonth", used: 1000, max: 1000 });
+    expect((await dave.call("GET", "/v1/me/quota")).body).toMatchObject({ used: { tokensPerMonth: 1000 } });
+  });
+
+  it("rate-limits a key past its plan's requests per minute, never an admin", async () => {
+    const carol = await createUser(t.api, "carol");
+    expect(
+      (await t.api.call("PUT", "/v1/admin/plans/tiny", { limits: { requestsPerMinute: 5 } })).status,
+    ).toBe(200);
+    expect(
+      (await t.api.call("PUT", `/v1/admin/users/${await idOf(carol)}/plan`, { plan: "tiny" })).status,
+    ).toBe(200);
+    // The /v1/me above used one of this minute's requests unless the minute just turned over.
+    const statuses: number[] = [];
+    for (let i = 0; i < 7; i++) statuses.push((await carol.call("GET", "/v1/sandboxes")).status);
+    expect(statuses).toContain(429);
+    expect(statuses.filter((s) => s === 200).length).toBeLessThanOrEqual(5);
+    const limited = await carol.call<ErrorBody>("GET", "/v1/sandboxes");
+    expect(limited.body.error).toMatchObject({
+      code: "rate_limited",
+      details: { limit: "requestsPerMinute", max: 5 },
+    });
+    expect((await alice.call("GET", "/v1/sandboxes")).status).toBe(200);
+    for (let i = 0; i < 10; i++) expect((await t.api.call("GET", "/v1/admin/plans")).status).toBe(200);
+  });
+});
