@@ -104,10 +104,10 @@ export type {
   ImageState,
   NewEgressAuditRecord,
   NewImage,
+  PlanLimits,
+  PlanRecord,
+  PlanRepository,
   SessionRecord,
   SessionRepository,
   StoreRepositories,
 } from "./store.js";
-
-// Plans and quotas (issue 11).
-export type { PlanLimits, PlanRecord, PlanRepository } from "./store.js";
