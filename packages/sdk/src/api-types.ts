@@ -2741,30 +2741,7 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            items: {
-                                name: string;
-                                description: string;
-                                limits: {
-                                    /** @description sandboxes creating, running or hibernated at once */
-                                    runningSandboxes?: number;
-                                    /** @description total CPUs of those sandboxes */
-                                    cpu?: number;
-                                    /** @description total memory (MiB) of those sandboxes */
-                                    memoryMb?: number;
-                                    /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
-                                    diskMb?: number;
-                                    /** @description runs started in the last hour */
-                                    runsPerHour?: number;
-                                    /** @description provider tokens (input + output) since the start of the UTC month */
-                                    tokensPerMonth?: number;
-                                    /** @description API requests per key per minute */
-                                    requestsPerMinute?: number;
-                                };
-                                /** @description users put on this plan (the default plan also covers users on none) */
-                                users: number;
-                                createdAt: string;
-                                updatedAt: string;
-                            }[];
+                            items: components["schemas"]["Plan"][];
                         };
                     };
                 };
@@ -2801,23 +2778,7 @@ export interface paths {
                     "application/json": {
                         /** @default  */
                         description?: string;
-                        /** @description absent limits are unlimited */
-                        limits: {
-                            /** @description sandboxes creating, running or hibernated at once */
-                            runningSandboxes?: number;
-                            /** @description total CPUs of those sandboxes */
-                            cpu?: number;
-                            /** @description total memory (MiB) of those sandboxes */
-                            memoryMb?: number;
-                            /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
-                            diskMb?: number;
-                            /** @description runs started in the last hour */
-                            runsPerHour?: number;
-                            /** @description provider tokens (input + output) since the start of the UTC month */
-                            tokensPerMonth?: number;
-                            /** @description API requests per key per minute */
-                            requestsPerMinute?: number;
-                        };
+                        limits: components["schemas"]["PlanLimitsInput"];
                     };
                 };
             };
@@ -2828,30 +2789,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            name: string;
-                            description: string;
-                            limits: {
-                                /** @description sandboxes creating, running or hibernated at once */
-                                runningSandboxes?: number;
-                                /** @description total CPUs of those sandboxes */
-                                cpu?: number;
-                                /** @description total memory (MiB) of those sandboxes */
-                                memoryMb?: number;
-                                /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
-                                diskMb?: number;
-                                /** @description runs started in the last hour */
-                                runsPerHour?: number;
-                                /** @description provider tokens (input + output) since the start of the UTC month */
-                                tokensPerMonth?: number;
-                                /** @description API requests per key per minute */
-                                requestsPerMinute?: number;
-                            };
-                            /** @description users put on this plan (the default plan also covers users on none) */
-                            users: number;
-                            createdAt: string;
-                            updatedAt: string;
-                        };
+                        "application/json": components["schemas"]["Plan"];
                     };
                 };
             };
@@ -2933,34 +2871,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            /** @description the plan that applies (null: none, unlimited) */
-                            plan: string | null;
-                            limits: {
-                                /** @description sandboxes creating, running or hibernated at once */
-                                runningSandboxes?: number;
-                                /** @description total CPUs of those sandboxes */
-                                cpu?: number;
-                                /** @description total memory (MiB) of those sandboxes */
-                                memoryMb?: number;
-                                /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
-                                diskMb?: number;
-                                /** @description runs started in the last hour */
-                                runsPerHour?: number;
-                                /** @description provider tokens (input + output) since the start of the UTC month */
-                                tokensPerMonth?: number;
-                                /** @description API requests per key per minute */
-                                requestsPerMinute?: number;
-                            };
-                            used: {
-                                runningSandboxes: number;
-                                cpu: number;
-                                memoryMb: number;
-                                diskMb: number;
-                                runsPerHour: number;
-                                tokensPerMonth: number;
-                            };
-                        };
+                        "application/json": components["schemas"]["Quota"];
                     };
                 };
                 /** @description Default Response */
@@ -3006,34 +2917,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            /** @description the plan that applies (null: none, unlimited) */
-                            plan: string | null;
-                            limits: {
-                                /** @description sandboxes creating, running or hibernated at once */
-                                runningSandboxes?: number;
-                                /** @description total CPUs of those sandboxes */
-                                cpu?: number;
-                                /** @description total memory (MiB) of those sandboxes */
-                                memoryMb?: number;
-                                /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
-                                diskMb?: number;
-                                /** @description runs started in the last hour */
-                                runsPerHour?: number;
-                                /** @description provider tokens (input + output) since the start of the UTC month */
-                                tokensPerMonth?: number;
-                                /** @description API requests per key per minute */
-                                requestsPerMinute?: number;
-                            };
-                            used: {
-                                runningSandboxes: number;
-                                cpu: number;
-                                memoryMb: number;
-                                diskMb: number;
-                                runsPerHour: number;
-                                tokensPerMonth: number;
-                            };
-                        };
+                        "application/json": components["schemas"]["Quota"];
                     };
                 };
                 /** @description Default Response */
@@ -3078,34 +2962,7 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content: {
-                        "application/json": {
-                            /** @description the plan that applies (null: none, unlimited) */
-                            plan: string | null;
-                            limits: {
-                                /** @description sandboxes creating, running or hibernated at once */
-                                runningSandboxes?: number;
-                                /** @description total CPUs of those sandboxes */
-                                cpu?: number;
-                                /** @description total memory (MiB) of those sandboxes */
-                                memoryMb?: number;
-                                /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
-                                diskMb?: number;
-                                /** @description runs started in the last hour */
-                                runsPerHour?: number;
-                                /** @description provider tokens (input + output) since the start of the UTC month */
-                                tokensPerMonth?: number;
-                                /** @description API requests per key per minute */
-                                requestsPerMinute?: number;
-                            };
-                            used: {
-                                runningSandboxes: number;
-                                cpu: number;
-                                memoryMb: number;
-                                diskMb: number;
-                                runsPerHour: number;
-                                tokensPerMonth: number;
-                            };
-                        };
+                        "application/json": components["schemas"]["Quota"];
                     };
                 };
             };
@@ -3638,6 +3495,44 @@ export interface components {
             createdAt: string;
             updatedAt: string;
         };
+        PlanLimitsInput: {
+            /** @description sandboxes creating, running or hibernated at once */
+            runningSandboxes?: number;
+            /** @description total CPUs of those sandboxes */
+            cpu?: number;
+            /** @description total memory (MiB) of those sandboxes */
+            memoryMb?: number;
+            /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
+            diskMb?: number;
+            /** @description runs started in the last hour */
+            runsPerHour?: number;
+            /** @description provider tokens (input + output) since the start of the UTC month */
+            tokensPerMonth?: number;
+            /** @description API requests per key per minute */
+            requestsPerMinute?: number;
+        };
+        PlanInput: {
+            name: string;
+            description: string;
+            limits: components["schemas"]["PlanLimitsInput"];
+            /** @description users put on this plan (the default plan also covers users on none) */
+            users: number;
+            createdAt: string;
+            updatedAt: string;
+        };
+        QuotaInput: {
+            /** @description the plan that applies (null: none, unlimited) */
+            plan: string | null;
+            limits: components["schemas"]["PlanLimitsInput"];
+            used: {
+                runningSandboxes: number;
+                cpu: number;
+                memoryMb: number;
+                diskMb: number;
+                runsPerHour: number;
+                tokensPerMonth: number;
+            };
+        };
         RunInput: {
             id: string;
             sandboxId: string;
@@ -3973,6 +3868,44 @@ export interface components {
             reason: string | null;
             createdAt: string;
             updatedAt: string;
+        };
+        PlanLimits: {
+            /** @description sandboxes creating, running or hibernated at once */
+            runningSandboxes?: number;
+            /** @description total CPUs of those sandboxes */
+            cpu?: number;
+            /** @description total memory (MiB) of those sandboxes */
+            memoryMb?: number;
+            /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
+            diskMb?: number;
+            /** @description runs started in the last hour */
+            runsPerHour?: number;
+            /** @description provider tokens (input + output) since the start of the UTC month */
+            tokensPerMonth?: number;
+            /** @description API requests per key per minute */
+            requestsPerMinute?: number;
+        };
+        Plan: {
+            name: string;
+            description: string;
+            limits: components["schemas"]["PlanLimits"];
+            /** @description users put on this plan (the default plan also covers users on none) */
+            users: number;
+            createdAt: string;
+            updatedAt: string;
+        };
+        Quota: {
+            /** @description the plan that applies (null: none, unlimited) */
+            plan: string | null;
+            limits: components["schemas"]["PlanLimits"];
+            used: {
+                runningSandboxes: number;
+                cpu: number;
+                memoryMb: number;
+                diskMb: number;
+                runsPerHour: number;
+                tokensPerMonth: number;
+            };
         };
         Run: {
             id: string;

@@ -39,6 +39,9 @@ export type AdminStats = components["schemas"]["AdminStats"];
 export type User =
   paths["/v1/admin/users"]["get"]["responses"]["200"]["content"]["application/json"]["items"][number];
 export type CreateUser = paths["/v1/admin/users"]["post"]["requestBody"]["content"]["application/json"];
+export type Plan = components["schemas"]["Plan"];
+export type PlanLimits = components["schemas"]["PlanLimits"];
+export type Quota = components["schemas"]["Quota"];
 export type SignIn = paths["/v1/auth/session"]["post"]["requestBody"]["content"]["application/json"];
 
 export interface PolydevOptions {
@@ -149,6 +152,14 @@ export class Polydev {
    */
   async me(call: CallOptions = {}) {
     return unwrap(await this.api.GET("/v1/me", { signal: call.signal }));
+  }
+
+  /**
+   * Your plan, its limits and what you use of them.
+   * @example const { limits, used } = await polydev.quota(); console.log(used.runningSandboxes, limits.runningSandboxes);
+   */
+  async quota(call: CallOptions = {}): Promise<Quota> {
+    return unwrap(await this.api.GET("/v1/me/quota", { signal: call.signal }));
   }
 
   readonly sandboxes = {
@@ -432,6 +443,54 @@ export class Polydev {
       /** @example const { items } = await polydev.admin.users.list(); */
       list: async (call: CallOptions = {}): Promise<{ items: User[] }> =>
         unwrap(await this.api.GET("/v1/admin/users", { signal: call.signal })),
+      /**
+       * Puts a user on a plan, or (null) back on the default plan; answers their quota.
+       * @example await polydev.admin.users.setPlan(userId, "team");
+       */
+      setPlan: async (id: string, plan: string | null, call: CallOptions = {}): Promise<Quota> =>
+        unwrap(
+          await this.api.PUT("/v1/admin/users/{id}/plan", {
+            params: { path: { id } },
+            body: { plan },
+            signal: call.signal,
+          }),
+        ),
+      /** @example const { plan, limits, used } = await polydev.admin.users.quota(userId); */
+      quota: async (id: string, call: CallOptions = {}): Promise<Quota> =>
+        unwrap(
+          await this.api.GET("/v1/admin/users/{id}/quota", { params: { path: { id } }, signal: call.signal }),
+        ),
+    },
+    plans: {
+      /** @example const { items } = await polydev.admin.plans.list(); */
+      list: async (call: CallOptions = {}): Promise<{ items: Plan[] }> =>
+        unwrap(await this.api.GET("/v1/admin/plans", { signal: call.signal })),
+      /**
+       * Creates or replaces a plan; absent limits are unlimited. The plan named "default" covers
+       * users put on none.
+       * @example await polydev.admin.plans.put("team", { limits: { runningSandboxes: 5, runsPerHour: 100 } });
+       */
+      put: async (
+        name: string,
+        body: { description?: string; limits: PlanLimits },
+        call: CallOptions = {},
+      ): Promise<Plan> =>
+        unwrap(
+          await this.api.PUT("/v1/admin/plans/{name}", {
+            params: { path: { name } },
+            body: { description: body.description ?? "", limits: body.limits },
+            signal: call.signal,
+          }),
+        ),
+      /** Deletes a plan nobody is on. @example await polydev.admin.plans.delete("trial"); */
+      delete: async (name: string, call: CallOptions = {}): Promise<void> => {
+        unwrap(
+          await this.api.DELETE("/v1/admin/plans/{name}", {
+            params: { path: { name } },
+            signal: call.signal,
+          }),
+        );
+      },
     },
     /**
      * One page of every user's sandboxes with their owner, newest first (default 100); pass

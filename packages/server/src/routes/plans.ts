@@ -16,43 +16,49 @@ const planName = z
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, "plan names are 1–63 lowercase letters, digits, '.', '_' or '-'");
 
 const count = (what: string) => z.number().int().min(0).max(1_000_000_000).optional().describe(what);
-export const planLimitsSchema = z.strictObject({
-  runningSandboxes: count("sandboxes creating, running or hibernated at once"),
-  cpu: z.number().min(0).max(1_000_000).optional().describe("total CPUs of those sandboxes"),
-  memoryMb: count("total memory (MiB) of those sandboxes"),
-  diskMb: count("total disk (MiB) of every sandbox not destroyed (stopped ones included)"),
-  runsPerHour: count("runs started in the last hour"),
-  tokensPerMonth: z
-    .number()
-    .int()
-    .min(0)
-    .max(Number.MAX_SAFE_INTEGER)
-    .optional()
-    .describe("provider tokens (input + output) since the start of the UTC month"),
-  requestsPerMinute: count("API requests per key per minute"),
-});
+export const planLimitsSchema = z
+  .strictObject({
+    runningSandboxes: count("sandboxes creating, running or hibernated at once"),
+    cpu: z.number().min(0).max(1_000_000).optional().describe("total CPUs of those sandboxes"),
+    memoryMb: count("total memory (MiB) of those sandboxes"),
+    diskMb: count("total disk (MiB) of every sandbox not destroyed (stopped ones included)"),
+    runsPerHour: count("runs started in the last hour"),
+    tokensPerMonth: z
+      .number()
+      .int()
+      .min(0)
+      .max(Number.MAX_SAFE_INTEGER)
+      .optional()
+      .describe("provider tokens (input + output) since the start of the UTC month"),
+    requestsPerMinute: count("API requests per key per minute"),
+  })
+  .meta({ id: "PlanLimits" });
 
-const planSchema = z.object({
-  name: z.string(),
-  description: z.string(),
-  limits: planLimitsSchema,
-  users: z.number().int().describe("users put on this plan (the default plan also covers users on none)"),
-  createdAt: z.string(),
-  updatedAt: z.string(),
-});
+const planSchema = z
+  .object({
+    name: z.string(),
+    description: z.string(),
+    limits: planLimitsSchema,
+    users: z.number().int().describe("users put on this plan (the default plan also covers users on none)"),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .meta({ id: "Plan" });
 
-const quotaSchema = z.object({
-  plan: z.string().nullable().describe("the plan that applies (null: none, unlimited)"),
-  limits: planLimitsSchema,
-  used: z.object({
-    runningSandboxes: z.number(),
-    cpu: z.number(),
-    memoryMb: z.number(),
-    diskMb: z.number(),
-    runsPerHour: z.number(),
-    tokensPerMonth: z.number(),
-  }),
-});
+const quotaSchema = z
+  .object({
+    plan: z.string().nullable().describe("the plan that applies (null: none, unlimited)"),
+    limits: planLimitsSchema,
+    used: z.object({
+      runningSandboxes: z.number(),
+      cpu: z.number(),
+      memoryMb: z.number(),
+      diskMb: z.number(),
+      runsPerHour: z.number(),
+      tokensPerMonth: z.number(),
+    }),
+  })
+  .meta({ id: "Quota" });
 
 const present = (usage: QuotaUsage) => usage;
 
