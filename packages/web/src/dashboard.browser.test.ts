@@ -495,8 +495,8 @@ describe("the dashboard in Chromium", () => {
       const plansTable = page.getByRole("table", { name: "Plans" });
       await plansTable.getByRole("cell", { name: "team" }).waitFor();
       const assignForm = page.getByRole("form", { name: "Assign a plan" });
-      await assignForm.getByLabel("User").selectOption({ label: "bob" });
-      await assignForm.getByLabel("Plan for the user").selectOption("team");
+      await assignForm.getByLabel("User to assign").selectOption({ label: "bob" });
+      await assignForm.getByLabel("Plan to assign").selectOption("team");
       await assignForm.getByRole("button", { name: "Assign plan" }).click();
       await assignForm.getByRole("status").filter({ hasText: "Now on team" }).waitFor();
       await expect.poll(() => plansTable.getByRole("row").nth(1).textContent()).toMatch(/^team.*1.*2.*4,096/);

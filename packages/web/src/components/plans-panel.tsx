@@ -185,7 +185,13 @@ function AssignPlan({ plans }: { plans: Plan[] }) {
     <form className="create-form" onSubmit={submit} aria-label="Assign a plan">
       <label className="field">
         <span>User</span>
-        <select className="input" value={userId} onChange={(e) => setUserId(e.target.value)} required>
+        <select
+          className="input"
+          aria-label="User to assign"
+          value={userId}
+          onChange={(e) => setUserId(e.target.value)}
+          required
+        >
           <option value="">Choose a user</option>
           {users.data?.items.map((u) => (
             <option key={u.id} value={u.id}>
@@ -195,8 +201,13 @@ function AssignPlan({ plans }: { plans: Plan[] }) {
         </select>
       </label>
       <label className="field">
-        <span>Plan for the user</span>
-        <select className="input" value={plan} onChange={(e) => setPlan(e.target.value)}>
+        <span>Plan</span>
+        <select
+          className="input"
+          aria-label="Plan to assign"
+          value={plan}
+          onChange={(e) => setPlan(e.target.value)}
+        >
           <option value="">The default plan</option>
           {plans.map((p) => (
             <option key={p.name} value={p.name}>
