@@ -89,12 +89,15 @@ export function eventRoutes(instance: FastifyInstance, ctx: ServerContext): void
       raw.flushHeaders();
       const keepAlive = setInterval(() => raw.write(": keep-alive\n\n"), KEEP_ALIVE_MS);
       keepAlive.unref();
-      raw.once("close", () => {
+      const onClose = once(() => {
         clearInterval(keepAlive);
         controller.abort();
         opened.release();
         closeGauge();
       });
+      raw.once("close", onClose);
+      // A client that left while the subscription was being opened: its close event has passed.
+      if (raw.destroyed || !raw.socket || raw.socket.destroyed) onClose();
       pumpEvents(
         opened.events,
         (event) => writeSse(raw, event, maxBuffered),
@@ -121,11 +124,13 @@ export function eventRoutes(instance: FastifyInstance, ctx: ServerContext): void
         return;
       }
       const closeGauge = ctx.metrics.eventStreamOpened("websocket");
-      socket.once("close", () => {
+      const onClose = once(() => {
         controller.abort();
         opened.release();
         closeGauge();
       });
+      socket.once("close", onClose);
+      if (socket.readyState !== socket.OPEN) onClose();
       // Incoming frames are not part of the protocol; the library's maxPayload bounds them.
       socket.on("message", () => undefined);
       pumpEvents(
@@ -144,6 +149,15 @@ export function eventRoutes(instance: FastifyInstance, ctx: ServerContext): void
       });
     },
   });
+}
+
+function once(fn: () => void): () => void {
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    fn();
+  };
 }
 
 /** Delivers events until the stream ends; `deliver` says false when the client fell too far behind. */
