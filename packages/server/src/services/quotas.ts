@@ -100,7 +100,8 @@ export class Quotas {
     };
     for (const limit of ["runningSandboxes", "cpu", "memoryMb", "diskMb"] as const) {
       const max = limits[limit];
-      if (max !== undefined && used[limit] + asked[limit] > max)
+      // Only what this asks for more of is checked (a plan lowered below use refuses only growth).
+      if (max !== undefined && asked[limit] > 0 && used[limit] + asked[limit] > max)
         this.refuse(userId, plan.name, limit, used[limit], max, asked[limit]);
     }
   };

@@ -742,9 +742,11 @@ export class SandboxService {
           `sandbox ${id} is ${record.state}; only stopped sandboxes start${record.state === "hibernated" ? " (resume it)" : ""}`,
         );
       }
-      const running = await this.store.sandboxes.transition(id, ["stopped"], "running", {
-        at: this.clock.now(),
-      });
+      // Running again takes CPU and memory (its disk was counted all along): the plan decides.
+      const demand = { count: 1, cpu: record.cpu, memoryMb: record.memoryMb, diskMb: 0 };
+      const running = await this.admit(record.userId, demand, () =>
+        this.store.sandboxes.transition(id, ["stopped"], "running", { at: this.clock.now() }),
+      );
       this.forgetRunning(id);
       if (!running) throw new PolydevError("conflict", `sandbox ${id} changed state while starting`);
       let newHandle: SandboxHandle;
