@@ -3,6 +3,8 @@
  * request past a limit answers 429 with a code and the limit's name, the user's event stream
  * hears about it, and metrics count it. The default plan covers users on none.
  */
+import type { FakeProviders } from "@polydev/fake-providers";
+import { startFakeProviders } from "@polydev/fake-providers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ApiClient, TestServer } from "./testing/harness.js";
 import { createUser, startTestServer } from "./testing/harness.js";
@@ -12,6 +14,7 @@ interface ErrorBody {
 }
 
 let t: TestServer;
+let fake: FakeProviders;
 let alice: ApiClient;
 let aliceId: string;
 
@@ -20,12 +23,14 @@ async function idOf(client: ApiClient): Promise<string> {
 }
 
 beforeAll(async () => {
-  t = await startTestServer();
+  fake = await startFakeProviders();
+  t = await startTestServer({ upstreams: { anthropic: fake.url, openai: fake.url, gemini: fake.url } });
   alice = await createUser(t.api, "alice");
   aliceId = await idOf(alice);
 });
 afterAll(async () => {
   await t?.close();
+  await fake?.close();
 });
 
 describe("plans and quotas", () => {
@@ -146,6 +151,45 @@ describe("plans and quotas", () => {
     expect(refused.status).toBe(429);
     expect(refused.body.error.details).toMatchObject({ limit: "tokensPerMonth", used: 1000, max: 1000 });
     expect((await dave.call("GET", "/v1/me/quota")).body).toMatchObject({ used: { tokensPerMonth: 1000 } });
+  });
+
+  it("refuses a provider request through the gateway once the month's tokens are used up", async () => {
+    const erin = await createUser(t.api, "erin");
+    const erinId = await idOf(erin);
+    await erin.call("PUT", "/v1/credentials/anthropic", { apiKey: "sk-quota-test-key-123456" });
+    expect(
+      (await t.api.call("PUT", "/v1/admin/plans/capped", { limits: { tokensPerMonth: 50 } })).status,
+    ).toBe(200);
+    expect((await t.api.call("PUT", `/v1/admin/users/${erinId}/plan`, { plan: "capped" })).status).toBe(200);
+    const box = await erin.createSandbox({ network: "none" });
+    expect((await erin.call("POST", `/v1/sandboxes/${box}/gateway`)).status).toBe(200);
+    // What a CLI in the sandbox does: the placeholder key, the gateway's base URL from its env.
+    const ask = () =>
+      erin.exec(box, [
+        "python3",
+        "-c",
+        [
+          "import json, os, urllib.request, urllib.error",
+          "body = json.dumps({'model': 'claude-test', 'max_tokens': 16, 'messages': [{'role': 'user', 'content': 'hi'}]}).encode()",
+          "req = urllib.request.Request(os.environ['ANTHROPIC_BASE_URL'] + '/v1/messages', data=body, headers={'x-api-key': os.environ['ANTHROPIC_API_KEY'], 'content-type': 'application/json', 'anthropic-version': '2023-06-01'})",
+          "try:",
+          "    r = urllib.request.urlopen(req, timeout=20); print(r.status)",
+          "except urllib.error.HTTPError as e:",
+          "    print(e.code, json.loads(e.read())['error']['code'])",
+        ].join("\n"),
+      ]);
+    expect((await ask()).body.stdout.trim()).toBe("200");
+    await t.server.store.usage.record({
+      userId: erinId,
+      sandboxId: box,
+      provider: "anthropic",
+      model: "claude-test",
+      inputTokens: 40,
+      outputTokens: 40,
+      status: 200,
+      at: Date.now(),
+    });
+    expect((await ask()).body.stdout.trim()).toBe("429 quota_exceeded");
   });
 
   it("rate-limits a key past its plan's requests per minute, never an admin", async () => {

@@ -202,6 +202,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   );
   const quotas = new Quotas(store, bus, events, metrics, () => clock.now());
   sandboxes.useAdmission(quotas.admitSandboxes);
+  gateway.useAdmission(quotas.admitProviderRequest);
   const egress = new EgressHub(
     store,
     networkPolicies,

@@ -123,6 +123,15 @@ export class Quotas {
     }
   }
 
+  /** Before the gateway relays a provider request: the month's tokens must be under the limit. */
+  readonly admitProviderRequest = async (userId: string): Promise<void> => {
+    const { plan } = await this.planFor(userId);
+    const max = plan?.limits.tokensPerMonth;
+    if (!plan || max === undefined) return;
+    const used = await this.tokensThisMonth(userId);
+    if (used >= max) this.refuse(userId, plan.name, "tokensPerMonth", used, max, 0);
+  };
+
   /** Per API key; requests a session cookie authenticated are counted per user instead. */
   async admitRequest(userId: string, keyId: string | undefined): Promise<void> {
     const { plan } = await this.planFor(userId);
