@@ -272,6 +272,8 @@ export interface PlanLimits {
   diskMb?: number | undefined;
   runsPerHour?: number | undefined;
   tokensPerMonth?: number | undefined;
+  /** USD since the start of the UTC month, by the operator's model prices (`modelPrices`). */
+  costPerMonthUsd?: number | undefined;
   /** Requests per minute per API key (a sliding window over the bus's counters). */
   requestsPerMinute?: number | undefined;
 }

@@ -3508,6 +3508,8 @@ export interface components {
             runsPerHour?: number;
             /** @description provider tokens (input + output) since the start of the UTC month */
             tokensPerMonth?: number;
+            /** @description USD since the start of the UTC month, by the operator's model prices (POLYDEV_MODEL_PRICES) */
+            costPerMonthUsd?: number;
             /** @description API requests per key per minute */
             requestsPerMinute?: number;
         };
@@ -3531,6 +3533,7 @@ export interface components {
                 diskMb: number;
                 runsPerHour: number;
                 tokensPerMonth: number;
+                costPerMonthUsd: number;
             };
         };
         RunInput: {
@@ -3882,6 +3885,8 @@ export interface components {
             runsPerHour?: number;
             /** @description provider tokens (input + output) since the start of the UTC month */
             tokensPerMonth?: number;
+            /** @description USD since the start of the UTC month, by the operator's model prices (POLYDEV_MODEL_PRICES) */
+            costPerMonthUsd?: number;
             /** @description API requests per key per minute */
             requestsPerMinute?: number;
         };
@@ -3905,6 +3910,7 @@ export interface components {
                 diskMb: number;
                 runsPerHour: number;
                 tokensPerMonth: number;
+                costPerMonthUsd: number;
             };
         };
         Run: {

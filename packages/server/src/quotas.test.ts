@@ -24,7 +24,14 @@ async function idOf(client: ApiClient): Promise<string> {
 
 beforeAll(async () => {
   fake = await startFakeProviders();
-  t = await startTestServer({ upstreams: { anthropic: fake.url, openai: fake.url, gemini: fake.url } });
+  t = await startTestServer({
+    upstreams: { anthropic: fake.url, openai: fake.url, gemini: fake.url },
+    // USD per million tokens: "priced" costs 10 in and 30 out; anything else 1 and 1.
+    modelPrices: {
+      priced: { inputPerMTokUsd: 10, outputPerMTokUsd: 30 },
+      "*": { inputPerMTokUsd: 1, outputPerMTokUsd: 1 },
+    },
+  });
   alice = await createUser(t.api, "alice");
   aliceId = await idOf(alice);
 });
@@ -151,6 +158,48 @@ describe("plans and quotas", () => {
     expect(refused.status).toBe(429);
     expect(refused.body.error.details).toMatchObject({ limit: "tokensPerMonth", used: 1000, max: 1000 });
     expect((await dave.call("GET", "/v1/me/quota")).body).toMatchObject({ used: { tokensPerMonth: 1000 } });
+  });
+
+  it("counts the month's cost by the operator's model prices and refuses runs past the plan's", async () => {
+    const fay = await createUser(t.api, "fay");
+    const fayId = await idOf(fay);
+    expect(
+      (await t.api.call("PUT", "/v1/admin/plans/budget", { limits: { costPerMonthUsd: 2 } })).status,
+    ).toBe(200);
+    expect((await t.api.call("PUT", `/v1/admin/users/${fayId}/plan`, { plan: "budget" })).status).toBe(200);
+    const usage = (model: string, inputTokens: number, outputTokens: number) =>
+      t.server.store.usage.record({
+        userId: fayId,
+        sandboxId: "sbx_x",
+        provider: "openai",
+        model,
+        inputTokens,
+        outputTokens,
+        status: 200,
+        at: Date.now(),
+      });
+    // 0.1 M in at $10 + 0.02 M out at $30 = $1.60; 0.1 M at the default $1 = $0.10.
+    await usage("priced", 100_000, 20_000);
+    await usage("unlisted", 50_000, 50_000);
+    const quota = await fay.call<{ used: { costPerMonthUsd: number } }>("GET", "/v1/me/quota");
+    expect(quota.body.used.costPerMonthUsd).toBeCloseTo(1.7, 6);
+    const sandbox = await fay.createSandbox({ network: "none" });
+    fake.setScript([{ text: "ok" }]);
+    const allowed = await fay.call<ErrorBody>("POST", "/v1/runs", {
+      agent: "builtin",
+      prompt: "hi",
+      sandboxId: sandbox,
+    });
+    fake.setScript(undefined);
+    expect(allowed.body.error?.details?.limit).toBeUndefined();
+    await usage("priced", 0, 10_000);
+    const refused = await fay.call<ErrorBody>("POST", "/v1/runs", {
+      agent: "builtin",
+      prompt: "hi",
+      sandboxId: sandbox,
+    });
+    expect(refused.status).toBe(429);
+    expect(refused.body.error.details).toMatchObject({ limit: "costPerMonthUsd", max: 2 });
   });
 
   it("refuses a provider request through the gateway once the month's tokens are used up", async () => {

@@ -200,7 +200,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     networkPolicies,
     gateway,
   );
-  const quotas = new Quotas(store, bus, events, metrics, () => clock.now());
+  const quotas = new Quotas(store, bus, events, metrics, () => clock.now(), config.modelPrices);
   sandboxes.useAdmission(quotas.admitSandboxes);
   gateway.useAdmission(quotas.admitProviderRequest);
   const egress = new EgressHub(

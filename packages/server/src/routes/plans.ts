@@ -30,6 +30,14 @@ export const planLimitsSchema = z
       .max(Number.MAX_SAFE_INTEGER)
       .optional()
       .describe("provider tokens (input + output) since the start of the UTC month"),
+    costPerMonthUsd: z
+      .number()
+      .min(0)
+      .max(1_000_000_000)
+      .optional()
+      .describe(
+        "USD since the start of the UTC month, by the operator's model prices (POLYDEV_MODEL_PRICES)",
+      ),
     requestsPerMinute: count("API requests per key per minute"),
   })
   .meta({ id: "PlanLimits" });
@@ -56,6 +64,7 @@ const quotaSchema = z
       diskMb: z.number(),
       runsPerHour: z.number(),
       tokensPerMonth: z.number(),
+      costPerMonthUsd: z.number(),
     }),
   })
   .meta({ id: "Quota" });

@@ -27,6 +27,11 @@ const SANDBOX_PAGE = 500;
 
 export type LimitName = keyof PlanLimits;
 
+export interface ModelPrice {
+  inputPerMTokUsd: number;
+  outputPerMTokUsd: number;
+}
+
 export interface QuotaUsage {
   plan: string | null;
   limits: PlanLimits;
@@ -37,6 +42,7 @@ export interface QuotaUsage {
     diskMb: number;
     runsPerHour: number;
     tokensPerMonth: number;
+    costPerMonthUsd: number;
   };
 }
 
@@ -53,6 +59,7 @@ export class Quotas {
     private readonly events: EventHub,
     private readonly metrics: Metrics,
     private readonly now: () => number,
+    private readonly prices: Readonly<Record<string, ModelPrice>> = {},
   ) {}
 
   /** The user's plan (null: none applies) and its limits. */
@@ -81,7 +88,7 @@ export class Quotas {
       used: {
         ...sandboxes,
         runsPerHour: await this.store.runs.countForUserSince(userId, this.now() - HOUR_MS),
-        tokensPerMonth: await this.tokensThisMonth(userId),
+        ...(await this.monthsUsage(userId)),
       },
     };
   }
@@ -116,20 +123,24 @@ export class Quotas {
       if (used + count > limits.runsPerHour)
         this.refuse(userId, plan.name, "runsPerHour", used, limits.runsPerHour, count);
     }
-    if (limits.tokensPerMonth !== undefined) {
-      const used = await this.tokensThisMonth(userId);
-      if (used >= limits.tokensPerMonth)
-        this.refuse(userId, plan.name, "tokensPerMonth", used, limits.tokensPerMonth, 0);
-    }
+    await this.checkMonth(userId, plan);
+  }
+
+  /** Tokens and cost since the start of the month must be under the plan's limits. */
+  private async checkMonth(userId: string, plan: PlanRecord): Promise<void> {
+    const { tokensPerMonth, costPerMonthUsd } = plan.limits;
+    if (tokensPerMonth === undefined && costPerMonthUsd === undefined) return;
+    const used = await this.monthsUsage(userId);
+    if (tokensPerMonth !== undefined && used.tokensPerMonth >= tokensPerMonth)
+      this.refuse(userId, plan.name, "tokensPerMonth", used.tokensPerMonth, tokensPerMonth, 0);
+    if (costPerMonthUsd !== undefined && used.costPerMonthUsd >= costPerMonthUsd)
+      this.refuse(userId, plan.name, "costPerMonthUsd", used.costPerMonthUsd, costPerMonthUsd, 0);
   }
 
   /** Before the gateway relays a provider request: the month's tokens must be under the limit. */
   readonly admitProviderRequest = async (userId: string): Promise<void> => {
     const { plan } = await this.planFor(userId);
-    const max = plan?.limits.tokensPerMonth;
-    if (!plan || max === undefined) return;
-    const used = await this.tokensThisMonth(userId);
-    if (used >= max) this.refuse(userId, plan.name, "tokensPerMonth", used, max, 0);
+    if (plan) await this.checkMonth(userId, plan);
   };
 
   /** Per API key; requests a session cookie authenticated are counted per user instead. */
@@ -201,11 +212,21 @@ export class Quotas {
     return totals;
   }
 
-  private async tokensThisMonth(userId: string): Promise<number> {
+  private async monthsUsage(userId: string): Promise<{ tokensPerMonth: number; costPerMonthUsd: number }> {
     const now = new Date(this.now());
     const since = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1);
     const rows = await this.store.usage.summary({ userId, since });
-    return rows.reduce((total, row) => total + row.inputTokens + row.outputTokens, 0);
+    let tokens = 0;
+    let cost = 0;
+    for (const row of rows) {
+      tokens += row.inputTokens + row.outputTokens;
+      const price = this.prices[row.model] ?? this.prices["*"];
+      if (price)
+        cost +=
+          (row.inputTokens * price.inputPerMTokUsd + row.outputTokens * price.outputPerMTokUsd) / 1_000_000;
+    }
+    // Rounded to a millionth of a dollar: float dust would otherwise show (0.30000000000000004).
+    return { tokensPerMonth: tokens, costPerMonthUsd: Math.round(cost * 1_000_000) / 1_000_000 };
   }
 }
 

@@ -14,6 +14,7 @@ const LIMITS: { key: keyof PlanLimits; label: string }[] = [
   { key: "diskMb", label: "Disk (MiB)" },
   { key: "runsPerHour", label: "Runs per hour" },
   { key: "tokensPerMonth", label: "Tokens per month" },
+  { key: "costPerMonthUsd", label: "Cost per month (USD)" },
   { key: "requestsPerMinute", label: "Requests per minute" },
 ];
 
@@ -150,7 +151,7 @@ function PlanForm({ plan, onDone }: { plan: Plan | undefined; onDone: () => void
             className="input"
             type="number"
             min={0}
-            step={l.key === "cpu" ? "any" : 1}
+            step={l.key === "cpu" || l.key === "costPerMonthUsd" ? "any" : 1}
             value={limits[l.key] ?? ""}
             onChange={(e) => setLimits({ ...limits, [l.key]: e.target.value })}
             placeholder="unlimited"
