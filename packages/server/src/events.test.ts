@@ -314,5 +314,23 @@ describe("GET /v1/events", () => {
     }
     await expect.poll(dropped, { timeout: 10_000 }).toBe(1);
     socket.destroy();
+
+    // The same over a WebSocket: a raw upgrade whose client never reads a frame.
+    const ws = connect(Number(port), "127.0.0.1");
+    ws.pause();
+    await new Promise((resolve) => ws.once("connect", resolve));
+    ws.write(
+      `GET /v1/events HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${alice.key}\r\nconnection: Upgrade\r\n` +
+        "upgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    for (let i = 0; i < 600 && (await dropped()) === 1; i++) {
+      await t.server.bus.publish(
+        topic,
+        JSON.stringify({ type: "quota.reached", at: Date.now(), userId: aliceId, data: { filler } }),
+      );
+    }
+    await expect.poll(dropped, { timeout: 10_000 }).toBe(2);
+    ws.destroy();
   });
 });
