@@ -15,6 +15,7 @@ Using a server:
   creds     your provider credentials: add, ls, rm, login (polydev creds --help)
   presets   the network presets allow-list sandboxes can use (polydev presets --help)
   keys      your API keys: ls, create, revoke (polydev keys --help)
+  events    follow your events: sandbox states, finished runs and logins (polydev events --help)
 
 Running a server:
   up        start the Polydev server (polydev up --help)
@@ -57,6 +58,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./client/run.js")).run(rest, process.env);
     case "creds":
       return (await import("./client/creds.js")).creds(rest, process.env);
+    case "events":
+      return (await import("./client/events.js")).events(rest, process.env);
     case "presets":
       return (await import("./client/network.js")).presets(rest, process.env);
     case "--version":

@@ -26,6 +26,12 @@ export const ERROR_STATUS = {
   upgrade_required: 426,
   limit_exceeded: 429,
   too_many_attempts: 429,
+  /** A user holds as many event streams as allowed. */
+  too_many_streams: 429,
+  /** A plan's limit (details.limit names it) would be exceeded. */
+  quota_exceeded: 429,
+  /** An API key sent requests faster than its token bucket refills. */
+  rate_limited: 429,
   headers_too_large: 431,
   command_failed: 422,
   feature_unavailable: 422,

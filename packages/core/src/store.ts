@@ -214,6 +214,8 @@ export interface SandboxRepository {
   /** Sandboxes that hold resources: creating, running, hibernated or stopped. */
   countLiveForUser(userId: string): Promise<number>;
   countByState(): Promise<Record<SandboxState, number>>;
+  /** Sandboxes per state and driver (pairs with none are absent): for metrics at scrape time. */
+  countByStateAndDriver(): Promise<{ state: SandboxState; driver: string; count: number }[]>;
   setHandle(id: string, handle: SandboxHandle): Promise<void>;
   /**
    * Compare-and-set: moves the sandbox to `to` only if it is in one of `from`. Returns the
@@ -314,6 +316,48 @@ export interface StoreRepositories {
   readonly images: ImageRepository;
   readonly identities: UserIdentityRepository;
   readonly audit: AuditRepository;
+  readonly plans: PlanRepository;
+}
+
+/**
+ * A plan's limits, each per user; an absent one is unlimited. CPU, memory and disk are totals
+ * over the user's sandboxes that hold them (CPU and memory: creating and running; disk: every
+ * sandbox not destroyed); tokens count input and output since the start of the UTC month.
+ */
+export interface PlanLimits {
+  runningSandboxes?: number | undefined;
+  cpu?: number | undefined;
+  memoryMb?: number | undefined;
+  diskMb?: number | undefined;
+  runsPerHour?: number | undefined;
+  tokensPerMonth?: number | undefined;
+  /** USD since the start of the UTC month, by the operator's model prices (`modelPrices`). */
+  costPerMonthUsd?: number | undefined;
+  /** Requests per minute per API key (a sliding window over the bus's counters). */
+  requestsPerMinute?: number | undefined;
+}
+
+export interface PlanRecord {
+  name: string;
+  description: string;
+  limits: PlanLimits;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface PlanRepository {
+  list(): Promise<PlanRecord[]>;
+  get(name: string): Promise<PlanRecord | undefined>;
+  /** Creates or replaces the plan (keeping its `createdAt`). */
+  put(plan: PlanRecord): Promise<PlanRecord>;
+  /** False if there was none; a plan users are on is refused with `conflict`. */
+  delete(name: string): Promise<boolean>;
+  /** Puts the user on the plan, or (null) back on the default. */
+  assign(userId: string, planName: string | null, at: number): Promise<void>;
+  /** The plan the user was put on, if any. */
+  planOf(userId: string): Promise<string | undefined>;
+  /** Users put on each plan, by plan name (plans nobody is on are absent). */
+  countAssigned(): Promise<Record<string, number>>;
 }
 
 /**
@@ -451,6 +495,8 @@ export interface RunRepository {
   ): Promise<RunRecord | undefined>;
   /** Runs created at or after `since`, counted per hour (`hourStart` is epoch ms), oldest first; empty hours are absent. */
   countPerHour(since: number): Promise<{ hourStart: number; count: number }[]>;
+  /** The user's runs created at or after `since` (epoch ms). */
+  countForUserSince(userId: string, since: number): Promise<number>;
   appendEvent(event: StoredRunEvent): Promise<void>;
   events(runId: string, afterSeq: number, limit: number): Promise<StoredRunEvent[]>;
 }

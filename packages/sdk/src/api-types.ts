@@ -2824,6 +2824,317 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Stream the caller's events (SSE, or WebSocket on upgrade)
+         * @description The caller's events, as `text/event-stream` or, with a WebSocket upgrade on the same URL, one JSON text frame per event. Every event is `{id, type, at, userId, data}`: `sandbox.state` (`data: {sandboxId, name, state, previous, reason}`; reason set when failed), `run.finished` (`{runId, sandboxId, agent, state, exitReason}`), `login.finished` (`{loginId, provider, state, reason}`), `quota.reached` (`{limit, used, max}`). SSE events carry the id (`id:`) and the type (`event:`). Resume with `Last-Event-ID` or `?after=<id>`; an id older than what is retained resumes at the oldest retained event. A client that reads too slowly is disconnected (resume then); each user may hold a limited number of streams (429 `too_many_streams`).
+         */
+        get: {
+            parameters: {
+                query?: {
+                    /** @description admins: 1 streams every user's events (default: the caller's own) */
+                    all?: "0" | "1" | "true" | "false";
+                    /** @description resume after this event id (as the Last-Event-ID header does) */
+                    after?: string;
+                };
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description text/event-stream */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": string;
+                    };
+                };
+                /** @description the user holds as many streams as allowed */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List plans with how many users are on each */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: components["schemas"]["Plan"][];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/plans/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Create or replace a plan; the one named "default" applies to users put on no plan */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @default  */
+                        description?: string;
+                        limits: components["schemas"]["PlanLimitsInput"];
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Plan"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        /** Delete a plan nobody is on (409 while users are) */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/users/{id}/plan": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Put a user on a plan, or (null) back on the default plan */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        plan: string | null;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Quota"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/users/{id}/quota": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A user's plan, its limits and what the user uses of them */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Quota"];
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/me/quota": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your plan, its limits and what you use of them */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Quota"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/images": {
         parameters: {
             query?: never;
@@ -3370,6 +3681,47 @@ export interface components {
             createdAt: string;
             updatedAt: string;
         };
+        PlanLimitsInput: {
+            /** @description sandboxes creating, running or hibernated at once */
+            runningSandboxes?: number;
+            /** @description total CPUs of those sandboxes */
+            cpu?: number;
+            /** @description total memory (MiB) of those sandboxes */
+            memoryMb?: number;
+            /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
+            diskMb?: number;
+            /** @description runs started in the last hour */
+            runsPerHour?: number;
+            /** @description provider tokens (input + output) since the start of the UTC month */
+            tokensPerMonth?: number;
+            /** @description USD since the start of the UTC month, by the operator's model prices (POLYDEV_MODEL_PRICES) */
+            costPerMonthUsd?: number;
+            /** @description API requests per key per minute */
+            requestsPerMinute?: number;
+        };
+        PlanInput: {
+            name: string;
+            description: string;
+            limits: components["schemas"]["PlanLimitsInput"];
+            /** @description users put on this plan (the default plan also covers users on none) */
+            users: number;
+            createdAt: string;
+            updatedAt: string;
+        };
+        QuotaInput: {
+            /** @description the plan that applies (null: none, unlimited) */
+            plan: string | null;
+            limits: components["schemas"]["PlanLimitsInput"];
+            used: {
+                runningSandboxes: number;
+                cpu: number;
+                memoryMb: number;
+                diskMb: number;
+                runsPerHour: number;
+                tokensPerMonth: number;
+                costPerMonthUsd: number;
+            };
+        };
         RunInput: {
             id: string;
             sandboxId: string;
@@ -3731,6 +4083,47 @@ export interface components {
             reason: string | null;
             createdAt: string;
             updatedAt: string;
+        };
+        PlanLimits: {
+            /** @description sandboxes creating, running or hibernated at once */
+            runningSandboxes?: number;
+            /** @description total CPUs of those sandboxes */
+            cpu?: number;
+            /** @description total memory (MiB) of those sandboxes */
+            memoryMb?: number;
+            /** @description total disk (MiB) of every sandbox not destroyed (stopped ones included) */
+            diskMb?: number;
+            /** @description runs started in the last hour */
+            runsPerHour?: number;
+            /** @description provider tokens (input + output) since the start of the UTC month */
+            tokensPerMonth?: number;
+            /** @description USD since the start of the UTC month, by the operator's model prices (POLYDEV_MODEL_PRICES) */
+            costPerMonthUsd?: number;
+            /** @description API requests per key per minute */
+            requestsPerMinute?: number;
+        };
+        Plan: {
+            name: string;
+            description: string;
+            limits: components["schemas"]["PlanLimits"];
+            /** @description users put on this plan (the default plan also covers users on none) */
+            users: number;
+            createdAt: string;
+            updatedAt: string;
+        };
+        Quota: {
+            /** @description the plan that applies (null: none, unlimited) */
+            plan: string | null;
+            limits: components["schemas"]["PlanLimits"];
+            used: {
+                runningSandboxes: number;
+                cpu: number;
+                memoryMb: number;
+                diskMb: number;
+                runsPerHour: number;
+                tokensPerMonth: number;
+                costPerMonthUsd: number;
+            };
         };
         Run: {
             id: string;

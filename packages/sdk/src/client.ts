@@ -39,6 +39,9 @@ export type AdminStats = components["schemas"]["AdminStats"];
 export type User =
   paths["/v1/admin/users"]["get"]["responses"]["200"]["content"]["application/json"]["items"][number];
 export type CreateUser = paths["/v1/admin/users"]["post"]["requestBody"]["content"]["application/json"];
+export type Plan = components["schemas"]["Plan"];
+export type PlanLimits = components["schemas"]["PlanLimits"];
+export type Quota = components["schemas"]["Quota"];
 export type SignIn = paths["/v1/auth/session"]["post"]["requestBody"]["content"]["application/json"];
 export type ApiKey = components["schemas"]["ApiKey"];
 export type CreateApiKey = paths["/v1/me/keys"]["post"]["requestBody"]["content"]["application/json"];
@@ -72,6 +75,15 @@ export interface CallOptions {
 export type ExecEvent =
   | { type: "stdout" | "stderr"; data: string }
   | { type: "exit"; exitCode: number | null; signal: string | null; timedOut: boolean; durationMs: number };
+
+/** One event of GET /v1/events; `data` by `type` as the API reference describes. */
+export interface PolydevEvent {
+  id: string;
+  type: "sandbox.state" | "run.finished" | "login.finished" | "quota.reached";
+  at: number;
+  userId: string;
+  data: Record<string, unknown>;
+}
 
 export interface RunEvent {
   seq: number;
@@ -144,6 +156,14 @@ export class Polydev {
    */
   async me(call: CallOptions = {}) {
     return unwrap(await this.api.GET("/v1/me", { signal: call.signal }));
+  }
+
+  /**
+   * Your plan, its limits and what you use of them.
+   * @example const { limits, used } = await polydev.quota(); console.log(used.runningSandboxes, limits.runningSandboxes);
+   */
+  async quota(call: CallOptions = {}): Promise<Quota> {
+    return unwrap(await this.api.GET("/v1/me/quota", { signal: call.signal }));
   }
 
   readonly sandboxes = {
@@ -367,6 +387,19 @@ export class Polydev {
     ): AsyncGenerator<RunEvent> => this.runEvents(id, call),
   };
 
+  /**
+   * The caller's events (sandbox state changes, finished runs and logins, quotas reached) as
+   * they happen, until `signal` aborts. A dropped connection is resumed from the last event seen
+   * (Last-Event-ID), so nothing the server still retains is missed or repeated. Admins pass
+   * `all: true` for every user's events.
+   * @example for await (const e of polydev.events({ signal })) if (e.type === "sandbox.state") console.log(e.data.state);
+   */
+  events(
+    call: CallOptions & { all?: boolean; after?: string; maxReconnects?: number } = {},
+  ): AsyncGenerator<PolydevEvent> {
+    return this.eventStream(call);
+  }
+
   readonly auth = {
     /**
      * Signs in with a name and password, or an API key; the server sets the session cookie. Keep
@@ -450,6 +483,54 @@ export class Polydev {
       /** @example const { items } = await polydev.admin.users.list(); */
       list: async (call: CallOptions = {}): Promise<{ items: User[] }> =>
         unwrap(await this.api.GET("/v1/admin/users", { signal: call.signal })),
+      /**
+       * Puts a user on a plan, or (null) back on the default plan; answers their quota.
+       * @example await polydev.admin.users.setPlan(userId, "team");
+       */
+      setPlan: async (id: string, plan: string | null, call: CallOptions = {}): Promise<Quota> =>
+        unwrap(
+          await this.api.PUT("/v1/admin/users/{id}/plan", {
+            params: { path: { id } },
+            body: { plan },
+            signal: call.signal,
+          }),
+        ),
+      /** @example const { plan, limits, used } = await polydev.admin.users.quota(userId); */
+      quota: async (id: string, call: CallOptions = {}): Promise<Quota> =>
+        unwrap(
+          await this.api.GET("/v1/admin/users/{id}/quota", { params: { path: { id } }, signal: call.signal }),
+        ),
+    },
+    plans: {
+      /** @example const { items } = await polydev.admin.plans.list(); */
+      list: async (call: CallOptions = {}): Promise<{ items: Plan[] }> =>
+        unwrap(await this.api.GET("/v1/admin/plans", { signal: call.signal })),
+      /**
+       * Creates or replaces a plan; absent limits are unlimited. The plan named "default" covers
+       * users put on none.
+       * @example await polydev.admin.plans.put("team", { limits: { runningSandboxes: 5, runsPerHour: 100 } });
+       */
+      put: async (
+        name: string,
+        body: { description?: string; limits: PlanLimits },
+        call: CallOptions = {},
+      ): Promise<Plan> =>
+        unwrap(
+          await this.api.PUT("/v1/admin/plans/{name}", {
+            params: { path: { name } },
+            body: { description: body.description ?? "", limits: body.limits },
+            signal: call.signal,
+          }),
+        ),
+      /** Deletes a plan nobody is on. @example await polydev.admin.plans.delete("trial"); */
+      delete: async (name: string, call: CallOptions = {}): Promise<void> => {
+        unwrap(
+          await this.api.DELETE("/v1/admin/plans/{name}", {
+            params: { path: { name } },
+            signal: call.signal,
+          }),
+        );
+      },
     },
     /**
      * One page of every user's sandboxes with their owner, newest first (default 100); pass
@@ -579,6 +660,35 @@ export class Polydev {
       if (message.event === "exit")
         yield { type: "exit", ...(data as Omit<Extract<ExecEvent, { type: "exit" }>, "type">) };
       else yield { type: message.event === "stderr" ? "stderr" : "stdout", data: String(data.data ?? "") };
+    }
+  }
+
+  private async *eventStream(
+    call: CallOptions & { all?: boolean; after?: string; maxReconnects?: number },
+  ): AsyncGenerator<PolydevEvent> {
+    let last = call.after;
+    let reconnects = 0;
+    for (;;) {
+      try {
+        const response = await this.raw(`/v1/events${call.all ? "?all=1" : ""}`, {
+          headers: { accept: "text/event-stream", ...(last === undefined ? {} : { "last-event-id": last }) },
+          ...(call.signal ? { signal: call.signal } : {}),
+        });
+        if (!response.body) return;
+        for await (const message of readSse(response.body)) {
+          const event = JSON.parse(message.data) as PolydevEvent;
+          last = event.id;
+          reconnects = 0;
+          yield event;
+        }
+      } catch (error) {
+        if (call.signal?.aborted) return;
+        if (error instanceof PolydevApiError) throw error;
+        if (reconnects >= (call.maxReconnects ?? 5)) throw error;
+      }
+      if (call.signal?.aborted) return;
+      reconnects += 1;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 100 * 2 ** reconnects)));
     }
   }
 

@@ -71,6 +71,15 @@ export class CsrfFailedError extends PolydevApiError {
   override name = "CsrfFailedError";
 }
 /** `retryAfterMs` says when to try again. */
+/** A plan's limit was reached; `limit` names which (e.g. "runningSandboxes"). */
+export class QuotaExceededError extends PolydevApiError {
+  override name = "QuotaExceededError";
+  get limit(): string | undefined {
+    const value = this.details?.limit;
+    return typeof value === "string" ? value : undefined;
+  }
+}
+
 export class TooManyAttemptsError extends PolydevApiError {
   override name = "TooManyAttemptsError";
   get retryAfterMs(): number | undefined {
@@ -96,6 +105,9 @@ const CLASSES: Record<string, typeof PolydevApiError> = {
   csrf_failed: CsrfFailedError,
   invalid_token: InvalidTokenError,
   too_many_attempts: TooManyAttemptsError,
+  quota_exceeded: QuotaExceededError,
+  rate_limited: TooManyAttemptsError,
+  too_many_streams: LimitExceededError,
 };
 
 export function errorFromResponse(status: number, body: unknown): PolydevApiError {

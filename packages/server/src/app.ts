@@ -24,6 +24,7 @@ import { apiKeyRoutes } from "./routes/api-keys.js";
 import { apiReferenceRoutes } from "./routes/api-reference.js";
 import { authSessionRoutes } from "./routes/auth-session.js";
 import { credentialRoutes } from "./routes/credentials.js";
+import { eventRoutes } from "./routes/events.js";
 import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
 import { healthRoutes } from "./routes/health.js";
@@ -31,6 +32,7 @@ import { imageRoutes } from "./routes/images.js";
 import { loginRoutes } from "./routes/logins.js";
 import { metricsRoutes } from "./routes/metrics.js";
 import { networkRoutes } from "./routes/network.js";
+import { planRoutes } from "./routes/plans.js";
 import { processRoutes } from "./routes/processes.js";
 import { ptyRoutes } from "./routes/pty.js";
 import { runRoutes } from "./routes/runs.js";
@@ -100,6 +102,21 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   await app.register(fastifyWebsocket, { options: { maxPayload: 4 * 1024 * 1024 } });
   registerProtocolChecks(app);
   registerAuth(app, ctx, { verifier: ctx.oidc, users: ctx.oidcUsers });
+  // A plan's requests per minute, per API key; admins are never throttled (they fix the plans).
+  app.addHook("onRequest", async (request) => {
+    const principal = request.principal;
+    if (principal && principal.role !== "admin")
+      await ctx.quotas.admitRequest(principal.userId, principal.keyId);
+  });
+  // By route pattern only (`/v1/sandboxes/:id`), so the label set stays bounded whatever URLs come.
+  app.addHook("onResponse", async (request, reply) => {
+    ctx.metrics.httpRequest(
+      request.method,
+      request.routeOptions.url ?? "unmatched",
+      reply.statusCode,
+      reply.elapsedTime,
+    );
+  });
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -134,6 +151,8 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   credentialRoutes(app, ctx);
   loginRoutes(app, ctx);
   runRoutes(app, ctx);
+  eventRoutes(app, ctx);
+  planRoutes(app, ctx);
   imageRoutes(app, ctx);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await webRoutes(app, ctx);

@@ -159,3 +159,33 @@ describe("identity settings", () => {
     expect(() => parseConfig({ dataDir, oidcIssuers: [{ ...base, issuer: "not a url" }] })).toThrow(/issuer/);
   });
 });
+
+describe("observability and quota settings", () => {
+  it("take the metrics listener and model prices from the environment, none by default", () => {
+    const defaults = parseConfig(configFromEnv({}));
+    expect(defaults.metricsListen).toBeUndefined();
+    expect(defaults.modelPrices).toEqual({});
+    expect(defaults.events).toEqual({ maxStreamsPerUser: 8, maxBufferedBytes: 1024 * 1024 });
+    const config = parseConfig(
+      configFromEnv({
+        POLYDEV_METRICS_LISTEN: "127.0.0.1:9464",
+        POLYDEV_MODEL_PRICES: "claude-sonnet-4-5=3:15, gpt-5=1.25:10,*=1:2",
+      }),
+    );
+    expect(config.metricsListen).toBe("127.0.0.1:9464");
+    expect(config.modelPrices).toEqual({
+      "claude-sonnet-4-5": { inputPerMTokUsd: 3, outputPerMTokUsd: 15 },
+      "gpt-5": { inputPerMTokUsd: 1.25, outputPerMTokUsd: 10 },
+      "*": { inputPerMTokUsd: 1, outputPerMTokUsd: 2 },
+    });
+  });
+
+  it("refuse a malformed listen address or price, naming the variable", () => {
+    expect(() => parseConfig(configFromEnv({ POLYDEV_METRICS_LISTEN: "9464" }))).toThrow(
+      /POLYDEV_METRICS_LISTEN/,
+    );
+    expect(() => configFromEnv({ POLYDEV_MODEL_PRICES: "gpt-5=cheap" })).toThrow(
+      /POLYDEV_MODEL_PRICES entry "gpt-5=cheap"/,
+    );
+  });
+});

@@ -201,6 +201,17 @@ export const configSchema = z
     /** POLYDEV_UPSTREAM_PROXY: an operator's declared HTTP(S) proxy for provider traffic. */
     upstreamProxy: z.url().optional(),
     /**
+     * POLYDEV_MODEL_PRICES (`model=input:output,…`, USD per million tokens, e.g.
+     * `claude-sonnet-4-5=3:15,gpt-5=1.25:10`; `*` prices every other model): what plans'
+     * `costPerMonthUsd` counts with. A model with no price costs nothing (default: none priced).
+     */
+    modelPrices: z
+      .record(
+        z.string().min(1).max(200),
+        z.object({ inputPerMTokUsd: z.number().min(0), outputPerMTokUsd: z.number().min(0) }),
+      )
+      .default({}),
+    /**
      * POLYDEV_EGRESS_DNS_SERVERS (comma-separated "addr" or "addr:port"): the resolvers that answer
      * allow-list sandboxes' DNS queries; default: the host's own (/etc/resolv.conf).
      */
@@ -227,6 +238,30 @@ export const configSchema = z
     jsonBodyLimitBytes: intFromEnv.positive().default(16 * 1024 * 1024),
     /** Largest stdout/stderr kept per stream in a non-streaming exec answer. */
     execBufferLimitBytes: intFromEnv.positive().default(8 * 1024 * 1024),
+    /**
+     * POLYDEV_METRICS_LISTEN (`host:port`, e.g. 127.0.0.1:9464): a second listener serving only
+     * GET /metrics without authentication, for a Prometheus on the same network. Unset (the
+     * default), /metrics is served on the API port to admin keys only.
+     */
+    metricsListen: z
+      .string()
+      .regex(
+        /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/,
+        "POLYDEV_METRICS_LISTEN must be host:port (e.g. 127.0.0.1:9464)",
+      )
+      .optional(),
+    /** The event stream (GET /v1/events): what one client may hold. */
+    events: z
+      .object({
+        /** Open streams per user at once; one more answers 429 `too_many_streams`. */
+        maxStreamsPerUser: intFromEnv.positive().default(8),
+        /**
+         * Bytes a client may leave unread in its connection before it is disconnected (it then
+         * reconnects with Last-Event-ID and misses nothing the bus still retains).
+         */
+        maxBufferedBytes: intFromEnv.positive().default(1024 * 1024),
+      })
+      .prefault({}),
     /** A detached terminal keeps running this long, waiting for its reconnect. */
     ptyDetachGraceMs: intFromEnv.positive().default(10 * MINUTE_MS),
     /**
@@ -315,8 +350,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_HOST_UID_REGISTRY_DIR) input.hostUidRegistryDir = env.POLYDEV_HOST_UID_REGISTRY_DIR;
   if (env.POLYDEV_MASTER_KEY) input.masterKey = env.POLYDEV_MASTER_KEY;
   if (env.POLYDEV_UPSTREAM_PROXY) input.upstreamProxy = env.POLYDEV_UPSTREAM_PROXY;
+  if (env.POLYDEV_MODEL_PRICES) input.modelPrices = modelPricesFromEnv(env.POLYDEV_MODEL_PRICES);
   if (env.POLYDEV_EGRESS_DNS_SERVERS)
     input.egressDnsServers = env.POLYDEV_EGRESS_DNS_SERVERS.split(",").map((s) => s.trim());
+  if (env.POLYDEV_METRICS_LISTEN) input.metricsListen = env.POLYDEV_METRICS_LISTEN;
   if (env.POLYDEV_SANDBOX_GATEWAY_PORT) input.sandboxGatewayPort = Number(env.POLYDEV_SANDBOX_GATEWAY_PORT);
   if (env.POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS)
     input.sandboxInactiveDestroyDays = Number(env.POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS);
@@ -441,4 +478,25 @@ export function parseConfig(input: ConfigInput): PolydevConfig {
     images: { ...parsed.data.images, cacheDir: resolve(parsed.data.images.cacheDir) },
   };
   return Object.freeze(config);
+}
+
+/** `model=input:output,…` (USD per million tokens); a malformed entry is a start-up error naming it. */
+function modelPricesFromEnv(
+  text: string,
+): Record<string, { inputPerMTokUsd: number; outputPerMTokUsd: number }> {
+  const prices: Record<string, { inputPerMTokUsd: number; outputPerMTokUsd: number }> = {};
+  for (const entry of text
+    .split(",")
+    .map((e) => e.trim())
+    .filter(Boolean)) {
+    const match = /^([^=]+)=([0-9.]+):([0-9.]+)$/.exec(entry);
+    const [input, output] = [Number(match?.[2]), Number(match?.[3])];
+    if (!match || !Number.isFinite(input) || !Number.isFinite(output))
+      throw new PolydevError(
+        "invalid_request",
+        `POLYDEV_MODEL_PRICES entry "${entry}" is not model=input:output (USD per million tokens, e.g. gpt-5=1.25:10)`,
+      );
+    prices[(match[1] as string).trim()] = { inputPerMTokUsd: input, outputPerMTokUsd: output };
+  }
+  return prices;
 }

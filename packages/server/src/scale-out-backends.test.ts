@@ -5,6 +5,7 @@
  */
 import { access, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { openRedisBus } from "@polydev/bus-redis";
 import { sharedTestRedis, type TestRedis } from "@polydev/bus-redis/testing";
 import { sharedTestPostgres, type TestPostgres } from "@polydev/store/testing/postgres";
 import { Redis } from "ioredis";
@@ -88,6 +89,52 @@ describe("a server on Postgres and Redis", () => {
       await lease?.release();
     } finally {
       raw.disconnect();
+    }
+  });
+
+  it("carries the event stream through Redis: another replica's events reach a client here, in order and resumable", async () => {
+    const dora = await createUser(t.api, "dora");
+    const doraId = (await dora.call<{ id: string }>("GET", "/v1/me")).body.id;
+    // Another replica: its own connection to the same Redis, publishing as the server does.
+    const replica = await openRedisBus({ url: redis.socket });
+    const controller = new AbortController();
+    try {
+      const response = await fetch(`${t.url}/v1/events`, {
+        headers: { authorization: `Bearer ${dora.key}`, accept: "text/event-stream" },
+        signal: controller.signal,
+      });
+      expect(response.status).toBe(200);
+      const event = (n: number) =>
+        JSON.stringify({ type: "quota.reached", at: n, userId: doraId, data: { n } });
+      const first = await replica.publish(`events.user.${doraId}`, event(1));
+      await replica.publish(`events.user.${doraId}`, event(2));
+      const reader = response.body?.getReader();
+      let text = "";
+      while (reader && !text.includes('"n":2')) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      controller.abort();
+      expect(text.indexOf('"n":1')).toBeGreaterThan(-1);
+      expect(text.indexOf('"n":1')).toBeLessThan(text.indexOf('"n":2'));
+      expect(text).toContain(`id: ${first}`);
+
+      // And what this server reports (a sandbox's states) is in Redis for the other replicas.
+      const box = await dora.createSandbox({ network: "none" });
+      const raw = new Redis(redis.socket);
+      try {
+        await expect
+          .poll(async () => (await raw.xrange(`polydev:events:events.user.${doraId}`, "-", "+")).length)
+          .toBeGreaterThanOrEqual(4);
+        const entries = await raw.xrange(`polydev:events:events.user.${doraId}`, "-", "+");
+        expect(entries.map(([, fields]) => JSON.parse(String(fields[1])).data.sandboxId)).toContain(box);
+      } finally {
+        raw.disconnect();
+      }
+    } finally {
+      controller.abort();
+      await replica.close();
     }
   });
 

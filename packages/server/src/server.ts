@@ -3,6 +3,7 @@
  * The driver is chosen by name from the factories the entry point hands in, so adding a
  * driver never edits the server.
  */
+import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Bus, Clock, DriverSet, SandboxDriver, Store } from "@polydev/core";
 import { systemClock } from "@polydev/core";
@@ -21,6 +22,7 @@ import { bootstrapAdmin, prepareDataDir } from "./services/bootstrap.js";
 import { BrowserSessions } from "./services/browser-sessions.js";
 import { CredentialService } from "./services/credential-service.js";
 import { EgressHub } from "./services/egress-hub.js";
+import { EventHub } from "./services/event-hub.js";
 import { GatewayHub } from "./services/gateway-hub.js";
 import { openHostImages } from "./services/host-images.js";
 import type { BuildBase, ImageStorage, RunStep } from "./services/image-ports.js";
@@ -30,14 +32,18 @@ import type { LoginFlow, LoginProvider } from "./services/login-flows.js";
 import { DEFAULT_LOGIN_FLOWS } from "./services/login-flows.js";
 import { LoginService } from "./services/login-service.js";
 import { Metrics } from "./services/metrics.js";
+import { serveMetrics } from "./services/metrics-listener.js";
 import { NetworkPolicies } from "./services/network-policies.js";
 import { DEFAULT_OAUTH_CLIENTS } from "./services/oauth-refresh.js";
+import { observeStore } from "./services/observed-store.js";
 import { openConfiguredBus } from "./services/open-bus.js";
 import { configuredDrivers, openDrivers } from "./services/open-drivers.js";
 import { openConfiguredStore } from "./services/open-store.js";
 import { poolImageStorage } from "./services/pool-image-storage.js";
+import { Quotas } from "./services/quotas.js";
 import { RunService } from "./services/run-service.js";
 import { sandboxRunStep } from "./services/sandbox-run-step.js";
+import { reportStoreChanges } from "./services/store-reports.js";
 import { WarmPools } from "./services/warm-pools.js";
 
 /** The vault's master keys when POLYDEV_MASTER_KEY is not set (mode 600). */
@@ -127,6 +133,8 @@ export interface RunningServer {
   images: ImageService | undefined;
   /** The storage pool (mounted while the host runs; tests unmount it with `close`). */
   storage: StoragePool | undefined;
+  /** The unauthenticated metrics listener's base URL, when `metricsListen` is set. */
+  metricsUrl: string | undefined;
   /** Set on the first start only: the admin key that was just created. */
   firstAdminKey: { apiKey: string; keyFile: string } | undefined;
   close(): Promise<void>;
@@ -145,15 +153,24 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   });
   const info = await driver.probe();
 
-  const store = await openConfiguredStore(config, log.child({ component: "store" }));
-  // Not used by the services yet (they move onto it in the replica step): opened and closed here
-  // so a bad POLYDEV_REDIS_URL stops the start instead of a later request.
+  const plainStore = await openConfiguredStore(config, log.child({ component: "store" }));
+  // Carries the event stream; the other services move onto it in the replica step. A bad
+  // POLYDEV_REDIS_URL stops the start instead of a later request.
   const bus = await openConfiguredBus(config, log.child({ component: "bus" })).catch(
     async (error: unknown) => {
-      await store.close();
+      await plainStore.close();
       throw error;
     },
   );
+  const metrics = new Metrics();
+  const events = new EventHub(bus, config.events, log.child({ component: "events" }), () => clock.now());
+  // Every state change passes through the store: metrics and events are reported from there.
+  const store = observeStore(
+    plainStore,
+    reportStoreChanges(metrics, events),
+    log.child({ component: "store-observer" }),
+  );
+  metrics.observeStore(store, hostname());
   const firstAdminKey = await bootstrapAdmin(
     store,
     config.dataDir,
@@ -193,7 +210,9 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     networkPolicies,
     gateway,
   );
-  const metrics = new Metrics();
+  const quotas = new Quotas(store, bus, events, metrics, () => clock.now(), config.modelPrices);
+  sandboxes.useAdmission(quotas.admitSandboxes);
+  gateway.useAdmission(quotas.admitProviderRequest);
   const egress = new EgressHub(
     store,
     networkPolicies,
@@ -226,6 +245,14 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     },
   );
   sandboxes.onEnded((sandboxId) => logins.sandboxEnded(sandboxId));
+  logins.onEnded((userId, login) =>
+    events.publish(userId, "login.finished", {
+      loginId: login.id,
+      provider: login.provider,
+      state: login.state,
+      reason: login.reason,
+    }),
+  );
   const runs = new RunService(
     store,
     sandboxes,
@@ -342,6 +369,8 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     networkPolicies,
     egress,
     metrics,
+    events,
+    quotas,
     logins,
     runs,
     images,
@@ -360,6 +389,14 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     log,
   });
   await app.listen({ host: config.host, port: config.port });
+  const metricsServer = config.metricsListen
+    ? await serveMetrics(config.metricsListen, metrics, log.child({ component: "metrics" })).catch(
+        async (error: unknown) => {
+          await app.close();
+          throw error;
+        },
+      )
+    : undefined;
   reconciler.start();
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
@@ -377,12 +414,14 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     images,
     storage: hostImages?.pool,
     firstAdminKey,
+    metricsUrl: metricsServer?.url,
     async close() {
       if (closed) return;
       closed = true;
       await reconciler.stop();
       ptys.closeAll();
       await app.close();
+      await metricsServer?.close();
       await warmPools?.close();
       await images?.close();
       await gateway.close();

@@ -53,6 +53,7 @@ describe("postgres specifics", () => {
         "008-images",
         "009-postgres-parity",
         "010-identity",
+        "011-plans",
       ]);
     } finally {
       await client.end();

@@ -114,6 +114,15 @@ export function runRepository(db: Kysely<Database>): RunRepository {
         .executeTakeFirst();
       return row ? toRun(row) : undefined;
     },
+    async countForUserSince(userId, since) {
+      const row = await db
+        .selectFrom("runs")
+        .select((eb) => eb.fn.countAll().as("n"))
+        .where("user_id", "=", userId)
+        .where("created_at", ">=", since)
+        .executeTakeFirstOrThrow();
+      return int8(row.n);
+    },
     async countPerHour(since) {
       // Integer division on an int8 column truncates in SQLite and Postgres alike.
       const hour = sql<number | string>`created_at / ${sql.lit(HOUR_MS)}`;

@@ -212,6 +212,18 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
       for (const row of rows) counts[row.state as SandboxState] = int8(row.n);
       return counts;
     },
+    async countByStateAndDriver() {
+      const rows = await db
+        .selectFrom("sandboxes")
+        .select(["state", "driver", (eb) => eb.fn.countAll().as("n")])
+        .groupBy(["state", "driver"])
+        .execute();
+      return rows.map((row) => ({
+        state: row.state as SandboxState,
+        driver: row.driver,
+        count: int8(row.n),
+      }));
+    },
     async setHandle(id, handle) {
       await db
         .updateTable("sandboxes")

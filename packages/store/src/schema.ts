@@ -195,6 +195,22 @@ export interface Database {
   image_layers: ImageLayersTable;
   user_identities: UserIdentitiesTable;
   audit_events: AuditEventsTable;
+  plans: PlansTable;
+  user_plans: UserPlansTable;
+}
+
+export interface PlansTable {
+  name: string;
+  description: string;
+  limits: string;
+  created_at: number | string;
+  updated_at: number | string;
+}
+
+export interface UserPlansTable {
+  user_id: string;
+  plan_name: string;
+  assigned_at: number | string;
 }
 
 export interface ImagesTable {

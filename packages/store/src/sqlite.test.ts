@@ -63,6 +63,7 @@ describe("sqlite specifics", () => {
       { name: "008-images" },
       { name: "009-postgres-parity" },
       { name: "010-identity" },
+      { name: "011-plans" },
     ]);
   });
 

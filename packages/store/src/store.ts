@@ -6,6 +6,7 @@ import { egressAuditRepository, egressPresetRepository } from "./egress.js";
 import { auditRepository, userIdentityRepository } from "./identity.js";
 import { imageRepository } from "./images.js";
 import { migrationProvider, type SqlFamily } from "./migrations/index.js";
+import { planRepository } from "./plans.js";
 import { runRepository } from "./runs.js";
 import { sandboxLogRepository, sandboxRepository } from "./sandboxes.js";
 import type { Database } from "./schema.js";
@@ -14,7 +15,9 @@ import { apiKeyRepository, userRepository } from "./users.js";
 
 /** Applies every pending migration; already applied ones are skipped, so this runs at each open. */
 export async function migrate(db: Kysely<Database>, family: SqlFamily): Promise<void> {
-  const migrator = new Migrator({ db, provider: migrationProvider(family) });
+  // Unordered: helpers add migrations in parallel (010 may land after 011 was applied); each
+  // one is written to stand alone, so applying a lower number later is safe.
+  const migrator = new Migrator({ db, provider: migrationProvider(family), allowUnorderedMigrations: true });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === "Error");
   if (error !== undefined || failed) {
@@ -41,6 +44,7 @@ function repositories(db: Kysely<Database>): StoreRepositories {
     images: imageRepository(db),
     identities: userIdentityRepository(db),
     audit: auditRepository(db),
+    plans: planRepository(db),
   };
 }
 

@@ -486,6 +486,22 @@ describe("the dashboard in Chromium", () => {
       await expect.poll(() => page.getByTestId("new-api-key").textContent()).toMatch(/^pdk_/);
       await page.getByRole("cell", { name: "bob", exact: true }).waitFor();
 
+      // A plan, then bob put on it: the table counts him, and the server enforces it.
+      const newPlan = page.getByRole("form", { name: "New plan" });
+      await newPlan.getByLabel("Plan name").fill("team");
+      await newPlan.getByLabel("Running sandboxes").fill("2");
+      await newPlan.getByLabel("Memory (MiB)").fill("4096");
+      await newPlan.getByRole("button", { name: "Create plan" }).click();
+      const plansTable = page.getByRole("table", { name: "Plans" });
+      await plansTable.getByRole("cell", { name: "team" }).waitFor();
+      const assignForm = page.getByRole("form", { name: "Assign a plan" });
+      await assignForm.getByLabel("User to assign").selectOption({ label: "bob" });
+      await assignForm.getByLabel("Plan to assign").selectOption("team");
+      await assignForm.getByRole("button", { name: "Assign plan" }).click();
+      await assignForm.getByRole("status").filter({ hasText: "Now on team" }).waitFor();
+      await expect.poll(() => plansTable.getByRole("row").nth(1).textContent()).toMatch(/^team.*1.*2.*4,096/);
+      await shot("admin-plans");
+
       // The admin opens bob's sandbox from the list, sees whose it is and its log, and destroys it.
       const server = t as TestServer;
       const bobKey = (await page.getByTestId("new-api-key").textContent()) ?? "";

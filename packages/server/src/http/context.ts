@@ -7,6 +7,7 @@ import type { AuditLog } from "../services/audit-log.js";
 import type { BrowserSessions } from "../services/browser-sessions.js";
 import type { CredentialService } from "../services/credential-service.js";
 import type { EgressHub } from "../services/egress-hub.js";
+import type { EventHub } from "../services/event-hub.js";
 import type { GatewayHub } from "../services/gateway-hub.js";
 import type { ImageService } from "../services/image-service.js";
 import type { LoginService } from "../services/login-service.js";
@@ -15,6 +16,7 @@ import type { NetworkPolicies } from "../services/network-policies.js";
 import type { OidcUsers } from "../services/oidc-users.js";
 import type { OidcVerifier } from "../services/oidc-verifier.js";
 import type { PtySessions } from "../services/pty-sessions.js";
+import type { Quotas } from "../services/quotas.js";
 import type { RunService } from "../services/run-service.js";
 import type { SandboxService } from "../services/sandbox-service.js";
 import type { SignInThrottle } from "../services/sign-in-throttle.js";
@@ -31,6 +33,8 @@ export interface ServerContext {
   networkPolicies: NetworkPolicies;
   egress: EgressHub;
   metrics: Metrics;
+  events: EventHub;
+  quotas: Quotas;
   logins: LoginService;
   runs: RunService;
   /** Absent when the server was started without image storage. */

@@ -38,6 +38,7 @@ export function execRoutes(instance: FastifyInstance, ctx: ServerContext): void 
         timeoutMs: body.timeoutMs ?? ctx.config.execDefaultTimeoutMs,
       });
       feedStdin(process, body.stdin);
+      ctx.metrics.execStarted(wantsEventStream(request) ? "stream" : "buffered");
 
       if (wantsEventStream(request)) {
         return serveSse(request, reply, async (sse) => {

@@ -114,7 +114,9 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
     async (request, reply) => {
       const body = request.body;
       const agents = body.agents ?? (body.agent ? [body.agent] : []);
-      const runs = await ctx.runs.start(requirePrincipal(request).userId, { ...body, agents });
+      const userId = requirePrincipal(request).userId;
+      await ctx.quotas.admitRuns(userId, agents.length);
+      const runs = await ctx.runs.start(userId, { ...body, agents });
       const [first] = runs;
       if (runs.length === 1 && first) return reply.status(201).send(presentRun(first));
       return reply.status(201).send({ groupId: first?.groupId ?? "", runs: runs.map(presentRun) });

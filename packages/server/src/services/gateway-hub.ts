@@ -59,6 +59,8 @@ interface Tunnel {
 export class GatewayHub {
   readonly gateway: Gateway;
   private readonly tunnels = new Map<string, Promise<Tunnel>>();
+  /** Asked before each relayed request (quotas); a PolydevError it throws is the answer. */
+  private admission: ((userId: string) => Promise<void>) | undefined;
 
   constructor(
     private readonly store: Store,
@@ -74,7 +76,10 @@ export class GatewayHub {
         const token = await store.gatewayTokens.findByHash(hashPlaceholder(placeholder));
         return token ? { userId: token.userId, sandboxId: token.sandboxId } : undefined;
       },
-      credentialFor: (userId, provider) => credentials.credentialFor(userId, provider),
+      credentialFor: async (userId, provider) => {
+        await this.admission?.(userId);
+        return credentials.credentialFor(userId, provider);
+      },
       recordUsage: (record) => {
         void store.usage
           .record({ ...record, model: (record.model ?? "unknown").slice(0, MAX_MODEL_NAME_LENGTH) })
@@ -86,6 +91,10 @@ export class GatewayHub {
       // A proxy pinned to the user wins over the operator's default; both are plain, declared proxies.
       proxyFor: async (userId) => (await store.users.getEgressProxy(userId)) ?? proxy,
     });
+  }
+
+  useAdmission(admission: (userId: string) => Promise<void>): void {
+    this.admission = admission;
   }
 
   /** A new placeholder for a sandbox; only its hash is stored. */

@@ -73,6 +73,7 @@ const REPLY_LIMIT = 16 * 1024;
 
 export class LoginService {
   private readonly logins = new Map<string, Login>();
+  private readonly endListeners: ((userId: string, login: LoginView) => void)[] = [];
 
   constructor(
     private readonly flows: Record<LoginProvider, LoginFlow>,
@@ -87,6 +88,11 @@ export class LoginService {
       credentialId: string;
     }) => Promise<void> = async () => {},
   ) {}
+
+  /** Called once per login when it reaches a final state (after its sandbox is cleaned up). */
+  onEnded(listener: (userId: string, login: LoginView) => void): void {
+    this.endListeners.push(listener);
+  }
 
   async start(
     userId: string,
@@ -350,6 +356,13 @@ export class LoginService {
     if (login.ownsSandbox)
       await this.destroySandbox(login.userId, login.view.sandboxId).catch(() => undefined);
     this.log.info({ loginId: login.view.id, provider: login.view.provider, state }, "login ended");
+    for (const listener of this.endListeners) {
+      try {
+        listener(login.userId, { ...login.view });
+      } catch (error) {
+        this.log.warn({ err: error, loginId: login.view.id }, "a login-ended listener failed");
+      }
+    }
   }
 
   /** Ends a login from a timer or an event, where nobody waits for the result. */

@@ -93,6 +93,15 @@ const ACTIVITY_WRITE_EVERY_MS = 5_000;
  */
 const RUNNING_CACHE_MS = 1_000;
 
+/** What new sandboxes would hold: checked against the owner's plan before their rows are written. */
+export interface SandboxDemand {
+  count: number;
+  cpu: number;
+  memoryMb: number;
+  diskMb: number;
+}
+export type SandboxAdmission = (userId: string, demand: SandboxDemand) => Promise<void>;
+
 export class SandboxService {
   private readonly connections = new Map<string, Promise<AgentConnection>>();
   private readonly lastActivityWrite = new Map<string, number>();
@@ -102,6 +111,9 @@ export class SandboxService {
   private readonly endListeners: ((sandboxId: string) => void)[] = [];
   private readonly startListeners: ((sandbox: SandboxRecord) => Promise<void>)[] = [];
   private readonly lifecycle = new KeyedLock();
+  private admission: SandboxAdmission | undefined;
+  /** Per user: a quota check and the insert it admits run together, so two creates cannot both pass. */
+  private readonly admissions = new KeyedLock();
   private images: SandboxImages | undefined;
   private defaultImage = "";
   /** Images by digest: a digest names the same layers forever, and a sandbox keeps its image alive. */
@@ -200,6 +212,20 @@ export class SandboxService {
   private pools: WarmPools | undefined;
 
   /** Warm pools a matching create claims from (see WarmPools). */
+  /** Quotas: called before a create's or fork's rows are written; throwing refuses them. */
+  useAdmission(admission: SandboxAdmission): void {
+    this.admission = admission;
+  }
+
+  private admit<T>(userId: string, demand: SandboxDemand, insert: () => Promise<T>): Promise<T> {
+    const admission = this.admission;
+    if (!admission) return insert();
+    return this.admissions.run(userId, async () => {
+      await admission(userId, demand);
+      return insert();
+    });
+  }
+
   useWarmPools(pools: WarmPools): void {
     this.pools = pools;
   }
@@ -309,23 +335,25 @@ export class SandboxService {
       (image !== undefined && this.durable(driverName) ? DURABLE_TIMEOUT_MS : defaults.timeoutMs);
     let record: SandboxRecord;
     try {
-      record = await this.insertNamed({
-        id: spare?.sandboxId ?? newId("sbx"),
-        userId,
-        name: input.name ?? null,
-        image: image?.digest ?? null,
-        state: "creating",
-        driver: driverName,
-        ...limits,
-        network: network.mode,
-        egressPolicy: policyOf(network),
-        env: input.env ?? {},
-        metadata: input.metadata ?? {},
-        timeoutMs,
-        idleTimeoutMs: input.idleTimeoutMs ?? defaults.idleTimeoutMs,
-        createdAt: now,
-        expiresAt: now + timeoutMs,
-      });
+      record = await this.admit(userId, { count: 1, ...limits }, () =>
+        this.insertNamed({
+          id: spare?.sandboxId ?? newId("sbx"),
+          userId,
+          name: input.name ?? null,
+          image: image?.digest ?? null,
+          state: "creating",
+          driver: driverName,
+          ...limits,
+          network: network.mode,
+          egressPolicy: policyOf(network),
+          env: input.env ?? {},
+          metadata: input.metadata ?? {},
+          timeoutMs,
+          idleTimeoutMs: input.idleTimeoutMs ?? defaults.idleTimeoutMs,
+          createdAt: now,
+          expiresAt: now + timeoutMs,
+        }),
+      );
     } catch (error) {
       if (spare) await this.driver.destroy(spare).catch(() => undefined);
       throw error;
@@ -714,9 +742,11 @@ export class SandboxService {
           `sandbox ${id} is ${record.state}; only stopped sandboxes start${record.state === "hibernated" ? " (resume it)" : ""}`,
         );
       }
-      const running = await this.store.sandboxes.transition(id, ["stopped"], "running", {
-        at: this.clock.now(),
-      });
+      // Running again takes CPU and memory (its disk was counted all along): the plan decides.
+      const demand = { count: 1, cpu: record.cpu, memoryMb: record.memoryMb, diskMb: 0 };
+      const running = await this.admit(record.userId, demand, () =>
+        this.store.sandboxes.transition(id, ["stopped"], "running", { at: this.clock.now() }),
+      );
       this.forgetRunning(id);
       if (!running) throw new PolydevError("conflict", `sandbox ${id} changed state while starting`);
       let newHandle: SandboxHandle;
@@ -876,11 +906,14 @@ export class SandboxService {
       }));
       let created: SandboxRecord[];
       try {
-        created = await this.store.transaction(async (tx) => {
-          const inserted: SandboxRecord[] = [];
-          for (const row of rows) inserted.push(await tx.sandboxes.insert(row));
-          return inserted;
-        });
+        const demand = { count, cpu: record.cpu, memoryMb: record.memoryMb, diskMb: record.diskMb };
+        created = await this.admit(userId, demand, () =>
+          this.store.transaction(async (tx) => {
+            const inserted: SandboxRecord[] = [];
+            for (const row of rows) inserted.push(await tx.sandboxes.insert(row));
+            return inserted;
+          }),
+        );
       } catch (error) {
         throw asNameTaken(error, undefined);
       }

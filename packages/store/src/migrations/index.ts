@@ -9,6 +9,7 @@ import * as sandboxNames from "./007-sandbox-names.js";
 import * as images from "./008-images.js";
 import * as postgresParity from "./009-postgres-parity.js";
 import * as identity from "./010-identity.js";
+import * as plans from "./011-plans.js";
 import type { SqlFamily } from "./sql-family.js";
 
 export type { SqlFamily } from "./sql-family.js";
@@ -30,6 +31,7 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "008-images": images,
   "009-postgres-parity": postgresParity,
   "010-identity": identity,
+  "011-plans": plans,
 };
 
 /** Migrations live in code (not read from a folder) so a bundled build carries them. */

@@ -252,6 +252,11 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         destroyed: 0,
         failed: 0,
       });
+      const byDriver = await store.sandboxes.countByStateAndDriver();
+      expect(byDriver.sort((a, b) => a.state.localeCompare(b.state))).toEqual([
+        { state: "creating", driver: "namespace", count: 5 },
+        { state: "running", driver: "namespace", count: 1 },
+      ]);
     });
 
     it("lists expired and idle sandboxes by explicit times", async () => {
@@ -464,6 +469,45 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       for (const seq of [1, 2, 3])
         await store.runs.appendEvent({ runId: "run_1", seq, at: seq, body: "{}", raw: null });
       expect((await store.runs.events("run_1", 1, 10)).map((e) => e.seq)).toEqual([2, 3]);
+      expect(await store.runs.countForUserSince("usr_1", 2)).toBe(2);
+      expect(await store.runs.countForUserSince("usr_other", 0)).toBe(0);
+    });
+
+    it("keeps plans with their limits, puts users on them, and refuses to delete a plan in use", async () => {
+      await store.users.create(user("usr_1"));
+      await store.users.create(user("usr_2"));
+      const plan = (name: string, at: number, runningSandboxes: number) => ({
+        name,
+        description: `the ${name} plan`,
+        limits: { runningSandboxes, memoryMb: 4096 },
+        createdAt: at,
+        updatedAt: at,
+      });
+      await store.plans.put(plan("team", 1, 5));
+      await store.plans.put(plan("free", 2, 1));
+      const replaced = await store.plans.put(plan("team", 9, 10));
+      expect(replaced).toMatchObject({
+        createdAt: 1,
+        updatedAt: 9,
+        limits: { runningSandboxes: 10, memoryMb: 4096 },
+      });
+      expect((await store.plans.list()).map((p) => p.name)).toEqual(["free", "team"]);
+      expect(await store.plans.get("nope")).toBeUndefined();
+
+      expect(await store.plans.planOf("usr_1")).toBeUndefined();
+      await store.plans.assign("usr_1", "free", 3);
+      await store.plans.assign("usr_2", "free", 3);
+      await store.plans.assign("usr_2", "team", 4);
+      expect(await store.plans.planOf("usr_1")).toBe("free");
+      expect(await store.plans.planOf("usr_2")).toBe("team");
+      expect(await store.plans.countAssigned()).toEqual({ free: 1, team: 1 });
+      await expect(store.plans.assign("usr_1", "no-such-plan", 5)).rejects.toThrow();
+
+      await expect(store.plans.delete("free")).rejects.toMatchObject({ code: "conflict" });
+      await store.plans.assign("usr_1", null, 6);
+      expect(await store.plans.planOf("usr_1")).toBeUndefined();
+      expect(await store.plans.delete("free")).toBe(true);
+      expect(await store.plans.delete("free")).toBe(false);
     });
 
     it("keeps logs in insertion order per sandbox and pages them after an id", async () => {

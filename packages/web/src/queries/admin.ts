@@ -1,3 +1,4 @@
+import type { PlanLimits } from "@polydev/sdk";
 import { infiniteQueryOptions, queryOptions, useMutation, useQueryClient } from "@tanstack/react-query";
 import { polydev } from "../api/polydev";
 
@@ -60,6 +61,38 @@ export function useAdminDestroySandbox() {
   const client = useQueryClient();
   return useMutation({
     mutationFn: (id: string) => polydev.admin.destroySandbox(id),
+    onSettled: () => client.invalidateQueries({ queryKey: adminKey }),
+  });
+}
+
+export const adminPlansQuery = () =>
+  queryOptions({
+    queryKey: [...adminKey, "plans"],
+    queryFn: ({ signal }) => polydev.admin.plans.list({ signal }),
+  });
+
+export function usePutPlan() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: ({ name, description, limits }: { name: string; description: string; limits: PlanLimits }) =>
+      polydev.admin.plans.put(name, { description, limits }),
+    onSettled: () => client.invalidateQueries({ queryKey: adminKey }),
+  });
+}
+
+export function useDeletePlan() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (name: string) => polydev.admin.plans.delete(name),
+    onSettled: () => client.invalidateQueries({ queryKey: adminKey }),
+  });
+}
+
+export function useAssignPlan() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: ({ userId, plan }: { userId: string; plan: string | null }) =>
+      polydev.admin.users.setPlan(userId, plan),
     onSettled: () => client.invalidateQueries({ queryKey: adminKey }),
   });
 }
