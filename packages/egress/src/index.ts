@@ -25,3 +25,5 @@ export {
   slirpReady,
   spawnSlirp,
 } from "./slirp.js";
+export type { UpstreamProxy } from "./upstream.js";
+export { parseUpstreamProxy } from "./upstream.js";

@@ -189,3 +189,19 @@ describe("observability and quota settings", () => {
     );
   });
 });
+
+describe("the operator's upstream proxy", () => {
+  it("takes an http proxy with credentials and refuses what the egress side cannot dial, naming the variable", () => {
+    const dataDir = "/tmp/polydev-config-test";
+    expect(
+      parseConfig({ ...configFromEnv({ POLYDEV_UPSTREAM_PROXY: "http://u:p@proxy:3128" }), dataDir })
+        .upstreamProxy,
+    ).toBe("http://u:p@proxy:3128");
+    for (const unusable of ["https://proxy:3128", "http://proxy:3128/path", "socks5://proxy:1080"]) {
+      expect(
+        () => parseConfig({ ...configFromEnv({ POLYDEV_UPSTREAM_PROXY: unusable }), dataDir }),
+        unusable,
+      ).toThrow(/POLYDEV_UPSTREAM_PROXY must be a URL like http:\/\//);
+    }
+  });
+});

@@ -6,6 +6,7 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PolydevError } from "@polydev/core";
+import { parseUpstreamProxy } from "@polydev/egress";
 import { z } from "zod";
 import { oidcIssuerSchema } from "./oidc-config.js";
 
@@ -18,6 +19,16 @@ const DAY_MS = 24 * HOUR_MS;
 const DEFAULT_WEB_DIR = fileURLToPath(new URL("../../web/dist", import.meta.url));
 
 const intFromEnv = z.coerce.number().int();
+
+/** Whether the egress side can use this as the operator's or a user's upstream proxy. */
+export function isUpstreamProxyUrl(url: string): boolean {
+  try {
+    parseUpstreamProxy(url);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export const configSchema = z
   .object({
@@ -199,7 +210,13 @@ export const configSchema = z
       )
       .optional(),
     /** POLYDEV_UPSTREAM_PROXY: an operator's declared HTTP(S) proxy for provider traffic. */
-    upstreamProxy: z.url().optional(),
+    upstreamProxy: z
+      .string()
+      .refine(isUpstreamProxyUrl, {
+        error:
+          "POLYDEV_UPSTREAM_PROXY must be a URL like http://[user:password@]proxy.example:3128 (http, no path)",
+      })
+      .optional(),
     /**
      * POLYDEV_MODEL_PRICES (`model=input:output,…`, USD per million tokens, e.g.
      * `claude-sonnet-4-5=3:15,gpt-5=1.25:10`; `*` prices every other model): what plans'

@@ -176,6 +176,17 @@ describe("provider gateway from inside a sandbox", () => {
       const me = await alice.call<{ id: string }>("GET", "/v1/me");
       const bad = await t.api.call("PUT", `/v1/admin/users/${me.body.id}/proxy`, { proxyUrl: "socks5://x" });
       expect(bad.status).toBe(400);
+      // Only what the egress side can dial: an https proxy or one with a path is refused here,
+      // not stored to fail each of the user's sandbox creates later.
+      for (const unusable of ["https://proxy.example:3128", "http://proxy.example:3128/some/path"]) {
+        const refused = await t.api.call<{ error: { code: string; message: string } }>(
+          "PUT",
+          `/v1/admin/users/${me.body.id}/proxy`,
+          { proxyUrl: unusable },
+        );
+        expect(refused.status, unusable).toBe(400);
+        expect(refused.body.error.message).toMatch(/http:\/\/\[user:password@\]proxy\.example:3128/);
+      }
       expect((await alice.call("PUT", `/v1/admin/users/${me.body.id}/proxy`, { proxyUrl })).status).toBe(403);
       const pinned = await t.api.call("PUT", `/v1/admin/users/${me.body.id}/proxy`, { proxyUrl });
       expect(pinned.status).toBe(200);

@@ -1,6 +1,7 @@
 import { PolydevError } from "@polydev/core";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import { isUpstreamProxyUrl } from "../config.js";
 import { requireAdmin, requirePrincipal } from "../http/auth.js";
 import type { ServerContext } from "../http/context.js";
 import { zodApp } from "../http/context.js";
@@ -120,8 +121,15 @@ export function adminRoutes(instance: FastifyInstance, ctx: ServerContext): void
         summary: "Pin an HTTP(S) proxy to a user's provider traffic (null: the server's default)",
         params: idParams,
         body: z.strictObject({
+          // What the egress side can use (parseUpstreamProxy), checked here: a value it refuses
+          // would be stored and then fail every sandbox create of that user with a 502.
           proxyUrl: z
-            .url({ protocol: /^https?$/, error: "proxyUrl must be an http:// or https:// URL, or null" })
+            .string()
+            .max(2048)
+            .refine(isUpstreamProxyUrl, {
+              error:
+                "proxyUrl must be a URL like http://[user:password@]proxy.example:3128 (http, no path), or null",
+            })
             .nullable(),
         }),
         response: { 200: z.object({ id: z.string(), egressProxy: z.string().nullable() }) },
