@@ -8,3 +8,9 @@ export { identityLauncher } from "./identity-launcher.js";
 export { createInProcessAgent } from "./in-process.js";
 export type { AgentServer, AgentServerOptions } from "./server.js";
 export { createAgentServer } from "./server.js";
+// For transports that carry many agent connections over one stream (the microvm driver's
+// virtio-serial link): the same multiplexer one level up, each channel a whole connection.
+export type { Channel, ChannelHost, ControlMessage } from "./channel.js";
+export { ChannelSocket } from "./channel-socket.js";
+export type { MuxHandlers, MuxSide } from "./mux.js";
+export { Mux } from "./mux.js";

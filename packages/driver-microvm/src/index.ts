@@ -1,0 +1,5 @@
+export type { MicrovmDriverOptions } from "./microvm-driver.js";
+export { FIRST_VM_UID, MicrovmDriver } from "./microvm-driver.js";
+export type { QemuAccel, QemuVmmOptions } from "./qemu-vmm.js";
+export { QemuVmm } from "./qemu-vmm.js";
+export type { RunningVm, VmConfig, VmDisk, Vmm } from "./vmm.js";
