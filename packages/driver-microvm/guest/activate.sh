@@ -21,7 +21,6 @@ mkdir -p /changes/upper /changes/work
 mount -t overlay overlay -o "lowerdir=/lower,upperdir=/changes/upper,workdir=/changes/work" /sandbox
 cd /sandbox
 mkdir -p proc sys dev tmp opt/polydev
-mount -t proc -o nosuid,nodev,noexec proc proc
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs sys
 mount -t tmpfs -o size=64k,mode=0755,nosuid,noexec dev dev
 mknod -m 666 dev/null c 1 3
@@ -51,3 +50,5 @@ echo "$memory" > $cgroup/memory.max
 echo 0 > $cgroup/memory.swap.max 2>/dev/null || true
 echo "$pids" > $cgroup/pids.max
 echo "$quota 100000" > $cgroup/cpu.max
+# The sandbox's pid namespace and its /proc (mounted from inside it).
+/polydev/guest-run --sandbox-init

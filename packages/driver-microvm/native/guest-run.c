@@ -11,14 +11,20 @@
  *     (RNDADDENTROPY, RNDRESEEDCRNG): every sandbox restored from one boot snapshot starts with
  *     the snapshot's generator state, which must not be shared.
  *
+ *   guest-run --sandbox-init
+ *     Run once by activate.sh: makes the sandbox's pid namespace, whose pid 1 (this, in the
+ *     sandbox's cgroup) mounts the sandbox's /proc from inside it and reaps its orphans. The
+ *     guest's kernel threads and the agent are then invisible to sandbox processes.
+ *
  *   guest-run <program> [args...]     (how the agent starts every command of the sandbox)
  *     Control comes in four environment variables, removed before the command runs:
  *     POLYDEV_RUN_UID, POLYDEV_RUN_GID, POLYDEV_RUN_CWD and POLYDEV_RUN_ROOT. The rest of the
  *     environment is exactly the command's. Arguments would show in /proc/<pid>/cmdline to
  *     every process of the guest; a root process's environ is readable by root only. Being
  *     static, no LD_PRELOAD of the command's environment runs in it while it is still root.
- *     It joins the sandbox's cgroup, enters the sandbox's root (chroot), becomes the user,
- *     changes to the working directory and execs the command.
+ *     It joins the sandbox's cgroup and pid namespace (forking: the command is the child, this
+ *     process stays outside, passes signals on and exits as the command did), enters the
+ *     sandbox's root (chroot), becomes the user, changes to the working directory and execs.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,11 +36,20 @@
 #include <string.h>
 #include <linux/random.h>
 #include <sys/ioctl.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define SANDBOX_CGROUP "/sys/fs/cgroup/sandbox/cgroup.procs"
+#define SANDBOX_INIT_PID "/run/polydev-sandbox-init.pid"
+
+static volatile pid_t command_pid = 0;
+
+static void pass_on(int signo) {
+  if (command_pid > 0) kill(command_pid, signo);
+}
 
 static int fail(const char *what) {
   fprintf(stderr, "polydev guest-run: %s: %s\n", what, strerror(errno));
@@ -90,8 +105,67 @@ static int seed_main(const char *hex) {
   return 0;
 }
 
+static int join_cgroup(void) {
+  int procs = open(SANDBOX_CGROUP, O_WRONLY | O_CLOEXEC);
+  if (procs < 0) return fail(SANDBOX_CGROUP);
+  if (write(procs, "0", 1) != 1) return fail("joining the sandbox's cgroup");
+  close(procs);
+  return 0;
+}
+
+static int sandbox_init_main(void) {
+  if (join_cgroup() != 0) return 125;
+  if (unshare(CLONE_NEWPID) != 0) return fail("unshare(CLONE_NEWPID)");
+  int mounted[2];
+  if (pipe2(mounted, O_CLOEXEC) != 0) return fail("pipe");
+  pid_t init = fork();
+  if (init < 0) return fail("fork");
+  if (init == 0) {
+    if (mount("proc", "/sandbox/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) _exit(fail("mounting /proc"));
+    // The namespace is ready for commands: activate.sh may go on.
+    if (write(mounted[1], "1", 1) != 1) _exit(fail("signalling"));
+    close(mounted[0]);
+    close(mounted[1]);
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      dup2(null, 0);
+      dup2(null, 1);
+      dup2(null, 2);
+      if (null > 2) close(null);
+    }
+    setsid();
+    for (;;) {
+      if (wait(NULL) < 0 && errno == ECHILD) pause();
+    }
+  }
+  close(mounted[1]);
+  char byte;
+  if (read(mounted[0], &byte, 1) != 1) return fail("the sandbox's init did not start");
+  close(mounted[0]);
+  FILE *file = fopen(SANDBOX_INIT_PID, "w");
+  if (file == NULL) return fail(SANDBOX_INIT_PID);
+  fprintf(file, "%d\n", (int)init);
+  fclose(file);
+  return 0;
+}
+
+static int enter_pid_namespace(void) {
+  FILE *file = fopen(SANDBOX_INIT_PID, "r");
+  int init = 0;
+  if (file == NULL || fscanf(file, "%d", &init) != 1) return fail("the sandbox's init");
+  fclose(file);
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/pid", init);
+  int ns = open(path, O_RDONLY | O_CLOEXEC);
+  if (ns < 0) return fail(path);
+  if (setns(ns, CLONE_NEWPID) != 0) return fail("setns");
+  close(ns);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "--init") == 0) return init_main(&argv[2]);
+  if (argc == 2 && strcmp(argv[1], "--sandbox-init") == 0) return sandbox_init_main();
   if (argc == 3 && strcmp(argv[1], "--seed") == 0) return seed_main(argv[2]);
   if (argc < 2) {
     fprintf(stderr, "usage: %s <program> [args...]\n", argv[0]);
@@ -108,10 +182,26 @@ int main(int argc, char **argv) {
   uid_t uid = (uid_t)strtoul(uid_text, NULL, 10);
   gid_t gid = (gid_t)strtoul(gid_text, NULL, 10);
 
-  int procs = open(SANDBOX_CGROUP, O_WRONLY | O_CLOEXEC);
-  if (procs < 0) return fail(SANDBOX_CGROUP);
-  if (write(procs, "0", 1) != 1) return fail("joining the sandbox's cgroup");
-  close(procs);
+  if (join_cgroup() != 0) return 125;
+  if (enter_pid_namespace() != 0) return 125;
+  pid_t child = fork();
+  if (child < 0) return fail("fork");
+  if (child > 0) {
+    // Outside the namespace: what the agent signals (this pid, or the process group) reaches
+    // the command; its exit is this process's.
+    command_pid = child;
+    int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, SIGTSTP, SIGALRM};
+    for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) signal(forwarded[i], pass_on);
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0) {
+      if (errno != EINTR) return fail("waitpid");
+    }
+    if (WIFSIGNALED(status)) {
+      signal(WTERMSIG(status), SIG_DFL);
+      kill(getpid(), WTERMSIG(status));
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
 
   if (chroot(root) != 0) return fail("chroot");
   if (chdir("/") != 0) return fail("chdir /");

@@ -16,29 +16,79 @@ import { resetMarker } from "./link-protocol.js";
 const MAX_SKIPPED_BYTES = 16 * 1024 * 1024;
 
 /**
- * The socket with everything before this attachment's marker dropped: what the Mux reads is the
- * guest's fresh session only.
+ * The link's byte stream over the VM's socket, which it outlives across a hibernate: the socket
+ * of the saved VM drains and goes, the restored VM's socket takes its place, and the multiplexer
+ * above (with every open agent connection) never notices. Before an attachment's marker (a
+ * reset), everything read is the previous host's and dropped.
  */
-class MarkedStream extends Duplex {
-  private synced = false;
+class LinkTransport extends Duplex {
+  private socket: Socket | undefined;
+  private marker: Buffer | undefined;
   private scan = Buffer.alloc(0);
   private skipped = 0;
+  /** Writes kept while no socket may take them (between a hibernate's sync and the resume). */
+  private held: Buffer[] = [];
+  private holding = false;
+  private holdAfterNext = false;
+  private detaching: (() => void) | undefined;
 
-  constructor(
-    private readonly socket: Socket,
-    private readonly marker: Buffer,
-    private readonly onUnsyncedData: () => void,
-  ) {
+  constructor(private readonly onUnsyncedData: () => void) {
     super();
-    socket.on("data", (chunk: Buffer) => this.receive(chunk));
-    socket.once("end", () => this.push(null));
-    socket.once("close", () => this.destroy());
-    socket.on("error", (error) => this.destroy(error));
+  }
+
+  use(socket: Socket, marker: Buffer | undefined): void {
+    this.socket = socket;
+    this.marker = marker;
+    this.scan = Buffer.alloc(0);
+    this.skipped = 0;
+    socket.on("data", (chunk: Buffer) => {
+      if (this.socket === socket) this.receive(chunk);
+    });
+    socket.on("error", () => socket.destroy());
+    socket.once("close", () => {
+      if (this.socket !== socket) return;
+      const detached = this.detaching;
+      if (detached !== undefined) {
+        this.detaching = undefined;
+        this.socket = undefined;
+        detached();
+      } else this.destroy();
+    });
+    if (!this.holding) this.flush();
+  }
+
+  /** The next write goes out, every later one is held (see AgentLink.quiesce). */
+  holdAfterNextWrite(): void {
+    this.holdAfterNext = true;
+  }
+
+  /** Resolves once the current socket has closed (its last bytes read); the stream lives on. */
+  detach(): Promise<void> {
+    const socket = this.socket;
+    if (socket === undefined || socket.destroyed) {
+      this.socket = undefined;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.detaching = resolve;
+    });
+  }
+
+  release(): void {
+    this.holding = false;
+    this.flush();
+  }
+
+  private flush(): void {
+    const socket = this.socket;
+    if (socket === undefined) return;
+    for (const chunk of this.held) socket.write(chunk);
+    this.held = [];
   }
 
   private receive(chunk: Buffer): void {
-    if (this.synced) {
-      if (!this.push(chunk)) this.socket.pause();
+    if (this.marker === undefined) {
+      this.push(chunk);
       return;
     }
     this.skipped += chunk.length;
@@ -50,29 +100,52 @@ class MarkedStream extends Duplex {
       else this.onUnsyncedData();
       return;
     }
-    this.synced = true;
     const rest = this.scan.subarray(at + this.marker.length);
+    this.marker = undefined;
     this.scan = Buffer.alloc(0);
     if (rest.length > 0) this.push(rest);
   }
 
   override _read(): void {
-    this.socket.resume();
+    // Pushed as it arrives; the agent protocol's windows bound it.
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    this.socket.write(chunk, (error) => callback(error ?? null));
+    if (this.holding || this.socket === undefined) {
+      this.held.push(chunk);
+      callback();
+      return;
+    }
+    this.socket.write(chunk);
+    if (this.holdAfterNext) {
+      this.holdAfterNext = false;
+      this.holding = true;
+    }
+    callback();
   }
 
   override _final(callback: () => void): void {
-    this.socket.end();
+    this.socket?.end();
     callback();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.socket.destroy();
+    this.socket?.destroy();
     callback(error);
   }
+}
+
+function connectUnix(path: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = connectSocket(path);
+    socket.once("error", (error) =>
+      reject(new PolydevError("sandbox_not_running", `the VM's agent socket: ${error.message}`)),
+    );
+    socket.once("connect", () => {
+      socket.removeAllListeners("error");
+      resolve(socket);
+    });
+  });
 }
 
 export interface LinkHello {
@@ -87,6 +160,7 @@ export class AgentLink {
 
   private constructor(
     private readonly mux: Mux,
+    private readonly transport: LinkTransport,
     readonly hello: LinkHello,
   ) {}
 
@@ -99,33 +173,32 @@ export class AgentLink {
     const deadline = AbortSignal.timeout(options.timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
     return new Promise((resolve, reject) => {
-      const socket = connectSocket(socketPath);
       let link: AgentLink | undefined;
       let settled = false;
       const fail = (error: Error): void => {
         if (!settled) {
           settled = true;
+          signal.removeEventListener("abort", onAbort);
           reject(error);
         }
-        socket.destroy();
+        transport.destroy();
       };
       const onAbort = (): void =>
         fail(new PolydevError("timeout", `the VM's agent did not answer within ${options.timeoutMs} ms`));
       signal.addEventListener("abort", onAbort, { once: true });
-      socket.once("error", (error) =>
-        fail(new PolydevError("sandbox_not_running", `the VM's agent socket: ${error.message}`)),
-      );
+      // Sent again whenever bytes of an older session arrive: a guest that had not yet opened
+      // its port when the first one came never saw it (the guest ignores repeats).
       const sendReset = (): void => mux.connectionControl({ type: "reset", nonce });
-      const stream = new MarkedStream(socket, resetMarker(nonce), () => sendReset());
-      stream.on("error", () => undefined);
+      const transport = new LinkTransport(() => sendReset());
+      transport.on("error", () => undefined);
       const mux: Mux = new Mux(
-        stream,
+        transport,
         {
           onHello: (message) => {
             if (settled) return;
             settled = true;
             signal.removeEventListener("abort", onAbort);
-            link = new AgentLink(mux, { activated: message.activated === true });
+            link = new AgentLink(mux, transport, { activated: message.activated === true });
             resolve(link);
           },
           // The guest opens no channels towards the host.
@@ -138,8 +211,35 @@ export class AgentLink {
         },
         "client",
       );
-      socket.once("connect", () => sendReset());
+      connectUnix(socketPath).then(
+        (socket) => {
+          transport.use(socket, resetMarker(nonce));
+          sendReset();
+        },
+        (error: Error) => fail(error),
+      );
     });
+  }
+
+  /**
+   * Before a hibernate: every byte sent so far has been read by the guest once this resolves,
+   * and what callers send from now on waits for `resumeOn`.
+   */
+  async quiesce(): Promise<void> {
+    this.transport.holdAfterNextWrite();
+    await this.request({ type: "sync" });
+  }
+
+  /** After the VM was saved and its process ended: the old socket has been read to its end. */
+  detach(): Promise<void> {
+    return this.transport.detach();
+  }
+
+  /** The restored VM's socket under the same multiplexer; held writes go out. */
+  async resumeOn(socketPath: string): Promise<void> {
+    const socket = await connectUnix(socketPath);
+    this.transport.use(socket, undefined);
+    this.transport.release();
   }
 
   get alive(): boolean {

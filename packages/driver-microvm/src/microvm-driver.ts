@@ -284,7 +284,13 @@ export class MicrovmDriver implements SandboxDriver {
   }
 
   /** QEMU started waiting for a state, the state streamed in, the link reset: the agent answers. */
-  private async startVm(meta: SandboxMeta, config: VmConfig, stateFile: string, signal?: AbortSignal): Promise<AgentLink> {
+  private async startVm(
+    meta: SandboxMeta,
+    config: VmConfig,
+    stateFile: string,
+    signal?: AbortSignal,
+    suspended?: AgentLink,
+  ): Promise<AgentLink> {
     const vm = await this.options.vmm.start(config, signal);
     this.vms.set(meta.sandboxId, vm);
     vm.exited.then(() => {
@@ -295,17 +301,21 @@ export class MicrovmDriver implements SandboxDriver {
       throw error;
     });
     await this.writeMeta(this.sandboxDir(meta.sandboxId), { ...meta, pid: vm.pid });
+    if (suspended !== undefined) {
+      // A resume under the same server: the link (and every connection on it) carries on over
+      // the restored VM's socket, connected before the load so the guest never sees it go.
+      await suspended.resumeOn(config.agentSocket);
+      await vm.restore(stateFile, signal);
+      return suspended;
+    }
     // The link is attached before the state arrives: the guest reads the reset as soon as it runs.
     const linking = AgentLink.attach(config.agentSocket, {
       timeoutMs: this.options.readyTimeoutMs,
       ...(signal ? { signal } : {}),
     });
     linking.catch(() => undefined);
-    if (process.env.MVM_DEBUG) console.error("started", vm.pid);
     await vm.restore(stateFile, signal);
-    if (process.env.MVM_DEBUG) console.error("restored");
     const link = await linking;
-    if (process.env.MVM_DEBUG) console.error("linked");
     this.keepLink(meta.sandboxId, link);
     return link;
   }
@@ -341,6 +351,8 @@ export class MicrovmDriver implements SandboxDriver {
   }
 
   async connect(handle: SandboxHandle, signal?: AbortSignal): Promise<AgentConnection> {
+    const meta = await this.requireMeta(handle, this.dirOf(handle));
+    if (meta.hibernated) throw new PolydevError("sandbox_not_running", `sandbox ${handle.sandboxId} is hibernated`);
     const link = await this.link(handle, signal);
     return link.connect(signal);
   }
@@ -362,14 +374,16 @@ export class MicrovmDriver implements SandboxDriver {
     const meta = await this.requireMeta(handle, dir);
     if (meta.hibernated) return;
     const link = await this.link(handle, signal);
-    // The guest's writes reach the changes disk before its memory is saved beside it.
-    await link.request({ type: "sync" });
     const { cpuUsageNs } = parseStats(await link.request({ type: "stats" }));
     const vm = await this.vmOf(meta, signal);
+    // The guest's writes reach the changes disk, and every byte we sent reaches the guest,
+    // before its memory is saved; what connections send meanwhile waits for the resume.
+    await link.quiesce();
     await vm.pause(signal);
     await vm.save(join(dir, "hibernated.state"), signal);
-    link.close();
+    const detached = link.detach();
     await vm.kill();
+    await detached;
     await this.writeMeta(dir, { ...meta, pid: 0, hibernated: true, pausedCpuUsageNs: cpuUsageNs });
   }
 
@@ -378,7 +392,8 @@ export class MicrovmDriver implements SandboxDriver {
     const meta = await this.requireMeta(handle, dir);
     if (!meta.hibernated) return;
     const stateFile = join(dir, "hibernated.state");
-    const link = await this.startVm(meta, this.configOf(meta, true), stateFile, signal);
+    const kept = await this.links.get(handle.sandboxId)?.catch(() => undefined);
+    const link = await this.startVm(meta, this.configOf(meta, true), stateFile, signal, kept?.alive ? kept : undefined);
     await link.request({ type: "clock", nowMs: Date.now() });
     const { pausedCpuUsageNs: _, ...rest } = meta;
     const pid = this.vms.get(meta.sandboxId)?.pid ?? 0;

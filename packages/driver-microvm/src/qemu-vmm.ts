@@ -224,11 +224,18 @@ class QemuVm implements RunningVm {
       capabilities: [{ capability: "events", state: true }],
     });
     await this.qmp.execute("migrate-incoming", { uri: `unix:${socketPath}` });
-    const socket = connect(socketPath);
-    if (process.env.MVM_DEBUG) console.error("incoming");
-    await pipeline(createReadStream(stateFile, { highWaterMark: 1024 * 1024 }), socket, signal ? { signal } : {});
-    if (process.env.MVM_DEBUG) console.error("streamed");
-    await running;
+    // QEMU may close the socket as soon as it has read the end of the state: how the stream
+    // ended matters only if the load did not complete.
+    const streamed = pipeline(createReadStream(stateFile, { highWaterMark: 1024 * 1024 }), connect(socketPath), signal ? { signal } : {});
+    streamed.catch(() => undefined);
+    try {
+      await running;
+    } catch (error) {
+      await streamed.catch((streamError: unknown) => {
+        throw new PolydevError("sandbox_failed", `could not stream the saved state: ${String(streamError)}`, { cause: error });
+      });
+      throw error;
+    }
     await rm(socketPath, { force: true });
   }
 
