@@ -1,10 +1,11 @@
 /**
  * `npm run bench`: every benchmark, each measuring its own baseline in the same run, printed as
- * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor` picks one.
+ * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor|microvm` picks one.
  */
 import { benchEgress, egressTable } from "./egress.js";
 import { benchGvisor, gvisorTable } from "./gvisor.js";
 import { benchImages, imagesTable } from "./images.js";
+import { benchMicrovm, microvmTable } from "./microvm.js";
 import { benchRuns, runsTable } from "./runs.js";
 import { benchSandboxCore, sandboxCoreTable } from "./sandbox-core.js";
 import { benchStoragePool, storagePoolTable } from "./storage-pool.js";
@@ -34,4 +35,8 @@ if (!process.argv.includes("--only") || only === "images") {
 if (!process.argv.includes("--only") || only === "gvisor") {
   const gvisor = await benchGvisor({ quick });
   process.stdout.write(`\n## gVisor driver against raw runsc\n\n${gvisorTable(gvisor)}\n`);
+}
+if (!process.argv.includes("--only") || only === "microvm") {
+  const microvm = await benchMicrovm({ quick });
+  process.stdout.write(`\n## microVM driver against raw QEMU restore\n\n${microvmTable(microvm)}\n`);
 }

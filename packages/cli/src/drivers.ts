@@ -1,6 +1,7 @@
 /** The drivers this build of Polydev ships, by the name `POLYDEV_DRIVER` selects. */
 import { PolydevError } from "@polydev/core";
 import { GvisorDriver } from "@polydev/driver-gvisor";
+import { MicrovmDriver } from "@polydev/driver-microvm";
 import { NamespaceDriver } from "@polydev/driver-namespace";
 import type { DriverFactory } from "@polydev/server";
 
@@ -45,6 +46,17 @@ export function driversFor(settings: DriverSettings): Record<string, DriverFacto
         );
       }
       return new GvisorDriver({ rootDir, toolboxDir: toolbox });
+    },
+    // A virtual machine per sandbox (QEMU's microvm machine; TCG unless KVM is set up for it),
+    // restored from its image's boot snapshot. Also starts from the image store only.
+    microvm: ({ rootDir, toolbox }) => {
+      if (toolbox === undefined) {
+        throw new PolydevError(
+          "driver_unavailable",
+          "the microvm driver starts sandboxes from images: turn images on (POLYDEV_IMAGES=on) to run it",
+        );
+      }
+      return new MicrovmDriver({ rootDir, toolboxDir: toolbox });
     },
   });
 }

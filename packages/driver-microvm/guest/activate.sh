@@ -32,6 +32,10 @@ mknod -m 666 dev/tty c 5 0
 mkdir -p dev/pts dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5,nosuid,noexec devpts dev/pts
 ln -s pts/ptmx dev/ptmx
+# The agent's terminals come from the sandbox's own devpts instance (its /dev/ptmx node uses
+# the pts beside it), so a terminal's slave is /dev/pts/N inside the sandbox too.
+mkdir -p /dev/pts
+mount --bind /sandbox/dev/pts /dev/pts
 ln -s /proc/self/fd dev/fd
 ln -s /proc/self/fd/0 dev/stdin
 ln -s /proc/self/fd/1 dev/stdout

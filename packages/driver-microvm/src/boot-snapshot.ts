@@ -31,7 +31,12 @@ export function snapshotKey(shape: SnapshotShape): string {
 }
 
 /** The VM description shared by the template and every restore of it: only paths differ. */
-export function vmConfig(shape: SnapshotShape, runDir: string, changesDisk: string, ids: { uid: number; gid: number }): VmConfig {
+export function vmConfig(
+  shape: SnapshotShape,
+  runDir: string,
+  changesDisk: string,
+  ids: { uid: number; gid: number },
+): VmConfig {
   return {
     runDir,
     kernel: shape.kernel,
@@ -65,34 +70,43 @@ export interface EnsureSnapshotOptions {
 /** Returns the saved state's path, booting and saving the template on first use. */
 export async function ensureBootSnapshot(options: EnsureSnapshotOptions): Promise<string> {
   const { shape, vmm } = options;
-  const entry = await ensureCacheEntry(options.cacheDir, `snapshot-${snapshotKey(shape)}`, async (partial) => {
-    const runDir = join(partial, "run");
-    await mkdir(runDir, { mode: 0o700 });
-    await chown(runDir, options.uid, options.uid);
-    await chmod(partial, 0o711);
-    const changes = join(runDir, "changes.qcow2");
-    await createChangesDisk(shape.emptyDisk, changes);
-    await chown(changes, options.uid, options.uid);
-    const config = { ...vmConfig(shape, runDir, changes, { uid: options.uid, gid: options.uid }), consoleLog: join(runDir, "console.log") };
-    const vm = await vmm.start(config, options.signal);
-    try {
-      const link = await AgentLink.attach(config.agentSocket, {
-        timeoutMs: options.bootTimeoutMs,
-        ...(options.signal ? { signal: options.signal } : {}),
-      }).catch(async (error: unknown) => {
-        const { tail } = await import("./qemu-vmm.js");
-        throw new Error(`the template VM's agent never said hello: ${String(error)}\n${await tail(config.consoleLog)}`);
-      });
+  const entry = await ensureCacheEntry(
+    options.cacheDir,
+    `snapshot-${snapshotKey(shape)}`,
+    async (partial) => {
+      const runDir = join(partial, "run");
+      await mkdir(runDir, { mode: 0o700 });
+      await chown(runDir, options.uid, options.uid);
+      await chmod(partial, 0o711);
+      const changes = join(runDir, "changes.qcow2");
+      await createChangesDisk(shape.emptyDisk, changes);
+      await chown(changes, options.uid, options.uid);
+      const config = {
+        ...vmConfig(shape, runDir, changes, { uid: options.uid, gid: options.uid }),
+        consoleLog: join(runDir, "console.log"),
+      };
+      const vm = await vmm.start(config, options.signal);
       try {
-        await vm.pause(options.signal);
-        await vm.save(join(partial, "state"), options.signal);
+        const link = await AgentLink.attach(config.agentSocket, {
+          timeoutMs: options.bootTimeoutMs,
+          ...(options.signal ? { signal: options.signal } : {}),
+        }).catch(async (error: unknown) => {
+          const { tail } = await import("./qemu-vmm.js");
+          throw new Error(
+            `the template VM's agent never said hello: ${String(error)}\n${await tail(config.consoleLog)}`,
+          );
+        });
+        try {
+          await vm.pause(options.signal);
+          await vm.save(join(partial, "state"), options.signal);
+        } finally {
+          link.close();
+        }
       } finally {
-        link.close();
+        await vm.kill();
       }
-    } finally {
-      await vm.kill();
-    }
-    await rm(runDir, { recursive: true, force: true });
-  });
+      await rm(runDir, { recursive: true, force: true });
+    },
+  );
   return join(entry, "state");
 }

@@ -33,7 +33,20 @@ async function ext4FromDir(sourceDir: string, target: string, label: string): Pr
   const size = Math.ceil((bytes * 1.15 + FS_SLACK_BYTES) / MiB) * MiB;
   await hostCommand(
     "mkfs.ext4",
-    ["-q", "-F", "-L", label, "-m", "0", "-N", String(Math.ceil(inodes * 1.1) + 1024), "-d", sourceDir, target, `${size / MiB}M`],
+    [
+      "-q",
+      "-F",
+      "-L",
+      label,
+      "-m",
+      "0",
+      "-N",
+      String(Math.ceil(inodes * 1.1) + 1024),
+      "-d",
+      sourceDir,
+      target,
+      `${size / MiB}M`,
+    ],
     { what: "mkfs.ext4 -d" },
   );
 }
@@ -64,7 +77,11 @@ async function withMergedLayers<T>(layers: readonly string[], use: (dir: string)
   }
 }
 
-export async function ensureImageDisk(cacheDir: string, digest: string, layers: readonly string[]): Promise<string> {
+export async function ensureImageDisk(
+  cacheDir: string,
+  digest: string,
+  layers: readonly string[],
+): Promise<string> {
   // The digest names the image's content; the layer paths where this host keeps it.
   const key = createHash("sha256").update(digest).update(layers.join("\n")).digest("hex").slice(0, 24);
   const entry = await ensureCacheEntry(cacheDir, `root-${key}`, async (partial) => {

@@ -41,7 +41,9 @@ let activation: Activation | undefined;
 function resolveUser(name: string): { uid: number; gid: number; home: string } {
   let text = "";
   try {
-    text = readFileSync(`${SANDBOX_ROOT}/etc/passwd`).subarray(0, 64 * 1024).toString("utf8");
+    text = readFileSync(`${SANDBOX_ROOT}/etc/passwd`)
+      .subarray(0, 64 * 1024)
+      .toString("utf8");
   } catch {
     // No passwd: only numeric users.
   }

@@ -73,7 +73,10 @@ export interface GuestInitramfs {
 
 export async function ensureGuestInitramfs(cacheDir: string, kernel: GuestKernel): Promise<GuestInitramfs> {
   if (!existsSync(BUSYBOX)) {
-    throw new PolydevError("driver_unavailable", "the microvm driver needs busybox-static (apt-get install busybox-static)");
+    throw new PolydevError(
+      "driver_unavailable",
+      "the microvm driver needs busybox-static (apt-get install busybox-static)",
+    );
   }
   const [bundle, init, activate, guestRun, busybox] = await Promise.all([
     bundleAgent(),
@@ -108,7 +111,10 @@ export async function ensureGuestInitramfs(cacheDir: string, kernel: GuestKernel
       await copyFile(BUSYBOX, join(root, "bin", "busybox"));
       await chmod(join(root, "bin", "busybox"), 0o755);
       for (const module of GUEST_MODULES) {
-        await copyFile(join(kernel.modulesDir, `${module}.ko`), join(root, "lib", "modules", `${module.split("/").pop()}.ko`));
+        await copyFile(
+          join(kernel.modulesDir, `${module}.ko`),
+          join(root, "lib", "modules", `${module.split("/").pop()}.ko`),
+        );
       }
       await writeFile(
         join(root, "lib", "modules", "order"),
@@ -118,18 +124,35 @@ export async function ensureGuestInitramfs(cacheDir: string, kernel: GuestKernel
       await writeFile(join(root, "polydev", "activate.sh"), activate, { mode: 0o755 });
       await writeFile(join(root, "polydev", "agent.mjs"), bundle, { mode: 0o644 });
       await writeFile(join(root, "polydev", "node_modules", "node-pty", "package.json"), ptyPackage);
-      await cp(join(ptyDir, "lib"), join(root, "polydev", "node_modules", "node-pty", "lib"), { recursive: true });
-      await cp(join(ptyDir, "build", "Release"), join(root, "polydev", "node_modules", "node-pty", "build", "Release"), {
+      await cp(join(ptyDir, "lib"), join(root, "polydev", "node_modules", "node-pty", "lib"), {
         recursive: true,
       });
-      await hostCommand("cc", ["-O2", "-static", "-o", join(root, "polydev", "guest-run"), GUEST_RUN_SOURCE], {
-        what: "building guest-run (install gcc)",
-      });
+      await cp(
+        join(ptyDir, "build", "Release"),
+        join(root, "polydev", "node_modules", "node-pty", "build", "Release"),
+        {
+          recursive: true,
+        },
+      );
+      await hostCommand(
+        "cc",
+        ["-O2", "-static", "-o", join(root, "polydev", "guest-run"), GUEST_RUN_SOURCE],
+        {
+          what: "building guest-run (install gcc)",
+        },
+      );
       const list = (await listFiles(root)).join("\n");
       await writeFile(join(staging, "list"), `${list}\n`);
       await hostCommand(
         "/bin/sh",
-        ["-c", 'cd "$1" && cpio -o -H newc -R 0:0 --quiet < "$2" > "$3"', "sh", root, join(staging, "list"), join(partial, "initramfs.cpio")],
+        [
+          "-c",
+          'cd "$1" && cpio -o -H newc -R 0:0 --quiet < "$2" > "$3"',
+          "sh",
+          root,
+          join(staging, "list"),
+          join(partial, "initramfs.cpio"),
+        ],
         { what: "cpio (apt-get install cpio)" },
       );
       await chmod(join(partial, "initramfs.cpio"), 0o644);

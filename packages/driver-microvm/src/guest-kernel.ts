@@ -46,7 +46,8 @@ export async function ensureGuestKernel(cacheDir: string): Promise<GuestKernel> 
       await chmod(download, 0o777);
       await hostCommand("apt-get", ["download", "-q", name], { cwd: download, what: "apt-get download" });
       const deb = (await readdir(download)).find((file) => file.endsWith(".deb"));
-      if (deb === undefined) throw new PolydevError("driver_unavailable", `apt-get download ${name} gave no .deb`);
+      if (deb === undefined)
+        throw new PolydevError("driver_unavailable", `apt-get download ${name} gave no .deb`);
       await hostCommand("dpkg-deb", ["-x", join(download, deb), partial], { what: "dpkg-deb" });
     } finally {
       await rm(download, { recursive: true, force: true });

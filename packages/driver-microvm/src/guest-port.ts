@@ -69,7 +69,9 @@ function writeAll(fd: number, data: Buffer): Promise<void> {
 }
 
 function openPort(path: string): Promise<number> {
-  return new Promise((resolve, reject) => open(path, "r+", (error, fd) => (error ? reject(error) : resolve(fd))));
+  return new Promise((resolve, reject) =>
+    open(path, "r+", (error, fd) => (error ? reject(error) : resolve(fd))),
+  );
 }
 
 function readPort(fd: number, buffer: Buffer): Promise<number> {

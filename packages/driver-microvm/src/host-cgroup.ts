@@ -51,7 +51,9 @@ export async function joinHostCgroup(parent: string, id: string, pid: number): P
 
 /** Host memory the VM's QEMU holds (its guest's RAM as far as touched, and QEMU's own). */
 export async function hostCgroupMemory(parent: string, id: string): Promise<number> {
-  const file = isV2() ? join(ROOT, parent, id, "memory.current") : join(ROOT, "memory", parent, id, "memory.usage_in_bytes");
+  const file = isV2()
+    ? join(ROOT, parent, id, "memory.current")
+    : join(ROOT, "memory", parent, id, "memory.usage_in_bytes");
   return Number((await readFile(file, "utf8").catch(() => "0")).trim()) || 0;
 }
 

@@ -96,7 +96,8 @@ class LinkTransport extends Duplex {
     const at = this.scan.indexOf(this.marker);
     if (at < 0) {
       this.scan = this.scan.subarray(Math.max(0, this.scan.length - this.marker.length));
-      if (this.skipped > MAX_SKIPPED_BYTES) this.destroy(new Error("the guest never answered the link reset"));
+      if (this.skipped > MAX_SKIPPED_BYTES)
+        this.destroy(new Error("the guest never answered the link reset"));
       else this.onUnsyncedData();
       return;
     }
@@ -154,7 +155,10 @@ export interface LinkHello {
 
 export class AgentLink {
   private nextRequest = 1;
-  private readonly pending = new Map<number, { resolve(value: ControlMessage): void; reject(error: Error): void }>();
+  private readonly pending = new Map<
+    number,
+    { resolve(value: ControlMessage): void; reject(error: Error): void }
+  >();
   private closedError: Error | undefined;
   private readonly closeListeners = new Set<() => void>();
 
@@ -168,7 +172,10 @@ export class AgentLink {
    * Connects to the VM's agent socket and resets the guest's side. Resolves on the guest's
    * hello after the marker: the agent is there and answering.
    */
-  static attach(socketPath: string, options: { signal?: AbortSignal; timeoutMs: number }): Promise<AgentLink> {
+  static attach(
+    socketPath: string,
+    options: { signal?: AbortSignal; timeoutMs: number },
+  ): Promise<AgentLink> {
     const nonce = randomBytes(12).toString("hex");
     const deadline = AbortSignal.timeout(options.timeoutMs);
     const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
@@ -266,7 +273,9 @@ export class AgentLink {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
-        reject(new PolydevError("timeout", `the VM's agent did not answer ${request.type} within ${timeoutMs} ms`));
+        reject(
+          new PolydevError("timeout", `the VM's agent did not answer ${request.type} within ${timeoutMs} ms`),
+        );
       }, timeoutMs);
       this.pending.set(id, {
         resolve: (value) => {
@@ -292,12 +301,20 @@ export class AgentLink {
     if (waiter === undefined) return;
     this.pending.delete(message.id);
     const response = message.response;
-    if (message.ok === true && typeof response === "object" && response !== null && !Array.isArray(response)) {
+    if (
+      message.ok === true &&
+      typeof response === "object" &&
+      response !== null &&
+      !Array.isArray(response)
+    ) {
       const type = "type" in response ? String(response.type) : "";
       waiter.resolve({ ...response, type });
     } else {
       waiter.reject(
-        new PolydevError("sandbox_failed", `the VM's agent: ${typeof message.message === "string" ? message.message : "failed"}`),
+        new PolydevError(
+          "sandbox_failed",
+          `the VM's agent: ${typeof message.message === "string" ? message.message : "failed"}`,
+        ),
       );
     }
   }

@@ -1,3 +1,5 @@
+export type { FirecrackerVmmOptions } from "./firecracker-vmm.js";
+export { FirecrackerVmm } from "./firecracker-vmm.js";
 export type { MicrovmDriverOptions } from "./microvm-driver.js";
 export { FIRST_VM_UID, MicrovmDriver } from "./microvm-driver.js";
 export type { QemuAccel, QemuVmmOptions } from "./qemu-vmm.js";

@@ -55,7 +55,15 @@ export function parseActivate(message: ControlMessage): ActivateRequest {
   if (!entries.every(([, value]) => typeof value === "string")) throw new Error("activate: env values");
   if (typeof home !== "string" || !home.startsWith("/") || /[\n\0]/.test(home))
     throw new Error("activate: home");
-  for (const [name, value] of Object.entries({ uid, gid, memoryBytes, pidsMax, cpuQuotaUs, tmpBytes, nowMs })) {
+  for (const [name, value] of Object.entries({
+    uid,
+    gid,
+    memoryBytes,
+    pidsMax,
+    cpuQuotaUs,
+    tmpBytes,
+    nowMs,
+  })) {
     if (!isCount(value)) throw new Error(`activate: ${name}`);
   }
   return {

@@ -101,9 +101,7 @@ interface SandboxMeta {
 
 export class MicrovmDriver implements SandboxDriver {
   readonly name = "microvm";
-  private readonly options: Readonly<
-    Required<Omit<MicrovmDriverOptions, "vmm">> & { vmm: Vmm }
-  >;
+  private readonly options: Readonly<Required<Omit<MicrovmDriverOptions, "vmm">> & { vmm: Vmm }>;
   private readonly links = new Map<string, Promise<AgentLink>>();
   private readonly vms = new Map<string, RunningVm>();
 
@@ -132,9 +130,11 @@ export class MicrovmDriver implements SandboxDriver {
     if (!existsSync("/bin/busybox")) missing.push("busybox-static (apt-get install busybox-static)");
     if (!existsSync("/usr/bin/cpio")) missing.push("cpio (apt-get install cpio)");
     if (!existsSync("/usr/sbin/mkfs.ext4")) missing.push("e2fsprogs (mkfs.ext4)");
-    if (process.getuid?.() !== 0) missing.push("root (QEMU runs as a per-sandbox uid, disks are chowned to it)");
+    if (process.getuid?.() !== 0)
+      missing.push("root (QEMU runs as a per-sandbox uid, disks are chowned to it)");
     const toolbox = this.toolboxDir();
-    if (toolbox === undefined || !existsSync(toolbox)) missing.push("the toolbox (node for the in-guest agent)");
+    if (toolbox === undefined || !existsSync(toolbox))
+      missing.push("the toolbox (node for the in-guest agent)");
     if (missing.length > 0) {
       throw new PolydevError("driver_unavailable", `the microvm driver needs ${missing.join(", ")}`, {
         details: { missing },
@@ -148,15 +148,24 @@ export class MicrovmDriver implements SandboxDriver {
   }
 
   private dirOf(handle: SandboxHandle): string {
-    if (!SANDBOX_ID.test(handle.sandboxId)) throw new PolydevError("invalid_request", "not a microvm sandbox id");
+    if (!SANDBOX_ID.test(handle.sandboxId))
+      throw new PolydevError("invalid_request", "not a microvm sandbox id");
     return this.sandboxDir(handle.sandboxId);
   }
 
   /** The VM shape of a spec: everything its boot snapshot depends on. */
-  private async shapeOf(image: SandboxImage, memoryMb: number, cpu: number, signal?: AbortSignal): Promise<SnapshotShape> {
+  private async shapeOf(
+    image: SandboxImage,
+    memoryMb: number,
+    cpu: number,
+    signal?: AbortSignal,
+  ): Promise<SnapshotShape> {
     const toolbox = this.toolboxDir();
     if (toolbox === undefined) {
-      throw new PolydevError("driver_unavailable", "the microvm driver needs the toolbox, which is not built yet");
+      throw new PolydevError(
+        "driver_unavailable",
+        "the microvm driver needs the toolbox, which is not built yet",
+      );
     }
     const cacheDir = this.options.cacheDir;
     const kernel = await ensureGuestKernel(cacheDir);
@@ -192,15 +201,29 @@ export class MicrovmDriver implements SandboxDriver {
     }
   }
 
+  /**
+   * The QEMU's own directory (its uid's): sockets, stderr log and the changes disk, which grows
+   * with what the sandbox writes up to its disk bound. Apart from the driver's state.
+   */
+  private runDir(sandboxId: string): string {
+    return join(this.options.rootDir, "vms", sandboxId);
+  }
+
   private configOf(meta: SandboxMeta, incoming: boolean): VmConfig {
-    const runDir = join(this.sandboxDir(meta.sandboxId), "run");
-    return { ...vmConfig(meta.shape, runDir, join(runDir, "changes.qcow2"), { uid: meta.uid, gid: meta.uid }), incoming };
+    const runDir = this.runDir(meta.sandboxId);
+    return {
+      ...vmConfig(meta.shape, runDir, join(runDir, "changes.qcow2"), { uid: meta.uid, gid: meta.uid }),
+      incoming,
+    };
   }
 
   async create(spec: SandboxSpec, signal?: AbortSignal): Promise<SandboxHandle> {
     const image = spec.image;
     if (image === undefined) {
-      throw new PolydevError("invalid_request", "the microvm driver runs image sandboxes only: give an image");
+      throw new PolydevError(
+        "invalid_request",
+        "the microvm driver runs image sandboxes only: give an image",
+      );
     }
     if (spec.network !== "none") {
       throw new PolydevError("feature_unavailable", `the microvm driver offers network "none" only so far`);
@@ -226,6 +249,7 @@ export class MicrovmDriver implements SandboxDriver {
     });
 
     await mkdir(join(this.options.rootDir, "sandboxes"), { recursive: true, mode: 0o711 });
+    await mkdir(join(this.options.rootDir, "vms"), { recursive: true, mode: 0o711 });
     await chmod(this.options.rootDir, 0o711);
     const dir = this.sandboxDir(spec.id);
     try {
@@ -261,7 +285,11 @@ export class MicrovmDriver implements SandboxDriver {
       await link.request(
         {
           type: "activate",
-          env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ...image.env, ...spec.env },
+          env: {
+            PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ...image.env,
+            ...spec.env,
+          },
           uid: user.uid,
           gid: user.gid,
           home: user.home,
@@ -337,7 +365,8 @@ export class MicrovmDriver implements SandboxDriver {
     }
     const dir = this.dirOf(handle);
     const meta = await this.requireMeta(handle, dir);
-    if (meta.hibernated) throw new PolydevError("sandbox_not_running", `sandbox ${handle.sandboxId} is hibernated`);
+    if (meta.hibernated)
+      throw new PolydevError("sandbox_not_running", `sandbox ${handle.sandboxId} is hibernated`);
     const attaching = AgentLink.attach(this.configOf(meta, false).agentSocket, {
       timeoutMs: this.options.readyTimeoutMs,
       ...(signal ? { signal } : {}),
@@ -352,7 +381,8 @@ export class MicrovmDriver implements SandboxDriver {
 
   async connect(handle: SandboxHandle, signal?: AbortSignal): Promise<AgentConnection> {
     const meta = await this.requireMeta(handle, this.dirOf(handle));
-    if (meta.hibernated) throw new PolydevError("sandbox_not_running", `sandbox ${handle.sandboxId} is hibernated`);
+    if (meta.hibernated)
+      throw new PolydevError("sandbox_not_running", `sandbox ${handle.sandboxId} is hibernated`);
     const link = await this.link(handle, signal);
     return link.connect(signal);
   }
@@ -393,7 +423,13 @@ export class MicrovmDriver implements SandboxDriver {
     if (!meta.hibernated) return;
     const stateFile = join(dir, "hibernated.state");
     const kept = await this.links.get(handle.sandboxId)?.catch(() => undefined);
-    const link = await this.startVm(meta, this.configOf(meta, true), stateFile, signal, kept?.alive ? kept : undefined);
+    const link = await this.startVm(
+      meta,
+      this.configOf(meta, true),
+      stateFile,
+      signal,
+      kept?.alive ? kept : undefined,
+    );
     await link.request({ type: "clock", nowMs: Date.now() });
     const { pausedCpuUsageNs: _, ...rest } = meta;
     const pid = this.vms.get(meta.sandboxId)?.pid ?? 0;
@@ -405,17 +441,27 @@ export class MicrovmDriver implements SandboxDriver {
     const dir = this.dirOf(handle);
     const existing = this.links.get(handle.sandboxId);
     this.links.delete(handle.sandboxId);
-    existing?.then((link) => link.close(), () => undefined);
+    existing?.then(
+      (link) => link.close(),
+      () => undefined,
+    );
     const meta = await this.readMeta(dir);
     const known = this.vms.get(handle.sandboxId);
     this.vms.delete(handle.sandboxId);
     if (known !== undefined) await known.kill();
-    else if (meta !== undefined && meta.pid > 0 && (await isQemuOf(meta.pid, this.configOf(meta, false).runDir))) {
-      const vm = await this.options.vmm.attach(this.configOf(meta, false), meta.pid, signal).catch(() => undefined);
+    else if (
+      meta !== undefined &&
+      meta.pid > 0 &&
+      (await isQemuOf(meta.pid, this.configOf(meta, false).runDir))
+    ) {
+      const vm = await this.options.vmm
+        .attach(this.configOf(meta, false), meta.pid, signal)
+        .catch(() => undefined);
       if (vm) await vm.kill();
       else process.kill(meta.pid, "SIGKILL");
     }
     await removeHostCgroup(this.options.cgroupParent, handle.sandboxId);
+    await rm(this.runDir(handle.sandboxId), { recursive: true, force: true });
     await rm(dir, { recursive: true, force: true });
   }
 
@@ -472,7 +518,10 @@ export class MicrovmDriver implements SandboxDriver {
 
   async logs(handle: SandboxHandle): Promise<string> {
     const dir = this.dirOf(handle);
-    const parts = [await tail(join(dir, "driver.log"), MAX_LOG_BYTES / 2), await tail(join(dir, "run", "qemu.log"), MAX_LOG_BYTES / 2)];
+    const parts = [
+      await tail(join(dir, "driver.log"), MAX_LOG_BYTES / 2),
+      await tail(join(this.runDir(handle.sandboxId), "qemu.log"), MAX_LOG_BYTES / 2),
+    ];
     return parts.filter((part) => part.length > 0).join("\n");
   }
 
@@ -481,9 +530,9 @@ export class MicrovmDriver implements SandboxDriver {
     if (!existsSync(dir)) return;
     const file = join(dir, "driver.log");
     const current = await tail(file, MAX_LOG_BYTES / 2);
-    await writeFile(file, `${current}${new Date().toISOString()} ${line.slice(0, 8192)}\n`, { mode: 0o600 }).catch(
-      () => appendFile(file, ""),
-    );
+    await writeFile(file, `${current}${new Date().toISOString()} ${line.slice(0, 8192)}\n`, {
+      mode: 0o600,
+    }).catch(() => appendFile(file, ""));
   }
 
   private async readMeta(dir: string): Promise<SandboxMeta | undefined> {

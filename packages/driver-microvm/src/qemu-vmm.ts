@@ -7,12 +7,11 @@
  * nobody reads (QEMU then drops the bytes: a guest cannot make the host store them).
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, watch } from "node:fs";
+import { createReadStream, createWriteStream, existsSync, watch } from "node:fs";
 import { chown, open, readFile, rm } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { createReadStream, createWriteStream } from "node:fs";
 import { PolydevError } from "@polydev/core";
 import { QmpClient } from "./qmp.js";
 import type { RunningVm, VmConfig, Vmm } from "./vmm.js";
@@ -35,7 +34,9 @@ export function qemuArgs(config: VmConfig, accel: QemuAccel): string[] {
     "-M",
     "microvm,rtc=on",
     "-accel",
-    accel,
+    // TCG's translation cache defaults to 1 GiB: held to 64 MiB so a busy guest stays inside
+    // its host cgroup (guest RAM plus QEMU's overhead).
+    accel === "tcg" ? "tcg,tb-size=64" : accel,
     ...(accel === "kvm" ? ["-cpu", "host"] : []),
     "-m",
     String(config.memoryMb),
@@ -82,7 +83,13 @@ export function qemuArgs(config: VmConfig, accel: QemuAccel): string[] {
 
 /** Paths QEMU's option parser would split (`,`) or that are not ours: refused early. */
 function checkPaths(config: VmConfig): void {
-  for (const path of [config.runDir, config.kernel, config.initrd, config.agentSocket, ...config.disks.map((d) => d.path)]) {
+  for (const path of [
+    config.runDir,
+    config.kernel,
+    config.initrd,
+    config.agentSocket,
+    ...config.disks.map((d) => d.path),
+  ]) {
     if (!path.startsWith("/") || /[,\n]/.test(path)) {
       throw new PolydevError("internal", `path ${path} cannot be given to QEMU`);
     }
@@ -100,7 +107,8 @@ export class QemuVmm implements Vmm {
   }
 
   async unavailable(): Promise<string | undefined> {
-    if (!existsSync(this.qemuPath)) return `QEMU (apt-get install qemu-system-x86; looked at ${this.qemuPath})`;
+    if (!existsSync(this.qemuPath))
+      return `QEMU (apt-get install qemu-system-x86; looked at ${this.qemuPath})`;
     if (!existsSync("/usr/bin/qemu-img")) return "qemu-img (apt-get install qemu-utils)";
     if (this.options.accel === "kvm" && !existsSync("/dev/kvm")) return "/dev/kvm (KVM)";
     return undefined;
@@ -151,7 +159,11 @@ export class QemuVmm implements Vmm {
   }
 
   /** The control socket appears during QEMU's start-up: watched for, never polled on a timer. */
-  private async connectQmp(config: VmConfig, exited: Promise<void>, signal?: AbortSignal): Promise<QmpClient> {
+  private async connectQmp(
+    config: VmConfig,
+    exited: Promise<void>,
+    signal?: AbortSignal,
+  ): Promise<QmpClient> {
     const socketPath = join(config.runDir, "qmp.sock");
     const deadline = AbortSignal.timeout(this.startTimeoutMs);
     const waitSignal = signal ? AbortSignal.any([signal, deadline]) : deadline;
@@ -163,7 +175,8 @@ export class QemuVmm implements Vmm {
         if (error) reject(error);
         else resolve();
       };
-      const onAbort = (): void => done(new PolydevError("timeout", "QEMU did not open its control socket in time"));
+      const onAbort = (): void =>
+        done(new PolydevError("timeout", "QEMU did not open its control socket in time"));
       watcher.on("change", () => {
         if (existsSync(socketPath)) done();
       });
@@ -213,10 +226,19 @@ class QemuVm implements RunningVm {
         }
       });
       this.exited.then(async () =>
-        reject(new PolydevError("sandbox_failed", `QEMU exited while restoring: ${await tail(this.config.stderrLog)}`)),
+        reject(
+          new PolydevError(
+            "sandbox_failed",
+            `QEMU exited while restoring: ${await tail(this.config.stderrLog)}`,
+          ),
+        ),
       );
-      this.qmp.onClose(() => reject(new PolydevError("sandbox_failed", "QEMU's control connection closed while restoring")));
-      signal?.addEventListener("abort", () => reject(new PolydevError("timeout", "restore aborted")), { once: true });
+      this.qmp.onClose(() =>
+        reject(new PolydevError("sandbox_failed", "QEMU's control connection closed while restoring")),
+      );
+      signal?.addEventListener("abort", () => reject(new PolydevError("timeout", "restore aborted")), {
+        once: true,
+      });
     });
     const running = loaded.then(() => this.qmp.execute("cont"));
     running.catch(() => undefined);
@@ -226,13 +248,19 @@ class QemuVm implements RunningVm {
     await this.qmp.execute("migrate-incoming", { uri: `unix:${socketPath}` });
     // QEMU may close the socket as soon as it has read the end of the state: how the stream
     // ended matters only if the load did not complete.
-    const streamed = pipeline(createReadStream(stateFile, { highWaterMark: 1024 * 1024 }), connect(socketPath), signal ? { signal } : {});
+    const streamed = pipeline(
+      createReadStream(stateFile, { highWaterMark: 1024 * 1024 }),
+      connect(socketPath),
+      signal ? { signal } : {},
+    );
     streamed.catch(() => undefined);
     try {
       await running;
     } catch (error) {
       await streamed.catch((streamError: unknown) => {
-        throw new PolydevError("sandbox_failed", `could not stream the saved state: ${String(streamError)}`, { cause: error });
+        throw new PolydevError("sandbox_failed", `could not stream the saved state: ${String(streamError)}`, {
+          cause: error,
+        });
       });
       throw error;
     }
@@ -249,7 +277,10 @@ class QemuVm implements RunningVm {
     const server = createServer();
     const received = new Promise<void>((resolve, reject) => {
       server.once("connection", (socket) => {
-        pipeline(socket, createWriteStream(stateFile, { mode: 0o600 }), signal ? { signal } : {}).then(resolve, reject);
+        pipeline(socket, createWriteStream(stateFile, { mode: 0o600 }), signal ? { signal } : {}).then(
+          resolve,
+          reject,
+        );
       });
       server.once("error", reject);
     });

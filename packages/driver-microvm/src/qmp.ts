@@ -68,7 +68,9 @@ export class QmpClient {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.socket.write(`${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`);
+      this.socket.write(
+        `${JSON.stringify({ execute: command, ...(args ? { arguments: args } : {}), id })}\n`,
+      );
     });
   }
 
@@ -103,7 +105,8 @@ export class QmpClient {
       }
       if (typeof message.event === "string") {
         const event: QmpEvent = { event: message.event };
-        if (typeof message.data === "object" && message.data !== null) event.data = message.data as Record<string, unknown>;
+        if (typeof message.data === "object" && message.data !== null)
+          event.data = message.data as Record<string, unknown>;
         for (const listener of this.listeners) listener(event);
         continue;
       }
