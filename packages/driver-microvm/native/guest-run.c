@@ -14,7 +14,11 @@
  *   guest-run --sandbox-init
  *     Run once by activate.sh: makes the sandbox's pid namespace, whose pid 1 (this, in the
  *     sandbox's cgroup) mounts the sandbox's /proc from inside it and reaps its orphans. The
- *     guest's kernel threads and the agent are then invisible to sandbox processes.
+ *     guest's kernel threads and the agent are then invisible to sandbox processes. That pid 1
+ *     then moves into a user namespace of its own mapping ids 0-65535 onto the same numbers,
+ *     which every command joins: the sandbox's root is root of that namespace only, so what
+ *     needs the guest's initial namespace (mounts, devices, the clock, module loading) fails
+ *     as for any container's root.
  *
  *   guest-run <program> [args...]     (how the agent starts every command of the sandbox)
  *     Control comes in four environment variables, removed before the command runs:
@@ -122,7 +126,8 @@ static int sandbox_init_main(void) {
   if (init < 0) return fail("fork");
   if (init == 0) {
     if (mount("proc", "/sandbox/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) _exit(fail("mounting /proc"));
-    // The namespace is ready for commands: activate.sh may go on.
+    if (unshare(CLONE_NEWUSER) != 0) _exit(fail("unshare(CLONE_NEWUSER)"));
+    // The parent writes the id maps, then activate.sh may go on.
     if (write(mounted[1], "1", 1) != 1) _exit(fail("signalling"));
     close(mounted[0]);
     close(mounted[1]);
@@ -142,6 +147,14 @@ static int sandbox_init_main(void) {
   char byte;
   if (read(mounted[0], &byte, 1) != 1) return fail("the sandbox's init did not start");
   close(mounted[0]);
+  const char *maps[] = {"uid_map", "gid_map"};
+  for (int i = 0; i < 2; i++) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/%s", (int)init, maps[i]);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0 0 65536\n", 10) != 10) return fail(path);
+    close(fd);
+  }
   FILE *file = fopen(SANDBOX_INIT_PID, "w");
   if (file == NULL) return fail(SANDBOX_INIT_PID);
   fprintf(file, "%d\n", (int)init);
@@ -149,17 +162,24 @@ static int sandbox_init_main(void) {
   return 0;
 }
 
-static int enter_pid_namespace(void) {
+static int join_namespace(int init, const char *name, int type) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/%s", init, name);
+  int ns = open(path, O_RDONLY | O_CLOEXEC);
+  if (ns < 0) return fail(path);
+  if (setns(ns, type) != 0) return fail(path);
+  close(ns);
+  return 0;
+}
+
+/* The pid namespace first (it belongs to the initial user namespace), then the user namespace. */
+static int enter_sandbox_namespaces(void) {
   FILE *file = fopen(SANDBOX_INIT_PID, "r");
   int init = 0;
   if (file == NULL || fscanf(file, "%d", &init) != 1) return fail("the sandbox's init");
   fclose(file);
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/ns/pid", init);
-  int ns = open(path, O_RDONLY | O_CLOEXEC);
-  if (ns < 0) return fail(path);
-  if (setns(ns, CLONE_NEWPID) != 0) return fail("setns");
-  close(ns);
+  if (join_namespace(init, "pid", CLONE_NEWPID) != 0) return 125;
+  if (join_namespace(init, "user", CLONE_NEWUSER) != 0) return 125;
   return 0;
 }
 
@@ -183,7 +203,7 @@ int main(int argc, char **argv) {
   gid_t gid = (gid_t)strtoul(gid_text, NULL, 10);
 
   if (join_cgroup() != 0) return 125;
-  if (enter_pid_namespace() != 0) return 125;
+  if (enter_sandbox_namespaces() != 0) return 125;
   pid_t child = fork();
   if (child < 0) return fail("fork");
   if (child > 0) {
