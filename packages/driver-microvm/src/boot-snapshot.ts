@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { chmod, chown, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { ensureCacheEntry } from "./cache-entry.js";
-import { createChangesDisk } from "./disks.js";
+import { hostCommand } from "./host-command.js";
 import { AgentLink } from "./host-link.js";
 import type { VmConfig, Vmm } from "./vmm.js";
 
@@ -19,8 +19,14 @@ export interface SnapshotShape {
   cmdline: string;
   rootDisk: string;
   toolboxDisk: string;
-  /** The empty disk the template's changes disk is made from (any size: it is never mounted). */
+  /** An empty ext4 of the smallest changes size (the bench's raw restores use it). */
   emptyDisk: string;
+  /**
+   * The template's changes disk's size. The guest keeps the capacity it saw at boot across a
+   * restore, so the template's disk is as large as any sandbox's may be; each sandbox's own
+   * (smaller) qcow2 holds an ext4 of its size, and QEMU refuses any write past its end.
+   */
+  templateDiskBytes: number;
   memoryMb: number;
   vcpus: number;
   accel: string;
@@ -79,7 +85,13 @@ export async function ensureBootSnapshot(options: EnsureSnapshotOptions): Promis
       await chown(runDir, options.uid, options.uid);
       await chmod(partial, 0o711);
       const changes = join(runDir, "changes.qcow2");
-      await createChangesDisk(shape.emptyDisk, changes);
+      await hostCommand(
+        "qemu-img",
+        ["create", "-q", "-f", "qcow2", changes, String(shape.templateDiskBytes)],
+        {
+          what: "qemu-img create",
+        },
+      );
       await chown(changes, options.uid, options.uid);
       const config = {
         ...vmConfig(shape, runDir, changes, { uid: options.uid, gid: options.uid }),

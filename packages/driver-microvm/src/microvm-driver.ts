@@ -64,6 +64,9 @@ const QEMU_OVERHEAD_MB = 192;
 const KERNEL_CMDLINE =
   "console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init 8250.nr_uarts=1 tsc=reliable no_timer_check tsc_early_khz=2596104 lpj=10384416";
 
+/** The largest disk a sandbox may have (see SnapshotShape.templateDiskBytes). */
+export const MAX_DISK_BYTES = 1024 * 1024 * MiB;
+
 const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
 
 export interface MicrovmDriverOptions {
@@ -183,6 +186,7 @@ export class MicrovmDriver implements SandboxDriver {
       rootDisk,
       toolboxDisk,
       emptyDisk,
+      templateDiskBytes: MAX_DISK_BYTES,
       memoryMb: Math.ceil(memoryMb / GUEST_RAM_STEP_MB) * GUEST_RAM_STEP_MB + GUEST_OVERHEAD_MB,
       vcpus: Math.max(1, Math.ceil(cpu)),
       accel: this.options.accel,
@@ -230,6 +234,12 @@ export class MicrovmDriver implements SandboxDriver {
     }
     if (!SANDBOX_ID.test(spec.id)) {
       throw new PolydevError("invalid_request", "sandbox ids are letters, digits, '.', '_' and '-'");
+    }
+    if (spec.limits.diskMb * MiB > MAX_DISK_BYTES) {
+      throw new PolydevError(
+        "invalid_request",
+        `the microvm driver's disks are at most ${MAX_DISK_BYTES / MiB} MiB`,
+      );
     }
     const user = imageUser(image);
     const changesBytes = Math.max(MIN_CHANGES_BYTES, spec.limits.diskMb * MiB - (image.sizeBytes ?? 0));
