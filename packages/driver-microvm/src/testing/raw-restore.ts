@@ -35,8 +35,10 @@ export async function rawRestoreToFirstReply(input: RawRestoreInput): Promise<nu
     uid: FIRST_VM_UID,
     bootTimeoutMs: 180_000,
   });
+  // Traversable by the VM's uid, like the driver's own directories.
+  await mkdir(join(input.rootDir, "raw"), { recursive: true, mode: 0o711 });
   const runDir = join(input.rootDir, "raw", input.label);
-  await mkdir(runDir, { recursive: true, mode: 0o700 });
+  await mkdir(runDir, { mode: 0o700 });
   const uid = FIRST_VM_UID + 1;
   await chown(runDir, uid, uid);
   const changes = join(runDir, "changes.qcow2");
