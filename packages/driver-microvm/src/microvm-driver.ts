@@ -107,6 +107,11 @@ export class MicrovmDriver implements SandboxDriver {
   private readonly options: Readonly<Required<Omit<MicrovmDriverOptions, "vmm">> & { vmm: Vmm }>;
   private readonly links = new Map<string, Promise<AgentLink>>();
   private readonly vms = new Map<string, RunningVm>();
+  /**
+   * The kernel and initramfs, looked up once per driver: finding them asks apt and bundles the
+   * agent, seconds that must not be on every create's path.
+   */
+  private guest: Promise<{ kernel: string; initrd: string }> | undefined;
 
   constructor(options: MicrovmDriverOptions) {
     const accel = options.accel ?? "tcg";
@@ -171,17 +176,16 @@ export class MicrovmDriver implements SandboxDriver {
       );
     }
     const cacheDir = this.options.cacheDir;
-    const kernel = await ensureGuestKernel(cacheDir);
-    const [initramfs, rootDisk, toolboxDisk, emptyDisk] = await Promise.all([
-      ensureGuestInitramfs(cacheDir, kernel),
+    const [guest, rootDisk, toolboxDisk, emptyDisk] = await Promise.all([
+      this.ensureGuest(),
       ensureImageDisk(cacheDir, image.digest, image.layers),
       ensureToolboxDisk(cacheDir, toolbox),
       ensureEmptyDisk(cacheDir, 64 * MiB),
     ]);
     signal?.throwIfAborted();
     return {
-      kernel: kernel.vmlinuz,
-      initrd: initramfs.path,
+      kernel: guest.kernel,
+      initrd: guest.initrd,
       cmdline: KERNEL_CMDLINE,
       rootDisk,
       toolboxDisk,
@@ -191,6 +195,22 @@ export class MicrovmDriver implements SandboxDriver {
       vcpus: Math.max(1, Math.ceil(cpu)),
       accel: this.options.accel,
     };
+  }
+
+  private ensureGuest(): Promise<{ kernel: string; initrd: string }> {
+    if (this.guest === undefined) {
+      const cacheDir = this.options.cacheDir;
+      this.guest = (async () => {
+        const kernel = await ensureGuestKernel(cacheDir);
+        const initramfs = await ensureGuestInitramfs(cacheDir, kernel);
+        return { kernel: kernel.vmlinuz, initrd: initramfs.path };
+      })();
+      // A failed lookup (apt unreachable) is tried again by the next create.
+      this.guest.catch(() => {
+        this.guest = undefined;
+      });
+    }
+    return this.guest;
   }
 
   private async pickUid(): Promise<number> {
