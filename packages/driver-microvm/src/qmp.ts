@@ -33,12 +33,15 @@ export class QmpClient {
   static connect(path: string, signal?: AbortSignal): Promise<QmpClient> {
     return new Promise((resolve, reject) => {
       const socket = connect(path);
-      const onError = (error: Error): void => reject(error);
-      socket.once("error", onError);
       // Only the connection's set-up is bounded by the signal, not the client's life.
       const onAbort = (): void => {
         socket.destroy(new Error("aborted"));
       };
+      const onError = (error: Error): void => {
+        signal?.removeEventListener("abort", onAbort);
+        reject(error);
+      };
+      socket.once("error", onError);
       signal?.addEventListener("abort", onAbort, { once: true });
       socket.once("connect", () => {
         socket.off("error", onError);
