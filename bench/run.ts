@@ -1,10 +1,11 @@
 /**
  * `npm run bench`: every benchmark, each measuring its own baseline in the same run, printed as
- * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor|store` picks one.
+ * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor|microvm|store` picks one.
  */
 import { benchEgress, egressTable } from "./egress.js";
 import { benchGvisor, gvisorTable } from "./gvisor.js";
 import { benchImages, imagesTable } from "./images.js";
+import { benchMicrovm, microvmTable } from "./microvm.js";
 import { benchRuns, runsTable } from "./runs.js";
 import { benchSandboxCore, sandboxCoreTable } from "./sandbox-core.js";
 import { benchStoragePool, storagePoolTable } from "./storage-pool.js";
@@ -41,4 +42,8 @@ if (!process.argv.includes("--only") || only === "store") {
   process.stdout.write(
     `\n## Store and bus: Postgres and Redis beside SQLite and in-process\n\n${storeBusTable(storeBus)}\n`,
   );
+}
+if (!process.argv.includes("--only") || only === "microvm") {
+  const microvm = await benchMicrovm({ quick });
+  process.stdout.write(`\n## microVM driver against raw QEMU restore\n\n${microvmTable(microvm)}\n`);
 }

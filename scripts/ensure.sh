@@ -14,8 +14,9 @@ fi
 # System packages: bubblewrap (sandboxes), slirp4netns (sandbox egress), nftables (allow-list
 # sandboxes), xfsprogs and e2fsprogs (the storage pool: XFS with reflinks for layers and clones,
 # one ext4 volume per sandbox disk), mmdebstrap (builds the default image from Debian's packages)
-# patchelf (points the toolbox's node at its own C runtime) and runsc (gVisor, the gvisor
-# driver's sandboxes). Installed with apt when we may;
+# patchelf (points the toolbox's node at its own C runtime), runsc (gVisor, the gvisor
+# driver's sandboxes), and for the microvm driver QEMU (qemu-system-x86, qemu-utils),
+# busybox-static and cpio (its guest's initramfs). Installed with apt when we may;
 # otherwise we say exactly what to install.
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
@@ -26,6 +27,10 @@ command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
 [ -x /usr/bin/mmdebstrap ] || missing+=(mmdebstrap)
 [ -x /usr/bin/patchelf ] || missing+=(patchelf)
 [ -x /usr/bin/runsc ] || missing+=(runsc)
+[ -x /usr/bin/qemu-system-x86_64 ] || missing+=(qemu-system-x86)
+[ -x /usr/bin/qemu-img ] || missing+=(qemu-utils)
+[ -x /bin/busybox ] || missing+=(busybox-static)
+[ -x /usr/bin/cpio ] || missing+=(cpio)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]} with apt-get"

@@ -17,6 +17,9 @@ describe("the shipped drivers' settings", () => {
         POLYDEV_DRIVER_GVISOR_RUNSC_PATH: "/opt/gvisor/runsc",
         POLYDEV_DRIVER_GVISOR_MEMORY_OVERHEAD_MB: "192",
         POLYDEV_DRIVER_GVISOR_READY_TIMEOUT_MS: "60000",
+        POLYDEV_DRIVER_MICROVM_ACCEL: "kvm",
+        POLYDEV_DRIVER_MICROVM_CACHE_DIR: "/srv/polydev/microvm",
+        POLYDEV_DRIVER_MICROVM_BOOT_TIMEOUT_MS: "300000",
       }).map((driver) => driver.name),
     ).toEqual(["namespace", "gvisor"]);
   });
@@ -36,6 +39,13 @@ describe("the shipped drivers' settings", () => {
     );
     expect(() => check({ POLYDEV_DRIVER_GVISOR_MEMORY_OVERHEAD_MB: "lots" })).toThrow(
       /POLYDEV_DRIVER_GVISOR_MEMORY_OVERHEAD_MB: /,
+    );
+  });
+
+  it("refuse a microvm accelerator QEMU is not given here, naming the variable", () => {
+    expect(() => check({ POLYDEV_DRIVER_MICROVM_ACCEL: "hvf" })).toThrow(/POLYDEV_DRIVER_MICROVM_ACCEL: /);
+    expect(() => check({ POLYDEV_DRIVER_MICROVM_CACHE_DIR: "cache" })).toThrow(
+      /POLYDEV_DRIVER_MICROVM_CACHE_DIR: must be an absolute path/,
     );
   });
 });

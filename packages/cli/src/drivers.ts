@@ -5,6 +5,7 @@
  */
 import { PolydevError } from "@polydev/core";
 import { GvisorDriver, gvisorDriverSettings } from "@polydev/driver-gvisor";
+import { MicrovmDriver, microvmDriverSettings } from "@polydev/driver-microvm";
 import { NamespaceDriver, namespaceDriverSettings } from "@polydev/driver-namespace";
 import type { DriverFactory } from "@polydev/server";
 import { defineDriver } from "@polydev/server";
@@ -39,6 +40,27 @@ export const DRIVERS: Record<string, DriverFactory> = Object.freeze({
         platform: settings.platform,
         ...(settings.runscPath === undefined ? {} : { runscPath: settings.runscPath }),
         ...(settings.memoryOverheadMb === undefined ? {} : { memoryOverheadMb: settings.memoryOverheadMb }),
+        ...(settings.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: settings.readyTimeoutMs }),
+      });
+    },
+  }),
+  // A virtual machine per sandbox (QEMU's microvm machine; TCG unless the operator sets KVM),
+  // restored from its image's boot snapshot. Also starts from the image store only.
+  microvm: defineDriver({
+    settings: microvmDriverSettings,
+    create: ({ rootDir, toolbox }, settings) => {
+      if (toolbox === undefined) {
+        throw new PolydevError(
+          "driver_unavailable",
+          "the microvm driver starts sandboxes from images: turn images on (POLYDEV_IMAGES=on) to run it",
+        );
+      }
+      return new MicrovmDriver({
+        rootDir,
+        toolboxDir: toolbox,
+        accel: settings.accel,
+        ...(settings.cacheDir === undefined ? {} : { cacheDir: settings.cacheDir }),
+        ...(settings.bootTimeoutMs === undefined ? {} : { bootTimeoutMs: settings.bootTimeoutMs }),
         ...(settings.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: settings.readyTimeoutMs }),
       });
     },

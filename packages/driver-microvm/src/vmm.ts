@@ -1,0 +1,60 @@
+/**
+ * The one VMM interface the microvm driver drives: QEMU's `microvm` machine (qemu-vmm.ts) or
+ * Firecracker (firecracker-vmm.ts). A VM is described once (VmConfig); the same description
+ * boots it, restores it from a saved state (the boot snapshot, a hibernated sandbox) and
+ * saves it, so what is restored always has exactly the devices it was saved with.
+ */
+
+export interface VmDisk {
+  /** Seen by the guest as the block device's serial (init.sh finds its disks by it). */
+  serial: "root" | "toolbox" | "changes";
+  path: string;
+  format: "raw" | "qcow2";
+  readOnly: boolean;
+}
+
+export interface VmConfig {
+  /** The VM's own directory (root-owned); `runDir` inside it belongs to the VM's uid. */
+  runDir: string;
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+  memoryMb: number;
+  vcpus: number;
+  disks: VmDisk[];
+  /** The virtio-serial port's host end (a unix socket the VMM listens on). */
+  agentSocket: string;
+  /** Where the guest's serial console goes: a file (boot snapshot) or nowhere (sandboxes). */
+  consoleLog?: string | undefined;
+  /** The VMM's own stderr, bounded by what it writes (start-up errors). */
+  stderrLog: string;
+  /** The unprivileged uid/gid the VMM process runs as. */
+  uid: number;
+  gid: number;
+  /** Restore instead of boot: start waiting for a saved state. */
+  incoming: boolean;
+}
+
+export interface RunningVm {
+  readonly pid: number;
+  /** Settles when the VMM process has exited. */
+  readonly exited: Promise<void>;
+  /** Loads a saved state (from start with `incoming`) and runs the guest. */
+  restore(stateFile: string, signal?: AbortSignal): Promise<void>;
+  pause(signal?: AbortSignal): Promise<void>;
+  /** Saves a paused guest, memory included, to `stateFile`. */
+  save(stateFile: string, signal?: AbortSignal): Promise<void>;
+  /** Ends the VMM process (the guest is gone). */
+  kill(): Promise<void>;
+  /** Drops the control connection; the VM keeps running. */
+  detach(): void;
+}
+
+export interface Vmm {
+  readonly name: string;
+  /** What is missing on this host, or undefined when it can run VMs. */
+  unavailable(): Promise<string | undefined>;
+  start(config: VmConfig, signal?: AbortSignal): Promise<RunningVm>;
+  /** Attaches to a VM started by an earlier process (a server restart). */
+  attach(config: VmConfig, pid: number, signal?: AbortSignal): Promise<RunningVm>;
+}
