@@ -65,7 +65,8 @@ export class JobRunner {
 
   /**
    * Runs the job now (a cluster job only if no replica started it within its interval, unless
-   * `force`). Concurrent calls on one server share the run in progress. Never rejects.
+   * `force`). Concurrent calls on one server share the run in progress. Rejects only for a name
+   * that was never added: a job's own failure is recorded, not thrown.
    */
   runNow(name: string, options: { force?: boolean } = {}): Promise<JobRunResult> {
     const job = this.jobs.get(name);
