@@ -1,7 +1,7 @@
 /**
  * The API under load and events across replicas, each beside its baseline in the same run.
- * GET latency at a fixed request rate (autocannon, `overallRate`) on one `polydev up` with SQLite
- * and one with Postgres and Redis, against a bare node:http server answering a body of the same
+ * GET latency at a fixed request rate (autocannon, `overallRate`) on one `polydev up` with SQLite,
+ * one with Postgres and Redis and two sharing them, against a bare node:http server answering a body of the same
  * size in its own process (what the machine and the load generator cost by themselves). Latencies
  * are autocannon's, in whole milliseconds. Event delivery: two
  * replicas on one Postgres and Redis; an event published on replica A (a `quota.reached`, which
@@ -224,8 +224,24 @@ export async function benchApi(options: { quick: boolean }): Promise<ApiResults>
     await copyFile(join(dir, "a", ADMIN_KEY_FILE), join(dir, "b", ADMIN_KEY_FILE));
     const b = await startServerProcess(join(dir, "b"), { ...shared, POLYDEV_NODE_NAME: "bench-b" });
     started.push(b);
+    // Both replicas at once, half the rate each: the worse replica's percentiles are reported
+    // (two histograms' percentiles do not combine exactly).
+    const [onA, onB] = await Promise.all([
+      load("replica A", `${a.url}${path}`, a.adminKey, seconds, RATE / 2),
+      load("replica B", `${b.url}${path}`, a.adminKey, seconds, RATE / 2),
+    ]);
+    const twoReplicas: LoadResult = {
+      name: "2 replicas, Postgres + Redis (half each; worse replica's percentiles)",
+      rate: RATE,
+      requests: onA.requests + onB.requests,
+      non2xx: onA.non2xx + onB.non2xx,
+      errors: onA.errors + onB.errors,
+      p50: Math.max(onA.p50, onB.p50),
+      p99: Math.max(onA.p99, onB.p99),
+      bodyBytes: onA.bodyBytes,
+    };
     const events = await eventLatency(a, b, rounds);
-    return { load: [rawLoad, sqliteLoad, sqliteLight, pgLoad, pgLight], events };
+    return { load: [rawLoad, sqliteLoad, sqliteLight, pgLoad, pgLight, twoReplicas], events };
   } finally {
     for (const server of started.reverse()) await server.stop().catch(() => undefined);
     await Promise.all([postgres.stop(), redis.stop()]);
