@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: every benchmark, each measuring its own baseline in the same run, printed as
- * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor|microvm|store` picks one.
+ * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor|microvm|store|api` picks one.
  */
+import { apiTable, benchApi } from "./api.js";
 import { benchEgress, egressTable } from "./egress.js";
 import { benchGvisor, gvisorTable } from "./gvisor.js";
 import { benchImages, imagesTable } from "./images.js";
@@ -46,4 +47,8 @@ if (!process.argv.includes("--only") || only === "store") {
 if (!process.argv.includes("--only") || only === "microvm") {
   const microvm = await benchMicrovm({ quick });
   process.stdout.write(`\n## microVM driver against raw QEMU restore\n\n${microvmTable(microvm)}\n`);
+}
+if (!process.argv.includes("--only") || only === "api") {
+  const api = await benchApi({ quick });
+  process.stdout.write(`\n## API under load and events across replicas\n\n${apiTable(api)}\n`);
 }

@@ -317,6 +317,33 @@ export interface StoreRepositories {
   readonly identities: UserIdentityRepository;
   readonly audit: AuditRepository;
   readonly plans: PlanRepository;
+  readonly jobRuns: JobRunRepository;
+}
+
+export type JobOutcome = "running" | "succeeded" | "failed";
+
+/**
+ * The last run of a background job. `scope` is "" for a cluster-wide job (one record, whichever
+ * replica ran it) and the node's name for a per-node job (one record per node).
+ */
+export interface JobRunRecord {
+  job: string;
+  scope: string;
+  /** The node that ran it. */
+  node: string;
+  outcome: JobOutcome;
+  /** Why it failed (bounded by the runner); null unless `outcome` is "failed". */
+  error: string | null;
+  startedAt: number;
+  /** Null while it runs. */
+  endedAt: number | null;
+}
+
+export interface JobRunRepository {
+  /** Replaces the record of the job in its scope. */
+  put(run: JobRunRecord): Promise<void>;
+  /** Every record, by job then scope. */
+  list(): Promise<JobRunRecord[]>;
 }
 
 /**

@@ -507,6 +507,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/admin/jobs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Each background job's last run: cluster-wide jobs once, per-node jobs per node (node names who ran it) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: components["schemas"]["JobRun"][];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sandboxes/{id}/network": {
         parameters: {
             query?: never;
@@ -3536,6 +3574,17 @@ export interface components {
                 [key: string]: string | number | boolean | null;
             };
         };
+        JobRunInput: {
+            job: string;
+            /** @enum {string} */
+            scope: "cluster" | "node";
+            node: string;
+            /** @enum {string} */
+            outcome: "running" | "succeeded" | "failed";
+            error: string | null;
+            startedAt: string;
+            endedAt: string | null;
+        };
         AdminSandboxInput: {
             id: string;
             name: string | null;
@@ -3938,6 +3987,17 @@ export interface components {
             details: {
                 [key: string]: string | number | boolean | null;
             };
+        };
+        JobRun: {
+            job: string;
+            /** @enum {string} */
+            scope: "cluster" | "node";
+            node: string;
+            /** @enum {string} */
+            outcome: "running" | "succeeded" | "failed";
+            error: string | null;
+            startedAt: string;
+            endedAt: string | null;
         };
         AdminSandbox: {
             id: string;

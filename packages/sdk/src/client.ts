@@ -47,6 +47,7 @@ export type ApiKey = components["schemas"]["ApiKey"];
 export type CreateApiKey = paths["/v1/me/keys"]["post"]["requestBody"]["content"]["application/json"];
 export type AuditEvent = components["schemas"]["AuditEvent"];
 export type AuditQuery = NonNullable<paths["/v1/admin/audit"]["get"]["parameters"]["query"]>;
+export type JobRun = components["schemas"]["JobRun"];
 
 export interface PolydevOptions {
   /**
@@ -589,6 +590,12 @@ export class Polydev {
      */
     stats: async (call: CallOptions = {}): Promise<AdminStats> =>
       unwrap(await this.api.GET("/v1/admin/stats", { signal: call.signal })),
+    /**
+     * Each background job's last run (cluster-wide jobs once, per-node jobs per node) and outcome.
+     * @example const failed = (await polydev.admin.jobs()).items.filter((r) => r.outcome === "failed");
+     */
+    jobs: async (call: CallOptions = {}): Promise<{ items: JobRun[] }> =>
+      unwrap(await this.api.GET("/v1/admin/jobs", { signal: call.signal })),
     ...networkAdminApi(this.transport()),
   };
 

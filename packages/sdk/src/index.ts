@@ -14,6 +14,7 @@ export type {
   ExecRequest,
   ExecResult,
   ForkSandbox,
+  JobRun,
   Plan,
   PlanLimits,
   PolydevEvent,

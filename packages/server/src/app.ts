@@ -18,6 +18,7 @@ import { registerErrorHandler } from "./http/error-handler.js";
 import { registerUnreadBodyGuard } from "./http/unread-body.js";
 import { adminRoutes } from "./routes/admin.js";
 import { adminAuditRoutes } from "./routes/admin-audit.js";
+import { adminJobRoutes } from "./routes/admin-jobs.js";
 import { adminOverviewRoutes } from "./routes/admin-overview.js";
 import { adminSandboxRoutes } from "./routes/admin-sandboxes.js";
 import { apiKeyRoutes } from "./routes/api-keys.js";
@@ -139,6 +140,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   adminRoutes(app, ctx);
   apiKeyRoutes(app, ctx);
   adminAuditRoutes(app, ctx);
+  adminJobRoutes(app, ctx);
   networkRoutes(app, ctx);
   metricsRoutes(app, ctx);
   adminOverviewRoutes(app, ctx);

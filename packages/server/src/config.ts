@@ -2,7 +2,7 @@
  * The one config parse. Entry points hand in `process.env` and flags; everything after start-up
  * reads the frozen result. Every setting has a default so `polydev up` needs nothing else.
  */
-import { homedir } from "node:os";
+import { homedir, hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PolydevError } from "@polydev/core";
@@ -247,6 +247,20 @@ export const configSchema = z
     sandboxGatewayPort: intFromEnv.min(1024).max(65535).default(4100),
     /** How often the reconciler compares the database with the host. */
     reconcileIntervalMs: intFromEnv.positive().default(15_000),
+    /**
+     * POLYDEV_NODE_NAME: this server's name among replicas (per-node job records, which node ran
+     * a job). Default: the host name; two servers on one host need their own.
+     */
+    nodeName: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,100}$/, "the node name is 1..100 of [A-Za-z0-9._-]")
+      .default(
+        hostname()
+          .slice(0, 100)
+          .replace(/[^A-Za-z0-9._-]/g, "-") || "node",
+      ),
+    /** How often every stored provider credential is checked with its provider (cluster-wide). */
+    credentialValidationIntervalMs: intFromEnv.positive().default(6 * 60 * MINUTE_MS),
     /** A creating/destroying sandbox older than this is finished or failed by the reconciler. */
     transitionTimeoutMs: intFromEnv.positive().default(2 * MINUTE_MS),
     /** Default and ceiling for one exec. */
@@ -345,6 +359,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_DATA_DIR) input.dataDir = env.POLYDEV_DATA_DIR;
   if (env.POLYDEV_DATABASE_URL) input.databaseUrl = env.POLYDEV_DATABASE_URL;
   if (env.POLYDEV_REDIS_URL) input.redisUrl = env.POLYDEV_REDIS_URL;
+  if (env.POLYDEV_NODE_NAME) input.nodeName = env.POLYDEV_NODE_NAME;
   if (env.POLYDEV_ADMIN_KEY) input.adminKey = env.POLYDEV_ADMIN_KEY;
   if (env.POLYDEV_ADMIN_PASSWORD) input.adminPassword = env.POLYDEV_ADMIN_PASSWORD;
   if (env.POLYDEV_SESSION_IDLE_TIMEOUT_MS)

@@ -96,6 +96,31 @@ describe("credentials API", () => {
     expect(missing.status).toBe(404);
   });
 
+  it("the credential-validation job marks a key the provider refuses as invalid and keeps it", async () => {
+    const carol = await createUser(t.api, "validation-job-user");
+    await carol.call("PUT", "/v1/credentials/anthropic", { apiKey: OTHER_KEY });
+    await carol.call("PUT", "/v1/credentials/openai", { apiKey: REAL_KEY });
+    expect(await t.server.jobs.runNow("credential-validation", { force: true })).toBe("ran");
+    const listed = await carol.call<{ items: { provider: string; valid: boolean | null }[] }>(
+      "GET",
+      "/v1/credentials",
+    );
+    // The fake upstream only knows Anthropic's header: the OpenAI key gets a 401 there too.
+    expect(listed.body.items.map((c) => [c.provider, c.valid]).sort()).toEqual([
+      ["anthropic", false],
+      ["openai", false],
+    ]);
+    const mine = await alice.call<{ items: { provider: string; valid: boolean | null }[] }>(
+      "GET",
+      "/v1/credentials",
+    );
+    expect(mine.body.items).toEqual([expect.objectContaining({ provider: "anthropic", valid: true })]);
+    const jobs = await t.api.call<{ items: { job: string; outcome: string }[] }>("GET", "/v1/admin/jobs");
+    expect(jobs.body.items).toContainEqual(
+      expect.objectContaining({ job: "credential-validation", outcome: "succeeded" }),
+    );
+  });
+
   it("never writes the plaintext into the database file or the log", async () => {
     const files = [`${t.dataDir}/polydev.db`, `${t.dataDir}/polydev.db-wal`, t.logFile];
     for (const file of files) {

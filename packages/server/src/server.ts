@@ -49,8 +49,10 @@ import { WarmPools } from "./services/warm-pools.js";
 /** The vault's master keys when POLYDEV_MASTER_KEY is not set (mode 600). */
 export const MASTER_KEY_FILE = "master-keys.json";
 
+import type { JobRunner } from "./services/jobs.js";
 import { OidcUsers } from "./services/oidc-users.js";
 import { DEFAULT_OIDC_LIMITS, OidcVerifier } from "./services/oidc-verifier.js";
+import { periodicJobs } from "./services/periodic-jobs.js";
 import { PtySessions } from "./services/pty-sessions.js";
 import { Reconciler } from "./services/reconciler.js";
 import { SandboxService } from "./services/sandbox-service.js";
@@ -129,6 +131,8 @@ export interface RunningServer {
   /** Every driver this server runs, routing each sandbox to its own. */
   driver: DriverSet;
   reconciler: Reconciler;
+  /** The periodic work (reconcile, pruning, credential checks) and its recorded runs. */
+  jobs: JobRunner;
   /** The image store, when the server was started with one. */
   images: ImageService | undefined;
   /** The storage pool (mounted while the host runs; tests unmount it with `close`). */
@@ -350,6 +354,17 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     clock,
   );
   await reconciler.reconcile({ startup: true });
+  const jobs = periodicJobs({
+    config,
+    store,
+    bus,
+    clock,
+    log: log.child({ component: "jobs" }),
+    reconciler,
+    audit,
+    credentials,
+    sessionIdleTimeoutMs: config.sessionIdleTimeoutMs,
+  });
   // Sandboxes that outlived the previous server: their allow-list interception is opened again
   // (until then their connections are refused inside the sandbox, never let through).
   for (const sandbox of await store.sandboxes.listByStates(["running"])) {
@@ -397,7 +412,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
         },
       )
     : undefined;
-  reconciler.start();
+  jobs.start();
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
@@ -411,6 +426,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     bus,
     driver,
     reconciler,
+    jobs,
     images,
     storage: hostImages?.pool,
     firstAdminKey,
@@ -418,6 +434,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     async close() {
       if (closed) return;
       closed = true;
+      await jobs.stop();
       await reconciler.stop();
       ptys.closeAll();
       await app.close();

@@ -197,6 +197,17 @@ export interface Database {
   audit_events: AuditEventsTable;
   plans: PlansTable;
   user_plans: UserPlansTable;
+  job_runs: JobRunsTable;
+}
+
+export interface JobRunsTable {
+  job: string;
+  scope: string;
+  node: string;
+  outcome: string;
+  error: string | null;
+  started_at: number | string;
+  ended_at: number | string | null;
 }
 
 export interface PlansTable {

@@ -5,6 +5,7 @@ import { credentialRepository, gatewayTokenRepository, usageRepository } from ".
 import { egressAuditRepository, egressPresetRepository } from "./egress.js";
 import { auditRepository, userIdentityRepository } from "./identity.js";
 import { imageRepository } from "./images.js";
+import { jobRunRepository } from "./job-runs.js";
 import { migrationProvider, type SqlFamily } from "./migrations/index.js";
 import { planRepository } from "./plans.js";
 import { runRepository } from "./runs.js";
@@ -45,6 +46,7 @@ function repositories(db: Kysely<Database>): StoreRepositories {
     identities: userIdentityRepository(db),
     audit: auditRepository(db),
     plans: planRepository(db),
+    jobRuns: jobRunRepository(db),
   };
 }
 

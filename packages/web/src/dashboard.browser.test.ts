@@ -477,6 +477,8 @@ describe("the dashboard in Chromium", () => {
       await nav("Admin");
       await page.getByRole("img", { name: "Sandboxes by state" }).waitFor();
       await page.getByRole("cell", { name: sandboxId }).waitFor();
+      // The background jobs card is there (its rows appear once a job has run).
+      await page.getByRole("heading", { name: "Background jobs" }).waitFor();
       await shot("admin");
 
       // A new user's API key is shown once, and the password set here signs them in.

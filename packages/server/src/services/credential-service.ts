@@ -4,7 +4,7 @@
  */
 import type { CredentialRecord, Store } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
-import type { GatewayProvider, UpstreamCredential } from "@polydev/gateway";
+import { GATEWAY_PROVIDERS, type GatewayProvider, type UpstreamCredential } from "@polydev/gateway";
 import type { EnvelopeVault } from "@polydev/vault";
 import { request } from "undici";
 import { newId } from "./api-keys.js";
@@ -194,6 +194,27 @@ export class CredentialService {
     const updated = await this.store.credentials.get(userId, provider);
     if (!updated) throw new PolydevError("not_found", `no ${provider} credential is stored`);
     return updated;
+  }
+
+  /**
+   * Checks every stored credential with its provider (one cheap GET each; the background job's
+   * work). A failing check marks the credential invalid, never deletes it; an outage or an
+   * unreadable record is reported and leaves it as it was. Reports per record.
+   */
+  async validateAll(signal: AbortSignal): Promise<{ id: string; valid?: boolean; error?: string }[]> {
+    const results: { id: string; valid?: boolean; error?: string }[] = [];
+    for (const record of await this.store.credentials.listAll()) {
+      if (signal.aborted) break;
+      const provider = GATEWAY_PROVIDERS.find((p) => p === record.provider);
+      if (!provider) continue;
+      try {
+        const updated = await this.validate(record.userId, provider);
+        results.push({ id: record.id, valid: updated.valid ?? undefined });
+      } catch (error) {
+        results.push({ id: record.id, error: error instanceof Error ? error.message : String(error) });
+      }
+    }
+    return results;
   }
 
   /**

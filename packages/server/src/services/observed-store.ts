@@ -70,6 +70,7 @@ function pickRepositories(tx: StoreRepositories): StoreRepositories {
     egressAudit: tx.egressAudit,
     images: tx.images,
     plans: tx.plans,
+    jobRuns: tx.jobRuns,
     identities: tx.identities,
     audit: tx.audit,
   };

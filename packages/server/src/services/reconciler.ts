@@ -36,7 +36,6 @@ export interface ReconcileItem {
 }
 
 export class Reconciler {
-  private timer: NodeJS.Timeout | undefined;
   private running: Promise<ReconcileItem[]> | undefined;
 
   constructor(
@@ -58,16 +57,8 @@ export class Reconciler {
     return this.running;
   }
 
-  start(): void {
-    this.timer = setInterval(() => {
-      this.reconcile().catch((error: unknown) => this.log.error({ err: error }, "reconcile pass failed"));
-    }, this.config.reconcileIntervalMs);
-    this.timer.unref();
-  }
-
+  /** Waits for a pass in progress (the periodic passes are the `reconcile` job's, see jobs.ts). */
   async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
     await this.running?.catch(() => undefined);
   }
 

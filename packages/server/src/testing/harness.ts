@@ -93,6 +93,11 @@ export async function startTestServer(
   options: Pick<StartOptions, "loginFlows" | "clock" | "images"> & {
     /** Drivers beside the namespace one (config `drivers` names which run). */
     drivers?: StartOptions["drivers"];
+    /**
+     * A replica joining a database another test server created (which made the admin): that
+     * admin's key, since this start creates none.
+     */
+    replicaOfAdminKey?: string;
   } = {},
 ): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), "polydev-test-"));
@@ -107,7 +112,7 @@ export async function startTestServer(
     images: { enabled: false, cacheDir: TEST_IMAGE_CACHE_DIR, ...overrides.images },
   });
   const logFile = join(dataDir, "test-server.log");
-  const { drivers: extraDrivers, ...startOptions } = options;
+  const { drivers: extraDrivers, replicaOfAdminKey, ...startOptions } = options;
   const start = () =>
     startServer(config, {
       drivers: {
@@ -126,7 +131,7 @@ export async function startTestServer(
       ...startOptions,
     });
   let server = await start();
-  const adminKey = server.firstAdminKey?.apiKey;
+  const adminKey = server.firstAdminKey?.apiKey ?? replicaOfAdminKey;
   if (!adminKey) throw new Error("a fresh data dir must create an admin key");
   const api = new ApiClient(server.url, adminKey);
   const test: TestServer = {

@@ -510,6 +510,64 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       expect(await store.plans.delete("free")).toBe(false);
     });
 
+    it("keeps one record per job and scope, the latest run replacing the one before", async () => {
+      const run = { job: "reconcile", scope: "", node: "a", outcome: "running" as const, error: null };
+      await store.jobRuns.put({ ...run, startedAt: 1, endedAt: null });
+      await store.jobRuns.put({
+        ...run,
+        node: "b",
+        outcome: "failed",
+        error: "boom",
+        startedAt: 5,
+        endedAt: 6,
+      });
+      await store.jobRuns.put({
+        ...run,
+        job: "audit-prune",
+        node: "a",
+        startedAt: 2,
+        endedAt: 3,
+        outcome: "succeeded",
+      });
+      await store.jobRuns.put({
+        ...run,
+        job: "reconcile",
+        scope: "a",
+        startedAt: 7,
+        endedAt: 8,
+        outcome: "succeeded",
+      });
+      expect(await store.jobRuns.list()).toEqual([
+        {
+          job: "audit-prune",
+          scope: "",
+          node: "a",
+          outcome: "succeeded",
+          error: null,
+          startedAt: 2,
+          endedAt: 3,
+        },
+        {
+          job: "reconcile",
+          scope: "",
+          node: "b",
+          outcome: "failed",
+          error: "boom",
+          startedAt: 5,
+          endedAt: 6,
+        },
+        {
+          job: "reconcile",
+          scope: "a",
+          node: "a",
+          outcome: "succeeded",
+          error: null,
+          startedAt: 7,
+          endedAt: 8,
+        },
+      ]);
+    });
+
     it("keeps logs in insertion order per sandbox and pages them after an id", async () => {
       await store.users.create(user("usr_1"));
       await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));

@@ -27,6 +27,7 @@ export type {
   AuditEvent,
   AuditQuery,
   CreateApiKey,
+  JobRun,
   User as AdminUser,
 } from "@polydev/sdk";
 

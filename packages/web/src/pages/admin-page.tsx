@@ -4,6 +4,7 @@ import { useState } from "react";
 import { BarChart } from "../components/bar-chart";
 import { ErrorNotice } from "../components/error-notice";
 import { formatAge, formatMb, formatTime } from "../components/format";
+import { JobsPanel } from "../components/jobs-panel";
 import { PlansPanel } from "../components/plans-panel";
 import { StateBadge } from "../components/state-badge";
 import { adminSandboxesQuery, adminStatsQuery, adminUsersQuery, useCreateUser } from "../queries/admin";
@@ -18,13 +19,14 @@ export function AdminPage() {
       <div className="page-head">
         <h1>Admin</h1>
         <p className="muted">
-          Users and their plans, every sandbox on this server, and how it is being used.
+          Users and their plans, every sandbox on this server, how it is being used, and its background jobs.
         </p>
       </div>
       <SystemFigures />
       <Users />
       <PlansPanel />
       <AllSandboxes />
+      <JobsPanel />
     </>
   );
 }

@@ -28,6 +28,14 @@ export const adminStatsQuery = () =>
     refetchInterval: 30_000,
   });
 
+/** Background jobs' last runs: slow-moving, so a minute between refreshes is enough. */
+export const adminJobsQuery = () =>
+  queryOptions({
+    queryKey: [...adminKey, "jobs"],
+    queryFn: ({ signal }) => polydev.admin.jobs({ signal }),
+    refetchInterval: 60_000,
+  });
+
 export interface CreateUser {
   name: string;
   role: "admin" | "user";

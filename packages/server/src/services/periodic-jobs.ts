@@ -1,0 +1,69 @@
+/**
+ * The server's periodic work, as background jobs (see jobs.ts). Reconcile is per node: it
+ * compares the database with this host's driver (TTL, idle stop, inactivity destroy, vanished
+ * and orphaned sandboxes are all its passes). The rest is cluster-wide: it touches only shared
+ * rows, so one replica doing it per interval is enough.
+ */
+import type { Bus, Clock, Store } from "@polydev/core";
+import type { Logger } from "pino";
+import type { PolydevConfig } from "../config.js";
+import type { AuditLog } from "./audit-log.js";
+import type { CredentialService } from "./credential-service.js";
+import { JobRunner } from "./jobs.js";
+import type { Reconciler } from "./reconciler.js";
+
+const HOUR_MS = 60 * 60 * 1000;
+
+export function periodicJobs(deps: {
+  config: PolydevConfig;
+  store: Store;
+  bus: Bus;
+  clock: Clock;
+  log: Logger;
+  reconciler: Reconciler;
+  audit: AuditLog;
+  credentials: CredentialService;
+  sessionIdleTimeoutMs: number;
+}): JobRunner {
+  const { config, store, clock, log } = deps;
+  const jobs = new JobRunner({ store, bus: deps.bus, clock, node: config.nodeName, log });
+  jobs.add({
+    name: "reconcile",
+    scope: "node",
+    intervalMs: config.reconcileIntervalMs,
+    async run() {
+      const failed = (await deps.reconciler.reconcile()).filter((item) => item.error !== undefined);
+      // One item's failure is the item's (logged by the reconciler); the pass still succeeded.
+      if (failed.length > 0) log.warn({ failed: failed.length }, "reconcile finished with failed items");
+    },
+  });
+  jobs.add({
+    name: "audit-prune",
+    scope: "cluster",
+    intervalMs: HOUR_MS,
+    async run() {
+      await deps.audit.prune();
+    },
+  });
+  jobs.add({
+    name: "expired-sessions",
+    scope: "cluster",
+    intervalMs: HOUR_MS,
+    async run() {
+      const now = clock.now();
+      await store.sessions.deleteExpired(now, now - deps.sessionIdleTimeoutMs);
+    },
+  });
+  jobs.add({
+    name: "credential-validation",
+    scope: "cluster",
+    intervalMs: config.credentialValidationIntervalMs,
+    async run(signal) {
+      const results = await deps.credentials.validateAll(signal);
+      const unreachable = results.filter((r) => r.error !== undefined);
+      if (unreachable.length > 0)
+        log.warn({ unreachable: unreachable.length }, "some credentials could not be validated this time");
+    },
+  });
+  return jobs;
+}
