@@ -10,6 +10,7 @@ import * as images from "./008-images.js";
 import * as postgresParity from "./009-postgres-parity.js";
 import * as identity from "./010-identity.js";
 import * as plans from "./011-plans.js";
+import * as runChanges from "./013-run-changes.js";
 import type { SqlFamily } from "./sql-family.js";
 
 export type { SqlFamily } from "./sql-family.js";
@@ -32,6 +33,7 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "009-postgres-parity": postgresParity,
   "010-identity": identity,
   "011-plans": plans,
+  "013-run-changes": runChanges,
 };
 
 /** Migrations live in code (not read from a folder) so a bundled build carries them. */
