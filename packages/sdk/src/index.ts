@@ -1,5 +1,6 @@
 export type { components, paths } from "./api-types.js";
 export type {
+  AddProject,
   AdminSandbox,
   AdminStats,
   ApiKey,
@@ -18,8 +19,10 @@ export type {
   PlanLimits,
   PolydevEvent,
   PolydevOptions,
+  Project,
   Quota,
   Run,
+  RunChanges,
   RunEvent,
   Sandbox,
   SandboxListQuery,
