@@ -54,6 +54,7 @@ describe("postgres specifics", () => {
         "009-postgres-parity",
         "010-identity",
         "011-plans",
+        "013-run-changes",
       ]);
     } finally {
       await client.end();

@@ -64,6 +64,7 @@ describe("sqlite specifics", () => {
       { name: "009-postgres-parity" },
       { name: "010-identity" },
       { name: "011-plans" },
+      { name: "013-run-changes" },
     ]);
   });
 
