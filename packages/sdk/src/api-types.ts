@@ -3896,6 +3896,8 @@ export interface components {
                 outputTokens: number;
             };
             durationMs: number | null;
+            /** @description by the operator's price table (POLYDEV_MODEL_PRICES); null when the run's model has no price */
+            costUsd: number | null;
         };
         CreateSandboxInput: {
             /** @description your name for it, unique among your sandboxes that are not destroyed; usable instead of its id */
@@ -4336,6 +4338,8 @@ export interface components {
                 outputTokens: number;
             };
             durationMs: number | null;
+            /** @description by the operator's price table (POLYDEV_MODEL_PRICES); null when the run's model has no price */
+            costUsd: number | null;
         };
         CreateSandbox: {
             /** @description your name for it, unique among your sandboxes that are not destroyed; usable instead of its id */

@@ -23,6 +23,9 @@ interface Changes {
   diffTruncated: boolean;
   check: { command: string; exitCode: number | null; output: string } | null;
   error: string | null;
+  usage: { inputTokens: number; outputTokens: number };
+  durationMs: number | null;
+  costUsd: number | null;
 }
 
 let fake: FakeProviders;
@@ -50,7 +53,10 @@ async function sh(line: string): Promise<string> {
 describe("projects and run changes", () => {
   beforeAll(async () => {
     fake = await startFakeProviders();
-    t = await startTestServer({ upstreams: { anthropic: fake.url, openai: fake.url, gemini: fake.url } });
+    t = await startTestServer({
+      upstreams: { anthropic: fake.url, openai: fake.url, gemini: fake.url },
+      modelPrices: { "*": { inputPerMTokUsd: 3, outputPerMTokUsd: 15 } },
+    });
     alice = await createUser(t.api, "alice");
     await alice.call("PUT", "/v1/credentials/anthropic", { apiKey: "sk-real-provider-key-123456" });
     sandbox = await alice.createSandbox();
@@ -119,6 +125,11 @@ describe("projects and run changes", () => {
     expect(changes.body.diff).toContain("-bye");
     expect(changes.body.diffTruncated).toBe(false);
     expect(changes.body.check).toMatchObject({ command: "grep -q changed README", exitCode: 0 });
+    // Time, tokens and cost (by the price table's "*" entry) beside the diff.
+    const { inputTokens, outputTokens } = changes.body.usage;
+    expect(inputTokens).toBeGreaterThan(0);
+    expect(changes.body.costUsd).toBeCloseTo((inputTokens * 3 + outputTokens * 15) / 1_000_000, 12);
+    expect(changes.body.durationMs).toBeGreaterThanOrEqual(0);
     // The agent's own index is untouched: nothing was staged for it.
     expect(await sh("cd projects/app && git diff --cached --name-only")).toBe("");
   });

@@ -51,7 +51,8 @@ function printChanges(changes: RunChanges, statOnly: boolean): void {
       note(changes.check.output.trim().split("\n").slice(-20).join("\n"));
   }
   const seconds = changes.durationMs === null ? "" : ` in ${(changes.durationMs / 1000).toFixed(1)}s`;
-  note(`${changes.usage.inputTokens} in / ${changes.usage.outputTokens} out tokens${seconds}`);
+  const cost = changes.costUsd === null ? "" : `, $${changes.costUsd.toFixed(4)}`;
+  note(`${changes.usage.inputTokens} in / ${changes.usage.outputTokens} out tokens${seconds}${cost}`);
   if (statOnly) return;
   process.stdout.write(changes.diff);
   if (changes.diffTruncated) note("! the diff was cut at 1 MiB; the rest is not kept");

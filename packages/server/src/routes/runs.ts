@@ -231,8 +231,26 @@ const changesSchema = z
     recordedAt: z.string(),
     usage: z.object({ inputTokens: z.number(), outputTokens: z.number() }),
     durationMs: z.number().nullable(),
+    costUsd: z
+      .number()
+      .nullable()
+      .describe(
+        "by the operator's price table (POLYDEV_MODEL_PRICES); null when the run's model has no price",
+      ),
   })
   .meta({ id: "RunChanges" });
+
+/** A run without a model named is priced by the table's `*` entry, if it has one. */
+function runCost(
+  prices: Readonly<Record<string, { inputPerMTokUsd: number; outputPerMTokUsd: number }>>,
+  model: string | null,
+  inputTokens: number,
+  outputTokens: number,
+): number | null {
+  const price = (model === null ? undefined : prices[model]) ?? prices["*"];
+  if (!price) return null;
+  return (inputTokens * price.inputPerMTokUsd + outputTokens * price.outputPerMTokUsd) / 1_000_000;
+}
 
 export function changesRoutes(instance: FastifyInstance, ctx: ServerContext): void {
   const app = zodApp(instance);
@@ -255,6 +273,7 @@ export function changesRoutes(instance: FastifyInstance, ctx: ServerContext): vo
         recordedAt: new Date(changes.recordedAt).toISOString(),
         usage: { inputTokens: run.inputTokens, outputTokens: run.outputTokens },
         durationMs: run.startedAt !== null && run.endedAt !== null ? run.endedAt - run.startedAt : null,
+        costUsd: runCost(ctx.config.modelPrices, run.model, run.inputTokens, run.outputTokens),
       };
     },
   );

@@ -32,6 +32,9 @@ export function RunChanges({ id, ended }: { id: string; ended: boolean }) {
     <div className="run-changes">
       <p className="muted small">
         {data.project} since <span className="mono">{data.baseCommit?.slice(0, 12) ?? "?"}</span>
+        {data.durationMs === null ? null : ` · ${(data.durationMs / 1000).toFixed(1)} s`}
+        {` · ${data.usage.inputTokens} in / ${data.usage.outputTokens} out tokens`}
+        {data.costUsd === null ? null : ` · $${data.costUsd.toFixed(4)}`}
       </p>
       {data.error ? (
         <div className="notice notice-error" role="alert">
