@@ -21,7 +21,7 @@ interface Changes {
   files: { path: string; status: string }[];
   diff: string;
   diffTruncated: boolean;
-  check: { command: string; exitCode: number | null; output: string } | null;
+  check: { command: string; exitCode: number | null; output: string; outputTruncated: boolean } | null;
   error: string | null;
   usage: { inputTokens: number; outputTokens: number };
   durationMs: number | null;
@@ -149,15 +149,18 @@ describe("projects and run changes", () => {
       prompt: "make a big file",
       sandboxId: sandbox,
       project: "projects/app",
-      check: "echo checking; exit 3",
+      // A check that floods its output: the end (where a verdict is) is kept, within the bound.
+      check: "echo checking; head -c 3000000 /dev/zero | tr '\\0' y; echo; echo verdict-line; exit 3",
     });
     const run = await waitForEnd(started.body.id);
     fake.setScript(undefined);
     expect(run.state, run.exitReason ?? "").toBe("succeeded");
     const changes = (await alice.call<Changes>("GET", `/v1/runs/${run.id}/changes`)).body;
     expect(changes.diffTruncated).toBe(true);
-    expect(Buffer.byteLength(changes.diff)).toBeLessThanOrEqual(1024 * 1024 * 2);
-    expect(changes.check).toMatchObject({ exitCode: 3, output: "checking\n" });
+    expect(Buffer.byteLength(changes.diff)).toBeLessThanOrEqual(1024 * 1024 + 3);
+    expect(changes.check).toMatchObject({ exitCode: 3, outputTruncated: true });
+    expect(changes.check?.output.endsWith("verdict-line\n")).toBe(true);
+    expect(Buffer.byteLength(changes.check?.output ?? "")).toBeLessThanOrEqual(64 * 1024);
   });
 
   it("refuses a project that is no repository, a run without one has no changes, and a foreign run is 404", async () => {
@@ -219,5 +222,28 @@ describe("projects and run changes", () => {
       expect(changes.files).toContainEqual({ path: "README", status: "M" });
     }
     fake.setScript(undefined);
+  });
+
+  it("a group in a sandbox with several projects must name one; project and cwd together are refused", async () => {
+    await sh("mkdir -p work/second && echo x > work/second/x.txt");
+    expect(
+      (await alice.call("POST", `/v1/sandboxes/${sandbox}/projects`, { path: "work/second" })).status,
+    ).toBe(201);
+    const group = await alice.call<{ error: { code: string; message: string } }>("POST", "/v1/runs", {
+      agents: ["builtin", "builtin"],
+      prompt: "x",
+      sandboxId: sandbox,
+    });
+    expect(group.status).toBe(400);
+    expect(group.body.error.code).toBe("project_required");
+    expect(group.body.error.message).toContain("projects/second");
+    const both = await alice.call<{ error: { code: string } }>("POST", "/v1/runs", {
+      agent: "builtin",
+      prompt: "x",
+      sandboxId: sandbox,
+      project: "projects/app",
+      cwd: "work",
+    });
+    expect(both.status).toBe(400);
   });
 });

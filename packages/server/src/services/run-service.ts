@@ -300,7 +300,8 @@ export class RunService {
               project: tracked.project,
               cwd: run.cwd,
               baseCommit: tracked.baseCommit,
-              check: tracked.check,
+              // A cancelled run was asked to stop: its diff is kept, its check is not started.
+              check: this.active.get(run.id)?.cancelled ? undefined : tracked.check,
               checkTimeoutMs: Math.min(run.timeoutMs, CHECK_TIMEOUT_MS),
               now: this.now,
             });
