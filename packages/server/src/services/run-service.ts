@@ -497,7 +497,11 @@ export class RunService {
     const started = await this.store.runs.transition(run.id, ["queued"], "running", {
       startedAt: this.now(),
     });
-    if (!started) return;
+    if (!started) {
+      // Cancelled before it began: nothing ran, so there is nothing to record.
+      this.projectRuns.delete(run.id);
+      return;
+    }
     await emit({ type: "status", state: "running" });
     let stderrTail = "";
     try {
