@@ -2882,6 +2882,10 @@ export interface paths {
                         path: string;
                         name?: string;
                         check?: string;
+                    } | {
+                        archive: string;
+                        name?: string;
+                        check?: string;
                     };
                 };
             };

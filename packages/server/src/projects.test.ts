@@ -246,4 +246,30 @@ describe("projects and run changes", () => {
     });
     expect(both.status).toBe(400);
   });
+
+  it("unpacks an uploaded archive into a new project, its files the first commit", async () => {
+    await sh(
+      "mkdir -p uploads src-tree/lib && echo hi > src-tree/lib/a.txt && tar -czf uploads/tool.tgz -C src-tree .",
+    );
+    const added = await alice.call<{ name: string; path: string; head: string | null }>(
+      "POST",
+      `/v1/sandboxes/${sandbox}/projects`,
+      { archive: "uploads/tool.tgz" },
+    );
+    expect(added.status, JSON.stringify(added.body)).toBe(201);
+    expect(added.body).toMatchObject({ name: "tool", path: "projects/tool" });
+    expect(added.body.head).toMatch(/^[0-9a-f]{40}$/);
+    expect(await sh("git -C projects/tool ls-files")).toBe("lib/a.txt\n");
+    const broken = await alice.call<{ error: { code: string } }>(
+      "POST",
+      `/v1/sandboxes/${sandbox}/projects`,
+      {
+        archive: "uploads/missing.tgz",
+      },
+    );
+    expect(broken.status).toBe(422);
+    expect(broken.body.error.code).toBe("command_failed");
+    // A failed unpack leaves no half-made project behind.
+    expect(await sh("test -e projects/missing && echo there || echo gone")).toBe("gone\n");
+  });
 });

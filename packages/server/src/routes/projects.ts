@@ -59,6 +59,11 @@ export function projectRoutes(instance: FastifyInstance, ctx: ServerContext): vo
             check: check.optional(),
           }),
           z.strictObject({ path: folderPath, name: projectName.optional(), check: check.optional() }),
+          z
+            .strictObject({ archive: folderPath, name: projectName.optional(), check: check.optional() })
+            .describe(
+              "a .tar(.gz|.bz2|.xz|.zst), .tgz or .zip already uploaded to the sandbox (files API), unpacked into projects/<name>",
+            ),
         ]),
         response: { 201: projectSchema },
       },

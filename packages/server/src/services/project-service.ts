@@ -31,7 +31,8 @@ export interface ProjectInfo {
 
 export type AddProjectInput =
   | { url: string; ref?: string | undefined; name?: string | undefined; check?: string | undefined }
-  | { path: string; name?: string | undefined; check?: string | undefined };
+  | { path: string; name?: string | undefined; check?: string | undefined }
+  | { archive: string; name?: string | undefined; check?: string | undefined };
 
 /** `https://host/org/app.git` → `app`; null when nothing usable is left. */
 export function projectNameFromUrl(url: string): string | null {
@@ -41,7 +42,13 @@ export function projectNameFromUrl(url: string): string | null {
 }
 
 export async function addProject(connection: AgentConnection, input: AddProjectInput): Promise<ProjectInfo> {
-  const name = input.name ?? ("url" in input ? projectNameFromUrl(input.url) : lastSegment(input.path));
+  const name =
+    input.name ??
+    ("url" in input
+      ? projectNameFromUrl(input.url)
+      : "path" in input
+        ? lastSegment(input.path)
+        : lastSegment(input.archive.replace(/\.(?:tar(?:\.(?:gz|bz2|xz|zst))?|tgz|zip)$/, "")));
   if (!name)
     throw new PolydevError("invalid_request", "give the project a name (name: letters, digits, . _ -)");
   const path = `${PROJECTS_DIR}/${name}`;
@@ -91,26 +98,37 @@ export async function addProject(connection: AgentConnection, input: AddProjectI
         );
       }
     }
-  } else {
-    // An existing folder stays where it is; projects/<name> points at it. A folder that is not
-    // yet a repository becomes one, its files the first commit (the base of every run's diff).
-    const script = [
-      'cd -- "$1" || exit 3',
-      "git rev-parse --verify -q HEAD >/dev/null 2>&1 && exit 0",
-      "git init -q . && git add -A && git $2 commit -q --allow-empty -m 'Initial commit (Polydev project)'",
-    ].join("\n");
-    const init = await runInSandbox(connection, {
-      argv: ["/bin/sh", "-c", script.replace("$2", GIT_IDENTITY.join(" ")), "sh", input.path],
+  } else if ("archive" in input) {
+    // Unpacked by tar (or unzip) inside the sandbox, into the project's own folder, then made a
+    // repository like an existing folder.
+    const unpack = await runInSandbox(connection, {
+      argv: [
+        "/bin/sh",
+        "-c",
+        'mkdir -p -- "$2" && case "$1" in *.zip) unzip -q "./$1" -d "$2" ;; *) tar -xf "./$1" -C "$2" ;; esac',
+        "sh",
+        input.archive,
+        path,
+      ],
       timeoutMs: CLONE_TIMEOUT_MS,
       maxStdoutBytes: 0,
     });
-    if (init.exit.exitCode === 3)
-      throw new PolydevError("not_found", `folder ${input.path} does not exist in the sandbox`);
-    if (init.exit.exitCode !== 0)
+    if (unpack.exit.exitCode !== 0) {
+      await runInSandbox(connection, {
+        argv: ["rm", "-rf", "--", path],
+        timeoutMs: GIT_TIMEOUT_MS,
+        maxStdoutBytes: 0,
+      });
       throw new PolydevError(
         "command_failed",
-        `could not make ${input.path} a git repository: ${lastLines(init.stderr.text)}`,
+        `could not unpack ${input.archive}: ${lastLines(unpack.stderr.text)}`,
       );
+    }
+    await makeRepository(connection, path);
+  } else {
+    // An existing folder stays where it is; projects/<name> points at it. A folder that is not
+    // yet a repository becomes one, its files the first commit (the base of every run's diff).
+    await makeRepository(connection, input.path);
     const depth = path.split("/").length - 1;
     await sandboxStep(
       connection,
@@ -275,6 +293,27 @@ export async function collectChanges(
     error: null,
     recordedAt: input.now(),
   };
+}
+
+/** A folder that holds no repository becomes one, its files the first commit (the base of every run's diff). */
+async function makeRepository(connection: AgentConnection, folder: string): Promise<void> {
+  const script = [
+    'cd -- "$1" || exit 3',
+    "git rev-parse --verify -q HEAD >/dev/null 2>&1 && exit 0",
+    `git init -q . && git add -A && git ${GIT_IDENTITY.join(" ")} commit -q --allow-empty -m 'Initial commit (Polydev project)'`,
+  ].join("\n");
+  const init = await runInSandbox(connection, {
+    argv: ["/bin/sh", "-c", script, "sh", folder],
+    timeoutMs: CLONE_TIMEOUT_MS,
+    maxStdoutBytes: 0,
+  });
+  if (init.exit.exitCode === 3)
+    throw new PolydevError("not_found", `folder ${folder} does not exist in the sandbox`);
+  if (init.exit.exitCode !== 0)
+    throw new PolydevError(
+      "command_failed",
+      `could not make ${folder} a git repository: ${lastLines(init.stderr.text)}`,
+    );
 }
 
 async function sandboxStep(connection: AgentConnection, argv: string[], what: string): Promise<void> {
