@@ -60,6 +60,7 @@ export { NETWORK_MODES, SANDBOX_STATES } from "./sandbox.js";
 export type {
   ApiKeyRecord,
   ApiKeyRepository,
+  ChangedFile,
   CredentialKind,
   CredentialRecord,
   CredentialRepository,
@@ -70,6 +71,7 @@ export type {
   NewSandbox,
   NewSandboxLogEntry,
   Page,
+  RunChangesRecord,
   RunRecord,
   RunRepository,
   SandboxLogEntry,

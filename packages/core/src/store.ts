@@ -504,8 +504,37 @@ export interface StoredRunEvent {
   raw: string | null;
 }
 
+/** One file a run changed, as `git diff --name-status` names it (A added, M modified, D deleted, R renamed, …). */
+export interface ChangedFile {
+  path: string;
+  status: string;
+}
+
+/**
+ * What a run in a project changed: the diff of its working copy against the commit it started
+ * from, and the check run in that copy at the end. Everything here came out of the sandbox and is
+ * bounded before it is stored (`diffTruncated`, `filesTruncated` say a bound cut it).
+ */
+export interface RunChangesRecord {
+  runId: string;
+  /** The project folder (relative to the sandbox home) the run worked on. */
+  project: string;
+  baseCommit: string | null;
+  files: ChangedFile[];
+  filesTruncated: boolean;
+  diff: string;
+  diffTruncated: boolean;
+  check: { command: string; exitCode: number | null; output: string; outputTruncated: boolean } | null;
+  /** Why nothing could be recorded (the sandbox went away, git failed), else null. */
+  error: string | null;
+  recordedAt: number;
+}
+
 export interface RunRepository {
   insert(run: RunRecord): Promise<void>;
+  /** Creates or replaces the changes recorded for a run. */
+  putChanges(changes: RunChangesRecord): Promise<void>;
+  getChanges(runId: string): Promise<RunChangesRecord | undefined>;
   get(id: string): Promise<RunRecord | undefined>;
   getForUser(userId: string, id: string): Promise<RunRecord | undefined>;
   listForUser(

@@ -2724,6 +2724,10 @@ export interface paths {
                                 presets?: string[];
                             };
                         };
+                        /** @description a folder holding a git repository (e.g. projects/app); a group's agents each work in a copy. Default for a group: the sandbox's only project */
+                        project?: string;
+                        /** @description run in the agent's copy when the run ends (e.g. npm test); default: the project's check */
+                        check?: string;
                     };
                 };
             };
@@ -2851,6 +2855,123 @@ export interface paths {
                         [name: string]: unknown;
                     };
                     content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/projects": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The sandbox's projects (git repositories under projects/) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: components["schemas"]["Project"][];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Clone a git repository into the sandbox (the clone runs inside it, over its egress), or make an existing folder a project */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        url: string;
+                        ref?: string;
+                        name?: string;
+                        check?: string;
+                    } | {
+                        path: string;
+                        name?: string;
+                        check?: string;
+                    } | {
+                        archive: string;
+                        name?: string;
+                        check?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Project"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runs/{id}/changes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What a run in a project changed: diff against its base commit, changed files, check result */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["RunChanges"];
+                    };
                 };
             };
         };
@@ -3771,6 +3892,16 @@ export interface components {
                 costPerMonthUsd: number;
             };
         };
+        ProjectInput: {
+            name: string;
+            /** @description the folder in the sandbox (relative to the home): a run's project */
+            path: string;
+            url: string | null;
+            head: string | null;
+            branch: string | null;
+            /** @description the command run in each agent's copy when a run ends */
+            check: string | null;
+        };
         RunInput: {
             id: string;
             sandboxId: string;
@@ -3791,6 +3922,35 @@ export interface components {
             createdAt: string;
             startedAt: string | null;
             endedAt: string | null;
+        };
+        RunChangesInput: {
+            runId: string;
+            project: string;
+            baseCommit: string | null;
+            files: {
+                path: string;
+                status: string;
+            }[];
+            filesTruncated: boolean;
+            diff: string;
+            /** @description the diff was cut at 1 MiB */
+            diffTruncated: boolean;
+            check: {
+                command: string;
+                exitCode: number | null;
+                output: string;
+                outputTruncated: boolean;
+            } | null;
+            /** @description why the changes could not be read, else null */
+            error: string | null;
+            recordedAt: string;
+            usage: {
+                inputTokens: number;
+                outputTokens: number;
+            };
+            durationMs: number | null;
+            /** @description by the operator's price table (POLYDEV_MODEL_PRICES); null when the run's model has no price */
+            costUsd: number | null;
         };
         CreateSandboxInput: {
             /** @description your name for it, unique among your sandboxes that are not destroyed; usable instead of its id */
@@ -4185,6 +4345,16 @@ export interface components {
                 costPerMonthUsd: number;
             };
         };
+        Project: {
+            name: string;
+            /** @description the folder in the sandbox (relative to the home): a run's project */
+            path: string;
+            url: string | null;
+            head: string | null;
+            branch: string | null;
+            /** @description the command run in each agent's copy when a run ends */
+            check: string | null;
+        };
         Run: {
             id: string;
             sandboxId: string;
@@ -4205,6 +4375,35 @@ export interface components {
             createdAt: string;
             startedAt: string | null;
             endedAt: string | null;
+        };
+        RunChanges: {
+            runId: string;
+            project: string;
+            baseCommit: string | null;
+            files: {
+                path: string;
+                status: string;
+            }[];
+            filesTruncated: boolean;
+            diff: string;
+            /** @description the diff was cut at 1 MiB */
+            diffTruncated: boolean;
+            check: {
+                command: string;
+                exitCode: number | null;
+                output: string;
+                outputTruncated: boolean;
+            } | null;
+            /** @description why the changes could not be read, else null */
+            error: string | null;
+            recordedAt: string;
+            usage: {
+                inputTokens: number;
+                outputTokens: number;
+            };
+            durationMs: number | null;
+            /** @description by the operator's price table (POLYDEV_MODEL_PRICES); null when the run's model has no price */
+            costUsd: number | null;
         };
         CreateSandbox: {
             /** @description your name for it, unique among your sandboxes that are not destroyed; usable instead of its id */

@@ -32,6 +32,10 @@ export type ForkSandbox = NonNullable<
 export type ExecRequest =
   paths["/v1/sandboxes/{id}/exec"]["post"]["requestBody"]["content"]["application/json"];
 export type CreateRun = paths["/v1/runs"]["post"]["requestBody"]["content"]["application/json"];
+export type RunChanges = components["schemas"]["RunChanges"];
+export type Project = components["schemas"]["Project"];
+export type AddProject =
+  paths["/v1/sandboxes/{id}/projects"]["post"]["requestBody"]["content"]["application/json"];
 
 export type SessionInfo = components["schemas"]["Session"];
 export type AdminSandbox = components["schemas"]["AdminSandbox"];
@@ -356,6 +360,30 @@ export class Polydev {
   /** Provider sign-ins run by the provider's own CLI in a sandbox (see logins.ts). */
   readonly logins = loginsApi(this.transport());
 
+  readonly projects = {
+    /**
+     * Clones a git repository into the sandbox (the clone runs inside it, over its egress), or
+     * makes an existing folder of the sandbox a project.
+     * @example const app = await polydev.projects.add(box.id, { url: "https://github.com/org/app.git", ref: "main", check: "npm test" });
+     */
+    add: async (sandboxId: string, body: AddProject, call: CallOptions = {}): Promise<Project> =>
+      unwrap(
+        await this.api.POST("/v1/sandboxes/{id}/projects", {
+          params: { path: { id: sandboxId } },
+          body,
+          signal: call.signal,
+        }),
+      ),
+    /** @example const { items } = await polydev.projects.list(box.id); */
+    list: async (sandboxId: string, call: CallOptions = {}): Promise<{ items: Project[] }> =>
+      unwrap(
+        await this.api.GET("/v1/sandboxes/{id}/projects", {
+          params: { path: { id: sandboxId } },
+          signal: call.signal,
+        }),
+      ),
+  };
+
   readonly runs = {
     /**
      * Starts a run (one agent) or a group (several agents on the same prompt).
@@ -374,6 +402,13 @@ export class Polydev {
           signal: call.signal,
         }),
       ),
+    /**
+     * What a run in a project changed: its diff against the commit it started from, the changed
+     * files and its check's result (recorded when the run ends; 404 for a run without a project).
+     * @example const { files, diff, check } = await polydev.runs.changes(run.id);
+     */
+    changes: async (id: string, call: CallOptions = {}): Promise<RunChanges> =>
+      unwrap(await this.api.GET("/v1/runs/{id}/changes", { params: { path: { id } }, signal: call.signal })),
     /** @example await polydev.runs.cancel(id); */
     cancel: async (id: string, call: CallOptions = {}): Promise<Run> =>
       unwrap(await this.api.POST("/v1/runs/{id}/cancel", { params: { path: { id } }, signal: call.signal })),

@@ -1,5 +1,6 @@
 export type { components, paths } from "./api-types.js";
 export type {
+  AddProject,
   AdminSandbox,
   AdminStats,
   ApiKey,
@@ -19,8 +20,10 @@ export type {
   PlanLimits,
   PolydevEvent,
   PolydevOptions,
+  Project,
   Quota,
   Run,
+  RunChanges,
   RunEvent,
   Sandbox,
   SandboxListQuery,

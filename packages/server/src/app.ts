@@ -35,8 +35,9 @@ import { metricsRoutes } from "./routes/metrics.js";
 import { networkRoutes } from "./routes/network.js";
 import { planRoutes } from "./routes/plans.js";
 import { processRoutes } from "./routes/processes.js";
+import { projectRoutes } from "./routes/projects.js";
 import { ptyRoutes } from "./routes/pty.js";
-import { runRoutes } from "./routes/runs.js";
+import { changesRoutes, runRoutes } from "./routes/runs.js";
 import { sandboxRoutes } from "./routes/sandboxes.js";
 import { webRoutes } from "./routes/web.js";
 
@@ -153,6 +154,8 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   credentialRoutes(app, ctx);
   loginRoutes(app, ctx);
   runRoutes(app, ctx);
+  projectRoutes(app, ctx);
+  changesRoutes(app, ctx);
   eventRoutes(app, ctx);
   planRoutes(app, ctx);
   imageRoutes(app, ctx);

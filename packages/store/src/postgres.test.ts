@@ -55,6 +55,7 @@ describe("postgres specifics", () => {
         "010-identity",
         "011-plans",
         "012-job-runs",
+        "013-run-changes",
       ]);
     } finally {
       await client.end();

@@ -1,4 +1,4 @@
-import type { RunRecord, RunRepository } from "@polydev/core";
+import type { RunChangesRecord, RunRecord, RunRepository } from "@polydev/core";
 import { type Kysely, type Selectable, sql, type Updateable } from "kysely";
 import { int8, ms, msOrNull } from "./codec.js";
 import { decodeCursor, toPage } from "./paging.js";
@@ -72,6 +72,25 @@ export function runRepository(db: Kysely<Database>): RunRepository {
         .execute();
     },
     get,
+    async putChanges(changes) {
+      const { runId, recordedAt, ...content } = changes;
+      const body = JSON.stringify(content);
+      await db
+        .insertInto("run_changes")
+        .values({ run_id: runId, body, recorded_at: recordedAt })
+        .onConflict((oc) => oc.column("run_id").doUpdateSet({ body, recorded_at: recordedAt }))
+        .execute();
+    },
+    async getChanges(runId) {
+      const row = await db
+        .selectFrom("run_changes")
+        .selectAll()
+        .where("run_id", "=", runId)
+        .executeTakeFirst();
+      if (!row) return undefined;
+      const content = JSON.parse(row.body) as Omit<RunChangesRecord, "runId" | "recordedAt">;
+      return { ...content, runId: row.run_id, recordedAt: ms(row.recorded_at) };
+    },
     async getForUser(userId, id) {
       const row = await db
         .selectFrom("runs")

@@ -178,8 +178,16 @@ export interface RunEventsTable {
   raw: string | null;
 }
 
+/** Migration 013: `body` is the JSON of a RunChangesRecord without its runId and recordedAt. */
+export interface RunChangesTable {
+  run_id: string;
+  body: string;
+  recorded_at: number | string;
+}
+
 export interface Database {
   runs: RunsTable;
+  run_changes: RunChangesTable;
   run_events: RunEventsTable;
   credentials: CredentialsTable;
   gateway_tokens: GatewayTokensTable;

@@ -65,6 +65,7 @@ describe("sqlite specifics", () => {
       { name: "010-identity" },
       { name: "011-plans" },
       { name: "012-job-runs" },
+      { name: "013-run-changes" },
     ]);
   });
 

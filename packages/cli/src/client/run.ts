@@ -22,18 +22,24 @@ Options:
   --sandbox ID       run in this sandbox (default: your default sandbox, created if needed)
   --model MODEL      the model to ask for
   --cwd DIR          working directory, relative to the home
+  --project DIR      a project folder (a git repository, e.g. projects/app): the run's
+                     changes are recorded (polydev run changes RUN_ID)
+  --check CMD        run in the agent's copy when it ends (e.g. "npm test")
   --timeout-ms N     give up after this long (default 30 min)
   --max-turns N      stop after this many agent turns
   --json             print every event as one JSON line on stdout instead
 
 Example:
   polydev run --agent claude "add a README that explains the build"
+
+See also: polydev run changes RUN_ID (what a run in a project changed)
 `;
 
 const AGENTS = ["claude", "codex", "gemini", "builtin"] as const;
 type Agent = (typeof AGENTS)[number];
 
-export function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  if (argv[0] === "changes") return (await import("./run-changes.js")).runChanges(argv.slice(1), env);
   return runCommand("polydev run", async () => {
     const parsed = parseCommand(
       argv,
@@ -43,6 +49,8 @@ export function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
         sandbox: { type: "string" },
         model: { type: "string" },
         cwd: { type: "string" },
+        project: { type: "string" },
+        check: { type: "string" },
         "timeout-ms": { type: "string" },
         "max-turns": { type: "string" },
         json: { type: "boolean" },
@@ -71,6 +79,8 @@ export function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       ...(values.sandbox !== undefined ? { sandboxId: values.sandbox } : {}),
       ...(values.model !== undefined ? { model: values.model } : {}),
       ...(values.cwd !== undefined ? { cwd: values.cwd } : {}),
+      ...(values.project !== undefined ? { project: values.project } : {}),
+      ...(values.check !== undefined ? { check: values.check } : {}),
       ...(values["timeout-ms"] !== undefined
         ? { timeoutMs: wholeNumber("--timeout-ms", values["timeout-ms"]) }
         : {}),

@@ -91,6 +91,22 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
               })
               .optional()
               .describe("a command run before the agent, in its working directory (e.g. npm ci)"),
+            project: processText("project", 4096)
+              .min(1)
+              .refine(
+                (p) => !p.startsWith("/") && !p.split("/").includes(".."),
+                "project is relative to the home, without ..",
+              )
+              .optional()
+              .describe(
+                "a folder holding a git repository (e.g. projects/app); a group's agents each work in a copy. Default for a group: the sandbox's only project",
+              ),
+            check: processText("check", 16 * 1024)
+              .min(1)
+              .optional()
+              .describe(
+                "run in the agent's copy when the run ends (e.g. npm test); default: the project's check",
+              ),
           })
           .refine(
             (b) => (b.agent === undefined) !== (b.agents === undefined),
@@ -190,6 +206,75 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
           await sse.send(event.body.type, wireEvent(event), event.seq);
         }
       });
+    },
+  );
+}
+
+const changesSchema = z
+  .object({
+    runId: z.string(),
+    project: z.string(),
+    baseCommit: z.string().nullable(),
+    files: z.array(z.object({ path: z.string(), status: z.string() })),
+    filesTruncated: z.boolean(),
+    diff: z.string(),
+    diffTruncated: z.boolean().describe("the diff was cut at 1 MiB"),
+    check: z
+      .object({
+        command: z.string(),
+        exitCode: z.number().nullable(),
+        output: z.string(),
+        outputTruncated: z.boolean(),
+      })
+      .nullable(),
+    error: z.string().nullable().describe("why the changes could not be read, else null"),
+    recordedAt: z.string(),
+    usage: z.object({ inputTokens: z.number(), outputTokens: z.number() }),
+    durationMs: z.number().nullable(),
+    costUsd: z
+      .number()
+      .nullable()
+      .describe(
+        "by the operator's price table (POLYDEV_MODEL_PRICES); null when the run's model has no price",
+      ),
+  })
+  .meta({ id: "RunChanges" });
+
+/** A run without a model named is priced by the table's `*` entry, if it has one. */
+function runCost(
+  prices: Readonly<Record<string, { inputPerMTokUsd: number; outputPerMTokUsd: number }>>,
+  model: string | null,
+  inputTokens: number,
+  outputTokens: number,
+): number | null {
+  const price = (model === null ? undefined : prices[model]) ?? prices["*"];
+  if (!price) return null;
+  return (inputTokens * price.inputPerMTokUsd + outputTokens * price.outputPerMTokUsd) / 1_000_000;
+}
+
+export function changesRoutes(instance: FastifyInstance, ctx: ServerContext): void {
+  const app = zodApp(instance);
+  app.get(
+    "/v1/runs/:id/changes",
+    {
+      schema: {
+        tags,
+        summary: "What a run in a project changed: diff against its base commit, changed files, check result",
+        params: idParams,
+        response: { 200: changesSchema },
+      },
+    },
+    async (request) => {
+      const userId = requirePrincipal(request).userId;
+      const changes = await ctx.runs.changes(userId, request.params.id);
+      const run = await ctx.runs.get(userId, request.params.id);
+      return {
+        ...changes,
+        recordedAt: new Date(changes.recordedAt).toISOString(),
+        usage: { inputTokens: run.inputTokens, outputTokens: run.outputTokens },
+        durationMs: run.startedAt !== null && run.endedAt !== null ? run.endedAt - run.startedAt : null,
+        costUsd: runCost(ctx.config.modelPrices, run.model, run.inputTokens, run.outputTokens),
+      };
     },
   );
 }

@@ -28,6 +28,7 @@ import type { Logger } from "pino";
 import { boundedLines } from "./bounded-lines.js";
 import type { CredentialService } from "./credential-service.js";
 import type { GatewayHub } from "./gateway-hub.js";
+import { collectChanges, defaultCheck, headCommit, listProjects } from "./project-service.js";
 import type { SandboxService } from "./sandbox-service.js";
 
 export interface StartRunsInput {
@@ -44,7 +45,22 @@ export interface StartRunsInput {
    * agent restricted"), and the agent then runs under the sandbox's own rules.
    */
   setup?: RunSetup | undefined;
+  /** A folder in the sandbox holding a git repository; its changes are recorded when the run ends. */
+  project?: string | undefined;
+  /** A command run in the agent's copy when the run ends ("npm test"); default: the project's own. */
+  check?: string | undefined;
 }
+
+/** What a run in a project needs to record its changes when it ends. */
+interface ProjectRun {
+  project: string;
+  check: string | undefined;
+  baseCommit: string | undefined;
+  recorded: boolean;
+}
+
+/** How long a run's check may take. */
+const CHECK_TIMEOUT_MS = 10 * 60_000;
 
 export interface RunSetup {
   command: string;
@@ -118,6 +134,7 @@ const PING_TIMEOUT_MS = 5_000;
 export class RunService {
   private readonly live = new EventEmitter();
   private readonly active = new Map<string, Active>();
+  private readonly projectRuns = new Map<string, ProjectRun>();
 
   constructor(
     private readonly store: Store,
@@ -152,6 +169,8 @@ export class RunService {
       );
     }
     const grouped = input.agents.length > 1;
+    const project = await this.resolveProject(connection, input, grouped);
+    const check = input.check ?? (project ? await defaultCheck(connection, project) : undefined);
     const groupId = grouped ? `grp_${randomBytes(9).toString("base64url")}` : null;
     // A group's agents each work in a fork of the sandbox where the driver forks: every one sees
     // the same files and installed tools, and none sees another's changes. Elsewhere each gets
@@ -166,7 +185,7 @@ export class RunService {
     const runs: RunRecord[] = [];
     for (const [index, agent] of input.agents.entries()) {
       const id = `run_${randomBytes(9).toString("base64url")}`;
-      const cwd = grouped && !inForks ? `runs/${id}` : (input.cwd ?? ".");
+      const cwd = grouped && !inForks ? `runs/${id}` : (input.cwd ?? project ?? ".");
       const place = places[index] ?? { sandbox, connection };
       const run: RunRecord = {
         id,
@@ -202,7 +221,8 @@ export class RunService {
       });
       const place = places[index] ?? { sandbox, connection };
       // A fork already holds the files: its working directory is the requested one, not a copy.
-      const baseCwd = inForks ? undefined : input.cwd;
+      const baseCwd = inForks ? undefined : (input.cwd ?? project);
+      if (project) this.projectRuns.set(run.id, { project, check, baseCommit: undefined, recorded: false });
       void this.execute(run, place.connection, baseCwd, place.sandbox, input.setup).catch(
         (error: unknown) => {
           this.log.error({ err: error, runId: run.id }, "run failed unexpectedly");
@@ -210,6 +230,90 @@ export class RunService {
       );
     }
     return runs;
+  }
+
+  /**
+   * The project a run works on: the one named (which must hold a git repository), else for a
+   * group without a cwd the sandbox's only project, so a group never starts in an empty folder.
+   */
+  private async resolveProject(
+    connection: AgentConnection,
+    input: StartRunsInput,
+    grouped: boolean,
+  ): Promise<string | undefined> {
+    if (input.project !== undefined) {
+      if (input.cwd !== undefined)
+        throw new PolydevError(
+          "invalid_request",
+          "send project or cwd, not both: a run in a project works in it",
+        );
+      await headCommit(connection, input.project);
+      return input.project;
+    }
+    if (!grouped || input.cwd !== undefined) return undefined;
+    const projects = await listProjects(connection);
+    if (projects.length > 1)
+      throw new PolydevError(
+        "project_required",
+        `this sandbox has ${projects.length} projects; name one with project (${projects
+          .slice(0, 5)
+          .map((p) => p.path)
+          .join(", ")})`,
+      );
+    return projects[0]?.path;
+  }
+
+  /** What a run changed, as far as it exists: null for a run without a project. */
+  async changes(userId: string, id: string) {
+    const run = await this.get(userId, id);
+    const stored = await this.store.runs.getChanges(run.id);
+    if (stored) return stored;
+    if (!FINAL_RUN_STATES.includes(run.state as RunState) && this.projectRuns.has(run.id))
+      throw new PolydevError("conflict", `run ${id} is ${run.state}: its changes are recorded when it ends`);
+    throw new PolydevError("not_found", `run ${id} recorded no changes: only a run with a project does`);
+  }
+
+  /**
+   * Once per run, before its final state is written: the diff against the commit it started
+   * from and the check. A failure here is recorded as the changes' error and never fails the run.
+   */
+  private async recordChanges(run: RunRecord, connection: AgentConnection): Promise<void> {
+    const tracked = this.projectRuns.get(run.id);
+    if (!tracked || tracked.recorded) return;
+    tracked.recorded = true;
+    const empty = {
+      runId: run.id,
+      project: tracked.project,
+      baseCommit: tracked.baseCommit ?? null,
+      files: [],
+      filesTruncated: false,
+      diff: "",
+      diffTruncated: false,
+      check: null,
+    };
+    try {
+      const changes =
+        tracked.baseCommit === undefined
+          ? { ...empty, error: "the run ended before its base commit was read", recordedAt: this.now() }
+          : await collectChanges(connection, {
+              runId: run.id,
+              project: tracked.project,
+              cwd: run.cwd,
+              baseCommit: tracked.baseCommit,
+              // A cancelled run was asked to stop: its diff is kept, its check is not started.
+              check: this.active.get(run.id)?.cancelled ? undefined : tracked.check,
+              checkTimeoutMs: Math.min(run.timeoutMs, CHECK_TIMEOUT_MS),
+              now: this.now,
+            });
+      await this.store.runs.putChanges(changes);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      await this.store.runs
+        .putChanges({ ...empty, error: message.slice(0, 4096), recordedAt: this.now() })
+        .catch((stored: unknown) =>
+          this.log.error({ err: stored, runId: run.id }, "could not store a run's changes"),
+        );
+    }
   }
 
   /**
@@ -393,11 +497,17 @@ export class RunService {
     const started = await this.store.runs.transition(run.id, ["queued"], "running", {
       startedAt: this.now(),
     });
-    if (!started) return;
+    if (!started) {
+      // Cancelled before it began: nothing ran, so there is nothing to record.
+      this.projectRuns.delete(run.id);
+      return;
+    }
     await emit({ type: "status", state: "running" });
     let stderrTail = "";
     try {
       await this.prepareWorkingCopy(connection, run, baseCwd);
+      const tracked = this.projectRuns.get(run.id);
+      if (tracked) tracked.baseCommit = await headCommit(connection, run.cwd);
       if (setup) await this.runSetup(run, connection, sandbox, setup, emit);
       if (run.agent === "builtin") {
         await this.executeBuiltin(run, connection, emit);
@@ -446,6 +556,7 @@ export class RunService {
         }
       }
       const exit = await process.exited;
+      await this.recordChanges(run, connection);
       const ending = this.active.get(run.id);
       if (ending && exit.exitCode === 0) await this.checkSandboxAlive(ending);
       const cancelled = ending?.cancelled === true;
@@ -475,10 +586,12 @@ export class RunService {
     } catch (error) {
       const lost = this.active.get(run.id)?.lost;
       const message = lost ?? (error instanceof Error ? error.message : String(error));
+      if (lost === undefined) await this.recordChanges(run, connection);
       await emit({ type: "error", message });
       await this.finish(run, "failed", message, "", emit);
     } finally {
       this.active.delete(run.id);
+      this.projectRuns.delete(run.id);
     }
   }
 
@@ -580,6 +693,7 @@ export class RunService {
         emit,
         signal: abort.signal,
       });
+      await this.recordChanges(run, connection);
       await this.builtin.recordUsage({
         userId: run.userId,
         sandboxId: run.sandboxId,
@@ -601,6 +715,7 @@ export class RunService {
       await this.finish(run, "succeeded", result.exitReason, result.finalText, emit);
     } catch (error) {
       if (!abort.signal.aborted || active?.lost !== undefined) throw error;
+      await this.recordChanges(run, connection);
       const state: RunState = timedOut ? "timed_out" : "cancelled";
       const reason = timedOut ? `stopped after its timeout of ${run.timeoutMs} ms` : "cancelled by the user";
       await this.store.runs.transition(run.id, ["running"], state, {});

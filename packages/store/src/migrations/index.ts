@@ -11,6 +11,7 @@ import * as postgresParity from "./009-postgres-parity.js";
 import * as identity from "./010-identity.js";
 import * as plans from "./011-plans.js";
 import * as jobRuns from "./012-job-runs.js";
+import * as runChanges from "./013-run-changes.js";
 import type { SqlFamily } from "./sql-family.js";
 
 export type { SqlFamily } from "./sql-family.js";
@@ -34,6 +35,7 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "010-identity": identity,
   "011-plans": plans,
   "012-job-runs": jobRuns,
+  "013-run-changes": runChanges,
 };
 
 /** Migrations live in code (not read from a folder) so a bundled build carries them. */

@@ -473,6 +473,53 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       expect(await store.runs.countForUserSince("usr_other", 0)).toBe(0);
     });
 
+    it("keeps what a run changed, replaces it on a second put, and has none for other runs", async () => {
+      await store.users.create(user("usr_1"));
+      await store.runs.insert({
+        id: "run_c",
+        userId: "usr_1",
+        sandboxId: "sbx_x",
+        groupId: null,
+        agent: "builtin",
+        prompt: "p",
+        model: null,
+        cwd: "projects/app",
+        state: "succeeded",
+        exitReason: null,
+        finalText: null,
+        inputTokens: 0,
+        outputTokens: 0,
+        timeoutMs: 1000,
+        maxTurns: null,
+        createdAt: 1,
+        startedAt: null,
+        endedAt: null,
+      });
+      const changes = {
+        runId: "run_c",
+        project: "projects/app",
+        baseCommit: "a".repeat(40),
+        files: [{ path: "src/ä b.ts", status: "M" }],
+        filesTruncated: false,
+        diff: "diff --git a/x b/x\n+ü\n",
+        diffTruncated: false,
+        check: null,
+        error: null,
+        recordedAt: 5,
+      };
+      await store.runs.putChanges(changes);
+      expect(await store.runs.getChanges("run_c")).toEqual(changes);
+      const again = {
+        ...changes,
+        diffTruncated: true,
+        check: { command: "npm test", exitCode: 1, output: "1 failed", outputTruncated: false },
+        recordedAt: 6,
+      };
+      await store.runs.putChanges(again);
+      expect(await store.runs.getChanges("run_c")).toEqual(again);
+      expect(await store.runs.getChanges("run_other")).toBeUndefined();
+    });
+
     it("keeps plans with their limits, puts users on them, and refuses to delete a plan in use", async () => {
       await store.users.create(user("usr_1"));
       await store.users.create(user("usr_2"));

@@ -2,6 +2,7 @@ import { useQuery } from "@tanstack/react-query";
 import { useState } from "react";
 import { FINAL_RUN_STATES } from "../api/types";
 import { ErrorNotice } from "../components/error-notice";
+import { RunChanges } from "../components/run-changes";
 import { RunOutput } from "../components/run-output";
 import { StateBadge } from "../components/state-badge";
 import { runQuery, useCancelRun, useRunEvents } from "../queries/runs";
@@ -40,6 +41,7 @@ function RunColumn({ id, replay }: { id: string; replay: number }) {
   const run = useQuery(runQuery(id));
   const { events, stream } = useRunEvents(id, replay);
   const cancel = useCancelRun();
+  const [tab, setTab] = useState<"output" | "changes">("output");
   const usage = [...events].reverse().find((e) => e.type === "usage");
   const final = run.data ? FINAL_RUN_STATES.includes(run.data.state) : false;
   return (
@@ -77,7 +79,21 @@ function RunColumn({ id, replay }: { id: string; replay: number }) {
         </div>
       ) : null}
       {cancel.error ? <ErrorNotice error={cancel.error} title="Could not cancel" /> : null}
-      <RunOutput events={events} />
+      <div className="tabs" role="tablist" aria-label={`Run ${id}`}>
+        {(["output", "changes"] as const).map((t) => (
+          <button
+            key={t}
+            type="button"
+            role="tab"
+            className="tab"
+            aria-selected={tab === t}
+            onClick={() => setTab(t)}
+          >
+            {t === "output" ? "Output" : "Changes"}
+          </button>
+        ))}
+      </div>
+      {tab === "output" ? <RunOutput events={events} /> : <RunChanges id={id} ended={final} />}
     </section>
   );
 }

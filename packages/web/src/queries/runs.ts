@@ -101,3 +101,12 @@ export function useRunEvents(id: string, replay = 0): { events: RunEvent[]; stre
   }, [id, replay, client]);
   return { events, stream };
 }
+
+/** What a run in a project changed; asked for once the run has ended (it is recorded then). */
+export const runChangesQuery = (id: string, ended: boolean) =>
+  queryOptions({
+    queryKey: [...runsKey, "changes", id],
+    queryFn: ({ signal }) => polydev.runs.changes(id, { signal }),
+    enabled: ended,
+    retry: false,
+  });
