@@ -2,13 +2,12 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runDriverContract } from "@polydev/core/testing";
+import { runDriverContract, withDefaultImage } from "@polydev/core/testing";
 import { BASE_IMAGE_ENV } from "@polydev/images";
 import { testBaseRootfs, testImagesUnavailable, testToolbox } from "@polydev/images/testing";
 import { describe, it } from "vitest";
 import { GvisorDriver } from "./gvisor-driver.js";
 import { removeCgroupParent } from "./testing/cgroup-parent.js";
-import { withDefaultImage } from "./testing/image-driver.js";
 
 const unavailable =
   testImagesUnavailable() ??

@@ -1,6 +1,6 @@
-import { runDriverContract } from "@polydev/core/testing";
+import { runDriverContract, withDefaultImage } from "@polydev/core/testing";
 import { describe, it } from "vitest";
-import { withDefaultImage } from "./testing/image-driver.js";
+
 import { microvmUnavailable, testDriver, testImage } from "./testing/test-driver.js";
 
 const unavailable = microvmUnavailable();

@@ -35,3 +35,4 @@ export type {
   TestNetworkRequest,
 } from "./test-network.js";
 export { startTestNetwork, testNetworkUnavailable } from "./test-network.js";
+export { withDefaultImage } from "./with-default-image.js";
