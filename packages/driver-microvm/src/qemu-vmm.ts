@@ -188,12 +188,14 @@ export class QemuVmm implements Vmm {
       if (existsSync(socketPath)) done();
     });
     // The file exists from bind on; listen follows within microseconds: a refused connect is
-    // retried until then (bounded by the same deadline).
+    // retried until then (bounded by the same deadline). A resume finds the previous QEMU's
+    // socket file, which the new QEMU unlinks before its bind: ENOENT in between, retried too.
     for (;;) {
       try {
         return await QmpClient.connect(socketPath, waitSignal);
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== "ECONNREFUSED" || waitSignal.aborted) throw error;
+        const code = (error as NodeJS.ErrnoException).code;
+        if ((code !== "ECONNREFUSED" && code !== "ENOENT") || waitSignal.aborted) throw error;
         await new Promise((resolve) => setTimeout(resolve, 2));
       }
     }
