@@ -2,7 +2,7 @@
 # The initramfs's /init: loads the virtio modules the cloud kernel has as modules, mounts the
 # image (read-only) and the toolbox, and starts the agent under guest-run's reaper. Everything
 # here runs once per boot snapshot, before any sandbox exists; a sandbox's own disk is mounted
-# later by activate.sh, after the restore.
+# later by guest-run --activate, after the restore.
 /bin/busybox mkdir -p /proc /sys /dev /run /tmp /bin /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
 mount -t proc proc /proc

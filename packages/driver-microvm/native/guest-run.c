@@ -6,19 +6,23 @@
  *     pid 1 after the initramfs script: starts the agent, reaps every orphan, and powers the
  *     guest off when the agent ends (the host then sees QEMU exit instead of a silent guest).
  *
- *   guest-run --seed <hex bytes>
- *     Mixes the host's random bytes into the guest kernel's pool and reseeds its generator
- *     (RNDADDENTROPY, RNDRESEEDCRNG): every sandbox restored from one boot snapshot starts with
- *     the snapshot's generator state, which must not be shared.
+ *   guest-run --activate <memory bytes> <pids max> <cpu quota us> <tmp bytes> <uid> <gid> <home> <now s> <seed hex>
+ *     Turns a restored boot snapshot into one sandbox (run once by the agent, as the guest's
+ *     root), with plain system calls: a shell script of some 40 busybox commands took seconds
+ *     under TCG. It sets the clock and reseeds the random generator from the host (a restored
+ *     guest has the snapshot's: they must not be shared), mounts the sandbox's own disk (the
+ *     changes disk) as the overlay's upper layer over the image, gives the sandbox a minimal
+ *     /dev (no devtmpfs: no disks, no console, no kernel memory), sized memory file systems, the
+ *     home, and the limits of its cgroup. Last it makes the sandbox's pid namespace, whose pid 1
+ *     (in the sandbox's cgroup) mounts the sandbox's /proc from inside it and reaps its orphans:
+ *     the guest's kernel threads and the agent are then invisible to sandbox processes. That
+ *     pid 1 then moves into a user namespace of its own mapping ids 0-65535 onto the same
+ *     numbers, which every command joins: the sandbox's root is root of that namespace only, so
+ *     what needs the guest's initial namespace (mounts, devices, the clock, module loading)
+ *     fails as for any container's root.
  *
- *   guest-run --sandbox-init
- *     Run once by activate.sh: makes the sandbox's pid namespace, whose pid 1 (this, in the
- *     sandbox's cgroup) mounts the sandbox's /proc from inside it and reaps its orphans. The
- *     guest's kernel threads and the agent are then invisible to sandbox processes. That pid 1
- *     then moves into a user namespace of its own mapping ids 0-65535 onto the same numbers,
- *     which every command joins: the sandbox's root is root of that namespace only, so what
- *     needs the guest's initial namespace (mounts, devices, the clock, module loading) fails
- *     as for any container's root.
+ *   guest-run --clock <now s>
+ *     Sets the guest's clock (after a resume: the snapshot's clock is stale).
  *
  *   guest-run <program> [args...]     (how the agent starts every command of the sandbox)
  *     Control comes in four environment variables, removed before the command runs:
@@ -45,6 +49,7 @@
 #include <sys/reboot.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "guest-run.h"
 
 #define SANDBOX_CGROUP "/sys/fs/cgroup/sandbox/cgroup.procs"
 #define SANDBOX_INIT_PID "/run/polydev-sandbox-init.pid"
@@ -55,7 +60,7 @@ static void pass_on(int signo) {
   if (command_pid > 0) kill(command_pid, signo);
 }
 
-static int fail(const char *what) {
+int fail(const char *what) {
   fprintf(stderr, "polydev guest-run: %s: %s\n", what, strerror(errno));
   return 125;
 }
@@ -87,7 +92,7 @@ static int init_main(char **argv) {
   return 1;
 }
 
-static int seed_main(const char *hex) {
+int seed_guest_random(const char *hex) {
   size_t length = strlen(hex) / 2;
   if (length == 0 || length > 512) return fail("seed length");
   struct {
@@ -117,7 +122,7 @@ static int join_cgroup(void) {
   return 0;
 }
 
-static int sandbox_init_main(void) {
+int start_sandbox_init(void) {
   if (join_cgroup() != 0) return 125;
   if (unshare(CLONE_NEWPID) != 0) return fail("unshare(CLONE_NEWPID)");
   int mounted[2];
@@ -127,7 +132,7 @@ static int sandbox_init_main(void) {
   if (init == 0) {
     if (mount("proc", "/sandbox/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) _exit(fail("mounting /proc"));
     if (unshare(CLONE_NEWUSER) != 0) _exit(fail("unshare(CLONE_NEWUSER)"));
-    // The parent writes the id maps, then activate.sh may go on.
+    // The parent writes the id maps, then the activation may go on.
     if (write(mounted[1], "1", 1) != 1) _exit(fail("signalling"));
     close(mounted[0]);
     close(mounted[1]);
@@ -185,8 +190,8 @@ static int enter_sandbox_namespaces(void) {
 
 int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "--init") == 0) return init_main(&argv[2]);
-  if (argc == 2 && strcmp(argv[1], "--sandbox-init") == 0) return sandbox_init_main();
-  if (argc == 3 && strcmp(argv[1], "--seed") == 0) return seed_main(argv[2]);
+  if (argc == 11 && strcmp(argv[1], "--activate") == 0) return activate_main(&argv[2]);
+  if (argc == 3 && strcmp(argv[1], "--clock") == 0) return clock_main(argv[2]);
   if (argc < 2) {
     fprintf(stderr, "usage: %s <program> [args...]\n", argv[0]);
     return 2;

@@ -20,7 +20,6 @@ import type { ActivateRequest, GuestStats } from "./link-protocol.js";
 import { LINK_VERSION, parseActivate } from "./link-protocol.js";
 
 const GUEST_RUN = "/polydev/guest-run";
-const ACTIVATE_SCRIPT = "/polydev/activate.sh";
 const SANDBOX_ROOT = "/sandbox";
 const STATE_DIR = "/run/polydev-agent-state";
 const CGROUP = "/sys/fs/cgroup/sandbox";
@@ -95,9 +94,9 @@ function makeServer(request: ActivateRequest): ReturnType<typeof createAgentServ
 function activate(request: ActivateRequest): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile(
-      "/bin/sh",
+      GUEST_RUN,
       [
-        ACTIVATE_SCRIPT,
+        "--activate",
         String(request.memoryBytes),
         String(request.pidsMax),
         String(request.cpuQuotaUs),
@@ -172,7 +171,7 @@ openPortSessions(portPath, {
         return { type: "stats", ...stats() };
       case "clock":
         // A restored guest's clock is the snapshot's: the host's time, to the second.
-        await run("/bin/date", ["-u", "-s", `@${Math.floor(Number(message.nowMs) / 1000)}`]);
+        await run(GUEST_RUN, ["--clock", String(Math.floor(Number(message.nowMs) / 1000))]);
         return { type: "clock" };
       case "sync":
         // Before a hibernate's save: what the sandbox wrote reaches its disk file.

@@ -1,7 +1,7 @@
 /**
  * The initramfs every microVM boots: busybox (Debian's busybox-static), the modules the cloud
  * kernel has as modules (virtio and its transport, the block and console drivers, overlayfs),
- * the init and activate scripts, guest-run (native/guest-run.c, static) and the agent (one
+ * the init script, guest-run (native/, static: also the sandbox's activation) and the agent (one
  * esbuild bundle plus node-pty's native part). A newc cpio written by `cpio -o -H newc`, cached
  * by the hash of everything in it.
  */
@@ -19,7 +19,11 @@ import { hostCommand } from "./host-command.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const GUEST_FILES = join(here, "..", "guest");
-const GUEST_RUN_SOURCE = join(here, "..", "native", "guest-run.c");
+const NATIVE_DIR = join(here, "..", "native");
+/** guest-run's sources: the header first (hashed, not compiled). */
+const GUEST_RUN_FILES = ["guest-run.h", "guest-run.c", "guest-activate.c"].map((name) =>
+  join(NATIVE_DIR, name),
+);
 
 /** Loaded in this order (each after what it depends on; modules.dep is not in the package). */
 export const GUEST_MODULES: readonly string[] = Object.freeze([
@@ -78,11 +82,10 @@ export async function ensureGuestInitramfs(cacheDir: string, kernel: GuestKernel
       "the microvm driver needs busybox-static (apt-get install busybox-static)",
     );
   }
-  const [bundle, init, activate, guestRun, busybox] = await Promise.all([
+  const [bundle, init, guestRun, busybox] = await Promise.all([
     bundleAgent(),
     readFile(join(GUEST_FILES, "init.sh")),
-    readFile(join(GUEST_FILES, "activate.sh")),
-    readFile(GUEST_RUN_SOURCE),
+    Promise.all(GUEST_RUN_FILES.map((file) => readFile(file))),
     readFile(BUSYBOX),
   ]);
   if (!busybox.subarray(0, 4).equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) {
@@ -95,8 +98,7 @@ export async function ensureGuestInitramfs(cacheDir: string, kernel: GuestKernel
     .update(GUEST_MODULES.join(","))
     .update(bundle)
     .update(init)
-    .update(activate)
-    .update(guestRun)
+    .update(Buffer.concat(guestRun))
     .update(busybox)
     .update(ptyPackage)
     .digest("hex")
@@ -121,7 +123,6 @@ export async function ensureGuestInitramfs(cacheDir: string, kernel: GuestKernel
         `${GUEST_MODULES.map((module) => module.split("/").pop()).join("\n")}\n`,
       );
       await writeFile(join(root, "init"), init, { mode: 0o755 });
-      await writeFile(join(root, "polydev", "activate.sh"), activate, { mode: 0o755 });
       await writeFile(join(root, "polydev", "agent.mjs"), bundle, { mode: 0o644 });
       await writeFile(join(root, "polydev", "node_modules", "node-pty", "package.json"), ptyPackage);
       await cp(join(ptyDir, "lib"), join(root, "polydev", "node_modules", "node-pty", "lib"), {
@@ -136,7 +137,7 @@ export async function ensureGuestInitramfs(cacheDir: string, kernel: GuestKernel
       );
       await hostCommand(
         "cc",
-        ["-O2", "-static", "-o", join(root, "polydev", "guest-run"), GUEST_RUN_SOURCE],
+        ["-O2", "-static", "-o", join(root, "polydev", "guest-run"), ...GUEST_RUN_FILES.slice(1)],
         {
           what: "building guest-run (install gcc)",
         },

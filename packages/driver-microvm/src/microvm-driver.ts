@@ -34,7 +34,7 @@ import { createHostCgroup, hostCgroupMemory, joinHostCgroup, removeHostCgroup } 
 import { AgentLink } from "./host-link.js";
 import { parseStats } from "./link-protocol.js";
 import type { QemuAccel } from "./qemu-vmm.js";
-import { isQemuOf, QemuVmm, tail } from "./qemu-vmm.js";
+import { isQemuOf, QemuVmm, TCG_CACHE_MB, tail } from "./qemu-vmm.js";
 import type { RunningVm, VmConfig, Vmm } from "./vmm.js";
 
 const MiB = 1024 * 1024;
@@ -55,8 +55,11 @@ const VM_UID_COUNT = 100_000_000;
 const GUEST_OVERHEAD_MB = 192;
 /** Guest RAM is rounded up to this, so sandboxes of nearby sizes share one boot snapshot. */
 const GUEST_RAM_STEP_MB = 256;
-/** Host memory a QEMU process needs besides its guest's RAM (TCG's code cache, devices). */
-const QEMU_OVERHEAD_MB = 192;
+/**
+ * Host memory a QEMU process needs besides its guest's RAM: its devices and own heap (128 MiB),
+ * and under TCG the translation cache, filled as the guest runs new code.
+ */
+const qemuOverheadMb = (accel: string): number => 128 + (accel === "tcg" ? TCG_CACHE_MB : 64);
 /**
  * Flags that keep TCG boots reliable (measured, MACHINE-NOTES): without a known TSC and loops
  * per jiffy, one boot in ten hangs calibrating.
@@ -307,7 +310,7 @@ export class MicrovmDriver implements SandboxDriver {
       await chown(changes, uid, uid);
       await chmod(changes, 0o600);
       await createHostCgroup(this.options.cgroupParent, spec.id, {
-        memoryBytes: (shape.memoryMb + QEMU_OVERHEAD_MB) * MiB,
+        memoryBytes: (shape.memoryMb + qemuOverheadMb(shape.accel)) * MiB,
         pidsMax: 64 + 8 * shape.vcpus,
         cpu: spec.limits.cpu,
       });
