@@ -38,7 +38,9 @@ describe.skipIf(unavailable !== null)(
       const second = driver();
       const listed = await second.list();
       expect(listed.find((s) => s.sandboxId === handle.sandboxId)?.alive).toBe(true);
-      const again = await second.connect(listed.find((s) => s.sandboxId === handle.sandboxId)?.handle ?? handle);
+      const again = await second.connect(
+        listed.find((s) => s.sandboxId === handle.sandboxId)?.handle ?? handle,
+      );
       try {
         const before = Number((await readText(again, "tick")).trim());
         await waitFor("the ticker to move on", async () =>
