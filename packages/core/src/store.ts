@@ -473,6 +473,12 @@ export interface UsageRepository {
   summary(options: { userId?: string; since?: number }): Promise<UsageSummaryRow[]>;
   /** Every user's usage summed per provider, by provider name. */
   totalsByProvider(options: { since?: number }): Promise<Omit<UsageSummaryRow, "model">[]>;
+  /**
+   * Folds the raw rows of hours that ended by `before` (rounded down to the hour) into hourly
+   * sums, in one transaction; answers how many raw rows it folded. Totals whose `since` is on an
+   * hour boundary answer the same before and after.
+   */
+  rollUp(before: number): Promise<number>;
 }
 
 export interface RunRecord {

@@ -261,6 +261,11 @@ export const configSchema = z
       ),
     /** How often every stored provider credential is checked with its provider (cluster-wide). */
     credentialValidationIntervalMs: intFromEnv.positive().default(6 * 60 * MINUTE_MS),
+    /**
+     * How long the gateway's per-request usage rows are kept as they are; the hourly usage
+     * roll-up then folds them into per-hour sums (exact totals, one row per user, model and hour).
+     */
+    usageRawRetentionMs: intFromEnv.positive().default(48 * 60 * MINUTE_MS),
     /** A creating/destroying sandbox older than this is finished or failed by the reconciler. */
     transitionTimeoutMs: intFromEnv.positive().default(2 * MINUTE_MS),
     /** Default and ceiling for one exec. */

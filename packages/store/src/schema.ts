@@ -148,6 +148,17 @@ export interface UsageTable {
   at: number | string;
 }
 
+/** Usage folded per user, provider, model and hour (migration 019); int8 columns. */
+export interface UsageHourlyTable {
+  user_id: string;
+  provider: string;
+  model: string;
+  hour: number | string;
+  requests: number | string;
+  input_tokens: number | string;
+  output_tokens: number | string;
+}
+
 export interface RunsTable {
   id: string;
   user_id: string;
@@ -192,6 +203,7 @@ export interface Database {
   credentials: CredentialsTable;
   gateway_tokens: GatewayTokensTable;
   usage: UsageTable;
+  usage_hourly: UsageHourlyTable;
   users: UsersTable;
   api_keys: ApiKeysTable;
   sessions: SessionsTable;
