@@ -11,11 +11,19 @@
  */
 import { posix } from "node:path";
 import { Readable } from "node:stream";
-import type { AgentConnection, RunKeepRecord, RunRecord, RunState, Store } from "@polydev/core";
+import type {
+  AgentConnection,
+  RunChangesRecord,
+  RunKeepRecord,
+  RunRecord,
+  RunState,
+  Store,
+} from "@polydev/core";
 import { FINAL_RUN_STATES, PolydevError } from "@polydev/core";
 import type { Logger } from "pino";
 import { openPullRequest } from "./forges/pull-requests.js";
 import type { GitAccess } from "./git-access.js";
+import { KeyedLock } from "./keyed-lock.js";
 import { runInSandbox } from "./sandbox-command.js";
 
 const GIT_TIMEOUT_MS = 120_000;
@@ -101,6 +109,8 @@ exit 16
 `;
 
 export class KeepService {
+  private readonly locks = new KeyedLock();
+
   constructor(
     private readonly store: Store,
     private readonly connectTo: (userId: string, sandboxId: string) => Promise<AgentConnection>,
@@ -143,6 +153,28 @@ export class KeepService {
     if (problem) throw new PolydevError("invalid_request", `branch ${JSON.stringify(branch)}: ${problem}`);
 
     const sandboxId = changes.projectSandboxId ?? run.sandboxId;
+    // Two keeps into one project at once would race for git's index lock: one after the other.
+    return this.locks.run(`${sandboxId}\0${changes.project}`, () =>
+      this.keepIn(
+        userId,
+        run,
+        { ...changes, baseCommit: changes.baseCommit as string },
+        sandboxId,
+        branch,
+        input,
+      ),
+    );
+  }
+
+  private async keepIn(
+    userId: string,
+    run: RunRecord,
+    changes: RunChangesRecord & { baseCommit: string },
+    sandboxId: string,
+    branch: string,
+    input: KeepInput,
+  ): Promise<KeepResult> {
+    const runId = run.id;
     const connection = await this.connectTo(userId, sandboxId);
     const message = (input.message ?? defaultMessage(run)).slice(0, 16 * 1024);
     const outcome = await this.commitAndMerge(
