@@ -22,7 +22,8 @@ import type {
 import { FINAL_RUN_STATES, PolydevError } from "@polydev/core";
 import type { Logger } from "pino";
 import { openPullRequest } from "./forges/pull-requests.js";
-import type { GitAccess } from "./git-access.js";
+import { type GitAccess, httpHost } from "./git-access.js";
+import { remoteTarget } from "./git-relay.js";
 import { KeyedLock } from "./keyed-lock.js";
 import { runInSandbox } from "./sandbox-command.js";
 
@@ -176,6 +177,10 @@ export class KeepService {
   ): Promise<KeepResult> {
     const runId = run.id;
     const connection = await this.connectTo(userId, sandboxId);
+    // What a push and a pull request need is checked before anything changes in the project.
+    const origin = input.push ? await this.originOf(connection, changes.project) : undefined;
+    const forgeCredential =
+      origin && input.pullRequest ? await this.pullRequestCredential(userId, origin) : undefined;
     const message = (input.message ?? defaultMessage(run)).slice(0, 16 * 1024);
     const outcome = await this.commitAndMerge(
       connection,
@@ -206,22 +211,14 @@ export class KeepService {
         `the change of run ${runId} conflicts with ${outcome.current} in ${changes.project} (${outcome.conflicts.slice(0, 5).join(", ")}${outcome.conflicts.length > 5 ? ", …" : ""}); it is kept on branch ${branch}, and the project was left as it was`,
         { details: { paths: outcome.conflicts, branch, commit: outcome.commit } },
       );
-    if (input.push) {
-      const remote = await this.pushBranch(userId, connection, changes.project, branch);
+    if (origin) {
+      await this.pushBranch(userId, connection, changes.project, origin, branch);
       keep.pushed = true;
       await this.store.runs.putKeep(keep);
-      if (input.pullRequest) {
-        const credential = remote.target
-          ? await this.git.credentialFor(userId, remote.target.host)
-          : undefined;
-        if (!remote.target || !credential)
-          throw new PolydevError(
-            "credential_missing",
-            `opening a pull request needs a git credential for the remote's host (${remote.url}): PUT /v1/git-credentials/{host}`,
-          );
+      if (input.pullRequest && forgeCredential) {
         keep.pullRequestUrl = await openPullRequest(
-          credential,
-          remote.target,
+          forgeCredential.credential,
+          forgeCredential.target,
           {
             title: (input.pullRequest.title ?? firstLine(run.prompt)).slice(0, 256),
             body: (input.pullRequest.body ?? `Kept from Polydev run ${run.id} (${run.agent}).`).slice(
@@ -328,8 +325,8 @@ export class KeepService {
     throw new PolydevError("command_failed", `git could not keep the change in ${project}: ${said}`);
   }
 
-  /** Pushes the branch to the project's origin from inside the sandbox (through the relay when a token is stored). */
-  private async pushBranch(userId: string, connection: AgentConnection, project: string, branch: string) {
+  /** The project's origin URL; `push_failed` when it has none. */
+  private async originOf(connection: AgentConnection, project: string): Promise<string> {
     const remote = await runInSandbox(connection, {
       argv: ["git", "remote", "get-url", "origin"],
       cwd: project,
@@ -339,8 +336,31 @@ export class KeepService {
     const url = remote.stdout.text.trim();
     if (remote.exit.exitCode !== 0 || !url)
       throw new PolydevError("push_failed", `${project} has no remote named origin to push to`);
+    return url;
+  }
+
+  /** A pull request is opened by the server with the user's token for the remote's host. */
+  private async pullRequestCredential(userId: string, url: string) {
+    const host = httpHost(url);
+    const credential = host ? await this.git.credentialFor(userId, host) : undefined;
+    if (!credential)
+      throw new PolydevError(
+        "credential_missing",
+        `opening a pull request needs a git credential for the remote's host (${withoutUserInfo(url)}): PUT /v1/git-credentials/{host}`,
+      );
+    return { credential, target: remoteTarget(url, this.git.insecureHosts) };
+  }
+
+  /** Pushes the branch to origin from inside the sandbox (through the relay when a token is stored). */
+  private async pushBranch(
+    userId: string,
+    connection: AgentConnection,
+    project: string,
+    url: string,
+    branch: string,
+  ): Promise<void> {
     const refspec = `refs/heads/${branch}:refs/heads/${branch}`;
-    const { target } = await this.git.run(userId, connection, url, async (via) => {
+    await this.git.run(userId, connection, url, async (via) => {
       const pushed = await runInSandbox(connection, {
         argv: [
           "git",
@@ -362,11 +382,15 @@ export class KeepService {
       if (pushed.exit.exitCode !== 0)
         throw new PolydevError(
           "push_failed",
-          `git push of ${branch} to ${url} failed in the sandbox${pushed.exit.timedOut ? " (timed out)" : ""}: ${lastLines(pushed.stderr.text)}`,
+          `git push of ${branch} to ${withoutUserInfo(url)} failed in the sandbox${pushed.exit.timedOut ? " (timed out)" : ""}: ${lastLines(pushed.stderr.text)}`,
         );
     });
-    return { url, target };
   }
+}
+
+/** A remote URL as shown in an answer: a password written into it stays out. */
+function withoutUserInfo(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, "$1");
 }
 
 function defaultMessage(run: RunRecord): string {
