@@ -6,7 +6,7 @@
  * git host only through the server's relay: the sandbox never sees it (escape probe below).
  */
 import { execFileSync } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FakeForge, FakeProviders } from "@polydev/fake-providers";
@@ -142,6 +142,9 @@ describe("keeping a run's change", () => {
     const listed = await alice.call("GET", "/v1/git-credentials");
     expect(JSON.stringify(listed.body)).toContain(git.host);
     expect(JSON.stringify(listed.body)).not.toContain(TOKEN);
+    // Provider credentials are listed apart: a git token is none of them.
+    const providers = await alice.call<{ items: { provider: string }[] }>("GET", "/v1/credentials");
+    expect(providers.body.items.map((c) => c.provider)).toEqual(["anthropic"]);
     const bad = await alice.call<ErrorBody>("PUT", "/v1/git-credentials/Not a host", { token: TOKEN });
     expect(bad.status).toBe(400);
     expect(bad.body.error.code).toBe("invalid_request");
@@ -261,6 +264,16 @@ chmod +x projects/app/.git/hooks/pre-push`);
     const after = await alice.exec(sandbox, ["git", "ls-remote", relayUrl]);
     expect((after.body as { exitCode: number }).exitCode).not.toBe(0);
     await sh("rm -f projects/app/.git/hooks/pre-push && rm -rf probe");
+    // Nor does the server's database (sealed by the vault) or its log.
+    const checked: string[] = [];
+    for (const name of await readdir(t.dataDir)) {
+      if (!/\.db(-wal)?$|\.log$/.test(name)) continue;
+      checked.push(name);
+      const bytes = await readFile(join(t.dataDir, name));
+      expect(bytes.includes(TOKEN), name).toBe(false);
+      expect(bytes.includes(basic), name).toBe(false);
+    }
+    expect(checked).toEqual(expect.arrayContaining(["polydev.db", "test-server.log"]));
   });
 
   it("reports a merge conflict with its paths, keeps the branch and leaves the project clean", async () => {

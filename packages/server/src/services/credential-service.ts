@@ -98,8 +98,9 @@ export class CredentialService {
     return this.vault.seal(plaintext, { ownerId, provider });
   }
 
+  /** Provider credentials; git hosts' tokens are listed by /v1/git-credentials instead. */
   async list(userId: string): Promise<CredentialRecord[]> {
-    return this.store.credentials.listForUser(userId);
+    return (await this.store.credentials.listForUser(userId)).filter((c) => c.kind !== "git_token");
   }
 
   async remove(userId: string, provider: string): Promise<void> {
