@@ -56,6 +56,7 @@ describe("postgres specifics", () => {
         "011-plans",
         "012-job-runs",
         "013-run-changes",
+        "014-run-keeps",
         "019-usage-rollups",
       ]);
     } finally {

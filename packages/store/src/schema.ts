@@ -196,9 +196,22 @@ export interface RunChangesTable {
   recorded_at: number | string;
 }
 
+/** Migration 014: a run's change kept in its project; merged/pushed are 0 or 1. */
+export interface RunKeepsTable {
+  run_id: string;
+  group_id: string | null;
+  branch: string;
+  commit_sha: string;
+  merged: number;
+  pushed: number;
+  pull_request_url: string | null;
+  kept_at: number | string;
+}
+
 export interface Database {
   runs: RunsTable;
   run_changes: RunChangesTable;
+  run_keeps: RunKeepsTable;
   run_events: RunEventsTable;
   credentials: CredentialsTable;
   gateway_tokens: GatewayTokensTable;

@@ -67,6 +67,7 @@ describe("sqlite specifics", () => {
       { name: "012-job-runs" },
       { name: "013-run-changes" },
       { name: "019-usage-rollups" },
+      { name: "014-run-keeps" },
     ]);
   });
 

@@ -12,6 +12,7 @@ import * as identity from "./010-identity.js";
 import * as plans from "./011-plans.js";
 import * as jobRuns from "./012-job-runs.js";
 import * as runChanges from "./013-run-changes.js";
+import * as runKeeps from "./014-run-keeps.js";
 import * as usageRollups from "./019-usage-rollups.js";
 import type { SqlFamily } from "./sql-family.js";
 
@@ -37,6 +38,7 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "011-plans": plans,
   "012-job-runs": jobRuns,
   "013-run-changes": runChanges,
+  "014-run-keeps": runKeeps,
   "019-usage-rollups": usageRollups,
 };
 

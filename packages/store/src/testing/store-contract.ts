@@ -520,6 +520,54 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       expect(await store.runs.getChanges("run_other")).toBeUndefined();
     });
 
+    it("keeps a run's keep record, replaces it on a second keep, and lists a group's keeps", async () => {
+      await store.users.create(user("usr_1"));
+      const run = (id: string, at: number) => ({
+        id,
+        userId: "usr_1",
+        sandboxId: "sbx_1",
+        groupId: "grp_1",
+        agent: "claude",
+        prompt: "p",
+        model: null,
+        cwd: "projects/app",
+        state: "succeeded",
+        exitReason: null,
+        finalText: null,
+        inputTokens: 0,
+        outputTokens: 0,
+        timeoutMs: 1000,
+        maxTurns: null,
+        createdAt: at,
+        startedAt: null,
+        endedAt: null,
+      });
+      await store.runs.insert(run("run_k1", 1));
+      await store.runs.insert(run("run_k2", 2));
+      const keep = {
+        runId: "run_k1",
+        groupId: "grp_1",
+        branch: "polydev/run_k1",
+        commit: "b".repeat(40),
+        merged: true,
+        pushed: false,
+        pullRequestUrl: null,
+        keptAt: 10,
+      };
+      await store.runs.putKeep(keep);
+      expect(await store.runs.getKeep("run_k1")).toEqual(keep);
+      const again = { ...keep, pushed: true, pullRequestUrl: "https://forge/pr/1", keptAt: 11 };
+      await store.runs.putKeep(again);
+      expect(await store.runs.getKeep("run_k1")).toEqual(again);
+      await store.runs.putKeep({ ...keep, runId: "run_k2", merged: false, keptAt: 12 });
+      expect((await store.runs.keepsOfGroup("grp_1")).map((k) => [k.runId, k.merged])).toEqual([
+        ["run_k1", true],
+        ["run_k2", false],
+      ]);
+      expect(await store.runs.keepsOfGroup("grp_other")).toEqual([]);
+      expect(await store.runs.getKeep("run_none")).toBeUndefined();
+    });
+
     it("keeps plans with their limits, puts users on them, and refuses to delete a plan in use", async () => {
       await store.users.create(user("usr_1"));
       await store.users.create(user("usr_2"));
