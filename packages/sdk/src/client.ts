@@ -33,6 +33,7 @@ export type ExecRequest =
   paths["/v1/sandboxes/{id}/exec"]["post"]["requestBody"]["content"]["application/json"];
 export type CreateRun = paths["/v1/runs"]["post"]["requestBody"]["content"]["application/json"];
 export type RunChanges = components["schemas"]["RunChanges"];
+export type RunTurn = components["schemas"]["RunTurn"];
 export type Project = components["schemas"]["Project"];
 export type AddProject =
   paths["/v1/sandboxes/{id}/projects"]["post"]["requestBody"]["content"]["application/json"];
@@ -409,6 +410,36 @@ export class Polydev {
      */
     changes: async (id: string, call: CallOptions = {}): Promise<RunChanges> =>
       unwrap(await this.api.GET("/v1/runs/{id}/changes", { params: { path: { id } }, signal: call.signal })),
+    /**
+     * Sends a follow-up to a finished run: its agent continues the same session, in the same
+     * sandbox and folder, as the run's next turn. Its events follow `afterSeq`.
+     * @example const { afterSeq } = await polydev.runs.reply(run.id, "now add tests");
+     * for await (const e of polydev.runs.events(run.id, { after: afterSeq })) console.log(e.type);
+     */
+    reply: async (id: string, prompt: string, call: CallOptions = {}): Promise<RunTurn> =>
+      unwrap(
+        await this.api.POST("/v1/runs/{id}/messages", {
+          params: { path: { id } },
+          body: { prompt },
+          signal: call.signal,
+        }),
+      ),
+    /**
+     * Sends the same follow-up to every run of a group (refused as a whole while any still works).
+     * @example const { turns } = await polydev.runs.replyToGroup(groupId, "now add tests");
+     */
+    replyToGroup: async (
+      groupId: string,
+      prompt: string,
+      call: CallOptions = {},
+    ): Promise<{ groupId: string; turns: RunTurn[] }> =>
+      unwrap(
+        await this.api.POST("/v1/groups/{groupId}/messages", {
+          params: { path: { groupId } },
+          body: { prompt },
+          signal: call.signal,
+        }),
+      ),
     /** @example await polydev.runs.cancel(id); */
     cancel: async (id: string, call: CallOptions = {}): Promise<Run> =>
       unwrap(await this.api.POST("/v1/runs/{id}/cancel", { params: { path: { id } }, signal: call.signal })),

@@ -56,6 +56,7 @@ describe("postgres specifics", () => {
         "011-plans",
         "012-job-runs",
         "013-run-changes",
+        "015-run-conversations",
       ]);
     } finally {
       await client.end();

@@ -18,8 +18,17 @@ export async function geminiLoop(options: ModelLoopOptions): Promise<LoopResult>
     description: t.description,
     parametersJsonSchema: t.parameters,
   }));
-  const contents: Content[] = [{ role: "user", parts: [{ text: options.prompt }] }];
-  const result: LoopResult = { finalText: "", inputTokens: 0, outputTokens: 0, exitReason: "completed" };
+  const contents: Content[] = [
+    ...((options.history ?? []) as Content[]),
+    { role: "user", parts: [{ text: options.prompt }] },
+  ];
+  const result: LoopResult = {
+    finalText: "",
+    inputTokens: 0,
+    outputTokens: 0,
+    exitReason: "completed",
+    history: contents,
+  };
   for (let turn = 0; turn < options.maxTurns; turn++) {
     const stream = await ai.models.generateContentStream({
       model: options.model,
