@@ -187,7 +187,9 @@ describe("follow-ups", () => {
   it("a follow-up to a group goes to each of its runs; a group still working is refused as a whole", async () => {
     // Slow answers keep the group working while the first follow-up arrives.
     fake.setScript((view) =>
-      view.prompt === "slow group task" ? { text: "working on it slowly", delayMs: 150 } : undefined,
+      view.prompt === "slow group task"
+        ? { text: "working on it slowly ".repeat(5), delayMs: 100 }
+        : undefined,
     );
     try {
       const started = await alice.call<{ groupId: string; runs: Run[] }>("POST", "/v1/runs", {
@@ -229,7 +231,9 @@ describe("follow-ups", () => {
 
   it("refuses what cannot go on: a running run (409), a bad body (400), another user's run (404)", async () => {
     fake.setScript((view) =>
-      view.prompt === "a slow one" ? { text: "taking my time over this answer", delayMs: 200 } : undefined,
+      view.prompt === "a slow one"
+        ? { text: "taking my time over this answer ".repeat(10), delayMs: 500 }
+        : undefined,
     );
     try {
       const run = await startRun({ agent: "builtin", prompt: "a slow one" });
