@@ -29,7 +29,7 @@ import { boundedLines } from "./bounded-lines.js";
 import type { CredentialService } from "./credential-service.js";
 import type { GatewayHub } from "./gateway-hub.js";
 import { collectChanges, defaultCheck, headCommit, listProjects } from "./project-service.js";
-import { encodeHistory, firstTurn, nextTurn, type Turn } from "./run-turns.js";
+import { acceptSessionId, encodeHistory, firstTurn, nextTurn, type Turn } from "./run-turns.js";
 import type { SandboxService } from "./sandbox-service.js";
 
 export interface StartRunsInput {
@@ -289,7 +289,7 @@ export class RunService {
     const run = await this.get(userId, id);
     const turn = nextTurn({
       run,
-      sandbox: await this.store.sandboxes.get(run.sandboxId),
+      sandboxState: (await this.store.sandboxes.get(run.sandboxId))?.state,
       conversation: await this.store.runs.getConversation(run.id),
       lastSeq: await this.store.runs.lastEventSeq(run.id),
       prompt,
@@ -351,7 +351,7 @@ export class RunService {
     for (const run of runs) {
       nextTurn({
         run,
-        sandbox: await this.store.sandboxes.get(run.sandboxId),
+        sandboxState: (await this.store.sandboxes.get(run.sandboxId))?.state,
         conversation: await this.store.runs.getConversation(run.id),
         lastSeq: 0,
         prompt,
@@ -675,7 +675,7 @@ export class RunService {
           await emit(body, index === 0 ? line : undefined);
         }
       }
-      next.sessionId = parser.sessionId?.() ?? next.sessionId;
+      next.sessionId = acceptSessionId(parser.sessionId?.()) ?? next.sessionId;
       const exit = await process.exited;
       await this.recordChanges(run, connection);
       const ending = this.active.get(run.id);

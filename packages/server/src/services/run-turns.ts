@@ -6,7 +6,7 @@
  * in the same sandbox and working directory: each CLI resumes its own session by the id its output
  * named, the built-in agent gets its stored message history back.
  */
-import type { RunConversationRecord, RunRecord, RunState, SandboxRecord } from "@polydev/core";
+import type { RunConversationRecord, RunRecord, RunState } from "@polydev/core";
 import { FINAL_RUN_STATES, PolydevError } from "@polydev/core";
 
 /** One turn of a run: the first is the run's own prompt, each follow-up adds one. */
@@ -47,6 +47,15 @@ export const MAX_HISTORY_BYTES = 4 * 1024 * 1024;
 /** One argument of a process, its NUL included, must stay under 128 KiB: the CLIs take the prompt as one. */
 const CLI_PROMPT_BYTES = 128 * 1024;
 
+/**
+ * A session id as a CLI printed it, kept only when it looks like one: it comes out of the sandbox
+ * (any process there can print the line), is stored, and goes back into the CLI's argv, so it is
+ * bounded and can never read as a flag. Anything else leaves the run without a session to resume.
+ */
+export function acceptSessionId(printed: string | undefined): string | undefined {
+  return printed !== undefined && /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/.test(printed) ? printed : undefined;
+}
+
 /** The history as stored: null when it passed its bound. */
 export function encodeHistory(history: unknown[] | undefined): string | null {
   if (history === undefined) return null;
@@ -61,23 +70,24 @@ export function encodeHistory(history: unknown[] | undefined): string | null {
  */
 export function nextTurn(input: {
   run: RunRecord;
-  sandbox: SandboxRecord | undefined;
+  /** The state of the run's sandbox; undefined when its row is gone. */
+  sandboxState: string | undefined;
   conversation: RunConversationRecord | undefined;
   lastSeq: number;
   prompt: string;
   maxEventBytes: number;
 }): Turn {
-  const { run, sandbox, conversation } = input;
+  const { run, sandboxState, conversation } = input;
   if (!FINAL_RUN_STATES.includes(run.state as RunState))
     throw new PolydevError(
       "run_in_progress",
       `run ${run.id} is ${run.state}; send the follow-up when its turn has ended (or cancel it first)`,
       { details: { runId: run.id, state: run.state } },
     );
-  if (!sandbox || ["destroying", "destroyed", "failed"].includes(sandbox.state))
+  if (sandboxState === undefined || ["destroying", "destroyed", "failed"].includes(sandboxState))
     throw new PolydevError(
       "sandbox_gone",
-      `run ${run.id}'s sandbox ${run.sandboxId} is ${sandbox?.state ?? "gone"}, and with it the agent's session and files; start a new run`,
+      `run ${run.id}'s sandbox ${run.sandboxId} is ${sandboxState ?? "gone"}, and with it the agent's session and files; start a new run`,
       { details: { runId: run.id, sandboxId: run.sandboxId } },
     );
   // A run that never reached its agent (cancelled while queued, interrupted by a restart before

@@ -94,7 +94,12 @@ function RunColumn({ id, replay, groupFollow }: { id: string; replay: number; gr
             · in <Link href={`/sandboxes/${run.data.sandboxId}`}>{run.data.sandboxId}</Link>
           </>
         ) : null}
-        {usage?.type === "usage" ? ` · ${usage.inputTokens} in / ${usage.outputTokens} out tokens` : null}
+        {/* An ended run's usage sums all its turns; while one runs, its latest step shows. */}
+        {final && run.data
+          ? ` · ${run.data.usage.inputTokens} in / ${run.data.usage.outputTokens} out tokens`
+          : usage?.type === "usage"
+            ? ` · ${usage.inputTokens} in / ${usage.outputTokens} out tokens`
+            : null}
         {stream === "reconnecting" ? " · reconnecting…" : null}
       </p>
       {run.error ? <ErrorNotice error={run.error} title="Could not load the run" /> : null}
