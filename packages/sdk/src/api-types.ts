@@ -2835,7 +2835,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Server-sent events (status, text, tool_call, tool_result, usage, error, done), each with its sequence id; reconnect with Last-Event-ID */
+        /** Server-sent events (status, text, tool_call, tool_result, usage, error, done; user opens a follow-up's turn), each with its sequence id; reconnect with Last-Event-ID. A done ends a turn: the stream ends once the run has ended and nothing follows */
         get: {
             parameters: {
                 query?: {

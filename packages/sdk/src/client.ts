@@ -444,8 +444,9 @@ export class Polydev {
     cancel: async (id: string, call: CallOptions = {}): Promise<Run> =>
       unwrap(await this.api.POST("/v1/runs/{id}/cancel", { params: { path: { id } }, signal: call.signal })),
     /**
-     * The run's events until it is done. A dropped connection is resumed from the last event
-     * seen (Last-Event-ID), so nothing is missed or repeated.
+     * The run's events until it has ended (every turn: a follow-up's events continue the same
+     * stream; `after` starts past the ones seen). A dropped connection is resumed from the last
+     * event seen (Last-Event-ID), so nothing is missed or repeated.
      * @example for await (const e of polydev.runs.events(run.id)) if (e.type === "text") process.stdout.write(String(e.delta));
      */
     events: (

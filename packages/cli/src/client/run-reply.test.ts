@@ -71,6 +71,30 @@ describe("polydev run reply", () => {
     expect(events.at(-1)?.type).toBe("done");
   }, 120_000);
 
+  it("with --group, sends the follow-up to every run of a group and prefixes each one's lines", async () => {
+    const started = await user.call<{ groupId: string; runs: { id: string }[] }>("POST", "/v1/runs", {
+      agents: ["builtin", "builtin"],
+      prompt: "remember the word lynx",
+      sandboxId: sandbox,
+      cwd: "cli-group",
+    });
+    expect(started.status, JSON.stringify(started.body)).toBe(201);
+    for (const run of started.body.runs) {
+      for (let i = 0; i < 300; i++) {
+        const state = (await user.call<{ state: string }>("GET", `/v1/runs/${run.id}`)).body.state;
+        if (state !== "queued" && state !== "running") break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    const replied = await runCli(["run", "reply", "--group", started.body.groupId, "which cat?"], {
+      env: loggedIn(),
+    });
+    expect(replied.code, replied.stderr).toBe(0);
+    const answers = replied.stdout.split("\n").filter((line) => line.includes('you asked "which cat?"'));
+    expect(answers).toHaveLength(2);
+    for (const line of answers) expect(line).toMatch(/^\[builtin\] Following up/);
+  }, 120_000);
+
   it("says what is wrong: a run still working, no prompt, an unknown run", async () => {
     // A word a second: still streaming while the CLI starts (it is cancelled once refused).
     fake.setScript([{ text: "a slow answer ".repeat(30), delayMs: 1000 }]);
