@@ -129,6 +129,8 @@ const STDERR_TAIL_BYTES = 4096;
 const MAX_RUN_LINE_BYTES = 1024 * 1024;
 /** What one run may store of its events: its output is sandbox-controlled, the database is not. */
 const MAX_RUN_EVENT_BYTES = 32 * 1024 * 1024;
+/** How long a reader waits for a just-ended run's closing events before its stream ends without them. */
+const CLOSING_EVENTS_WAIT_MS = 2_000;
 /** How long a sandbox may take to answer a ping before a failed tool counts as a lost sandbox. */
 const PING_TIMEOUT_MS = 5_000;
 
@@ -483,6 +485,9 @@ export class RunService {
     let last = afterSeq;
     const pending: RunEvent[] = [];
     let wake: (() => void) | undefined;
+    // A run ends when its state is final and its last turn's `done` has been read.
+    let lastType = "";
+    let closingWaited = false;
     const onEvent = (event: RunEvent): void => {
       pending.push(event);
       wake?.();
@@ -502,6 +507,8 @@ export class RunService {
             body: JSON.parse(row.body) as RunEventBody,
           };
           if (row.raw !== null) event.raw = row.raw;
+          lastType = event.body.type;
+          closingWaited = false;
           yield event;
         }
         if (stored.length === 500) continue;
@@ -511,7 +518,17 @@ export class RunService {
         while (pending.length > 0 && (pending[0]?.seq ?? 0) <= last) pending.shift();
         if (FINAL_RUN_STATES.includes(run.state as RunState) && pending.length === 0) {
           // The done event may have landed between the read and the state check.
-          if ((await this.store.runs.events(id, last, 1)).length === 0) return;
+          if ((await this.store.runs.events(id, last, 1)).length > 0) continue;
+          if (lastType === "done" || closingWaited) return;
+          // The final state is written just before the closing status and done: wait for them
+          // a moment (a run whose events reached their bound stores none).
+          closingWaited = true;
+          await this.nextEvent(
+            () => pending.length > 0,
+            (resolve) => (wake = resolve),
+            CLOSING_EVENTS_WAIT_MS,
+          );
+          wake = undefined;
           continue;
         }
         if (pending.length === 0) {
@@ -526,6 +543,21 @@ export class RunService {
       this.live.off(id, onEvent);
       signal.removeEventListener("abort", onAbort);
     }
+  }
+
+  /** Resolves when `arrived()` holds after a wake-up, or after `timeoutMs`, whichever is first. */
+  private async nextEvent(
+    arrived: () => boolean,
+    setWake: (resolve: () => void) => void,
+    timeoutMs: number,
+  ): Promise<void> {
+    if (arrived()) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      setWake(resolve);
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    clearTimeout(timer);
   }
 
   /** At start-up: runs the previous server process left running cannot be resumed. */
