@@ -18,6 +18,10 @@ export const ERROR_STATUS = {
   conflict: 409,
   name_taken: 409,
   sandbox_not_running: 409,
+  /** A follow-up was sent to a run (or a group's run) that has not finished its turn. */
+  run_in_progress: 409,
+  /** A run's conversation (its events or the built-in agent's history) is at its bound. */
+  conversation_too_long: 409,
   process_not_running: 409,
   image_in_use: 409,
   /** A run's change can be kept only once the run has ended. */
@@ -28,6 +32,8 @@ export const ERROR_STATUS = {
   branch_exists: 409,
   /** The project folder has uncommitted changes a keep would mix with the run's. */
   project_dirty: 409,
+  /** The sandbox a run worked in was destroyed or failed: its session cannot go on. */
+  sandbox_gone: 410,
   payload_too_large: 413,
   unsupported_media_type: 415,
   expectation_failed: 417,

@@ -16,7 +16,9 @@ export type RunEventBody =
   | { type: "tool_result"; id: string; output: string; isError: boolean }
   | { type: "usage"; inputTokens: number; outputTokens: number; model?: string }
   | { type: "error"; message: string }
-  | { type: "done"; finalText: string; exitReason: string };
+  | { type: "done"; finalText: string; exitReason: string }
+  /** A follow-up the user sent: it opens the run's next turn (the first turn's prompt is the run's). */
+  | { type: "user"; prompt: string; turn: number };
 
 export interface RunEvent {
   runId: string;
@@ -33,4 +35,6 @@ export interface OutputParser {
   line(text: string): RunEventBody[];
   /** What the agent ended with. */
   finalText(): string;
+  /** The CLI's own session id, as its output names it: a follow-up resumes that session. */
+  sessionId?(): string | undefined;
 }

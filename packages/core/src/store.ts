@@ -555,6 +555,23 @@ export interface RunKeepRecord {
   keptAt: number;
 }
 
+/**
+ * What a run needs to take another turn: the CLI's session id, or the built-in agent's message
+ * history (provider-native JSON, bounded by the server), and what its events have used so far.
+ */
+export interface RunConversationRecord {
+  runId: string;
+  /** Turns taken: 1 after the first prompt, +1 per follow-up. */
+  turns: number;
+  /** The CLI's session id (claude, codex, gemini), null when its output named none. */
+  sessionId: string | null;
+  /** The built-in agent's messages as JSON; null when it has none or they passed their bound. */
+  history: string | null;
+  /** Bytes of events stored over all turns: the bound on a run's events covers every turn. */
+  eventBytes: number;
+  updatedAt: number;
+}
+
 export interface RunRepository {
   insert(run: RunRecord): Promise<void>;
   /** Creates or replaces the keep recorded for a run. */
@@ -585,6 +602,13 @@ export interface RunRepository {
   countForUserSince(userId: string, since: number): Promise<number>;
   appendEvent(event: StoredRunEvent): Promise<void>;
   events(runId: string, afterSeq: number, limit: number): Promise<StoredRunEvent[]>;
+  /** The highest sequence number stored for the run's events, 0 when it has none. */
+  lastEventSeq(runId: string): Promise<number>;
+  /** The runs of one of the user's groups, oldest first (empty for a foreign or unknown group). */
+  listForGroup(userId: string, groupId: string): Promise<RunRecord[]>;
+  /** Creates or replaces a run's conversation state. */
+  putConversation(conversation: RunConversationRecord): Promise<void>;
+  getConversation(runId: string): Promise<RunConversationRecord | undefined>;
 }
 
 export type ImageState = "building" | "ready" | "failed";

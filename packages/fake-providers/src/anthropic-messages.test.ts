@@ -95,6 +95,25 @@ describe("Anthropic Messages API", () => {
     expect(text).toBe("Done.");
   });
 
+  it("answers a continued conversation by quoting the follow-up and the first prompt", async () => {
+    const body = request({
+      messages: [
+        { role: "user", content: [{ type: "text", text: "<system-reminder>context</system-reminder>" }] },
+        { role: "user", content: "remember the word pelican" },
+        { role: "assistant", content: [{ type: "text", text: "Hello from the fake anthropic provider." }] },
+        { role: "user", content: "which word was it?" },
+      ],
+    });
+    const { data } = await postSse(`${fake.url}/v1/messages`, body, headers);
+    const text = data
+      .filter((event) => event.type === "content_block_delta")
+      .map((event) => digString(event, "delta", "text"))
+      .join("");
+    expect(text).toBe(
+      'Following up: you asked "which word was it?", after you first asked "remember the word pelican".',
+    );
+  });
+
   it("answers non-streaming requests with one message object", async () => {
     fake.setScript([{ toolCall: { command: "ls" }, usage: { inputTokens: 7, outputTokens: 2 } }]);
     const reply = await postJson(

@@ -1,6 +1,6 @@
 /** Anthropic Messages API (`POST /v1/messages`), streamed exactly as the real API orders events. */
 import { payloadChunks, textChunks } from "./http-io.js";
-import { arrayAt, isObject, objectAt, promptFromTexts, stringAt } from "./json-access.js";
+import { arrayAt, earlierPrompts, isObject, objectAt, promptFromTexts, stringAt } from "./json-access.js";
 import type { ModelApi, ReplyContext } from "./model-api.js";
 import type { PlannedError, PlannedReply } from "./plan.js";
 
@@ -62,6 +62,7 @@ export const anthropicMessages: ModelApi = {
       model: stringAt(body, "model") ?? "claude-fake",
       stream: isObject(body) && body.stream === true,
       prompt: promptFromTexts(userTexts.at(-1) ?? []),
+      earlierPrompts: earlierPrompts(userTexts),
       lastIsToolResult: stringAt(last, "role") === "user" && hasToolResult(last),
       freeformToolNames: [],
       toolNames: arrayAt(body, "tools").flatMap((tool) => stringAt(tool, "name") ?? []),

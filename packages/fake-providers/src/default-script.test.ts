@@ -13,6 +13,7 @@ function view(prompt: string, toolNames: string[]): FakeRequestView {
     model: "claude-test",
     stream: true,
     prompt,
+    earlierPrompts: [],
     lastIsToolResult: false,
     toolNames,
     freeformToolNames: [],

@@ -1,6 +1,6 @@
 /** Gemini API (`models/<model>:streamGenerateContent?alt=sse` and `:generateContent`), as the Gemini CLI calls it. */
 import { textChunks } from "./http-io.js";
-import { arrayAt, isObject, objectAt, promptFromTexts, stringAt } from "./json-access.js";
+import { arrayAt, earlierPrompts, isObject, objectAt, promptFromTexts, stringAt } from "./json-access.js";
 import type { ModelApi, ReplyContext } from "./model-api.js";
 import type { PlannedError, PlannedReply } from "./plan.js";
 
@@ -73,6 +73,7 @@ export const geminiGenerate: ModelApi = {
       model: route.model ?? "gemini-fake",
       stream: route.stream === true,
       prompt: promptFromTexts(userTexts.at(-1) ?? []),
+      earlierPrompts: earlierPrompts(userTexts),
       lastIsToolResult: lastParts.some((part) => isObject(part) && isObject(part.functionResponse)),
       freeformToolNames: [],
       ...(responseSchema === undefined ? {} : { responseSchema }),

@@ -32,3 +32,19 @@ export function promptFromTexts(texts: readonly string[]): string {
   const own = texts.filter((text) => !WRAPPED_CONTEXT.test(text) && text.trim().length > 0);
   return (own.length > 0 ? own : texts).join("\n").trim();
 }
+
+/**
+ * The user's own words in the messages before the latest one: what a resumed session sends back
+ * of its earlier turns. Messages holding only harness context count for nothing here.
+ */
+export function earlierPrompts(userTexts: readonly (readonly string[])[]): string[] {
+  return userTexts
+    .slice(0, -1)
+    .map((texts) =>
+      texts
+        .filter((text) => !WRAPPED_CONTEXT.test(text) && text.trim().length > 0)
+        .join("\n")
+        .trim(),
+    )
+    .filter((text) => text.length > 0);
+}

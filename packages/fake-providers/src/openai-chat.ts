@@ -1,6 +1,6 @@
 /** OpenAI Chat Completions (`POST /v1/chat/completions`), for OpenAI-compatible local-model clients. */
 import { payloadChunks, textChunks } from "./http-io.js";
-import { arrayAt, isObject, objectAt, promptFromTexts, stringAt } from "./json-access.js";
+import { arrayAt, earlierPrompts, isObject, objectAt, promptFromTexts, stringAt } from "./json-access.js";
 import type { ModelApi, ReplyContext } from "./model-api.js";
 import { openaiResponses } from "./openai-responses.js";
 import type { PlannedError, PlannedReply } from "./plan.js";
@@ -41,6 +41,7 @@ export const openaiChat: ModelApi = {
       model: stringAt(body, "model") ?? "gpt-fake",
       stream: isObject(body) && body.stream === true,
       prompt: promptFromTexts(userTexts.at(-1) ?? []),
+      earlierPrompts: earlierPrompts(userTexts),
       lastIsToolResult: stringAt(messages.at(-1), "role") === "tool",
       freeformToolNames: [],
       toolNames: arrayAt(body, "tools").flatMap((tool) => stringAt(objectAt(tool, "function"), "name") ?? []),

@@ -1,6 +1,6 @@
 /** OpenAI Responses API (`POST /v1/responses`), the wire Codex speaks. */
 import { payloadChunks, textChunks } from "./http-io.js";
-import { arrayAt, isObject, objectAt, promptFromTexts, stringAt } from "./json-access.js";
+import { arrayAt, earlierPrompts, isObject, objectAt, promptFromTexts, stringAt } from "./json-access.js";
 import type { ModelApi, ReplyContext } from "./model-api.js";
 import type { PlannedError, PlannedReply } from "./plan.js";
 
@@ -146,6 +146,7 @@ export const openaiResponses: ModelApi = {
       model: stringAt(body, "model") ?? "gpt-fake",
       stream: isObject(body) && body.stream === true,
       prompt: promptFromTexts(userTexts.at(-1) ?? []),
+      earlierPrompts: earlierPrompts(userTexts),
       lastIsToolResult: TOOL_OUTPUT_TYPES.has(stringAt(items.at(-1), "type") ?? ""),
       toolNames: tools.map((tool) => tool.name),
       freeformToolNames: tools.filter((tool) => tool.freeform).map((tool) => tool.name),

@@ -56,6 +56,11 @@ export interface FakeRequestView {
   stream: boolean;
   /** The text of the latest user message, without harness-injected `<tag>…</tag>` context. */
   prompt: string;
+  /**
+   * The user's words in earlier messages of the conversation, oldest first: non-empty when a
+   * client continues a session (a resumed CLI sends its earlier turns back).
+   */
+  earlierPrompts: string[];
   /** True when the latest message carries a tool result: the client is continuing a tool turn. */
   lastIsToolResult: boolean;
   /** Names of the tools the request offers, in order (Codex's namespaced and deferred tools included). */

@@ -20,6 +20,9 @@ export const claudeRunner: AgentRunner = {
         "--dangerously-skip-permissions",
         ...(request.model ? ["--model", request.model] : []),
         ...(request.maxTurns ? ["--max-turns", String(request.maxTurns)] : []),
+        // Claude keeps its sessions per working directory in ~/.claude/projects: the follow-up
+        // runs where the first turn ran.
+        ...(request.resumeSessionId ? ["--resume", request.resumeSessionId] : []),
       ],
       env: { CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1", DISABLE_AUTOUPDATER: "1" },
       files: {},
@@ -27,10 +30,13 @@ export const claudeRunner: AgentRunner = {
   },
   parser(): OutputParser {
     let finalText = "";
+    let sessionId: string | undefined;
     return {
       line(text) {
         const event = parseLine(text);
         if (!event) return [];
+        // Every stream-json event carries the session it belongs to (the first is system/init).
+        if (typeof event.session_id === "string" && event.session_id) sessionId = event.session_id;
         const out: RunEventBody[] = [];
         if (event.type === "stream_event") {
           const inner = obj(event.event);
@@ -71,6 +77,7 @@ export const claudeRunner: AgentRunner = {
         return out;
       },
       finalText: () => finalText,
+      sessionId: () => sessionId,
     };
   },
 };

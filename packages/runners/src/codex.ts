@@ -29,6 +29,8 @@ export const codexRunner: AgentRunner = {
         // Polydev's sandbox is the boundary; Codex's own sandbox cannot nest inside it.
         "--dangerously-bypass-approvals-and-sandbox",
         ...(request.model ? ["-m", request.model] : []),
+        // A follow-up resumes the thread Codex recorded under $CODEX_HOME/sessions.
+        ...(request.resumeSessionId ? ["resume", request.resumeSessionId] : []),
         request.prompt,
       ],
       env: {},
@@ -37,10 +39,12 @@ export const codexRunner: AgentRunner = {
   },
   parser(): OutputParser {
     const texts: string[] = [];
+    let threadId: string | undefined;
     return {
       line(text) {
         const event = parseLine(text);
         if (!event) return [];
+        if (event.type === "thread.started" && str(event.thread_id)) threadId = str(event.thread_id);
         const out: RunEventBody[] = [];
         const item = obj(event.item);
         if (event.type === "item.started" && item?.type === "command_execution") {
@@ -78,6 +82,7 @@ export const codexRunner: AgentRunner = {
         return out;
       },
       finalText: () => texts.at(-1) ?? "",
+      sessionId: () => threadId,
     };
   },
 };

@@ -19,6 +19,8 @@ export const geminiRunner: AgentRunner = {
         "--yolo",
         "-m",
         request.model ?? "gemini-2.5-flash",
+        // Gemini keeps its chats per project (the working directory) under ~/.gemini/tmp.
+        ...(request.resumeSessionId ? ["--resume", request.resumeSessionId] : []),
       ],
       env: { GEMINI_CLI_NO_RELAUNCH: "true" },
       files: {
@@ -32,10 +34,12 @@ export const geminiRunner: AgentRunner = {
   parser(): OutputParser {
     let current = "";
     let finalText = "";
+    let sessionId: string | undefined;
     return {
       line(text) {
         const event = parseLine(text);
         if (!event) return [];
+        if (event.type === "init" && str(event.session_id)) sessionId = str(event.session_id);
         const out: RunEventBody[] = [];
         if (event.type === "message" && event.role === "assistant") {
           current += str(event.content);
@@ -72,6 +76,7 @@ export const geminiRunner: AgentRunner = {
         return out;
       },
       finalText: () => finalText,
+      sessionId: () => sessionId,
     };
   },
 };

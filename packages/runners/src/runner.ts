@@ -6,6 +6,11 @@ export interface RunRequest {
   maxTurns?: number | undefined;
   /** The sandbox's loopback port of the provider gateway. */
   gatewayPort: number;
+  /**
+   * A follow-up: the CLI's session (as its parser's sessionId() read it from the first turn) is
+   * resumed with the CLI's own flag, in the same working directory, so the model sees the history.
+   */
+  resumeSessionId?: string | undefined;
 }
 
 /** What to run inside the sandbox for one agent run. */

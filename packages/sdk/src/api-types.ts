@@ -2835,7 +2835,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Server-sent events (status, text, tool_call, tool_result, usage, error, done), each with its sequence id; reconnect with Last-Event-ID */
+        /** Server-sent events (status, text, tool_call, tool_result, usage, error, done; user opens a follow-up's turn), each with its sequence id; reconnect with Last-Event-ID. A done ends a turn: the stream ends once the run has ended and nothing follows */
         get: {
             parameters: {
                 query?: {
@@ -2860,6 +2860,97 @@ export interface paths {
         };
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runs/{id}/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send a follow-up to a finished run: its agent continues the same session in the same sandbox and folder, as the run's next turn */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        prompt: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["RunTurn"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/groups/{groupId}/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send the same follow-up to every run of a group; refused as a whole while any of them is still working */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    groupId: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        prompt: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            groupId: string;
+                            turns: components["schemas"]["RunTurn"][];
+                        };
+                    };
+                };
+            };
+        };
         delete?: never;
         options?: never;
         head?: never;
@@ -4182,6 +4273,13 @@ export interface components {
             /** @description by the operator's price table (POLYDEV_MODEL_PRICES); null when the run's model has no price */
             costUsd: number | null;
         };
+        RunTurnInput: {
+            run: components["schemas"]["RunInput"];
+            /** @description the turn this message opened: 2 for a run's first follow-up */
+            turn: number;
+            /** @description the turn's events follow this sequence number: stream them with Last-Event-ID set to it */
+            afterSeq: number;
+        };
         CreateSandboxInput: {
             /** @description your name for it, unique among your sandboxes that are not destroyed; usable instead of its id */
             name?: string;
@@ -4656,6 +4754,13 @@ export interface components {
             durationMs: number | null;
             /** @description by the operator's price table (POLYDEV_MODEL_PRICES); null when the run's model has no price */
             costUsd: number | null;
+        };
+        RunTurn: {
+            run: components["schemas"]["Run"];
+            /** @description the turn this message opened: 2 for a run's first follow-up */
+            turn: number;
+            /** @description the turn's events follow this sequence number: stream them with Last-Event-ID set to it */
+            afterSeq: number;
         };
         CreateSandbox: {
             /** @description your name for it, unique among your sandboxes that are not destroyed; usable instead of its id */

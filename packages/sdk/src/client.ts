@@ -40,6 +40,7 @@ export type KeepRun = NonNullable<
 export type GitCredential = components["schemas"]["GitCredential"];
 export type PutGitCredential =
   paths["/v1/git-credentials/{host}"]["put"]["requestBody"]["content"]["application/json"];
+export type RunTurn = components["schemas"]["RunTurn"];
 export type Project = components["schemas"]["Project"];
 export type AddProject =
   paths["/v1/sandboxes/{id}/projects"]["post"]["requestBody"]["content"]["application/json"];
@@ -431,12 +432,43 @@ export class Polydev {
       unwrap(
         await this.api.POST("/v1/runs/{id}/keep", { params: { path: { id } }, body, signal: call.signal }),
       ),
+    /**
+     * Sends a follow-up to a finished run: its agent continues the same session, in the same
+     * sandbox and folder, as the run's next turn. Its events follow `afterSeq`.
+     * @example const { afterSeq } = await polydev.runs.reply(run.id, "now add tests");
+     * for await (const e of polydev.runs.events(run.id, { after: afterSeq })) console.log(e.type);
+     */
+    reply: async (id: string, prompt: string, call: CallOptions = {}): Promise<RunTurn> =>
+      unwrap(
+        await this.api.POST("/v1/runs/{id}/messages", {
+          params: { path: { id } },
+          body: { prompt },
+          signal: call.signal,
+        }),
+      ),
+    /**
+     * Sends the same follow-up to every run of a group (refused as a whole while any still works).
+     * @example const { turns } = await polydev.runs.replyToGroup(groupId, "now add tests");
+     */
+    replyToGroup: async (
+      groupId: string,
+      prompt: string,
+      call: CallOptions = {},
+    ): Promise<{ groupId: string; turns: RunTurn[] }> =>
+      unwrap(
+        await this.api.POST("/v1/groups/{groupId}/messages", {
+          params: { path: { groupId } },
+          body: { prompt },
+          signal: call.signal,
+        }),
+      ),
     /** @example await polydev.runs.cancel(id); */
     cancel: async (id: string, call: CallOptions = {}): Promise<Run> =>
       unwrap(await this.api.POST("/v1/runs/{id}/cancel", { params: { path: { id } }, signal: call.signal })),
     /**
-     * The run's events until it is done. A dropped connection is resumed from the last event
-     * seen (Last-Event-ID), so nothing is missed or repeated.
+     * The run's events until it has ended (every turn: a follow-up's events continue the same
+     * stream; `after` starts past the ones seen). A dropped connection is resumed from the last
+     * event seen (Last-Event-ID), so nothing is missed or repeated.
      * @example for await (const e of polydev.runs.events(run.id)) if (e.type === "text") process.stdout.write(String(e.delta));
      */
     events: (

@@ -31,6 +31,14 @@ export class NotFoundError extends PolydevApiError {
 export class ConflictError extends PolydevApiError {
   override name = "ConflictError";
 }
+/** A follow-up to a run (or group) still working (409 `run_in_progress`); a conflict too. */
+export class RunInProgressError extends ConflictError {
+  override name = "RunInProgressError";
+}
+/** The sandbox a run worked in was destroyed or failed (410 `sandbox_gone`): start a new run. */
+export class SandboxGoneError extends PolydevApiError {
+  override name = "SandboxGoneError";
+}
 /** A name the user already holds (409 `name_taken`); a conflict, so `ConflictError` catches it too. */
 export class NameTakenError extends ConflictError {
   override name = "NameTakenError";
@@ -97,6 +105,9 @@ const CLASSES: Record<string, typeof PolydevApiError> = {
   name_taken: NameTakenError,
   feature_unavailable: FeatureUnavailableError,
   image_in_use: ConflictError,
+  run_in_progress: RunInProgressError,
+  conversation_too_long: ConflictError,
+  sandbox_gone: SandboxGoneError,
   sandbox_not_running: SandboxNotRunningError,
   path_outside_home: PathOutsideHomeError,
   limit_exceeded: LimitExceededError,

@@ -37,6 +37,7 @@ import { planRoutes } from "./routes/plans.js";
 import { processRoutes } from "./routes/processes.js";
 import { projectRoutes } from "./routes/projects.js";
 import { ptyRoutes } from "./routes/pty.js";
+import { runMessageRoutes } from "./routes/run-messages.js";
 import { changesRoutes, runRoutes } from "./routes/runs.js";
 import { keepRoutes } from "./routes/runs-keep.js";
 import { sandboxRoutes } from "./routes/sandboxes.js";
@@ -155,6 +156,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   credentialRoutes(app, ctx);
   loginRoutes(app, ctx);
   runRoutes(app, ctx);
+  runMessageRoutes(app, ctx);
   projectRoutes(app, ctx);
   changesRoutes(app, ctx);
   keepRoutes(app, ctx);

@@ -57,6 +57,7 @@ describe("postgres specifics", () => {
         "012-job-runs",
         "013-run-changes",
         "014-run-keeps",
+        "015-run-conversations",
         "019-usage-rollups",
       ]);
     } finally {

@@ -214,5 +214,54 @@ export function runRepository(db: Kysely<Database>): RunRepository {
         .execute();
       return rows.map((r) => ({ runId: r.run_id, seq: r.seq, at: ms(r.at), body: r.body, raw: r.raw }));
     },
+    async lastEventSeq(runId) {
+      const row = await db
+        .selectFrom("run_events")
+        .select((eb) => eb.fn.max("seq").as("last"))
+        .where("run_id", "=", runId)
+        .executeTakeFirst();
+      return row?.last === null || row?.last === undefined ? 0 : int8(row.last);
+    },
+    async listForGroup(userId, groupId) {
+      const rows = await db
+        .selectFrom("runs")
+        .selectAll()
+        .where("user_id", "=", userId)
+        .where("group_id", "=", groupId)
+        .orderBy("created_at")
+        .orderBy("id")
+        .execute();
+      return rows.map(toRun);
+    },
+    async putConversation(conversation) {
+      const values = {
+        turns: conversation.turns,
+        session_id: conversation.sessionId,
+        history: conversation.history,
+        event_bytes: conversation.eventBytes,
+        updated_at: conversation.updatedAt,
+      };
+      await db
+        .insertInto("run_conversations")
+        .values({ run_id: conversation.runId, ...values })
+        .onConflict((oc) => oc.column("run_id").doUpdateSet(values))
+        .execute();
+    },
+    async getConversation(runId) {
+      const row = await db
+        .selectFrom("run_conversations")
+        .selectAll()
+        .where("run_id", "=", runId)
+        .executeTakeFirst();
+      if (!row) return undefined;
+      return {
+        runId: row.run_id,
+        turns: row.turns,
+        sessionId: row.session_id,
+        history: row.history,
+        eventBytes: int8(row.event_bytes),
+        updatedAt: ms(row.updated_at),
+      };
+    },
   };
 }

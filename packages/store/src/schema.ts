@@ -208,10 +208,21 @@ export interface RunKeepsTable {
   kept_at: number | string;
 }
 
+/** Migration 015: what a run needs for its next turn (see RunConversationRecord). */
+export interface RunConversationsTable {
+  run_id: string;
+  turns: number;
+  session_id: string | null;
+  history: string | null;
+  event_bytes: number | string;
+  updated_at: number | string;
+}
+
 export interface Database {
   runs: RunsTable;
   run_changes: RunChangesTable;
   run_keeps: RunKeepsTable;
+  run_conversations: RunConversationsTable;
   run_events: RunEventsTable;
   credentials: CredentialsTable;
   gateway_tokens: GatewayTokensTable;

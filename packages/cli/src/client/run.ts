@@ -34,6 +34,7 @@ Example:
 
 See also: polydev run changes RUN_ID (what a run in a project changed)
           polydev run keep RUN_ID [--push] [--pr TITLE] (keep a run's change in its project)
+          polydev run reply RUN_ID PROMPT (a follow-up in the same agent session)
 `;
 
 const AGENTS = ["claude", "codex", "gemini", "builtin"] as const;
@@ -42,6 +43,7 @@ type Agent = (typeof AGENTS)[number];
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   if (argv[0] === "changes") return (await import("./run-changes.js")).runChanges(argv.slice(1), env);
   if (argv[0] === "keep") return (await import("./run-keep.js")).runKeep(argv.slice(1), env);
+  if (argv[0] === "reply") return (await import("./run-reply.js")).runReply(argv.slice(1), env);
   return runCommand("polydev run", async () => {
     const parsed = parseCommand(
       argv,
@@ -112,15 +114,21 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<numbe
   });
 }
 
-async function follow(polydev: Polydev, started: Run, output: RunOutput): Promise<Run["state"]> {
-  for await (const event of polydev.runs.events(started.id)) output.event(started, event);
+/** Streams a run's events (after `after`, its turn's start) until its turn is done; its state then. */
+export async function follow(
+  polydev: Polydev,
+  started: Run,
+  output: RunOutput,
+  after = 0,
+): Promise<Run["state"]> {
+  for await (const event of polydev.runs.events(started.id, { after })) output.event(started, event);
   const ended = await polydev.runs.get(started.id);
   output.final(ended);
   return ended.state;
 }
 
 /** Renders events: as JSON lines, or readable (text as it streams, one short line per tool step). */
-class RunOutput {
+export class RunOutput {
   /** Text not yet ended by a newline, per run, when lines carry a prefix. */
   private readonly partial = new Map<string, string>();
   private readonly color = process.stderr.isTTY === true;
@@ -153,6 +161,9 @@ class RunOutput {
         return;
       case "status":
         if (event.state === "running") this.note(run, `· ${run.agent} is working in ${run.sandboxId}`);
+        return;
+      case "user":
+        this.note(run, `» ${clip(firstLine(String(event.prompt ?? "")), 100)}`);
         return;
       default:
         return;

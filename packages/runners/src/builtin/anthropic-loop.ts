@@ -18,8 +18,17 @@ export async function anthropicLoop(options: ModelLoopOptions): Promise<LoopResu
     description: t.description,
     input_schema: t.parameters,
   }));
-  const messages: MessageParam[] = [{ role: "user", content: options.prompt }];
-  const result: LoopResult = { finalText: "", inputTokens: 0, outputTokens: 0, exitReason: "completed" };
+  const messages: MessageParam[] = [
+    ...((options.history ?? []) as MessageParam[]),
+    { role: "user", content: options.prompt },
+  ];
+  const result: LoopResult = {
+    finalText: "",
+    inputTokens: 0,
+    outputTokens: 0,
+    exitReason: "completed",
+    history: messages,
+  };
   for (let turn = 0; turn < options.maxTurns; turn++) {
     const stream = client.messages.stream(
       { model: options.model, max_tokens: 8192, system: SYSTEM_PROMPT, messages, tools },

@@ -18,8 +18,17 @@ export async function geminiLoop(options: ModelLoopOptions): Promise<LoopResult>
     description: t.description,
     parametersJsonSchema: t.parameters,
   }));
-  const contents: Content[] = [{ role: "user", parts: [{ text: options.prompt }] }];
-  const result: LoopResult = { finalText: "", inputTokens: 0, outputTokens: 0, exitReason: "completed" };
+  const contents: Content[] = [
+    ...((options.history ?? []) as Content[]),
+    { role: "user", parts: [{ text: options.prompt }] },
+  ];
+  const result: LoopResult = {
+    finalText: "",
+    inputTokens: 0,
+    outputTokens: 0,
+    exitReason: "completed",
+    history: contents,
+  };
   for (let turn = 0; turn < options.maxTurns; turn++) {
     const stream = await ai.models.generateContentStream({
       model: options.model,
@@ -35,7 +44,11 @@ export async function geminiLoop(options: ModelLoopOptions): Promise<LoopResult>
     let usage = { input: 0, output: 0 };
     for await (const chunk of stream) {
       for (const part of chunk.candidates?.[0]?.content?.parts ?? []) {
-        parts.push(part);
+        // A streamed answer arrives as many text pieces: the history keeps them as one part
+        // (smaller, and what the model said reads whole when it is sent back).
+        const previous = parts.at(-1);
+        if (isPlainText(part) && previous && isPlainText(previous)) previous.text += part.text;
+        else parts.push({ ...part });
         if (part.text) {
           text += part.text;
           await options.emit({ type: "text", delta: part.text });
@@ -79,4 +92,8 @@ export async function geminiLoop(options: ModelLoopOptions): Promise<LoopResult>
     contents.push({ role: "user", parts: responses });
   }
   return { ...result, exitReason: `stopped after ${options.maxTurns} turns` };
+}
+
+function isPlainText(part: Part): part is Part & { text: string } {
+  return typeof part.text === "string" && Object.keys(part).every((key) => key === "text");
 }

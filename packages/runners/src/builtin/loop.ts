@@ -12,6 +12,11 @@ export interface ModelLoopOptions {
   tools: SandboxTools;
   emit(body: RunEventBody): Promise<void>;
   signal: AbortSignal;
+  /**
+   * The messages of the run's earlier turns, as this same loop returned them in `history`: a
+   * follow-up's prompt is added after them, so the model sees the whole conversation.
+   */
+  history?: readonly unknown[] | undefined;
 }
 
 export interface LoopResult {
@@ -20,6 +25,8 @@ export interface LoopResult {
   outputTokens: number;
   /** "completed", or why the loop stopped early. */
   exitReason: string;
+  /** Every message of the conversation so far, in the provider's own shape, for a next turn. */
+  history: unknown[];
 }
 
 export const SYSTEM_PROMPT =

@@ -14,11 +14,19 @@ export async function openaiLoop(options: ModelLoopOptions): Promise<LoopResult>
     type: "function" as const,
     function: { name: t.name, description: t.description, parameters: t.parameters },
   }));
+  // The system prompt opens the history of a follow-up already.
+  const earlier = (options.history ?? []) as ChatCompletionMessageParam[];
   const messages: ChatCompletionMessageParam[] = [
-    { role: "system", content: SYSTEM_PROMPT },
+    ...(earlier.length > 0 ? earlier : [{ role: "system" as const, content: SYSTEM_PROMPT }]),
     { role: "user", content: options.prompt },
   ];
-  const result: LoopResult = { finalText: "", inputTokens: 0, outputTokens: 0, exitReason: "completed" };
+  const result: LoopResult = {
+    finalText: "",
+    inputTokens: 0,
+    outputTokens: 0,
+    exitReason: "completed",
+    history: messages,
+  };
   for (let turn = 0; turn < options.maxTurns; turn++) {
     const stream = await client.chat.completions.create(
       { model: options.model, messages, tools, stream: true, stream_options: { include_usage: true } },

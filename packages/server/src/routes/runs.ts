@@ -191,7 +191,7 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
       schema: {
         tags,
         summary:
-          "Server-sent events (status, text, tool_call, tool_result, usage, error, done), each with its sequence id; reconnect with Last-Event-ID",
+          "Server-sent events (status, text, tool_call, tool_result, usage, error, done; user opens a follow-up's turn), each with its sequence id; reconnect with Last-Event-ID. A done ends a turn: the stream ends once the run has ended and nothing follows",
         params: idParams,
         querystring: z.strictObject({ after: z.coerce.number().int().min(0).optional() }),
       },

@@ -29,6 +29,7 @@ import { boundedLines } from "./bounded-lines.js";
 import type { CredentialService } from "./credential-service.js";
 import type { GatewayHub } from "./gateway-hub.js";
 import { collectChanges, defaultCheck, headCommit, listProjects } from "./project-service.js";
+import { acceptSessionId, encodeHistory, firstTurn, nextTurn, type Turn } from "./run-turns.js";
 import type { SandboxService } from "./sandbox-service.js";
 
 export interface StartRunsInput {
@@ -130,6 +131,8 @@ const STDERR_TAIL_BYTES = 4096;
 const MAX_RUN_LINE_BYTES = 1024 * 1024;
 /** What one run may store of its events: its output is sandbox-controlled, the database is not. */
 const MAX_RUN_EVENT_BYTES = 32 * 1024 * 1024;
+/** How long a reader waits for a just-ended run's closing events before its stream ends without them. */
+const CLOSING_EVENTS_WAIT_MS = 2_000;
 /** How long a sandbox may take to answer a ping before a failed tool counts as a lost sandbox. */
 const PING_TIMEOUT_MS = 5_000;
 
@@ -137,6 +140,8 @@ export class RunService {
   private readonly live = new EventEmitter();
   private readonly active = new Map<string, Active>();
   private readonly projectRuns = new Map<string, ProjectRun>();
+  /** What the turn under way will leave for the next one; saved before its final state is written. */
+  private readonly conversations = new Map<string, { turn: Turn; save: () => Promise<void> }>();
 
   constructor(
     private readonly store: Store,
@@ -232,7 +237,7 @@ export class RunService {
           baseCommit: undefined,
           recorded: false,
         });
-      void this.execute(run, place.connection, baseCwd, place.sandbox, input.setup).catch(
+      void this.execute(run, place.connection, baseCwd, place.sandbox, input.setup, firstTurn(run)).catch(
         (error: unknown) => {
           this.log.error({ err: error, runId: run.id }, "run failed unexpectedly");
         },
@@ -280,6 +285,94 @@ export class RunService {
     if (!FINAL_RUN_STATES.includes(run.state as RunState) && this.projectRuns.has(run.id))
       throw new PolydevError("conflict", `run ${id} is ${run.state}: its changes are recorded when it ends`);
     throw new PolydevError("not_found", `run ${id} recorded no changes: only a run with a project does`);
+  }
+
+  /**
+   * A follow-up: the finished run takes another turn with `prompt`, in the same sandbox and
+   * working directory, continuing its agent's session (see run-turns.ts). Answers the run as it
+   * now is and the sequence number its new events follow.
+   */
+  async followUp(
+    userId: string,
+    id: string,
+    prompt: string,
+  ): Promise<{ run: RunRecord; turn: number; afterSeq: number }> {
+    const run = await this.get(userId, id);
+    const turn = nextTurn({
+      run,
+      sandboxState: (await this.store.sandboxes.get(run.sandboxId))?.state,
+      conversation: await this.store.runs.getConversation(run.id),
+      lastSeq: await this.store.runs.lastEventSeq(run.id),
+      prompt,
+      maxEventBytes: MAX_RUN_EVENT_BYTES,
+    });
+    // The agent CLI is refused before anything changes, like a new run would be.
+    if (run.agent !== "builtin" && !this.runners[run.agent as RunAgent])
+      throw new PolydevError("invalid_request", `agent "${run.agent}" is not available on this server`);
+    await this.checkCredentials(userId, [run.agent as RunAgent], run.model ?? undefined);
+    // Brings a hibernated or stopped sandbox back; one that is gone answers sandbox_not_running.
+    const { agent: connection, sandbox } = await this.sandboxes.agent(userId, run.sandboxId);
+    // The compare-and-set is the one check that counts: of two follow-ups at once, one wins.
+    const running = await this.store.runs.transition(run.id, [...FINAL_RUN_STATES], "running", {
+      exitReason: null,
+      endedAt: null,
+    });
+    if (!running)
+      throw new PolydevError(
+        "run_in_progress",
+        `run ${id} took another follow-up a moment ago; wait for it to end`,
+        {
+          details: { runId: run.id },
+        },
+      );
+    this.active.set(run.id, {
+      sandboxId: run.sandboxId,
+      process: undefined,
+      cancelled: false,
+      lost: undefined,
+      abort: new AbortController(),
+    });
+    // A run in a project records its changes again at the end of the turn, against the commit
+    // its first turn started from: the diff shows everything the conversation changed.
+    const changes = await this.store.runs.getChanges(run.id);
+    if (changes?.baseCommit)
+      this.projectRuns.set(run.id, {
+        project: changes.project,
+        projectSandboxId: changes.projectSandboxId ?? run.sandboxId,
+        check: changes.check?.command,
+        baseCommit: changes.baseCommit,
+        recorded: false,
+      });
+    void this.execute(running, connection, undefined, sandbox, undefined, turn).catch((error: unknown) => {
+      this.log.error({ err: error, runId: run.id }, "follow-up failed unexpectedly");
+    });
+    return { run: running, turn: turn.number, afterSeq: turn.afterSeq };
+  }
+
+  /**
+   * A follow-up to every run of a group. Every run must have ended and kept its sandbox before
+   * any of them starts, so a group never ends up half answered by a refusal.
+   */
+  async followUpGroup(
+    userId: string,
+    groupId: string,
+    prompt: string,
+  ): Promise<{ run: RunRecord; turn: number; afterSeq: number }[]> {
+    const runs = await this.store.runs.listForGroup(userId, groupId);
+    if (runs.length === 0) throw new PolydevError("not_found", `group ${groupId} does not exist`);
+    for (const run of runs) {
+      nextTurn({
+        run,
+        sandboxState: (await this.store.sandboxes.get(run.sandboxId))?.state,
+        conversation: await this.store.runs.getConversation(run.id),
+        lastSeq: 0,
+        prompt,
+        maxEventBytes: MAX_RUN_EVENT_BYTES,
+      });
+    }
+    const started: { run: RunRecord; turn: number; afterSeq: number }[] = [];
+    for (const run of runs) started.push(await this.followUp(userId, run.id, prompt));
+    return started;
   }
 
   /**
@@ -395,12 +488,18 @@ export class RunService {
     return this.waitForEnd(userId, id);
   }
 
-  /** Stored events after `afterSeq`, then live ones, until the run ends. */
+  /**
+   * Stored events after `afterSeq`, then live ones, until the run ends. A `done` ends a turn, not
+   * the stream: a follow-up that starts while a reader is here continues the same stream.
+   */
   async *events(userId: string, id: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<RunEvent> {
     await this.get(userId, id);
     let last = afterSeq;
     const pending: RunEvent[] = [];
     let wake: (() => void) | undefined;
+    // A run ends when its state is final and its last turn's `done` has been read.
+    let lastType = "";
+    let closingWaited = false;
     const onEvent = (event: RunEvent): void => {
       pending.push(event);
       wake?.();
@@ -420,18 +519,30 @@ export class RunService {
             body: JSON.parse(row.body) as RunEventBody,
           };
           if (row.raw !== null) event.raw = row.raw;
+          lastType = event.body.type;
+          closingWaited = false;
           yield event;
-          if (event.body.type === "done") return;
         }
         if (stored.length === 500) continue;
         const run = await this.store.runs.get(id);
         if (!run || signal.aborted) return;
+        // Live events already read from the store are no news.
+        while (pending.length > 0 && (pending[0]?.seq ?? 0) <= last) pending.shift();
         if (FINAL_RUN_STATES.includes(run.state as RunState) && pending.length === 0) {
           // The done event may have landed between the read and the state check.
-          if ((await this.store.runs.events(id, last, 1)).length === 0) return;
+          if ((await this.store.runs.events(id, last, 1)).length > 0) continue;
+          if (lastType === "done" || closingWaited) return;
+          // The final state is written just before the closing status and done: wait for them
+          // a moment (a run whose events reached their bound stores none).
+          closingWaited = true;
+          await this.nextEvent(
+            () => pending.length > 0,
+            (resolve) => (wake = resolve),
+            CLOSING_EVENTS_WAIT_MS,
+          );
+          wake = undefined;
           continue;
         }
-        while (pending.length > 0 && (pending[0]?.seq ?? 0) <= last) pending.shift();
         if (pending.length === 0) {
           await new Promise<void>((resolve) => {
             wake = resolve;
@@ -444,6 +555,21 @@ export class RunService {
       this.live.off(id, onEvent);
       signal.removeEventListener("abort", onAbort);
     }
+  }
+
+  /** Resolves when `arrived()` holds after a wake-up, or after `timeoutMs`, whichever is first. */
+  private async nextEvent(
+    arrived: () => boolean,
+    setWake: (resolve: () => void) => void,
+    timeoutMs: number,
+  ): Promise<void> {
+    if (arrived()) return;
+    let timer: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      setWake(resolve);
+      timer = setTimeout(resolve, timeoutMs);
+    });
+    clearTimeout(timer);
   }
 
   /** At start-up: runs the previous server process left running cannot be resumed. */
@@ -460,8 +586,12 @@ export class RunService {
     baseCwd: string | undefined,
     sandbox: SandboxRecord,
     setup: RunSetup | undefined,
+    turn: Turn,
   ): Promise<void> {
-    let seq = 0;
+    let seq = turn.afterSeq;
+    // This turn's own entries: a follow-up taken the moment this turn ended replaces them, and
+    // this turn's clean-up must not remove the new one's.
+    const mine = { active: this.active.get(run.id), project: this.projectRuns.get(run.id) };
     // Events are stored strictly one after another, whoever calls: a live reader reads "after
     // the last seq it saw", so a later seq committed before an earlier one would be skipped.
     let previous: Promise<void> = Promise.resolve();
@@ -472,7 +602,7 @@ export class RunService {
     };
     // What one run may store: past the bound, one note says so and the rest is not kept (the
     // run goes on; its final state and usage are still recorded).
-    let storedBytes = 0;
+    let storedBytes = turn.eventBytes;
     let full = false;
     const storeEvent = async (given: RunEventBody, givenRaw?: string): Promise<void> => {
       if (full) return;
@@ -505,30 +635,53 @@ export class RunService {
       });
       this.live.emit(run.id, event);
     };
-    const started = await this.store.runs.transition(run.id, ["queued"], "running", {
-      startedAt: this.now(),
+    // What this turn leaves for the next: the session the CLI names, the built-in agent's messages.
+    const next = { sessionId: turn.sessionId, history: turn.history };
+    this.conversations.set(run.id, {
+      turn,
+      save: () =>
+        this.store.runs.putConversation({
+          runId: run.id,
+          turns: turn.number,
+          sessionId: next.sessionId ?? null,
+          history: run.agent === "builtin" ? encodeHistory(next.history ?? []) : null,
+          eventBytes: storedBytes,
+          updatedAt: this.now(),
+        }),
     });
-    if (!started) {
-      // Cancelled before it began: nothing ran, so there is nothing to record.
-      this.projectRuns.delete(run.id);
-      return;
+    if (turn.number === 1) {
+      const started = await this.store.runs.transition(run.id, ["queued"], "running", {
+        startedAt: this.now(),
+      });
+      if (!started) {
+        // Cancelled before it began: nothing ran, so there is nothing to record.
+        this.projectRuns.delete(run.id);
+        this.conversations.delete(run.id);
+        return;
+      }
+    } else {
+      await emit({ type: "user", prompt: turn.prompt, turn: turn.number });
     }
     await emit({ type: "status", state: "running" });
     let stderrTail = "";
     try {
-      await this.prepareWorkingCopy(connection, run, baseCwd);
-      const tracked = this.projectRuns.get(run.id);
-      if (tracked) tracked.baseCommit = await headCommit(connection, run.cwd);
-      if (setup) await this.runSetup(run, connection, sandbox, setup, emit);
+      // A follow-up works on what the earlier turns left: no fresh copy, no setup again.
+      if (turn.number === 1) {
+        await this.prepareWorkingCopy(connection, run, baseCwd);
+        const tracked = this.projectRuns.get(run.id);
+        if (tracked) tracked.baseCommit = await headCommit(connection, run.cwd);
+        if (setup) await this.runSetup(run, connection, sandbox, setup, emit);
+      }
       if (run.agent === "builtin") {
-        await this.executeBuiltin(run, connection, emit);
+        await this.executeBuiltin(run, connection, emit, turn, next);
         return;
       }
       const runner = this.runners[run.agent as RunAgent];
       if (!runner) throw new PolydevError("invalid_request", `agent "${run.agent}" is not available`);
       await this.gateway.ensureTunnel(run.sandboxId, connection);
       const invocation = runner.invocation({
-        prompt: run.prompt,
+        prompt: turn.prompt,
+        resumeSessionId: turn.sessionId,
         model: run.model ?? undefined,
         maxTurns: run.maxTurns ?? undefined,
         gatewayPort: this.gateway.port,
@@ -566,6 +719,7 @@ export class RunService {
           await emit(body, index === 0 ? line : undefined);
         }
       }
+      next.sessionId = acceptSessionId(parser.sessionId?.()) ?? next.sessionId;
       const exit = await process.exited;
       await this.recordChanges(run, connection);
       const ending = this.active.get(run.id);
@@ -591,7 +745,10 @@ export class RunService {
               : state === "timed_out"
                 ? `stopped after its timeout of ${run.timeoutMs} ms`
                 : `the ${run.agent} CLI exited with ${exit.exitCode ?? exit.signal}: ${stderrTail.trim().split("\n").slice(-3).join(" / ")}`;
-      await this.store.runs.transition(run.id, ["running"], state, { inputTokens, outputTokens });
+      await this.store.runs.transition(run.id, ["running"], state, {
+        inputTokens: turn.tokens.input + inputTokens,
+        outputTokens: turn.tokens.output + outputTokens,
+      });
       if (state === "failed" && stderrTail.trim()) await emit({ type: "error", message: reason });
       await this.finish(run, state, reason, parser.finalText(), emit);
     } catch (error) {
@@ -601,8 +758,9 @@ export class RunService {
       await emit({ type: "error", message });
       await this.finish(run, "failed", message, "", emit);
     } finally {
-      this.active.delete(run.id);
-      this.projectRuns.delete(run.id);
+      if (this.active.get(run.id) === mine.active) this.active.delete(run.id);
+      if (this.projectRuns.get(run.id) === mine.project) this.projectRuns.delete(run.id);
+      if (this.conversations.get(run.id)?.turn === turn) this.conversations.delete(run.id);
     }
   }
 
@@ -668,6 +826,8 @@ export class RunService {
     run: RunRecord,
     connection: AgentConnection,
     emit: (body: RunEventBody, raw?: string) => Promise<void>,
+    turn: Turn,
+    next: { history: unknown[] | undefined },
   ): Promise<void> {
     const active = this.active.get(run.id);
     const abort = active?.abort ?? new AbortController();
@@ -693,7 +853,8 @@ export class RunService {
     try {
       const result = await loop({
         model,
-        prompt: run.prompt,
+        prompt: turn.prompt,
+        history: turn.history,
         maxTurns: run.maxTurns ?? 50,
         baseUrl: provider === "openai" ? `${base.replace(/\/$/, "")}/v1` : base,
         secret: credential.secret,
@@ -704,6 +865,7 @@ export class RunService {
         emit,
         signal: abort.signal,
       });
+      next.history = result.history;
       await this.recordChanges(run, connection);
       await this.builtin.recordUsage({
         userId: run.userId,
@@ -720,8 +882,8 @@ export class RunService {
       if (active) await this.checkSandboxAlive(active);
       if (active?.lost !== undefined) throw new PolydevError("sandbox_not_running", active.lost);
       await this.store.runs.transition(run.id, ["running"], "succeeded", {
-        inputTokens: result.inputTokens,
-        outputTokens: result.outputTokens,
+        inputTokens: turn.tokens.input + result.inputTokens,
+        outputTokens: turn.tokens.output + result.outputTokens,
       });
       await this.finish(run, "succeeded", result.exitReason, result.finalText, emit);
     } catch (error) {
@@ -769,6 +931,13 @@ export class RunService {
     finalText: string,
     emit?: (body: RunEventBody) => Promise<void>,
   ): Promise<void> {
+    // Before the state says "ended": a follow-up sent the moment it does finds this turn's session.
+    await this.conversations
+      .get(run.id)
+      ?.save()
+      .catch((error: unknown) =>
+        this.log.error({ err: error, runId: run.id }, "could not store a run's conversation"),
+      );
     await this.store.runs.transition(run.id, ["queued", "running", state], state, {
       exitReason: reason,
       finalText,

@@ -13,6 +13,7 @@ import * as plans from "./011-plans.js";
 import * as jobRuns from "./012-job-runs.js";
 import * as runChanges from "./013-run-changes.js";
 import * as runKeeps from "./014-run-keeps.js";
+import * as runConversations from "./015-run-conversations.js";
 import * as usageRollups from "./019-usage-rollups.js";
 import type { SqlFamily } from "./sql-family.js";
 
@@ -39,6 +40,7 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "012-job-runs": jobRuns,
   "013-run-changes": runChanges,
   "014-run-keeps": runKeeps,
+  "015-run-conversations": runConversations,
   "019-usage-rollups": usageRollups,
 };
 

@@ -469,6 +469,8 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       for (const seq of [1, 2, 3])
         await store.runs.appendEvent({ runId: "run_1", seq, at: seq, body: "{}", raw: null });
       expect((await store.runs.events("run_1", 1, 10)).map((e) => e.seq)).toEqual([2, 3]);
+      expect(await store.runs.lastEventSeq("run_1")).toBe(3);
+      expect(await store.runs.lastEventSeq("run_without_events")).toBe(0);
       expect(await store.runs.countForUserSince("usr_1", 2)).toBe(2);
       expect(await store.runs.countForUserSince("usr_other", 0)).toBe(0);
     });
@@ -994,6 +996,63 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         { provider: "anthropic", requests: 1, inputTokens: 2, outputTokens: 1 },
         { provider: "openai", requests: 1, inputTokens: 4, outputTokens: 1 },
       ]);
+    });
+
+    it("keeps a run's conversation for its next turn and lists a group's runs for their owner only", async () => {
+      await store.users.create(user("usr_1"));
+      await store.users.create(user("usr_2"));
+      const run = (id: string, userId: string, groupId: string | null, createdAt: number) => ({
+        id,
+        userId,
+        sandboxId: "sbx_x",
+        groupId,
+        agent: "claude",
+        prompt: "p",
+        model: null,
+        cwd: ".",
+        state: "succeeded",
+        exitReason: null,
+        finalText: null,
+        inputTokens: 0,
+        outputTokens: 0,
+        timeoutMs: 1000,
+        maxTurns: null,
+        createdAt,
+        startedAt: null,
+        endedAt: null,
+      });
+      await store.runs.insert(run("run_g2", "usr_1", "grp_a", 2));
+      await store.runs.insert(run("run_g1", "usr_1", "grp_a", 1));
+      await store.runs.insert(run("run_other_group", "usr_1", "grp_b", 1));
+      await store.runs.insert(run("run_foreign", "usr_2", "grp_a", 1));
+      expect((await store.runs.listForGroup("usr_1", "grp_a")).map((r) => r.id)).toEqual([
+        "run_g1",
+        "run_g2",
+      ]);
+      expect(await store.runs.listForGroup("usr_2", "grp_b")).toEqual([]);
+
+      expect(await store.runs.getConversation("run_g1")).toBeUndefined();
+      const first = {
+        runId: "run_g1",
+        turns: 1,
+        sessionId: "5f0c-ü",
+        history: null,
+        eventBytes: 1234,
+        updatedAt: 10,
+      };
+      await store.runs.putConversation(first);
+      expect(await store.runs.getConversation("run_g1")).toEqual(first);
+      const second = {
+        ...first,
+        turns: 2,
+        sessionId: null,
+        history: '[{"role":"user"}]',
+        eventBytes: 2 ** 33,
+        updatedAt: 11,
+      };
+      await store.runs.putConversation(second);
+      expect(await store.runs.getConversation("run_g1")).toEqual(second);
+      expect(await store.runs.getConversation("run_g2")).toBeUndefined();
     });
 
     runStoreParityCases(() => store);

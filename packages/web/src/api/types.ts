@@ -40,6 +40,8 @@ export type RunEvent = { seq: number; at: string } & (
   | { type: "usage"; inputTokens: number; outputTokens: number; model?: string }
   | { type: "error"; message: string }
   | { type: "done"; finalText: string; exitReason: string }
+  /** A follow-up the user sent: it opens the run's next turn. */
+  | { type: "user"; prompt: string; turn: number }
 );
 export const RUN_EVENT_TYPES = [
   "status",
@@ -49,4 +51,5 @@ export const RUN_EVENT_TYPES = [
   "usage",
   "error",
   "done",
+  "user",
 ] as const;

@@ -34,6 +34,25 @@ describe("toBlocks", () => {
     ]);
   });
 
+  it("reads turns as a conversation: a follow-up is a user block between one turn's done and the next text", () => {
+    const blocks = toBlocks([
+      { seq: 1, at, type: "text", delta: "Hello." },
+      { seq: 2, at, type: "done", finalText: "Hello.", exitReason: "completed" },
+      { seq: 3, at, type: "user", prompt: "and now?", turn: 2 },
+      { seq: 4, at, type: "status", state: "running" },
+      { seq: 5, at, type: "text", delta: "Now " },
+      { seq: 6, at, type: "text", delta: "this." },
+      { seq: 7, at, type: "done", finalText: "Now this.", exitReason: "completed" },
+    ]);
+    expect(blocks).toEqual([
+      { kind: "text", key: 1, text: "Hello." },
+      { kind: "done", key: 2, exitReason: "completed" },
+      { kind: "user", key: 3, prompt: "and now?", turn: 2 },
+      { kind: "text", key: 5, text: "Now this." },
+      { kind: "done", key: 7, exitReason: "completed" },
+    ]);
+  });
+
   it("keeps a result whose call it never saw, and errors as their own blocks", () => {
     const blocks = toBlocks([
       { seq: 1, at, type: "tool_result", id: "lost", output: "boom", isError: true },

@@ -13,7 +13,8 @@ export type Block =
     }
   | { kind: "status"; key: number; text: string }
   | { kind: "error"; key: number; text: string }
-  | { kind: "done"; key: number; exitReason: string };
+  | { kind: "done"; key: number; exitReason: string }
+  | { kind: "user"; key: number; prompt: string; turn: number };
 
 /** Streams of deltas become readable blocks: text joined, each tool call paired with its result. */
 export function toBlocks(events: RunEvent[]): Block[] {
@@ -68,6 +69,9 @@ export function toBlocks(events: RunEvent[]): Block[] {
         break;
       case "done":
         blocks.push({ kind: "done", key: event.seq, exitReason: event.exitReason });
+        break;
+      case "user":
+        blocks.push({ kind: "user", key: event.seq, prompt: event.prompt, turn: event.turn });
         break;
       case "usage":
         break;

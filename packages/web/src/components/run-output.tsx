@@ -22,11 +22,17 @@ function toolSummary(input: unknown): string {
   return "";
 }
 
-export function RunOutput({ events }: { events: RunEvent[] }) {
+/**
+ * A run's output; once it has follow-ups it reads as a conversation, so its first prompt (the
+ * run's own, which no event carries) opens it.
+ */
+export function RunOutput({ events, prompt }: { events: RunEvent[]; prompt?: string | undefined }) {
   const blocks = toBlocks(events);
   if (blocks.length === 0) return <p className="muted">Waiting for output…</p>;
+  const conversation = prompt !== undefined && blocks.some((b) => b.kind === "user");
   return (
     <div className="run-output" data-testid="run-output">
+      {conversation ? <BlockView block={{ kind: "user", key: 0, prompt, turn: 1 }} /> : null}
       {blocks.map((block) => (
         <BlockView key={block.key} block={block} />
       ))}
@@ -76,6 +82,13 @@ function BlockView({ block }: { block: Block }) {
       );
     case "done":
       return <div className="run-status run-done">finished: {block.exitReason}</div>;
+    case "user":
+      return (
+        <div className="run-user" data-testid="run-user-message" data-turn={block.turn}>
+          <span className="small muted">You (turn {block.turn})</span>
+          <div className="run-user-text">{block.prompt}</div>
+        </div>
+      );
   }
   return null;
 }

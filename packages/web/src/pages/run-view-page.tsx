@@ -4,14 +4,22 @@ import { FINAL_RUN_STATES } from "../api/types";
 import { ErrorNotice } from "../components/error-notice";
 import { RunChanges } from "../components/run-changes";
 import { RunOutput } from "../components/run-output";
+import { RunReplyBox } from "../components/run-reply-box";
 import { StateBadge } from "../components/state-badge";
-import { runQuery, useCancelRun, useRunEvents } from "../queries/runs";
+import { runQuery, useCancelRun, useReplyToGroup, useReplyToRun, useRunEvents } from "../queries/runs";
 import { Link } from "../router";
 
-/** One run, or a group side by side; a finished run's events replay from the start. */
+/**
+ * One run, or a group side by side; a finished run's events replay from the start. Each run reads
+ * as a conversation: a follow-up sent from its reply box (or to the whole group) continues it.
+ */
 export function RunViewPage({ runIds }: { runIds: string[] }) {
   const [replay, setReplay] = useState(0);
+  // Bumped when a follow-up went to the whole group: every column follows its new turn.
+  const [groupFollow, setGroupFollow] = useState(0);
   const first = useQuery(runQuery(runIds[0] ?? ""));
+  const groupReply = useReplyToGroup();
+  const groupId = runIds.length > 1 ? first.data?.groupId : null;
   return (
     <>
       <div className="page-head page-head-row">
@@ -30,17 +38,34 @@ export function RunViewPage({ runIds }: { runIds: string[] }) {
       </div>
       <div className={`run-columns run-columns-${Math.min(runIds.length, 4)}`}>
         {runIds.map((id) => (
-          <RunColumn key={`${id}-${replay}`} id={id} replay={replay} />
+          <RunColumn key={`${id}-${replay}`} id={id} replay={replay} groupFollow={groupFollow} />
         ))}
       </div>
+      {groupId ? (
+        <section className="card" aria-label="Reply to every agent">
+          <h2>Reply to every agent</h2>
+          <RunReplyBox
+            label="Follow-up for every agent"
+            ready={first.data ? FINAL_RUN_STATES.includes(first.data.state) : false}
+            pending={groupReply.isPending}
+            error={groupReply.error}
+            send={async (prompt) => {
+              await groupReply.mutateAsync({ groupId, prompt });
+              setGroupFollow((n) => n + 1);
+            }}
+          />
+        </section>
+      ) : null}
     </>
   );
 }
 
-function RunColumn({ id, replay }: { id: string; replay: number }) {
+function RunColumn({ id, replay, groupFollow }: { id: string; replay: number; groupFollow: number }) {
   const run = useQuery(runQuery(id));
-  const { events, stream } = useRunEvents(id, replay);
+  const [follow, setFollow] = useState(0);
+  const { events, stream } = useRunEvents(id, replay, follow + groupFollow);
   const cancel = useCancelRun();
+  const reply = useReplyToRun();
   const [tab, setTab] = useState<"output" | "changes">("output");
   const usage = [...events].reverse().find((e) => e.type === "usage");
   const final = run.data ? FINAL_RUN_STATES.includes(run.data.state) : false;
@@ -69,7 +94,12 @@ function RunColumn({ id, replay }: { id: string; replay: number }) {
             · in <Link href={`/sandboxes/${run.data.sandboxId}`}>{run.data.sandboxId}</Link>
           </>
         ) : null}
-        {usage?.type === "usage" ? ` · ${usage.inputTokens} in / ${usage.outputTokens} out tokens` : null}
+        {/* An ended run's usage sums all its turns; while one runs, its latest step shows. */}
+        {final && run.data
+          ? ` · ${run.data.usage.inputTokens} in / ${run.data.usage.outputTokens} out tokens`
+          : usage?.type === "usage"
+            ? ` · ${usage.inputTokens} in / ${usage.outputTokens} out tokens`
+            : null}
         {stream === "reconnecting" ? " · reconnecting…" : null}
       </p>
       {run.error ? <ErrorNotice error={run.error} title="Could not load the run" /> : null}
@@ -93,7 +123,23 @@ function RunColumn({ id, replay }: { id: string; replay: number }) {
           </button>
         ))}
       </div>
-      {tab === "output" ? <RunOutput events={events} /> : <RunChanges id={id} ended={final} />}
+      {tab === "output" ? (
+        <>
+          <RunOutput events={events} prompt={run.data?.prompt} />
+          <RunReplyBox
+            label={`Follow-up for ${run.data?.agent ?? "the agent"}`}
+            ready={final && stream !== "connecting"}
+            pending={reply.isPending}
+            error={reply.error}
+            send={async (prompt) => {
+              await reply.mutateAsync({ id, prompt });
+              setFollow((n) => n + 1);
+            }}
+          />
+        </>
+      ) : (
+        <RunChanges id={id} ended={final} />
+      )}
     </section>
   );
 }

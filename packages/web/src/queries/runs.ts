@@ -1,5 +1,5 @@
 import { queryOptions, useMutation, useQueryClient } from "@tanstack/react-query";
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import { apiUrl } from "../api/http";
 import { polydev } from "../api/polydev";
 import type { Agent, Run, RunEvent } from "../api/types";
@@ -54,34 +54,69 @@ export function useCancelRun() {
   });
 }
 
+/** Sends a follow-up to a finished run; its events then continue the run's stream. */
+export function useReplyToRun() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (input: { id: string; prompt: string }) => polydev.runs.reply(input.id, input.prompt),
+    onSettled: () => client.invalidateQueries({ queryKey: runsKey }),
+  });
+}
+
+/** Sends the same follow-up to every run of a group. */
+export function useReplyToGroup() {
+  const client = useQueryClient();
+  return useMutation({
+    mutationFn: (input: { groupId: string; prompt: string }) =>
+      polydev.runs.replyToGroup(input.groupId, input.prompt),
+    onSettled: () => client.invalidateQueries({ queryKey: runsKey }),
+  });
+}
+
 export type StreamState = "connecting" | "live" | "reconnecting" | "done" | "failed";
 
 /**
  * A run's events as they happen; a finished run replays all of them. EventSource resumes a dropped
  * connection with Last-Event-ID by itself; `replay` (a counter) starts over from the first event.
  */
-export function useRunEvents(id: string, replay = 0): { events: RunEvent[]; stream: StreamState } {
+export function useRunEvents(
+  id: string,
+  replay = 0,
+  follow = 0,
+): { events: RunEvent[]; stream: StreamState } {
   const client = useQueryClient();
   const [events, setEvents] = useState<RunEvent[]>([]);
   const [stream, setStream] = useState<StreamState>("connecting");
+  // What was shown survives a `follow` (a follow-up sent): the stream goes on after it.
+  const shown = useRef({ key: "", lastSeq: 0 });
   useEffect(() => {
-    // `replay` is read so a new value restarts the stream.
-    void replay;
-    setEvents([]);
+    // `follow` is read so a new value reopens the stream after the last event shown.
+    void follow;
+    const key = `${id}:${replay}`;
+    if (shown.current.key !== key) {
+      shown.current = { key, lastSeq: 0 };
+      setEvents([]);
+    }
     setStream("connecting");
-    let lastSeq = 0;
-    const current = new EventSource(apiUrl(`/v1/runs/${enc(id)}/events`));
+    let lastSeq = shown.current.lastSeq;
+    let lastType = "";
+    const current = new EventSource(
+      apiUrl(`/v1/runs/${enc(id)}/events${lastSeq > 0 ? `?after=${lastSeq}` : ""}`),
+    );
     current.onopen = () => setStream("live");
     const onEvent = (message: MessageEvent<string>): void => {
       const event = JSON.parse(message.data) as RunEvent;
       if (event.seq <= lastSeq) return;
       lastSeq = event.seq;
+      shown.current.lastSeq = lastSeq;
       setEvents((previous) => [...previous, event]);
       if (event.type === "status" || event.type === "done") {
         void client.invalidateQueries({ queryKey: [...runsKey, "one", id] });
       }
+      // A `done` ends a turn; a later turn's events may follow in the same stream (a replay of a
+      // conversation), so the stream is closed when the server ends it after a `done`.
+      lastType = event.type;
       if (event.type === "done") {
-        current.close();
         setStream("done");
         void client.invalidateQueries({ queryKey: runsKey });
       }
@@ -94,11 +129,16 @@ export function useRunEvents(id: string, replay = 0): { events: RunEvent[]; stre
       });
     }
     current.onerror = () => {
+      if (lastType === "done") {
+        current.close();
+        setStream("done");
+        return;
+      }
       if (lastSeq > 0 && current.readyState === EventSource.CONNECTING) setStream("reconnecting");
       else if (current.readyState === EventSource.CLOSED) setStream((s) => (s === "done" ? s : "failed"));
     };
     return () => current.close();
-  }, [id, replay, client]);
+  }, [id, replay, follow, client]);
   return { events, stream };
 }
 
