@@ -384,7 +384,7 @@ export interface PlanRepository {
   /** The plan the user was put on, if any. */
   planOf(userId: string): Promise<string | undefined>;
   /** Users put on each plan, by plan name (plans nobody is on are absent). */
-  countAssigned(): Promise<Record<string, number>>;
+  countAssigned(): Promise<Map<string, number>>;
 }
 
 /**

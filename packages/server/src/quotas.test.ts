@@ -181,8 +181,10 @@ describe("plans and quotas", () => {
     // 0.1 M in at $10 + 0.02 M out at $30 = $1.60; 0.1 M at the default $1 = $0.10.
     await usage("priced", 100_000, 20_000);
     await usage("unlisted", 50_000, 50_000);
+    // A model named after an Object.prototype key is unlisted too: $0.10, never NaN.
+    await usage("constructor", 50_000, 50_000);
     const quota = await fay.call<{ used: { costPerMonthUsd: number } }>("GET", "/v1/me/quota");
-    expect(quota.body.used.costPerMonthUsd).toBeCloseTo(1.7, 6);
+    expect(quota.body.used.costPerMonthUsd).toBeCloseTo(1.8, 6);
     const sandbox = await fay.createSandbox({ network: "none" });
     fake.setScript([{ text: "ok" }]);
     const allowed = await fay.call<ErrorBody>("POST", "/v1/runs", {

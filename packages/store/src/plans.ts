@@ -84,7 +84,7 @@ export function planRepository(db: Kysely<Database>): PlanRepository {
         .select(["plan_name", (eb) => eb.fn.countAll().as("n")])
         .groupBy("plan_name")
         .execute();
-      return Object.fromEntries(rows.map((r) => [r.plan_name, int8(r.n)]));
+      return new Map(rows.map((r) => [r.plan_name, int8(r.n)]));
     },
   };
 }

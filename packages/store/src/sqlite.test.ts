@@ -66,9 +66,9 @@ describe("sqlite specifics", () => {
       { name: "011-plans" },
       { name: "012-job-runs" },
       { name: "013-run-changes" },
-      { name: "019-usage-rollups" },
       { name: "014-run-keeps" },
       { name: "015-run-conversations" },
+      { name: "019-usage-rollups" },
     ]);
   });
 

@@ -90,7 +90,7 @@ export function planRoutes(instance: FastifyInstance, ctx: ServerContext): void 
       return {
         items: plans.map((p) => ({
           ...p,
-          users: assigned[p.name] ?? 0,
+          users: assigned.get(p.name) ?? 0,
           createdAt: new Date(p.createdAt).toISOString(),
           updatedAt: new Date(p.updatedAt).toISOString(),
         })),
@@ -126,7 +126,7 @@ export function planRoutes(instance: FastifyInstance, ctx: ServerContext): void 
       const assigned = await ctx.store.plans.countAssigned();
       return {
         ...plan,
-        users: assigned[plan.name] ?? 0,
+        users: assigned.get(plan.name) ?? 0,
         createdAt: new Date(plan.createdAt).toISOString(),
         updatedAt: new Date(plan.updatedAt).toISOString(),
       };

@@ -8,6 +8,7 @@ import { zodApp } from "../http/context.js";
 import { egressPolicyInputSchema } from "../http/network-schemas.js";
 import { cursorSchema, idParams, processText, resourceId } from "../http/schemas.js";
 import { serveSse } from "../http/serve-sse.js";
+import { type ModelPrice, priceOf } from "../services/quotas.js";
 import { keepSchema, presentKeep } from "./runs-keep.js";
 
 const tags = ["runs"];
@@ -244,12 +245,12 @@ const changesSchema = z
 
 /** A run without a model named is priced by the table's `*` entry, if it has one. */
 function runCost(
-  prices: Readonly<Record<string, { inputPerMTokUsd: number; outputPerMTokUsd: number }>>,
+  prices: Readonly<Record<string, ModelPrice>>,
   model: string | null,
   inputTokens: number,
   outputTokens: number,
 ): number | null {
-  const price = (model === null ? undefined : prices[model]) ?? prices["*"];
+  const price = priceOf(prices, model);
   if (!price) return null;
   return (inputTokens * price.inputPerMTokUsd + outputTokens * price.outputPerMTokUsd) / 1_000_000;
 }

@@ -32,6 +32,19 @@ export interface ModelPrice {
   outputPerMTokUsd: number;
 }
 
+/**
+ * The operator's price for a model, else the table's `*` entry. Model names come from requests
+ * and sandboxes: only the table's own entries count, never an Object.prototype key such as
+ * "constructor" (which would price usage at NaN and let it pass every cost limit).
+ */
+export function priceOf(
+  prices: Readonly<Record<string, ModelPrice>>,
+  model: string | null,
+): ModelPrice | undefined {
+  if (model !== null && Object.hasOwn(prices, model)) return prices[model];
+  return Object.hasOwn(prices, "*") ? prices["*"] : undefined;
+}
+
 export interface QuotaUsage {
   plan: string | null;
   limits: PlanLimits;
@@ -220,7 +233,7 @@ export class Quotas {
     let cost = 0;
     for (const row of rows) {
       tokens += row.inputTokens + row.outputTokens;
-      const price = this.prices[row.model] ?? this.prices["*"];
+      const price = priceOf(this.prices, row.model);
       if (price)
         cost +=
           (row.inputTokens * price.inputPerMTokUsd + row.outputTokens * price.outputPerMTokUsd) / 1_000_000;

@@ -597,7 +597,14 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       await store.plans.assign("usr_2", "team", 4);
       expect(await store.plans.planOf("usr_1")).toBe("free");
       expect(await store.plans.planOf("usr_2")).toBe("team");
-      expect(await store.plans.countAssigned()).toEqual({ free: 1, team: 1 });
+      expect(await store.plans.countAssigned()).toEqual(
+        new Map([
+          ["free", 1],
+          ["team", 1],
+        ]),
+      );
+      // A name that is also an Object.prototype key counts nobody.
+      expect((await store.plans.countAssigned()).get("constructor")).toBeUndefined();
       await expect(store.plans.assign("usr_1", "no-such-plan", 5)).rejects.toThrow();
 
       await expect(store.plans.delete("free")).rejects.toMatchObject({ code: "conflict" });
