@@ -31,6 +31,7 @@ import { BASE_IMAGE_NAME, ImageService } from "./services/image-service.js";
 import type { LoginFlow, LoginProvider } from "./services/login-flows.js";
 import { DEFAULT_LOGIN_FLOWS } from "./services/login-flows.js";
 import { LoginService } from "./services/login-service.js";
+import { McpServerService } from "./services/mcp-servers.js";
 import { Metrics } from "./services/metrics.js";
 import { serveMetrics } from "./services/metrics-listener.js";
 import { NetworkPolicies } from "./services/network-policies.js";
@@ -45,6 +46,7 @@ import { RunService } from "./services/run-service.js";
 import { sandboxRunStep } from "./services/sandbox-run-step.js";
 import { reportStoreChanges } from "./services/store-reports.js";
 import { WarmPools } from "./services/warm-pools.js";
+import { WebhookService } from "./services/webhooks.js";
 
 /** The vault's master keys when POLYDEV_MASTER_KEY is not set (mode 600). */
 export const MASTER_KEY_FILE = "master-keys.json";
@@ -168,10 +170,21 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   );
   const metrics = new Metrics();
   const events = new EventHub(bus, config.events, log.child({ component: "events" }), () => clock.now());
+  const keyFile = join(config.dataDir, MASTER_KEY_FILE);
+  const loadKeys = () => loadKeyring({ envKey: config.masterKey, keyFile });
+  const vault = new EnvelopeVault(await loadKeys(), loadKeys);
+  // Reads and queues through the plain store: it only ever adds delivery rows.
+  const webhooks = new WebhookService(
+    plainStore,
+    vault,
+    config.webhooks,
+    log.child({ component: "webhooks" }),
+    () => clock.now(),
+  );
   // Every state change passes through the store: metrics and events are reported from there.
   const store = observeStore(
     plainStore,
-    reportStoreChanges(metrics, events),
+    reportStoreChanges(metrics, events, webhooks),
     log.child({ component: "store-observer" }),
   );
   metrics.observeStore(store, hostname());
@@ -182,9 +195,6 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     clock.now(),
     config.adminPassword,
   );
-  const keyFile = join(config.dataDir, MASTER_KEY_FILE);
-  const loadKeys = () => loadKeyring({ envKey: config.masterKey, keyFile });
-  const vault = new EnvelopeVault(await loadKeys(), loadKeys);
   const audit = new AuditLog(
     store,
     clock,
@@ -272,6 +282,8 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     (sandbox, policy) => egress.widen(sandbox, policy),
   );
   sandboxes.onEnded((sandboxId) => runs.sandboxEnded(sandboxId));
+  const mcpServers = new McpServerService(store, vault, config.mcpServers.maxPerUser, () => clock.now());
+  runs.useMcpServers((userId, selection) => mcpServers.forRun(userId, selection));
   const interrupted = await runs.failInterrupted();
   if (interrupted > 0) log.warn({ interrupted }, "runs interrupted by the restart were marked failed");
   let images: ImageService | undefined;
@@ -364,6 +376,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     audit,
     credentials,
     sessionIdleTimeoutMs: config.sessionIdleTimeoutMs,
+    webhooks,
   });
   // Sandboxes that outlived the previous server: their allow-list interception is opened again
   // (until then their connections are refused inside the sandbox, never let through).
@@ -388,6 +401,8 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     quotas,
     logins,
     runs,
+    webhooks,
+    mcpServers,
     images,
     sessions: new BrowserSessions(store, clock, {
       idleTimeoutMs: config.sessionIdleTimeoutMs,
@@ -435,6 +450,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       if (closed) return;
       closed = true;
       await jobs.stop();
+      await webhooks.close();
       await reconciler.stop();
       ptys.closeAll();
       await app.close();

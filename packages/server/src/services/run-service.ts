@@ -22,8 +22,8 @@ import type {
 } from "@polydev/core";
 import { FINAL_RUN_STATES, PolydevError } from "@polydev/core";
 import type { GatewayProvider } from "@polydev/gateway";
-import type { AgentRunner } from "@polydev/runners";
-import { anthropicLoop, geminiLoop, openaiLoop, SandboxTools } from "@polydev/runners";
+import type { AgentRunner, McpServerSpec } from "@polydev/runners";
+import { anthropicLoop, geminiLoop, openaiLoop, SandboxTools, withMcpServers } from "@polydev/runners";
 import type { Logger } from "pino";
 import { boundedLines } from "./bounded-lines.js";
 import type { CredentialService } from "./credential-service.js";
@@ -49,7 +49,15 @@ export interface StartRunsInput {
   project?: string | undefined;
   /** A command run in the agent's copy when the run ends ("npm test"); default: the project's own. */
   check?: string | undefined;
+  /** Which of the user's MCP servers the agents get: all (undefined), none (false), or those named. */
+  mcpServers?: false | string[] | undefined;
 }
+
+/** The user's MCP servers a run gets, secrets opened (see mcp-servers.ts). */
+export type McpServersForRun = (
+  userId: string,
+  selection: false | string[] | undefined,
+) => Promise<McpServerSpec[]>;
 
 /** What a run in a project needs to record its changes when it ends. */
 interface ProjectRun {
@@ -135,6 +143,9 @@ export class RunService {
   private readonly live = new EventEmitter();
   private readonly active = new Map<string, Active>();
   private readonly projectRuns = new Map<string, ProjectRun>();
+  /** Each starting run's MCP servers, until its config files are written. */
+  private readonly runMcpServers = new Map<string, McpServerSpec[]>();
+  private mcpServersFor: McpServersForRun = async () => [];
 
   constructor(
     private readonly store: Store,
@@ -149,6 +160,10 @@ export class RunService {
     this.live.setMaxListeners(0);
   }
 
+  useMcpServers(source: McpServersForRun): void {
+    this.mcpServersFor = source;
+  }
+
   async start(userId: string, input: StartRunsInput): Promise<RunRecord[]> {
     for (const agent of input.agents) {
       if (agent !== "builtin" && !this.runners[agent]) {
@@ -160,6 +175,8 @@ export class RunService {
     // Before anything starts: an agent without its provider's credential would only fail later,
     // in the CLI's own words (retries, "an issue with the selected model").
     await this.checkCredentials(userId, input.agents, input.model);
+    // Resolved before anything starts, so a name the user has no server for is a plain 400.
+    const mcpServers = await this.mcpServersFor(userId, input.mcpServers);
     const sandboxId = input.sandboxId ?? (await this.defaultSandbox(userId));
     const { agent: connection, sandbox } = await this.sandboxes.agent(userId, sandboxId);
     if (input.setup?.network && sandbox.network !== "allowlist") {
@@ -223,6 +240,7 @@ export class RunService {
       // A fork already holds the files: its working directory is the requested one, not a copy.
       const baseCwd = inForks ? undefined : (input.cwd ?? project);
       if (project) this.projectRuns.set(run.id, { project, check, baseCommit: undefined, recorded: false });
+      if (mcpServers.length > 0) this.runMcpServers.set(run.id, mcpServers);
       void this.execute(run, place.connection, baseCwd, place.sandbox, input.setup).catch(
         (error: unknown) => {
           this.log.error({ err: error, runId: run.id }, "run failed unexpectedly");
@@ -500,6 +518,7 @@ export class RunService {
     if (!started) {
       // Cancelled before it began: nothing ran, so there is nothing to record.
       this.projectRuns.delete(run.id);
+      this.runMcpServers.delete(run.id);
       return;
     }
     await emit({ type: "status", state: "running" });
@@ -516,12 +535,17 @@ export class RunService {
       const runner = this.runners[run.agent as RunAgent];
       if (!runner) throw new PolydevError("invalid_request", `agent "${run.agent}" is not available`);
       await this.gateway.ensureTunnel(run.sandboxId, connection);
-      const invocation = runner.invocation({
-        prompt: run.prompt,
-        model: run.model ?? undefined,
-        maxTurns: run.maxTurns ?? undefined,
-        gatewayPort: this.gateway.port,
-      });
+      const invocation = withMcpServers(
+        runner.agent,
+        runner.invocation({
+          prompt: run.prompt,
+          model: run.model ?? undefined,
+          maxTurns: run.maxTurns ?? undefined,
+          gatewayPort: this.gateway.port,
+        }),
+        this.runMcpServers.get(run.id) ?? [],
+        connection.hello.home ?? "/home/user",
+      );
       for (const [path, content] of Object.entries(invocation.files)) {
         await connection.files.write(path, Readable.from([Buffer.from(content)]), { mode: 0o600 });
       }
@@ -592,6 +616,7 @@ export class RunService {
     } finally {
       this.active.delete(run.id);
       this.projectRuns.delete(run.id);
+      this.runMcpServers.delete(run.id);
     }
   }
 
