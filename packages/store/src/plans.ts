@@ -84,7 +84,11 @@ export function planRepository(db: Kysely<Database>): PlanRepository {
         .select(["plan_name", (eb) => eb.fn.countAll().as("n")])
         .groupBy("plan_name")
         .execute();
-      return Object.fromEntries(rows.map((r) => [r.plan_name, int8(r.n)]));
+      // Without a prototype: a plan named "constructor" or "toString" must not read Object's.
+      return Object.assign(
+        Object.create(null) as Record<string, number>,
+        Object.fromEntries(rows.map((r) => [r.plan_name, int8(r.n)])),
+      );
     },
   };
 }
