@@ -690,6 +690,10 @@ export interface WebhookRepository {
   deliveries(webhookId: string, limit: number): Promise<WebhookDeliveryRecord[]>;
   /** Drops finished deliveries last updated before `before`; the number dropped. */
   pruneFinished(before: number): Promise<number>;
+  /** Every user's webhooks (master-key rotation re-wraps their secrets). */
+  listAll(): Promise<WebhookRecord[]>;
+  /** Compare-and-set on the sealed secret, so a rotation never overwrites a newer one. */
+  replaceSecret(id: string, previous: string, sealed: string): Promise<boolean>;
 }
 
 export type McpTransport = "stdio" | "http" | "sse";
@@ -719,4 +723,8 @@ export interface McpServerRepository {
   listForUser(userId: string): Promise<McpServerRecord[]>;
   countForUser(userId: string): Promise<number>;
   delete(userId: string, name: string): Promise<boolean>;
+  /** Every user's MCP servers (master-key rotation re-wraps their secrets). */
+  listAll(): Promise<McpServerRecord[]>;
+  /** Compare-and-set on the sealed values, as for credentials. */
+  replaceSealed(id: string, previous: string, sealed: string): Promise<boolean>;
 }

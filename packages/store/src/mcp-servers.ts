@@ -57,6 +57,19 @@ export function mcpServerRepository(db: Kysely<Database>): McpServerRepository {
         .executeTakeFirstOrThrow();
       return int8(row.count as number | string);
     },
+    async listAll() {
+      const rows = await db.selectFrom("mcp_servers").selectAll().orderBy("id").execute();
+      return rows.map(toMcpServer);
+    },
+    async replaceSealed(id, previous, sealed) {
+      const result = await db
+        .updateTable("mcp_servers")
+        .set({ sealed })
+        .where("id", "=", id)
+        .where("sealed", "=", previous)
+        .executeTakeFirst();
+      return int8(result.numUpdatedRows) > 0;
+    },
     async delete(userId, name) {
       const result = await db
         .deleteFrom("mcp_servers")

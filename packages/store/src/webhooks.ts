@@ -150,6 +150,19 @@ export function webhookRepository(db: Kysely<Database>): WebhookRepository {
         .execute();
       return rows.map(toDelivery);
     },
+    async listAll() {
+      const rows = await db.selectFrom("webhooks").selectAll().orderBy("id").execute();
+      return rows.map(toWebhook);
+    },
+    async replaceSecret(id, previous, sealed) {
+      const result = await db
+        .updateTable("webhooks")
+        .set({ sealed_secret: sealed })
+        .where("id", "=", id)
+        .where("sealed_secret", "=", previous)
+        .executeTakeFirst();
+      return int8(result.numUpdatedRows) > 0;
+    },
     async pruneFinished(before) {
       const result = await db
         .deleteFrom("webhook_deliveries")

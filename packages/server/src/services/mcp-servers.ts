@@ -9,6 +9,7 @@ import { PolydevError } from "@polydev/core";
 import type { McpServerSpec } from "@polydev/runners";
 import type { EnvelopeVault } from "@polydev/vault";
 import { newId } from "./api-keys.js";
+import { mcpSecretOwner } from "./hook-secrets.js";
 
 export interface McpServerInput {
   name: string;
@@ -48,10 +49,7 @@ export function presentMcpServer(server: McpServerRecord): McpServerView {
   };
 }
 
-const owner = (server: Pick<McpServerRecord, "userId" | "id">) => ({
-  ownerId: server.userId,
-  provider: `mcp:${server.id}`,
-});
+const owner = (server: Pick<McpServerRecord, "userId" | "id">) => mcpSecretOwner(server.userId, server.id);
 
 export class McpServerService {
   constructor(
@@ -147,6 +145,10 @@ export class McpServerService {
         );
       chosen = all.filter((s) => selection.includes(s.name));
     }
+    const unknownKey = chosen.some(
+      (s) => s.sealed !== null && !this.vault.hasKey(this.vault.keyIdOf(s.sealed)),
+    );
+    if (unknownKey) await this.vault.refresh();
     return chosen.map((server) => {
       const secrets = server.sealed
         ? (JSON.parse(this.vault.open(server.sealed, owner(server))) as {

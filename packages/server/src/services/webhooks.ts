@@ -13,6 +13,7 @@ import type { Logger } from "pino";
 import type { Agent } from "undici";
 import type { PolydevConfig } from "../config.js";
 import { newId } from "./api-keys.js";
+import { webhookSecretOwner } from "./hook-secrets.js";
 import {
   checkedAddress,
   parseWebhookUrl,
@@ -119,7 +120,7 @@ export class WebhookService {
       userId,
       url: url.toString(),
       events: [...new Set(input.events ?? WEBHOOK_EVENTS)],
-      sealedSecret: this.vault.seal(secret, { ownerId: userId, provider: `webhook:${id}` }),
+      sealedSecret: this.vault.seal(secret, webhookSecretOwner(userId, id)),
       createdAt: this.now(),
     };
     await this.store.webhooks.insert(webhook);
@@ -245,10 +246,8 @@ export class WebhookService {
     if (!webhook) return;
     let result: { status: number | null; ok: boolean; error: string | null };
     try {
-      const secret = this.vault.open(webhook.sealedSecret, {
-        ownerId: webhook.userId,
-        provider: `webhook:${webhook.id}`,
-      });
+      if (!this.vault.hasKey(this.vault.keyIdOf(webhook.sealedSecret))) await this.vault.refresh();
+      const secret = this.vault.open(webhook.sealedSecret, webhookSecretOwner(webhook.userId, webhook.id));
       const t = Math.floor(this.now() / 1000);
       result = await sendWebhook({
         url: webhook.url,

@@ -83,6 +83,10 @@ export function runWebhookStoreCases(store: () => Store): void {
       ["whd_3", "delivered", 1, 204],
       ["whd_1", "pending", 1, 500],
     ]);
+    expect((await s.webhooks.listAll()).map((w) => w.id)).toEqual(["whk_1"]);
+    expect(await s.webhooks.replaceSecret("whk_1", "stale", "resealed")).toBe(false);
+    expect(await s.webhooks.replaceSecret("whk_1", "sealed", "resealed")).toBe(true);
+    expect((await s.webhooks.get("whk_1"))?.sealedSecret).toBe("resealed");
     expect(await s.webhooks.pruneFinished(41)).toBe(1);
     expect((await s.webhooks.deliveries("whk_1", 10)).map((d) => d.id)).toEqual(["whd_1"]);
     expect(await s.webhooks.delete("usr_2", "whk_1")).toBe(false);
@@ -123,6 +127,10 @@ export function runWebhookStoreCases(store: () => Store): void {
     expect((await s.mcpServers.listForUser("usr_1")).map((m) => m.name)).toEqual(["docs", "files"]);
     expect((await s.mcpServers.listForUser("usr_1"))[1]).toEqual(server);
     expect(await s.mcpServers.countForUser("usr_1")).toBe(2);
+    expect((await s.mcpServers.listAll()).map((m) => m.id)).toEqual(["mcp_1", "mcp_3"]);
+    expect(await s.mcpServers.replaceSealed("mcp_1", "stale", "resealed")).toBe(false);
+    expect(await s.mcpServers.replaceSealed("mcp_1", "sealed", "resealed")).toBe(true);
+    expect((await s.mcpServers.listForUser("usr_1"))[1]?.sealed).toBe("resealed");
     expect(await s.mcpServers.delete("usr_1", "files")).toBe(true);
     expect(await s.mcpServers.delete("usr_1", "files")).toBe(false);
   });
