@@ -24,10 +24,13 @@ import { CredentialService } from "./services/credential-service.js";
 import { EgressHub } from "./services/egress-hub.js";
 import { EventHub } from "./services/event-hub.js";
 import { GatewayHub } from "./services/gateway-hub.js";
+import { GitAccess } from "./services/git-access.js";
+import { GitCredentials } from "./services/git-credentials.js";
 import { openHostImages } from "./services/host-images.js";
 import type { BuildBase, ImageStorage, RunStep } from "./services/image-ports.js";
 import type { ImageLimits } from "./services/image-service.js";
 import { BASE_IMAGE_NAME, ImageService } from "./services/image-service.js";
+import { KeepService } from "./services/keep-service.js";
 import type { LoginFlow, LoginProvider } from "./services/login-flows.js";
 import { DEFAULT_LOGIN_FLOWS } from "./services/login-flows.js";
 import { LoginService } from "./services/login-service.js";
@@ -284,6 +287,15 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   sandboxes.onEnded((sandboxId) => runs.sandboxEnded(sandboxId));
   const mcpServers = new McpServerService(store, vault, config.mcpServers.maxPerUser, () => clock.now());
   runs.useMcpServers((userId, selection) => mcpServers.forRun(userId, selection));
+  const gitCredentials = new GitCredentials(store, vault, () => clock.now());
+  const gitAccess = new GitAccess(gitCredentials, config.gitInsecureHosts, log.child({ component: "git" }));
+  const keeps = new KeepService(
+    store,
+    async (userId, sandboxId) => (await sandboxes.agent(userId, sandboxId)).agent,
+    gitAccess,
+    log.child({ component: "keep" }),
+    () => clock.now(),
+  );
   const interrupted = await runs.failInterrupted();
   if (interrupted > 0) log.warn({ interrupted }, "runs interrupted by the restart were marked failed");
   let images: ImageService | undefined;
@@ -403,6 +415,9 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     runs,
     webhooks,
     mcpServers,
+    gitCredentials,
+    gitAccess,
+    keeps,
     images,
     sessions: new BrowserSessions(store, clock, {
       idleTimeoutMs: config.sessionIdleTimeoutMs,

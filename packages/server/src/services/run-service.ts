@@ -62,6 +62,8 @@ export type McpServersForRun = (
 /** What a run in a project needs to record its changes when it ends. */
 interface ProjectRun {
   project: string;
+  /** The sandbox holding the original project (a group's runs may work in forks of it). */
+  projectSandboxId: string;
   check: string | undefined;
   baseCommit: string | undefined;
   recorded: boolean;
@@ -239,7 +241,14 @@ export class RunService {
       const place = places[index] ?? { sandbox, connection };
       // A fork already holds the files: its working directory is the requested one, not a copy.
       const baseCwd = inForks ? undefined : (input.cwd ?? project);
-      if (project) this.projectRuns.set(run.id, { project, check, baseCommit: undefined, recorded: false });
+      if (project)
+        this.projectRuns.set(run.id, {
+          project,
+          projectSandboxId: sandbox.id,
+          check,
+          baseCommit: undefined,
+          recorded: false,
+        });
       if (mcpServers.length > 0) this.runMcpServers.set(run.id, mcpServers);
       void this.execute(run, place.connection, baseCwd, place.sandbox, input.setup).catch(
         (error: unknown) => {
@@ -302,6 +311,7 @@ export class RunService {
     const empty = {
       runId: run.id,
       project: tracked.project,
+      projectSandboxId: tracked.projectSandboxId,
       baseCommit: tracked.baseCommit ?? null,
       files: [],
       filesTruncated: false,
@@ -316,6 +326,7 @@ export class RunService {
           : await collectChanges(connection, {
               runId: run.id,
               project: tracked.project,
+              projectSandboxId: tracked.projectSandboxId,
               cwd: run.cwd,
               baseCommit: tracked.baseCommit,
               // A cancelled run was asked to stop: its diff is kept, its check is not started.

@@ -12,7 +12,9 @@ import * as identity from "./010-identity.js";
 import * as plans from "./011-plans.js";
 import * as jobRuns from "./012-job-runs.js";
 import * as runChanges from "./013-run-changes.js";
+import * as runKeeps from "./014-run-keeps.js";
 import * as webhooksMcp from "./016-webhooks-mcp.js";
+import * as usageRollups from "./019-usage-rollups.js";
 import type { SqlFamily } from "./sql-family.js";
 
 export type { SqlFamily } from "./sql-family.js";
@@ -38,6 +40,8 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "012-job-runs": jobRuns,
   "013-run-changes": runChanges,
   "016-webhooks-mcp": webhooksMcp,
+  "014-run-keeps": runKeeps,
+  "019-usage-rollups": usageRollups,
 };
 
 /** Migrations live in code (not read from a folder) so a bundled build carries them. */
