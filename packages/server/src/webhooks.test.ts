@@ -424,6 +424,30 @@ describe("webhook destinations on the server host's private networks (the defaul
     }
   });
 
+  it("does not follow a redirect (a receiver cannot bounce a delivery to another address)", async () => {
+    const target = await receiver();
+    const bouncer = createServer((_request, response) => {
+      response.writeHead(307, { location: target.url });
+      response.end();
+    });
+    await new Promise<void>((resolve) => bouncer.listen(0, "127.0.0.1", resolve));
+    try {
+      const result = await sendWebhook({
+        url: `http://127.0.0.1:${(bouncer.address() as AddressInfo).port}/hook`,
+        body: "{}",
+        headers: {},
+        dispatcher: webhookDispatcher(true),
+        timeoutMs: 5_000,
+        signal: new AbortController().signal,
+      });
+      expect(result).toMatchObject({ ok: false, status: 307 });
+      expect(target.received).toEqual([]);
+    } finally {
+      await new Promise<void>((resolve) => bouncer.close(() => resolve()));
+      await target.close();
+    }
+  });
+
   it("limits the webhooks a user may register", async () => {
     const ok = await alice.call("POST", "/v1/webhooks", { url: "https://93.184.215.14/a" });
     expect(ok.status).toBe(201);
