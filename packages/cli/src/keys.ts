@@ -1,6 +1,13 @@
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { CredentialService, configFromEnv, MASTER_KEY_FILE, parseConfig } from "@polydev/server";
+import {
+  CredentialService,
+  configFromEnv,
+  countHookSecretsByKeyId,
+  MASTER_KEY_FILE,
+  parseConfig,
+  rewrapHookSecrets,
+} from "@polydev/server";
 import { openSqliteStore } from "@polydev/store";
 import { EnvelopeVault, loadKeyring, retireMasterKey, rotateMasterKey } from "@polydev/vault";
 
@@ -46,7 +53,11 @@ export async function keys(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     const newKeyId = config.masterKey ? before.currentKeyId : await rotateMasterKey(keyFile);
     const load = () => loadKeyring({ envKey: config.masterKey, keyFile });
     const vault = new EnvelopeVault(await load(), load);
-    const results = await new CredentialService(store, vault, config.upstreams, Date.now).rewrapAll();
+    const results = [
+      ...(await new CredentialService(store, vault, config.upstreams, Date.now).rewrapAll()),
+      // Webhook signing secrets and MCP servers' env and header values.
+      ...(await rewrapHookSecrets(store, vault)),
+    ];
     const failed = results.filter((r) => !r.ok);
     for (const result of results) {
       process.stdout.write(
@@ -58,10 +69,13 @@ export async function keys(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
         if (oldKeyId === newKeyId) continue;
         // Count twice, a moment apart: a server that read the key file just before the rotation
         // may still be saving one record under the old key.
-        let inUse = await store.credentials.countByKeyId(oldKeyId);
+        const count = async (): Promise<number> =>
+          (await store.credentials.countByKeyId(oldKeyId)) +
+          (await countHookSecretsByKeyId(store, vault, oldKeyId));
+        let inUse = await count();
         if (inUse === 0) {
           await new Promise((resolve) => setTimeout(resolve, RETIRE_SETTLE_MS));
-          inUse = await store.credentials.countByKeyId(oldKeyId);
+          inUse = await count();
         }
         if (inUse === 0) await retireMasterKey(keyFile, oldKeyId, 0);
         else process.stdout.write(`kept key ${oldKeyId}: ${inUse} records still use it\n`);

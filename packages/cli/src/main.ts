@@ -16,6 +16,8 @@ Using a server:
   presets   the network presets allow-list sandboxes can use (polydev presets --help)
   keys      your API keys: ls, create, revoke (polydev keys --help)
   events    follow your events: sandbox states, finished runs and logins (polydev events --help)
+  webhook   signed notifications when runs and groups end: add, ls, rm, deliveries
+  mcp       MCP servers your agents get: add, ls, rm (polydev mcp --help)
 
 Running a server:
   up        start the Polydev server (polydev up --help)
@@ -58,6 +60,11 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./client/run.js")).run(rest, process.env);
     case "creds":
       return (await import("./client/creds.js")).creds(rest, process.env);
+    case "webhook":
+    case "webhooks":
+      return (await import("./client/hooks.js")).webhook(rest, process.env);
+    case "mcp":
+      return (await import("./client/hooks.js")).mcp(rest, process.env);
     case "events":
       return (await import("./client/events.js")).events(rest, process.env);
     case "presets":

@@ -11,6 +11,7 @@ export const ERROR_STATUS = {
   forbidden: 403,
   gateway_path_refused: 403,
   registry_refused: 403,
+  destination_refused: 403,
   csrf_failed: 403,
   not_found: 404,
   method_not_allowed: 405,

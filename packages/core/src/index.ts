@@ -95,6 +95,7 @@ export type { SecretOwner, Vault } from "./vault.js";
 // appended below never reorder (or conflict with) the list above.
 
 export type { EgressPolicy, NetworkChoice } from "./sandbox.js";
+// Webhooks and MCP servers (issue 12).
 export type {
   AuditEvent,
   AuditFilter,
@@ -113,6 +114,9 @@ export type {
   JobOutcome,
   JobRunRecord,
   JobRunRepository,
+  McpServerRecord,
+  McpServerRepository,
+  McpTransport,
   NewAuditEvent,
   NewEgressAuditRecord,
   NewImage,
@@ -124,4 +128,8 @@ export type {
   StoreRepositories,
   UserIdentityRecord,
   UserIdentityRepository,
+  WebhookDeliveryRecord,
+  WebhookDeliveryState,
+  WebhookRecord,
+  WebhookRepository,
 } from "./store.js";

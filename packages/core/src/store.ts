@@ -318,6 +318,8 @@ export interface StoreRepositories {
   readonly audit: AuditRepository;
   readonly plans: PlanRepository;
   readonly jobRuns: JobRunRepository;
+  readonly webhooks: WebhookRepository;
+  readonly mcpServers: McpServerRepository;
 }
 
 export type JobOutcome = "running" | "succeeded" | "failed";
@@ -589,6 +591,8 @@ export interface RunRepository {
     options: { limit: number; cursor?: string | undefined },
   ): Promise<Page<RunRecord>>;
   listByStates(states: string[]): Promise<RunRecord[]>;
+  /** The runs of one group, oldest first. */
+  listByGroup(groupId: string): Promise<RunRecord[]>;
   /** Compare-and-set on the state, like sandboxes. */
   transition(
     id: string,
@@ -679,4 +683,102 @@ export interface ImageRepository {
   getLayer(id: string): Promise<ImageLayerRecord | undefined>;
   listLayers(): Promise<ImageLayerRecord[]>;
   deleteLayer(id: string): Promise<boolean>;
+}
+
+/** A user's webhook endpoint. The signing secret is only ever stored sealed by the vault. */
+export interface WebhookRecord {
+  id: string;
+  userId: string;
+  url: string;
+  /** The event types it receives (never empty: "all" is spelled out at creation). */
+  events: string[];
+  sealedSecret: string;
+  createdAt: number;
+}
+
+export type WebhookDeliveryState = "pending" | "delivered" | "failed";
+
+/**
+ * One event to deliver to one webhook, retried until it is delivered or its attempts run out.
+ * `eventKey` names the event ("run.finished:run_x"): a webhook gets each event at most once,
+ * however many replicas noticed it.
+ */
+export interface WebhookDeliveryRecord {
+  id: string;
+  webhookId: string;
+  userId: string;
+  event: string;
+  eventKey: string;
+  /** The JSON body sent (built by the server, bounded). */
+  payload: string;
+  state: WebhookDeliveryState;
+  attempts: number;
+  /** When the next attempt is due; null once delivered or failed for good. */
+  nextAttemptAt: number | null;
+  lastStatus: number | null;
+  lastError: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface WebhookRepository {
+  insert(webhook: WebhookRecord): Promise<void>;
+  get(id: string): Promise<WebhookRecord | undefined>;
+  listForUser(userId: string): Promise<WebhookRecord[]>;
+  countForUser(userId: string): Promise<number>;
+  /** Deletes the webhook and its deliveries; false if the user has no such webhook. */
+  delete(userId: string, id: string): Promise<boolean>;
+  /** False (and nothing written) when the webhook already has a delivery with this eventKey. */
+  enqueue(delivery: WebhookDeliveryRecord): Promise<boolean>;
+  /** Pending deliveries due at `now`, oldest due first. */
+  due(now: number, limit: number): Promise<WebhookDeliveryRecord[]>;
+  /** Records an attempt's outcome, only if the delivery is still pending after `attempts - 1` tries. */
+  recordAttempt(
+    id: string,
+    outcome: Pick<
+      WebhookDeliveryRecord,
+      "state" | "attempts" | "nextAttemptAt" | "lastStatus" | "lastError" | "updatedAt"
+    >,
+  ): Promise<boolean>;
+  /** The webhook's deliveries, newest first. */
+  deliveries(webhookId: string, limit: number): Promise<WebhookDeliveryRecord[]>;
+  /** Drops finished deliveries last updated before `before`; the number dropped. */
+  pruneFinished(before: number): Promise<number>;
+  /** Every user's webhooks (master-key rotation re-wraps their secrets). */
+  listAll(): Promise<WebhookRecord[]>;
+  /** Compare-and-set on the sealed secret, so a rotation never overwrites a newer one. */
+  replaceSecret(id: string, previous: string, sealed: string): Promise<boolean>;
+}
+
+export type McpTransport = "stdio" | "http" | "sse";
+
+/**
+ * An MCP server a user configured for their agents. Env and header values may hold secrets: they
+ * are stored only inside `sealed` (the vault's record of a JSON object `{env, headers}`);
+ * `envNames` and `headerNames` list their names for display.
+ */
+export interface McpServerRecord {
+  id: string;
+  userId: string;
+  name: string;
+  transport: McpTransport;
+  command: string | null;
+  args: string[];
+  url: string | null;
+  envNames: string[];
+  headerNames: string[];
+  sealed: string | null;
+  createdAt: number;
+}
+
+export interface McpServerRepository {
+  /** A name the user already uses is a `conflict` naming `name`. */
+  insert(server: McpServerRecord): Promise<void>;
+  listForUser(userId: string): Promise<McpServerRecord[]>;
+  countForUser(userId: string): Promise<number>;
+  delete(userId: string, name: string): Promise<boolean>;
+  /** Every user's MCP servers (master-key rotation re-wraps their secrets). */
+  listAll(): Promise<McpServerRecord[]>;
+  /** Compare-and-set on the sealed values, as for credentials. */
+  replaceSealed(id: string, previous: string, sealed: string): Promise<boolean>;
 }

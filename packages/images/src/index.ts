@@ -54,6 +54,8 @@ export type { ImagePasswdEntry } from "./image-passwd.js";
 export { imagePasswdEntry } from "./image-passwd.js";
 export type { CommitLayerOptions, CommitLayerResult } from "./layer-commit.js";
 export { commitLayer, LAYER_COMMIT_MEDIA_TYPE } from "./layer-commit.js";
+// Shared with the server's webhook sender, so both refuse the same destinations.
+export { refusedAddressReason } from "./registry-connect.js";
 export type { PullOptions } from "./registry-pull.js";
 export { pullImage } from "./registry-pull.js";
 export type { ImageReference } from "./registry-reference.js";

@@ -15,3 +15,5 @@ export const CLI_RUNNERS: Partial<Record<RunAgent, AgentRunner>> = {
 };
 export type { LoopResult, ModelLoopOptions } from "./builtin/index.js";
 export { anthropicLoop, geminiLoop, openaiLoop, SandboxTools, TOOL_SPECS } from "./builtin/index.js";
+export type { McpServerSpec } from "./mcp-config.js";
+export { CLAUDE_MCP_CONFIG, withMcpServers } from "./mcp-config.js";

@@ -2728,6 +2728,8 @@ export interface paths {
                         project?: string;
                         /** @description run in the agent's copy when the run ends (e.g. npm test); default: the project's check */
                         check?: string;
+                        /** @description which of your MCP servers the agents get: all (default), none (false), or those named */
+                        mcpServers?: false | string[];
                     };
                 };
             };
@@ -3802,6 +3804,339 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your webhooks (never their secrets) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: components["schemas"]["Webhook"][];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /**
+         * Register a webhook (its signing secret is answered only now)
+         * @description When a run or a group of runs ends, Polydev POSTs a JSON event to the URL, signed with the secret answered here once (header `Polydev-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`; see docs/webhooks.md). Events: `run.finished` (every run's end), `run.failed` (failed or timed out), `group.finished` (every run of a group ended), `group.failed` (a group ended with a failed run); default all. Failed deliveries are retried with exponential back-off. URLs on loopback, private or link-local addresses are refused (403 `destination_refused`) unless the operator allows them.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        url: string;
+                        events?: ("run.finished" | "run.failed" | "group.finished" | "group.failed")[];
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["CreatedWebhook"];
+                    };
+                };
+                /** @description the URL resolves to an address webhooks may not reach */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description the user has as many webhooks as allowed */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete a webhook and its delivery log */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @enum {boolean} */
+                            ok: true;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A webhook's deliveries, newest first: state, attempts, last answer */
+        get: {
+            parameters: {
+                query?: {
+                    limit?: number;
+                };
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: components["schemas"]["WebhookDelivery"][];
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/mcp-servers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your MCP servers (secret values never answered) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: components["schemas"]["McpServer"][];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /**
+         * Configure an MCP server for your agents
+         * @description Either `command` (+ `args`, `env`): a stdio server the agent starts inside the run's sandbox (the command must exist there), or `url` (+ `transport` http (default) or sse, `headers`): a server the agent reaches from the sandbox. Env and header values are stored encrypted and written only into the run's config file in the sandbox. Claude Code gets them with --mcp-config, Codex in ~/.codex/config.toml (stdio and http only), Gemini in ~/.gemini/settings.json. A run takes all of them unless it says `mcpServers: false` or lists the names it wants.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        name: string;
+                        command?: string;
+                        args?: string[];
+                        env?: {
+                            [key: string]: string;
+                        };
+                        url?: string;
+                        /** @enum {string} */
+                        transport?: "http" | "sse";
+                        headers?: {
+                            [key: string]: string;
+                        };
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["McpServer"];
+                    };
+                };
+                /** @description the name is taken */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+                /** @description Default Response */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/mcp-servers/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete an MCP server */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    name: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @enum {boolean} */
+                            ok: true;
+                        };
+                    };
+                };
+                /** @description Default Response */
+                404: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["Error"];
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/images/import": {
         parameters: {
             query?: never;
@@ -4150,6 +4485,19 @@ export interface components {
             createdAt: string;
             updatedAt: string;
         };
+        McpServerInput: {
+            name: string;
+            /** @enum {string} */
+            transport: "stdio" | "http" | "sse";
+            command: string | null;
+            args: string[];
+            url: string | null;
+            /** @description the names of its environment variables (values are never answered) */
+            env: string[];
+            /** @description the names of its headers (values are never answered) */
+            headers: string[];
+            createdAt: string;
+        };
         PlanLimitsInput: {
             /** @description sandboxes creating, running or hibernated at once */
             runningSandboxes?: number;
@@ -4280,6 +4628,24 @@ export interface components {
             /** @description the turn's events follow this sequence number: stream them with Last-Event-ID set to it */
             afterSeq: number;
         };
+        WebhookInput: {
+            id: string;
+            url: string;
+            events: string[];
+            createdAt: string;
+        };
+        WebhookDeliveryInput: {
+            id: string;
+            event: string;
+            /** @enum {string} */
+            state: "pending" | "delivered" | "failed";
+            attempts: number;
+            lastStatus: number | null;
+            lastError: string | null;
+            nextAttemptAt: string | null;
+            createdAt: string;
+            updatedAt: string;
+        };
         CreateSandboxInput: {
             /** @description your name for it, unique among your sandboxes that are not destroyed; usable instead of its id */
             name?: string;
@@ -4326,6 +4692,14 @@ export interface components {
         UpdateSandboxInput: {
             /** @description the new disk size in MiB (up to 16384); disks only grow */
             diskMb: number;
+        };
+        CreatedWebhookInput: {
+            id: string;
+            url: string;
+            events: string[];
+            createdAt: string;
+            /** @description the signing secret; shown only in this answer */
+            secret: string;
         };
         SandboxNetwork: {
             allow: string[];
@@ -4632,6 +5006,19 @@ export interface components {
             createdAt: string;
             updatedAt: string;
         };
+        McpServer: {
+            name: string;
+            /** @enum {string} */
+            transport: "stdio" | "http" | "sse";
+            command: string | null;
+            args: string[];
+            url: string | null;
+            /** @description the names of its environment variables (values are never answered) */
+            env: string[];
+            /** @description the names of its headers (values are never answered) */
+            headers: string[];
+            createdAt: string;
+        };
         PlanLimits: {
             /** @description sandboxes creating, running or hibernated at once */
             runningSandboxes?: number;
@@ -4762,6 +5149,24 @@ export interface components {
             /** @description the turn's events follow this sequence number: stream them with Last-Event-ID set to it */
             afterSeq: number;
         };
+        Webhook: {
+            id: string;
+            url: string;
+            events: string[];
+            createdAt: string;
+        };
+        WebhookDelivery: {
+            id: string;
+            event: string;
+            /** @enum {string} */
+            state: "pending" | "delivered" | "failed";
+            attempts: number;
+            lastStatus: number | null;
+            lastError: string | null;
+            nextAttemptAt: string | null;
+            createdAt: string;
+            updatedAt: string;
+        };
         CreateSandbox: {
             /** @description your name for it, unique among your sandboxes that are not destroyed; usable instead of its id */
             name?: string;
@@ -4808,6 +5213,14 @@ export interface components {
         UpdateSandbox: {
             /** @description the new disk size in MiB (up to 16384); disks only grow */
             diskMb: number;
+        };
+        CreatedWebhook: {
+            id: string;
+            url: string;
+            events: string[];
+            createdAt: string;
+            /** @description the signing secret; shown only in this answer */
+            secret: string;
         };
     };
     responses: never;

@@ -5,6 +5,7 @@
 import createClient from "openapi-fetch";
 import type { components, paths } from "./api-types.js";
 import { errorFromResponse, PolydevApiError } from "./errors.js";
+import { mcpServersApi, webhooksApi } from "./hooks.js";
 import type { Image } from "./images.js";
 import { imagesApi } from "./images.js";
 import { loginsApi } from "./logins.js";
@@ -358,6 +359,12 @@ export class Polydev {
      */
     network: networkApi(this.transport()),
   };
+
+  /** Signed notifications when runs and groups end (see hooks.ts, docs/webhooks.md). */
+  readonly webhooks = webhooksApi(this.transport());
+
+  /** MCP servers every run's agents get unless the run opts out (see hooks.ts). */
+  readonly mcpServers = mcpServersApi(this.transport());
 
   /** The named allow-lists an admin defines (e.g. "package-registries", "github"). */
   readonly networkPresets = networkPresetsApi(this.transport());

@@ -60,6 +60,14 @@ export {
   TooManyAttemptsError,
   UnauthorizedError,
 } from "./errors.js";
+export type {
+  CreatedWebhook,
+  CreateMcpServer,
+  CreateWebhook,
+  McpServer,
+  Webhook,
+  WebhookDelivery,
+} from "./hooks.js";
 export type { BuildImage, Image, ImageDetail } from "./images.js";
 export type { Login, LoginProvider } from "./logins.js";
 export type {

@@ -31,6 +31,7 @@ import { fileRoutes } from "./routes/files.js";
 import { healthRoutes } from "./routes/health.js";
 import { imageRoutes } from "./routes/images.js";
 import { loginRoutes } from "./routes/logins.js";
+import { mcpServerRoutes } from "./routes/mcp-servers.js";
 import { metricsRoutes } from "./routes/metrics.js";
 import { networkRoutes } from "./routes/network.js";
 import { planRoutes } from "./routes/plans.js";
@@ -42,6 +43,7 @@ import { changesRoutes, runRoutes } from "./routes/runs.js";
 import { keepRoutes } from "./routes/runs-keep.js";
 import { sandboxRoutes } from "./routes/sandboxes.js";
 import { webRoutes } from "./routes/web.js";
+import { webhookRoutes } from "./routes/webhooks.js";
 
 export const API_VERSION = "0.1.0";
 
@@ -163,6 +165,8 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   eventRoutes(app, ctx);
   planRoutes(app, ctx);
   imageRoutes(app, ctx);
+  webhookRoutes(app, ctx);
+  mcpServerRoutes(app, ctx);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await webRoutes(app, ctx);
   // After the web routes: it serves files with the reply.sendFile they register.

@@ -315,6 +315,36 @@ export const configSchema = z
         maxBufferedBytes: intFromEnv.positive().default(1024 * 1024),
       })
       .prefault({}),
+    /** Webhooks (docs/webhooks.md): where and how often deliveries go out. */
+    webhooks: z
+      .object({
+        /**
+         * POLYDEV_WEBHOOK_ALLOW_PRIVATE=1: deliveries may go to loopback, private and link-local
+         * addresses. Off by default: the server host sends them, so a URL on those addresses
+         * would reach what only the host should (metadata services, internal ports).
+         */
+        allowPrivate: z.boolean().default(false),
+        /** POLYDEV_WEBHOOK_MAX_PER_USER: webhooks one user may register. */
+        maxPerUser: intFromEnv.min(1).max(1000).default(20),
+        /** POLYDEV_WEBHOOK_MAX_ATTEMPTS: tries per delivery before it is marked failed. */
+        maxAttempts: intFromEnv.min(1).max(20).default(5),
+        /** POLYDEV_WEBHOOK_RETRY_BASE_MS: the first retry's delay; each next one is 4 times longer (45 s: 5 tries over about an hour). */
+        retryBaseMs: intFromEnv.min(1).default(45_000),
+        /** POLYDEV_WEBHOOK_POLL_MS: how often due deliveries are looked for (new ones are sent at once). */
+        pollIntervalMs: intFromEnv.min(10).default(5_000),
+        /** POLYDEV_WEBHOOK_TIMEOUT_MS: one request's limit for the answer's headers and body. */
+        timeoutMs: intFromEnv.min(100).max(120_000).default(10_000),
+        /** Finished deliveries are kept this long for the delivery log. */
+        retentionDays: z.coerce.number().positive().default(30),
+      })
+      .prefault({}),
+    /** MCP servers users configure for their agents. */
+    mcpServers: z
+      .object({
+        /** POLYDEV_MCP_MAX_PER_USER: MCP servers one user may configure. */
+        maxPerUser: intFromEnv.min(1).max(200).default(20),
+      })
+      .prefault({}),
     /** A detached terminal keeps running this long, waiting for its reconnect. */
     ptyDetachGraceMs: intFromEnv.positive().default(10 * MINUTE_MS),
     /**
@@ -416,6 +446,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS)
     input.sandboxInactiveDestroyDays = Number(env.POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS);
   input.images = imagesFromEnv(env);
+  input.webhooks = webhooksFromEnv(env);
+  if (env.POLYDEV_MCP_MAX_PER_USER) input.mcpServers = { maxPerUser: Number(env.POLYDEV_MCP_MAX_PER_USER) };
   const upstreams: Record<string, string> = {};
   if (env.POLYDEV_ANTHROPIC_BASE_URL) upstreams.anthropic = env.POLYDEV_ANTHROPIC_BASE_URL;
   if (env.POLYDEV_OPENAI_BASE_URL) upstreams.openai = env.POLYDEV_OPENAI_BASE_URL;
@@ -477,6 +509,25 @@ function oidcIssuersFromEnv(text: string): NonNullable<ConfigInput["oidcIssuers"
       `POLYDEV_OIDC_ISSUERS must be a JSON array of issuers (${error instanceof Error ? error.message : "not JSON"})`,
     );
   }
+}
+
+function webhooksFromEnv(env: NodeJS.ProcessEnv): NonNullable<ConfigInput["webhooks"]> {
+  const webhooks: NonNullable<ConfigInput["webhooks"]> = {};
+  const allow = env.POLYDEV_WEBHOOK_ALLOW_PRIVATE?.trim().toLowerCase();
+  if (allow !== undefined && allow !== "") {
+    if (!["1", "0", "true", "false", "on", "off"].includes(allow))
+      throw new PolydevError(
+        "invalid_request",
+        `POLYDEV_WEBHOOK_ALLOW_PRIVATE must be 1 or 0 (got "${env.POLYDEV_WEBHOOK_ALLOW_PRIVATE}")`,
+      );
+    webhooks.allowPrivate = ["1", "true", "on"].includes(allow);
+  }
+  if (env.POLYDEV_WEBHOOK_MAX_PER_USER) webhooks.maxPerUser = Number(env.POLYDEV_WEBHOOK_MAX_PER_USER);
+  if (env.POLYDEV_WEBHOOK_MAX_ATTEMPTS) webhooks.maxAttempts = Number(env.POLYDEV_WEBHOOK_MAX_ATTEMPTS);
+  if (env.POLYDEV_WEBHOOK_RETRY_BASE_MS) webhooks.retryBaseMs = Number(env.POLYDEV_WEBHOOK_RETRY_BASE_MS);
+  if (env.POLYDEV_WEBHOOK_POLL_MS) webhooks.pollIntervalMs = Number(env.POLYDEV_WEBHOOK_POLL_MS);
+  if (env.POLYDEV_WEBHOOK_TIMEOUT_MS) webhooks.timeoutMs = Number(env.POLYDEV_WEBHOOK_TIMEOUT_MS);
+  return webhooks;
 }
 
 function imagesFromEnv(env: NodeJS.ProcessEnv): NonNullable<ConfigInput["images"]> {

@@ -13,5 +13,6 @@ export type {
 export { defineDriver, MASTER_KEY_FILE, startServer } from "./server.js";
 export { ADMIN_KEY_FILE } from "./services/bootstrap.js";
 export { CredentialService } from "./services/credential-service.js";
+export { countHookSecretsByKeyId, rewrapHookSecrets } from "./services/hook-secrets.js";
 export { configuredDrivers } from "./services/open-drivers.js";
 export type { ReconcileAction, ReconcileItem } from "./services/reconciler.js";

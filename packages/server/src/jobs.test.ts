@@ -132,6 +132,7 @@ describe("jobs on two servers sharing Postgres and Redis", () => {
       "expired-sessions",
       "reconcile",
       "usage-rollup",
+      "webhook-deliveries",
     ]);
     const anonymous = await new ApiClient(a.url, "pk_not_a_key").call("GET", "/v1/admin/jobs");
     expect(anonymous.status).toBe(401);

@@ -34,6 +34,7 @@ import { KeepService } from "./services/keep-service.js";
 import type { LoginFlow, LoginProvider } from "./services/login-flows.js";
 import { DEFAULT_LOGIN_FLOWS } from "./services/login-flows.js";
 import { LoginService } from "./services/login-service.js";
+import { McpServerService } from "./services/mcp-servers.js";
 import { Metrics } from "./services/metrics.js";
 import { serveMetrics } from "./services/metrics-listener.js";
 import { NetworkPolicies } from "./services/network-policies.js";
@@ -48,6 +49,7 @@ import { RunService } from "./services/run-service.js";
 import { sandboxRunStep } from "./services/sandbox-run-step.js";
 import { reportStoreChanges } from "./services/store-reports.js";
 import { WarmPools } from "./services/warm-pools.js";
+import { WebhookService } from "./services/webhooks.js";
 
 /** The vault's master keys when POLYDEV_MASTER_KEY is not set (mode 600). */
 export const MASTER_KEY_FILE = "master-keys.json";
@@ -171,10 +173,21 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   );
   const metrics = new Metrics();
   const events = new EventHub(bus, config.events, log.child({ component: "events" }), () => clock.now());
+  const keyFile = join(config.dataDir, MASTER_KEY_FILE);
+  const loadKeys = () => loadKeyring({ envKey: config.masterKey, keyFile });
+  const vault = new EnvelopeVault(await loadKeys(), loadKeys);
+  // Reads and queues through the plain store: it only ever adds delivery rows.
+  const webhooks = new WebhookService(
+    plainStore,
+    vault,
+    config.webhooks,
+    log.child({ component: "webhooks" }),
+    () => clock.now(),
+  );
   // Every state change passes through the store: metrics and events are reported from there.
   const store = observeStore(
     plainStore,
-    reportStoreChanges(metrics, events),
+    reportStoreChanges(metrics, events, webhooks),
     log.child({ component: "store-observer" }),
   );
   metrics.observeStore(store, hostname());
@@ -185,9 +198,6 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     clock.now(),
     config.adminPassword,
   );
-  const keyFile = join(config.dataDir, MASTER_KEY_FILE);
-  const loadKeys = () => loadKeyring({ envKey: config.masterKey, keyFile });
-  const vault = new EnvelopeVault(await loadKeys(), loadKeys);
   const audit = new AuditLog(
     store,
     clock,
@@ -275,6 +285,8 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     (sandbox, policy) => egress.widen(sandbox, policy),
   );
   sandboxes.onEnded((sandboxId) => runs.sandboxEnded(sandboxId));
+  const mcpServers = new McpServerService(store, vault, config.mcpServers.maxPerUser, () => clock.now());
+  runs.useMcpServers((userId, selection) => mcpServers.forRun(userId, selection));
   const gitCredentials = new GitCredentials(store, vault, () => clock.now());
   const gitAccess = new GitAccess(gitCredentials, config.gitInsecureHosts, log.child({ component: "git" }));
   const keeps = new KeepService(
@@ -376,6 +388,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     audit,
     credentials,
     sessionIdleTimeoutMs: config.sessionIdleTimeoutMs,
+    webhooks,
   });
   // Sandboxes that outlived the previous server: their allow-list interception is opened again
   // (until then their connections are refused inside the sandbox, never let through).
@@ -400,6 +413,8 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     quotas,
     logins,
     runs,
+    webhooks,
+    mcpServers,
     gitCredentials,
     gitAccess,
     keeps,
@@ -450,6 +465,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       if (closed) return;
       closed = true;
       await jobs.stop();
+      await webhooks.close();
       await reconciler.stop();
       ptys.closeAll();
       await app.close();

@@ -58,6 +58,7 @@ describe("postgres specifics", () => {
         "013-run-changes",
         "014-run-keeps",
         "015-run-conversations",
+        "016-webhooks-mcp",
         "019-usage-rollups",
       ]);
     } finally {

@@ -161,6 +161,16 @@ export function runRepository(db: Kysely<Database>): RunRepository {
         .execute();
       return toPage(rows, options.limit, toRun);
     },
+    async listByGroup(groupId) {
+      const rows = await db
+        .selectFrom("runs")
+        .selectAll()
+        .where("group_id", "=", groupId)
+        .orderBy("created_at")
+        .orderBy("id")
+        .execute();
+      return rows.map(toRun);
+    },
     async listByStates(states) {
       if (states.length === 0) return [];
       return (await db.selectFrom("runs").selectAll().where("state", "in", states).execute()).map(toRun);

@@ -196,6 +196,47 @@ export interface RunChangesTable {
   recorded_at: number | string;
 }
 
+/** Migration 016: `events` is a JSON array of event types. */
+export interface WebhooksTable {
+  id: string;
+  user_id: string;
+  url: string;
+  events: string;
+  sealed_secret: string;
+  created_at: number | string;
+}
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  webhook_id: string;
+  user_id: string;
+  event: string;
+  event_key: string;
+  payload: string;
+  state: string;
+  attempts: number;
+  next_attempt_at: number | string | null;
+  last_status: number | null;
+  last_error: string | null;
+  created_at: number | string;
+  updated_at: number | string;
+}
+
+/** Migration 016: `args`, `env_names` and `header_names` are JSON arrays of strings. */
+export interface McpServersTable {
+  id: string;
+  user_id: string;
+  name: string;
+  transport: string;
+  command: string | null;
+  args: string;
+  url: string | null;
+  env_names: string;
+  header_names: string;
+  sealed: string | null;
+  created_at: number | string;
+}
+
 /** Migration 014: a run's change kept in its project; merged/pushed are 0 or 1. */
 export interface RunKeepsTable {
   run_id: string;
@@ -219,6 +260,9 @@ export interface RunConversationsTable {
 }
 
 export interface Database {
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  mcp_servers: McpServersTable;
   runs: RunsTable;
   run_changes: RunChangesTable;
   run_keeps: RunKeepsTable;

@@ -68,6 +68,7 @@ describe("sqlite specifics", () => {
       { name: "013-run-changes" },
       { name: "014-run-keeps" },
       { name: "015-run-conversations" },
+      { name: "016-webhooks-mcp" },
       { name: "019-usage-rollups" },
     ]);
   });

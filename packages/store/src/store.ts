@@ -6,6 +6,7 @@ import { egressAuditRepository, egressPresetRepository } from "./egress.js";
 import { auditRepository, userIdentityRepository } from "./identity.js";
 import { imageRepository } from "./images.js";
 import { jobRunRepository } from "./job-runs.js";
+import { mcpServerRepository } from "./mcp-servers.js";
 import { migrationProvider, type SqlFamily } from "./migrations/index.js";
 import { planRepository } from "./plans.js";
 import { runRepository } from "./runs.js";
@@ -14,6 +15,7 @@ import type { Database } from "./schema.js";
 import { sessionRepository } from "./sessions.js";
 import { usageRepository } from "./usage.js";
 import { apiKeyRepository, userRepository } from "./users.js";
+import { webhookRepository } from "./webhooks.js";
 
 /** Applies every pending migration; already applied ones are skipped, so this runs at each open. */
 export async function migrate(db: Kysely<Database>, family: SqlFamily): Promise<void> {
@@ -48,6 +50,8 @@ function repositories(db: Kysely<Database>): StoreRepositories {
     audit: auditRepository(db),
     plans: planRepository(db),
     jobRuns: jobRunRepository(db),
+    webhooks: webhookRepository(db),
+    mcpServers: mcpServerRepository(db),
   };
 }
 

@@ -19,6 +19,8 @@ const NOUNS: Record<string, string> = {
   run_events: "a run event",
   images: "an image",
   image_layers: "an image layer",
+  mcp_servers: "an MCP server",
+  webhook_deliveries: "a webhook delivery",
 };
 
 interface Violation {

@@ -14,6 +14,7 @@ import type { GitCredentials } from "../services/git-credentials.js";
 import type { ImageService } from "../services/image-service.js";
 import type { KeepService } from "../services/keep-service.js";
 import type { LoginService } from "../services/login-service.js";
+import type { McpServerService } from "../services/mcp-servers.js";
 import type { Metrics } from "../services/metrics.js";
 import type { NetworkPolicies } from "../services/network-policies.js";
 import type { OidcUsers } from "../services/oidc-users.js";
@@ -23,6 +24,7 @@ import type { Quotas } from "../services/quotas.js";
 import type { RunService } from "../services/run-service.js";
 import type { SandboxService } from "../services/sandbox-service.js";
 import type { SignInThrottle } from "../services/sign-in-throttle.js";
+import type { WebhookService } from "../services/webhooks.js";
 
 /** What routes may use; built once in app.ts. */
 export interface ServerContext {
@@ -40,6 +42,8 @@ export interface ServerContext {
   quotas: Quotas;
   logins: LoginService;
   runs: RunService;
+  webhooks: WebhookService;
+  mcpServers: McpServerService;
   gitCredentials: GitCredentials;
   gitAccess: GitAccess;
   keeps: KeepService;

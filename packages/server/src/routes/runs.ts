@@ -109,6 +109,15 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
               .describe(
                 "run in the agent's copy when the run ends (e.g. npm test); default: the project's check",
               ),
+            mcpServers: z
+              .union([
+                z.literal(false),
+                z.array(z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "an MCP server name")).max(200),
+              ])
+              .optional()
+              .describe(
+                "which of your MCP servers the agents get: all (default), none (false), or those named",
+              ),
           })
           .refine(
             (b) => (b.agent === undefined) !== (b.agents === undefined),

@@ -20,6 +20,6 @@ export function displayPrefix(key: string): string {
   return key.slice(0, KEY_PREFIX.length + 6);
 }
 
-export function newId(kind: "usr" | "key" | "sbx" | "cred" | "ses" | "img"): string {
+export function newId(kind: "usr" | "key" | "sbx" | "cred" | "ses" | "img" | "whk" | "whd" | "mcp"): string {
   return `${kind}_${randomBytes(12).toString("base64url")}`;
 }

@@ -71,6 +71,8 @@ function pickRepositories(tx: StoreRepositories): StoreRepositories {
     images: tx.images,
     plans: tx.plans,
     jobRuns: tx.jobRuns,
+    webhooks: tx.webhooks,
+    mcpServers: tx.mcpServers,
     identities: tx.identities,
     audit: tx.audit,
   };

@@ -12,6 +12,7 @@ import type { AuditLog } from "./audit-log.js";
 import type { CredentialService } from "./credential-service.js";
 import { JobRunner } from "./jobs.js";
 import type { Reconciler } from "./reconciler.js";
+import type { WebhookService } from "./webhooks.js";
 
 const HOUR_MS = 60 * 60 * 1000;
 
@@ -25,6 +26,7 @@ export function periodicJobs(deps: {
   audit: AuditLog;
   credentials: CredentialService;
   sessionIdleTimeoutMs: number;
+  webhooks: WebhookService;
 }): JobRunner {
   const { config, store, clock, log } = deps;
   const jobs = new JobRunner({ store, bus: deps.bus, clock, node: config.nodeName, log });
@@ -75,5 +77,19 @@ export function periodicJobs(deps: {
       if (folded > 0) log.info({ folded }, "folded gateway usage rows into hourly sums");
     },
   });
+  jobs.add({
+    name: WEBHOOK_JOB,
+    scope: "cluster",
+    intervalMs: config.webhooks.pollIntervalMs,
+    async run(signal) {
+      await deps.webhooks.deliverDue(signal);
+    },
+  });
+  // A delivery just queued goes out now rather than at the next interval (still under the lease).
+  deps.webhooks.onQueued(() => {
+    void jobs.runNow(WEBHOOK_JOB, { force: true });
+  });
   return jobs;
 }
+
+export const WEBHOOK_JOB = "webhook-deliveries";

@@ -22,8 +22,8 @@ import type {
 } from "@polydev/core";
 import { FINAL_RUN_STATES, PolydevError } from "@polydev/core";
 import type { GatewayProvider } from "@polydev/gateway";
-import type { AgentRunner } from "@polydev/runners";
-import { anthropicLoop, geminiLoop, openaiLoop, SandboxTools } from "@polydev/runners";
+import type { AgentRunner, McpServerSpec } from "@polydev/runners";
+import { anthropicLoop, geminiLoop, openaiLoop, SandboxTools, withMcpServers } from "@polydev/runners";
 import type { Logger } from "pino";
 import { boundedLines } from "./bounded-lines.js";
 import type { CredentialService } from "./credential-service.js";
@@ -50,7 +50,15 @@ export interface StartRunsInput {
   project?: string | undefined;
   /** A command run in the agent's copy when the run ends ("npm test"); default: the project's own. */
   check?: string | undefined;
+  /** Which of the user's MCP servers the agents get: all (undefined), none (false), or those named. */
+  mcpServers?: false | string[] | undefined;
 }
+
+/** The user's MCP servers a run gets, secrets opened (see mcp-servers.ts). */
+export type McpServersForRun = (
+  userId: string,
+  selection: false | string[] | undefined,
+) => Promise<McpServerSpec[]>;
 
 /** What a run in a project needs to record its changes when it ends. */
 interface ProjectRun {
@@ -142,6 +150,9 @@ export class RunService {
   private readonly projectRuns = new Map<string, ProjectRun>();
   /** What the turn under way will leave for the next one; saved before its final state is written. */
   private readonly conversations = new Map<string, { turn: Turn; save: () => Promise<void> }>();
+  /** Each starting run's MCP servers, until its config files are written. */
+  private readonly runMcpServers = new Map<string, McpServerSpec[]>();
+  private mcpServersFor: McpServersForRun = async () => [];
 
   constructor(
     private readonly store: Store,
@@ -156,6 +167,10 @@ export class RunService {
     this.live.setMaxListeners(0);
   }
 
+  useMcpServers(source: McpServersForRun): void {
+    this.mcpServersFor = source;
+  }
+
   async start(userId: string, input: StartRunsInput): Promise<RunRecord[]> {
     for (const agent of input.agents) {
       if (agent !== "builtin" && !this.runners[agent]) {
@@ -167,6 +182,8 @@ export class RunService {
     // Before anything starts: an agent without its provider's credential would only fail later,
     // in the CLI's own words (retries, "an issue with the selected model").
     await this.checkCredentials(userId, input.agents, input.model);
+    // Resolved before anything starts, so a name the user has no server for is a plain 400.
+    const mcpServers = await this.mcpServersFor(userId, input.mcpServers);
     const sandboxId = input.sandboxId ?? (await this.defaultSandbox(userId));
     const { agent: connection, sandbox } = await this.sandboxes.agent(userId, sandboxId);
     if (input.setup?.network && sandbox.network !== "allowlist") {
@@ -237,6 +254,7 @@ export class RunService {
           baseCommit: undefined,
           recorded: false,
         });
+      if (mcpServers.length > 0) this.runMcpServers.set(run.id, mcpServers);
       void this.execute(run, place.connection, baseCwd, place.sandbox, input.setup, firstTurn(run)).catch(
         (error: unknown) => {
           this.log.error({ err: error, runId: run.id }, "run failed unexpectedly");
@@ -657,6 +675,7 @@ export class RunService {
         // Cancelled before it began: nothing ran, so there is nothing to record.
         this.projectRuns.delete(run.id);
         this.conversations.delete(run.id);
+        this.runMcpServers.delete(run.id);
         return;
       }
     } else {
@@ -679,13 +698,19 @@ export class RunService {
       const runner = this.runners[run.agent as RunAgent];
       if (!runner) throw new PolydevError("invalid_request", `agent "${run.agent}" is not available`);
       await this.gateway.ensureTunnel(run.sandboxId, connection);
-      const invocation = runner.invocation({
-        prompt: turn.prompt,
-        resumeSessionId: turn.sessionId,
-        model: run.model ?? undefined,
-        maxTurns: run.maxTurns ?? undefined,
-        gatewayPort: this.gateway.port,
-      });
+      // A follow-up's MCP servers are the ones its CLI's config files in the sandbox still name.
+      const invocation = withMcpServers(
+        runner.agent,
+        runner.invocation({
+          prompt: turn.prompt,
+          resumeSessionId: turn.sessionId,
+          model: run.model ?? undefined,
+          maxTurns: run.maxTurns ?? undefined,
+          gatewayPort: this.gateway.port,
+        }),
+        this.runMcpServers.get(run.id) ?? [],
+        connection.hello.home ?? "/home/user",
+      );
       for (const [path, content] of Object.entries(invocation.files)) {
         await connection.files.write(path, Readable.from([Buffer.from(content)]), { mode: 0o600 });
       }
@@ -761,6 +786,7 @@ export class RunService {
       if (this.active.get(run.id) === mine.active) this.active.delete(run.id);
       if (this.projectRuns.get(run.id) === mine.project) this.projectRuns.delete(run.id);
       if (this.conversations.get(run.id)?.turn === turn) this.conversations.delete(run.id);
+      this.runMcpServers.delete(run.id);
     }
   }
 

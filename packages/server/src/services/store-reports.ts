@@ -8,8 +8,13 @@ import { FINAL_RUN_STATES } from "@polydev/core";
 import type { EventHub } from "./event-hub.js";
 import type { Metrics } from "./metrics.js";
 import type { StoreObserver } from "./observed-store.js";
+import type { WebhookService } from "./webhooks.js";
 
-export function reportStoreChanges(metrics: Metrics, events: EventHub): StoreObserver {
+export function reportStoreChanges(
+  metrics: Metrics,
+  events: EventHub,
+  webhooks?: Pick<WebhookService, "runEnded">,
+): StoreObserver {
   // Creates this server wrote, until their first state change: bounded by creates in flight.
   const creating = new Set<string>();
   return {
@@ -41,6 +46,7 @@ export function reportStoreChanges(metrics: Metrics, events: EventHub): StoreObs
         state: run.state,
         exitReason: run.exitReason,
       });
+      webhooks?.runEnded(run);
     },
     usageRecorded(entry) {
       metrics.gatewayUsage(entry);

@@ -14,6 +14,7 @@ import * as jobRuns from "./012-job-runs.js";
 import * as runChanges from "./013-run-changes.js";
 import * as runKeeps from "./014-run-keeps.js";
 import * as runConversations from "./015-run-conversations.js";
+import * as webhooksMcp from "./016-webhooks-mcp.js";
 import * as usageRollups from "./019-usage-rollups.js";
 import type { SqlFamily } from "./sql-family.js";
 
@@ -41,6 +42,7 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "013-run-changes": runChanges,
   "014-run-keeps": runKeeps,
   "015-run-conversations": runConversations,
+  "016-webhooks-mcp": webhooksMcp,
   "019-usage-rollups": usageRollups,
 };
 

@@ -7,6 +7,7 @@ import type { NewSandbox, SessionRecord, Store } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { runStoreParityCases } from "./store-contract-parity.js";
+import { runWebhookStoreCases } from "./store-contract-webhooks.js";
 
 export function runStoreContract(name: string, open: () => Promise<Store>): void {
   describe(`Store contract: ${name}`, () => {
@@ -1063,5 +1064,6 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
     });
 
     runStoreParityCases(() => store);
+    runWebhookStoreCases(() => store);
   });
 }
