@@ -20,8 +20,13 @@ const ADMIN_PASSWORD = "group-compare-test-password";
 const STEP_MS = 240_000;
 const CODEX = "/usr/local/bin/codex";
 
-/** The built-in agent and Codex each rewrite the README their own way (so keeping both conflicts). */
-const BUILTIN_EDIT = "printf 'builtin was here\\n' > README && printf 'b\\n' > builtin.txt";
+/** Markup a sandbox wrote, in a file name and its content: the page must show it as text. */
+const MARKUP = `<img src=x onerror="window.__pwned=1">`;
+/**
+ * The built-in agent and Codex each rewrite the README their own way (so keeping both conflicts);
+ * the built-in agent also writes a file named like markup.
+ */
+const BUILTIN_EDIT = `printf 'builtin was here\\n' > README && printf 'b\\n' > builtin.txt && printf '%s\\n' '${MARKUP}' > '${MARKUP}.txt'`;
 const CODEX_EDIT = "printf 'codex was here\\n' > README";
 /** Passes only in the built-in agent's copy. */
 const CHECK = "grep -q builtin README";
@@ -242,6 +247,7 @@ describe.skipIf(!existsSync(CODEX))(
           .textContent();
         expect(builtinFiles).toContain("README");
         expect(builtinFiles).toContain("builtin.txt");
+        expect(builtinFiles).toContain(`${MARKUP}.txt`);
         const codexFiles = await codex.getByRole("list", { name: "Files Codex changed" }).textContent();
         expect(codexFiles).toContain("README");
         expect(codexFiles).not.toContain("builtin.txt");
@@ -258,6 +264,12 @@ describe.skipIf(!existsSync(CODEX))(
         expect(await builtinDiff.textContent()).toContain("first");
         expect(await codexDiff.textContent()).toContain("codex was here");
         expect(await codexDiff.textContent()).not.toContain("builtin was here");
+        // Markup from the sandbox stayed text on the compare page: no element made of it, nothing ran.
+        expect(await builtinDiff.textContent()).toContain(MARKUP);
+        expect(await page.locator("main img").count()).toBe(0);
+        expect(
+          await page.evaluate(() => (window as unknown as { __pwned?: number }).__pwned),
+        ).toBeUndefined();
         await page.screenshot({ path: join(screenshots, "group-compare.png"), fullPage: true });
         await page.getByRole("button", { name: "Inline" }).click();
         await page.locator('.diff-view[data-layout="line-by-line"]').first().waitFor();
