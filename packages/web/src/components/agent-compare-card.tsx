@@ -135,7 +135,8 @@ function ChangesSummary({
 
 function KeepControl({ run, changes, push }: { run: Run; changes: RunChanges; push: boolean }) {
   const keep = useKeepRun();
-  const kept: RunKeep | null = keep.data ?? keptOf(changes);
+  // A keep that conflicted is recorded too (its branch stays), so this attempt's error comes first.
+  const kept: RunKeep | null = keep.data ?? (keep.error ? null : keptOf(changes));
   if (kept) return <KeepResult kept={kept} />;
   const conflicts = conflictPaths(keep.error);
   const nothing = changes.files.length === 0 || changes.baseCommit === null;
@@ -175,7 +176,7 @@ function KeepResult({ kept }: { kept: RunKeep }) {
     <div className="notice notice-good keep-result" role="status" data-kept>
       <strong>Kept</strong> on branch <code>{kept.branch}</code> (commit{" "}
       <span className="mono">{kept.commit.slice(0, 12)}</span>)
-      {kept.merged ? ", merged into the project's branch" : ", not merged"}
+      {kept.merged ? ", merged into the project's branch" : ", not merged into the project's branch"}
       {kept.pushed ? ", pushed" : ""}.
       {kept.pullRequestUrl && /^https?:\/\//.test(kept.pullRequestUrl) ? (
         <>
