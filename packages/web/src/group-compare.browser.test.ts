@@ -227,6 +227,34 @@ describe.skipIf(!existsSync(CODEX))(
     );
 
     it(
+      "notifies when a lone run ends, naming its agent and prompt",
+      async () => {
+        const started = await server().api.call<{ id: string }>("POST", "/v1/runs", {
+          agent: "builtin",
+          prompt: "Say hello on your own",
+          sandboxId,
+        });
+        expect(started.status).toBe(201);
+        await expect
+          .poll(
+            () =>
+              page.evaluate(
+                () =>
+                  (window as unknown as { __notifications: { title: string; tag?: string }[] })
+                    .__notifications,
+              ),
+            { timeout: 60_000 },
+          )
+          .toContainEqual({
+            title: "Built-in agent finished",
+            body: "Say hello on your own",
+            tag: `polydev-run-${started.body.id}`,
+          });
+      },
+      STEP_MS,
+    );
+
+    it(
       "shows each agent's time, tokens, cost, check, files and a side-by-side diff",
       async () => {
         expect(groupId, "the group was started by the previous test").not.toBe("");
