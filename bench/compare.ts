@@ -55,6 +55,18 @@ function lastFinished(url: string, key: string, signal: AbortSignal): (ids: stri
   };
 }
 
+/** Sandboxes outlive their server by design: this one is gone before the server stops. */
+async function destroyAndWait(url: string, headers: Record<string, string>, id: string): Promise<void> {
+  await fetch(`${url}/v1/sandboxes/${id}`, { method: "DELETE", headers }).catch(() => undefined);
+  for (let attempt = 0; attempt < 300; attempt++) {
+    const response = await fetch(`${url}/v1/sandboxes/${id}`, { headers }).catch(() => undefined);
+    if (!response || response.status === 404) return;
+    const { state } = (await response.json()) as { state?: string };
+    if (state === "destroyed") return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 export async function benchCompare(options: { quick: boolean }): Promise<CompareBenchRow[]> {
   const fake = await startFakeProviders();
   const dataDir = await mkdtemp(join(tmpdir(), "polydev-bench-compare-"));
@@ -127,10 +139,7 @@ export async function benchCompare(options: { quick: boolean }): Promise<Compare
     rows.push({ agents: 2, ready: summarize(ready), baseline: summarize(baseline) });
   } finally {
     stream.abort();
-    if (sandboxId !== undefined)
-      await fetch(`${server.url}/v1/sandboxes/${sandboxId}`, { method: "DELETE", headers }).catch(
-        () => undefined,
-      );
+    if (sandboxId !== undefined) await destroyAndWait(server.url, headers, sandboxId);
     await server.stop();
     await fake.close();
     await rm(dataDir, { recursive: true, force: true });
