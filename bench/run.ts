@@ -1,8 +1,9 @@
 /**
  * `npm run bench`: every benchmark, each measuring its own baseline in the same run, printed as
- * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor|microvm|store|api` picks one.
+ * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor|microvm|store|api|compare` picks one.
  */
 import { apiTable, benchApi } from "./api.js";
+import { benchCompare, compareTable } from "./compare.js";
 import { benchEgress, egressTable } from "./egress.js";
 import { benchGvisor, gvisorTable } from "./gvisor.js";
 import { benchImages, imagesTable } from "./images.js";
@@ -51,4 +52,10 @@ if (!process.argv.includes("--only") || only === "microvm") {
 if (!process.argv.includes("--only") || only === "api") {
   const api = await benchApi({ quick });
   process.stdout.write(`\n## API under load and events across replicas\n\n${apiTable(api)}\n`);
+}
+if (!process.argv.includes("--only") || only === "compare") {
+  const compare = await benchCompare({ quick });
+  process.stdout.write(
+    `\n## Compare page: a group's last agent finished to its data ready\n\n${compareTable(compare)}\n`,
+  );
 }

@@ -586,9 +586,10 @@ export interface RunRepository {
   getChanges(runId: string): Promise<RunChangesRecord | undefined>;
   get(id: string): Promise<RunRecord | undefined>;
   getForUser(userId: string, id: string): Promise<RunRecord | undefined>;
+  /** Newest first; `groupId` keeps only the runs of that group. */
   listForUser(
     userId: string,
-    options: { limit: number; cursor?: string | undefined },
+    options: { limit: number; cursor?: string | undefined; groupId?: string | undefined },
   ): Promise<Page<RunRecord>>;
   listByStates(states: string[]): Promise<RunRecord[]>;
   /** The runs of one group, oldest first. */

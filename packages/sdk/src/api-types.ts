@@ -2659,13 +2659,15 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Your runs, newest first */
+        /** Your runs, newest first; with groupId, the runs of that group */
         get: {
             parameters: {
                 query?: {
                     limit?: number;
                     /** @description the nextCursor of the previous page */
                     cursor?: string;
+                    /** @description only the runs of this group (the groupId POST /v1/runs answered) */
+                    groupId?: string;
                 };
                 header?: never;
                 path?: never;

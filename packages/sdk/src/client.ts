@@ -409,11 +409,20 @@ export class Polydev {
     /** @example const run = await polydev.runs.get(id); console.log(run.state, run.finalText); */
     get: async (id: string, call: CallOptions = {}): Promise<Run> =>
       unwrap(await this.api.GET("/v1/runs/{id}", { params: { path: { id } }, signal: call.signal })),
-    /** @example const { items } = await polydev.runs.list({ limit: 20 }); */
-    list: async (query: { limit?: number; cursor?: string } = {}, call: CallOptions = {}) =>
+    /**
+     * Your runs, newest first; `groupId` lists one group's agents.
+     * @example const { items } = await polydev.runs.list({ groupId: started.groupId });
+     */
+    list: async (query: { limit?: number; cursor?: string; groupId?: string } = {}, call: CallOptions = {}) =>
       unwrap(
         await this.api.GET("/v1/runs", {
-          params: { query: { limit: query.limit ?? 50, ...(query.cursor ? { cursor: query.cursor } : {}) } },
+          params: {
+            query: {
+              limit: query.limit ?? 50,
+              ...(query.cursor ? { cursor: query.cursor } : {}),
+              ...(query.groupId ? { groupId: query.groupId } : {}),
+            },
+          },
           signal: call.signal,
         }),
       ),

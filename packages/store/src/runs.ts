@@ -145,6 +145,7 @@ export function runRepository(db: Kysely<Database>): RunRepository {
     },
     async listForUser(userId, options) {
       let query = db.selectFrom("runs").selectAll().where("user_id", "=", userId);
+      if (options.groupId !== undefined) query = query.where("group_id", "=", options.groupId);
       const after = decodeCursor(options.cursor);
       if (after) {
         query = query.where((eb) =>

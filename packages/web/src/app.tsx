@@ -1,10 +1,12 @@
 import { useQuery } from "@tanstack/react-query";
 import type { Session } from "./api/types";
 import { ErrorNotice } from "./components/error-notice";
+import { NotifyToggle } from "./components/notify-toggle";
 import { AdminAuditPage } from "./pages/admin-audit-page";
 import { AdminPage } from "./pages/admin-page";
 import { AdminSandboxPage } from "./pages/admin-sandbox-page";
 import { CredentialsPage } from "./pages/credentials-page";
+import { GroupPage } from "./pages/group-page";
 import { ImagesPage } from "./pages/images-page";
 import { KeysPage } from "./pages/keys-page";
 import { RunViewPage } from "./pages/run-view-page";
@@ -43,7 +45,7 @@ export function App() {
 
 const NAV = [
   { href: "/", label: "Sandboxes", match: ["sandboxes", "sandbox"] },
-  { href: "/runs", label: "Runs", match: ["runs", "run-view"] },
+  { href: "/runs", label: "Runs", match: ["runs", "run-view", "group"] },
   { href: "/images", label: "Images", match: ["images"] },
   { href: "/credentials", label: "Credentials", match: ["credentials"] },
   { href: "/keys", label: "API keys", match: ["keys"] },
@@ -87,6 +89,7 @@ function Shell({ session }: { session: Session }) {
           })}
         </nav>
         <div className="whoami">
+          <NotifyToggle />
           {/* A page of the server, not of the dashboard: a full load. */}
           <a href="/api-reference" className="nav-link small">
             API reference
@@ -122,6 +125,8 @@ function Page({ route, session }: { route: ReturnType<typeof matchRoute>; sessio
       return <RunsPage />;
     case "run-view":
       return <RunViewPage runIds={route.runIds} />;
+    case "group":
+      return <GroupPage groupId={route.groupId} />;
     case "images":
       return <ImagesPage />;
     case "credentials":

@@ -4,6 +4,7 @@ export type Route =
   | { page: "sandbox"; id: string }
   | { page: "runs" }
   | { page: "run-view"; runIds: string[] }
+  | { page: "group"; groupId: string }
   | { page: "images" }
   | { page: "credentials" }
   | { page: "keys" }
@@ -24,6 +25,7 @@ export function matchRoute(path: string): Route {
   if (first === "sandboxes" && second) return { page: "sandbox", id: second };
   if (first === "runs" && second === undefined) return { page: "runs" };
   if (first === "runs" && second) return { page: "run-view", runIds: second.split(",").filter(Boolean) };
+  if (first === "groups" && second) return { page: "group", groupId: second };
   if (first === "images" && second === undefined) return { page: "images" };
   if (first === "credentials" && second === undefined) return { page: "credentials" };
   if (first === "admin" && second === undefined) return { page: "admin" };

@@ -155,10 +155,13 @@ export function runRoutes(instance: FastifyInstance, ctx: ServerContext): void {
     {
       schema: {
         tags,
-        summary: "Your runs, newest first",
+        summary: "Your runs, newest first; with groupId, the runs of that group",
         querystring: z.strictObject({
           limit: z.coerce.number().int().min(1).max(200).default(50),
           cursor: cursorSchema.optional(),
+          groupId: resourceId
+            .optional()
+            .describe("only the runs of this group (the groupId POST /v1/runs answered)"),
         }),
         response: { 200: z.object({ items: z.array(runSchema), nextCursor: z.string().nullable() }) },
       },

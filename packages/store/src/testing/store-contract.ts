@@ -476,6 +476,48 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       expect(await store.runs.countForUserSince("usr_other", 0)).toBe(0);
     });
 
+    it("lists one group's runs, and only the owner's", async () => {
+      await store.users.create(user("usr_1"));
+      await store.users.create(user("usr_2"));
+      const run = (id: string, userId: string, groupId: string | null, createdAt: number) => ({
+        id,
+        userId,
+        sandboxId: "sbx_x",
+        groupId,
+        agent: "claude",
+        prompt: "p",
+        model: null,
+        cwd: ".",
+        state: "queued",
+        exitReason: null,
+        finalText: null,
+        inputTokens: 0,
+        outputTokens: 0,
+        timeoutMs: 1000,
+        maxTurns: null,
+        createdAt,
+        startedAt: null,
+        endedAt: null,
+      });
+      await store.runs.insert(run("run_a1", "usr_1", "grp_a", 1));
+      await store.runs.insert(run("run_a2", "usr_1", "grp_a", 2));
+      await store.runs.insert(run("run_b1", "usr_1", "grp_b", 3));
+      await store.runs.insert(run("run_solo", "usr_1", null, 4));
+      await store.runs.insert(run("run_x", "usr_2", "grp_a", 5));
+      const group = await store.runs.listForUser("usr_1", { limit: 10, groupId: "grp_a" });
+      expect(group.items.map((r) => r.id)).toEqual(["run_a2", "run_a1"]);
+      const paged = await store.runs.listForUser("usr_1", { limit: 1, groupId: "grp_a" });
+      expect(paged.items.map((r) => r.id)).toEqual(["run_a2"]);
+      const rest = await store.runs.listForUser("usr_1", {
+        limit: 1,
+        groupId: "grp_a",
+        cursor: paged.nextCursor,
+      });
+      expect(rest.items.map((r) => r.id)).toEqual(["run_a1"]);
+      expect((await store.runs.listForUser("usr_1", { limit: 10, groupId: "grp_none" })).items).toEqual([]);
+      expect((await store.runs.listForUser("usr_1", { limit: 10 })).items).toHaveLength(4);
+    });
+
     it("keeps what a run changed, replaces it on a second put, and has none for other runs", async () => {
       await store.users.create(user("usr_1"));
       await store.runs.insert({

@@ -6,7 +6,7 @@ export type FileEntry = components["schemas"]["FileEntry"];
 export type Credential = components["schemas"]["Credential"];
 export type Login = components["schemas"]["Login"];
 export type Run = components["schemas"]["Run"];
-export type { CreateSandbox, Image, ImageDetail } from "@polydev/sdk";
+export type { AddProject, CreateSandbox, Image, ImageDetail, Project, RunChanges } from "@polydev/sdk";
 
 export const PROVIDERS = ["anthropic", "openai", "gemini"] as const;
 export type Provider = (typeof PROVIDERS)[number];

@@ -31,6 +31,14 @@ export function RunViewPage({ runIds }: { runIds: string[] }) {
           {first.data ? <p className="prompt-quote">{first.data.prompt}</p> : null}
         </div>
         <div className="head-side">
+          {first.data?.groupId ? (
+            <Link
+              href={`/groups/${encodeURIComponent(first.data.groupId)}`}
+              className="button button-primary"
+            >
+              Compare and keep
+            </Link>
+          ) : null}
           <button type="button" className="button" onClick={() => setReplay((n) => n + 1)}>
             Replay from the start
           </button>

@@ -3,19 +3,14 @@ import type { FormEvent } from "react";
 import { useState } from "react";
 import type { Agent, Run } from "../api/types";
 import { AGENTS } from "../api/types";
+import { AGENT_LABELS } from "../components/agent-labels";
 import { ErrorNotice } from "../components/error-notice";
 import { formatAge } from "../components/format";
+import { ProjectPicker } from "../components/project-picker";
 import { StateBadge } from "../components/state-badge";
 import { runListQuery, useStartRun } from "../queries/runs";
 import { sandboxListQuery } from "../queries/sandboxes";
 import { Link, navigate } from "../router";
-
-const AGENT_LABELS: Record<Agent, string> = {
-  claude: "Claude Code",
-  codex: "Codex",
-  gemini: "Gemini CLI",
-  builtin: "Built-in agent",
-};
 
 export function RunsPage() {
   return (
@@ -38,6 +33,7 @@ function StartRunForm() {
   const [prompt, setPrompt] = useState("");
   const [agents, setAgents] = useState<Agent[]>(["builtin"]);
   const [sandboxId, setSandboxId] = useState("");
+  const [project, setProject] = useState<{ path: string; check: string }>({ path: "", check: "" });
   // A run starts a stopped sandbox (and resumes a hibernated one) before it begins.
   const running = (sandboxes.data?.items ?? []).filter(
     (s) => s.state === "running" || s.state === "stopped" || s.state === "hibernated",
@@ -51,7 +47,12 @@ function StartRunForm() {
   const submit = (event: FormEvent): void => {
     event.preventDefault();
     start.mutate(
-      { agents, prompt, ...(sandboxId ? { sandboxId } : {}) },
+      {
+        agents,
+        prompt,
+        ...(sandboxId ? { sandboxId } : {}),
+        ...(sandboxId && project.path ? { project: project.path, check: project.check.trim() } : {}),
+      },
       { onSuccess: (runs) => navigate(`/runs/${runs.map((r) => r.id).join(",")}`) },
     );
   };
@@ -102,6 +103,7 @@ function StartRunForm() {
             </select>
           </label>
         </div>
+        <ProjectPicker key={sandboxId} sandboxId={sandboxId} onChange={setProject} />
         <div className="actions">
           <button
             type="submit"

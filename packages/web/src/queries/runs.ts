@@ -26,6 +26,10 @@ export interface StartRun {
   agents: Agent[];
   prompt: string;
   sandboxId?: string;
+  /** The project folder (e.g. projects/app) the agents work in; each agent of a group gets a copy. */
+  project?: string;
+  /** Run in each agent's copy when it ends; default the project's own check. */
+  check?: string;
 }
 
 /** Starts one run, or a group when several agents are chosen; answers the runs' ids. */
@@ -37,6 +41,8 @@ export function useStartRun() {
       const body = {
         prompt: input.prompt,
         ...(input.sandboxId ? { sandboxId: input.sandboxId } : {}),
+        ...(input.project ? { project: input.project } : {}),
+        ...(input.project && input.check ? { check: input.check } : {}),
         ...(input.agents.length === 1 && only ? { agent: only } : { agents: input.agents }),
       };
       const answer = await polydev.runs.create(body);
