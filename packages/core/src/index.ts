@@ -114,6 +114,8 @@ export type {
   NewAuditEvent,
   NewEgressAuditRecord,
   NewImage,
+  NodeRecord,
+  NodeRepository,
   PlanLimits,
   PlanRecord,
   PlanRepository,

@@ -56,6 +56,7 @@ describe("postgres specifics", () => {
         "011-plans",
         "012-job-runs",
         "013-run-changes",
+        "017-nodes",
       ]);
     } finally {
       await client.end();

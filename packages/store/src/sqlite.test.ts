@@ -66,6 +66,7 @@ describe("sqlite specifics", () => {
       { name: "011-plans" },
       { name: "012-job-runs" },
       { name: "013-run-changes" },
+      { name: "017-nodes" },
     ]);
   });
 

@@ -7,6 +7,7 @@ import { auditRepository, userIdentityRepository } from "./identity.js";
 import { imageRepository } from "./images.js";
 import { jobRunRepository } from "./job-runs.js";
 import { migrationProvider, type SqlFamily } from "./migrations/index.js";
+import { nodeRepository } from "./nodes.js";
 import { planRepository } from "./plans.js";
 import { runRepository } from "./runs.js";
 import { sandboxLogRepository, sandboxRepository } from "./sandboxes.js";
@@ -47,6 +48,7 @@ function repositories(db: Kysely<Database>): StoreRepositories {
     audit: auditRepository(db),
     plans: planRepository(db),
     jobRuns: jobRunRepository(db),
+    nodes: nodeRepository(db),
   };
 }
 

@@ -71,6 +71,7 @@ function pickRepositories(tx: StoreRepositories): StoreRepositories {
     images: tx.images,
     plans: tx.plans,
     jobRuns: tx.jobRuns,
+    nodes: tx.nodes,
     identities: tx.identities,
     audit: tx.audit,
   };

@@ -24,6 +24,8 @@ export function periodicJobs(deps: {
   audit: AuditLog;
   credentials: CredentialService;
   sessionIdleTimeoutMs: number;
+  /** With replicas: marks the sandboxes of nodes that stopped answering (see dead-nodes.ts). */
+  deadNodes?: (() => Promise<void>) | undefined;
 }): JobRunner {
   const { config, store, clock, log } = deps;
   const jobs = new JobRunner({ store, bus: deps.bus, clock, node: config.nodeName, log });
@@ -65,5 +67,14 @@ export function periodicJobs(deps: {
         log.warn({ unreachable: unreachable.length }, "some credentials could not be validated this time");
     },
   });
+  const deadNodes = deps.deadNodes;
+  if (deadNodes) {
+    jobs.add({
+      name: "dead-nodes",
+      scope: "cluster",
+      intervalMs: config.nodeRefreshIntervalMs,
+      run: () => deadNodes(),
+    });
+  }
   return jobs;
 }

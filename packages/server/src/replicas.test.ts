@@ -1,0 +1,281 @@
+/**
+ * Three real servers on this machine as replicas: one Postgres and one Redis (the test setup's),
+ * their own data directories, one cluster secret. Clients alternate between them and every
+ * answer must be the owning node's: a sandbox created through one is usable through the others
+ * (exec, streamed uploads and downloads), a run started through one streams through another, a
+ * terminal proxied through a replica that is SIGKILLed reattaches through a third, and the
+ * sandboxes of a node that stopped answering are marked failed within the lease plus one refresh.
+ * A forged internal header from outside is refused, and the secret is in no answer and no log.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sharedTestRedis, type TestRedis } from "@polydev/bus-redis/testing";
+import type { FakeProviders } from "@polydev/fake-providers";
+import { startFakeProviders } from "@polydev/fake-providers";
+import { sharedTestPostgres, type TestPostgres } from "@polydev/store/testing/postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { INTERNAL_HEADER, signInternalRequest } from "./http/internal-channel.js";
+import { type ChildServer, removeDataDir, startChildServer, until } from "./testing/child-server.js";
+import { type ApiClient, createUser, readSse } from "./testing/harness.js";
+
+const SECRET = randomBytes(32).toString("hex");
+const MASTER_KEY = randomBytes(32).toString("hex");
+const ADMIN_KEY = `pd_admin_${randomBytes(24).toString("hex")}`;
+const REFRESH_MS = 300;
+const LEASE_MS = 1500;
+/** What the servers promise: a dead node's sandboxes are failed within lease + one refresh (plus the pass). */
+const DEAD_NODE_BOUND_MS = LEASE_MS + REFRESH_MS;
+
+let postgres: TestPostgres;
+let redis: TestRedis;
+let fake: FakeProviders;
+const servers: Record<string, ChildServer> = {};
+let user: Record<string, ApiClient>;
+let userKey: string;
+
+async function startNode(name: string, databaseUrl: string): Promise<ChildServer> {
+  // The admin exists once the first replica started: the others are handed its key.
+  const dataDir = await mkdtemp(join(tmpdir(), `polydev-replica-${name}-`));
+  await writeFile(join(dataDir, "admin-api-key"), `${ADMIN_KEY}\n`, { mode: 0o600 });
+  return startChildServer({
+    dataDir,
+    config: {
+      databaseUrl,
+      redisUrl: redis.socket,
+      nodeName: name,
+      clusterSecret: SECRET,
+      masterKey: MASTER_KEY,
+      adminKey: ADMIN_KEY,
+      nodeRefreshIntervalMs: REFRESH_MS,
+      nodeLeaseMs: LEASE_MS,
+      logLevel: "info",
+      upstreams: { anthropic: fake.url, openai: fake.url, gemini: fake.url },
+    },
+  });
+}
+
+interface SandboxView {
+  id: string;
+  state: string;
+  node: string | null;
+  failureReason: string | null;
+}
+
+const via = (node: string): ApiClient => {
+  const client = user[node];
+  if (!client) throw new Error(`no server ${node}`);
+  return client;
+};
+
+async function sandbox(node: string, id: string): Promise<SandboxView> {
+  return (await via(node).call<SandboxView>("GET", `/v1/sandboxes/${id}`)).body;
+}
+
+let onA: string;
+let onB: string;
+
+beforeAll(async () => {
+  [postgres, redis, fake] = await Promise.all([
+    sharedTestPostgres(),
+    sharedTestRedis(),
+    startFakeProviders(),
+  ]);
+  const databaseUrl = await postgres.createDatabase();
+  servers.a = await startNode("node-a", databaseUrl);
+  const alice = await createUser(servers.a.api, "alice");
+  userKey = alice.key;
+  // Made before the other replicas start: their start-up reconcile must leave it alone.
+  onA = await alice.createSandbox({ name: "on-a" });
+  const [b, c] = await Promise.all([startNode("node-b", databaseUrl), startNode("node-c", databaseUrl)]);
+  servers.b = b;
+  servers.c = c;
+  user = Object.fromEntries(Object.entries(servers).map(([key, s]) => [key, s.api.withKey(userKey)]));
+  await via("a").call("PUT", "/v1/credentials/anthropic", { apiKey: "demo-anthropic-key" });
+}, 180_000);
+
+afterAll(async () => {
+  await Promise.all(Object.values(servers).map((s) => s.stop()));
+  await Promise.all(Object.values(servers).map((s) => removeDataDir(s.dataDir)));
+  await fake?.close();
+  await Promise.all([postgres?.stop(), redis?.stop()]);
+});
+
+describe("replicas sharing Postgres and Redis", () => {
+  it("leaves other nodes' sandboxes alone at start and places creates on the least loaded node", async () => {
+    expect(await sandbox("b", onA)).toMatchObject({ state: "running", node: "node-a" });
+    // node-a reserves memory for on-a: the next create through it goes to an idle node (ties
+    // between node-b and node-c go by name).
+    onB = await via("a").createSandbox({ name: "on-b" });
+    const placed = await sandbox("c", onB);
+    expect(placed.state).toBe("running");
+    expect(placed.node).not.toBe("node-a");
+    expect(placed.node).toBe("node-b");
+  });
+
+  it("answers for any sandbox through any replica: exec, streamed upload and download", async () => {
+    for (const [client, id, host] of [
+      ["c", onB, "node-b"],
+      ["a", onB, "node-b"],
+      ["b", onA, "node-a"],
+      ["c", onA, "node-a"],
+    ] as const) {
+      const answer = await via(client).exec(id, "echo ok");
+      expect(answer.status, `${client} → ${host}`).toBe(200);
+      expect(answer.body.stdout).toBe("ok\n");
+    }
+    const bytes = randomBytes(3 * 1024 * 1024);
+    const upload = await fetch(`${servers.c?.url}/v1/sandboxes/${onB}/files/content?path=big.bin`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${userKey}`, "content-type": "application/octet-stream" },
+      body: bytes,
+    });
+    expect(upload.status).toBe(201);
+    const download = await fetch(`${servers.a?.url}/v1/sandboxes/${onB}/files/content?path=big.bin`, {
+      headers: { authorization: `Bearer ${userKey}` },
+    });
+    expect(download.status).toBe(200);
+    const got = Buffer.from(await download.arrayBuffer());
+    expect(createHash("sha256").update(got).digest("hex")).toBe(
+      createHash("sha256").update(bytes).digest("hex"),
+    );
+    // By name too (names are the user's, resolved on the receiving replica).
+    const byName = await via("c").exec("on-b", "echo by-name");
+    expect(byName.body.stdout).toBe("by-name\n");
+    // A foreign id stays a 404 through any replica.
+    const bob = await createUser(servers.b?.api as ApiClient, "bob");
+    const foreign = await bob.call("POST", `/v1/sandboxes/${onB}/exec`, { cmd: "id" });
+    expect(foreign.status).toBe(404);
+  });
+
+  it("streams a run started through one replica through another", async () => {
+    fake.setScript([
+      {
+        text: "Working on it.",
+        toolCall: { tool: "run_command", arguments: { command: "sleep 1; echo slow-done" } },
+      },
+      { text: "Finished: slow-done." },
+    ]);
+    try {
+      const run = await via("c").call<{ id: string }>("POST", "/v1/runs", {
+        agent: "builtin",
+        prompt: "run the slow thing",
+        sandboxId: onB,
+      });
+      expect(run.status).toBe(201);
+      const live = await fetch(`${servers.a?.url}/v1/runs/${run.body.id}/events`, {
+        headers: { authorization: `Bearer ${userKey}` },
+      });
+      expect(live.status).toBe(200);
+      expect(live.headers.get("content-type")).toMatch(/text\/event-stream/);
+      const events = await readSse(live);
+      const ids = events.map((e) => Number(e.id)).filter((n) => Number.isFinite(n));
+      expect(ids.length).toBeGreaterThan(3);
+      expect(ids).toEqual(ids.map((_, i) => i + 1));
+      expect(JSON.stringify(events)).toContain("slow-done");
+      const final = await via("b").call<{ state: string }>("GET", `/v1/runs/${run.body.id}`);
+      expect(final.body.state).toBe("succeeded");
+    } finally {
+      fake.setScript(undefined);
+    }
+  });
+
+  it("refuses a forged internal header from outside and never shows the secret", async () => {
+    const url = `/v1/sandboxes/${onA}`;
+    const admin = { userId: "usr_x", userName: "admin", role: "admin", keyId: undefined, session: undefined };
+    const forged = [
+      "v1.e30.bm9wZQ",
+      signInternalRequest("a-wrong-secret-of-enough-length-000000", {
+        principal: admin as never,
+        method: "GET",
+        url,
+        from: "node-x",
+        at: Date.now(),
+      }),
+      // Rightly signed, but for another request: it cannot be replayed elsewhere.
+      signInternalRequest(SECRET, {
+        principal: admin as never,
+        method: "GET",
+        url: "/v1/admin/users",
+        from: "node-x",
+        at: Date.now(),
+      }),
+    ];
+    for (const header of forged) {
+      for (const server of [servers.a, servers.b]) {
+        const answer = await fetch(`${server?.url}${url}`, { headers: { [INTERNAL_HEADER]: header } });
+        expect(answer.status).toBe(401);
+        const body = (await answer.json()) as { error: { code: string; message: string } };
+        expect(body.error.code).toBe("invalid_internal_signature");
+        expect(JSON.stringify(body)).not.toContain(SECRET);
+      }
+    }
+    // With a valid API key too: the header wins and is refused (no mixing of the two).
+    const mixed = await fetch(`${servers.c?.url}/v1/sandboxes`, {
+      headers: { authorization: `Bearer ${userKey}`, [INTERNAL_HEADER]: forged[0] as string },
+    });
+    expect(mixed.status).toBe(401);
+    for (const server of Object.values(servers)) {
+      const lines = JSON.stringify(await server.logLines());
+      expect(lines).not.toContain(SECRET);
+      expect(server.output()).not.toContain(SECRET);
+    }
+  });
+
+  it("reattaches a terminal through a third replica after the proxying one is SIGKILLed, and fails the dead node's sandboxes", async () => {
+    const reconnect = `replica-term-${randomBytes(4).toString("hex")}`;
+    const open = async (server: ChildServer) => {
+      const ws = new WebSocket(
+        `${server.url.replace("http", "ws")}/v1/sandboxes/${onA}/pty?reconnect=${reconnect}`,
+        { headers: { authorization: `Bearer ${userKey}` } },
+      );
+      const terminal = { ws, output: "", controls: [] as Record<string, unknown>[] };
+      ws.on("message", (data, isBinary) => {
+        if (isBinary) terminal.output += data.toString();
+        else terminal.controls.push(JSON.parse(data.toString()) as Record<string, unknown>);
+      });
+      ws.on("error", () => undefined);
+      await until(
+        () => terminal.controls.some((c) => c.type === "ready"),
+        15_000,
+        "the terminal to be ready",
+      );
+      return terminal;
+    };
+    const first = await open(servers.b as ChildServer);
+    expect(first.controls[0]).toMatchObject({ type: "ready", reattached: false });
+    first.ws.send(Buffer.from("export MARK=kept-$$; echo set-$MARK\n"), { binary: true });
+    await until(() => /set-kept-\d+/.test(first.output), 10_000, "the first command's output");
+    const shellPid = /set-kept-(\d+)/.exec(first.output)?.[1];
+
+    const closed = new Promise((resolve) => first.ws.once("close", resolve));
+    await servers.b?.kill9();
+    await closed;
+
+    const second = await open(servers.c as ChildServer);
+    expect(second.controls[0]).toMatchObject({ type: "ready", reattached: true });
+    second.ws.send(Buffer.from("echo again-$MARK\n"), { binary: true });
+    await until(() => second.output.includes(`again-kept-${shellPid}`), 10_000, "the same shell's output");
+    second.ws.close();
+
+    // node-b is dead: its sandbox is failed by a survivor, with the reason, within the bound.
+    const killedAt = Date.now();
+    await until(
+      async () => (await sandbox("a", onB)).state === "failed",
+      DEAD_NODE_BOUND_MS + 15_000,
+      "node-b's sandbox to be marked failed",
+    );
+    const failed = await sandbox("c", onB);
+    expect(failed.failureReason).toBe("node node-b stopped answering");
+    process.stdout.write(
+      `node-b's sandbox failed ${Date.now() - killedAt} ms after its SIGKILL (promised: ≤ ${DEAD_NODE_BOUND_MS} ms after its last refresh, plus the pass)\n`,
+    );
+    // The survivors' own sandboxes are untouched, and a dead node's row is still readable.
+    expect(await sandbox("c", onA)).toMatchObject({ state: "running", node: "node-a" });
+    const exec = await via("a").exec(onB, "true");
+    expect(exec.status).toBe(409);
+    for (const server of [servers.a, servers.c]) expect(await server?.unhandledFaults()).toEqual([]);
+  });
+});
