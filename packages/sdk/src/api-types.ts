@@ -3617,6 +3617,8 @@ export interface components {
             expiresAt: string;
             lastActivityAt: string;
             stateChangedAt: string;
+            /** @description the server (node) that hosts it among replicas; null for sandboxes made before nodes */
+            node: string | null;
         };
         ForkSandboxInput: {
             /**
@@ -3736,6 +3738,8 @@ export interface components {
             expiresAt: string;
             lastActivityAt: string;
             stateChangedAt: string;
+            /** @description the server (node) that hosts it among replicas; null for sandboxes made before nodes */
+            node: string | null;
             ownerId: string;
             ownerName: string;
         };
@@ -4070,6 +4074,8 @@ export interface components {
             expiresAt: string;
             lastActivityAt: string;
             stateChangedAt: string;
+            /** @description the server (node) that hosts it among replicas; null for sandboxes made before nodes */
+            node: string | null;
         };
         ForkSandbox: {
             /**
@@ -4189,6 +4195,8 @@ export interface components {
             expiresAt: string;
             lastActivityAt: string;
             stateChangedAt: string;
+            /** @description the server (node) that hosts it among replicas; null for sandboxes made before nodes */
+            node: string | null;
             ownerId: string;
             ownerName: string;
         };

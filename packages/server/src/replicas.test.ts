@@ -42,6 +42,7 @@ async function startNode(name: string, databaseUrl: string): Promise<ChildServer
   await writeFile(join(dataDir, "admin-api-key"), `${ADMIN_KEY}\n`, { mode: 0o600 });
   return startChildServer({
     dataDir,
+    startTimeoutMs: 120_000,
     config: {
       databaseUrl,
       redisUrl: redis.socket,
@@ -94,7 +95,7 @@ beforeAll(async () => {
   servers.c = c;
   user = Object.fromEntries(Object.entries(servers).map(([key, s]) => [key, s.api.withKey(userKey)]));
   await via("a").call("PUT", "/v1/credentials/anthropic", { apiKey: "demo-anthropic-key" });
-}, 180_000);
+}, 400_000);
 
 afterAll(async () => {
   await Promise.all(Object.values(servers).map((s) => s.stop()));
