@@ -9,6 +9,9 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sharedTestRedis, type TestRedis } from "@polydev/bus-redis/testing";
@@ -73,6 +76,23 @@ const via = (node: string): ApiClient => {
 
 async function sandbox(node: string, id: string): Promise<SandboxView> {
   return (await via(node).call<SandboxView>("GET", `/v1/sandboxes/${id}`)).body;
+}
+
+/** A GET with a request target fetch() would not send as it is; the whole answer as text. */
+function rawGet(server: URL, target: string, key: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(server.port), server.hostname, () => {
+      socket.write(
+        `GET ${target} HTTP/1.1\r\nhost: ${server.host}\r\nauthorization: Bearer ${key}\r\nconnection: close\r\n\r\n`,
+      );
+    });
+    let text = "";
+    socket.on("data", (chunk) => {
+      text += chunk.toString();
+    });
+    socket.on("end", () => resolve(text));
+    socket.on("error", reject);
+  });
 }
 
 let onA: string;
@@ -218,6 +238,28 @@ describe("replicas sharing Postgres and Redis", () => {
       headers: { authorization: `Bearer ${userKey}`, [INTERNAL_HEADER]: forged[0] as string },
     });
     expect(mixed.status).toBe(401);
+    // A request target naming another host (absolute form, or a path starting with //) never
+    // makes a replica send anything there.
+    let trapped = 0;
+    const trap = createServer((_request, response) => {
+      trapped += 1;
+      response.end("trapped");
+    });
+    await new Promise<void>((resolve) => trap.listen(0, "127.0.0.1", resolve));
+    const trapPort = (trap.address() as AddressInfo).port;
+    try {
+      const replica = new URL(servers.b?.url ?? "");
+      for (const target of [
+        `http://127.0.0.1:${trapPort}/v1/sandboxes/${onA}`,
+        `//127.0.0.1:${trapPort}/v1/sandboxes/${onA}`,
+      ]) {
+        const answer = await rawGet(replica, target, userKey);
+        expect(answer, target).not.toContain("trapped");
+      }
+      expect(trapped).toBe(0);
+    } finally {
+      trap.close();
+    }
     for (const server of Object.values(servers)) {
       const lines = JSON.stringify(await server.logLines());
       expect(lines).not.toContain(SECRET);

@@ -78,7 +78,9 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardingDeps): 
   }
 
   function signedTarget(request: FastifyRequest, principal: Principal, node: { name: string; url: string }) {
-    const url = new URL(request.url, node.url);
+    // The node's origin and the request's path, joined as text: a path such as `//elsewhere/…`
+    // stays a path on the owning node and never names another host.
+    const url = new URL(`${node.url}${request.url.startsWith("/") ? "" : "/"}${request.url}`);
     const signature = signInternalRequest(deps.clusterSecret ?? "", {
       principal,
       method: request.method,
