@@ -281,7 +281,7 @@ export const configSchema = z
     nodeRefreshIntervalMs: intFromEnv.min(100).default(5_000),
     /**
      * POLYDEV_NODE_LEASE_MS: a node whose registration is older than this has stopped answering;
-     * its sandboxes are marked failed within this plus one refresh interval (default 15 s).
+     * its sandboxes are marked failed within this plus three refresh intervals (default 15 s).
      */
     nodeLeaseMs: intFromEnv.min(300).default(15_000),
     /** How often every stored provider credential is checked with its provider (cluster-wide). */

@@ -29,8 +29,11 @@ const MASTER_KEY = randomBytes(32).toString("hex");
 const ADMIN_KEY = `pd_admin_${randomBytes(24).toString("hex")}`;
 const REFRESH_MS = 300;
 const LEASE_MS = 1500;
-/** What the servers promise: a dead node's sandboxes are failed within lease + one refresh (plus the pass). */
-const DEAD_NODE_BOUND_MS = LEASE_MS + REFRESH_MS;
+/**
+ * What the servers promise: a dead node's sandboxes are failed within its lease plus three
+ * refresh intervals (one for the job's period, two for the job lease the dead node may have held).
+ */
+const DEAD_NODE_BOUND_MS = LEASE_MS + 3 * REFRESH_MS;
 
 let postgres: TestPostgres;
 let redis: TestRedis;
@@ -267,7 +270,7 @@ describe("replicas sharing Postgres and Redis", () => {
     }
   });
 
-  it("reattaches a terminal through a third replica after the proxying one is SIGKILLed, and fails the dead node's sandboxes", async () => {
+  it("reattaches a terminal through a third replica after the proxying one is SIGKILLed, and fails the dead node's sandboxes and runs", async () => {
     const reconnect = `replica-term-${randomBytes(4).toString("hex")}`;
     const open = async (server: ChildServer) => {
       const ws = new WebSocket(
@@ -293,6 +296,26 @@ describe("replicas sharing Postgres and Redis", () => {
     await until(() => /set-kept-\d+/.test(first.output), 10_000, "the first command's output");
     const shellPid = /set-kept-(\d+)/.exec(first.output)?.[1];
 
+    // A run busy in node-b's sandbox when node-b dies: failed with its sandbox.
+    fake.setScript([
+      { text: "Waiting.", toolCall: { tool: "run_command", arguments: { command: "sleep 600" } } },
+      { text: "never reached" },
+    ]);
+    const run = await via("a").call<{ id: string }>("POST", "/v1/runs", {
+      agent: "builtin",
+      prompt: "wait for a long time",
+      sandboxId: onB,
+    });
+    expect(run.status).toBe(201);
+    const runState = async () =>
+      (await via("c").call<{ state: string; exitReason: string | null }>("GET", `/v1/runs/${run.body.id}`))
+        .body;
+    await until(
+      async () => (await runState()).state === "running",
+      30_000,
+      "the run to be running on node-b",
+    );
+
     const closed = new Promise((resolve) => first.ws.once("close", resolve));
     await servers.b?.kill9();
     await closed;
@@ -315,6 +338,9 @@ describe("replicas sharing Postgres and Redis", () => {
     process.stdout.write(
       `node-b's sandbox failed ${Date.now() - killedAt} ms after its SIGKILL (promised: ≤ ${DEAD_NODE_BOUND_MS} ms after its last refresh, plus the pass)\n`,
     );
+    await until(async () => (await runState()).state === "failed", 10_000, "the run to be failed");
+    expect((await runState()).exitReason).toBe("node node-b stopped answering");
+    fake.setScript(undefined);
     // The survivors' own sandboxes are untouched, and a dead node's row is still readable.
     expect(await sandbox("c", onA)).toMatchObject({ state: "running", node: "node-a" });
     const exec = await via("a").exec(onB, "true");

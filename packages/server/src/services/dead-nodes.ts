@@ -2,8 +2,9 @@
  * A node that stopped answering (its registration not refreshed for `nodeLeaseMs`: killed,
  * partitioned, its host gone) cannot be asked about its sandboxes, so a survivor marks them
  * `failed` with the reason, fails their queued and running runs, and drops the node's record. It
- * runs as a cluster-wide job every `nodeRefreshIntervalMs`, so a dead node's sandboxes are marked
- * within `nodeLeaseMs + nodeRefreshIntervalMs` (plus the pass itself) of its last refresh.
+ * runs as a cluster-wide job every `nodeRefreshIntervalMs` under a job lease of twice that (the
+ * dead node may have held it), so a dead node's sandboxes are marked within
+ * `nodeLeaseMs + 3 × nodeRefreshIntervalMs` (30 s by default) of its last refresh, plus the pass.
  *
  * A node that was only slow and comes back finds its sandboxes failed: its own reconciler then
  * destroys them as orphans. Failing them is the honest answer while nobody could reach them.

@@ -73,6 +73,8 @@ export function periodicJobs(deps: {
       name: "dead-nodes",
       scope: "cluster",
       intervalMs: config.nodeRefreshIntervalMs,
+      // Short: a replica that dies holding it delays the job by at most this (see dead-nodes.ts).
+      leaseTtlMs: 2 * config.nodeRefreshIntervalMs,
       run: () => deadNodes(),
     });
   }
