@@ -21,7 +21,14 @@ import { sharedTestPostgres, type TestPostgres } from "@polydev/store/testing/po
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { INTERNAL_HEADER, signInternalRequest } from "./http/internal-channel.js";
-import { type ChildServer, removeDataDir, startChildServer, until } from "./testing/child-server.js";
+import {
+  type ChildServer,
+  hostFootprint,
+  hostLeftovers,
+  removeDataDir,
+  startChildServer,
+  until,
+} from "./testing/child-server.js";
 import { type ApiClient, createUser, readSse } from "./testing/harness.js";
 
 const SECRET = randomBytes(32).toString("hex");
@@ -168,6 +175,24 @@ describe("replicas sharing Postgres and Redis", () => {
     // By name too (names are the user's, resolved on the receiving replica).
     const byName = await via("c").exec("on-b", "echo by-name");
     expect(byName.body.stdout).toBe("by-name\n");
+    // An admin's destroy through a replica that does not host it ends the processes on the
+    // node that does.
+    const doomed = await via("a").createSandbox({ name: "doomed" });
+    const host = (await sandbox("a", doomed)).node;
+    const owner = Object.values(servers).find((s) => s.dataDir.includes(`polydev-replica-${host}-`));
+    const other = Object.entries(servers).find(([, s]) => s !== owner)?.[1];
+    if (!owner || !other) throw new Error(`no servers for ${host}`);
+    const footprint = await hostFootprint(owner.dataDir, doomed);
+    const destroyed = await other.api.call("DELETE", `/v1/admin/sandboxes/${doomed}`);
+    expect(destroyed.status).toBe(200);
+    expect(await hostLeftovers(footprint)).toEqual([]);
+    // The owner served it: its request log has it.
+    const served = (await owner.logLines()).filter(
+      (line) =>
+        JSON.stringify(line).includes(`/v1/admin/sandboxes/${doomed}`) && line.msg === "incoming request",
+    );
+    expect(served.length).toBeGreaterThan(0);
+    expect((await sandbox("c", doomed)).state).toBe("destroyed");
     // A foreign id stays a 404 through any replica.
     const bob = await createUser(servers.b?.api as ApiClient, "bob");
     const foreign = await bob.call("POST", `/v1/sandboxes/${onB}/exec`, { cmd: "id" });

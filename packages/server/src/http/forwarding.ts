@@ -1,6 +1,6 @@
 /**
  * Any replica serves any client: a request about a sandbox (its routes, exec, files, processes,
- * terminal, projects, snapshots, forks) or about a run (status, events, cancel) is answered by
+ * terminal, projects, snapshots, forks, an admin's destroy) or about a run (status, events, cancel) is answered by
  * the node that hosts the sandbox, because that node holds its agent connection, terminals, live
  * run output and cancels. One hook, before the route runs, looks up the owning node from the id
  * in the path and relays the request there (forwarding-proxy.ts), signed with the cluster secret
@@ -100,7 +100,12 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardingDeps): 
     const id = params.id;
     if (id === undefined) return;
     let sandbox: SandboxRecord | undefined;
-    if (route.startsWith("/v1/sandboxes/:id")) sandbox = await sandboxOf(principal, id);
+    // An admin's destroy of any user's sandbox too: only its node can end its processes.
+    if (
+      route.startsWith("/v1/sandboxes/:id") ||
+      (route === "/v1/admin/sandboxes/:id" && request.method === "DELETE")
+    )
+      sandbox = await sandboxOf(principal, id);
     else if (route.startsWith("/v1/runs/:id")) {
       const run = await store.runs.get(id);
       sandbox = run ? await store.sandboxes.get(run.sandboxId) : undefined;
