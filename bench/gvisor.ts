@@ -13,9 +13,16 @@ import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { AgentConnection, SandboxDriver, SandboxHandle, SandboxSpec } from "@polydev/core";
+import type { SandboxHandle, SandboxSpec } from "@polydev/core";
 import { GvisorDriver } from "@polydev/driver-gvisor";
 import { BASE_IMAGE_ENV, buildEnvironmentFrom, ensureBaseRootfs, ensureToolbox } from "@polydev/images";
+import type { ConcurrentCreates } from "./driver-timing.js";
+import {
+  concurrentCreates,
+  concurrentLine,
+  connectToFirstOutput,
+  createToFirstOutput,
+} from "./driver-timing.js";
 import type { Summary } from "./stats.js";
 import { fmt, summarize, timeIt } from "./stats.js";
 
@@ -24,7 +31,7 @@ export interface GvisorBench {
   driver: Summary;
   warmClaim: Summary;
   idleMemoryBytes: number[];
-  concurrent: { count: number; failures: number; totalMs: number; errors: string[] };
+  concurrent: ConcurrentCreates;
 }
 
 const CGROUP_PARENT = `polydev-gvisor-bench-${process.pid}`;
@@ -34,31 +41,6 @@ const IMAGE_CACHE_DIR = "/var/cache/polydev/images";
 
 function progress(line: string): void {
   process.stderr.write(`bench gvisor: ${line}\n`);
-}
-
-function firstOutput(connection: AgentConnection): Promise<void> {
-  return new Promise((resolve, reject) => {
-    connection.exec({ argv: ["/bin/echo", "first"] }).then((child) => {
-      child.stdout.once("data", () => resolve());
-      child.stdout.resume();
-      child.stderr.resume();
-      child.exited.then(
-        () => undefined,
-        () => undefined,
-      );
-    }, reject);
-  });
-}
-
-async function createToFirstOutput(driver: SandboxDriver, spec: SandboxSpec): Promise<SandboxHandle> {
-  const handle = await driver.create(spec);
-  const connection = await driver.connect(handle);
-  try {
-    await firstOutput(connection);
-  } finally {
-    await connection.close();
-  }
-  return handle;
 }
 
 /** `runsc run` of `bundle` in the foreground, to the first byte its process writes. */
@@ -163,12 +145,7 @@ export async function benchGvisor({ quick }: { quick: boolean }): Promise<Gvisor
           id: spare.sandboxId,
           env: { CLAIMED: "1" },
         }) ?? Promise.reject(new Error("the gvisor driver has no adopt")));
-        const connection = await driver.connect(handle);
-        try {
-          await firstOutput(connection);
-        } finally {
-          await connection.close();
-        }
+        await connectToFirstOutput(driver, handle);
       });
       warmClaims.push(claimed.ms);
       await driver.destroy(spare);
@@ -184,34 +161,13 @@ export async function benchGvisor({ quick }: { quick: boolean }): Promise<Gvisor
     const idleMemoryBytes = await Promise.all(idle.map((handle) => cgroupPss(handle.sandboxId)));
 
     progress(`${concurrentCount} concurrent creates`);
-    const errors: string[] = [];
-    const concurrent = await timeIt(() =>
-      Promise.all(
-        Array.from({ length: concurrentCount }, () =>
-          createToFirstOutput(driver, spec("many")).then(
-            (handle) => {
-              handles.push(handle);
-              return true;
-            },
-            (error: unknown) => {
-              errors.push(String(error));
-              return false;
-            },
-          ),
-        ),
-      ),
-    );
+    const concurrent = await concurrentCreates(driver, concurrentCount, () => spec("many"));
     return {
       raw: summarize(raw),
       driver: summarize(viaDriver),
       warmClaim: summarize(warmClaims),
       idleMemoryBytes,
-      concurrent: {
-        count: concurrentCount,
-        failures: concurrent.value.filter((ok) => !ok).length,
-        totalMs: concurrent.ms,
-        errors: errors.slice(0, 3),
-      },
+      concurrent,
     };
   } finally {
     for (const sandbox of await driver.list()) await driver.destroy(sandbox.handle).catch(() => undefined);
@@ -236,8 +192,6 @@ export function gvisorTable(result: GvisorBench | string): string {
     "",
     `Host memory per idle sandbox (PSS of its host cgroup's processes): ${result.idleMemoryBytes.map(mib).join(", ")} MiB`,
     "",
-    `Concurrent creates: ${result.concurrent.count}, failures ${result.concurrent.failures}, total ${fmt(result.concurrent.totalMs)} ms${
-      result.concurrent.errors.length > 0 ? ` (first errors: ${result.concurrent.errors.join(" | ")})` : ""
-    }`,
+    concurrentLine(result.concurrent),
   ].join("\n");
 }

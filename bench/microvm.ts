@@ -10,10 +10,17 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { AgentConnection, SandboxDriver, SandboxHandle, SandboxSpec } from "@polydev/core";
+import type { SandboxHandle, SandboxSpec } from "@polydev/core";
 import { MicrovmDriver, QemuVmm } from "@polydev/driver-microvm";
 import { rawRestoreToFirstReply } from "@polydev/driver-microvm/testing";
 import { BASE_IMAGE_ENV, buildEnvironmentFrom, ensureBaseRootfs, ensureToolbox } from "@polydev/images";
+import type { ConcurrentCreates } from "./driver-timing.js";
+import {
+  concurrentCreates,
+  concurrentLine,
+  connectToFirstOutput,
+  createToFirstOutput,
+} from "./driver-timing.js";
 import type { Summary } from "./stats.js";
 import { fmt, summarize, timeIt } from "./stats.js";
 
@@ -23,7 +30,7 @@ export interface MicrovmBench {
   resume: Summary;
   hibernate: Summary;
   idle: { pssBytes: number; cgroupBytes: number }[];
-  concurrent: { count: number; failures: number; totalMs: number; errors: string[] };
+  concurrent: ConcurrentCreates;
 }
 
 const CGROUP_PARENT = `polydev-microvm-bench-${process.pid}`;
@@ -32,35 +39,6 @@ const MICROVM_CACHE_DIR = "/var/cache/polydev/microvm";
 
 function progress(line: string): void {
   process.stderr.write(`bench microvm: ${line}\n`);
-}
-
-function firstOutput(connection: AgentConnection): Promise<void> {
-  return new Promise((resolve, reject) => {
-    connection.exec({ argv: ["/bin/echo", "first"] }).then((child) => {
-      child.stdout.once("data", () => resolve());
-      child.stdout.resume();
-      child.stderr.resume();
-      child.exited.then(
-        () => undefined,
-        () => undefined,
-      );
-    }, reject);
-  });
-}
-
-async function connectToFirstOutput(driver: SandboxDriver, handle: SandboxHandle): Promise<void> {
-  const connection = await driver.connect(handle);
-  try {
-    await firstOutput(connection);
-  } finally {
-    await connection.close();
-  }
-}
-
-async function createToFirstOutput(driver: SandboxDriver, spec: SandboxSpec): Promise<SandboxHandle> {
-  const handle = await driver.create(spec);
-  await connectToFirstOutput(driver, handle);
-  return handle;
 }
 
 async function qemuPss(rootDir: string, sandboxId: string): Promise<number> {
@@ -144,32 +122,14 @@ export async function benchMicrovm({ quick }: { quick: boolean }): Promise<Micro
     for (const handle of idleHandles) await driver.destroy(handle);
 
     progress(`${concurrentCount} concurrent creates`);
-    const errors: string[] = [];
-    const concurrent = await timeIt(() =>
-      Promise.all(
-        Array.from({ length: concurrentCount }, () =>
-          createToFirstOutput(driver, spec("many")).then(
-            () => true,
-            (error: unknown) => {
-              errors.push(String(error));
-              return false;
-            },
-          ),
-        ),
-      ),
-    );
+    const concurrent = await concurrentCreates(driver, concurrentCount, () => spec("many"));
     return {
       raw: summarize(raw),
       driver: summarize(viaDriver),
       hibernate: summarize(hibernate),
       resume: summarize(resume),
       idle,
-      concurrent: {
-        count: concurrentCount,
-        failures: concurrent.value.filter((ok) => !ok).length,
-        totalMs: concurrent.ms,
-        errors: errors.slice(0, 3),
-      },
+      concurrent,
     };
   } finally {
     for (const sandbox of await driver.list()) await driver.destroy(sandbox.handle).catch(() => undefined);
@@ -198,8 +158,6 @@ export function microvmTable(result: MicrovmBench | string): string {
       .map((entry) => `${mib(entry.pssBytes)} / ${mib(entry.cgroupBytes)} MiB`)
       .join(", ")}`,
     "",
-    `Concurrent creates: ${result.concurrent.count}, failures ${result.concurrent.failures}, total ${fmt(result.concurrent.totalMs)} ms${
-      result.concurrent.errors.length > 0 ? ` (first errors: ${result.concurrent.errors.join(" | ")})` : ""
-    }`,
+    concurrentLine(result.concurrent),
   ].join("\n");
 }

@@ -22,6 +22,14 @@ export const ERROR_STATUS = {
   sandbox_not_running: 409,
   process_not_running: 409,
   image_in_use: 409,
+  /** A run's change can be kept only once the run has ended. */
+  run_not_finished: 409,
+  /** Keeping a run's change met conflicting changes in the project; details.paths names them. */
+  merge_conflict: 409,
+  /** The branch a keep would create exists with other content. */
+  branch_exists: 409,
+  /** The project folder has uncommitted changes a keep would mix with the run's. */
+  project_dirty: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
   expectation_failed: 417,
@@ -37,6 +45,9 @@ export const ERROR_STATUS = {
   headers_too_large: 431,
   command_failed: 422,
   clone_failed: 422,
+  /** The run recorded no change to keep (no project, an empty or cut-short diff). */
+  nothing_to_keep: 422,
+  push_failed: 422,
   not_a_project: 400,
   project_required: 400,
   feature_unavailable: 422,

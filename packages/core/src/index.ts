@@ -72,6 +72,7 @@ export type {
   NewSandboxLogEntry,
   Page,
   RunChangesRecord,
+  RunKeepRecord,
   RunRecord,
   RunRepository,
   SandboxLogEntry,

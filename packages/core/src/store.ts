@@ -443,7 +443,8 @@ export interface Store extends StoreRepositories {
   close(): Promise<void>;
 }
 
-export type CredentialKind = "api_key" | "oauth";
+/** `git_token`: a git host's token (provider `git:<host>`), used by the host-side git relay and forge API only. */
+export type CredentialKind = "api_key" | "oauth" | "git_token";
 
 export interface CredentialRecord {
   id: string;
@@ -514,6 +515,12 @@ export interface UsageRepository {
   summary(options: { userId?: string; since?: number }): Promise<UsageSummaryRow[]>;
   /** Every user's usage summed per provider, by provider name. */
   totalsByProvider(options: { since?: number }): Promise<Omit<UsageSummaryRow, "model">[]>;
+  /**
+   * Folds the raw rows of hours that ended by `before` (rounded down to the hour) into hourly
+   * sums, in one transaction; answers how many raw rows it folded. Totals whose `since` is on an
+   * hour boundary answer the same before and after.
+   */
+  rollUp(before: number): Promise<number>;
 }
 
 export interface RunRecord {
@@ -560,6 +567,11 @@ export interface RunChangesRecord {
   runId: string;
   /** The project folder (relative to the sandbox home) the run worked on. */
   project: string;
+  /**
+   * The sandbox holding that project as it was before the run (a group's run may work in a fork
+   * of it): where a kept change lands. Absent in records written before keeping existed.
+   */
+  projectSandboxId?: string | undefined;
   baseCommit: string | null;
   files: ChangedFile[];
   filesTruncated: boolean;
@@ -571,8 +583,26 @@ export interface RunChangesRecord {
   recordedAt: number;
 }
 
+/** A run's change kept in its project: a commit on a branch, maybe merged, pushed, proposed. */
+export interface RunKeepRecord {
+  runId: string;
+  groupId: string | null;
+  branch: string;
+  commit: string;
+  /** The branch was fast-forwarded or merged into the project's current branch. */
+  merged: boolean;
+  pushed: boolean;
+  pullRequestUrl: string | null;
+  keptAt: number;
+}
+
 export interface RunRepository {
   insert(run: RunRecord): Promise<void>;
+  /** Creates or replaces the keep recorded for a run. */
+  putKeep(keep: RunKeepRecord): Promise<void>;
+  getKeep(runId: string): Promise<RunKeepRecord | undefined>;
+  /** The keeps of a group's runs, oldest first. */
+  keepsOfGroup(groupId: string): Promise<RunKeepRecord[]>;
   /** Creates or replaces the changes recorded for a run. */
   putChanges(changes: RunChangesRecord): Promise<void>;
   getChanges(runId: string): Promise<RunChangesRecord | undefined>;

@@ -4,16 +4,10 @@
  * connection left running; and what the driver refuses.
  */
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { SandboxImage, SandboxSpec } from "@polydev/core";
 import { readText, runCommand, waitFor } from "@polydev/core/testing";
-import { BASE_IMAGE_ENV } from "@polydev/images";
-import { testBaseRootfs, testImagesUnavailable, testToolbox } from "@polydev/images/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GvisorDriver } from "./gvisor-driver.js";
-import { removeCgroupParent } from "./testing/cgroup-parent.js";
+import { testImagesUnavailable } from "@polydev/images/testing";
+import { describe, expect, it } from "vitest";
+import { useGvisorFixture } from "./testing/driver-fixture.js";
 
 const unavailable =
   testImagesUnavailable() ??
@@ -22,37 +16,11 @@ const unavailable =
 describe.skipIf(unavailable !== null)(
   `gvisor driver: durability and refusals${unavailable ? ` (skipped: ${unavailable})` : ""}`,
   () => {
-    let rootDir = "";
-    let toolbox = "";
-    let image: SandboxImage;
-    const cgroupParent = `polydev-gvisor-durable-${process.pid}`;
-    const driver = (): GvisorDriver => new GvisorDriver({ rootDir, toolboxDir: toolbox, cgroupParent });
-    const spec = (id: string, extra: Partial<SandboxSpec> = {}): SandboxSpec => ({
-      id,
-      limits: { cpu: 1, memoryMb: 256, diskMb: 64, pidsMax: 128 },
-      network: "none",
-      env: {},
-      image,
-      ...extra,
-    });
-
-    beforeAll(async () => {
-      const [rootfs, toolboxDir] = await Promise.all([testBaseRootfs(), testToolbox()]);
-      toolbox = toolboxDir;
-      image = { name: "polydev/base", digest: "sha256:test", layers: [rootfs], env: { ...BASE_IMAGE_ENV } };
-      rootDir = await mkdtemp(join(tmpdir(), "polydev-gvisor-durable-"));
-    });
-    afterAll(async () => {
-      const cleaner = driver();
-      for (const sandbox of await cleaner.list())
-        await cleaner.destroy(sandbox.handle).catch(() => undefined);
-      await rm(rootDir, { recursive: true, force: true });
-      await removeCgroupParent(cgroupParent);
-    });
+    const { driver, spec } = useGvisorFixture("durable");
 
     it("a new driver instance on the same root connects again and finds background work still running", async () => {
       const first = driver();
-      const handle = await first.create(spec("durable-a"));
+      const handle = await first.create(spec("a"));
       const connection = await first.connect(handle);
       await connection.startBackground({
         argv: [
@@ -69,8 +37,10 @@ describe.skipIf(unavailable !== null)(
       // As after a server restart: nothing of the first instance is used.
       const second = driver();
       const listed = await second.list();
-      expect(listed.find((s) => s.sandboxId === "durable-a")?.alive).toBe(true);
-      const again = await second.connect(listed.find((s) => s.sandboxId === "durable-a")?.handle ?? handle);
+      expect(listed.find((s) => s.sandboxId === handle.sandboxId)?.alive).toBe(true);
+      const again = await second.connect(
+        listed.find((s) => s.sandboxId === handle.sandboxId)?.handle ?? handle,
+      );
       try {
         const before = Number((await readText(again, "tick")).trim());
         await waitFor("the ticker to move on", async () =>
@@ -87,7 +57,7 @@ describe.skipIf(unavailable !== null)(
 
     it("a new driver instance resumes a sandbox the first one hibernated, with its processes", async () => {
       const first = driver();
-      const handle = await first.create(spec("durable-hibernated"));
+      const handle = await first.create(spec("hibernated"));
       try {
         const connection = await first.connect(handle);
         await connection.startBackground({
@@ -100,7 +70,7 @@ describe.skipIf(unavailable !== null)(
         await first.hibernate(handle);
 
         const second = driver();
-        expect((await second.list()).find((s) => s.sandboxId === "durable-hibernated")?.alive).toBe(true);
+        expect((await second.list()).find((s) => s.sandboxId === handle.sandboxId)?.alive).toBe(true);
         await second.resume(handle);
         const again = await second.connect(handle);
         try {
@@ -126,7 +96,7 @@ describe.skipIf(unavailable !== null)(
       });
       expect((await refuser.probe()).features).not.toContain("egress-allowlist");
       await expect(refuser.create(spec("../escape"))).rejects.toMatchObject({ code: "invalid_request" });
-      expect((await refuser.list()).map((s) => s.sandboxId)).not.toContain("no-image");
+      expect((await refuser.list()).map((s) => s.sandboxId)).not.toContain(spec("no-image").id);
     });
   },
 );

@@ -8,10 +8,10 @@ import { execFile } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { cp, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { bundleGuestAgent, nodePtyDir } from "@polydev/agent/guest-bundle";
 import { PolydevError } from "@polydev/core";
 
 const run = promisify(execFile);
@@ -28,13 +28,6 @@ export const AGENT_SOCKET_NAME = "agent.sock";
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-/** The agent's entry: the TypeScript source when running from source (tests), else the build. */
-function agentEntry(): { path: string; conditions: string[] } {
-  const source = join(here, "guest-agent.ts");
-  if (existsSync(source)) return { path: source, conditions: ["source"] };
-  return { path: join(here, "guest-agent.js"), conditions: [] };
-}
-
 /** The C sources, beside the package's src and dist. */
 const SHIM_SOURCE = join(here, "..", "native", "statx-shim.c");
 const INIT_SOURCE = join(here, "..", "native", "guest-init.c");
@@ -47,43 +40,13 @@ async function compile(args: string[], what: string): Promise<void> {
   });
 }
 
-async function bundleAgent(): Promise<string> {
-  const { build } = await import("esbuild");
-  const entry = agentEntry();
-  const result = await build({
-    entryPoints: [entry.path],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    write: false,
-    conditions: entry.conditions,
-    // Native: copied beside the bundle and resolved from its node_modules.
-    external: ["node-pty"],
-    // Bundled CommonJS dependencies call require(); ESM has none of its own.
-    banner: {
-      js: "import { createRequire as __polydevRequire } from 'node:module'; const require = __polydevRequire(import.meta.url);",
-    },
-    logLevel: "silent",
-  });
-  const output = result.outputFiles[0];
-  if (output === undefined) throw new PolydevError("internal", "esbuild produced no agent bundle");
-  return output.text;
-}
-
-/** node-pty's files a running agent needs (its JavaScript and the built addon), not its sources. */
-function nodePtyDir(): string {
-  const require = createRequire(import.meta.resolve("@polydev/agent"));
-  return dirname(require.resolve("node-pty/package.json"));
-}
-
 /**
  * Builds (or finds) the layer under `cacheDir` and returns its path. Concurrent builders each
  * write a private directory and rename it into place; the loser's copy is removed.
  */
 export async function ensureGuestLayer(cacheDir: string): Promise<string> {
   const [bundle, shim, init] = await Promise.all([
-    bundleAgent(),
+    bundleGuestAgent(here),
     readFile(SHIM_SOURCE, "utf8"),
     readFile(INIT_SOURCE, "utf8"),
   ]);

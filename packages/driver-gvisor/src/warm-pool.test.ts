@@ -3,16 +3,10 @@
  * runsc sandboxes.
  */
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { SandboxImage, SandboxSpec } from "@polydev/core";
 import { readText, runCommand, waitFor } from "@polydev/core/testing";
-import { BASE_IMAGE_ENV } from "@polydev/images";
-import { testBaseRootfs, testImagesUnavailable, testToolbox } from "@polydev/images/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GvisorDriver } from "./gvisor-driver.js";
-import { removeCgroupParent } from "./testing/cgroup-parent.js";
+import { testImagesUnavailable } from "@polydev/images/testing";
+import { describe, expect, it } from "vitest";
+import { useGvisorFixture } from "./testing/driver-fixture.js";
 
 const unavailable =
   testImagesUnavailable() ??
@@ -21,34 +15,7 @@ const unavailable =
 describe.skipIf(unavailable !== null)(
   `gvisor driver: warm pool claims and the first connection${unavailable ? ` (skipped: ${unavailable})` : ""}`,
   () => {
-    let rootDir = "";
-    let toolbox = "";
-    let image: SandboxImage;
-    const cgroupParent = `polydev-gvisor-warm-${process.pid}`;
-    const driver = (): GvisorDriver => new GvisorDriver({ rootDir, toolboxDir: toolbox, cgroupParent });
-    // runsc names each sandbox's control socket after its id, host-wide: ids unique to this run.
-    const spec = (name: string, extra: Partial<SandboxSpec> = {}): SandboxSpec => ({
-      id: `warm-${process.pid}-${name}`,
-      limits: { cpu: 1, memoryMb: 256, diskMb: 64, pidsMax: 128 },
-      network: "none",
-      env: {},
-      image,
-      ...extra,
-    });
-
-    beforeAll(async () => {
-      const [rootfs, toolboxDir] = await Promise.all([testBaseRootfs(), testToolbox()]);
-      toolbox = toolboxDir;
-      image = { name: "polydev/base", digest: "sha256:test", layers: [rootfs], env: { ...BASE_IMAGE_ENV } };
-      rootDir = await mkdtemp(join(tmpdir(), "polydev-gvisor-warm-"));
-    });
-    afterAll(async () => {
-      const cleaner = driver();
-      for (const sandbox of await cleaner.list())
-        await cleaner.destroy(sandbox.handle).catch(() => undefined);
-      await rm(rootDir, { recursive: true, force: true });
-      await removeCgroupParent(cgroupParent);
-    });
+    const { driver, spec, image } = useGvisorFixture("warm");
 
     it("a claimed spare gives the claim's environment to every process started from then on, also after a restart", async () => {
       const pool = driver();
@@ -95,7 +62,7 @@ describe.skipIf(unavailable !== null)(
           code: "invalid_request",
         });
         await expect(
-          pool.adopt(spare, spec("picky", { image: { ...image, digest: "sha256:other" } })),
+          pool.adopt(spare, spec("picky", { image: { ...image(), digest: "sha256:other" } })),
         ).rejects.toMatchObject({ code: "invalid_request" });
         await expect(pool.adopt(spare, spec("picky", { network: "egress" }))).rejects.toMatchObject({
           code: "invalid_request",

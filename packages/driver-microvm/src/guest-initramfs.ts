@@ -8,10 +8,10 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, copyFile, cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { bundleGuestAgent, nodePtyDir } from "@polydev/agent/guest-bundle";
 import { PolydevError } from "@polydev/core";
 import { ensureCacheEntry } from "./cache-entry.js";
 import type { GuestKernel } from "./guest-kernel.js";
@@ -35,39 +35,6 @@ export const GUEST_MODULES: readonly string[] = Object.freeze([
   "fs/overlayfs/overlay",
 ]);
 
-function agentEntry(): { path: string; conditions: string[] } {
-  const source = join(here, "guest-agent.ts");
-  if (existsSync(source)) return { path: source, conditions: ["source"] };
-  return { path: join(here, "guest-agent.js"), conditions: [] };
-}
-
-async function bundleAgent(): Promise<string> {
-  const { build } = await import("esbuild");
-  const entry = agentEntry();
-  const result = await build({
-    entryPoints: [entry.path],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    write: false,
-    conditions: entry.conditions,
-    external: ["node-pty"],
-    banner: {
-      js: "import { createRequire as __polydevRequire } from 'node:module'; const require = __polydevRequire(import.meta.url);",
-    },
-    logLevel: "silent",
-  });
-  const output = result.outputFiles[0];
-  if (output === undefined) throw new PolydevError("internal", "esbuild produced no agent bundle");
-  return output.text;
-}
-
-function nodePtyDir(): string {
-  const require = createRequire(import.meta.resolve("@polydev/agent"));
-  return dirname(require.resolve("node-pty/package.json"));
-}
-
 const BUSYBOX = "/bin/busybox";
 
 export interface GuestInitramfs {
@@ -83,7 +50,7 @@ export async function ensureGuestInitramfs(cacheDir: string, kernel: GuestKernel
     );
   }
   const [bundle, init, guestRun, busybox] = await Promise.all([
-    bundleAgent(),
+    bundleGuestAgent(here),
     readFile(join(GUEST_FILES, "init.sh")),
     Promise.all(GUEST_RUN_FILES.map((file) => readFile(file))),
     readFile(BUSYBOX),

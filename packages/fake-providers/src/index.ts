@@ -1,4 +1,6 @@
 export { defaultTurn, parseCreateFile } from "./default-script.js";
+export type { FakeForge, FakeForgeOptions, ForgeCall } from "./forge.js";
+export { startFakeForge } from "./forge.js";
 export { FAKE_MODELS } from "./model-catalog.js";
 export { startFakeProviders } from "./server.js";
 export type { OfferedTools, ToolCallPlan } from "./shell-tools.js";

@@ -2899,7 +2899,7 @@ export interface paths {
             };
         };
         put?: never;
-        /** Clone a git repository into the sandbox (the clone runs inside it, over its egress), or make an existing folder a project */
+        /** Clone a git repository into the sandbox (the clone runs inside it, over its egress, or through the server's relay when you stored a git credential for its host: PUT /v1/git-credentials/{host}), or make an existing folder a project */
         post: {
             parameters: {
                 query?: never;
@@ -2971,6 +2971,214 @@ export interface paths {
                     };
                     content: {
                         "application/json": components["schemas"]["RunChanges"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/runs/{id}/keep": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** How a run's change was kept (404 while it was not) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["RunKeep"];
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Keep a finished run's change: commit it on a branch in the original project, fast-forward or merge, optionally push and open a pull request */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description default polydev/<first 8 characters of the run id> */
+                        branch?: string;
+                        message?: string;
+                        /** @description push the branch to the project's origin, from the sandbox */
+                        push?: boolean;
+                        /** @description open a pull request (GitHub) or merge request (GitLab); needs push and a git credential */
+                        pullRequest?: {
+                            title?: string;
+                            body?: string;
+                            /** @description default: the project's current branch */
+                            base?: string;
+                        };
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            runId: string;
+                            /** @description the branch holding the run's change, in the original project */
+                            branch: string;
+                            commit: string;
+                            /** @description the project's current branch was fast-forwarded or merged to it */
+                            merged: boolean;
+                            pushed: boolean;
+                            pullRequestUrl: string | null;
+                            keptAt: string;
+                            /** @description runs of the same group kept before this one (allowed, and reported) */
+                            otherKeptRuns: string[];
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/git-credentials/{host}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Store a git host's token (encrypted; never shown again, never enters a sandbox): used to clone and push through the server's relay and to open pull requests */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    host: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        token: string;
+                        /** @description sent with the token over HTTP; default oauth2 */
+                        username?: string;
+                        /**
+                         * @description default: by host (github.com, gitlab.com)
+                         * @enum {string}
+                         */
+                        forge?: "github" | "gitlab";
+                        /**
+                         * Format: uri
+                         * @description the forge's REST API base; default https://api.github.com, https://<host>/api/v3 or /api/v4
+                         */
+                        apiUrl?: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["GitCredential"];
+                    };
+                };
+            };
+        };
+        post?: never;
+        /** Delete a git credential */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    host: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @enum {boolean} */
+                            ok: true;
+                        };
+                    };
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/git-credentials": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Your git credentials (metadata only) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: components["schemas"]["GitCredential"][];
+                        };
                     };
                 };
             };
@@ -3906,6 +4114,26 @@ export interface components {
             /** @description the command run in each agent's copy when a run ends */
             check: string | null;
         };
+        RunKeepInput: {
+            runId: string;
+            /** @description the branch holding the run's change, in the original project */
+            branch: string;
+            commit: string;
+            /** @description the project's current branch was fast-forwarded or merged to it */
+            merged: boolean;
+            pushed: boolean;
+            pullRequestUrl: string | null;
+            keptAt: string;
+        };
+        GitCredentialInput: {
+            host: string;
+            username: string;
+            forge: string | null;
+            apiUrl: string | null;
+            createdAt: string;
+            updatedAt: string;
+            lastUsedAt: string | null;
+        };
         RunInput: {
             id: string;
             sandboxId: string;
@@ -3948,6 +4176,8 @@ export interface components {
             /** @description why the changes could not be read, else null */
             error: string | null;
             recordedAt: string;
+            /** @description how the change was kept (POST /v1/runs/:id/keep), else null */
+            keep: components["schemas"]["RunKeepInput"] | null;
             usage: {
                 inputTokens: number;
                 outputTokens: number;
@@ -4363,6 +4593,26 @@ export interface components {
             /** @description the command run in each agent's copy when a run ends */
             check: string | null;
         };
+        RunKeep: {
+            runId: string;
+            /** @description the branch holding the run's change, in the original project */
+            branch: string;
+            commit: string;
+            /** @description the project's current branch was fast-forwarded or merged to it */
+            merged: boolean;
+            pushed: boolean;
+            pullRequestUrl: string | null;
+            keptAt: string;
+        };
+        GitCredential: {
+            host: string;
+            username: string;
+            forge: string | null;
+            apiUrl: string | null;
+            createdAt: string;
+            updatedAt: string;
+            lastUsedAt: string | null;
+        };
         Run: {
             id: string;
             sandboxId: string;
@@ -4405,6 +4655,8 @@ export interface components {
             /** @description why the changes could not be read, else null */
             error: string | null;
             recordedAt: string;
+            /** @description how the change was kept (POST /v1/runs/:id/keep), else null */
+            keep: components["schemas"]["RunKeep"] | null;
             usage: {
                 inputTokens: number;
                 outputTokens: number;

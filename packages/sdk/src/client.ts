@@ -33,6 +33,13 @@ export type ExecRequest =
   paths["/v1/sandboxes/{id}/exec"]["post"]["requestBody"]["content"]["application/json"];
 export type CreateRun = paths["/v1/runs"]["post"]["requestBody"]["content"]["application/json"];
 export type RunChanges = components["schemas"]["RunChanges"];
+export type RunKeep = components["schemas"]["RunKeep"];
+export type KeepRun = NonNullable<
+  paths["/v1/runs/{id}/keep"]["post"]["requestBody"]
+>["content"]["application/json"];
+export type GitCredential = components["schemas"]["GitCredential"];
+export type PutGitCredential =
+  paths["/v1/git-credentials/{host}"]["put"]["requestBody"]["content"]["application/json"];
 export type Project = components["schemas"]["Project"];
 export type AddProject =
   paths["/v1/sandboxes/{id}/projects"]["post"]["requestBody"]["content"]["application/json"];
@@ -409,6 +416,21 @@ export class Polydev {
      */
     changes: async (id: string, call: CallOptions = {}): Promise<RunChanges> =>
       unwrap(await this.api.GET("/v1/runs/{id}/changes", { params: { path: { id } }, signal: call.signal })),
+    /**
+     * Keeps a finished run's change: a commit on a branch in the original project, then a
+     * fast-forward or merge; with `push` the branch is pushed from the sandbox, with `pullRequest`
+     * a pull request is opened. A conflict throws `merge_conflict` (details.paths) and leaves the
+     * project as it was, the branch in place.
+     * @example const kept = await polydev.runs.keep(run.id, { push: true, pullRequest: { title: "Fix" } });
+     */
+    keep: async (
+      id: string,
+      body: KeepRun = {},
+      call: CallOptions = {},
+    ): Promise<RunKeep & { otherKeptRuns: string[] }> =>
+      unwrap(
+        await this.api.POST("/v1/runs/{id}/keep", { params: { path: { id } }, body, signal: call.signal }),
+      ),
     /** @example await polydev.runs.cancel(id); */
     cancel: async (id: string, call: CallOptions = {}): Promise<Run> =>
       unwrap(await this.api.POST("/v1/runs/{id}/cancel", { params: { path: { id } }, signal: call.signal })),
@@ -652,6 +674,33 @@ export class Polydev {
       unwrap(
         await this.api.DELETE("/v1/credentials/{provider}", {
           params: { path: { provider } },
+          signal: call.signal,
+        }),
+      ),
+  };
+
+  /**
+   * Git hosts' tokens: kept on the server, used to clone and push private repositories through
+   * its relay (the token never enters a sandbox) and to open pull requests.
+   */
+  readonly gitCredentials = {
+    /** @example await polydev.gitCredentials.put("github.com", { token: process.env.GITHUB_TOKEN ?? "" }); */
+    put: async (host: string, body: PutGitCredential, call: CallOptions = {}): Promise<GitCredential> =>
+      unwrap(
+        await this.api.PUT("/v1/git-credentials/{host}", {
+          params: { path: { host } },
+          body,
+          signal: call.signal,
+        }),
+      ),
+    /** @example const { items } = await polydev.gitCredentials.list(); */
+    list: async (call: CallOptions = {}) =>
+      unwrap(await this.api.GET("/v1/git-credentials", { signal: call.signal })),
+    /** @example await polydev.gitCredentials.remove("github.com"); */
+    remove: async (host: string, call: CallOptions = {}) =>
+      unwrap(
+        await this.api.DELETE("/v1/git-credentials/{host}", {
+          params: { path: { host } },
           signal: call.signal,
         }),
       ),

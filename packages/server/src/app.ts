@@ -39,6 +39,7 @@ import { processRoutes } from "./routes/processes.js";
 import { projectRoutes } from "./routes/projects.js";
 import { ptyRoutes } from "./routes/pty.js";
 import { changesRoutes, runRoutes } from "./routes/runs.js";
+import { keepRoutes } from "./routes/runs-keep.js";
 import { sandboxRoutes } from "./routes/sandboxes.js";
 import { webRoutes } from "./routes/web.js";
 
@@ -169,6 +170,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   runRoutes(app, ctx);
   projectRoutes(app, ctx);
   changesRoutes(app, ctx);
+  keepRoutes(app, ctx);
   eventRoutes(app, ctx);
   planRoutes(app, ctx);
   imageRoutes(app, ctx);

@@ -243,6 +243,23 @@ export const configSchema = z
       )
       .min(1)
       .optional(),
+    /**
+     * POLYDEV_GIT_INSECURE_HOSTS (comma-separated `host[:port]`): git hosts and forge APIs the
+     * server may reach over plain http and at private addresses when it relays a private
+     * repository's git traffic or opens a pull request (a LAN forge, a test's). Every other host is
+     * reached over https at public addresses only, so a stored credential never points the server
+     * at its own network. Default: none.
+     */
+    gitInsecureHosts: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^[a-z0-9.-]+(:\d{1,5})?$|^\[[0-9a-f:]+\](:\d{1,5})?$/,
+            "each POLYDEV_GIT_INSECURE_HOSTS entry is a lowercase host[:port]",
+          ),
+      )
+      .default([]),
     /** POLYDEV_SANDBOX_GATEWAY_PORT: the loopback port inside each sandbox that reaches the gateway. */
     sandboxGatewayPort: intFromEnv.min(1024).max(65535).default(4100),
     /** How often the reconciler compares the database with the host. */
@@ -286,6 +303,11 @@ export const configSchema = z
     nodeLeaseMs: intFromEnv.min(300).default(15_000),
     /** How often every stored provider credential is checked with its provider (cluster-wide). */
     credentialValidationIntervalMs: intFromEnv.positive().default(6 * 60 * MINUTE_MS),
+    /**
+     * How long the gateway's per-request usage rows are kept as they are; the hourly usage
+     * roll-up then folds them into per-hour sums (exact totals, one row per user, model and hour).
+     */
+    usageRawRetentionMs: intFromEnv.positive().default(48 * 60 * MINUTE_MS),
     /** A creating/destroying sandbox older than this is finished or failed by the reconciler. */
     transitionTimeoutMs: intFromEnv.positive().default(2 * MINUTE_MS),
     /** Default and ceiling for one exec. */
@@ -416,6 +438,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_EGRESS_DNS_SERVERS)
     input.egressDnsServers = env.POLYDEV_EGRESS_DNS_SERVERS.split(",").map((s) => s.trim());
   if (env.POLYDEV_METRICS_LISTEN) input.metricsListen = env.POLYDEV_METRICS_LISTEN;
+  if (env.POLYDEV_GIT_INSECURE_HOSTS)
+    input.gitInsecureHosts = env.POLYDEV_GIT_INSECURE_HOSTS.split(",")
+      .map((s) => s.trim().toLowerCase())
+      .filter((s) => s !== "");
   if (env.POLYDEV_SANDBOX_GATEWAY_PORT) input.sandboxGatewayPort = Number(env.POLYDEV_SANDBOX_GATEWAY_PORT);
   if (env.POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS)
     input.sandboxInactiveDestroyDays = Number(env.POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS);

@@ -87,6 +87,44 @@ describe("jobs on two servers sharing Postgres and Redis", () => {
     ]);
   });
 
+  it("folds usage older than its retention into hourly sums once, and the usage answer stays the same", async () => {
+    const admin = await a.server.store.users.getByName("admin");
+    if (!admin) throw new Error("the first start creates the admin");
+    const sandboxId = `sbx_usage_${randomUUID()}`;
+    const old = Date.now() - 72 * 60 * 60 * 1000;
+    for (const inputTokens of [7, 11])
+      await a.server.store.usage.record({
+        userId: admin.id,
+        sandboxId,
+        provider: "rollup-test",
+        model: "m",
+        inputTokens,
+        outputTokens: 1,
+        status: 200,
+        at: old,
+      });
+    const usage = async (server: TestServer) => {
+      const response = await new ApiClient(server.url, a.adminKey).call<{ items: { provider: string }[] }>(
+        "GET",
+        "/v1/usage",
+      );
+      expect(response.status).toBe(200);
+      return response.body.items.filter((item) => item.provider === "rollup-test");
+    };
+    const before = await usage(a);
+    expect(before).toEqual([
+      { provider: "rollup-test", model: "m", requests: 2, inputTokens: 18, outputTokens: 2 },
+    ]);
+    const results = await Promise.all([
+      a.server.jobs.runNow("usage-rollup"),
+      b.server.jobs.runNow("usage-rollup"),
+    ]);
+    expect(results.sort()).toEqual(["ran", "skipped"]);
+    // Nothing raw is left of those hours: another fold finds nothing to do.
+    expect(await a.server.store.usage.rollUp(Date.now() - 48 * 60 * 60 * 1000)).toBe(0);
+    expect(await usage(b)).toEqual(before);
+  });
+
   it("registers the periodic work as jobs and refuses the list to non-admins", async () => {
     // Sharing Postgres and Redis makes each server a node: the dead-nodes job comes with it.
     expect(a.server.jobs.names().sort()).toEqual([
@@ -95,6 +133,7 @@ describe("jobs on two servers sharing Postgres and Redis", () => {
       "dead-nodes",
       "expired-sessions",
       "reconcile",
+      "usage-rollup",
     ]);
     const anonymous = await new ApiClient(a.url, "pk_not_a_key").call("GET", "/v1/admin/jobs");
     expect(anonymous.status).toBe(401);

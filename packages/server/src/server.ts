@@ -25,10 +25,13 @@ import { failDeadNodes } from "./services/dead-nodes.js";
 import { EgressHub } from "./services/egress-hub.js";
 import { EventHub } from "./services/event-hub.js";
 import { GatewayHub } from "./services/gateway-hub.js";
+import { GitAccess } from "./services/git-access.js";
+import { GitCredentials } from "./services/git-credentials.js";
 import { openHostImages } from "./services/host-images.js";
 import type { BuildBase, ImageStorage, RunStep } from "./services/image-ports.js";
 import type { ImageLimits } from "./services/image-service.js";
 import { BASE_IMAGE_NAME, ImageService } from "./services/image-service.js";
+import { KeepService } from "./services/keep-service.js";
 import type { LoginFlow, LoginProvider } from "./services/login-flows.js";
 import { DEFAULT_LOGIN_FLOWS } from "./services/login-flows.js";
 import { LoginService } from "./services/login-service.js";
@@ -275,6 +278,15 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     (sandbox, policy) => egress.widen(sandbox, policy),
   );
   sandboxes.onEnded((sandboxId) => runs.sandboxEnded(sandboxId));
+  const gitCredentials = new GitCredentials(store, vault, () => clock.now());
+  const gitAccess = new GitAccess(gitCredentials, config.gitInsecureHosts, log.child({ component: "git" }));
+  const keeps = new KeepService(
+    store,
+    async (userId, sandboxId) => (await sandboxes.agent(userId, sandboxId)).agent,
+    gitAccess,
+    log.child({ component: "keep" }),
+    () => clock.now(),
+  );
   // Replicas share the database: each is a node that answers only for its own sandboxes. The
   // URL others reach it at is known once it listens (port 0 picks one).
   let listenUrl = "";
@@ -422,6 +434,9 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     quotas,
     logins,
     runs,
+    gitCredentials,
+    gitAccess,
+    keeps,
     images,
     sessions: new BrowserSessions(store, clock, {
       idleTimeoutMs: config.sessionIdleTimeoutMs,

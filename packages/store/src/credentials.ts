@@ -3,7 +3,6 @@ import type {
   CredentialRecord,
   CredentialRepository,
   GatewayTokenRepository,
-  UsageRepository,
 } from "@polydev/core";
 import type { Kysely, Selectable } from "kysely";
 import { fromJson, int8, ms, msOrNull, toJson } from "./codec.js";
@@ -148,70 +147,6 @@ export function gatewayTokenRepository(db: Kysely<Database>): GatewayTokenReposi
             createdAt: ms(row.created_at),
           }
         : undefined;
-    },
-  };
-}
-
-export function usageRepository(db: Kysely<Database>): UsageRepository {
-  return {
-    async record(entry) {
-      await db
-        .insertInto("usage")
-        .values({
-          user_id: entry.userId,
-          sandbox_id: entry.sandboxId,
-          provider: entry.provider,
-          model: entry.model,
-          input_tokens: entry.inputTokens,
-          output_tokens: entry.outputTokens,
-          status: entry.status,
-          at: entry.at,
-        })
-        .execute();
-    },
-    async summary(options) {
-      let query = db
-        .selectFrom("usage")
-        .select((eb) => [
-          "provider",
-          "model",
-          eb.fn.countAll().as("requests"),
-          eb.fn.sum<number | string>("input_tokens").as("input"),
-          eb.fn.sum<number | string>("output_tokens").as("output"),
-        ])
-        .groupBy(["provider", "model"])
-        .orderBy("provider")
-        .orderBy("model");
-      if (options.userId !== undefined) query = query.where("user_id", "=", options.userId);
-      if (options.since !== undefined) query = query.where("at", ">=", options.since);
-      const rows = await query.execute();
-      return rows.map((r) => ({
-        provider: r.provider,
-        model: r.model,
-        requests: int8(r.requests),
-        inputTokens: int8(r.input),
-        outputTokens: int8(r.output),
-      }));
-    },
-    async totalsByProvider(options) {
-      let query = db
-        .selectFrom("usage")
-        .select((eb) => [
-          "provider",
-          eb.fn.countAll().as("requests"),
-          eb.fn.sum<number | string>("input_tokens").as("input"),
-          eb.fn.sum<number | string>("output_tokens").as("output"),
-        ])
-        .groupBy("provider")
-        .orderBy("provider");
-      if (options.since !== undefined) query = query.where("at", ">=", options.since);
-      const rows = await query.execute();
-      return rows.map((r) => ({
-        provider: r.provider,
-        requests: int8(r.requests),
-        inputTokens: int8(r.input),
-        outputTokens: int8(r.output),
-      }));
     },
   };
 }

@@ -56,7 +56,9 @@ describe("postgres specifics", () => {
         "011-plans",
         "012-job-runs",
         "013-run-changes",
+        "014-run-keeps",
         "017-nodes",
+        "019-usage-rollups",
       ]);
     } finally {
       await client.end();

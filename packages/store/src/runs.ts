@@ -1,8 +1,8 @@
-import type { RunChangesRecord, RunRecord, RunRepository } from "@polydev/core";
+import type { RunChangesRecord, RunKeepRecord, RunRecord, RunRepository } from "@polydev/core";
 import { type Kysely, type Selectable, sql, type Updateable } from "kysely";
 import { int8, ms, msOrNull } from "./codec.js";
 import { decodeCursor, toPage } from "./paging.js";
-import type { Database, RunsTable } from "./schema.js";
+import type { Database, RunKeepsTable, RunsTable } from "./schema.js";
 
 function toRun(row: Selectable<RunsTable>): RunRecord {
   return {
@@ -36,6 +36,19 @@ function toRow(patch: Partial<RunRecord>): Updateable<RunsTable> {
   if (patch.startedAt !== undefined) row.started_at = patch.startedAt;
   if (patch.endedAt !== undefined) row.ended_at = patch.endedAt;
   return row;
+}
+
+function toKeep(row: Selectable<RunKeepsTable>): RunKeepRecord {
+  return {
+    runId: row.run_id,
+    groupId: row.group_id,
+    branch: row.branch,
+    commit: row.commit_sha,
+    merged: Number(row.merged) === 1,
+    pushed: Number(row.pushed) === 1,
+    pullRequestUrl: row.pull_request_url,
+    keptAt: ms(row.kept_at),
+  };
 }
 
 const HOUR_MS = 3_600_000;
@@ -80,6 +93,36 @@ export function runRepository(db: Kysely<Database>): RunRepository {
         .values({ run_id: runId, body, recorded_at: recordedAt })
         .onConflict((oc) => oc.column("run_id").doUpdateSet({ body, recorded_at: recordedAt }))
         .execute();
+    },
+    async putKeep(keep) {
+      const values = {
+        group_id: keep.groupId,
+        branch: keep.branch,
+        commit_sha: keep.commit,
+        merged: keep.merged ? 1 : 0,
+        pushed: keep.pushed ? 1 : 0,
+        pull_request_url: keep.pullRequestUrl,
+        kept_at: keep.keptAt,
+      };
+      await db
+        .insertInto("run_keeps")
+        .values({ run_id: keep.runId, ...values })
+        .onConflict((oc) => oc.column("run_id").doUpdateSet(values))
+        .execute();
+    },
+    async getKeep(runId) {
+      const row = await db.selectFrom("run_keeps").selectAll().where("run_id", "=", runId).executeTakeFirst();
+      return row ? toKeep(row) : undefined;
+    },
+    async keepsOfGroup(groupId) {
+      const rows = await db
+        .selectFrom("run_keeps")
+        .selectAll()
+        .where("group_id", "=", groupId)
+        .orderBy("kept_at")
+        .orderBy("run_id")
+        .execute();
+      return rows.map(toKeep);
     },
     async getChanges(runId) {
       const row = await db

@@ -149,6 +149,17 @@ export interface UsageTable {
   at: number | string;
 }
 
+/** Usage folded per user, provider, model and hour (migration 019); int8 columns. */
+export interface UsageHourlyTable {
+  user_id: string;
+  provider: string;
+  model: string;
+  hour: number | string;
+  requests: number | string;
+  input_tokens: number | string;
+  output_tokens: number | string;
+}
+
 export interface RunsTable {
   id: string;
   user_id: string;
@@ -186,13 +197,27 @@ export interface RunChangesTable {
   recorded_at: number | string;
 }
 
+/** Migration 014: a run's change kept in its project; merged/pushed are 0 or 1. */
+export interface RunKeepsTable {
+  run_id: string;
+  group_id: string | null;
+  branch: string;
+  commit_sha: string;
+  merged: number;
+  pushed: number;
+  pull_request_url: string | null;
+  kept_at: number | string;
+}
+
 export interface Database {
   runs: RunsTable;
   run_changes: RunChangesTable;
+  run_keeps: RunKeepsTable;
   run_events: RunEventsTable;
   credentials: CredentialsTable;
   gateway_tokens: GatewayTokensTable;
   usage: UsageTable;
+  usage_hourly: UsageHourlyTable;
   users: UsersTable;
   api_keys: ApiKeysTable;
   sessions: SessionsTable;

@@ -66,7 +66,9 @@ describe("sqlite specifics", () => {
       { name: "011-plans" },
       { name: "012-job-runs" },
       { name: "013-run-changes" },
+      { name: "014-run-keeps" },
       { name: "017-nodes" },
+      { name: "019-usage-rollups" },
     ]);
   });
 

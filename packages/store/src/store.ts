@@ -1,7 +1,7 @@
 /** Dialect-neutral assembly: a SQLite or Postgres store differs only in how its Kysely is made. */
 import type { Store, StoreRepositories } from "@polydev/core";
 import { type Kysely, Migrator } from "kysely";
-import { credentialRepository, gatewayTokenRepository, usageRepository } from "./credentials.js";
+import { credentialRepository, gatewayTokenRepository } from "./credentials.js";
 import { egressAuditRepository, egressPresetRepository } from "./egress.js";
 import { auditRepository, userIdentityRepository } from "./identity.js";
 import { imageRepository } from "./images.js";
@@ -13,6 +13,7 @@ import { runRepository } from "./runs.js";
 import { sandboxLogRepository, sandboxRepository } from "./sandboxes.js";
 import type { Database } from "./schema.js";
 import { sessionRepository } from "./sessions.js";
+import { usageRepository } from "./usage.js";
 import { apiKeyRepository, userRepository } from "./users.js";
 
 /** Applies every pending migration; already applied ones are skipped, so this runs at each open. */

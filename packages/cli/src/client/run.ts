@@ -33,6 +33,7 @@ Example:
   polydev run --agent claude "add a README that explains the build"
 
 See also: polydev run changes RUN_ID (what a run in a project changed)
+          polydev run keep RUN_ID [--push] [--pr TITLE] (keep a run's change in its project)
 `;
 
 const AGENTS = ["claude", "codex", "gemini", "builtin"] as const;
@@ -40,6 +41,7 @@ type Agent = (typeof AGENTS)[number];
 
 export async function run(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   if (argv[0] === "changes") return (await import("./run-changes.js")).runChanges(argv.slice(1), env);
+  if (argv[0] === "keep") return (await import("./run-keep.js")).runKeep(argv.slice(1), env);
   return runCommand("polydev run", async () => {
     const parsed = parseCommand(
       argv,

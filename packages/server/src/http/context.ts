@@ -9,7 +9,10 @@ import type { CredentialService } from "../services/credential-service.js";
 import type { EgressHub } from "../services/egress-hub.js";
 import type { EventHub } from "../services/event-hub.js";
 import type { GatewayHub } from "../services/gateway-hub.js";
+import type { GitAccess } from "../services/git-access.js";
+import type { GitCredentials } from "../services/git-credentials.js";
 import type { ImageService } from "../services/image-service.js";
+import type { KeepService } from "../services/keep-service.js";
 import type { LoginService } from "../services/login-service.js";
 import type { Metrics } from "../services/metrics.js";
 import type { NetworkPolicies } from "../services/network-policies.js";
@@ -38,6 +41,9 @@ export interface ServerContext {
   quotas: Quotas;
   logins: LoginService;
   runs: RunService;
+  gitCredentials: GitCredentials;
+  gitAccess: GitAccess;
+  keeps: KeepService;
   /** Absent when the server was started without image storage. */
   images?: ImageService | undefined;
   sessions: BrowserSessions;

@@ -49,7 +49,7 @@ export function projectRoutes(instance: FastifyInstance, ctx: ServerContext): vo
       schema: {
         tags,
         summary:
-          "Clone a git repository into the sandbox (the clone runs inside it, over its egress), or make an existing folder a project",
+          "Clone a git repository into the sandbox (the clone runs inside it, over its egress, or through the server's relay when you stored a git credential for its host: PUT /v1/git-credentials/{host}), or make an existing folder a project",
         params: idParams,
         body: z.union([
           z.strictObject({
@@ -71,7 +71,11 @@ export function projectRoutes(instance: FastifyInstance, ctx: ServerContext): vo
     async (request, reply) => {
       const userId = requirePrincipal(request).userId;
       const { agent } = await ctx.sandboxes.agent(userId, request.params.id);
-      return reply.status(201).send(await addProject(agent, request.body));
+      // A host the user stored a git token for is reached through the server's relay.
+      const added = await addProject(agent, request.body, async (url, clone) => {
+        return (await ctx.gitAccess.run(userId, agent, url, clone)).value;
+      });
+      return reply.status(201).send(added);
     },
   );
 

@@ -8,6 +8,7 @@ import { zodApp } from "../http/context.js";
 import { egressPolicyInputSchema } from "../http/network-schemas.js";
 import { cursorSchema, idParams, processText, resourceId } from "../http/schemas.js";
 import { serveSse } from "../http/serve-sse.js";
+import { keepSchema, presentKeep } from "./runs-keep.js";
 
 const tags = ["runs"];
 const HOUR_MS = 60 * 60 * 1000;
@@ -229,6 +230,7 @@ const changesSchema = z
       .nullable(),
     error: z.string().nullable().describe("why the changes could not be read, else null"),
     recordedAt: z.string(),
+    keep: keepSchema.nullable().describe("how the change was kept (POST /v1/runs/:id/keep), else null"),
     usage: z.object({ inputTokens: z.number(), outputTokens: z.number() }),
     durationMs: z.number().nullable(),
     costUsd: z
@@ -268,8 +270,10 @@ export function changesRoutes(instance: FastifyInstance, ctx: ServerContext): vo
       const userId = requirePrincipal(request).userId;
       const changes = await ctx.runs.changes(userId, request.params.id);
       const run = await ctx.runs.get(userId, request.params.id);
+      const keep = await ctx.store.runs.getKeep(run.id);
       return {
         ...changes,
+        keep: keep ? presentKeep(keep) : null,
         recordedAt: new Date(changes.recordedAt).toISOString(),
         usage: { inputTokens: run.inputTokens, outputTokens: run.outputTokens },
         durationMs: run.startedAt !== null && run.endedAt !== null ? run.endedAt - run.startedAt : null,

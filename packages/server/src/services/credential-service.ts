@@ -98,8 +98,9 @@ export class CredentialService {
     return this.vault.seal(plaintext, { ownerId, provider });
   }
 
+  /** Provider credentials; git hosts' tokens are listed by /v1/git-credentials instead. */
   async list(userId: string): Promise<CredentialRecord[]> {
-    return this.store.credentials.listForUser(userId);
+    return (await this.store.credentials.listForUser(userId)).filter((c) => c.kind !== "git_token");
   }
 
   async remove(userId: string, provider: string): Promise<void> {
@@ -111,7 +112,8 @@ export class CredentialService {
   /** The plaintext, for the gateway only. */
   async credentialFor(userId: string, provider: GatewayProvider): Promise<UpstreamCredential | undefined> {
     const record = await this.store.credentials.get(userId, provider);
-    if (!record) return undefined;
+    // A git host's token (git-credentials.ts) is never a provider's credential.
+    if (!record || record.kind === "git_token") return undefined;
     if (!this.vault.hasKey(record.keyId)) await this.vault.refresh();
     let plaintext = this.vault.open(record.sealed, { ownerId: userId, provider });
     if (record.kind === "oauth") plaintext = await this.freshOAuth(record, plaintext);

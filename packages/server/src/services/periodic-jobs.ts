@@ -2,7 +2,8 @@
  * The server's periodic work, as background jobs (see jobs.ts). Reconcile is per node: it
  * compares the database with this host's driver (TTL, idle stop, inactivity destroy, vanished
  * and orphaned sandboxes are all its passes). The rest is cluster-wide: it touches only shared
- * rows, so one replica doing it per interval is enough.
+ * rows, so one replica doing it per interval is enough. The usage roll-up keeps the per-request
+ * usage table to its retention window (see UsageRepository.rollUp).
  */
 import type { Bus, Clock, Store } from "@polydev/core";
 import type { Logger } from "pino";
@@ -65,6 +66,15 @@ export function periodicJobs(deps: {
       const unreachable = results.filter((r) => r.error !== undefined);
       if (unreachable.length > 0)
         log.warn({ unreachable: unreachable.length }, "some credentials could not be validated this time");
+    },
+  });
+  jobs.add({
+    name: "usage-rollup",
+    scope: "cluster",
+    intervalMs: HOUR_MS,
+    async run() {
+      const folded = await store.usage.rollUp(clock.now() - config.usageRawRetentionMs);
+      if (folded > 0) log.info({ folded }, "folded gateway usage rows into hourly sums");
     },
   });
   const deadNodes = deps.deadNodes;

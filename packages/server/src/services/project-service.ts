@@ -41,7 +41,17 @@ export function projectNameFromUrl(url: string): string | null {
   return /^[A-Za-z0-9._-]{1,100}$/.test(name) && name !== "." && name !== ".." ? name : null;
 }
 
-export async function addProject(connection: AgentConnection, input: AddProjectInput): Promise<ProjectInfo> {
+/**
+ * Runs a clone with the URL git should fetch from: the relay's for a host the user stored a git
+ * token for (the token stays on the host), else the URL itself. Default: the URL itself.
+ */
+export type CloneVia = <T>(url: string, clone: (via: string) => Promise<T>) => Promise<T>;
+
+export async function addProject(
+  connection: AgentConnection,
+  input: AddProjectInput,
+  cloneVia: CloneVia = (url, clone) => clone(url),
+): Promise<ProjectInfo> {
   const name =
     input.name ??
     ("url" in input
@@ -62,12 +72,14 @@ export async function addProject(connection: AgentConnection, input: AddProjectI
   await sandboxStep(connection, ["mkdir", "-p", PROJECTS_DIR], "could not create the projects folder");
   if ("url" in input) {
     // "--" ends git's options: a URL is never read as one.
-    const clone = await runInSandbox(connection, {
-      argv: ["git", "clone", "--quiet", ...(input.ref ? ["--no-checkout"] : []), "--", input.url, path],
-      env: { GIT_TERMINAL_PROMPT: "0" },
-      timeoutMs: CLONE_TIMEOUT_MS,
-      maxStdoutBytes: 0,
-    });
+    const clone = await cloneVia(input.url, (via) =>
+      runInSandbox(connection, {
+        argv: ["git", "clone", "--quiet", ...(input.ref ? ["--no-checkout"] : []), "--", via, path],
+        env: { GIT_TERMINAL_PROMPT: "0" },
+        timeoutMs: CLONE_TIMEOUT_MS,
+        maxStdoutBytes: 0,
+      }),
+    );
     if (clone.exit.exitCode !== 0) {
       await runInSandbox(connection, {
         argv: ["rm", "-rf", "--", path],
@@ -79,6 +91,12 @@ export async function addProject(connection: AgentConnection, input: AddProjectI
         `git clone ${input.url} failed in the sandbox${clone.exit.timedOut ? " (timed out)" : ""}: ${lastLines(clone.stderr.text)}`,
       );
     }
+    // Cloned through the relay, origin names the relay's passing port: it names the remote again.
+    await sandboxStep(
+      connection,
+      ["git", "-C", path, "remote", "set-url", "--", "origin", input.url],
+      "could not set the project's origin",
+    );
     if (input.ref) {
       const checkout = await runInSandbox(connection, {
         argv: ["git", "checkout", "--quiet", input.ref, "--"],
@@ -218,6 +236,7 @@ export async function collectChanges(
   input: {
     runId: string;
     project: string;
+    projectSandboxId: string;
     cwd: string;
     baseCommit: string;
     check: string | undefined;
@@ -284,6 +303,7 @@ export async function collectChanges(
   return {
     runId: input.runId,
     project: input.project,
+    projectSandboxId: input.projectSandboxId,
     baseCommit: input.baseCommit,
     files,
     filesTruncated,

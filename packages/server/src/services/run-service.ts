@@ -54,6 +54,8 @@ export interface StartRunsInput {
 /** What a run in a project needs to record its changes when it ends. */
 interface ProjectRun {
   project: string;
+  /** The sandbox holding the original project (a group's runs may work in forks of it). */
+  projectSandboxId: string;
   check: string | undefined;
   baseCommit: string | undefined;
   recorded: boolean;
@@ -222,7 +224,14 @@ export class RunService {
       const place = places[index] ?? { sandbox, connection };
       // A fork already holds the files: its working directory is the requested one, not a copy.
       const baseCwd = inForks ? undefined : (input.cwd ?? project);
-      if (project) this.projectRuns.set(run.id, { project, check, baseCommit: undefined, recorded: false });
+      if (project)
+        this.projectRuns.set(run.id, {
+          project,
+          projectSandboxId: sandbox.id,
+          check,
+          baseCommit: undefined,
+          recorded: false,
+        });
       void this.execute(run, place.connection, baseCwd, place.sandbox, input.setup).catch(
         (error: unknown) => {
           this.log.error({ err: error, runId: run.id }, "run failed unexpectedly");
@@ -284,6 +293,7 @@ export class RunService {
     const empty = {
       runId: run.id,
       project: tracked.project,
+      projectSandboxId: tracked.projectSandboxId,
       baseCommit: tracked.baseCommit ?? null,
       files: [],
       filesTruncated: false,
@@ -298,6 +308,7 @@ export class RunService {
           : await collectChanges(connection, {
               runId: run.id,
               project: tracked.project,
+              projectSandboxId: tracked.projectSandboxId,
               cwd: run.cwd,
               baseCommit: tracked.baseCommit,
               // A cancelled run was asked to stop: its diff is kept, its check is not started.

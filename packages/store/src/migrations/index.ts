@@ -12,7 +12,9 @@ import * as identity from "./010-identity.js";
 import * as plans from "./011-plans.js";
 import * as jobRuns from "./012-job-runs.js";
 import * as runChanges from "./013-run-changes.js";
+import * as runKeeps from "./014-run-keeps.js";
 import * as nodes from "./017-nodes.js";
+import * as usageRollups from "./019-usage-rollups.js";
 import type { SqlFamily } from "./sql-family.js";
 
 export type { SqlFamily } from "./sql-family.js";
@@ -37,7 +39,9 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "011-plans": plans,
   "012-job-runs": jobRuns,
   "013-run-changes": runChanges,
+  "014-run-keeps": runKeeps,
   "017-nodes": nodes,
+  "019-usage-rollups": usageRollups,
 };
 
 /** Migrations live in code (not read from a folder) so a bundled build carries them. */

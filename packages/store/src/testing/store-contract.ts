@@ -521,6 +521,54 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       expect(await store.runs.getChanges("run_other")).toBeUndefined();
     });
 
+    it("keeps a run's keep record, replaces it on a second keep, and lists a group's keeps", async () => {
+      await store.users.create(user("usr_1"));
+      const run = (id: string, at: number) => ({
+        id,
+        userId: "usr_1",
+        sandboxId: "sbx_1",
+        groupId: "grp_1",
+        agent: "claude",
+        prompt: "p",
+        model: null,
+        cwd: "projects/app",
+        state: "succeeded",
+        exitReason: null,
+        finalText: null,
+        inputTokens: 0,
+        outputTokens: 0,
+        timeoutMs: 1000,
+        maxTurns: null,
+        createdAt: at,
+        startedAt: null,
+        endedAt: null,
+      });
+      await store.runs.insert(run("run_k1", 1));
+      await store.runs.insert(run("run_k2", 2));
+      const keep = {
+        runId: "run_k1",
+        groupId: "grp_1",
+        branch: "polydev/run_k1",
+        commit: "b".repeat(40),
+        merged: true,
+        pushed: false,
+        pullRequestUrl: null,
+        keptAt: 10,
+      };
+      await store.runs.putKeep(keep);
+      expect(await store.runs.getKeep("run_k1")).toEqual(keep);
+      const again = { ...keep, pushed: true, pullRequestUrl: "https://forge/pr/1", keptAt: 11 };
+      await store.runs.putKeep(again);
+      expect(await store.runs.getKeep("run_k1")).toEqual(again);
+      await store.runs.putKeep({ ...keep, runId: "run_k2", merged: false, keptAt: 12 });
+      expect((await store.runs.keepsOfGroup("grp_1")).map((k) => [k.runId, k.merged])).toEqual([
+        ["run_k1", true],
+        ["run_k2", false],
+      ]);
+      expect(await store.runs.keepsOfGroup("grp_other")).toEqual([]);
+      expect(await store.runs.getKeep("run_none")).toBeUndefined();
+    });
+
     it("keeps plans with their limits, puts users on them, and refuses to delete a plan in use", async () => {
       await store.users.create(user("usr_1"));
       await store.users.create(user("usr_2"));
@@ -942,6 +990,46 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       expect(await store.usage.totalsByProvider({ since: 40 })).toEqual([
         { provider: "anthropic", requests: 1, inputTokens: 2, outputTokens: 1 },
         { provider: "openai", requests: 1, inputTokens: 7, outputTokens: 1 },
+      ]);
+    });
+
+    it("folds usage older than the window into hourly sums and answers the same totals", async () => {
+      const HOUR = 3_600_000;
+      const base = 2000 * HOUR;
+      await store.users.create(user("usr_1"));
+      await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));
+      const entry = { userId: "usr_1", sandboxId: "sbx_1", status: 200, outputTokens: 1 };
+      const record = (provider: string, model: string, inputTokens: number, at: number) =>
+        store.usage.record({ ...entry, provider, model, inputTokens, at });
+      // Beyond 32 bits: the sums are int8 on both dialects.
+      await record("openai", "m", 3_000_000_000, base + 5);
+      await record("openai", "m", 3_000_000_000, base + 10);
+      await record("openai", "m", 4, base + HOUR + 1);
+      await record("anthropic", "c", 2, base + 2 * HOUR + 3);
+      const answers = async () => ({
+        all: await store.usage.summary({ userId: "usr_1" }),
+        sinceHour: await store.usage.summary({ userId: "usr_1", since: base + HOUR }),
+        providers: await store.usage.totalsByProvider({}),
+      });
+      const before = await answers();
+      expect(before.all).toEqual([
+        { provider: "anthropic", model: "c", requests: 1, inputTokens: 2, outputTokens: 1 },
+        { provider: "openai", model: "m", requests: 3, inputTokens: 6_000_000_004, outputTokens: 3 },
+      ]);
+      // Rounded down to the hour: the third hour's row is not folded.
+      expect(await store.usage.rollUp(base + 2 * HOUR + 7)).toBe(3);
+      expect(await answers()).toEqual(before);
+      expect(await store.usage.rollUp(base + 2 * HOUR + 7)).toBe(0);
+      // A late row for a folded hour is added to that hour's sums.
+      await record("openai", "m", 1, base + 20);
+      expect(await store.usage.rollUp(base + 2 * HOUR)).toBe(1);
+      expect(await store.usage.summary({ userId: "usr_1", since: base })).toEqual([
+        { provider: "anthropic", model: "c", requests: 1, inputTokens: 2, outputTokens: 1 },
+        { provider: "openai", model: "m", requests: 4, inputTokens: 6_000_000_005, outputTokens: 4 },
+      ]);
+      expect(await store.usage.totalsByProvider({ since: base + HOUR })).toEqual([
+        { provider: "anthropic", requests: 1, inputTokens: 2, outputTokens: 1 },
+        { provider: "openai", requests: 1, inputTokens: 4, outputTokens: 1 },
       ]);
     });
 
