@@ -6,7 +6,9 @@
  * are autocannon's, in whole milliseconds. Event delivery: two
  * replicas on one Postgres and Redis; an event published on replica A (a `quota.reached`, which
  * needs no sandbox) is timed from its `at` to its arrival on replica B's `GET /v1/events`,
- * beside the same event's arrival on A's own stream.
+ * beside the same event's arrival on A's own stream. Forwarding: `GET /v1/sandboxes/:id` of a
+ * sandbox on replica A, answered by A itself and through replica B (which relays it to A over the
+ * signed internal channel), at the lighter rate: what the extra hop costs.
  */
 
 import { spawn } from "node:child_process";
@@ -176,6 +178,37 @@ async function eventLatency(a: ServerProcess, b: ServerProcess, rounds: number) 
   ];
 }
 
+/** One sandbox's GET on the node that hosts it, then through the other replica (forwarded). */
+async function forwardingCost(a: ServerProcess, b: ServerProcess, seconds: number): Promise<LoadResult[]> {
+  const created = await call(a, "POST", "/v1/sandboxes", { network: "none" });
+  const id = created.body.id as string | undefined;
+  const node = created.body.node as string | undefined;
+  if (created.status !== 201 || !id)
+    throw new Error(`create: ${created.status} ${JSON.stringify(created.body)}`);
+  // Placement may pick either replica; "owner" is whichever hosts it.
+  const [owner, other] = node === "bench-b" ? [b, a] : [a, b];
+  try {
+    const path = `/v1/sandboxes/${id}`;
+    const local = await load(
+      "GET /v1/sandboxes/:id on its node",
+      `${owner.url}${path}`,
+      a.adminKey,
+      seconds,
+      LIGHT_RATE,
+    );
+    const forwarded = await load(
+      "GET /v1/sandboxes/:id through the other replica (forwarded)",
+      `${other.url}${path}`,
+      a.adminKey,
+      seconds,
+      LIGHT_RATE,
+    );
+    return [local, forwarded];
+  } finally {
+    await call(a, "DELETE", `/v1/sandboxes/${id}`);
+  }
+}
+
 export async function benchApi(options: { quick: boolean }): Promise<ApiResults> {
   const seconds = options.quick ? 3 : 10;
   const rounds = options.quick ? 20 : 100;
@@ -207,6 +240,7 @@ export async function benchApi(options: { quick: boolean }): Promise<ApiResults>
       ...quiet,
       POLYDEV_DATABASE_URL: await postgres.createDatabase(),
       POLYDEV_REDIS_URL: redis.socket,
+      POLYDEV_CLUSTER_SECRET: "bench-cluster-secret-0123456789abcdef",
     };
     const a = await startServerProcess(join(dir, "a"), { ...shared, POLYDEV_NODE_NAME: "bench-a" });
     started.push(a);
@@ -241,7 +275,8 @@ export async function benchApi(options: { quick: boolean }): Promise<ApiResults>
       bodyBytes: onA.bodyBytes,
     };
     const events = await eventLatency(a, b, rounds);
-    return { load: [rawLoad, sqliteLoad, sqliteLight, pgLoad, pgLight, twoReplicas], events };
+    const forwarding = await forwardingCost(a, b, seconds);
+    return { load: [rawLoad, sqliteLoad, sqliteLight, pgLoad, pgLight, twoReplicas, ...forwarding], events };
   } finally {
     for (const server of started.reverse()) await server.stop().catch(() => undefined);
     await Promise.all([postgres.stop(), redis.stop()]);
@@ -256,7 +291,7 @@ export function apiTable(results: ApiResults): string {
   );
   const events = results.events.map((e) => `| ${e.name} | ${e.n} | ${fmt(e.p50)} | ${fmt(e.p99)} |`);
   return [
-    "| GET /v1/sandboxes | req/s | requests | failed | body bytes | p50 ms | p99 ms |",
+    "| GET /v1/sandboxes (unless named) | req/s | requests | failed | body bytes | p50 ms | p99 ms |",
     "|---|---|---|---|---|---|---|",
     ...rows,
     "",

@@ -176,6 +176,13 @@ export class RedisBus implements Bus {
     return Number(await this.#client.eval(INCREMENT, 1, this.#key("counters", name), by, options.ttlMs));
   }
 
+  async count(name: string): Promise<number> {
+    this.#checkOpen();
+    checkBusName("counter", name, this.limits);
+    // Redis drops the key when its window ends: absent reads as 0.
+    return Number((await this.#client.get(this.#key("counters", name))) ?? 0);
+  }
+
   async close(): Promise<void> {
     if (this.#closed.signal.aborted) return;
     this.#closed.abort();

@@ -81,6 +81,8 @@ export interface Bus {
    * with an expiry `ttlMs` from its first increment (a fixed window), after which it starts over.
    */
   increment(name: string, options: { ttlMs: number; by?: number }): Promise<number>;
+  /** A counter's value now: 0 when it was never incremented or its window is over. */
+  count(name: string): Promise<number>;
   close(): Promise<void>;
 }
 

@@ -8,6 +8,8 @@ export const ERROR_STATUS = {
   unauthorized: 401,
   invalid_credentials: 401,
   invalid_token: 401,
+  /** A request claimed to come from another replica but its signature is missing or wrong. */
+  invalid_internal_signature: 401,
   forbidden: 403,
   gateway_path_refused: 403,
   registry_refused: 403,
@@ -59,6 +61,10 @@ export const ERROR_STATUS = {
   credential_unreadable: 422,
   credential_missing: 422,
   driver_unavailable: 503,
+  /** The node that hosts the sandbox is not answering (it is marked failed soon). */
+  node_unavailable: 503,
+  /** Replicas share a database but no POLYDEV_CLUSTER_SECRET is set, so nothing can be forwarded. */
+  cluster_secret_missing: 503,
   sandbox_failed: 502,
   port_unreachable: 502,
   upstream_unreachable: 502,

@@ -177,6 +177,13 @@ export class InProcessBus implements Bus {
     return by;
   }
 
+  async count(name: string): Promise<number> {
+    this.#checkOpen();
+    checkBusName("counter", name, this.limits);
+    const current = this.#counters.get(name);
+    return current && current.expiresAt > this.#clock.now() ? current.value : 0;
+  }
+
   async close(): Promise<void> {
     this.#closed.abort();
     this.#topics.clear();

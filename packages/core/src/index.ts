@@ -120,6 +120,8 @@ export type {
   NewAuditEvent,
   NewEgressAuditRecord,
   NewImage,
+  NodeRecord,
+  NodeRepository,
   PlanLimits,
   PlanRecord,
   PlanRepository,

@@ -106,6 +106,11 @@ export interface SandboxRecord {
   destroyedAt: number | null;
   /** Digest of the image the sandbox was made from (null: the host view, made before images). */
   image: string | null;
+  /**
+   * The node (server process) that hosts it and answers for it (see NodeRecord); null for rows
+   * made before nodes existed, which every node treats as its own (one server per database then).
+   */
+  node: string | null;
 }
 
 export type NewSandbox = Omit<
@@ -118,7 +123,8 @@ export type NewSandbox = Omit<
   | "lastActivityAt"
   | "destroyedAt"
   | "image"
-> & { name?: string | null | undefined; image?: string | null | undefined };
+  | "node"
+> & { name?: string | null | undefined; image?: string | null | undefined; node?: string | null | undefined };
 
 export type LogLevel = "info" | "warn" | "error";
 export type LogSource = "server" | "driver" | "console";
@@ -320,6 +326,41 @@ export interface StoreRepositories {
   readonly jobRuns: JobRunRepository;
   readonly webhooks: WebhookRepository;
   readonly mcpServers: McpServerRepository;
+  readonly nodes: NodeRepository;
+}
+
+/**
+ * A server that hosts sandboxes, as it last registered itself. Each node refreshes its record
+ * every few seconds; one whose `expiresAt` has passed stopped answering, and a survivor marks
+ * its sandboxes failed.
+ */
+export interface NodeRecord {
+  name: string;
+  /** Where other replicas reach it (its internal URL), e.g. `http://10.0.0.5:7420`. */
+  url: string;
+  /** The drivers it can create sandboxes with. */
+  drivers: string[];
+  cpuCount: number;
+  memoryMb: number;
+  /** Its creating and running sandboxes, and the memory they reserve. */
+  runningSandboxes: number;
+  reservedMemoryMb: number;
+  startedAt: number;
+  refreshedAt: number;
+  expiresAt: number;
+}
+
+export interface NodeRepository {
+  /** Creates or replaces the node's record. */
+  put(node: NodeRecord): Promise<void>;
+  get(name: string): Promise<NodeRecord | undefined>;
+  /** By name. */
+  list(): Promise<NodeRecord[]>;
+  /**
+   * Removes the node's record only if it is still expired at `now` (a node that came back and
+   * refreshed in the meantime keeps its record). True if it was removed.
+   */
+  removeIfExpired(name: string, now: number): Promise<boolean>;
 }
 
 export type JobOutcome = "running" | "succeeded" | "failed";

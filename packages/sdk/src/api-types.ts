@@ -4253,6 +4253,8 @@ export interface components {
             expiresAt: string;
             lastActivityAt: string;
             stateChangedAt: string;
+            /** @description the server (node) that hosts it among replicas; null for sandboxes made before nodes */
+            node: string | null;
         };
         ForkSandboxInput: {
             /**
@@ -4372,6 +4374,8 @@ export interface components {
             expiresAt: string;
             lastActivityAt: string;
             stateChangedAt: string;
+            /** @description the server (node) that hosts it among replicas; null for sandboxes made before nodes */
+            node: string | null;
             ownerId: string;
             ownerName: string;
         };
@@ -4774,6 +4778,8 @@ export interface components {
             expiresAt: string;
             lastActivityAt: string;
             stateChangedAt: string;
+            /** @description the server (node) that hosts it among replicas; null for sandboxes made before nodes */
+            node: string | null;
         };
         ForkSandbox: {
             /**
@@ -4893,6 +4899,8 @@ export interface components {
             expiresAt: string;
             lastActivityAt: string;
             stateChangedAt: string;
+            /** @description the server (node) that hosts it among replicas; null for sandboxes made before nodes */
+            node: string | null;
             ownerId: string;
             ownerName: string;
         };

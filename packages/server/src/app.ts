@@ -15,6 +15,7 @@ import { registerAuth } from "./http/auth.js";
 import { clientErrorHandler, registerProtocolChecks } from "./http/client-errors.js";
 import type { ServerContext } from "./http/context.js";
 import { registerErrorHandler } from "./http/error-handler.js";
+import { registerForwarding } from "./http/forwarding.js";
 import { registerUnreadBodyGuard } from "./http/unread-body.js";
 import { adminRoutes } from "./routes/admin.js";
 import { adminAuditRoutes } from "./routes/admin-audit.js";
@@ -109,11 +110,23 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   registerProtocolChecks(app);
   registerAuth(app, ctx, { verifier: ctx.oidc, users: ctx.oidcUsers });
   // A plan's requests per minute, per API key; admins are never throttled (they fix the plans).
+  // A forwarded request was counted by the replica the client reached.
   app.addHook("onRequest", async (request) => {
     const principal = request.principal;
-    if (principal && principal.role !== "admin")
+    if (principal && principal.role !== "admin" && request.forwardedBy === undefined)
       await ctx.quotas.admitRequest(principal.userId, principal.keyId);
   });
+  // After authentication and the rate limit: the owner trusts the principal found here.
+  if (ctx.nodes) {
+    registerForwarding(app, {
+      registry: ctx.nodes,
+      store: ctx.store,
+      clock: ctx.clock,
+      log: ctx.log.child({ component: "forwarding" }),
+      clusterSecret: ctx.config.clusterSecret,
+      defaults: { driver: ctx.config.driver, memoryMb: ctx.config.sandboxDefaults.memoryMb },
+    });
+  }
   // By route pattern only (`/v1/sandboxes/:id`), so the label set stays bounded whatever URLs come.
   app.addHook("onResponse", async (request, reply) => {
     ctx.metrics.httpRequest(

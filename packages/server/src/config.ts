@@ -276,6 +276,31 @@ export const configSchema = z
           .slice(0, 100)
           .replace(/[^A-Za-z0-9._-]/g, "-") || "node",
       ),
+    /**
+     * POLYDEV_NODE_URL: where other replicas reach this server (requests for its sandboxes are
+     * forwarded here), e.g. `http://10.0.0.5:7420`. Default: its listen address (a wildcard host
+     * becomes this machine's host name). Only used when replicas share a database and Redis.
+     */
+    nodeUrl: z
+      .string()
+      .regex(/^https?:\/\/[^/?#\s]+$/, "POLYDEV_NODE_URL must be http(s)://host:port with no path")
+      .optional(),
+    /**
+     * POLYDEV_CLUSTER_SECRET: the key (at least 32 characters, the same on every replica) that
+     * signs requests one replica forwards to another. Needed as soon as a second replica shares
+     * the database and Redis: without it nothing is forwarded (503 `cluster_secret_missing`).
+     */
+    clusterSecret: z.string().min(32, "POLYDEV_CLUSTER_SECRET must be at least 32 characters").optional(),
+    /**
+     * POLYDEV_NODE_REFRESH_INTERVAL_MS: how often a node refreshes its registration (capacity,
+     * running sandboxes) and the dead-node job runs (default 5 s).
+     */
+    nodeRefreshIntervalMs: intFromEnv.min(100).default(5_000),
+    /**
+     * POLYDEV_NODE_LEASE_MS: a node whose registration is older than this has stopped answering;
+     * its sandboxes are marked failed within this plus three refresh intervals (default 15 s).
+     */
+    nodeLeaseMs: intFromEnv.min(300).default(15_000),
     /** How often every stored provider credential is checked with its provider (cluster-wide). */
     credentialValidationIntervalMs: intFromEnv.positive().default(6 * 60 * MINUTE_MS),
     /**
@@ -412,6 +437,11 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
   if (env.POLYDEV_DATABASE_URL) input.databaseUrl = env.POLYDEV_DATABASE_URL;
   if (env.POLYDEV_REDIS_URL) input.redisUrl = env.POLYDEV_REDIS_URL;
   if (env.POLYDEV_NODE_NAME) input.nodeName = env.POLYDEV_NODE_NAME;
+  if (env.POLYDEV_NODE_URL) input.nodeUrl = env.POLYDEV_NODE_URL;
+  if (env.POLYDEV_CLUSTER_SECRET) input.clusterSecret = env.POLYDEV_CLUSTER_SECRET;
+  if (env.POLYDEV_NODE_REFRESH_INTERVAL_MS)
+    input.nodeRefreshIntervalMs = Number(env.POLYDEV_NODE_REFRESH_INTERVAL_MS);
+  if (env.POLYDEV_NODE_LEASE_MS) input.nodeLeaseMs = Number(env.POLYDEV_NODE_LEASE_MS);
   if (env.POLYDEV_ADMIN_KEY) input.adminKey = env.POLYDEV_ADMIN_KEY;
   if (env.POLYDEV_ADMIN_PASSWORD) input.adminPassword = env.POLYDEV_ADMIN_PASSWORD;
   if (env.POLYDEV_SESSION_IDLE_TIMEOUT_MS)

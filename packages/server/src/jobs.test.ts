@@ -126,9 +126,11 @@ describe("jobs on two servers sharing Postgres and Redis", () => {
   });
 
   it("registers the periodic work as jobs and refuses the list to non-admins", async () => {
+    // Sharing Postgres and Redis makes each server a node: the dead-nodes job comes with it.
     expect(a.server.jobs.names().sort()).toEqual([
       "audit-prune",
       "credential-validation",
+      "dead-nodes",
       "expired-sessions",
       "reconcile",
       "usage-rollup",

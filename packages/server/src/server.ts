@@ -5,7 +5,7 @@
  */
 import { hostname } from "node:os";
 import { join } from "node:path";
-import type { Bus, Clock, DriverSet, SandboxDriver, Store } from "@polydev/core";
+import type { Bus, Clock, DriverSet, SandboxDriver, SandboxRecord, Store } from "@polydev/core";
 import { systemClock } from "@polydev/core";
 import type { StoragePool } from "@polydev/images";
 import { CLI_RUNNERS } from "@polydev/runners";
@@ -21,6 +21,7 @@ import { AuditLog } from "./services/audit-log.js";
 import { bootstrapAdmin, prepareDataDir } from "./services/bootstrap.js";
 import { BrowserSessions } from "./services/browser-sessions.js";
 import { CredentialService } from "./services/credential-service.js";
+import { failDeadNodes } from "./services/dead-nodes.js";
 import { EgressHub } from "./services/egress-hub.js";
 import { EventHub } from "./services/event-hub.js";
 import { GatewayHub } from "./services/gateway-hub.js";
@@ -38,6 +39,7 @@ import { McpServerService } from "./services/mcp-servers.js";
 import { Metrics } from "./services/metrics.js";
 import { serveMetrics } from "./services/metrics-listener.js";
 import { NetworkPolicies } from "./services/network-policies.js";
+import { NodeRegistry } from "./services/nodes.js";
 import { DEFAULT_OAUTH_CLIENTS } from "./services/oauth-refresh.js";
 import { observeStore } from "./services/observed-store.js";
 import { openConfiguredBus } from "./services/open-bus.js";
@@ -62,6 +64,7 @@ import { PtySessions } from "./services/pty-sessions.js";
 import { Reconciler } from "./services/reconciler.js";
 import { SandboxService } from "./services/sandbox-service.js";
 import { SignInThrottle } from "./services/sign-in-throttle.js";
+import { BusSignInThrottle } from "./services/sign-in-throttle-bus.js";
 
 export interface DriverFactoryOptions {
   /** Where the driver keeps per-sandbox state on this host. */
@@ -296,7 +299,26 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     log.child({ component: "keep" }),
     () => clock.now(),
   );
-  const interrupted = await runs.failInterrupted();
+  // Replicas share the database: each is a node that answers only for its own sandboxes. The
+  // URL others reach it at is known once it listens (port 0 picks one).
+  let listenUrl = "";
+  const nodes = clustered(config)
+    ? new NodeRegistry({
+        name: config.nodeName,
+        url: () => config.nodeUrl ?? listenUrl,
+        drivers: driver.names(),
+        refreshIntervalMs: config.nodeRefreshIntervalMs,
+        leaseMs: config.nodeLeaseMs,
+        store,
+        clock,
+        log: log.child({ component: "nodes" }),
+      })
+    : undefined;
+  const owns = (row: SandboxRecord): boolean => nodes?.owns(row) ?? true;
+  const interrupted = await runs.failInterrupted(async (sandboxId) => {
+    const row = await store.sandboxes.get(sandboxId);
+    return row === undefined || owns(row);
+  });
   if (interrupted > 0) log.warn({ interrupted }, "runs interrupted by the restart were marked failed");
   let images: ImageService | undefined;
   let warmPools: WarmPools | undefined;
@@ -376,6 +398,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     sandboxes,
     log.child({ component: "reconciler" }),
     clock,
+    owns,
   );
   await reconciler.reconcile({ startup: true });
   const jobs = periodicJobs({
@@ -389,10 +412,21 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     credentials,
     sessionIdleTimeoutMs: config.sessionIdleTimeoutMs,
     webhooks,
+    deadNodes: nodes
+      ? async () => {
+          await failDeadNodes({
+            store,
+            clock,
+            self: config.nodeName,
+            runs,
+            log: log.child({ component: "dead-nodes" }),
+          });
+        }
+      : undefined,
   });
   // Sandboxes that outlived the previous server: their allow-list interception is opened again
   // (until then their connections are refused inside the sandbox, never let through).
-  for (const sandbox of await store.sandboxes.listByStates(["running"])) {
+  for (const sandbox of (await store.sandboxes.listByStates(["running"])).filter(owns)) {
     sandboxes.announceRunning(sandbox).catch((error: unknown) => {
       log.warn({ err: error, sandboxId: sandbox.id }, "could not re-adopt a sandbox's egress interception");
     });
@@ -423,13 +457,17 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       idleTimeoutMs: config.sessionIdleTimeoutMs,
       maxAgeMs: config.sessionMaxAgeMs,
     }),
-    signInThrottle: new SignInThrottle(config.signInThrottle, () => clock.now()),
+    // Replicas count failed sign-ins together; a single server keeps its sliding window in memory.
+    signInThrottle: nodes
+      ? new BusSignInThrottle(bus, config.signInThrottle, () => clock.now())
+      : new SignInThrottle(config.signInThrottle, () => clock.now()),
     oidc: new OidcVerifier(config.oidcIssuers, {
       ...DEFAULT_OIDC_LIMITS,
       refetchCooldownMs: config.oidcKeyRefetchCooldownMs,
     }),
     oidcUsers: new OidcUsers(store, clock, audit),
     audit,
+    nodes,
     clock,
     log,
   });
@@ -442,10 +480,23 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
         },
       )
     : undefined;
-  jobs.start();
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : config.port;
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+  // A wildcard listen address is no address for others: the machine's name is.
+  const reachableHost = ["0.0.0.0", "::", "[::]"].includes(config.host) ? hostname() : host;
+  listenUrl = `http://${reachableHost}:${port}`;
+  if (nodes) {
+    await nodes.start().catch(async (error: unknown) => {
+      await app.close();
+      throw error;
+    });
+    if (config.clusterSecret === undefined)
+      log.warn(
+        "replicas share this database but POLYDEV_CLUSTER_SECRET is not set: requests for other nodes' sandboxes answer 503 cluster_secret_missing",
+      );
+  }
+  jobs.start();
 
   let closed = false;
   return {
@@ -466,6 +517,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       closed = true;
       await jobs.stop();
       await webhooks.close();
+      await nodes?.stop();
       await reconciler.stop();
       ptys.closeAll();
       await app.close();
@@ -480,6 +532,11 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       removeSafetyNet();
     },
   };
+}
+
+/** Replicas share a database and a bus: each server is then a node among them. */
+function clustered(config: PolydevConfig): boolean {
+  return config.databaseUrl !== undefined && config.redisUrl !== undefined;
 }
 
 /**

@@ -59,6 +59,7 @@ describe("postgres specifics", () => {
         "014-run-keeps",
         "015-run-conversations",
         "016-webhooks-mcp",
+        "017-nodes",
         "019-usage-rollups",
       ]);
     } finally {

@@ -41,6 +41,7 @@ function toSandbox(row: Selectable<SandboxesTable>): SandboxRecord {
     expiresAt: ms(row.expires_at),
     destroyedAt: msOrNull(row.destroyed_at),
     image: row.image ?? null,
+    node: row.node ?? null,
   };
 }
 
@@ -104,6 +105,7 @@ export function sandboxRepository(db: Kysely<Database>): SandboxRepository {
           expires_at: s.expiresAt,
           destroyed_at: null,
           image: s.image ?? null,
+          node: s.node ?? null,
         })
         .returningAll()
         .executeTakeFirstOrThrow();

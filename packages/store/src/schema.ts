@@ -77,6 +77,7 @@ export interface SandboxesTable {
   expires_at: number | string;
   destroyed_at: number | string | null;
   image?: string | null;
+  node?: string | null;
 }
 
 export interface EgressPresetsTable {
@@ -286,6 +287,21 @@ export interface Database {
   plans: PlansTable;
   user_plans: UserPlansTable;
   job_runs: JobRunsTable;
+  nodes: NodesTable;
+}
+
+export interface NodesTable {
+  name: string;
+  url: string;
+  /** JSON array of driver names. */
+  drivers: string;
+  cpu_count: number;
+  memory_mb: number | string;
+  running_sandboxes: number;
+  reserved_memory_mb: number | string;
+  started_at: number | string;
+  refreshed_at: number | string;
+  expires_at: number | string;
 }
 
 export interface JobRunsTable {

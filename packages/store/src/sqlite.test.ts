@@ -69,6 +69,7 @@ describe("sqlite specifics", () => {
       { name: "014-run-keeps" },
       { name: "015-run-conversations" },
       { name: "016-webhooks-mcp" },
+      { name: "017-nodes" },
       { name: "019-usage-rollups" },
     ]);
   });

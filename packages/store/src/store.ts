@@ -8,6 +8,7 @@ import { imageRepository } from "./images.js";
 import { jobRunRepository } from "./job-runs.js";
 import { mcpServerRepository } from "./mcp-servers.js";
 import { migrationProvider, type SqlFamily } from "./migrations/index.js";
+import { nodeRepository } from "./nodes.js";
 import { planRepository } from "./plans.js";
 import { runRepository } from "./runs.js";
 import { sandboxLogRepository, sandboxRepository } from "./sandboxes.js";
@@ -52,6 +53,7 @@ function repositories(db: Kysely<Database>): StoreRepositories {
     jobRuns: jobRunRepository(db),
     webhooks: webhookRepository(db),
     mcpServers: mcpServerRepository(db),
+    nodes: nodeRepository(db),
   };
 }
 

@@ -152,6 +152,7 @@ export function runBusContract(name: string, open: OpenBus): void {
         await expect(bus.publish(bad, "d")).rejects.toBeInstanceOf(PolydevError);
         await expect(bus.acquire(bad, { ttlMs: 1000 })).rejects.toMatchObject({ code: "invalid_request" });
         await expect(bus.increment(bad, { ttlMs: 1000 })).rejects.toMatchObject({ code: "invalid_request" });
+        await expect(bus.count(bad)).rejects.toMatchObject({ code: "invalid_request" });
       }
       for (const bad of ["", "abc", "1-", "-1", "1-2-3", "$", ">", "+"]) {
         await expect(bus.subscribe("t", { afterId: bad, signal: signal() })).rejects.toMatchObject({
@@ -212,7 +213,10 @@ export function runBusContract(name: string, open: OpenBus): void {
       expect(await bus.increment("signin.alice", { ttlMs: 300 })).toBe(2);
       expect(await bus.increment("signin.bob", { ttlMs: 300 })).toBe(1);
       expect(await bus.increment("signin.alice", { ttlMs: 300, by: 5 })).toBe(7);
+      expect(await bus.count("signin.alice")).toBe(7);
+      expect(await bus.count("signin.nobody")).toBe(0);
       await sleep(450);
+      expect(await bus.count("signin.alice")).toBe(0);
       expect(await bus.increment("signin.alice", { ttlMs: 300 })).toBe(1);
       const big = 2 ** 40;
       expect(await bus.increment("tokens", { ttlMs: 10_000, by: big })).toBe(big);

@@ -13,6 +13,7 @@ import type { BrowserSessions } from "../services/browser-sessions.js";
 import { csrfTokenMatches, SESSION_COOKIE } from "../services/browser-sessions.js";
 import type { OidcUsers } from "../services/oidc-users.js";
 import { looksLikeJwt, type OidcVerifier } from "../services/oidc-verifier.js";
+import { INTERNAL_HEADER, verifyInternalRequest } from "./internal-channel.js";
 
 /** External issuers' tokens, when configured. */
 export interface OidcAuth {
@@ -42,6 +43,8 @@ const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 declare module "fastify" {
   interface FastifyRequest {
     principal: Principal | undefined;
+    /** The replica that forwarded this request (see http/forwarding.ts); undefined from clients. */
+    forwardedBy: string | undefined;
   }
 }
 
@@ -51,12 +54,31 @@ const TOUCH_EVERY_MS = 60_000;
 /** Needs @fastify/cookie registered first (it parses `request.cookies`). */
 export function registerAuth(
   app: FastifyInstance,
-  services: { store: Store; sessions: BrowserSessions; clock: Clock },
+  services: {
+    store: Store;
+    sessions: BrowserSessions;
+    clock: Clock;
+    config: { clusterSecret?: string | undefined };
+  },
   oidc: OidcAuth,
 ): void {
   const lastTouched = new Map<string, number>();
   app.decorateRequest("principal", undefined);
+  app.decorateRequest("forwardedBy", undefined);
   app.addHook("onRequest", async (request) => {
+    // Before anything else, on every route: a client must never pass for another replica.
+    const internal = request.headers[INTERNAL_HEADER];
+    if (internal !== undefined) {
+      const verified = verifyInternalRequest(
+        services.config.clusterSecret,
+        Array.isArray(internal) ? internal.join(",") : internal,
+        { method: request.method, url: request.url },
+        services.clock.now(),
+      );
+      request.principal = verified.principal;
+      request.forwardedBy = verified.from;
+      return;
+    }
     // /metrics is for admins (Prometheus scrapes it with an admin key).
     if (!request.url.startsWith("/v1/") && request.url.split("?")[0] !== "/metrics") return;
     if (PUBLIC_ROUTES.has(`${request.method} ${request.url.split("?")[0]}`)) return;

@@ -17,13 +17,14 @@ import type { LoginService } from "../services/login-service.js";
 import type { McpServerService } from "../services/mcp-servers.js";
 import type { Metrics } from "../services/metrics.js";
 import type { NetworkPolicies } from "../services/network-policies.js";
+import type { NodeRegistry } from "../services/nodes.js";
 import type { OidcUsers } from "../services/oidc-users.js";
 import type { OidcVerifier } from "../services/oidc-verifier.js";
 import type { PtySessions } from "../services/pty-sessions.js";
 import type { Quotas } from "../services/quotas.js";
 import type { RunService } from "../services/run-service.js";
 import type { SandboxService } from "../services/sandbox-service.js";
-import type { SignInThrottle } from "../services/sign-in-throttle.js";
+import type { SignInLimiter } from "../services/sign-in-throttle.js";
 import type { WebhookService } from "../services/webhooks.js";
 
 /** What routes may use; built once in app.ts. */
@@ -50,11 +51,13 @@ export interface ServerContext {
   /** Absent when the server was started without image storage. */
   images?: ImageService | undefined;
   sessions: BrowserSessions;
-  signInThrottle: SignInThrottle;
+  signInThrottle: SignInLimiter;
   /** External issuers' JWTs; `enabled` is false when none are configured. */
   oidc: OidcVerifier;
   oidcUsers: OidcUsers;
   audit: AuditLog;
+  /** This server as a node among replicas; absent on a single server (nothing is forwarded). */
+  nodes?: NodeRegistry | undefined;
   clock: Clock;
   log: Logger;
 }

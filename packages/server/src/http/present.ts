@@ -25,6 +25,7 @@ export function presentSandbox(s: SandboxRecord) {
     expiresAt: iso(s.expiresAt),
     lastActivityAt: iso(s.lastActivityAt),
     stateChangedAt: iso(s.stateChangedAt),
+    node: s.node,
   };
 }
 

@@ -158,6 +158,10 @@ export const sandboxSchema = z
     expiresAt: z.string(),
     lastActivityAt: z.string(),
     stateChangedAt: z.string(),
+    node: z
+      .string()
+      .nullable()
+      .describe("the server (node) that hosts it among replicas; null for sandboxes made before nodes"),
   })
   .meta({ id: "Sandbox" });
 

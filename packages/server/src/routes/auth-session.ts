@@ -73,9 +73,12 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
   const app = zodApp(instance);
 
   /** Turns the throttle's refusal into a 429 with Retry-After. */
-  const checkThrottle = (reply: FastifyReply, attempt: { name?: string; ip: string }): void => {
+  const checkThrottle = async (
+    reply: FastifyReply,
+    attempt: { name?: string; ip: string },
+  ): Promise<void> => {
     try {
-      ctx.signInThrottle.check(attempt);
+      await ctx.signInThrottle.check(attempt);
     } catch (error) {
       if (isPolydevError(error) && typeof error.details?.retryAfterMs === "number") {
         reply.log.warn({ ip: attempt.ip, userName: attempt.name }, "sign-in throttled");
@@ -120,7 +123,7 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
       };
       if ("idToken" in request.body) {
         method = "oidc";
-        checkThrottle(reply, { ip });
+        await checkThrottle(reply, { ip });
         if (!ctx.oidc.enabled) {
           throw new PolydevError(
             "feature_unavailable",
@@ -131,19 +134,19 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
           user = await ctx.oidcUsers.userFor(await ctx.oidc.verify(request.body.idToken), ip);
         } catch (error) {
           if (isPolydevError(error) && error.code === "invalid_token") {
-            ctx.signInThrottle.recordFailure({ ip });
+            await ctx.signInThrottle.recordFailure({ ip });
             await failed(error.message);
           }
           throw error;
         }
       } else if ("apiKey" in request.body) {
         method = "api_key";
-        checkThrottle(reply, { ip });
+        await checkThrottle(reply, { ip });
         const found = await ctx.store.apiKeys.findByHash(hashApiKey(request.body.apiKey));
         try {
           checkApiKeyUsable(found?.key, ctx.clock.now());
         } catch (error) {
-          ctx.signInThrottle.recordFailure({ ip });
+          await ctx.signInThrottle.recordFailure({ ip });
           const message = error instanceof Error ? error.message : "the API key is not valid";
           await failed(message, found?.user.name);
           throw new PolydevError("invalid_credentials", message);
@@ -153,18 +156,18 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
       } else {
         method = "password";
         const { name, password } = request.body;
-        checkThrottle(reply, { name, ip });
+        await checkThrottle(reply, { name, ip });
         // Names are stored lowercase; "Ada" on a phone keyboard means "ada".
         const found = await ctx.store.users.getByName(name.toLowerCase());
         // Verified even for an unknown name (against a decoy) so both answers take as long.
         const matches = await verifyPassword(password, found?.passwordHash ?? null);
         if (!found || !matches) {
-          ctx.signInThrottle.recordFailure({ name, ip });
+          await ctx.signInThrottle.recordFailure({ name, ip });
           // The name is not a secret, and operators (or fail2ban) need it to see an attack.
           await failed(found ? "wrong password" : "unknown user name", name.slice(0, 200));
           throw new PolydevError("invalid_credentials", WRONG_CREDENTIALS);
         }
-        ctx.signInThrottle.recordSuccess(name);
+        await ctx.signInThrottle.recordSuccess(name);
         user = found;
       }
       const { token, resolved } = await ctx.sessions.start(user);
@@ -269,9 +272,9 @@ export function authSessionRoutes(instance: FastifyInstance, ctx: ServerContext)
           throw new PolydevError("invalid_request", "send currentPassword: a password is already set");
         }
         const attempt = { name: user.name, ip: request.ip };
-        checkThrottle(reply, attempt);
+        await checkThrottle(reply, attempt);
         if (!(await verifyPassword(currentPassword, user.passwordHash))) {
-          ctx.signInThrottle.recordFailure(attempt);
+          await ctx.signInThrottle.recordFailure(attempt);
           await ctx.audit.record({
             action: "password.change",
             outcome: "failure",

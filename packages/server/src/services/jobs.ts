@@ -17,6 +17,11 @@ export interface JobDefinition {
   name: string;
   scope: JobScope;
   intervalMs: number;
+  /**
+   * A cluster job's own lease (default: the runner's). A replica that dies holding it blocks the
+   * job until it expires, so a job that must follow a death quickly takes a short one.
+   */
+  leaseTtlMs?: number;
   /** The signal aborts when the server stops or a cluster job's lease is lost. */
   run(signal: AbortSignal): Promise<void>;
 }
@@ -118,7 +123,7 @@ export class JobRunner {
 
   private async runClusterJob(job: JobDefinition, force: boolean): Promise<JobRunResult> {
     const { bus, store, clock } = this.options;
-    const lease = await bus.acquire(`job:${job.name}`, { ttlMs: this.leaseTtlMs });
+    const lease = await bus.acquire(`job:${job.name}`, { ttlMs: job.leaseTtlMs ?? this.leaseTtlMs });
     if (!lease) return "skipped";
     const lost = new AbortController();
     const signal = AbortSignal.any([this.stopping.signal, lost.signal]);
@@ -140,8 +145,9 @@ export class JobRunner {
   }
 
   private keepRenewing(lease: BusLease, job: JobDefinition, lost: AbortController): NodeJS.Timeout {
+    const ttlMs = job.leaseTtlMs ?? this.leaseTtlMs;
     const timer = setInterval(() => {
-      lease.renew(this.leaseTtlMs).then(
+      lease.renew(ttlMs).then(
         (held) => {
           if (held) return;
           this.options.log.warn({ job: job.name }, "a background job's lease was lost; stopping it");
@@ -150,7 +156,7 @@ export class JobRunner {
         (error: unknown) =>
           this.options.log.warn({ err: error, job: job.name }, "renewing a job lease failed"),
       );
-    }, this.leaseTtlMs / 3);
+    }, ttlMs / 3);
     timer.unref();
     return timer;
   }

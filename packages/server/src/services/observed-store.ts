@@ -73,6 +73,7 @@ function pickRepositories(tx: StoreRepositories): StoreRepositories {
     jobRuns: tx.jobRuns,
     webhooks: tx.webhooks,
     mcpServers: tx.mcpServers,
+    nodes: tx.nodes,
     identities: tx.identities,
     audit: tx.audit,
   };

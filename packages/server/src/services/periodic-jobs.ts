@@ -27,6 +27,8 @@ export function periodicJobs(deps: {
   credentials: CredentialService;
   sessionIdleTimeoutMs: number;
   webhooks: WebhookService;
+  /** With replicas: marks the sandboxes of nodes that stopped answering (see dead-nodes.ts). */
+  deadNodes?: (() => Promise<void>) | undefined;
 }): JobRunner {
   const { config, store, clock, log } = deps;
   const jobs = new JobRunner({ store, bus: deps.bus, clock, node: config.nodeName, log });
@@ -89,6 +91,17 @@ export function periodicJobs(deps: {
   deps.webhooks.onQueued(() => {
     void jobs.runNow(WEBHOOK_JOB, { force: true });
   });
+  const deadNodes = deps.deadNodes;
+  if (deadNodes) {
+    jobs.add({
+      name: "dead-nodes",
+      scope: "cluster",
+      intervalMs: config.nodeRefreshIntervalMs,
+      // Short: a replica that dies holding it delays the job by at most this (see dead-nodes.ts).
+      leaseTtlMs: 2 * config.nodeRefreshIntervalMs,
+      run: () => deadNodes(),
+    });
+  }
   return jobs;
 }
 

@@ -8,6 +8,10 @@
  * the inactivity period destroyed, and sandboxes on the host with no row that holds them
  * (orphans) are destroyed. Stopped sandboxes have no processes, and that is normal for them.
  * Batch work: one item's failure is reported and never stops the rest.
+ *
+ * With replicas, each node reconciles only the rows it hosts (`owns`): another node's sandboxes
+ * are not on this host, and it is not this node's to fail them (a dead node's are failed by the
+ * dead-nodes job).
  */
 import type { Clock, ObservedSandbox, SandboxDriver, SandboxRecord, Store } from "@polydev/core";
 import type { Logger } from "pino";
@@ -45,6 +49,8 @@ export class Reconciler {
     private readonly sandboxes: SandboxService,
     private readonly log: Logger,
     private readonly clock: Clock,
+    /** Whether a row is this node's to reconcile (default: every row, as on a single server). */
+    private readonly owns: (row: SandboxRecord) => boolean = () => true,
   ) {}
 
   /** One pass; concurrent callers share the pass in progress. */
@@ -68,13 +74,9 @@ export class Reconciler {
     // here, and is then stopped rather than failed.
     const observed = this.sandboxes.anyDurable() ? await this.driver.list() : [];
     const onHost = new Map(observed.map((o) => [o.sandboxId, o]));
-    const rows = await this.store.sandboxes.listByStates([
-      "creating",
-      "running",
-      "hibernated",
-      "stopped",
-      "destroying",
-    ]);
+    const rows = (
+      await this.store.sandboxes.listByStates(["creating", "running", "hibernated", "stopped", "destroying"])
+    ).filter(this.owns);
     for (const row of rows) {
       const item = await this.reconcileRow(row, startup, onHost).catch(
         (error: unknown): ReconcileItem => ({

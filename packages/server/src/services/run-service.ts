@@ -590,11 +590,27 @@ export class RunService {
     clearTimeout(timer);
   }
 
-  /** At start-up: runs the previous server process left running cannot be resumed. */
-  async failInterrupted(): Promise<number> {
+  /**
+   * At start-up: runs the previous server process left running cannot be resumed. Only this
+   * node's (`mine` says which sandboxes are): other replicas' runs are running elsewhere.
+   */
+  async failInterrupted(mine: (sandboxId: string) => Promise<boolean> = async () => true): Promise<number> {
     const stale = await this.store.runs.listByStates(["queued", "running"]);
-    for (const run of stale)
+    let failed = 0;
+    for (const run of stale) {
+      if (!(await mine(run.sandboxId))) continue;
       await this.finish(run, "failed", "interrupted: the server restarted during the run", "");
+      failed += 1;
+    }
+    return failed;
+  }
+
+  /** The queued and running runs in these sandboxes end failed (their node stopped answering). */
+  async failRunsIn(sandboxIds: ReadonlySet<string>, reason: string): Promise<number> {
+    const stale = (await this.store.runs.listByStates(["queued", "running"])).filter((run) =>
+      sandboxIds.has(run.sandboxId),
+    );
+    for (const run of stale) await this.finish(run, "failed", reason, "");
     return stale.length;
   }
 

@@ -414,10 +414,13 @@ export class SandboxService {
     }
   }
 
-  /** Inserts a row; the store's unique index on (user, name) decides a race between two creates. */
+  /**
+   * Inserts a row, owned by this node (it hosts the sandbox); the store's unique index on
+   * (user, name) decides a race between two creates.
+   */
   private async insertNamed(sandbox: NewSandbox): Promise<SandboxRecord> {
     try {
-      return await this.store.sandboxes.insert(sandbox);
+      return await this.store.sandboxes.insert({ ...sandbox, node: this.config.nodeName });
     } catch (error) {
       throw asNameTaken(error, sandbox.name ?? undefined);
     }
@@ -903,6 +906,8 @@ export class SandboxService {
         idleTimeoutMs: record.idleTimeoutMs,
         createdAt: now,
         expiresAt: now + record.timeoutMs,
+        // Forks live beside their parent's disk: on this node.
+        node: this.config.nodeName,
       }));
       let created: SandboxRecord[];
       try {

@@ -1,10 +1,30 @@
 /**
  * Counts failed sign-ins per user name and per client address in a sliding window, so passwords
  * cannot be guessed at speed: past the limit every attempt answers 429 (even a right password)
- * until the oldest failure leaves the window. In memory, per server process: with several
- * replicas each one counts on its own, which still bounds guessing to a small multiple.
+ * until the oldest failure leaves the window. In memory, per server process: the single-server
+ * default. Replicas count on the bus instead (sign-in-throttle-bus.ts), so N replicas do not
+ * allow N times the attempts.
  */
 import { PolydevError } from "@polydev/core";
+
+type Attempt = { name?: string | undefined; ip: string };
+
+/** What sign-in routes use; async so the count can live on a shared bus. */
+export interface SignInLimiter {
+  /** Throws `too_many_attempts` (with `details.retryAfterMs`) when the name or the address is over its limit. */
+  check(attempt: Attempt): Promise<void>;
+  recordFailure(attempt: Attempt): Promise<void>;
+  /** A right password clears the name's count (the address keeps its own). */
+  recordSuccess(name: string): Promise<void>;
+}
+
+export function tooManyAttempts(retryAfterMs: number): PolydevError {
+  return new PolydevError(
+    "too_many_attempts",
+    `too many failed sign-ins; try again in ${Math.ceil(retryAfterMs / 1000)} s`,
+    { details: { retryAfterMs } },
+  );
+}
 
 export interface SignInThrottleLimits {
   maxFailuresPerName: number;
@@ -15,7 +35,7 @@ export interface SignInThrottleLimits {
 /** Enough for a busy server; beyond it the oldest tracked keys are forgotten first. */
 const MAX_TRACKED_KEYS = 10_000;
 
-export class SignInThrottle {
+export class SignInThrottle implements SignInLimiter {
   readonly #failures = new Map<string, number[]>();
 
   constructor(
@@ -23,8 +43,7 @@ export class SignInThrottle {
     private readonly now: () => number,
   ) {}
 
-  /** Throws `too_many_attempts` (with `retryAfterMs`) when either the name or the address is over its limit. */
-  check(attempt: { name?: string | undefined; ip: string }): void {
+  async check(attempt: Attempt): Promise<void> {
     const now = this.now();
     const waits = [
       this.#waitMs(`ip:${attempt.ip}`, this.limits.maxFailuresPerIp, now),
@@ -33,23 +52,17 @@ export class SignInThrottle {
         : this.#waitMs(nameKey(attempt.name), this.limits.maxFailuresPerName, now),
     ];
     const retryAfterMs = Math.max(...waits);
-    if (retryAfterMs > 0) {
-      throw new PolydevError(
-        "too_many_attempts",
-        `too many failed sign-ins; try again in ${Math.ceil(retryAfterMs / 1000)} s`,
-        { details: { retryAfterMs } },
-      );
-    }
+    if (retryAfterMs > 0) throw tooManyAttempts(retryAfterMs);
   }
 
-  recordFailure(attempt: { name?: string | undefined; ip: string }): void {
+  async recordFailure(attempt: Attempt): Promise<void> {
     const now = this.now();
     this.#add(`ip:${attempt.ip}`, now);
     if (attempt.name !== undefined) this.#add(nameKey(attempt.name), now);
   }
 
-  /** A right password clears the name's count; the address keeps its count (one user's success says nothing about the others it tried). */
-  recordSuccess(name: string): void {
+  /** The address keeps its count: one user's success says nothing about the others it tried. */
+  async recordSuccess(name: string): Promise<void> {
     this.#failures.delete(nameKey(name));
   }
 
@@ -82,4 +95,4 @@ export class SignInThrottle {
   }
 }
 
-const nameKey = (name: string): string => `name:${name.toLowerCase()}`;
+export const nameKey = (name: string): string => `name:${name.toLowerCase()}`;

@@ -92,6 +92,8 @@ export interface ChildServerOptions {
   standInLogins?: boolean;
   /** Give the server an image store on plain directories (see child-server-main.ts). */
   imageStore?: boolean;
+  /** How long the start may take (default 30 s; several servers starting at once on a busy host take longer). */
+  startTimeoutMs?: number;
 }
 
 export async function startChildServer(options: ChildServerOptions = {}): Promise<ChildServer> {
@@ -145,7 +147,7 @@ export async function startChildServer(options: ChildServerOptions = {}): Promis
       `${pattern} from the child server; output so far: ${output.slice(-2000)}`,
     );
 
-  const listening = await waitForOutput(/listening (\S+) (\S+)\n/);
+  const listening = await waitForOutput(/listening (\S+) (\S+)\n/, options.startTimeoutMs);
   const [, url = "", printedKey = "-"] = /listening (\S+) (\S+)/.exec(listening) ?? [];
   const adminKey =
     printedKey === "-" ? (await readFile(join(dataDir, "admin-api-key"), "utf8")).trim() : printedKey;

@@ -15,6 +15,7 @@ import * as runChanges from "./013-run-changes.js";
 import * as runKeeps from "./014-run-keeps.js";
 import * as runConversations from "./015-run-conversations.js";
 import * as webhooksMcp from "./016-webhooks-mcp.js";
+import * as nodes from "./017-nodes.js";
 import * as usageRollups from "./019-usage-rollups.js";
 import type { SqlFamily } from "./sql-family.js";
 
@@ -43,6 +44,7 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "014-run-keeps": runKeeps,
   "015-run-conversations": runConversations,
   "016-webhooks-mcp": webhooksMcp,
+  "017-nodes": nodes,
   "019-usage-rollups": usageRollups,
 };
 

@@ -157,6 +157,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         lastActivityAt: 1000,
         destroyedAt: null,
         image: null,
+        node: null,
       });
       await store.sandboxes.setHandle("sbx_1", {
         sandboxId: "sbx_1",
@@ -713,6 +714,42 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
           endedAt: 8,
         },
       ]);
+    });
+
+    it("keeps one record per node, removes it only while expired, and names each sandbox's node", async () => {
+      const node = {
+        name: "node-a",
+        url: "http://10.0.0.5:7420",
+        drivers: ["namespace", "gvisor"],
+        cpuCount: 8,
+        memoryMb: 32_768,
+        runningSandboxes: 2,
+        reservedMemoryMb: 1024,
+        startedAt: 1,
+        refreshedAt: 10,
+        expiresAt: 25,
+      };
+      await store.nodes.put(node);
+      await store.nodes.put({ ...node, name: "node-b", drivers: ["namespace"] });
+      await store.nodes.put({ ...node, runningSandboxes: 3, refreshedAt: 20, expiresAt: 35 });
+      expect(await store.nodes.get("node-a")).toEqual({
+        ...node,
+        runningSandboxes: 3,
+        refreshedAt: 20,
+        expiresAt: 35,
+      });
+      expect((await store.nodes.list()).map((n) => n.name)).toEqual(["node-a", "node-b"]);
+      // Refreshed past 30: not removed at 30; node-b (expired at 25) is.
+      expect(await store.nodes.removeIfExpired("node-a", 30)).toBe(false);
+      expect(await store.nodes.removeIfExpired("node-b", 30)).toBe(true);
+      expect(await store.nodes.removeIfExpired("node-b", 30)).toBe(false);
+      expect(await store.nodes.get("node-b")).toBeUndefined();
+
+      await store.users.create(user("usr_1"));
+      await store.sandboxes.insert({ ...sandbox("sbx_1", "usr_1", 1000), node: "node-a" });
+      await store.sandboxes.insert(sandbox("sbx_2", "usr_1", 1000));
+      expect((await store.sandboxes.get("sbx_1"))?.node).toBe("node-a");
+      expect((await store.sandboxes.get("sbx_2"))?.node).toBeNull();
     });
 
     it("keeps logs in insertion order per sandbox and pages them after an id", async () => {
