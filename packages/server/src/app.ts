@@ -34,6 +34,7 @@ import { loginRoutes } from "./routes/logins.js";
 import { metricsRoutes } from "./routes/metrics.js";
 import { networkRoutes } from "./routes/network.js";
 import { planRoutes } from "./routes/plans.js";
+import { portRoutes } from "./routes/ports.js";
 import { processRoutes } from "./routes/processes.js";
 import { projectRoutes } from "./routes/projects.js";
 import { ptyRoutes } from "./routes/pty.js";
@@ -159,6 +160,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   eventRoutes(app, ctx);
   planRoutes(app, ctx);
   imageRoutes(app, ctx);
+  portRoutes(app, ctx);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await webRoutes(app, ctx);
   // After the web routes: it serves files with the reply.sendFile they register.
