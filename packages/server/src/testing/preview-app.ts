@@ -33,7 +33,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_text(200, "hello from port %d path %s" % (PORT, path))
         if path == "/headers":
             return self.send_text(200, json.dumps({k.lower(): v for k, v in self.headers.items()}), "application/json")
-        if path == "/page.html":
+        if path == "/" or path == "/page.html":
             return self.send_text(200, PAGE, "text/html; charset=utf-8")
         if path == "/data.json":
             return self.send_text(200, json.dumps({"secret": "preview-data-%d" % PORT}), "application/json")
@@ -134,7 +134,7 @@ export async function startPreviewApp(
   const source =
     page === undefined
       ? PREVIEW_APP_PY
-      : PREVIEW_APP_PY.replace(/^PAGE = .*$/m, `PAGE = ${JSON.stringify(page)}`);
+      : PREVIEW_APP_PY.replace(/^PAGE = .*$/m, () => `PAGE = ${JSON.stringify(page)}`);
   const put = await fetch(`${api.url}/v1/sandboxes/${sandboxId}/files/content?path=preview-app-${port}.py`, {
     method: "PUT",
     headers: { authorization: `Bearer ${api.key}`, "content-type": "application/octet-stream" },
