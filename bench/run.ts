@@ -1,12 +1,13 @@
 /**
  * `npm run bench`: every benchmark, each measuring its own baseline in the same run, printed as
- * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor|microvm|store|api` picks one.
+ * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor|microvm|store|api|preview` picks one.
  */
 import { apiTable, benchApi } from "./api.js";
 import { benchEgress, egressTable } from "./egress.js";
 import { benchGvisor, gvisorTable } from "./gvisor.js";
 import { benchImages, imagesTable } from "./images.js";
 import { benchMicrovm, microvmTable } from "./microvm.js";
+import { benchPreview, previewTable } from "./preview.js";
 import { benchRuns, runsTable } from "./runs.js";
 import { benchSandboxCore, sandboxCoreTable } from "./sandbox-core.js";
 import { benchStoragePool, storagePoolTable } from "./storage-pool.js";
@@ -51,4 +52,10 @@ if (!process.argv.includes("--only") || only === "microvm") {
 if (!process.argv.includes("--only") || only === "api") {
   const api = await benchApi({ quick });
   process.stdout.write(`\n## API under load and events across replicas\n\n${apiTable(api)}\n`);
+}
+if (!process.argv.includes("--only") || only === "preview") {
+  const preview = await benchPreview({ quick });
+  process.stdout.write(
+    `\n## Preview URLs: a sandbox's web server through Polydev versus directly\n\n${previewTable(preview)}\n`,
+  );
 }
