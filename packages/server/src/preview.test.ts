@@ -430,6 +430,29 @@ describe("faults", () => {
   });
 });
 
+describe("closing", () => {
+  it("a server closing with preview WebSockets open ends them instead of waiting on them", async () => {
+    const own = await startTestServer();
+    const user = await createUser(own.api, "preview-closing");
+    const id = await user.createSandbox({ network: "none" });
+    await startPreviewApp(user, id, 8080);
+    const made = await user.call<{ url: string }>("POST", `/v1/sandboxes/${id}/ports/8080/preview-link`, {});
+    const { page } = await enter(made.body.url);
+    const sockets = [
+      new WebSocket(`${own.url.replace("http", "ws")}/v1/sandboxes/${id}/ports/8080/ws`, {
+        headers: { authorization: `Bearer ${user.key}` },
+      }),
+      new WebSocket(new URL("ws", page).toString().replace("http", "ws")),
+    ];
+    await Promise.all(
+      sockets.map((ws) => new Promise((resolve, reject) => ws.once("open", resolve).once("error", reject))),
+    );
+    const closed = sockets.map((ws) => new Promise<void>((resolve) => ws.once("close", () => resolve())));
+    await own.close();
+    await Promise.all(closed);
+  });
+});
+
 /** Opens a WebSocket and reports the refusal's status, or "open". */
 function openWebSocket(url: string, headers: Record<string, string>): Promise<{ status: number | "open" }> {
   return new Promise((resolve) => {

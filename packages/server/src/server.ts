@@ -461,6 +461,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       await jobs.stop();
       await reconciler.stop();
       ptys.closeAll();
+      previews.closeAll();
       await app.close();
       await metricsServer?.close();
       await previewServer?.close();

@@ -128,6 +128,7 @@ export function portRoutes(
         reply.hijack();
         const socket = request.raw.socket;
         socket.once("close", release);
+        previews.trackUpgrade(socket);
         await relayUpgrade(request.raw, socket, Buffer.alloc(0), target, options);
       },
       handler: async (request: FastifyRequest, reply: FastifyReply) => {

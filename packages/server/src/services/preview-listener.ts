@@ -71,12 +71,9 @@ export async function servePreviews(
       answerError(response, asPolydevError(error));
     });
   });
-  // Upgraded sockets leave the HTTP server's books: closing the listener ends them from here.
-  const upgraded = new Set<Duplex>();
   server.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on("error", () => undefined);
-    upgraded.add(socket);
-    socket.once("close", () => upgraded.delete(socket));
+    previews.trackUpgrade(socket);
     handleUpgrade(request, socket, head).catch((error: unknown) => {
       writeRawError(socket, asPolydevError(error));
     });
@@ -251,7 +248,7 @@ export async function servePreviews(
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
-        for (const socket of upgraded) socket.destroy();
+        previews.closeAll();
       }),
   };
 }

@@ -51,7 +51,7 @@ export interface RelayOptions {
   prefix: string;
   /** Headers added to every answer (CSP, referrer policy). */
   answerHeaders: Record<string, string>;
-  /** No answer head within this long: 504. */
+  /** No answer head within this long after the request was sent: 504. */
   answerTimeoutMs: number;
   maxHeaderBytes: number;
   /** Added as X-Forwarded-* so apps can build their own URLs. */
@@ -251,10 +251,15 @@ export async function relayHttp(
         upstream.destroy();
         resolve();
       };
-      const timer = setTimeout(() => {
-        finish(timeoutError(target.port, options.answerTimeoutMs));
-        outgoing.destroy();
-      }, options.answerTimeoutMs);
+      // Counted from when the whole request was sent: a long upload is not a silent sandbox.
+      let timer: NodeJS.Timeout | undefined;
+      outgoing.once("finish", () => {
+        if (answered) return;
+        timer = setTimeout(() => {
+          finish(timeoutError(target.port, options.answerTimeoutMs));
+          outgoing.destroy();
+        }, options.answerTimeoutMs);
+      });
       stopped.signal.addEventListener("abort", () => {
         outgoing.destroy();
         finish();

@@ -3,6 +3,7 @@
  * (a `forward.in` per connection, capped per sandbox), making signed links, and the preview
  * origin's addresses in its two modes (see preview-listener.ts).
  */
+import type { Duplex } from "node:stream";
 import type { AgentConnection } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import type { PolydevConfig } from "../config.js";
@@ -54,6 +55,8 @@ export function labelToSandboxId(label: string): string | undefined {
 
 export class PreviewService {
   private readonly open = new Map<string, number>();
+  /** Relayed WebSockets: their sockets left the HTTP servers' books, so closing ends them here. */
+  private readonly upgraded = new Set<Duplex>();
   private origin: PreviewOrigin | undefined;
 
   constructor(
@@ -90,6 +93,17 @@ export class PreviewService {
       if (left <= 0) this.open.delete(sandboxId);
       else this.open.set(sandboxId, left);
     };
+  }
+
+  /** Keeps an upgraded (relayed) socket until it closes, so `closeAll` can end it. */
+  trackUpgrade(socket: Duplex): void {
+    this.upgraded.add(socket);
+    socket.once("close", () => this.upgraded.delete(socket));
+  }
+
+  /** Ends every relayed WebSocket (the server is closing: they would hold it open). */
+  closeAll(): void {
+    for (const socket of this.upgraded) socket.destroy();
   }
 
   openConnections(sandboxId: string): number {
