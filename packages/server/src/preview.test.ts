@@ -150,6 +150,15 @@ describe("the API form", () => {
     expect((await api.call("GET", `/v1/sandboxes/${a}/ports/0/`)).status).toBe(400);
   });
 
+  it("refuses an answer head larger than the cap with a 502", async () => {
+    const answer = await api.call<{ error: { code: string; message: string } }>(
+      "GET",
+      `/v1/sandboxes/${a}/ports/8080/big-header`,
+    );
+    expect(answer.status).toBe(502);
+    expect(answer.body.error.message).toMatch(/too large an answer head/);
+  });
+
   it("answers 504 when the sandbox sends no answer in time", async () => {
     const answer = await api.call<{ error: { code: string } }>("GET", `/v1/sandboxes/${a}/ports/8080/slow`);
     expect(answer.status).toBe(504);

@@ -42,6 +42,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_text(200, json.dumps({"secret": "preview-data-%d" % PORT}), "application/json")
         if path == "/cookie":
             return self.send_text(200, "set", extra=[("set-cookie", "app=1; Path=/; Domain=localhost; HttpOnly"), ("set-cookie", "polydev_session=evil; Path=/")])
+        if path == "/big-header":
+            return self.send_text(200, "too big", extra=[("x-big", "y" * 40000)])
         if path == "/redirect":
             self.send_response(302)
             self.send_header("location", "/hello/after")
