@@ -18,6 +18,8 @@ import { fmt, summarize, timeIt } from "./stats.js";
 
 export interface PreviewBench {
   rows: { path: string; latency: Summary; downloadMs: number }[];
+  /** A plain API call on the same sandbox (key check, sandbox lookup, no relay), for attribution. */
+  apiCall: Summary;
   downloadBytes: number;
 }
 
@@ -101,7 +103,14 @@ export async function benchPreview(options: { quick: boolean }): Promise<Preview
       { path: "API form (bearer key)", ...(await measure(apiForm, auth, rounds, downloadBytes)) },
       { path: "preview origin (signed link)", ...(await measure(page, {}, rounds, downloadBytes)) },
     ];
-    return { rows, downloadBytes };
+    const apiSamples: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      const { ms } = await timeIt(async () =>
+        (await fetch(`${server.url}/v1/sandboxes/${id}`, { headers: auth })).text(),
+      );
+      apiSamples.push(ms);
+    }
+    return { rows, downloadBytes, apiCall: summarize(apiSamples) };
   } finally {
     direct.kill();
     await server.stop();
@@ -122,5 +131,9 @@ export function previewTable(result: PreviewBench): string {
       `| ${row.path} | ${fmt(row.latency.p50)} | ${fmt(row.latency.p95)} | ${ratio.toFixed(2)}x | ${(mib / (row.downloadMs / 1000)).toFixed(0)} |`,
     );
   }
+  lines.push(
+    "",
+    `For attribution: a plain API call on the same sandbox (\`GET /v1/sandboxes/:id\`: key check and lookup, no relay) takes p50 ${fmt(result.apiCall.p50)} ms, p95 ${fmt(result.apiCall.p95)} ms.`,
+  );
   return `${lines.join("\n")}\n`;
 }

@@ -11,7 +11,13 @@
  * list: hop-by-hop headers and Polydev's own credentials (Authorization, the dashboard and
  * preview cookies, the CSRF header) never reach the sandbox, and what comes back is filtered too.
  */
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type {
+  Agent,
+  IncomingHttpHeaders,
+  IncomingMessage,
+  OutgoingHttpHeaders,
+  ServerResponse,
+} from "node:http";
 import { request as httpRequest } from "node:http";
 import type { Duplex } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -42,7 +48,14 @@ export interface RelayTarget {
   port: number;
   /** A fresh connection to the port (`forward.in`); rejects `port_unreachable` when nothing listens. */
   connect(signal: AbortSignal): Promise<Duplex>;
+  /**
+   * Keep-alive connections to the port for plain requests (each new `forward.in` costs a
+   * channel and, on some drivers, a helper process in the sandbox). Absent: one per request.
+   */
+  agent?: Agent | undefined;
 }
+
+const RETRYABLE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 export interface RelayOptions {
   /** Path and query sent to the sandbox (starts with `/`). */
@@ -227,56 +240,77 @@ export async function relayHttp(
   response.once("close", stop);
   request.once("error", stop);
   try {
-    const upstream = await target.connect(stopped.signal);
+    const pooled = target.agent;
+    const upstream = pooled === undefined ? await target.connect(stopped.signal) : undefined;
     if (stopped.signal.aborted) {
-      upstream.destroy();
+      upstream?.destroy();
       return;
     }
     await new Promise<void>((resolve) => {
-      const outgoing = httpRequest({
-        method: request.method,
-        path: options.path,
-        headers: requestHeadersForSandbox(request.headers, target, options, false),
-        createConnection: () => upstream as never,
-        maxHeaderSize: options.maxHeaderBytes,
-        setHost: false,
-      });
+      const send = (retried: boolean) => {
+        const outgoing = httpRequest({
+          method: request.method,
+          path: options.path,
+          headers: requestHeadersForSandbox(request.headers, target, options, false),
+          ...(upstream === undefined ? { agent: pooled } : { createConnection: () => upstream as never }),
+          maxHeaderSize: options.maxHeaderBytes,
+          setHost: false,
+        });
+        return { outgoing, retried };
+      };
+      let { outgoing } = send(false);
       let answered = false;
+      let timer: NodeJS.Timeout | undefined;
       const finish = (error?: PolydevError): void => {
         clearTimeout(timer);
         if (error !== undefined && !answered) {
           answered = true;
           answerError(response, error);
         }
-        upstream.destroy();
+        // A pooled connection goes back to its agent (or was destroyed with a failed request).
+        upstream?.destroy();
         resolve();
       };
-      // Counted from when the whole request was sent: a long upload is not a silent sandbox.
-      let timer: NodeJS.Timeout | undefined;
-      outgoing.once("finish", () => {
-        if (answered) return;
-        timer = setTimeout(() => {
-          finish(timeoutError(target.port, options.answerTimeoutMs));
-          outgoing.destroy();
-        }, options.answerTimeoutMs);
-      });
       stopped.signal.addEventListener("abort", () => {
         outgoing.destroy();
         finish();
       });
-      outgoing.on("error", (error) => finish(relayFailure(error, target.port)));
-      outgoing.on("response", (answer) => {
-        clearTimeout(timer);
-        answered = true;
-        response.writeHead(answer.statusCode ?? 502, answerHeadersForClient(answer.headers, options));
-        pipeline(answer, response).then(
-          () => finish(),
-          () => {
-            response.destroy();
-            finish();
-          },
-        );
-      });
+      let retried = false;
+      const wire = (): void => {
+        // Counted from when the whole request was sent: a long upload is not a silent sandbox.
+        outgoing.once("finish", () => {
+          if (answered) return;
+          timer = setTimeout(() => {
+            finish(timeoutError(target.port, options.answerTimeoutMs));
+            outgoing.destroy();
+          }, options.answerTimeoutMs);
+        });
+        outgoing.on("error", (error) => {
+          // A kept-alive connection the app closed meanwhile: a bodiless request is sent again.
+          if (outgoing.reusedSocket && !answered && !retried && RETRYABLE_METHODS.has(request.method ?? "")) {
+            retried = true;
+            clearTimeout(timer);
+            outgoing = send(true).outgoing;
+            wire();
+            outgoing.end();
+            return;
+          }
+          finish(relayFailure(error, target.port));
+        });
+        outgoing.on("response", (answer) => {
+          clearTimeout(timer);
+          answered = true;
+          response.writeHead(answer.statusCode ?? 502, answerHeadersForClient(answer.headers, options));
+          pipeline(answer, response).then(
+            () => finish(),
+            () => {
+              response.destroy();
+              finish();
+            },
+          );
+        });
+      };
+      wire();
       pipeline(request, outgoing).catch(() => outgoing.destroy());
     });
   } catch (error) {

@@ -3,6 +3,7 @@
  * (a `forward.in` per connection, capped per sandbox), making signed links, and the preview
  * origin's addresses in its two modes (see preview-listener.ts).
  */
+import { Agent } from "node:http";
 import type { Duplex } from "node:stream";
 import type { AgentConnection } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
@@ -58,6 +59,11 @@ export class PreviewService {
   /** Relayed WebSockets: their sockets left the HTTP servers' books, so closing ends them here. */
   private readonly upgraded = new Set<Duplex>();
   private origin: PreviewOrigin | undefined;
+  /**
+   * Keep-alive agents per agent connection and port: a sandbox's new connection (a restart, a
+   * resume) starts new ones, and the old ones go with it.
+   */
+  private readonly agents = new WeakMap<AgentConnection, Map<number, Agent>>();
 
   constructor(
     readonly config: PolydevConfig["preview"],
@@ -115,10 +121,42 @@ export class PreviewService {
     userId: string,
     sandboxId: string,
     port: number,
-  ): Promise<RelayTarget & { agent: AgentConnection }> {
+  ): Promise<RelayTarget & { connection: AgentConnection }> {
     const { sandbox, agent } = await this.sandboxes.agent(userId, sandboxId);
     this.sandboxes.touch(sandbox.id);
-    return { port, agent, connect: (signal) => agent.forwardIn(port, signal) };
+    return {
+      port,
+      connection: agent,
+      agent: this.agentFor(agent, port),
+      connect: (signal) => agent.forwardIn(port, signal),
+    };
+  }
+
+  private agentFor(connection: AgentConnection, port: number): Agent {
+    let byPort = this.agents.get(connection);
+    if (byPort === undefined) {
+      byPort = new Map();
+      this.agents.set(connection, byPort);
+    }
+    let agent = byPort.get(port);
+    if (agent === undefined) {
+      agent = new Agent({
+        keepAlive: true,
+        maxSockets: this.config.maxConnectionsPerSandbox,
+        // Idle connections stay open in the sandbox until its app closes them: only a few kept.
+        maxFreeSockets: 4,
+      });
+      // Node's agents take an asynchronous connection through the callback form.
+      agent.createConnection = ((_options: unknown, done: (error: Error | null, socket?: Duplex) => void) => {
+        connection.forwardIn(port).then(
+          (socket) => done(null, socket),
+          (error: Error) => done(error),
+        );
+        return undefined;
+      }) as never;
+      byPort.set(port, agent);
+    }
+    return agent;
   }
 
   /** A signed link that opens the port in a browser, on the preview origin. */
