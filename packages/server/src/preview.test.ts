@@ -150,6 +150,23 @@ describe("the API form", () => {
     expect((await api.call("GET", `/v1/sandboxes/${a}/ports/0/`)).status).toBe(400);
   });
 
+  it("gets through when the app closes a kept-alive connection between requests", async () => {
+    for (let round = 0; round < 3; round++) {
+      const closing = await fetch(portUrl(a, 8080, "/close-after"), { headers: bearer() });
+      expect(await closing.text()).toBe("closing");
+      const got = await fetch(portUrl(a, 8080, `/hello/${round}`), { headers: bearer() });
+      expect(await got.text()).toBe(`hello from port 8080 path /hello/${round}`);
+      await fetch(portUrl(a, 8080, "/close-after"), { headers: bearer() }).then((r) => r.text());
+      const posted = await fetch(portUrl(a, 8080, "/echo"), {
+        method: "POST",
+        headers: bearer(),
+        body: "after",
+      });
+      expect(posted.status).toBe(200);
+      expect(await posted.text()).toBe("after");
+    }
+  });
+
   it("refuses an answer head larger than the cap with a 502", async () => {
     const answer = await api.call<{ error: { code: string; message: string } }>(
       "GET",

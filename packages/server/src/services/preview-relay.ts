@@ -1,6 +1,7 @@
 /**
  * The HTTP/1.1 relay of preview URLs: one request (or one WebSocket) from a client to a port on a
- * sandbox's loopback, over a fresh `forward.in` connection of its agent channel. Node's own HTTP
+ * sandbox's loopback, over a `forward.in` connection of its agent channel (kept alive and reused
+ * for plain requests, one of its own for a WebSocket). Node's own HTTP
  * client speaks to the sandbox (`createConnection` hands it the forwarded stream), so requests
  * are framed by Node's parser on both sides: a request Node's server refused to parse never gets
  * here, and what reaches the sandbox is a request we wrote, never bytes the client chose.
@@ -240,7 +241,9 @@ export async function relayHttp(
   response.once("close", stop);
   request.once("error", stop);
   try {
-    const pooled = target.agent;
+    // Only bodiless requests ride kept-alive connections: one the app closed just then fails on
+    // reuse, and only a request without a body can be sent once more.
+    const pooled = RETRYABLE_METHODS.has(request.method ?? "") ? target.agent : undefined;
     const upstream = pooled === undefined ? await target.connect(stopped.signal) : undefined;
     if (stopped.signal.aborted) {
       upstream?.destroy();

@@ -24,6 +24,8 @@ export interface PreviewOrigin {
 export const ENTER_PATH = "/__polydev/enter";
 export const PREVIEW_COOKIE = "polydev_preview";
 const SHARE_LINK_DEFAULT_TTL_MS = 60 * 60_000;
+/** How long a kept-alive connection to a sandbox port may sit unused before it is closed. */
+const IDLE_POOLED_MS = 1_000;
 
 export function parsePort(text: string): number {
   const port = Number(text);
@@ -154,6 +156,16 @@ export class PreviewService {
         );
         return undefined;
       }) as never;
+      // A forwarded connection cannot tell an idle one closed by the app (its keep-alive timing
+      // out) until it is written to again, so idle ones are dropped well before apps drop them
+      // (Node's servers after 5 s, gunicorn after 2 s).
+      const pool = agent;
+      pool.on("free", (socket: Duplex) => {
+        setTimeout(() => {
+          const free = Object.values(pool.freeSockets).some((list) => list?.includes(socket as never));
+          if (free) socket.destroy();
+        }, IDLE_POOLED_MS).unref();
+      });
       byPort.set(port, agent);
     }
     return agent;

@@ -42,6 +42,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_text(200, json.dumps({"secret": "preview-data-%d" % PORT}), "application/json")
         if path == "/cookie":
             return self.send_text(200, "set", extra=[("set-cookie", "app=1; Path=/; Domain=localhost; HttpOnly"), ("set-cookie", "polydev_session=evil; Path=/")])
+        if path == "/close-after":
+            # Answers, then closes the kept-alive connection, saying so (as servers do).
+            self.close_connection = True
+            return self.send_text(200, "closing", extra=[("connection", "close")])
         if path == "/big-header":
             return self.send_text(200, "too big", extra=[("x-big", "y" * 40000)])
         if path == "/redirect":
