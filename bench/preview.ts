@@ -68,6 +68,7 @@ export async function benchPreview(options: { quick: boolean }): Promise<Preview
   const hostPort = await freePort();
   const direct = spawn("python3", [appFile, String(hostPort)], { stdio: "ignore" });
   const server = await startServerProcess(join(dataDir, "server"), { POLYDEV_IMAGES: "off" });
+  let id = "";
   try {
     const auth = { authorization: `Bearer ${server.adminKey}` };
     const call = async (method: string, path: string, body?: unknown) => {
@@ -79,7 +80,7 @@ export async function benchPreview(options: { quick: boolean }): Promise<Preview
       return (await answer.json()) as Record<string, unknown>;
     };
     const created = await call("POST", "/v1/sandboxes", { network: "none" });
-    const id = String(created.id);
+    id = String(created.id);
     await fetch(`${server.url}/v1/sandboxes/${id}/files/content?path=preview-app.py`, {
       method: "PUT",
       headers: { ...auth, "content-type": "application/octet-stream" },
@@ -113,6 +114,13 @@ export async function benchPreview(options: { quick: boolean }): Promise<Preview
     return { rows, downloadBytes, apiCall: summarize(apiSamples) };
   } finally {
     direct.kill();
+    // A stopped server leaves its sandboxes running (they outlive restarts): destroyed first.
+    if (id !== "") {
+      await fetch(`${server.url}/v1/sandboxes/${id}`, {
+        method: "DELETE",
+        headers: { authorization: `Bearer ${server.adminKey}` },
+      }).catch(() => undefined);
+    }
     await server.stop();
     await rm(dataDir, { recursive: true, force: true });
   }
