@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: every benchmark, each measuring its own baseline in the same run, printed as
- * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor|microvm|store|api|compare` picks one.
+ * Markdown tables. `--quick` runs fewer rounds (a smoke run); `--only core|runs|egress|pool|images|gvisor|microvm|store|api|compare|preview` picks one.
  */
 import { apiTable, benchApi } from "./api.js";
 import { benchCompare, compareTable } from "./compare.js";
@@ -8,6 +8,7 @@ import { benchEgress, egressTable } from "./egress.js";
 import { benchGvisor, gvisorTable } from "./gvisor.js";
 import { benchImages, imagesTable } from "./images.js";
 import { benchMicrovm, microvmTable } from "./microvm.js";
+import { benchPreview, previewTable } from "./preview.js";
 import { benchRuns, runsTable } from "./runs.js";
 import { benchSandboxCore, sandboxCoreTable } from "./sandbox-core.js";
 import { benchStoragePool, storagePoolTable } from "./storage-pool.js";
@@ -57,5 +58,11 @@ if (!process.argv.includes("--only") || only === "compare") {
   const compare = await benchCompare({ quick });
   process.stdout.write(
     `\n## Compare page: a group's last agent finished to its data ready\n\n${compareTable(compare)}\n`,
+  );
+}
+if (!process.argv.includes("--only") || only === "preview") {
+  const preview = await benchPreview({ quick });
+  process.stdout.write(
+    `\n## Preview URLs: a sandbox's web server through Polydev versus directly\n\n${previewTable(preview)}\n`,
   );
 }

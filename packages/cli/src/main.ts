@@ -10,6 +10,7 @@ Using a server:
   sandbox   create, list, remove sandboxes; exec in them; attach a shell; their network policy
             and audit log (polydev sandbox --help)
   cp        copy a file into or out of a sandbox (polydev cp --help)
+  port      a sandbox's listening ports and their preview links: ls, open (polydev port --help)
   image     build, pull, import, list and remove images (polydev image --help)
   run       run an agent on a prompt and stream what it does (polydev run --help)
   creds     your provider credentials: add, ls, rm, login (polydev creds --help)
@@ -53,6 +54,9 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./client/sandbox.js")).sandbox(rest, process.env);
     case "cp":
       return (await import("./client/cp.js")).cp(rest, process.env);
+    case "port":
+    case "ports":
+      return (await import("./client/port.js")).port(rest, process.env);
     case "image":
     case "images":
       return (await import("./client/image.js")).image(rest, process.env);

@@ -53,6 +53,9 @@ export async function up(argv: string[], env: NodeJS.ProcessEnv): Promise<number
     `Polydev is running at ${server.url}`,
     `  dashboard: ${server.url}/ (sign in with the admin API key, or as "admin" with the password set by POLYDEV_ADMIN_PASSWORD)`,
     `  API reference: ${server.url}/api-reference`,
+    ...(server.previewUrl
+      ? [`  previews (sandbox web servers, opened with signed links): ${server.previewUrl}`]
+      : []),
     `  data directory: ${config.dataDir}`,
   ];
   if (server.firstAdminKey) {

@@ -4139,6 +4139,92 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sandboxes/{id}/ports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The TCP ports listening in the sandbox (on any address), with the process when known */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            items: components["schemas"]["ListeningPort"][];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sandboxes/{id}/ports/{port}/preview-link": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A short-lived signed link opening the port in a browser, on the separate preview origin; share links may be opened by anyone holding them until they expire */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                    port: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        expiresIn?: number;
+                        share?: boolean;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": components["schemas"]["PreviewLink"];
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/images/import": {
         parameters: {
             query?: never;
@@ -4544,6 +4630,19 @@ export interface components {
                 tokensPerMonth: number;
                 costPerMonthUsd: number;
             };
+        };
+        ListeningPortInput: {
+            port: number;
+            address: string;
+            process: {
+                pid: number;
+                name: string;
+            } | null;
+        };
+        PreviewLinkInput: {
+            url: string;
+            expiresAt: string;
+            share: boolean;
         };
         ProjectInput: {
             name: string;
@@ -5069,6 +5168,19 @@ export interface components {
                 tokensPerMonth: number;
                 costPerMonthUsd: number;
             };
+        };
+        ListeningPort: {
+            port: number;
+            address: string;
+            process: {
+                pid: number;
+                name: string;
+            } | null;
+        };
+        PreviewLink: {
+            url: string;
+            expiresAt: string;
+            share: boolean;
         };
         Project: {
             name: string;

@@ -10,6 +10,7 @@ import type { Image } from "./images.js";
 import { imagesApi } from "./images.js";
 import { loginsApi } from "./logins.js";
 import { networkAdminApi, networkApi, networkPresetsApi } from "./network.js";
+import { portsApi } from "./ports.js";
 import { processesApi } from "./processes.js";
 import type { PtyOptions, PtySession, WebSocketConstructor } from "./pty.js";
 import { openPty } from "./pty.js";
@@ -358,6 +359,11 @@ export class Polydev {
      * @example await polydev.sandboxes.network.update(box.id, { deny: ["*.ads.example.com"] });
      */
     network: networkApi(this.transport()),
+    /**
+     * Listening ports and preview URLs (see ports.ts).
+     * @example const { url } = await polydev.sandboxes.ports.previewLink(box.id, 3000);
+     */
+    ports: portsApi(this.transport()),
   };
 
   /** Signed notifications when runs and groups end (see hooks.ts, docs/webhooks.md). */

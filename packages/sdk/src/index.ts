@@ -81,6 +81,7 @@ export type {
   SandboxNetwork,
   UserNetworkDefault,
 } from "./network.js";
+export type { ListeningPort, PreviewLink, PreviewLinkOptions } from "./ports.js";
 export type { BackgroundProcess, ProcessSignal, StartProcess } from "./processes.js";
 export type { PtyExit, PtyOptions, WebSocketConstructor, WebSocketLike } from "./pty.js";
 export { PtySession } from "./pty.js";

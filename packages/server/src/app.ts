@@ -36,6 +36,7 @@ import { mcpServerRoutes } from "./routes/mcp-servers.js";
 import { metricsRoutes } from "./routes/metrics.js";
 import { networkRoutes } from "./routes/network.js";
 import { planRoutes } from "./routes/plans.js";
+import { portRoutes } from "./routes/ports.js";
 import { processRoutes } from "./routes/processes.js";
 import { projectRoutes } from "./routes/projects.js";
 import { ptyRoutes } from "./routes/pty.js";
@@ -180,6 +181,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   imageRoutes(app, ctx);
   webhookRoutes(app, ctx);
   mcpServerRoutes(app, ctx);
+  portRoutes(app, ctx);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await webRoutes(app, ctx);
   // After the web routes: it serves files with the reply.sendFile they register.

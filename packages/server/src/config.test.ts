@@ -2,6 +2,7 @@
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { configFromEnv, parseConfig } from "./config.js";
+import { previewListenAddress } from "./server.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -203,5 +204,49 @@ describe("the operator's upstream proxy", () => {
         unusable,
       ).toThrow(/POLYDEV_UPSTREAM_PROXY must be a URL like http:\/\//);
     }
+  });
+});
+
+describe("preview settings", () => {
+  it("default to path mode next to the API, with the documented limits", () => {
+    const config = parseConfig({});
+    expect(config.preview).toMatchObject({
+      linkTtlMs: 5 * 60_000,
+      sessionTtlMs: 12 * 60 * 60_000,
+      answerTimeoutMs: 30_000,
+      maxConnectionsPerSandbox: 64,
+    });
+    expect(config.preview.listen).toBeUndefined();
+    expect(config.preview.domain).toBeUndefined();
+    expect(previewListenAddress(config, "127.0.0.1")).toBe("127.0.0.1:7421");
+    expect(previewListenAddress(parseConfig({ port: 0 }), "127.0.0.1")).toBe("127.0.0.1:0");
+  });
+
+  it("come from the environment, and refuse what they cannot use, naming the variable", () => {
+    const config = parseConfig(
+      configFromEnv({
+        POLYDEV_PREVIEW_LISTEN: "0.0.0.0:8443",
+        POLYDEV_PREVIEW_DOMAIN: "Preview.Example.com",
+        POLYDEV_PREVIEW_URL: "https://preview.example.com",
+        POLYDEV_PREVIEW_SECRET: "s".repeat(32),
+      }),
+    );
+    expect(config.preview).toMatchObject({
+      listen: "0.0.0.0:8443",
+      domain: "preview.example.com",
+      publicUrl: "https://preview.example.com",
+    });
+    expect(
+      previewListenAddress(parseConfig(configFromEnv({ POLYDEV_PREVIEW_LISTEN: "off" })), "h"),
+    ).toBeUndefined();
+    expect(() => parseConfig(configFromEnv({ POLYDEV_PREVIEW_LISTEN: "8443" }))).toThrow(
+      /POLYDEV_PREVIEW_LISTEN/,
+    );
+    expect(() => parseConfig(configFromEnv({ POLYDEV_PREVIEW_DOMAIN: "*.example.com" }))).toThrow(
+      /POLYDEV_PREVIEW_DOMAIN/,
+    );
+    expect(() => parseConfig(configFromEnv({ POLYDEV_PREVIEW_SECRET: "short" }))).toThrow(
+      /POLYDEV_PREVIEW_SECRET/,
+    );
   });
 });

@@ -328,6 +328,60 @@ export const configSchema = z
         "POLYDEV_METRICS_LISTEN must be host:port (e.g. 127.0.0.1:9464)",
       )
       .optional(),
+    /**
+     * Preview URLs: a sandbox's ports reached over its agent channel. Browsers get them on a
+     * separate origin (see services/preview-listener.ts for the trade-off of the two modes).
+     */
+    preview: z
+      .object({
+        /**
+         * POLYDEV_PREVIEW_LISTEN (`host:port`, or `off`): the preview origin's own listener.
+         * Default: the API's host and port + 1 (port 0 when the API's port is 0).
+         */
+        listen: z
+          .string()
+          .regex(
+            /^(off|(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5})$/,
+            "POLYDEV_PREVIEW_LISTEN must be host:port (e.g. 127.0.0.1:7421) or off",
+          )
+          .optional(),
+        /**
+         * POLYDEV_PREVIEW_URL: how browsers reach the preview listener (e.g.
+         * `https://preview.example.com`), when a proxy sits in front; default `http://<listen>`.
+         */
+        publicUrl: z.url().optional(),
+        /**
+         * POLYDEV_PREVIEW_DOMAIN (e.g. `preview.example.com`): previews live at
+         * `<port>-<sandbox id>.<domain>`, each on its own origin, at `/` (the strong mode; needs a
+         * wildcard DNS record pointing at the preview listener). Unset: path mode on one origin.
+         */
+        domain: z
+          .string()
+          .regex(/^(?=.{1,200}$)([a-z0-9-]+\.)*[a-z0-9-]+$/, "POLYDEV_PREVIEW_DOMAIN must be a DNS name")
+          .optional(),
+        /**
+         * POLYDEV_PREVIEW_SECRET (at least 32 characters): signs preview links and cookies.
+         * Default: a random one kept in the data directory (`preview-secret`, mode 600); replicas
+         * behind one preview origin must share it.
+         */
+        secret: z.string().min(32, "POLYDEV_PREVIEW_SECRET must be at least 32 characters").optional(),
+        /** A link's life when the request names none (default 5 minutes). */
+        linkTtlMs: intFromEnv.positive().default(5 * MINUTE_MS),
+        /** The longest life a link may ask for (default 7 days, for share links). */
+        maxLinkTtlMs: intFromEnv.positive().default(7 * DAY_MS),
+        /** How long the cookie a link sets stays valid (default 12 hours, never past a share link's end). */
+        sessionTtlMs: intFromEnv.positive().default(12 * HOUR_MS),
+        /** A sandbox that sends no answer head within this long gets a 504 (default 30 s). */
+        answerTimeoutMs: intFromEnv.positive().default(30_000),
+        /** Proxied connections (requests and WebSockets) open at once per sandbox; more answer 429. */
+        maxConnectionsPerSandbox: intFromEnv.positive().default(64),
+        /** Largest answer head a sandbox may send (bytes); a bigger one answers 502. */
+        maxHeaderBytes: intFromEnv
+          .min(1024)
+          .max(1024 * 1024)
+          .default(32 * 1024),
+      })
+      .prefault({}),
     /** The event stream (GET /v1/events): what one client may hold. */
     events: z
       .object({
@@ -472,6 +526,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv): ConfigInput {
     input.gitInsecureHosts = env.POLYDEV_GIT_INSECURE_HOSTS.split(",")
       .map((s) => s.trim().toLowerCase())
       .filter((s) => s !== "");
+  const preview: NonNullable<ConfigInput["preview"]> = {};
+  if (env.POLYDEV_PREVIEW_LISTEN) preview.listen = env.POLYDEV_PREVIEW_LISTEN.trim();
+  if (env.POLYDEV_PREVIEW_URL) preview.publicUrl = env.POLYDEV_PREVIEW_URL.trim();
+  if (env.POLYDEV_PREVIEW_DOMAIN) preview.domain = env.POLYDEV_PREVIEW_DOMAIN.trim().toLowerCase();
+  if (env.POLYDEV_PREVIEW_SECRET) preview.secret = env.POLYDEV_PREVIEW_SECRET;
+  if (Object.keys(preview).length > 0) input.preview = preview;
   if (env.POLYDEV_SANDBOX_GATEWAY_PORT) input.sandboxGatewayPort = Number(env.POLYDEV_SANDBOX_GATEWAY_PORT);
   if (env.POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS)
     input.sandboxInactiveDestroyDays = Number(env.POLYDEV_SANDBOX_INACTIVE_DESTROY_DAYS);

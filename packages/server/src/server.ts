@@ -60,6 +60,9 @@ import type { JobRunner } from "./services/jobs.js";
 import { OidcUsers } from "./services/oidc-users.js";
 import { DEFAULT_OIDC_LIMITS, OidcVerifier } from "./services/oidc-verifier.js";
 import { periodicJobs } from "./services/periodic-jobs.js";
+import { loadPreviewSecret, PreviewLinks } from "./services/preview-links.js";
+import { type PreviewListener, servePreviews } from "./services/preview-listener.js";
+import { PreviewService } from "./services/preview-service.js";
 import { PtySessions } from "./services/pty-sessions.js";
 import { Reconciler } from "./services/reconciler.js";
 import { SandboxService } from "./services/sandbox-service.js";
@@ -147,6 +150,8 @@ export interface RunningServer {
   storage: StoragePool | undefined;
   /** The unauthenticated metrics listener's base URL, when `metricsListen` is set. */
   metricsUrl: string | undefined;
+  /** The preview origin's listener (browsers open previews there), unless it is off. */
+  previewUrl: string | undefined;
   /** Set on the first start only: the admin key that was just created. */
   firstAdminKey: { apiKey: string; keyFile: string } | undefined;
   close(): Promise<void>;
@@ -432,7 +437,14 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     });
   }
 
+  const previews = new PreviewService(
+    config.preview,
+    sandboxes,
+    new PreviewLinks(await loadPreviewSecret(config.dataDir, config.preview.secret), () => clock.now()),
+    () => clock.now(),
+  );
   const app = await buildApp({
+    previews,
     config,
     store,
     driver,
@@ -496,6 +508,18 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
         "replicas share this database but POLYDEV_CLUSTER_SECRET is not set: requests for other nodes' sandboxes answer 503 cluster_secret_missing",
       );
   }
+  let previewServer: PreviewListener | undefined;
+  const previewListen = previewListenAddress(config, host);
+  if (previewListen !== undefined) {
+    previewServer = await servePreviews(previewListen, previews, log.child({ component: "preview" })).catch(
+      async (error: unknown) => {
+        await app.close();
+        await metricsServer?.close();
+        await nodes?.stop();
+        throw error;
+      },
+    );
+  }
   jobs.start();
 
   let closed = false;
@@ -512,6 +536,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     storage: hostImages?.pool,
     firstAdminKey,
     metricsUrl: metricsServer?.url,
+    previewUrl: previewServer?.url,
     async close() {
       if (closed) return;
       closed = true;
@@ -520,8 +545,10 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       await nodes?.stop();
       await reconciler.stop();
       ptys.closeAll();
+      previews.closeAll();
       await app.close();
       await metricsServer?.close();
+      await previewServer?.close();
       await warmPools?.close();
       await images?.close();
       await gateway.close();
@@ -537,6 +564,17 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
 /** Replicas share a database and a bus: each server is then a node among them. */
 function clustered(config: PolydevConfig): boolean {
   return config.databaseUrl !== undefined && config.redisUrl !== undefined;
+}
+
+/**
+ * Where the preview origin listens: POLYDEV_PREVIEW_LISTEN, or the API's host with the next port
+ * (a random one when the API's port is random, as in tests); undefined when it is off.
+ */
+export function previewListenAddress(config: PolydevConfig, host: string): string | undefined {
+  const listen = config.preview.listen;
+  if (listen === "off") return undefined;
+  if (listen !== undefined) return listen;
+  return `${host}:${config.port === 0 ? 0 : config.port + 1}`;
 }
 
 /**

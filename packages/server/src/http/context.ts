@@ -20,6 +20,7 @@ import type { NetworkPolicies } from "../services/network-policies.js";
 import type { NodeRegistry } from "../services/nodes.js";
 import type { OidcUsers } from "../services/oidc-users.js";
 import type { OidcVerifier } from "../services/oidc-verifier.js";
+import type { PreviewService } from "../services/preview-service.js";
 import type { PtySessions } from "../services/pty-sessions.js";
 import type { Quotas } from "../services/quotas.js";
 import type { RunService } from "../services/run-service.js";
@@ -48,6 +49,8 @@ export interface ServerContext {
   gitCredentials: GitCredentials;
   gitAccess: GitAccess;
   keeps: KeepService;
+  /** Preview URLs: links, the per-sandbox connection cap, reaching ports. */
+  previews: PreviewService;
   /** Absent when the server was started without image storage. */
   images?: ImageService | undefined;
   sessions: BrowserSessions;

@@ -7,6 +7,7 @@ import { FileBrowser } from "../components/file-browser";
 import { formatAge, formatMb, networkLabel } from "../components/format";
 import { LogsView } from "../components/logs-view";
 import { NetworkPanel } from "../components/network-panel";
+import { PortsPanel } from "../components/ports-panel";
 import { SandboxStats } from "../components/sandbox-stats";
 import { StateBadge } from "../components/state-badge";
 import { errorCode } from "../queries/errors";
@@ -30,6 +31,7 @@ const TABS = [
   { id: "terminal", label: "Terminal" },
   { id: "files", label: "Files" },
   { id: "network", label: "Network" },
+  { id: "ports", label: "Ports" },
   { id: "logs", label: "Logs" },
 ] as const;
 type Tab = (typeof TABS)[number]["id"];
@@ -283,6 +285,21 @@ export function SandboxPage({ id }: { id: string }) {
         className="panel"
       >
         {tab === "network" ? <NetworkPanel sandbox={box} /> : null}
+      </section>
+      <section
+        id="panel-ports"
+        role="tabpanel"
+        aria-labelledby="tab-ports"
+        hidden={tab !== "ports"}
+        className="panel"
+      >
+        {tab === "ports" ? (
+          live ? (
+            <PortsPanel sandboxId={box.id} />
+          ) : (
+            <p className="empty">Ports can be listed and previewed while the sandbox is running.</p>
+          )
+        ) : null}
       </section>
       <section
         id="panel-logs"
