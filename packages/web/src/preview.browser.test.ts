@@ -10,7 +10,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ApiClient, TestServer } from "../../server/src/testing/harness.js";
+import type { ApiClient } from "../../server/src/testing/harness.js";
 import { startTestServer } from "../../server/src/testing/harness.js";
 import { startPreviewApp } from "../../server/src/testing/preview-app.js";
 import { distDir, ensureDashboardBuilt, launchChromium, screenshots } from "./testing/browser-harness.js";
