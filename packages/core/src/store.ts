@@ -612,6 +612,8 @@ export interface RunConversationRecord {
   history: string | null;
   /** Bytes of events stored over all turns: the bound on a run's events covers every turn. */
   eventBytes: number;
+  /** The MCP servers (names) the run's first turn got; a follow-up gets those still configured. */
+  mcpServers: string[];
   updatedAt: number;
 }
 

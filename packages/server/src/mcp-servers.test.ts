@@ -252,6 +252,28 @@ describe.skipIf(!installed)(
       180_000,
     );
 
+    it("gives a follow-up the servers its run got: claude is resumed with its MCP config again", async () => {
+      const sandbox = await alice.createSandbox();
+      const started = await alice.call<Run>("POST", "/v1/runs", {
+        agent: "claude",
+        prompt: "say hello",
+        sandboxId: sandbox,
+      });
+      expect(started.status, JSON.stringify(started.body)).toBe(201);
+      expect((await waitForEnd(alice, started.body.id)).state).toBe("succeeded");
+      const from = fake.requests.length;
+      const followUp = await alice.call("POST", `/v1/runs/${started.body.id}/messages`, {
+        prompt: "now use the probe",
+      });
+      expect(followUp.status, JSON.stringify(followUp.body)).toBe(202);
+      const run = await waitForEnd(alice, started.body.id);
+      expect(run.state, run.exitReason ?? "").toBe("succeeded");
+      // The resumed CLI offered the server's tool, called it, and sent its answer back.
+      const sent = fake.requests.slice(from).map((r) => JSON.stringify(r.body));
+      expect(sent.some((body) => body.includes("mcp__probe__ping"))).toBe(true);
+      expect(sent.some((body) => body.includes("pong-from-the-sandbox"))).toBe(true);
+    }, 180_000);
+
     it("leaves the servers out of a run that opts out, and refuses a name the user has not configured", async () => {
       const sandbox = await alice.createSandbox();
       const started = await alice.call<Run>("POST", "/v1/runs", {

@@ -1,6 +1,6 @@
 import type { RunChangesRecord, RunKeepRecord, RunRecord, RunRepository } from "@polydev/core";
 import { type Kysely, type Selectable, sql, type Updateable } from "kysely";
-import { int8, ms, msOrNull } from "./codec.js";
+import { fromJson, int8, ms, msOrNull, toJson } from "./codec.js";
 import { decodeCursor, toPage } from "./paging.js";
 import type { Database, RunKeepsTable, RunsTable } from "./schema.js";
 
@@ -250,6 +250,7 @@ export function runRepository(db: Kysely<Database>): RunRepository {
         session_id: conversation.sessionId,
         history: conversation.history,
         event_bytes: conversation.eventBytes,
+        mcp_servers: conversation.mcpServers.length > 0 ? toJson(conversation.mcpServers) : null,
         updated_at: conversation.updatedAt,
       };
       await db
@@ -271,6 +272,7 @@ export function runRepository(db: Kysely<Database>): RunRepository {
         sessionId: row.session_id,
         history: row.history,
         eventBytes: int8(row.event_bytes),
+        mcpServers: row.mcp_servers === null ? [] : fromJson<string[]>(row.mcp_servers),
         updatedAt: ms(row.updated_at),
       };
     },

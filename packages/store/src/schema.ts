@@ -257,6 +257,7 @@ export interface RunConversationsTable {
   session_id: string | null;
   history: string | null;
   event_bytes: number | string;
+  mcp_servers: string | null;
   updated_at: number | string;
 }
 

@@ -316,10 +316,11 @@ export class RunService {
     prompt: string,
   ): Promise<{ run: RunRecord; turn: number; afterSeq: number }> {
     const run = await this.get(userId, id);
+    const conversation = await this.store.runs.getConversation(run.id);
     const turn = nextTurn({
       run,
       sandboxState: (await this.store.sandboxes.get(run.sandboxId))?.state,
-      conversation: await this.store.runs.getConversation(run.id),
+      conversation,
       lastSeq: await this.store.runs.lastEventSeq(run.id),
       prompt,
       maxEventBytes: MAX_RUN_EVENT_BYTES,
@@ -350,6 +351,12 @@ export class RunService {
       lost: undefined,
       abort: new AbortController(),
     });
+    // The MCP servers the first turn got, those of them still configured (secrets opened anew).
+    const mcpNames = conversation?.mcpServers ?? [];
+    if (mcpNames.length > 0) {
+      const servers = (await this.mcpServersFor(userId, undefined)).filter((s) => mcpNames.includes(s.name));
+      if (servers.length > 0) this.runMcpServers.set(run.id, servers);
+    }
     // A run in a project records its changes again at the end of the turn, against the commit
     // its first turn started from: the diff shows everything the conversation changed.
     const changes = await this.store.runs.getChanges(run.id);
@@ -671,6 +678,7 @@ export class RunService {
     };
     // What this turn leaves for the next: the session the CLI names, the built-in agent's messages.
     const next = { sessionId: turn.sessionId, history: turn.history };
+    const mcpServers = (this.runMcpServers.get(run.id) ?? []).map((server) => server.name);
     this.conversations.set(run.id, {
       turn,
       save: () =>
@@ -680,6 +688,7 @@ export class RunService {
           sessionId: next.sessionId ?? null,
           history: run.agent === "builtin" ? encodeHistory(next.history ?? []) : null,
           eventBytes: storedBytes,
+          mcpServers,
           updatedAt: this.now(),
         }),
     });
@@ -714,7 +723,6 @@ export class RunService {
       const runner = this.runners[run.agent as RunAgent];
       if (!runner) throw new PolydevError("invalid_request", `agent "${run.agent}" is not available`);
       await this.gateway.ensureTunnel(run.sandboxId, connection);
-      // A follow-up's MCP servers are the ones its CLI's config files in the sandbox still name.
       const invocation = withMcpServers(
         runner.agent,
         runner.invocation({

@@ -16,6 +16,8 @@ export async function up(db: Kysely<unknown>, family: SqlFamily): Promise<void> 
     .addColumn("session_id", "text")
     .addColumn("history", "text")
     .addColumn("event_bytes", "bigint", (c) => c.notNull())
+    // The names of the MCP servers the run got (JSON array): its follow-ups get them again.
+    .addColumn("mcp_servers", "text")
     .addColumn("updated_at", "bigint", (c) => c.notNull())
     .execute();
   await db.schema

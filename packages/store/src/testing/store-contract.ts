@@ -1125,6 +1125,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         sessionId: "5f0c-ü",
         history: null,
         eventBytes: 1234,
+        mcpServers: [] as string[],
         updatedAt: 10,
       };
       await store.runs.putConversation(first);
@@ -1135,6 +1136,7 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
         sessionId: null,
         history: '[{"role":"user"}]',
         eventBytes: 2 ** 33,
+        mcpServers: ["files", "search"],
         updatedAt: 11,
       };
       await store.runs.putConversation(second);
