@@ -191,6 +191,33 @@ describe.skipIf(!installed)(
       fake.setScript(undefined);
     });
 
+    it("cancels a built-in run during a tool's command and kills that command", async () => {
+      fake.setScript([
+        {
+          toolCall: {
+            tool: "run_command",
+            arguments: { command: "sleep 300; echo late > cancelled-late.txt" },
+          },
+        },
+        { text: "done" },
+      ]);
+      const started = await alice.call<Run>("POST", "/v1/runs", {
+        agent: "builtin",
+        prompt: "wait a long time",
+        sandboxId: sandbox,
+      });
+      expect(started.status, JSON.stringify(started.body)).toBe(201);
+      const sleeping = async () =>
+        (
+          await alice.exec(sandbox, "ps -eo stat=,args= | grep -v '^Z' | grep -c '[s]leep 300$' || true")
+        ).body.stdout.trim();
+      await expect.poll(sleeping, { timeout: 30_000 }).toBe("1");
+      const cancelled = await alice.call<Run>("POST", `/v1/runs/${started.body.id}/cancel`);
+      expect(cancelled.body.state).toBe("cancelled");
+      await expect.poll(sleeping, { timeout: 15_000 }).toBe("0");
+      fake.setScript(undefined);
+    });
+
     it.each([
       ["anthropic", undefined],
       ["openai", "gpt-test"],
