@@ -134,6 +134,8 @@ export class SandboxTools {
     private readonly agent: AgentConnection,
     /** The run's working directory, relative to the home. */
     private readonly cwd: string,
+    /** Aborted when the run is cancelled: a command still running is killed with it. */
+    private readonly signal?: AbortSignal,
   ) {}
 
   private path(value: unknown): string {
@@ -189,7 +191,10 @@ export class SandboxTools {
   }
 
   private async shell(argv: string[]): Promise<string> {
-    const process = await this.agent.exec({ argv, cwd: this.cwd, timeoutMs: COMMAND_TIMEOUT_MS });
+    const process = await this.agent.exec(
+      { argv, cwd: this.cwd, timeoutMs: COMMAND_TIMEOUT_MS },
+      this.signal,
+    );
     process.stdin.end();
     const bounds = {
       drain: MAX_COMMAND_DRAIN_BYTES,

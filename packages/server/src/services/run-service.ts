@@ -909,9 +909,14 @@ export class RunService {
         baseUrl: provider === "openai" ? `${base.replace(/\/$/, "")}/v1` : base,
         secret: credential.secret,
         oauth: credential.kind === "oauth",
-        tools: new RunTools(connection, run.cwd, () => {
-          if (active) this.lose(active, "the connection to its sandbox broke during the run");
-        }),
+        tools: new RunTools(
+          connection,
+          run.cwd,
+          () => {
+            if (active) this.lose(active, "the connection to its sandbox broke during the run");
+          },
+          active?.abort.signal,
+        ),
         emit,
         signal: abort.signal,
       });
@@ -1049,8 +1054,9 @@ class RunTools extends SandboxTools {
     private readonly connection: AgentConnection,
     cwd: string,
     private readonly onLost: () => void,
+    signal: AbortSignal | undefined,
   ) {
-    super(connection, cwd);
+    super(connection, cwd, signal);
   }
 
   override async run(name: string, input: Record<string, unknown>): ReturnType<SandboxTools["run"]> {
