@@ -14,6 +14,15 @@ export const CLI_RUNNERS: Partial<Record<RunAgent, AgentRunner>> = {
   gemini: geminiRunner,
 };
 export type { LoopResult, ModelLoopOptions } from "./builtin/index.js";
-export { anthropicLoop, geminiLoop, openaiLoop, SandboxTools, TOOL_SPECS } from "./builtin/index.js";
+export {
+  anthropicLoop,
+  geminiLoop,
+  MAX_MCP_TOOLS_PER_SERVER,
+  McpTools,
+  mcpToolName,
+  openaiLoop,
+  SandboxTools,
+  TOOL_SPECS,
+} from "./builtin/index.js";
 export type { McpServerSpec } from "./mcp-config.js";
 export { CLAUDE_MCP_CONFIG, withMcpServers } from "./mcp-config.js";

@@ -21,7 +21,8 @@ const MARKER = `/tmp/polydev-mcp-marker-${randomBytes(6).toString("hex")}`;
 
 /**
  * A tiny stdio MCP server (newline-delimited JSON-RPC): one tool, `ping`, answering a fixed word.
- * On start it writes MARKER with its uid and the env secret's length, proving where it ran.
+ * On start it writes MARKER with its uid and the env secret's length, proving where it ran. With
+ * a second argument "crash" it exits in the middle of a tool call instead of answering.
  */
 const PROBE_SERVER = `
 const fs = require("fs");
@@ -41,6 +42,10 @@ process.stdin.on("data", (chunk) => {
     else if (m.method === "tools/list")
       send({ jsonrpc: "2.0", id: m.id, result: { tools: [{ name: "ping", description: "Answers pong", inputSchema: { type: "object", properties: {} } }] } });
     else if (m.method === "tools/call") {
+      if (process.argv[2] === "crash") {
+        fs.appendFileSync(process.argv[1], "crashing\\n");
+        process.exit(3);
+      }
       fs.appendFileSync(process.argv[1], "called\\n");
       send({ jsonrpc: "2.0", id: m.id, result: { content: [{ type: "text", text: "pong-from-the-sandbox" }] } });
     } else if (m.method === "ping") send({ jsonrpc: "2.0", id: m.id, result: {} });
@@ -297,6 +302,144 @@ describe.skipIf(!installed)(
       });
       expect(unknown.status).toBe(400);
       expect(unknown.body.error.message).toContain("nope");
+    }, 180_000);
+  },
+);
+
+describe.skipIf(!installed)(
+  "MCP servers for the built-in agent, started in the sandbox through the agent connection (skipped when scripts/ensure.sh did not build the sandbox image)",
+  () => {
+    let fake: FakeProviders;
+    let t: TestServer;
+    let carol: ApiClient;
+    const marker = `${MARKER}-builtin`;
+    const crashMarker = `${MARKER}-crash`;
+
+    /** Asks for the probe's (or the crasher's) tool when it is offered, then says it is done. */
+    const script = (view: FakeRequestView): FakeTurn | undefined => {
+      if (view.lastIsToolResult) return { text: "The tool answered." };
+      const wanted = view.prompt.includes("use the probe")
+        ? (name: string) => name.includes("probe") && name.endsWith("ping")
+        : view.prompt.includes("use the crasher")
+          ? (name: string) => name === "mcp__crasher__ping"
+          : undefined;
+      const tool = wanted && view.toolNames.find(wanted);
+      return tool ? { toolCall: { tool, arguments: {} } } : { text: "Nothing to do." };
+    };
+
+    beforeAll(async () => {
+      fake = await startFakeProviders({ script });
+      t = await startTestServer({ upstreams: { anthropic: fake.url, openai: fake.url, gemini: fake.url } });
+      carol = await createUser(t.api, "carol");
+      for (const provider of ["anthropic", "openai", "gemini"])
+        await carol.call("PUT", `/v1/credentials/${provider}`, { apiKey: "sk-real-provider-key-123456" });
+      for (const server of [
+        {
+          name: "probe",
+          command: "node",
+          args: ["-e", PROBE_SERVER, marker],
+          env: { PROBE_TOKEN: ENV_SECRET },
+        },
+        { name: "crasher", command: "node", args: ["-e", PROBE_SERVER, crashMarker, "crash"] },
+        { name: "ghost", command: "polydev-no-such-command" },
+      ]) {
+        const created = await carol.call("POST", "/v1/mcp-servers", server);
+        expect(created.status, JSON.stringify(created.body)).toBe(201);
+      }
+    }, 120_000);
+    afterAll(async () => {
+      await t?.close();
+      await fake?.close();
+    });
+
+    const events = async (id: string) =>
+      readSse(
+        await fetch(`${t.url}/v1/runs/${id}/events`, { headers: { authorization: `Bearer ${carol.key}` } }),
+      );
+    const serversRunning = async (sandbox: string) =>
+      (
+        await carol.exec(sandbox, [
+          "/bin/sh",
+          "-c",
+          `ps -eo stat=,args= | grep -v '^Z' | grep -c '[p]olydev-mcp-marker' || true`,
+        ])
+      ).body.stdout.trim();
+
+    it.each([
+      ["anthropic", undefined],
+      ["openai", "gpt-test"],
+      ["gemini", "gemini-2.5-flash"],
+    ])(
+      "the built-in agent (%s) starts the stdio server inside the sandbox, calls its tool and goes on without the one that cannot start",
+      async (provider, model) => {
+        const sandbox = await carol.createSandbox();
+        fake.requests.length = 0;
+        const started = await carol.call<Run>("POST", "/v1/runs", {
+          agent: "builtin",
+          prompt: "use the probe",
+          sandboxId: sandbox,
+          ...(model ? { model } : {}),
+        });
+        expect(started.status, JSON.stringify(started.body)).toBe(201);
+        const run = await waitForEnd(carol, started.body.id);
+        expect(run.state, run.exitReason ?? "").toBe("succeeded");
+        expect(run.finalText).toBe("The tool answered.");
+        expect(fake.requests.at(-1)?.provider).toBe(provider);
+
+        // The server ran in the sandbox with its env, and nowhere on the host.
+        const written = await carol.exec(sandbox, ["cat", marker]);
+        expect(written.body.exitCode, written.body.stderr).toBe(0);
+        expect(written.body.stdout).toContain(`secret=${ENV_SECRET.length}`);
+        expect(written.body.stdout).toContain("called");
+        expect(existsSync(marker)).toBe(false);
+
+        // The model was offered the tool, and its answer went back in the next request.
+        const sent = fake.requests.map((r) => JSON.stringify(r.body));
+        expect(sent[0]).toContain("mcp__probe__ping");
+        expect(sent.some((body) => body.includes("pong-from-the-sandbox"))).toBe(true);
+        const stream = await events(run.id);
+        const call = stream.find((e) => e.event === "tool_call");
+        expect(JSON.stringify(call?.data)).toContain("mcp__probe__ping");
+        const result = stream.find((e) => e.event === "tool_result");
+        expect(result?.data).toMatchObject({ output: "pong-from-the-sandbox", isError: false });
+        // The server whose command does not exist is reported and left out; the run went on.
+        const problems = stream.filter((e) => e.event === "error").map((e) => JSON.stringify(e.data));
+        expect(problems.some((p) => p.includes("MCP server ghost"))).toBe(true);
+        expect(problems.join("\n")).not.toContain(ENV_SECRET);
+        expect(sent[0]).not.toContain("mcp__ghost__");
+        // The turn is over: its MCP server processes are gone.
+        await expect.poll(() => serversRunning(sandbox), { timeout: 15_000 }).toBe("0");
+      },
+      180_000,
+    );
+
+    it("a server that exits in the middle of a call makes that call an error result; the run goes on, and a follow-up starts the servers again", async () => {
+      const sandbox = await carol.createSandbox();
+      fake.requests.length = 0;
+      const started = await carol.call<Run>("POST", "/v1/runs", {
+        agent: "builtin",
+        prompt: "use the crasher",
+        sandboxId: sandbox,
+      });
+      expect(started.status, JSON.stringify(started.body)).toBe(201);
+      let run = await waitForEnd(carol, started.body.id);
+      expect(run.state, run.exitReason ?? "").toBe("succeeded");
+      const crashed = await carol.exec(sandbox, ["cat", crashMarker]);
+      expect(crashed.body.stdout).toContain("crashing");
+      const stream = await events(run.id);
+      const result = stream.find((e) => e.event === "tool_result");
+      expect(result?.data).toMatchObject({ isError: true });
+      expect(run.finalText).toBe("The tool answered.");
+
+      const followUp = await carol.call("POST", `/v1/runs/${run.id}/messages`, {
+        prompt: "now use the probe",
+      });
+      expect(followUp.status, JSON.stringify(followUp.body)).toBe(202);
+      run = await waitForEnd(carol, run.id);
+      expect(run.state, run.exitReason ?? "").toBe("succeeded");
+      const written = await carol.exec(sandbox, ["cat", marker]);
+      expect(written.body.stdout).toContain("called");
+      expect(fake.requests.some((r) => JSON.stringify(r.body).includes("pong-from-the-sandbox"))).toBe(true);
     }, 180_000);
   },
 );

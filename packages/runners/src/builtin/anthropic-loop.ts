@@ -2,7 +2,6 @@ import Anthropic from "@anthropic-ai/sdk";
 import type { MessageParam, ToolResultBlockParam } from "@anthropic-ai/sdk/resources/messages";
 import type { LoopResult, ModelLoopOptions } from "./loop.js";
 import { SYSTEM_PROMPT } from "./loop.js";
-import { TOOL_SPECS } from "./tools.js";
 
 /** Anthropic Messages with tool use, streamed through the official SDK. */
 export async function anthropicLoop(options: ModelLoopOptions): Promise<LoopResult> {
@@ -13,7 +12,7 @@ export async function anthropicLoop(options: ModelLoopOptions): Promise<LoopResu
       : { apiKey: options.secret }),
     maxRetries: 1,
   });
-  const tools = TOOL_SPECS.map((t) => ({
+  const tools = options.tools.specs.map((t) => ({
     name: t.name,
     description: t.description,
     input_schema: t.parameters,

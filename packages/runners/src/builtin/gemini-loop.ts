@@ -2,7 +2,6 @@ import type { Content, FunctionDeclaration, Part } from "@google/genai";
 import { GoogleGenAI } from "@google/genai";
 import type { LoopResult, ModelLoopOptions } from "./loop.js";
 import { SYSTEM_PROMPT } from "./loop.js";
-import { TOOL_SPECS } from "./tools.js";
 
 /** Gemini generateContent with function calling, streamed through the official SDK. */
 export async function geminiLoop(options: ModelLoopOptions): Promise<LoopResult> {
@@ -13,7 +12,7 @@ export async function geminiLoop(options: ModelLoopOptions): Promise<LoopResult>
       ...(options.oauth ? { headers: { authorization: `Bearer ${options.secret}` } } : {}),
     },
   });
-  const functionDeclarations: FunctionDeclaration[] = TOOL_SPECS.map((t) => ({
+  const functionDeclarations: FunctionDeclaration[] = options.tools.specs.map((t) => ({
     name: t.name,
     description: t.description,
     parametersJsonSchema: t.parameters,

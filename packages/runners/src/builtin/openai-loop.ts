@@ -2,7 +2,6 @@ import OpenAI from "openai";
 import type { ChatCompletionMessageParam } from "openai/resources/chat/completions";
 import type { LoopResult, ModelLoopOptions } from "./loop.js";
 import { parseArguments, SYSTEM_PROMPT } from "./loop.js";
-import { TOOL_SPECS } from "./tools.js";
 
 /**
  * OpenAI Chat Completions with function tools, streamed through the official SDK. Chat
@@ -10,7 +9,7 @@ import { TOOL_SPECS } from "./tools.js";
  */
 export async function openaiLoop(options: ModelLoopOptions): Promise<LoopResult> {
   const client = new OpenAI({ baseURL: options.baseUrl, apiKey: options.secret, maxRetries: 1 });
-  const tools = TOOL_SPECS.map((t) => ({
+  const tools = options.tools.specs.map((t) => ({
     type: "function" as const,
     function: { name: t.name, description: t.description, parameters: t.parameters },
   }));

@@ -6,15 +6,13 @@
 import { posix } from "node:path";
 import { Readable } from "node:stream";
 import type { AgentConnection } from "@polydev/core";
+import { McpTools } from "./mcp-tools.js";
 
 export interface ToolSpec {
   name: string;
   description: string;
-  parameters: {
-    type: "object";
-    properties: Record<string, { type: string; description: string }>;
-    required: string[];
-  };
+  /** A JSON schema of the input; an MCP server's tools bring their own. */
+  parameters: { type: "object"; [key: string]: unknown };
 }
 
 const p = (description: string) => ({ type: "string", description });
@@ -136,7 +134,14 @@ export class SandboxTools {
     private readonly cwd: string,
     /** Aborted when the run is cancelled: a command still running is killed with it. */
     private readonly signal?: AbortSignal,
+    /** The run's MCP servers, started in the sandbox for this turn. */
+    private readonly mcp: McpTools = McpTools.none(),
   ) {}
+
+  /** Every tool offered to the model: the built-in ones, then the MCP servers'. */
+  get specs(): ToolSpec[] {
+    return [...TOOL_SPECS, ...this.mcp.specs];
+  }
 
   private path(value: unknown): string {
     return posix.normalize(posix.join(this.cwd, typeof value === "string" && value.length > 0 ? value : "."));
@@ -151,6 +156,7 @@ export class SandboxTools {
   }
 
   private async dispatch(name: string, input: Record<string, unknown>): Promise<string> {
+    if (this.mcp.has(name)) return this.mcp.call(name, input);
     switch (name) {
       case "read_file":
         return readFileText(this.agent, this.path(input.path));

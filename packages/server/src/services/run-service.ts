@@ -23,7 +23,14 @@ import type {
 import { FINAL_RUN_STATES, PolydevError } from "@polydev/core";
 import type { GatewayProvider } from "@polydev/gateway";
 import type { AgentRunner, McpServerSpec } from "@polydev/runners";
-import { anthropicLoop, geminiLoop, openaiLoop, SandboxTools, withMcpServers } from "@polydev/runners";
+import {
+  anthropicLoop,
+  geminiLoop,
+  McpTools,
+  openaiLoop,
+  SandboxTools,
+  withMcpServers,
+} from "@polydev/runners";
 import type { Logger } from "pino";
 import { boundedLines } from "./bounded-lines.js";
 import type { CredentialService } from "./credential-service.js";
@@ -900,7 +907,15 @@ export class RunService {
     const model = run.model ?? DEFAULT_MODELS[provider];
     const base = this.builtin.upstreams[provider];
     const loop = provider === "anthropic" ? anthropicLoop : provider === "openai" ? openaiLoop : geminiLoop;
+    // Started inside the sandbox for this turn (a follow-up starts them again) and killed when
+    // it ends; one that cannot start is reported and left out, the run goes on without it.
+    let mcp = McpTools.none();
     try {
+      mcp = await McpTools.connect(connection, this.runMcpServers.get(run.id) ?? [], {
+        cwd: run.cwd,
+        signal: abort.signal,
+        onProblem: (message) => emit({ type: "error", message }),
+      });
       const result = await loop({
         model,
         prompt: turn.prompt,
@@ -916,6 +931,7 @@ export class RunService {
             if (active) this.lose(active, "the connection to its sandbox broke during the run");
           },
           active?.abort.signal,
+          mcp,
         ),
         emit,
         signal: abort.signal,
@@ -950,6 +966,7 @@ export class RunService {
       await this.finish(run, state, reason, "", emit);
     } finally {
       clearTimeout(timer);
+      await mcp.close();
     }
   }
 
@@ -1055,8 +1072,9 @@ class RunTools extends SandboxTools {
     cwd: string,
     private readonly onLost: () => void,
     signal: AbortSignal | undefined,
+    mcp: McpTools,
   ) {
-    super(connection, cwd, signal);
+    super(connection, cwd, signal, mcp);
   }
 
   override async run(name: string, input: Record<string, unknown>): ReturnType<SandboxTools["run"]> {
