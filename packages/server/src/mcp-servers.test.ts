@@ -342,6 +342,16 @@ describe.skipIf(!installed)(
         },
         { name: "crasher", command: "node", args: ["-e", PROBE_SERVER, crashMarker, "crash"] },
         { name: "ghost", command: "polydev-no-such-command" },
+        // Prints a 5 MiB line: past the transport's bound, so it is killed, not held.
+        {
+          name: "flooder",
+          command: "node",
+          args: [
+            "-e",
+            'process.stdout.write("x".repeat(5 * 1024 * 1024)); setInterval(() => {}, 1000);',
+            `${MARKER}-flood`,
+          ],
+        },
       ]) {
         const created = await carol.call("POST", "/v1/mcp-servers", server);
         expect(created.status, JSON.stringify(created.body)).toBe(201);
@@ -405,8 +415,10 @@ describe.skipIf(!installed)(
         // The server whose command does not exist is reported and left out; the run went on.
         const problems = stream.filter((e) => e.event === "error").map((e) => JSON.stringify(e.data));
         expect(problems.some((p) => p.includes("MCP server ghost"))).toBe(true);
+        expect(problems.some((p) => p.includes("MCP server flooder"))).toBe(true);
         expect(problems.join("\n")).not.toContain(ENV_SECRET);
         expect(sent[0]).not.toContain("mcp__ghost__");
+        expect(sent[0]).not.toContain("mcp__flooder__");
         // The turn is over: its MCP server processes are gone.
         await expect.poll(() => serversRunning(sandbox), { timeout: 15_000 }).toBe("0");
       },
