@@ -26,7 +26,13 @@ export function mcpToolName(server: string, tool: string): string {
 
 interface Route {
   client: Client;
+  transport: ExecTransport;
   tool: string;
+}
+
+/** The SDK says only "Connection closed" when the process is gone: the transport knows why. */
+function why(error: unknown, transport: ExecTransport | undefined): string {
+  return transport?.reason ?? (error instanceof Error ? error.message : String(error));
 }
 
 export class McpTools {
@@ -57,13 +63,15 @@ export class McpTools {
     for (const server of servers) {
       if (server.transport !== "stdio" || !server.command) continue;
       const client = new Client({ name: "polydev", version: "0.1.0" });
+      let transport: ExecTransport | undefined;
       try {
         const process = await agent.exec(
           { argv: [server.command, ...server.args], env: server.env, cwd: options.cwd },
           options.signal,
         );
         clients.push(client);
-        await client.connect(new ExecTransport(process), {
+        transport = new ExecTransport(process);
+        await client.connect(transport, {
           timeout: CONNECT_TIMEOUT_MS,
           signal: options.signal,
         });
@@ -75,7 +83,7 @@ export class McpTools {
           const name = mcpToolName(server.name, tool.name);
           const schema = JSON.stringify(tool.inputSchema ?? {});
           if (routes.has(name) || schema.length > MAX_SCHEMA_CHARS) continue;
-          routes.set(name, { client, tool: tool.name });
+          routes.set(name, { client, transport, tool: tool.name });
           specs.push({
             name,
             description: (tool.description ?? `${tool.name} from MCP server ${server.name}`).slice(
@@ -88,7 +96,7 @@ export class McpTools {
       } catch (error) {
         await client.close().catch(() => {});
         await options.onProblem(
-          `MCP server ${server.name} is left out of this turn: ${error instanceof Error ? error.message : String(error)}`,
+          `MCP server ${server.name} is left out of this turn: ${why(error, transport)}`,
         );
       }
     }
@@ -103,10 +111,14 @@ export class McpTools {
   async call(name: string, input: Record<string, unknown>): Promise<string> {
     const route = this.routes.get(name);
     if (!route) throw new Error(`unknown tool ${name}`);
-    const result = await route.client.callTool({ name: route.tool, arguments: input }, undefined, {
-      timeout: CALL_TIMEOUT_MS,
-      signal: this.signal,
-    });
+    const result = await route.client
+      .callTool({ name: route.tool, arguments: input }, undefined, {
+        timeout: CALL_TIMEOUT_MS,
+        signal: this.signal,
+      })
+      .catch((error: unknown) => {
+        throw new Error(`MCP tool ${name} failed: ${why(error, route.transport)}`);
+      });
     const content = Array.isArray(result.content)
       ? (result.content as { type: string; text?: string }[])
       : [];

@@ -18,6 +18,9 @@ export class ExecTransport implements Transport {
   onerror?: (error: Error) => void;
   onmessage?: (message: JSONRPCMessage) => void;
 
+  /** Why the connection ended, in words for the user and the model (set once it has). */
+  reason: string | undefined;
+
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private seen = 0;
@@ -36,8 +39,17 @@ export class ExecTransport implements Transport {
     this.process.stderr.on("error", () => {});
     this.process.stdin.on("error", (error: Error) => this.onerror?.(error));
     this.process.exited.then(
-      () => this.finish(),
-      () => this.finish(),
+      (exit) => {
+        this.reason ??=
+          exit.exitCode === 127
+            ? "its command was not found in the sandbox"
+            : `it exited (${exit.exitCode !== null ? `code ${exit.exitCode}` : `signal ${exit.signal}`})`;
+        this.finish();
+      },
+      (error: unknown) => {
+        this.reason ??= `it could not be run: ${error instanceof Error ? error.message : String(error)}`;
+        this.finish();
+      },
     );
   }
 
@@ -51,6 +63,7 @@ export class ExecTransport implements Transport {
   }
 
   async close(): Promise<void> {
+    this.reason ??= "the turn ended";
     if (!this.closed) this.process.kill("SIGKILL");
     this.finish();
   }
@@ -96,6 +109,7 @@ export class ExecTransport implements Transport {
   }
 
   private fail(reason: string): void {
+    this.reason ??= reason;
     this.onerror?.(new Error(reason));
     void this.close();
   }
