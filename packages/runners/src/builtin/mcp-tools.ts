@@ -49,55 +49,62 @@ export class McpTools {
   }
 
   /**
-   * Starts every stdio server and lists its tools. A server that cannot be started or listed is
-   * left out and reported through `onProblem`: the run goes on without it.
+   * Starts every stdio server (side by side: one slow to answer does not hold up the others) and
+   * lists its tools. A server that cannot be started or listed is left out and reported through
+   * `onProblem`: the run goes on without it.
    */
   static async connect(
     agent: AgentConnection,
     servers: McpServerSpec[],
     options: { cwd: string; signal?: AbortSignal; onProblem(message: string): Promise<void> },
   ): Promise<McpTools> {
+    const stdio = servers.filter((server) => server.transport === "stdio" && server.command);
+    const clients: Client[] = [];
+    const started = await Promise.all(
+      stdio.map(async (server) => {
+        const client = new Client({ name: "polydev", version: "0.1.0" });
+        clients.push(client);
+        let transport: ExecTransport | undefined;
+        try {
+          const process = await agent.exec(
+            { argv: [server.command as string, ...server.args], env: server.env, cwd: options.cwd },
+            options.signal,
+          );
+          transport = new ExecTransport(process);
+          await client.connect(transport, { timeout: CONNECT_TIMEOUT_MS, signal: options.signal });
+          const listed = await client.listTools(undefined, {
+            timeout: CONNECT_TIMEOUT_MS,
+            signal: options.signal,
+          });
+          return { server, client, transport, tools: listed.tools.slice(0, MAX_MCP_TOOLS_PER_SERVER) };
+        } catch (error) {
+          await client.close().catch(() => {});
+          return { server, problem: why(error, transport) };
+        }
+      }),
+    );
     const specs: ToolSpec[] = [];
     const routes = new Map<string, Route>();
-    const clients: Client[] = [];
-    for (const server of servers) {
-      if (server.transport !== "stdio" || !server.command) continue;
-      const client = new Client({ name: "polydev", version: "0.1.0" });
-      let transport: ExecTransport | undefined;
-      try {
-        const process = await agent.exec(
-          { argv: [server.command, ...server.args], env: server.env, cwd: options.cwd },
-          options.signal,
-        );
-        clients.push(client);
-        transport = new ExecTransport(process);
-        await client.connect(transport, {
-          timeout: CONNECT_TIMEOUT_MS,
-          signal: options.signal,
+    // In the order the servers were configured, so the tools are offered in a stable order.
+    for (const entry of started) {
+      if ("problem" in entry) {
+        await options.onProblem(`MCP server ${entry.server.name} is left out of this turn: ${entry.problem}`);
+        continue;
+      }
+      const { server, client, transport } = entry;
+      for (const tool of entry.tools) {
+        const name = mcpToolName(server.name, tool.name);
+        const schema = JSON.stringify(tool.inputSchema ?? {});
+        if (routes.has(name) || schema.length > MAX_SCHEMA_CHARS) continue;
+        routes.set(name, { client, transport, tool: tool.name });
+        specs.push({
+          name,
+          description: (tool.description ?? `${tool.name} from MCP server ${server.name}`).slice(
+            0,
+            MAX_DESCRIPTION_CHARS,
+          ),
+          parameters: { ...(JSON.parse(schema) as object), type: "object" },
         });
-        const listed = await client.listTools(undefined, {
-          timeout: CONNECT_TIMEOUT_MS,
-          signal: options.signal,
-        });
-        for (const tool of listed.tools.slice(0, MAX_MCP_TOOLS_PER_SERVER)) {
-          const name = mcpToolName(server.name, tool.name);
-          const schema = JSON.stringify(tool.inputSchema ?? {});
-          if (routes.has(name) || schema.length > MAX_SCHEMA_CHARS) continue;
-          routes.set(name, { client, transport, tool: tool.name });
-          specs.push({
-            name,
-            description: (tool.description ?? `${tool.name} from MCP server ${server.name}`).slice(
-              0,
-              MAX_DESCRIPTION_CHARS,
-            ),
-            parameters: { ...(JSON.parse(schema) as object), type: "object" },
-          });
-        }
-      } catch (error) {
-        await client.close().catch(() => {});
-        await options.onProblem(
-          `MCP server ${server.name} is left out of this turn: ${why(error, transport)}`,
-        );
       }
     }
     return new McpTools(specs, routes, clients, options.signal);
