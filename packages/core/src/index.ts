@@ -114,6 +114,8 @@ export type {
   JobOutcome,
   JobRunRecord,
   JobRunRepository,
+  LoginRecord,
+  LoginRepository,
   McpServerRecord,
   McpServerRepository,
   McpTransport,

@@ -327,6 +327,39 @@ export interface StoreRepositories {
   readonly webhooks: WebhookRepository;
   readonly mcpServers: McpServerRepository;
   readonly nodes: NodeRepository;
+  readonly logins: LoginRepository;
+}
+
+/**
+ * A provider login (a CLI's own sign-in run in a sandbox), as every replica sees it. The live
+ * part (the CLI's terminal, the sign-in URL and device code) stays in the memory of `node`, the
+ * server that runs it; the row says where that is and how the login ended.
+ */
+export interface LoginRecord {
+  id: string;
+  userId: string;
+  provider: string;
+  sandboxId: string;
+  /** The node running the login's CLI. */
+  node: string;
+  /** The sandbox was made for the login and goes with it. */
+  ownsSandbox: boolean;
+  state: string;
+  reason: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface LoginRepository {
+  /** Creates or replaces the login's row. */
+  put(login: LoginRecord): Promise<void>;
+  get(id: string): Promise<LoginRecord | undefined>;
+  /** The user's logins, newest first. */
+  listForUser(userId: string, limit: number): Promise<LoginRecord[]>;
+  /** Logins of `node` in one of `states` (the unfinished ones), oldest first. */
+  listForNode(node: string, states: readonly string[]): Promise<LoginRecord[]>;
+  /** Removes logins last changed before `before`; returns how many went. */
+  deleteUpdatedBefore(before: number): Promise<number>;
 }
 
 /**

@@ -31,6 +31,7 @@ import { execRoutes } from "./routes/exec.js";
 import { fileRoutes } from "./routes/files.js";
 import { healthRoutes } from "./routes/health.js";
 import { imageRoutes } from "./routes/images.js";
+import { internalPortRoutes } from "./routes/internal-ports.js";
 import { loginRoutes } from "./routes/logins.js";
 import { mcpServerRoutes } from "./routes/mcp-servers.js";
 import { metricsRoutes } from "./routes/metrics.js";
@@ -182,6 +183,7 @@ export async function buildApp(ctx: ServerContext): Promise<FastifyInstance> {
   webhookRoutes(app, ctx);
   mcpServerRoutes(app, ctx);
   portRoutes(app, ctx);
+  internalPortRoutes(app, ctx);
   app.get("/v1/openapi.json", { schema: { hide: true } }, async () => app.swagger());
   await webRoutes(app, ctx);
   // After the web routes: it serves files with the reply.sendFile they register.

@@ -95,10 +95,28 @@ describe("database and bus settings", () => {
       configFromEnv({
         POLYDEV_DATABASE_URL: "postgresql://polydev:pw@db.example:5432/polydev?sslmode=verify-full",
         POLYDEV_REDIS_URL: "rediss://:pw@cache.example:6380/2",
+        POLYDEV_CLUSTER_SECRET: "0123456789abcdef0123456789abcdef",
       }),
     );
     expect(config.databaseUrl).toBe("postgresql://polydev:pw@db.example:5432/polydev?sslmode=verify-full");
     expect(config.redisUrl).toBe("rediss://:pw@cache.example:6380/2");
+  });
+
+  it("refuse Postgres and Redis together without the cluster secret replicas sign forwarded requests with", () => {
+    const shared = {
+      POLYDEV_DATABASE_URL: "postgres://polydev:pw@db.example/polydev",
+      POLYDEV_REDIS_URL: "redis://cache.example:6379",
+    };
+    expect(() => parseConfig(configFromEnv(shared))).toThrow(
+      /POLYDEV_CLUSTER_SECRET is required when POLYDEV_DATABASE_URL and POLYDEV_REDIS_URL are both set/,
+    );
+    expect(() => parseConfig(configFromEnv({ ...shared, POLYDEV_CLUSTER_SECRET: "short" }))).toThrow(
+      /at least 32 characters/,
+    );
+    // Either alone is one server: no secret needed.
+    expect(
+      parseConfig(configFromEnv({ POLYDEV_DATABASE_URL: shared.POLYDEV_DATABASE_URL })).clusterSecret,
+    ).toBe(undefined);
   });
 
   it("refuse other schemes naming the variable, without repeating the URL (it may hold a password)", () => {

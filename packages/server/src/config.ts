@@ -362,7 +362,7 @@ export const configSchema = z
         /**
          * POLYDEV_PREVIEW_SECRET (at least 32 characters): signs preview links and cookies.
          * Default: a random one kept in the data directory (`preview-secret`, mode 600); replicas
-         * behind one preview origin must share it.
+         * (Postgres and Redis) derive one from their shared cluster secret instead.
          */
         secret: z.string().min(32, "POLYDEV_PREVIEW_SECRET must be at least 32 characters").optional(),
         /** A link's life when the request names none (default 5 minutes). */
@@ -668,6 +668,19 @@ export function parseConfig(input: ConfigInput): PolydevConfig {
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join(".") || "config"}: ${i.message}`);
     throw new PolydevError("invalid_request", `invalid configuration: ${problems.join("; ")}`);
+  }
+  // Replicas sharing Postgres and Redis forward requests to each other, signed with the secret;
+  // without it they could only answer 503 for every other node's sandbox, found out at the
+  // first such request. Refused at start instead, saying what to set.
+  if (
+    parsed.data.databaseUrl !== undefined &&
+    parsed.data.redisUrl !== undefined &&
+    !parsed.data.clusterSecret
+  ) {
+    throw new PolydevError(
+      "invalid_request",
+      "invalid configuration: POLYDEV_CLUSTER_SECRET is required when POLYDEV_DATABASE_URL and POLYDEV_REDIS_URL are both set (replicas sign the requests they forward to each other): set the same value of at least 32 characters on every replica, e.g. from `openssl rand -hex 32`",
+    );
   }
   const config = {
     ...parsed.data,

@@ -14,6 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JobRunner } from "./services/jobs.js";
 import { ApiClient, startTestServer, type TestServer } from "./testing/harness.js";
 
+/** Postgres and Redis together are replicas, which need the secret they sign forwarded requests with. */
+const CLUSTER_SECRET = "test-cluster-secret-0123456789abcdef";
+
 let postgres: TestPostgres;
 let redis: TestRedis;
 let databaseUrl: string;
@@ -24,9 +27,14 @@ beforeAll(async () => {
   [postgres, redis] = await Promise.all([sharedTestPostgres(), sharedTestRedis()]);
   databaseUrl = await postgres.createDatabase();
   // One after the other: the first start creates the admin in the shared database.
-  a = await startTestServer({ databaseUrl, redisUrl: redis.socket, nodeName: "node-a" });
+  a = await startTestServer({
+    databaseUrl,
+    redisUrl: redis.socket,
+    clusterSecret: CLUSTER_SECRET,
+    nodeName: "node-a",
+  });
   b = await startTestServer(
-    { databaseUrl, redisUrl: redis.socket, nodeName: "node-b" },
+    { databaseUrl, redisUrl: redis.socket, clusterSecret: CLUSTER_SECRET, nodeName: "node-b" },
     { replicaOfAdminKey: a.adminKey },
   );
 });

@@ -126,6 +126,51 @@ describe("provider logins with the CLI's own flow", () => {
     expect((await bob.call("GET", `/v1/logins/${started.body.id}`)).status).toBe(404);
   });
 
+  it("ends the logins a restart lost as failed, removes their own sandboxes, and lists logins from their rows", async () => {
+    const onOwn = await start("claude");
+    expect(onOwn.body.state).toBe("awaiting_user");
+    // No sandbox named: the login makes its own, which must not outlive it.
+    const ownSandbox = await alice.call<Login & { sandboxId: string }>("POST", "/v1/logins", {
+      provider: "codex",
+    });
+    expect(ownSandbox.status).toBe(201);
+    await t.restart();
+    alice = t.api.withKey(alice.key);
+    const until = Date.now() + 30_000;
+    let after = await alice.call<Login>("GET", `/v1/logins/${onOwn.body.id}`);
+    while (after.body.state === "awaiting_user" && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      after = await alice.call<Login>("GET", `/v1/logins/${onOwn.body.id}`);
+    }
+    expect(after.body).toMatchObject({ state: "failed", url: null });
+    expect(after.body.reason).toContain("restarted");
+    let gone = await alice.call<{ state: string }>("GET", `/v1/sandboxes/${ownSandbox.body.sandboxId}`);
+    while (gone.body.state !== "destroyed" && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      gone = await alice.call<{ state: string }>("GET", `/v1/sandboxes/${ownSandbox.body.sandboxId}`);
+    }
+    expect(gone.body.state).toBe("destroyed");
+    // The sandbox the user named stays.
+    expect((await alice.call<{ state: string }>("GET", `/v1/sandboxes/${sandbox}`)).body.state).toBe(
+      "running",
+    );
+    // Its row no longer holds the provider: a new login starts, and the list has both.
+    const fresh = await start("claude");
+    expect(fresh.status).toBe(201);
+    const list = await alice.call<{ items: Login[] }>("GET", "/v1/logins");
+    expect(list.body.items[0]).toMatchObject({ id: fresh.body.id, state: "awaiting_user" });
+    expect(list.body.items[0]?.url).toMatch(/^https:/);
+    expect(list.body.items.find((l) => l.id === onOwn.body.id)).toMatchObject({ state: "failed" });
+    // The events of an ended login: its last state, then the stream ends.
+    const events = await fetch(`${t.url}/v1/logins/${onOwn.body.id}/events`, {
+      headers: { authorization: `Bearer ${alice.key}` },
+    }).then(readSse);
+    expect(events.map((e) => (e.data as Login).state)).toEqual(["failed"]);
+    const jobs = await t.api.call<{ items: { job: string; outcome: string }[] }>("GET", "/v1/admin/jobs");
+    expect(jobs.body.items.find((j) => j.job === "stale-logins")).toMatchObject({ outcome: "succeeded" });
+    await alice.call("DELETE", `/v1/logins/${fresh.body.id}`);
+  });
+
   it("rejects bad input with 400", async () => {
     expect((await alice.call("POST", "/v1/logins", { provider: "chatgpt" })).status).toBe(400);
     const started = await start("claude");

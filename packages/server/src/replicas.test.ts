@@ -30,6 +30,7 @@ import {
   until,
 } from "./testing/child-server.js";
 import { type ApiClient, createUser, readSse } from "./testing/harness.js";
+import { startPreviewApp } from "./testing/preview-app.js";
 
 const SECRET = randomBytes(32).toString("hex");
 const MASTER_KEY = randomBytes(32).toString("hex");
@@ -231,6 +232,101 @@ describe("replicas sharing Postgres and Redis", () => {
     }
   });
 
+  it("runs a login on its sandbox's node, whichever replica each request reaches", async () => {
+    interface Login {
+      id: string;
+      state: string;
+      url: string | null;
+      reason: string | null;
+    }
+    // The real claude CLI prints its sign-in URL without a network; the URL lives only in the
+    // memory of node-a, so seeing it through b and c shows the requests reached node-a.
+    const started = await via("b").call<Login>("POST", "/v1/logins", { provider: "claude", sandboxId: onA });
+    expect(started.status).toBe(201);
+    expect(started.body.state).toBe("awaiting_user");
+    expect(started.body.url).toMatch(/^https:\/\//);
+    const seen = await via("c").call<Login>("GET", `/v1/logins/${started.body.id}`);
+    expect(seen.body).toMatchObject({ state: "awaiting_user", url: started.body.url });
+    // Any replica lists it from its row; the URL only node-a knows (it is kept in no database).
+    const listed = await via("b").call<{ items: Login[] }>("GET", "/v1/logins");
+    expect(listed.body.items.find((l) => l.id === started.body.id)).toMatchObject({ state: "awaiting_user" });
+    const onOwner = await via("a").call<{ items: Login[] }>("GET", "/v1/logins");
+    expect(onOwner.body.items.find((l) => l.id === started.body.id)).toMatchObject({ url: started.body.url });
+    const twice = await via("c").call<{ error: { code: string } }>("POST", "/v1/logins", {
+      provider: "claude",
+      sandboxId: onB,
+    });
+    expect(twice.status).toBe(409);
+    const events = fetch(`${servers.c?.url}/v1/logins/${started.body.id}/events`, {
+      headers: { authorization: `Bearer ${userKey}` },
+    }).then(readSse);
+    await until(
+      async () =>
+        JSON.stringify(await servers.a?.logLines()).includes(`/v1/logins/${started.body.id}/events`),
+      10_000,
+      "node-a to serve the event stream",
+    );
+    const cancelled = await via("a").call<Login>("DELETE", `/v1/logins/${started.body.id}`);
+    expect(cancelled.body.state).toBe("cancelled");
+    expect((await events).map((e) => (e.data as Login).state)).toEqual(["awaiting_user", "cancelled"]);
+    expect((await via("b").call<Login>("GET", `/v1/logins/${started.body.id}`)).body.state).toBe("cancelled");
+  });
+
+  it("serves a preview through another replica's preview origin, over the owner's internal port stream", async () => {
+    await startPreviewApp(via("a"), onA, 8080);
+    const made = await via("a").call<{ url: string }>(
+      "POST",
+      `/v1/sandboxes/${onA}/ports/8080/preview-link`,
+      {},
+    );
+    expect(made.status).toBe(201);
+    // The same link, opened on node-c's preview origin (one URL behind a load balancer would
+    // reach any replica): the link's signature holds there, and the page comes from node-a.
+    const previewOf = async (server: ChildServer) => {
+      const line = (await server.logLines()).find((l) => l.msg === "preview listener ready");
+      return String(line?.url ?? "");
+    };
+    const linkOnC = made.body.url.replace(
+      await previewOf(servers.a as ChildServer),
+      await previewOf(servers.c as ChildServer),
+    );
+    expect(linkOnC).not.toBe(made.body.url);
+    const entered = await fetch(linkOnC, { redirect: "manual" });
+    expect(entered.status).toBe(303);
+    const page = new URL(entered.headers.get("location") ?? "", linkOnC);
+    const hello = await fetch(new URL("hello/there", `${page.toString().replace(/\/?$/, "/")}`));
+    expect(hello.status).toBe(200);
+    expect(await hello.text()).toBe("hello from port 8080 path /hello/there");
+    // node-a's agent connection carried it (these servers share a host, so node-c could
+    // otherwise reach node-a's sandbox socket directly: the test proves it did not).
+    const streams = (await servers.a?.logLines())?.filter(
+      (l) =>
+        l.msg === "incoming request" &&
+        JSON.stringify(l).includes(`/v1/internal/sandboxes/${onA}/ports/8080/stream`),
+    );
+    expect(streams?.length).toBeGreaterThan(0);
+    // Nothing listening on the port: the owner's refusal, not a hang or a 500.
+    const closedPort = await via("a").call<{ url: string }>(
+      "POST",
+      `/v1/sandboxes/${onA}/ports/9/preview-link`,
+      {},
+    );
+    const closedOnC = closedPort.body.url.replace(
+      await previewOf(servers.a as ChildServer),
+      await previewOf(servers.c as ChildServer),
+    );
+    const closedPage = new URL(
+      (await fetch(closedOnC, { redirect: "manual" })).headers.get("location") ?? "",
+      closedOnC,
+    );
+    expect((await fetch(closedPage)).status).toBe(502);
+    // The internal stream is no route for clients, not even an admin with a valid key.
+    const internal = await fetch(`${servers.a?.url}/v1/internal/sandboxes/${onA}/ports/8080/stream`, {
+      headers: { authorization: `Bearer ${ADMIN_KEY}` },
+    });
+    expect(internal.status).toBe(404);
+  });
+
   it("refuses a forged internal header from outside and never shows the secret", async () => {
     const url = `/v1/sandboxes/${onA}`;
     const admin = { userId: "usr_x", userName: "admin", role: "admin", keyId: undefined, session: undefined };
@@ -341,6 +437,13 @@ describe("replicas sharing Postgres and Redis", () => {
       "the run to be running on node-b",
     );
 
+    // A login whose CLI runs on node-b when node-b dies: failed with its node.
+    const login = await via("c").call<{ id: string; state: string }>("POST", "/v1/logins", {
+      provider: "claude",
+      sandboxId: onB,
+    });
+    expect(login.body.state).toBe("awaiting_user");
+
     const closed = new Promise((resolve) => first.ws.once("close", resolve));
     await servers.b?.kill9();
     await closed;
@@ -365,6 +468,8 @@ describe("replicas sharing Postgres and Redis", () => {
     );
     await until(async () => (await runState()).state === "failed", 10_000, "the run to be failed");
     expect((await runState()).exitReason).toBe("node node-b stopped answering");
+    const lost = await via("a").call<{ state: string; reason: string }>("GET", `/v1/logins/${login.body.id}`);
+    expect(lost.body).toMatchObject({ state: "failed", reason: "node node-b stopped answering" });
     fake.setScript(undefined);
     // The survivors' own sandboxes are untouched, and a dead node's row is still readable.
     expect(await sandbox("c", onA)).toMatchObject({ state: "running", node: "node-a" });

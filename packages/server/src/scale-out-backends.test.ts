@@ -14,6 +14,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SQLITE_FILE } from "./services/open-store.js";
 import { ApiClient, createUser, startTestServer, type TestServer } from "./testing/harness.js";
 
+/** Postgres and Redis together are replicas, which need the secret they sign forwarded requests with. */
+const CLUSTER_SECRET = "test-cluster-secret-0123456789abcdef";
+
 let postgres: TestPostgres;
 let redis: TestRedis;
 let t: TestServer;
@@ -22,7 +25,7 @@ let databaseUrl: string;
 beforeAll(async () => {
   [postgres, redis] = await Promise.all([sharedTestPostgres(), sharedTestRedis()]);
   databaseUrl = await postgres.createDatabase();
-  t = await startTestServer({ databaseUrl, redisUrl: redis.socket });
+  t = await startTestServer({ databaseUrl, redisUrl: redis.socket, clusterSecret: CLUSTER_SECRET });
 });
 afterAll(async () => {
   await t?.close();

@@ -3,6 +3,7 @@
  * The driver is chosen by name from the factories the entry point hands in, so adding a
  * driver never edits the server.
  */
+import { createHmac } from "node:crypto";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import type { Bus, Clock, DriverSet, SandboxDriver, SandboxRecord, Store } from "@polydev/core";
@@ -47,6 +48,7 @@ import { configuredDrivers, openDrivers } from "./services/open-drivers.js";
 import { openConfiguredStore } from "./services/open-store.js";
 import { poolImageStorage } from "./services/pool-image-storage.js";
 import { Quotas } from "./services/quotas.js";
+import { remotePortTarget } from "./services/remote-ports.js";
 import { RunService } from "./services/run-service.js";
 import { sandboxRunStep } from "./services/sandbox-run-step.js";
 import { reportStoreChanges } from "./services/store-reports.js";
@@ -59,7 +61,7 @@ export const MASTER_KEY_FILE = "master-keys.json";
 import type { JobRunner } from "./services/jobs.js";
 import { OidcUsers } from "./services/oidc-users.js";
 import { DEFAULT_OIDC_LIMITS, OidcVerifier } from "./services/oidc-verifier.js";
-import { periodicJobs } from "./services/periodic-jobs.js";
+import { periodicJobs, STALE_LOGINS_JOB } from "./services/periodic-jobs.js";
 import { loadPreviewSecret, PreviewLinks } from "./services/preview-links.js";
 import { type PreviewListener, servePreviews } from "./services/preview-listener.js";
 import { PreviewService } from "./services/preview-service.js";
@@ -253,6 +255,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   sandboxes.onEnded((sandboxId) => gateway.closeTunnel(sandboxId));
   const logins = new LoginService(
     options.loginFlows ?? DEFAULT_LOGIN_FLOWS,
+    { repository: store.logins, node: config.nodeName, clock },
     credentials,
     { urlTimeoutMs: 60_000, totalTimeoutMs: 15 * 60_000, completeTimeoutMs: 60_000 },
     log.child({ component: "logins" }),
@@ -417,6 +420,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     credentials,
     sessionIdleTimeoutMs: config.sessionIdleTimeoutMs,
     webhooks,
+    logins,
     deadNodes: nodes
       ? async () => {
           await failDeadNodes({
@@ -440,8 +444,24 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
   const previews = new PreviewService(
     config.preview,
     sandboxes,
-    new PreviewLinks(await loadPreviewSecret(config.dataDir, config.preview.secret), () => clock.now()),
+    new PreviewLinks(await loadPreviewSecret(config.dataDir, previewSecretOf(config)), () => clock.now()),
     () => clock.now(),
+    async (sandbox, userId, port) =>
+      nodes && config.clusterSecret
+        ? remotePortTarget(
+            {
+              self: config.nodeName,
+              live: (name) => nodes.live(name),
+              store,
+              clusterSecret: config.clusterSecret,
+              clock,
+              openTimeoutMs: config.preview.answerTimeoutMs,
+            },
+            sandbox,
+            userId,
+            port,
+          )
+        : undefined,
   );
   const app = await buildApp({
     previews,
@@ -521,6 +541,9 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     );
   }
   jobs.start();
+  // Logins a previous run of this server left unfinished end now, not one interval from now:
+  // until then their rows would refuse the user a new login of the same provider.
+  void jobs.runNow(STALE_LOGINS_JOB);
 
   let closed = false;
   return {
@@ -544,6 +567,8 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       await webhooks.close();
       await nodes?.stop();
       await reconciler.stop();
+      // Before sandboxes close under them: their CLIs' exits must not read as the logins' ends.
+      logins.detach();
       ptys.closeAll();
       previews.closeAll();
       await app.close();
@@ -559,6 +584,17 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
       removeSafetyNet();
     },
   };
+}
+
+/**
+ * The key preview links are signed with. Replicas must share it (a link made through one is
+ * opened through any): unless POLYDEV_PREVIEW_SECRET names one, it is derived from the cluster
+ * secret they already share; a single server keeps its own in its data directory.
+ */
+function previewSecretOf(config: PolydevConfig): string | undefined {
+  if (config.preview.secret !== undefined) return config.preview.secret;
+  if (!clustered(config) || config.clusterSecret === undefined) return undefined;
+  return createHmac("sha256", config.clusterSecret).update("polydev preview links").digest("base64url");
 }
 
 /** Replicas share a database and a bus: each server is then a node among them. */

@@ -61,6 +61,7 @@ describe("postgres specifics", () => {
         "016-webhooks-mcp",
         "017-nodes",
         "019-usage-rollups",
+        "020-logins",
       ]);
     } finally {
       await client.end();

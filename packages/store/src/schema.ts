@@ -289,6 +289,21 @@ export interface Database {
   user_plans: UserPlansTable;
   job_runs: JobRunsTable;
   nodes: NodesTable;
+  logins: LoginsTable;
+}
+
+export interface LoginsTable {
+  id: string;
+  user_id: string;
+  provider: string;
+  sandbox_id: string;
+  node: string;
+  /** 1 or 0. */
+  owns_sandbox: number;
+  state: string;
+  reason: string | null;
+  created_at: number | string;
+  updated_at: number | string;
 }
 
 export interface NodesTable {

@@ -71,6 +71,7 @@ describe("sqlite specifics", () => {
       { name: "016-webhooks-mcp" },
       { name: "017-nodes" },
       { name: "019-usage-rollups" },
+      { name: "020-logins" },
     ]);
   });
 

@@ -6,6 +6,7 @@ import { egressAuditRepository, egressPresetRepository } from "./egress.js";
 import { auditRepository, userIdentityRepository } from "./identity.js";
 import { imageRepository } from "./images.js";
 import { jobRunRepository } from "./job-runs.js";
+import { loginRepository } from "./logins.js";
 import { mcpServerRepository } from "./mcp-servers.js";
 import { migrationProvider, type SqlFamily } from "./migrations/index.js";
 import { nodeRepository } from "./nodes.js";
@@ -54,6 +55,7 @@ function repositories(db: Kysely<Database>): StoreRepositories {
     webhooks: webhookRepository(db),
     mcpServers: mcpServerRepository(db),
     nodes: nodeRepository(db),
+    logins: loginRepository(db),
   };
 }
 

@@ -2,19 +2,20 @@
  * Any replica serves any client: a request about a sandbox (its routes, exec, files, processes,
  * terminal, projects, snapshots, forks, an admin's destroy) or about a run (status, events, cancel) is answered by
  * the node that hosts the sandbox, because that node holds its agent connection, terminals, live
- * run output and cancels. One hook, before the route runs, looks up the owning node from the id
+ * run output and cancels. A login is answered by the node running its CLI (its row names it). One hook, before the route runs, looks up the owning node from the id
  * in the path and relays the request there (forwarding-proxy.ts), signed with the cluster secret
- * (internal-channel.ts). Two routes name their sandbox in the body instead: a create is placed on
- * a node (nodes.ts), and a run goes where its sandbox is.
+ * (internal-channel.ts). Three routes name their sandbox in the body instead: a create is placed
+ * on a node (nodes.ts), and a run or a login goes where its sandbox is.
  *
  * Registered only when replicas share a database and Redis: a single server pays nothing.
  * A forwarded request is never forwarded again, so rows that disagree cannot make a loop.
  */
 import type { Duplex } from "node:stream";
-import type { Clock, SandboxRecord, Store } from "@polydev/core";
+import type { Clock, LoginRecord, SandboxRecord, Store } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
+import { type LoginState, UNFINISHED_LOGIN_STATES } from "../services/login-service.js";
 import type { NodeRegistry } from "../services/nodes.js";
 import type { Principal } from "./auth.js";
 import { type ForwardTarget, proxyHttp, proxyUpgrade } from "./forwarding-proxy.js";
@@ -37,6 +38,8 @@ const READABLE_WITHOUT_NODE = new Set([
   "/v1/runs/:id",
   "/v1/runs/:id/events",
   "/v1/runs/:id/changes",
+  "/v1/logins/:id",
+  "/v1/logins/:id/events",
 ]);
 const ENDED = new Set(["failed", "destroyed"]);
 
@@ -54,24 +57,45 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardingDeps): 
       : store.sandboxes.getForUserByName(principal.userId, idOrName);
   }
 
-  /** Where the request goes: undefined answers here. Throws when the owner cannot be reached. */
-  async function targetFor(request: FastifyRequest, sandbox: SandboxRecord | undefined) {
-    const owner = sandbox?.node;
-    if (!sandbox || owner === null || owner === undefined || owner === registry.name) return undefined;
+  /** Where a sandbox's request goes: undefined answers here. Throws when its owner cannot be reached. */
+  function targetFor(request: FastifyRequest, sandbox: SandboxRecord | undefined) {
+    if (!sandbox) return Promise.resolve(undefined);
+    return targetOnNode(request, {
+      what: `sandbox ${sandbox.id}`,
+      owner: sandbox.node,
+      ended: ENDED.has(sandbox.state),
+    });
+  }
+
+  function targetForLogin(request: FastifyRequest, login: LoginRecord | undefined) {
+    if (!login) return Promise.resolve(undefined);
+    return targetOnNode(request, {
+      what: `login ${login.id}`,
+      owner: login.node,
+      ended: !UNFINISHED_LOGIN_STATES.includes(login.state as LoginState),
+    });
+  }
+
+  async function targetOnNode(
+    request: FastifyRequest,
+    item: { what: string; owner: string | null; ended: boolean },
+  ): Promise<{ name: string; url: string } | undefined> {
+    const { owner } = item;
+    if (owner === null || owner === registry.name) return undefined;
     const node = await registry.live(owner);
     if (!node) {
       const readable = request.method === "GET" && READABLE_WITHOUT_NODE.has(request.routeOptions.url ?? "");
-      if (ENDED.has(sandbox.state) || readable) return undefined;
+      if (item.ended || readable) return undefined;
       throw new PolydevError(
         "node_unavailable",
-        `sandbox ${sandbox.id} is on node ${owner}, which is not answering; it is marked failed once its registration expires`,
+        `${item.what} is on node ${owner}, which is not answering; it is marked failed once its registration expires`,
         { details: { node: owner } },
       );
     }
     if (deps.clusterSecret === undefined) {
       throw new PolydevError(
         "cluster_secret_missing",
-        `sandbox ${sandbox.id} is on node ${owner}: set the same POLYDEV_CLUSTER_SECRET on every replica so requests can be forwarded`,
+        `${item.what} is on node ${owner}: set the same POLYDEV_CLUSTER_SECRET on every replica so requests can be forwarded`,
       );
     }
     return node;
@@ -99,18 +123,20 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardingDeps): 
     const params = request.params as Record<string, string | undefined>;
     const id = params.id;
     if (id === undefined) return;
-    let sandbox: SandboxRecord | undefined;
+    let node: { name: string; url: string } | undefined;
     // An admin's destroy of any user's sandbox too: only its node can end its processes.
     if (
       route.startsWith("/v1/sandboxes/:id") ||
       (route === "/v1/admin/sandboxes/:id" && request.method === "DELETE")
     )
-      sandbox = await sandboxOf(principal, id);
+      node = await targetFor(request, await sandboxOf(principal, id));
     else if (route.startsWith("/v1/runs/:id")) {
       const run = await store.runs.get(id);
-      sandbox = run ? await store.sandboxes.get(run.sandboxId) : undefined;
+      node = await targetFor(request, run ? await store.sandboxes.get(run.sandboxId) : undefined);
+    } else if (route.startsWith("/v1/logins/:id")) {
+      // Another user's login is forwarded like one that does not exist: its node answers 404.
+      node = await targetForLogin(request, await store.logins.get(id));
     } else return;
-    const node = await targetFor(request, sandbox);
     if (!node) return;
     const target = signedTarget(request, principal, node);
     if (request.ws) {
@@ -131,7 +157,7 @@ export function registerForwarding(app: FastifyInstance, deps: ForwardingDeps): 
     const principal = request.principal;
     if (!principal || request.forwardedBy !== undefined || request.method !== "POST") return;
     const route = request.routeOptions.url;
-    if (route !== "/v1/sandboxes" && route !== "/v1/runs") return;
+    if (route !== "/v1/sandboxes" && route !== "/v1/runs" && route !== "/v1/logins") return;
     const body: unknown = request.body ?? {};
     if (typeof body !== "object" || body === null || Array.isArray(body)) return;
     const fields = body as Record<string, unknown>;

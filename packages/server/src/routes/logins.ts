@@ -65,9 +65,14 @@ export function loginRoutes(instance: FastifyInstance, ctx: ServerContext): void
   app.get(
     "/v1/logins",
     {
-      schema: { tags, summary: "Your logins", response: { 200: z.object({ items: z.array(loginSchema) }) } },
+      schema: {
+        tags,
+        summary:
+          "Your logins, newest first (the last 100). With replicas, url and userCode are shown only by the server running the login; GET /v1/logins/:id always has them",
+        response: { 200: z.object({ items: z.array(loginSchema) }) },
+      },
     },
-    async (request) => ({ items: ctx.logins.list(requirePrincipal(request).userId) }),
+    async (request) => ({ items: await ctx.logins.list(requirePrincipal(request).userId) }),
   );
 
   app.get(
@@ -81,7 +86,7 @@ export function loginRoutes(instance: FastifyInstance, ctx: ServerContext): void
     { schema: { tags, summary: "State changes as server-sent `state` events", params: idParams } },
     async (request, reply) => {
       const userId = requirePrincipal(request).userId;
-      ctx.logins.get(userId, request.params.id);
+      await ctx.logins.check(userId, request.params.id);
       return serveSse(request, reply, async (sse) => {
         for await (const view of ctx.logins.events(userId, request.params.id, sse.signal)) {
           await sse.send("state", view);

@@ -1,7 +1,8 @@
 /**
  * A node that stopped answering (its registration not refreshed for `nodeLeaseMs`: killed,
  * partitioned, its host gone) cannot be asked about its sandboxes, so a survivor marks them
- * `failed` with the reason, fails their queued and running runs, and drops the node's record. It
+ * `failed` with the reason, fails their queued and running runs and its unfinished logins, and
+ * drops the node's record. It
  * runs as a cluster-wide job every `nodeRefreshIntervalMs` under a job lease of twice that (the
  * dead node may have held it), so a dead node's sandboxes are marked within
  * `nodeLeaseMs + 3 × nodeRefreshIntervalMs` (30 s by default) of its last refresh, plus the pass.
@@ -12,6 +13,7 @@
  */
 import type { Clock, SandboxState, Store } from "@polydev/core";
 import type { Logger } from "pino";
+import { UNFINISHED_LOGIN_STATES } from "./login-service.js";
 import type { RunService } from "./run-service.js";
 
 const LIVE_STATES: SandboxState[] = ["creating", "running", "hibernated", "stopped", "destroying"];
@@ -20,6 +22,7 @@ export interface DeadNodeReport {
   node: string;
   failedSandboxes: string[];
   failedRuns: number;
+  failedLogins: number;
   errors: string[];
 }
 
@@ -39,7 +42,13 @@ export async function failDeadNodes(deps: {
   const reports: DeadNodeReport[] = [];
   for (const node of dead) {
     const reason = `node ${node.name} stopped answering`;
-    const report: DeadNodeReport = { node: node.name, failedSandboxes: [], failedRuns: 0, errors: [] };
+    const report: DeadNodeReport = {
+      node: node.name,
+      failedSandboxes: [],
+      failedRuns: 0,
+      failedLogins: 0,
+      errors: [],
+    };
     for (const row of live.filter((r) => r.node === node.name)) {
       try {
         const failed = await store.sandboxes.transition(row.id, LIVE_STATES, "failed", {
@@ -56,6 +65,10 @@ export async function failDeadNodes(deps: {
       }
     }
     report.failedRuns = await deps.runs.failRunsIn(new Set(report.failedSandboxes), reason);
+    for (const login of await store.logins.listForNode(node.name, UNFINISHED_LOGIN_STATES)) {
+      await store.logins.put({ ...login, state: "failed", reason, updatedAt: clock.now() });
+      report.failedLogins += 1;
+    }
     // Only if it did not come back meanwhile: a returning node keeps its fresh record.
     await store.nodes.removeIfExpired(node.name, now);
     log.warn(report, "a node stopped answering; its sandboxes were marked failed");

@@ -2,12 +2,16 @@
  * Provider logins made with the provider's own CLI inside the user's sandbox, under a terminal:
  * starting → awaiting_user (URL captured) → completing → completed | failed | timed_out |
  * cancelled. The credential file the CLI writes is read, sealed into the vault, and removed
- * from the sandbox. Logins live in memory: a server restart ends them (the user starts again).
+ * from the sandbox. A login runs on the node that hosts its sandbox: its terminal, sign-in URL
+ * and device code live in that server's memory only (the URL and code never reach the
+ * database), while its row (store `logins`) tells every replica where it runs and how it ended,
+ * so a request reaching another replica is forwarded there (http/forwarding.ts). A server that
+ * restarts, or a node that dies, ends its unfinished logins as failed (`endStale`, dead-nodes.ts).
  */
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { Readable } from "node:stream";
-import type { AgentConnection, PtyProcess } from "@polydev/core";
+import type { AgentConnection, Clock, LoginRecord, LoginRepository, PtyProcess } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import type { Logger } from "pino";
 import type { CredentialService } from "./credential-service.js";
@@ -27,6 +31,12 @@ export type LoginState = (typeof LOGIN_STATES)[number];
 /** A CLI's credential file is JSON of a few KiB; a larger one is refused, not read on. */
 const MAX_CREDENTIAL_FILE_BYTES = 64 * 1024;
 const FINAL: LoginState[] = ["completed", "failed", "timed_out", "cancelled"];
+/** The states of a login whose CLI still runs somewhere. */
+export const UNFINISHED_LOGIN_STATES: readonly LoginState[] = ["starting", "awaiting_user", "completing"];
+/** Ended logins are kept this long for `GET /v1/logins`, then removed. */
+const ENDED_LOGIN_RETENTION_MS = 30 * 24 * 60 * 60 * 1000;
+/** How many logins `GET /v1/logins` lists (newest first). */
+const LISTED_LOGINS = 100;
 
 export interface LoginView {
   id: string;
@@ -56,6 +66,8 @@ interface Login {
   ownsSandbox: boolean;
   /** Set the moment an ending begins, so a second cause (the CLI exiting) cannot overtake it. */
   ending: boolean;
+  /** Row writes, one after another so an older state never lands after a newer one. */
+  saved: Promise<void>;
 }
 
 export interface LoginOptions {
@@ -71,12 +83,23 @@ const SCREEN_LIMIT = 64 * 1024;
 /** Enough for a refusal line and what comes with it; older output is dropped. */
 const REPLY_LIMIT = 16 * 1024;
 
+/** Where logins are recorded and which node this is. */
+export interface LoginRecords {
+  repository: LoginRepository;
+  node: string;
+  clock: Clock;
+}
+
 export class LoginService {
+  /** The logins whose CLI runs here and has not ended; ended ones are read from their row. */
   private readonly logins = new Map<string, Login>();
   private readonly endListeners: ((userId: string, login: LoginView) => void)[] = [];
+  /** The server is stopping: nothing ends from here on (see `detach`). */
+  private detached = false;
 
   constructor(
     private readonly flows: Record<LoginProvider, LoginFlow>,
+    private readonly records: LoginRecords,
     private readonly credentials: CredentialService,
     private readonly options: LoginOptions,
     private readonly log: Logger,
@@ -99,16 +122,17 @@ export class LoginService {
     provider: LoginProvider,
     sandbox: { id: string; agent: AgentConnection; ownsSandbox: boolean },
   ): Promise<LoginView> {
-    for (const login of this.logins.values()) {
-      if (login.userId === userId && login.view.provider === provider && !FINAL.includes(login.view.state)) {
-        throw new PolydevError(
-          "conflict",
-          `a ${provider} login is already in progress (${login.view.id}); finish or cancel it first`,
-        );
-      }
+    // Across replicas: the rows say which logins run anywhere.
+    const rows = await this.records.repository.listForUser(userId, LISTED_LOGINS);
+    const running = rows.find((row) => row.provider === provider && isUnfinished(row.state));
+    if (running) {
+      throw new PolydevError(
+        "conflict",
+        `a ${provider} login is already in progress (${running.id}); finish or cancel it first`,
+      );
     }
     const flow = this.flows[provider];
-    const now = new Date().toISOString();
+    const now = new Date(this.records.clock.now()).toISOString();
     const login: Login = {
       view: {
         id: `login_${randomBytes(9).toString("base64url")}`,
@@ -132,7 +156,9 @@ export class LoginService {
       timer: undefined,
       ownsSandbox: sandbox.ownsSandbox,
       ending: false,
+      saved: Promise.resolve(),
     };
+    await this.records.repository.put(this.recordOf(login));
     this.logins.set(login.view.id, login);
     login.timer = setTimeout(
       () => this.endQuietly(login, "timed_out", "the login was not finished in time"),
@@ -183,12 +209,16 @@ export class LoginService {
     return login.view;
   }
 
-  get(userId: string, id: string): LoginView {
-    return this.find(userId, id).view;
+  async get(userId: string, id: string): Promise<LoginView> {
+    const login = this.logins.get(id);
+    if (login && login.userId === userId) return login.view;
+    return this.viewOf(await this.rowOf(userId, id));
   }
 
-  list(userId: string): LoginView[] {
-    return [...this.logins.values()].filter((l) => l.userId === userId).map((l) => l.view);
+  /** The user's logins, newest first: live ones from here with their URL, the rest from rows. */
+  async list(userId: string): Promise<LoginView[]> {
+    const rows = await this.records.repository.listForUser(userId, LISTED_LOGINS);
+    return rows.map((row) => this.logins.get(row.id)?.view ?? this.viewOf(row));
   }
 
   /** Hands the user's result to the CLI: a pasted code, or the localhost callback relayed inside. */
@@ -197,7 +227,7 @@ export class LoginService {
     id: string,
     input: { code?: string; callbackUrl?: string },
   ): Promise<LoginView> {
-    const login = this.find(userId, id);
+    const login = await this.find(userId, id);
     if (login.view.state !== "awaiting_user") {
       throw new PolydevError(
         "conflict",
@@ -238,14 +268,32 @@ export class LoginService {
   }
 
   async cancel(userId: string, id: string): Promise<LoginView> {
-    const login = this.find(userId, id);
-    if (!FINAL.includes(login.view.state)) await this.end(login, "cancelled", "cancelled by the user");
-    return login.view;
+    const local = this.logins.get(id);
+    if (local && local.userId === userId) {
+      await this.end(local, "cancelled", "cancelled by the user");
+      return local.view;
+    }
+    // Not running here: ended already, or its server lost it (restarted or gone).
+    const row = await this.rowOf(userId, id);
+    if (!isUnfinished(row.state)) return this.viewOf(row);
+    const cancelled = {
+      ...row,
+      state: "cancelled",
+      reason: "cancelled by the user",
+      updatedAt: this.records.clock.now(),
+    };
+    await this.records.repository.put(cancelled);
+    return this.viewOf(cancelled);
   }
 
   /** State changes as they happen (the current state first). Ends after a final state. */
   async *events(userId: string, id: string, signal: AbortSignal): AsyncGenerator<LoginView> {
-    const login = this.find(userId, id);
+    const login = this.logins.get(id);
+    if (!login || login.userId !== userId) {
+      // Ended (or lost with its server): its last state is all there is.
+      yield this.viewOf(await this.rowOf(userId, id));
+      return;
+    }
     const queue: LoginView[] = [{ ...login.view }];
     let wake: (() => void) | undefined;
     const onChange = (view: LoginView): void => {
@@ -270,6 +318,48 @@ export class LoginService {
     } finally {
       login.events.off("change", onChange);
     }
+  }
+
+  /** Throws `not_found` unless the login exists and is the user's (checked before streaming). */
+  async check(userId: string, id: string): Promise<void> {
+    if (this.logins.get(id)?.userId === userId) return;
+    await this.rowOf(userId, id);
+  }
+
+  /**
+   * Logins this node's rows say are running but this process does not hold (it restarted
+   * during them) end as failed, with their own sandboxes removed; long-ended rows are dropped.
+   * Run at start and then periodically by the `stale-logins` job.
+   */
+  async endStale(): Promise<number> {
+    const rows = await this.records.repository.listForNode(this.records.node, UNFINISHED_LOGIN_STATES);
+    let ended = 0;
+    for (const row of rows) {
+      if (this.logins.has(row.id)) continue;
+      await this.records.repository.put({
+        ...row,
+        state: "failed",
+        reason: "the server restarted during the login; start a new one",
+        updatedAt: this.records.clock.now(),
+      });
+      ended += 1;
+      if (row.ownsSandbox)
+        await this.destroySandbox(row.userId, row.sandboxId).catch((error: unknown) =>
+          this.log.warn({ err: error, loginId: row.id }, "could not remove a stale login's sandbox"),
+        );
+    }
+    await this.records.repository.deleteUpdatedBefore(this.records.clock.now() - ENDED_LOGIN_RETENTION_MS);
+    return ended;
+  }
+
+  /**
+   * The server is stopping: its logins' rows stay unfinished and their CLIs' exits are ignored,
+   * so the next start (or a survivor, for a node that is gone) ends them the one way a crash is
+   * ended too, with their own sandboxes removed (`endStale`).
+   */
+  detach(): void {
+    this.detached = true;
+    for (const login of this.logins.values()) if (login.timer) clearTimeout(login.timer);
   }
 
   /** A sandbox went away: its logins fail. */
@@ -297,7 +387,7 @@ export class LoginService {
   }
 
   private async onExit(login: Login, exitCode: number | null): Promise<void> {
-    if (login.ending || FINAL.includes(login.view.state)) return;
+    if (this.detached || login.ending || FINAL.includes(login.view.state)) return;
     if (exitCode !== 0 && login.view.state === "completing") {
       // Its last line may have ended without a newline.
       login.reply += "\n";
@@ -341,7 +431,7 @@ export class LoginService {
   }
 
   private async end(login: Login, state: LoginState, reason: string | null): Promise<void> {
-    if (login.ending || FINAL.includes(login.view.state)) return;
+    if (this.detached || login.ending || FINAL.includes(login.view.state)) return;
     login.ending = true;
     if (login.timer) clearTimeout(login.timer);
     try {
@@ -353,6 +443,9 @@ export class LoginService {
     await login.agent.files.remove(login.flow.credentialFile).catch(() => undefined);
     login.view.reason = reason;
     this.setState(login, state);
+    // Its row says how it ended before anyone is told, and this process lets it go.
+    await login.saved;
+    this.logins.delete(login.view.id);
     if (login.ownsSandbox)
       await this.destroySandbox(login.userId, login.view.sandboxId).catch(() => undefined);
     this.log.info({ loginId: login.view.id, provider: login.view.provider, state }, "login ended");
@@ -374,8 +467,52 @@ export class LoginService {
 
   private setState(login: Login, state: LoginState): void {
     login.view.state = state;
-    login.view.updatedAt = new Date().toISOString();
+    login.view.updatedAt = new Date(this.records.clock.now()).toISOString();
+    const record = this.recordOf(login);
+    login.saved = login.saved
+      .then(() => this.records.repository.put(record))
+      .catch((error: unknown) =>
+        this.log.warn({ err: error, loginId: login.view.id }, "could not record a login's state"),
+      );
     login.events.emit("change", login.view);
+  }
+
+  private recordOf(login: Login): LoginRecord {
+    return {
+      id: login.view.id,
+      userId: login.userId,
+      provider: login.view.provider,
+      sandboxId: login.view.sandboxId,
+      node: this.records.node,
+      ownsSandbox: login.ownsSandbox,
+      state: login.view.state,
+      reason: login.view.reason,
+      createdAt: Date.parse(login.view.createdAt),
+      updatedAt: Date.parse(login.view.updatedAt),
+    };
+  }
+
+  /** A row as the API shows it: the URL and code lived only in its server's memory. */
+  private viewOf(row: LoginRecord): LoginView {
+    const provider = row.provider as LoginProvider;
+    return {
+      id: row.id,
+      provider,
+      sandboxId: row.sandboxId,
+      state: row.state as LoginState,
+      url: null,
+      userCode: null,
+      finish: this.flows[provider]?.finish ?? "code",
+      reason: row.reason,
+      createdAt: new Date(row.createdAt).toISOString(),
+      updatedAt: new Date(row.updatedAt).toISOString(),
+    };
+  }
+
+  private async rowOf(userId: string, id: string): Promise<LoginRecord> {
+    const row = await this.records.repository.get(id);
+    if (!row || row.userId !== userId) throw new PolydevError("not_found", `login ${id} does not exist`);
+    return row;
   }
 
   private waitFor(login: Login, done: (state: LoginState) => boolean, timeoutMs: number): Promise<void> {
@@ -394,15 +531,24 @@ export class LoginService {
     });
   }
 
-  private find(userId: string, id: string): Login {
+  /** The running login, or why there is none: not_found, or conflict for an ended one. */
+  private async find(userId: string, id: string): Promise<Login> {
     const login = this.logins.get(id);
-    if (!login || login.userId !== userId) throw new PolydevError("not_found", `login ${id} does not exist`);
-    return login;
+    if (login && login.userId === userId) return login;
+    const row = await this.rowOf(userId, id);
+    throw new PolydevError(
+      "conflict",
+      `login ${id} is ${row.state}; it takes a code only while awaiting_user`,
+    );
   }
 
   private tail(login: Login): string {
     return login.screen.trim().split("\n").slice(-5).join(" / ").slice(-500);
   }
+}
+
+function isUnfinished(state: string): boolean {
+  return (UNFINISHED_LOGIN_STATES as readonly string[]).includes(state);
 }
 
 function messageOf(error: unknown): string {

@@ -74,6 +74,7 @@ function pickRepositories(tx: StoreRepositories): StoreRepositories {
     webhooks: tx.webhooks,
     mcpServers: tx.mcpServers,
     nodes: tx.nodes,
+    logins: tx.logins,
     identities: tx.identities,
     audit: tx.audit,
   };

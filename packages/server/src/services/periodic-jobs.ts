@@ -3,7 +3,8 @@
  * compares the database with this host's driver (TTL, idle stop, inactivity destroy, vanished
  * and orphaned sandboxes are all its passes). The rest is cluster-wide: it touches only shared
  * rows, so one replica doing it per interval is enough. The usage roll-up keeps the per-request
- * usage table to its retention window (see UsageRepository.rollUp).
+ * usage table to its retention window (see UsageRepository.rollUp). Stale logins is per node too:
+ * only the node a login ran on can tell that its process no longer holds it.
  */
 import type { Bus, Clock, Store } from "@polydev/core";
 import type { Logger } from "pino";
@@ -27,6 +28,8 @@ export function periodicJobs(deps: {
   credentials: CredentialService;
   sessionIdleTimeoutMs: number;
   webhooks: WebhookService;
+  /** Ends this node's logins that a restart lost (see LoginService.endStale). */
+  logins: { endStale(): Promise<number> };
   /** With replicas: marks the sandboxes of nodes that stopped answering (see dead-nodes.ts). */
   deadNodes?: (() => Promise<void>) | undefined;
 }): JobRunner {
@@ -40,6 +43,15 @@ export function periodicJobs(deps: {
       const failed = (await deps.reconciler.reconcile()).filter((item) => item.error !== undefined);
       // One item's failure is the item's (logged by the reconciler); the pass still succeeded.
       if (failed.length > 0) log.warn({ failed: failed.length }, "reconcile finished with failed items");
+    },
+  });
+  jobs.add({
+    name: STALE_LOGINS_JOB,
+    scope: "node",
+    intervalMs: 5 * 60 * 1000,
+    async run() {
+      const ended = await deps.logins.endStale();
+      if (ended > 0) log.warn({ ended }, "ended logins that a server restart lost");
     },
   });
   jobs.add({
@@ -106,3 +118,4 @@ export function periodicJobs(deps: {
 }
 
 export const WEBHOOK_JOB = "webhook-deliveries";
+export const STALE_LOGINS_JOB = "stale-logins";

@@ -5,7 +5,7 @@
  */
 import { Agent } from "node:http";
 import type { Duplex } from "node:stream";
-import type { AgentConnection } from "@polydev/core";
+import type { AgentConnection, SandboxRecord } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import type { PolydevConfig } from "../config.js";
 import type { PreviewLinks, PreviewSession } from "./preview-links.js";
@@ -72,6 +72,12 @@ export class PreviewService {
     private readonly sandboxes: SandboxService,
     readonly links: PreviewLinks,
     private readonly now: () => number,
+    /** With replicas: the target for a sandbox another node hosts (see remote-ports.ts). */
+    private readonly remote: (
+      sandbox: SandboxRecord,
+      userId: string,
+      port: number,
+    ) => Promise<RelayTarget | undefined> = async () => undefined,
   ) {}
 
   /** Called by the preview listener once it listens. */
@@ -119,16 +125,14 @@ export class PreviewService {
   }
 
   /** A port of a sandbox the user owns (404 otherwise; 409 when it is not running). */
-  async target(
-    userId: string,
-    sandboxId: string,
-    port: number,
-  ): Promise<RelayTarget & { connection: AgentConnection }> {
+  async target(userId: string, sandboxId: string, port: number): Promise<RelayTarget> {
+    const running = await this.sandboxes.requireRunning(userId, sandboxId);
+    const remote = await this.remote(running, userId, port);
+    if (remote) return remote;
     const { sandbox, agent } = await this.sandboxes.agent(userId, sandboxId);
     this.sandboxes.touch(sandbox.id);
     return {
       port,
-      connection: agent,
       agent: this.agentFor(agent, port),
       connect: (signal) => agent.forwardIn(port, signal),
     };

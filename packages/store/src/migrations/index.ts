@@ -17,6 +17,7 @@ import * as runConversations from "./015-run-conversations.js";
 import * as webhooksMcp from "./016-webhooks-mcp.js";
 import * as nodes from "./017-nodes.js";
 import * as usageRollups from "./019-usage-rollups.js";
+import * as logins from "./020-logins.js";
 import type { SqlFamily } from "./sql-family.js";
 
 export type { SqlFamily } from "./sql-family.js";
@@ -46,6 +47,7 @@ const MIGRATIONS: Record<string, MigrationModule> = {
   "016-webhooks-mcp": webhooksMcp,
   "017-nodes": nodes,
   "019-usage-rollups": usageRollups,
+  "020-logins": logins,
 };
 
 /** Migrations live in code (not read from a folder) so a bundled build carries them. */

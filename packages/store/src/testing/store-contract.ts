@@ -752,6 +752,48 @@ export function runStoreContract(name: string, open: () => Promise<Store>): void
       expect((await store.sandboxes.get("sbx_2"))?.node).toBeNull();
     });
 
+    it("keeps one row per login, lists a user's newest first and a node's unfinished ones", async () => {
+      await store.users.create(user("usr_1"));
+      await store.users.create(user("usr_2"));
+      const login = {
+        id: "login_a",
+        userId: "usr_1",
+        provider: "claude",
+        sandboxId: "sbx_1",
+        node: "node-a",
+        ownsSandbox: true,
+        state: "starting",
+        reason: null,
+        createdAt: 10,
+        updatedAt: 10,
+      };
+      await store.logins.put(login);
+      await store.logins.put({
+        ...login,
+        id: "login_b",
+        provider: "codex",
+        ownsSandbox: false,
+        createdAt: 20,
+      });
+      await store.logins.put({ ...login, id: "login_c", userId: "usr_2", node: "node-b", createdAt: 30 });
+      await store.logins.put({ ...login, state: "failed", reason: "the CLI exited with 1", updatedAt: 40 });
+      expect(await store.logins.get("login_a")).toEqual({
+        ...login,
+        state: "failed",
+        reason: "the CLI exited with 1",
+        updatedAt: 40,
+      });
+      expect((await store.logins.get("login_b"))?.ownsSandbox).toBe(false);
+      expect(await store.logins.get("login_missing")).toBeUndefined();
+      expect((await store.logins.listForUser("usr_1", 10)).map((l) => l.id)).toEqual(["login_b", "login_a"]);
+      expect((await store.logins.listForUser("usr_1", 1)).map((l) => l.id)).toEqual(["login_b"]);
+      const unfinished = ["starting", "awaiting_user", "completing"];
+      expect((await store.logins.listForNode("node-a", unfinished)).map((l) => l.id)).toEqual(["login_b"]);
+      expect(await store.logins.listForNode("node-a", [])).toEqual([]);
+      expect(await store.logins.deleteUpdatedBefore(15)).toBe(2);
+      expect((await store.logins.listForUser("usr_1", 10)).map((l) => l.id)).toEqual(["login_a"]);
+    });
+
     it("keeps logs in insertion order per sandbox and pages them after an id", async () => {
       await store.users.create(user("usr_1"));
       await store.sandboxes.insert(sandbox("sbx_1", "usr_1", 1000));
