@@ -2451,7 +2451,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Your logins */
+        /** Your logins, newest first (the last 100). With replicas, url and userCode are shown only by the server running the login; GET /v1/logins/:id always has them */
         get: {
             parameters: {
                 query?: never;
