@@ -15,7 +15,10 @@ export async function startServerProcess(
   env: Record<string, string> = {},
 ): Promise<ServerProcess> {
   const main = resolve(import.meta.dirname, "../packages/cli/dist/main.js");
-  const child = spawn(process.execPath, [main, "up", "--port", "0", "--data-dir", dataDir], {
+  // e.g. BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to see where a server spends its CPU
+  // (Node refuses --cpu-prof in NODE_OPTIONS).
+  const flags = process.env.BENCH_NODE_FLAGS ? process.env.BENCH_NODE_FLAGS.split(" ") : [];
+  const child = spawn(process.execPath, [...flags, main, "up", "--port", "0", "--data-dir", dataDir], {
     env: { ...process.env, POLYDEV_LOG_LEVEL: "warn", ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });

@@ -4,6 +4,7 @@ import type { Store } from "@polydev/core";
 import SqliteDatabase from "better-sqlite3";
 import { Kysely, SqliteDialect } from "kysely";
 import type { Database } from "./schema.js";
+import { withStatementCache } from "./statement-cache.js";
 import { createStore, migrate } from "./store.js";
 import { withConflictErrors } from "./unique-violations.js";
 
@@ -38,7 +39,9 @@ export function openSqliteConnection(file: string): SqliteDatabase.Database {
 }
 
 export function sqliteKysely(sqlite: SqliteDatabase.Database): Kysely<Database> {
-  return new Kysely<Database>({ dialect: withConflictErrors(new SqliteDialect({ database: sqlite })) });
+  return new Kysely<Database>({
+    dialect: withConflictErrors(new SqliteDialect({ database: withStatementCache(sqlite) })),
+  });
 }
 
 /** The embedded default: a SQLite file, migrated to the latest schema before it is returned. */
