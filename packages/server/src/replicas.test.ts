@@ -357,6 +357,25 @@ describe("replicas sharing Postgres and Redis", () => {
         expect(JSON.stringify(body)).not.toContain(SECRET);
       }
     }
+    // Rightly signed for this very request, as a replica would: accepted once, and the same header
+    // sent again (captured off the wire) is refused on every replica.
+    const me = (await via("a").call<{ id: string; name: string }>("GET", "/v1/me")).body;
+    const genuine = signInternalRequest(SECRET, {
+      principal: { userId: me.id, userName: me.name, role: "user", keyId: undefined, session: undefined },
+      method: "GET",
+      url,
+      from: "node-c",
+      at: Date.now(),
+    });
+    const first = await fetch(`${servers.a?.url}${url}`, { headers: { [INTERNAL_HEADER]: genuine } });
+    expect(first.status).toBe(200);
+    for (const server of [servers.a, servers.b]) {
+      const replayed = await fetch(`${server?.url}${url}`, { headers: { [INTERNAL_HEADER]: genuine } });
+      expect(replayed.status).toBe(401);
+      expect(((await replayed.json()) as { error: { message: string } }).error.message).toContain(
+        "already used",
+      );
+    }
     // With a valid API key too: the header wins and is refused (no mixing of the two).
     const mixed = await fetch(`${servers.c?.url}/v1/sandboxes`, {
       headers: { authorization: `Bearer ${userKey}`, [INTERNAL_HEADER]: forged[0] as string },

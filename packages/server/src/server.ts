@@ -467,6 +467,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     previews,
     config,
     store,
+    bus,
     driver,
     sandboxes,
     ptys,

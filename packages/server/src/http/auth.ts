@@ -5,7 +5,7 @@
  * own pages: unsafe methods carry the session's CSRF token, WebSocket upgrades a same-host Origin.
  */
 
-import type { Clock, Store, UserRole } from "@polydev/core";
+import type { Bus, Clock, Store, UserRole } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { hashApiKey } from "../services/api-keys.js";
@@ -13,7 +13,12 @@ import type { BrowserSessions } from "../services/browser-sessions.js";
 import { csrfTokenMatches, SESSION_COOKIE } from "../services/browser-sessions.js";
 import type { OidcUsers } from "../services/oidc-users.js";
 import { looksLikeJwt, type OidcVerifier } from "../services/oidc-verifier.js";
-import { INTERNAL_HEADER, verifyInternalRequest } from "./internal-channel.js";
+import {
+  INTERNAL_HEADER,
+  INTERNAL_SIGNATURE_MAX_AGE_MS,
+  refuseInternalRequest,
+  verifyInternalRequest,
+} from "./internal-channel.js";
 
 /** External issuers' tokens, when configured. */
 export interface OidcAuth {
@@ -59,6 +64,8 @@ export function registerAuth(
     sessions: BrowserSessions;
     clock: Clock;
     config: { clusterSecret?: string | undefined };
+    /** Where a forwarded request's nonce is claimed, once across replicas. */
+    bus: Pick<Bus, "acquire">;
   },
   oidc: OidcAuth,
 ): void {
@@ -75,6 +82,11 @@ export function registerAuth(
         { method: request.method, url: request.url },
         services.clock.now(),
       );
+      // Held past the header's own age limit: by then the header is refused as expired anyway.
+      const once = await services.bus.acquire(`internal-once:${verified.nonce}`, {
+        ttlMs: 2 * INTERNAL_SIGNATURE_MAX_AGE_MS + 1000,
+      });
+      if (once === undefined) throw refuseInternalRequest("already used");
       request.principal = verified.principal;
       request.forwardedBy = verified.from;
       return;

@@ -1,4 +1,4 @@
-import type { Clock, SandboxDriver, Store } from "@polydev/core";
+import type { Bus, Clock, SandboxDriver, Store } from "@polydev/core";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import type { Logger } from "pino";
@@ -32,6 +32,8 @@ import type { WebhookService } from "../services/webhooks.js";
 export interface ServerContext {
   config: PolydevConfig;
   store: Store;
+  /** Events, locks and counters (shared by replicas with Redis). */
+  bus: Bus;
   driver: SandboxDriver;
   sandboxes: SandboxService;
   ptys: PtySessions;

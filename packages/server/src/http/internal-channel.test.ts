@@ -25,10 +25,12 @@ const sign = (overrides: Partial<{ method: string; url: string; at: number }> = 
 
 describe("the internal channel's signature", () => {
   it("carries the principal and the forwarding node when it verifies", () => {
-    expect(verifyInternalRequest(SECRET, sign(), request, 1_000_000 + 5)).toEqual({
-      principal,
-      from: "node-a",
-    });
+    const verified = verifyInternalRequest(SECRET, sign(), request, 1_000_000 + 5);
+    expect(verified.principal).toEqual(principal);
+    expect(verified.from).toBe("node-a");
+    // Each header is its own: the receiver accepts a nonce once (auth.ts claims it on the bus).
+    expect(verified.nonce).toMatch(/^[A-Za-z0-9_-]{16,64}$/);
+    expect(verifyInternalRequest(SECRET, sign(), request, 1_000_000).nonce).not.toBe(verified.nonce);
   });
 
   it("refuses anything else with invalid_internal_signature, naming no secret", () => {
