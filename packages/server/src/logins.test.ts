@@ -109,6 +109,13 @@ describe("provider logins with the CLI's own flow", () => {
     const second = await start("claude");
     expect(second.status).toBe(409);
     expect(second.body).toMatchObject({ error: { code: "conflict" } });
+    // Refused with no sandbox named: the sandbox made for it does not stay behind.
+    const before = await alice.call<{ items: { id: string; state: string }[] }>("GET", "/v1/sandboxes");
+    const ownSecond = await alice.call("POST", "/v1/logins", { provider: "claude" });
+    expect(ownSecond.status).toBe(409);
+    const after = await alice.call<{ items: { id: string; state: string }[] }>("GET", "/v1/sandboxes");
+    const live = (items: { state: string }[]) => items.filter((s) => s.state !== "destroyed").length;
+    expect(live(after.body.items)).toBe(live(before.body.items));
     const cancelled = await alice.call<Login>("DELETE", `/v1/logins/${first.body.id}`);
     expect(cancelled.body.state).toBe("cancelled");
     const late = await alice.call("POST", `/v1/logins/${first.body.id}/code`, { code: GOOD_CODE });

@@ -52,13 +52,22 @@ export function loginRoutes(instance: FastifyInstance, ctx: ServerContext): void
           await ctx.sandboxes.create(principal.userId, { network: "egress", metadata: { purpose: "login" } })
         ).id;
       }
-      const { agent } = await ctx.sandboxes.agent(principal.userId, sandboxId);
-      const view = await ctx.logins.start(principal.userId, request.body.provider, {
-        id: sandboxId,
-        agent,
-        ownsSandbox,
-      });
-      return reply.status(201).send(view);
+      try {
+        const { agent } = await ctx.sandboxes.agent(principal.userId, sandboxId);
+        const view = await ctx.logins.start(principal.userId, request.body.provider, {
+          id: sandboxId,
+          agent,
+          ownsSandbox,
+        });
+        return reply.status(201).send(view);
+      } catch (error) {
+        // Refused before the login took it on (one already in progress): the sandbox made for it goes.
+        if (ownsSandbox)
+          await ctx.sandboxes.destroy(principal.userId, sandboxId).catch((cause: unknown) => {
+            request.log.warn({ err: cause, sandboxId }, "could not remove a refused login's sandbox");
+          });
+        throw error;
+      }
     },
   );
 
