@@ -1,6 +1,7 @@
 /** The host side of the git relay and forge calls reaches only what the operator allows. */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { networkInterfaces } from "node:os";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isPrivateAddress, publicOnlyAgent, remoteTarget } from "./git-relay.js";
@@ -36,6 +37,10 @@ describe("remote targets", () => {
     ])
       expect(isPrivateAddress(a), a).toBe(true);
     for (const a of ["140.82.112.3", "2606:4700::1111"]) expect(isPrivateAddress(a), a).toBe(false);
+    // This host's own addresses too, whatever range they are in (a public one reaches the
+    // host's own services).
+    for (const own of Object.values(networkInterfaces()).flat())
+      if (own) expect(isPrivateAddress(own.address.split("%")[0] ?? ""), own.address).toBe(true);
   });
 });
 

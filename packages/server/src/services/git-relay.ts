@@ -13,11 +13,11 @@ import { randomInt } from "node:crypto";
 import { lookup } from "node:dns";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer } from "node:http";
-import { BlockList, isIP } from "node:net";
 import type { Duplex } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { AgentConnection, ForwardedPort } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
+import { refusedAddressReason } from "@polydev/images";
 import type { Logger } from "pino";
 import { Agent, request } from "undici";
 
@@ -32,40 +32,12 @@ const REQUEST_HEADERS = ["content-type", "accept", "content-encoding", "git-prot
 const RESPONSE_HEADERS = ["content-type", "cache-control", "content-encoding", "expires", "pragma"];
 
 /**
- * Addresses a relayed request never reaches unless the operator named the host as insecure. Two
- * lists: one BlockList mixing both families also matched public IPv6 addresses.
+ * Whether a relayed request may not reach `address`: the image pulls' and webhooks' rules
+ * (loopback, link-local, metadata, private, reserved, or one of this host's own addresses), so
+ * the three ways the host connects somewhere for a user never disagree.
  */
-const PRIVATE_V4 = new BlockList();
-for (const [net, bits] of [
-  ["0.0.0.0", 8],
-  ["10.0.0.0", 8],
-  ["100.64.0.0", 10],
-  ["127.0.0.0", 8],
-  ["169.254.0.0", 16],
-  ["172.16.0.0", 12],
-  ["192.168.0.0", 16],
-  ["224.0.0.0", 4],
-  ["240.0.0.0", 4],
-] as const)
-  PRIVATE_V4.addSubnet(net, bits, "ipv4");
-const PRIVATE_V6 = new BlockList();
-for (const [net, bits] of [
-  ["::", 127],
-  ["fc00::", 7],
-  ["fe80::", 10],
-  ["ff00::", 8],
-] as const)
-  PRIVATE_V6.addSubnet(net, bits, "ipv6");
-
 export function isPrivateAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 0) return true;
-  if (family === 4) return PRIVATE_V4.check(address, "ipv4");
-  // An IPv4-mapped address is its IPv4 address.
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
-  if (mapped) return PRIVATE_V4.check(mapped, "ipv4");
-  if (/^::ffff:/i.test(address)) return true;
-  return PRIVATE_V6.check(address, "ipv6");
+  return refusedAddressReason(address) !== undefined;
 }
 
 /** A git remote the host may talk to for a user: parsed, checked against the operator's rules. */
