@@ -141,6 +141,7 @@ describe("jobs on two servers sharing Postgres and Redis", () => {
       "dead-nodes",
       "expired-sessions",
       "reconcile",
+      "stale-logins",
       "usage-rollup",
       "webhook-deliveries",
     ]);

@@ -141,7 +141,7 @@ describe("polydev sandbox", () => {
     const gone = await runCli(["sandbox", "exec", box.id, "--", "true"], { env: loggedIn() });
     expect(gone.code).toBe(1);
     expect(gone.stderr).toMatch(/^polydev: .+ \(sandbox_not_running\)\n$/);
-  });
+  }, 90_000); // a dozen CLI processes, each a Node start: slow on a loaded 2-core machine
 
   it("names a sandbox, and stops, starts and forks it (or says the server's driver cannot)", async () => {
     const created = await runCli(["sandbox", "create", "--name", "cli-named"], { env: loggedIn() });
