@@ -327,6 +327,33 @@ describe("replicas sharing Postgres and Redis", () => {
     expect(internal.status).toBe(404);
   });
 
+  it("admits a user's creates against their plan one at a time across replicas", async () => {
+    const admin = servers.a?.api as ApiClient;
+    const carol = await createUser(admin, "carol");
+    const me = (await carol.call<{ id: string }>("GET", "/v1/me")).body;
+    expect((await admin.call("PUT", "/v1/admin/plans/two", { limits: { runningSandboxes: 2 } })).status).toBe(
+      200,
+    );
+    expect((await admin.call("PUT", `/v1/admin/users/${me.id}/plan`, { plan: "two" })).status).toBe(200);
+    // Six creates at once, two through each replica: only the plan's two may pass, whichever
+    // replicas admit them (each counts the rows the others inserted under the user's lease).
+    const answers = await Promise.all(
+      ["a", "b", "c", "a", "b", "c"].map((node) =>
+        servers[node]?.api
+          .withKey(carol.key)
+          .call<{ id?: string; error?: { code: string } }>("POST", "/v1/sandboxes", {
+            memoryMb: 128,
+          }),
+      ),
+    );
+    const statuses = answers.map((answer) => answer?.status).sort();
+    expect(statuses).toEqual([201, 201, 429, 429, 429, 429]);
+    for (const answer of answers.filter((x) => x?.status === 429))
+      expect(answer?.body.error?.code).toBe("quota_exceeded");
+    for (const answer of answers.filter((x) => x?.status === 201))
+      await carol.call("DELETE", `/v1/sandboxes/${answer?.body.id}`);
+  });
+
   it("refuses a forged internal header from outside and never shows the secret", async () => {
     const url = `/v1/sandboxes/${onA}`;
     const admin = { userId: "usr_x", userName: "admin", role: "admin", keyId: undefined, session: undefined };

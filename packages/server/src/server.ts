@@ -238,7 +238,7 @@ export async function startServer(config: PolydevConfig, options: StartOptions):
     gateway,
   );
   const quotas = new Quotas(store, bus, events, metrics, () => clock.now(), config.modelPrices);
-  sandboxes.useAdmission(quotas.admitSandboxes);
+  sandboxes.useAdmission(quotas.admitSandboxes, (userId, work) => quotas.exclusive(userId, work));
   gateway.useAdmission(quotas.admitProviderRequest);
   const egress = new EgressHub(
     store,

@@ -62,6 +62,10 @@ export interface QuotaUsage {
 /** How long a user's plan is reused without reading the store (per-request checks stay cheap). */
 const PLAN_CACHE_MS = 5_000;
 const PLAN_CACHE_MAX = 10_000;
+/** An admission is a few queries and one insert; the lease outlives it by far. */
+const ADMISSION_LEASE_MS = 15_000;
+/** How long a create waits for the user's admission lease before giving up. */
+const ADMISSION_WAIT_MS = 20_000;
 
 export class Quotas {
   private readonly planCache = new Map<string, { plan: PlanRecord | undefined; until: number }>();
@@ -74,6 +78,34 @@ export class Quotas {
     private readonly now: () => number,
     private readonly prices: Readonly<Record<string, ModelPrice>> = {},
   ) {}
+
+  /**
+   * Runs `work` (an admission and the insert it admits) while holding the user's admission lease
+   * on the bus, so two replicas creating for one user at once cannot both pass the last slot:
+   * the second waits for the first's row and counts it. Leases expire, so a replica that dies
+   * holding one delays that user's creates by at most ADMISSION_LEASE_MS.
+   */
+  async exclusive<T>(userId: string, work: () => Promise<T>): Promise<T> {
+    const name = `admit:${userId}`;
+    const deadline = this.now() + ADMISSION_WAIT_MS;
+    for (;;) {
+      const lease = await this.bus.acquire(name, { ttlMs: ADMISSION_LEASE_MS });
+      if (lease) {
+        try {
+          return await work();
+        } finally {
+          await lease.release().catch(() => false);
+        }
+      }
+      if (this.now() >= deadline) {
+        throw new PolydevError(
+          "timeout",
+          "another create of yours is being admitted against your plan on another server; try again",
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20));
+    }
+  }
 
   /** The user's plan (null: none applies) and its limits. */
   async planFor(userId: string): Promise<{ plan: PlanRecord | undefined }> {

@@ -101,6 +101,8 @@ export interface SandboxDemand {
   diskMb: number;
 }
 export type SandboxAdmission = (userId: string, demand: SandboxDemand) => Promise<void>;
+/** Runs a user's admission and the insert it admits as one, across every replica. */
+export type AdmissionLock = <T>(userId: string, work: () => Promise<T>) => Promise<T>;
 
 export class SandboxService {
   private readonly connections = new Map<string, Promise<AgentConnection>>();
@@ -112,6 +114,7 @@ export class SandboxService {
   private readonly startListeners: ((sandbox: SandboxRecord) => Promise<void>)[] = [];
   private readonly lifecycle = new KeyedLock();
   private admission: SandboxAdmission | undefined;
+  private admissionLock: AdmissionLock = (_userId, work) => work();
   /** Per user: a quota check and the insert it admits run together, so two creates cannot both pass. */
   private readonly admissions = new KeyedLock();
   private images: SandboxImages | undefined;
@@ -213,17 +216,21 @@ export class SandboxService {
 
   /** Warm pools a matching create claims from (see WarmPools). */
   /** Quotas: called before a create's or fork's rows are written; throwing refuses them. */
-  useAdmission(admission: SandboxAdmission): void {
+  useAdmission(admission: SandboxAdmission, lock?: AdmissionLock): void {
     this.admission = admission;
+    if (lock) this.admissionLock = lock;
   }
 
   private admit<T>(userId: string, demand: SandboxDemand, insert: () => Promise<T>): Promise<T> {
     const admission = this.admission;
     if (!admission) return insert();
-    return this.admissions.run(userId, async () => {
-      await admission(userId, demand);
-      return insert();
-    });
+    // In this process first (no bus round trips for creates queued here), then across replicas.
+    return this.admissions.run(userId, () =>
+      this.admissionLock(userId, async () => {
+        await admission(userId, demand);
+        return insert();
+      }),
+    );
   }
 
   useWarmPools(pools: WarmPools): void {
