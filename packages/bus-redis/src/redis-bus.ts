@@ -7,11 +7,13 @@
 import { randomBytes } from "node:crypto";
 import {
   BUS_BEGINNING,
+  type BucketTake,
   type Bus,
   type BusEvent,
   type BusLease,
   type BusLimits,
   type BusSubscription,
+  checkBucket,
   checkBusName,
   checkEventData,
   checkEventId,
@@ -20,6 +22,7 @@ import {
   DEFAULT_BUS_LIMITS,
   PolydevError,
   type SubscribeOptions,
+  type TokenBucket,
 } from "@polydev/core";
 import { Redis } from "ioredis";
 
@@ -51,6 +54,26 @@ const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then
 const INCREMENT = `local value = redis.call('INCRBY', KEYS[1], ARGV[1])
 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return value`;
+
+/**
+ * A token bucket as a hash {tokens, at}, refilled from Redis's own clock (every replica sees one
+ * time) and kept until it would be full again. KEYS[1]; ARGV: capacity, tokens per ms.
+ * Returns {allowed 0|1, whole tokens left, ms until the next token when refused}.
+ */
+const TAKE = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local capacity = tonumber(ARGV[1])
+local perMs = tonumber(ARGV[2])
+local kept = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = capacity
+if kept[1] then tokens = math.min(capacity, tonumber(kept[1]) + (now - tonumber(kept[2])) * perMs) end
+local allowed = 0
+if tokens >= 1 then allowed = 1; tokens = tokens - 1 end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.max(1, math.ceil((capacity - tokens) / perMs)))
+local wait = 0
+if allowed == 0 then wait = math.ceil((1 - tokens) / perMs) end
+return {allowed, math.floor(tokens), wait}`;
 
 export class RedisBus implements Bus {
   readonly limits: Readonly<BusLimits>;
@@ -176,6 +199,20 @@ export class RedisBus implements Bus {
     return Number(await this.#client.eval(INCREMENT, 1, this.#key("counters", name), by, options.ttlMs));
   }
 
+  async take(name: string, bucket: TokenBucket): Promise<BucketTake> {
+    this.#checkOpen();
+    checkBusName("bucket", name, this.limits);
+    checkBucket(bucket);
+    const [allowed, remaining, wait] = (await this.#client.eval(
+      TAKE,
+      1,
+      this.#key("buckets", name),
+      bucket.capacity,
+      bucket.refillPerSecond / 1000,
+    )) as [number, number, number];
+    return { allowed: allowed === 1, remaining: Number(remaining), retryAfterMs: Number(wait) };
+  }
+
   async count(name: string): Promise<number> {
     this.#checkOpen();
     checkBusName("counter", name, this.limits);
@@ -193,7 +230,7 @@ export class RedisBus implements Bus {
     if (this.#closed.signal.aborted) throw new PolydevError("internal", "the bus is closed");
   }
 
-  #key(kind: "events" | "locks" | "counters", name: string): string {
+  #key(kind: "events" | "locks" | "counters" | "buckets", name: string): string {
     return `${this.#prefix}${kind}:${name}`;
   }
 

@@ -5,7 +5,11 @@ import { PolydevError } from "./errors.js";
 const NAME = /^[A-Za-z0-9._:-]+$/;
 const EVENT_ID = /^\d{1,16}-\d{1,16}$/;
 
-export function checkBusName(kind: "topic" | "lock" | "counter", name: string, limits: BusLimits): void {
+export function checkBusName(
+  kind: "topic" | "lock" | "counter" | "bucket",
+  name: string,
+  limits: BusLimits,
+): void {
   if (name.length === 0 || Buffer.byteLength(name) > limits.maxNameBytes || !NAME.test(name)) {
     throw new PolydevError(
       "invalid_request",
@@ -38,6 +42,19 @@ export function checkTtl(ttlMs: number): void {
   if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) {
     throw new PolydevError("invalid_request", `a bus TTL is a positive whole number of ms (got ${ttlMs})`);
   }
+}
+
+export function checkBucket(bucket: { capacity: number; refillPerSecond: number }): void {
+  if (!Number.isSafeInteger(bucket.capacity) || bucket.capacity <= 0)
+    throw new PolydevError(
+      "invalid_request",
+      `a token bucket's capacity is a positive whole number (got ${bucket.capacity})`,
+    );
+  if (!Number.isFinite(bucket.refillPerSecond) || bucket.refillPerSecond <= 0)
+    throw new PolydevError(
+      "invalid_request",
+      `a token bucket refills at a positive rate (got ${bucket.refillPerSecond} per second)`,
+    );
 }
 
 export function checkIncrement(by: number): void {

@@ -50,6 +50,21 @@ export interface BusLease {
   release(): Promise<boolean>;
 }
 
+export interface TokenBucket {
+  /** Tokens a full bucket holds: the largest burst (a positive whole number). */
+  capacity: number;
+  /** Tokens added per second (positive; fractions allowed). */
+  refillPerSecond: number;
+}
+
+export interface BucketTake {
+  allowed: boolean;
+  /** Whole tokens left after this take. */
+  remaining: number;
+  /** When refused: ms until a token is there. 0 when allowed. */
+  retryAfterMs: number;
+}
+
 export interface BusLimits {
   /** Events kept per topic for resuming (older ones are dropped first). */
   retainedEventsPerTopic: number;
@@ -83,6 +98,13 @@ export interface Bus {
   increment(name: string, options: { ttlMs: number; by?: number }): Promise<number>;
   /** A counter's value now: 0 when it was never incremented or its window is over. */
   count(name: string): Promise<number>;
+  /**
+   * Takes one token from a token bucket, atomically across everyone sharing the bus. A bucket
+   * starts full at `capacity` and refills continuously at `refillPerSecond` up to `capacity`; an
+   * empty one refuses (and takes nothing) until a whole token has refilled, which `retryAfterMs`
+   * says. A bucket left alone until it is full again is forgotten.
+   */
+  take(name: string, bucket: TokenBucket): Promise<BucketTake>;
   close(): Promise<void>;
 }
 

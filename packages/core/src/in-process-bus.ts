@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import {
   BUS_BEGINNING,
+  type BucketTake,
   type Bus,
   type BusEvent,
   type BusLease,
@@ -13,8 +14,16 @@ import {
   compareEventIds,
   DEFAULT_BUS_LIMITS,
   type SubscribeOptions,
+  type TokenBucket,
 } from "./bus.js";
-import { checkBusName, checkEventData, checkEventId, checkIncrement, checkTtl } from "./bus-checks.js";
+import {
+  checkBucket,
+  checkBusName,
+  checkEventData,
+  checkEventId,
+  checkIncrement,
+  checkTtl,
+} from "./bus-checks.js";
 import { type Clock, systemClock } from "./clock.js";
 import { PolydevError } from "./errors.js";
 
@@ -58,6 +67,8 @@ export class InProcessBus implements Bus {
   readonly #topics = new Map<string, Topic>();
   readonly #leases = new Map<string, Expiring<string>>();
   readonly #counters = new Map<string, Expiring<number>>();
+  /** Tokens as of `at`; forgotten once refilled to full (`expiresAt`). */
+  readonly #buckets = new Map<string, Expiring<{ tokens: number; at: number }>>();
   #lastSweepAt = 0;
   #closed = new AbortController();
 
@@ -177,6 +188,30 @@ export class InProcessBus implements Bus {
     return by;
   }
 
+  async take(name: string, bucket: TokenBucket): Promise<BucketTake> {
+    this.#checkOpen();
+    checkBusName("bucket", name, this.limits);
+    checkBucket(bucket);
+    const now = this.#clock.now();
+    this.#sweep(now);
+    const kept = this.#buckets.get(name);
+    const perMs = bucket.refillPerSecond / 1000;
+    const tokens = kept
+      ? Math.min(bucket.capacity, kept.value.tokens + (now - kept.value.at) * perMs)
+      : bucket.capacity;
+    const allowed = tokens >= 1;
+    const left = allowed ? tokens - 1 : tokens;
+    this.#buckets.set(name, {
+      value: { tokens: left, at: now },
+      expiresAt: now + Math.ceil((bucket.capacity - left) / perMs),
+    });
+    return {
+      allowed,
+      remaining: Math.floor(left),
+      retryAfterMs: allowed ? 0 : Math.ceil((1 - left) / perMs),
+    };
+  }
+
   async count(name: string): Promise<number> {
     this.#checkOpen();
     checkBusName("counter", name, this.limits);
@@ -190,6 +225,7 @@ export class InProcessBus implements Bus {
     this.#retainedBytes = 0;
     this.#leases.clear();
     this.#counters.clear();
+    this.#buckets.clear();
   }
 
   #account(topic: Topic, bytes: number): void {
@@ -236,6 +272,7 @@ export class InProcessBus implements Bus {
     this.#lastSweepAt = now;
     for (const [name, lease] of this.#leases) if (lease.expiresAt <= now) this.#leases.delete(name);
     for (const [name, counter] of this.#counters) if (counter.expiresAt <= now) this.#counters.delete(name);
+    for (const [name, bucket] of this.#buckets) if (bucket.expiresAt <= now) this.#buckets.delete(name);
     for (const [name, topic] of this.#topics) {
       // A topic someone waits on stays (it is empty or nearly so: it costs nothing to keep).
       if (topic.waiters.size === 0 && now - topic.lastPublishAt >= this.limits.topicIdleTtlMs) {

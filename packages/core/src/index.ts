@@ -18,15 +18,24 @@ export type {
 } from "./agent.js";
 export { AGENT_PROTOCOL_VERSION } from "./agent.js";
 export type {
+  BucketTake,
   Bus,
   BusEvent,
   BusLease,
   BusLimits,
   BusSubscription,
   SubscribeOptions,
+  TokenBucket,
 } from "./bus.js";
 export { BUS_BEGINNING, compareEventIds, DEFAULT_BUS_LIMITS } from "./bus.js";
-export { checkBusName, checkEventData, checkEventId, checkIncrement, checkTtl } from "./bus-checks.js";
+export {
+  checkBucket,
+  checkBusName,
+  checkEventData,
+  checkEventId,
+  checkIncrement,
+  checkTtl,
+} from "./bus-checks.js";
 export type { Clock } from "./clock.js";
 export { systemClock } from "./clock.js";
 export type { DriverInfo, SandboxDriver } from "./driver.js";

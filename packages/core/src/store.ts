@@ -436,7 +436,7 @@ export interface PlanLimits {
   tokensPerMonth?: number | undefined;
   /** USD since the start of the UTC month, by the operator's model prices (`modelPrices`). */
   costPerMonthUsd?: number | undefined;
-  /** Requests per minute per API key (a sliding window over the bus's counters). */
+  /** Requests per minute per API key (a token bucket on the bus: a burst of this many, refilled at this rate). */
   requestsPerMinute?: number | undefined;
 }
 

@@ -223,6 +223,44 @@ export function runBusContract(name: string, open: OpenBus): void {
       expect(await bus.increment("tokens", { ttlMs: 10_000, by: big })).toBe(2 * big);
     });
 
+    it("takes tokens from a bucket that refills at its rate and refuses when empty, saying for how long", async () => {
+      const bus = await openBus();
+      const bucket = { capacity: 3, refillPerSecond: 4 };
+      const takes = [];
+      for (let i = 0; i < 4; i++) takes.push(await bus.take("rate.key_1", bucket));
+      expect(takes.map((t) => t.allowed)).toEqual([true, true, true, false]);
+      expect(takes.map((t) => t.remaining)).toEqual([2, 1, 0, 0]);
+      expect(takes[0]?.retryAfterMs).toBe(0);
+      // One token takes 250 ms at 4 per second; some of it may have passed already.
+      const wait = takes[3]?.retryAfterMs ?? 0;
+      expect(wait).toBeGreaterThan(0);
+      expect(wait).toBeLessThanOrEqual(250);
+      // Another bucket is its own.
+      expect((await bus.take("rate.key_2", bucket)).allowed).toBe(true);
+      await sleep(wait + 30);
+      expect((await bus.take("rate.key_1", bucket)).allowed).toBe(true);
+      // Left alone, it refills to its capacity and no further.
+      await sleep(1000);
+      const refilled = [];
+      for (let i = 0; i < 4; i++) refilled.push((await bus.take("rate.key_1", bucket)).allowed);
+      expect(refilled).toEqual([true, true, true, false]);
+      for (const bad of [
+        { capacity: 0, refillPerSecond: 1 },
+        { capacity: 1.5, refillPerSecond: 1 },
+        { capacity: 1, refillPerSecond: 0 },
+      ])
+        await expect(bus.take("rate.x", bad)).rejects.toMatchObject({ code: "invalid_request" });
+      await expect(bus.take("bad name!", bucket)).rejects.toMatchObject({ code: "invalid_request" });
+    });
+
+    it("lets no more concurrent takes through than a bucket holds", async () => {
+      const bus = await openBus();
+      const takes = await Promise.all(
+        Array.from({ length: 30 }, () => bus.take("burst", { capacity: 10, refillPerSecond: 0.001 })),
+      );
+      expect(takes.filter((t) => t.allowed)).toHaveLength(10);
+    });
+
     it("loses no concurrent increment", async () => {
       const bus = await openBus();
       const values = await Promise.all(

@@ -57,6 +57,10 @@ export function registerErrorHandler(app: FastifyInstance): void {
     const known = toPolydevError(error);
     if (known) {
       if (known.status >= 500) request.log.error({ err: error }, known.message);
+      // A refusal that knows when to come back says so the standard way (RFC 9110 §10.2.3).
+      const retryAfterMs = known.details?.retryAfterMs;
+      if (known.status === 429 && typeof retryAfterMs === "number" && retryAfterMs > 0)
+        reply.header("retry-after", String(Math.ceil(retryAfterMs / 1000)));
       // A route may have set another type (a raw stream that failed before its first byte).
       return reply.status(known.status).type(JSON_TYPE).send(known.toJSON());
     }

@@ -4,10 +4,9 @@
  * limit is refused with 429 `quota_exceeded` (`details.limit` names it, with `used` and `max`),
  * counted in metrics and reported once a minute per limit on the user's event stream.
  *
- * Per-key request rates count in fixed one-minute windows on the bus's expiring counters, so
- * replicas sharing a Redis share the count. (Not a token bucket: the bus's counters only grow,
- * and a bucket needs a read-and-refill; a burst of twice the rate across a window boundary
- * passes.) A refused request still counts.
+ * Per-key request rates are token buckets on the bus (shared by replicas sharing a Redis): a
+ * key may burst up to its plan's requests per minute, then goes on at that rate, refilled
+ * continuously; a refused request takes no token and says when the next one is there.
  */
 import type { Bus, PlanLimits, PlanRecord, SandboxState, Store } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
@@ -193,16 +192,14 @@ export class Quotas {
     const { plan } = await this.planFor(userId);
     const max = plan?.limits.requestsPerMinute;
     if (!plan || max === undefined) return;
-    const now = this.now();
-    const window = Math.floor(now / MINUTE_MS);
     const who = keyId ?? `user.${userId}`;
-    const sent = await this.bus.increment(`ratelimit.${who}.${window}`, { ttlMs: 2 * MINUTE_MS });
-    if (sent > max) {
+    const taken = await this.bus.take(`ratelimit.${who}`, { capacity: max, refillPerSecond: max / 60 });
+    if (!taken.allowed) {
       this.metrics.quotaRefused("requestsPerMinute");
       throw new PolydevError(
         "rate_limited",
-        `this key sent more than ${max} requests this minute (plan ${plan.name}); slow down`,
-        { details: { limit: "requestsPerMinute", max, retryAfterMs: MINUTE_MS - (now % MINUTE_MS) } },
+        `this key is sending faster than its plan's ${max} requests per minute (plan ${plan.name}); retry in ${Math.ceil(taken.retryAfterMs / 1000)} s`,
+        { details: { limit: "requestsPerMinute", max, retryAfterMs: taken.retryAfterMs } },
       );
     }
   }
