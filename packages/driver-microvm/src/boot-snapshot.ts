@@ -30,6 +30,11 @@ export interface SnapshotShape {
   memoryMb: number;
   vcpus: number;
   accel: string;
+  /**
+   * A virtio-net NIC (network "egress"): a device of the saved state, so egress sandboxes have
+   * their own snapshot. Absent (not false) otherwise, so the shapes without one keep their keys.
+   */
+  nic?: true;
 }
 
 export function snapshotKey(shape: SnapshotShape): string {
@@ -60,6 +65,7 @@ export function vmConfig(
     uid: ids.uid,
     gid: ids.gid,
     incoming: false,
+    ...(shape.nic ? { network: {} } : {}),
   };
 }
 

@@ -54,6 +54,7 @@ function api(socketPath: string, method: string, path: string, body?: unknown): 
 
 export class FirecrackerVmm implements Vmm {
   readonly name = "firecracker";
+  readonly networks = false;
   private readonly path: string;
 
   constructor(options: FirecrackerVmmOptions = {}) {

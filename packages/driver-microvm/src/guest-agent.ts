@@ -15,9 +15,10 @@ import { readFileSync, statfsSync } from "node:fs";
 import { ChannelSocket, createAgentServer, identityLauncher } from "@polydev/agent";
 import type { LaunchRequest, SandboxLauncher } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
+import { configureNic } from "./guest-nic.js";
 import { openPortSessions } from "./guest-port.js";
 import type { ActivateRequest, GuestStats } from "./link-protocol.js";
-import { LINK_VERSION, parseActivate } from "./link-protocol.js";
+import { LINK_VERSION, parseActivate, parseNetwork } from "./link-protocol.js";
 
 const GUEST_RUN = "/polydev/guest-run";
 const SANDBOX_ROOT = "/sandbox";
@@ -167,6 +168,11 @@ openPortSessions(portPath, {
         activation = { request, server: makeServer(request) };
         return { type: "activated" };
       }
+      case "network":
+        // After the activation, which mounted the sandbox's root (its /etc/resolv.conf).
+        if (activation === undefined) throw new Error("network: not activated");
+        await configureNic(parseNetwork(message), SANDBOX_ROOT);
+        return { type: "network" };
       case "stats":
         return { type: "stats", ...stats() };
       case "clock":

@@ -1,6 +1,6 @@
 /**
  * The initramfs every microVM boots: busybox (Debian's busybox-static), the modules the cloud
- * kernel has as modules (virtio and its transport, the block and console drivers, overlayfs),
+ * kernel has as modules (virtio and its transport, the block, console and net drivers, overlayfs),
  * the init script, guest-run (native/, static: also the sandbox's activation) and the agent (one
  * esbuild bundle plus node-pty's native part). A newc cpio written by `cpio -o -H newc`, cached
  * by the hash of everything in it.
@@ -33,6 +33,10 @@ export const GUEST_MODULES: readonly string[] = Object.freeze([
   "drivers/block/virtio_blk",
   "drivers/char/virtio_console",
   "fs/overlayfs/overlay",
+  // virtio-net (network "egress"; a VM without a NIC loads it and has no interface of it).
+  "net/core/failover",
+  "drivers/net/net_failover",
+  "drivers/net/virtio_net",
 ]);
 
 const BUSYBOX = "/bin/busybox";

@@ -45,6 +45,11 @@ export async function createHostCgroup(parent: string, id: string, limits: HostL
   }
 }
 
+/** The cgroup.procs files of the VM's host cgroup (what else joins it: its slirp4netns). */
+export function hostCgroupProcs(parent: string, id: string): string[] {
+  return dirs(parent, id).map((dir) => join(dir, "cgroup.procs"));
+}
+
 export async function joinHostCgroup(parent: string, id: string, pid: number): Promise<void> {
   for (const dir of dirs(parent, id)) await writeFile(join(dir, "cgroup.procs"), String(pid));
 }

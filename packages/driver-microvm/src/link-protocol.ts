@@ -36,6 +36,34 @@ export interface ActivateRequest {
   seed: string;
 }
 
+/**
+ * An egress sandbox's NIC, configured by the guest after the restore (guest-network.ts): the
+ * address, the default route and the resolver the sandbox's /etc/resolv.conf names.
+ */
+/** Every VM's NIC has this address (each is alone on its own link): the guest finds it by it. */
+export const GUEST_MAC = "02:00:0a:00:03:02";
+
+export interface NetworkRequest {
+  type: "network";
+  /** IPv4 address/prefix. */
+  address: string;
+  gateway: string;
+  nameserver: string;
+}
+
+const IPV4 = "(?:(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])\\.){3}(?:25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])";
+
+export function parseNetwork(message: ControlMessage): NetworkRequest {
+  const { address, gateway, nameserver } = message;
+  if (typeof address !== "string" || !new RegExp(`^${IPV4}/(?:3[0-2]|[12]?[0-9])$`).test(address))
+    throw new Error("network: address");
+  for (const [name, value] of Object.entries({ gateway, nameserver })) {
+    if (typeof value !== "string" || !new RegExp(`^${IPV4}$`).test(value))
+      throw new Error(`network: ${name}`);
+  }
+  return { type: "network", address, gateway: String(gateway), nameserver: String(nameserver) };
+}
+
 export interface GuestStats {
   cpuUsageNs: number;
   memoryBytes: number;

@@ -30,7 +30,21 @@ import { ensureBootSnapshot, vmConfig } from "./boot-snapshot.js";
 import { createChangesDisk, ensureEmptyDisk, ensureImageDisk, ensureToolboxDisk } from "./disks.js";
 import { ensureGuestInitramfs } from "./guest-initramfs.js";
 import { ensureGuestKernel } from "./guest-kernel.js";
-import { createHostCgroup, hostCgroupMemory, joinHostCgroup, removeHostCgroup } from "./host-cgroup.js";
+import {
+  ensureGuestNetwork,
+  guestNetworkMissing,
+  guestNetworkRequest,
+  guestVmNetwork,
+  setUpGuestNetwork,
+  tearDownGuestNetwork,
+} from "./guest-network.js";
+import {
+  createHostCgroup,
+  hostCgroupMemory,
+  hostCgroupProcs,
+  joinHostCgroup,
+  removeHostCgroup,
+} from "./host-cgroup.js";
 import { AgentLink } from "./host-link.js";
 import { parseStats } from "./link-protocol.js";
 import type { QemuAccel } from "./qemu-vmm.js";
@@ -103,6 +117,8 @@ interface SandboxMeta {
   shape: SnapshotShape;
   hibernated: boolean;
   pausedCpuUsageNs?: number;
+  /** "egress": a NIC on the sandbox's router network (guest-network.ts). Absent: none. */
+  network?: "egress";
 }
 
 export class MicrovmDriver implements SandboxDriver {
@@ -151,7 +167,8 @@ export class MicrovmDriver implements SandboxDriver {
         details: { missing },
       });
     }
-    return { name: this.name, features: ["images", "hibernate", "hibernate-memory"] };
+    const egress = this.options.vmm.networks && guestNetworkMissing() === undefined ? ["egress"] : [];
+    return { name: this.name, features: ["images", "hibernate", "hibernate-memory", ...egress] };
   }
 
   private sandboxDir(sandboxId: string): string {
@@ -241,6 +258,7 @@ export class MicrovmDriver implements SandboxDriver {
     return {
       ...vmConfig(meta.shape, runDir, join(runDir, "changes.qcow2"), { uid: meta.uid, gid: meta.uid }),
       incoming,
+      ...(meta.network === "egress" ? { network: guestVmNetwork(this.sandboxDir(meta.sandboxId)) } : {}),
     };
   }
 
@@ -252,8 +270,22 @@ export class MicrovmDriver implements SandboxDriver {
         "the microvm driver runs image sandboxes only: give an image",
       );
     }
-    if (spec.network !== "none") {
-      throw new PolydevError("feature_unavailable", `the microvm driver offers network "none" only so far`);
+    const egress = spec.network === "egress";
+    if (spec.network !== "none" && !egress) {
+      throw new PolydevError(
+        "feature_unavailable",
+        `the microvm driver offers networks "none" and "egress" (an allow-list needs the guest's connections intercepted and carried over the agent, which its guest agent cannot do yet)`,
+      );
+    }
+    if (egress && !this.options.vmm.networks) {
+      throw new PolydevError(
+        "feature_unavailable",
+        `network "egress" needs the QEMU VMM: ${this.options.vmm.name} VMs get no NIC from this driver`,
+      );
+    }
+    const egressMissing = egress ? guestNetworkMissing() : undefined;
+    if (egressMissing !== undefined) {
+      throw new PolydevError("feature_unavailable", `network "egress" needs ${egressMissing}`);
     }
     if (!SANDBOX_ID.test(spec.id)) {
       throw new PolydevError("invalid_request", "sandbox ids are letters, digits, '.', '_' and '-'");
@@ -268,10 +300,12 @@ export class MicrovmDriver implements SandboxDriver {
     const changesBytes = Math.max(MIN_CHANGES_BYTES, spec.limits.diskMb * MiB - (image.sizeBytes ?? 0));
     // Disk preparation runs alongside the snapshot lookup: the create path itself is QEMU's
     // start, the incoming restore and one activation round trip.
-    const [shape, emptyDisk] = await Promise.all([
+    const [plainShape, emptyDisk] = await Promise.all([
       this.shapeOf(image, spec.limits.memoryMb, spec.limits.cpu, signal),
       ensureEmptyDisk(this.options.cacheDir, Math.ceil(changesBytes / MiB) * MiB),
     ]);
+    // An egress sandbox restores from a snapshot of a VM with a NIC (the NIC is a saved device).
+    const shape: SnapshotShape = egress ? { ...plainShape, nic: true } : plainShape;
     const snapshot = await ensureBootSnapshot({
       cacheDir: this.options.cacheDir,
       vmm: this.options.vmm,
@@ -300,6 +334,7 @@ export class MicrovmDriver implements SandboxDriver {
         memoryLimitBytes: spec.limits.memoryMb * MiB,
         shape,
         hibernated: false,
+        ...(egress ? { network: "egress" as const } : {}),
       };
       await this.writeMeta(dir, meta);
       const config = this.configOf(meta, true);
@@ -314,6 +349,14 @@ export class MicrovmDriver implements SandboxDriver {
         pidsMax: 64 + 8 * shape.vcpus,
         cpu: spec.limits.cpu,
       });
+      if (egress) {
+        await setUpGuestNetwork(
+          dir,
+          { uid, gid: uid },
+          hostCgroupProcs(this.options.cgroupParent, spec.id),
+          signal,
+        );
+      }
       const link = await this.startVm(meta, config, snapshot, signal);
       await link.request(
         {
@@ -336,6 +379,7 @@ export class MicrovmDriver implements SandboxDriver {
         },
         this.options.readyTimeoutMs,
       );
+      if (egress) await link.request(guestNetworkRequest(), this.options.readyTimeoutMs);
       return handle;
     } catch (error) {
       await this.note(dir, `create failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -455,6 +499,10 @@ export class MicrovmDriver implements SandboxDriver {
     const meta = await this.requireMeta(handle, dir);
     if (!meta.hibernated) return;
     const stateFile = join(dir, "hibernated.state");
+    if (meta.network === "egress") {
+      const procs = hostCgroupProcs(this.options.cgroupParent, meta.sandboxId);
+      await ensureGuestNetwork(dir, { uid: meta.uid, gid: meta.uid }, procs, signal);
+    }
     const kept = await this.links.get(handle.sandboxId)?.catch(() => undefined);
     const link = await this.startVm(
       meta,
@@ -493,6 +541,8 @@ export class MicrovmDriver implements SandboxDriver {
       if (vm) await vm.kill();
       else process.kill(meta.pid, "SIGKILL");
     }
+    // After the VM (which holds its tap) and before its cgroup (which holds slirp4netns).
+    await tearDownGuestNetwork(dir);
     await removeHostCgroup(this.options.cgroupParent, handle.sandboxId);
     await rm(this.runDir(handle.sandboxId), { recursive: true, force: true });
     await rm(dir, { recursive: true, force: true });

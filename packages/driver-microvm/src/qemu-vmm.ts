@@ -13,6 +13,7 @@ import { connect, createServer } from "node:net";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { PolydevError } from "@polydev/core";
+import { GUEST_MAC } from "./link-protocol.js";
 import { QmpClient } from "./qmp.js";
 import type { RunningVm, VmConfig, Vmm } from "./vmm.js";
 
@@ -85,13 +86,46 @@ export function qemuArgs(config: VmConfig, accel: QemuAccel): string[] {
       `virtio-blk-device,drive=${disk.serial},serial=${disk.serial}`,
     );
   }
+  if (config.network !== undefined) {
+    const tap = config.network.tap;
+    args.push(
+      "-netdev",
+      // A hub port with nothing else on its hub: a NIC whose frames go nowhere (the template).
+      tap === undefined ? "hubport,id=net0,hubid=0" : `tap,id=net0,ifname=${tap},script=no,downscript=no`,
+      "-device",
+      `virtio-net-device,netdev=net0,mac=${GUEST_MAC}`,
+    );
+  }
   if (config.incoming) args.push("-incoming", "defer");
   return args;
+}
+
+const NSENTER = "/usr/bin/nsenter";
+
+/**
+ * How QEMU is started: directly as the VM's uid, or (a VM with a network namespace) through
+ * nsenter, which joins the namespace as root and then drops to the VM's uid and gid with no
+ * supplementary groups before it execs QEMU (same pid, so isQemuOf still finds it).
+ */
+export function qemuCommand(
+  qemuPath: string,
+  config: VmConfig,
+  accel: QemuAccel,
+): { file: string; args: string[]; ids: { uid?: number; gid?: number } } {
+  const args = qemuArgs(config, accel);
+  const netns = config.network?.netns;
+  if (netns === undefined) return { file: qemuPath, args, ids: { uid: config.uid, gid: config.gid } };
+  return {
+    file: NSENTER,
+    args: [`--net=${netns}`, `--setgid=${config.gid}`, `--setuid=${config.uid}`, "--", qemuPath, ...args],
+    ids: {},
+  };
 }
 
 /** Paths QEMU's option parser would split (`,`) or that are not ours: refused early. */
 function checkPaths(config: VmConfig): void {
   for (const path of [
+    ...(config.network?.netns === undefined ? [] : [config.network.netns]),
     config.runDir,
     config.kernel,
     config.initrd,
@@ -102,10 +136,15 @@ function checkPaths(config: VmConfig): void {
       throw new PolydevError("internal", `path ${path} cannot be given to QEMU`);
     }
   }
+  const tap = config.network?.tap;
+  if (tap !== undefined && !/^[a-z][a-z0-9]{0,14}$/.test(tap)) {
+    throw new PolydevError("internal", `tap ${tap} cannot be given to QEMU`);
+  }
 }
 
 export class QemuVmm implements Vmm {
   readonly name = "qemu";
+  readonly networks = true;
   private readonly qemuPath: string;
   private readonly startTimeoutMs: number;
 
@@ -127,12 +166,12 @@ export class QemuVmm implements Vmm {
     const stderr = await open(config.stderrLog, "a", 0o600);
     let child: ReturnType<typeof spawn>;
     try {
-      child = spawn(this.qemuPath, qemuArgs(config, this.options.accel), {
+      const command = qemuCommand(this.qemuPath, config, this.options.accel);
+      child = spawn(command.file, command.args, {
         env: {},
         cwd: config.runDir,
         stdio: ["ignore", "ignore", stderr.fd],
-        uid: config.uid,
-        gid: config.gid,
+        ...command.ids,
         detached: true,
       });
     } finally {

@@ -33,6 +33,19 @@ export interface VmConfig {
   gid: number;
   /** Restore instead of boot: start waiting for a saved state. */
   incoming: boolean;
+  /**
+   * A virtio-net NIC (network "egress", see guest-network.ts). Part of the VM's shape: a state
+   * saved with it restores only into a VM with it. Without `tap` the NIC has no way out (the
+   * boot snapshot's template); with it, the VMM runs in `netns` and the NIC is that tap.
+   */
+  network?: VmNetwork | undefined;
+}
+
+export interface VmNetwork {
+  /** A network namespace bound to a file: the VMM process runs in it. */
+  netns?: string;
+  /** A persistent tap device in `netns` owned by the VM's uid. */
+  tap?: string;
 }
 
 export interface RunningVm {
@@ -52,6 +65,8 @@ export interface RunningVm {
 
 export interface Vmm {
   readonly name: string;
+  /** Whether it can give a VM a NIC (VmConfig.network). */
+  readonly networks: boolean;
   /** What is missing on this host, or undefined when it can run VMs. */
   unavailable(): Promise<string | undefined>;
   start(config: VmConfig, signal?: AbortSignal): Promise<RunningVm>;

@@ -9,6 +9,19 @@ export {
   MAX_PEEK_BYTES,
 } from "./egress-guard.js";
 export { ALWAYS_DENIED, deniedDestinations } from "./host-denied.js";
+export type { RouterNetwork, RouterNetworkOptions } from "./router-network.js";
+export {
+  ROUTER_ADDRESS,
+  ROUTER_DNS,
+  ROUTER_NETNS,
+  recordedSlirpPid,
+  routerNetworkMissing,
+  routerNetworkRunning,
+  routerRuleset,
+  SANDBOX_NETNS,
+  setUpRouterNetwork,
+  tearDownRouterNetwork,
+} from "./router-network.js";
 export type { CompiledEgressRules, EgressRule, NameVerdict } from "./rules.js";
 export {
   compileEgressRules,
