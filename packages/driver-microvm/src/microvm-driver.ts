@@ -28,6 +28,8 @@ import { imagePasswdEntry } from "@polydev/images";
 import type { SnapshotShape } from "./boot-snapshot.js";
 import { ensureBootSnapshot, vmConfig } from "./boot-snapshot.js";
 import { createChangesDisk, ensureEmptyDisk, ensureImageDisk, ensureToolboxDisk } from "./disks.js";
+import { forkSandboxes } from "./fork.js";
+import { sweepLayers } from "./fork-layers.js";
 import { ensureGuestInitramfs } from "./guest-initramfs.js";
 import { ensureGuestKernel } from "./guest-kernel.js";
 import { createHostCgroup, hostCgroupMemory, joinHostCgroup, removeHostCgroup } from "./host-cgroup.js";
@@ -95,7 +97,7 @@ export interface MicrovmDriverOptions {
   readyTimeoutMs?: number;
 }
 
-interface SandboxMeta {
+export interface SandboxMeta {
   sandboxId: string;
   uid: number;
   pid: number;
@@ -103,6 +105,10 @@ interface SandboxMeta {
   shape: SnapshotShape;
   hibernated: boolean;
   pausedCpuUsageNs?: number;
+  /** The changes disk's file QEMU writes, in the run directory (fork.ts); default changes.qcow2. */
+  top?: string;
+  /** The frozen layers below it, shared with forks (fork-layers.ts). */
+  layers?: string[];
 }
 
 export class MicrovmDriver implements SandboxDriver {
@@ -151,7 +157,8 @@ export class MicrovmDriver implements SandboxDriver {
         details: { missing },
       });
     }
-    return { name: this.name, features: ["images", "hibernate", "hibernate-memory"] };
+    const fork = this.options.vmm.forks === true ? ["fork"] : [];
+    return { name: this.name, features: ["images", "hibernate", "hibernate-memory", ...fork] };
   }
 
   private sandboxDir(sandboxId: string): string {
@@ -239,7 +246,10 @@ export class MicrovmDriver implements SandboxDriver {
   private configOf(meta: SandboxMeta, incoming: boolean): VmConfig {
     const runDir = this.runDir(meta.sandboxId);
     return {
-      ...vmConfig(meta.shape, runDir, join(runDir, "changes.qcow2"), { uid: meta.uid, gid: meta.uid }),
+      ...vmConfig(meta.shape, runDir, join(runDir, meta.top ?? "changes.qcow2"), {
+        uid: meta.uid,
+        gid: meta.uid,
+      }),
       incoming,
     };
   }
@@ -309,11 +319,7 @@ export class MicrovmDriver implements SandboxDriver {
       await createChangesDisk(emptyDisk, changes);
       await chown(changes, uid, uid);
       await chmod(changes, 0o600);
-      await createHostCgroup(this.options.cgroupParent, spec.id, {
-        memoryBytes: (shape.memoryMb + qemuOverheadMb(shape.accel)) * MiB,
-        pidsMax: 64 + 8 * shape.vcpus,
-        cpu: spec.limits.cpu,
-      });
+      await createHostCgroup(this.options.cgroupParent, spec.id, hostLimits(shape, spec.limits.cpu));
       const link = await this.startVm(meta, config, snapshot, signal);
       await link.request(
         {
@@ -496,6 +502,39 @@ export class MicrovmDriver implements SandboxDriver {
     await removeHostCgroup(this.options.cgroupParent, handle.sandboxId);
     await rm(this.runDir(handle.sandboxId), { recursive: true, force: true });
     await rm(dir, { recursive: true, force: true });
+    await sweepLayers(this.options.rootDir);
+  }
+
+  /** See fork.ts: one pause and one save of the source, then N restores of it. */
+  fork(handle: SandboxHandle, specs: SandboxSpec[], signal?: AbortSignal): Promise<SandboxHandle[]> {
+    if (this.options.vmm.forks !== true) {
+      return Promise.reject(
+        new PolydevError("feature_unavailable", `the ${this.options.vmm.name} VMM cannot fork sandboxes`),
+      );
+    }
+    return forkSandboxes(
+      {
+        name: this.name,
+        rootDir: this.options.rootDir,
+        readyTimeoutMs: this.options.readyTimeoutMs,
+        dirOf: (source) => this.dirOf(source),
+        sandboxDir: (id) => this.sandboxDir(id),
+        runDir: (id) => this.runDir(id),
+        requireMeta: (source, dir) => this.requireMeta(source, dir),
+        writeMeta: (dir, meta) => this.writeMeta(dir, meta),
+        vmOf: (meta, vmSignal) => this.vmOf(meta, vmSignal),
+        pickUid: () => this.pickUid(),
+        configOf: (meta, incoming) => this.configOf(meta, incoming),
+        createCgroup: (meta, cpu) =>
+          createHostCgroup(this.options.cgroupParent, meta.sandboxId, hostLimits(meta.shape, cpu)),
+        startVm: (meta, config, stateFile, vmSignal) => this.startVm(meta, config, stateFile, vmSignal),
+        destroy: (fork) => this.destroy(fork),
+        note: (dir, line) => this.note(dir, line),
+      },
+      handle,
+      specs,
+      signal,
+    );
   }
 
   async list(): Promise<ObservedSandbox[]> {
@@ -585,6 +624,15 @@ export class MicrovmDriver implements SandboxDriver {
   private async writeMeta(dir: string, meta: SandboxMeta): Promise<void> {
     await writeFile(join(dir, "meta.json"), JSON.stringify(meta), { mode: 0o600 });
   }
+}
+
+/** The host cgroup of a sandbox's QEMU: its guest's RAM and QEMU's own needs. */
+function hostLimits(shape: SnapshotShape, cpu: number) {
+  return {
+    memoryBytes: (shape.memoryMb + qemuOverheadMb(shape.accel)) * MiB,
+    pidsMax: 64 + 8 * shape.vcpus,
+    cpu,
+  };
 }
 
 function imageUser(image: SandboxImage): { uid: number; gid: number; home: string } {
