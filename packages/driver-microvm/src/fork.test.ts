@@ -3,9 +3,10 @@
  * files after the fork, its own environment, the source carrying on) and what a failure must
  * leave (nothing: no QEMU, no disk, no layer).
  */
+import { spawnSync } from "node:child_process";
 import { watch } from "node:fs";
-import { readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { readdir, readFile, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import type { SandboxHandle, SandboxImage, SandboxSpec } from "@polydev/core";
 import { readText, runCommand, writeText } from "@polydev/core/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -99,6 +100,21 @@ if (unavailable !== null) {
         ]);
         expect(forks.map((fork) => fork.sandboxId)).toEqual(["fork-a", "fork-b"]);
         const [a, b] = forks as [SandboxHandle, SandboxHandle];
+
+        // The frozen layer is root's and read-only; a VM's uid can neither list the layers
+        // (names are its capability) nor write one (escape probe for this host surface).
+        const layers = await readdir(join(setup.rootDir, "layers"));
+        expect(layers).toHaveLength(1);
+        const layer = join(setup.rootDir, "layers", layers[0] ?? "");
+        const info = await stat(layer);
+        expect([info.uid, info.mode & 0o777]).toEqual([0, 0o444]);
+        const probe = spawnSync(
+          "/bin/sh",
+          ["-c", 'ls "$1" && echo listed; echo x >> "$2" && echo wrote; true', "sh", dirname(layer), layer],
+          { uid: 1_600_000_321, gid: 1_600_000_321, encoding: "utf8" },
+        );
+        expect(probe.stdout).not.toContain("listed");
+        expect(probe.stdout).not.toContain("wrote");
 
         for (const handle of [source, a, b]) {
           expect(await driver.isAlive(handle)).toBe(true);

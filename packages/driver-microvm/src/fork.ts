@@ -48,6 +48,8 @@ export interface ForkHost {
   createCgroup(meta: SandboxMeta, cpu: number): Promise<void>;
   startVm(meta: SandboxMeta, config: VmConfig, stateFile: string, signal?: AbortSignal): Promise<AgentLink>;
   destroy(handle: SandboxHandle): Promise<void>;
+  /** A turn to restore (restore-slots.ts); resolves with its release. */
+  restoreSlot(signal?: AbortSignal): Promise<() => void>;
   note(dir: string, line: string): Promise<void>;
 }
 
@@ -203,14 +205,19 @@ async function startFork(
   await chown(top, meta.uid, meta.uid);
   await chmod(top, 0o600);
   await host.createCgroup(meta, spec.limits.cpu);
-  const link = await host.startVm(meta, config, frozen.stateFile, signal);
-  await link.request(
-    {
-      type: "fork",
-      env: { PATH, ...spec.image?.env, ...spec.env },
-      nowMs: Date.now(),
-      seed: randomBytes(64).toString("hex"),
-    },
-    host.readyTimeoutMs,
-  );
+  const release = await host.restoreSlot(signal);
+  try {
+    const link = await host.startVm(meta, config, frozen.stateFile, signal);
+    await link.request(
+      {
+        type: "fork",
+        env: { PATH, ...spec.image?.env, ...spec.env },
+        nowMs: Date.now(),
+        seed: randomBytes(64).toString("hex"),
+      },
+      host.readyTimeoutMs,
+    );
+  } finally {
+    release();
+  }
 }

@@ -12,6 +12,7 @@
 import { randomBytes, randomInt } from "node:crypto";
 import { existsSync } from "node:fs";
 import { appendFile, chmod, chown, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type {
   AgentConnection,
@@ -26,17 +27,19 @@ import type {
 import { PolydevError } from "@polydev/core";
 import { imagePasswdEntry } from "@polydev/images";
 import type { SnapshotShape } from "./boot-snapshot.js";
-import { ensureBootSnapshot, vmConfig } from "./boot-snapshot.js";
+import { ensureBootSnapshot, snapshotRamFile, vmConfig } from "./boot-snapshot.js";
 import { createChangesDisk, ensureEmptyDisk, ensureImageDisk, ensureToolboxDisk } from "./disks.js";
 import { forkSandboxes } from "./fork.js";
 import { sweepLayers } from "./fork-layers.js";
 import { ensureGuestInitramfs } from "./guest-initramfs.js";
 import { ensureGuestKernel } from "./guest-kernel.js";
+import { GuestRam } from "./guest-ram.js";
 import { createHostCgroup, hostCgroupMemory, joinHostCgroup, removeHostCgroup } from "./host-cgroup.js";
 import { AgentLink } from "./host-link.js";
 import { parseStats } from "./link-protocol.js";
 import type { QemuAccel } from "./qemu-vmm.js";
 import { isQemuOf, QemuVmm, TCG_CACHE_MB, tail } from "./qemu-vmm.js";
+import { RestoreSlots } from "./restore-slots.js";
 import type { RunningVm, VmConfig, Vmm } from "./vmm.js";
 
 const MiB = 1024 * 1024;
@@ -121,6 +124,10 @@ export class MicrovmDriver implements SandboxDriver {
    * agent, seconds that must not be on every create's path.
    */
   private guest: Promise<{ kernel: string; initrd: string }> | undefined;
+  /** The sealed copies of boot snapshots' RAM every restore maps (guest-ram.ts). */
+  private readonly guestRam: GuestRam;
+  /** VMs restoring (and activating) at once: two per host core. */
+  private readonly restoring = new RestoreSlots(Math.max(2, 2 * availableParallelism()));
 
   constructor(options: MicrovmDriverOptions) {
     const accel = options.accel ?? "tcg";
@@ -133,6 +140,7 @@ export class MicrovmDriver implements SandboxDriver {
       ...options,
       vmm: options.vmm ?? new QemuVmm({ accel }),
     });
+    this.guestRam = new GuestRam(this.options.cacheDir);
   }
 
   private toolboxDir(): string | undefined {
@@ -204,6 +212,7 @@ export class MicrovmDriver implements SandboxDriver {
       memoryMb: Math.ceil(memoryMb / GUEST_RAM_STEP_MB) * GUEST_RAM_STEP_MB + GUEST_OVERHEAD_MB,
       vcpus: Math.max(1, Math.ceil(cpu)),
       accel: this.options.accel,
+      sharedRam: this.options.vmm.name === "qemu",
     };
   }
 
@@ -301,6 +310,7 @@ export class MicrovmDriver implements SandboxDriver {
       throw new PolydevError("conflict", `sandbox ${spec.id} already exists`, { cause: error });
     }
     const handle: SandboxHandle = { sandboxId: spec.id, driver: this.name, data: {} };
+    let releaseSlot: (() => void) | undefined;
     try {
       const uid = await this.pickUid();
       const meta: SandboxMeta = {
@@ -320,6 +330,8 @@ export class MicrovmDriver implements SandboxDriver {
       await chown(changes, uid, uid);
       await chmod(changes, 0o600);
       await createHostCgroup(this.options.cgroupParent, spec.id, hostLimits(shape, spec.limits.cpu));
+      const release = await this.restoring.acquire(signal);
+      releaseSlot = release;
       const link = await this.startVm(meta, config, snapshot, signal);
       await link.request(
         {
@@ -342,8 +354,10 @@ export class MicrovmDriver implements SandboxDriver {
         },
         this.options.readyTimeoutMs,
       );
+      release();
       return handle;
     } catch (error) {
+      releaseSlot?.();
       await this.note(dir, `create failed: ${error instanceof Error ? error.message : String(error)}`);
       await this.destroy(handle).catch(() => undefined);
       throw error;
@@ -358,7 +372,7 @@ export class MicrovmDriver implements SandboxDriver {
     signal?: AbortSignal,
     suspended?: AgentLink,
   ): Promise<AgentLink> {
-    const vm = await this.options.vmm.start(config, signal);
+    const vm = await this.options.vmm.start(await this.withGuestRam(meta, config, signal), signal);
     this.vms.set(meta.sandboxId, vm);
     vm.exited.then(() => {
       if (this.vms.get(meta.sandboxId) === vm) this.vms.delete(meta.sandboxId);
@@ -385,6 +399,24 @@ export class MicrovmDriver implements SandboxDriver {
     const link = await linking;
     this.keepLink(meta.sandboxId, link);
     return link;
+  }
+
+  /**
+   * A shape with shared RAM restores over its boot snapshot's sealed RAM: the pages of that
+   * snapshot's state, or (a resume, a fork: their states carry all the RAM) merely the right size.
+   */
+  private async withGuestRam(meta: SandboxMeta, config: VmConfig, signal?: AbortSignal): Promise<VmConfig> {
+    if (config.memoryFile === undefined) return config;
+    const snapshot = await ensureBootSnapshot({
+      cacheDir: this.options.cacheDir,
+      vmm: this.options.vmm,
+      shape: meta.shape,
+      uid: FIRST_VM_UID,
+      bootTimeoutMs: this.options.bootTimeoutMs,
+      signal,
+    });
+    const fd = await this.guestRam.descriptor(snapshotRamFile(snapshot));
+    return { ...config, memoryFile: { ...config.memoryFile, fd } };
   }
 
   private keepLink(sandboxId: string, link: AgentLink): void {
@@ -500,8 +532,9 @@ export class MicrovmDriver implements SandboxDriver {
       else process.kill(meta.pid, "SIGKILL");
     }
     await removeHostCgroup(this.options.cgroupParent, handle.sandboxId);
-    await rm(this.runDir(handle.sandboxId), { recursive: true, force: true });
-    await rm(dir, { recursive: true, force: true });
+    // Retried: a create or fork still under way may be adding a file as the directory goes.
+    await rm(this.runDir(handle.sandboxId), { recursive: true, force: true, maxRetries: 5 });
+    await rm(dir, { recursive: true, force: true, maxRetries: 5 });
     await sweepLayers(this.options.rootDir);
   }
 
@@ -529,6 +562,7 @@ export class MicrovmDriver implements SandboxDriver {
           createHostCgroup(this.options.cgroupParent, meta.sandboxId, hostLimits(meta.shape, cpu)),
         startVm: (meta, config, stateFile, vmSignal) => this.startVm(meta, config, stateFile, vmSignal),
         destroy: (fork) => this.destroy(fork),
+        restoreSlot: (slotSignal) => this.restoring.acquire(slotSignal),
         note: (dir, line) => this.note(dir, line),
       },
       handle,

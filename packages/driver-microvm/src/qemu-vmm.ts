@@ -141,7 +141,12 @@ export class QemuVmm implements Vmm {
       child = spawn(this.qemuPath, qemuArgs(config, this.options.accel), {
         env: {},
         cwd: config.runDir,
-        stdio: ["ignore", "ignore", stderr.fd],
+        stdio: [
+          "ignore",
+          "ignore",
+          stderr.fd,
+          ...(config.memoryFile?.fd === undefined ? [] : [config.memoryFile.fd]),
+        ],
         uid: config.uid,
         gid: config.gid,
         detached: true,

@@ -34,9 +34,10 @@ export interface VmConfig {
   /**
    * Guest RAM from a file instead of anonymous memory: `share` on writes it back (a template
    * whose save then leaves RAM out: x-ignore-shared), off maps it copy-on-write (a restore of
-   * such a save). Absent: anonymous RAM, saved in the state.
+   * such a save). `fd`: a descriptor the VMM gets as its fd 3 (guest-ram.ts). Absent: anonymous
+   * RAM, saved in the state.
    */
-  memoryFile?: { path: string; share: boolean } | undefined;
+  memoryFile?: { path: string; share: boolean; fd?: number | undefined } | undefined;
   /** Restore instead of boot: start waiting for a saved state. */
   incoming: boolean;
 }
