@@ -185,6 +185,12 @@ if (unavailable !== null) {
             driver.fork(source, [spec("dup-new", image), spec("dup-src", image)]),
           ).rejects.toMatchObject({ code: "conflict" });
           expect(await entries(join(setup.rootDir, "sandboxes"))).toEqual(["dup-src"]);
+          // Another image (another root disk) cannot be a fork of this one.
+          const other: SandboxImage = { ...image, digest: "sha256:another" };
+          await expect(driver.fork(source, [spec("dup-other", other)])).rejects.toMatchObject({
+            code: "invalid_request",
+          });
+          expect(await entries(join(setup.rootDir, "sandboxes"))).toEqual(["dup-src"]);
           expect(await run(driver, source, "echo alive")).toBe("alive\n");
         } finally {
           await driver.destroy(source);

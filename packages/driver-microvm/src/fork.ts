@@ -17,7 +17,7 @@
 import { randomBytes } from "node:crypto";
 import { chmod, chown, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { SandboxHandle, SandboxSpec } from "@polydev/core";
+import type { SandboxHandle, SandboxImage, SandboxSpec } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import {
   createTop,
@@ -51,6 +51,8 @@ export interface ForkHost {
   /** A turn to restore (restore-slots.ts); resolves with its release. */
   restoreSlot(signal?: AbortSignal): Promise<() => void>;
   note(dir: string, line: string): Promise<void>;
+  /** The read-only root disk of an image (disks.ts), to tell whether a spec's image is the source's. */
+  imageDisk(image: SandboxImage): string;
 }
 
 const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
@@ -65,6 +67,14 @@ export async function forkSandboxes(
   const sourceDir = host.dirOf(handle);
   const source = await host.requireMeta(handle, sourceDir);
   checkSpecs(specs);
+  for (const spec of specs) {
+    if (spec.image !== undefined && host.imageDisk(spec.image) !== source.shape.rootDisk) {
+      throw new PolydevError(
+        "invalid_request",
+        `fork ${spec.id} must have the image of the sandbox it forks`,
+      );
+    }
+  }
   const made: SandboxHandle[] = [];
   const saved = join(sourceDir, `fork-${randomBytes(8).toString("hex")}.state`);
   try {

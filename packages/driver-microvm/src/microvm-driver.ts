@@ -28,7 +28,13 @@ import { PolydevError } from "@polydev/core";
 import { imagePasswdEntry } from "@polydev/images";
 import type { SnapshotShape } from "./boot-snapshot.js";
 import { ensureBootSnapshot, snapshotRamFile, vmConfig } from "./boot-snapshot.js";
-import { createChangesDisk, ensureEmptyDisk, ensureImageDisk, ensureToolboxDisk } from "./disks.js";
+import {
+  createChangesDisk,
+  ensureEmptyDisk,
+  ensureImageDisk,
+  ensureToolboxDisk,
+  imageDiskPath,
+} from "./disks.js";
 import { forkSandboxes } from "./fork.js";
 import { sweepLayers } from "./fork-layers.js";
 import { ensureGuestInitramfs } from "./guest-initramfs.js";
@@ -564,6 +570,7 @@ export class MicrovmDriver implements SandboxDriver {
         destroy: (fork) => this.destroy(fork),
         restoreSlot: (slotSignal) => this.restoring.acquire(slotSignal),
         note: (dir, line) => this.note(dir, line),
+        imageDisk: (image) => imageDiskPath(this.options.cacheDir, image.digest, image.layers),
       },
       handle,
       specs,
