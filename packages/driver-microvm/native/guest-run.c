@@ -24,6 +24,10 @@
  *   guest-run --clock <now s>
  *     Sets the guest's clock (after a resume: the snapshot's clock is stale).
  *
+ *   guest-run --fork <now s> <seed hex>
+ *     A fork of a running sandbox: its clock, and its own random generator (every fork restored
+ *     the same saved state: they must not share what they draw next).
+ *
  *   guest-run <program> [args...]     (how the agent starts every command of the sandbox)
  *     Control comes in four environment variables, removed before the command runs:
  *     POLYDEV_RUN_UID, POLYDEV_RUN_GID, POLYDEV_RUN_CWD and POLYDEV_RUN_ROOT. The rest of the
@@ -192,6 +196,10 @@ int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "--init") == 0) return init_main(&argv[2]);
   if (argc == 11 && strcmp(argv[1], "--activate") == 0) return activate_main(&argv[2]);
   if (argc == 3 && strcmp(argv[1], "--clock") == 0) return clock_main(argv[2]);
+  if (argc == 4 && strcmp(argv[1], "--fork") == 0) {
+    if (clock_main(argv[2]) != 0) return 125;
+    return seed_guest_random(argv[3]) != 0 ? 125 : 0;
+  }
   if (argc < 2) {
     fprintf(stderr, "usage: %s <program> [args...]\n", argv[0]);
     return 2;

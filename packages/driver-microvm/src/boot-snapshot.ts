@@ -6,9 +6,10 @@
  * read-only root, the toolbox and an empty changes disk, with the agent waiting to be activated.
  */
 import { createHash } from "node:crypto";
-import { chmod, chown, mkdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { chmod, chown, mkdir, rm, truncate, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { ensureCacheEntry } from "./cache-entry.js";
+import { GUEST_RAM_FD_PATH } from "./guest-ram.js";
 import { hostCommand } from "./host-command.js";
 import { AgentLink } from "./host-link.js";
 import type { VmConfig, Vmm } from "./vmm.js";
@@ -35,6 +36,11 @@ export interface SnapshotShape {
    * their own snapshot. Absent (not false) otherwise, so the shapes without one keep their keys.
    */
   nic?: true;
+  /**
+   * Guest RAM in a file beside the state (guest-ram.ts): restores map it copy-on-write instead
+   * of each loading a copy. QEMU only.
+   */
+  sharedRam?: boolean;
 }
 
 export function snapshotKey(shape: SnapshotShape): string {
@@ -64,9 +70,16 @@ export function vmConfig(
     stderrLog: join(runDir, "qemu.log"),
     uid: ids.uid,
     gid: ids.gid,
+    // Every VM of the shape but the template: its RAM is the snapshot's, mapped privately.
+    ...(shape.sharedRam ? { memoryFile: { path: GUEST_RAM_FD_PATH, share: false } } : {}),
     incoming: false,
     ...(shape.nic ? { network: {} } : {}),
   };
+}
+
+/** The guest RAM file of a boot snapshot (shapes with `sharedRam`), beside its state. */
+export function snapshotRamFile(stateFile: string): string {
+  return join(dirname(stateFile), "ram");
 }
 
 export interface EnsureSnapshotOptions {
@@ -99,9 +112,17 @@ export async function ensureBootSnapshot(options: EnsureSnapshotOptions): Promis
         },
       );
       await chown(changes, options.uid, options.uid);
+      const ram = join(partial, "ram");
+      if (shape.sharedRam) {
+        // The template writes its RAM through to the file; the save then leaves it out.
+        await writeFile(ram, "", { mode: 0o600 });
+        await truncate(ram, shape.memoryMb * 1024 * 1024);
+        await chown(ram, options.uid, options.uid);
+      }
       const config = {
         ...vmConfig(shape, runDir, changes, { uid: options.uid, gid: options.uid }),
         consoleLog: join(runDir, "console.log"),
+        ...(shape.sharedRam ? { memoryFile: { path: ram, share: true } } : {}),
       };
       const vm = await vmm.start(config, options.signal);
       try {
@@ -124,6 +145,11 @@ export async function ensureBootSnapshot(options: EnsureSnapshotOptions): Promis
         await vm.kill();
       }
       await rm(runDir, { recursive: true, force: true });
+      if (shape.sharedRam) {
+        // Read only through the server's sealed copy from now on.
+        await chown(ram, 0, 0);
+        await chmod(ram, 0o400);
+      }
     },
   );
   return join(entry, "state");

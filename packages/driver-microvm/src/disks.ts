@@ -77,13 +77,22 @@ async function withMergedLayers<T>(layers: readonly string[], use: (dir: string)
   }
 }
 
+function imageDiskKey(digest: string, layers: readonly string[]): string {
+  // The digest names the image's content; the layer paths where this host keeps it.
+  return createHash("sha256").update(digest).update(layers.join("\n")).digest("hex").slice(0, 24);
+}
+
+/** Where an image's root disk is (or would be), without building it. */
+export function imageDiskPath(cacheDir: string, digest: string, layers: readonly string[]): string {
+  return join(cacheDir, `root-${imageDiskKey(digest, layers)}`, "root.ext4");
+}
+
 export async function ensureImageDisk(
   cacheDir: string,
   digest: string,
   layers: readonly string[],
 ): Promise<string> {
-  // The digest names the image's content; the layer paths where this host keeps it.
-  const key = createHash("sha256").update(digest).update(layers.join("\n")).digest("hex").slice(0, 24);
+  const key = imageDiskKey(digest, layers);
   const entry = await ensureCacheEntry(cacheDir, `root-${key}`, async (partial) => {
     await withMergedLayers(layers, (dir) => ext4FromDir(dir, join(partial, "root.ext4"), "pdroot"));
   });

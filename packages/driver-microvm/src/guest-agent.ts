@@ -18,7 +18,7 @@ import { PolydevError } from "@polydev/core";
 import { configureNic } from "./guest-nic.js";
 import { openPortSessions } from "./guest-port.js";
 import type { ActivateRequest, GuestStats } from "./link-protocol.js";
-import { LINK_VERSION, parseActivate, parseNetwork } from "./link-protocol.js";
+import { LINK_VERSION, parseActivate, parseFork, parseNetwork } from "./link-protocol.js";
 
 const GUEST_RUN = "/polydev/guest-run";
 const SANDBOX_ROOT = "/sandbox";
@@ -117,6 +117,21 @@ function activate(request: ActivateRequest): Promise<void> {
   });
 }
 
+/** A fork's clock and random seed (guest-run --fork); a failure fails the fork. */
+function reseed(nowMs: number, seed: string): Promise<void> {
+  return new Promise((resolve, reject) =>
+    execFile(
+      GUEST_RUN,
+      ["--fork", String(Math.floor(nowMs / 1000)), seed],
+      { env: { PATH: "/bin:/sbin" }, timeout: 10_000 },
+      (error, _stdout, stderr) => {
+        if (error) reject(new Error(`fork: ${stderr.slice(-2000) || error.message}`));
+        else resolve();
+      },
+    ),
+  );
+}
+
 function run(file: string, args: string[]): Promise<void> {
   return new Promise((resolve) =>
     execFile(file, args, { env: { PATH: "/bin:/sbin" }, timeout: 10_000 }, () => resolve()),
@@ -173,6 +188,16 @@ openPortSessions(portPath, {
         if (activation === undefined) throw new Error("network: not activated");
         await configureNic(parseNetwork(message), SANDBOX_ROOT);
         return { type: "network" };
+      case "fork": {
+        // A restore of a running sandbox's saved state: the previous host's connections are
+        // gone (the link's reset); processes started from now on get the fork's environment.
+        if (activation === undefined) throw new Error("fork: the sandbox was never activated");
+        const request = parseFork(message);
+        await reseed(request.nowMs, request.seed);
+        const next = { ...activation.request, env: request.env };
+        activation = { request: next, server: makeServer(next) };
+        return { type: "forked" };
+      }
       case "stats":
         return { type: "stats", ...stats() };
       case "clock":

@@ -64,6 +64,18 @@ export function parseNetwork(message: ControlMessage): NetworkRequest {
   return { type: "network", address, gateway: String(gateway), nameserver: String(nameserver) };
 }
 
+/**
+ * What a fork becomes after restoring its source's saved state: its own environment, the
+ * host's clock and its own random seed (the rest of the activation, its user and limits, is
+ * its source's).
+ */
+export interface ForkRequest {
+  type: "fork";
+  env: Record<string, string>;
+  nowMs: number;
+  seed: string;
+}
+
 export interface GuestStats {
   cpuUsageNs: number;
   memoryBytes: number;
@@ -107,6 +119,20 @@ export function parseActivate(message: ControlMessage): ActivateRequest {
     nowMs: Number(nowMs),
     seed,
   };
+}
+
+function parseEnv(env: unknown, what: string): Record<string, string> {
+  if (typeof env !== "object" || env === null || Array.isArray(env)) throw new Error(`${what}: env`);
+  const entries = Object.entries(env);
+  if (!entries.every(([, value]) => typeof value === "string")) throw new Error(`${what}: env values`);
+  return Object.fromEntries(entries.map(([key, value]) => [key, String(value)]));
+}
+
+export function parseFork(message: ControlMessage): ForkRequest {
+  const { env, nowMs, seed } = message;
+  if (typeof seed !== "string" || !/^[0-9a-f]{2,1024}$/.test(seed)) throw new Error("fork: seed");
+  if (!isCount(nowMs)) throw new Error("fork: nowMs");
+  return { type: "fork", env: parseEnv(env, "fork"), nowMs, seed };
 }
 
 export function parseStats(message: ControlMessage): GuestStats {

@@ -12,6 +12,7 @@
 import { randomBytes, randomInt } from "node:crypto";
 import { existsSync } from "node:fs";
 import { appendFile, chmod, chown, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type {
   AgentConnection,
@@ -26,8 +27,16 @@ import type {
 import { PolydevError } from "@polydev/core";
 import { imagePasswdEntry } from "@polydev/images";
 import type { SnapshotShape } from "./boot-snapshot.js";
-import { ensureBootSnapshot, vmConfig } from "./boot-snapshot.js";
-import { createChangesDisk, ensureEmptyDisk, ensureImageDisk, ensureToolboxDisk } from "./disks.js";
+import { ensureBootSnapshot, snapshotRamFile, vmConfig } from "./boot-snapshot.js";
+import {
+  createChangesDisk,
+  ensureEmptyDisk,
+  ensureImageDisk,
+  ensureToolboxDisk,
+  imageDiskPath,
+} from "./disks.js";
+import { forkSandboxes } from "./fork.js";
+import { sweepLayers } from "./fork-layers.js";
 import { ensureGuestInitramfs } from "./guest-initramfs.js";
 import { ensureGuestKernel } from "./guest-kernel.js";
 import {
@@ -38,6 +47,7 @@ import {
   setUpGuestNetwork,
   tearDownGuestNetwork,
 } from "./guest-network.js";
+import { GuestRam } from "./guest-ram.js";
 import {
   createHostCgroup,
   hostCgroupMemory,
@@ -49,6 +59,7 @@ import { AgentLink } from "./host-link.js";
 import { parseStats } from "./link-protocol.js";
 import type { QemuAccel } from "./qemu-vmm.js";
 import { isQemuOf, QemuVmm, TCG_CACHE_MB, tail } from "./qemu-vmm.js";
+import { RestoreSlots } from "./restore-slots.js";
 import type { RunningVm, VmConfig, Vmm } from "./vmm.js";
 
 const MiB = 1024 * 1024;
@@ -109,7 +120,7 @@ export interface MicrovmDriverOptions {
   readyTimeoutMs?: number;
 }
 
-interface SandboxMeta {
+export interface SandboxMeta {
   sandboxId: string;
   uid: number;
   pid: number;
@@ -119,6 +130,10 @@ interface SandboxMeta {
   pausedCpuUsageNs?: number;
   /** "egress": a NIC on the sandbox's router network (guest-network.ts). Absent: none. */
   network?: "egress";
+  /** The changes disk's file QEMU writes, in the run directory (fork.ts); default changes.qcow2. */
+  top?: string;
+  /** The frozen layers below it, shared with forks (fork-layers.ts). */
+  layers?: string[];
 }
 
 export class MicrovmDriver implements SandboxDriver {
@@ -131,6 +146,10 @@ export class MicrovmDriver implements SandboxDriver {
    * agent, seconds that must not be on every create's path.
    */
   private guest: Promise<{ kernel: string; initrd: string }> | undefined;
+  /** The sealed copies of boot snapshots' RAM every restore maps (guest-ram.ts). */
+  private readonly guestRam: GuestRam;
+  /** VMs restoring (and activating) at once: two per host core. */
+  private readonly restoring = new RestoreSlots(Math.max(2, 2 * availableParallelism()));
 
   constructor(options: MicrovmDriverOptions) {
     const accel = options.accel ?? "tcg";
@@ -143,6 +162,7 @@ export class MicrovmDriver implements SandboxDriver {
       ...options,
       vmm: options.vmm ?? new QemuVmm({ accel }),
     });
+    this.guestRam = new GuestRam(this.options.cacheDir);
   }
 
   private toolboxDir(): string | undefined {
@@ -168,7 +188,8 @@ export class MicrovmDriver implements SandboxDriver {
       });
     }
     const egress = this.options.vmm.networks && guestNetworkMissing() === undefined ? ["egress"] : [];
-    return { name: this.name, features: ["images", "hibernate", "hibernate-memory", ...egress] };
+    const fork = this.options.vmm.forks === true ? ["fork"] : [];
+    return { name: this.name, features: ["images", "hibernate", "hibernate-memory", ...egress, ...fork] };
   }
 
   private sandboxDir(sandboxId: string): string {
@@ -214,6 +235,7 @@ export class MicrovmDriver implements SandboxDriver {
       memoryMb: Math.ceil(memoryMb / GUEST_RAM_STEP_MB) * GUEST_RAM_STEP_MB + GUEST_OVERHEAD_MB,
       vcpus: Math.max(1, Math.ceil(cpu)),
       accel: this.options.accel,
+      sharedRam: this.options.vmm.name === "qemu",
     };
   }
 
@@ -256,7 +278,10 @@ export class MicrovmDriver implements SandboxDriver {
   private configOf(meta: SandboxMeta, incoming: boolean): VmConfig {
     const runDir = this.runDir(meta.sandboxId);
     return {
-      ...vmConfig(meta.shape, runDir, join(runDir, "changes.qcow2"), { uid: meta.uid, gid: meta.uid }),
+      ...vmConfig(meta.shape, runDir, join(runDir, meta.top ?? "changes.qcow2"), {
+        uid: meta.uid,
+        gid: meta.uid,
+      }),
       incoming,
       ...(meta.network === "egress" ? { network: guestVmNetwork(this.sandboxDir(meta.sandboxId)) } : {}),
     };
@@ -325,6 +350,7 @@ export class MicrovmDriver implements SandboxDriver {
       throw new PolydevError("conflict", `sandbox ${spec.id} already exists`, { cause: error });
     }
     const handle: SandboxHandle = { sandboxId: spec.id, driver: this.name, data: {} };
+    let releaseSlot: (() => void) | undefined;
     try {
       const uid = await this.pickUid();
       const meta: SandboxMeta = {
@@ -344,11 +370,7 @@ export class MicrovmDriver implements SandboxDriver {
       await createChangesDisk(emptyDisk, changes);
       await chown(changes, uid, uid);
       await chmod(changes, 0o600);
-      await createHostCgroup(this.options.cgroupParent, spec.id, {
-        memoryBytes: (shape.memoryMb + qemuOverheadMb(shape.accel)) * MiB,
-        pidsMax: 64 + 8 * shape.vcpus,
-        cpu: spec.limits.cpu,
-      });
+      await createHostCgroup(this.options.cgroupParent, spec.id, hostLimits(shape, spec.limits.cpu));
       if (egress) {
         await setUpGuestNetwork(
           dir,
@@ -357,6 +379,8 @@ export class MicrovmDriver implements SandboxDriver {
           signal,
         );
       }
+      const release = await this.restoring.acquire(signal);
+      releaseSlot = release;
       const link = await this.startVm(meta, config, snapshot, signal);
       await link.request(
         {
@@ -380,8 +404,10 @@ export class MicrovmDriver implements SandboxDriver {
         this.options.readyTimeoutMs,
       );
       if (egress) await link.request(guestNetworkRequest(), this.options.readyTimeoutMs);
+      release();
       return handle;
     } catch (error) {
+      releaseSlot?.();
       await this.note(dir, `create failed: ${error instanceof Error ? error.message : String(error)}`);
       await this.destroy(handle).catch(() => undefined);
       throw error;
@@ -396,7 +422,7 @@ export class MicrovmDriver implements SandboxDriver {
     signal?: AbortSignal,
     suspended?: AgentLink,
   ): Promise<AgentLink> {
-    const vm = await this.options.vmm.start(config, signal);
+    const vm = await this.options.vmm.start(await this.withGuestRam(meta, config, signal), signal);
     this.vms.set(meta.sandboxId, vm);
     vm.exited.then(() => {
       if (this.vms.get(meta.sandboxId) === vm) this.vms.delete(meta.sandboxId);
@@ -423,6 +449,24 @@ export class MicrovmDriver implements SandboxDriver {
     const link = await linking;
     this.keepLink(meta.sandboxId, link);
     return link;
+  }
+
+  /**
+   * A shape with shared RAM restores over its boot snapshot's sealed RAM: the pages of that
+   * snapshot's state, or (a resume, a fork: their states carry all the RAM) merely the right size.
+   */
+  private async withGuestRam(meta: SandboxMeta, config: VmConfig, signal?: AbortSignal): Promise<VmConfig> {
+    if (config.memoryFile === undefined) return config;
+    const snapshot = await ensureBootSnapshot({
+      cacheDir: this.options.cacheDir,
+      vmm: this.options.vmm,
+      shape: meta.shape,
+      uid: FIRST_VM_UID,
+      bootTimeoutMs: this.options.bootTimeoutMs,
+      signal,
+    });
+    const fd = await this.guestRam.descriptor(snapshotRamFile(snapshot));
+    return { ...config, memoryFile: { ...config.memoryFile, fd } };
   }
 
   private keepLink(sandboxId: string, link: AgentLink): void {
@@ -544,8 +588,44 @@ export class MicrovmDriver implements SandboxDriver {
     // After the VM (which holds its tap) and before its cgroup (which holds slirp4netns).
     await tearDownGuestNetwork(dir);
     await removeHostCgroup(this.options.cgroupParent, handle.sandboxId);
-    await rm(this.runDir(handle.sandboxId), { recursive: true, force: true });
-    await rm(dir, { recursive: true, force: true });
+    // Retried: a create or fork still under way may be adding a file as the directory goes.
+    await rm(this.runDir(handle.sandboxId), { recursive: true, force: true, maxRetries: 5 });
+    await rm(dir, { recursive: true, force: true, maxRetries: 5 });
+    await sweepLayers(this.options.rootDir);
+  }
+
+  /** See fork.ts: one pause and one save of the source, then N restores of it. */
+  fork(handle: SandboxHandle, specs: SandboxSpec[], signal?: AbortSignal): Promise<SandboxHandle[]> {
+    if (this.options.vmm.forks !== true) {
+      return Promise.reject(
+        new PolydevError("feature_unavailable", `the ${this.options.vmm.name} VMM cannot fork sandboxes`),
+      );
+    }
+    return forkSandboxes(
+      {
+        name: this.name,
+        rootDir: this.options.rootDir,
+        readyTimeoutMs: this.options.readyTimeoutMs,
+        dirOf: (source) => this.dirOf(source),
+        sandboxDir: (id) => this.sandboxDir(id),
+        runDir: (id) => this.runDir(id),
+        requireMeta: (source, dir) => this.requireMeta(source, dir),
+        writeMeta: (dir, meta) => this.writeMeta(dir, meta),
+        vmOf: (meta, vmSignal) => this.vmOf(meta, vmSignal),
+        pickUid: () => this.pickUid(),
+        configOf: (meta, incoming) => this.configOf(meta, incoming),
+        createCgroup: (meta, cpu) =>
+          createHostCgroup(this.options.cgroupParent, meta.sandboxId, hostLimits(meta.shape, cpu)),
+        startVm: (meta, config, stateFile, vmSignal) => this.startVm(meta, config, stateFile, vmSignal),
+        destroy: (fork) => this.destroy(fork),
+        restoreSlot: (slotSignal) => this.restoring.acquire(slotSignal),
+        note: (dir, line) => this.note(dir, line),
+        imageDisk: (image) => imageDiskPath(this.options.cacheDir, image.digest, image.layers),
+      },
+      handle,
+      specs,
+      signal,
+    );
   }
 
   async list(): Promise<ObservedSandbox[]> {
@@ -635,6 +715,15 @@ export class MicrovmDriver implements SandboxDriver {
   private async writeMeta(dir: string, meta: SandboxMeta): Promise<void> {
     await writeFile(join(dir, "meta.json"), JSON.stringify(meta), { mode: 0o600 });
   }
+}
+
+/** The host cgroup of a sandbox's QEMU: its guest's RAM and QEMU's own needs. */
+function hostLimits(shape: SnapshotShape, cpu: number) {
+  return {
+    memoryBytes: (shape.memoryMb + qemuOverheadMb(shape.accel)) * MiB,
+    pidsMax: 64 + 8 * shape.vcpus,
+    cpu,
+  };
 }
 
 function imageUser(image: SandboxImage): { uid: number; gid: number; home: string } {

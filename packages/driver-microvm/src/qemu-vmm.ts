@@ -7,6 +7,7 @@
  * nobody reads (QEMU then drops the bytes: a guest cannot make the host store them).
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync, watch } from "node:fs";
 import { chown, open, readFile, rm } from "node:fs/promises";
 import { connect, createServer } from "node:net";
@@ -15,7 +16,7 @@ import { pipeline } from "node:stream/promises";
 import { PolydevError } from "@polydev/core";
 import { GUEST_MAC } from "./link-protocol.js";
 import { QmpClient } from "./qmp.js";
-import type { RunningVm, VmConfig, Vmm } from "./vmm.js";
+import type { RunningVm, VmConfig, VmDisk, Vmm } from "./vmm.js";
 
 export type QemuAccel = "tcg" | "kvm";
 
@@ -96,6 +97,14 @@ export function qemuArgs(config: VmConfig, accel: QemuAccel): string[] {
       `virtio-net-device,netdev=net0,mac=${GUEST_MAC}`,
     );
   }
+  if (config.memoryFile !== undefined) {
+    args.push(
+      "-object",
+      `memory-backend-file,id=ram,size=${config.memoryMb}M,mem-path=${config.memoryFile.path},share=${config.memoryFile.share ? "on" : "off"}`,
+      "-machine",
+      "memory-backend=ram",
+    );
+  }
   if (config.incoming) args.push("-incoming", "defer");
   return args;
 }
@@ -131,6 +140,7 @@ function checkPaths(config: VmConfig): void {
     config.initrd,
     config.agentSocket,
     ...config.disks.map((d) => d.path),
+    ...(config.memoryFile ? [config.memoryFile.path] : []),
   ]) {
     if (!path.startsWith("/") || /[,\n]/.test(path)) {
       throw new PolydevError("internal", `path ${path} cannot be given to QEMU`);
@@ -145,6 +155,7 @@ function checkPaths(config: VmConfig): void {
 export class QemuVmm implements Vmm {
   readonly name = "qemu";
   readonly networks = true;
+  readonly forks = true;
   private readonly qemuPath: string;
   private readonly startTimeoutMs: number;
 
@@ -170,7 +181,12 @@ export class QemuVmm implements Vmm {
       child = spawn(command.file, command.args, {
         env: {},
         cwd: config.runDir,
-        stdio: ["ignore", "ignore", stderr.fd],
+        stdio: [
+          "ignore",
+          "ignore",
+          stderr.fd,
+          ...(config.memoryFile?.fd === undefined ? [] : [config.memoryFile.fd]),
+        ],
         ...command.ids,
         detached: true,
       });
@@ -292,7 +308,7 @@ class QemuVm implements RunningVm {
     const running = loaded.then(() => this.qmp.execute("cont"));
     running.catch(() => undefined);
     await this.qmp.execute("migrate-set-capabilities", {
-      capabilities: [{ capability: "events", state: true }],
+      capabilities: migrationCapabilities(this.config),
     });
     await this.qmp.execute("migrate-incoming", { uri: `unix:${socketPath}` });
     // QEMU may close the socket as soon as it has read the end of the state: how the stream
@@ -320,6 +336,28 @@ class QemuVm implements RunningVm {
     await this.qmp.execute("stop");
   }
 
+  async resume(): Promise<void> {
+    // After a save QEMU is "postmigrate" with its disks let go: `cont` takes them back and runs.
+    await this.qmp.execute("cont");
+  }
+
+  async addOverlay(serial: VmDisk["serial"], overlay: string): Promise<void> {
+    if (!overlay.startsWith("/") || /[,\n]/.test(overlay)) {
+      throw new PolydevError("internal", `path ${overlay} cannot be given to QEMU`);
+    }
+    const node = `${serial}-${randomBytes(6).toString("hex")}`;
+    // The overlay's backing file is attached by blockdev-snapshot (the disk's current node), not
+    // opened again from the path in its header.
+    await this.qmp.execute("blockdev-add", {
+      driver: "qcow2",
+      "node-name": node,
+      discard: "unmap",
+      file: { driver: "file", filename: overlay },
+      backing: null,
+    });
+    await this.qmp.execute("blockdev-snapshot", { node: serial, overlay: node });
+  }
+
   async save(stateFile: string, signal?: AbortSignal): Promise<void> {
     const socketPath = join(this.config.runDir, "outgoing.sock");
     await rm(socketPath, { force: true });
@@ -338,7 +376,7 @@ class QemuVm implements RunningVm {
       // QEMU runs as the VM's uid: it must be able to connect.
       await chown(socketPath, this.config.uid, this.config.gid);
       await this.qmp.execute("migrate-set-capabilities", {
-        capabilities: [{ capability: "events", state: true }],
+        capabilities: migrationCapabilities(this.config),
       });
       // The default bandwidth cap (for live migration over a network) would make a save take seconds.
       await this.qmp.execute("migrate-set-parameters", { "max-bandwidth": 64 * 1024 * 1024 * 1024 });
@@ -353,7 +391,13 @@ class QemuVm implements RunningVm {
             reject(new PolydevError("sandbox_failed", "QEMU could not save the VM"));
           }
         });
+        // A VM ended meanwhile (destroyed) sends no event: its end fails the save.
+        this.exited.then(() => reject(new PolydevError("sandbox_failed", "QEMU exited while saving")));
+        this.qmp.onClose(() =>
+          reject(new PolydevError("sandbox_failed", "QEMU's control connection closed while saving")),
+        );
       });
+      completed.catch(() => undefined);
       await this.qmp.execute("migrate", { uri: `unix:${socketPath}` });
       await Promise.all([completed, received]);
     } finally {
@@ -373,6 +417,17 @@ class QemuVm implements RunningVm {
   detach(): void {
     this.qmp.close();
   }
+}
+
+/**
+ * A VM whose RAM is a file saves and loads with x-ignore-shared (the stream then carries the
+ * block's address; a shared block's pages stay out of it): both ends of a state agree.
+ */
+function migrationCapabilities(config: VmConfig): { capability: string; state: boolean }[] {
+  return [
+    { capability: "events", state: true },
+    ...(config.memoryFile === undefined ? [] : [{ capability: "x-ignore-shared", state: true }]),
+  ];
 }
 
 function killPid(pid: number): void {

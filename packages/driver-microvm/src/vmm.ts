@@ -31,6 +31,13 @@ export interface VmConfig {
   /** The unprivileged uid/gid the VMM process runs as. */
   uid: number;
   gid: number;
+  /**
+   * Guest RAM from a file instead of anonymous memory: `share` on writes it back (a template
+   * whose save then leaves RAM out: x-ignore-shared), off maps it copy-on-write (a restore of
+   * such a save). `fd`: a descriptor the VMM gets as its fd 3 (guest-ram.ts). Absent: anonymous
+   * RAM, saved in the state.
+   */
+  memoryFile?: { path: string; share: boolean; fd?: number | undefined } | undefined;
   /** Restore instead of boot: start waiting for a saved state. */
   incoming: boolean;
   /**
@@ -57,6 +64,13 @@ export interface RunningVm {
   pause(signal?: AbortSignal): Promise<void>;
   /** Saves a paused guest, memory included, to `stateFile`. */
   save(stateFile: string, signal?: AbortSignal): Promise<void>;
+  /** Runs a paused guest again (after a save: a fork's source carries on). */
+  resume?(signal?: AbortSignal): Promise<void>;
+  /**
+   * Puts `overlay` (a qcow2 whose backing file is the disk's current file) on top of the disk
+   * `serial` of the running VM: from then on its writes go there and the file below holds still.
+   */
+  addOverlay?(serial: VmDisk["serial"], overlay: string, signal?: AbortSignal): Promise<void>;
   /** Ends the VMM process (the guest is gone). */
   kill(): Promise<void>;
   /** Drops the control connection; the VM keeps running. */
@@ -67,6 +81,8 @@ export interface Vmm {
   readonly name: string;
   /** Whether it can give a VM a NIC (VmConfig.network). */
   readonly networks: boolean;
+  /** Whether its VMs have `resume` and `addOverlay` (what a fork needs). */
+  readonly forks?: boolean;
   /** What is missing on this host, or undefined when it can run VMs. */
   unavailable(): Promise<string | undefined>;
   start(config: VmConfig, signal?: AbortSignal): Promise<RunningVm>;

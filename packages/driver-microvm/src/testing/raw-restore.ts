@@ -7,8 +7,9 @@
 import { chown, mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { SnapshotShape } from "../boot-snapshot.js";
-import { ensureBootSnapshot, vmConfig } from "../boot-snapshot.js";
+import { ensureBootSnapshot, snapshotRamFile, vmConfig } from "../boot-snapshot.js";
 import { createChangesDisk } from "../disks.js";
+import { GuestRam } from "../guest-ram.js";
 import { AgentLink } from "../host-link.js";
 import { FIRST_VM_UID } from "../microvm-driver.js";
 import type { Vmm } from "../vmm.js";
@@ -44,7 +45,16 @@ export async function rawRestoreToFirstReply(input: RawRestoreInput): Promise<nu
   const changes = join(runDir, "changes.qcow2");
   await createChangesDisk(meta.shape.emptyDisk, changes);
   await chown(changes, uid, uid);
-  const config = { ...vmConfig(meta.shape, runDir, changes, { uid, gid: uid }), incoming: true };
+  const base = { ...vmConfig(meta.shape, runDir, changes, { uid, gid: uid }), incoming: true };
+  // Over the same sealed RAM as the driver's restores (made before the clock starts).
+  const guestRam = new GuestRam(input.cacheDir);
+  const config =
+    base.memoryFile === undefined
+      ? base
+      : {
+          ...base,
+          memoryFile: { ...base.memoryFile, fd: await guestRam.descriptor(snapshotRamFile(snapshot)) },
+        };
   const start = process.hrtime.bigint();
   const vm = await input.vmm.start(config);
   try {
@@ -56,6 +66,7 @@ export async function rawRestoreToFirstReply(input: RawRestoreInput): Promise<nu
     link.close();
     return ms;
   } finally {
+    guestRam.close();
     await vm.kill();
     await rm(runDir, { recursive: true, force: true });
   }
