@@ -30,6 +30,7 @@ import { ensureBootSnapshot, vmConfig } from "./boot-snapshot.js";
 import { createChangesDisk, ensureEmptyDisk, ensureImageDisk, ensureToolboxDisk } from "./disks.js";
 import { ensureGuestInitramfs } from "./guest-initramfs.js";
 import { ensureGuestKernel } from "./guest-kernel.js";
+import { HandedOverConnections } from "./handed-over-connections.js";
 import { createHostCgroup, hostCgroupMemory, joinHostCgroup, removeHostCgroup } from "./host-cgroup.js";
 import { AgentLink } from "./host-link.js";
 import { parseStats } from "./link-protocol.js";
@@ -110,6 +111,7 @@ export class MicrovmDriver implements SandboxDriver {
   private readonly options: Readonly<Required<Omit<MicrovmDriverOptions, "vmm">> & { vmm: Vmm }>;
   private readonly links = new Map<string, Promise<AgentLink>>();
   private readonly vms = new Map<string, RunningVm>();
+  private readonly handedOver = new HandedOverConnections();
   /**
    * The kernel and initramfs, looked up once per driver: finding them asks apt and bundles the
    * agent, seconds that must not be on every create's path.
@@ -315,7 +317,7 @@ export class MicrovmDriver implements SandboxDriver {
         cpu: spec.limits.cpu,
       });
       const link = await this.startVm(meta, config, snapshot, signal);
-      await link.request(
+      const activated = link.request(
         {
           type: "activate",
           env: {
@@ -336,6 +338,14 @@ export class MicrovmDriver implements SandboxDriver {
         },
         this.options.readyTimeoutMs,
       );
+      // Opened right behind the activate request: the guest serves it once the sandbox is ready
+      // (guest-agent.ts), so its hello overlaps the activation instead of following it. Only a
+      // head start for the first connect: without it, create still stands.
+      const first = link.connect(signal);
+      first.catch(() => undefined);
+      await activated;
+      const connection = await first.catch(() => undefined);
+      if (connection !== undefined) this.handedOver.keep(spec.id, connection);
       return handle;
     } catch (error) {
       await this.note(dir, `create failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -416,6 +426,8 @@ export class MicrovmDriver implements SandboxDriver {
     const meta = await this.requireMeta(handle, this.dirOf(handle));
     if (meta.hibernated)
       throw new PolydevError("sandbox_not_running", `sandbox ${handle.sandboxId} is hibernated`);
+    const kept = this.handedOver.take(handle.sandboxId);
+    if (kept !== undefined) return kept;
     const link = await this.link(handle, signal);
     return link.connect(signal);
   }
@@ -436,6 +448,7 @@ export class MicrovmDriver implements SandboxDriver {
     const dir = this.dirOf(handle);
     const meta = await this.requireMeta(handle, dir);
     if (meta.hibernated) return;
+    this.handedOver.drop(handle.sandboxId);
     const link = await this.link(handle, signal);
     const { cpuUsageNs } = parseStats(await link.request({ type: "stats" }));
     const vm = await this.vmOf(meta, signal);
@@ -472,6 +485,7 @@ export class MicrovmDriver implements SandboxDriver {
 
   async destroy(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
     const dir = this.dirOf(handle);
+    this.handedOver.drop(handle.sandboxId);
     const existing = this.links.get(handle.sandboxId);
     this.links.delete(handle.sandboxId);
     existing?.then(
