@@ -4,11 +4,23 @@
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
 import { PassThrough, Writable } from "node:stream";
 import type { LaunchedExit, LaunchedProcess, LaunchRequest } from "@polydev/core";
+import type * as NodePty from "node-pty";
 import type { IPty } from "node-pty";
-import { spawn as spawnPty } from "node-pty";
 import { killTree, signalGroup, signalName, signalPid } from "./process-tree.js";
+
+/**
+ * node-pty, loaded at the first terminal rather than at start: its native addon and modules are
+ * about a fifth of the agent's start inside gVisor (dozens of ms under ptrace), and most
+ * sandboxes' first request is an exec, often their only kind.
+ */
+let nodePty: typeof NodePty | undefined;
+function loadNodePty(): typeof NodePty {
+  nodePty ??= createRequire(import.meta.url)("node-pty") as typeof NodePty;
+  return nodePty;
+}
 
 /** After a terminal's hangup, its processes get this long before SIGKILL. */
 const HANGUP_GRACE_MS = 2000;
@@ -59,7 +71,7 @@ export function startLocalProcess(request: LaunchRequest): LaunchedProcess {
 function startLocalTerminal(request: LaunchRequest, size: { cols: number; rows: number }): LaunchedProcess {
   const [file, ...args] = request.argv;
   if (file === undefined) throw new Error("argv is empty");
-  const term: IPty = spawnPty(file, args, {
+  const term: IPty = loadNodePty().spawn(file, args, {
     name: request.env.TERM ?? "xterm-256color",
     cols: size.cols,
     rows: size.rows,

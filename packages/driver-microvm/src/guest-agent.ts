@@ -11,8 +11,9 @@
  * process's own.
  */
 import { execFile } from "node:child_process";
-import { readFileSync, statfsSync } from "node:fs";
-import { ChannelSocket, createAgentServer, identityLauncher } from "@polydev/agent";
+import { readFileSync, rmSync, statfsSync } from "node:fs";
+import type { ControlMessage } from "@polydev/agent";
+import { ChannelSocket, createAgentServer, createInProcessAgent, identityLauncher } from "@polydev/agent";
 import type { LaunchRequest, SandboxLauncher } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
 import { configureNic } from "./guest-nic.js";
@@ -24,6 +25,8 @@ const GUEST_RUN = "/polydev/guest-run";
 const SANDBOX_ROOT = "/sandbox";
 const STATE_DIR = "/run/polydev-agent-state";
 const CGROUP = "/sys/fs/cgroup/sandbox";
+const WARM_UP_STATE_DIR = "/run/polydev-warm-up";
+const BUSYBOX = "/bin/busybox";
 
 const portPath = process.argv[2];
 if (portPath === undefined) {
@@ -36,6 +39,8 @@ interface Activation {
   server: ReturnType<typeof createAgentServer>;
 }
 let activation: Activation | undefined;
+/** The activation under way or done; a failed one may be asked for again. */
+let activating: Promise<Activation> | undefined;
 
 /** The sandbox's own /etc/passwd (at most 64 KiB): a request's `user` by name or uid. */
 function resolveUser(name: string): { uid: number; gid: number; home: string } {
@@ -132,6 +137,19 @@ function reseed(nowMs: number, seed: string): Promise<void> {
   );
 }
 
+function startActivation(message: ControlMessage): Promise<Activation> {
+  const started = (async () => {
+    const request = parseActivate(message);
+    await activate(request);
+    activation = { request, server: makeServer(request) };
+    return activation;
+  })();
+  started.catch(() => {
+    if (activating === started) activating = undefined;
+  });
+  return started;
+}
+
 function run(file: string, args: string[]): Promise<void> {
   return new Promise((resolve) =>
     execFile(file, args, { env: { PATH: "/bin:/sbin" }, timeout: 10_000 }, () => resolve()),
@@ -165,22 +183,69 @@ function stats(): GuestStats {
   };
 }
 
+/**
+ * Under TCG the first run of any code path is slow (V8 compiles it, QEMU translates it): a
+ * command with its output read, a terminal, and a child process as the activation starts one
+ * run once here, in the initramfs, before the hello after which the boot snapshot is saved. Every
+ * sandbox restored from it starts with that work done instead of paying it in its create and
+ * first command. It is bounded, and a failure only costs the speed: logged, the agent carries on.
+ */
+const WARM_UP_LIMIT_MS = 30_000;
+
+async function warmUp(): Promise<void> {
+  const signal = AbortSignal.timeout(WARM_UP_LIMIT_MS);
+  const connection = await createInProcessAgent(
+    identityLauncher({ home: "/", stateDir: WARM_UP_STATE_DIR, baseEnv: { PATH: "/bin" } }),
+  );
+  try {
+    const child = await connection.exec(
+      { argv: [BUSYBOX, "echo", "warm"], timeoutMs: WARM_UP_LIMIT_MS },
+      signal,
+    );
+    child.stderr.resume();
+    for await (const _ of child.stdout) {
+      // Read to the end, as a caller of the first command does.
+    }
+    await child.exited;
+    const terminal = await connection.openPty({ argv: [BUSYBOX, "true"], cols: 80, rows: 24 }, signal);
+    terminal.output.resume();
+    const ended = (): void => terminal.kill("SIGKILL");
+    signal.addEventListener("abort", ended, { once: true });
+    await terminal.exited.finally(() => signal.removeEventListener("abort", ended));
+    await run(BUSYBOX, ["true"]);
+  } finally {
+    await connection.close();
+    rmSync(WARM_UP_STATE_DIR, { recursive: true, force: true });
+  }
+}
+
+await warmUp().catch((error: unknown) => {
+  process.stderr.write(`polydev microvm agent: warm-up failed: ${String(error)}\n`);
+});
+
 openPortSessions(portPath, {
   hello: () => ({ type: "hello", version: LINK_VERSION, activated: activation !== undefined }),
   onOpen: (channel, request) => {
-    if (request.type !== "connection" || activation === undefined) {
+    if (request.type !== "connection" || activating === undefined) {
       channel.close();
       return;
     }
-    activation.server.serve(new ChannelSocket(channel, "agent"));
+    // A connection the host opened right behind its activate request is served once the
+    // sandbox is ready (its hello then goes out at once), so the host's create does not pay a
+    // connection's round trip after the activation's. Its frames wait in the socket meanwhile.
+    const socket = new ChannelSocket(channel, "agent");
+    // The activation as it is now, not as it was: a fork's restore replaced it since.
+    activating.then(
+      () => (activation ? activation.server.serve(socket) : channel.close()),
+      () => channel.close(),
+    );
   },
   onRequest: async (message) => {
     switch (message.type) {
       case "activate": {
-        if (activation !== undefined) return { type: "activated" };
-        const request = parseActivate(message);
-        await activate(request);
-        activation = { request, server: makeServer(request) };
+        // Set before anything is awaited: an open that follows this request finds it.
+        activating ??= startActivation(message);
+        await activating;
         return { type: "activated" };
       }
       case "network":

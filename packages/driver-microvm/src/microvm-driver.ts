@@ -48,6 +48,7 @@ import {
   tearDownGuestNetwork,
 } from "./guest-network.js";
 import { GuestRam } from "./guest-ram.js";
+import { HandedOverConnections } from "./handed-over-connections.js";
 import {
   createHostCgroup,
   hostCgroupMemory,
@@ -141,6 +142,7 @@ export class MicrovmDriver implements SandboxDriver {
   private readonly options: Readonly<Required<Omit<MicrovmDriverOptions, "vmm">> & { vmm: Vmm }>;
   private readonly links = new Map<string, Promise<AgentLink>>();
   private readonly vms = new Map<string, RunningVm>();
+  private readonly handedOver = new HandedOverConnections();
   /**
    * The kernel and initramfs, looked up once per driver: finding them asks apt and bundles the
    * agent, seconds that must not be on every create's path.
@@ -382,7 +384,7 @@ export class MicrovmDriver implements SandboxDriver {
       const release = await this.restoring.acquire(signal);
       releaseSlot = release;
       const link = await this.startVm(meta, config, snapshot, signal);
-      await link.request(
+      const activated = link.request(
         {
           type: "activate",
           env: {
@@ -403,8 +405,16 @@ export class MicrovmDriver implements SandboxDriver {
         },
         this.options.readyTimeoutMs,
       );
+      // Opened right behind the activate request: the guest serves it once the sandbox is ready
+      // (guest-agent.ts), so its hello overlaps the activation instead of following it. Only a
+      // head start for the first connect: without it, create still stands.
+      const first = link.connect(signal);
+      first.catch(() => undefined);
+      await activated;
       if (egress) await link.request(guestNetworkRequest(), this.options.readyTimeoutMs);
       release();
+      const connection = await first.catch(() => undefined);
+      if (connection !== undefined) this.handedOver.keep(spec.id, connection);
       return handle;
     } catch (error) {
       releaseSlot?.();
@@ -504,6 +514,8 @@ export class MicrovmDriver implements SandboxDriver {
     const meta = await this.requireMeta(handle, this.dirOf(handle));
     if (meta.hibernated)
       throw new PolydevError("sandbox_not_running", `sandbox ${handle.sandboxId} is hibernated`);
+    const kept = this.handedOver.take(handle.sandboxId);
+    if (kept !== undefined) return kept;
     const link = await this.link(handle, signal);
     return link.connect(signal);
   }
@@ -524,6 +536,7 @@ export class MicrovmDriver implements SandboxDriver {
     const dir = this.dirOf(handle);
     const meta = await this.requireMeta(handle, dir);
     if (meta.hibernated) return;
+    this.handedOver.drop(handle.sandboxId);
     const link = await this.link(handle, signal);
     const { cpuUsageNs } = parseStats(await link.request({ type: "stats" }));
     const vm = await this.vmOf(meta, signal);
@@ -564,6 +577,7 @@ export class MicrovmDriver implements SandboxDriver {
 
   async destroy(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
     const dir = this.dirOf(handle);
+    this.handedOver.drop(handle.sandboxId);
     const existing = this.links.get(handle.sandboxId);
     this.links.delete(handle.sandboxId);
     existing?.then(
