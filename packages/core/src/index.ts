@@ -43,6 +43,7 @@ export type { DriverSetMember } from "./driver-set.js";
 export { DriverSet } from "./driver-set.js";
 export type { ErrorCode, PolydevErrorOptions } from "./errors.js";
 export { ERROR_STATUS, isPolydevError, notFound, PolydevError } from "./errors.js";
+export { HandedOverConnections } from "./handed-over-connections.js";
 export type { InProcessBusOptions } from "./in-process-bus.js";
 export { InProcessBus } from "./in-process-bus.js";
 export type {

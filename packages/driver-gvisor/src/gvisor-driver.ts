@@ -25,7 +25,7 @@ import type {
   SandboxSpec,
   SandboxStats,
 } from "@polydev/core";
-import { PolydevError } from "@polydev/core";
+import { HandedOverConnections, PolydevError } from "@polydev/core";
 import { adoptedEnv, withAdoptedEnv } from "./adopted-env.js";
 import { RELISTEN_SIGNAL } from "./agent-signals.js";
 import { checkpointContainer, signalAgent } from "./checkpoint.js";
@@ -37,7 +37,6 @@ import {
 } from "./egress-network.js";
 import { type ForkableSpec, retarget } from "./fork-spec.js";
 import { AGENT_SOCKET_NAME, ensureGuestLayer } from "./guest-layer.js";
-import { HandedOverConnections } from "./handed-over-connections.js";
 import { imageUser } from "./image-user.js";
 import { ociSpec } from "./oci-spec.js";
 import type { RunscOptions } from "./runsc.js";

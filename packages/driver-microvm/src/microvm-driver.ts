@@ -24,7 +24,7 @@ import type {
   SandboxSpec,
   SandboxStats,
 } from "@polydev/core";
-import { PolydevError } from "@polydev/core";
+import { HandedOverConnections, PolydevError } from "@polydev/core";
 import { imagePasswdEntry } from "@polydev/images";
 import type { SnapshotShape } from "./boot-snapshot.js";
 import { ensureBootSnapshot, snapshotRamFile, vmConfig } from "./boot-snapshot.js";
@@ -48,7 +48,6 @@ import {
   tearDownGuestNetwork,
 } from "./guest-network.js";
 import { GuestRam } from "./guest-ram.js";
-import { HandedOverConnections } from "./handed-over-connections.js";
 import {
   createHostCgroup,
   hostCgroupMemory,

@@ -1,11 +1,11 @@
 /**
- * The connection create made for the agent's hello, kept for the sandbox's first `connect`.
- * A caller of create connects next (the server does so at once, to run the first command), and
- * under gVisor a fresh connection and hello cost a round trip through the Sentry that the hello
- * already paid. Each connection is handed out once, so connections stay independent; one nobody
+ * The connection a driver's create opened alongside the sandbox's start, kept for its first
+ * `connect`. A caller of create connects next (the server does so at once, to run the first
+ * command), and a fresh connection's hello is a round trip through the Sentry (gvisor) or the
+ * emulated guest (microvm) that create already paid. Each connection is handed out once, so connections stay independent; one nobody
  * takes is closed after a while, and one whose agent went away is dropped.
  */
-import type { AgentConnection } from "@polydev/core";
+import type { AgentConnection } from "./agent.js";
 
 /** How long an untaken connection is kept: a create's caller connects within moments. */
 const KEEP_MS = 10_000;
