@@ -62,6 +62,7 @@ export const DRIVERS: Record<string, DriverFactory> = Object.freeze({
         ...(settings.cacheDir === undefined ? {} : { cacheDir: settings.cacheDir }),
         ...(settings.bootTimeoutMs === undefined ? {} : { bootTimeoutMs: settings.bootTimeoutMs }),
         ...(settings.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: settings.readyTimeoutMs }),
+        ...(settings.cacheMaxMb === undefined ? {} : { cacheMaxBytes: settings.cacheMaxMb * 1024 * 1024 }),
       });
     },
   }),

@@ -5,11 +5,20 @@
  */
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, rename, rm, stat } from "node:fs/promises";
+import { chmod, mkdir, rename, rm, stat, utimes } from "node:fs/promises";
 import { dirname, join } from "node:path";
 
+/** Builds in flight in this process, so concurrent callers share one. */
 const building = new Map<string, Promise<string>>();
 
+/** A directory of the cache that is being built (or was left by a builder that died). */
+export const PARTIAL_MARK = ".partial-";
+
+/**
+ * The entry's path, built first if it is missing. Each use stamps the entry's mtime: the cache's
+ * pruning (cache-pruning.ts) removes the entries used least recently, and may remove one between
+ * two uses, so nothing here remembers that an entry exists.
+ */
 export function ensureCacheEntry(
   cacheDir: string,
   name: string,
@@ -18,11 +27,11 @@ export function ensureCacheEntry(
   const entry = join(cacheDir, name);
   const existing = building.get(entry);
   if (existing !== undefined) return existing;
+  if (existsSync(entry)) return stamped(entry);
   const made = (async () => {
-    if (existsSync(entry)) return entry;
     await mkdir(cacheDir, { recursive: true, mode: 0o755 });
     await ensureTraversable(cacheDir);
-    const partial = `${entry}.partial-${randomBytes(4).toString("hex")}`;
+    const partial = `${entry}${PARTIAL_MARK}${randomBytes(4).toString("hex")}`;
     try {
       await mkdir(partial, { mode: 0o755 });
       await build(partial);
@@ -36,10 +45,17 @@ export function ensureCacheEntry(
   })();
   building.set(entry, made);
   made.then(
-    () => undefined,
+    () => building.delete(entry),
     () => building.delete(entry),
   );
   return made;
+}
+
+/** Marks the entry as just used; an entry removed meanwhile is the caller's error to meet. */
+async function stamped(entry: string): Promise<string> {
+  const now = new Date();
+  await utimes(entry, now, now).catch(() => undefined);
+  return entry;
 }
 
 /**

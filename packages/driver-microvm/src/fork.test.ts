@@ -116,6 +116,13 @@ if (unavailable !== null) {
         expect(probe.stdout).not.toContain("listed");
         expect(probe.stdout).not.toContain("wrote");
 
+        // The host cache's pruning spares what these VMs still need: their boot snapshot, the
+        // image's root disk and the empty disk under every changes disk's chain.
+        const kept = [...(await driver.cacheReferences())];
+        expect(kept.filter((name) => name.startsWith("snapshot-"))).toHaveLength(1);
+        expect(kept.filter((name) => name.startsWith("root-"))).toHaveLength(1);
+        expect(kept.some((name) => name.startsWith("empty-"))).toBe(true);
+
         for (const handle of [source, a, b]) {
           expect(await driver.isAlive(handle)).toBe(true);
           const conn = await driver.connect(handle);
@@ -152,6 +159,9 @@ if (unavailable !== null) {
         for (const handle of [a, b]) await driver.destroy(handle);
         expect(await qemusUnder(setup.rootDir)).toEqual([]);
         expect(await entries(join(setup.rootDir, "layers"))).toEqual([]);
+        // Gone with them: only the driver's own guest (kernel, initramfs) stays kept.
+        const left = [...(await driver.cacheReferences())].map((name) => name.replace(/-.*/, ""));
+        expect(left.sort()).toEqual(["initramfs", "kernel"]);
         expect(await entries(join(setup.rootDir, "vms"))).toEqual([]);
       },
       TIMEOUT,

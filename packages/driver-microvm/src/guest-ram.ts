@@ -12,7 +12,7 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { closeSync, openSync } from "node:fs";
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PolydevError } from "@polydev/core";
@@ -61,24 +61,58 @@ async function sealedCopy(helper: string, ramFile: string): Promise<number> {
   }
 }
 
+/**
+ * A copy handed out this recently may still be on its way to a QEMU's spawn: closed then, its
+ * descriptor number could be reused by something else of the server's and reach the VM.
+ */
+const IN_USE_MS = 60_000;
+
+interface HeldCopy {
+  fd: Promise<number>;
+  usedAt: number;
+}
+
 export class GuestRam {
-  private readonly held = new Map<string, Promise<number>>();
+  /** By RAM file and inode: a snapshot pruned and built again at the same path is another file. */
+  private readonly held = new Map<string, HeldCopy>();
 
   constructor(private readonly cacheDir: string) {}
 
-  /** The memfd of a boot snapshot's RAM file, made once per process and kept. */
-  descriptor(ramFile: string): Promise<number> {
-    let made = this.held.get(ramFile);
-    if (made === undefined) {
-      made = ensureHelper(this.cacheDir).then((helper) => sealedCopy(helper, ramFile));
-      this.held.set(ramFile, made);
-      made.catch(() => this.held.delete(ramFile));
+  /** The memfd of a boot snapshot's RAM file, made once per process and kept while used. */
+  async descriptor(ramFile: string): Promise<number> {
+    const key = `${ramFile}@${(await stat(ramFile)).ino}`;
+    let held = this.held.get(key);
+    if (held === undefined) {
+      const fd = ensureHelper(this.cacheDir).then((helper) => sealedCopy(helper, ramFile));
+      held = { fd, usedAt: Date.now() };
+      this.held.set(key, held);
+      fd.catch(() => this.held.delete(key));
     }
-    return made;
+    const fd = await held.fd;
+    held.usedAt = Date.now();
+    return fd;
+  }
+
+  /**
+   * Lets go of the copies no restore used for `idleMs`: each holds a snapshot's RAM in the
+   * host's memory. The QEMUs that mapped one keep their mapping; a later restore makes it again.
+   */
+  release(idleMs: number, now = Date.now()): number {
+    return this.releaseIdle(Math.max(idleMs, IN_USE_MS), now);
   }
 
   close(): void {
-    for (const made of this.held.values()) made.then(closeSync, () => undefined);
-    this.held.clear();
+    this.releaseIdle(0, Date.now());
+  }
+
+  private releaseIdle(idleMs: number, now: number): number {
+    let released = 0;
+    for (const [key, held] of this.held) {
+      if (now - held.usedAt < idleMs) continue;
+      this.held.delete(key);
+      held.fd.then(closeSync, () => undefined);
+      released += 1;
+    }
+    return released;
   }
 }

@@ -28,6 +28,9 @@ import { HandedOverConnections, PolydevError } from "@polydev/core";
 import { imagePasswdEntry } from "@polydev/images";
 import type { SnapshotShape } from "./boot-snapshot.js";
 import { ensureBootSnapshot, snapshotRamFile, vmConfig } from "./boot-snapshot.js";
+import type { CachePruneResult } from "./cache-pruning.js";
+import { pruneCache } from "./cache-pruning.js";
+import { cacheEntryOf, cacheReferences } from "./cache-references.js";
 import {
   createChangesDisk,
   ensureEmptyDisk,
@@ -96,6 +99,8 @@ const KERNEL_CMDLINE =
 export const MAX_DISK_BYTES = 1024 * 1024 * MiB;
 
 const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+/** Creates look at the cache's size at most this often (a pruning walks the cache's entries). */
+const PRUNE_INTERVAL_MS = 60_000;
 
 export interface MicrovmDriverOptions {
   /** The driver's state (each sandbox's directory). Root-owned. */
@@ -118,6 +123,12 @@ export interface MicrovmDriverOptions {
   bootTimeoutMs?: number;
   /** How long a restore may take to the agent's answer; default 60 000 ms. */
   readyTimeoutMs?: number;
+  /** The host cache's size to stay within (cache-pruning.ts); default 20 GiB. */
+  cacheMaxBytes?: number;
+  /** A cache entry used more recently is never pruned; default one hour. */
+  cacheMinIdleMs?: number;
+  /** A cache entry unused this long is pruned whatever the size; default 30 days. */
+  cacheMaxIdleMs?: number;
 }
 
 export interface SandboxMeta {
@@ -149,6 +160,9 @@ export class MicrovmDriver implements SandboxDriver {
   private guest: Promise<{ kernel: string; initrd: string }> | undefined;
   /** The sealed copies of boot snapshots' RAM every restore maps (guest-ram.ts). */
   private readonly guestRam: GuestRam;
+  /** The cache's pruning in progress, and when the last one started (see prunedLater). */
+  private pruning: Promise<CachePruneResult> | undefined;
+  private prunedAt = 0;
   /** VMs restoring (and activating) at once: two per host core. */
   private readonly restoring = new RestoreSlots(Math.max(2, 2 * availableParallelism()));
 
@@ -160,6 +174,9 @@ export class MicrovmDriver implements SandboxDriver {
       cgroupParent: "polydev-microvm",
       bootTimeoutMs: 180_000,
       readyTimeoutMs: 60_000,
+      cacheMaxBytes: 20 * 1024 * MiB,
+      cacheMinIdleMs: 3_600_000,
+      cacheMaxIdleMs: 30 * 24 * 3_600_000,
       ...options,
       vmm: options.vmm ?? new QemuVmm({ accel }),
     });
@@ -190,7 +207,64 @@ export class MicrovmDriver implements SandboxDriver {
     }
     const egress = this.options.vmm.networks && guestNetworkMissing() === undefined ? ["egress"] : [];
     const fork = this.options.vmm.forks === true ? ["fork"] : [];
+    this.pruneLater();
     return { name: this.name, features: ["images", "hibernate", "hibernate-memory", ...egress, ...fork] };
+  }
+
+  /**
+   * Prunes the host cache now (cache-pruning.ts), keeping what this driver's sandboxes and its
+   * current guest need, and lets go of the sealed RAM copies no restore used lately.
+   */
+  pruneCache(): Promise<CachePruneResult> {
+    if (this.pruning !== undefined) return this.pruning;
+    this.prunedAt = Date.now();
+    const pruning = (async () => {
+      const keep = await this.cacheReferences();
+      const result = await pruneCache(this.options.cacheDir, {
+        maxBytes: this.options.cacheMaxBytes,
+        minIdleMs: this.options.cacheMinIdleMs,
+        maxIdleMs: this.options.cacheMaxIdleMs,
+        keep,
+      });
+      this.guestRam.release(this.options.cacheMinIdleMs);
+      return result;
+    })();
+    this.pruning = pruning;
+    pruning.then(
+      () => (this.pruning = undefined),
+      () => (this.pruning = undefined),
+    );
+    return pruning;
+  }
+
+  /** The cache entries this driver needs: its sandboxes' (cache-references.ts) and its guest's. */
+  async cacheReferences(): Promise<Set<string>> {
+    const ids = await readdir(join(this.options.rootDir, "sandboxes")).catch(() => [] as string[]);
+    const sandboxes = [];
+    for (const id of ids.filter((entry) => SANDBOX_ID.test(entry))) {
+      const meta = await this.readMeta(this.sandboxDir(id));
+      if (meta === undefined) continue;
+      sandboxes.push({ shape: meta.shape, top: join(this.runDir(id), meta.top ?? "changes.qcow2") });
+    }
+    const keep = await cacheReferences(this.options.cacheDir, sandboxes);
+    // Looked up once per driver and not again (ensureGuest): it must outlive any idle time.
+    const guest = await this.guest?.catch(() => undefined);
+    if (guest !== undefined) {
+      for (const path of [guest.kernel, guest.initrd]) {
+        const entry = cacheEntryOf(this.options.cacheDir, path);
+        if (entry !== undefined) keep.add(entry);
+      }
+    }
+    return keep;
+  }
+
+  /**
+   * A pruning after a create, at most once a PRUNE_INTERVAL_MS. One that fails (an entry it
+   * could not read or remove) ends only itself: the next create's tries again.
+   */
+  private pruneLater(): void {
+    if (this.pruning !== undefined || Date.now() - this.prunedAt < PRUNE_INTERVAL_MS) return;
+    this.pruneCache().catch(() => undefined);
   }
 
   private sandboxDir(sandboxId: string): string {
@@ -414,6 +488,7 @@ export class MicrovmDriver implements SandboxDriver {
       release();
       const connection = await first.catch(() => undefined);
       if (connection !== undefined) this.handedOver.keep(spec.id, connection);
+      this.pruneLater();
       return handle;
     } catch (error) {
       releaseSlot?.();

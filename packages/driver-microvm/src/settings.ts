@@ -17,6 +17,16 @@ export const microvmDriverSettings = z
     bootTimeoutMs: z.coerce.number().int().min(1000).max(1_800_000).optional(),
     /** How long a restore may take to the agent's answer. */
     readyTimeoutMs: z.coerce.number().int().min(1000).max(600_000).optional(),
+    /**
+     * The host cache's size in MiB: past it, the entries used least recently (and not by a
+     * sandbox of this server) are removed. Default 20480.
+     */
+    cacheMaxMb: z.coerce
+      .number()
+      .int()
+      .min(1024)
+      .max(16 * 1024 * 1024)
+      .optional(),
   })
   .strict();
 
