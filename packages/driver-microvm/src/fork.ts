@@ -28,9 +28,11 @@ import {
   qcow2VirtualSize,
   sweepLayers,
 } from "./fork-layers.js";
+import type { ForkRam } from "./fork-ram.js";
+import { moveRamToFile } from "./fork-ram.js";
 import type { AgentLink } from "./host-link.js";
 import type { SandboxMeta } from "./microvm-driver.js";
-import type { RunningVm, VmConfig } from "./vmm.js";
+import type { RunningVm, StateOptions, VmConfig, Vmm } from "./vmm.js";
 
 /** What fork needs of the driver (its private parts, handed over by MicrovmDriver.fork). */
 export interface ForkHost {
@@ -46,7 +48,19 @@ export interface ForkHost {
   pickUid(): Promise<number>;
   configOf(meta: SandboxMeta, incoming: boolean): VmConfig;
   createCgroup(meta: SandboxMeta, cpu: number): Promise<void>;
-  startVm(meta: SandboxMeta, config: VmConfig, stateFile: string, signal?: AbortSignal): Promise<AgentLink>;
+  /** `ramFile`: the RAM a devices-only state restores over (fork-ram.ts). */
+  startVm(
+    meta: SandboxMeta,
+    config: VmConfig,
+    stateFile: string,
+    signal?: AbortSignal,
+    ramFile?: string,
+  ): Promise<AgentLink>;
+  readonly vmm: Vmm;
+  /** The uid of VMs that never run a sandbox's code (the boot snapshot's template). */
+  readonly templateUid: number;
+  /** Lets go of the sealed copy of a fork's RAM file, once every fork's QEMU has started. */
+  forgetRam(ramFile: string): void;
   destroy(handle: SandboxHandle): Promise<void>;
   /** A turn to restore (restore-slots.ts); resolves with its release. */
   restoreSlot(signal?: AbortSignal): Promise<() => void>;
@@ -84,15 +98,39 @@ export async function forkSandboxes(
   }
   const made: SandboxHandle[] = [];
   const saved = join(sourceDir, `fork-${randomBytes(8).toString("hex")}.state`);
+  // A running source of a shared-RAM shape: its forks share one copy of its RAM (fork-ram.ts).
+  const shareRam = !source.hibernated && source.shape.sharedRam === true;
+  let ram: ForkRam | undefined;
   try {
     // Every fork's directory is claimed first: a taken id refuses the fork before the pause.
     for (const spec of specs) made.push(await claim(host, spec.id));
     const { layers, sizeBytes, stateFile } = source.hibernated
       ? { ...(await freezeDisk(host, source)), stateFile: join(sourceDir, "hibernated.state") }
-      : { ...(await freezeRunning(host, source, saved, signal)), stateFile: saved };
-    await Promise.all(
-      specs.map((spec) => startFork(host, source, spec, { layers, sizeBytes, stateFile }, signal)),
+      : {
+          ...(await freezeRunning(host, source, saved, shareRam ? { ignoreShared: false } : {}, signal)),
+          stateFile: saved,
+        };
+    if (shareRam) {
+      ram = await moveRamToFile({
+        vmm: host.vmm,
+        shape: source.shape,
+        dir: sourceDir,
+        uid: host.templateUid,
+        savedState: saved,
+        layer: layerPath(host.rootDir, frozenLayer(layers)),
+        sizeBytes,
+        signal,
+      });
+      await rm(saved, { force: true });
+    }
+    const restoring = { layers, sizeBytes, stateFile: ram?.stateFile ?? stateFile, ramFile: ram?.ramFile };
+    // Every start settles before anything is cleaned up: a fork still on its way to spawning its
+    // QEMU must not have the RAM's descriptor closed under it.
+    const started = await Promise.allSettled(
+      specs.map((spec) => startFork(host, source, spec, restoring, signal)),
     );
+    const failed = started.find((result) => result.status === "rejected");
+    if (failed !== undefined) throw failed.reason;
     return made;
   } catch (error) {
     await host.note(sourceDir, `fork failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -100,8 +138,18 @@ export async function forkSandboxes(
     await sweepLayers(host.rootDir).catch(() => undefined);
     throw error;
   } finally {
+    if (ram !== undefined) {
+      host.forgetRam(ram.ramFile);
+      await ram.remove();
+    }
     await rm(saved, { force: true });
   }
+}
+
+function frozenLayer(layers: readonly string[]): string {
+  const below = layers.at(-1);
+  if (below === undefined) throw new PolydevError("internal", "a fork without a frozen layer");
+  return below;
 }
 
 function checkSpecs(specs: SandboxSpec[]): void {
@@ -174,6 +222,7 @@ async function freezeRunning(
   host: ForkHost,
   source: SandboxMeta,
   stateFile: string,
+  state: StateOptions,
   signal?: AbortSignal,
 ): Promise<Frozen> {
   const vm = await host.vmOf(source, signal);
@@ -185,7 +234,7 @@ async function freezeRunning(
   try {
     // The disk first: a completed save lets go of the disks until `cont`.
     const frozen = await freezeDisk(host, source, (top) => addOverlay("changes", top, signal));
-    await vm.save(stateFile, signal);
+    await vm.save(stateFile, signal, state);
     return frozen;
   } finally {
     await resume(signal);
@@ -196,7 +245,7 @@ async function startFork(
   host: ForkHost,
   source: SandboxMeta,
   spec: SandboxSpec,
-  frozen: Frozen & { stateFile: string },
+  frozen: Frozen & { stateFile: string; ramFile?: string | undefined },
   signal?: AbortSignal,
 ): Promise<void> {
   const dir = host.sandboxDir(spec.id);
@@ -216,15 +265,13 @@ async function startFork(
   await mkdir(config.runDir, { mode: 0o700 });
   await chown(config.runDir, meta.uid, meta.uid);
   const top = join(config.runDir, "changes.qcow2");
-  const below = frozen.layers.at(-1);
-  if (below === undefined) throw new PolydevError("internal", "a fork without a frozen layer");
-  await createTop(layerPath(host.rootDir, below), top, frozen.sizeBytes);
+  await createTop(layerPath(host.rootDir, frozenLayer(frozen.layers)), top, frozen.sizeBytes);
   await chown(top, meta.uid, meta.uid);
   await chmod(top, 0o600);
   await host.createCgroup(meta, spec.limits.cpu);
   const release = await host.restoreSlot(signal);
   try {
-    const link = await host.startVm(meta, config, frozen.stateFile, signal);
+    const link = await host.startVm(meta, config, frozen.stateFile, signal, frozen.ramFile);
     await link.request(
       {
         type: "fork",

@@ -105,6 +105,18 @@ export class GuestRam {
     this.releaseIdle(0, Date.now());
   }
 
+  /**
+   * Lets go of the copy of `ramFile` at once (a fork's RAM, once every fork's QEMU started). Only
+   * for a caller that knows no spawn is still waiting for the descriptor.
+   */
+  forget(ramFile: string): void {
+    for (const [key, held] of this.held) {
+      if (!key.startsWith(`${ramFile}@`)) continue;
+      this.held.delete(key);
+      held.fd.then(closeSync, () => undefined);
+    }
+  }
+
   private releaseIdle(idleMs: number, now: number): number {
     let released = 0;
     for (const [key, held] of this.held) {

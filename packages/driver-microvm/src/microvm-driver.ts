@@ -505,8 +505,9 @@ export class MicrovmDriver implements SandboxDriver {
     stateFile: string,
     signal?: AbortSignal,
     suspended?: AgentLink,
+    ramFile?: string,
   ): Promise<AgentLink> {
-    const vm = await this.options.vmm.start(await this.withGuestRam(meta, config, signal), signal);
+    const vm = await this.options.vmm.start(await this.withGuestRam(meta, config, signal, ramFile), signal);
     this.vms.set(meta.sandboxId, vm);
     vm.exited.then(() => {
       if (this.vms.get(meta.sandboxId) === vm) this.vms.delete(meta.sandboxId);
@@ -539,8 +540,17 @@ export class MicrovmDriver implements SandboxDriver {
    * A shape with shared RAM restores over its boot snapshot's sealed RAM: the pages of that
    * snapshot's state, or (a resume, a fork: their states carry all the RAM) merely the right size.
    */
-  private async withGuestRam(meta: SandboxMeta, config: VmConfig, signal?: AbortSignal): Promise<VmConfig> {
+  private async withGuestRam(
+    meta: SandboxMeta,
+    config: VmConfig,
+    signal?: AbortSignal,
+    ramFile?: string,
+  ): Promise<VmConfig> {
     if (config.memoryFile === undefined) return config;
+    if (ramFile !== undefined) {
+      // A fork's RAM (fork-ram.ts): its state is devices only, like a boot snapshot's.
+      return { ...config, memoryFile: { ...config.memoryFile, fd: await this.guestRam.descriptor(ramFile) } };
+    }
     const snapshot = await ensureBootSnapshot({
       cacheDir: this.options.cacheDir,
       vmm: this.options.vmm,
@@ -704,7 +714,11 @@ export class MicrovmDriver implements SandboxDriver {
         configOf: (meta, incoming) => this.configOf(meta, incoming),
         createCgroup: (meta, cpu) =>
           createHostCgroup(this.options.cgroupParent, meta.sandboxId, hostLimits(meta.shape, cpu)),
-        startVm: (meta, config, stateFile, vmSignal) => this.startVm(meta, config, stateFile, vmSignal),
+        startVm: (meta, config, stateFile, vmSignal, ramFile) =>
+          this.startVm(meta, config, stateFile, vmSignal, undefined, ramFile),
+        vmm: this.options.vmm,
+        templateUid: FIRST_VM_UID,
+        forgetRam: (ramFile) => this.guestRam.forget(ramFile),
         destroy: (fork) => this.destroy(fork),
         restoreSlot: (slotSignal) => this.restoring.acquire(slotSignal),
         note: (dir, line) => this.note(dir, line),

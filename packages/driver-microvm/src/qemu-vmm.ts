@@ -16,7 +16,7 @@ import { pipeline } from "node:stream/promises";
 import { PolydevError } from "@polydev/core";
 import { GUEST_MAC } from "./link-protocol.js";
 import { QmpClient } from "./qmp.js";
-import type { RunningVm, VmConfig, VmDisk, Vmm } from "./vmm.js";
+import type { RunningVm, StateOptions, VmConfig, VmDisk, Vmm } from "./vmm.js";
 
 export type QemuAccel = "tcg" | "kvm";
 
@@ -275,7 +275,11 @@ class QemuVm implements RunningVm {
     private readonly child?: ChildProcess,
   ) {}
 
-  async restore(stateFile: string, signal?: AbortSignal): Promise<void> {
+  async restore(
+    stateFile: string,
+    signal?: AbortSignal,
+    options: StateOptions & { run?: boolean } = {},
+  ): Promise<void> {
     const socketPath = join(this.config.runDir, "incoming.sock");
     // A state saved from a paused VM loads paused (QEMU keeps the source's run state): the
     // guest runs once the load completed and we said `cont`.
@@ -305,10 +309,10 @@ class QemuVm implements RunningVm {
         once: true,
       });
     });
-    const running = loaded.then(() => this.qmp.execute("cont"));
+    const running = options.run === false ? loaded : loaded.then(() => this.qmp.execute("cont"));
     running.catch(() => undefined);
     await this.qmp.execute("migrate-set-capabilities", {
-      capabilities: migrationCapabilities(this.config),
+      capabilities: migrationCapabilities(this.config, options),
     });
     await this.qmp.execute("migrate-incoming", { uri: `unix:${socketPath}` });
     // QEMU may close the socket as soon as it has read the end of the state: how the stream
@@ -358,7 +362,7 @@ class QemuVm implements RunningVm {
     await this.qmp.execute("blockdev-snapshot", { node: serial, overlay: node });
   }
 
-  async save(stateFile: string, signal?: AbortSignal): Promise<void> {
+  async save(stateFile: string, signal?: AbortSignal, options: StateOptions = {}): Promise<void> {
     const socketPath = join(this.config.runDir, "outgoing.sock");
     await rm(socketPath, { force: true });
     const server = createServer();
@@ -376,7 +380,7 @@ class QemuVm implements RunningVm {
       // QEMU runs as the VM's uid: it must be able to connect.
       await chown(socketPath, this.config.uid, this.config.gid);
       await this.qmp.execute("migrate-set-capabilities", {
-        capabilities: migrationCapabilities(this.config),
+        capabilities: migrationCapabilities(this.config, options),
       });
       // The default bandwidth cap (for live migration over a network) would make a save take seconds.
       await this.qmp.execute("migrate-set-parameters", { "max-bandwidth": 64 * 1024 * 1024 * 1024 });
@@ -423,10 +427,14 @@ class QemuVm implements RunningVm {
  * A VM whose RAM is a file saves and loads with x-ignore-shared (the stream then carries the
  * block's address; a shared block's pages stay out of it): both ends of a state agree.
  */
-function migrationCapabilities(config: VmConfig): { capability: string; state: boolean }[] {
+function migrationCapabilities(
+  config: VmConfig,
+  options: StateOptions,
+): { capability: string; state: boolean }[] {
+  const ignoreShared = options.ignoreShared ?? config.memoryFile !== undefined;
   return [
     { capability: "events", state: true },
-    ...(config.memoryFile === undefined ? [] : [{ capability: "x-ignore-shared", state: true }]),
+    { capability: "x-ignore-shared", state: ignoreShared },
   ];
 }
 

@@ -55,15 +55,27 @@ export interface VmNetwork {
   tap?: string;
 }
 
+/**
+ * How a state is written and read; both ends of one state must agree. `ignoreShared` (default:
+ * whether the VM's RAM is a file) is QEMU's x-ignore-shared: RAM mapped shared stays out of the
+ * state, and RAM of a block the loading VM maps shared may not be in it.
+ */
+export interface StateOptions {
+  ignoreShared?: boolean;
+}
+
 export interface RunningVm {
   readonly pid: number;
   /** Settles when the VMM process has exited. */
   readonly exited: Promise<void>;
-  /** Loads a saved state (from start with `incoming`) and runs the guest. */
-  restore(stateFile: string, signal?: AbortSignal): Promise<void>;
+  /**
+   * Loads a saved state (from start with `incoming`) and runs the guest, or (`run: false`)
+   * leaves it paused: a fork's RAM is moved into a file that way (fork-ram.ts), never run.
+   */
+  restore(stateFile: string, signal?: AbortSignal, options?: StateOptions & { run?: boolean }): Promise<void>;
   pause(signal?: AbortSignal): Promise<void>;
   /** Saves a paused guest, memory included, to `stateFile`. */
-  save(stateFile: string, signal?: AbortSignal): Promise<void>;
+  save(stateFile: string, signal?: AbortSignal, options?: StateOptions): Promise<void>;
   /** Runs a paused guest again (after a save: a fork's source carries on). */
   resume?(signal?: AbortSignal): Promise<void>;
   /**
