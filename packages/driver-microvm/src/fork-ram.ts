@@ -9,8 +9,9 @@
  *
  * The source's save is made without x-ignore-shared for this (its RAM is not shared, so the
  * stream has it either way; only the format differs): QEMU refuses pages for a block it ignores,
- * and the loading QEMU's block is shared. A hibernated source's state was saved with it and is
- * restored by each fork as it is.
+ * and the loading QEMU's block is shared. Hibernate saves the same way (hibernatedPlain), so a
+ * hibernated source's forks share its RAM too; a state hibernated before that is restored by
+ * each fork as it is.
  */
 import { randomBytes } from "node:crypto";
 import { chmod, chown, mkdir, rm, truncate, writeFile } from "node:fs/promises";
@@ -18,7 +19,12 @@ import { join } from "node:path";
 import type { SnapshotShape } from "./boot-snapshot.js";
 import { vmConfig } from "./boot-snapshot.js";
 import { createTop } from "./fork-layers.js";
-import type { Vmm } from "./vmm.js";
+import type { StateOptions, Vmm } from "./vmm.js";
+
+/** How a sandbox's hibernated state was saved (SandboxMeta.hibernatedPlain), to load it alike. */
+export function hibernatedStateOptions(meta: { hibernatedPlain?: true }): StateOptions {
+  return meta.hibernatedPlain === true ? { ignoreShared: false } : {};
+}
 
 export interface ForkRam {
   /** The devices-only state every fork restores. */

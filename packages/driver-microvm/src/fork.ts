@@ -29,9 +29,9 @@ import {
   sweepLayers,
 } from "./fork-layers.js";
 import type { ForkRam } from "./fork-ram.js";
-import { moveRamToFile } from "./fork-ram.js";
+import { hibernatedStateOptions, moveRamToFile } from "./fork-ram.js";
 import type { AgentLink } from "./host-link.js";
-import type { SandboxMeta } from "./microvm-driver.js";
+import type { SandboxMeta, StartOptions } from "./microvm-driver.js";
 import type { RunningVm, StateOptions, VmConfig, Vmm } from "./vmm.js";
 
 /** What fork needs of the driver (its private parts, handed over by MicrovmDriver.fork). */
@@ -48,14 +48,7 @@ export interface ForkHost {
   pickUid(): Promise<number>;
   configOf(meta: SandboxMeta, incoming: boolean): VmConfig;
   createCgroup(meta: SandboxMeta, cpu: number): Promise<void>;
-  /** `ramFile`: the RAM a devices-only state restores over (fork-ram.ts). */
-  startVm(
-    meta: SandboxMeta,
-    config: VmConfig,
-    stateFile: string,
-    signal?: AbortSignal,
-    ramFile?: string,
-  ): Promise<AgentLink>;
+  startVm(meta: SandboxMeta, config: VmConfig, stateFile: string, options?: StartOptions): Promise<AgentLink>;
   readonly vmm: Vmm;
   /** The uid of VMs that never run a sandbox's code (the boot snapshot's template). */
   readonly templateUid: number;
@@ -98,8 +91,9 @@ export async function forkSandboxes(
   }
   const made: SandboxHandle[] = [];
   const saved = join(sourceDir, `fork-${randomBytes(8).toString("hex")}.state`);
-  // A running source of a shared-RAM shape: its forks share one copy of its RAM (fork-ram.ts).
-  const shareRam = !source.hibernated && source.shape.sharedRam === true;
+  // Its forks share one copy of its RAM (fork-ram.ts): a shared-RAM shape whose state is saved
+  // (or was hibernated) without x-ignore-shared.
+  const shareRam = source.shape.sharedRam === true && (!source.hibernated || source.hibernatedPlain === true);
   let ram: ForkRam | undefined;
   try {
     // Every fork's directory is claimed first: a taken id refuses the fork before the pause.
@@ -116,14 +110,16 @@ export async function forkSandboxes(
         shape: source.shape,
         dir: sourceDir,
         uid: host.templateUid,
-        savedState: saved,
+        savedState: stateFile,
         layer: layerPath(host.rootDir, frozenLayer(layers)),
         sizeBytes,
         signal,
       });
       await rm(saved, { force: true });
     }
-    const restoring = { layers, sizeBytes, stateFile: ram?.stateFile ?? stateFile, ramFile: ram?.ramFile };
+    const restoring = ram
+      ? { layers, sizeBytes, stateFile: ram.stateFile, ramFile: ram.ramFile, state: {} }
+      : { layers, sizeBytes, stateFile, state: source.hibernated ? hibernatedStateOptions(source) : {} };
     // Every start settles before anything is cleaned up: a fork still on its way to spawning its
     // QEMU must not have the RAM's descriptor closed under it.
     const started = await Promise.allSettled(
@@ -245,7 +241,7 @@ async function startFork(
   host: ForkHost,
   source: SandboxMeta,
   spec: SandboxSpec,
-  frozen: Frozen & { stateFile: string; ramFile?: string | undefined },
+  frozen: Frozen & { stateFile: string; ramFile?: string | undefined; state: StateOptions },
   signal?: AbortSignal,
 ): Promise<void> {
   const dir = host.sandboxDir(spec.id);
@@ -271,7 +267,11 @@ async function startFork(
   await host.createCgroup(meta, spec.limits.cpu);
   const release = await host.restoreSlot(signal);
   try {
-    const link = await host.startVm(meta, config, frozen.stateFile, signal, frozen.ramFile);
+    const link = await host.startVm(meta, config, frozen.stateFile, {
+      signal,
+      ramFile: frozen.ramFile,
+      state: frozen.state,
+    });
     await link.request(
       {
         type: "fork",

@@ -40,6 +40,7 @@ import {
 } from "./disks.js";
 import { forkSandboxes } from "./fork.js";
 import { sweepLayers } from "./fork-layers.js";
+import { hibernatedStateOptions } from "./fork-ram.js";
 import { ensureGuestInitramfs } from "./guest-initramfs.js";
 import { ensureGuestKernel } from "./guest-kernel.js";
 import {
@@ -63,7 +64,7 @@ import { parseStats } from "./link-protocol.js";
 import type { QemuAccel } from "./qemu-vmm.js";
 import { isQemuOf, QemuVmm, TCG_CACHE_MB, tail } from "./qemu-vmm.js";
 import { RestoreSlots } from "./restore-slots.js";
-import type { RunningVm, VmConfig, Vmm } from "./vmm.js";
+import type { RunningVm, StateOptions, VmConfig, Vmm } from "./vmm.js";
 
 const MiB = 1024 * 1024;
 /** The smallest changes disk, whatever the image's size (ext4 needs some room of its own). */
@@ -145,6 +146,22 @@ export interface SandboxMeta {
   top?: string;
   /** The frozen layers below it, shared with forks (fork-layers.ts). */
   layers?: string[];
+  /**
+   * The hibernated state was saved without x-ignore-shared (so a fork can move its RAM into a
+   * file, fork-ram.ts). Absent: saved with it where the RAM is a file (before this existed).
+   */
+  hibernatedPlain?: true;
+}
+
+/** How a VM is started from a state (startVm). */
+export interface StartOptions {
+  signal?: AbortSignal | undefined;
+  /** A resume under the same server: the link carries on over the restored VM. */
+  suspended?: AgentLink;
+  /** The RAM a devices-only state restores over (a fork's, fork-ram.ts). */
+  ramFile?: string | undefined;
+  /** How the state was saved. */
+  state?: StateOptions;
 }
 
 export class MicrovmDriver implements SandboxDriver {
@@ -456,7 +473,7 @@ export class MicrovmDriver implements SandboxDriver {
       }
       const release = await this.restoring.acquire(signal);
       releaseSlot = release;
-      const link = await this.startVm(meta, config, snapshot, signal);
+      const link = await this.startVm(meta, config, snapshot, { signal });
       const activated = link.request(
         {
           type: "activate",
@@ -503,9 +520,7 @@ export class MicrovmDriver implements SandboxDriver {
     meta: SandboxMeta,
     config: VmConfig,
     stateFile: string,
-    signal?: AbortSignal,
-    suspended?: AgentLink,
-    ramFile?: string,
+    { signal, suspended, ramFile, state }: StartOptions = {},
   ): Promise<AgentLink> {
     const vm = await this.options.vmm.start(await this.withGuestRam(meta, config, signal, ramFile), signal);
     this.vms.set(meta.sandboxId, vm);
@@ -521,7 +536,7 @@ export class MicrovmDriver implements SandboxDriver {
       // A resume under the same server: the link (and every connection on it) carries on over
       // the restored VM's socket, connected before the load so the guest never sees it go.
       await suspended.resumeOn(config.agentSocket);
-      await vm.restore(stateFile, signal);
+      await vm.restore(stateFile, signal, state);
       return suspended;
     }
     // The link is attached before the state arrives: the guest reads the reset as soon as it runs.
@@ -530,7 +545,7 @@ export class MicrovmDriver implements SandboxDriver {
       ...(signal ? { signal } : {}),
     });
     linking.catch(() => undefined);
-    await vm.restore(stateFile, signal);
+    await vm.restore(stateFile, signal, state);
     const link = await linking;
     this.keepLink(meta.sandboxId, link);
     return link;
@@ -628,11 +643,19 @@ export class MicrovmDriver implements SandboxDriver {
     // before its memory is saved; what connections send meanwhile waits for the resume.
     await link.quiesce();
     await vm.pause(signal);
-    await vm.save(join(dir, "hibernated.state"), signal);
+    // Without x-ignore-shared where the RAM is a file: its forks can share the RAM (fork-ram.ts).
+    const plain = meta.shape.sharedRam === true;
+    await vm.save(join(dir, "hibernated.state"), signal, plain ? { ignoreShared: false } : {});
     const detached = link.detach();
     await vm.kill();
     await detached;
-    await this.writeMeta(dir, { ...meta, pid: 0, hibernated: true, pausedCpuUsageNs: cpuUsageNs });
+    await this.writeMeta(dir, {
+      ...meta,
+      pid: 0,
+      hibernated: true,
+      pausedCpuUsageNs: cpuUsageNs,
+      ...(plain ? { hibernatedPlain: true as const } : {}),
+    });
   }
 
   async resume(handle: SandboxHandle, signal?: AbortSignal): Promise<void> {
@@ -645,15 +668,13 @@ export class MicrovmDriver implements SandboxDriver {
       await ensureGuestNetwork(dir, { uid: meta.uid, gid: meta.uid }, procs, signal);
     }
     const kept = await this.links.get(handle.sandboxId)?.catch(() => undefined);
-    const link = await this.startVm(
-      meta,
-      this.configOf(meta, true),
-      stateFile,
+    const link = await this.startVm(meta, this.configOf(meta, true), stateFile, {
       signal,
-      kept?.alive ? kept : undefined,
-    );
+      ...(kept?.alive ? { suspended: kept } : {}),
+      state: hibernatedStateOptions(meta),
+    });
     await link.request({ type: "clock", nowMs: Date.now() });
-    const { pausedCpuUsageNs: _, ...rest } = meta;
+    const { pausedCpuUsageNs: _, hibernatedPlain: __, ...rest } = meta;
     const pid = this.vms.get(meta.sandboxId)?.pid ?? 0;
     await this.writeMeta(dir, { ...rest, pid, hibernated: false });
     await rm(stateFile, { force: true });
@@ -714,8 +735,7 @@ export class MicrovmDriver implements SandboxDriver {
         configOf: (meta, incoming) => this.configOf(meta, incoming),
         createCgroup: (meta, cpu) =>
           createHostCgroup(this.options.cgroupParent, meta.sandboxId, hostLimits(meta.shape, cpu)),
-        startVm: (meta, config, stateFile, vmSignal, ramFile) =>
-          this.startVm(meta, config, stateFile, vmSignal, undefined, ramFile),
+        startVm: (meta, config, stateFile, options) => this.startVm(meta, config, stateFile, options),
         vmm: this.options.vmm,
         templateUid: FIRST_VM_UID,
         forgetRam: (ramFile) => this.guestRam.forget(ramFile),
