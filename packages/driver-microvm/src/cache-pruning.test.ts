@@ -12,7 +12,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { SnapshotShape } from "./boot-snapshot.js";
 import { snapshotKey } from "./boot-snapshot.js";
 import { ensureCacheEntry } from "./cache-entry.js";
-import { pruneCache } from "./cache-pruning.js";
+import { holdCacheEntries, pruneCache } from "./cache-pruning.js";
 import { cacheReferences } from "./cache-references.js";
 import { qcow2BackingFile, qcow2Chain } from "./qcow2-backing.js";
 
@@ -88,6 +88,28 @@ describe("microvm host cache pruning", () => {
 
     expect(result.removed).toEqual(["empty-8388608"]);
     expect((await readdir(dir)).sort()).toEqual(["empty-16777216", "snapshot-b.partial-2233ccdd"]);
+  });
+
+  it("keeps an entry held by a sandbox that exists (another server's too), and drops holders of gone ones", async () => {
+    const dir = await cacheDir();
+    const sandboxes = await cacheDir();
+    const hibernated = join(sandboxes, "hibernated");
+    await mkdir(hibernated);
+    await writeFile(join(hibernated, "meta.json"), "{}");
+    await entry(dir, "root-held", 4, 100);
+    await entry(dir, "empty-held-by-gone", 4, 100);
+    await holdCacheEntries(dir, hibernated, ["root-held"]);
+    await holdCacheEntries(dir, join(sandboxes, "destroyed"), ["empty-held-by-gone"]);
+    const old = new Date(NOW - 100 * HOUR);
+    for (const name of ["root-held", "empty-held-by-gone"]) await utimes(join(dir, name), old, old);
+
+    const first = await pruneCache(dir, { ...options(), maxBytes: 0 });
+    expect(first.removed).toEqual(["empty-held-by-gone"]);
+    expect(await readdir(dir)).toEqual(["root-held"]);
+
+    await rm(hibernated, { recursive: true });
+    const second = await pruneCache(dir, { ...options(), maxBytes: 0 });
+    expect(second.removed).toEqual(["root-held"]);
   });
 
   it("builds a pruned entry again on its next use, and stamps each use", async () => {

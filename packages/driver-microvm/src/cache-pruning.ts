@@ -9,12 +9,20 @@
  * one used in the last `minIdleMs`, which also covers other servers and test runs sharing the
  * cache (their sandboxes are not in `keep`, but their use keeps stamping it).
  *
+ * Sandboxes of other servers sharing the cache are not in `keep`: each sandbox also marks the
+ * entries it needs as held (holdCacheEntries, one file per sandbox naming its directory), and an
+ * entry held by a sandbox whose metadata still exists is never removed. A holder whose sandbox
+ * is gone is dropped here. That matters most for a hibernated sandbox: its resume opens its disks
+ * by path again, and a root, toolbox or empty disk built anew would not be the bytes its guest
+ * saw.
+ *
  * An entry is renamed out of its name before it is deleted, so a create that looks it up at
  * that moment builds it again instead of finding half of it.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import type { Dirent } from "node:fs";
-import { lstat, readdir, rename, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { PARTIAL_MARK } from "./cache-entry.js";
 
@@ -45,6 +53,7 @@ interface Entry {
   name: string;
   bytes: number;
   usedAt: number;
+  held: boolean;
 }
 
 export async function pruneCache(cacheDir: string, options: CachePruneOptions): Promise<CachePruneResult> {
@@ -68,13 +77,13 @@ export async function pruneCache(cacheDir: string, options: CachePruneOptions): 
       continue;
     }
     if (dirent.name.includes(PARTIAL_MARK)) continue;
-    entries.push({ name: dirent.name, bytes, usedAt: info.mtimeMs });
+    entries.push({ name: dirent.name, bytes, usedAt: info.mtimeMs, held: await held(path) });
   }
   let totalBytes = entries.reduce((sum, entry) => sum + entry.bytes, 0);
   entries.sort((a, b) => a.usedAt - b.usedAt);
   for (const entry of entries) {
     const idle = now - entry.usedAt;
-    if (options.keep.has(entry.name) || idle < options.minIdleMs) continue;
+    if (options.keep.has(entry.name) || entry.held || idle < options.minIdleMs) continue;
     if (totalBytes <= options.maxBytes && idle < options.maxIdleMs) continue;
     if (!(await removeEntry(cacheDir, entry.name))) continue;
     removed.push(entry.name);
@@ -82,6 +91,34 @@ export async function pruneCache(cacheDir: string, options: CachePruneOptions): 
     totalBytes -= entry.bytes;
   }
   return { removed, freedBytes, totalBytes };
+}
+
+const HOLDERS = ".holders";
+
+/** Marks `entries` as needed by the sandbox whose directory is `sandboxDir` (see above). */
+export async function holdCacheEntries(
+  cacheDir: string,
+  sandboxDir: string,
+  entries: Iterable<string>,
+): Promise<void> {
+  const name = createHash("sha256").update(sandboxDir).digest("hex").slice(0, 32);
+  for (const entry of entries) {
+    const holders = join(cacheDir, entry, HOLDERS);
+    await mkdir(holders, { recursive: true, mode: 0o700 });
+    await writeFile(join(holders, name), sandboxDir, { mode: 0o600 });
+  }
+}
+
+/** Whether a sandbox that still exists holds the entry; drops the holders of gone ones. */
+async function held(entryPath: string): Promise<boolean> {
+  const holders = join(entryPath, HOLDERS);
+  let found = false;
+  for (const name of await readdir(holders).catch(() => [] as string[])) {
+    const sandboxDir = await readFile(join(holders, name), "utf8").catch(() => "");
+    if (sandboxDir.startsWith("/") && existsSync(join(sandboxDir, "meta.json"))) found = true;
+    else await rm(join(holders, name), { force: true });
+  }
+  return found;
 }
 
 async function removeEntry(cacheDir: string, name: string): Promise<boolean> {

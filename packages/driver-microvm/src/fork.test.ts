@@ -145,6 +145,15 @@ if (unavailable !== null) {
         expect(kept.filter((name) => name.startsWith("snapshot-"))).toHaveLength(1);
         expect(kept.filter((name) => name.startsWith("root-"))).toHaveLength(1);
         expect(kept.some((name) => name.startsWith("empty-"))).toBe(true);
+        // Each fork holds them too, so another server pruning the same cache keeps them.
+        const rootEntry = kept.find((name) => name.startsWith("root-")) ?? "";
+        const holders = join("/var/cache/polydev/microvm", rootEntry, ".holders");
+        const holding = await Promise.all(
+          (await readdir(holders)).map((name) => readFile(join(holders, name), "utf8")),
+        );
+        for (const id of ["fork-src", "fork-a", "fork-b"]) {
+          expect(holding).toContain(join(setup.rootDir, "sandboxes", id));
+        }
 
         // Copy-on-write RAM (fork-ram.ts): the forks map one copy of the source's RAM, so a fork
         // holds privately only what it wrote since; loaded from the stream, every page the state

@@ -54,6 +54,8 @@ export interface ForkHost {
   readonly templateUid: number;
   /** Lets go of the sealed copy of a fork's RAM file, once every fork's QEMU has started. */
   forgetRam(ramFile: string): void;
+  /** Marks the host cache entries a sandbox needs as held by it (cache-pruning.ts). */
+  holdCache(meta: SandboxMeta): Promise<void>;
   destroy(handle: SandboxHandle): Promise<void>;
   /** A turn to restore (restore-slots.ts); resolves with its release. */
   restoreSlot(signal?: AbortSignal): Promise<() => void>;
@@ -264,6 +266,7 @@ async function startFork(
   await createTop(layerPath(host.rootDir, frozenLayer(frozen.layers)), top, frozen.sizeBytes);
   await chown(top, meta.uid, meta.uid);
   await chmod(top, 0o600);
+  await host.holdCache(meta);
   await host.createCgroup(meta, spec.limits.cpu);
   const release = await host.restoreSlot(signal);
   try {

@@ -29,7 +29,7 @@ import { imagePasswdEntry } from "@polydev/images";
 import type { SnapshotShape } from "./boot-snapshot.js";
 import { ensureBootSnapshot, snapshotRamFile, vmConfig } from "./boot-snapshot.js";
 import type { CachePruneResult } from "./cache-pruning.js";
-import { pruneCache } from "./cache-pruning.js";
+import { holdCacheEntries, pruneCache } from "./cache-pruning.js";
 import { cacheEntryOf, cacheReferences } from "./cache-references.js";
 import {
   createChangesDisk,
@@ -275,6 +275,13 @@ export class MicrovmDriver implements SandboxDriver {
     return keep;
   }
 
+  /** Marks the cache entries the sandbox needs as held by it (cache-pruning.ts). */
+  private async holdCache(meta: SandboxMeta): Promise<void> {
+    const top = join(this.runDir(meta.sandboxId), meta.top ?? "changes.qcow2");
+    const entries = await cacheReferences(this.options.cacheDir, [{ shape: meta.shape, top }]);
+    await holdCacheEntries(this.options.cacheDir, this.sandboxDir(meta.sandboxId), entries);
+  }
+
   /**
    * A pruning after a create, at most once a PRUNE_INTERVAL_MS. One that fails (an entry it
    * could not read or remove) ends only itself: the next create's tries again.
@@ -462,6 +469,7 @@ export class MicrovmDriver implements SandboxDriver {
       await createChangesDisk(emptyDisk, changes);
       await chown(changes, uid, uid);
       await chmod(changes, 0o600);
+      await this.holdCache(meta);
       await createHostCgroup(this.options.cgroupParent, spec.id, hostLimits(shape, spec.limits.cpu));
       if (egress) {
         await setUpGuestNetwork(
@@ -739,6 +747,7 @@ export class MicrovmDriver implements SandboxDriver {
         vmm: this.options.vmm,
         templateUid: FIRST_VM_UID,
         forgetRam: (ramFile) => this.guestRam.forget(ramFile),
+        holdCache: (meta) => this.holdCache(meta),
         destroy: (fork) => this.destroy(fork),
         restoreSlot: (slotSignal) => this.restoring.acquire(slotSignal),
         note: (dir, line) => this.note(dir, line),
