@@ -12,9 +12,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { SnapshotShape } from "./boot-snapshot.js";
 import { snapshotKey } from "./boot-snapshot.js";
 import { ensureCacheEntry } from "./cache-entry.js";
-import { holdCacheEntries, pruneCache } from "./cache-pruning.js";
+import { holdCacheEntries, pruneCache, releaseCacheEntries } from "./cache-pruning.js";
 import { cacheReferences } from "./cache-references.js";
-import { qcow2BackingFile, qcow2Chain } from "./qcow2-backing.js";
+import { qcow2BackingFile, qcow2Chain } from "./qcow2-header.js";
 
 const MiB = 1024 * 1024;
 const HOUR = 3_600_000;
@@ -107,7 +107,10 @@ describe("microvm host cache pruning", () => {
     expect(first.removed).toEqual(["empty-held-by-gone"]);
     expect(await readdir(dir)).toEqual(["root-held"]);
 
+    // Destroyed: its holders go with it, and nothing holds the entry any more.
     await rm(hibernated, { recursive: true });
+    await releaseCacheEntries(dir, hibernated);
+    expect(await readdir(join(dir, "root-held", ".holders"))).toEqual([]);
     const second = await pruneCache(dir, { ...options(), maxBytes: 0 });
     expect(second.removed).toEqual(["root-held"]);
   });

@@ -95,17 +95,28 @@ export async function pruneCache(cacheDir: string, options: CachePruneOptions): 
 
 const HOLDERS = ".holders";
 
+const holderName = (sandboxDir: string): string =>
+  createHash("sha256").update(sandboxDir).digest("hex").slice(0, 32);
+
 /** Marks `entries` as needed by the sandbox whose directory is `sandboxDir` (see above). */
 export async function holdCacheEntries(
   cacheDir: string,
   sandboxDir: string,
   entries: Iterable<string>,
 ): Promise<void> {
-  const name = createHash("sha256").update(sandboxDir).digest("hex").slice(0, 32);
+  const name = holderName(sandboxDir);
   for (const entry of entries) {
     const holders = join(cacheDir, entry, HOLDERS);
     await mkdir(holders, { recursive: true, mode: 0o700 });
     await writeFile(join(holders, name), sandboxDir, { mode: 0o600 });
+  }
+}
+
+/** The destroyed sandbox's holders, wherever it left them (a pruning would drop them too). */
+export async function releaseCacheEntries(cacheDir: string, sandboxDir: string): Promise<void> {
+  const name = holderName(sandboxDir);
+  for (const entry of await readdir(cacheDir).catch(() => [] as string[])) {
+    await rm(join(cacheDir, entry, HOLDERS, name), { force: true });
   }
 }
 

@@ -7,7 +7,7 @@
 import { relative, sep } from "node:path";
 import type { SnapshotShape } from "./boot-snapshot.js";
 import { snapshotKey } from "./boot-snapshot.js";
-import { qcow2Chain } from "./qcow2-backing.js";
+import { qcow2Chain } from "./qcow2-header.js";
 
 export interface CachedSandbox {
   shape: SnapshotShape;

@@ -11,7 +11,7 @@
  * own root-owned directory: a layer whose only link is its `layers` entry is no one's and goes.
  */
 import { randomBytes } from "node:crypto";
-import { chmod, chown, link, mkdir, open, readdir, rm, stat } from "node:fs/promises";
+import { chmod, chown, link, mkdir, readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { PolydevError } from "@polydev/core";
 import { hostCommand } from "./host-command.js";
@@ -26,24 +26,6 @@ export function layersDir(rootDir: string): string {
 export function layerPath(rootDir: string, name: string): string {
   if (!LAYER_NAME.test(name)) throw new PolydevError("internal", `not a layer name: ${name}`);
   return join(rootDir, LAYERS, name);
-}
-
-/**
- * A qcow2's virtual size (big-endian at byte 24 of its header), read directly: the file is open
- * in a running QEMU, whose image lock `qemu-img info` would respect.
- */
-export async function qcow2VirtualSize(path: string): Promise<number> {
-  const file = await open(path, "r");
-  try {
-    const header = Buffer.alloc(32);
-    const { bytesRead } = await file.read(header, 0, 32, 0);
-    if (bytesRead < 32 || header.readUInt32BE(0) !== 0x514649fb) {
-      throw new PolydevError("sandbox_failed", `${path} is not a qcow2 disk`);
-    }
-    return Number(header.readBigUInt64BE(24));
-  } finally {
-    await file.close();
-  }
 }
 
 /**

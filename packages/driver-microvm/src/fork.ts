@@ -19,19 +19,12 @@ import { chmod, chown, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { SandboxHandle, SandboxImage, SandboxSpec } from "@polydev/core";
 import { PolydevError } from "@polydev/core";
-import {
-  createTop,
-  freezeLayer,
-  holdLayers,
-  layerPath,
-  newLayerName,
-  qcow2VirtualSize,
-  sweepLayers,
-} from "./fork-layers.js";
+import { createTop, freezeLayer, holdLayers, layerPath, newLayerName, sweepLayers } from "./fork-layers.js";
 import type { ForkRam } from "./fork-ram.js";
 import { hibernatedStateOptions, moveRamToFile } from "./fork-ram.js";
 import type { AgentLink } from "./host-link.js";
 import type { SandboxMeta, StartOptions } from "./microvm-driver.js";
+import { qcow2VirtualSize } from "./qcow2-header.js";
 import type { RunningVm, StateOptions, VmConfig, Vmm } from "./vmm.js";
 
 /** What fork needs of the driver (its private parts, handed over by MicrovmDriver.fork). */

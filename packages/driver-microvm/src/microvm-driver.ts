@@ -29,7 +29,7 @@ import { imagePasswdEntry } from "@polydev/images";
 import type { SnapshotShape } from "./boot-snapshot.js";
 import { ensureBootSnapshot, snapshotRamFile, vmConfig } from "./boot-snapshot.js";
 import type { CachePruneResult } from "./cache-pruning.js";
-import { holdCacheEntries, pruneCache } from "./cache-pruning.js";
+import { holdCacheEntries, pruneCache, releaseCacheEntries } from "./cache-pruning.js";
 import { cacheEntryOf, cacheReferences } from "./cache-references.js";
 import {
   createChangesDisk,
@@ -100,6 +100,8 @@ const KERNEL_CMDLINE =
 export const MAX_DISK_BYTES = 1024 * 1024 * MiB;
 
 const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+/** How often sealed RAM copies unused for the cache's idle time are let go. */
+const RAM_RELEASE_INTERVAL_MS = 10 * 60_000;
 /** Creates look at the cache's size at most this often (a pruning walks the cache's entries). */
 const PRUNE_INTERVAL_MS = 60_000;
 
@@ -198,6 +200,10 @@ export class MicrovmDriver implements SandboxDriver {
       vmm: options.vmm ?? new QemuVmm({ accel }),
     });
     this.guestRam = new GuestRam(this.options.cacheDir);
+    // An idle server lets go of the sealed RAM copies too (a pruning runs only after creates).
+    const guestRam = this.guestRam;
+    const idleMs = this.options.cacheMinIdleMs;
+    setInterval(() => guestRam.release(idleMs), RAM_RELEASE_INTERVAL_MS).unref();
   }
 
   private toolboxDir(): string | undefined {
@@ -718,6 +724,7 @@ export class MicrovmDriver implements SandboxDriver {
     // Retried: a create or fork still under way may be adding a file as the directory goes.
     await rm(this.runDir(handle.sandboxId), { recursive: true, force: true, maxRetries: 5 });
     await rm(dir, { recursive: true, force: true, maxRetries: 5 });
+    await releaseCacheEntries(this.options.cacheDir, dir);
     await sweepLayers(this.options.rootDir);
   }
 

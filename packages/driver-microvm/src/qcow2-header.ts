@@ -1,11 +1,13 @@
 /**
- * The backing file a qcow2 names in its header (QEMU's qcow2 specification: magic "QFI\xfb",
- * then `backing_file_offset` as a big-endian u64 at byte 8 and `backing_file_size` as a u32 at
- * byte 16). Read directly rather than through `qemu-img info`: the cache's pruning walks every
- * sandbox's chain, and a process per layer is not needed to read two numbers and a name.
+ * What the driver reads of a qcow2's header (QEMU's qcow2 specification: magic "QFI\xfb", then
+ * `backing_file_offset` as a big-endian u64 at byte 8, `backing_file_size` as a u32 at byte 16,
+ * the virtual size as a u64 at byte 24). Read directly rather than through `qemu-img info`: the
+ * file may be open in a running QEMU, whose image lock qemu-img would respect, and the cache's
+ * pruning walks every sandbox's chain without a process per layer.
  */
 import { open } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
+import { PolydevError } from "@polydev/core";
 
 const MAGIC = 0x514649fb;
 /** The specification limits a backing file name to 1023 bytes. */
@@ -46,4 +48,19 @@ export async function qcow2Chain(top: string): Promise<string[]> {
     current = next;
   }
   return chain;
+}
+
+/** A qcow2's virtual size. */
+export async function qcow2VirtualSize(path: string): Promise<number> {
+  const file = await open(path, "r");
+  try {
+    const header = Buffer.alloc(32);
+    const { bytesRead } = await file.read(header, 0, 32, 0);
+    if (bytesRead < 32 || header.readUInt32BE(0) !== MAGIC) {
+      throw new PolydevError("sandbox_failed", `${path} is not a qcow2 disk`);
+    }
+    return Number(header.readBigUInt64BE(24));
+  } finally {
+    await file.close();
+  }
 }
