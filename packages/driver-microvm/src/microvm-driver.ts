@@ -41,6 +41,7 @@ import {
 import { forkSandboxes } from "./fork.js";
 import { sweepLayers } from "./fork-layers.js";
 import { hibernatedStateOptions } from "./fork-ram.js";
+import { consoleSection, consoleSocket, GuestConsole } from "./guest-console.js";
 import { ensureGuestInitramfs } from "./guest-initramfs.js";
 import { ensureGuestKernel } from "./guest-kernel.js";
 import {
@@ -64,6 +65,7 @@ import { parseStats } from "./link-protocol.js";
 import type { QemuAccel } from "./qemu-vmm.js";
 import { isQemuOf, QemuVmm, TCG_CACHE_MB, tail } from "./qemu-vmm.js";
 import { RestoreSlots } from "./restore-slots.js";
+import { checkVmSocket } from "./vm-socket.js";
 import type { RunningVm, StateOptions, VmConfig, Vmm } from "./vmm.js";
 
 const MiB = 1024 * 1024;
@@ -177,6 +179,8 @@ export class MicrovmDriver implements SandboxDriver {
    * agent, seconds that must not be on every create's path.
    */
   private guest: Promise<{ kernel: string; initrd: string }> | undefined;
+  /** The tail of each VM's serial console (guest-console.ts). */
+  private readonly console = new GuestConsole();
   /** The sealed copies of boot snapshots' RAM every restore maps (guest-ram.ts). */
   private readonly guestRam: GuestRam;
   /** The cache's pruning in progress, and when the last one started (see prunedLater). */
@@ -538,6 +542,8 @@ export class MicrovmDriver implements SandboxDriver {
   ): Promise<AgentLink> {
     const vm = await this.options.vmm.start(await this.withGuestRam(meta, config, signal, ramFile), signal);
     this.vms.set(meta.sandboxId, vm);
+    // QEMU made its sockets before answering on its control socket: this is its own.
+    this.console.follow(meta.sandboxId, consoleSocket(config.runDir), true);
     vm.exited.then(() => {
       if (this.vms.get(meta.sandboxId) === vm) this.vms.delete(meta.sandboxId);
     });
@@ -611,10 +617,18 @@ export class MicrovmDriver implements SandboxDriver {
     const meta = await this.requireMeta(handle, dir);
     if (meta.hibernated)
       throw new PolydevError("sandbox_not_running", `sandbox ${handle.sandboxId} is hibernated`);
-    const attaching = AgentLink.attach(this.configOf(meta, false).agentSocket, {
-      timeoutMs: this.options.readyTimeoutMs,
-      ...(signal ? { signal } : {}),
-    });
+    const config = this.configOf(meta, false);
+    // Best effort: a VM without a console socket (another VMM) still has its agent.
+    await checkVmSocket(consoleSocket(config.runDir), meta.uid).then(
+      (socket) => this.console.follow(meta.sandboxId, socket),
+      () => undefined,
+    );
+    const attaching = checkVmSocket(config.agentSocket, meta.uid).then((socket) =>
+      AgentLink.attach(socket, {
+        timeoutMs: this.options.readyTimeoutMs,
+        ...(signal ? { signal } : {}),
+      }),
+    );
     this.links.set(handle.sandboxId, attaching);
     attaching.then(
       (link) => this.keepLink(handle.sandboxId, link),
@@ -725,6 +739,7 @@ export class MicrovmDriver implements SandboxDriver {
     await rm(this.runDir(handle.sandboxId), { recursive: true, force: true, maxRetries: 5 });
     await rm(dir, { recursive: true, force: true, maxRetries: 5 });
     await releaseCacheEntries(this.options.cacheDir, dir);
+    this.console.forget(handle.sandboxId);
     await sweepLayers(this.options.rootDir);
   }
 
@@ -822,6 +837,7 @@ export class MicrovmDriver implements SandboxDriver {
     const parts = [
       await tail(join(dir, "driver.log"), MAX_LOG_BYTES / 2),
       await tail(join(this.runDir(handle.sandboxId), "qemu.log"), MAX_LOG_BYTES / 2),
+      consoleSection(this.console.tail(handle.sandboxId)),
     ];
     return parts.filter((part) => part.length > 0).join("\n");
   }

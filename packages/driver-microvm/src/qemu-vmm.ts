@@ -14,8 +14,10 @@ import { connect, createServer } from "node:net";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { PolydevError } from "@polydev/core";
+import { consoleSocket } from "./guest-console.js";
 import { GUEST_MAC } from "./link-protocol.js";
 import { QmpClient } from "./qmp.js";
+import { checkVmSocket } from "./vm-socket.js";
 import type { RunningVm, StateOptions, VmConfig, VmDisk, Vmm } from "./vmm.js";
 
 export type QemuAccel = "tcg" | "kvm";
@@ -68,7 +70,7 @@ export function qemuArgs(config: VmConfig, accel: QemuAccel): string[] {
     `unix:${join(config.runDir, "qmp.sock")},server=on,wait=off`,
     "-chardev",
     config.consoleLog === undefined
-      ? `socket,id=console,path=${join(config.runDir, "console.sock")},server=on,wait=off`
+      ? `socket,id=console,path=${consoleSocket(config.runDir)},server=on,wait=off`
       : `file,id=console,path=${config.consoleLog}`,
     "-serial",
     "chardev:console",
@@ -214,7 +216,8 @@ export class QemuVmm implements Vmm {
   }
 
   async attach(config: VmConfig, pid: number, signal?: AbortSignal): Promise<RunningVm> {
-    const qmp = await QmpClient.connect(join(config.runDir, "qmp.sock"), signal).catch((error: unknown) => {
+    const socket = await checkVmSocket(join(config.runDir, "qmp.sock"), config.uid);
+    const qmp = await QmpClient.connect(socket, signal).catch((error: unknown) => {
       throw new PolydevError("sandbox_not_running", `the VM's control socket is gone: ${String(error)}`);
     });
     const exited = new Promise<void>((resolve) => qmp.onClose(resolve));
