@@ -61,6 +61,14 @@ async function guestRamSharing(pid: number): Promise<{ sharedKb: number; copiedK
   return { sharedKb, copiedKb };
 }
 
+/** No QEMU, sandbox, run directory or layer of the driver's is left. */
+async function expectNothingLeft(rootDir: string): Promise<void> {
+  expect(await qemusUnder(rootDir)).toEqual([]);
+  expect(await entries(join(rootDir, "sandboxes"))).toEqual([]);
+  expect(await entries(join(rootDir, "vms"))).toEqual([]);
+  expect(await entries(join(rootDir, "layers"))).toEqual([]);
+}
+
 /** Resolves once `name` appears in `dir` (watched, not polled on a timer). */
 function appears(dir: string, matches: (name: string) => boolean): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -283,10 +291,7 @@ if (unavailable !== null) {
         await saving;
         await driver.destroy(source);
         await expect(forking).rejects.toThrow();
-        expect(await qemusUnder(setup.rootDir)).toEqual([]);
-        expect(await entries(join(setup.rootDir, "sandboxes"))).toEqual([]);
-        expect(await entries(join(setup.rootDir, "vms"))).toEqual([]);
-        expect(await entries(join(setup.rootDir, "layers"))).toEqual([]);
+        await expectNothingLeft(setup.rootDir);
       },
       TIMEOUT,
     );
@@ -305,10 +310,7 @@ if (unavailable !== null) {
         await driver.destroy(source);
         // Whether the move had finished decides if the fork stands; either way nothing leaks.
         for (const fork of await forking.catch(() => [])) await driver.destroy(fork);
-        expect(await qemusUnder(setup.rootDir)).toEqual([]);
-        expect(await entries(join(setup.rootDir, "sandboxes"))).toEqual([]);
-        expect(await entries(join(setup.rootDir, "vms"))).toEqual([]);
-        expect(await entries(join(setup.rootDir, "layers"))).toEqual([]);
+        await expectNothingLeft(setup.rootDir);
       },
       TIMEOUT,
     );

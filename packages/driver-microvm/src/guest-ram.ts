@@ -110,17 +110,18 @@ export class GuestRam {
    * for a caller that knows no spawn is still waiting for the descriptor.
    */
   forget(ramFile: string): void {
-    for (const [key, held] of this.held) {
-      if (!key.startsWith(`${ramFile}@`)) continue;
-      this.held.delete(key);
-      held.fd.then(closeSync, () => undefined);
-    }
+    this.letGo((key) => key.startsWith(`${ramFile}@`));
   }
 
   private releaseIdle(idleMs: number, now: number): number {
+    return this.letGo((_key, held) => now - held.usedAt >= idleMs);
+  }
+
+  /** Closes (once opened) and forgets every copy `chosen` picks; returns how many. */
+  private letGo(chosen: (key: string, held: HeldCopy) => boolean): number {
     let released = 0;
     for (const [key, held] of this.held) {
-      if (now - held.usedAt < idleMs) continue;
+      if (!chosen(key, held)) continue;
       this.held.delete(key);
       held.fd.then(closeSync, () => undefined);
       released += 1;

@@ -183,7 +183,7 @@ export class MicrovmDriver implements SandboxDriver {
   private readonly console = new GuestConsole();
   /** The sealed copies of boot snapshots' RAM every restore maps (guest-ram.ts). */
   private readonly guestRam: GuestRam;
-  /** The cache's pruning in progress, and when the last one started (see prunedLater). */
+  /** The cache's pruning in progress, and when the last one started (see pruneLater). */
   private pruning: Promise<CachePruneResult> | undefined;
   private prunedAt = 0;
   /** VMs restoring (and activating) at once: two per host core. */
@@ -204,7 +204,7 @@ export class MicrovmDriver implements SandboxDriver {
       vmm: options.vmm ?? new QemuVmm({ accel }),
     });
     this.guestRam = new GuestRam(this.options.cacheDir);
-    // An idle server lets go of the sealed RAM copies too (a pruning runs only after creates).
+    // Sealed RAM copies no restore used for the cache's idle time are let go, busy server or not.
     const guestRam = this.guestRam;
     const idleMs = this.options.cacheMinIdleMs;
     setInterval(() => guestRam.release(idleMs), RAM_RELEASE_INTERVAL_MS).unref();
@@ -240,21 +240,19 @@ export class MicrovmDriver implements SandboxDriver {
 
   /**
    * Prunes the host cache now (cache-pruning.ts), keeping what this driver's sandboxes and its
-   * current guest need, and lets go of the sealed RAM copies no restore used lately.
+   * current guest need. (Sealed RAM copies are let go by the constructor's timer.)
    */
   pruneCache(): Promise<CachePruneResult> {
     if (this.pruning !== undefined) return this.pruning;
     this.prunedAt = Date.now();
     const pruning = (async () => {
       const keep = await this.cacheReferences();
-      const result = await pruneCache(this.options.cacheDir, {
+      return pruneCache(this.options.cacheDir, {
         maxBytes: this.options.cacheMaxBytes,
         minIdleMs: this.options.cacheMinIdleMs,
         maxIdleMs: this.options.cacheMaxIdleMs,
         keep,
       });
-      this.guestRam.release(this.options.cacheMinIdleMs);
-      return result;
     })();
     this.pruning = pruning;
     pruning.then(
